@@ -1,0 +1,1 @@
+"""The ``advlab`` command line."""

@@ -1,0 +1,74 @@
+"""Turning cluster ids into class predictions.
+
+A mapping is an int64 array ``m`` of length ``n_clusters``: cluster ``c`` predicts class
+``m[c]`` (``-1`` = no class, always counted wrong). It is learned on training data and then
+applied to test data, as in Omari et al. (k = 856 clusters, majority vote).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+
+def _contingency(labels_pred: np.ndarray, y: np.ndarray, n_clusters: int) -> np.ndarray:
+    """``counts[c, t]`` = number of points in cluster ``c`` with true class ``t``."""
+    labels_pred = np.asarray(labels_pred, dtype=np.int64)
+    y = np.asarray(y, dtype=np.int64)
+    if labels_pred.shape != y.shape or labels_pred.ndim != 1:
+        raise ValueError(
+            f"labels_pred {labels_pred.shape} and y {y.shape} must be 1-D of equal length"
+        )
+    if labels_pred.size == 0:
+        raise ValueError("cannot learn a mapping from zero points")
+    if labels_pred.min() < 0 or labels_pred.max() >= n_clusters:
+        raise ValueError(
+            f"cluster ids must lie in [0, {n_clusters}), got [{labels_pred.min()}, {labels_pred.max()}]"
+        )
+    if y.min() < 0:
+        raise ValueError("class labels must be non-negative integers")
+    n_classes = int(y.max()) + 1
+    counts = np.zeros((n_clusters, n_classes), dtype=np.int64)
+    np.add.at(counts, (labels_pred, y), 1)
+    return counts
+
+
+def majority_vote_mapping(labels_pred: np.ndarray, y: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Each cluster takes its most frequent true class (ties: the smallest class id).
+
+    Fallback: a cluster holding no training point takes the most frequent class of the whole
+    training set (the best constant guess), so every cluster predicts some class.
+    """
+    counts = _contingency(labels_pred, y, n_clusters)
+    mapping = counts.argmax(axis=1)
+    empty = counts.sum(axis=1) == 0
+    mapping[empty] = counts.sum(axis=0).argmax()
+    return mapping.astype(np.int64)
+
+
+def hungarian_mapping(labels_pred: np.ndarray, y: np.ndarray, n_clusters: int) -> np.ndarray:
+    """One-to-one cluster -> class assignment maximising agreement (Kuhn's Hungarian method,
+    ``scipy.optimize.linear_sum_assignment``). Meant for k = number of classes; when k exceeds
+    the number of classes the unmatched clusters map to ``-1`` (counted as errors)."""
+    counts = _contingency(labels_pred, y, n_clusters)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    mapping = np.full(n_clusters, -1, dtype=np.int64)
+    mapping[rows] = cols
+    return mapping
+
+
+def clustering_accuracy(
+    y_true: np.ndarray, y_pred_clusters: np.ndarray, mapping: np.ndarray
+) -> float:
+    """Fraction of points whose mapped cluster equals the true class: mean(m[c_i] == y_i)."""
+    y_true = np.asarray(y_true)
+    y_pred_clusters = np.asarray(y_pred_clusters, dtype=np.int64)
+    if y_true.shape != y_pred_clusters.shape:
+        raise ValueError(
+            f"y_true {y_true.shape} and cluster ids {y_pred_clusters.shape} differ in shape"
+        )
+    if y_pred_clusters.size and (
+        y_pred_clusters.min() < 0 or y_pred_clusters.max() >= len(mapping)
+    ):
+        raise ValueError("cluster ids out of range of the mapping")
+    return float(np.mean(mapping[y_pred_clusters] == y_true))

@@ -1,0 +1,26 @@
+"""Experiments: validated configs, the resumable runner, the artefact cache, the registry."""
+
+from advlab.experiments.cache import Cache
+from advlab.experiments.config import (
+    ConfigError,
+    ExperimentConfig,
+    read_config_file,
+    validate_config,
+)
+from advlab.experiments.registry import Experiment, get_experiment, list_experiments, register
+from advlab.experiments.runner import RunContext, RunDirError, run_experiment
+
+__all__ = [
+    "Cache",
+    "ConfigError",
+    "Experiment",
+    "ExperimentConfig",
+    "RunContext",
+    "RunDirError",
+    "get_experiment",
+    "list_experiments",
+    "read_config_file",
+    "register",
+    "run_experiment",
+    "validate_config",
+]

@@ -1,0 +1,60 @@
+"""Named experiments: a config class, a run function and named profiles (``quick``, ``paper``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from advlab.experiments.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from advlab.experiments.runner import RunContext
+
+RunFn = Callable[[Any, "RunContext"], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment: ``run(config, ctx) -> results`` with ``results["comparisons"]``."""
+
+    name: str
+    config_cls: type[ExperimentConfig]
+    run: RunFn
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    description: str = ""
+
+
+_REGISTRY: dict[str, Experiment] = {}
+
+
+def register(
+    name: str,
+    config_cls: type[ExperimentConfig],
+    profiles: dict[str, dict[str, Any]] | None = None,
+    description: str = "",
+) -> Callable[[RunFn], RunFn]:
+    """Decorator registering ``fn`` as experiment ``name``."""
+
+    def wrap(fn: RunFn) -> RunFn:
+        _REGISTRY[name] = Experiment(name, config_cls, fn, profiles or {}, description)
+        return fn
+
+    return wrap
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment called ``name`` (built-ins are imported on first use)."""
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown experiment {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def list_experiments() -> list[Experiment]:
+    _load_builtins()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def _load_builtins() -> None:
+    import advlab.experiments.builtin  # noqa: F401  (registers on import)

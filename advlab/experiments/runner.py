@@ -1,0 +1,204 @@
+"""Run an experiment into a run directory, with resumable units and atomic outputs.
+
+Run directory layout::
+
+    DIR/config.json     resolved config (+ experiment name, profile)
+    DIR/manifest.json   seeds, package versions, dataset checksums, timings
+    DIR/log.txt         the log
+    DIR/units/*.json    one file per finished unit of work (the resume state)
+    DIR/results.json    the results, with a ``comparisons`` list (ours vs paper)
+
+Rerunning the same command into the same directory skips every finished unit. Rerunning with
+a different config into a non-empty directory is refused, so results never mix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advlab import __version__
+from advlab.data.datasets import Dataset
+from advlab.experiments.cache import Cache
+from advlab.experiments.config import ExperimentConfig
+from advlab.experiments.registry import Experiment
+from advlab.utils.io import atomic_write_json
+
+PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "matplotlib", "pydantic", "safetensors")
+
+
+class RunDirError(RuntimeError):
+    """The run directory holds a run of a different experiment or config."""
+
+
+class RunContext:
+    """What an experiment function gets: output folder, cache, log, units, provenance."""
+
+    def __init__(self, out: Path, config: ExperimentConfig, cache: Cache, log: logging.Logger):
+        self.out = out
+        self.config = config
+        self.cache = cache
+        self.log = log
+        self.seeds: dict[str, int] = {"seed": config.seed}
+        self.datasets: dict[str, dict[str, Any]] = {}
+        self.units_done = 0
+        self.units_computed = 0
+
+    def unit(self, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Result of the unit ``key``: loaded if it finished before, else computed and stored.
+
+        ``compute`` must return a JSON-serialisable dict. The stored copy is what is returned
+        in both cases, so a resumed run and a fresh run see identical values.
+        """
+        path = self.out / "units" / (_safe_name(key) + ".json")
+        if path.is_file():
+            self.units_done += 1
+            return json.loads(path.read_text())["result"]
+        start = time.perf_counter()
+        result = compute()
+        atomic_write_json(
+            path, {"key": key, "seconds": time.perf_counter() - start, "result": result}
+        )
+        self.units_computed += 1
+        return json.loads(path.read_text())["result"]
+
+    def record_dataset(self, ds: Dataset) -> None:
+        """Note ``ds``'s checksums in the manifest."""
+        self.datasets[f"{ds.name}/{ds.split}"] = {
+            "sha256": ds.sha256,
+            "n": len(ds),
+            "sources": ds.sources,
+        }
+
+    def record_seed(self, name: str, value: int) -> None:
+        self.seeds[name] = int(value)
+
+    def path(self, name: str) -> Path:
+        """A path inside the run directory (for plots and other artefacts)."""
+        return self.out / name
+
+
+def run_experiment(
+    experiment: Experiment,
+    config: ExperimentConfig,
+    out: str | Path,
+    cache: Cache | None = None,
+    profile: str | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Run ``experiment`` with ``config`` into ``out``; returns (and writes) ``results.json``."""
+    out = Path(out)
+    resolved = {
+        "experiment": experiment.name,
+        "profile": profile,
+        "config": config.model_dump(mode="json"),
+    }
+    _claim_run_dir(out, resolved)
+    log = _make_logger(out, quiet)
+    ctx = RunContext(out, config, cache or Cache(), log)
+    manifest: dict[str, Any] = {
+        "experiment": experiment.name,
+        "profile": profile,
+        "advlab": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "command": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_json(out / "manifest.json", manifest)
+    log.info("running %s (profile %s) into %s", experiment.name, profile, out)
+    start = time.perf_counter()
+    results = experiment.run(config, ctx)
+    _check_comparisons(results)
+    results = {"experiment": experiment.name, "profile": profile, **results}
+    atomic_write_json(out / "results.json", results)
+    manifest.update(
+        seeds=ctx.seeds,
+        datasets=ctx.datasets,
+        seconds=time.perf_counter() - start,
+        units_resumed=ctx.units_done,
+        units_computed=ctx.units_computed,
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    atomic_write_json(out / "manifest.json", manifest)
+    log.info(
+        "done in %.1f s (%d units computed, %d resumed)",
+        manifest["seconds"],
+        ctx.units_computed,
+        ctx.units_done,
+    )
+    return results
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def _claim_run_dir(out: Path, resolved: dict[str, Any]) -> None:
+    config_path = out / "config.json"
+    if config_path.is_file():
+        previous = json.loads(config_path.read_text())
+        if previous != resolved:
+            raise RunDirError(
+                f"{out} holds a run with a different config; resume needs the same config. "
+                f"Use another --out, or delete {out}.\n  there: {previous}\n  now:   {resolved}"
+            )
+    elif out.is_dir() and any(out.iterdir()):
+        raise RunDirError(f"{out} is not empty and holds no advlab run; choose another --out")
+    atomic_write_json(config_path, resolved)
+
+
+def _make_logger(out: Path, quiet: bool) -> logging.Logger:
+    log = logging.getLogger(f"advlab.run.{out.resolve()}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    file_handler = logging.FileHandler(out / "log.txt")
+    file_handler.setFormatter(fmt)
+    log.addHandler(file_handler)
+    if not quiet:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(fmt)
+        log.addHandler(stream)
+    return log
+
+
+def _check_comparisons(results: dict[str, Any]) -> None:
+    comparisons = results.get("comparisons")
+    if not isinstance(comparisons, list):
+        raise TypeError("an experiment must return a dict with a 'comparisons' list")
+    for entry in comparisons:
+        missing = {"id", "ours", "paper", "unit"} - set(entry)
+        if missing:
+            raise TypeError(f"comparison {entry!r} lacks {sorted(missing)}")
+        if not isinstance(entry["ours"], int | float | np.floating) or (
+            entry["paper"] is not None and not isinstance(entry["paper"], int | float)
+        ):
+            raise TypeError(
+                f"comparison {entry['id']!r}: 'ours' must be a number, 'paper' a number or null"
+            )
+
+
+def _safe_name(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", key)

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up and run the whole test command: lint, format check, type check, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check advlab tests benchmarks
+.venv/bin/ruff format --check advlab tests benchmarks
+.venv/bin/mypy advlab
+.venv/bin/python -m pytest -q "$@"
