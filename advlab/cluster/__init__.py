@@ -1,5 +1,16 @@
-"""Clustering: cluster-to-class mappings (and the fast k-means engine)."""
+"""Clustering: fast k-means, cluster-to-class mappings, the elbow method."""
 
+from advlab.cluster.elbow import ElbowResult, elbow, find_knee
+from advlab.cluster.kmeans import KMeans, kmeans_plusplus
 from advlab.cluster.mapping import clustering_accuracy, hungarian_mapping, majority_vote_mapping
 
-__all__ = ["clustering_accuracy", "hungarian_mapping", "majority_vote_mapping"]
+__all__ = [
+    "ElbowResult",
+    "KMeans",
+    "clustering_accuracy",
+    "elbow",
+    "find_knee",
+    "hungarian_mapping",
+    "kmeans_plusplus",
+    "majority_vote_mapping",
+]

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from advlab.cluster import clustering_accuracy, majority_vote_mapping
+from advlab.cluster import KMeans, clustering_accuracy, majority_vote_mapping
 from advlab.data import load_dataset
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
@@ -30,9 +30,7 @@ class DemoConfig(ExperimentConfig):
 
 
 def _fit_and_score(config: DemoConfig, train, test, seed: int) -> dict[str, Any]:
-    from sklearn.cluster import KMeans
-
-    km = KMeans(n_clusters=config.n_clusters, n_init=1, random_state=seed).fit(train.data)
+    km = KMeans(n_clusters=config.n_clusters, random_state=seed).fit(train.data)
     mapping = majority_vote_mapping(km.labels_, train.labels, config.n_clusters)
     return {
         "seed": seed,

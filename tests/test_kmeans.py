@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans as SKKMeans
+from sklearn.cluster import kmeans_plusplus as sk_kmeans_plusplus
+
+from advlab.cluster import KMeans, elbow, find_knee, kmeans_plusplus
+from advlab.data import load_dataset
+from tests.conftest import needs_mnist
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    return load_dataset(
+        "blobs", n_samples=3000, centers=6, n_features=8, cluster_std=2.0, random_state=1
+    )
+
+
+@pytest.fixture(scope="module")
+def mnist_train():
+    return load_dataset("mnist", "train")
+
+
+@pytest.mark.parametrize("max_iter", [1, 3, 10, 300])
+@pytest.mark.parametrize("bounds", [True, False])
+def test_matches_sklearn_from_same_init_on_blobs(blobs, max_iter, bounds):
+    init = blobs.data[::500][:6]
+    ours = KMeans(6, init=init, max_iter=max_iter, tol=0.0, bounds=bounds).fit(blobs.data)
+    ref = SKKMeans(6, init=init, n_init=1, max_iter=max_iter, tol=0.0, algorithm="lloyd").fit(
+        blobs.data
+    )
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, atol=1e-4)
+    assert ours.n_iter_ == ref.n_iter_
+    assert np.array_equal(ours.labels_, ref.labels_)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+
+
+@needs_mnist
+@pytest.mark.parametrize("tol", [0.0, 1e-4])
+def test_matches_sklearn_on_mnist_subset(mnist_train, tol):
+    X = mnist_train.data[:5000]
+    init = X[np.random.default_rng(0).choice(5000, 40, replace=False)]
+    ours = KMeans(40, init=init, max_iter=15, tol=tol).fit(X)
+    ref = SKKMeans(40, init=init, n_init=1, max_iter=15, tol=tol, algorithm="lloyd").fit(X)
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, atol=1e-4)
+    assert ours.n_iter_ == ref.n_iter_
+    assert (ours.labels_ == ref.labels_).mean() > 0.999
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-4)
+
+
+def test_bounds_do_not_change_the_result_but_save_work(blobs):
+    X = np.concatenate([blobs.data, blobs.data * 0.5 + 3.0])
+    a = KMeans(30, random_state=3, bounds=True).fit(X)
+    b = KMeans(30, random_state=3, bounds=False).fit(X)
+    np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_, atol=1e-5)
+    assert np.array_equal(a.labels_, b.labels_) and a.n_iter_ == b.n_iter_
+    assert a.distance_rows_ < 0.8 * b.distance_rows_
+
+
+def test_seeded_runs_are_identical_and_seeds_matter(blobs):
+    a = KMeans(12, random_state=5).fit(blobs.data)
+    b = KMeans(12, random_state=5).fit(blobs.data)
+    c = KMeans(12, random_state=6).fit(blobs.data)
+    assert np.array_equal(a.cluster_centers_, b.cluster_centers_) and np.array_equal(
+        a.labels_, b.labels_
+    )
+    assert not np.array_equal(a.cluster_centers_, c.cluster_centers_)
+
+
+@pytest.mark.parametrize("algorithm", ["greedy", "parallel"])
+def test_kmeanspp_seeding_quality_on_blobs_matches_sklearn(blobs, algorithm):
+    ours, ref = [], []
+    for seed in range(5):
+        centres, idx = kmeans_plusplus(blobs.data, 20, random_state=seed, init_algorithm=algorithm)
+        assert np.array_equal(centres, blobs.data[idx]) and len(set(idx)) == 20
+        ours.append(_inertia(blobs.data, centres))
+        ref.append(_inertia(blobs.data, sk_kmeans_plusplus(blobs.data, 20, random_state=seed)[0]))
+    assert np.mean(ours) == pytest.approx(np.mean(ref), rel=0.05)
+
+
+def _inertia(X, centres):
+    from scipy.spatial.distance import cdist
+
+    return (cdist(X.astype(np.float64), centres.astype(np.float64), "sqeuclidean").min(1)).sum()
+
+
+@needs_mnist
+def test_kmeanspp_initial_inertia_on_mnist_10k_within_2_percent(mnist_train):
+    X = mnist_train.data[:10000]
+    ours = [_inertia(X, kmeans_plusplus(X, 100, random_state=s)[0]) for s in range(3)]
+    ref = [_inertia(X, sk_kmeans_plusplus(X, 100, random_state=s)[0]) for s in range(3)]
+    assert np.mean(ours) <= 1.02 * np.mean(ref)
+
+
+def test_init_array_continues_from_given_centres(blobs):
+    first = KMeans(6, random_state=0, max_iter=2).fit(blobs.data)
+    cont = KMeans(6, init=first.cluster_centers_, max_iter=300).fit(blobs.data)
+    full = KMeans(6, random_state=0, max_iter=302).fit(blobs.data)
+    np.testing.assert_allclose(cont.cluster_centers_, full.cluster_centers_, atol=1e-4)
+    # a torch tensor and an (k, ...) shaped array are accepted as init
+    images = blobs.data.reshape(-1, 2, 4)
+    km = KMeans(6, init=torch.as_tensor(first.cluster_centers_.reshape(6, 2, 4)), max_iter=1).fit(
+        images
+    )
+    assert km.cluster_centers_.shape == (6, 8)
+
+
+def test_predict_transform_score_and_torch_input(blobs):
+    km = KMeans(6, random_state=0).fit(torch.as_tensor(blobs.data))
+    assert np.array_equal(km.predict(blobs.data), km.labels_)
+    dist = km.transform(blobs.data[:10])
+    assert dist.shape == (10, 6)
+    assert np.array_equal(dist.argmin(1), km.labels_[:10])
+    assert km.score(blobs.data) == pytest.approx(-km.inertia_, rel=1e-5)
+    assert np.array_equal(KMeans(6, random_state=0).fit_predict(blobs.data), km.labels_)
+
+
+def test_empty_clusters_are_relocated_like_sklearn():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (200, 2)), rng.normal(20, 1, (5, 2))]).astype(np.float32)
+    init = np.array([[0, 0], [0.1, 0.1], [100, 100], [-100, -100]], dtype=np.float32)
+    ours = KMeans(4, init=init, max_iter=5, tol=0).fit(X)
+    ref = SKKMeans(4, init=init, n_init=1, max_iter=5, tol=0, algorithm="lloyd").fit(X)
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, atol=1e-4)
+    assert len(np.unique(ours.labels_)) == 4
+
+
+def test_random_init_and_n_init_keeps_best(blobs):
+    single = [KMeans(6, init="random", random_state=s).fit(blobs.data).inertia_ for s in range(3)]
+    best = KMeans(6, init="random", n_init=3, random_state=0).fit(blobs.data)
+    assert best.inertia_ <= max(single) + 1e-6
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "data", "message"),
+    [
+        ({"n_clusters": 50}, np.zeros((10, 2)), "exceeds n_samples"),
+        ({"n_clusters": 0}, np.zeros((10, 2)), ">= 1"),
+        ({"n_clusters": 2}, np.array([[0.0, np.nan], [1, 1], [2, 2]]), "NaN"),
+        ({"n_clusters": 2}, np.array([[0.0, np.inf], [1, 1], [2, 2]]), "infinite"),
+        ({"n_clusters": 2}, np.zeros((0, 3)), "empty"),
+        ({"n_clusters": 2}, np.zeros(5), "shape"),
+        ({"n_clusters": 2, "init": np.zeros((3, 2))}, np.zeros((10, 2)), "init array has shape"),
+        ({"n_clusters": 2, "init": "kmeans++"}, np.zeros((10, 2)), "init="),
+        ({"n_clusters": 2, "tol": -1.0}, np.zeros((10, 2)), "tol"),
+        ({"n_clusters": 2, "max_iter": 0}, np.zeros((10, 2)), "max_iter"),
+        ({"n_clusters": 2}, np.array([["a", "b"], ["c", "d"]]), "numeric"),
+    ],
+)
+def test_bad_input_raises_value_error(kwargs, data, message):
+    with pytest.raises(ValueError, match=message):
+        KMeans(**kwargs).fit(data)
+
+
+def test_predict_checks_features_and_fitted(blobs):
+    with pytest.raises(RuntimeError, match="not fitted"):
+        KMeans(3).predict(blobs.data)
+    km = KMeans(3, random_state=0).fit(blobs.data)
+    with pytest.raises(ValueError, match="fitted with 8"):
+        km.predict(np.zeros((4, 5), dtype=np.float32))
+
+
+def test_elbow_finds_the_planted_number_of_clusters():
+    data = load_dataset(
+        "blobs", n_samples=1500, centers=5, n_features=4, cluster_std=0.5, random_state=2
+    ).data
+    result = elbow(data, range(1, 13), random_state=0)
+    assert result.knee == 5
+    assert all(a >= b for a, b in zip(result.inertias, result.inertias[1:], strict=False))
+    with pytest.raises(ValueError, match="at least 3"):
+        find_knee([1, 2], [2.0, 1.0])
+    with pytest.raises(ValueError, match="exceeds"):
+        elbow(data[:5], [2, 3, 10])
