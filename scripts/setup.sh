@@ -11,3 +11,5 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[test]"
+# torchattacks is a test/benchmark reference only; --no-deps keeps its torchvision (and a CUDA torch) out.
+.venv/bin/python -m pip install -q --no-deps "torchattacks==3.5.1"

@@ -168,7 +168,7 @@ def kmeans_plusplus(
     """k-means++ seeding alone, like ``sklearn.cluster.kmeans_plusplus``: (centres, indices).
 
     ``init_algorithm``: ``"greedy"`` (scikit-learn's algorithm), ``"parallel"`` (k-means||
-    then greedy k-means++ on the weighted candidates) or ``"auto"`` (parallel when n > 20 k).
+    then greedy k-means++ on the weighted candidates) or ``"auto"`` (parallel when n > 10 k).
     """
     Xt = as_float_matrix(X, device)
     check_n_clusters(n_clusters, len(Xt))
@@ -183,7 +183,7 @@ def _seed_indices(
 ) -> torch.Tensor:
     if init_algorithm not in ("auto", "greedy", "parallel"):
         raise ValueError(f"init_algorithm={init_algorithm!r}: use 'auto', 'greedy' or 'parallel'")
-    if init_algorithm == "parallel" or (init_algorithm == "auto" and len(X) > 20 * k):
+    if init_algorithm == "parallel" or (init_algorithm == "auto" and len(X) > 10 * k):
         return kmeans_parallel_init(X, k, rng, x_sq)
     return greedy_kmeanspp(X, k, rng)
 
@@ -393,7 +393,7 @@ class KMeans:
         random_state: int, RandomState or None.
         device: ``"cpu"``, ``"cuda"`` or a torch.device.
         chunk_size: rows per distance block (default: blocks of at most 64 MiB).
-        init_algorithm: ``"auto"`` (k-means|| when n > 20 k, else greedy), ``"greedy"``
+        init_algorithm: ``"auto"`` (k-means|| when n > 10 k, else greedy), ``"greedy"``
             or ``"parallel"``; only used with ``init="k-means++"``.
         bounds: use Elkan's bounds to skip settled points (exact; needs n*k*4 bytes). ``None``
             (default) turns them on when that is at most 1 GiB.

@@ -1,0 +1,1 @@
+"""Attacks: evasion (test-time perturbations) and, later, poisoning."""

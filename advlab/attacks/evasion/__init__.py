@@ -1,0 +1,31 @@
+"""Evasion attacks: one small file per attack on the shared base (``base.py``)."""
+
+from advlab.attacks.evasion.adapters import TorchattacksAdapter
+from advlab.attacks.evasion.base import (
+    Attack,
+    AttackResult,
+    Misclassification,
+    TargetedMisclassification,
+    eps_to_pixels,
+)
+from advlab.attacks.evasion.bim import BIM, IFGSM
+from advlab.attacks.evasion.fgsm import FGSM
+from advlab.attacks.evasion.kmeans_minimal import KMeansMinimalAttack, kmeans_certified_radius
+from advlab.attacks.evasion.kmeans_pgd import KMeansPGD
+from advlab.attacks.evasion.pgd import PGD
+
+__all__ = [
+    "BIM",
+    "FGSM",
+    "IFGSM",
+    "PGD",
+    "Attack",
+    "AttackResult",
+    "KMeansMinimalAttack",
+    "KMeansPGD",
+    "Misclassification",
+    "TargetedMisclassification",
+    "TorchattacksAdapter",
+    "eps_to_pixels",
+    "kmeans_certified_radius",
+]

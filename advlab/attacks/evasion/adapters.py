@@ -1,0 +1,33 @@
+"""Use a torchattacks attack wherever an advlab attack is expected.
+
+    from torchattacks import BIM
+    atk = TorchattacksAdapter(BIM(model, eps=0.3, alpha=0.075, steps=10))
+    result = atk(images, labels)      # an AttackResult, like every advlab attack
+
+The wrapped object does the search; advlab adds input validation, batching and the criterion.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from advlab.attacks.evasion.base import Attack
+
+
+class TorchattacksAdapter(Attack):
+    """Wrap a ``torchattacks.Attack`` instance (its ``model`` is used for the criterion)."""
+
+    def __init__(self, attack: Any, targeted: bool = False, batch_size: int = 256) -> None:
+        if not callable(attack) or not hasattr(attack, "model"):
+            raise TypeError("expected a torchattacks attack instance (callable, with a .model)")
+        super().__init__(attack.model, targeted, batch_size)
+        self.attack = attack
+        if targeted:
+            attack.set_mode_targeted_by_label(quiet=True)
+
+    def _perturb(
+        self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+    ) -> torch.Tensor:
+        return self.attack(x, target if target is not None else y)

@@ -1,0 +1,263 @@
+"""Exact robustness of k-means: certified radius and the minimal perturbation.
+
+k-means assigns x to its nearest centre, so its decision regions are Voronoi cells. For x in
+the cell of c_i, z is closer to c_j than to c_i iff ``2 z.(c_j - c_i) >= ||c_j||^2 - ||c_i||^2``,
+a half-space H_ij bounded by the bisecting hyperplane of c_i and c_j. The distance from x to
+that hyperplane in the norm p is (dual norm q: q = 2 for p = 2, q = 1 for p = inf)
+
+    r_ij(x) = (||x - c_j||^2 - ||x - c_i||^2) / (2 ||c_j - c_i||_q)          (eq. R)
+
+and the smallest perturbation that changes the cluster has size r(x) = min_{j != i} r_ij(x)
+(the cell is the intersection of the half-spaces). Restricting j to clusters mapped to another
+class gives a lower bound on the perturbation that changes the *predicted class*, because the
+cell of c_j lies inside H_ij. Both ignore the [0, 1] box, so they are certified lower bounds.
+
+:class:`KMeansMinimalAttack` computes the perturbation itself with the box respected: the
+closest point of ``box ∩ H_ij`` is ``clip(x + lam * w, 0, 1)`` in L2 (KKT conditions of the
+projection; ``lam >= 0`` found by bisection) and ``clip(x + t * sign(w), 0, 1)`` with the
+smallest feasible ``t`` in L-inf, w = c_j - c_i. Candidates j are tried in increasing order of
+r_ij; since the boxed distance is never below r_ij, the search stops with a proof of
+optimality once the best boxed distance is <= the next r_ij (``"any-cluster"``). For
+``"other-class"`` the landing cluster is checked and the best successful candidate is returned,
+together with a bisection along the segment from x to each candidate centre (a point that
+always succeeds): an upper bound on the true minimum (which would need a projection onto each
+whole cell).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from advlab.attacks.evasion.base import AttackResult
+from advlab.cluster._validation import ArrayLike, as_float_matrix
+
+NORMS = ("l2", "linf")
+TARGETS = ("any-cluster", "other-class")
+
+
+def _centres(centers: object) -> torch.Tensor:
+    c = getattr(centers, "cluster_centers_", centers)
+    return torch.as_tensor(np.asarray(c), dtype=torch.float64)
+
+
+def _mapping(mapping: object | None, k: int) -> torch.Tensor | None:
+    if mapping is None:
+        return None
+    m = torch.as_tensor(np.asarray(mapping), dtype=torch.int64)
+    if m.shape != (k,):
+        raise ValueError(f"mapping must have shape ({k},), got {tuple(m.shape)}")
+    return m
+
+
+def _bisector_distances(
+    x: torch.Tensor, c: torch.Tensor, norm: str, mapping: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(own cluster (n,), r_ij (n, k) from eq. R, inf where j is excluded)."""
+    d2 = torch.cdist(x, c).pow(2)
+    own = d2.argmin(1)
+    dual = torch.cdist(c, c, p=2.0 if norm == "l2" else 1.0)
+    r = (d2 - d2.gather(1, own[:, None])) / (2 * dual[own])
+    excluded = torch.zeros_like(r, dtype=torch.bool)
+    excluded.scatter_(1, own[:, None], True)
+    if mapping is not None:
+        excluded |= mapping[None, :] == mapping[own][:, None]
+    return own, r.masked_fill(excluded, float("inf"))
+
+
+def kmeans_certified_radius(
+    centers: object,
+    x: ArrayLike,
+    norm: str = "l2",
+    mapping: object | None = None,
+    chunk_size: int = 1024,
+) -> np.ndarray:
+    """Smallest perturbation (norm ``"l2"`` or ``"linf"``, box ignored) that moves each x out
+    of its Voronoi cell (eq. R, min over j). With ``mapping`` (cluster -> class), the min runs
+    over clusters of another class: a certified lower bound on the perturbation needed to change
+    the predicted class. ``centers``: array (k, D) or a fitted KMeans. Returns float64 (n,)."""
+    if norm not in NORMS:
+        raise ValueError(f"norm={norm!r}: use one of {NORMS}")
+    c = _centres(centers)
+    if len(c) < 2:
+        raise ValueError("the certified radius needs at least 2 centres")
+    X = as_float_matrix(x).double()
+    if X.shape[1] != c.shape[1]:
+        raise ValueError(f"x has {X.shape[1]} features, centres have {c.shape[1]}")
+    m = _mapping(mapping, len(c))
+    out = [
+        _bisector_distances(X[s : s + chunk_size], c, norm, m)[1].min(1).values
+        for s in range(0, len(X), chunk_size)
+    ]
+    return torch.cat(out).numpy()
+
+
+class KMeansMinimalAttack:
+    """Minimal box-constrained perturbation that changes a k-means decision.
+
+    Args:
+        centers: (k, D) centres or a fitted KMeans.
+        mapping: cluster -> class (needed for ``target="other-class"``).
+        norm: ``"l2"`` or ``"linf"``.
+        target: ``"any-cluster"`` (leave the own cell) or ``"other-class"`` (land in a cluster
+            of another class).
+        overshoot: margin past the boundary, in units of ||c_j - c_i||_1, so that the assignment
+            of the float32 output really changes (about 1e-6 sqrt(D) in L2 distance).
+        n_candidates: candidate clusters examined at first (more if optimality is not proven).
+
+    ``attack(x)`` returns an :class:`AttackResult` (``pred`` = cluster after the attack) and
+    sets ``norms_`` (size of each perturbation, inf where it failed).
+    """
+
+    def __init__(
+        self,
+        centers: object,
+        mapping: object | None = None,
+        norm: str = "l2",
+        target: str = "any-cluster",
+        overshoot: float = 1e-6,
+        n_candidates: int = 8,
+        bisection_steps: int = 60,
+        batch_size: int = 256,
+    ) -> None:
+        if norm not in NORMS:
+            raise ValueError(f"norm={norm!r}: use one of {NORMS}")
+        if target not in TARGETS:
+            raise ValueError(f"target={target!r}: use one of {TARGETS}")
+        self.c = _centres(centers)
+        self.mapping = _mapping(mapping, len(self.c))
+        if target == "other-class" and self.mapping is None:
+            raise ValueError("target='other-class' needs the cluster-to-class mapping")
+        self.norm, self.target, self.overshoot = norm, target, overshoot
+        self.n_candidates, self.steps, self.batch_size = n_candidates, bisection_steps, batch_size
+
+    def __call__(self, x: torch.Tensor) -> AttackResult:
+        shape = x.shape
+        X = as_float_matrix(x).double()
+        if float(X.min()) < 0 or float(X.max()) > 1:
+            raise ValueError("x must lie in [0, 1]")
+        if X.shape[1] != self.c.shape[1]:
+            raise ValueError(f"x has {X.shape[1]} features, centres have {self.c.shape[1]}")
+        adv, norms = [], []
+        for s in range(0, len(X), self.batch_size):
+            a, n = self._batch(X[s : s + self.batch_size])
+            adv.append(a)
+            norms.append(n)
+        x_adv = torch.cat(adv).float()  # success is judged on the float32 output users get
+        size = torch.cat(norms)
+        before, after = (
+            torch.cdist(X, self.c).argmin(1),
+            torch.cdist(x_adv.double(), self.c).argmin(1),
+        )
+        if self.mapping is not None and self.target == "other-class":
+            success = self.mapping[after] != self.mapping[before]
+        else:
+            success = after != before
+        self.norms_ = torch.where(success, size, torch.full_like(size, float("inf"))).numpy()
+        return AttackResult(x_adv.reshape(shape), success, after)
+
+    def _batch(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask_map = self.mapping if self.target == "other-class" else None
+        own, r = _bisector_distances(X, self.c, self.norm, mask_map)
+        order = r.argsort(1)
+        best = X.clone()
+        best_size = torch.full((len(X),), float("inf"), dtype=torch.float64)
+        m, k = self.n_candidates, len(self.c)
+        start = 0
+        while start < k:
+            cand = order[:, start : start + m]
+            z, size = self._project(X, own, cand)
+            ok = self._lands(z, own, size)
+            size = torch.where(ok, size, torch.full_like(size, float("inf")))
+            pick = size.argmin(1)
+            pick_size = size.gather(1, pick[:, None])[:, 0]
+            better = pick_size < best_size
+            best[better] = z[better, pick[better]]
+            best_size[better] = pick_size[better]
+            start += m
+            next_lower = r.gather(1, order[:, min(start, k - 1) : min(start, k - 1) + 1])[:, 0]
+            if start >= k or bool((best_size <= next_lower).all()):
+                break  # no remaining candidate can do better: optimal (given the candidates' order)
+            m *= 2
+        if self.target == "other-class":
+            cand = order[:, : self.n_candidates]
+            self._segment_fallback(X, own, cand, torch.isfinite(r.gather(1, cand)), best, best_size)
+        return best, best_size
+
+    def _segment_fallback(
+        self,
+        X: torch.Tensor,
+        own: torch.Tensor,
+        cand: torch.Tensor,
+        valid: torch.Tensor,
+        best: torch.Tensor,
+        best_size: torch.Tensor,
+    ) -> None:
+        """Bisection on the segment from x to each candidate centre c_j (which lies in its own
+        cell, of another class): always yields a successful point, used when it is smaller."""
+        x, cj = X[:, None, :], self.c[cand]
+        lo = torch.zeros(cand.shape, dtype=torch.float64)
+        hi = torch.ones_like(lo)
+        for _ in range(self.steps):
+            mid = 0.5 * (lo + hi)
+            z = x + mid[..., None] * (cj - x)
+            ok = self._lands(z, own, torch.zeros_like(mid))
+            hi, lo = torch.where(ok, mid, hi), torch.where(ok, lo, mid)
+        hi = (hi * (1 + 100 * self.overshoot) + self.overshoot).clamp(
+            max=1.0
+        )  # step past the boundary
+        z = x + hi[..., None] * (cj - x)
+        delta = z - x
+        size = delta.norm(dim=-1) if self.norm == "l2" else delta.abs().amax(-1)
+        size = torch.where(
+            valid & self._lands(z, own, size), size, torch.full_like(size, float("inf"))
+        )
+        pick = size.argmin(1)
+        pick_size = size.gather(1, pick[:, None])[:, 0]
+        better = pick_size < best_size
+        best[better] = z[better, pick[better]]
+        best_size[better] = pick_size[better]
+
+    def _project(
+        self, X: torch.Tensor, own: torch.Tensor, cand: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Closest point of box ∩ H_ij (just past the hyperplane) for each candidate j."""
+        ci, cj = self.c[own][:, None, :], self.c[cand]
+        w = cj - ci  # (n, m, D)
+        b = 0.5 * (cj.pow(2).sum(-1) - ci.pow(2).sum(-1))  # z.w >= b  <=>  z in H_ij
+        x = X[:, None, :]
+        # land past the hyperplane by a margin that float32 rounding of the output cannot undo
+        b = b + self.overshoot * w.abs().sum(-1)
+
+        def point(t: torch.Tensor) -> torch.Tensor:
+            step = w * t[..., None] if self.norm == "l2" else w.sign() * t[..., None]
+            return (x + step).clamp(0.0, 1.0)
+
+        def feasible(t: torch.Tensor) -> torch.Tensor:
+            return (point(t) * w).sum(-1) >= b
+
+        lo = torch.zeros(w.shape[:2], dtype=torch.float64)
+        hi = torch.ones_like(lo) if self.norm == "linf" else 1.0 / w.norm(dim=-1).clamp(min=1e-12)
+        for _ in range(60):  # grow hi until feasible (or the box saturates)
+            grow = ~feasible(hi)
+            if not bool(grow.any()):
+                break
+            hi = torch.where(grow, hi * 2, hi)
+        reachable = feasible(hi)
+        for _ in range(self.steps):
+            mid = 0.5 * (lo + hi)
+            ok = feasible(mid)
+            hi, lo = torch.where(ok, mid, hi), torch.where(ok, lo, mid)
+        z = point(hi)
+        delta = (z - x).flatten(2)
+        size = delta.norm(dim=-1) if self.norm == "l2" else delta.abs().amax(-1)
+        return z, torch.where(reachable, size, torch.full_like(size, float("inf")))
+
+    def _lands(self, z: torch.Tensor, own: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+        """Whether each candidate point leaves the own cell (or reaches another class)."""
+        n, m, d = z.shape
+        landed = torch.cdist(z.reshape(n * m, d), self.c).argmin(1).reshape(n, m)
+        if self.target == "other-class":
+            assert self.mapping is not None
+            return (self.mapping[landed] != self.mapping[own][:, None]) & torch.isfinite(size)
+        return (landed != own[:, None]) & torch.isfinite(size)

@@ -1,0 +1,82 @@
+"""``elbow``: the elbow method on MNIST / Fashion-MNIST, as Omari et al. used to pick k = 856.
+
+One unit per (dataset, k): a k-means fit and its inertia. The knee of inertia(k) is found
+with kneed (:func:`advlab.cluster.find_knee`); the curve is saved as ``elbow-<dataset>.png/svg``.
+The knee of an inertia curve depends on the range of k scanned, so the config's ``ks`` is part
+of the result.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from advlab.cluster import KMeans, find_knee
+from advlab.data import load_dataset
+from advlab.experiments.config import ExperimentConfig
+from advlab.experiments.registry import register
+from advlab.experiments.runner import RunContext
+from advlab.report.plots import plot_elbow
+from advlab.utils.progress import progress
+
+PAPER_K = 856
+
+
+class ElbowConfig(ExperimentConfig):
+    datasets: tuple[Literal["mnist", "fashion-mnist", "digits"], ...] = ("mnist", "fashion-mnist")
+    ks: tuple[int, ...] = (10, 25, 50, 100, 200, 400, 600, 856, 1200, 1600)
+    n_train: int | None = Field(None, ge=2, description="first n training images (None: all)")
+    device: str = "cpu"
+
+
+def _inertia(data: np.ndarray, k: int, config: ElbowConfig) -> dict[str, float]:
+    return {
+        "inertia": float(
+            KMeans(k, random_state=config.seed, device=config.device).fit(data).inertia_
+        )
+    }
+
+
+@register(
+    "elbow",
+    ElbowConfig,
+    profiles={
+        "quick": {"n_train": 10000, "ks": [10, 25, 50, 100, 200, 300, 400, 600, 856]},
+        "paper": {},
+    },
+    description="elbow method (inertia vs k, kneed knee) on MNIST and Fashion-MNIST",
+)
+def run_elbow(config: ElbowConfig, ctx: RunContext) -> dict[str, Any]:
+    ks = sorted(set(config.ks))
+    if len(ks) < 3 or ks[0] < 1:
+        raise ValueError(f"ks must hold at least 3 positive values, got {list(config.ks)}")
+    comparisons, curves = [], {}
+    for name in config.datasets:
+        train = load_dataset(name, "train")
+        if config.n_train is not None:
+            train = train.subset(slice(0, config.n_train))
+        if ks[-1] > len(train):
+            raise ValueError(f"k={ks[-1]} exceeds the {len(train)} training images of {name}")
+        ctx.record_dataset(train)
+        inertias = []
+        for k in progress(ks, desc=f"elbow {name}"):
+            unit = ctx.unit(f"{name}-k{k}", partial(_inertia, train.data, k, config))
+            inertias.append(unit["inertia"])
+        knee = find_knee(ks, inertias)
+        plot_elbow(
+            ks, inertias, knee, f"Elbow, {name} ({len(train)} images)", ctx.path(f"elbow-{name}")
+        )
+        ctx.log.info("%s: knee at k = %s", name, knee)
+        curves[name] = {"ks": ks, "inertias": inertias, "knee": knee}
+        comparisons.append(
+            {
+                "id": f"elbow.{name}.knee",
+                "ours": float(knee or 0),
+                "paper": float(PAPER_K),
+                "unit": "k",
+            }
+        )
+    return {"curves": curves, "comparisons": comparisons}

@@ -1,0 +1,148 @@
+"""Seeded, cached, resumable training of the model zoo.
+
+The trained weights go through the artefact cache (key: architecture, dataset checksum and
+every training hyper-parameter) as safetensors, so a second call loads instead of training.
+While training, a checkpoint is written after every epoch (``torch.save``, read back with
+``weights_only=True``: no pickle), so an interrupted run resumes at the last finished epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from advlab.data.datasets import Dataset
+from advlab.experiments.cache import Cache
+from advlab.models.zoo import Classifier, build_model
+from advlab.utils.io import atomic_write_bytes
+from advlab.utils.progress import progress
+
+TRAINER_VERSION = "1"
+
+
+@dataclass
+class TrainedModel:
+    """A trained classifier (in eval mode) with its test accuracy (%, or None) and cache key."""
+
+    model: Classifier
+    name: str
+    test_accuracy: float | None
+    cache_key: str
+    from_cache: bool
+
+
+def _images(ds: Dataset) -> torch.Tensor:
+    if ds.images is None:
+        raise ValueError(f"{ds.name} has no images; the model zoo needs 1x28x28 image data")
+    if ds.images.shape[1:] != (1, 28, 28):
+        raise ValueError(
+            f"{ds.name} images have shape {ds.images.shape[1:]}, the zoo expects (1, 28, 28)"
+        )
+    return torch.from_numpy(ds.images)
+
+
+@torch.no_grad()
+def accuracy(
+    model: nn.Module, ds: Dataset, device: str | torch.device = "cpu", batch_size: int = 1000
+) -> float:
+    """Top-1 accuracy (%) of ``model`` on ``ds``."""
+    was_training = model.training
+    model.eval()
+    x, y = _images(ds), torch.from_numpy(ds.labels)
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        logits = model(x[start : start + batch_size].to(device))
+        correct += int((logits.argmax(1).cpu() == y[start : start + batch_size]).sum())
+    model.train(was_training)
+    return 100.0 * correct / len(x)
+
+
+def train_classifier(
+    name: str,
+    train: Dataset,
+    test: Dataset | None = None,
+    epochs: int = 2,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    cache: Cache | None = None,
+) -> TrainedModel:
+    """Train zoo model ``name`` on ``train`` with Adam and cross-entropy; cached and resumable."""
+    if epochs < 1 or batch_size < 1 or not lr > 0:
+        raise ValueError(
+            f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}"
+        )
+    x, y = _images(train), torch.from_numpy(train.labels)
+    cache = cache or Cache()
+    parts = {"arch": name, "data": train.sha256, "epochs": epochs, "batch_size": batch_size,
+             "lr": lr, "seed": seed, "optimizer": "adam"}  # fmt: skip
+    key = cache.key("weights", parts, TRAINER_VERSION)
+    torch.manual_seed(seed)  # the initial weights depend on the seed only
+    model = build_model(name, n_classes=int(y.max()) + 1)
+    stored = cache.load("weights", parts, TRAINER_VERSION)
+    from_cache = stored is not None
+    if stored is None:
+        checkpoint = cache.root / "checkpoints" / f"{key}.pt"
+        _fit(model, x, y, epochs, batch_size, lr, seed, device, checkpoint)
+        state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        cache.save("weights", parts, TRAINER_VERSION, state)
+        checkpoint.unlink(missing_ok=True)
+    else:
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in stored.items()})
+    model.to(device).eval()
+    acc = accuracy(model, test, device) if test is not None else None
+    return TrainedModel(model, name, acc, key, from_cache)
+
+
+def _fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str | torch.device,
+    checkpoint: Path,
+) -> None:
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    first_epoch = _resume(model, optimizer, checkpoint)
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(first_epoch, epochs):
+        order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(len(x)))
+        batches = range(0, len(x), batch_size)
+        for begin in progress(batches, desc=f"epoch {epoch + 1}/{epochs}"):
+            idx = order[begin : begin + batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[idx].to(device)), y[idx].to(device))
+            loss.backward()
+            optimizer.step()
+        _save_checkpoint(model, optimizer, epoch + 1, checkpoint)
+
+
+def _save_checkpoint(
+    model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, path: Path
+) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(
+        {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict()}, buffer
+    )
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _resume(model: nn.Module, optimizer: torch.optim.Optimizer, path: Path) -> int:
+    """Load the last per-epoch checkpoint, if any; returns the epoch to start from."""
+    if not path.is_file():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["epoch"])

@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from advlab.attacks.evasion import (
+    FGSM,
+    IFGSM,
+    PGD,
+    KMeansMinimalAttack,
+    KMeansPGD,
+    TorchattacksAdapter,
+    eps_to_pixels,
+    kmeans_certified_radius,
+)
+from advlab.cluster import KMeans, majority_vote_mapping
+from advlab.cluster.differentiable import KMeansClassifier
+from advlab.data import load_dataset
+from advlab.models import build_model
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    """Logistic regression on the 8x8 digits, trained in a second (a real, accurate model)."""
+    torch.manual_seed(0)
+    train = load_dataset("digits", "train")
+    x, y = torch.from_numpy(train.images), torch.from_numpy(train.labels)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(300):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    test = load_dataset("digits", "test")
+    xt, yt = torch.from_numpy(test.images), torch.from_numpy(test.labels)
+    assert (model(xt).argmax(1) == yt).float().mean() > 0.9
+    return model, xt, yt
+
+
+def test_fgsm_matches_closed_form(digits_model):
+    model, x, y = digits_model
+    x, y = x[:50], y[:50]
+    xr = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(nn.functional.cross_entropy(model(xr), y), xr)
+    expected = torch.clamp(x + 0.1 * grad.sign(), 0, 1)
+    result = FGSM(model, eps=0.1)(x, y)
+    assert torch.allclose(result.x_adv, expected, atol=1e-7)
+    assert all(p.grad is None for p in model.parameters())  # no gradient kept on the model
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_bim_equals_torchattacks(digits_model, targeted):
+    torchattacks = pytest.importorskip("torchattacks")
+    model, x, y = digits_model
+    x, y = x[:64], y[:64]
+    target = (y + 3) % 10
+    ref_atk = torchattacks.BIM(model, eps=0.2, alpha=0.05, steps=7)
+    if targeted:
+        ref_atk.set_mode_targeted_by_label(quiet=True)
+    ref = ref_atk(x, target if targeted else y)
+    ours = IFGSM(model, eps=0.2, eps_step=0.05, max_iter=7, targeted=targeted)(
+        x, y, target if targeted else None
+    )
+    assert torch.allclose(ours.x_adv, ref, atol=1e-6)
+    adapted = TorchattacksAdapter(torchattacks.BIM(model, eps=0.2, alpha=0.05, steps=7))(x, y)
+    if not targeted:
+        assert torch.allclose(adapted.x_adv, ours.x_adv, atol=1e-6)
+        assert torch.equal(adapted.success, ours.success)
+
+
+def test_ifgsm_default_step_is_eps_over_4_and_succeeds(digits_model):
+    model, x, y = digits_model
+    atk = IFGSM(model, eps=0.3, max_iter=10)
+    assert atk.eps_step == pytest.approx(0.075)
+    result = atk(x, y)
+    assert result.success_rate > 0.9
+    clean_wrong = model(x).argmax(1) != y
+    assert bool(result.success[clean_wrong].all())
+
+
+def test_early_stop_stops_moving_successful_points(digits_model):
+    model, x, y = digits_model
+    full = IFGSM(model, eps=0.3, max_iter=20)(x, y)
+    early = IFGSM(model, eps=0.3, max_iter=20, early_stop=True)(x, y)
+    assert early.success_rate == pytest.approx(full.success_rate, abs=0.05)
+    dist_full = (full.x_adv - x).flatten(1).norm(dim=1).mean()
+    dist_early = (early.x_adv - x).flatten(1).norm(dim=1).mean()
+    assert dist_early < dist_full
+
+
+@pytest.mark.parametrize(
+    ("attack", "norm"),
+    [("fgsm", "linf"), ("ifgsm", "linf"), ("ifgsm", "l2"), ("pgd", "linf"), ("pgd", "l2")],
+)
+def test_attacks_stay_in_box_and_ball(digits_model, norm, attack):
+    model, x, y = digits_model
+    eps = 0.25 if norm == "linf" else 1.5
+    atk = {
+        "fgsm": lambda: FGSM(model, eps=eps),
+        "ifgsm": lambda: (
+            IFGSM(model, eps=eps, max_iter=5)
+            if norm == "linf"
+            else PGD(model, eps, 5, norm="l2", random_start=False)
+        ),
+        "pgd": lambda: PGD(model, eps=eps, max_iter=5, norm=norm, random_state=0),
+    }[attack]()
+    x_adv = atk(x, y).x_adv
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    delta = (x_adv - x).flatten(1)
+    size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+    assert float(size.max()) <= eps + 1e-5
+
+
+def test_pgd_is_seeded(digits_model):
+    model, x, y = digits_model
+    a = PGD(model, 0.2, 3, random_state=1)(x[:20], y[:20]).x_adv
+    b = PGD(model, 0.2, 3, random_state=1)(x[:20], y[:20]).x_adv
+    c = PGD(model, 0.2, 3, random_state=2)(x[:20], y[:20]).x_adv
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_model_mode_and_grad_flags_restored():
+    model = build_model("small_cnn")
+    model.train()
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    IFGSM(model, eps=0.1, max_iter=2)(x, y)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_eps_units():
+    assert eps_to_pixels(1.0, "pixel") == 1.0
+    assert eps_to_pixels(1.0, "standardized") == pytest.approx(0.3081)
+    assert IFGSM(
+        nn.Identity(), eps=1.0, max_iter=1, eps_units="standardized"
+    ).eps_step == pytest.approx(0.3081 / 4)
+    with pytest.raises(ValueError, match="eps_units"):
+        eps_to_pixels(1.0, "bytes")
+
+
+@pytest.mark.parametrize(
+    ("make", "x", "y", "message"),
+    [
+        (
+            lambda m: FGSM(m, eps=-0.1),
+            torch.rand(2, 1, 8, 8),
+            torch.tensor([0, 1]),
+            "eps must be >= 0",
+        ),
+        (lambda m: FGSM(m, eps=0.1), torch.rand(2, 1, 8, 8) * 3, torch.tensor([0, 1]), r"\[0, 1\]"),
+        (
+            lambda m: FGSM(m, eps=0.1),
+            torch.ones(2, 1, 8, 8, dtype=torch.int64),
+            torch.tensor([0, 1]),
+            "floating",
+        ),
+        (lambda m: FGSM(m, eps=0.1), torch.rand(2, 1, 8, 8), torch.tensor([0, 12]), r"\[0, 10\)"),
+        (lambda m: FGSM(m, eps=0.1), torch.rand(2, 1, 8, 8), torch.tensor([0.0, 1.0]), "integer"),
+        (lambda m: FGSM(m, eps=0.1), torch.rand(2, 1, 8, 8), torch.tensor([0, 1, 2]), "shape"),
+        (
+            lambda m: FGSM(m, eps=0.1, targeted=True),
+            torch.rand(2, 1, 8, 8),
+            torch.tensor([0, 1]),
+            "target",
+        ),
+        (lambda m: IFGSM(m, eps=0.1, max_iter=0), None, None, "max_iter"),
+    ],
+)
+def test_bad_input(digits_model, make, x, y, message):
+    model = digits_model[0]
+    with pytest.raises(ValueError, match=message):
+        atk = make(model)
+        atk(x, y)
+
+
+# --------------------------------------------------------------------- k-means attacks
+
+
+def _box_free_problem(d: int, k: int, seed: int):
+    """Centres and points well inside [0, 1] so that the box never binds."""
+    rng = np.random.default_rng(seed)
+    centres = 0.5 + 0.02 * rng.normal(size=(k, d))
+    x = 0.5 + 0.02 * rng.normal(size=(200, d))
+    return centres, x
+
+
+@pytest.mark.parametrize(("d", "norm"), [(2, "l2"), (50, "l2"), (2, "linf"), (50, "linf")])
+def test_certified_radius_is_tight_and_sound(d, norm):
+    centres, x = _box_free_problem(d, 7, seed=d)
+    radius = kmeans_certified_radius(centres, x, norm)
+    own = np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), 1)
+    rng = np.random.default_rng(0)
+    # brute force: random perturbations of size just below the radius never change the cluster
+    for _ in range(200):
+        u = rng.normal(size=x.shape)
+        u = u / np.linalg.norm(u, axis=1, keepdims=True) if norm == "l2" else np.sign(u)
+        z = x + u * (radius * 0.999)[:, None]
+        assert np.array_equal(np.argmin(((z[:, None] - centres[None]) ** 2).sum(-1), 1), own)
+    # the minimal attack reaches the boundary at exactly the radius
+    atk = KMeansMinimalAttack(centres, norm=norm)
+    result = atk(torch.as_tensor(x, dtype=torch.float64))
+    assert bool(result.success.all())
+    np.testing.assert_allclose(atk.norms_, radius, rtol=1e-3, atol=1e-4)
+
+
+def test_minimal_attack_respects_box_and_beats_random_search():
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(0, 1, size=(6, 5))
+    x = np.clip(centres[rng.integers(0, 6, 100)] + 0.1 * rng.normal(size=(100, 5)), 0, 1)
+    atk = KMeansMinimalAttack(centres, norm="l2")
+    result = atk(torch.as_tensor(x))
+    assert float(result.x_adv.min()) >= 0 and float(result.x_adv.max()) <= 1
+    radius = kmeans_certified_radius(centres, x, "l2")
+    assert np.all(atk.norms_ >= radius - 1e-6)  # the box can only make it larger
+    own = np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), 1)
+    best_random = np.full(len(x), np.inf)
+    for _ in range(300):  # random search in the box for cluster-changing points
+        z = np.clip(x + rng.normal(size=x.shape) * rng.uniform(0, 0.5, (len(x), 1)), 0, 1)
+        moved = np.argmin(((z[:, None] - centres[None]) ** 2).sum(-1), 1) != own
+        best_random = np.where(
+            moved, np.minimum(best_random, np.linalg.norm(z - x, axis=1)), best_random
+        )
+    ok = np.isfinite(best_random)
+    assert np.all(atk.norms_[ok] <= best_random[ok] + 1e-6)
+
+
+def test_other_class_attack_changes_the_predicted_class():
+    data = load_dataset("blobs", n_samples=300, centers=3, n_features=4, random_state=0)
+    x = (data.data - data.data.min()) / (data.data.max() - data.data.min())
+    km = KMeans(9, random_state=0).fit(x)
+    mapping = majority_vote_mapping(km.labels_, data.labels, 9)
+    atk = KMeansMinimalAttack(km, mapping, norm="l2", target="other-class")
+    result = atk(torch.as_tensor(x[:50]))
+    before = mapping[km.predict(x[:50])]
+    after = mapping[km.predict(result.x_adv.numpy())]
+    assert np.array_equal(result.success.numpy(), after != before) and result.success.all()
+    lower = kmeans_certified_radius(km, x[:50], "l2", mapping=mapping)
+    assert np.all(atk.norms_ >= lower - 1e-6)
+
+
+def test_kmeans_classifier_and_pgd():
+    data = load_dataset("digits", "train")
+    km = KMeans(30, random_state=0).fit(data.data)
+    mapping = majority_vote_mapping(km.labels_, data.labels, 30)
+    clf = KMeansClassifier(km.cluster_centers_, mapping)
+    x = torch.from_numpy(data.images[:200])
+    assert np.array_equal(clf(x).argmax(1).numpy(), mapping[km.predict(data.data[:200])])
+    y = torch.from_numpy(data.labels[:200])
+    result = KMeansPGD(km, mapping, eps=0.3, max_iter=20)(x, y)
+    attacked_acc = (mapping[km.predict(result.x_adv.flatten(1).numpy())] == y.numpy()).mean()
+    assert attacked_acc < 0.2
+    certified = kmeans_certified_radius(km, data.data[:200], "linf", mapping=mapping)
+    correct = mapping[km.predict(data.data[:200])] == data.labels[:200]
+    assert attacked_acc >= (correct & (certified > 0.3)).mean()  # the certificate is a lower bound

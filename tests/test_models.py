@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from advlab.data import load_dataset
+from advlab.experiments import Cache
+from advlab.models import MODELS, accuracy, build_model, train_classifier
+from advlab.models import train as train_module
+from tests.conftest import needs_mnist
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_zoo_shapes_and_features(name):
+    model = build_model(name).eval()
+    x = torch.rand(3, 1, 28, 28)
+    assert model(x).shape == (3, 10)
+    feats = model.features(x)
+    assert model.classifier(feats).shape == (3, 10)
+    if name == "fc1":
+        assert feats.shape == (3, 100)  # Mygdalis et al.'s 100-dimensional representation
+
+
+def test_unknown_model():
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("vgg")
+
+
+@pytest.fixture(scope="module")
+def small_mnist():
+    if not (train := _mnist_or_none()):
+        pytest.skip("needs MNIST (ADVLAB_DATA)")
+    return train.subset(slice(0, 3000)), load_dataset("mnist", "test").subset(slice(0, 1000))
+
+
+def _mnist_or_none():
+    try:
+        return load_dataset("mnist", "train")
+    except FileNotFoundError:
+        return None
+
+
+@needs_mnist
+def test_training_is_seeded_cached_and_accurate(small_mnist, tmp_path):
+    train, test = small_mnist
+    cache = Cache(tmp_path)
+    first = train_classifier("small_cnn", train, test, epochs=2, batch_size=64, seed=3, cache=cache)
+    assert not first.from_cache and first.test_accuracy > 90.0
+    second = train_classifier(
+        "small_cnn", train, test, epochs=2, batch_size=64, seed=3, cache=cache
+    )
+    assert second.from_cache and second.test_accuracy == first.test_accuracy
+    for a, b in zip(
+        first.model.state_dict().values(), second.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+    other = train_classifier("small_cnn", train, None, epochs=1, seed=4, cache=cache)
+    assert other.cache_key != first.cache_key and not other.from_cache
+    assert accuracy(first.model, test) == first.test_accuracy
+
+
+@needs_mnist
+def test_training_resumes_after_an_interrupted_epoch(small_mnist, tmp_path, monkeypatch):
+    train, _ = small_mnist
+    reference = train_classifier(
+        "fc1", train, epochs=2, seed=0, cache=Cache(tmp_path / "ref")
+    ).model
+    real_save = train_module._save_checkpoint
+    epochs_run = []
+
+    def interrupt_after_first_epoch(model, optimizer, epoch, path):
+        real_save(model, optimizer, epoch, path)
+        epochs_run.append(epoch)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_save_checkpoint", interrupt_after_first_epoch)
+    cache = Cache(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier("fc1", train, epochs=2, seed=0, cache=cache)
+    resumed = train_classifier("fc1", train, epochs=2, seed=0, cache=cache).model
+    assert epochs_run == [1, 2]  # epoch 1 was not trained again
+    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.pt"))  # removed once done
+
+
+def test_training_bad_input():
+    digits = load_dataset("digits", "train")
+    with pytest.raises(ValueError, match="expects \\(1, 28, 28\\)"):
+        train_classifier("small_cnn", digits)
+    iris = load_dataset("iris", "train")
+    with pytest.raises(ValueError, match="no images"):
+        train_classifier("small_cnn", iris)
+    with pytest.raises(ValueError, match="epochs"):
+        train_classifier("small_cnn", digits, epochs=0)
