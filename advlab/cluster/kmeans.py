@@ -519,6 +519,15 @@ class KMeans:
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
+    @classmethod
+    def from_centers(cls, centers: ArrayLike, **params: object) -> KMeans:
+        """A fitted-like KMeans holding ``centers`` (k, ...) (for ``predict``, attacks, warm starts)."""
+        c = as_float_matrix(centers, str(params.get("device", "cpu")), "centers")
+        km = cls(n_clusters=len(c), **params)  # type: ignore[arg-type]
+        km.cluster_centers_ = c.cpu().numpy()
+        km.n_features_in_ = c.shape[1]
+        return km
+
     def fit_predict(self, X: ArrayLike, y: object = None) -> np.ndarray:
         return self.fit(X).labels_
 

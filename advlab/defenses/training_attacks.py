@@ -1,0 +1,106 @@
+"""Attacks that Algorithm 1 (k-means adversarial training) can use to craft its A'.
+
+A training attack is any callable ``attack(x, indices, eps, kmeans) -> x_adv`` that returns the
+adversarial version of the rows ``x`` (their ``indices`` in the training set) at strength
+``eps``; ``kmeans`` is the model of the previous step. Labels, where needed, live inside the
+attack: k-means never sees them.
+
+- :class:`SurrogateAttack`: I-FGSM (or any advlab attack class) through a supervised
+  surrogate with the true labels, the transfer setting of Omari et al.
+- :class:`KMeansWhiteBoxAttack`: PGD on the margin of the current k-means itself, either with
+  class labels (clusters mapped by majority vote) or label-free with (x, g(x)), where g(x) is
+  the cluster id (Omari et al. §V).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from advlab.attacks.evasion import IFGSM, KMeansPGD, eps_to_pixels
+from advlab.cluster import KMeans, majority_vote_mapping
+
+
+class TrainingAttack(Protocol):
+    def __call__(
+        self, x: np.ndarray, indices: np.ndarray, eps: float, kmeans: KMeans
+    ) -> np.ndarray: ...
+
+
+class SurrogateAttack:
+    """I-FGSM through ``surrogate`` with ``labels`` (of the whole training set).
+
+    Args: surrogate (images in [0, 1] -> logits); labels (N,); eps_units; max_iter;
+    step_ratio (eps_step = eps * step_ratio; 1/4 in the paper); batch_size; attack_cls
+    (an advlab attack taking ``eps``, ``max_iter``, ``eps_step``, ``eps_units``).
+    """
+
+    def __init__(
+        self,
+        surrogate: nn.Module,
+        labels: np.ndarray,
+        eps_units: str = "standardized",
+        max_iter: int = 10,
+        step_ratio: float = 0.25,
+        batch_size: int = 256,
+        attack_cls: Any = IFGSM,
+    ) -> None:
+        self.surrogate, self.labels = surrogate, np.asarray(labels)
+        self.eps_units, self.max_iter, self.step_ratio = eps_units, max_iter, step_ratio
+        self.batch_size, self.attack_cls = batch_size, attack_cls
+
+    def __call__(
+        self, x: np.ndarray, indices: np.ndarray, eps: float, kmeans: KMeans
+    ) -> np.ndarray:
+        atk = self.attack_cls(
+            self.surrogate, eps=eps, max_iter=self.max_iter, eps_step=eps * self.step_ratio,
+            eps_units=self.eps_units, batch_size=self.batch_size,
+        )  # fmt: skip
+        y = torch.from_numpy(self.labels[indices])
+        return (
+            atk(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), y).x_adv.cpu().numpy()
+        )
+
+
+class KMeansWhiteBoxAttack:
+    """PGD (L-inf) on the margin of the current k-means.
+
+    ``labels=None``: label-free, every cluster its own class and y = g(x) (push x out of its
+    own cluster). With ``labels``: clusters mapped to classes by majority vote on the current
+    model's training assignment, y = the true class (push x into another class's cluster).
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray | None = None,
+        eps_units: str = "standardized",
+        max_iter: int = 10,
+        step_ratio: float = 0.25,
+        train_data: np.ndarray | None = None,
+    ) -> None:
+        if labels is not None and train_data is None:
+            raise ValueError("the class-label variant needs train_data to map clusters to classes")
+        self.labels = None if labels is None else np.asarray(labels)
+        self.train_data = train_data
+        self.eps_units, self.max_iter, self.step_ratio = eps_units, max_iter, step_ratio
+
+    def __call__(
+        self, x: np.ndarray, indices: np.ndarray, eps: float, kmeans: KMeans
+    ) -> np.ndarray:
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if self.labels is None:
+            mapping, y = None, torch.from_numpy(kmeans.predict(x))
+        else:
+            assert self.train_data is not None
+            mapping = majority_vote_mapping(
+                kmeans.predict(self.train_data), self.labels, kmeans.n_clusters
+            )
+            y = torch.from_numpy(self.labels[indices])
+        eps_px = eps_to_pixels(eps, self.eps_units)
+        atk = KMeansPGD(
+            kmeans, mapping, eps=eps_px, max_iter=self.max_iter, eps_step=eps_px * self.step_ratio
+        )
+        return atk(xt, y).x_adv.numpy()

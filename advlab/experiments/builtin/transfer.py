@@ -1,0 +1,110 @@
+"""``transfer``: k-means accuracy under I-FGSM examples crafted on a supervised surrogate, as a
+function of eps, in pixel units and in standardized units (Omari et al., the start of Fig. 2).
+
+For each eps: the transfer attack's accuracy (test images attacked through the surrogate), and
+two references that use k-means itself: the exact white-box attack (KMeansPGD on the k-means
+margin, L-inf, same eps in pixels) and the certified lower bound (points correctly mapped whose
+class-aware L-inf radius exceeds eps). One unit per (units, eps).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from advlab.attacks.evasion import KMeansPGD, kmeans_certified_radius
+from advlab.data import load_dataset
+from advlab.experiments.builtin._shared import (
+    AdversarialPool,
+    AttackSpec,
+    fit_mapped_kmeans,
+    mapped_accuracy,
+    surrogate,
+)
+from advlab.experiments.config import ExperimentConfig
+from advlab.experiments.registry import register
+from advlab.experiments.runner import RunContext
+
+PAPER_START_ADV_ACC = {
+    "mnist": 43.0,
+    "fashion-mnist": 38.0,
+}  # Omari et al. Fig. 2a/2b, eps_test = 1
+
+
+class TransferConfig(ExperimentConfig):
+    dataset: Literal["mnist", "fashion-mnist"] = "mnist"
+    surrogate: Literal["small_cnn", "lenet5", "fc1", "resnet18"] = "small_cnn"
+    surrogate_epochs: int = Field(2, ge=1)
+    n_clusters: int = Field(856, ge=2)
+    n_test: int | None = Field(None, ge=1)
+    pixel_eps: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+    standardized_eps: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+    max_iter: int = Field(10, ge=1)
+    whitebox_iter: int = Field(20, ge=1)
+    device: str = "cpu"
+
+
+@register(
+    "transfer",
+    TransferConfig,
+    profiles={
+        "quick": {"n_test": 2000},
+        "paper": {"max_iter": 100, "surrogate": "resnet18", "surrogate_epochs": 5},
+    },
+    description="k-means (k=856) accuracy vs eps under surrogate I-FGSM, pixel vs standardized eps units",
+)
+def run_transfer(config: TransferConfig, ctx: RunContext) -> dict[str, Any]:
+    model, key, sur_acc = surrogate(ctx, config.surrogate, config.surrogate_epochs, config.device)
+    train, test = load_dataset(config.dataset, "train"), load_dataset(config.dataset, "test")
+    if config.n_test is not None:
+        test = test.subset(slice(0, config.n_test))
+    ctx.record_dataset(train)
+    ctx.record_dataset(test)
+    km, mapping = fit_mapped_kmeans(
+        train.data, train.labels, config.n_clusters, config.seed, config.device
+    )
+    clean = mapped_accuracy(km, mapping, test.data, test.labels)
+    ctx.log.info("k-means clean test accuracy %.2f %%", clean)
+    radius = kmeans_certified_radius(km, test.data, "linf", mapping=mapping)
+    correct = mapping[km.predict(test.data)] == test.labels
+    rows = []
+    for units, grid in (("pixel", config.pixel_eps), ("standardized", config.standardized_eps)):
+        pool = AdversarialPool(ctx.cache, model, key, test, AttackSpec(units, config.max_iter))
+        for eps in grid:
+
+            def unit(
+                eps: float = eps, units: str = units, pool: AdversarialPool = pool
+            ) -> dict[str, Any]:
+                adv = pool.get(eps)
+                eps_px = pool.eps_pixels(eps)
+                wb = KMeansPGD(km, mapping, eps=eps_px, max_iter=config.whitebox_iter)
+                wb_x = wb(
+                    torch.from_numpy(test.images), torch.from_numpy(test.labels)
+                ).x_adv.numpy()
+                return {
+                    "units": units, "eps": eps, "eps_pixels": eps_px,
+                    "transfer_accuracy": mapped_accuracy(km, mapping, adv.reshape(len(adv), -1), test.labels),
+                    "whitebox_accuracy": mapped_accuracy(km, mapping, wb_x.reshape(len(wb_x), -1), test.labels),
+                    "certified_accuracy": 100.0 * float(np.mean(correct & (radius > eps_px))),
+                }  # fmt: skip
+
+            rows.append(ctx.unit(f"{units}-eps{eps}", unit))
+            ctx.log.info("%s", rows[-1])
+    at_one = {r["units"]: r["transfer_accuracy"] for r in rows if r["eps"] == 1.0}
+    paper = PAPER_START_ADV_ACC[config.dataset]
+    comparisons = [
+        {"id": f"transfer.{config.dataset}.clean", "ours": clean, "paper": None, "unit": "%"},
+        *(
+            {"id": f"transfer.{config.dataset}.eps1.{u}", "ours": a, "paper": paper, "unit": "%"}
+            for u, a in at_one.items()
+        ),
+    ]
+    return {
+        "surrogate_accuracy": sur_acc,
+        "clean_accuracy": clean,
+        "rows": rows,
+        "comparisons": comparisons,
+    }

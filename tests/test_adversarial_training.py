@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from advlab.cluster import KMeans, majority_vote_mapping
+from advlab.data import load_dataset
+from advlab.defenses import KMeansAdversarialTraining, KMeansWhiteBoxAttack, SurrogateAttack
+from advlab.defenses import kmeans_adversarial_training as module
+
+
+class SpyAttack:
+    """Adds a deterministic eps-sized shift and records every call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, x, indices, eps, kmeans):
+        self.calls.append((indices.copy(), eps, kmeans.cluster_centers_.copy()))
+        return np.clip(x + eps * 0.1, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", "train")
+
+
+def test_eta_beta_and_eps_schedule(digits):
+    spy = SpyAttack()
+    step_centres = []
+    model = KMeansAdversarialTraining(
+        20, eta=1 / 3, beta=4, attack=spy, eps_max=0.8, random_state=0
+    )
+    model.fit(
+        digits.images, callback=lambda s, e, km, d: step_centres.append(km.cluster_centers_.copy())
+    )
+    assert [c[1] for c in spy.calls] == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    n_adv = round(len(digits) / 3)
+    assert all(len(c[0]) == n_adv and np.array_equal(c[0], model.adv_indices_) for c in spy.calls)
+    assert [h["step"] for h in model.history_] == [0, 1, 2, 3, 4]
+    # each attack sees the model of the previous step
+    for (_, _, centres), previous in zip(spy.calls, step_centres[:-1], strict=True):
+        assert np.array_equal(centres, previous)
+    assert model.cluster_centers_.shape == (20, 64)
+
+
+def test_continuous_starts_from_previous_centres_fresh_does_not(digits):
+    X = digits.images
+    for continuous in (True, False):
+        snapshots = []
+
+        def keep(step, eps, km, data, snapshots=snapshots):
+            snapshots.append((km.cluster_centers_.copy(), data.copy()))
+
+        est = KMeansAdversarialTraining(
+            15, eta=0.5, beta=3, attack=SpyAttack(), continuous=continuous, random_state=1
+        )
+        est.fit(X, callback=keep)
+        base_seed = int(np.random.RandomState(1).randint(2**31 - 1))
+        for step in (1, 2, 3):
+            prev_centres, _ = snapshots[step - 1]
+            centres, data = snapshots[step]
+            init = prev_centres if continuous else "k-means++"
+            expected = (
+                KMeans(15, init=init, random_state=base_seed + step).fit(data).cluster_centers_
+            )
+            np.testing.assert_allclose(centres, expected, atol=1e-6)
+        if continuous:
+            continuous_final = est.cluster_centers_
+        else:
+            assert not np.allclose(continuous_final, est.cluster_centers_)
+
+
+def test_labels_never_reach_kmeans(digits, monkeypatch):
+    seen = []
+    real_fit = module.KMeans.fit
+
+    def spy_fit(self, X, y=None):
+        seen.append(y)
+        return real_fit(self, X, y)
+
+    monkeypatch.setattr(module.KMeans, "fit", spy_fit)
+    KMeansAdversarialTraining(10, beta=2, attack=SpyAttack(), random_state=0).fit(digits.images)
+    assert seen == [None, None, None]
+    with pytest.raises(ValueError, match="unsupervised"):
+        KMeansAdversarialTraining(10, beta=2, attack=SpyAttack()).fit(digits.images, digits.labels)
+
+
+def test_resume_from_a_step_gives_the_same_model(digits):
+    full = KMeansAdversarialTraining(12, beta=4, attack=SpyAttack(), random_state=3)
+    steps = []
+    full.fit(digits.images, callback=lambda s, e, km, d: steps.append(km.cluster_centers_.copy()))
+    resumed = KMeansAdversarialTraining(12, beta=4, attack=SpyAttack(), random_state=3)
+    resumed.fit(digits.images, start_step=2, start_centers=steps[2])
+    np.testing.assert_allclose(resumed.cluster_centers_, full.cluster_centers_, atol=1e-6)
+    assert [h["step"] for h in resumed.history_] == [3, 4]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"eta": 0.0}, "eta"),
+        ({"eta": 1.5}, "eta"),
+        ({"beta": 0}, "beta"),
+        ({"eps_max": -1.0}, "eps_max"),
+        ({"n_clusters": 10_000}, "exceeds"),
+        ({"attack": None}, "attack is required"),
+    ],
+)
+def test_bad_parameters(digits, kwargs, message):
+    params = {"n_clusters": 10, "beta": 2, "attack": SpyAttack(), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        KMeansAdversarialTraining(**params).fit(digits.images)
+
+
+def _linear_surrogate(digits):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    x, y = torch.from_numpy(digits.images), torch.from_numpy(digits.labels)
+    for _ in range(200):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval()
+
+
+def test_surrogate_and_whitebox_attacks_plug_in(digits):
+    surrogate = _linear_surrogate(digits)
+    transfer = SurrogateAttack(surrogate, digits.labels, eps_units="pixel", max_iter=3)
+    est = KMeansAdversarialTraining(30, beta=2, attack=transfer, eps_max=0.2, random_state=0).fit(
+        digits.images
+    )
+    assert len(est.history_) == 3
+    x, km = digits.images[:200], est.kmeans_
+    label_free = KMeansWhiteBoxAttack(eps_units="pixel", max_iter=3)(x, np.arange(200), 0.2, km)
+    assert np.abs(label_free - x).max() <= 0.2 + 1e-6
+    assert (km.predict(label_free) != km.predict(x)).mean() > 0.5  # pushed out of their clusters
+    with_labels = KMeansWhiteBoxAttack(
+        digits.labels, eps_units="pixel", max_iter=3, train_data=digits.images
+    )
+    x_adv = with_labels(x, np.arange(200), 0.2, km)
+    mapping = majority_vote_mapping(km.predict(digits.images), digits.labels, 30)
+    clean = (mapping[km.predict(x)] == digits.labels[:200]).mean()
+    attacked = (mapping[km.predict(x_adv)] == digits.labels[:200]).mean()
+    assert attacked < clean - 0.3  # pushed into clusters of other classes
