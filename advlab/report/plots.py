@@ -41,3 +41,65 @@ def plot_elbow(
     ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(fig, path)
+
+
+def plot_training_curves(
+    panels: list[dict[str, Any]], n_cols: int, path: str | Path, suptitle: str = ""
+) -> list[Path]:
+    """Omari et al. Fig. 2: clean and adversarial accuracy vs training eps, mean with bands.
+
+    Each panel: ``title``, ``eps`` (x), ``clean``/``adv`` dicts with ``mean``, ``low``,
+    ``high`` lists, and optional ``baseline`` (plain k-means ``clean``/``adv`` means).
+    """
+    n_rows = max(1, -(-len(panels) // n_cols))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.2 * n_cols, 3.6 * n_rows), squeeze=False)
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        for key, label, color in (("clean", "ClnAcc", "C0"), ("adv", "AdvAcc", "C3")):
+            series = panel[key]
+            ax.plot(panel["eps"], series["mean"], color=color, label=label)
+            ax.fill_between(
+                panel["eps"], series["low"], series["high"], color=color, alpha=0.25, linewidth=0
+            )
+            if "baseline" in panel:
+                ax.axhline(panel["baseline"][key], color=color, linestyle=":", linewidth=1)
+        ax.set_title(panel["title"])
+        ax.set_xlabel("training epsilon")
+        ax.set_ylabel("clustering accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_eta_bars(
+    groups: dict[str, dict[str, Any]], path: str | Path, suptitle: str = ""
+) -> list[Path]:
+    """Omari et al. Fig. 3: clean and adversarial accuracy per eta, bars with error bars.
+
+    ``groups``: dataset -> {``etas``: labels, ``clean``/``adv``: {``mean``, ``err``}}."""
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 3.8), squeeze=False)
+    for ax, (name, g) in zip(axes.flat, groups.items(), strict=True):
+        pos = list(range(len(g["etas"])))
+        width = 0.38
+        for shift, key, label, color in (
+            (-width / 2, "clean", "ClnAcc", "C0"),
+            (width / 2, "adv", "AdvAcc", "C3"),
+        ):
+            ax.bar([p + shift for p in pos], g[key]["mean"], width, yerr=g[key]["err"], capsize=3,
+                   color=color, alpha=0.8, label=label)  # fmt: skip
+        ax.set_xticks(pos, g["etas"])
+        ax.set_xlabel("proportion eta")
+        ax.set_ylabel("clustering accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(name)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="lower left")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return save_figure(fig, path)
