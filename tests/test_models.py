@@ -10,6 +10,11 @@ from advlab.models import train as train_module
 from tests.conftest import needs_mnist
 
 
+def test_mlp_takes_any_input_size():
+    model = build_model("mlp", input_shape=(1, 8, 8))
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_zoo_shapes_and_features(name):
     model = build_model(name).eval()
@@ -87,10 +92,21 @@ def test_training_resumes_after_an_interrupted_epoch(small_mnist, tmp_path, monk
 
 def test_training_bad_input():
     digits = load_dataset("digits", "train")
-    with pytest.raises(ValueError, match="expects \\(1, 28, 28\\)"):
+    with pytest.raises(ValueError, match="expects input shape \\(1, 28, 28\\)"):
         train_classifier("small_cnn", digits)
     iris = load_dataset("iris", "train")
     with pytest.raises(ValueError, match="no images"):
         train_classifier("small_cnn", iris)
     with pytest.raises(ValueError, match="epochs"):
         train_classifier("small_cnn", digits, epochs=0)
+    with pytest.raises(ValueError, match="schedule"):
+        train_classifier("mlp", digits, schedule="step")
+
+
+def test_cosine_schedule_is_part_of_the_cache_key(tmp_path):
+    digits = load_dataset("digits", "train")
+    cache = Cache(tmp_path)
+    constant = train_classifier("mlp", digits, epochs=10, cache=cache)
+    cosine = train_classifier("mlp", digits, epochs=10, cache=cache, schedule="cosine")
+    assert constant.cache_key != cosine.cache_key and not cosine.from_cache
+    assert accuracy(cosine.model, load_dataset("digits", "test")) > 85.0

@@ -1,6 +1,17 @@
-"""Defenses: adversarial training of k-means (Algorithm 1) and its training attacks."""
+"""Defenses: adversarial training of k-means (Algorithm 1), its training attacks, and
+outlier-discarding k-means variants against poisoning."""
 
 from advlab.defenses.kmeans_adversarial_training import KMeansAdversarialTraining
+from advlab.defenses.robust_kmeans import KMeansMinusMinus, NKMeans, SanitizedKMeans, TrimmedKMeans
 from advlab.defenses.training_attacks import KMeansWhiteBoxAttack, SurrogateAttack, TrainingAttack
 
-__all__ = ["KMeansAdversarialTraining", "KMeansWhiteBoxAttack", "SurrogateAttack", "TrainingAttack"]
+__all__ = [
+    "KMeansAdversarialTraining",
+    "KMeansMinusMinus",
+    "KMeansWhiteBoxAttack",
+    "NKMeans",
+    "SanitizedKMeans",
+    "SurrogateAttack",
+    "TrainingAttack",
+    "TrimmedKMeans",
+]

@@ -37,11 +37,7 @@ class TrainedModel:
 
 def _images(ds: Dataset) -> torch.Tensor:
     if ds.images is None:
-        raise ValueError(f"{ds.name} has no images; the model zoo needs 1x28x28 image data")
-    if ds.images.shape[1:] != (1, 28, 28):
-        raise ValueError(
-            f"{ds.name} images have shape {ds.images.shape[1:]}, the zoo expects (1, 28, 28)"
-        )
+        raise ValueError(f"{ds.name} has no images; the model zoo needs image data")
     return torch.from_numpy(ds.images)
 
 
@@ -71,24 +67,31 @@ def train_classifier(
     seed: int = 0,
     device: str | torch.device = "cpu",
     cache: Cache | None = None,
+    schedule: str = "constant",
 ) -> TrainedModel:
-    """Train zoo model ``name`` on ``train`` with Adam and cross-entropy; cached and resumable."""
+    """Train zoo model ``name`` on ``train`` with Adam and cross-entropy; cached and resumable.
+
+    ``schedule``: ``"constant"`` learning rate or ``"cosine"`` (annealed to 0 over all steps)."""
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise ValueError(
             f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}"
         )
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule={schedule!r}: use 'constant' or 'cosine'")
     x, y = _images(train), torch.from_numpy(train.labels)
     cache = cache or Cache()
     parts = {"arch": name, "data": train.sha256, "epochs": epochs, "batch_size": batch_size,
              "lr": lr, "seed": seed, "optimizer": "adam"}  # fmt: skip
+    if schedule != "constant":
+        parts["schedule"] = schedule
     key = cache.key("weights", parts, TRAINER_VERSION)
     torch.manual_seed(seed)  # the initial weights depend on the seed only
-    model = build_model(name, n_classes=int(y.max()) + 1)
+    model = build_model(name, n_classes=int(y.max()) + 1, input_shape=tuple(x.shape[1:]))
     stored = cache.load("weights", parts, TRAINER_VERSION)
     from_cache = stored is not None
     if stored is None:
         checkpoint = cache.root / "checkpoints" / f"{key}.pt"
-        _fit(model, x, y, epochs, batch_size, lr, seed, device, checkpoint)
+        _fit(model, x, y, epochs, batch_size, lr, seed, device, checkpoint, schedule)
         state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         cache.save("weights", parts, TRAINER_VERSION, state)
         checkpoint.unlink(missing_ok=True)
@@ -109,10 +112,19 @@ def _fit(
     seed: int,
     device: str | torch.device,
     checkpoint: Path,
+    schedule: str = "constant",
 ) -> None:
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    steps_per_epoch = -(-len(x) // batch_size)
     first_epoch = _resume(model, optimizer, checkpoint)
+    scheduler = None
+    if schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=epochs * steps_per_epoch
+        )
+        for _ in range(first_epoch * steps_per_epoch):  # fast-forward after a resume
+            scheduler.step()
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(first_epoch, epochs):
         order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(len(x)))
@@ -123,6 +135,8 @@ def _fit(
             loss = loss_fn(model(x[idx].to(device)), y[idx].to(device))
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
         _save_checkpoint(model, optimizer, epoch + 1, checkpoint)
 
 

@@ -1,6 +1,7 @@
 """Classifiers for 1x28x28 images in [0, 1]. Normalisation happens inside each model, so
 attacks always work in pixel space (eps in pixel units, clipping to [0, 1]).
 
+- ``mlp``: one hidden layer of 256 ReLU units, any input size (the 8x8 digits fallback).
 - ``small_cnn``: two 3x3 conv layers + two linear layers; the fast CPU default surrogate.
 - ``lenet5``: LeNet-5 (LeCun et al. 1998) with ReLU and max-pooling (Mygdalis et al.'s MNIST-LeNet).
 - ``fc1``: four fully connected layers with ReLU and a 100-dimensional penultimate
@@ -51,6 +52,16 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+def mlp(n_classes: int = 10, input_shape: tuple[int, ...] = (1, 28, 28)) -> Classifier:
+    """Two-layer perceptron for any input size (e.g. the 8x8 digits)."""
+    n_in = 1
+    for size in input_shape:
+        n_in *= size
+    return Classifier(
+        nn.Sequential(nn.Flatten(), nn.Linear(n_in, 256), nn.ReLU()), nn.Linear(256, n_classes)
+    )
 
 
 def small_cnn(n_classes: int = 10) -> Classifier:
@@ -108,6 +119,7 @@ def resnet18(n_classes: int = 10) -> Classifier:
 
 
 MODELS: dict[str, Callable[..., Classifier]] = {
+    "mlp": mlp,
     "small_cnn": small_cnn,
     "lenet5": lenet5,
     "fc1": fc1,
@@ -115,8 +127,17 @@ MODELS: dict[str, Callable[..., Classifier]] = {
 }
 
 
-def build_model(name: str, n_classes: int = 10) -> Classifier:
-    """A freshly initialised model by name (``small_cnn``, ``lenet5``, ``fc1``, ``resnet18``)."""
+def build_model(
+    name: str, n_classes: int = 10, input_shape: tuple[int, ...] = (1, 28, 28)
+) -> Classifier:
+    """A freshly initialised model by name (``mlp``, ``small_cnn``, ``lenet5``, ``fc1``,
+    ``resnet18``). All but ``mlp`` need 1x28x28 input."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if name == "mlp":
+        return mlp(n_classes, input_shape)
+    if tuple(input_shape) != (1, 28, 28):
+        raise ValueError(
+            f"model {name!r} expects input shape (1, 28, 28), got {tuple(input_shape)}; use 'mlp'"
+        )
     return MODELS[name](n_classes)

@@ -1,0 +1,87 @@
+"""Randomized injection attacks of the Poison Cluster document (its notebook's recipes):
+Gaussian noise on every feature, uniform outliers, covariance-shaped ("subtle") outliers and
+label shuffling."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from advlab.attacks.poisoning.base import PoisonedData, append, check_count, check_ratio, check_xy
+
+MAX_INJECTED_FRACTION = 10.0  # at most 10 injected points per original point
+
+
+def gaussian_noise(X, y, sigma: float = 0.2, random_state=None) -> PoisonedData:
+    """Perturb every feature of every point: x' = x + N(0, sigma^2). Nothing is injected."""
+    data, labels = check_xy(X, y)
+    if not sigma >= 0:
+        raise ValueError(f"sigma={sigma} must be >= 0")
+    rng = check_random_state(random_state)
+    noisy = data + rng.normal(0.0, sigma, size=data.shape)
+    return PoisonedData(
+        noisy, labels, np.zeros(len(data), dtype=bool), {"attack": "gaussian_noise", "sigma": sigma}
+    )
+
+
+def uniform_outliers(
+    X, y, n: int = 5, margin: float = 0.5, label: int = -1, random_state=None
+) -> PoisonedData:
+    """``n`` points drawn uniformly from the feature box enlarged by ``margin`` times each
+    feature's range on both sides, keeping only points outside the original box (so each lies
+    beyond the data range in at least one feature). Injected label: ``label`` (-1 = none)."""
+    data, labels = check_xy(X, y)
+    n = check_count("n", n, int(MAX_INJECTED_FRACTION * len(data)))
+    if not margin > 0:
+        raise ValueError(f"margin={margin} must be > 0")
+    rng = check_random_state(random_state)
+    low, high = data.min(0), data.max(0)
+    span = np.where(high > low, high - low, 1.0)
+    points = np.empty((0, data.shape[1]))
+    while len(points) < n:
+        draw = rng.uniform(
+            low - margin * span, high + margin * span, size=(max(2 * n, 16), data.shape[1])
+        )
+        outside = ((draw < low) | (draw > high)).any(1)
+        points = np.vstack([points, draw[outside]])
+    return append(
+        data,
+        labels,
+        points[:n],
+        np.full(n, label),
+        {"attack": "uniform_outliers", "margin": margin},
+    )
+
+
+def subtle_outliers(
+    X, y, n: int = 5, scale: float = 2.0, label: int = -1, random_state=None
+) -> PoisonedData:
+    """``n`` points z ~ N(mean, cov) of the data, pushed away from the mean:
+    x = mean + scale * (z - mean). They follow the data's correlations, so they look plausible."""
+    data, labels = check_xy(X, y)
+    n = check_count("n", n, int(MAX_INJECTED_FRACTION * len(data)))
+    if not scale > 0:
+        raise ValueError(f"scale={scale} must be > 0")
+    rng = check_random_state(random_state)
+    mean, cov = data.mean(0), np.atleast_2d(np.cov(data, rowvar=False))
+    z = rng.multivariate_normal(mean, cov, size=n)
+    return append(
+        data,
+        labels,
+        mean + scale * (z - mean),
+        np.full(n, label),
+        {"attack": "subtle_outliers", "scale": scale},
+    )
+
+
+def label_shuffle(X, y, fraction: float = 0.2, random_state=None) -> PoisonedData:
+    """Permute the labels of a random ``fraction`` of the points among themselves (features
+    untouched). Hurts a seeded / semi-supervised k-means and any evaluation against labels."""
+    data, labels = check_xy(X, y)
+    fraction = check_ratio("fraction", fraction)
+    rng = check_random_state(random_state)
+    chosen = rng.choice(len(data), size=round(fraction * len(data)), replace=False)
+    shuffled = labels.copy()
+    shuffled[chosen] = labels[rng.permutation(chosen)]
+    meta = {"attack": "label_shuffle", "fraction": fraction, "shuffled": chosen}
+    return PoisonedData(data, shuffled, np.zeros(len(data), dtype=bool), meta)

@@ -1,0 +1,173 @@
+"""Mimicry ("cuckoo") poisoning and its contextual reversal (Poison Cluster document).
+
+The victim pipeline removes outliers before clustering. :func:`find_outliers` is that step:
+DBSCAN with minPts = 2d and eps at the knee of the sorted k-distance curve (the reference
+notebooks' recipe), or IsolationForest / LOF. :func:`mimicry` clusters the purged outliers and
+injects, around each of those centres, points drawn from N(centre, s^2 I) with s the mean
+within-cluster standard deviation of the normal data: the outliers gain neighbours, become
+dense, and the same removal step keeps them (they "hatch" in the nest).
+:func:`contextual_reversal` keeps injecting until the removal step purges originally normal
+points instead, and reports how many injected points that took.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.cluster import DBSCAN
+from sklearn.ensemble import IsolationForest
+from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
+from sklearn.utils import check_random_state
+
+from advlab.attacks.poisoning.base import PoisonedData, append, check_count, check_xy
+from advlab.cluster import KMeans
+
+DETECTORS = ("dbscan", "isolation_forest", "lof")
+
+
+def dbscan_eps(X: np.ndarray, min_samples: int) -> float:
+    """eps at the knee of the sorted distances to the ``min_samples``-th neighbour."""
+    from kneed import KneeLocator
+
+    nn = NearestNeighbors(n_neighbors=min(min_samples, len(X))).fit(X)
+    kdist = np.sort(nn.kneighbors(X)[0][:, -1])
+    knee = KneeLocator(range(len(kdist)), kdist, curve="convex", direction="increasing").knee
+    return float(kdist[int(knee)] if knee is not None else np.median(kdist)) or 1e-12
+
+
+def find_outliers(
+    X: Any, method: str = "dbscan", random_state: int | None = 0, **params: Any
+) -> np.ndarray:
+    """Boolean mask of the points the outlier-removal step would purge."""
+    data = np.asarray(X, dtype=np.float64)
+    if method == "dbscan":
+        min_samples = params.get("min_samples", 2 * data.shape[1])
+        eps = params.get("eps") or dbscan_eps(data, min_samples)
+        return DBSCAN(eps=eps, min_samples=min_samples).fit(data).labels_ == -1
+    if method == "isolation_forest":
+        return IsolationForest(random_state=random_state, **params).fit_predict(data) == -1
+    if method == "lof":
+        return LocalOutlierFactor(**params).fit_predict(data) == -1
+    raise ValueError(f"unknown detector {method!r}; choose one of {DETECTORS}")
+
+
+def _within_std(data: np.ndarray, n_clusters: int, seed: int) -> float:
+    km = KMeans(n_clusters, random_state=seed).fit(data)
+    return float(np.sqrt(((data - km.cluster_centers_[km.labels_]) ** 2).mean()))
+
+
+def _camouflage(
+    data: np.ndarray,
+    labels: np.ndarray,
+    detector: str,
+    params: dict[str, Any],
+    n_clusters: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Outlier mask, outlier-cluster centres, their majority labels and the injection spread."""
+    outliers = find_outliers(data, detector, seed, **params)
+    if not outliers.any():
+        raise ValueError("the detector finds no outliers: mimicry has nothing to conceal")
+    out_pts, out_lab = data[outliers], labels[outliers]
+    k_out = min(len(out_pts), max(1, round(np.sqrt(len(out_pts)))))
+    km_out = KMeans(k_out, random_state=seed).fit(out_pts)
+    majority = np.array([np.bincount(out_lab[km_out.labels_ == c]).argmax() for c in range(k_out)])
+    return (
+        outliers,
+        km_out.cluster_centers_.astype(np.float64),
+        majority,
+        _within_std(data[~outliers], n_clusters, seed),
+    )
+
+
+def _mimic(
+    data: np.ndarray,
+    centres: np.ndarray,
+    majority: np.ndarray,
+    spread: float,
+    n: int,
+    rng: np.random.RandomState,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` points spread evenly over the centres, drawn from N(centre, spread^2 I), clipped to
+    the data box enlarged by its size."""
+    k_out = len(centres)
+    counts = np.full(k_out, n // k_out) + (np.arange(k_out) < n % k_out)
+    points = np.vstack(
+        [rng.normal(centres[c], spread, size=(cnt, data.shape[1])) for c, cnt in enumerate(counts)]
+    )
+    low, high = data.min(0), data.max(0)
+    return np.clip(points, low - (high - low), high + (high - low)), np.repeat(majority, counts)
+
+
+def mimicry(
+    X: Any,
+    y: Any,
+    n_inject: int | None = None,
+    n_clusters: int = 3,
+    detector: str = "dbscan",
+    detector_params: dict[str, Any] | None = None,
+    random_state: int | None = None,
+) -> PoisonedData:
+    """Inject ``n_inject`` points (default: the detector's minPts, 2d, per outlier cluster)
+    mimicking the data around its outliers; the outliers are grouped by k-means into
+    round(sqrt(#outliers)) clusters and ``n_clusters`` sets the k used to measure the normal
+    data's within-cluster spread. Injected points take the label of their outlier cluster's
+    majority. ``meta`` holds the clean data's outlier mask and the outlier centres."""
+    data, labels = check_xy(X, y)
+    rng = check_random_state(random_state)
+    seed = int(rng.randint(2**31 - 1))
+    outliers, centres, majority, spread = _camouflage(
+        data, labels, detector, detector_params or {}, n_clusters, seed
+    )
+    default = max(2 * data.shape[1], 1) * len(centres)
+    n = check_count("n_inject", n_inject if n_inject is not None else default, 10 * len(data))
+    points, point_labels = _mimic(data, centres, majority, spread, n, rng)
+    meta = {"attack": "mimicry", "detector": detector, "outliers": outliers, "outlier_centers": centres,
+            "spread": spread}  # fmt: skip
+    return append(data, labels, points, point_labels, meta)
+
+
+def contextual_reversal(
+    X: Any,
+    y: Any,
+    step: int | None = None,
+    max_rounds: int = 50,
+    detector: str = "dbscan",
+    detector_params: dict[str, Any] | None = None,
+    random_state: int | None = None,
+) -> PoisonedData:
+    """Repeat mimicry injections around the clean data's outlier centres (``step`` points per
+    round) until the removal step, run on the poisoned data, purges at least one originally
+    *normal* point (a point it kept on clean
+    data). ``meta['reversed']`` says whether that happened within ``max_rounds``;
+    ``meta['n_injected_at_reversal']`` how many injected points it took;
+    ``meta['purged_normal']`` which original points were purged."""
+    data, labels = check_xy(X, y)
+    rng = check_random_state(random_state)
+    params = detector_params or {}
+    clean_outliers, centres, majority, spread = _camouflage(data, labels, detector, params, 3, 0)
+    step = check_count(
+        "step",
+        step if step is not None else max(2 * data.shape[1], 1) * len(centres),
+        10 * len(data),
+    )
+    normal = ~clean_outliers
+    injected = np.empty((0, data.shape[1]))
+    injected_labels = np.empty(0, dtype=np.int64)
+    purged_normal = np.zeros(len(data), dtype=bool)
+    for round_ in range(1, max_rounds + 1):
+        points, point_labels = _mimic(data, centres, majority, spread, step, rng)
+        injected, injected_labels = (
+            np.vstack([injected, points]),
+            np.r_[injected_labels, point_labels],
+        )
+        purged = find_outliers(np.vstack([data, injected]), detector, 0, **params)[: len(data)]
+        purged_normal = purged & normal
+        if purged_normal.any():
+            meta = {"attack": "contextual_reversal", "reversed": True, "rounds": round_,
+                    "n_injected_at_reversal": len(injected), "purged_normal": purged_normal}  # fmt: skip
+            return append(data, labels, injected, injected_labels, meta)
+    meta = {"attack": "contextual_reversal", "reversed": False, "rounds": max_rounds,
+            "n_injected_at_reversal": None, "purged_normal": purged_normal}  # fmt: skip
+    return append(data, labels, injected, injected_labels, meta)

@@ -1,0 +1,248 @@
+"""k-means variants that discard outliers, as defenses against poisoning.
+
+Each is a scikit-learn-style estimator with ``fit``/``predict`` and exposes what it discarded:
+``outliers_`` (bool mask over the training points), besides ``cluster_centers_``, ``labels_``
+(nearest centre of every point, outliers included) and ``inertia_`` (on the kept points).
+
+- :class:`KMeansMinusMinus` (Chawla & Gionis, SDM 2013): every Lloyd iteration sets aside the
+  ``n_outliers`` points farthest from their centre before recomputing the means (best of
+  ``n_init`` uniform starts).
+- :class:`TrimmedKMeans` (Cuesta-Albertos et al., Ann. Stat. 1997): the same with a trimmed
+  fraction ``trim`` of the points and ``n_init`` restarts, keeping the lowest trimmed cost.
+- :class:`NKMeans` (Im, Qaem & Moseley, AISTATS 2020, "Fast noise removal for k-means"): noise
+  removal first, k-means after (details in the class).
+- :class:`SanitizedKMeans`: drop what an outlier detector flags (IsolationForest, LOF, or any
+  object with ``fit_predict`` returning -1 for outliers, as PyOD and scikit-learn do), then k-means.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.ensemble import IsolationForest
+from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
+
+from advlab.cluster import KMeans
+from advlab.cluster._validation import as_float_matrix, check_n_clusters
+from advlab.cluster.kmeans import assign
+
+
+class _OutlierAwareKMeans:
+    """Shared fitted-state helpers."""
+
+    cluster_centers_: np.ndarray
+
+    def _finish(
+        self, X: torch.Tensor, centres: torch.Tensor, outliers: np.ndarray, n_iter: int
+    ) -> None:
+        labels, d2 = assign(X, centres)
+        self.cluster_centers_ = centres.cpu().numpy()
+        self.labels_ = labels.cpu().numpy()
+        self.outliers_ = outliers
+        self.inertia_ = float(d2.double().cpu().numpy()[~outliers].sum())
+        self.n_iter_ = n_iter
+
+    def predict(self, X: Any) -> np.ndarray:
+        labels, _ = assign(as_float_matrix(X), torch.as_tensor(self.cluster_centers_))
+        return labels.cpu().numpy()
+
+
+def _trimmed_lloyd(
+    X: torch.Tensor, centres: torch.Tensor, n_out: int, max_iter: int, tol: float
+) -> tuple[torch.Tensor, np.ndarray, float, int]:
+    """Lloyd's iterations that ignore the ``n_out`` points farthest from their centre."""
+    k = len(centres)
+    outliers = torch.zeros(len(X), dtype=torch.bool)
+    n_iter = 0
+    while n_iter < max_iter:
+        n_iter += 1
+        labels, d2 = assign(X, centres)
+        outliers = torch.zeros(len(X), dtype=torch.bool)
+        if n_out:
+            outliers[torch.topk(d2, n_out).indices] = True
+        keep = ~outliers
+        sums = torch.zeros_like(centres, dtype=torch.float64).index_add_(
+            0, labels[keep], X[keep].double()
+        )
+        counts = torch.bincount(labels[keep], minlength=k).double()
+        new = torch.where(
+            counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centres.double()
+        ).float()
+        shift = float(((new - centres) ** 2).sum())
+        centres = new
+        if shift <= tol:
+            break
+    _, d2 = assign(X, centres)
+    cost = float(d2.double()[~outliers].sum())
+    return centres, outliers.numpy(), cost, n_iter
+
+
+def _best_trimmed_fit(
+    X: torch.Tensor,
+    k: int,
+    n_out: int,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    random_state: int | None,
+) -> tuple[torch.Tensor, np.ndarray, int]:
+    """Best (lowest trimmed cost) of ``n_init`` runs from k distinct uniformly drawn points.
+
+    Uniform starts, not k-means++: D^2 sampling favours exactly the far outliers these methods
+    must ignore, and a centre sitting on an outlier never lets it be trimmed."""
+    rng = np.random.RandomState(random_state)
+    best = None
+    for _ in range(max(1, n_init)):
+        start = X[torch.as_tensor(rng.choice(len(X), k, replace=False))].clone()
+        run = _trimmed_lloyd(X, start, n_out, max_iter, tol)
+        if best is None or run[2] < best[2]:
+            best = run
+    assert best is not None
+    return best[0], best[1], best[3]
+
+
+class KMeansMinusMinus(_OutlierAwareKMeans):
+    """k-means-- : k clusters and ``n_outliers`` outliers, jointly (Chawla & Gionis 2013)."""
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        n_outliers: int = 0,
+        n_init: int = 10,
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        random_state: int | None = None,
+    ) -> None:
+        self.n_clusters, self.n_outliers, self.n_init = n_clusters, n_outliers, n_init
+        self.max_iter, self.tol, self.random_state = max_iter, tol, random_state
+
+    def fit(self, X: Any, y: Any = None) -> KMeansMinusMinus:
+        if self.n_outliers < 0:
+            raise ValueError(f"n_outliers={self.n_outliers} must be >= 0")
+        Xt = as_float_matrix(X)
+        check_n_clusters(self.n_clusters, len(Xt) - self.n_outliers)
+        centres, outliers, n_iter = _best_trimmed_fit(
+            Xt,
+            self.n_clusters,
+            self.n_outliers,
+            self.n_init,
+            self.max_iter,
+            self.tol,
+            self.random_state,
+        )
+        self._finish(Xt, centres, outliers, n_iter)
+        return self
+
+
+class TrimmedKMeans(_OutlierAwareKMeans):
+    """Trimmed k-means: discard a fraction ``trim`` of the points; best of ``n_init`` starts."""
+
+    def __init__(self, n_clusters: int = 8, trim: float = 0.05, n_init: int = 10, max_iter: int = 300,
+                 tol: float = 1e-4, random_state: int | None = None) -> None:  # fmt: skip
+        self.n_clusters, self.trim, self.n_init = n_clusters, trim, n_init
+        self.max_iter, self.tol, self.random_state = max_iter, tol, random_state
+
+    def fit(self, X: Any, y: Any = None) -> TrimmedKMeans:
+        if not 0 <= self.trim < 1:
+            raise ValueError(f"trim={self.trim} must lie in [0, 1)")
+        Xt = as_float_matrix(X)
+        n_out = round(self.trim * len(Xt))
+        check_n_clusters(self.n_clusters, len(Xt) - n_out)
+        centres, outliers, n_iter = _best_trimmed_fit(Xt, self.n_clusters, n_out, self.n_init, self.max_iter,
+                                                      self.tol, self.random_state)  # fmt: skip
+        self._finish(Xt, centres, outliers, n_iter)
+        return self
+
+
+class NKMeans(_OutlierAwareKMeans):
+    """NK-means (Im et al. 2020) for k clusters and z = ``n_outliers`` noise points.
+
+    For guesses of Opt (the cost of k-means with z outliers) in increasing powers of two,
+    r = 2 sqrt(Opt / z); a point is *heavy* when its ball B(x, r) holds at least 2z points;
+    every point whose ball holds no heavy point is removed. The smallest guess that removes at
+    most 2z points is kept (the paper's O(z) removal guarantee); k-means runs on the rest, then
+    the z points farthest from the centres are also dropped and k-means is refitted from those
+    centres (the paper's experimental protocol). Ball counts are exact (O(n^2 d), chunked).
+    """
+
+    def __init__(self, n_clusters: int = 8, n_outliers: int = 1, random_state: int | None = None,
+                 max_guesses: int = 64) -> None:  # fmt: skip
+        self.n_clusters, self.n_outliers = n_clusters, n_outliers
+        self.random_state, self.max_guesses = random_state, max_guesses
+
+    def _removed(self, X: np.ndarray, d2_fn: Any, r: float) -> np.ndarray:
+        counts = d2_fn(r)
+        heavy = counts >= 2 * self.n_outliers
+        nn = NearestNeighbors(radius=r).fit(X[heavy]) if heavy.any() else None
+        if nn is None:
+            return np.ones(len(X), dtype=bool)
+        near = nn.radius_neighbors(X, return_distance=False)
+        return np.array([len(v) == 0 for v in near])
+
+    def fit(self, X: Any, y: Any = None) -> NKMeans:
+        z = self.n_outliers
+        if z < 1:
+            raise ValueError(f"n_outliers={z} must be >= 1")
+        data = as_float_matrix(X).double().numpy()
+        check_n_clusters(self.n_clusters, len(data) - 3 * z)
+        tree = NearestNeighbors().fit(data)
+
+        def ball_counts(r: float) -> np.ndarray:
+            return np.array(
+                [len(v) for v in tree.radius_neighbors(data, radius=r, return_distance=False)]
+            )
+
+        nn_dist = tree.kneighbors(data, n_neighbors=2)[0][:, 1]
+        r = max(float(np.median(nn_dist)) / 4, 1e-12)
+        removed = np.ones(len(data), dtype=bool)
+        for _ in range(self.max_guesses):
+            removed = self._removed(data, ball_counts, r)
+            if removed.sum() <= 2 * z:
+                break
+            r *= np.sqrt(2.0)  # Opt doubles: r = 2 sqrt(Opt / z) grows by sqrt(2)
+        self.radius_ = r
+        kept = ~removed
+        km = KMeans(self.n_clusters, random_state=self.random_state).fit(data[kept])
+        Xt = torch.as_tensor(data, dtype=torch.float32)
+        _, d2 = assign(Xt, torch.as_tensor(km.cluster_centers_))
+        far = np.zeros(len(data), dtype=bool)
+        order = np.argsort(-d2.numpy())
+        far[[i for i in order if kept[i]][:z]] = True
+        outliers = removed | far
+        km = KMeans(self.n_clusters, init=km.cluster_centers_).fit(data[~outliers])
+        self._finish(Xt, torch.as_tensor(km.cluster_centers_), outliers, km.n_iter_)
+        return self
+
+
+class SanitizedKMeans(_OutlierAwareKMeans):
+    """Drop the points ``detector`` flags, then k-means. ``detector``: ``"isolation_forest"``,
+    ``"lof"`` or an object whose ``fit_predict(X)`` returns -1 for outliers (PyOD, sklearn)."""
+
+    def __init__(self, n_clusters: int = 8, detector: Any = "isolation_forest", random_state: int | None = None,
+                 **kmeans_params: Any) -> None:  # fmt: skip
+        self.n_clusters, self.detector, self.random_state = n_clusters, detector, random_state
+        self.kmeans_params = kmeans_params
+
+    def _detector(self) -> Any:
+        if self.detector == "isolation_forest":
+            return IsolationForest(random_state=self.random_state)
+        if self.detector == "lof":
+            return LocalOutlierFactor()
+        if hasattr(self.detector, "fit_predict"):
+            return self.detector
+        raise ValueError(
+            f"detector={self.detector!r}: use 'isolation_forest', 'lof' or an object with fit_predict"
+        )
+
+    def fit(self, X: Any, y: Any = None) -> SanitizedKMeans:
+        Xt = as_float_matrix(X)
+        data = Xt.double().numpy()
+        outliers = np.asarray(self._detector().fit_predict(data)) == -1
+        check_n_clusters(self.n_clusters, int((~outliers).sum()))
+        km = KMeans(self.n_clusters, random_state=self.random_state, **self.kmeans_params).fit(
+            data[~outliers]
+        )
+        self._finish(Xt, torch.as_tensor(km.cluster_centers_), outliers, km.n_iter_)
+        return self

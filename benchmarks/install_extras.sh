@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Benchmark-only references, installed without their dependencies (torchattacks declares
+# torchvision, which would pull a multi-GB CUDA torch; ART's own needs are already present).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+.venv/bin/python -m pip install -q --no-deps "torchattacks==3.5.1" "adversarial-robustness-toolbox==1.20.1" six
