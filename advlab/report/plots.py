@@ -103,3 +103,77 @@ def plot_eta_bars(
         fig.suptitle(suptitle)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_pca_panels(
+    panels: list[dict[str, Any]], path: str | Path, suptitle: str = ""
+) -> list[Path]:
+    """2-D PCA scatter plots: each panel ``title``, ``xy`` (n, 2), ``labels`` (n,) cluster ids,
+    ``injected`` (n,) bool (drawn as black crosses) and ``centers`` (k, 2)."""
+    n_cols = min(4, len(panels))
+    n_rows = -(-len(panels) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 3.3 * n_rows), squeeze=False)
+    for ax, p in zip(axes.flat, panels, strict=False):
+        orig = ~p["injected"]
+        ax.scatter(
+            p["xy"][orig, 0], p["xy"][orig, 1], c=p["labels"][orig], cmap="tab10", s=9, alpha=0.7
+        )
+        if p["injected"].any():
+            ax.scatter(
+                p["xy"][~orig, 0], p["xy"][~orig, 1], marker="x", c="black", s=16, label="injected"
+            )
+            ax.legend(loc="best", fontsize=7)
+        ax.scatter(
+            p["centers"][:, 0], p["centers"][:, 1], marker="*", c="red", s=140, edgecolors="white"
+        )
+        ax.set_title(p["title"], fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_sweep(
+    curves: dict[str, dict[str, Any]], path: str | Path, xlabel: str, ylabel: str, title: str
+) -> list[Path]:
+    """Lines with confidence bands: name -> {``x``, ``mean``, ``ci``, optional ``mark``}."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (name, c) in enumerate(curves.items()):
+        mean = [float(v) for v in c["mean"]]
+        ci = [float(v) for v in c["ci"]]
+        ax.plot(c["x"], mean, "o-", color=f"C{i}", label=name)
+        ax.fill_between(c["x"], [m - h for m, h in zip(mean, ci, strict=True)],
+                        [m + h for m, h in zip(mean, ci, strict=True)], color=f"C{i}", alpha=0.2)  # fmt: skip
+        if c.get("mark") is not None:
+            ax.axvline(c["mark"], color=f"C{i}", linestyle="--", linewidth=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_heatmap(
+    matrix: Any, rows: list[str], cols: list[str], path: str | Path, title: str, fmt: str = "{:.1f}"
+) -> list[Path]:
+    """Annotated heat map (rows x cols), diverging colours centred on 0."""
+    import numpy as np
+
+    values = np.asarray(matrix, dtype=float)
+    bound = float(np.nanmax(np.abs(values))) or 1.0
+    fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 2.5, 0.5 * len(rows) + 1.8))
+    im = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=8)
+    fig.colorbar(im, ax=ax)
+    ax.set_title(title)
+    fig.tight_layout()
+    return save_figure(fig, path)

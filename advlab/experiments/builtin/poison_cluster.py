@@ -1,0 +1,326 @@
+"""``poison-cluster``: the Poison Cluster attacks against k-means and the defenses, measured
+honestly: many seeds with confidence intervals, metrics on the original points only, accuracy
+with a learned cluster-to-class mapping, and internal metrics that *improve* under attack flagged.
+
+One unit per (dataset, attack, seed): the attack poisons the data, every defense clusters it
+(k = number of classes), and each is scored against plain k-means on the clean data. Also: the
+seed-label flip sweep of the seeded k-means (collapse ratio, paper: 0.7 Iris, 0.6 breast cancer),
+the survival of mimicry points under the DBSCAN removal step (vs plain uniform outliers), the
+contextual reversal, PCA pictures and an attack x defense heat map.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+from scipy.optimize import linear_sum_assignment
+from sklearn.decomposition import PCA
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from advlab.attacks.poisoning import (
+    PoisonedData,
+    bridge_points,
+    contextual_reversal,
+    find_outliers,
+    flip_ratio_sweep,
+    gaussian_noise,
+    label_shuffle,
+    mimicry,
+    subtle_outliers,
+    uniform_outliers,
+)
+from advlab.cluster import KMeans, clustering_accuracy, hungarian_mapping, majority_vote_mapping
+from advlab.data import load_dataset
+from advlab.defenses import KMeansMinusMinus, NKMeans, SanitizedKMeans, TrimmedKMeans
+from advlab.experiments.config import ExperimentConfig
+from advlab.experiments.registry import register
+from advlab.experiments.runner import RunContext
+from advlab.metrics import calinski_harabasz, davies_bouldin, mean_ci, silhouette
+from advlab.report.plots import plot_heatmap, plot_pca_panels, plot_sweep
+from advlab.utils.progress import progress
+
+Attack = Literal[
+    "none",
+    "gaussian_noise",
+    "uniform_outliers",
+    "subtle_outliers",
+    "label_shuffle",
+    "mimicry",
+    "bridge_points",
+]
+Defense = Literal["kmeans", "kmeans--", "trimmed", "nkmeans", "sanitized-iforest", "sanitized-lof"]
+PAPER_FLIP = {"iris": 0.7, "breast-cancer": 0.6}
+INTERNAL = {"silhouette": 1, "calinski_harabasz": 1, "davies_bouldin": -1}  # +1: higher is better
+
+
+class PoisonConfig(ExperimentConfig):
+    datasets: tuple[Literal["iris", "breast-cancer", "digits", "mnist"], ...] = (
+        "iris",
+        "breast-cancer",
+        "digits",
+        "mnist",
+    )
+    attacks: tuple[Attack, ...] = ("none", "gaussian_noise", "uniform_outliers", "subtle_outliers", "label_shuffle",
+                                   "mimicry", "bridge_points")  # fmt: skip
+    defenses: tuple[Defense, ...] = (
+        "kmeans",
+        "kmeans--",
+        "trimmed",
+        "nkmeans",
+        "sanitized-iforest",
+        "sanitized-lof",
+    )
+    n_seeds: int = Field(10, ge=2)
+    mnist_subset: int = Field(
+        1000, ge=100, description="first n MNIST training images (documented subset)"
+    )
+    sigma: float = Field(0.2, ge=0)
+    n_outliers: int = Field(5, ge=0)
+    shuffle_fraction: float = Field(0.2, ge=0, le=1)
+    bridge_fraction: float = Field(0.2, ge=0, le=1)
+    flip_seed_fraction: float = Field(0.2, gt=0, le=1)
+    silhouette_sample: int = Field(2000, ge=100)
+
+
+def _load(name: str, config: PoisonConfig) -> tuple[np.ndarray, np.ndarray]:
+    ds = load_dataset(name, "all" if name != "mnist" else "train")
+    if name == "mnist":
+        ds = ds.subset(slice(0, config.mnist_subset))
+    X = ds.data.astype(np.float64)
+    if name in ("iris", "breast-cancer"):  # standardised, as the reference notebooks do
+        X = (X - X.mean(0)) / X.std(0)
+    return X, ds.labels
+
+
+def _attack(
+    name: str, X: np.ndarray, y: np.ndarray, config: PoisonConfig, seed: int
+) -> PoisonedData:
+    none = np.zeros(len(X), dtype=bool)
+    fns = {
+        "none": lambda: PoisonedData(X, y, none, {"attack": "none"}),
+        "gaussian_noise": lambda: gaussian_noise(X, y, config.sigma, random_state=seed),
+        "uniform_outliers": lambda: uniform_outliers(X, y, config.n_outliers, random_state=seed),
+        "subtle_outliers": lambda: subtle_outliers(X, y, config.n_outliers, random_state=seed),
+        "label_shuffle": lambda: label_shuffle(X, y, config.shuffle_fraction, random_state=seed),
+        "mimicry": lambda: mimicry(X, y, n_clusters=len(np.unique(y)), random_state=seed),
+        "bridge_points": lambda: bridge_points(
+            X, y, config.bridge_fraction, n_clusters=len(np.unique(y)), random_state=seed
+        ),
+    }
+    return fns[name]()
+
+
+def _defense(name: str, k: int, n_flag: int, n_total: int, seed: int) -> Any:
+    """Defenses told the number of injected points (or ``n_outliers`` when nothing is injected)."""
+    trim = min(0.5, n_flag / n_total)
+    return {
+        "kmeans": lambda: KMeans(k, n_init=3, random_state=seed),
+        "kmeans--": lambda: KMeansMinusMinus(k, n_outliers=n_flag, random_state=seed),
+        "trimmed": lambda: TrimmedKMeans(k, trim=trim, n_init=5, random_state=seed),
+        "nkmeans": lambda: NKMeans(k, n_outliers=max(1, n_flag), random_state=seed),
+        "sanitized-iforest": lambda: SanitizedKMeans(k, "isolation_forest", random_state=seed),
+        "sanitized-lof": lambda: SanitizedKMeans(k, "lof", random_state=seed),
+    }[name]()
+
+
+def _match_centres(found: np.ndarray, ref: np.ndarray) -> float:
+    """Mean distance between matched centres (Hungarian matching on distances)."""
+    cost = np.linalg.norm(found[:, None] - ref[None], axis=-1)
+    rows, cols = linear_sum_assignment(cost)
+    return float(cost[rows, cols].mean())
+
+
+def _changed(labels: np.ndarray, ref: np.ndarray, k: int) -> int:
+    """Original points whose cluster changed w.r.t. the clean clustering (ids matched)."""
+    counts = np.zeros((k, k), dtype=np.int64)
+    np.add.at(counts, (labels, ref), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    relabel = np.full(k, -1)
+    relabel[rows] = cols
+    return int(np.sum(relabel[labels] != ref))
+
+
+def _internal(X: np.ndarray, labels: np.ndarray, sample: int, seed: int) -> dict[str, float]:
+    if len(np.unique(labels)) < 2:
+        return {m: float("nan") for m in INTERNAL}
+    return {"silhouette": silhouette(X, labels, sample, seed), "calinski_harabasz": calinski_harabasz(X, labels),
+            "davies_bouldin": davies_bouldin(X, labels)}  # fmt: skip
+
+
+def _unit(
+    dataset: str, attack: str, seed: int, X: np.ndarray, y: np.ndarray, config: PoisonConfig
+) -> dict[str, Any]:
+    k = len(np.unique(y))
+    clean = KMeans(k, n_init=3, random_state=seed).fit(X)
+    poisoned = _attack(attack, X, y, config, seed)
+    orig = ~poisoned.is_injected
+    n_flag = max(poisoned.n_injected, config.n_outliers)
+    out: dict[str, Any] = {"n_injected": poisoned.n_injected}
+    if poisoned.n_injected:
+        removal = find_outliers(poisoned.data)
+        out["removal_caught_injected"] = 100.0 * float(removal[~orig].mean())
+    for name in config.defenses:
+        model = _defense(name, k, n_flag, len(poisoned.data), seed).fit(poisoned.data)
+        labels_all = model.predict(poisoned.data)
+        lab = labels_all[orig]
+        # mappings learned on the (possibly shuffled) labels of the original points, scored on the true ones
+        y_seen = poisoned.labels[orig]
+        entry = {
+            "acc_hungarian": 100 * clustering_accuracy(y, lab, hungarian_mapping(lab, y_seen, k)),
+            "acc_majority": 100
+            * clustering_accuracy(y, lab, majority_vote_mapping(lab, y_seen, k)),
+            "ari": adjusted_rand_score(y, lab),
+            "nmi": normalized_mutual_info_score(y, lab),
+            "centroid_shift": _match_centres(model.cluster_centers_, clean.cluster_centers_),
+            "changed_cluster": _changed(lab, clean.labels_, k),
+            **{
+                f"{m}_with_injected": v
+                for m, v in _internal(
+                    poisoned.data, labels_all, config.silhouette_sample, seed
+                ).items()
+            },
+            **{
+                f"{m}_original": v
+                for m, v in _internal(
+                    poisoned.data[orig], lab, config.silhouette_sample, seed
+                ).items()
+            },
+        }
+        if hasattr(model, "outliers_") and poisoned.n_injected:
+            entry["defense_caught_injected"] = 100.0 * float(model.outliers_[~orig].mean())
+        out[name] = entry
+    return out
+
+
+def _summaries(
+    results: dict[tuple[str, str], list[dict[str, Any]]], config: PoisonConfig
+) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for (dataset, attack), reps in results.items():
+        s: dict[str, Any] = {}
+        for defense in config.defenses:
+            s[defense] = {}
+            for metric in reps[0][defense]:
+                vals = np.array([r[defense].get(metric, np.nan) for r in reps], dtype=float)
+                mean, half = (
+                    mean_ci(vals[~np.isnan(vals)], 0.95)
+                    if (~np.isnan(vals)).sum() >= 2
+                    else (np.nan, np.nan)
+                )
+                s[defense][metric] = {"mean": float(mean), "ci95": float(half)}
+        caught = [r["removal_caught_injected"] for r in reps if "removal_caught_injected" in r]
+        if caught:
+            mean, half = mean_ci(caught, 0.95)
+            s["removal_caught_injected"] = {"mean": float(mean), "ci95": float(half)}
+        summary[f"{dataset}/{attack}"] = s
+    return summary
+
+
+def _flags(summary: dict[str, Any], config: PoisonConfig) -> list[dict[str, Any]]:
+    """Internal metrics (computed with the injected points) that look *better* under attack."""
+    flags = []
+    for key, s in summary.items():
+        dataset, attack = key.split("/")
+        clean = summary.get(f"{dataset}/none")
+        if attack == "none" or clean is None:
+            continue
+        for defense in config.defenses:
+            for metric, sign in INTERNAL.items():
+                a, c = (
+                    s[defense][f"{metric}_with_injected"]["mean"],
+                    clean[defense][f"{metric}_with_injected"]["mean"],
+                )
+                if np.isfinite(a) and np.isfinite(c) and sign * (a - c) > 0:
+                    flags.append({"dataset": dataset, "attack": attack, "defense": defense, "metric": metric,
+                                  "clean": c, "attacked": a})  # fmt: skip
+    return flags
+
+
+def _pictures(config: PoisonConfig, ctx: RunContext) -> None:
+    for dataset in [d for d in config.datasets if d in ("iris", "breast-cancer")]:
+        X, y = _load(dataset, config)
+        pca = PCA(2, random_state=0).fit(X)
+        panels = []
+        for attack in config.attacks:
+            p = _attack(attack, X, y, config, 0)
+            km = KMeans(len(np.unique(y)), n_init=3, random_state=0).fit(p.data)
+            panels.append({"title": attack, "xy": pca.transform(p.data), "labels": km.labels_, "injected": p.is_injected,
+                           "centers": pca.transform(km.cluster_centers_.astype(np.float64))})  # fmt: skip
+        plot_pca_panels(
+            panels,
+            ctx.path(f"pca-{dataset}"),
+            f"{dataset}: k-means after each attack (PCA, seed 0)",
+        )
+
+
+@register(
+    "poison-cluster",
+    PoisonConfig,
+    profiles={"quick": {}, "paper": {"n_seeds": 30, "mnist_subset": 5000}},
+    description="Poison Cluster attacks x robust k-means defenses on Iris, breast cancer, digits, MNIST",
+)
+def run_poison(config: PoisonConfig, ctx: RunContext) -> dict[str, Any]:
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    comparisons: list[dict[str, Any]] = []
+    sweeps: dict[str, Any] = {}
+    for dataset in config.datasets:
+        X, y = _load(dataset, config)
+        jobs = [(a, s) for a in config.attacks for s in range(config.n_seeds)]
+        for attack, seed in progress(jobs, desc=f"poison {dataset}"):
+            unit = ctx.unit(
+                f"{dataset}-{attack}-seed{seed}",
+                partial(_unit, dataset, attack, seed, X, y, config),
+            )
+            results.setdefault((dataset, attack), []).append(unit)
+        if dataset in PAPER_FLIP:
+            sweep = ctx.unit(f"{dataset}-flip-sweep", partial(flip_ratio_sweep, X, y, None, config.n_seeds,
+                                                              config.flip_seed_fraction))  # fmt: skip
+            sweeps[dataset] = sweep
+            comparisons.append({"id": f"flip_threshold.{dataset}", "ours": sweep["collapse_ratio"],
+                                "paper": PAPER_FLIP[dataset], "unit": "ratio", "ci95": sweep["collapse_ci"]})  # fmt: skip
+        reversal = ctx.unit(f"{dataset}-reversal", partial(_reversal, X, y))
+        comparisons.append({"id": f"contextual_reversal.{dataset}.n_injected", "ours": float(reversal["n_injected"]),
+                            "paper": None, "unit": "points", "reversed": reversal["reversed"]})  # fmt: skip
+    summary = _summaries(results, config)
+    for dataset in config.datasets:
+        for attack in ("mimicry", "uniform_outliers"):
+            s = summary.get(f"{dataset}/{attack}", {}).get("removal_caught_injected")
+            if s is not None:
+                kept = 100.0 - s["mean"]
+                name = "mimicry.survival" if attack == "mimicry" else "uniform_outliers.survival"
+                comparisons.append(
+                    {
+                        "id": f"{name}.{dataset}",
+                        "ours": kept,
+                        "paper": None,
+                        "unit": "%",
+                        "ci95": s["ci95"],
+                    }
+                )
+        clean = summary.get(f"{dataset}/none", {}).get("kmeans")
+        if clean:
+            comparisons.append({"id": f"clean.{dataset}.kmeans.acc_hungarian", "ours": clean["acc_hungarian"]["mean"],
+                                "paper": None, "unit": "%"})  # fmt: skip
+        attacks: list[str] = [a for a in config.attacks if a != "none"]
+        if clean and attacks:
+            drop = [[summary[f"{dataset}/{a}"][d]["acc_hungarian"]["mean"] - summary[f"{dataset}/none"][d]["acc_hungarian"]["mean"]
+                     for d in config.defenses] for a in attacks]  # fmt: skip
+            plot_heatmap(drop, attacks, list(config.defenses), ctx.path(f"heatmap-{dataset}"),
+                         f"{dataset}: accuracy change vs clean (points, Hungarian)")  # fmt: skip
+    if sweeps:
+        curves = {d: {"x": s["ratios"], "mean": [100 * v for v in s["accuracy_mean"]],
+                      "ci": [100 * v for v in s["accuracy_ci"]], "mark": s["collapse_ratio"]} for d, s in sweeps.items()}  # fmt: skip
+        plot_sweep(curves, ctx.path("flip-sweep"), "flip ratio of the seed labels", "accuracy (%)",
+                   "Seeded k-means under seed-label flips (95% CI)")  # fmt: skip
+    _pictures(config, ctx)
+    return {"summary": summary, "flip_sweeps": sweeps, "improved_internal_metrics": _flags(summary, config),
+            "comparisons": comparisons}  # fmt: skip
+
+
+def _reversal(X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    result = contextual_reversal(X, y, max_rounds=30, random_state=0)
+    return {"reversed": bool(result.meta["reversed"]), "n_injected": result.n_injected,
+            "purged_normal": int(result.meta["purged_normal"].sum())}  # fmt: skip
