@@ -111,6 +111,16 @@ def test_mimicry_points_survive_dbscan_while_uniform_outliers_do_not(iris):
     assert kept[:150][outliers].mean() > 0.5
 
 
+def test_mimicry_plants_outliers_when_there_are_none():
+    d = load_dataset("digits", "all")  # 64-D: DBSCAN with minPts = 128 flags nothing
+    assert not find_outliers(d.data).any()
+    with pytest.raises(ValueError, match="no outliers"):
+        mimicry(d.data, d.labels, random_state=0)
+    p = mimicry(d.data, d.labels, random_state=0, plant_if_none=4)
+    assert p.meta["planted"] == 4 and p.data.shape[0] > 1797 + 4
+    assert np.array_equal(p.original, d.data.astype(np.float64)) and p.is_injected[1797:].all()
+
+
 def test_contextual_reversal_reports_when_normal_points_get_purged():
     d = load_dataset(
         "blobs", n_samples=300, centers=2, n_features=2, cluster_std=1.0, random_state=0

@@ -21,6 +21,7 @@ from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from sklearn.utils import check_random_state
 
 from advlab.attacks.poisoning.base import PoisonedData, append, check_count, check_xy
+from advlab.attacks.poisoning.injection import uniform_outliers
 from advlab.cluster import KMeans
 
 DETECTORS = ("dbscan", "isolation_forest", "lof")
@@ -57,6 +58,12 @@ def _within_std(data: np.ndarray, n_clusters: int, seed: int) -> float:
     return float(np.sqrt(((data - km.cluster_centers_[km.labels_]) ** 2).mean()))
 
 
+def _majority(labels: np.ndarray) -> int:
+    """Most frequent non-negative label (-1 when there is none: planted, unlabelled points)."""
+    known = labels[labels >= 0]
+    return int(np.bincount(known).argmax()) if len(known) else -1
+
+
 def _camouflage(
     data: np.ndarray,
     labels: np.ndarray,
@@ -72,7 +79,7 @@ def _camouflage(
     out_pts, out_lab = data[outliers], labels[outliers]
     k_out = min(len(out_pts), max(1, round(np.sqrt(len(out_pts)))))
     km_out = KMeans(k_out, random_state=seed).fit(out_pts)
-    majority = np.array([np.bincount(out_lab[km_out.labels_ == c]).argmax() for c in range(k_out)])
+    majority = np.array([_majority(out_lab[km_out.labels_ == c]) for c in range(k_out)])
     return (
         outliers,
         km_out.cluster_centers_.astype(np.float64),
@@ -108,24 +115,37 @@ def mimicry(
     detector: str = "dbscan",
     detector_params: dict[str, Any] | None = None,
     random_state: int | None = None,
+    plant_if_none: int = 0,
 ) -> PoisonedData:
     """Inject ``n_inject`` points (default: the detector's minPts, 2d, per outlier cluster)
     mimicking the data around its outliers; the outliers are grouped by k-means into
     round(sqrt(#outliers)) clusters and ``n_clusters`` sets the k used to measure the normal
     data's within-cluster spread. Injected points take the label of their outlier cluster's
-    majority. ``meta`` holds the clean data's outlier mask and the outlier centres."""
+    majority. ``meta`` holds the clean data's outlier mask and the outlier centres.
+
+    When the detector finds no outlier and ``plant_if_none`` > 0, that many uniform outliers are
+    planted first (the document's remedy: "manual injection of outliers"); they are flagged as
+    injected too (``meta['planted']``)."""
     data, labels = check_xy(X, y)
     rng = check_random_state(random_state)
     seed = int(rng.randint(2**31 - 1))
+    params = detector_params or {}
+    n_original, planted = len(data), 0
+    if plant_if_none > 0 and not find_outliers(data, detector, seed, **params).any():
+        base = uniform_outliers(data, labels, plant_if_none, random_state=seed)
+        data, labels, planted = base.data, base.labels, plant_if_none
     outliers, centres, majority, spread = _camouflage(
-        data, labels, detector, detector_params or {}, n_clusters, seed
+        data, labels, detector, params, n_clusters, seed
     )
     default = max(2 * data.shape[1], 1) * len(centres)
     n = check_count("n_inject", n_inject if n_inject is not None else default, 10 * len(data))
     points, point_labels = _mimic(data, centres, majority, spread, n, rng)
-    meta = {"attack": "mimicry", "detector": detector, "outliers": outliers, "outlier_centers": centres,
-            "spread": spread}  # fmt: skip
-    return append(data, labels, points, point_labels, meta)
+    meta = {"attack": "mimicry", "detector": detector, "outliers": outliers[:n_original], "outlier_centers": centres,
+            "spread": spread, "planted": planted}  # fmt: skip
+    result = append(data, labels, points, point_labels, meta)
+    flags = result.is_injected.copy()
+    flags[n_original:] = True  # planted outliers are injected points too
+    return PoisonedData(result.data, result.labels, flags, meta)
 
 
 def contextual_reversal(

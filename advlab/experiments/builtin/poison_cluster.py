@@ -105,7 +105,9 @@ def _attack(
         "uniform_outliers": lambda: uniform_outliers(X, y, config.n_outliers, random_state=seed),
         "subtle_outliers": lambda: subtle_outliers(X, y, config.n_outliers, random_state=seed),
         "label_shuffle": lambda: label_shuffle(X, y, config.shuffle_fraction, random_state=seed),
-        "mimicry": lambda: mimicry(X, y, n_clusters=len(np.unique(y)), random_state=seed),
+        "mimicry": lambda: mimicry(
+            X, y, n_clusters=len(np.unique(y)), random_state=seed, plant_if_none=config.n_outliers
+        ),
         "bridge_points": lambda: bridge_points(
             X, y, config.bridge_fraction, n_clusters=len(np.unique(y)), random_state=seed
         ),
@@ -321,6 +323,9 @@ def run_poison(config: PoisonConfig, ctx: RunContext) -> dict[str, Any]:
 
 
 def _reversal(X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    result = contextual_reversal(X, y, max_rounds=30, random_state=0)
+    try:
+        result = contextual_reversal(X, y, max_rounds=30, random_state=0)
+    except ValueError as exc:  # no outlier to start from: nothing to reverse
+        return {"reversed": False, "n_injected": 0, "purged_normal": 0, "note": str(exc)}
     return {"reversed": bool(result.meta["reversed"]), "n_injected": result.n_injected,
             "purged_normal": int(result.meta["purged_normal"].sum())}  # fmt: skip
