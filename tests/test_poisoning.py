@@ -217,6 +217,8 @@ def test_defense_bad_input(planted):
         TrimmedKMeans(3, trim=1.2).fit(X)
     with pytest.raises(ValueError, match="n_outliers"):
         NKMeans(3, n_outliers=0).fit(X)
+    with pytest.raises(ValueError, match="2 \\* n_outliers"):
+        NKMeans(3, n_outliers=200).fit(X)
     with pytest.raises(ValueError, match="detector"):
         SanitizedKMeans(3, detector="oracle").fit(X)
     with pytest.raises(ValueError, match="exceeds"):

@@ -186,6 +186,10 @@ class NKMeans(_OutlierAwareKMeans):
         if z < 1:
             raise ValueError(f"n_outliers={z} must be >= 1")
         data = as_float_matrix(X).double().numpy()
+        if 2 * z > len(data):
+            raise ValueError(
+                f"n_outliers={z}: NK-means needs 2 * n_outliers <= n_samples={len(data)}"
+            )
         check_n_clusters(self.n_clusters, len(data) - 3 * z)
         tree = NearestNeighbors().fit(data)
 
@@ -202,6 +206,10 @@ class NKMeans(_OutlierAwareKMeans):
             if removed.sum() <= 2 * z:
                 break
             r *= np.sqrt(2.0)  # Opt doubles: r = 2 sqrt(Opt / z) grows by sqrt(2)
+        if removed.sum() > 2 * z:
+            raise ValueError(
+                f"NK-means found no radius that removes at most 2 * {z} points in {self.max_guesses} guesses"
+            )
         self.radius_ = r
         kept = ~removed
         km = KMeans(self.n_clusters, random_state=self.random_state).fit(data[kept])

@@ -117,7 +117,8 @@ def mimicry(
     random_state: int | None = None,
     plant_if_none: int = 0,
 ) -> PoisonedData:
-    """Inject ``n_inject`` points (default: the detector's minPts, 2d, per outlier cluster)
+    """Inject ``n_inject`` points (default: the detector's minPts, 2d, per outlier cluster, at
+    most half as many as there are data points)
     mimicking the data around its outliers; the outliers are grouped by k-means into
     round(sqrt(#outliers)) clusters and ``n_clusters`` sets the k used to measure the normal
     data's within-cluster spread. Injected points take the label of their outlier cluster's
@@ -137,7 +138,7 @@ def mimicry(
     outliers, centres, majority, spread = _camouflage(
         data, labels, detector, params, n_clusters, seed
     )
-    default = max(2 * data.shape[1], 1) * len(centres)
+    default = min(max(2 * data.shape[1], 1) * len(centres), max(len(centres), n_original // 2))
     n = check_count("n_inject", n_inject if n_inject is not None else default, 10 * len(data))
     points, point_labels = _mimic(data, centres, majority, spread, n, rng)
     meta = {"attack": "mimicry", "detector": detector, "outliers": outliers[:n_original], "outlier_centers": centres,

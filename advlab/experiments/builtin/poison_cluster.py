@@ -159,7 +159,7 @@ def _unit(
     clean = KMeans(k, n_init=3, random_state=seed).fit(X)
     poisoned = _attack(attack, X, y, config, seed)
     orig = ~poisoned.is_injected
-    n_flag = max(poisoned.n_injected, config.n_outliers)
+    n_flag = min(max(poisoned.n_injected, config.n_outliers), len(poisoned.data) // 4)
     out: dict[str, Any] = {"n_injected": poisoned.n_injected}
     if poisoned.n_injected:
         removal = find_outliers(poisoned.data)
