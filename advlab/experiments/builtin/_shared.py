@@ -28,17 +28,18 @@ POOL_VERSION = "1"
 
 
 def surrogate(
-    ctx: RunContext, name: str, epochs: int, device: str
+    ctx: RunContext, name: str, epochs: int, device: str, dataset: str = "mnist"
 ) -> tuple[nn.Module, str, float | None]:
-    """The surrogate classifier, trained on MNIST (train split) once and cached."""
-    train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
+    """The surrogate classifier, trained on ``dataset`` (train split) once and cached."""
+    train, test = load_dataset(dataset, "train"), load_dataset(dataset, "test")
     ctx.record_dataset(train)
     trained = train_classifier(
         name, train, test, epochs=epochs, seed=0, device=device, cache=ctx.cache
     )
     ctx.log.info(
-        "surrogate %s: MNIST test accuracy %.2f %% (cached: %s)",
+        "surrogate %s: %s test accuracy %.2f %% (cached: %s)",
         name,
+        dataset,
         trained.test_accuracy,
         trained.from_cache,
     )

@@ -333,7 +333,7 @@ DIGITS = {
           description="Omari et al.: Algorithm 1, Fig. 2 a-f and Fig. 3 (+ controls, white-box training)")  # fmt: skip
 def run_omari(config: OmariConfig, ctx: RunContext) -> dict[str, Any]:
     model, model_key, sur_acc = surrogate(
-        ctx, config.surrogate, config.surrogate_epochs, config.device
+        ctx, config.surrogate, config.surrogate_epochs, config.device, config.surrogate_data
     )
     variants = _variants(config)
     units: dict[str, list[dict[str, Any]]] = {}
