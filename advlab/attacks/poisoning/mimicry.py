@@ -1,8 +1,8 @@
 """Mimicry ("cuckoo") poisoning and its contextual reversal (Poison Cluster document).
 
 The victim pipeline removes outliers before clustering. :func:`find_outliers` is that step:
-DBSCAN with minPts = 2d and eps at the knee of the sorted k-distance curve (the reference
-notebooks' recipe), or IsolationForest / LOF. :func:`mimicry` clusters the purged outliers and
+DBSCAN with minPts = 2d (capped at n/10) and eps at the knee of the sorted k-distance curve
+(the reference notebooks' recipe), or IsolationForest / LOF. :func:`mimicry` clusters the purged outliers and
 injects, around each of those centres, points drawn from N(centre, s^2 I) with s the mean
 within-cluster standard deviation of the normal data: the outliers gain neighbours, become
 dense, and the same removal step keeps them (they "hatch" in the nest).
@@ -43,7 +43,9 @@ def find_outliers(
     """Boolean mask of the points the outlier-removal step would purge."""
     data = np.asarray(X, dtype=np.float64)
     if method == "dbscan":
-        min_samples = params.get("min_samples", 2 * data.shape[1])
+        # minPts = 2d (the reference recipe), capped at n/10 so that high-dimensional data with
+        # few points (MNIST subsets: 2d = 1568) still has core points
+        min_samples = params.get("min_samples", max(2, min(2 * data.shape[1], len(data) // 10)))
         eps = params.get("eps") or dbscan_eps(data, min_samples)
         return DBSCAN(eps=eps, min_samples=min_samples).fit(data).labels_ == -1
     if method == "isolation_forest":
@@ -76,6 +78,10 @@ def _camouflage(
     outliers = find_outliers(data, detector, seed, **params)
     if not outliers.any():
         raise ValueError("the detector finds no outliers: mimicry has nothing to conceal")
+    if outliers.all():
+        raise ValueError(
+            "the detector flags every point as an outlier: there is no normal data to mimic"
+        )
     out_pts, out_lab = data[outliers], labels[outliers]
     k_out = min(len(out_pts), max(1, round(np.sqrt(len(out_pts)))))
     km_out = KMeans(k_out, random_state=seed).fit(out_pts)
