@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 DATA_ROOT = os.environ.get("ADVLAB_DATA")
 
@@ -27,3 +29,25 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("ADVLAB_OFFLINE", "1")
     monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("ADVLAB_QUIET", "1")
+
+
+@pytest.fixture(scope="session")
+def digits_model():
+    """Logistic regression on the 8x8 digits, trained in a second (a real, accurate model)."""
+    torch.manual_seed(0)
+    from advlab.data import load_dataset
+
+    train = load_dataset("digits", "train")
+    x, y = torch.from_numpy(train.images), torch.from_numpy(train.labels)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(300):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    test = load_dataset("digits", "test")
+    xt, yt = torch.from_numpy(test.images), torch.from_numpy(test.labels)
+    assert (model(xt).argmax(1) == yt).float().mean() > 0.9
+    return model, xt, yt

@@ -21,26 +21,6 @@ from advlab.data import load_dataset
 from advlab.models import build_model
 
 
-@pytest.fixture(scope="module")
-def digits_model():
-    """Logistic regression on the 8x8 digits, trained in a second (a real, accurate model)."""
-    torch.manual_seed(0)
-    train = load_dataset("digits", "train")
-    x, y = torch.from_numpy(train.images), torch.from_numpy(train.labels)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    for _ in range(300):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    model.eval()
-    model.zero_grad(set_to_none=True)
-    test = load_dataset("digits", "test")
-    xt, yt = torch.from_numpy(test.images), torch.from_numpy(test.labels)
-    assert (model(xt).argmax(1) == yt).float().mean() > 0.9
-    return model, xt, yt
-
-
 def test_fgsm_matches_closed_form(digits_model):
     model, x, y = digits_model
     x, y = x[:50], y[:50]

@@ -9,6 +9,8 @@ from advlab.attacks.evasion.base import (
     eps_to_pixels,
 )
 from advlab.attacks.evasion.bim import BIM, IFGSM
+from advlab.attacks.evasion.cw import CarliniWagnerL2
+from advlab.attacks.evasion.deepfool import DeepFool
 from advlab.attacks.evasion.fgsm import FGSM
 from advlab.attacks.evasion.kmeans_minimal import KMeansMinimalAttack, kmeans_certified_radius
 from advlab.attacks.evasion.kmeans_pgd import KMeansPGD
@@ -21,6 +23,8 @@ __all__ = [
     "PGD",
     "Attack",
     "AttackResult",
+    "CarliniWagnerL2",
+    "DeepFool",
     "KMeansMinimalAttack",
     "KMeansPGD",
     "Misclassification",

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from advlab.attacks.evasion import CarliniWagnerL2, DeepFool
+
+
+def test_deepfool_is_exact_on_a_linear_model():
+    torch.manual_seed(0)
+    model = nn.Linear(20, 4)
+    with torch.no_grad():
+        model.weight.mul_(5.0)
+    x = 0.4 + 0.2 * torch.rand(64, 20)  # far from the box faces
+    with torch.no_grad():
+        z = model(x)
+    k0 = z.argmax(1)
+    w = model.weight
+    diff_w = w[None] - w[k0][:, None, :]
+    diff_f = z - z.gather(1, k0[:, None])
+    dist = diff_f.abs() / diff_w.norm(dim=2).clamp(min=1e-12)
+    dist[torch.arange(64), k0] = float("inf")
+    exact = dist.min(1).values  # distance to the nearest decision boundary
+    result = DeepFool(model, overshoot=0.02)(x, k0)
+    inside = ((result.x_adv > 0) & (result.x_adv < 1)).all(1)
+    assert bool(result.success.all()) and inside.float().mean() > 0.9
+    norm = (result.x_adv - x).norm(dim=1)
+    torch.testing.assert_close(norm[inside], (1.02 * exact)[inside], rtol=1e-3, atol=1e-3)
+
+
+def test_deepfool_on_digits(digits_model):
+    model, x, y = digits_model
+    correct = model(x).argmax(1) == y
+    result = DeepFool(model)(x[correct], y[correct])
+    assert result.success.float().mean() > 0.95
+    assert float(result.x_adv.min()) >= 0 and float(result.x_adv.max()) <= 1
+    assert float((result.x_adv - x[correct]).flatten(1).norm(dim=1).mean()) < 2.0
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_carlini_wagner_l2(digits_model, targeted):
+    model, x, y = digits_model
+    x, y = x[:60], y[:60]
+    correct = model(x).argmax(1) == y
+    x, y = x[correct], y[correct]
+    target = (y + 1) % 10 if targeted else None
+    atk = CarliniWagnerL2(model, binary_search_steps=5, steps=100, lr=0.05, targeted=targeted)
+    result = atk(x, y, target)
+    assert result.success.float().mean() > 0.9
+    assert float(result.x_adv.min()) >= 0 and float(result.x_adv.max()) <= 1
+    if targeted:
+        assert bool((result.pred[result.success] == target[result.success]).all())
+    else:  # C&W finds perturbations no larger than DeepFool's on average
+        deepfool = DeepFool(model)(x, y)
+        cw_norm = (result.x_adv - x).flatten(1).norm(dim=1)[result.success].mean()
+        df_norm = (deepfool.x_adv - x).flatten(1).norm(dim=1)[deepfool.success].mean()
+        assert cw_norm <= 1.1 * df_norm
+
+
+def test_bad_parameters(digits_model):
+    model = digits_model[0]
+    with pytest.raises(ValueError, match="max_iter"):
+        DeepFool(model, max_iter=0)
+    with pytest.raises(ValueError, match="binary_search_steps"):
+        CarliniWagnerL2(model, lr=0.0)
