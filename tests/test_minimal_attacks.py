@@ -64,3 +64,19 @@ def test_bad_parameters(digits_model):
         DeepFool(model, max_iter=0)
     with pytest.raises(ValueError, match="binary_search_steps"):
         CarliniWagnerL2(model, lr=0.0)
+
+
+def test_lbfgs_targets_the_second_ranked_label(digits_model):
+    from advlab.attacks.evasion import LBFGS
+
+    model, x, y = digits_model
+    x, y = x[:25], y[:25]
+    with torch.no_grad():
+        second = model(x).topk(2, dim=1).indices[:, 1]
+    result = LBFGS(model, doublings=4, bisections=3, max_iter=50)(x, y)
+    assert result.success.float().mean() > 0.9
+    assert bool((result.pred[result.success] == second[result.success]).all())
+    assert float(result.x_adv.min()) >= 0 and float(result.x_adv.max()) <= 1
+    # minimal-perturbation attack: small L2 changes on the 64-pixel digits
+    norms = (result.x_adv - x).flatten(1).norm(dim=1)[result.success]
+    assert float(norms.mean()) < 3.0

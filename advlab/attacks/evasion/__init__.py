@@ -14,12 +14,14 @@ from advlab.attacks.evasion.deepfool import DeepFool
 from advlab.attacks.evasion.fgsm import FGSM
 from advlab.attacks.evasion.kmeans_minimal import KMeansMinimalAttack, kmeans_certified_radius
 from advlab.attacks.evasion.kmeans_pgd import KMeansPGD
+from advlab.attacks.evasion.lbfgs import LBFGS
 from advlab.attacks.evasion.pgd import PGD
 
 __all__ = [
     "BIM",
     "FGSM",
     "IFGSM",
+    "LBFGS",
     "PGD",
     "Attack",
     "AttackResult",
