@@ -15,16 +15,18 @@ Example::
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from advlab.attacks.evasion.base import MNIST_PIXEL_STD, Attack, eps_to_pixels, input_gradient
+from advlab.attacks.evasion.base import MNIST_PIXEL_STD
+from advlab.attacks.evasion.pgd import PGD
 
 
-class IFGSM(Attack):
+class IFGSM(PGD):
     """Args: model; eps (>= 0, in ``eps_units``); max_iter (number of steps, required);
     eps_step (step size in the same units; default eps / 4); eps_units ``"pixel"`` or
-    ``"standardized"``; early_stop; targeted; batch_size."""
+    ``"standardized"``; early_stop; targeted; batch_size.
+
+    PGD in L-inf with cross-entropy and no random start (see :class:`PGD`)."""
 
     def __init__(
         self,
@@ -38,34 +40,10 @@ class IFGSM(Attack):
         targeted: bool = False,
         batch_size: int = 256,
     ) -> None:
-        super().__init__(model, targeted, batch_size)
-        if max_iter < 1:
-            raise ValueError(f"max_iter must be >= 1, got {max_iter}")
-        self.eps = eps_to_pixels(eps, eps_units, pixel_std)
-        self.eps_step = (
-            self.eps / 4 if eps_step is None else eps_to_pixels(eps_step, eps_units, pixel_std)
-        )
-        self.max_iter = max_iter
-        self.early_stop = early_stop
-
-    def _perturb(
-        self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
-    ) -> torch.Tensor:
-        x_adv = x.clone()
-        active = torch.ones(len(x), dtype=torch.bool, device=x.device)
-        for _ in range(self.max_iter):
-            grad = input_gradient(self.model, x_adv, y, target)
-            step = self.eps_step * grad.sign()
-            if self.early_stop:
-                step = step * active.view(-1, *([1] * (x.ndim - 1)))
-            x_adv = torch.clamp(torch.clamp(x_adv + step, x - self.eps, x + self.eps), 0.0, 1.0)
-            if self.early_stop:
-                with torch.no_grad():
-                    pred = self.model(x_adv).argmax(1)
-                active = ~self.criterion(pred, y, target)
-                if not bool(active.any()):
-                    break
-        return x_adv
+        super().__init__(
+            model, eps, max_iter, eps_step, norm="linf", random_start=False, loss="ce", eps_units=eps_units,
+            pixel_std=pixel_std, targeted=targeted, batch_size=batch_size, early_stop=early_stop,
+        )  # fmt: skip
 
 
 BIM = IFGSM

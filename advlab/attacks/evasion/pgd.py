@@ -35,7 +35,8 @@ def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
 class PGD(Attack):
     """Args: model; eps; eps_step (default eps / 4); max_iter; norm ``"linf"`` or ``"l2"``;
     random_start (default True); random_state; loss ``"ce"`` or ``"margin"``;
-    eps_units (``"pixel"``/``"standardized"``, L-inf only); targeted; batch_size."""
+    eps_units (``"pixel"``/``"standardized"``, L-inf only); targeted; batch_size; early_stop
+    (a sample stops moving once the criterion holds; off by default)."""
 
     def __init__(
         self,
@@ -51,8 +52,10 @@ class PGD(Attack):
         pixel_std: float = MNIST_PIXEL_STD,
         targeted: bool = False,
         batch_size: int = 256,
+        early_stop: bool = False,
     ) -> None:
         super().__init__(model, targeted, batch_size)
+        self.early_stop = early_stop
         if norm not in ("linf", "l2"):
             raise ValueError(f"norm={norm!r}: use 'linf' or 'l2'")
         if max_iter < 1:
@@ -84,9 +87,17 @@ class PGD(Attack):
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
         x_adv = torch.clamp(x + self._random_delta(x), 0.0, 1.0) if self.random_start else x.clone()
+        active = torch.ones(len(x), dtype=torch.bool, device=x.device)
         for _ in range(self.max_iter):
             grad = input_gradient(self.model, x_adv, y, target, self.loss)
             step = grad.sign() if self.norm == "linf" else grad / _flat_norm(grad)
+            if self.early_stop:  # samples that already succeed stop moving
+                step = step * active.view(-1, *([1] * (x.ndim - 1)))
             delta = project(x_adv + self.eps_step * step - x, self.eps, self.norm)
             x_adv = torch.clamp(x + delta, 0.0, 1.0)
+            if self.early_stop:
+                with torch.no_grad():
+                    active = ~self.criterion(self.model(x_adv).argmax(1), y, target)
+                if not bool(active.any()):
+                    break
         return x_adv

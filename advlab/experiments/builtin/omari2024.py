@@ -137,13 +137,14 @@ def _flat(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), -1)
 
 
-def _evaluate(
-    data: _Data, config: OmariConfig, controls: bool, km: KMeans, train_rows: np.ndarray
-) -> dict[str, Any]:
-    """Accuracies of ``km`` (mapping: majority vote on the step's training data)."""
+def _evaluate(data: _Data, config: OmariConfig, controls: bool, km: KMeans) -> dict[str, Any]:
+    """Accuracies of ``km`` (mapping: majority vote on the step's training data, whose
+    assignment is ``km.labels_``)."""
     assert data.test.images is not None
     y_train, test = data.train.labels, data.test
-    mapping = majority_vote_mapping(km.predict(train_rows), y_train, km.n_clusters)
+    mapping = majority_vote_mapping(
+        km.labels_, y_train, km.n_clusters
+    )  # km was fit on this step's data
     out: dict[str, Any] = {
         "clean": mapped_accuracy(km, mapping, test.data, test.labels),
         "adv": mapped_accuracy(km, mapping, data.test_adv, test.labels),
@@ -214,7 +215,7 @@ def _run_unit(
 
     def on_step(step: int, eps: float, km: KMeans, rows: np.ndarray) -> dict[str, Any]:
         controls = step in (0, 1, beta)
-        metrics = _evaluate(data, config, controls, km, rows.reshape(len(rows), -1))
+        metrics = _evaluate(data, config, controls, km)
         now = time.perf_counter()
         metrics["step_wall_seconds"] = (
             now - clock[0]
