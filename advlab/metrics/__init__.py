@@ -1,5 +1,13 @@
-"""Metrics: clustering quality (external and internal) and summary statistics."""
+"""Metrics: clustering quality, image similarity, attack/defense outcomes, summary statistics."""
 
+from advlab.metrics.adversarial import (
+    DefenseOutcome,
+    attack_success_rate,
+    defense_outcomes,
+    k_anonymity_holds,
+    rank_position_pmf,
+    true_label_ranks,
+)
 from advlab.metrics.clustering import (
     adjusted_rand,
     calinski_harabasz,
@@ -9,15 +17,25 @@ from advlab.metrics.clustering import (
     mutual_info_normalized,
     silhouette,
 )
+from advlab.metrics.image import cw_ssim, mse, ssim
 from advlab.metrics.stats import mean_ci
 
 __all__ = [
+    "DefenseOutcome",
     "adjusted_rand",
+    "attack_success_rate",
     "calinski_harabasz",
     "clustering_scores",
+    "cw_ssim",
     "davies_bouldin",
+    "defense_outcomes",
+    "k_anonymity_holds",
     "mean_ci",
+    "mse",
     "mutual_info_adjusted",
     "mutual_info_normalized",
+    "rank_position_pmf",
     "silhouette",
+    "ssim",
+    "true_label_ranks",
 ]

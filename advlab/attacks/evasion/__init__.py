@@ -10,8 +10,10 @@ from advlab.attacks.evasion.base import (
 )
 from advlab.attacks.evasion.bim import BIM, IFGSM
 from advlab.attacks.evasion.cw import CarliniWagnerL2
+from advlab.attacks.evasion.cw_ssim import cw_ssim
 from advlab.attacks.evasion.deepfool import DeepFool
 from advlab.attacks.evasion.fgsm import FGSM
+from advlab.attacks.evasion.ka3 import KA3, KA3Result
 from advlab.attacks.evasion.kmeans_minimal import KMeansMinimalAttack, kmeans_certified_radius
 from advlab.attacks.evasion.kmeans_pgd import KMeansPGD
 from advlab.attacks.evasion.lbfgs import LBFGS
@@ -21,17 +23,20 @@ __all__ = [
     "BIM",
     "FGSM",
     "IFGSM",
+    "KA3",
     "LBFGS",
     "PGD",
     "Attack",
     "AttackResult",
     "CarliniWagnerL2",
     "DeepFool",
+    "KA3Result",
     "KMeansMinimalAttack",
     "KMeansPGD",
     "Misclassification",
     "TargetedMisclassification",
     "TorchattacksAdapter",
+    "cw_ssim",
     "eps_to_pixels",
     "kmeans_certified_radius",
 ]

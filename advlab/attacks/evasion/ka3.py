@@ -1,0 +1,112 @@
+"""K-A3, the K-anonymity-inspired adversarial attack of Mygdalis, Tefas & Pitas (2020), eq. (7):
+
+    min_n  c * ( ||n||_2 + lambda * (1 - CW-SSIM(x, x + n)) ) + sum_{i=2..k} L_f(f(x + n), r_(i)),
+
+subject to x + n in [0, 1]^D, where r_(i) is the label ranked i-th by the model on the clean x
+and L_f the cross-entropy. The N samples are split into K groups of N/K; group g = 1..K uses
+k = g + 1, i.e. targets the labels ranked 2..g+1 and succeeds when every one of them ranks
+above the true label y on x + n. The true label then sits at position >= g + 1, so over the K
+groups it is spread over positions 2..K+1 and no position recovers it with probability above
+1/K: condition (6), K-anonymity of the labels along the whole ranking.
+
+As in L-BFGS, the constant c (which eq. (7) fixes to 1) is searched per sample (doubled while
+the rank constraint holds, then bisected) to find the smallest perturbation; it multiplies
+the whole distortion term, L2 norm plus lambda times the CW-SSIM dissimilarity (lambda =
+``ssim_weight``, 1 in eq. (7)). With K = 1 and ``ssim_weight = 0`` the objective is exactly
+L-BFGS's with the 2nd-ranked target; only the stopping rule differs (the target ranks above y,
+rather than first), which coincides whenever no third label overtakes both.
+
+Example::
+
+    result = KA3(model, K=5)(images, labels)
+    result.group          # k - 1 for each sample
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from advlab.attacks.evasion.base import AttackResult, model_device
+from advlab.attacks.evasion.cw_ssim import cw_ssim
+from advlab.attacks.evasion.lbfgs import LBFGS
+
+
+@dataclass
+class KA3Result(AttackResult):
+    """Adds ``group`` (g = 1..K, the number of ranked labels pushed above y per sample)."""
+
+    group: torch.Tensor | None = None
+
+
+class KA3(LBFGS):
+    """Args: model; K (anonymity level, number of groups); ssim_weight lambda (1.0; 0 drops the
+    CW-SSIM term); the c search and L-BFGS-B settings of :class:`LBFGS`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        K: int = 5,
+        ssim_weight: float = 1.0,
+        initial_const: float = 0.01,
+        doublings: int = 8,
+        bisections: int = 6,
+        max_iter: int = 100,
+        batch_size: int = 32,
+    ) -> None:
+        super().__init__(
+            model, initial_const, doublings, bisections, max_iter, batch_size, targeted=False
+        )
+        if K < 1:
+            raise ValueError(f"K must be >= 1, got {K}")
+        if ssim_weight < 0:
+            raise ValueError(f"ssim_weight must be >= 0, got {ssim_weight}")
+        self.K, self.ssim_weight = K, ssim_weight
+
+    @staticmethod
+    def split_groups(n: int, K: int) -> torch.Tensor:
+        """Group g = 1..K of each of n samples: K contiguous blocks of (about) n/K samples."""
+        return torch.arange(n) * K // max(n, 1) + 1
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, group: torch.Tensor | None = None
+    ) -> KA3Result:
+        """``group`` (values 1..K) defaults to :meth:`split_groups`; pass a permutation of it to
+        assign groups at random."""
+        group = self.split_groups(len(x), self.K) if group is None else torch.as_tensor(group)
+        if group.shape != (len(x),) or int(group.min()) < 1 or int(group.max()) > self.K:
+            raise ValueError(f"group must have shape ({len(x)},) with values in 1..{self.K}")
+        n_classes = self._n_classes(x, model_device(self.model))
+        if self.K + 1 > n_classes:
+            raise ValueError(
+                f"K = {self.K} needs at least K + 1 = {self.K + 1} classes, model has {n_classes}"
+            )
+        if self.ssim_weight > 0 and (x.ndim != 4 or x.shape[1] != 1):
+            raise ValueError(f"the CW-SSIM term needs (N, 1, H, W) images, got {tuple(x.shape)}")
+        self._validate(x, y, None, n_classes)
+        ranked = self._ranked_labels(x, positions=slice(1, self.K + 1))  # r_(2) .. r_(K+1)
+        columns = torch.arange(self.K)[None, :]
+        targets = torch.where(columns < group[:, None], ranked, torch.full_like(ranked, -1))
+        result = super().__call__(x, y, targets)
+        with torch.no_grad():
+            logits = torch.cat(
+                [self.model(result.x_adv[s : s + 1024]) for s in range(0, len(x), 1024)]
+            )
+        success = self._reached(logits, y.to(logits.device), targets.to(logits.device))
+        return KA3Result(result.x_adv, success.cpu(), result.pred, group)
+
+    def _distortion(self, x: torch.Tensor, xa: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        norm = super()._distortion(x, xa, n)
+        if self.ssim_weight == 0:
+            return norm
+        return norm + self.ssim_weight * (1.0 - cw_ssim(x, xa))
+
+    def _reached(
+        self, logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """Every targeted label ranks above the true label: z_t > z_y for all valid t."""
+        own = logits.gather(1, y[:, None])
+        above = logits.gather(1, targets.clamp_min(0)) > own
+        return (above | (targets < 0)).all(1)

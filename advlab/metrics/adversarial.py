@@ -1,0 +1,91 @@
+"""Outcome metrics of evasion attacks and of detecting defenses (Mygdalis et al. 2020, sec. 5).
+
+- attack success rate (ASR): share of adversarial examples whose predicted label is not y;
+- under a defense with an adversarial class a: *successful* if pred not in {y, a}, *failed* (F)
+  if pred = y, *detected* (D) if pred = a; ASR + F + D = 100 %;
+- the rank-position distribution of Fig. 4: p(j) = P(r_x~(j) = y), the probability that the
+  true label is the model's j-th ranked label on the adversarial example;
+- the K-anonymity condition (6): max_j p(j) <= 1/K (and condition (5): p(1) = 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def _np(a: torch.Tensor | np.ndarray, name: str, ndim: int) -> np.ndarray:
+    arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    return arr
+
+
+def attack_success_rate(pred: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
+    """Percentage (0-100) of samples with pred != y."""
+    p, t = _np(pred, "pred", 1), _np(y, "y", 1)
+    if p.shape != t.shape:
+        raise ValueError(f"pred {p.shape} and y {t.shape} differ in length")
+    return float(100 * np.mean(p != t)) if len(p) else 0.0
+
+
+@dataclass(frozen=True)
+class DefenseOutcome:
+    """Percentages (0-100): successful attacks, failed (F) and detected (D); they sum to 100."""
+
+    asr: float
+    failed: float
+    detected: float
+
+
+def defense_outcomes(
+    pred: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, adversarial_label: int
+) -> DefenseOutcome:
+    """Split predictions of a defended model on adversarial examples into ASR / F / D."""
+    p, t = _np(pred, "pred", 1), _np(y, "y", 1)
+    if p.shape != t.shape:
+        raise ValueError(f"pred {p.shape} and y {t.shape} differ in length")
+    if not len(p):
+        raise ValueError("no predictions")
+    detected = p == adversarial_label
+    failed = (p == t) & ~detected
+    return DefenseOutcome(
+        asr=float(100 * np.mean(~detected & ~failed)),
+        failed=float(100 * np.mean(failed)),
+        detected=float(100 * np.mean(detected)),
+    )
+
+
+def true_label_ranks(scores: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> np.ndarray:
+    """1-based position of the true label in each row's descending ranking of the scores.
+
+    Ties are broken in favour of the true label (as ``sklearn.metrics.top_k_accuracy_score``).
+    """
+    s, t = _np(scores, "scores", 2), _np(y, "y", 1).astype(int)
+    if len(s) != len(t):
+        raise ValueError(f"scores has {len(s)} rows but y has {len(t)} labels")
+    if t.min(initial=0) < 0 or t.max(initial=0) >= s.shape[1]:
+        raise ValueError(f"labels must lie in [0, {s.shape[1] - 1}]")
+    own = s[np.arange(len(t)), t]
+    return 1 + (s > own[:, None]).sum(1)
+
+
+def rank_position_pmf(
+    scores: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray
+) -> np.ndarray:
+    """p(j) = P(r(j) = y) for j = 1..C (Fig. 4 of Mygdalis et al.), an array of length C.
+
+    Its cumulative sum at k equals ``top_k_accuracy_score(y, scores, k=k)``.
+    """
+    ranks = true_label_ranks(scores, y)
+    n_classes = _np(scores, "scores", 2).shape[1]
+    return np.bincount(ranks - 1, minlength=n_classes)[:n_classes] / len(ranks)
+
+
+def k_anonymity_holds(pmf: np.ndarray, k: int, tol: float = 0.0) -> bool:
+    """Condition (6) of Mygdalis et al.: every rank position recovers y with p(j) <= 1/K (+ tol)."""
+    if k < 1:
+        raise ValueError(f"K must be >= 1, got {k}")
+    return bool(np.max(pmf) <= 1.0 / k + tol)
