@@ -56,6 +56,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=30, help="test images attacked")
     ap.add_argument("--train-subset", type=int, default=10000)
     ap.add_argument("--beta", type=float, default=0.85, help="uniform beta of the 2nd column")
+    ap.add_argument("--svdd-epochs", type=int, default=5, help="SVDD epochs per phase")
+    ap.add_argument("--finetune-epochs", type=int, default=1)
+    ap.add_argument("--table1-only", action="store_true", help="stop after Table 1")
     args = ap.parse_args()
     t0 = time.time()
     train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
@@ -63,8 +66,12 @@ def main() -> None:
     x, y = torch.from_numpy(train.images).float(), torch.from_numpy(train.labels).long()
     xt, yt = torch.from_numpy(test.images).float(), torch.from_numpy(test.labels).long()
     sub = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[: args.train_subset]
-    defense = MSVDDDefense(n_projections=PROJECTIONS[args.model], epochs_positive=5,
-                           epochs_both=5, finetune_epochs=1).fit(model, x[sub], y[sub])  # fmt: skip
+    defense = MSVDDDefense(
+        n_projections=PROJECTIONS[args.model],
+        epochs_positive=args.svdd_epochs,
+        epochs_both=args.svdd_epochs,
+        finetune_epochs=args.finetune_epochs,
+    ).fit(model, x[sub], y[sub])
     linear = defense.linear_model()
     with torch.no_grad():
         table1 = {
@@ -75,6 +82,9 @@ def main() -> None:
         }
     out: dict = {"model": args.model, "n": args.n, "table1": table1, "undefended": {},
                  "defended": {}, "fig4": {}}  # fmt: skip
+    if args.table1_only:
+        print(json.dumps({**out, "seconds": round(time.time() - t0, 1)}, indent=1))
+        return
     search = {"doublings": 4, "bisections": 3, "max_iter": 40}
     for setting, net in (("undefended", model), ("defended", linear)):
         with torch.no_grad():
