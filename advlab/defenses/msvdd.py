@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from advlab.utils.progress import progress
+from advlab.utils.validation import check_images
 
 Ties = Literal["adversarial", "max"]
 
@@ -101,17 +102,6 @@ def median_gamma(z: torch.Tensor, max_samples: int = 2000, seed: int = 0) -> flo
     d2 = torch.cdist(z[idx], z[idx]).pow(2)
     med = d2[~torch.eye(len(idx), dtype=torch.bool)].median()
     return float(1.0 / med.clamp_min(1e-12))
-
-
-class _Backbone(nn.Module):
-    """x -> features(x) of a classifier exposing ``features`` and ``classifier``."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.features(x)  # type: ignore[operator]
 
 
 class SVDDNetwork(nn.Module):
@@ -219,14 +209,11 @@ class MSVDDDefense:
     def _check(
         self, x: torch.Tensor, y: torch.Tensor, xn: str, yn: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x) or x.ndim < 2:
-            raise ValueError(f"{xn} must be a floating-point tensor (N, ...)")
-        if not bool(torch.isfinite(x).all()) or float(x.min()) < 0 or float(x.max()) > 1:
-            raise ValueError(f"{xn} must be finite and lie in [0, 1]")
+        x = check_images(x, xn)
         y = torch.as_tensor(y)
         if y.shape != (len(x),) or torch.is_floating_point(y) or int(y.min()) < 0:
             raise ValueError(f"{yn} must hold {len(x)} non-negative integer labels")
-        return x.float(), y.long()
+        return x, y.long()
 
     @torch.no_grad()
     def _features(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ import torch
 from pytorch_msssim import ssim as _ms_ssim
 
 from advlab.attacks.evasion.cw_ssim import cw_ssim
+from advlab.utils.validation import check_images
 
 __all__ = ["cw_ssim", "mse", "ssim"]
 
@@ -24,12 +25,7 @@ def _as_images(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Te
         x, y = x[:, None], y[:, None]
     if x.dim() != 4:
         raise ValueError(f"expected (N, H, W) or (N, C, H, W) images, got {tuple(x.shape)}")
-    for name, t in (("x", x), ("y", y)):
-        if not torch.isfinite(t).all():
-            raise ValueError(f"{name} contains NaN or inf")
-        if t.min() < 0 or t.max() > 1:
-            raise ValueError(f"{name} must lie in [0, 1] (data_range = 1)")
-    return x, y
+    return check_images(x, "x"), check_images(y, "y")
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, win_size: int = 11) -> torch.Tensor:

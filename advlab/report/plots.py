@@ -27,6 +27,16 @@ def save_figure(fig: Any, path: str | Path) -> list[Path]:
     return written
 
 
+def _finish_grid(fig: Any, axes: Any, n_used: int, suptitle: str, path: str | Path) -> list[Path]:
+    """Blank the unused axes of a panel grid, add the title, lay out and save."""
+    for ax in list(axes.flat)[n_used:]:
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def plot_elbow(
     ks: list[int], inertias: list[float], knee: int | None, title: str, path: str | Path
 ) -> list[Path]:
@@ -68,12 +78,7 @@ def plot_training_curves(
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return _finish_grid(fig, axes, len(panels), suptitle, path)
 
 
 def plot_eta_bars(
@@ -129,12 +134,7 @@ def plot_pca_panels(
         ax.set_title(p["title"], fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return _finish_grid(fig, axes, len(panels), suptitle, path)
 
 
 def plot_sweep(

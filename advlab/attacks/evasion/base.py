@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from advlab.utils.progress import progress
+from advlab.utils.validation import check_images
 
 EPS_UNITS = ("pixel", "standardized")
 MNIST_PIXEL_STD = 0.3081
@@ -158,22 +159,13 @@ class Attack:
     def _validate(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, n_classes: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        if not torch.is_floating_point(x):
-            raise ValueError(f"x must be a floating-point tensor in [0, 1], got dtype {x.dtype}")
-        if x.ndim < 2:
-            raise ValueError(f"x must have shape (N, ...), got {tuple(x.shape)}")
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError("x contains NaN or infinite values")
-        if float(x.min()) < 0.0 or float(x.max()) > 1.0:
-            raise ValueError(
-                f"x must lie in [0, 1] (pixel space); got range [{float(x.min()):.3g}, {float(x.max()):.3g}]"
-            )
+        x = check_images(x)
         y = _check_labels(y, len(x), n_classes, "y")
         if self.targeted:
             if target is None:
                 raise ValueError("a targeted attack needs target labels")
             target = _check_labels(target, len(x), n_classes, "target")
-        return x.float(), y, target
+        return x, y, target
 
 
 def _check_labels(y: torch.Tensor, n: int, n_classes: int, name: str) -> torch.Tensor:

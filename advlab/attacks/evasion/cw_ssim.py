@@ -35,6 +35,7 @@ from torch.nn import functional as F
 _STABILITY = 1e-10
 
 
+@lru_cache(maxsize=32)
 def steerable_bands(
     height: int,
     width: int,
@@ -43,20 +44,9 @@ def steerable_bands(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Frequency responses of the complex pyramid's bands, shape (n_scales * n_orientations, H, W)
-    (cached: attacks call this at every objective evaluation)."""
-    return _bands(height, width, n_scales, n_orientations, str(device), dtype)
+    """Frequency responses of the complex pyramid's bands, shape (n_scales * n_orientations, H, W).
 
-
-@lru_cache(maxsize=32)
-def _bands(
-    height: int,
-    width: int,
-    n_scales: int = 2,
-    n_orientations: int = 4,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
+    Cached (attacks call it at every objective evaluation): treat the result as read-only."""
     if n_scales < 1 or n_orientations < 1:
         raise ValueError("need n_scales >= 1 and n_orientations >= 1")
     fy = torch.fft.fftfreq(height, device=device, dtype=dtype) * 2

@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -50,15 +51,10 @@ class KA3(LBFGS):
         model: nn.Module,
         K: int = 5,
         ssim_weight: float = 1.0,
-        initial_const: float = 0.01,
-        doublings: int = 8,
-        bisections: int = 6,
-        max_iter: int = 100,
-        batch_size: int = 32,
+        **search: Any,
     ) -> None:
-        super().__init__(
-            model, initial_const, doublings, bisections, max_iter, batch_size, targeted=False
-        )
+        """``search``: the c-search and L-BFGS-B settings of :class:`LBFGS`."""
+        super().__init__(model, targeted=False, **search)
         if K < 1:
             raise ValueError(f"K must be >= 1, got {K}")
         if ssim_weight < 0:

@@ -30,7 +30,7 @@ import torch
 from scipy.optimize import Bounds, minimize
 from torch import nn
 
-from advlab.attacks.evasion.base import Attack, AttackResult
+from advlab.attacks.evasion.base import Attack, AttackResult, model_device
 
 _SMOOTH = 1e-12
 
@@ -74,8 +74,6 @@ class LBFGS(Attack):
         """Labels at the given rank positions (0 = top) of the model on clean x, (N, len)."""
         if not isinstance(x, torch.Tensor) or x.ndim < 2 or not torch.is_floating_point(x):
             raise ValueError("x must be a floating-point tensor of shape (N, ...)")
-        from advlab.attacks.evasion.base import model_device
-
         device, out = model_device(self.model), []
         with torch.no_grad():
             for start in range(0, len(x), 1024):
