@@ -179,6 +179,16 @@ def test_msvdd_defense_classifies_and_flags_far_inputs():
     assert float((d.predict(noise, 1.0) == 10).float().mean()) > 0.9
     # a stricter beta verifies fewer inputs
     assert (d.predict(xt, 0.5) == 10).sum() >= (d.predict(xt, 1.0) == 10).sum()
+    # the fit survives a safetensors round trip onto a fresh copy of the architecture
+    from safetensors.torch import load, save
+
+    restored = MSVDDDefense().load_state_tensors(
+        build_model("mlp", 10, (1, 8, 8)), load(save(d.state_tensors()))
+    )
+    assert torch.equal(restored.predict(xt, "defense"), d.predict(xt, "defense"))
+    assert torch.allclose(restored.linear_model()(xt), d.linear_model()(xt))
+    with pytest.raises(ValueError, match="lacks"):
+        MSVDDDefense().load_state_tensors(model, {"svdd.u": torch.zeros(1)})
     with pytest.raises(ValueError, match="v_a"):
         MSVDDDefense(v_a=0.1, v_p=0.01)
     with pytest.raises(ValueError, match="features"):

@@ -20,8 +20,9 @@ class C with constant activation v_a (0 < v_a < v_p) is appended, and x is given
 unit c is its unique verifier (r_c > v_a); with no verifier x is flagged adversarial (label C).
 Several verifiers: adversarial as in the paper's text (``ties="adversarial"``), or the largest
 r_c (``ties="max"``). beta is tuned per class afterwards: for classification (O_c, the betas
-maximising validation accuracy) and for defense (O_d, the per-class quantile ``defense_recall``
-of verification scores, a stricter sphere). W~-LC, the fine-tuned backbone with the original
+maximising validation accuracy, searched over quantiles of the class's own scores) and for
+defense (O_d, the per-class quantile ``defense_recall`` of verification scores, a stricter
+sphere). W~-LC, the fine-tuned backbone with the original
 linear layer re-attached, is :meth:`MSVDDDefense.linear_model`.
 
 Choices the paper leaves open (documented defaults): gamma = 1 / median pairwise squared
@@ -127,6 +128,12 @@ class MSVDDDefense:
         gamma: RBF width; ``None`` = median heuristic on the training features.
         epochs_positive, epochs_both: SVDD training epochs with L_p only, then with L_p + L_n.
         finetune_epochs: backbone epochs with the SVDD layer frozen.
+        finetune_hinge: weight of mean relu(-r_y) added to the fine-tuning cross-entropy (0, the
+            paper, uses cross-entropy alone). Beyond the paper: cross-entropy on r can be lowered
+            by pushing features away from every centre, out of their own sphere too; measured
+            on MNIST-LeNet (10,000 training images, 20 + 20 SVDD epochs, 3 fine-tune epochs):
+            test images verified by their own unit at beta = 1 fell from 81 % to 64 % with 0
+            and rose to 85 % with 10.
         v_p, v_a: clamp value and the adversarial class's constant activation (0 < v_a < v_p).
         ties: several verifiers -> ``"adversarial"`` (the paper) or ``"max"``.
         defense_recall: per-class share of validation samples kept verified by O_d.
@@ -145,6 +152,7 @@ class MSVDDDefense:
         finetune_epochs: int = 2,
         lr: float = 1e-2,
         finetune_lr: float = 1e-4,
+        finetune_hinge: float = 0.0,
         batch_size: int = 256,
         v_p: float = 0.01,
         v_a: float = 0.001,
@@ -157,8 +165,11 @@ class MSVDDDefense:
             n_projections < 1
             or not nu > 0
             or min(epochs_positive, epochs_both, finetune_epochs) < 0
+            or finetune_hinge < 0
         ):
-            raise ValueError("need n_projections >= 1, nu > 0 and epoch counts >= 0")
+            raise ValueError(
+                "need n_projections >= 1, nu > 0, epoch counts >= 0 and finetune_hinge >= 0"
+            )
         if not 0 < v_a < v_p:
             raise ValueError(f"need 0 < v_a < v_p, got v_a={v_a}, v_p={v_p}")
         if ties not in ("adversarial", "max"):
@@ -168,6 +179,7 @@ class MSVDDDefense:
         self.n_projections, self.nu, self.gamma = n_projections, nu, gamma
         self.epochs_positive, self.epochs_both = epochs_positive, epochs_both
         self.finetune_epochs, self.lr, self.finetune_lr = finetune_epochs, lr, finetune_lr
+        self.finetune_hinge = finetune_hinge
         self.batch_size, self.v_p, self.v_a, self.ties = batch_size, v_p, v_a, ties
         self.defense_recall, self.random_state, self.device = defense_recall, random_state, device
 
@@ -268,7 +280,11 @@ class MSVDDDefense:
             for idx in torch.randperm(len(x), generator=g).split(self.batch_size):
                 xb, yb = x[idx].to(self.device), y[idx].to(self.device)
                 opt.zero_grad()
-                loss = nn.functional.cross_entropy(net(xb), yb)
+                r = net(xb)
+                loss = nn.functional.cross_entropy(r, yb)
+                if self.finetune_hinge > 0:  # keep each sample inside its own sphere: eq. (11)
+                    own = r.gather(1, yb[:, None])  # r_y = beta_y - d_y^2 / R_y^2
+                    loss = loss + self.finetune_hinge * torch.relu(-own).mean()
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(idx)
@@ -290,15 +306,24 @@ class MSVDDDefense:
                 for c in range(self.n_classes_)
             ]
         )
-        # O_c: coordinate ascent over a grid per class, maximising validation accuracy
-        beta = torch.ones(self.n_classes_)
-        grid = torch.linspace(0.5, 2.0, 61)
+
+        # O_c: coordinate ascent maximising validation accuracy, per class over a grid of
+        # absolute values around the training beta 1 and of the class's own score quantiles
+        # (s is not near 1 for every backbone), from the better of beta = 1 and O_d
+        def accuracy(b: torch.Tensor) -> float:
+            return float((self._decide(s, b) == y).float().mean())
+
+        ones = torch.ones(self.n_classes_)
+        beta = max((ones, self.beta_defense_.clone()), key=accuracy)
+        levels, absolute = torch.linspace(0.5, 1.0, 51), torch.linspace(0.5, 2.0, 61)
         for _ in range(2):
             for c in range(self.n_classes_):
+                own = torch.quantile(s[y == c, c], levels) + self.v_a
+                grid = torch.cat([absolute, own])
                 accs = []
                 for value in grid:
                     beta[c] = value
-                    accs.append(float((self._decide(s, beta) == y).float().mean()))
+                    accs.append(accuracy(beta))
                 beta[c] = grid[int(np.argmax(accs))]
         self.beta_classification_ = beta
 
@@ -348,3 +373,39 @@ class MSVDDDefense:
     @property
     def adversarial_label(self) -> int:
         return int(self.n_classes_)
+
+    # -- persistence (tensors only, no pickle) ---------------------------------------------
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The fitted state as named CPU tensors, for ``safetensors``: the fine-tuned backbone
+        (``model.*``), the SVDD layer (``svdd.*``) and the two tuned betas."""
+        if not hasattr(self, "svdd_"):
+            raise RuntimeError("call fit first")
+        state = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
+        state.update({f"svdd.{k}": v for k, v in self.svdd_.state_dict().items()})
+        state["beta_classification"] = self.beta_classification_
+        state["beta_defense"] = self.beta_defense_
+        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+    def load_state_tensors(self, model: nn.Module, state: dict[str, torch.Tensor]) -> MSVDDDefense:
+        """Restore a fit saved by :meth:`state_tensors` onto a copy of ``model`` (the same
+        architecture as the one fitted); ``model`` itself is not modified."""
+        expected = {"svdd.radius", "svdd.u", "svdd.projections", "svdd.gamma", "beta_defense",
+                    "beta_classification"}  # fmt: skip
+        missing = expected - set(state)
+        if missing:
+            raise ValueError(f"state lacks {sorted(missing)}; was it saved by state_tensors()?")
+        n_classes, n_proj, n_feat = state["svdd.projections"].shape
+        self.n_classes_ = int(n_classes)
+        self.model_ = copy.deepcopy(model).to(self.device).eval()
+        self.model_.load_state_dict(
+            {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+        )
+        layer = SVDDLayer(self.n_classes_, int(n_feat), int(n_proj), float(state["svdd.gamma"]))
+        layer.load_state_dict(
+            {k.removeprefix("svdd."): v for k, v in state.items() if k.startswith("svdd.")}
+        )
+        self.svdd_ = layer.to(self.device)
+        self.beta_classification_ = state["beta_classification"].float()
+        self.beta_defense_ = state["beta_defense"].float()
+        self.history_ = {"svdd_loss": [], "finetune_loss": []}
+        return self

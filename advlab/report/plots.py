@@ -177,3 +177,49 @@ def plot_heatmap(
     ax.set_title(title)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_rank_pmfs(
+    panels: list[dict[str, Any]], path: str | Path, suptitle: str = ""
+) -> list[Path]:
+    """Mygdalis et al. Fig. 4: per panel (``title``, ``pmfs``: attack -> p(1..C)) grouped bars of
+    P(r(j) = y), the probability that the true label sits at rank position j."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 3.8), squeeze=False)
+    for ax, p in zip(axes.flat, panels, strict=True):
+        names = list(p["pmfs"])
+        width = 0.8 / max(len(names), 1)
+        for i, name in enumerate(names):
+            pmf = p["pmfs"][name]
+            pos = [j + 1 + (i - (len(names) - 1) / 2) * width for j in range(len(pmf))]
+            ax.bar(pos, pmf, width, color=f"C{i}", label=name)
+        ax.set_xticks(range(1, len(p["pmfs"][names[0]]) + 1) if names else [])
+        ax.set_xlabel("rank position j")
+        ax.set_ylabel("P(r(j) = y)")
+        ax.set_ylim(0, 1)
+        ax.set_title(p["title"])
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8, ncol=2)
+    return _finish_grid(fig, axes, len(panels), suptitle, path)
+
+
+def plot_adversarial_examples(
+    rows: dict[str, Any], path: str | Path, suptitle: str = ""
+) -> list[Path]:
+    """A grid of grey-scale images: one row per name in ``rows`` (arrays (n, 1, H, W) in [0, 1])."""
+    n_cols = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.2 * n_cols + 1, 1.25 * len(rows)),
+                             squeeze=False)  # fmt: skip
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(images[c].reshape(images[c].shape[-2:]), cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,3 +1,10 @@
 """Built-in experiments; importing this package registers them."""
 
-from advlab.experiments.builtin import demo, elbow, omari2024, poison_cluster, transfer  # noqa: F401
+from advlab.experiments.builtin import (  # noqa: F401
+    demo,
+    elbow,
+    mygdalis2020,
+    omari2024,
+    poison_cluster,
+    transfer,
+)

@@ -1,0 +1,73 @@
+"""The ``mygdalis2020`` reproduction end to end at a tiny scale (Tables 1-2, Fig. 4)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from advlab.experiments import Cache, ConfigError, get_experiment, run_experiment, validate_config
+from tests.conftest import needs_mnist
+
+TINY = {
+    "models": ["fc1"], "train_epochs": 1, "n_attack": 4, "chunk_size": 3, "svdd_train": 600,
+    "svdd_epochs": 1, "finetune_epochs": 1, "doublings": 2, "bisections": 1, "max_iter": 10,
+    "cw_binary_steps": 2, "cw_steps": 20, "n_examples": 2,
+}  # fmt: skip
+
+
+def _run(out, cache):
+    exp = get_experiment("mygdalis2020")
+    return run_experiment(exp, validate_config(exp.config_cls, TINY), out, cache, quiet=True)
+
+
+@needs_mnist
+def test_tiny_reproduction_end_to_end_and_resume(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    results = _run(tmp_path / "run", cache)
+    ids = {c["id"]: c for c in results["comparisons"]}
+    assert (
+        ids["table1.fc1.W-LC"]["paper"] == 98.64 and ids["table1.fc1.W~-SVDD-Od"]["paper"] == 95.19
+    )
+    assert ids["table2.fc1.undefended.asr.9-A3"]["paper"] == 100.0
+    assert ids["table2.fc1.defended.D.cw.beta0.85"]["paper"] == 96.89
+    assert ids["table2.fc1.defended.asr.lbfgs.betaOd"]["paper"] is None
+    attacks = ("lbfgs", "deepfool", "cw", "1-A3", "5-A3", "9-A3")
+    for attack in attacks:
+        for beta in ("1", "0.85", "Od"):
+            parts = [
+                ids[f"table2.fc1.defended.{m}.{attack}.beta{beta}"]["ours"]
+                for m in "asr F D".split()
+            ]
+            assert sum(parts) == pytest.approx(100.0) and min(parts) >= 0
+        assert 0 <= ids[f"table2.fc1.undefended.asr.{attack}"]["ours"] <= 100
+        assert ids[f"table2.fc1.undefended.mse.{attack}"]["ours"] >= 0
+    # DeepFool always crosses the boundary of a small MLP within 50 steps
+    assert ids["table2.fc1.undefended.asr.deepfool"]["ours"] == 100.0
+    fc1 = results["fc1"]
+    assert fc1["n_undefended"] == 4 and fc1["n_defended"] == 4
+    for row in fc1["undefended"].values():
+        assert sum(row["rank_pmf"]) == pytest.approx(1.0)
+    # the untouched first rank means every successful attack moved y down; the PMF agrees with ASR
+    lbfgs = fc1["undefended"]["lbfgs"]
+    assert lbfgs["rank_pmf"][0] == pytest.approx(1 - lbfgs["asr"] / 100)
+    run = tmp_path / "run"
+    for name in ("fig4.png", "fig4.svg", "examples_fc1.png"):
+        assert (run / name).stat().st_size > 1000
+    assert (run / "adversarial" / "fc1-undefended-5-A3-000003.safetensors").is_file()
+    manifest = json.loads((run / "manifest.json").read_text())
+    computed = manifest["units_computed"]
+    assert computed == 1 + 2 * 6 * 2  # Table 1 + (2 settings x 6 attacks x 2 chunks)
+    # rerunning into the same directory resumes every unit and gives the same results
+    again = _run(run, cache)
+    assert json.loads((run / "manifest.json").read_text())["units_computed"] == 0
+    assert again["comparisons"] == results["comparisons"]
+
+
+def test_bad_config_is_named():
+    exp = get_experiment("mygdalis2020")
+    with pytest.raises(ConfigError, match="attacks"):
+        validate_config(exp.config_cls, {"attacks": ["fgsm"]})
+    with pytest.raises(ConfigError, match="n_attack"):
+        validate_config(exp.config_cls, {"n_attack": 0})
+    assert validate_config(exp.config_cls, exp.profiles["quick"]).n_attack is not None
