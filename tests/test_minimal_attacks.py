@@ -58,6 +58,22 @@ def test_carlini_wagner_l2(digits_model, targeted):
         assert cw_norm <= 1.1 * df_norm
 
 
+def test_carlini_wagner_aborts_early_when_the_loss_stalls(digits_model):
+    model, x, y = digits_model
+    x, y = x[:20], y[:20]
+    calls = []
+    counted = nn.Sequential(model)
+    counted.register_forward_hook(lambda *_: calls.append(1))
+    results = {}
+    for abort in (False, True):
+        calls.clear()
+        atk = CarliniWagnerL2(counted, binary_search_steps=2, steps=200, lr=0.05, abort_early=abort)
+        results[abort] = (atk(x, y), len(calls))
+    (full, n_full), (early, n_early) = results[False], results[True]
+    assert n_early < 0.8 * n_full  # the loss stalls long before 200 steps on this small model
+    assert early.success.float().mean() >= full.success.float().mean() - 0.1
+
+
 def test_bad_parameters(digits_model):
     model = digits_model[0]
     with pytest.raises(ValueError, match="max_iter"):
