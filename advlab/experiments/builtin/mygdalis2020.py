@@ -134,8 +134,9 @@ class MygdalisConfig(ExperimentConfig):
     device: str = "cpu"
 
 
+# quick: a subset of the *test* images (the quick profile); paper: the training samples
 QUICK = {
-    "n_attack": 18, "svdd_train": 10000, "doublings": 3, "bisections": 3, "max_iter": 30,
+    "attack_split": "test", "n_attack": 18, "svdd_train": 10000, "doublings": 3, "bisections": 3, "max_iter": 30,
     "cw_binary_steps": 6, "cw_steps": 500,
 }  # fmt: skip
 
