@@ -18,6 +18,7 @@ from advlab.metrics import (
     defense_outcomes,
     k_anonymity_holds,
     mse,
+    pmf_from_ranks,
     rank_position_pmf,
     ssim,
     true_label_ranks,
@@ -82,6 +83,9 @@ def test_rank_pmf_matches_top_k_accuracy_and_outcomes():
             top_k_accuracy_score(y, scores, k=k, labels=range(10))
         )
     assert true_label_ranks(np.array([[0.1, 0.9, 0.5]]), np.array([2]))[0] == 2
+    np.testing.assert_allclose(pmf_from_ranks(np.array([2, 2, 3, 1]), 4), [0.25, 0.5, 0.25, 0])
+    with pytest.raises(ValueError, match="ranks"):
+        pmf_from_ranks(np.array([0, 2]), 4)
     assert k_anonymity_holds(np.array([0, 0.2, 0.2, 0.2, 0.2, 0.2]), 5)
     assert not k_anonymity_holds(np.array([0, 0.5, 0.5]), 5)
     out = defense_outcomes(np.array([1, 1, 10, 3]), np.array([1, 2, 0, 0]), adversarial_label=10)

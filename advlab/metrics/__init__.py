@@ -5,6 +5,7 @@ from advlab.metrics.adversarial import (
     attack_success_rate,
     defense_outcomes,
     k_anonymity_holds,
+    pmf_from_ranks,
     rank_position_pmf,
     true_label_ranks,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "mse",
     "mutual_info_adjusted",
     "mutual_info_normalized",
+    "pmf_from_ranks",
     "rank_position_pmf",
     "silhouette",
     "ssim",

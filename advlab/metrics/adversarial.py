@@ -79,9 +79,15 @@ def rank_position_pmf(
 
     Its cumulative sum at k equals ``top_k_accuracy_score(y, scores, k=k)``.
     """
-    ranks = true_label_ranks(scores, y)
-    n_classes = _np(scores, "scores", 2).shape[1]
-    return np.bincount(ranks - 1, minlength=n_classes)[:n_classes] / len(ranks)
+    return pmf_from_ranks(true_label_ranks(scores, y), _np(scores, "scores", 2).shape[1])
+
+
+def pmf_from_ranks(ranks: np.ndarray, n_classes: int) -> np.ndarray:
+    """p(j) for j = 1..n_classes from 1-based true-label ranks (as :func:`true_label_ranks`)."""
+    r = np.asarray(ranks, dtype=int)
+    if len(r) == 0 or r.min() < 1 or r.max() > n_classes:
+        raise ValueError(f"ranks must be a non-empty array of values in 1..{n_classes}")
+    return np.bincount(r - 1, minlength=n_classes) / len(r)
 
 
 def k_anonymity_holds(pmf: np.ndarray, k: int, tol: float = 0.0) -> bool:

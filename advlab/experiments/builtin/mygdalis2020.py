@@ -55,6 +55,7 @@ from advlab.metrics import (
     defense_outcomes,
     k_anonymity_holds,
     mse,
+    pmf_from_ranks,
     ssim,
     true_label_ranks,
 )
@@ -65,6 +66,7 @@ from advlab.utils.progress import progress
 
 AttackName = Literal["lbfgs", "deepfool", "cw", "1-A3", "5-A3", "9-A3"]
 ModelName = Literal["fc1", "lenet5"]
+N_CLASSES = 10  # MNIST
 MODEL_ID = {"fc1": "fc1", "lenet5": "lenet"}  # the ids of the issue's comparison table
 TRAINING = {"fc1": (20, "cosine"), "lenet5": (8, "constant")}  # epochs, schedule
 PROJECTIONS = {"fc1": 512, "lenet5": 256}  # M of the paper
@@ -160,8 +162,6 @@ def _fit_defense(
     train: Dataset,
 ) -> MSVDDDefense:  # fmt: skip
     """M-SVDD-D on ``model``, fitted once per setting and kept in the artefact cache."""
-    from safetensors.torch import load_file, save_file
-
     defense = MSVDDDefense(
         n_projections=PROJECTIONS[name], nu=config.nu, epochs_positive=config.svdd_epochs,
         epochs_both=config.svdd_epochs, finetune_epochs=config.finetune_epochs,
@@ -170,10 +170,12 @@ def _fit_defense(
     )  # fmt: skip
     parts = {"model": model_key, "data": train.sha256, "subset": config.svdd_train,
              "seed": config.seed, **{k: v for k, v in vars(defense).items() if k != "device"}}  # fmt: skip
-    path = ctx.cache.path("msvdd", parts, DEFENSE_VERSION)
-    if path.is_file():
-        ctx.log.info("%s: M-SVDD-D loaded from the cache (%s)", name, path.name)
-        return defense.load_state_tensors(model, load_file(str(path)))
+    stored = ctx.cache.load("msvdd", parts, DEFENSE_VERSION)
+    if stored is not None:
+        ctx.log.info("%s: M-SVDD-D loaded from the cache", name)
+        return defense.load_state_tensors(
+            model, {k: torch.from_numpy(v) for k, v in stored.items()}
+        )
     x, y = _tensors(train)
     if config.svdd_train is not None:
         g = torch.Generator().manual_seed(config.seed)
@@ -181,10 +183,8 @@ def _fit_defense(
         x, y = x[pick], y[pick]
     ctx.log.info("%s: fitting M-SVDD-D on %d training images", name, len(x))
     defense.fit(model, x, y)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(defense.state_tensors(), str(tmp))
-    tmp.replace(path)  # atomic
+    arrays = {k: v.numpy() for k, v in defense.state_tensors().items()}
+    ctx.cache.save("msvdd", parts, DEFENSE_VERSION, arrays)
     return defense
 
 
@@ -199,16 +199,15 @@ def _attack_fn(name: str, net: nn.Module, config: MygdalisConfig) -> Any:
     if name == "cw":  # targeted at the label L-BFGS targets: ranked 2nd on the clean image
         cw = CarliniWagnerL2(net, binary_search_steps=config.cw_binary_steps, steps=config.cw_steps,
                              targeted=True)  # fmt: skip
-        return lambda x, y, group: cw(x, y, _second_label(net, x))
-    k = int(name.split("-")[0])
-    ka3 = KA3(net, K=k, ssim_weight=config.ssim_weight, **search)
+        second = lambda x: _logits(net, x, config.device).topk(2, dim=1).indices[:, 1]  # noqa: E731
+        return lambda x, y, group: cw(x, y, second(x))
+    ka3 = KA3(net, K=_anonymity(name), ssim_weight=config.ssim_weight, **search)
     return lambda x, y, group: ka3(x, y, group)
 
 
-def _second_label(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    device = next(net.parameters()).device
-    with torch.no_grad():
-        return net(x.to(device)).topk(2, dim=1).indices[:, 1].cpu()
+def _anonymity(attack: str) -> int:
+    """K of a K-A3 attack name ("5-A3" -> 5); 1 for the baselines (one label pushed above y)."""
+    return int(attack.split("-")[0]) if attack.endswith("A3") else 1
 
 
 def _attack_unit(
@@ -249,8 +248,9 @@ def _attack_all(
     """Every attack on (x, y) in checkpointed chunks; per attack the concatenated lists."""
     out: dict[str, dict[str, list]] = {}
     for attack in config.attacks:
-        k = int(attack.split("-")[0]) if attack.endswith("A3") else 1
-        group = KA3.split_groups(len(x), k)  # over all attacked images, then chunked
+        group = KA3.split_groups(
+            len(x), _anonymity(attack)
+        )  # over all attacked images, then chunked
         merged: dict[str, list] = {"group": group.tolist()}
         starts = range(0, len(x), config.chunk_size)
         for start in progress(starts, desc=f"{tag} {attack}", leave=False):
@@ -329,10 +329,9 @@ def _summarise(
                                "mse_x1e3": 1e3 * float(np.mean(r["mse"]))}  # fmt: skip
         if adversarial_label is None:
             row["asr"] = attack_success_rate(np.array(r["pred"]), y)
-            ranks = np.array(r["rank"])
-            pmf = np.bincount(ranks - 1, minlength=10)[:10] / len(ranks)
-            k = int(attack.split("-")[0]) if attack.endswith("A3") else 1
-            row.update(rank_pmf=pmf.tolist(), k_anonymous=k_anonymity_holds(pmf, k, tol=0.05))
+            pmf = pmf_from_ranks(np.array(r["rank"]), N_CLASSES)
+            k_anonymous = k_anonymity_holds(pmf, _anonymity(attack), tol=0.05)
+            row.update(rank_pmf=pmf.tolist(), k_anonymous=k_anonymous)
         else:
             for key in r:
                 if key.startswith("pred_"):
