@@ -6,6 +6,8 @@ the median time per method is kept. Prints JSON with image-steps per second and 
     bash benchmarks/install_extras.sh          # torchattacks and ART without their dependencies
     .venv/bin/python benchmarks/attacks_throughput.py --models small_cnn lenet5
 
+Every method runs in the same process, so the allocator setting the CLI uses
+(:func:`advlab.utils.perf.tune_cpu_allocator`, off with ``--no-malloc-tuning``) applies to all.
 Not a test: compare only numbers from one run.
 """
 
@@ -25,6 +27,7 @@ from torch import nn
 
 from advlab.attacks.evasion import IFGSM
 from advlab.models import build_model
+from advlab.utils.perf import tune_cpu_allocator
 
 
 def _batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,11 +101,16 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.3)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out")
+    parser.add_argument(
+        "--no-malloc-tuning", action="store_true", help="keep glibc's default malloc thresholds"
+    )
     args = parser.parse_args()
+    malloc_tuned = False if args.no_malloc_tuning else tune_cpu_allocator()
     x, y = _batch(args.batch)
     report: dict[str, object] = {
         "benchmark": "attacks_throughput", "date": time.strftime("%Y-%m-%d"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "malloc_tuned": malloc_tuned},
         "batch": args.batch, "steps": args.steps, "eps": args.eps, "rounds": args.rounds, "models": {},
     }  # fmt: skip
     for name in args.models:

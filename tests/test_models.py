@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -7,6 +9,7 @@ from advlab.data import load_dataset
 from advlab.experiments import Cache
 from advlab.models import MODELS, accuracy, build_model, train_classifier
 from advlab.models import train as train_module
+from advlab.models.zoo import Classifier
 from tests.conftest import needs_mnist
 
 
@@ -24,6 +27,37 @@ def test_zoo_shapes_and_features(name):
     assert model.classifier(feats).shape == (3, 10)
     if name == "fc1":
         assert feats.shape == (3, 100)  # Mygdalis et al.'s 100-dimensional representation
+
+
+def _reference_order(model):
+    """The same weights in the textbook layout: conv -> ReLU -> max-pool, NCHW tensors."""
+    layers = list(model.body)
+    for i in range(len(layers) - 1):
+        if isinstance(layers[i], torch.nn.MaxPool2d) and isinstance(layers[i + 1], torch.nn.ReLU):
+            layers[i], layers[i + 1] = layers[i + 1], layers[i]
+    body = torch.nn.Sequential(*layers).to(memory_format=torch.contiguous_format)
+    assert [type(m) for m in body][:3] == [torch.nn.Conv2d, torch.nn.ReLU, torch.nn.MaxPool2d]
+    return Classifier(body, model.classifier)
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "lenet5"])
+def test_pool_before_relu_and_channels_last_leave_the_function_unchanged(name):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    assert model.channels_last
+    assert model.body[0].weight.is_contiguous(memory_format=torch.channels_last)
+    reference = _reference_order(copy.deepcopy(model)).eval()
+    x = torch.rand(16, 1, 28, 28, requires_grad=True)
+    y = torch.randint(0, 10, (16,))
+    logits, ref_logits = model(x), reference(x)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y), x)
+    (ref_grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(ref_logits, y), x)
+    torch.testing.assert_close(grad, ref_grad, atol=1e-6, rtol=1e-4)
+    assert grad.is_contiguous()  # attacks see the default layout
+    state = model.state_dict()  # the keys of the conv-ReLU-pool order load unchanged
+    assert set(state) == set(reference.state_dict())
+    build_model(name).load_state_dict({k: v.contiguous() for k, v in state.items()})
 
 
 def test_unknown_model():
@@ -110,3 +144,12 @@ def test_cosine_schedule_is_part_of_the_cache_key(tmp_path):
     cosine = train_classifier("mlp", digits, epochs=10, cache=cache, schedule="cosine")
     assert constant.cache_key != cosine.cache_key and not cosine.from_cache
     assert accuracy(cosine.model, load_dataset("digits", "test")) > 85.0
+
+
+def test_allocator_tuning_can_be_switched_off(monkeypatch):
+    from advlab.utils import perf
+
+    monkeypatch.setenv(perf.OPT_OUT_VARIABLE, "0")
+    assert perf.tune_cpu_allocator() is False
+    monkeypatch.setenv(perf.OPT_OUT_VARIABLE, "1")
+    assert perf.tune_cpu_allocator() is perf.allocator_tuned()

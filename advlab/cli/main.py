@@ -22,6 +22,7 @@ from advlab.experiments import (
     validate_config,
 )
 from advlab.report import format_comparisons
+from advlab.utils.perf import tune_cpu_allocator
 from advlab.utils.progress import set_quiet
 
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
     set_quiet(args.quiet)
+    tune_cpu_allocator()
     try:
         if args.command == "run":
             name, raw = read_config_file(args.config)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from advlab import __version__
 from advlab.data.datasets import Dataset
@@ -32,6 +33,7 @@ from advlab.experiments.cache import Cache
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import Experiment
 from advlab.utils.io import atomic_write_json
+from advlab.utils.perf import allocator_tuned
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "matplotlib", "pydantic", "safetensors")
 
@@ -113,6 +115,8 @@ def run_experiment(
         "platform": platform.platform(),
         "packages": package_versions(),
         "command": sys.argv,
+        "torch_threads": torch.get_num_threads(),
+        "malloc_tuned": allocator_tuned(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_json(out / "manifest.json", manifest)

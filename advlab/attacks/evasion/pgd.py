@@ -88,13 +88,18 @@ class PGD(Attack):
     ) -> torch.Tensor:
         x_adv = torch.clamp(x + self._random_delta(x), 0.0, 1.0) if self.random_start else x.clone()
         active = torch.ones(len(x), dtype=torch.bool, device=x.device)
+        if self.norm == "linf":  # [0, 1] box intersected with the eps-ball, a box per pixel
+            lower, upper = (x - self.eps).clamp_(min=0.0), (x + self.eps).clamp_(max=1.0)
         for _ in range(self.max_iter):
             grad = input_gradient(self.model, x_adv, y, target, self.loss)
-            step = grad.sign() if self.norm == "linf" else grad / _flat_norm(grad)
+            step = grad.sign_() if self.norm == "linf" else grad / _flat_norm(grad)
             if self.early_stop:  # samples that already succeed stop moving
                 step = step * active.view(-1, *([1] * (x.ndim - 1)))
-            delta = project(x_adv + self.eps_step * step - x, self.eps, self.norm)
-            x_adv = torch.clamp(x + delta, 0.0, 1.0)
+            if self.norm == "linf":  # clip_[0,1](Proj(x_t + a s)) in one clamp, no x round trip
+                x_adv = torch.clamp(x_adv.add_(step, alpha=self.eps_step), lower, upper)
+            else:
+                delta = project(x_adv + self.eps_step * step - x, self.eps, self.norm)
+                x_adv = torch.clamp(x + delta, 0.0, 1.0)
             if self.early_stop:
                 with torch.no_grad():
                     active = ~self.criterion(self.model(x_adv).argmax(1), y, target)
