@@ -13,13 +13,14 @@ Not a test: compare only numbers from one run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from torch import nn
 from advlab.attacks.evasion import IFGSM
 from advlab.models import build_model
 from advlab.utils.perf import tune_cpu_allocator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+from benchmarks._cli import throughput_parser
 
 
 def _batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,14 +96,8 @@ def _methods(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--models", nargs="+", default=["small_cnn", "lenet5"])
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=10)
+    parser = throughput_parser(__doc__)
     parser.add_argument("--eps", type=float, default=0.3)
-    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out")
     parser.add_argument(
         "--no-malloc-tuning", action="store_true", help="keep glibc's default malloc thresholds"

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
@@ -9,7 +7,7 @@ from advlab.data import load_dataset
 from advlab.experiments import Cache
 from advlab.models import MODELS, accuracy, build_model, train_classifier
 from advlab.models import train as train_module
-from advlab.models.zoo import Classifier
+from advlab.models.zoo import textbook_layout
 from tests.conftest import needs_mnist
 
 
@@ -29,24 +27,16 @@ def test_zoo_shapes_and_features(name):
         assert feats.shape == (3, 100)  # Mygdalis et al.'s 100-dimensional representation
 
 
-def _reference_order(model):
-    """The same weights in the textbook layout: conv -> ReLU -> max-pool, NCHW tensors."""
-    layers = list(model.body)
-    for i in range(len(layers) - 1):
-        if isinstance(layers[i], torch.nn.MaxPool2d) and isinstance(layers[i + 1], torch.nn.ReLU):
-            layers[i], layers[i + 1] = layers[i + 1], layers[i]
-    body = torch.nn.Sequential(*layers).to(memory_format=torch.contiguous_format)
-    assert [type(m) for m in body][:3] == [torch.nn.Conv2d, torch.nn.ReLU, torch.nn.MaxPool2d]
-    return Classifier(body, model.classifier)
-
-
 @pytest.mark.parametrize("name", ["small_cnn", "lenet5"])
 def test_pool_before_relu_and_channels_last_leave_the_function_unchanged(name):
     torch.manual_seed(0)
     model = build_model(name).eval()
     assert model.channels_last
     assert model.body[0].weight.is_contiguous(memory_format=torch.channels_last)
-    reference = _reference_order(copy.deepcopy(model)).eval()
+    reference = textbook_layout(model).eval()
+    layers = [type(m) for m in reference.body][:3]
+    assert layers == [torch.nn.Conv2d, torch.nn.ReLU, torch.nn.MaxPool2d]
+    assert reference.body[0].weight.is_contiguous()
     x = torch.rand(16, 1, 28, 28, requires_grad=True)
     y = torch.randint(0, 10, (16,))
     logits, ref_logits = model(x), reference(x)

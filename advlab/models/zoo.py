@@ -15,6 +15,7 @@ Every model exposes ``features(x)`` (the penultimate representation) and ``class
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -132,6 +133,20 @@ def resnet18(n_classes: int = 10) -> Classifier:
         c_in = c_out
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     return Classifier(nn.Sequential(*layers), nn.Linear(512, n_classes), channels_last=True)
+
+
+def textbook_layout(model: Classifier) -> Classifier:
+    """A copy of ``model`` laid out the textbook way: conv -> ReLU -> max-pool, NCHW tensors.
+
+    The same weights and the same function as the zoo's layout (pool before ReLU, channels_last);
+    used to check that equivalence and to measure what the layout buys
+    (``benchmarks/model_speed.py``)."""
+    layers: list[nn.Module] = list(copy.deepcopy(model.body))  # type: ignore[call-overload]
+    for i in range(len(layers) - 1):
+        if isinstance(layers[i], nn.MaxPool2d) and isinstance(layers[i + 1], nn.ReLU):
+            layers[i], layers[i + 1] = layers[i + 1], layers[i]
+    body = nn.Sequential(*layers).to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    return Classifier(body, copy.deepcopy(model.classifier))
 
 
 MODELS: dict[str, Callable[..., Classifier]] = {

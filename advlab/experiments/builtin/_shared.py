@@ -28,13 +28,18 @@ POOL_VERSION = "1"
 
 
 def surrogate(
-    ctx: RunContext, name: str, epochs: int, device: str, dataset: str = "mnist"
+    ctx: RunContext,
+    name: str,
+    epochs: int,
+    device: str,
+    dataset: str = "mnist",
+    schedule: str = "constant",
 ) -> tuple[nn.Module, str, float | None]:
     """The surrogate classifier, trained on ``dataset`` (train split) once and cached."""
     train, test = load_dataset(dataset, "train"), load_dataset(dataset, "test")
     ctx.record_dataset(train)
     trained = train_classifier(
-        name, train, test, epochs=epochs, seed=0, device=device, cache=ctx.cache
+        name, train, test, epochs=epochs, seed=0, device=device, cache=ctx.cache, schedule=schedule
     )
     ctx.log.info(
         "surrogate %s: %s test accuracy %.2f %% (cached: %s)",

@@ -38,6 +38,7 @@ class TransferConfig(ExperimentConfig):
     dataset: Literal["mnist", "fashion-mnist"] = "mnist"
     surrogate: Literal["small_cnn", "lenet5", "fc1", "resnet18"] = "small_cnn"
     surrogate_epochs: int = Field(2, ge=1)
+    surrogate_schedule: Literal["constant", "cosine"] = "constant"
     n_clusters: int = Field(856, ge=2)
     n_test: int | None = Field(None, ge=1)
     pixel_eps: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
@@ -57,7 +58,10 @@ class TransferConfig(ExperimentConfig):
     description="k-means (k=856) accuracy vs eps under surrogate I-FGSM, pixel vs standardized eps units",
 )
 def run_transfer(config: TransferConfig, ctx: RunContext) -> dict[str, Any]:
-    model, key, sur_acc = surrogate(ctx, config.surrogate, config.surrogate_epochs, config.device)
+    model, key, sur_acc = surrogate(
+        ctx, config.surrogate, config.surrogate_epochs, config.device,
+        schedule=config.surrogate_schedule,
+    )  # fmt: skip
     train, test = load_dataset(config.dataset, "train"), load_dataset(config.dataset, "test")
     if config.n_test is not None:
         test = test.subset(slice(0, config.n_test))
