@@ -38,9 +38,12 @@ def main() -> None:
     parser.add_argument("model", choices=sorted(PROJECTIONS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--cache", default=None, help="artefact cache holding (or getting) W")
+    parser.add_argument("--finetune-hinge", type=float, default=None,
+                        help="override the profile's finetune_hinge (0: the paper's loss)")  # fmt: skip
     args = parser.parse_args()
     tune_cpu_allocator()
     config = MygdalisConfig(**QUICK)
+    hinge = config.finetune_hinge if args.finetune_hinge is None else args.finetune_hinge
     train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
     epochs, schedule = TRAINING[args.model]
     model = train_classifier(args.model, train, test, epochs=epochs, schedule=schedule,
@@ -55,7 +58,7 @@ def main() -> None:
         defense = MSVDDDefense(
             n_projections=PROJECTIONS[args.model], nu=config.nu,
             epochs_positive=config.svdd_epochs, epochs_both=config.svdd_epochs,
-            finetune_epochs=config.finetune_epochs, finetune_hinge=config.finetune_hinge,
+            finetune_epochs=config.finetune_epochs, finetune_hinge=hinge,
             random_state=seed,
         ).fit(model, x[pick], y[pick])  # fmt: skip
         row: dict[str, float] = {"seed": seed}
@@ -68,7 +71,8 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     keys = [k for k in rows[0] if k not in ("seed", "seconds")]
     spread = {k: [min(r[k] for r in rows), max(r[k] for r in rows)] for k in keys}
-    print(json.dumps({"model": args.model, "seeds": args.seeds, "min_max": spread}, indent=2))
+    summary = {"model": args.model, "finetune_hinge": hinge, "seeds": args.seeds, "min_max": spread}
+    print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,12 @@ class TransferConfig(ExperimentConfig):
     TransferConfig,
     profiles={
         "quick": {"n_test": 2000},
-        "paper": {"max_iter": 100, "surrogate": "resnet18", "surrogate_epochs": 5},
+        "paper": {
+            "max_iter": 100,
+            "surrogate": "resnet18",
+            "surrogate_epochs": 4,
+            "surrogate_schedule": "cosine",
+        },
     },
     description="k-means (k=856) accuracy vs eps under surrogate I-FGSM, pixel vs standardized eps units",
 )
