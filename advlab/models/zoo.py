@@ -44,7 +44,7 @@ class Classifier(nn.Module):
 
     ``channels_last=True`` (the convolutional models) stores the 4-D weights and runs the body
     on NHWC tensors: oneDNN's CPU convolution and max-pooling are faster in that layout
-    (``benchmarks/attacks_throughput.py``). The function is unchanged: inputs, outputs, input
+    (``benchmarks/model_speed.py``). The function is unchanged: inputs, outputs, input
     gradients and the state dict keep PyTorch's default layout."""
 
     def __init__(self, body: nn.Module, classifier: nn.Linear, channels_last: bool = False) -> None:
