@@ -49,10 +49,10 @@ def _methods(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int
 ) -> dict[str, Callable[[], object]]:
     alpha = eps / 4
+    atk = IFGSM(model, eps=eps, max_iter=steps, eps_step=alpha, batch_size=len(x))
     methods: dict[str, Callable[[], object]] = {
-        "advlab": lambda: IFGSM(model, eps=eps, max_iter=steps, eps_step=alpha, batch_size=len(x))(
-            x, y
-        ),
+        "advlab": lambda: atk.generate(x, y),  # the images only, like torchattacks and ART
+        "advlab_with_success": lambda: atk(x, y),  # + a forward pass for predictions and success
     }
 
     def raw() -> None:  # the model alone: forward + backward to the input, `steps` times

@@ -52,6 +52,29 @@ def test_bim_equals_torchattacks(digits_model, targeted):
         assert torch.equal(adapted.success, ours.success)
 
 
+class _CountingModel(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.model(x)
+
+
+def test_generate_returns_the_images_of_call_without_the_prediction_pass(digits_model):
+    model, x, y = digits_model
+    counted = _CountingModel(model)
+    atk = IFGSM(counted, eps=0.2, max_iter=5, batch_size=len(x))
+    result = atk(x, y)
+    calls_call, counted.calls = counted.calls, 0
+    x_adv = atk.generate(x, y)
+    assert torch.equal(x_adv, result.x_adv)
+    assert (calls_call, counted.calls) == (1 + 5 + 1, 1 + 5)  # class count, steps, prediction
+    with pytest.raises(ValueError, match="lie in"):
+        atk.generate(x + 2.0, y)
+
+
 def test_ifgsm_default_step_is_eps_over_4_and_succeeds(digits_model):
     model, x, y = digits_model
     atk = IFGSM(model, eps=0.3, max_iter=10)

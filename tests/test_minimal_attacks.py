@@ -96,3 +96,6 @@ def test_lbfgs_targets_the_second_ranked_label(digits_model):
     # minimal-perturbation attack: small L2 changes on the 64-pixel digits
     norms = (result.x_adv - x).flatten(1).norm(dim=1)[result.success]
     assert float(norms.mean()) < 3.0
+    # generate goes through LBFGS.__call__, so it keeps the 2nd-ranked target
+    atk = LBFGS(model, doublings=4, bisections=3, max_iter=50)
+    assert torch.allclose(atk.generate(x, y), result.x_adv)

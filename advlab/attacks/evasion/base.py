@@ -130,6 +130,27 @@ class Attack:
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
     ) -> AttackResult:
+        x_adv, pred, y, target = self._run(x, y, target, predict=True)
+        assert pred is not None
+        success = self.criterion(
+            pred, y.to(pred.device), None if target is None else target.to(pred.device)
+        )
+        return AttackResult(x_adv, success, pred)
+
+    def generate(
+        self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The adversarial images only (ART's ``generate``): same inputs, checks and result as
+        ``__call__(x, y, target).x_adv``, without the final forward pass that records each
+        sample's prediction and success. Attacks that override ``__call__`` (to derive their
+        targets) go through it."""
+        if type(self).__call__ is not Attack.__call__:
+            return self(x, y, target).x_adv
+        return self._run(x, y, target, predict=False)[0]
+
+    def _run(
+        self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, predict: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         device = model_device(self.model)
         with frozen_eval(self.model):
             n_classes = self._n_classes(x, device)
@@ -141,14 +162,11 @@ class Attack:
                 xb, yb = x[sl].to(device), y[sl].to(device)
                 tb = None if target is None else target[sl].to(device)
                 xa = self._perturb(xb, yb, tb).detach()
-                with torch.no_grad():
-                    preds.append(self.model(xa).argmax(1))
+                if predict:
+                    with torch.no_grad():
+                        preds.append(self.model(xa).argmax(1))
                 adv.append(xa)
-        x_adv, pred = torch.cat(adv), torch.cat(preds)
-        success = self.criterion(
-            pred, y.to(pred.device), None if target is None else target.to(pred.device)
-        )
-        return AttackResult(x_adv, success, pred)
+        return torch.cat(adv), torch.cat(preds) if predict else None, y, target
 
     def _n_classes(self, x: torch.Tensor, device: torch.device) -> int:
         if not isinstance(x, torch.Tensor) or len(x) == 0:

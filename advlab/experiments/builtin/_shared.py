@@ -133,11 +133,11 @@ class AdversarialPool:
             eps_units=spec.eps_units, targeted=spec.target_seed is not None,
         )  # fmt: skip
         target = torch.from_numpy(self._targets()[idx]) if spec.target_seed is not None else None
-        result = atk(
+        x_adv = atk.generate(
             torch.from_numpy(self.ds.images[idx]), torch.from_numpy(self.ds.labels[idx]), target
         )
         self.attacked_images += len(idx)
-        return result.x_adv.cpu().numpy()
+        return x_adv.cpu().numpy()
 
     def eps_pixels(self, eps: float) -> float:
         return eps_to_pixels(eps, self.spec.eps_units)
