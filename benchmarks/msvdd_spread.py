@@ -20,15 +20,18 @@ import time
 import torch
 
 from advlab.data import load_dataset
-from advlab.defenses import MSVDDDefense
 from advlab.experiments import Cache
-from advlab.experiments.builtin.mygdalis2020 import PROJECTIONS, QUICK, TRAINING, MygdalisConfig
+from advlab.experiments.builtin.mygdalis2020 import (
+    PROJECTIONS,
+    QUICK,
+    TRAINING,
+    MygdalisConfig,
+    build_defense,
+    defense_training_set,
+    operating_point,
+)
 from advlab.models import train_classifier
 from advlab.utils.perf import tune_cpu_allocator
-
-
-def _percent(mask: torch.Tensor) -> float:
-    return 100.0 * float(mask.float().mean())
 
 
 def main() -> None:
@@ -42,30 +45,22 @@ def main() -> None:
                         help="override the profile's finetune_hinge (0: the paper's loss)")  # fmt: skip
     args = parser.parse_args()
     tune_cpu_allocator()
-    config = MygdalisConfig(**QUICK)
-    hinge = config.finetune_hinge if args.finetune_hinge is None else args.finetune_hinge
+    profile = MygdalisConfig(**QUICK)
+    hinge = profile.finetune_hinge if args.finetune_hinge is None else args.finetune_hinge
     train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
     epochs, schedule = TRAINING[args.model]
     model = train_classifier(args.model, train, test, epochs=epochs, schedule=schedule,
                              cache=Cache(args.cache)).model  # fmt: skip
-    x, y = torch.from_numpy(train.images), torch.from_numpy(train.labels).long()
     xt, yt = torch.from_numpy(test.images), torch.from_numpy(test.labels).long()
     rows = []
     for seed in args.seeds:
         start = time.perf_counter()
-        pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-        pick = pick[: config.svdd_train]
-        defense = MSVDDDefense(
-            n_projections=PROJECTIONS[args.model], nu=config.nu,
-            epochs_positive=config.svdd_epochs, epochs_both=config.svdd_epochs,
-            finetune_epochs=config.finetune_epochs, finetune_hinge=hinge,
-            random_state=seed,
-        ).fit(model, x[pick], y[pick])  # fmt: skip
+        config = profile.model_copy(update={"seed": seed, "finetune_hinge": hinge})
+        defense = build_defense(config, args.model).fit(model, *defense_training_set(config, train))
         row: dict[str, float] = {"seed": seed}
         for label, beta in (("beta1", 1.0), ("Oc", "classification"), ("Od", "defense")):
-            pred = defense.predict(xt, beta)
-            row[f"accuracy.{label}"] = _percent(pred == yt)
-            row[f"clean_flagged.{label}"] = _percent(pred == defense.adversarial_label)
+            acc, flagged = operating_point(defense, xt, yt, beta)
+            row[f"accuracy.{label}"], row[f"clean_flagged.{label}"] = acc, flagged
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import platform
+
 import pytest
 import torch
 
@@ -32,6 +34,7 @@ def test_pool_before_relu_and_channels_last_leave_the_function_unchanged(name):
     torch.manual_seed(0)
     model = build_model(name).eval()
     assert model.channels_last
+    assert [type(m) for m in model.body][:3] == [torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.ReLU]
     assert model.body[0].weight.is_contiguous(memory_format=torch.channels_last)
     reference = textbook_layout(model).eval()
     layers = [type(m) for m in reference.body][:3]
@@ -142,4 +145,6 @@ def test_allocator_tuning_can_be_switched_off(monkeypatch):
     monkeypatch.setenv(perf.OPT_OUT_VARIABLE, "0")
     assert perf.tune_cpu_allocator() is False
     monkeypatch.setenv(perf.OPT_OUT_VARIABLE, "1")
-    assert perf.tune_cpu_allocator() is perf.allocator_tuned()
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert perf.tune_cpu_allocator() is True
+        assert perf.allocator_tuned() is True

@@ -20,6 +20,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 32 << 20  # glibc's maximum on 64-bit systems
 TRIM_THRESHOLD = 1 << 30
 OPT_OUT_VARIABLE = "ADVLAB_MALLOC_TUNING"
+_tuned = False  # set by tune_cpu_allocator, read by allocator_tuned
 
 
 def tune_cpu_allocator() -> bool:
@@ -40,9 +41,6 @@ def tune_cpu_allocator() -> bool:
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
     return _tuned
-
-
-_tuned = False
 
 
 def allocator_tuned() -> bool:

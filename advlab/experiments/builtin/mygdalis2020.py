@@ -157,17 +157,43 @@ def _logits(net: nn.Module, x: torch.Tensor, device: str) -> torch.Tensor:
     return torch.cat([net(x[s : s + 1024].to(device)).cpu() for s in range(0, len(x), 1024)])
 
 
-def _fit_defense(
-    ctx: RunContext, config: MygdalisConfig, name: str, model: nn.Module, model_key: str,
-    train: Dataset,
-) -> MSVDDDefense:  # fmt: skip
-    """M-SVDD-D on ``model``, fitted once per setting and kept in the artefact cache."""
-    defense = MSVDDDefense(
+def build_defense(config: MygdalisConfig, name: str) -> MSVDDDefense:
+    """The unfitted M-SVDD-D of the experiment for model ``name`` (seeded by ``config.seed``)."""
+    return MSVDDDefense(
         n_projections=PROJECTIONS[name], nu=config.nu, epochs_positive=config.svdd_epochs,
         epochs_both=config.svdd_epochs, finetune_epochs=config.finetune_epochs,
         finetune_hinge=config.finetune_hinge,
         random_state=config.seed, device=config.device,
     )  # fmt: skip
+
+
+def defense_training_set(
+    config: MygdalisConfig, train: Dataset
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images the defense is fitted on: all of ``train``, or ``svdd_train`` of them drawn
+    with ``config.seed``."""
+    x, y = _tensors(train)
+    if config.svdd_train is not None:
+        g = torch.Generator().manual_seed(config.seed)
+        pick = torch.randperm(len(x), generator=g)[: config.svdd_train]
+        x, y = x[pick], y[pick]
+    return x, y
+
+
+def operating_point(
+    defense: MSVDDDefense, x: torch.Tensor, y: torch.Tensor, beta: str | float
+) -> tuple[float, float]:
+    """(accuracy %, % of the images sent to the adversarial class) of ``defense`` at ``beta``."""
+    pred = defense.predict(x, beta)
+    return _accuracy(pred, y), _accuracy(pred, torch.full_like(y, defense.adversarial_label))
+
+
+def _fit_defense(
+    ctx: RunContext, config: MygdalisConfig, name: str, model: nn.Module, model_key: str,
+    train: Dataset,
+) -> MSVDDDefense:  # fmt: skip
+    """M-SVDD-D on ``model``, fitted once per setting and kept in the artefact cache."""
+    defense = build_defense(config, name)
     parts = {"model": model_key, "data": train.sha256, "subset": config.svdd_train,
              "seed": config.seed, **{k: v for k, v in vars(defense).items() if k != "device"}}  # fmt: skip
     stored = ctx.cache.load("msvdd", parts, DEFENSE_VERSION)
@@ -176,11 +202,7 @@ def _fit_defense(
         return defense.load_state_tensors(
             model, {k: torch.from_numpy(v) for k, v in stored.items()}
         )
-    x, y = _tensors(train)
-    if config.svdd_train is not None:
-        g = torch.Generator().manual_seed(config.seed)
-        pick = torch.randperm(len(x), generator=g)[: config.svdd_train]
-        x, y = x[pick], y[pick]
+    x, y = defense_training_set(config, train)
     ctx.log.info("%s: fitting M-SVDD-D on %d training images", name, len(x))
     defense.fit(model, x, y)
     arrays = {k: v.numpy() for k, v in defense.state_tensors().items()}
@@ -299,11 +321,8 @@ def _run_model(ctx: RunContext, config: MygdalisConfig, name: str) -> dict[str, 
             "W~-SVDD-Od": _accuracy(defense.predict(xt, "defense"), yt),
         }
         for label, beta in betas.items():
-            pred = defense.predict(xt, beta)
-            row[f"W~-SVDD-beta{label}"] = _accuracy(pred, yt)
-            row[f"clean-flagged-beta{label}"] = _accuracy(
-                pred, torch.full_like(yt, defense.adversarial_label)
-            )
+            acc, flagged = operating_point(defense, xt, yt, beta)
+            row[f"W~-SVDD-beta{label}"], row[f"clean-flagged-beta{label}"] = acc, flagged
         return row
 
     t1 = ctx.unit(f"{name}-table1", table1)
