@@ -49,14 +49,15 @@ def main() -> None:
     hinge = profile.finetune_hinge if args.finetune_hinge is None else args.finetune_hinge
     train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
     epochs, schedule = TRAINING[args.model]
+    mean, std = profile.input_normalization
     model = train_classifier(args.model, train, test, epochs=epochs, schedule=schedule,
-                             cache=Cache(args.cache)).model  # fmt: skip
+                             cache=Cache(args.cache), mean=mean, std=std).model  # fmt: skip
     xt, yt = torch.from_numpy(test.images), torch.from_numpy(test.labels).long()
     rows = []
     for seed in args.seeds:
         start = time.perf_counter()
         config = profile.model_copy(update={"seed": seed, "finetune_hinge": hinge})
-        defense = build_defense(config, args.model).fit(model, *defense_training_set(config, train))
+        defense = build_defense(config, args.model, model).fit(*defense_training_set(config, train))
         row: dict[str, float] = {"seed": seed}
         for label, beta in (("beta1", 1.0), ("Oc", "classification"), ("Od", "defense")):
             acc, flagged = operating_point(defense, xt, yt, beta)

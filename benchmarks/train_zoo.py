@@ -18,6 +18,9 @@ from advlab.models import MODELS, train_classifier
 from advlab.utils.perf import tune_cpu_allocator
 
 
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # MNIST's training-set statistics (as the experiments)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -34,7 +37,8 @@ def main() -> None:
     train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
     start = time.perf_counter()
     trained = train_classifier(args.model, train, test, epochs=args.epochs, schedule=args.schedule,
-                               device=args.device, cache=Cache(args.cache))  # fmt: skip
+                               device=args.device, cache=Cache(args.cache),
+                               mean=MNIST_MEAN, std=MNIST_STD)  # fmt: skip
     print(json.dumps({"model": args.model, "epochs": args.epochs, "schedule": args.schedule,
                       "test_accuracy": trained.test_accuracy, "seconds": time.perf_counter() - start,
                       "from_cache": trained.from_cache, "malloc_tuned": malloc_tuned}))  # fmt: skip

@@ -29,35 +29,30 @@ def digits():
 
 def test_eta_beta_and_eps_schedule(digits):
     spy = SpyAttack()
-    step_centres = []
     model = KMeansAdversarialTraining(
         20, eta=1 / 3, beta=4, attack=spy, eps_max=0.8, random_state=0
     )
-    model.fit(
-        digits.images, callback=lambda s, e, km, d: step_centres.append(km.cluster_centers_.copy())
-    )
+    step_centres = [s.kmeans.cluster_centers_.copy() for s in model.iter_steps(digits.images)]
     assert [c[1] for c in spy.calls] == pytest.approx([0.2, 0.4, 0.6, 0.8])
     n_adv = round(len(digits) / 3)
     assert all(len(c[0]) == n_adv and np.array_equal(c[0], model.adv_indices_) for c in spy.calls)
-    assert [h["step"] for h in model.history_] == [0, 1, 2, 3, 4]
     # each attack sees the model of the previous step
     for (_, _, centres), previous in zip(spy.calls, step_centres[:-1], strict=True):
         assert np.array_equal(centres, previous)
-    assert model.cluster_centers_.shape == (20, 64)
+    fitted = KMeansAdversarialTraining(20, eta=1 / 3, beta=4, attack=SpyAttack(), eps_max=0.8,
+                                       random_state=0).fit(digits.images)  # fmt: skip
+    assert [h["step"] for h in fitted.history_] == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(fitted.cluster_centers_, step_centres[-1])
+    assert fitted.cluster_centers_.shape == (20, 64)
 
 
 def test_continuous_starts_from_previous_centres_fresh_does_not(digits):
     X = digits.images
     for continuous in (True, False):
-        snapshots = []
-
-        def keep(step, eps, km, data, snapshots=snapshots):
-            snapshots.append((km.cluster_centers_.copy(), data.copy()))
-
         est = KMeansAdversarialTraining(
             15, eta=0.5, beta=3, attack=SpyAttack(), continuous=continuous, random_state=1
         )
-        est.fit(X, callback=keep)
+        snapshots = [(s.kmeans.cluster_centers_.copy(), s.data.copy()) for s in est.iter_steps(X)]
         base_seed = int(np.random.RandomState(1).randint(2**31 - 1))
         for step in (1, 2, 3):
             prev_centres, _ = snapshots[step - 1]
@@ -68,51 +63,73 @@ def test_continuous_starts_from_previous_centres_fresh_does_not(digits):
             )
             np.testing.assert_allclose(centres, expected, atol=1e-6)
         if continuous:
-            continuous_final = est.cluster_centers_
+            continuous_final = snapshots[-1][0]
         else:
-            assert not np.allclose(continuous_final, est.cluster_centers_)
+            assert not np.allclose(continuous_final, snapshots[-1][0])
 
 
 def test_labels_never_reach_kmeans(digits, monkeypatch):
     seen = []
     real_fit = module.KMeans.fit
 
-    def spy_fit(self, X, y=None):
+    def spy_fit(self, X, y=None, sample_weight=None):
         seen.append(y)
         return real_fit(self, X, y)
 
     monkeypatch.setattr(module.KMeans, "fit", spy_fit)
-    KMeansAdversarialTraining(10, beta=2, attack=SpyAttack(), random_state=0).fit(digits.images)
+    est = KMeansAdversarialTraining(10, beta=2, attack=SpyAttack(), random_state=0)
+    est.fit(digits.images, digits.labels)  # y is ignored, as scikit-learn's clusterers do
     assert seen == [None, None, None]
-    with pytest.raises(ValueError, match="unsupervised"):
-        KMeansAdversarialTraining(10, beta=2, attack=SpyAttack()).fit(digits.images, digits.labels)
 
 
-def test_resume_from_a_step_gives_the_same_model(digits):
+@pytest.mark.parametrize("after", [0, 1, 2, 3])
+def test_resume_after_any_step_gives_the_same_model(digits, after):
+    """Regression: resuming after step 0 used to redo step 0 (history held it twice)."""
     full = KMeansAdversarialTraining(12, beta=4, attack=SpyAttack(), random_state=3)
-    steps = []
-    full.fit(digits.images, callback=lambda s, e, km, d: steps.append(km.cluster_centers_.copy()))
+    steps = list(full.iter_steps(digits.images))
     resumed = KMeansAdversarialTraining(12, beta=4, attack=SpyAttack(), random_state=3)
-    resumed.fit(digits.images, start_step=2, start_centers=steps[2])
-    np.testing.assert_allclose(resumed.cluster_centers_, full.cluster_centers_, atol=1e-6)
-    assert [h["step"] for h in resumed.history_] == [3, 4]
+    rest = list(
+        resumed.iter_steps(digits.images, resume=(after, steps[after].kmeans.cluster_centers_))
+    )
+    assert [s.step for s in rest] == list(range(after + 1, 5))
+    for a, b in zip(rest, steps[after + 1 :], strict=True):
+        np.testing.assert_array_equal(a.kmeans.cluster_centers_, b.kmeans.cluster_centers_)
+    with pytest.raises(ValueError, match="integer random_state"):
+        list(
+            KMeansAdversarialTraining(12, beta=4).iter_steps(
+                digits.images, resume=(0, steps[0].kmeans.cluster_centers_)
+            )
+        )
+    with pytest.raises(ValueError, match="resume step"):
+        list(resumed.iter_steps(digits.images, resume=(5, steps[0].kmeans.cluster_centers_)))
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"eta": 0.0}, "eta"),
-        ({"eta": 1.5}, "eta"),
-        ({"beta": 0}, "beta"),
-        ({"eps_max": -1.0}, "eps_max"),
+        ({"eta": 0.0}, "'eta' parameter"),
+        ({"eta": 1.5}, "'eta' parameter"),
+        ({"beta": 0}, "'beta' parameter"),
+        ({"eps_max": -1.0}, "'eps_max' parameter"),
+        ({"eps_max": float("nan")}, "'eps_max' parameter"),
         ({"n_clusters": 10_000}, "exceeds"),
-        ({"attack": None}, "attack is required"),
+        ({"attack": "ifgsm"}, "'attack' parameter"),
     ],
 )
 def test_bad_parameters(digits, kwargs, message):
     params = {"n_clusters": 10, "beta": 2, "attack": SpyAttack(), **kwargs}
     with pytest.raises(ValueError, match=message):
         KMeansAdversarialTraining(**params).fit(digits.images)
+
+
+def test_default_attack_is_label_free_whitebox_on_any_data():
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(300, centers=4, n_features=5, random_state=0)
+    X = X * 10 + 100  # not in [0, 1]: the default attack is unbounded
+    est = KMeansAdversarialTraining(4, beta=3, eps_max=2.0, random_state=0).fit(X)
+    assert est.cluster_centers_.dtype == np.float64 and len(est.history_) == 4
+    assert est.predict(X).shape == (300,)
 
 
 def _linear_surrogate(digits):

@@ -11,6 +11,7 @@ from advlab.attacks.evasion import (
     PGD,
     KMeansMinimalAttack,
     KMeansPGD,
+    TargetedMisclassification,
     TorchattacksAdapter,
     eps_to_pixels,
     kmeans_certified_radius,
@@ -19,6 +20,7 @@ from advlab.cluster import KMeans, majority_vote_mapping
 from advlab.cluster.differentiable import KMeansClassifier
 from advlab.data import load_dataset
 from advlab.models import build_model
+from advlab.models.wrapper import Model
 
 
 def test_fgsm_matches_closed_form(digits_model):
@@ -42,9 +44,13 @@ def test_bim_equals_torchattacks(digits_model, targeted):
     if targeted:
         ref_atk.set_mode_targeted_by_label(quiet=True)
     ref = ref_atk(x, target if targeted else y)
-    ours = IFGSM(model, eps=0.2, eps_step=0.05, max_iter=7, targeted=targeted)(
-        x, y, target if targeted else None
-    )
+    ours = IFGSM(
+        model,
+        eps=0.2,
+        eps_step=0.05,
+        max_iter=7,
+        criterion=TargetedMisclassification() if targeted else None,
+    )(x, y, target if targeted else None)
     assert torch.allclose(ours.x_adv, ref, atol=1e-6)
     adapted = TorchattacksAdapter(torchattacks.BIM(model, eps=0.2, alpha=0.05, steps=7))(x, y)
     if not targeted:
@@ -137,10 +143,13 @@ def test_model_mode_and_grad_flags_restored():
 
 def test_eps_units():
     assert eps_to_pixels(1.0, "pixel") == 1.0
-    assert eps_to_pixels(1.0, "standardized") == pytest.approx(0.3081)
-    assert IFGSM(
-        nn.Identity(), eps=1.0, max_iter=1, eps_units="standardized"
-    ).eps_step == pytest.approx(0.3081 / 4)
+    assert eps_to_pixels(1.0, "standardized", 0.3081) == pytest.approx(0.3081)
+    wrapped = Model(nn.Identity(), preprocessing=dict(mean=0.1307, std=0.3081))
+    assert IFGSM(wrapped, eps=1.0, max_iter=1, eps_units="standardized").eps_step == pytest.approx(
+        0.3081 / 4
+    )
+    with pytest.raises(ValueError, match="needs the input's std"):  # a bare module has none
+        IFGSM(nn.Identity(), eps=1.0, max_iter=1, eps_units="standardized")
     with pytest.raises(ValueError, match="eps_units"):
         eps_to_pixels(1.0, "bytes")
 
@@ -165,7 +174,7 @@ def test_eps_units():
         (lambda m: FGSM(m, eps=0.1), torch.rand(2, 1, 8, 8), torch.tensor([0.0, 1.0]), "integer"),
         (lambda m: FGSM(m, eps=0.1), torch.rand(2, 1, 8, 8), torch.tensor([0, 1, 2]), "shape"),
         (
-            lambda m: FGSM(m, eps=0.1, targeted=True),
+            lambda m: FGSM(m, eps=0.1, criterion=TargetedMisclassification()),
             torch.rand(2, 1, 8, 8),
             torch.tensor([0, 1]),
             "target",
@@ -207,7 +216,7 @@ def test_certified_radius_is_tight_and_sound(d, norm):
     atk = KMeansMinimalAttack(centres, norm=norm)
     result = atk(torch.as_tensor(x, dtype=torch.float64))
     assert bool(result.success.all())
-    np.testing.assert_allclose(atk.norms_, radius, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(result.distances.numpy(), radius, rtol=1e-3, atol=1e-4)
 
 
 def test_minimal_attack_respects_box_and_beats_random_search():
@@ -218,7 +227,7 @@ def test_minimal_attack_respects_box_and_beats_random_search():
     result = atk(torch.as_tensor(x))
     assert float(result.x_adv.min()) >= 0 and float(result.x_adv.max()) <= 1
     radius = kmeans_certified_radius(centres, x, "l2")
-    assert np.all(atk.norms_ >= radius - 1e-6)  # the box can only make it larger
+    assert np.all(result.distances.numpy() >= radius - 1e-6)  # the box can only make it larger
     own = np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), 1)
     best_random = np.full(len(x), np.inf)
     for _ in range(300):  # random search in the box for cluster-changing points
@@ -228,7 +237,7 @@ def test_minimal_attack_respects_box_and_beats_random_search():
             moved, np.minimum(best_random, np.linalg.norm(z - x, axis=1)), best_random
         )
     ok = np.isfinite(best_random)
-    assert np.all(atk.norms_[ok] <= best_random[ok] + 1e-6)
+    assert np.all(result.distances.numpy()[ok] <= best_random[ok] + 1e-6)
 
 
 def test_other_class_attack_changes_the_predicted_class():
@@ -242,7 +251,7 @@ def test_other_class_attack_changes_the_predicted_class():
     after = mapping[km.predict(result.x_adv.numpy())]
     assert np.array_equal(result.success.numpy(), after != before) and result.success.all()
     lower = kmeans_certified_radius(km, x[:50], "l2", mapping=mapping)
-    assert np.all(atk.norms_ >= lower - 1e-6)
+    assert np.all(result.distances.numpy() >= lower - 1e-6)
 
 
 def test_kmeans_classifier_and_pgd():

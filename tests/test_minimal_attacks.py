@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from advlab.attacks.evasion import CarliniWagnerL2, DeepFool
+from advlab.attacks.evasion import CarliniWagnerL2, DeepFool, TargetedMisclassification
 
 
 def test_deepfool_is_exact_on_a_linear_model():
@@ -45,7 +45,13 @@ def test_carlini_wagner_l2(digits_model, targeted):
     correct = model(x).argmax(1) == y
     x, y = x[correct], y[correct]
     target = (y + 1) % 10 if targeted else None
-    atk = CarliniWagnerL2(model, binary_search_steps=5, steps=100, lr=0.05, targeted=targeted)
+    atk = CarliniWagnerL2(
+        model,
+        binary_search_steps=5,
+        steps=100,
+        lr=0.05,
+        criterion=TargetedMisclassification() if targeted else None,
+    )
     result = atk(x, y, target)
     assert result.success.float().mean() > 0.9
     assert float(result.x_adv.min()) >= 0 and float(result.x_adv.max()) <= 1
@@ -78,8 +84,10 @@ def test_bad_parameters(digits_model):
     model = digits_model[0]
     with pytest.raises(ValueError, match="max_iter"):
         DeepFool(model, max_iter=0)
-    with pytest.raises(ValueError, match="binary_search_steps"):
+    with pytest.raises(ValueError, match="lr must be > 0"):
         CarliniWagnerL2(model, lr=0.0)
+    with pytest.raises(ValueError, match="binary_search_steps"):
+        CarliniWagnerL2(model, binary_search_steps=0)
 
 
 def test_lbfgs_targets_the_second_ranked_label(digits_model):

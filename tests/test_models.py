@@ -53,6 +53,20 @@ def test_pool_before_relu_and_channels_last_leave_the_function_unchanged(name):
     build_model(name).load_state_dict({k: v.contiguous() for k, v in state.items()})
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_zoo_takes_channels_sizes_classes_and_normalisation(name):
+    model = build_model(name, 5, (3, 32, 32), mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3]).eval()
+    x = torch.rand(2, 3, 32, 32)
+    assert model(x).shape == (2, 5)
+    assert model.input_std == [0.2, 0.25, 0.3]
+    plain = build_model(name, 5, (3, 32, 32)).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if "normalize" not in k},
+                          strict=False)  # fmt: skip
+    mean = torch.tensor([0.5, 0.4, 0.3]).view(3, 1, 1)
+    std = torch.tensor([0.2, 0.25, 0.3]).view(3, 1, 1)
+    torch.testing.assert_close(model(x), plain((x - mean) / std), atol=1e-5, rtol=1e-5)
+
+
 def test_unknown_model():
     with pytest.raises(ValueError, match="unknown model"):
         build_model("vgg")
@@ -63,6 +77,9 @@ def small_mnist():
     if not (train := _mnist_or_none()):
         pytest.skip("needs MNIST (ADVLAB_DATA)")
     return train.subset(slice(0, 3000)), load_dataset("mnist", "test").subset(slice(0, 1000))
+
+
+MNIST_STATS = {"mean": 0.1307, "std": 0.3081}  # MNIST's training-set mean and std
 
 
 def _mnist_or_none():
@@ -76,10 +93,12 @@ def _mnist_or_none():
 def test_training_is_seeded_cached_and_accurate(small_mnist, tmp_path):
     train, test = small_mnist
     cache = Cache(tmp_path)
-    first = train_classifier("small_cnn", train, test, epochs=2, batch_size=64, seed=3, cache=cache)
+    first = train_classifier("small_cnn", train, test, epochs=2, batch_size=64, seed=3, cache=cache,
+                             **MNIST_STATS)  # fmt: skip
     assert not first.from_cache and first.test_accuracy > 90.0
+    assert first.model.input_std == 0.3081
     second = train_classifier(
-        "small_cnn", train, test, epochs=2, batch_size=64, seed=3, cache=cache
+        "small_cnn", train, test, epochs=2, batch_size=64, seed=3, cache=cache, **MNIST_STATS
     )
     assert second.from_cache and second.test_accuracy == first.test_accuracy
     for a, b in zip(
@@ -119,7 +138,7 @@ def test_training_resumes_after_an_interrupted_epoch(small_mnist, tmp_path, monk
 
 def test_training_bad_input():
     digits = load_dataset("digits", "train")
-    with pytest.raises(ValueError, match="expects input shape \\(1, 28, 28\\)"):
+    with pytest.raises(ValueError, match="at least 10 x 10, got 8 x 8"):
         train_classifier("small_cnn", digits)
     iris = load_dataset("iris", "train")
     with pytest.raises(ValueError, match="no images"):

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from advlab.experiments import Cache, get_experiment, run_experiment, validate_config
@@ -65,27 +63,42 @@ def test_tiny_reproduction_end_to_end(tmp_path, attack_calls):
     assert again["comparisons"] == results["comparisons"]
 
 
-@needs_mnist
-def test_interrupted_repetition_resumes_from_its_last_step(tmp_path, monkeypatch):
-    from advlab.defenses import kmeans_adversarial_training as alg
+DIGITS_TINY = {
+    "datasets": ["digits"], "surrogate": "mlp", "surrogate_data": "digits", "surrogate_epochs": 5,
+    "n_clusters": 15, "repetitions": 1, "beta": 3, "max_iter": 2, "whitebox_iter": 2,
+    "figures": ["fig2ab"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("killed_after", [0, 1, 2])
+def test_a_unit_killed_after_any_step_resumes_to_the_same_results(
+    tmp_path, monkeypatch, killed_after
+):
+    """Runs without MNIST. Regression: a kill right after step 0's checkpoint used to make the
+    resumed history hold step 0 twice, and every rerun failed."""
+    from advlab.experiments.runner import RunContext
 
     cache = Cache(tmp_path / "cache")
-    reference = _run(tmp_path / "ref", cache, figures=["fig2ab"], repetitions=1)
-    real_step = alg.KMeansAdversarialTraining._train_step
-    steps_run = []
+    exp = get_experiment("omari2024")
+    config = validate_config(exp.config_cls, DIGITS_TINY)
+    reference = run_experiment(exp, config, tmp_path / "ref", cache, quiet=True)
+    real_save = RunContext.save_checkpoint
+    saved_steps = []
 
-    def crash_at_step_2(self, step, *args, **kwargs):
-        if step == 2 and not steps_run.count("crashed"):
-            steps_run.append("crashed")
-            raise KeyboardInterrupt
-        steps_run.append(step)
-        return real_step(self, step, *args, **kwargs)
+    def save_then_die(self, key, arrays, meta):
+        real_save(self, key, arrays, meta)
+        step = meta["history"][-1]["step"]
+        saved_steps.append(step)
+        if step == killed_after and saved_steps.count(step) == 1:
+            raise KeyboardInterrupt  # the process dies right after this checkpoint
 
-    monkeypatch.setattr(alg.KMeansAdversarialTraining, "_train_step", crash_at_step_2)
+    monkeypatch.setattr(RunContext, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "run", cache, figures=["fig2ab"], repetitions=1)
-    resumed = _run(tmp_path / "run", cache, figures=["fig2ab"], repetitions=1)
-    assert steps_run == [0, 1, "crashed", 2]  # steps 0 and 1 were not redone
+        run_experiment(exp, config, tmp_path / "run", cache, quiet=True)
+    resumed = run_experiment(exp, config, tmp_path / "run", cache, quiet=True)
+    assert saved_steps == list(range(killed_after + 1)) + list(range(killed_after + 1, 4))
     assert resumed["comparisons"] == reference["comparisons"]
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["datasets"]["mnist/train"]["n"] == 600
+    # byte-identical results
+    assert (tmp_path / "run" / "results.json").read_bytes() == (
+        tmp_path / "ref" / "results.json"
+    ).read_bytes()

@@ -3,14 +3,17 @@
 from advlab.cluster.elbow import ElbowResult, elbow, find_knee
 from advlab.cluster.kmeans import KMeans, kmeans_plusplus
 from advlab.cluster.mapping import clustering_accuracy, hungarian_mapping, majority_vote_mapping
+from advlab.cluster.seeded import SeededKMeans, seed_sample
 
 __all__ = [
     "ElbowResult",
     "KMeans",
+    "SeededKMeans",
     "clustering_accuracy",
     "elbow",
     "find_knee",
     "hungarian_mapping",
     "kmeans_plusplus",
     "majority_vote_mapping",
+    "seed_sample",
 ]

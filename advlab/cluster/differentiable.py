@@ -20,16 +20,20 @@ from torch import nn
 
 
 class KMeansClassifier(nn.Module):
-    """Scores (eq. A) of a k-means with centres (k, D) and mapping (k,) -> class."""
+    """Scores (eq. A) of a k-means with centres (k, D) and mapping (k,) -> class, computed in
+    ``dtype`` (float32 for gradient attacks, float64 for exact decisions)."""
 
     centers: torch.Tensor
     mapping: torch.Tensor
 
     def __init__(
-        self, centers: np.ndarray | torch.Tensor, mapping: np.ndarray | torch.Tensor | None = None
+        self,
+        centers: np.ndarray | torch.Tensor,
+        mapping: np.ndarray | torch.Tensor | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        c = torch.as_tensor(np.asarray(centers), dtype=torch.float32)
+        c = torch.as_tensor(np.asarray(centers), dtype=dtype)
         m = (
             torch.arange(len(c))
             if mapping is None
@@ -44,7 +48,7 @@ class KMeansClassifier(nn.Module):
         self.n_classes = int(m.max()) + 1
 
     def sq_distances(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.flatten(1)
+        flat = x.flatten(1).to(self.centers.dtype)
         return (
             flat.pow(2).sum(1, keepdim=True)
             - 2 * flat @ self.centers.T

@@ -7,9 +7,11 @@ matrix multiplies, followed by scikit-learn's greedy k-means++ on the small weig
 set. Lloyd's iterations follow scikit-learn's ``_kmeans_single_lloyd`` step for step (same
 convergence rule, same empty-cluster relocation, same final E-step), on CPU or CUDA.
 
-Distances use ``||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2`` (float32 matrix multiply) on the
-centred data, as scikit-learn does; centre sums and inertia accumulate in float64.
-Memory: the float32 copy of X (n*d*4 bytes), one distance block of at most ``chunk_size*k``
+Distances use ``||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2`` (a matrix multiply in the input's
+precision: float32 stays float32, float64 stays float64, as in scikit-learn) on the centred data;
+centre sums and inertia accumulate in float64. Optional ``sample_weight`` weights the means,
+the inertia and the seeding, as scikit-learn's.
+Memory: a copy of X (n*d*4 or 8 bytes), one distance block of at most ``chunk_size*k``
 floats (64 MiB by default) and O(k*d) float64 for the centre sums.
 """
 
@@ -18,12 +20,23 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from advlab.cluster._validation import ArrayLike, as_float_matrix, check_n_clusters
+from advlab.cluster._validation import ArrayLike, check_n_clusters
 
 BLOCK_FLOATS = 1 << 24  # 64 MiB of float32 per distance block
 CACHE_ROWS = 2048  # rows per block for memory-bound elementwise passes
@@ -58,12 +71,13 @@ def assign(
     x_sq: torch.Tensor | None = None,
     chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest centre of each row of ``X``: (labels int64, squared distance float32)."""
+    """Nearest centre of each row of ``X``: (labels int64, squared distance in X's dtype)."""
+    C = C.to(X.dtype)
     x_sq = _sq_norms(X) if x_sq is None else x_sq
     c_sq = _sq_norms(C)
     chunk = chunk_size or _auto_chunk(len(X), len(C))
     labels = torch.empty(len(X), dtype=torch.int64, device=X.device)
-    mind = torch.empty(len(X), dtype=torch.float32, device=X.device)
+    mind = torch.empty(len(X), dtype=X.dtype, device=X.device)
     for sl in _chunks(len(X), chunk):
         d2 = _sq_distances(X[sl], C, x_sq[sl], c_sq)
         mind[sl], labels[sl] = d2.min(dim=1)
@@ -89,7 +103,7 @@ def greedy_kmeanspp(
     """
     n = len(X)
     trials = n_local_trials or 2 + int(math.log(n_clusters))
-    w = torch.ones(n, device=X.device) if weights is None else weights.float()
+    w = torch.ones(n, device=X.device, dtype=X.dtype) if weights is None else weights.to(X.dtype)
     x_sq = _sq_norms(X)
     w_np = w.double().cpu().numpy()
     first = int(rng.choice(n, p=w_np / w_np.sum()))
@@ -118,26 +132,30 @@ def kmeans_parallel_init(
     x_sq: torch.Tensor,
     rounds: int = 5,
     oversampling: float = 1.0,
+    sample_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """k-means|| seeding (Bahmani et al. 2012, Alg. 2) followed by weighted greedy k-means++.
 
     Start from one uniform point; for each of ``rounds`` rounds sample every point
-    independently with probability min(1, l D(x)^2 / sum D^2), l = ``oversampling * k``.
-    Weight each candidate by the number of points closest to it, then reduce the
+    independently with probability min(1, l w D(x)^2 / sum w D^2), l = ``oversampling * k``
+    (w the sample weights, 1 by default). Weight each candidate by the total weight of the
+    points closest to it, then reduce the
     (about l * rounds) candidates to k centres with greedy k-means++. Returns row indices.
     """
     n = len(X)
     ell = oversampling * n_clusters
+    w = None if sample_weight is None else sample_weight.double()
     first = int(rng.randint(n))
     candidates = [torch.tensor([first], device=X.device)]
     closest = _sq_distances(X, X[first : first + 1], x_sq, x_sq[first : first + 1])[:, 0]
     nearest = torch.zeros(n, dtype=torch.int64, device=X.device)
     n_cand = 1
     for _ in range(rounds):
-        total = float(closest.double().sum())
+        mass = closest.double() if w is None else closest.double() * w
+        total = float(mass.sum())
         if total <= 0:
             break
-        prob = (ell * closest.double() / total).clamp_(max=1.0).cpu().numpy()
+        prob = (ell * mass / total).clamp_(max=1.0).cpu().numpy()
         new = np.flatnonzero(rng.uniform(size=n) < prob)
         if len(new) == 0:
             continue
@@ -152,8 +170,8 @@ def kmeans_parallel_init(
         n_cand += len(new)
     cand = torch.cat(candidates)
     if len(cand) <= n_clusters:  # too few candidates (tiny or degenerate data): exact seeding
-        return greedy_kmeanspp(X, n_clusters, rng)
-    weights = torch.bincount(nearest, minlength=len(cand)).double()
+        return greedy_kmeanspp(X, n_clusters, rng, weights=sample_weight)
+    weights = torch.bincount(nearest, weights=w, minlength=len(cand)).double()
     local = greedy_kmeanspp(X[cand], n_clusters, rng, weights=weights)
     return cand[local]
 
@@ -164,28 +182,40 @@ def kmeans_plusplus(
     random_state: int | np.random.RandomState | None = None,
     init_algorithm: str = "auto",
     device: str | torch.device = "cpu",
+    sample_weight: ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """k-means++ seeding alone, like ``sklearn.cluster.kmeans_plusplus``: (centres, indices).
 
     ``init_algorithm``: ``"greedy"`` (scikit-learn's algorithm), ``"parallel"`` (k-means||
-    then greedy k-means++ on the weighted candidates) or ``"auto"`` (parallel when n > 10 k).
+    then greedy k-means++ on the weighted candidates) or ``"auto"`` (the rule of
+    :func:`seed_indices`). The centres have X's dtype (float32 or float64).
     """
-    Xt = as_float_matrix(X, device)
-    check_n_clusters(n_clusters, len(Xt))
+    Xn = _check_2d(X, "X")
+    check_n_clusters(n_clusters, len(Xn))
+    Xt = torch.from_numpy(Xn).to(device)
+    w = _weights_tensor(sample_weight, Xn, Xt.device)
     rng = check_random_state(random_state)
-    Xc = Xt - Xt.double().mean(0).float()
-    idx = _seed_indices(Xc, _sq_norms(Xc), n_clusters, rng, init_algorithm)
-    return Xt[idx].cpu().numpy(), idx.cpu().numpy()
+    Xc = Xt - Xt.double().mean(0).to(Xt.dtype)
+    idx = seed_indices(Xc, _sq_norms(Xc), n_clusters, rng, init_algorithm, w)
+    return Xn[idx.cpu().numpy()], idx.cpu().numpy()
 
 
-def _seed_indices(
-    X: torch.Tensor, x_sq: torch.Tensor, k: int, rng: np.random.RandomState, init_algorithm: str
+def seed_indices(
+    X: torch.Tensor,
+    x_sq: torch.Tensor,
+    k: int,
+    rng: np.random.RandomState,
+    init_algorithm: str = "auto",
+    sample_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    """The one seeding dispatch: k-means|| (:func:`kmeans_parallel_init`) for
+    ``"parallel"``, or for ``"auto"`` when n > 20 k (the candidate pass then costs a few matrix
+    multiplies instead of k sequential passes); greedy k-means++ otherwise. Row indices."""
     if init_algorithm not in ("auto", "greedy", "parallel"):
         raise ValueError(f"init_algorithm={init_algorithm!r}: use 'auto', 'greedy' or 'parallel'")
-    if init_algorithm == "parallel" or (init_algorithm == "auto" and len(X) > 10 * k):
-        return kmeans_parallel_init(X, k, rng, x_sq)
-    return greedy_kmeanspp(X, k, rng)
+    if init_algorithm == "parallel" or (init_algorithm == "auto" and len(X) > 20 * k):
+        return kmeans_parallel_init(X, k, rng, x_sq, sample_weight=sample_weight)
+    return greedy_kmeanspp(X, k, rng, weights=sample_weight)
 
 
 # ----------------------------------------------------------------------------- Lloyd
@@ -211,7 +241,7 @@ class _Bounds:
     cluster when ``upper <= max(min_{c != a} l(x, c), s_a)``, ``s_a`` being half the distance
     from a to its nearest other centre; only the other rows get a full distance row (one
     matrix multiply for all of them), which refreshes their bounds exactly. The result is
-    exactly Lloyd's; the work shrinks as points settle. Memory: n*k float32 for ``shifted``.
+    exactly Lloyd's; the work shrinks as points settle. Memory: n*k values of X's dtype.
     """
 
     def __init__(
@@ -224,18 +254,20 @@ class _Bounds:
         use_bounds: bool,
     ) -> None:
         self.X, self.x_sq, self.chunk, self.margin = X, x_sq, chunk, margin
-        n = len(X)
+        n, dtype = len(X), X.dtype
         self.labels = torch.zeros(n, dtype=torch.int64, device=X.device)
-        self.upper = torch.zeros(n, device=X.device)
+        self.upper = torch.zeros(n, device=X.device, dtype=dtype)
         self.use_bounds = use_bounds and k > 1
-        self.shifted = torch.empty((n, k), device=X.device) if self.use_bounds else None
+        self.shifted = (
+            torch.empty((n, k), device=X.device, dtype=dtype) if self.use_bounds else None
+        )
         self.drift = torch.zeros(k, dtype=torch.float64, device=X.device)
         self.distance_rows = 0
 
     def full_assign(self, rows: torch.Tensor | None, centers: torch.Tensor) -> None:
         """Exact distances of ``rows`` (all rows when None) to every centre."""
         c_sq = _sq_norms(centers)
-        drift = self.drift.float()
+        drift = self.drift.to(self.X.dtype)
         index = torch.arange(len(self.X), device=self.X.device) if rows is None else rows
         self.distance_rows += len(index)
         for sl in _chunks(len(index), self.chunk):
@@ -250,7 +282,7 @@ class _Bounds:
 
     def _own_distance(self, rows: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
         """Exact distance of each of ``rows`` to its assigned centre (cache-sized blocks)."""
-        out = torch.empty(len(rows), device=self.X.device)
+        out = torch.empty(len(rows), device=self.X.device, dtype=self.X.dtype)
         for sl in _chunks(len(rows), CACHE_ROWS):
             idx = rows[sl]
             diff = self.X[idx] - centers[self.labels[idx]]
@@ -262,9 +294,10 @@ class _Bounds:
         if self.shifted is None:
             self.full_assign(None, new)
             return
+        dtype = self.X.dtype
         delta = (new.double() - old.double()).pow(2).sum(1).sqrt()
         self.drift += delta
-        self.upper += delta.float()[self.labels]
+        self.upper += delta.to(dtype)[self.labels]
         new_sq = _sq_norms(new)
         half_gap = (
             0.5
@@ -273,7 +306,7 @@ class _Bounds:
             .min(1)
             .values.sqrt()
         )
-        drift = self.drift.float()
+        drift = self.drift.to(dtype)
         second = torch.empty_like(self.upper)
         for sl in _chunks(len(self.X), CACHE_ROWS):
             second[sl] = torch.sub(self.shifted[sl], drift).amin(1)
@@ -288,16 +321,21 @@ class _Bounds:
             self.full_assign(active, new)
 
 
+def _weighted(X: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    return X if w is None else X * w.to(X.dtype).unsqueeze(1)
+
+
 def _cluster_sums(
-    X: torch.Tensor, labels: torch.Tensor, k: int, chunk: int
+    X: torch.Tensor, labels: torch.Tensor, k: int, chunk: int, w: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-cluster sums of the points (float64, accumulated by float32 blocks) and counts."""
+    """Per-cluster sums sum_i w_i x_i (float64, accumulated by blocks in X's dtype) and
+    weights sum_i w_i (counts when ``w`` is None)."""
     sums = torch.zeros((k, X.shape[1]), dtype=torch.float64, device=X.device)
-    block = torch.empty((k, X.shape[1]), dtype=torch.float32, device=X.device)
+    block = torch.empty((k, X.shape[1]), dtype=X.dtype, device=X.device)
     for sl in _chunks(len(X), chunk):
-        block.zero_().index_add_(0, labels[sl], X[sl])
+        block.zero_().index_add_(0, labels[sl], _weighted(X[sl], None if w is None else w[sl]))
         sums += block
-    return sums, torch.bincount(labels, minlength=k).double()
+    return sums, torch.bincount(labels, weights=w, minlength=k).double()
 
 
 def _new_centers(
@@ -306,23 +344,27 @@ def _new_centers(
     centers: torch.Tensor,
     sums: torch.Tensor,
     counts: torch.Tensor,
+    w: torch.Tensor | None,
 ) -> tuple[torch.Tensor, bool]:
-    """M-step: means of the clusters. Empty clusters are relocated as in scikit-learn: the
-    points farthest from their centre become the centres of the empty clusters (and leave
-    their old cluster's mean). Returns the centres and whether a relocation happened."""
+    """M-step: (weighted) means of the clusters. Empty clusters are relocated as in
+    scikit-learn: the points farthest from their centre become the centres of the empty
+    clusters (and leave their old cluster's mean). Returns the centres and whether a
+    relocation happened."""
     empty = torch.nonzero(counts == 0).flatten()
     if len(empty) == 0:
-        return (sums / counts.unsqueeze(1)).float(), False
+        return (sums / counts.unsqueeze(1)).to(X.dtype), False
     sums, counts = sums.clone(), counts.clone()
     dist = (X - centers[bounds.labels]).pow(2).sum(1)
     far = torch.topk(dist, len(empty)).indices
     for cluster, idx in zip(empty.tolist(), far.tolist(), strict=True):
         old = int(bounds.labels[idx])
-        sums[old] -= X[idx].double()
-        counts[old] -= 1
-        sums[cluster] = X[idx].double()
-        counts[cluster] = 1
-    return (sums / counts.clamp(min=1).unsqueeze(1)).float(), True
+        weight = 1.0 if w is None else float(w[idx])
+        sums[old] -= X[idx].double() * weight
+        counts[old] -= weight
+        sums[cluster] = X[idx].double() * weight
+        counts[cluster] = weight
+    safe = torch.where(counts > 0, counts, torch.ones_like(counts))
+    return (sums / safe.unsqueeze(1)).to(X.dtype), True
 
 
 def lloyd(
@@ -332,25 +374,28 @@ def lloyd(
     tol: float,
     chunk: int,
     use_bounds: bool = True,
+    sample_weight: torch.Tensor | None = None,
 ) -> _LloydResult:
     """Lloyd's algorithm with scikit-learn's stopping rules: stop when no label changes
     (strict convergence) or when the squared centre shift sum_j ||c_j' - c_j||^2 <= ``tol``
     (already scaled), then one more E-step so labels match the final centres.
 
     E-steps use Elkan's bounds (:class:`_Bounds`); centre sums are updated incrementally
-    in float64 from the points that changed cluster.
+    in float64 from the points that changed cluster. ``sample_weight`` w gives the weighted
+    means c_j = sum_{i in j} w_i x_i / sum_{i in j} w_i and inertia sum_i w_i ||x_i - c(i)||^2.
     """
-    k = len(centers)
+    k, w = len(centers), sample_weight
     x_sq = _sq_norms(X)
-    # float32 slack on the bounds so that rounding never skips a point that could move
-    margin = 1e-4 * float(x_sq.double().mean().sqrt()) + 1e-12
+    # slack on the bounds so that rounding never skips a point that could move
+    relative = 1e-4 if X.dtype == torch.float32 else 1e-8
+    margin = relative * float(x_sq.double().mean().sqrt()) + 1e-12
     bounds = _Bounds(X, x_sq, k, chunk, margin, use_bounds)
     bounds.full_assign(None, centers)
-    sums, counts = _cluster_sums(X, bounds.labels, k, chunk)
+    sums, counts = _cluster_sums(X, bounds.labels, k, chunk, w)
     n_iter, n_changed = 0, -1
     for iteration in range(1, max_iter + 1):
         n_iter = iteration
-        new_centers, relocated = _new_centers(X, bounds, centers, sums, counts)
+        new_centers, relocated = _new_centers(X, bounds, centers, sums, counts, w)
         shift = float((new_centers.double() - centers.double()).pow(2).sum())
         if n_changed == 0:
             centers = new_centers
@@ -364,52 +409,136 @@ def lloyd(
         changed = torch.nonzero(bounds.labels != old_labels).flatten()
         n_changed = len(changed)
         if relocated:
-            sums, counts = _cluster_sums(X, bounds.labels, k, chunk)
+            sums, counts = _cluster_sums(X, bounds.labels, k, chunk, w)
         elif n_changed:
-            moved = X[changed].double()
+            wc = None if w is None else w[changed]
+            moved = _weighted(X[changed].double(), wc)
+            mass = torch.ones_like(moved[:, 0]) if wc is None else wc.double()
             sums.index_add_(0, old_labels[changed], moved, alpha=-1.0)
             sums.index_add_(0, bounds.labels[changed], moved)
-            counts.index_add_(0, old_labels[changed], torch.full_like(moved[:, 0], -1.0))
-            counts.index_add_(0, bounds.labels[changed], torch.ones_like(moved[:, 0]))
+            counts.index_add_(0, old_labels[changed], -mass)
+            counts.index_add_(0, bounds.labels[changed], mass)
         if shift <= tol:
             break
-    inertia = float((X - centers[bounds.labels]).pow(2).sum(1).double().sum())
+    sq = (X - centers[bounds.labels]).pow(2).sum(1).double()
+    inertia = float(sq.sum() if w is None else (sq * w.double()).sum())
     return _LloydResult(centers, bounds.labels, inertia, n_iter, bounds.distance_rows)
+
+
+# ----------------------------------------------------------------------------- input
+
+
+def _check_2d(
+    X: object, name: str = "X", estimator: object = None, reset: bool = True
+) -> np.ndarray:
+    """``X`` (N, ...) as a C-contiguous float64 or float32 (N, D) array, checked by
+    scikit-learn's ``validate_data`` (or ``check_array`` without an estimator): images are
+    flattened, lists accepted, float64 kept, other numbers converted to float64, sparse,
+    complex, empty and non-finite input refused with scikit-learn's errors."""
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    if isinstance(X, np.ndarray) and X.ndim > 2:
+        X = X.reshape(len(X), -1)
+    params: dict[str, Any] = dict(dtype=[np.float64, np.float32], order="C", accept_sparse=False)
+    if estimator is None:
+        out = check_array(X, input_name=name, **params)
+    else:
+        out = validate_data(estimator, X, reset=reset, **params)
+    return out if out.flags.writeable else out.copy()  # torch needs writable memory
+
+
+def _weights_tensor(
+    sample_weight: object, X: np.ndarray, device: torch.device
+) -> torch.Tensor | None:
+    if sample_weight is None:
+        return None
+    w = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+    if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError("sample_weight must be finite, >= 0 and not all 0")
+    return torch.from_numpy(w).to(device)
+
+
+def _working_scale(*tensors: torch.Tensor) -> float:
+    """A power-of-two factor s such that the squared norms of tensor / s neither overflow nor
+    underflow the tensors' precision (1 for ordinary data). Dividing by a power of two is exact
+    and changes no nearest-centre decision."""
+    dtype = tensors[0].dtype
+    info = torch.finfo(dtype)
+    top = max(float(t.abs().max()) for t in tensors if t.numel())
+    d = max(t.shape[-1] for t in tensors)
+    if top == 0.0 or (top * top * d < info.max / 64 and top * top > info.tiny * 1e8):
+        return 1.0
+    return float(2.0 ** math.frexp(top)[1])
 
 
 # ----------------------------------------------------------------------------- estimator
 
 
-class KMeans:
+class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """k-means clustering (Lloyd) with scikit-learn's interface, on CPU or CUDA.
 
-    Parameters:
-        n_clusters: number of clusters k (1 <= k <= n_samples).
-        init: ``"k-means++"`` (k-means|| oversampling + greedy k-means++, see module doc),
-            ``"random"`` (k distinct rows drawn uniformly) or an array (k, ...) of initial
-            centres — the form Algorithm 1's continuous learning uses.
-        n_init: number of seedings; the run with the lowest inertia is kept.
-        max_iter, tol: as scikit-learn; ``tol`` is relative to the mean feature variance.
-        random_state: int, RandomState or None.
-        device: ``"cpu"``, ``"cuda"`` or a torch.device.
-        chunk_size: rows per distance block (default: blocks of at most 64 MiB).
-        init_algorithm: ``"auto"`` (k-means|| when n > 10 k, else greedy), ``"greedy"``
-            or ``"parallel"``; only used with ``init="k-means++"``.
-        bounds: use Elkan's bounds to skip settled points (exact; needs n*k*4 bytes). ``None``
-            (default) turns them on when that is at most 1 GiB.
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters k (1 <= k <= n_samples).
+    init : {"k-means++", "random"} or array-like of shape (k, n_features), default="k-means++"
+        "k-means++": k-means|| oversampling + greedy k-means++ (see the module doc);
+        "random": k distinct rows drawn uniformly; an array: the initial centres (the form
+        Algorithm 1's continuous learning uses).
+    n_init : int, default=1
+        Number of seedings; the run with the lowest inertia is kept.
+    max_iter : int, default=300
+        Maximum number of Lloyd iterations.
+    tol : float, default=1e-4
+        Relative tolerance: stop when the squared centre shift is at most ``tol`` times the
+        mean feature variance (scikit-learn's rule).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the seeding; None draws fresh randomness (scikit-learn's convention).
+    device : str or torch.device, default="cpu"
+        Where the computation runs ("cpu", "cuda", ...); results are numpy arrays.
+    chunk_size : int or None, default=None
+        Rows per distance block (None: blocks of at most 64 MiB).
+    init_algorithm : {"auto", "greedy", "parallel"}, default="auto"
+        Seeding algorithm for ``init="k-means++"``; "auto" follows :func:`seed_indices`.
+    bounds : bool or None, default=None
+        Use Elkan's bounds to skip settled points (exact; needs n*k values of memory).
+        None turns them on when that is at most 1 GiB.
 
-    Memory: the float32 copy of X, one distance block of at most 64 MiB (``chunk_size * k``
-    floats), O(k*d) float64 for the centre sums, and n*k float32 when ``bounds`` is on.
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (k, n_features), in the input's dtype
+    labels_ : ndarray of shape (n_samples,), int64
+    inertia_ : float
+        Sum of (weighted) squared distances to the closest centre.
+    n_iter_ : int
+    n_features_in_ : int
+    init_seconds_, fit_seconds_ : float
+        Wall time of the seeding and of the whole fit.
+    distance_rows_ : int
+        Rows whose distances to all centres were computed during Lloyd (n per iteration
+        without bounds).
 
-    Fitted attributes: ``cluster_centers_`` (k, D) float32, ``labels_`` (n,) int64,
-    ``inertia_`` (sum of squared distances to the closest centre), ``n_iter_``,
-    ``n_features_in_``, ``init_seconds_``, ``fit_seconds_``, ``distance_rows_`` (rows whose
-    distances to all centres were computed during Lloyd: n per iteration without bounds).
+    Float32 input is computed in float32, float64 in float64, other numbers are converted to
+    float64 (scikit-learn's rule); (N, C, H, W) images are flattened to (N, C*H*W).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "init": [StrOptions({"k-means++", "random"}), "array-like"],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "device": [str, torch.device],
+        "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+        "init_algorithm": [StrOptions({"auto", "greedy", "parallel"})],
+        "bounds": ["boolean", None],
+    }
 
     def __init__(
         self,
         n_clusters: int = 8,
+        *,
         init: str | ArrayLike = "k-means++",
         n_init: int = 1,
         max_iter: int = 300,
@@ -431,67 +560,56 @@ class KMeans:
         self.init_algorithm = init_algorithm
         self.bounds = bounds
 
-    # -- validation ------------------------------------------------------------------------
-    def _check_params(self, n: int, d: int) -> torch.Tensor | None:
-        check_n_clusters(self.n_clusters, n)
-        if self.max_iter < 1:
-            raise ValueError(f"max_iter={self.max_iter} must be >= 1")
-        if not self.tol >= 0:
-            raise ValueError(f"tol={self.tol} must be >= 0")
-        if self.n_init < 1:
-            raise ValueError(f"n_init={self.n_init} must be >= 1")
-        if self.init_algorithm not in ("auto", "greedy", "parallel"):
-            raise ValueError(
-                f"init_algorithm={self.init_algorithm!r}: use 'auto', 'greedy' or 'parallel'"
-            )
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    @property
+    def _n_features_out(self) -> int:
+        return int(self.cluster_centers_.shape[0])
+
+    # -- fitting ---------------------------------------------------------------------------
+    def _initial_centers(self, X: np.ndarray) -> np.ndarray | None:
         if isinstance(self.init, str):
-            if self.init not in ("k-means++", "random"):
-                raise ValueError(
-                    f"init={self.init!r}: use 'k-means++', 'random' or an array of centres"
-                )
             return None
-        init = as_float_matrix(self.init, self.device, "init")
-        if init.shape != (self.n_clusters, d):
+        init = _check_2d(self.init, "init").astype(X.dtype, copy=False)
+        if init.shape != (self.n_clusters, X.shape[1]):
             raise ValueError(
-                f"init array has shape {tuple(init.shape)} after flattening, expected ({self.n_clusters}, {d})"
+                f"init array has shape {init.shape} after flattening, expected "
+                f"({self.n_clusters}, {X.shape[1]})"
             )
         return init
 
-    def _check_fitted_input(self, X: ArrayLike) -> torch.Tensor:
-        if not hasattr(self, "cluster_centers_"):
-            raise RuntimeError("this KMeans is not fitted yet; call fit first")
-        Xt = as_float_matrix(X, self.device)
-        if Xt.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {Xt.shape[1]} features, but KMeans was fitted with {self.n_features_in_}"
-            )
-        return Xt
-
-    # -- fitting ---------------------------------------------------------------------------
     def _seed(
-        self, X: torch.Tensor, x_sq: torch.Tensor, rng: np.random.RandomState
-    ) -> torch.Tensor:
-        n, k = len(X), self.n_clusters
+        self, X: torch.Tensor, x_sq: torch.Tensor, rng: np.random.RandomState,
+        w: torch.Tensor | None,
+    ) -> torch.Tensor:  # fmt: skip
         if self.init == "random":
-            return X[torch.as_tensor(rng.choice(n, size=k, replace=False), device=X.device)].clone()
-        use_parallel = self.init_algorithm == "parallel" or (
-            self.init_algorithm == "auto" and n > 20 * k
-        )
-        if use_parallel:
-            idx = kmeans_parallel_init(X, k, rng, x_sq)
-        else:
-            idx = greedy_kmeanspp(X, k, rng)
-        return X[idx].clone()
+            idx = rng.choice(len(X), size=self.n_clusters, replace=False)
+            return X[torch.as_tensor(idx, device=X.device)].clone()
+        return X[seed_indices(X, x_sq, self.n_clusters, rng, self.init_algorithm, w)].clone()
 
-    def fit(self, X: ArrayLike, y: object = None) -> KMeans:
-        """Cluster ``X`` (N, ...) ; ``y`` is ignored (present for pipeline compatibility)."""
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None) -> KMeans:
+        """Cluster ``X`` (n_samples, ...); ``y`` is ignored. ``sample_weight`` (n_samples,)
+        weights each point in the means, the inertia and the seeding."""
         start = time.perf_counter()
-        Xt = as_float_matrix(X, self.device)
-        init = self._check_params(*Xt.shape)
+        Xn = _check_2d(X, estimator=self)
+        check_n_clusters(self.n_clusters, len(Xn))
+        init = self._initial_centers(Xn)
         rng = check_random_state(self.random_state)
-        mean = Xt.double().mean(0).float()
-        Xc = Xt - mean  # centring improves float32 accuracy of the distance expansion
-        tol = float(Xt.double().var(0, unbiased=False).mean()) * self.tol
+        Xt = torch.from_numpy(Xn).to(self.device)
+        w = _weights_tensor(sample_weight, Xn, Xt.device)
+        mean = Xt.double().mean(0).to(Xt.dtype)
+        Xc = Xt - mean  # centring improves the accuracy of the distance expansion
+        scale = _working_scale(
+            Xc, *(() if init is None else (torch.from_numpy(init) - mean.cpu(),))
+        )
+        if scale != 1.0:  # squared norms would overflow / underflow: work on Xc / scale
+            Xc = Xc / scale
+        tol = float(torch.from_numpy(Xn).double().var(0, unbiased=False).mean()) * self.tol
+        tol /= scale * scale
         chunk = self.chunk_size or _auto_chunk(len(Xc), self.n_clusters)
         x_sq = _sq_norms(Xc)
         use_bounds = (
@@ -503,49 +621,63 @@ class KMeans:
         init_seconds = 0.0
         for _ in range(1 if init is not None else self.n_init):
             t0 = time.perf_counter()
-            centers = (init - mean) if init is not None else self._seed(Xc, x_sq, rng)
+            if init is not None:
+                centers = (torch.from_numpy(init).to(Xt.device) - mean) / scale
+            else:
+                centers = self._seed(Xc, x_sq, rng, w)
             init_seconds += time.perf_counter() - t0
-            result = lloyd(Xc, centers, self.max_iter, tol, chunk, use_bounds)
+            result = lloyd(Xc, centers, self.max_iter, tol, chunk, use_bounds, w)
             if best is None or result.inertia < best.inertia:
                 best = result
         assert best is not None
-        self.cluster_centers_ = (best.centers + mean).cpu().numpy()
+        self.cluster_centers_ = (best.centers * scale + mean).cpu().numpy()
         self.labels_ = best.labels.cpu().numpy()
-        self.inertia_ = best.inertia
+        self.inertia_ = best.inertia * scale * scale
         self.n_iter_ = best.n_iter
-        self.n_features_in_ = Xt.shape[1]
         self.init_seconds_ = init_seconds
         self.distance_rows_ = best.distance_rows
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
     @classmethod
-    def from_centers(cls, centers: ArrayLike, **params: object) -> KMeans:
-        """A fitted-like KMeans holding ``centers`` (k, ...) (for ``predict``, attacks, warm starts)."""
-        c = as_float_matrix(centers, str(params.get("device", "cpu")), "centers")
-        km = cls(n_clusters=len(c), **params)  # type: ignore[arg-type]
-        km.cluster_centers_ = c.cpu().numpy()
+    def from_centers(cls, centers: ArrayLike, **params: Any) -> KMeans:
+        """A fitted KMeans holding ``centers`` (k, ...) (for ``predict``, attacks, warm starts)."""
+        c = _check_2d(centers, "centers")
+        km = cls(n_clusters=len(c), **params)
+        km.cluster_centers_ = c
         km.n_features_in_ = c.shape[1]
         return km
 
-    def fit_predict(self, X: ArrayLike, y: object = None) -> np.ndarray:
-        return self.fit(X).labels_
+    def fit_predict(
+        self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
+    ) -> np.ndarray:
+        return self.fit(X, sample_weight=sample_weight).labels_
 
     # -- inference -------------------------------------------------------------------------
-    def _centers(self) -> torch.Tensor:
-        return torch.as_tensor(self.cluster_centers_, device=self.device)
+    def _inputs(self, X: ArrayLike) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Checked X and the centres on the device, in X's dtype, and their working scale."""
+        check_is_fitted(self, "cluster_centers_")
+        Xt = torch.from_numpy(_check_2d(X, estimator=self, reset=False)).to(self.device)
+        C = torch.as_tensor(self.cluster_centers_, device=self.device).to(Xt.dtype)
+        return Xt, C, _working_scale(Xt, C)
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Index of the nearest centre for each sample."""
-        labels, _ = assign(self._check_fitted_input(X), self._centers(), chunk_size=self.chunk_size)
+        Xt, C, scale = self._inputs(X)
+        labels, _ = assign(Xt / scale, C / scale, chunk_size=self.chunk_size)
         return labels.cpu().numpy()
 
     def transform(self, X: ArrayLike) -> np.ndarray:
-        """Euclidean distance of each sample to each centre, shape (n, k)."""
-        Xt, C = self._check_fitted_input(X), self._centers()
-        return torch.cdist(Xt.double(), C.double()).float().cpu().numpy()
+        """Euclidean distance of each sample to each centre, shape (n, k), in X's dtype."""
+        Xt, C, _ = self._inputs(X)
+        return torch.cdist(Xt.double(), C.double()).to(Xt.dtype).cpu().numpy()
 
-    def score(self, X: ArrayLike, y: object = None) -> float:
-        """Opposite of the inertia of ``X`` under the fitted centres."""
-        _, mind = assign(self._check_fitted_input(X), self._centers(), chunk_size=self.chunk_size)
-        return -float(mind.double().sum())
+    def score(
+        self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
+    ) -> float:
+        """Opposite of the (weighted) inertia of ``X`` under the fitted centres."""
+        Xt, C, scale = self._inputs(X)
+        _, mind = assign(Xt / scale, C / scale, chunk_size=self.chunk_size)
+        w = _weights_tensor(sample_weight, Xt.cpu().numpy(), Xt.device)
+        d2 = mind.double() if w is None else mind.double() * w.double()
+        return -float(d2.sum()) * scale * scale

@@ -8,30 +8,59 @@ Labels use scikit-learn's semi-supervised convention: -1 marks an unlabelled poi
 
 from __future__ import annotations
 
-from typing import Any
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from advlab.cluster.kmeans import KMeans
+from advlab.cluster.kmeans import KMeans, _check_2d
+
+UNLABELLED = -1
 
 
-class SeededKMeans:
-    """Args: ``max_iter``, ``tol``, ``device`` as :class:`KMeans`.
+class SeededKMeans(ClassifierMixin, BaseEstimator):
+    """Seeded k-means (Basu et al. 2002) as a scikit-learn classifier.
 
-    ``fit(X, y)`` with ``y`` = class label for seed points and -1 elsewhere. Fitted:
-    ``classes_``, ``kmeans_``, ``cluster_centers_``, ``labels_`` (predicted classes)."""
+    Parameters
+    ----------
+    max_iter : int, default=300
+    tol : float, default=1e-4
+        As :class:`~advlab.cluster.KMeans`.
+    device : str, default="cpu"
 
-    def __init__(self, max_iter: int = 300, tol: float = 1e-4, device: str = "cpu") -> None:
+    ``fit(X, y)`` with ``y`` = class label for seed points and -1 for unlabelled points
+    (integer labels only; labels of any other type mark every point as a seed). One cluster per
+    seeded class starts at the mean of its seed points; Lloyd then runs on all of X.
+
+    Attributes
+    ----------
+    classes_ : ndarray, the seeded classes
+    kmeans_ : the fitted :class:`~advlab.cluster.KMeans`
+    cluster_centers_ : ndarray (n_classes, n_features), in X's dtype
+    labels_ : ndarray (n_samples,), the predicted class of every training point
+    n_iter_ : int, Lloyd iterations
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "device": [str],
+    }
+
+    def __init__(self, *, max_iter: int = 300, tol: float = 1e-4, device: str = "cpu") -> None:
         self.max_iter, self.tol, self.device = max_iter, tol, device
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any) -> SeededKMeans:
-        data = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
-        y = np.asarray(y, dtype=np.int64)
-        if y.shape != (len(data),):
-            raise ValueError(
-                f"y must have shape ({len(data)},) with -1 for unlabelled points, got {y.shape}"
-            )
-        seeded = y >= 0
+        data = _check_2d(X, estimator=self)
+        _, y = validate_data(self, X=data, y=y, reset=False, skip_check_array=False,
+                             dtype=None, ensure_all_finite=True)  # fmt: skip
+        check_classification_targets(y)
+        seeded = (y != UNLABELLED) if np.issubdtype(y.dtype, np.integer) else np.ones(len(y), bool)
         if not seeded.any():
             raise ValueError("no labelled seed point (all labels are -1)")
         self.classes_ = np.unique(y[seeded])
@@ -40,12 +69,12 @@ class SeededKMeans:
                               device=self.device).fit(data)  # fmt: skip
         self.cluster_centers_ = self.kmeans_.cluster_centers_
         self.labels_ = self.classes_[self.kmeans_.labels_]
+        self.n_iter_ = self.kmeans_.n_iter_
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[
-            self.kmeans_.predict(np.asarray(X, dtype=np.float32).reshape(len(X), -1))
-        ]
+        check_is_fitted(self, "kmeans_")
+        return self.classes_[self.kmeans_.predict(_check_2d(X, estimator=self, reset=False))]
 
 
 def seed_sample(y: Any, fraction: float, random_state: Any = None) -> np.ndarray:

@@ -11,52 +11,106 @@
 
 With ``continuous=False`` each step starts from a fresh k-means++ instead (the paper's Fig. 2c-d
 ablation). Labels are never given to k-means: only the attack holds them.
+
+``fit(X)`` runs the whole algorithm (scikit-learn's contract). :meth:`iter_steps` yields the
+steps one by one and can continue after any finished step from its centres, which is how the
+experiment runner checkpoints and resumes a long run (``resume=(step, centres)``, step 0
+included).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from advlab.cluster import KMeans
 from advlab.cluster._validation import check_n_clusters
-from advlab.defenses.training_attacks import TrainingAttack
+from advlab.cluster.kmeans import _check_2d
+from advlab.defenses.training_attacks import KMeansWhiteBoxAttack, TrainingAttack
 
-StepCallback = Callable[[int, float, KMeans, np.ndarray], dict[str, Any] | None]
+
+@dataclass
+class TrainingStep:
+    """One step of Algorithm 1: its index s (0 = the clean fit), eps = s / beta * eps_max, the
+    k-means fitted on D' and D' itself (rows of A replaced by A')."""
+
+    step: int
+    eps: float
+    kmeans: KMeans
+    data: np.ndarray
+    seconds: float
 
 
-class KMeansAdversarialTraining:
-    """Adversarially trained k-means (Algorithm 1).
+class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
+    """Adversarially trained k-means (Algorithm 1), a scikit-learn clusterer.
 
-    Args:
-        n_clusters: k (856 in the paper).
-        eta: fraction of the training set that is attacked (A), in (0, 1].
-        beta: number of adversarial steps; step s trains on eps = s / beta * eps_max.
-        attack: a :class:`~advlab.defenses.training_attacks.TrainingAttack`.
-        eps_max: training eps reached at the last step (1 in the paper).
-        continuous: start step s from the centres of step s-1 (True in the paper).
-        init: initialisation of step 0 (and of every step when ``continuous=False``).
-        random_state: seeds A and every k-means fit.
-        device, max_iter, tol: passed to :class:`~advlab.cluster.KMeans`.
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        k (856 in the paper, set by the experiment's config).
+    eta : float in (0, 1], default=0.5
+        Fraction of the training set that is attacked (A).
+    beta : int >= 1, default=40
+        Number of adversarial steps; step s trains on eps = s / beta * eps_max.
+    attack : callable or None, default=None
+        A :class:`~advlab.defenses.training_attacks.TrainingAttack`
+        ``attack(x, indices, eps, kmeans) -> x_adv``. None: the label-free white-box attack
+        ``KMeansWhiteBoxAttack()`` (PGD pushing each point of A out of its current cluster,
+        unbounded inputs, eps in input units).
+    eps_max : float >= 0, default=1.0
+        Training eps reached at the last step, in the attack's units.
+    continuous : bool, default=True
+        Start step s from the centres of step s-1 (the paper).
+    init : {"k-means++", "random"}, default="k-means++"
+        Initialisation of step 0 (and of every step when ``continuous=False``).
+    random_state : int, RandomState or None, default=None
+        Seeds A and every k-means fit; None draws fresh randomness.
+    device, max_iter, tol :
+        Passed to :class:`~advlab.cluster.KMeans`.
 
-    Fitted: ``kmeans_`` (the final model), ``cluster_centers_``, ``adv_indices_`` (A),
-    ``history_`` (one dict per step: step, eps, inertia, n_iter, seconds, + callback's dict).
+    Attributes
+    ----------
+    kmeans_ : the final :class:`~advlab.cluster.KMeans`
+    cluster_centers_, labels_ (of the final D'), n_features_in_
+    adv_indices_ : indices of A
+    n_iter_ : Lloyd iterations of the last step
+    history_ : list of dicts per step (step, eps, inertia, n_iter, seconds)
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "eta": [Interval(Real, 0, 1, closed="right")],
+        "beta": [Interval(Integral, 1, None, closed="left")],
+        "attack": [callable, None],
+        "eps_max": [Interval(Real, 0, None, closed="left")],
+        "continuous": ["boolean"],
+        "init": [StrOptions({"k-means++", "random"})],
+        "random_state": ["random_state"],
+        "device": [str],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+    }
 
     def __init__(
         self,
-        n_clusters: int = 856,
+        n_clusters: int = 8,
+        *,
         eta: float = 0.5,
         beta: int = 40,
         attack: TrainingAttack | None = None,
         eps_max: float = 1.0,
         continuous: bool = True,
         init: str = "k-means++",
-        random_state: int | None = None,
+        random_state: Any = None,
         device: str = "cpu",
         max_iter: int = 300,
         tol: float = 1e-4,
@@ -73,89 +127,92 @@ class KMeansAdversarialTraining:
         self.max_iter = max_iter
         self.tol = tol
 
-    def _check(self, X: np.ndarray) -> None:
-        if X.ndim < 2 or len(X) == 0:
-            raise ValueError(f"X must have shape (n_samples, ...), got {X.shape}")
-        if not np.isfinite(X).all():
-            raise ValueError("X contains NaN or infinite values")
-        check_n_clusters(self.n_clusters, len(X))
-        if not 0 < self.eta <= 1:
-            raise ValueError(f"eta={self.eta} must lie in (0, 1]")
-        if not isinstance(self.beta, int) or self.beta < 1:
-            raise ValueError(f"beta={self.beta} must be an integer >= 1")
-        if not self.eps_max >= 0:
-            raise ValueError(f"eps_max={self.eps_max} must be >= 0")
-        if self.attack is None or not callable(self.attack):
-            raise ValueError("an attack is required (e.g. SurrogateAttack(surrogate, labels))")
-
     def _kmeans(self, init: Any, seed: int) -> KMeans:
         return KMeans(self.n_clusters, init=init, random_state=seed, device=self.device,
                       max_iter=self.max_iter, tol=self.tol)  # fmt: skip
 
-    def split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """A (attacked) and B (clean) index sets: a uniform eta-fraction, drawn from random_state."""
-        rng = check_random_state(self.random_state)
+    def split(self, n: int, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+        """A (attacked) and B (clean) index sets: a uniform eta-fraction drawn from ``rng``."""
         n_adv = max(1, round(self.eta * n))
         a = np.sort(rng.choice(n, n_adv, replace=False))
         return a, np.setdiff1d(np.arange(n), a)
 
-    def fit(
-        self,
-        X: np.ndarray,
-        y: None = None,
-        callback: StepCallback | None = None,
-        start_step: int = 0,
-        start_centers: np.ndarray | None = None,
-    ) -> KMeansAdversarialTraining:
-        """Run Algorithm 1 on X (N, ...). ``callback(step, eps, kmeans, D')`` may return a dict
-        of evaluations stored in ``history_``. ``start_step``/``start_centers`` resume after
-        step ``start_step`` whose centres are given (the experiment runner's checkpoints)."""
-        if y is not None:
-            raise ValueError(
-                "k-means adversarial training is unsupervised: labels belong to the attack"
-            )
-        X = np.asarray(X, dtype=np.float32)
-        self._check(X)
-        assert self.attack is not None
+    def iter_steps(
+        self, X: Any, resume: tuple[int, np.ndarray] | None = None
+    ) -> Iterator[TrainingStep]:
+        """Algorithm 1 step by step on X (n_samples, ...): yields step 0 (k-means on D) and
+        steps 1..beta. ``resume=(s, centres)`` continues after the finished step s (0 <= s <=
+        beta) whose k-means had ``centres``: the steps after it are exactly those of an
+        uninterrupted run with the same ``random_state`` (an int; None cannot be resumed).
+        Sets ``adv_indices_``, ``n_features_in_``."""
+        self._validate_params()
+        shape = getattr(X, "shape", None)
+        sample_shape = tuple(shape[1:]) if shape is not None and len(shape) > 2 else None
+        data = _check_2d(X, estimator=self)  # (n, D); the attack sees the original shape
+        check_n_clusters(self.n_clusters, len(data))
+        if resume is not None and not isinstance(self.random_state, int | np.integer):
+            raise ValueError("resuming needs an integer random_state (the run's seed)")
+        attack = self.attack if self.attack is not None else KMeansWhiteBoxAttack()
+        # two generators from the same seed (for an int): the k-means seeds and the split A
         base_seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        a, _ = self.split(len(X))
+        a, _ = self.split(len(data), check_random_state(self.random_state))
         self.adv_indices_ = a
-        self.history_: list[dict[str, Any]] = []
-        if start_step == 0:
-            km = self._train_step(0, 0.0, self.init, base_seed, X, callback)
+        if resume is None:
+            start = time.perf_counter()
+            km = self._kmeans(self.init, base_seed).fit(data)
+            yield TrainingStep(0, 0.0, km, data, time.perf_counter() - start)
+            first = 1
         else:
-            if start_centers is None or not 0 < start_step <= self.beta:
+            step, centres = resume
+            if not 0 <= int(step) <= self.beta:
+                raise ValueError(f"resume step must lie in 0..beta={self.beta}, got {step}")
+            km = KMeans.from_centers(np.asarray(centres, dtype=data.dtype), device=self.device)
+            if km.n_clusters != self.n_clusters or km.n_features_in_ != data.shape[1]:
                 raise ValueError(
-                    "resuming needs 0 < start_step <= beta and the centres of that step"
+                    f"resume centres have shape {km.cluster_centers_.shape}, expected "
+                    f"({self.n_clusters}, {data.shape[1]})"
                 )
-            km = KMeans.from_centers(start_centers, device=self.device)
-        for step in range(start_step + 1, self.beta + 1):
+            first = int(step) + 1
+        for step in range(first, self.beta + 1):
+            start = time.perf_counter()
             eps = step / self.beta * self.eps_max
-            d_prime = X.copy()
-            d_prime[a] = self.attack(X[a], a, eps, km)  # D' = A' ∪ B, rows kept in place
+            d_prime = data.copy()
+            rows = data[a] if sample_shape is None else data[a].reshape(len(a), *sample_shape)
+            d_prime[a] = np.asarray(attack(rows, a, eps, km)).reshape(len(a), -1)  # D' = A' ∪ B
             init = km.cluster_centers_ if self.continuous else self.init
-            km = self._train_step(step, eps, init, base_seed + step, d_prime, callback)
+            km = self._kmeans(init, base_seed + step).fit(d_prime)
+            yield TrainingStep(step, eps, km, d_prime, time.perf_counter() - start)
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X: Any, y: Any = None) -> KMeansAdversarialTraining:
+        """Run Algorithm 1 on X (n_samples, ...); ``y`` is ignored: k-means adversarial
+        training is unsupervised, labels belong to the attack."""
+        self.history_: list[dict[str, Any]] = []
+        for s in self.iter_steps(X):
+            km = s.kmeans
+            self.history_.append({"step": s.step, "eps": s.eps, "inertia": km.inertia_,
+                                  "n_iter": km.n_iter_, "seconds": s.seconds})  # fmt: skip
         self.kmeans_ = km
         self.cluster_centers_ = km.cluster_centers_
+        self.labels_ = km.labels_
+        self.n_iter_ = km.n_iter_
         return self
 
-    def _train_step(
-        self,
-        step: int,
-        eps: float,
-        init: Any,
-        seed: int,
-        data: np.ndarray,
-        callback: StepCallback | None,
-    ) -> KMeans:
-        start = time.perf_counter()
-        km = self._kmeans(init, seed).fit(data)
-        entry: dict[str, Any] = {"step": step, "eps": eps, "inertia": km.inertia_, "n_iter": km.n_iter_,
-                                 "seconds": time.perf_counter() - start}  # fmt: skip
-        if callback is not None:
-            entry.update(callback(step, eps, km, data) or {})
-        self.history_.append(entry)
-        return km
+    @property
+    def _n_features_out(self) -> int:
+        return int(self.cluster_centers_.shape[0])
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.kmeans_.predict(X)
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Index of the nearest centre of the final k-means."""
+        check_is_fitted(self, "kmeans_")
+        return self.kmeans_.predict(_check_2d(X, estimator=self, reset=False))
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Distances to the final centres, (n_samples, n_clusters)."""
+        check_is_fitted(self, "kmeans_")
+        return self.kmeans_.transform(_check_2d(X, estimator=self, reset=False))

@@ -17,42 +17,78 @@ Each is a scikit-learn-style estimator with ``fit``/``predict`` and exposes what
 
 from __future__ import annotations
 
-from typing import Any
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
 from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from advlab.cluster import KMeans
-from advlab.cluster._validation import as_float_matrix, check_n_clusters
-from advlab.cluster.kmeans import assign
+from advlab.cluster._validation import check_n_clusters
+from advlab.cluster.kmeans import _check_2d, assign
+
+_COMMON: dict[str, list[Any]] = {
+    "n_clusters": [Interval(Integral, 1, None, closed="left")],
+    "random_state": ["random_state"],
+}
+_LLOYD: dict[str, list[Any]] = {
+    "n_init": [Interval(Integral, 1, None, closed="left")],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="left")],
+}
 
 
-class _OutlierAwareKMeans:
-    """Shared fitted-state helpers."""
+def _check_kept(n_clusters: int, n_samples: int, n_discarded: int, what: str) -> None:
+    """k clusters need k points left after discarding ``n_discarded`` of ``n_samples``."""
+    if n_samples - n_discarded < n_clusters:
+        raise ValueError(
+            f"{what} discards {n_discarded} of n_samples={n_samples} points, leaving "
+            f"{n_samples - n_discarded} for n_clusters={n_clusters}; discard fewer points "
+            "or ask for fewer clusters"
+        )
+
+
+class _OutlierAwareKMeans(ClusterMixin, BaseEstimator):
+    """Shared fitted state: ``cluster_centers_``, ``labels_`` (nearest centre of every point,
+    outliers included), ``outliers_`` (bool mask), ``inertia_`` (on the kept points),
+    ``n_iter_``; ``predict`` assigns to the nearest centre."""
 
     cluster_centers_: np.ndarray
+    n_clusters: int
+
+    def _validated(self, X: Any) -> torch.Tensor:
+        Xn = _check_2d(X, estimator=self)
+        check_n_clusters(self.n_clusters, len(Xn))
+        return torch.from_numpy(Xn)
 
     def _finish(
         self, X: torch.Tensor, centres: torch.Tensor, outliers: np.ndarray, n_iter: int
     ) -> None:
-        labels, d2 = assign(X, centres)
-        self.cluster_centers_ = centres.cpu().numpy()
+        labels, d2 = assign(X, centres.to(X.dtype))
+        self.cluster_centers_ = centres.to(X.dtype).cpu().numpy()
         self.labels_ = labels.cpu().numpy()
         self.outliers_ = outliers
         self.inertia_ = float(d2.double().cpu().numpy()[~outliers].sum())
         self.n_iter_ = n_iter
 
     def predict(self, X: Any) -> np.ndarray:
-        labels, _ = assign(as_float_matrix(X), torch.as_tensor(self.cluster_centers_))
+        check_is_fitted(self, "cluster_centers_")
+        Xt = torch.from_numpy(_check_2d(X, estimator=self, reset=False))
+        labels, _ = assign(Xt, torch.as_tensor(self.cluster_centers_).to(Xt.dtype))
         return labels.cpu().numpy()
 
 
 def _trimmed_lloyd(
     X: torch.Tensor, centres: torch.Tensor, n_out: int, max_iter: int, tol: float
 ) -> tuple[torch.Tensor, np.ndarray, float, int]:
-    """Lloyd's iterations that ignore the ``n_out`` points farthest from their centre."""
+    """Lloyd's iterations that ignore the ``n_out`` points farthest from their centre:
+    the means of each iteration are taken over the kept points (Chawla & Gionis, Alg. 1)."""
     k = len(centres)
     outliers = torch.zeros(len(X), dtype=torch.bool)
     n_iter = 0
@@ -69,8 +105,8 @@ def _trimmed_lloyd(
         counts = torch.bincount(labels[keep], minlength=k).double()
         new = torch.where(
             counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centres.double()
-        ).float()
-        shift = float(((new - centres) ** 2).sum())
+        ).to(X.dtype)
+        shift = float(((new.double() - centres.double()) ** 2).sum())
         centres = new
         if shift <= tol:
             break
@@ -86,15 +122,15 @@ def _best_trimmed_fit(
     n_init: int,
     max_iter: int,
     tol: float,
-    random_state: int | None,
+    random_state: Any,
 ) -> tuple[torch.Tensor, np.ndarray, int]:
     """Best (lowest trimmed cost) of ``n_init`` runs from k distinct uniformly drawn points.
 
     Uniform starts, not k-means++: D^2 sampling favours exactly the far outliers these methods
     must ignore, and a centre sitting on an outlier never lets it be trimmed."""
-    rng = np.random.RandomState(random_state)
+    rng = check_random_state(random_state)
     best = None
-    for _ in range(max(1, n_init)):
+    for _ in range(n_init):
         start = X[torch.as_tensor(rng.choice(len(X), k, replace=False))].clone()
         run = _trimmed_lloyd(X, start, n_out, max_iter, tol)
         if best is None or run[2] < best[2]:
@@ -104,52 +140,49 @@ def _best_trimmed_fit(
 
 
 class KMeansMinusMinus(_OutlierAwareKMeans):
-    """k-means-- : k clusters and ``n_outliers`` outliers, jointly (Chawla & Gionis 2013)."""
+    """k-means-- : k clusters and ``n_outliers`` outliers, jointly (Chawla & Gionis 2013).
 
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        n_outliers: int = 0,
-        n_init: int = 10,
-        max_iter: int = 300,
-        tol: float = 1e-4,
-        random_state: int | None = None,
-    ) -> None:
+    Parameters: ``n_clusters``; ``n_outliers`` (int >= 0, points set aside at every
+    iteration); ``n_init`` uniform starts; ``max_iter``; ``tol`` (absolute squared centre
+    shift); ``random_state`` (None: fresh randomness)."""
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **_COMMON, **_LLOYD, "n_outliers": [Interval(Integral, 0, None, closed="left")],
+    }  # fmt: skip
+
+    def __init__(self, n_clusters: int = 8, *, n_outliers: int = 0, n_init: int = 10,
+                 max_iter: int = 300, tol: float = 1e-4, random_state: Any = None) -> None:  # fmt: skip
         self.n_clusters, self.n_outliers, self.n_init = n_clusters, n_outliers, n_init
         self.max_iter, self.tol, self.random_state = max_iter, tol, random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> KMeansMinusMinus:
-        if self.n_outliers < 0:
-            raise ValueError(f"n_outliers={self.n_outliers} must be >= 0")
-        Xt = as_float_matrix(X)
-        check_n_clusters(self.n_clusters, len(Xt) - self.n_outliers)
-        centres, outliers, n_iter = _best_trimmed_fit(
-            Xt,
-            self.n_clusters,
-            self.n_outliers,
-            self.n_init,
-            self.max_iter,
-            self.tol,
-            self.random_state,
-        )
+        Xt = self._validated(X)
+        _check_kept(self.n_clusters, len(Xt), self.n_outliers, f"n_outliers={self.n_outliers}")
+        centres, outliers, n_iter = _best_trimmed_fit(Xt, self.n_clusters, self.n_outliers,
+            self.n_init, self.max_iter, self.tol, self.random_state)  # fmt: skip
         self._finish(Xt, centres, outliers, n_iter)
         return self
 
 
 class TrimmedKMeans(_OutlierAwareKMeans):
-    """Trimmed k-means: discard a fraction ``trim`` of the points; best of ``n_init`` starts."""
+    """Trimmed k-means: discard a fraction ``trim`` in [0, 1) of the points (rounded);
+    best of ``n_init`` uniform starts."""
 
-    def __init__(self, n_clusters: int = 8, trim: float = 0.05, n_init: int = 10, max_iter: int = 300,
-                 tol: float = 1e-4, random_state: int | None = None) -> None:  # fmt: skip
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **_COMMON, **_LLOYD, "trim": [Interval(Real, 0, 1, closed="left")],
+    }  # fmt: skip
+
+    def __init__(self, n_clusters: int = 8, *, trim: float = 0.05, n_init: int = 10, max_iter: int = 300,
+                 tol: float = 1e-4, random_state: Any = None) -> None:  # fmt: skip
         self.n_clusters, self.trim, self.n_init = n_clusters, trim, n_init
         self.max_iter, self.tol, self.random_state = max_iter, tol, random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> TrimmedKMeans:
-        if not 0 <= self.trim < 1:
-            raise ValueError(f"trim={self.trim} must lie in [0, 1)")
-        Xt = as_float_matrix(X)
+        Xt = self._validated(X)
         n_out = round(self.trim * len(Xt))
-        check_n_clusters(self.n_clusters, len(Xt) - n_out)
+        _check_kept(self.n_clusters, len(Xt), n_out, f"trim={self.trim}")
         centres, outliers, n_iter = _best_trimmed_fit(Xt, self.n_clusters, n_out, self.n_init, self.max_iter,
                                                       self.tol, self.random_state)  # fmt: skip
         self._finish(Xt, centres, outliers, n_iter)
@@ -167,7 +200,13 @@ class NKMeans(_OutlierAwareKMeans):
     centres (the paper's experimental protocol). Ball counts are exact (O(n^2 d), chunked).
     """
 
-    def __init__(self, n_clusters: int = 8, n_outliers: int = 1, random_state: int | None = None,
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **_COMMON,
+        "n_outliers": [Interval(Integral, 1, None, closed="left")],
+        "max_guesses": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, n_clusters: int = 8, *, n_outliers: int = 1, random_state: Any = None,
                  max_guesses: int = 64) -> None:  # fmt: skip
         self.n_clusters, self.n_outliers = n_clusters, n_outliers
         self.random_state, self.max_guesses = random_state, max_guesses
@@ -181,16 +220,18 @@ class NKMeans(_OutlierAwareKMeans):
         near = nn.radius_neighbors(X, return_distance=False)
         return np.array([len(v) == 0 for v in near])
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> NKMeans:
         z = self.n_outliers
-        if z < 1:
-            raise ValueError(f"n_outliers={z} must be >= 1")
-        data = as_float_matrix(X).double().numpy()
+        Xt = self._validated(X)
+        data = Xt.double().numpy()
         if 2 * z > len(data):
             raise ValueError(
                 f"n_outliers={z}: NK-means needs 2 * n_outliers <= n_samples={len(data)}"
             )
-        check_n_clusters(self.n_clusters, len(data) - 3 * z)
+        _check_kept(self.n_clusters, len(data), 3 * z, f"NK-means with n_outliers={z} (up to 3z)")
+        if len(data) < 2:
+            raise ValueError(f"NK-means needs n_samples >= 2, got n_samples={len(data)}")
         tree = NearestNeighbors().fit(data)
 
         def ball_counts(r: float) -> np.ndarray:
@@ -213,10 +254,9 @@ class NKMeans(_OutlierAwareKMeans):
         self.radius_ = r
         kept = ~removed
         km = KMeans(self.n_clusters, random_state=self.random_state).fit(data[kept])
-        Xt = torch.as_tensor(data, dtype=torch.float32)
-        _, d2 = assign(Xt, torch.as_tensor(km.cluster_centers_))
+        _, d2 = assign(Xt.double(), torch.as_tensor(km.cluster_centers_))
         far = np.zeros(len(data), dtype=bool)
-        order = np.argsort(-d2.numpy())
+        order = np.argsort(-d2.numpy(), kind="stable")
         far[[i for i in order if kept[i]][:z]] = True
         outliers = removed | far
         km = KMeans(self.n_clusters, init=km.cluster_centers_).fit(data[~outliers])
@@ -226,31 +266,37 @@ class NKMeans(_OutlierAwareKMeans):
 
 class SanitizedKMeans(_OutlierAwareKMeans):
     """Drop the points ``detector`` flags, then k-means. ``detector``: ``"isolation_forest"``,
-    ``"lof"`` or an object whose ``fit_predict(X)`` returns -1 for outliers (PyOD, sklearn)."""
+    ``"lof"`` or an object whose ``fit_predict(X)`` returns -1 for outliers (PyOD, sklearn);
+    ``kmeans_params``: keyword arguments of :class:`~advlab.cluster.KMeans` (dict or None)."""
 
-    def __init__(self, n_clusters: int = 8, detector: Any = "isolation_forest", random_state: int | None = None,
-                 **kmeans_params: Any) -> None:  # fmt: skip
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **_COMMON,
+        "detector": [StrOptions({"isolation_forest", "lof"}), HasMethods(["fit_predict"])],
+        "kmeans_params": [dict, None],
+    }
+
+    def __init__(self, n_clusters: int = 8, *, detector: Any = "isolation_forest", random_state: Any = None,
+                 kmeans_params: dict[str, Any] | None = None) -> None:  # fmt: skip
         self.n_clusters, self.detector, self.random_state = n_clusters, detector, random_state
         self.kmeans_params = kmeans_params
 
-    def _detector(self) -> Any:
+    def _detector(self, n: int) -> Any:
         if self.detector == "isolation_forest":
             return IsolationForest(random_state=self.random_state)
         if self.detector == "lof":
-            return LocalOutlierFactor()
-        if hasattr(self.detector, "fit_predict"):
-            return self.detector
-        raise ValueError(
-            f"detector={self.detector!r}: use 'isolation_forest', 'lof' or an object with fit_predict"
-        )
+            return LocalOutlierFactor(n_neighbors=min(20, n - 1))
+        return self.detector
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> SanitizedKMeans:
-        Xt = as_float_matrix(X)
+        Xt = self._validated(X)
         data = Xt.double().numpy()
-        outliers = np.asarray(self._detector().fit_predict(data)) == -1
-        check_n_clusters(self.n_clusters, int((~outliers).sum()))
-        km = KMeans(self.n_clusters, random_state=self.random_state, **self.kmeans_params).fit(
-            data[~outliers]
-        )
+        if len(data) < 2:
+            raise ValueError(f"an outlier detector needs n_samples >= 2, got n_samples={len(data)}")
+        outliers = np.asarray(self._detector(len(data)).fit_predict(data)) == -1
+        _check_kept(self.n_clusters, len(data), int(outliers.sum()),
+                    f"the detector {self.detector!r} (it flagged {int(outliers.sum())} points)")  # fmt: skip
+        params = dict(self.kmeans_params or {})
+        km = KMeans(self.n_clusters, random_state=self.random_state, **params).fit(data[~outliers])
         self._finish(Xt, torch.as_tensor(km.cluster_centers_), outliers, km.n_iter_)
         return self

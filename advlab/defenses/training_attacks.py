@@ -22,6 +22,7 @@ from torch import nn
 
 from advlab.attacks.evasion import IFGSM, KMeansPGD, eps_to_pixels
 from advlab.cluster import KMeans, majority_vote_mapping
+from advlab.models.wrapper import Bounds
 
 
 class TrainingAttack(Protocol):
@@ -33,9 +34,10 @@ class TrainingAttack(Protocol):
 class SurrogateAttack:
     """I-FGSM through ``surrogate`` with ``labels`` (of the whole training set).
 
-    Args: surrogate (images in [0, 1] -> logits); labels (N,); eps_units; max_iter;
-    step_ratio (eps_step = eps * step_ratio; 1/4 in the paper); batch_size; attack_cls
-    (an advlab attack taking ``eps``, ``max_iter``, ``eps_step``, ``eps_units``).
+    Args: surrogate (a :class:`~advlab.models.Model` or a module on [0, 1] inputs -> logits);
+    labels (N,); eps_units (``"standardized"`` uses the surrogate's input std); max_iter;
+    step_ratio (eps_step = eps * step_ratio; 1/4 in the paper); batch_size; attack_cls (an
+    advlab attack taking ``eps``, ``max_iter``, ``eps_step``, ``eps_units``).
     """
 
     def __init__(
@@ -60,9 +62,8 @@ class SurrogateAttack:
             eps_units=self.eps_units, batch_size=self.batch_size,
         )  # fmt: skip
         y = torch.from_numpy(self.labels[indices])
-        return (
-            atk(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), y).x_adv.cpu().numpy()
-        )
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        return atk.generate(xt, y).cpu().numpy()
 
 
 class KMeansWhiteBoxAttack:
@@ -71,21 +72,30 @@ class KMeansWhiteBoxAttack:
     ``labels=None``: label-free, every cluster its own class and y = g(x) (push x out of its
     own cluster). With ``labels``: clusters mapped to classes by majority vote on the current
     model's training assignment, y = the true class (push x into another class's cluster).
+
+    Args: labels; eps_units (``"pixel"``, or ``"standardized"``: times ``pixel_std``);
+    max_iter; step_ratio (eps_step = eps * step_ratio); train_data (needed with labels);
+    bounds of the inputs (None: unbounded, the default for arbitrary feature spaces;
+    (0, 1) for images); pixel_std (the data's standard deviation, for standardized units).
     """
 
     def __init__(
         self,
         labels: np.ndarray | None = None,
-        eps_units: str = "standardized",
+        eps_units: str = "pixel",
         max_iter: int = 10,
         step_ratio: float = 0.25,
         train_data: np.ndarray | None = None,
+        bounds: Bounds | None = None,
+        pixel_std: float | None = None,
     ) -> None:
         if labels is not None and train_data is None:
             raise ValueError("the class-label variant needs train_data to map clusters to classes")
         self.labels = None if labels is None else np.asarray(labels)
         self.train_data = train_data
         self.eps_units, self.max_iter, self.step_ratio = eps_units, max_iter, step_ratio
+        self.bounds, self.pixel_std = bounds, pixel_std
+        eps_to_pixels(1.0, eps_units, pixel_std)  # refuse bad units before any fit
 
     def __call__(
         self, x: np.ndarray, indices: np.ndarray, eps: float, kmeans: KMeans
@@ -99,8 +109,7 @@ class KMeansWhiteBoxAttack:
                 kmeans.predict(self.train_data), self.labels, kmeans.n_clusters
             )
             y = torch.from_numpy(self.labels[indices])
-        eps_px = eps_to_pixels(eps, self.eps_units)
-        atk = KMeansPGD(
-            kmeans, mapping, eps=eps_px, max_iter=self.max_iter, eps_step=eps_px * self.step_ratio
-        )
-        return atk(xt, y).x_adv.numpy()
+        eps_px = float(eps_to_pixels(eps, self.eps_units, self.pixel_std))
+        atk = KMeansPGD(kmeans, mapping, eps=eps_px, max_iter=self.max_iter,
+                        eps_step=eps_px * self.step_ratio, bounds=self.bounds)  # fmt: skip
+        return atk.generate(xt, y).cpu().numpy().astype(x.dtype, copy=False)

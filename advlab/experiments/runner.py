@@ -6,6 +6,7 @@ Run directory layout::
     DIR/manifest.json   seeds, package versions, dataset checksums, timings
     DIR/log.txt         the log
     DIR/units/*.json    one file per finished unit of work (the resume state)
+    DIR/checkpoints/    the last state of long units in progress (one safetensors file each)
     DIR/results.json    the results, with a ``comparisons`` list (ours vs paper)
 
 Rerunning the same command into the same directory skips every finished unit. Rerunning with
@@ -32,7 +33,7 @@ from advlab.data.datasets import Dataset
 from advlab.experiments.cache import Cache
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import Experiment
-from advlab.utils.io import atomic_write_json
+from advlab.utils.io import atomic_write_bytes, atomic_write_json
 from advlab.utils.perf import allocator_tuned
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "matplotlib", "pydantic", "safetensors")
@@ -72,6 +73,33 @@ class RunContext:
         )
         self.units_computed += 1
         return json.loads(path.read_text())["result"]
+
+    def _checkpoint_path(self, key: str) -> Path:
+        return self.out / "checkpoints" / (_safe_name(key) + ".safetensors")
+
+    def load_checkpoint(self, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """The last checkpoint of the unfinished unit ``key``: (arrays, JSON metadata), or None."""
+        from safetensors import safe_open
+
+        path = self._checkpoint_path(key)
+        if not path.is_file():
+            return None
+        with safe_open(str(path), framework="numpy") as f:
+            arrays = {name: f.get_tensor(name) for name in f.keys()}
+            meta = json.loads((f.metadata() or {}).get("advlab", "{}"))
+        return arrays, meta
+
+    def save_checkpoint(
+        self, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]
+    ) -> None:
+        """Store the state of the unit ``key`` in progress: arrays and JSON metadata in one
+        safetensors file, written atomically, so a kill at any moment leaves either the
+        previous checkpoint or this one, never a mix."""
+        from safetensors.numpy import save
+
+        payload = save({k: np.ascontiguousarray(v) for k, v in arrays.items()},
+                       metadata={"advlab": json.dumps(meta)})  # fmt: skip
+        atomic_write_bytes(self._checkpoint_path(key), payload)
 
     def record_dataset(self, ds: Dataset) -> None:
         """Note ``ds``'s checksums in the manifest."""

@@ -2,7 +2,7 @@
 
 - attack success rate (ASR): share of adversarial examples whose predicted label is not y;
 - under a defense with an adversarial class a: *successful* if pred not in {y, a}, *failed* (F)
-  if pred = y, *detected* (D) if pred = a; ASR + F + D = 100 %;
+  if pred = y, *detected* (D) if pred = a; ASR + F + D = 1 (fractions; reports show percent);
 - the rank-position distribution of Fig. 4: p(j) = P(r_x~(j) = y), the probability that the
   true label is the model's j-th ranked label on the adversarial example;
 - the K-anonymity condition (6): max_j p(j) <= 1/K (and condition (5): p(1) = 0).
@@ -24,16 +24,16 @@ def _np(a: torch.Tensor | np.ndarray, name: str, ndim: int) -> np.ndarray:
 
 
 def attack_success_rate(pred: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
-    """Percentage (0-100) of samples with pred != y."""
+    """Fraction in [0, 1] of samples with pred != y."""
     p, t = _np(pred, "pred", 1), _np(y, "y", 1)
     if p.shape != t.shape:
         raise ValueError(f"pred {p.shape} and y {t.shape} differ in length")
-    return float(100 * np.mean(p != t)) if len(p) else 0.0
+    return float(np.mean(p != t)) if len(p) else 0.0
 
 
 @dataclass(frozen=True)
 class DefenseOutcome:
-    """Percentages (0-100): successful attacks, failed (F) and detected (D); they sum to 100."""
+    """Fractions in [0, 1]: successful attacks, failed (F) and detected (D); they sum to 1."""
 
     asr: float
     failed: float
@@ -52,9 +52,9 @@ def defense_outcomes(
     detected = p == adversarial_label
     failed = (p == t) & ~detected
     return DefenseOutcome(
-        asr=float(100 * np.mean(~detected & ~failed)),
-        failed=float(100 * np.mean(failed)),
-        detected=float(100 * np.mean(detected)),
+        asr=float(np.mean(~detected & ~failed)),
+        failed=float(np.mean(failed)),
+        detected=float(np.mean(detected)),
     )
 
 

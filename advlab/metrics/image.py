@@ -2,7 +2,7 @@
 
 SSIM is pytorch-msssim's (Gaussian window, sigma 1.5, data_range = 1, one channel); MS-SSIM is
 not offered because its five scales need images of about 161 px or more, and MNIST is 28 x 28.
-CW-SSIM is advlab's own differentiable implementation (:mod:`advlab.attacks.evasion.cw_ssim`),
+CW-SSIM is advlab's own differentiable implementation (:mod:`advlab.metrics.cw_ssim`),
 re-exported here so that metrics and the K-A3 loss use the same code.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from pytorch_msssim import ssim as _ms_ssim
 
-from advlab.attacks.evasion.cw_ssim import cw_ssim
+from advlab.metrics.cw_ssim import cw_ssim
 from advlab.utils.validation import check_images
 
 __all__ = ["cw_ssim", "mse", "ssim"]

@@ -1,6 +1,18 @@
-"""Model zoo (small_cnn, lenet5, fc1, resnet18) and cached, resumable training."""
+"""Models: the Foolbox-style wrapper (a module + bounds + preprocessing), the model zoo
+(small_cnn, lenet5, fc1, resnet18, mlp; any channel count and image size) and cached,
+resumable training."""
 
 from advlab.models.train import TrainedModel, accuracy, train_classifier
+from advlab.models.wrapper import Model, as_model
 from advlab.models.zoo import MODELS, Classifier, build_model
 
-__all__ = ["MODELS", "Classifier", "TrainedModel", "accuracy", "build_model", "train_classifier"]
+__all__ = [
+    "MODELS",
+    "Classifier",
+    "Model",
+    "TrainedModel",
+    "accuracy",
+    "as_model",
+    "build_model",
+    "train_classifier",
+]

@@ -17,7 +17,7 @@ from torch import nn
 
 from advlab.data.datasets import Dataset
 from advlab.experiments.cache import Cache
-from advlab.models.zoo import Classifier, build_model
+from advlab.models.zoo import Classifier, Stat, build_model
 from advlab.utils.io import atomic_write_bytes
 from advlab.utils.progress import progress
 
@@ -68,10 +68,15 @@ def train_classifier(
     device: str | torch.device = "cpu",
     cache: Cache | None = None,
     schedule: str = "constant",
+    mean: Stat = 0.0,
+    std: Stat = 1.0,
 ) -> TrainedModel:
     """Train zoo model ``name`` on ``train`` with Adam and cross-entropy; cached and resumable.
 
-    ``schedule``: ``"constant"`` learning rate or ``"cosine"`` (annealed to 0 over all steps)."""
+    ``schedule``: ``"constant"`` learning rate or ``"cosine"`` (annealed to 0 over all steps).
+    ``mean``, ``std``: the model's input normalisation (numbers or per-channel lists; the
+    caller's data statistics, none by default). The global torch RNG is left untouched: the
+    initial weights are drawn inside ``torch.random.fork_rng`` seeded by ``seed``."""
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise ValueError(
             f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}"
@@ -84,9 +89,12 @@ def train_classifier(
              "lr": lr, "seed": seed, "optimizer": "adam"}  # fmt: skip
     if schedule != "constant":
         parts["schedule"] = schedule
+    if mean != 0.0 or std != 1.0:
+        parts["normalization"] = [mean, std]
     key = cache.key("weights", parts, TRAINER_VERSION)
-    torch.manual_seed(seed)  # the initial weights depend on the seed only
-    model = build_model(name, n_classes=int(y.max()) + 1, input_shape=tuple(x.shape[1:]))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the initial weights depend on the seed only
+        model = build_model(name, int(y.max()) + 1, tuple(x.shape[1:]), mean, std)
     stored = cache.load("weights", parts, TRAINER_VERSION)
     from_cache = stored is not None
     if stored is None:

@@ -2,21 +2,60 @@
 
 from __future__ import annotations
 
+import math
+from numbers import Real
+
 import torch
 
 
-def check_images(x: torch.Tensor, name: str = "x") -> torch.Tensor:
-    """A floating-point batch (N, ...) of finite pixels in [0, 1], returned as float32."""
+def check_images(
+    x: torch.Tensor,
+    name: str = "x",
+    bounds: tuple[float, float] = (0.0, 1.0),
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """A floating-point batch (N, ...) of finite values inside ``bounds``, returned in ``dtype``."""
+    lo, hi = bounds
     if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
-        raise ValueError(f"{name} must be a floating-point tensor in [0, 1], got {type(x).__name__}"
+        raise ValueError(f"{name} must be a floating-point tensor in [{lo:g}, {hi:g}], got {type(x).__name__}"
                          f"{'' if not isinstance(x, torch.Tensor) else ' of dtype ' + str(x.dtype)}")  # fmt: skip
     if x.ndim < 2:
         raise ValueError(f"{name} must have shape (N, ...), got {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
-    if float(x.min()) < 0.0 or float(x.max()) > 1.0:
+    if float(x.min()) < lo or float(x.max()) > hi:
         raise ValueError(
-            f"{name} must lie in [0, 1] (pixel space); "
+            f"{name} must lie in the model's bounds [{lo:g}, {hi:g}]; "
             f"got range [{float(x.min()):.3g}, {float(x.max()):.3g}]"
         )
-    return x.float()
+    return x.to(dtype)
+
+
+def check_number(
+    name: str,
+    value: object,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    integer: bool = False,
+    allow_inf: bool = False,
+) -> float:
+    """``value`` as a number, refused with its parameter's name when it is not a real number
+    (bool included), NaN, infinite (unless ``allow_inf``), not an integer when ``integer``,
+    or outside [low, high] (``(low, high]`` with ``low_open``)."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    v = float(value)
+    if math.isnan(v) or (math.isinf(v) and not allow_inf):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if integer and v != int(v):
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    if low is not None and (v < low or (low_open and v == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
+    if high is not None and v > high:
+        raise ValueError(f"{name} must be <= {high:g}, got {value!r}")
+    return v

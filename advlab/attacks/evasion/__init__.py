@@ -1,16 +1,15 @@
 """Evasion attacks: one small file per attack on the shared base (``base.py``)."""
 
 from advlab.attacks.evasion.adapters import TorchattacksAdapter
-from advlab.attacks.evasion.base import (
-    Attack,
-    AttackResult,
+from advlab.attacks.evasion.base import Attack, AttackResult, MinimizationAttack, eps_to_pixels
+from advlab.attacks.evasion.bim import BIM, IFGSM
+from advlab.attacks.evasion.criteria import (
+    Criterion,
     Misclassification,
     TargetedMisclassification,
-    eps_to_pixels,
+    TrueLabelRank,
 )
-from advlab.attacks.evasion.bim import BIM, IFGSM
 from advlab.attacks.evasion.cw import CarliniWagnerL2
-from advlab.attacks.evasion.cw_ssim import cw_ssim
 from advlab.attacks.evasion.deepfool import DeepFool
 from advlab.attacks.evasion.fgsm import FGSM
 from advlab.attacks.evasion.ka3 import KA3, KA3Result
@@ -29,14 +28,16 @@ __all__ = [
     "Attack",
     "AttackResult",
     "CarliniWagnerL2",
+    "Criterion",
     "DeepFool",
     "KA3Result",
     "KMeansMinimalAttack",
     "KMeansPGD",
+    "MinimizationAttack",
     "Misclassification",
     "TargetedMisclassification",
     "TorchattacksAdapter",
-    "cw_ssim",
+    "TrueLabelRank",
     "eps_to_pixels",
     "kmeans_certified_radius",
 ]

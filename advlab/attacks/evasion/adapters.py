@@ -14,17 +14,21 @@ from typing import Any
 import torch
 
 from advlab.attacks.evasion.base import Attack
+from advlab.attacks.evasion.criteria import Criterion
 
 
 class TorchattacksAdapter(Attack):
-    """Wrap a ``torchattacks.Attack`` instance (its ``model`` is used for the criterion)."""
+    """Wrap a ``torchattacks.Attack`` instance (its ``model`` is used for the criterion); a
+    criterion that needs targets switches it to targeted-by-label mode."""
 
-    def __init__(self, attack: Any, targeted: bool = False, batch_size: int = 256) -> None:
+    def __init__(
+        self, attack: Any, criterion: Criterion | None = None, batch_size: int = 256
+    ) -> None:
         if not callable(attack) or not hasattr(attack, "model"):
             raise TypeError("expected a torchattacks attack instance (callable, with a .model)")
-        super().__init__(attack.model, targeted, batch_size)
+        super().__init__(attack.model, criterion, batch_size)
         self.attack = attack
-        if targeted:
+        if self.criterion.needs_target:
             attack.set_mode_targeted_by_label(quiet=True)
 
     def _perturb(

@@ -2,82 +2,99 @@
 
 Following Foolbox 3, three things are kept apart:
 
-- the **model**: any ``nn.Module`` mapping images in [0, 1] to logits (normalisation inside);
-- the **criterion**: what counts as success, :class:`Misclassification` (untargeted,
-  ``argmax f(x') != y``) or :class:`TargetedMisclassification` (``argmax f(x') == t``);
+- the **model**: an :class:`advlab.models.Model` (the user's module with its input bounds and
+  preprocessing) or a bare ``nn.Module``, read as ``Model(module)``: inputs in [0, 1], no
+  preprocessing;
+- the **criterion**: what counts as success (:mod:`advlab.attacks.evasion.criteria`):
+  :class:`Misclassification` by default, :class:`TargetedMisclassification`,
+  :class:`TrueLabelRank`;
 - the **attack**: how to search. Subclasses implement :meth:`Attack._perturb` on one batch;
-  the base class validates inputs, batches, puts the model in eval mode (restored after),
-  keeps gradients off the model's parameters, and evaluates the criterion.
+  the base class validates inputs before any work, batches, puts the model in eval mode
+  (restored after), keeps gradients off the model's parameters, evaluates the criterion and
+  refuses results that hold NaN.
 
-Every attack returns an :class:`AttackResult` whose ``x_adv`` lies in [0, 1] (and, for
-norm-bounded attacks, in the eps-ball around ``x``).
+Every attack returns an :class:`AttackResult` on the input's device whose ``x_adv`` lies in the
+model's bounds (and, for norm-bounded attacks, in the eps-ball around ``x``).
+:class:`MinimizationAttack` is the base of the attacks that look for the smallest
+perturbation (DeepFool, C&W, L-BFGS, K-A3, the k-means minimal attack).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from advlab.attacks.evasion.criteria import (
+    Criterion,
+    Misclassification,
+    TargetedMisclassification,
+    TrueLabelRank,
+)
+from advlab.models.wrapper import Model, as_model
 from advlab.utils.progress import progress
-from advlab.utils.validation import check_images
+from advlab.utils.validation import check_images, check_number
+
+__all__ = [
+    "Attack",
+    "AttackResult",
+    "Criterion",
+    "MinimizationAttack",
+    "Misclassification",
+    "TargetedMisclassification",
+    "TrueLabelRank",
+    "eps_to_pixels",
+]
 
 EPS_UNITS = ("pixel", "standardized")
-MNIST_PIXEL_STD = 0.3081
+NORMS = ("linf", "l2")
 
 
 @dataclass
 class AttackResult:
-    """``x_adv`` (same shape as x), per-sample ``success`` (bool) and ``pred`` (model's label)."""
+    """``x_adv`` (same shape as x), per-sample ``success`` (bool), ``pred`` (model's label on
+    x_adv) and ``distances``: the size of x_adv - x in the attack's norm (for minimisation
+    attacks, inf where the attack failed). All on the input's device."""
 
     x_adv: torch.Tensor
     success: torch.Tensor
     pred: torch.Tensor
+    distances: torch.Tensor | None = None
 
     @property
     def success_rate(self) -> float:
+        """Fraction in [0, 1] of successful samples."""
         return float(self.success.float().mean()) if len(self.success) else 0.0
 
 
-class Misclassification:
-    """Untargeted success: the predicted label differs from the true label."""
+def eps_to_pixels(
+    eps: float, eps_units: str, std: float | torch.Tensor | list[float] | None = None
+) -> float | torch.Tensor:
+    """A budget in input units.
 
-    targeted = False
-
-    def __call__(
-        self, pred: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
-    ) -> torch.Tensor:
-        return pred != y
-
-
-class TargetedMisclassification:
-    """Targeted success: the predicted label equals the target label."""
-
-    targeted = True
-
-    def __call__(
-        self, pred: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
-    ) -> torch.Tensor:
-        assert target is not None
-        return pred == target
-
-
-def eps_to_pixels(eps: float, eps_units: str, pixel_std: float = MNIST_PIXEL_STD) -> float:
-    """Convert a budget to pixel units ([0, 1] images).
-
-    ``"pixel"``: eps as is. ``"standardized"``: eps is in units of the dataset's pixel standard
-    deviation, as if the surrogate ran on mean/std-normalised inputs (the reading under which
-    Omari et al.'s "epsilon = 1" on "0 to 255 normalised" images is not destructive):
-    eps_pixel = eps * std (MNIST: 0.3081).
+    ``"pixel"``: eps as is. ``"standardized"``: eps in units of the model's input standard
+    deviation (as if the model ran on mean/std-normalised inputs): eps_c = eps * std_c per
+    channel, a tensor of shape (C, 1, 1) when std has one value per channel.
     """
     if eps_units not in EPS_UNITS:
         raise ValueError(f"eps_units={eps_units!r}: use one of {EPS_UNITS}")
-    if not eps >= 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
-    return float(eps) * (pixel_std if eps_units == "standardized" else 1.0)
+    check_number("eps", eps, 0.0)
+    if eps_units == "pixel":
+        return float(eps)
+    if std is None:
+        raise ValueError(
+            "eps_units='standardized' needs the input's std: pass "
+            "Model(module, preprocessing=dict(mean=..., std=...)) or a module with `input_std`"
+        )
+    if isinstance(std, int | float):
+        return float(eps) * float(std)
+    std_t = torch.as_tensor(std, dtype=torch.float32)
+    return float(eps) * (std_t.reshape(-1, 1, 1) if std_t.ndim == 1 else std_t)
 
 
 @contextlib.contextmanager
@@ -102,25 +119,66 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def perturbation_size(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    """||delta_i|| per sample in ``norm`` ("linf" or "l2")."""
+    flat = delta.flatten(1)
+    return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
+
+
 class Attack:
     """Base class: validation, batching, device, eval mode, criterion.
 
     Args:
-        model: maps images in [0, 1] to logits.
-        targeted: use :class:`TargetedMisclassification` (targets passed to ``__call__``).
+        model: an :class:`~advlab.models.Model` or an ``nn.Module`` (then bounds (0, 1), no
+            preprocessing).
+        criterion: a :class:`Criterion`; default :class:`Misclassification`.
         batch_size: samples per forward/backward pass.
+
+    Class attributes: ``norm``, the norm in which ``AttackResult.distances`` is measured;
+    ``input_dtype``, the dtype inputs are computed in (float32).
     """
 
-    def __init__(self, model: nn.Module, targeted: bool = False, batch_size: int = 256) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model = model
-        self.criterion = TargetedMisclassification() if targeted else Misclassification()
-        self.batch_size = batch_size
+    norm = "linf"
+    _init_args: dict[str, Any]
+    input_dtype = torch.float32  # inputs are cast to this dtype after the checks
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Attack:
+        self = super().__new__(cls)
+        try:  # the constructor's arguments, for __repr__ (scikit-learn style)
+            bound = inspect.signature(cls.__init__).bind(self, *args, **kwargs)
+            self._init_args = {k: v for k, v in bound.arguments.items() if k != "self"}
+        except TypeError:
+            self._init_args = {}
+        return self
+
+    def __init__(
+        self, model: nn.Module, criterion: Criterion | None = None, batch_size: int = 256
+    ) -> None:
+        check_number("batch_size", batch_size, 1, integer=True)
+        if criterion is not None and not isinstance(criterion, Criterion):
+            raise TypeError(f"criterion must be a Criterion, got {type(criterion).__name__}")
+        self.model: Model = as_model(model)
+        self.criterion = criterion if criterion is not None else Misclassification()
+        self.batch_size = int(batch_size)
+
+    def __repr__(self) -> str:
+        parts = []
+        for name, value in self._init_args.items():
+            if isinstance(value, nn.Module):
+                value = type(value).__name__
+            elif isinstance(value, dict):
+                parts += [f"{k}={v!r}" for k, v in value.items()]
+                continue
+            parts.append(f"{name}={value if name == 'model' else repr(value)}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     @property
     def targeted(self) -> bool:
-        return self.criterion.targeted
+        return self.criterion.needs_target
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return self.model.bounds
 
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
@@ -130,12 +188,12 @@ class Attack:
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
     ) -> AttackResult:
-        x_adv, pred, y, target = self._run(x, y, target, predict=True)
-        assert pred is not None
-        success = self.criterion(
-            pred, y.to(pred.device), None if target is None else target.to(pred.device)
-        )
-        return AttackResult(x_adv, success, pred)
+        x_adv, logits, y, target = self._run(x, y, target, predict=True)
+        assert logits is not None
+        dev = logits.device
+        success = self.criterion(logits, y.to(dev), None if target is None else target.to(dev))
+        distances = perturbation_size(x_adv - x.to(x_adv.device, x_adv.dtype), self.norm)
+        return AttackResult(x_adv, success.to(x.device), logits.argmax(1).to(x.device), distances)
 
     def generate(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
@@ -153,37 +211,72 @@ class Attack:
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         device = model_device(self.model)
         with frozen_eval(self.model):
+            x = check_images(x, "x", self.bounds, self.input_dtype)
             n_classes = self._n_classes(x, device)
-            x, y, target = self._validate(x, y, target, n_classes)
-            adv, preds = [], []
+            y, target = self._validate(x, y, target, n_classes)
+            adv, logits = [], []
             batches = range(0, len(x), self.batch_size)
             for start in progress(batches, desc=type(self).__name__):
                 sl = slice(start, start + self.batch_size)
                 xb, yb = x[sl].to(device), y[sl].to(device)
                 tb = None if target is None else target[sl].to(device)
                 xa = self._perturb(xb, yb, tb).detach()
+                if not bool(torch.isfinite(xa).all()):
+                    raise FloatingPointError(
+                        f"{type(self).__name__} produced NaN or infinite values; check its "
+                        f"parameters ({self!r})"
+                    )
                 if predict:
                     with torch.no_grad():
-                        preds.append(self.model(xa).argmax(1))
+                        logits.append(self.model(xa))
                 adv.append(xa)
-        return torch.cat(adv), torch.cat(preds) if predict else None, y, target
+        x_adv = torch.cat(adv).to(x.device)
+        return x_adv, torch.cat(logits) if predict else None, y, target
 
     def _n_classes(self, x: torch.Tensor, device: torch.device) -> int:
-        if not isinstance(x, torch.Tensor) or len(x) == 0:
-            raise ValueError("x must be a non-empty torch tensor of images")
-        with torch.no_grad():
-            return int(self.model(x[:1].to(device, torch.float32)).shape[1])
+        """Run the model on one sample, explaining a shape mismatch before any real work."""
+        try:
+            with torch.no_grad():
+                out = self.model(x[:1].to(device, torch.float32))
+        except RuntimeError as err:
+            raise ValueError(
+                f"the model cannot take inputs of shape {tuple(x.shape[1:])} (per sample): {err}. "
+                "Check the channel count and image size the model expects."
+            ) from err
+        if not isinstance(out, torch.Tensor) or out.ndim != 2:
+            raise ValueError(
+                f"the model must return logits of shape (N, n_classes), got "
+                f"{getattr(out, 'shape', type(out).__name__)}"
+            )
+        return int(out.shape[1])
 
     def _validate(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, n_classes: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        x = check_images(x)
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         y = _check_labels(y, len(x), n_classes, "y")
-        if self.targeted:
+        if self.criterion.needs_target:
             if target is None:
-                raise ValueError("a targeted attack needs target labels")
-            target = _check_labels(target, len(x), n_classes, "target")
-        return x, y, target
+                raise ValueError(f"{self.criterion!r} needs target labels")
+            if torch.as_tensor(target).ndim == 1:
+                target = _check_labels(target, len(x), n_classes, "target")
+        return y, None if target is None else torch.as_tensor(target).long()
+
+
+class MinimizationAttack(Attack):
+    """An attack that searches for the smallest successful perturbation (in ``norm``, L2 by
+    default); ``AttackResult.distances`` holds its size, inf where the attack failed."""
+
+    norm = "l2"
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+    ) -> AttackResult:
+        result = Attack.__call__(self, x, y, target)
+        assert result.distances is not None
+        result.distances = torch.where(
+            result.success, result.distances, torch.full_like(result.distances, float("inf"))
+        )
+        return result
 
 
 def _check_labels(y: torch.Tensor, n: int, n_classes: int, name: str) -> torch.Tensor:

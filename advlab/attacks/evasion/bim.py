@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from advlab.attacks.evasion.base import MNIST_PIXEL_STD
+from advlab.attacks.evasion.criteria import Criterion
 from advlab.attacks.evasion.pgd import PGD
 
 
 class IFGSM(PGD):
     """Args: model; eps (>= 0, in ``eps_units``); max_iter (number of steps, required);
     eps_step (step size in the same units; default eps / 4); eps_units ``"pixel"`` or
-    ``"standardized"``; early_stop; targeted; batch_size.
+    ``"standardized"``; early_stop; criterion; batch_size.
 
     PGD in L-inf with cross-entropy and no random start (see :class:`PGD`)."""
 
@@ -35,14 +35,14 @@ class IFGSM(PGD):
         max_iter: int,
         eps_step: float | None = None,
         eps_units: str = "pixel",
-        pixel_std: float = MNIST_PIXEL_STD,
         early_stop: bool = False,
-        targeted: bool = False,
+        criterion: Criterion | None = None,
         batch_size: int = 256,
     ) -> None:
         super().__init__(
-            model, eps, max_iter, eps_step, norm="linf", random_start=False, loss="ce", eps_units=eps_units,
-            pixel_std=pixel_std, targeted=targeted, batch_size=batch_size, early_stop=early_stop,
+            model, eps, max_iter, eps_step, norm="linf", random_start=False, random_state=0,
+            loss="ce", eps_units=eps_units, criterion=criterion, batch_size=batch_size,
+            early_stop=early_stop,
         )  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """Carlini & Wagner L2 (IEEE S&P 2017), batched, with a binary search over the constant c.
 
-Change of variables x' = (tanh(w) + 1) / 2 keeps x' in [0, 1]. For each c, Adam minimises
+Change of variables x' = lo + (tanh(w) + 1) / 2 (hi - lo) keeps x' in the model's bounds [lo, hi]. For each c, Adam minimises
 
     ||x' - x||_2^2 + c * max(Z_y(x') - max_{j != y} Z_j(x'), -kappa)      (untargeted)
     ||x' - x||_2^2 + c * max(max_{j != t} Z_j(x') - Z_t(x'), -kappa)      (targeted)
@@ -21,12 +21,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advlab.attacks.evasion.base import Attack, margin
+from advlab.attacks.evasion.base import MinimizationAttack, margin
+from advlab.attacks.evasion.criteria import Criterion
+from advlab.utils.validation import check_number
 
 
-class CarliniWagnerL2(Attack):
+class CarliniWagnerL2(MinimizationAttack):
     """Args: model; binary_search_steps (9); steps per c (10000); lr (1e-2); initial_const
-    (1e-3); confidence kappa (0); abort_early (True); targeted; batch_size."""
+    (1e-3, finite, > 0); confidence kappa (0, finite, >= 0); abort_early (True); criterion
+    (misclassification, or targeted); batch_size. Needs finite model bounds (the tanh change
+    of variables maps onto them)."""
 
     def __init__(
         self,
@@ -37,29 +41,27 @@ class CarliniWagnerL2(Attack):
         initial_const: float = 1e-3,
         confidence: float = 0.0,
         abort_early: bool = True,
-        targeted: bool = False,
+        criterion: Criterion | None = None,
         batch_size: int = 256,
     ) -> None:
-        super().__init__(model, targeted=targeted, batch_size=batch_size)
-        if (
-            binary_search_steps < 1
-            or steps < 1
-            or not lr > 0
-            or not initial_const > 0
-            or confidence < 0
-        ):
-            raise ValueError(
-                "need binary_search_steps >= 1, steps >= 1, lr > 0, initial_const > 0, confidence >= 0"
-            )
-        self.search, self.steps, self.lr = binary_search_steps, steps, lr
-        self.c0, self.kappa, self.abort_early = initial_const, confidence, abort_early
+        super().__init__(model, criterion, batch_size)
+        self.search = int(check_number("binary_search_steps", binary_search_steps, 1, integer=True))
+        self.steps = int(check_number("steps", steps, 1, integer=True))
+        self.lr = check_number("lr", lr, 0.0, low_open=True)
+        self.c0 = check_number("initial_const", initial_const, 0.0, low_open=True)
+        self.kappa = check_number("confidence", confidence, 0.0)
+        self.abort_early = abort_early
+        lo, hi = self.bounds
+        if not (abs(lo) < float("inf") and abs(hi) < float("inf")):
+            raise ValueError(f"CarliniWagnerL2 needs finite model bounds, got {self.bounds}")
 
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
         label = target if target is not None else y
         targeted = target is not None
-        w0 = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+        lo, hi = self.bounds
+        w0 = torch.atanh((2 * (x - lo) / (hi - lo) - 1).clamp(-1 + 1e-6, 1 - 1e-6))
         c = torch.full((len(x),), self.c0, device=x.device)
         lower, upper = torch.zeros_like(c), torch.full_like(c, float("inf"))
         best, best_l2 = x.clone(), torch.full_like(c, float("inf"))
@@ -69,7 +71,7 @@ class CarliniWagnerL2(Attack):
             succeeded = torch.zeros_like(c, dtype=torch.bool)
             check_every, previous = max(1, -(-self.steps // 10)), float("inf")
             for step in range(self.steps):
-                x_adv = (torch.tanh(w) + 1) / 2
+                x_adv = lo + (torch.tanh(w) + 1) / 2 * (hi - lo)
                 l2 = (x_adv - x).flatten(1).pow(2).sum(1)
                 m = margin(self.model(x_adv), label, targeted)  # > 0 once the attack succeeds
                 loss = (l2 + c * torch.clamp(self.kappa - m, min=0)).sum()

@@ -4,7 +4,7 @@ At each step, with k0 the original prediction and for every other class k,
 f'_k = z_k(x_i) - z_k0(x_i) and w'_k = grad z_k(x_i) - grad z_k0(x_i); the closest linearised
 boundary is l = argmin_k |f'_k| / ||w'_k||_2 and the step is
 r_i = (|f'_l| + 1e-4) / ||w'_l||^2 * w'_l (eq. 8 of the paper, multiclass algorithm 2).
-The output is clip(x + (1 + overshoot) * sum_i r_i, 0, 1); a sample stops once its label changed.
+The output is clip(x + (1 + overshoot) * sum_i r_i) to the model's bounds; a sample stops once its label changed.
 Defaults as Foolbox / torchattacks: overshoot 0.02, 50 steps.
 
 Example::
@@ -17,19 +17,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advlab.attacks.evasion.base import Attack
+from advlab.attacks.evasion.base import MinimizationAttack
+from advlab.utils.validation import check_number
 
 
-class DeepFool(Attack):
-    """Args: model; max_iter (50); overshoot (0.02); batch_size. Untargeted only."""
+class DeepFool(MinimizationAttack):
+    """Args: model; max_iter (50); overshoot (0.02, finite, >= 0); batch_size. Untargeted only:
+    the criterion is misclassification. ``distances``: L2 size of the perturbation."""
 
     def __init__(
         self, model: nn.Module, max_iter: int = 50, overshoot: float = 0.02, batch_size: int = 256
     ) -> None:
-        super().__init__(model, targeted=False, batch_size=batch_size)
-        if max_iter < 1 or overshoot < 0:
-            raise ValueError(f"need max_iter >= 1 and overshoot >= 0, got {max_iter}, {overshoot}")
-        self.max_iter, self.overshoot = max_iter, overshoot
+        super().__init__(model, None, batch_size)
+        self.max_iter = int(check_number("max_iter", max_iter, 1, integer=True))
+        self.overshoot = check_number("overshoot", overshoot, 0.0)
 
     def _class_gradients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, C) and their input gradients (B, C, D)."""
@@ -60,5 +61,5 @@ class DeepFool(Attack):
             w_l, f_l = w[rows, best], f[rows, best]
             step = ((f_l.abs() + 1e-4) / w_l.pow(2).sum(1).clamp(min=1e-12))[:, None] * w_l
             r_tot = r_tot + step * active[:, None]
-            x_adv = torch.clamp(x + (1 + self.overshoot) * r_tot.view_as(x), 0.0, 1.0)
+            x_adv = torch.clamp(x + (1 + self.overshoot) * r_tot.view_as(x), *self.bounds)
         return x_adv

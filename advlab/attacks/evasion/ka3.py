@@ -13,8 +13,10 @@ As in L-BFGS, the constant c (which eq. (7) fixes to 1) is searched per sample (
 the rank constraint holds, then bisected) to find the smallest perturbation; it multiplies
 the whole distortion term, L2 norm plus lambda times the CW-SSIM dissimilarity (lambda =
 ``ssim_weight``, 1 in eq. (7)). With K = 1 and ``ssim_weight = 0`` the objective is exactly
-L-BFGS's with the 2nd-ranked target; only the stopping rule differs (the target ranks above y,
-rather than first), which coincides whenever no third label overtakes both.
+L-BFGS's with the 2nd-ranked target; only the success criterion differs: K-A3 asks for the true
+label at rank >= g + 1 (:class:`~advlab.attacks.evasion.criteria.TrueLabelRank`, condition (6)),
+L-BFGS for the target ranked first; the two coincide for K = 1 unless a third label overtakes
+both.
 
 Example::
 
@@ -31,8 +33,10 @@ import torch
 from torch import nn
 
 from advlab.attacks.evasion.base import AttackResult, model_device
-from advlab.attacks.evasion.cw_ssim import cw_ssim
+from advlab.attacks.evasion.criteria import TrueLabelRank
 from advlab.attacks.evasion.lbfgs import LBFGS
+from advlab.metrics.image import cw_ssim
+from advlab.utils.validation import check_number
 
 
 @dataclass
@@ -43,8 +47,11 @@ class KA3Result(AttackResult):
 
 
 class KA3(LBFGS):
-    """Args: model; K (anonymity level, number of groups); ssim_weight lambda (1.0; 0 drops the
-    CW-SSIM term); the c search and L-BFGS-B settings of :class:`LBFGS`."""
+    """Args: model; K (anonymity level, number of groups, >= 1); ssim_weight lambda (1.0,
+    finite, >= 0; 0 drops the CW-SSIM term); the c search and L-BFGS-B settings of
+    :class:`LBFGS`. The criterion is :class:`TrueLabelRank`: sample i of group g succeeds when
+    its true label ranks at position >= g + 1 on x + n. Images (N, C, H, W) with any C: the
+    CW-SSIM term is the mean over channels (see :func:`advlab.metrics.cw_ssim`)."""
 
     def __init__(
         self,
@@ -54,12 +61,9 @@ class KA3(LBFGS):
         **search: Any,
     ) -> None:
         """``search``: the c-search and L-BFGS-B settings of :class:`LBFGS`."""
-        super().__init__(model, targeted=False, **search)
-        if K < 1:
-            raise ValueError(f"K must be >= 1, got {K}")
-        if ssim_weight < 0:
-            raise ValueError(f"ssim_weight must be >= 0, got {ssim_weight}")
-        self.K, self.ssim_weight = K, ssim_weight
+        super().__init__(model, criterion=TrueLabelRank(), **search)
+        self.K = int(check_number("K", K, 1, integer=True))
+        self.ssim_weight = check_number("ssim_weight", ssim_weight, 0.0)
 
     @staticmethod
     def split_groups(n: int, K: int) -> torch.Tensor:
@@ -71,6 +75,8 @@ class KA3(LBFGS):
     ) -> KA3Result:
         """``group`` (values 1..K) defaults to :meth:`split_groups`; pass a permutation of it to
         assign groups at random."""
+        if not isinstance(x, torch.Tensor) or x.ndim < 2 or len(x) == 0:
+            raise ValueError("x must be a non-empty tensor of shape (N, ...)")
         group = self.split_groups(len(x), self.K) if group is None else torch.as_tensor(group)
         if group.shape != (len(x),) or int(group.min()) < 1 or int(group.max()) > self.K:
             raise ValueError(f"group must have shape ({len(x)},) with values in 1..{self.K}")
@@ -79,30 +85,18 @@ class KA3(LBFGS):
             raise ValueError(
                 f"K = {self.K} needs at least K + 1 = {self.K + 1} classes, model has {n_classes}"
             )
-        if self.ssim_weight > 0 and (x.ndim != 4 or x.shape[1] != 1):
-            raise ValueError(f"the CW-SSIM term needs (N, 1, H, W) images, got {tuple(x.shape)}")
-        self._validate(x, y, None, n_classes)
+        if self.ssim_weight > 0 and (x.ndim != 4 or min(x.shape[-2:]) < 7):
+            raise ValueError(
+                f"the CW-SSIM term needs (N, C, H, W) images of at least 7 x 7, got {tuple(x.shape)}"
+            )
         ranked = self._ranked_labels(x, positions=slice(1, self.K + 1))  # r_(2) .. r_(K+1)
         columns = torch.arange(self.K)[None, :]
         targets = torch.where(columns < group[:, None], ranked, torch.full_like(ranked, -1))
         result = super().__call__(x, y, targets)
-        with torch.no_grad():
-            logits = torch.cat(
-                [self.model(result.x_adv[s : s + 1024]) for s in range(0, len(x), 1024)]
-            )
-        success = self._reached(logits, y.to(logits.device), targets.to(logits.device))
-        return KA3Result(result.x_adv, success.cpu(), result.pred, group)
+        return KA3Result(result.x_adv, result.success, result.pred, result.distances, group)
 
     def _distortion(self, x: torch.Tensor, xa: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         norm = super()._distortion(x, xa, n)
         if self.ssim_weight == 0:
             return norm
         return norm + self.ssim_weight * (1.0 - cw_ssim(x, xa))
-
-    def _reached(
-        self, logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor
-    ) -> torch.Tensor:
-        """Every targeted label ranks above the true label: z_t > z_y for all valid t."""
-        own = logits.gather(1, y[:, None])
-        above = logits.gather(1, targets.clamp_min(0)) > own
-        return (above | (targets < 0)).all(1)

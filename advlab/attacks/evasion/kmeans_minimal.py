@@ -13,8 +13,8 @@ class gives a lower bound on the perturbation that changes the *predicted class*
 cell of c_j lies inside H_ij. Both ignore the [0, 1] box, so they are certified lower bounds.
 
 :class:`KMeansMinimalAttack` computes the perturbation itself with the box respected: the
-closest point of ``box ∩ H_ij`` is ``clip(x + lam * w, 0, 1)`` in L2 (KKT conditions of the
-projection; ``lam >= 0`` found by bisection) and ``clip(x + t * sign(w), 0, 1)`` with the
+closest point of ``box ∩ H_ij`` is ``clip(x + lam * w)`` (clipping to the box) in L2 (KKT conditions of the
+projection; ``lam >= 0`` found by bisection) and ``clip(x + t * sign(w))`` with the
 smallest feasible ``t`` in L-inf, w = c_j - c_i. Candidates j are tried in increasing order of
 r_ij; since the boxed distance is never below r_ij, the search stops with a proof of
 optimality once the best boxed distance is <= the next r_ij (``"any-cluster"``). For
@@ -26,19 +26,28 @@ whole cell).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
-from advlab.attacks.evasion.base import AttackResult
+from advlab.attacks.evasion.base import AttackResult, MinimizationAttack
+from advlab.attacks.evasion.kmeans_pgd import kmeans_model
 from advlab.cluster._validation import ArrayLike, as_float_matrix
+from advlab.models.wrapper import Bounds
+from advlab.utils.validation import check_number
 
 NORMS = ("l2", "linf")
 TARGETS = ("any-cluster", "other-class")
 
 
 def _centres(centers: object) -> torch.Tensor:
-    c = getattr(centers, "cluster_centers_", centers)
-    return torch.as_tensor(np.asarray(c), dtype=torch.float64)
+    c = torch.as_tensor(
+        np.asarray(getattr(centers, "cluster_centers_", centers)), dtype=torch.float64
+    )
+    if c.ndim != 2 or not bool(torch.isfinite(c).all()):
+        raise ValueError("the k-means centres must be a finite (k, D) array")
+    return c
 
 
 def _mapping(mapping: object | None, k: int) -> torch.Tensor | None:
@@ -92,11 +101,11 @@ def kmeans_certified_radius(
     return torch.cat(out).numpy()
 
 
-class KMeansMinimalAttack:
+class KMeansMinimalAttack(MinimizationAttack):
     """Minimal box-constrained perturbation that changes a k-means decision.
 
     Args:
-        centers: (k, D) centres or a fitted KMeans.
+        kmeans: a fitted KMeans (advlab's or scikit-learn's) or its (k, D) centres.
         mapping: cluster -> class (needed for ``target="other-class"``).
         norm: ``"l2"`` or ``"linf"``.
         target: ``"any-cluster"`` (leave the own cell) or ``"other-class"`` (land in a cluster
@@ -104,57 +113,65 @@ class KMeansMinimalAttack:
         overshoot: margin past the boundary, in units of ||c_j - c_i||_1, so that the assignment
             of the float32 output really changes (about 1e-6 sqrt(D) in L2 distance).
         n_candidates: candidate clusters examined at first (more if optimality is not proven).
+        bisection_steps: steps of each bisection.
+        bounds: the box ((0, 1) for images; None: no box, the exact eq. R projection).
+        batch_size: samples per batch.
 
-    ``attack(x)`` returns an :class:`AttackResult` (``pred`` = cluster after the attack) and
-    sets ``norms_`` (size of each perturbation, inf where it failed).
+    ``attack(x)`` (``y`` defaults to the k-means decision on x: its cluster, or with
+    ``"other-class"`` its mapped class) returns an :class:`AttackResult` whose ``pred`` is the
+    decision on x_adv and ``distances`` the size of each perturbation (inf where it failed).
+    Computed in float64.
     """
+
+    input_dtype = torch.float64
 
     def __init__(
         self,
-        centers: object,
+        kmeans: Any,
         mapping: object | None = None,
         norm: str = "l2",
         target: str = "any-cluster",
         overshoot: float = 1e-6,
         n_candidates: int = 8,
         bisection_steps: int = 60,
+        bounds: Bounds | None = (0.0, 1.0),
         batch_size: int = 256,
     ) -> None:
         if norm not in NORMS:
             raise ValueError(f"norm={norm!r}: use one of {NORMS}")
         if target not in TARGETS:
             raise ValueError(f"target={target!r}: use one of {TARGETS}")
-        self.c = _centres(centers)
+        self.c = _centres(kmeans)
         self.mapping = _mapping(mapping, len(self.c))
         if target == "other-class" and self.mapping is None:
             raise ValueError("target='other-class' needs the cluster-to-class mapping")
-        self.norm, self.target, self.overshoot = norm, target, overshoot
-        self.n_candidates, self.steps, self.batch_size = n_candidates, bisection_steps, batch_size
+        # float64 decisions: exact at the boundary the attack lands just past
+        decision = kmeans_model(self.c.numpy(), mapping if target == "other-class" else None,
+                                bounds, torch.float64)  # fmt: skip
+        super().__init__(decision, None, batch_size)
+        self.norm, self.target = norm, target
+        self.overshoot = check_number("overshoot", overshoot, 0.0)
+        self.n_candidates = int(check_number("n_candidates", n_candidates, 1, integer=True))
+        self.steps = int(check_number("bisection_steps", bisection_steps, 1, integer=True))
 
-    def __call__(self, x: torch.Tensor) -> AttackResult:
-        shape = x.shape
-        X = as_float_matrix(x).double()
-        if float(X.min()) < 0 or float(X.max()) > 1:
-            raise ValueError("x must lie in [0, 1]")
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, target: torch.Tensor | None = None
+    ) -> AttackResult:
+        if y is None:
+            if not isinstance(x, torch.Tensor):
+                raise ValueError("x must be a torch tensor (N, ...)")
+            with torch.no_grad():
+                y = self.model(x.detach().cpu().double()).argmax(1).to(x.device)
+        return super().__call__(x, y, target)
+
+    def _perturb(
+        self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+    ) -> torch.Tensor:
+        X = x.flatten(1).double().cpu()
         if X.shape[1] != self.c.shape[1]:
             raise ValueError(f"x has {X.shape[1]} features, centres have {self.c.shape[1]}")
-        adv, norms = [], []
-        for s in range(0, len(X), self.batch_size):
-            a, n = self._batch(X[s : s + self.batch_size])
-            adv.append(a)
-            norms.append(n)
-        x_adv = torch.cat(adv).float()  # success is judged on the float32 output users get
-        size = torch.cat(norms)
-        before, after = (
-            torch.cdist(X, self.c).argmin(1),
-            torch.cdist(x_adv.double(), self.c).argmin(1),
-        )
-        if self.mapping is not None and self.target == "other-class":
-            success = self.mapping[after] != self.mapping[before]
-        else:
-            success = after != before
-        self.norms_ = torch.where(success, size, torch.full_like(size, float("inf"))).numpy()
-        return AttackResult(x_adv.reshape(shape), success, after)
+        best, _ = self._batch(X)
+        return best.reshape(x.shape).to(x.device, x.dtype)
 
     def _batch(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mask_map = self.mapping if self.target == "other-class" else None
@@ -229,9 +246,11 @@ class KMeansMinimalAttack:
         # land past the hyperplane by a margin that float32 rounding of the output cannot undo
         b = b + self.overshoot * w.abs().sum(-1)
 
+        box_lo, box_hi = self.bounds
+
         def point(t: torch.Tensor) -> torch.Tensor:
             step = w * t[..., None] if self.norm == "l2" else w.sign() * t[..., None]
-            return (x + step).clamp(0.0, 1.0)
+            return (x + step).clamp(box_lo, box_hi)
 
         def feasible(t: torch.Tensor) -> torch.Tensor:
             return (point(t) * w).sum(-1) >= b

@@ -10,40 +10,55 @@ class and ``y = g(x)`` (the cluster id): the label-free (x, g(x)) attack of Omar
 
 Example::
 
-    atk = KMeansPGD(km, mapping, eps=0.3, max_iter=20)
+    atk = KMeansPGD(km, mapping, eps=0.3, max_iter=20)    # km: advlab's or scikit-learn's
     result = atk(images, labels)
 """
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
-from advlab.attacks.evasion.base import MNIST_PIXEL_STD
+import numpy as np
+import torch
+
 from advlab.attacks.evasion.pgd import PGD
 from advlab.cluster.differentiable import KMeansClassifier
+from advlab.models.wrapper import Bounds, Model
+
+
+def kmeans_model(
+    kmeans: Any, mapping: Any | None, bounds: Bounds | None, dtype: torch.dtype = torch.float32
+) -> Model:
+    """A fitted k-means (advlab's or scikit-learn's, or a (k, D) array of centres) with its
+    cluster -> class ``mapping`` as a :class:`~advlab.models.Model` over ``bounds``
+    (None: unbounded)."""
+    centers = np.asarray(getattr(kmeans, "cluster_centers_", kmeans))
+    if centers.ndim != 2 or not np.isfinite(centers).all():
+        raise ValueError("the k-means centres must be a finite (k, D) array")
+    net = KMeansClassifier(centers, None if mapping is None else np.asarray(mapping), dtype)
+    return Model(net, bounds=(-np.inf, np.inf) if bounds is None else bounds)
 
 
 class KMeansPGD(PGD):
-    """Args: centers (k, D) or a fitted KMeans; mapping (k,) cluster -> class or None; then
-    the arguments of :class:`PGD` (the loss is always the margin)."""
+    """Args: kmeans (a fitted advlab or scikit-learn KMeans, or centres (k, D)); mapping (k,)
+    cluster -> class or None; eps, max_iter, eps_step, norm, random_start, random_state,
+    batch_size as :class:`PGD` (eps in input units; the loss is always the margin); bounds of
+    the inputs ((0, 1) for images; None: unbounded)."""
 
     def __init__(
         self,
-        centers: object,
-        mapping: object | None,
+        kmeans: Any,
+        mapping: Any | None,
         eps: float,
         max_iter: int,
         eps_step: float | None = None,
         norm: str = "linf",
         random_start: bool = False,
         random_state: int | None = None,
-        eps_units: str = "pixel",
-        pixel_std: float = MNIST_PIXEL_STD,
+        bounds: Bounds | None = (0.0, 1.0),
         batch_size: int = 256,
     ) -> None:
-        c = np.asarray(getattr(centers, "cluster_centers_", centers))
         super().__init__(
-            KMeansClassifier(c, None if mapping is None else np.asarray(mapping)),
-            eps, max_iter, eps_step, norm, random_start, random_state, "margin", eps_units, pixel_std,
-            targeted=False, batch_size=batch_size,
+            kmeans_model(kmeans, mapping, bounds), eps, max_iter, eps_step, norm, random_start,
+            random_state, "margin", batch_size=batch_size,
         )  # fmt: skip

@@ -1,6 +1,6 @@
 """Box-constrained L-BFGS attack (Szegedy et al., ICLR 2014), eq. (1) of Mygdalis et al.:
 
-    min_n  c * ||n||_2 + L_f(f(x + n), t)   subject to x + n in [0, 1]^D,
+    min_n  c * ||n||_2 + L_f(f(x + n), t)   subject to x + n in the model's bounds (e.g. [0, 1]^D),
 
 with L_f the cross-entropy towards the target t (default: the label the model ranks 2nd, as
 Mygdalis et al. do), solved by scipy's L-BFGS-B with exact torch gradients. The constant c is
@@ -30,14 +30,17 @@ import torch
 from scipy.optimize import Bounds, minimize
 from torch import nn
 
-from advlab.attacks.evasion.base import Attack, AttackResult, model_device
+from advlab.attacks.evasion.base import AttackResult, MinimizationAttack, model_device
+from advlab.attacks.evasion.criteria import Criterion, TargetedMisclassification
+from advlab.utils.validation import check_number
 
 _SMOOTH = 1e-12
 
 
-class LBFGS(Attack):
-    """Args: model; initial_const c (0.01); doublings (8) and bisections (6) of the search over c;
-    max_iter of each L-BFGS-B solve (100, scaled by sqrt(batch)); batch_size (32)."""
+class LBFGS(MinimizationAttack):
+    """Args: model; initial_const c (0.01, finite, > 0); doublings (8) and bisections (6) of the
+    search over c; max_iter of each L-BFGS-B solve (100, scaled by sqrt(batch)); batch_size
+    (32). The criterion is :class:`TargetedMisclassification` (subclasses pass their own)."""
 
     def __init__(
         self,
@@ -47,19 +50,13 @@ class LBFGS(Attack):
         bisections: int = 6,
         max_iter: int = 100,
         batch_size: int = 32,
-        targeted: bool = True,
+        criterion: Criterion | None = None,
     ) -> None:
-        super().__init__(model, targeted=targeted, batch_size=batch_size)
-        if not initial_const > 0 or doublings < 0 or bisections < 0 or max_iter < 1:
-            raise ValueError(
-                "need initial_const > 0, doublings >= 0, bisections >= 0, max_iter >= 1"
-            )
-        self.c0, self.doublings, self.bisections, self.max_iter = (
-            initial_const,
-            doublings,
-            bisections,
-            max_iter,
-        )
+        super().__init__(model, criterion or TargetedMisclassification(), batch_size)
+        self.c0 = check_number("initial_const", initial_const, 0.0, low_open=True)
+        self.doublings = int(check_number("doublings", doublings, 0, integer=True))
+        self.bisections = int(check_number("bisections", bisections, 0, integer=True))
+        self.max_iter = int(check_number("max_iter", max_iter, 1, integer=True))
 
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
@@ -93,8 +90,8 @@ class LBFGS(Attack):
     def _reached(
         self, logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
-        """L-BFGS succeeds when the model predicts the target."""
-        return logits.argmax(1) == targets[:, 0]
+        """Whether the attack's criterion holds (L-BFGS: the model predicts the target)."""
+        return self.criterion(logits, y, targets)
 
     # -- the search ---------------------------------------------------------------------
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -121,17 +118,19 @@ class LBFGS(Attack):
             (grad,) = torch.autograd.grad(value, n)
             return float(value.detach()), grad.cpu().double().numpy().ravel()
 
-        lower = (-flat_x).double().cpu().numpy().ravel()
+        lo, hi = self.bounds
+        lower = (lo - flat_x).double().cpu().numpy().ravel()
+        upper = (hi - flat_x).double().cpu().numpy().ravel()
         res = minimize(
             objective,
             start.reshape(-1).double().cpu().numpy(),
             jac=True,
             method="L-BFGS-B",
-            bounds=Bounds(lower, lower + 1.0),
+            bounds=Bounds(lower, upper),
             options={"maxiter": int(self.max_iter * math.sqrt(b))},
         )
         n = torch.as_tensor(res.x, dtype=torch.float32, device=x.device).view(b, -1)
-        return (flat_x + n).clamp(0.0, 1.0).view(shape)
+        return (flat_x + n).clamp(lo, hi).view(shape)
 
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None

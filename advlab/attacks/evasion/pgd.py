@@ -1,7 +1,9 @@
 """PGD (Madry et al., ICLR 2018) in L-inf and L2, with random start.
 
-L-inf:  x_{t+1} = clip_[0,1]( Proj_{B_inf(x, eps)}( x_t + a * sign(g_t) ) )
-L2:     x_{t+1} = clip_[0,1]( Proj_{B_2(x, eps)}( x_t + a * g_t / ||g_t||_2 ) )
+L-inf:  x_{t+1} = clip_B( Proj_{B_inf(x, eps)}( x_t + a * sign(g_t) ) )
+L2:     x_{t+1} = clip_B( Proj_{B_2(x, eps)}( x_t + a * g_t / ||g_t||_2 ) )
+
+with clip_B the clipping to the model's input bounds ([0, 1] for images).
 
 g_t is the gradient of the loss (``"ce"`` cross-entropy or ``"margin"``, the CW margin).
 Random start: uniform in the L-inf ball, or uniform in the L2 ball (direction ~ N(0, I),
@@ -18,25 +20,57 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advlab.attacks.evasion.base import MNIST_PIXEL_STD, Attack, eps_to_pixels, input_gradient
+from advlab.attacks.evasion.base import NORMS, Attack, eps_to_pixels, input_gradient
+from advlab.attacks.evasion.criteria import Criterion
+from advlab.utils.validation import check_number
+
+Budget = float | torch.Tensor
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(dim=1).clamp(min=1e-12).view(-1, *([1] * (t.ndim - 1)))
 
 
-def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
-    """Projection of the perturbation onto the eps-ball of ``norm``."""
+def _on(value: Budget, x: torch.Tensor) -> Budget:
+    return value.to(x.device) if isinstance(value, torch.Tensor) else value
+
+
+def project(delta: torch.Tensor, eps: Budget, norm: str) -> torch.Tensor:
+    """Projection of the perturbation onto the eps-ball of ``norm`` (eps per channel in L-inf)."""
     if norm == "linf":
-        return delta.clamp(-eps, eps)
+        return torch.maximum(torch.minimum(delta, torch.as_tensor(eps)), -torch.as_tensor(eps))
     return delta * torch.clamp(eps / _flat_norm(delta), max=1.0)
 
 
+def seeded_generator(random_state: int | None) -> torch.Generator:
+    """A local torch generator: seeded by ``random_state``, fresh entropy when None."""
+    generator = torch.Generator()
+    if random_state is None:
+        generator.seed()
+    else:
+        generator.manual_seed(int(check_number("random_state", random_state, 0, integer=True)))
+    return generator
+
+
 class PGD(Attack):
-    """Args: model; eps; eps_step (default eps / 4); max_iter; norm ``"linf"`` or ``"l2"``;
-    random_start (default True); random_state; loss ``"ce"`` or ``"margin"``;
-    eps_units (``"pixel"``/``"standardized"``, L-inf only); targeted; batch_size; early_stop
-    (a sample stops moving once the criterion holds; off by default)."""
+    """Projected gradient descent.
+
+    Args:
+        model: a :class:`~advlab.models.Model` or ``nn.Module`` (bounds (0, 1)).
+        eps: budget (>= 0, finite) in ``eps_units``.
+        max_iter: number of steps (>= 1).
+        eps_step: step size in the same units (default eps / 4).
+        norm: ``"linf"`` or ``"l2"``.
+        random_start: start uniformly in the eps-ball (default True).
+        random_state: seed of the random start (None: fresh randomness).
+        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (the CW margin).
+        eps_units: ``"pixel"`` or ``"standardized"`` (times the model's per-channel std; L-inf,
+            or L2 with one std for all channels).
+        criterion: success criterion (default misclassification; targeted attacks pass
+            :class:`~advlab.attacks.evasion.criteria.TargetedMisclassification`).
+        batch_size: samples per step.
+        early_stop: a sample stops moving once the criterion holds (off by default).
+    """
 
     def __init__(
         self,
@@ -49,28 +83,30 @@ class PGD(Attack):
         random_state: int | None = None,
         loss: str = "ce",
         eps_units: str = "pixel",
-        pixel_std: float = MNIST_PIXEL_STD,
-        targeted: bool = False,
+        criterion: Criterion | None = None,
         batch_size: int = 256,
         early_stop: bool = False,
     ) -> None:
-        super().__init__(model, targeted, batch_size)
+        super().__init__(model, criterion, batch_size)
         self.early_stop = early_stop
-        if norm not in ("linf", "l2"):
+        if norm not in NORMS:
             raise ValueError(f"norm={norm!r}: use 'linf' or 'l2'")
-        if max_iter < 1:
-            raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+        check_number("max_iter", max_iter, 1, integer=True)
         if loss not in ("ce", "margin"):
             raise ValueError(f"loss={loss!r}: use 'ce' or 'margin'")
-        self.eps = eps_to_pixels(eps, eps_units, pixel_std)
+        self.norm = norm
+        std = self.model.input_std
+        self.eps = eps_to_pixels(eps, eps_units, std)
+        if eps_step is not None:
+            check_number("eps_step", eps_step, 0.0)
         self.eps_step = (
-            self.eps / 4 if eps_step is None else eps_to_pixels(eps_step, eps_units, pixel_std)
+            self.eps / 4 if eps_step is None else eps_to_pixels(eps_step, eps_units, std)
         )
-        self.max_iter, self.norm, self.loss = max_iter, norm, loss
+        if norm == "l2" and isinstance(self.eps, torch.Tensor) and self.eps.numel() > 1:
+            raise ValueError("an L2 budget in standardized units needs one std for all channels")
+        self.max_iter, self.loss = int(max_iter), loss
         self.random_start = random_start
-        self.generator = torch.Generator().manual_seed(
-            random_state if random_state is not None else 0
-        )
+        self.generator = seeded_generator(random_state)
 
     def _random_delta(self, x: torch.Tensor) -> torch.Tensor:
         if self.norm == "linf":
@@ -86,23 +122,28 @@ class PGD(Attack):
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
-        x_adv = torch.clamp(x + self._random_delta(x), 0.0, 1.0) if self.random_start else x.clone()
+        lo, hi = self.bounds
+        eps, eps_step = _on(self.eps, x), _on(self.eps_step, x)
+        x_adv = torch.clamp(x + self._random_delta(x), lo, hi) if self.random_start else x.clone()
         active = torch.ones(len(x), dtype=torch.bool, device=x.device)
-        if self.norm == "linf":  # [0, 1] box intersected with the eps-ball, a box per pixel
-            lower, upper = (x - self.eps).clamp_(min=0.0), (x + self.eps).clamp_(max=1.0)
+        if self.norm == "linf":  # the bounds box intersected with the eps-ball, a box per pixel
+            lower, upper = (x - eps).clamp_(min=lo), (x + eps).clamp_(max=hi)
         for _ in range(self.max_iter):
             grad = input_gradient(self.model, x_adv, y, target, self.loss)
             step = grad.sign_() if self.norm == "linf" else grad / _flat_norm(grad)
             if self.early_stop:  # samples that already succeed stop moving
                 step = step * active.view(-1, *([1] * (x.ndim - 1)))
-            if self.norm == "linf":  # clip_[0,1](Proj(x_t + a s)) in one clamp, no x round trip
-                x_adv = torch.clamp(x_adv.add_(step, alpha=self.eps_step), lower, upper)
+            if self.norm == "linf":  # clip(Proj(x_t + a s)) in one clamp, no x round trip
+                if isinstance(eps_step, torch.Tensor):
+                    x_adv = torch.clamp(x_adv.add_(step * eps_step), lower, upper)
+                else:
+                    x_adv = torch.clamp(x_adv.add_(step, alpha=eps_step), lower, upper)
             else:
-                delta = project(x_adv + self.eps_step * step - x, self.eps, self.norm)
-                x_adv = torch.clamp(x + delta, 0.0, 1.0)
+                delta = project(x_adv + eps_step * step - x, eps, self.norm)
+                x_adv = torch.clamp(x + delta, lo, hi)
             if self.early_stop:
                 with torch.no_grad():
-                    active = ~self.criterion(self.model(x_adv).argmax(1), y, target)
+                    active = ~self.criterion(self.model(x_adv), y, target)
                 if not bool(active.any()):
                     break
         return x_adv

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from advlab.attacks.evasion import IFGSM, eps_to_pixels
+from advlab.attacks.evasion import IFGSM, TargetedMisclassification, eps_to_pixels
 from advlab.cluster import KMeans, clustering_accuracy, majority_vote_mapping
 from advlab.data import Dataset, load_dataset
 from advlab.experiments.cache import Cache
@@ -34,13 +34,16 @@ def surrogate(
     device: str,
     dataset: str = "mnist",
     schedule: str = "constant",
+    normalization: tuple[float, float] = (0.0, 1.0),
 ) -> tuple[nn.Module, str, float | None]:
-    """The surrogate classifier, trained on ``dataset`` (train split) once and cached."""
+    """The surrogate classifier, trained on ``dataset`` (train split) once and cached, with the
+    input ``normalization`` (mean, std) of the experiment's config."""
     train, test = load_dataset(dataset, "train"), load_dataset(dataset, "test")
     ctx.record_dataset(train)
     trained = train_classifier(
-        name, train, test, epochs=epochs, seed=0, device=device, cache=ctx.cache, schedule=schedule
-    )
+        name, train, test, epochs=epochs, seed=0, device=device, cache=ctx.cache, schedule=schedule,
+        mean=normalization[0], std=normalization[1],
+    )  # fmt: skip
     ctx.log.info(
         "surrogate %s: %s test accuracy %.2f %% (cached: %s)",
         name,
@@ -130,7 +133,8 @@ class AdversarialPool:
         spec = self.spec
         atk = IFGSM(
             self.model, eps=eps, max_iter=spec.max_iter, eps_step=eps * spec.step_ratio,
-            eps_units=spec.eps_units, targeted=spec.target_seed is not None,
+            eps_units=spec.eps_units,
+            criterion=TargetedMisclassification() if spec.target_seed is not None else None,
         )  # fmt: skip
         target = torch.from_numpy(self._targets()[idx]) if spec.target_seed is not None else None
         x_adv = atk.generate(
@@ -140,4 +144,6 @@ class AdversarialPool:
         return x_adv.cpu().numpy()
 
     def eps_pixels(self, eps: float) -> float:
-        return eps_to_pixels(eps, self.spec.eps_units)
+        return float(
+            eps_to_pixels(eps, self.spec.eps_units, getattr(self.model, "input_std", None))
+        )

@@ -44,7 +44,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from advlab.attacks.evasion import KA3, LBFGS, CarliniWagnerL2, DeepFool
+from advlab.attacks.evasion import (
+    KA3,
+    LBFGS,
+    CarliniWagnerL2,
+    DeepFool,
+    TargetedMisclassification,
+)
 from advlab.data import Dataset, load_dataset
 from advlab.defenses import MSVDDDefense
 from advlab.experiments.config import ExperimentConfig
@@ -133,6 +139,9 @@ class MygdalisConfig(ExperimentConfig):
     cw_steps: int = Field(10000, ge=1, description="Adam steps per C&W binary-search step")
     batch_size: int = Field(32, ge=1)
     n_examples: int = Field(6, ge=0, description="images per attack in the examples figure")
+    input_normalization: tuple[float, float] = Field(
+        (0.1307, 0.3081), description="mean and std the classifiers normalise inputs with (MNIST's)"
+    )
     device: str = "cpu"
 
 
@@ -157,10 +166,11 @@ def _logits(net: nn.Module, x: torch.Tensor, device: str) -> torch.Tensor:
     return torch.cat([net(x[s : s + 1024].to(device)).cpu() for s in range(0, len(x), 1024)])
 
 
-def build_defense(config: MygdalisConfig, name: str) -> MSVDDDefense:
-    """The unfitted M-SVDD-D of the experiment for model ``name`` (seeded by ``config.seed``)."""
+def build_defense(config: MygdalisConfig, name: str, model: nn.Module) -> MSVDDDefense:
+    """The unfitted M-SVDD-D of the experiment on ``model`` (zoo architecture ``name``, seeded
+    by ``config.seed``)."""
     return MSVDDDefense(
-        n_projections=PROJECTIONS[name], nu=config.nu, epochs_positive=config.svdd_epochs,
+        model, n_projections=PROJECTIONS[name], nu=config.nu, epochs_positive=config.svdd_epochs,
         epochs_both=config.svdd_epochs, finetune_epochs=config.finetune_epochs,
         finetune_hinge=config.finetune_hinge,
         random_state=config.seed, device=config.device,
@@ -184,7 +194,7 @@ def operating_point(
     defense: MSVDDDefense, x: torch.Tensor, y: torch.Tensor, beta: str | float
 ) -> tuple[float, float]:
     """(accuracy %, % of the images sent to the adversarial class) of ``defense`` at ``beta``."""
-    pred = defense.predict(x, beta)
+    pred = torch.as_tensor(defense.predict(x, beta))
     return _accuracy(pred, y), _accuracy(pred, torch.full_like(y, defense.adversarial_label))
 
 
@@ -193,18 +203,17 @@ def _fit_defense(
     train: Dataset,
 ) -> MSVDDDefense:  # fmt: skip
     """M-SVDD-D on ``model``, fitted once per setting and kept in the artefact cache."""
-    defense = build_defense(config, name)
+    defense = build_defense(config, name, model)
+    params = {k: v for k, v in defense.get_params().items() if k not in ("device", "model")}
     parts = {"model": model_key, "data": train.sha256, "subset": config.svdd_train,
-             "seed": config.seed, **{k: v for k, v in vars(defense).items() if k != "device"}}  # fmt: skip
+             "seed": config.seed, **params}  # fmt: skip
     stored = ctx.cache.load("msvdd", parts, DEFENSE_VERSION)
     if stored is not None:
         ctx.log.info("%s: M-SVDD-D loaded from the cache", name)
-        return defense.load_state_tensors(
-            model, {k: torch.from_numpy(v) for k, v in stored.items()}
-        )
+        return defense.load_state_tensors({k: torch.from_numpy(v) for k, v in stored.items()})
     x, y = defense_training_set(config, train)
     ctx.log.info("%s: fitting M-SVDD-D on %d training images", name, len(x))
-    defense.fit(model, x, y)
+    defense.fit(x, y)
     arrays = {k: v.numpy() for k, v in defense.state_tensors().items()}
     ctx.cache.save("msvdd", parts, DEFENSE_VERSION, arrays)
     return defense
@@ -220,7 +229,7 @@ def _attack_fn(name: str, net: nn.Module, config: MygdalisConfig) -> Any:
         return lambda x, y, group: DeepFool(net, max_iter=50, overshoot=0.02)(x, y)
     if name == "cw":  # targeted at the label L-BFGS targets: ranked 2nd on the clean image
         cw = CarliniWagnerL2(net, binary_search_steps=config.cw_binary_steps, steps=config.cw_steps,
-                             targeted=True)  # fmt: skip
+                             criterion=TargetedMisclassification())  # fmt: skip
         second = lambda x: _logits(net, x, config.device).topk(2, dim=1).indices[:, 1]  # noqa: E731
         return lambda x, y, group: cw(x, y, second(x))
     ka3 = KA3(net, K=_anonymity(name), ssim_weight=config.ssim_weight, **search)
@@ -298,8 +307,9 @@ def _run_model(ctx: RunContext, config: MygdalisConfig, name: str) -> dict[str, 
     ctx.record_dataset(test)
     epochs, schedule = TRAINING[name]
     epochs = config.train_epochs or epochs
-    trained = train_classifier(name, train, test, epochs=epochs, seed=config.seed,
-                               device=config.device, cache=ctx.cache, schedule=schedule)  # fmt: skip
+    mean, std = config.input_normalization
+    trained = train_classifier(name, train, test, epochs=epochs, seed=config.seed, device=config.device,
+                               cache=ctx.cache, schedule=schedule, mean=mean, std=std)  # fmt: skip
     model = trained.model.eval()
     defense = _fit_defense(ctx, config, name, model, trained.cache_key, train)
     linear = defense.linear_model()
@@ -317,8 +327,8 @@ def _run_model(ctx: RunContext, config: MygdalisConfig, name: str) -> dict[str, 
         row = {
             "W-LC": _accuracy(_logits(model, xt, config.device).argmax(1), yt),
             "W~-LC": _accuracy(_logits(linear, xt, config.device).argmax(1), yt),
-            "W~-SVDD-Oc": _accuracy(defense.predict(xt, "classification"), yt),
-            "W~-SVDD-Od": _accuracy(defense.predict(xt, "defense"), yt),
+            "W~-SVDD-Oc": _accuracy(torch.as_tensor(defense.predict(xt, "classification")), yt),
+            "W~-SVDD-Od": _accuracy(torch.as_tensor(defense.predict(xt, "defense")), yt),
         }
         for label, beta in betas.items():
             acc, flagged = operating_point(defense, xt, yt, beta)
@@ -347,7 +357,7 @@ def _summarise(
         row: dict[str, Any] = {"ssim": 100 * float(np.mean(r["ssim"])),
                                "mse_x1e3": 1e3 * float(np.mean(r["mse"]))}  # fmt: skip
         if adversarial_label is None:
-            row["asr"] = attack_success_rate(np.array(r["pred"]), y)
+            row["asr"] = 100 * attack_success_rate(np.array(r["pred"]), y)  # percent
             pmf = pmf_from_ranks(np.array(r["rank"]), N_CLASSES)
             k_anonymous = k_anonymity_holds(pmf, _anonymity(attack), tol=0.05)
             row.update(rank_pmf=pmf.tolist(), k_anonymous=k_anonymous)
@@ -355,8 +365,8 @@ def _summarise(
             for key in r:
                 if key.startswith("pred_"):
                     o = defense_outcomes(np.array(r[key]), y, adversarial_label)
-                    row[key.removeprefix("pred_")] = {"asr": o.asr, "F": o.failed,
-                                                      "D": o.detected}  # fmt: skip
+                    row[key.removeprefix("pred_")] = {"asr": 100 * o.asr, "F": 100 * o.failed,
+                                                      "D": 100 * o.detected}  # percent  # fmt: skip
         out[attack] = row
     return out
 

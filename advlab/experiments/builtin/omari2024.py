@@ -25,7 +25,6 @@ only k-means.
 
 from __future__ import annotations
 
-import json
 import time
 from functools import partial
 from typing import Any, Literal
@@ -49,7 +48,6 @@ from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
 from advlab.metrics import mean_ci
 from advlab.report.plots import plot_eta_bars, plot_training_curves
-from advlab.utils.io import atomic_write_bytes, atomic_write_json
 from advlab.utils.progress import progress
 
 Figure = Literal["fig2ab", "fig2cd", "fig2ef", "fig3", "whitebox"]
@@ -81,6 +79,11 @@ class OmariConfig(ExperimentConfig):
     surrogate_data: Literal["mnist", "digits"] = "mnist"
     surrogate_epochs: int = Field(5, ge=1)
     surrogate_schedule: Literal["constant", "cosine"] = "constant"
+    input_normalization: tuple[float, float] = Field(
+        (0.1307, 0.3081),
+        description="mean and std the surrogate normalises its [0, 1] inputs with (MNIST's); "
+        "the std is also the unit of standardized eps",
+    )
     n_clusters: int = Field(856, ge=2)
     n_train: int | None = Field(
         None, ge=2, description="first n training images (None: all 60,000)"
@@ -141,7 +144,9 @@ class _Data:
                                         AttackSpec(config.eps_units, config.max_iter, config.step_ratio, target_seed=0))  # fmt: skip
         self.test_adv = _flat(test_pool.get(config.test_eps))
         self.test_adv_random_target = _flat(random_target.get(config.test_eps))
-        self.test_eps_pixels = eps_to_pixels(config.test_eps, config.eps_units)
+        self.test_eps_pixels = float(
+            eps_to_pixels(config.test_eps, config.eps_units, config.input_normalization[1])
+        )
 
 
 def _flat(images: np.ndarray) -> np.ndarray:
@@ -202,48 +207,37 @@ def _variants(config: OmariConfig) -> list[tuple[str, dict[str, Any]]]:
 def _run_unit(
     data: _Data, config: OmariConfig, ctx: RunContext, key: str, params: dict[str, Any], rep: int
 ) -> dict[str, Any]:
-    """One Algorithm 1 run, checkpointed after every step."""
+    """One Algorithm 1 run, checkpointed (centres + history, one atomic file) after every step,
+    and resumed after the last checkpointed step, step 0 included."""
     assert data.train.images is not None
-    ckpt = ctx.out / "checkpoints" / f"{key}"
     history: list[dict[str, Any]] = []
-    start_step, start_centers = 0, None
-    if (ckpt / "history.json").is_file():
-        from safetensors.numpy import load_file
-
-        history = json.loads((ckpt / "history.json").read_text())
-        start_step, start_centers = (
-            history[-1]["step"],
-            load_file(str(ckpt / "centers.safetensors"))["centers"],
-        )
-        ctx.log.info("%s: resuming after step %d", key, start_step)
+    resume = None
+    saved = ctx.load_checkpoint(key)
+    if saved is not None:
+        arrays, meta = saved
+        history = meta["history"]
+        resume = (history[-1]["step"], arrays["centers"])
+        ctx.log.info("%s: resuming after step %d", key, resume[0])
     if params["whitebox"]:
-        attack: Any = KMeansWhiteBoxAttack(data.train.labels, config.eps_units, config.whitebox_iter,
-                                           config.step_ratio, train_data=data.train.images)  # fmt: skip
+        attack: Any = KMeansWhiteBoxAttack(
+            data.train.labels, config.eps_units, config.whitebox_iter, config.step_ratio,
+            train_data=data.train.images, bounds=(0.0, 1.0), pixel_std=config.input_normalization[1],
+        )  # fmt: skip
     else:
         attack = lambda x, idx, eps, km: data.train_pool.get(eps, idx)  # noqa: E731
     beta = params["beta"]
-    clock = [time.perf_counter()]
-
-    def on_step(step: int, eps: float, km: KMeans, rows: np.ndarray) -> dict[str, Any]:
-        controls = step in (0, 1, beta)
-        metrics = _evaluate(data, config, controls, km)
-        now = time.perf_counter()
-        metrics["step_wall_seconds"] = (
-            now - clock[0]
-        )  # attack (or pool lookup) + k-means + evaluation
-        clock[0] = now
-        from safetensors.numpy import save
-
-        atomic_write_bytes(ckpt / "centers.safetensors", save({"centers": km.cluster_centers_}))
-        history.append({"step": step, "eps": eps, **metrics})
-        atomic_write_json(ckpt / "history.json", history)
-        return metrics
-
     est = KMeansAdversarialTraining(
         config.n_clusters, eta=params["eta"], beta=beta, attack=attack, eps_max=config.eps_max,
         continuous=params["continuous"], random_state=config.seed * 1000 + rep, device=config.device,
     )  # fmt: skip
-    est.fit(data.train.images, callback=on_step, start_step=start_step, start_centers=start_centers)
+    clock = time.perf_counter()
+    for s in est.iter_steps(data.train.images, resume=resume):
+        metrics = _evaluate(data, config, s.step in (0, 1, beta), s.kmeans)
+        now = time.perf_counter()
+        metrics["step_wall_seconds"] = now - clock  # attack (or pool lookup) + k-means + evaluation
+        clock = now
+        history.append({"step": s.step, "eps": s.eps, **metrics})
+        ctx.save_checkpoint(key, {"centers": s.kmeans.cluster_centers_}, {"history": history})
     return {"history": history, "seconds": sum(h["step_wall_seconds"] for h in history)}
 
 
@@ -351,6 +345,7 @@ def run_omari(config: OmariConfig, ctx: RunContext) -> dict[str, Any]:
         config.device,
         config.surrogate_data,
         config.surrogate_schedule,
+        config.input_normalization,
     )
     variants = _variants(config)
     units: dict[str, list[dict[str, Any]]] = {}

@@ -123,8 +123,10 @@ def _defense(name: str, k: int, n_flag: int, n_total: int, seed: int) -> Any:
         "kmeans--": lambda: KMeansMinusMinus(k, n_outliers=n_flag, random_state=seed),
         "trimmed": lambda: TrimmedKMeans(k, trim=trim, n_init=5, random_state=seed),
         "nkmeans": lambda: NKMeans(k, n_outliers=max(1, n_flag), random_state=seed),
-        "sanitized-iforest": lambda: SanitizedKMeans(k, "isolation_forest", random_state=seed),
-        "sanitized-lof": lambda: SanitizedKMeans(k, "lof", random_state=seed),
+        "sanitized-iforest": lambda: SanitizedKMeans(
+            k, detector="isolation_forest", random_state=seed
+        ),
+        "sanitized-lof": lambda: SanitizedKMeans(k, detector="lof", random_state=seed),
     }[name]()
 
 

@@ -39,6 +39,11 @@ class TransferConfig(ExperimentConfig):
     surrogate: Literal["small_cnn", "lenet5", "fc1", "resnet18"] = "small_cnn"
     surrogate_epochs: int = Field(2, ge=1)
     surrogate_schedule: Literal["constant", "cosine"] = "constant"
+    input_normalization: tuple[float, float] = Field(
+        (0.1307, 0.3081),
+        description="mean and std the surrogate normalises its [0, 1] inputs with (MNIST's); "
+        "the std is also the unit of standardized eps",
+    )
     n_clusters: int = Field(856, ge=2)
     n_test: int | None = Field(None, ge=1)
     pixel_eps: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
@@ -65,7 +70,7 @@ class TransferConfig(ExperimentConfig):
 def run_transfer(config: TransferConfig, ctx: RunContext) -> dict[str, Any]:
     model, key, sur_acc = surrogate(
         ctx, config.surrogate, config.surrogate_epochs, config.device,
-        schedule=config.surrogate_schedule,
+        schedule=config.surrogate_schedule, normalization=config.input_normalization,
     )  # fmt: skip
     train, test = load_dataset(config.dataset, "train"), load_dataset(config.dataset, "test")
     if config.n_test is not None:

@@ -73,20 +73,19 @@ def steerable_bands(
     return torch.stack(bands)
 
 
-def _as_batch(img: torch.Tensor, name: str) -> torch.Tensor:
+def _as_batch(img: torch.Tensor, name: str) -> tuple[torch.Tensor, int]:
+    """(H, W), (N, H, W) or (N, C, H, W) as (N * C, H, W) with the channel count C."""
     if img.dim() == 2:
         img = img[None]
+    channels = 1
     if img.dim() == 4:
-        if img.shape[1] != 1:
-            raise ValueError(
-                f"{name}: cw_ssim takes one-channel images, got shape {tuple(img.shape)}"
-            )
-        img = img[:, 0]
+        channels = img.shape[1]
+        img = img.reshape(-1, *img.shape[-2:])
     if img.dim() != 3:
         raise ValueError(
-            f"{name}: expected (H, W), (N, H, W) or (N, 1, H, W), got {tuple(img.shape)}"
+            f"{name}: expected (H, W), (N, H, W) or (N, C, H, W), got {tuple(img.shape)}"
         )
-    return img
+    return img, channels
 
 
 def cw_ssim(
@@ -100,17 +99,19 @@ def cw_ssim(
     """Per-image CW-SSIM in [0, 1] (1 for identical images), differentiable in both arguments.
 
     Args:
-        x, y: images of the same shape, (H, W), (N, H, W) or (N, 1, H, W).
+        x, y: images of the same shape, (H, W), (N, H, W) or (N, C, H, W). With C channels the
+            index is computed on each channel separately and averaged over the channels (the
+            channels of a colour image are compared as C grey images, with equal weight).
         window: side of the square local window (7 in Wang & Simoncelli).
         k: the small stabilising constant K (on window means of squared coefficients).
 
     Returns: tensor of shape (N,).
     """
-    x, y = _as_batch(x, "x"), _as_batch(y, "y")
     if x.shape != y.shape:
         raise ValueError(
             f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}"
         )
+    (x, channels), (y, _) = _as_batch(x, "x"), _as_batch(y, "y")
     h, w = x.shape[-2:]
     if window > min(h, w):
         raise ValueError(f"window={window} is larger than the image ({h} x {w})")
@@ -127,4 +128,4 @@ def cw_ssim(
     cross_abs = torch.sqrt(cross_re**2 + cross_im**2 + _STABILITY**2) - _STABILITY
     energy = local_mean(cx.real**2 + cx.imag**2) + local_mean(cy.real**2 + cy.imag**2)
     index = (2 * cross_abs + k) / (energy + k)
-    return index.mean(dim=(1, 2, 3))
+    return index.mean(dim=(1, 2, 3)).reshape(-1, channels).mean(1)

@@ -1,0 +1,104 @@
+"""A classifier as attacks see it, in Foolbox 3's sense: the user's ``nn.Module`` together with
+the bounds of its input space and its preprocessing.
+
+    model = Model(net, bounds=(0, 1), preprocessing=dict(mean=[0.485, 0.456, 0.406],
+                                                         std=[0.229, 0.224, 0.225], axis=-3))
+    PGD(model, eps=8 / 255, max_iter=10)(images, labels)     # images in [0, 1], any C, H, W
+
+``model(x) = net((x - mean) / std)``: attacks work in the input space the user holds (pixels in
+``bounds``), the wrapper normalises. The per-channel ``std`` also gives "standardized" budgets
+their meaning: eps in standardized units is eps * std_c pixels in channel c.
+
+A bare ``nn.Module`` passed to an attack is wrapped by :func:`as_model` with bounds (0, 1) and
+no preprocessing; if it normalises inside itself it may declare its per-channel std as an
+attribute ``input_std`` (the zoo's models do), which standardized budgets then use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+Bounds = tuple[float, float]
+
+
+def _channel_stat(
+    value: float | Sequence[float] | torch.Tensor, axis: int, name: str
+) -> torch.Tensor:
+    """A scalar stays 0-d; a per-channel sequence is shaped to broadcast along ``axis``."""
+    t = torch.as_tensor(value, dtype=torch.float32)
+    if t.ndim > 1:
+        raise ValueError(f"preprocessing {name} must be a number or one value per channel")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"preprocessing {name} must be finite, got {value!r}")
+    if t.ndim == 1:
+        if axis >= 0:
+            raise ValueError(f"preprocessing axis must be negative (e.g. -3 for NCHW), got {axis}")
+        t = t.reshape(-1, *([1] * (-axis - 1)))
+    return t
+
+
+class Model(nn.Module):
+    """``module`` with input ``bounds`` and optional ``preprocessing``.
+
+    Args:
+        module: maps preprocessed inputs (N, ...) to logits (N, n_classes).
+        bounds: (lower, upper) of the inputs attacks produce; (0, 1) for images in [0, 1];
+            infinite bounds (``(-inf, inf)``) for unbounded feature spaces.
+        preprocessing: ``None`` or ``dict(mean=..., std=..., axis=-3)``; mean and std are numbers
+            or one value per channel along ``axis`` (default -3, the channel axis of NCHW).
+            ``model(x) = module((x - mean) / std)``.
+
+    Attributes: ``bounds``, ``mean``, ``std`` (buffers, broadcastable to the input) and
+    ``input_std``: the per-channel std that standardized budgets use (``std`` when
+    preprocessing is given, else the module's own ``input_std`` if it declares one, else None).
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(
+        self,
+        module: nn.Module,
+        bounds: Bounds = (0.0, 1.0),
+        preprocessing: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be a torch nn.Module, got {type(module).__name__}")
+        lower, upper = (float(b) for b in bounds)
+        if math.isnan(lower) or math.isnan(upper) or not lower < upper:
+            raise ValueError(f"bounds must be (lower, upper) with lower < upper, got {bounds!r}")
+        self.module = module
+        self.bounds: Bounds = (lower, upper)
+        pre = dict(preprocessing or {})
+        unknown = set(pre) - {"mean", "std", "axis"}
+        if unknown:
+            raise ValueError(f"preprocessing takes mean, std and axis; got {sorted(unknown)}")
+        axis = int(pre.get("axis", -3))
+        self.register_buffer("mean", _channel_stat(pre.get("mean", 0.0), axis, "mean"))
+        self.register_buffer("std", _channel_stat(pre.get("std", 1.0), axis, "std"))
+        if not bool((self.std > 0).all()):
+            raise ValueError("preprocessing std must be > 0")
+        self.has_preprocessing = "mean" in pre or "std" in pre
+        self.input_std: torch.Tensor | float | None = (
+            self.std if "std" in pre else getattr(module, "input_std", None)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.has_preprocessing:
+            x = (x - self.mean) / self.std
+        return self.module(x)
+
+    def extra_repr(self) -> str:
+        return f"bounds={self.bounds}, preprocessing={self.has_preprocessing}"
+
+
+def as_model(model: nn.Module) -> Model:
+    """``model`` itself if it is a :class:`Model`, else ``Model(model)`` (bounds (0, 1), no
+    preprocessing)."""
+    return model if isinstance(model, Model) else Model(model)
