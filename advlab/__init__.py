@@ -4,4 +4,4 @@ Data flows one way: ``data`` -> ``models``/``cluster`` -> ``attacks``/``defenses
 -> ``metrics`` -> ``experiments`` -> ``report``; ``cli`` sits on top.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -17,7 +17,6 @@ from advlab.experiments import Cache
 from advlab.models import MODELS, train_classifier
 from advlab.utils.perf import tune_cpu_allocator
 
-
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # MNIST's training-set statistics (as the experiments)
 
 

@@ -10,14 +10,30 @@ bash scripts/setup.sh
 offline=1
 [ "${ADVLAB_DOWNLOAD:-0}" = "1" ] && offline=0
 profile=quick
-if ! ADVLAB_OFFLINE=$offline .venv/bin/python -c "
-from advlab.data import load_dataset
-for name in ('mnist', 'fashion-mnist'):
-    for split in ('train', 'test'):
-        load_dataset(name, split)" 2>/dev/null; then
+# exit 3: the files are not there (fall back to digits); any other failure (a checksum that does
+# not match, a corrupt file) is printed and stops the demo: it is never hidden behind the fallback
+set +e
+ADVLAB_OFFLINE=$offline .venv/bin/python -c "
+import sys
+from advlab.data import DataNotFoundError, load_dataset
+try:
+    for name in ('mnist', 'fashion-mnist'):
+        for split in ('train', 'test'):
+            load_dataset(name, split)
+except DataNotFoundError:
+    sys.exit(3)
+except Exception as exc:
+    print(f'advlab: error: {exc}', file=sys.stderr)
+    sys.exit(1)"
+status=$?
+set -e
+if [ "$status" = 3 ]; then
   echo "advlab: MNIST / Fashion-MNIST not found (set ADVLAB_DATA=DIR holding mnist/ and fashion-mnist/," >&2
   echo "advlab: or ADVLAB_DOWNLOAD=1 to download them); running the quick reproduction on the" >&2
   echo "advlab: scikit-learn 8x8 digits instead." >&2
   profile=digits
+elif [ "$status" != 0 ]; then
+  echo "advlab: the MNIST / Fashion-MNIST files found are damaged (see above); replace them" >&2
+  exit "$status"
 fi
 .venv/bin/advlab reproduce omari2024 --profile "$profile" --out "${OUT:-runs/omari2024-$profile}" "$@"

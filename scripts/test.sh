@@ -6,4 +6,5 @@ bash scripts/setup.sh
 .venv/bin/ruff check advlab tests benchmarks
 .venv/bin/ruff format --check advlab tests benchmarks
 .venv/bin/mypy advlab
+.venv/bin/lint-imports
 .venv/bin/python -m pytest -q "$@"

@@ -7,7 +7,6 @@ from advlab.attacks.poisoning import (
     bridge_points,
     contextual_reversal,
     find_outliers,
-    flip_ratio_sweep,
     gaussian_noise,
     label_shuffle,
     mimicry,
@@ -19,6 +18,7 @@ from advlab.cluster import KMeans
 from advlab.cluster.seeded import SeededKMeans, seed_sample
 from advlab.data import load_dataset
 from advlab.defenses import KMeansMinusMinus, NKMeans, SanitizedKMeans, TrimmedKMeans
+from advlab.experiments.builtin.poison_cluster import flip_ratio_sweep
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from advlab.data.idx import IDXError
+from advlab.utils.cache import cache_dir
 from advlab.utils.io import atomic_write_bytes, sha256_bytes
 from advlab.utils.progress import progress_disabled
 
@@ -60,11 +61,6 @@ Opener = Callable[[str], IO[bytes]]
 
 class DataNotFoundError(FileNotFoundError):
     """The IDX files could not be found locally and could not be downloaded."""
-
-
-def cache_dir() -> Path:
-    """User cache root: ``$ADVLAB_CACHE`` or ``~/.cache/advlab``."""
-    return Path(os.environ.get("ADVLAB_CACHE") or Path.home() / ".cache" / "advlab")
 
 
 def offline() -> bool:

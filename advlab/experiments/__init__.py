@@ -1,6 +1,5 @@
 """Experiments: validated configs, the resumable runner, the artefact cache, the registry."""
 
-from advlab.experiments.cache import Cache
 from advlab.experiments.config import (
     ConfigError,
     ExperimentConfig,
@@ -9,6 +8,7 @@ from advlab.experiments.config import (
 )
 from advlab.experiments.registry import Experiment, get_experiment, list_experiments, register
 from advlab.experiments.runner import RunContext, RunDirError, run_experiment
+from advlab.utils.cache import Cache
 
 __all__ = [
     "Cache",

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 
 class ConfigError(ValueError):
@@ -20,8 +20,48 @@ class ExperimentConfig(BaseModel):
 
     seed: int = 0
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML's ``true``/``false`` is refused for a field that is not a boolean (pydantic
+        would read ``true`` as 1)."""
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and "bool" not in str(field.annotation):
+            raise ValueError(f"expected {field.annotation}, got a boolean")
+        return value
+
+    @field_validator("device", mode="after", check_fields=False)
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return check_device(value)
+
 
 C = TypeVar("C", bound=ExperimentConfig)
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch knows it and this machine has it ("cpu", "cuda", "cuda:1", "mps")."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from exc
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r}: this torch build or machine has no CUDA GPU; use 'cpu'"
+        )
+    if (
+        parsed.type == "cuda"
+        and parsed.index is not None
+        and parsed.index >= torch.cuda.device_count()
+    ):
+        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available here; use 'cpu'")
+    return device
 
 
 def validate_config(config_cls: type[C], raw: dict[str, Any], source: str = "config") -> C:
@@ -42,13 +82,21 @@ def validate_config(config_cls: type[C], raw: dict[str, Any], source: str = "con
 def read_config_file(path: str | Path) -> tuple[str, dict[str, Any]]:
     """Read a YAML config: ``experiment: NAME`` plus that experiment's fields."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give the path of a YAML config file")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    name = raw.pop("experiment", None)
-    if not isinstance(name, str):
+    if "experiment" not in raw:
         raise ConfigError(f"{path}: missing key 'experiment' (the name of the experiment to run)")
+    name = raw.pop("experiment")
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}: 'experiment' must be the name of an experiment, got {name!r}")
     return name, raw

@@ -56,5 +56,18 @@ def list_experiments() -> list[Experiment]:
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
+ENTRY_POINT_GROUP = "advlab.experiments"
+
+
 def _load_builtins() -> None:
-    import advlab.experiments.builtin  # noqa: F401  (registers on import)
+    """Import the built-in experiments (an explicit list, by module name, so that the registry
+    does not import the modules that import it) and those other packages declare under the
+    ``advlab.experiments`` entry-point group."""
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    package = "advlab.experiments.builtin"
+    for name in import_module(package).BUILTIN_MODULES:
+        import_module(f"{package}.{name}")
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        entry.load()

@@ -30,10 +30,10 @@ import torch
 
 from advlab import __version__
 from advlab.data.datasets import Dataset
-from advlab.experiments.cache import Cache
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import Experiment
-from advlab.utils.io import atomic_write_bytes, atomic_write_json
+from advlab.utils.cache import Cache, move_aside, read_verified, write_verified
+from advlab.utils.io import atomic_write_json, json_roundtrip, sha256_bytes
 from advlab.utils.perf import allocator_tuned
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "matplotlib", "pydantic", "safetensors")
@@ -60,46 +60,48 @@ class RunContext:
         """Result of the unit ``key``: loaded if it finished before, else computed and stored.
 
         ``compute`` must return a JSON-serialisable dict. The stored copy is what is returned
-        in both cases, so a resumed run and a fresh run see identical values.
+        in both cases, so a resumed run and a fresh run see identical values. A unit file that
+        is unreadable or whose result does not match its stored hash is moved aside with a
+        warning naming it, and the unit is recomputed.
         """
         path = self.out / "units" / (_safe_name(key) + ".json")
         if path.is_file():
-            self.units_done += 1
-            return json.loads(path.read_text())["result"]
+            stored = _read_unit(path, key)
+            if stored is not None:
+                self.units_done += 1
+                return stored
         start = time.perf_counter()
-        result = compute()
-        atomic_write_json(
-            path, {"key": key, "seconds": time.perf_counter() - start, "result": result}
-        )
+        result = json_roundtrip(compute())
+        record = {"key": key, "seconds": time.perf_counter() - start, "result": result,
+                  "sha256": _result_sha256(result)}  # fmt: skip
+        # not strict JSON: NaN must read back as NaN on resume
+        atomic_write_json(path, record, strict=False)
         self.units_computed += 1
-        return json.loads(path.read_text())["result"]
+        return result
 
     def _checkpoint_path(self, key: str) -> Path:
         return self.out / "checkpoints" / (_safe_name(key) + ".safetensors")
 
     def load_checkpoint(self, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-        """The last checkpoint of the unfinished unit ``key``: (arrays, JSON metadata), or None."""
-        from safetensors import safe_open
-
+        """The last checkpoint of the unfinished unit ``key``: (arrays, JSON metadata), or None
+        (also when the file is damaged: it is then moved aside with a warning)."""
         path = self._checkpoint_path(key)
         if not path.is_file():
             return None
-        with safe_open(str(path), framework="numpy") as f:
-            arrays = {name: f.get_tensor(name) for name in f.keys()}
-            meta = json.loads((f.metadata() or {}).get("advlab", "{}"))
-        return arrays, meta
+        try:
+            arrays, meta = read_verified(path)
+            return arrays, json.loads(meta.get("advlab", "{}"))
+        except ValueError as exc:
+            move_aside(path, str(exc))
+            return None
 
     def save_checkpoint(
         self, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]
     ) -> None:
         """Store the state of the unit ``key`` in progress: arrays and JSON metadata in one
-        safetensors file, written atomically, so a kill at any moment leaves either the
-        previous checkpoint or this one, never a mix."""
-        from safetensors.numpy import save
-
-        payload = save({k: np.ascontiguousarray(v) for k, v in arrays.items()},
-                       metadata={"advlab": json.dumps(meta)})  # fmt: skip
-        atomic_write_bytes(self._checkpoint_path(key), payload)
+        safetensors file with its content hash, written atomically, so a kill at any moment
+        leaves either the previous checkpoint or this one, never a mix."""
+        write_verified(self._checkpoint_path(key), arrays, {"advlab": json.dumps(meta)})
 
     def record_dataset(self, ds: Dataset) -> None:
         """Note ``ds``'s checksums in the manifest."""
@@ -230,6 +232,33 @@ def _check_comparisons(results: dict[str, Any]) -> None:
             raise TypeError(
                 f"comparison {entry['id']!r}: 'ours' must be a number, 'paper' a number or null"
             )
+
+
+def _result_sha256(result: Any) -> str:
+    return sha256_bytes(json.dumps(result, sort_keys=True, default=str).encode())
+
+
+def _read_unit(path: Path, key: str) -> dict[str, Any] | None:
+    """A finished unit's result, or None (file moved aside, warning) when it is unreadable,
+    belongs to another key or does not match its hash."""
+    try:
+        record = json.loads(path.read_text())
+        result = record["result"]
+        if record.get("key") != key:
+            raise ValueError("it belongs to another unit")
+        if record.get("sha256") != _result_sha256(result):
+            raise ValueError("its result does not match its hash (the file was altered)")
+    except (
+        OSError,
+        UnicodeDecodeError,
+        json.JSONDecodeError,
+        KeyError,
+        TypeError,
+        ValueError,
+    ) as exc:
+        move_aside(path, f"{path}: damaged unit file ({exc})")
+        return None
+    return result
 
 
 def _safe_name(key: str) -> str:

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from advlab.data.datasets import Dataset
-from advlab.experiments.cache import Cache
 from advlab.models.zoo import Classifier, Stat, build_model
+from advlab.utils.cache import Cache, arrays_sha256
 from advlab.utils.io import atomic_write_bytes
 from advlab.utils.progress import progress
 
@@ -26,13 +26,16 @@ TRAINER_VERSION = "1"
 
 @dataclass
 class TrainedModel:
-    """A trained classifier (in eval mode) with its test accuracy (%, or None) and cache key."""
+    """A trained classifier (in eval mode) with its test accuracy (%, or None), its cache key
+    (of the recipe) and ``weights_sha256``, the hash of the weights themselves: what anything
+    derived from the model (adversarial pools, defenses) is keyed by."""
 
     model: Classifier
     name: str
     test_accuracy: float | None
     cache_key: str
     from_cache: bool
+    weights_sha256: str
 
 
 def _images(ds: Dataset) -> torch.Tensor:
@@ -100,14 +103,14 @@ def train_classifier(
     if stored is None:
         checkpoint = cache.root / "checkpoints" / f"{key}.pt"
         _fit(model, x, y, epochs, batch_size, lr, seed, device, checkpoint, schedule)
-        state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-        cache.save("weights", parts, TRAINER_VERSION, state)
+        stored = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        cache.save("weights", parts, TRAINER_VERSION, stored)
         checkpoint.unlink(missing_ok=True)
     else:
         model.load_state_dict({k: torch.from_numpy(v) for k, v in stored.items()})
     model.to(device).eval()
     acc = accuracy(model, test, device) if test is not None else None
-    return TrainedModel(model, name, acc, key, from_cache)
+    return TrainedModel(model, name, acc, key, from_cache, arrays_sha256(stored))
 
 
 def _fit(

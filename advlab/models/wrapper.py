@@ -85,12 +85,21 @@ class Model(nn.Module):
         if not bool((self.std > 0).all()):
             raise ValueError("preprocessing std must be > 0")
         self.has_preprocessing = "mean" in pre or "std" in pre
+        self.axis = axis
+        self.channels = max(self.mean.numel(), self.std.numel())
+        if self.mean.numel() > 1 and self.std.numel() > 1 and self.mean.numel() != self.std.numel():
+            raise ValueError("preprocessing mean and std must have the same number of channels")
         self.input_std: torch.Tensor | float | None = (
             self.std if "std" in pre else getattr(module, "input_std", None)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.has_preprocessing:
+            if self.channels > 1 and (x.ndim < -self.axis or x.shape[self.axis] != self.channels):
+                raise ValueError(
+                    f"the preprocessing has {self.channels} channels along axis {self.axis}, "
+                    f"but the input has shape {tuple(x.shape)}"
+                )
             x = (x - self.mean) / self.std
         return self.module(x)
 

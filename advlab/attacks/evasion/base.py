@@ -238,7 +238,7 @@ class Attack:
         try:
             with torch.no_grad():
                 out = self.model(x[:1].to(device, torch.float32))
-        except RuntimeError as err:
+        except (RuntimeError, ValueError) as err:
             raise ValueError(
                 f"the model cannot take inputs of shape {tuple(x.shape[1:])} (per sample): {err}. "
                 "Check the channel count and image size the model expects."

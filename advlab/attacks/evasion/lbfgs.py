@@ -32,7 +32,7 @@ from torch import nn
 
 from advlab.attacks.evasion.base import AttackResult, MinimizationAttack, model_device
 from advlab.attacks.evasion.criteria import Criterion, TargetedMisclassification
-from advlab.utils.validation import check_number
+from advlab.utils.validation import check_images, check_number
 
 _SMOOTH = 1e-12
 
@@ -69,9 +69,9 @@ class LBFGS(MinimizationAttack):
     # -- pieces that K-A3 overrides -------------------------------------------------------
     def _ranked_labels(self, x: torch.Tensor, positions: slice) -> torch.Tensor:
         """Labels at the given rank positions (0 = top) of the model on clean x, (N, len)."""
-        if not isinstance(x, torch.Tensor) or x.ndim < 2 or not torch.is_floating_point(x):
-            raise ValueError("x must be a floating-point tensor of shape (N, ...)")
+        x = check_images(x, "x", self.bounds)
         device, out = model_device(self.model), []
+        self._n_classes(x, device)  # explains a shape mismatch before any work
         with torch.no_grad():
             for start in range(0, len(x), 1024):
                 logits = self.model(x[start : start + 1024].to(device).float())

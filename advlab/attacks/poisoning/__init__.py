@@ -8,7 +8,7 @@ from advlab.attacks.poisoning.injection import (
     subtle_outliers,
     uniform_outliers,
 )
-from advlab.attacks.poisoning.label_flip import flip_ratio_sweep, seed_label_flip
+from advlab.attacks.poisoning.label_flip import seed_label_flip
 from advlab.attacks.poisoning.mimicry import contextual_reversal, find_outliers, mimicry
 
 __all__ = [
@@ -16,7 +16,6 @@ __all__ = [
     "bridge_points",
     "contextual_reversal",
     "find_outliers",
-    "flip_ratio_sweep",
     "gaussian_noise",
     "label_shuffle",
     "mimicry",

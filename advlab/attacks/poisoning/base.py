@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from advlab.utils.validation import check_number
+
 
 @dataclass(frozen=True)
 class PoisonedData:
@@ -47,13 +49,11 @@ def check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_ratio(name: str, value: float) -> float:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}={value} must lie in [0, 1]")
-    return float(value)
+    return check_number(name, value, 0.0, 1.0)
 
 
 def check_count(name: str, value: int, maximum: int | None = None) -> int:
-    if not isinstance(value, int | np.integer) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
         raise ValueError(f"{name}={value} must be a non-negative integer")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name}={value} exceeds the allowed maximum {maximum}")

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from advlab.attacks.poisoning.base import PoisonedData, append, check_count, check_ratio, check_xy
+from advlab.utils.validation import check_number
 
 MAX_INJECTED_FRACTION = 10.0  # at most 10 injected points per original point
 
@@ -15,8 +16,7 @@ MAX_INJECTED_FRACTION = 10.0  # at most 10 injected points per original point
 def gaussian_noise(X, y, sigma: float = 0.2, random_state=None) -> PoisonedData:
     """Perturb every feature of every point: x' = x + N(0, sigma^2). Nothing is injected."""
     data, labels = check_xy(X, y)
-    if not sigma >= 0:
-        raise ValueError(f"sigma={sigma} must be >= 0")
+    check_number("sigma", sigma, 0.0)
     rng = check_random_state(random_state)
     noisy = data + rng.normal(0.0, sigma, size=data.shape)
     return PoisonedData(
@@ -32,8 +32,7 @@ def uniform_outliers(
     beyond the data range in at least one feature). Injected label: ``label`` (-1 = none)."""
     data, labels = check_xy(X, y)
     n = check_count("n", n, int(MAX_INJECTED_FRACTION * len(data)))
-    if not margin > 0:
-        raise ValueError(f"margin={margin} must be > 0")
+    check_number("margin", margin, 0.0, low_open=True)
     rng = check_random_state(random_state)
     low, high = data.min(0), data.max(0)
     span = np.where(high > low, high - low, 1.0)

@@ -1,10 +1,4 @@
-"""Built-in experiments; importing this package registers them."""
+"""Built-in experiments, listed explicitly: the registry imports these modules by name on
+first use (each registers itself with :func:`advlab.experiments.registry.register`)."""
 
-from advlab.experiments.builtin import (  # noqa: F401
-    demo,
-    elbow,
-    mygdalis2020,
-    omari2024,
-    poison_cluster,
-    transfer,
-)
+BUILTIN_MODULES = ("demo", "elbow", "mygdalis2020", "omari2024", "poison_cluster", "transfer")

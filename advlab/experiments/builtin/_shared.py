@@ -20,9 +20,9 @@ from torch import nn
 from advlab.attacks.evasion import IFGSM, TargetedMisclassification, eps_to_pixels
 from advlab.cluster import KMeans, clustering_accuracy, majority_vote_mapping
 from advlab.data import Dataset, load_dataset
-from advlab.experiments.cache import Cache
 from advlab.experiments.runner import RunContext
 from advlab.models import train_classifier
+from advlab.utils.cache import Cache
 
 POOL_VERSION = "1"
 
@@ -37,7 +37,8 @@ def surrogate(
     normalization: tuple[float, float] = (0.0, 1.0),
 ) -> tuple[nn.Module, str, float | None]:
     """The surrogate classifier, trained on ``dataset`` (train split) once and cached, with the
-    input ``normalization`` (mean, std) of the experiment's config."""
+    input ``normalization`` (mean, std) of the experiment's config; returns (model, the hash
+    of its weights, which keys everything derived from it, test accuracy)."""
     train, test = load_dataset(dataset, "train"), load_dataset(dataset, "test")
     ctx.record_dataset(train)
     trained = train_classifier(
@@ -51,7 +52,7 @@ def surrogate(
         trained.test_accuracy,
         trained.from_cache,
     )
-    return trained.model, trained.cache_key, trained.test_accuracy
+    return trained.model, trained.weights_sha256, trained.test_accuracy
 
 
 def fit_mapped_kmeans(

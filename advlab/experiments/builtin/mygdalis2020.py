@@ -311,7 +311,7 @@ def _run_model(ctx: RunContext, config: MygdalisConfig, name: str) -> dict[str, 
     trained = train_classifier(name, train, test, epochs=epochs, seed=config.seed, device=config.device,
                                cache=ctx.cache, schedule=schedule, mean=mean, std=std)  # fmt: skip
     model = trained.model.eval()
-    defense = _fit_defense(ctx, config, name, model, trained.cache_key, train)
+    defense = _fit_defense(ctx, config, name, model, trained.weights_sha256, train)
     linear = defense.linear_model()
     xt, yt = _tensors(test)
 

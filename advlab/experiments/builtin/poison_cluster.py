@@ -25,14 +25,22 @@ from advlab.attacks.poisoning import (
     bridge_points,
     contextual_reversal,
     find_outliers,
-    flip_ratio_sweep,
     gaussian_noise,
     label_shuffle,
     mimicry,
+    seed_label_flip,
     subtle_outliers,
     uniform_outliers,
 )
-from advlab.cluster import KMeans, clustering_accuracy, hungarian_mapping, majority_vote_mapping
+from advlab.attacks.poisoning.base import check_xy
+from advlab.cluster import (
+    KMeans,
+    SeededKMeans,
+    clustering_accuracy,
+    hungarian_mapping,
+    majority_vote_mapping,
+    seed_sample,
+)
 from advlab.data import load_dataset
 from advlab.defenses import KMeansMinusMinus, NKMeans, SanitizedKMeans, TrimmedKMeans
 from advlab.experiments.config import ExperimentConfig
@@ -41,6 +49,7 @@ from advlab.experiments.runner import RunContext
 from advlab.metrics import calinski_harabasz, davies_bouldin, mean_ci, silhouette
 from advlab.report.plots import plot_heatmap, plot_pca_panels, plot_sweep
 from advlab.utils.progress import progress
+from advlab.utils.validation import check_number
 
 Attack = Literal[
     "none",
@@ -258,6 +267,50 @@ def _pictures(config: PoisonConfig, ctx: RunContext) -> None:
             ctx.path(f"pca-{dataset}"),
             f"{dataset}: k-means after each attack (PCA, seed 0)",
         )
+
+
+def flip_ratio_sweep(
+    X: Any,
+    y: Any,
+    ratios: Any = None,
+    n_seeds: int = 10,
+    seed_fraction: float = 0.2,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Accuracy of the seeded k-means against the true labels for each flip ratio and seed.
+
+    The collapse ratio of one seed is the smallest ratio whose accuracy falls to the midpoint
+    between the clean accuracy and chance (1 / n_classes) or below; the result gives its mean
+    and ``level`` confidence half-width over seeds."""
+    data, labels = check_xy(X, y)
+    check_number("n_seeds", n_seeds, 1, integer=True)
+    ratios = (
+        np.round(np.arange(0.0, 1.0001, 0.1), 10)
+        if ratios is None
+        else np.asarray(ratios, dtype=float)
+    )
+    n_classes = len(np.unique(labels))
+    acc = np.zeros((n_seeds, len(ratios)))
+    for s in range(n_seeds):
+        seeds = seed_sample(labels, seed_fraction, random_state=s)
+        for j, ratio in enumerate(ratios):
+            poisoned = seed_label_flip(data, seeds, float(ratio), random_state=1000 * s + j)
+            pred = SeededKMeans().fit(data, poisoned.labels).labels_
+            acc[s, j] = float(np.mean(pred == labels))
+    collapse = []
+    for row in acc:
+        midpoint = (row[0] + 1.0 / n_classes) / 2
+        below = np.flatnonzero(row <= midpoint)
+        collapse.append(float(ratios[below[0]]) if len(below) else float("nan"))
+    mean, half = (
+        mean_ci(np.asarray(collapse)[~np.isnan(collapse)], level)
+        if not np.isnan(collapse).all()
+        else (np.nan, np.nan)
+    )
+    acc_mean, acc_half = mean_ci(acc, level)
+    return {"ratios": ratios.tolist(), "accuracy": acc.tolist(), "accuracy_mean": acc_mean.tolist(),
+            "accuracy_ci": acc_half.tolist(), "collapse_per_seed": collapse,
+            "collapse_ratio": float(mean), "collapse_ci": float(half)}  # fmt: skip
 
 
 @register(

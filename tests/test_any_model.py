@@ -1,0 +1,176 @@
+"""Attacks on the user's own model: 3 channels, 32 x 32, their own normalisation (Foolbox-style
+wrapper), criteria objects, results on the input's device, readable reprs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from advlab.attacks.evasion import (
+    FGSM,
+    IFGSM,
+    KA3,
+    LBFGS,
+    PGD,
+    CarliniWagnerL2,
+    DeepFool,
+    KMeansMinimalAttack,
+    KMeansPGD,
+    Misclassification,
+    TargetedMisclassification,
+    TrueLabelRank,
+)
+from advlab.metrics import cw_ssim
+from advlab.models import Model, build_model
+
+MEAN, STD = [0.5, 0.4, 0.3], [0.25, 0.2, 0.3]
+
+
+def _synthetic(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three classes of RGB 32 x 32 images: a bright square in channel c at a class-specific
+    place, on noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    x = 0.3 * torch.rand(n, 3, 32, 32, generator=g)
+    for i, c in enumerate(y.tolist()):
+        x[i, c, 4 + 8 * c : 14 + 8 * c, 6:26] += 0.35
+    return x.clamp(0, 1), y
+
+
+@pytest.fixture(scope="module")
+def rgb_models():
+    """The same trained network twice: normalising inside itself, and as Model(raw, mean, std)."""
+    x, y = _synthetic(240, 0)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        inside = build_model("small_cnn", 3, (3, 32, 32), mean=MEAN, std=STD)
+    opt = torch.optim.Adam(inside.parameters(), lr=3e-3)
+    for _ in range(40):
+        opt.zero_grad()
+        nn.functional.cross_entropy(inside(x), y).backward()
+        opt.step()
+    inside.eval()
+    raw = build_model("small_cnn", 3, (3, 32, 32))
+    raw.load_state_dict({k: v for k, v in inside.state_dict().items() if "normalize" not in k},
+                        strict=False)  # fmt: skip
+    wrapped = Model(raw.eval(), bounds=(0, 1), preprocessing=dict(mean=MEAN, std=STD, axis=-3))
+    xt, yt = _synthetic(12, 1)
+    assert float((inside(xt).argmax(1) == yt).float().mean()) == 1.0
+    return inside, wrapped, xt, yt
+
+
+ATTACKS = {
+    "fgsm": lambda m: FGSM(m, eps=0.3),
+    "ifgsm-standardized": lambda m: IFGSM(m, eps=1.5, max_iter=5, eps_units="standardized"),
+    "pgd-linf": lambda m: PGD(m, eps=0.3, max_iter=5, random_state=0),
+    "pgd-l2": lambda m: PGD(m, eps=12.0, max_iter=5, norm="l2", random_state=0),
+    "pgd-targeted": lambda m: PGD(
+        m, eps=0.4, max_iter=5, random_state=0, criterion=TargetedMisclassification()
+    ),
+    "deepfool": lambda m: DeepFool(m, max_iter=20),
+    "cw": lambda m: CarliniWagnerL2(m, binary_search_steps=3, steps=40, lr=0.05, initial_const=1.0),
+    "lbfgs": lambda m: LBFGS(m, doublings=1, bisections=0, max_iter=4, batch_size=4),
+    "ka3": lambda m: KA3(m, K=2, doublings=1, bisections=0, max_iter=4, batch_size=4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_on_wrapper_equals_attack_on_self_normalising_model(rgb_models, name):
+    inside, wrapped, x, y = rgb_models
+    slow = name in ("lbfgs", "ka3")  # scipy-driven searches: a few images, a few iterations
+    if slow:
+        x, y = x[:4], y[:4]
+    target = (y + 1) % 3 if name == "pgd-targeted" else None
+    ours = (
+        ATTACKS[name](wrapped)(x, y, target) if target is not None else ATTACKS[name](wrapped)(x, y)
+    )
+    ref = ATTACKS[name](inside)(x, y, target) if target is not None else ATTACKS[name](inside)(x, y)
+    assert ours.x_adv.shape == (len(x), 3, 32, 32)
+    torch.testing.assert_close(ours.x_adv, ref.x_adv, atol=1e-6, rtol=0)
+    assert torch.equal(ours.success, ref.success)
+    assert float(ours.x_adv.min()) >= 0 and float(ours.x_adv.max()) <= 1
+    if not slow:  # (their success is tested on the digits model, with real budgets)
+        assert ours.success.float().mean() > 0.3  # the attacks do work on this model
+    assert ours.distances is not None and ours.distances.shape == (len(x),)
+
+
+def test_standardized_eps_is_per_channel(rgb_models):
+    _, wrapped, x, y = rgb_models
+    x_adv = IFGSM(wrapped, eps=0.3, max_iter=3, eps_units="standardized").generate(x, y)
+    per_channel = (x_adv - x).abs().amax(dim=(0, 2, 3))
+    assert torch.all(per_channel <= 0.3 * torch.tensor(STD) + 1e-6)
+    assert per_channel[1] < per_channel[2]  # std 0.2 vs 0.3
+
+
+def test_cw_ssim_on_colour_images_is_the_mean_over_channels(rgb_models):
+    _, _, x, _ = rgb_models
+    noisy = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(
+        0, 1
+    )
+    score = cw_ssim(x, noisy)
+    per_channel = torch.stack([cw_ssim(x[:, c], noisy[:, c]) for c in range(3)], 1).mean(1)
+    torch.testing.assert_close(score, per_channel)
+    assert torch.allclose(cw_ssim(x, x), torch.ones(12), atol=1e-4)
+
+
+def test_criteria_objects():
+    logits = torch.tensor([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0]])
+    y = torch.tensor([0, 2])
+    assert Misclassification()(logits, y, None).tolist() == [False, True]
+    assert TargetedMisclassification()(logits, y, torch.tensor([1, 1])).tolist() == [False, True]
+    assert TrueLabelRank(2)(logits, y, None).tolist() == [False, True]
+    ranks = torch.tensor([[1, -1], [0, 1]])  # sample 0 asks rank >= 2, sample 1 rank >= 3
+    assert TrueLabelRank()(logits, y, ranks).tolist() == [False, False]
+    with pytest.raises(ValueError, match="min_rank"):
+        TrueLabelRank(0)
+
+
+def test_results_stay_on_the_input_device_and_reprs_read_well(rgb_models):
+    _, wrapped, x, y = rgb_models
+    result = FGSM(wrapped, eps=0.05)(x, y)
+    for t in (result.x_adv, result.success, result.pred, result.distances):
+        assert t.device == x.device
+    assert repr(FGSM(wrapped, eps=0.05)) == "FGSM(model=Model, eps=0.05)"
+    text = repr(PGD(wrapped, eps=0.1, max_iter=3, criterion=TargetedMisclassification()))
+    assert text == "PGD(model=Model, eps=0.1, max_iter=3, criterion=TargetedMisclassification())"
+
+
+def test_bad_inputs_are_named_before_any_work(rgb_models):
+    _, wrapped, x, y = rgb_models
+    with pytest.raises(ValueError, match="cannot take inputs of shape \\(1, 32, 32\\)"):
+        FGSM(wrapped, eps=0.1)(x[:, :1], y)
+    with pytest.raises(ValueError, match="bounds"):
+        FGSM(wrapped, eps=0.1)(x * 2, y)
+    for make, name in [
+        (lambda: DeepFool(wrapped, overshoot=float("nan")), "overshoot"),
+        (lambda: PGD(wrapped, eps=float("inf"), max_iter=2, norm="l2"), "eps"),
+        (lambda: CarliniWagnerL2(wrapped, confidence=float("nan")), "confidence"),
+        (lambda: CarliniWagnerL2(wrapped, initial_const=float("inf")), "initial_const"),
+        (lambda: LBFGS(wrapped, initial_const=float("inf")), "initial_const"),
+        (lambda: KA3(wrapped, ssim_weight=float("nan")), "ssim_weight"),
+        (lambda: IFGSM(wrapped, eps=0.1, max_iter=2, eps_step=-0.01), "eps_step"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            make()
+
+
+def test_kmeans_attacks_take_scikit_learn_kmeans_and_unbounded_data():
+    from sklearn.cluster import KMeans as SKKMeans
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(200, centers=4, n_features=3, random_state=0)
+    km = SKKMeans(4, n_init=1, random_state=0).fit(X)
+    x = torch.from_numpy(X[:30])
+    minimal = KMeansMinimalAttack(km, norm="l2", bounds=None)(x)
+    assert bool(minimal.success.all())
+    radius = np.asarray(minimal.distances)
+    from advlab.attacks.evasion import kmeans_certified_radius
+
+    np.testing.assert_allclose(radius, kmeans_certified_radius(km, X[:30], "l2"), rtol=1e-3)
+    y = torch.from_numpy(km.predict(X[:30]))
+    pgd = KMeansPGD(km, None, eps=float(2 * radius.max()), max_iter=30, norm="l2", bounds=None)(
+        x.float(), y
+    )
+    assert pgd.success.float().mean() > 0.9
