@@ -11,20 +11,10 @@ offline=1
 [ "${ADVLAB_DOWNLOAD:-0}" = "1" ] && offline=0
 profile=quick
 # exit 3: the files are not there (fall back to digits); any other failure (a checksum that does
-# not match, a corrupt file) is printed and stops the demo: it is never hidden behind the fallback
+# not match, a corrupt file) is printed in one line and stops the demo: it is never hidden
+# behind the fallback
 set +e
-ADVLAB_OFFLINE=$offline .venv/bin/python -c "
-import sys
-from advlab.data import DataNotFoundError, load_dataset
-try:
-    for name in ('mnist', 'fashion-mnist'):
-        for split in ('train', 'test'):
-            load_dataset(name, split)
-except DataNotFoundError:
-    sys.exit(3)
-except Exception as exc:
-    print(f'advlab: error: {exc}', file=sys.stderr)
-    sys.exit(1)"
+ADVLAB_OFFLINE=$offline .venv/bin/advlab data check mnist fashion-mnist
 status=$?
 set -e
 if [ "$status" = 3 ]; then

@@ -13,6 +13,7 @@ from advlab.cli.main import main
 from advlab.experiments import ConfigError, get_experiment, run_experiment, validate_config
 from advlab.utils.cache import Cache, CacheCorruptionWarning
 from advlab.utils.io import atomic_write_json
+from tests.conftest import needs_mnist
 from tests.test_experiments import CALLS, CountConfig  # registers "test-count"
 
 
@@ -238,3 +239,32 @@ def test_small_refusals_name_their_parameter():
                  lambda: kmeans_certified_radius(nan_centres, X)):  # fmt: skip
         with pytest.raises(ValueError, match="finite"):
             make()
+
+
+@needs_mnist
+def test_data_check_names_a_damaged_file_and_tells_missing_from_damaged(
+    tmp_path, monkeypatch, capsys
+):
+    import gzip
+    import shutil
+    from pathlib import Path
+
+    source = Path(os.environ["ADVLAB_DATA"]) / "mnist"
+    shutil.copytree(source, tmp_path / "mnist")
+    monkeypatch.setenv("ADVLAB_DATA", str(tmp_path))
+    assert main(["data", "check", "mnist"]) == 0
+    damaged = tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    data = bytearray(gzip.decompress(damaged.read_bytes()))
+    data[100] ^= 1  # one byte changed
+    damaged.write_bytes(gzip.compress(bytes(data)))
+    assert main(["data", "check", "mnist"]) == 2
+    assert "t10k-labels-idx1-ubyte.gz" in capsys.readouterr().err
+    monkeypatch.setenv("ADVLAB_DATA", str(tmp_path / "none"))
+    assert main(["data", "check", "fashion-mnist"]) == 3  # absent: the demo falls back to digits
+
+
+def test_a_damaged_run_config_is_one_line(tmp_path, capsys):
+    assert main(["reproduce", "test-count", "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    (tmp_path / "r" / "config.json").write_text("{garbage")
+    assert main(["reproduce", "test-count", "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "config.json is damaged" in capsys.readouterr().err

@@ -189,7 +189,12 @@ def package_versions() -> dict[str, str]:
 def _claim_run_dir(out: Path, resolved: dict[str, Any]) -> None:
     config_path = out / "config.json"
     if config_path.is_file():
-        previous = json.loads(config_path.read_text())
+        try:
+            previous = json.loads(config_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RunDirError(
+                f"{config_path} is damaged ({exc}); restore it or use another --out"
+            ) from exc
         if previous != resolved:
             raise RunDirError(
                 f"{out} holds a run with a different config; resume needs the same config. "

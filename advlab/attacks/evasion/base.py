@@ -166,6 +166,9 @@ class Attack:
         for name, value in self._init_args.items():
             if isinstance(value, nn.Module):
                 value = type(value).__name__
+            elif hasattr(value, "shape") and hasattr(value, "dtype"):  # arrays: their shape only
+                parts.append(f"{name}=<array of shape {tuple(value.shape)}>")
+                continue
             elif isinstance(value, dict):
                 parts += [f"{k}={v!r}" for k, v in value.items()]
                 continue
