@@ -49,7 +49,10 @@ def check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_ratio(name: str, value: float) -> float:
-    return check_number(name, value, 0.0, 1.0)
+    v = check_number(name, value)  # a finite number
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name}={value} must lie in [0, 1]")
+    return v
 
 
 def check_count(name: str, value: int, maximum: int | None = None) -> int:
