@@ -35,10 +35,9 @@ def _on(value: Budget, x: torch.Tensor) -> Budget:
     return value.to(x.device) if isinstance(value, torch.Tensor) else value
 
 
-def project(delta: torch.Tensor, eps: Budget, norm: str) -> torch.Tensor:
-    """Projection of the perturbation onto the eps-ball of ``norm`` (eps per channel in L-inf)."""
-    if norm == "linf":
-        return torch.maximum(torch.minimum(delta, torch.as_tensor(eps)), -torch.as_tensor(eps))
+def project_l2(delta: torch.Tensor, eps: Budget) -> torch.Tensor:
+    """Projection of the perturbation onto the L2 ball of radius eps (L-inf PGD clamps to a
+    per-pixel box instead, in ``_perturb``)."""
     return delta * torch.clamp(eps / _flat_norm(delta), max=1.0)
 
 
@@ -139,7 +138,7 @@ class PGD(Attack):
                 else:
                     x_adv = torch.clamp(x_adv.add_(step, alpha=eps_step), lower, upper)
             else:
-                delta = project(x_adv + eps_step * step - x, eps, self.norm)
+                delta = project_l2(x_adv + eps_step * step - x, eps)
                 x_adv = torch.clamp(x + delta, lo, hi)
             if self.early_stop:
                 with torch.no_grad():
