@@ -1,11 +1,4 @@
-"""``advlab``: run experiments from a YAML config or reproduce a paper by name.
-
-advlab run CONFIG.yaml --out DIR
-advlab reproduce NAME [--profile quick|paper] [--out DIR]
-advlab list
-advlab cache verify [--repair]
-advlab data check NAME...
-"""
+"""The ``advlab`` command line: run, reproduce, show, report, list, cache, data."""
 
 from __future__ import annotations
 
@@ -13,6 +6,8 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+
+import yaml
 
 from advlab.data import DataNotFoundError
 from advlab.data.idx import IDXError
@@ -22,6 +17,7 @@ from advlab.experiments import (
     Experiment,
     ExperimentConfig,
     RunDirError,
+    apply_overrides,
     get_experiment,
     list_experiments,
     read_config_file,
@@ -29,13 +25,30 @@ from advlab.experiments import (
     validate_config,
 )
 from advlab.report import format_comparisons
+from advlab.report.document import ReportError
 from advlab.utils.perf import tune_cpu_allocator
 from advlab.utils.progress import set_quiet
+
+DESCRIPTION = "Adversarial robustness of clustering and image classifiers: run experiments from a YAML config, reproduce a paper by name, report on finished runs."
+
+EXAMPLES = """examples:
+  advlab list
+  advlab show omari2024 --profile quick --set n_clusters=50 > my.yaml
+  advlab run my.yaml --out runs/mine
+  advlab reproduce omari2024 --profile quick --out runs/omari
+  advlab report runs/omari runs/poison --html report.html
+  advlab report docs/results/* --markdown --update README.md
+  advlab cache verify --repair
+  advlab data check mnist fashion-mnist
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="advlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="advlab",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -45,13 +58,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--quiet", action="store_true", help="no progress bars, no log on stderr")
     common.add_argument("--debug", action="store_true", help="show the full traceback of errors")
-    run = sub.add_parser("run", parents=[common], help="run the experiment a YAML config names")
+    overrides = argparse.ArgumentParser(add_help=False)
+    overrides.add_argument("--set", dest="overrides", action="append", default=[],
+                           metavar="KEY=VALUE",
+                           help="override one config key (repeatable; VALUE is read as YAML)")  # fmt: skip
+    run = sub.add_parser("run", parents=[common, overrides],
+                         help="run the experiment a YAML config names")  # fmt: skip
     run.add_argument("config", type=Path)
-    rep = sub.add_parser("reproduce", parents=[common], help="reproduce a named experiment")
+    rep = sub.add_parser("reproduce", parents=[common, overrides],
+                         help="reproduce a named experiment")  # fmt: skip
     rep.add_argument("name")
     rep.add_argument(
         "--profile", default="quick", help="quick (minutes, CPU) or paper (full scale)"
     )
+    show = sub.add_parser("show", parents=[overrides],
+                          help="print the resolved config of a profile as YAML (a config for run)")  # fmt: skip
+    show.add_argument("name")
+    show.add_argument("--profile", default="quick")
+    show.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+    report = sub.add_parser("report", help="report on finished runs (HTML page or Markdown tables)")
+    report.add_argument("runs", nargs="+", type=Path, help="run directories")
+    report.add_argument("--html", type=Path, metavar="OUT.html",
+                        help="write one self-contained HTML page")  # fmt: skip
+    report.add_argument("--markdown", action="store_true",
+                        help="print the Markdown result tables (the README's)")  # fmt: skip
+    report.add_argument("--update", type=Path, metavar="FILE.md",
+                        help="with --markdown: rewrite the marked blocks of FILE.md in place")  # fmt: skip
+    report.add_argument("--title", default="advlab report")
+    report.add_argument("--debug", action="store_true", help="show the full traceback of errors")
     sub.add_parser("list", help="list the experiments and their profiles")
     cache = sub.add_parser("cache", help="check the artefact cache")
     cache.add_argument("action", choices=["verify"])
@@ -103,16 +137,19 @@ class PathError(ValueError):
 
 # errors a user causes: named in one line (``--debug`` shows the traceback); anything else is a
 # bug and keeps its traceback
-USER_ERRORS = (ConfigError, RunDirError, PathError, DataNotFoundError, IDXError)
+USER_ERRORS = (ConfigError, RunDirError, PathError, DataNotFoundError, IDXError, ReportError)
 
 
 def _resolve(args: argparse.Namespace) -> tuple[Experiment, ExperimentConfig, str | None]:
     """The experiment, its validated config and profile, before any work."""
+    overrides = list(getattr(args, "overrides", []))
     try:
         if args.command == "run":
             name, raw = read_config_file(args.config)
-            experiment, profile = get_experiment(name), None
-            return experiment, validate_config(experiment.config_cls, raw, str(args.config)), None
+            experiment = get_experiment(name)
+            raw = apply_overrides(raw, overrides)
+            source = str(args.config) + (" with --set" if overrides else "")
+            return experiment, validate_config(experiment.config_cls, raw, source), None
         experiment, profile = get_experiment(args.name), args.profile
     except KeyError as exc:
         raise ConfigError(str(exc.args[0])) from exc
@@ -121,10 +158,11 @@ def _resolve(args: argparse.Namespace) -> tuple[Experiment, ExperimentConfig, st
             f"{experiment.name} has no profile {profile!r}; "
             f"choose one of {', '.join(experiment.profiles)}"
         )
-    config = validate_config(
-        experiment.config_cls, experiment.profiles[profile], f"profile {profile}"
-    )
-    return experiment, config, profile
+    raw = apply_overrides(experiment.profiles[profile], overrides)
+    source = f"profile {profile}" + (" with --set" if overrides else "")
+    config = validate_config(experiment.config_cls, raw, source)
+    # a profile changed by --set is a custom config: its run directory says so
+    return experiment, config, profile if not overrides else f"{profile}+set"
 
 
 def _check_writable_folder(path: Path, option: str) -> None:
@@ -141,14 +179,72 @@ def _check_writable_folder(path: Path, option: str) -> None:
         ) from exc
 
 
+def _list() -> int:
+    """``advlab list``: name, profiles and description in aligned columns."""
+    rows = [(e.name, ", ".join(e.profiles) or "-", e.description) for e in list_experiments()]
+    rows.insert(0, ("experiment", "profiles", "what it reproduces"))
+    w0, w1 = (max(len(r[i]) for r in rows) for i in (0, 1))
+    for name, profiles, description in rows:
+        print(f"{name:<{w0}}  {profiles:<{w1}}  {description}".rstrip())
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    """``advlab show NAME --profile P``: the resolved config, as a YAML file ``run`` accepts."""
+    experiment, config, _profile = _resolve(args)
+    print(f"# advlab show {experiment.name} --profile {args.profile}"
+          + "".join(f" --set {o}" for o in args.overrides))  # fmt: skip
+    print(yaml.safe_dump({"experiment": experiment.name, **config.model_dump(mode="json")},
+                         sort_keys=False), end="")  # fmt: skip
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """``advlab report RUN...``: the HTML page (``--html``) and/or the Markdown tables."""
+    from advlab.experiments.reporting import build_section
+    from advlab.report.html import render_html
+    from advlab.report.markdown import render_markdown, replace_blocks
+    from advlab.utils.io import atomic_write_text
+
+    if not args.html and not args.markdown:
+        raise PathError("say what to write: --html OUT.html and/or --markdown")
+    if args.update and not args.markdown:
+        raise PathError("--update rewrites Markdown blocks; add --markdown")
+    sections = [build_section(run) for run in args.runs]
+    if args.html:
+        atomic_write_text(args.html, render_html(sections, args.title))
+        print(f"report: {args.html}")
+    if args.markdown:
+        blocks = {s.run.path.name: render_markdown(s, s.run.path.name) for s in sections}
+        if args.update:
+            if not args.update.is_file():
+                raise PathError(f"--update {args.update}: no such file")
+            text, replaced = replace_blocks(args.update.read_text(), blocks)
+            missing = sorted(set(blocks) - set(replaced))
+            if missing:
+                raise PathError(
+                    f"{args.update} has no marked block for {', '.join(missing)}; add "
+                    "'<!-- advlab-report NAME start -->' and '... end -->' lines where they go"
+                )
+            atomic_write_text(args.update, text)
+            print(f"updated {', '.join(replaced)} in {args.update}")
+        else:
+            print("\n\n".join(blocks.values()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
-        for exp in list_experiments():
-            print(
-                f"{exp.name:16s} profiles: {', '.join(exp.profiles) or '-':14s} {exp.description}"
-            )
-        return 0
+        return _list()
+    if args.command in ("show", "report"):
+        try:
+            return _show(args) if args.command == "show" else _report(args)
+        except USER_ERRORS as exc:
+            if args.debug:
+                raise
+            print(f"advlab: error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "cache":
         return _verify_cache(args.cache, args.repair)
     if args.command == "data":

@@ -25,16 +25,18 @@ UNLABELLED = -1
 class SeededKMeans(ClassifierMixin, BaseEstimator):
     """Seeded k-means (Basu et al. 2002) as a scikit-learn classifier.
 
-    Parameters
-    ----------
-    max_iter : int, default=300
-    tol : float, default=1e-4
-        As :class:`~advlab.cluster.KMeans`.
-    device : str, default="cpu"
-
     ``fit(X, y)`` with ``y`` = class label for seed points and -1 for unlabelled points
     (integer labels only; labels of any other type mark every point as a seed). One cluster per
     seeded class starts at the mean of its seed points; Lloyd then runs on all of X.
+
+    Parameters
+    ----------
+    max_iter : int, default=300
+        Most Lloyd iterations, as :class:`~advlab.cluster.KMeans`.
+    tol : float, default=1e-4
+        Relative tolerance on the centre shift, as :class:`~advlab.cluster.KMeans`.
+    device : str, default="cpu"
+        Torch device of the computation ("cpu", "cuda", ...).
 
     Attributes
     ----------

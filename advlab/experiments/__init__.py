@@ -3,6 +3,7 @@
 from advlab.experiments.config import (
     ConfigError,
     ExperimentConfig,
+    apply_overrides,
     read_config_file,
     validate_config,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "ExperimentConfig",
     "RunContext",
     "RunDirError",
+    "apply_overrides",
     "get_experiment",
     "list_experiments",
     "read_config_file",

@@ -100,3 +100,22 @@ def read_config_file(path: str | Path) -> tuple[str, dict[str, Any]]:
     if not isinstance(name, str):
         raise ConfigError(f"{path}: 'experiment' must be the name of an experiment, got {name!r}")
     return name, raw
+
+
+def apply_overrides(raw: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """``raw`` with each ``key=value`` of ``assignments`` applied (the value read as YAML, so
+    ``n_clusters=50``, ``datasets=[mnist]`` and ``n_train=null`` mean what they say). The
+    result is validated like any config: an unknown key is an error naming it."""
+    out = dict(raw)
+    for item in assignments:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set n_clusters=50")
+        if key == "experiment":
+            raise ConfigError("--set cannot change the experiment; name another one instead")
+        try:
+            out[key] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
+    return out

@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from advlab.experiments.runner import RunContext
 
 RunFn = Callable[[Any, "RunContext"], dict[str, Any]]
+# report hooks, pure functions of a run's results.json and config.json "config" part
+TablesFn = Callable[[dict[str, Any], dict[str, Any]], list[Any]]
+SampleSizeFn = Callable[[dict[str, Any], dict[str, Any], str], int | None]
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,8 @@ class Experiment:
     run: RunFn
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
+    tables: TablesFn | None = None  # the experiment's own summary tables (report.Table list)
+    sample_size: SampleSizeFn | None = None  # n behind a comparison id (reps or images)
 
 
 _REGISTRY: dict[str, Experiment] = {}
@@ -33,11 +38,16 @@ def register(
     config_cls: type[ExperimentConfig],
     profiles: dict[str, dict[str, Any]] | None = None,
     description: str = "",
+    tables: TablesFn | None = None,
+    sample_size: SampleSizeFn | None = None,
 ) -> Callable[[RunFn], RunFn]:
-    """Decorator registering ``fn`` as experiment ``name``."""
+    """Decorator registering ``fn`` as experiment ``name`` (``tables`` and ``sample_size``
+    feed ``advlab report``)."""
 
     def wrap(fn: RunFn) -> RunFn:
-        _REGISTRY[name] = Experiment(name, config_cls, fn, profiles or {}, description)
+        _REGISTRY[name] = Experiment(
+            name, config_cls, fn, profiles or {}, description, tables, sample_size
+        )
         return fn
 
     return wrap

@@ -55,6 +55,7 @@ class RunContext:
         self.datasets: dict[str, dict[str, Any]] = {}
         self.units_done = 0
         self.units_computed = 0
+        self.unit_seconds: dict[str, float] = {}
 
     def unit(self, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Result of the unit ``key``: loaded if it finished before, else computed and stored.
@@ -69,6 +70,7 @@ class RunContext:
             stored = _read_unit(path, key)
             if stored is not None:
                 self.units_done += 1
+                self.unit_seconds[key] = stored_seconds(path)
                 return stored
         start = time.perf_counter()
         result = json_roundtrip(compute())
@@ -77,6 +79,7 @@ class RunContext:
         # not strict JSON: NaN must read back as NaN on resume
         atomic_write_json(path, record, strict=False)
         self.units_computed += 1
+        self.unit_seconds[key] = record["seconds"]
         return result
 
     def _checkpoint_path(self, key: str) -> Path:
@@ -141,6 +144,7 @@ def run_experiment(
         "experiment": experiment.name,
         "profile": profile,
         "advlab": __version__,
+        "commit": source_commit(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
@@ -162,6 +166,7 @@ def run_experiment(
         seconds=time.perf_counter() - start,
         units_resumed=ctx.units_done,
         units_computed=ctx.units_computed,
+        unit_seconds=ctx.unit_seconds,
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     atomic_write_json(out / "manifest.json", manifest)
@@ -172,6 +177,32 @@ def run_experiment(
         ctx.units_done,
     )
     return results
+
+
+def source_commit() -> str | None:
+    """The git commit advlab runs from (with ``-dirty`` when tracked files differ from it), or
+    None when advlab is not a git checkout (an installed wheel) or git is absent."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(root), "diff", "--quiet", "HEAD", "--"],
+                               capture_output=True, timeout=10).returncode != 0  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
+def stored_seconds(path: Path) -> float:
+    """The compute time recorded in a finished unit file (0 when unreadable)."""
+    try:
+        return float(json.loads(path.read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
 
 
 def package_versions() -> dict[str, str]:

@@ -67,6 +67,7 @@ from advlab.metrics import (
 )
 from advlab.models import train_classifier
 from advlab.report.plots import plot_adversarial_examples, plot_rank_pmfs
+from advlab.report.tables import Table
 from advlab.utils.io import atomic_write_bytes
 from advlab.utils.progress import progress
 
@@ -396,8 +397,65 @@ def _comparisons(name: str, res: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+MNIST_TEST_SIZE = 10000  # Table 1's accuracies are over the whole MNIST test set
+
+
+def _sample_size(results: dict[str, Any], config: dict[str, Any], comparison_id: str) -> int | None:
+    """Images behind a rate: the test set for Table 1, the attacked images for Table 2's
+    success and detection rates; None for SSIM and MSE (means, not rates)."""
+    parts = comparison_id.split(".")
+    name = {mid: key for key, mid in MODEL_ID.items()}.get(parts[1]) if len(parts) > 1 else None
+    if name is None or name not in results:
+        return None
+    if parts[0] == "table1":
+        return MNIST_TEST_SIZE
+    if parts[0] == "table2" and parts[3] in ("asr", "F", "D"):
+        return int(results[name][f"n_{parts[2]}"])
+    return None
+
+
+def _rates(row: dict[str, float]) -> str:
+    return f"{row['asr']:.1f} ({row['F']:.1f}, {row['D']:.1f})"
+
+
+def _paper_rates(p: tuple[float, float, float]) -> str:
+    return f"{p[0]:.1f} ({p[1]:.1f}, {p[2]:.1f})"
+
+
+def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Table]:
+    """Table 1 and Table 2 per model in the paper's layout, the paper's value in brackets."""
+    tables = []
+    for name, mid in MODEL_ID.items():
+        if name not in results:
+            continue
+        res, beta = results[name], f"{PAPER_BETA[name]:g}"
+        t1 = [[f"`{k}`", f"{v:.2f}", "-" if PAPER_TABLE1[name].get(k) is None
+               else f"{PAPER_TABLE1[name][k]:.2f}"] for k, v in res["table1"].items()]  # fmt: skip
+        tables.append(Table(f"MNIST-{mid}: Table 1 (accuracy in %, {MNIST_TEST_SIZE} test images)",
+                            ("Table 1", "ours", "paper"), t1))  # fmt: skip
+        t2 = []
+        for attack, u in res["undefended"].items():
+            d = res["defended"][attack]
+            p_ssim, p_mse, p_asr = PAPER_UNDEFENDED[name][attack]
+            q_ssim, q_mse, q1, qb = PAPER_DEFENDED[name][attack]
+            t2.append([attack, f"{u['ssim']:.1f} [{p_ssim}]", f"{u['mse_x1e3']:.2f} [{p_mse:.2f}]",
+                       f"{u['asr']:.1f} [{p_asr}]", f"{d['ssim']:.1f} [{q_ssim}]",
+                       f"{d['mse_x1e3']:.2f} [{q_mse:.2f}]", f"{_rates(d['1'])} [{_paper_rates(q1)}]",
+                       f"{_rates(d[beta])} [{_paper_rates(qb)}]", _rates(d["Od"])])  # fmt: skip
+        tables.append(Table(
+            f"MNIST-{mid}: Table 2 (n = {res['n_undefended']} undefended / {res['n_defended']} "
+            "defended images; %, MSE x 1e3; [paper])",
+            ("attack", "undefended SSIM", "MSE x1e3", "ASR", "defended SSIM", "MSE x1e3",
+             "ASR (F, D) beta = 1", f"ASR (F, D) beta = {beta}", "ASR (F, D) beta = O_d"),
+            t2, align=("l",) + ("r",) * 8,
+            note="F: sent to a wrong class, D: detected (sent to the adversarial class); "
+            "Wilson 95 % intervals of every rate are in the comparisons below.",
+        ))  # fmt: skip
+    return tables
+
+
 @register("mygdalis2020", MygdalisConfig, profiles={"quick": QUICK, "paper": {}},
-          description="Mygdalis et al.: K-A3, L-BFGS/DeepFool/C&W vs M-SVDD-D; Tables 1-2, Fig. 4")  # fmt: skip
+          tables=_report_tables, sample_size=_sample_size, description="Mygdalis et al.: K-A3, L-BFGS/DeepFool/C&W vs M-SVDD-D; Tables 1-2, Fig. 4")  # fmt: skip
 def run_mygdalis(config: MygdalisConfig, ctx: RunContext) -> dict[str, Any]:
     results: dict[str, Any] = {}
     comparisons: list[dict[str, Any]] = []

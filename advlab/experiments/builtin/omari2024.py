@@ -47,7 +47,9 @@ from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
 from advlab.metrics import mean_ci
+from advlab.report.comparisons import comparison_rows
 from advlab.report.plots import plot_eta_bars, plot_training_curves
+from advlab.report.tables import Table, selected_table
 from advlab.utils.progress import progress
 
 Figure = Literal["fig2ab", "fig2cd", "fig2ef", "fig3", "whitebox"]
@@ -335,8 +337,34 @@ DIGITS = {
 }  # fmt: skip
 
 
+def _sample_size(results: dict[str, Any], config: dict[str, Any], comparison_id: str) -> int:
+    """Every comparison is a mean over the config's repetitions."""
+    return int(config["repetitions"])
+
+
+def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Table]:
+    """The README's Omari tables: every row with a paper value (plus plain k-means for
+    reference), then the controls."""
+    rows = comparison_rows(results["comparisons"], lambda cid: _sample_size(results, config, cid))
+    reps = config["repetitions"]
+    paper = selected_table(
+        f"Fig. 2 and Fig. 3: accuracy in %, mean and 99 % t interval over {reps} repetitions",
+        rows,
+        ["fig2*", "fig3.*.eta1/2.*", "fig3.*.eta2/3.*", "fig3.*.eta5/6.*", "fig3.*.eta1.*"],
+        note="plain = k-means before training; first / last = after the first / last "
+        "training eps; fig2c/d (no continuous learning) and fig2e/f (eta = 1) have paper "
+        "values only where the paper's prose quotes them.",
+    )
+    controls = selected_table(
+        "Controls (accuracy in %; what each tests is in the HTML report)",
+        rows,
+        ["controls.*", "whitebox_training.*.trained.clean", "whitebox_training.*.trained.adv"],
+    )
+    return [paper, controls]
+
+
 @register("omari2024", OmariConfig, profiles={"quick": QUICK, "paper": PAPER, "digits": DIGITS},
-          description="Omari et al.: Algorithm 1, Fig. 2 a-f and Fig. 3 (+ controls, white-box training)")  # fmt: skip
+          tables=_report_tables, sample_size=_sample_size, description="Omari et al.: Algorithm 1, Fig. 2 a-f and Fig. 3 (+ controls, white-box training)")  # fmt: skip
 def run_omari(config: OmariConfig, ctx: RunContext) -> dict[str, Any]:
     model, model_key, sur_acc = surrogate(
         ctx,

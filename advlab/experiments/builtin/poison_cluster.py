@@ -48,6 +48,7 @@ from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
 from advlab.metrics import calinski_harabasz, davies_bouldin, mean_ci, silhouette
 from advlab.report.plots import plot_heatmap, plot_pca_panels, plot_sweep
+from advlab.report.tables import Table
 from advlab.utils.progress import progress
 from advlab.utils.validation import check_number
 
@@ -313,10 +314,49 @@ def flip_ratio_sweep(
             "collapse_ratio": float(mean), "collapse_ci": float(half)}  # fmt: skip
 
 
+def _sample_size(results: dict[str, Any], config: dict[str, Any], comparison_id: str) -> int:
+    """Every interval is over the config's seeds."""
+    return int(config["n_seeds"])
+
+
+def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Table]:
+    """k-means accuracy per dataset and attack, and each defense under mimicry."""
+    summary = results["summary"]
+    datasets = list(dict.fromkeys(k.split("/")[0] for k in summary))
+    attacks = list(dict.fromkeys(k.split("/")[1] for k in summary))
+
+    def cell(metric: dict[str, float] | None) -> str:
+        return "-" if metric is None else f"{metric['mean']:.1f} ± {metric['ci95']:.1f}"
+
+    grid = [[d] + [cell(summary.get(f"{d}/{a}", {}).get("kmeans", {}).get("acc_hungarian"))
+                   for a in attacks] for d in datasets]  # fmt: skip
+    tables = [Table(
+        f"k-means accuracy in % (Hungarian mapping, mean ± 95 % t over {config['n_seeds']} seeds)",
+        ("dataset", *attacks), grid,
+    )]  # fmt: skip
+    for d in datasets:
+        mimicry = summary.get(f"{d}/mimicry")
+        if not mimicry:
+            continue
+        defenses = [
+            k for k in mimicry if isinstance(mimicry[k], dict) and "acc_hungarian" in mimicry[k]
+        ]
+        caught = [mimicry[k].get("defense_caught_injected") for k in defenses]
+        tables.append(Table(
+            f"{d}, mimicry: accuracy and injected points discarded by each defense (%)",
+            ("", *defenses),
+            [["accuracy"] + [f"{mimicry[k]['acc_hungarian']['mean']:.1f}" for k in defenses],
+             ["injected discarded"] + ["-" if c is None else f"{c['mean']:.0f}" for c in caught]],
+        ))  # fmt: skip
+    return tables
+
+
 @register(
     "poison-cluster",
     PoisonConfig,
     profiles={"quick": {}, "paper": {"n_seeds": 30, "mnist_subset": 5000}},
+    tables=_report_tables,
+    sample_size=_sample_size,
     description="Poison Cluster attacks x robust k-means defenses on Iris, breast cancer, digits, MNIST",
 )
 def run_poison(config: PoisonConfig, ctx: RunContext) -> dict[str, Any]:

@@ -1,0 +1,180 @@
+"""What a report is made of: a run directory read back, and one section per run.
+
+A :class:`RunRecord` is what ``advlab run`` / ``advlab reproduce`` left in a run directory
+(``config.json``, ``manifest.json``, ``results.json``, the figures and the per-unit timings
+under ``units/``). A :class:`Section` is everything the report shows about one run; the
+experiments layer builds it (it knows the paper), the renderers in :mod:`advlab.report.html`
+and :mod:`advlab.report.markdown` only lay it out.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advlab.report.comparisons import ComparisonRow
+from advlab.report.tables import Table
+
+
+class ReportError(ValueError):
+    """A run directory cannot be reported (missing or damaged files)."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished run read from its directory."""
+
+    path: Path
+    config: dict[str, Any]
+    manifest: dict[str, Any]
+    results: dict[str, Any]
+    figures: tuple[Path, ...]
+    unit_seconds: dict[str, float]
+
+    @property
+    def experiment(self) -> str:
+        return str(self.results.get("experiment") or self.config.get("experiment"))
+
+    @property
+    def profile(self) -> str | None:
+        return self.config.get("profile")
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ReportError(f"{path}: no {what}; is {path.parent} a finished advlab run?")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: damaged {what} ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: expected a JSON object in the {what}")
+    return data
+
+
+def load_run(path: str | Path) -> RunRecord:
+    """Read a finished run directory; errors name the missing or damaged file."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ReportError(f"{path}: not a run directory")
+    results = _read_json(path / "results.json", "results.json")
+    if not isinstance(results.get("comparisons"), list):
+        raise ReportError(f"{path / 'results.json'}: no 'comparisons' list")
+    config = _read_json(path / "config.json", "config.json")
+    manifest = _read_json(path / "manifest.json", "manifest.json")
+    unit_seconds = dict(manifest.get("unit_seconds") or {})
+    for unit_file in sorted((path / "units").glob("*.json")):
+        try:
+            record = json.loads(unit_file.read_text())
+            unit_seconds.setdefault(str(record["key"]), float(record["seconds"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a damaged unit file is the runner's business; timings are best effort
+    figures = tuple(sorted(path.glob("*.png")))
+    return RunRecord(path, config, manifest, results, figures, unit_seconds)
+
+
+@dataclass(frozen=True)
+class SettingRow:
+    """One of the paper's settings against this run's."""
+
+    key: str
+    paper: str
+    ours: str
+    source: str
+    differs: bool
+
+
+@dataclass(frozen=True)
+class Control:
+    """A control: which comparison ids it covers and what it tests, in one sentence."""
+
+    ids: str  # an fnmatch pattern over comparison ids
+    tests: str
+    rows: tuple[ComparisonRow, ...]
+
+
+@dataclass(frozen=True)
+class Section:
+    """Everything the report shows about one run."""
+
+    title: str
+    citation: str
+    run: RunRecord
+    rows: Sequence[ComparisonRow]
+    tables: Sequence[Table] = ()
+    settings: Sequence[SettingRow] = ()
+    setting_notes: Sequence[str] = ()
+    controls: Sequence[Control] = ()
+    value_sources: Sequence[tuple[str, str]] = ()  # (id pattern, where the paper value is from)
+    notes: Sequence[str] = field(default_factory=tuple)
+
+    @property
+    def anchor(self) -> str:
+        return "".join(c if c.isalnum() else "-" for c in self.title.lower()).strip("-")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return bool(a == b)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(_show(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "default" if value is None else str(value)
+
+
+def settings_rows(config: dict[str, Any], paper_settings: dict[str, Any]) -> list[SettingRow]:
+    """The paper's settings (``{key: {paper, source, shown?}}``) beside the run's config.
+
+    ``shown`` is how the paper's value reads when the config spells it differently (e.g.
+    ``n_train: null`` means "all 60,000"). A key the config does not have is shown as "not
+    a setting of this run" and counts as differing.
+    """
+    rows = []
+    for key, spec in paper_settings.items():
+        paper = spec.get("paper")
+        present = key in config
+        ours = config.get(key)
+        rows.append(
+            SettingRow(
+                key=key,
+                paper=str(spec.get("shown", _show(paper))),
+                ours=_show(ours) if present else "not a setting of this run",
+                source=str(spec.get("source", "")),
+                differs=not present or not _same(ours, paper),
+            )
+        )
+    return rows
+
+
+def controls_of(rows: Sequence[ComparisonRow], specs: Sequence[dict[str, str]]) -> list[Control]:
+    """Controls from ``[{ids: pattern, tests: sentence}]``, each with the rows it covers."""
+    return [
+        Control(
+            spec["ids"],
+            spec["tests"],
+            tuple(r for r in rows if fnmatch.fnmatchcase(r.id, spec["ids"])),
+        )
+        for spec in specs
+    ]
+
+
+def value_source(row_id: str, sources: Sequence[tuple[str, str]]) -> str:
+    """Where the paper value of ``row_id`` comes from (first matching pattern), or ""."""
+    for pattern, source in sources:
+        if fnmatch.fnmatchcase(row_id, pattern):
+            return source
+    return ""

@@ -1,0 +1,95 @@
+"""Markdown for a README: each run's tables between markers, so that a test can regenerate them
+from the committed results and fail when they differ.
+
+A block reads::
+
+    <!-- advlab-report omari2024 start -->
+    ...generated...
+    <!-- advlab-report omari2024 end -->
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from advlab.report.comparisons import verdict_counts
+from advlab.report.document import Section
+from advlab.report.tables import Table, comparison_table, to_markdown
+
+START = "<!-- advlab-report {name} start -->"
+END = "<!-- advlab-report {name} end -->"
+_BLOCK = re.compile(
+    r"<!-- advlab-report (?P<name>\S+) start -->\n.*?<!-- advlab-report (?P=name) end -->",
+    re.DOTALL,
+)
+
+
+def _provenance(section: Section) -> str:
+    m = section.run.manifest
+    seconds = m.get("seconds")
+    parts = [
+        f"`{section.run.experiment} --profile {section.run.profile}`",
+        f"finished {str(m.get('finished', '?'))[:10]}",
+        f"commit {m['commit']}" if m.get("commit") else f"advlab {m.get('advlab', '?')}",
+        "" if seconds is None else f"{seconds:.0f} s wall",
+        f"{m.get('torch_threads', '?')} torch threads",
+    ]
+    return "Run: " + ", ".join(p for p in parts if p) + "."
+
+
+def render_markdown(section: Section, name: str | None = None) -> str:
+    """One run's block: provenance, the experiment's tables, then every comparison and the
+    settings that differ from the paper's in collapsed ``<details>``."""
+    name = name or section.run.experiment
+    counts = verdict_counts(section.rows)
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    out = [START.format(name=name), _provenance(section), ""]
+    for table in section.tables:
+        out += [to_markdown(table), ""]
+    out += [
+        f"<details><summary>All {len(section.rows)} comparisons ({summary})</summary>",
+        "",
+        to_markdown(comparison_table(section.rows, "comparisons")),
+        "",
+        "</details>",
+    ]
+    differing = [s for s in section.settings if s.differs]
+    if differing or section.setting_notes:
+        table = Table(
+            "settings that differ from the paper",
+            ("setting", "paper", "this run", "paper's source"),
+            [[f"`{s.key}`", s.paper, s.ours, s.source] for s in differing],
+            align=("l", "l", "l", "l"),
+        )
+        out += [
+            "",
+            f"<details><summary>Settings that differ from the paper ({len(differing)})</summary>",
+            "",
+            to_markdown(table),
+            "",
+            *(f"- {note}" for note in section.setting_notes),
+            "",
+            "</details>",
+        ]
+    out.append(END.format(name=name))
+    return "\n".join(out)
+
+
+def marked_blocks(text: str) -> dict[str, str]:
+    """The generated blocks of a document, by name (markers included)."""
+    return {m.group("name"): m.group(0) for m in _BLOCK.finditer(text)}
+
+
+def replace_blocks(text: str, blocks: Mapping[str, str]) -> tuple[str, Sequence[str]]:
+    """``text`` with each marked block that ``blocks`` names replaced; also the names replaced."""
+    replaced: list[str] = []
+
+    def swap(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in blocks:
+            return match.group(0)
+        replaced.append(name)
+        return blocks[name]
+
+    return _BLOCK.sub(swap, text), replaced
