@@ -234,6 +234,19 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``advlab`` command.
+
+    Parameters
+    ----------
+    argv : list of str or None, default=None
+        Arguments; None reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 done, 2 a user error (one line on stderr), 1 or 3 where the
+        command says so (a damaged cache entry, a missing data set).
+    """
     args = build_parser().parse_args(argv)
     if args.command == "list":
         return _list()

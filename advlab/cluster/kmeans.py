@@ -188,7 +188,28 @@ def kmeans_plusplus(
 
     ``init_algorithm``: ``"greedy"`` (scikit-learn's algorithm), ``"parallel"`` (k-means||
     then greedy k-means++ on the weighted candidates) or ``"auto"`` (the rule of
-    :func:`seed_indices`). The centres have X's dtype (float32 or float64).
+    ``seed_indices``). The centres have X's dtype (float32 or float64).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The data, float32 or float64, finite.
+    n_clusters : int
+        Number of centres, in 1..n_samples.
+    random_state : int, RandomState or None, default=None
+        Seed; None draws fresh randomness.
+    init_algorithm : {'auto', 'greedy', 'parallel'}, default='auto'
+        Greedy k-means++ (scikit-learn's), k-means|| then greedy on the weighted candidates, or the
+        rule of seed_indices.
+    device : str or torch.device, default='cpu'
+        Where to compute.
+    sample_weight : array-like of shape (n_samples,) or None, default=None
+        Non-negative weights of the points in the D^2 sampling.
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        The centres (n_clusters, n_features) in X's dtype and their row indices in X.
     """
     Xn = _check_2d(X, "X")
     check_n_clusters(n_clusters, len(Xn))
@@ -208,7 +229,7 @@ def seed_indices(
     init_algorithm: str = "auto",
     sample_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The one seeding dispatch: k-means|| (:func:`kmeans_parallel_init`) for
+    """The one seeding dispatch: k-means|| (``kmeans_parallel_init``) for
     ``"parallel"``, or for ``"auto"`` when n > 20 k (the candidate pass then costs a few matrix
     multiplies instead of k sequential passes); greedy k-means++ otherwise. Row indices."""
     if init_algorithm not in ("auto", "greedy", "parallel"):
@@ -380,7 +401,7 @@ def lloyd(
     (strict convergence) or when the squared centre shift sum_j ||c_j' - c_j||^2 <= ``tol``
     (already scaled), then one more E-step so labels match the final centres.
 
-    E-steps use Elkan's bounds (:class:`_Bounds`); centre sums are updated incrementally
+    E-steps use Elkan's bounds (``_Bounds``); centre sums are updated incrementally
     in float64 from the points that changed cluster. ``sample_weight`` w gives the weighted
     means c_j = sum_{i in j} w_i x_i / sum_{i in j} w_i and inertia sum_i w_i ||x_i - c(i)||^2.
     """
@@ -499,7 +520,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     chunk_size : int or None, default=None
         Rows per distance block (None: blocks of at most 64 MiB).
     init_algorithm : {"auto", "greedy", "parallel"}, default="auto"
-        Seeding algorithm for ``init="k-means++"``; "auto" follows :func:`seed_indices`.
+        Seeding algorithm for ``init="k-means++"``; "auto" follows ``seed_indices``.
     bounds : bool or None, default=None
         Use Elkan's bounds to skip settled points (exact; needs n*k values of memory).
         None turns them on when that is at most 1 GiB.

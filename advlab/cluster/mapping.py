@@ -38,6 +38,20 @@ def majority_vote_mapping(labels_pred: np.ndarray, y: np.ndarray, n_clusters: in
 
     Fallback: a cluster holding no training point takes the most frequent class of the whole
     training set (the best constant guess), so every cluster predicts some class.
+
+    Parameters
+    ----------
+    labels_pred : ndarray of shape (n_samples,)
+        Cluster id of each training point, in 0..n_clusters-1.
+    y : ndarray of shape (n_samples,)
+        True class of each training point (non-negative integers).
+    n_clusters : int
+        Number of clusters k.
+
+    Returns
+    -------
+    ndarray of shape (n_clusters,)
+        The class of each cluster.
     """
     counts = _contingency(labels_pred, y, n_clusters)
     mapping = counts.argmax(axis=1)
@@ -49,7 +63,22 @@ def majority_vote_mapping(labels_pred: np.ndarray, y: np.ndarray, n_clusters: in
 def hungarian_mapping(labels_pred: np.ndarray, y: np.ndarray, n_clusters: int) -> np.ndarray:
     """One-to-one cluster -> class assignment maximising agreement (Kuhn's Hungarian method,
     ``scipy.optimize.linear_sum_assignment``). Meant for k = number of classes; when k exceeds
-    the number of classes the unmatched clusters map to ``-1`` (counted as errors)."""
+    the number of classes the unmatched clusters map to ``-1`` (counted as errors).
+
+    Parameters
+    ----------
+    labels_pred : ndarray of shape (n_samples,)
+        Cluster id of each training point, in 0..n_clusters-1.
+    y : ndarray of shape (n_samples,)
+        True class of each training point (non-negative integers).
+    n_clusters : int
+        Number of clusters k.
+
+    Returns
+    -------
+    ndarray of shape (n_clusters,)
+        The class of each cluster, -1 for unmatched clusters.
+    """
     counts = _contingency(labels_pred, y, n_clusters)
     rows, cols = linear_sum_assignment(counts, maximize=True)
     mapping = np.full(n_clusters, -1, dtype=np.int64)
@@ -60,7 +89,22 @@ def hungarian_mapping(labels_pred: np.ndarray, y: np.ndarray, n_clusters: int) -
 def clustering_accuracy(
     y_true: np.ndarray, y_pred_clusters: np.ndarray, mapping: np.ndarray
 ) -> float:
-    """Fraction of points whose mapped cluster equals the true class: mean(m[c_i] == y_i)."""
+    """Fraction of points whose mapped cluster equals the true class: mean(m[c_i] == y_i).
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n_samples,)
+        True classes.
+    y_pred_clusters : ndarray of shape (n_samples,)
+        Cluster ids.
+    mapping : ndarray of shape (n_clusters,)
+        Cluster -> class, as from majority_vote_mapping.
+
+    Returns
+    -------
+    float
+        Accuracy, a fraction in [0, 1].
+    """
     y_true = np.asarray(y_true)
     y_pred_clusters = np.asarray(y_pred_clusters, dtype=np.int64)
     if y_true.shape != y_pred_clusters.shape:

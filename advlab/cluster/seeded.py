@@ -32,16 +32,16 @@ class SeededKMeans(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     max_iter : int, default=300
-        Most Lloyd iterations, as :class:`~advlab.cluster.KMeans`.
+        Most Lloyd iterations, as ``KMeans``.
     tol : float, default=1e-4
-        Relative tolerance on the centre shift, as :class:`~advlab.cluster.KMeans`.
+        Relative tolerance on the centre shift, as ``KMeans``.
     device : str, default="cpu"
         Torch device of the computation ("cpu", "cuda", ...).
 
     Attributes
     ----------
     classes_ : ndarray, the seeded classes
-    kmeans_ : the fitted :class:`~advlab.cluster.KMeans`
+    kmeans_ : the fitted ``KMeans``
     cluster_centers_ : ndarray (n_classes, n_features), in X's dtype
     labels_ : ndarray (n_samples,), the predicted class of every training point
     n_iter_ : int, Lloyd iterations
@@ -80,7 +80,22 @@ class SeededKMeans(ClassifierMixin, BaseEstimator):
 
 
 def seed_sample(y: Any, fraction: float, random_state: Any = None) -> np.ndarray:
-    """Partial labels: a stratified random ``fraction`` of ``y`` kept, the rest set to -1."""
+    """Partial labels: a stratified random ``fraction`` of ``y`` kept, the rest set to -1.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Integer class labels.
+    fraction : float
+        Share of labels kept, in (0, 1], stratified by class.
+    random_state : int, RandomState or None, default=None
+        Seed of the draw.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+        y where kept, -1 elsewhere.
+    """
     from sklearn.model_selection import train_test_split
 
     y = np.asarray(y, dtype=np.int64)

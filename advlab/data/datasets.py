@@ -42,14 +42,22 @@ SKLEARN_SPLIT_SEED = 0
 class Dataset:
     """A loaded dataset.
 
-    Attributes:
-        name, split: what was asked for.
-        data: float32 array of shape (N, D), one flattened sample per row.
-        labels: int64 array of shape (N,).
-        class_names: one name per label value.
-        sha256: SHA-256 identifying the source bytes (for IDX sets, of the decompressed files).
-        images: float32 array of shape (N, 1, H, W) in [0, 1] for image sets, else ``None``.
-        sources: per source file, its SHA-256.
+    Attributes
+    ----------
+    name, split : str
+        What was asked for.
+    data : ndarray of shape (N, D), float32
+        One flattened sample per row.
+    labels : ndarray of shape (N,), int64
+        The class of each sample.
+    class_names : list of str
+        One name per label value.
+    sha256 : str
+        SHA-256 identifying the source bytes (for IDX sets, of the decompressed files).
+    images : ndarray of shape (N, 1, H, W), float32, or None
+        Pixels in [0, 1] for image sets, else None.
+    sources : dict of str to str
+        Per source file, its SHA-256.
     """
 
     name: str
@@ -91,9 +99,26 @@ def load_dataset(
     """Load ``name`` (``mnist``, ``fashion-mnist``, ``digits``, ``iris``, ``breast-cancer``,
     ``blobs``) for ``split`` (``train``, ``test`` or ``all``).
 
-    IDX sets are looked for as described in :mod:`advlab.data.sources`. ``blobs`` takes
-    the options of :func:`sklearn.datasets.make_blobs` (``n_samples``, ``centers``,
+    IDX sets are looked for as described in ``advlab.data.sources``. ``blobs`` takes
+    the options of ``sklearn.datasets.make_blobs`` (``n_samples``, ``centers``,
     ``n_features``, ``cluster_std``, ``random_state``; defaults 1000, 3, 2, 1.0, 0).
+
+    Parameters
+    ----------
+    name : str
+        mnist, fashion-mnist, digits, iris, breast-cancer or blobs.
+    split : {'train', 'test', 'all'}, default='train'
+        Which part; the scikit-learn sets are split with a fixed seed.
+    root : str, Path or None, default=None
+        Folder holding the IDX files; None looks where advlab.data.sources says (ADVLAB_DATA, the
+        cache, a download when ADVLAB_DOWNLOAD=1).
+    **options
+        Options of blobs only (n_samples, centers, n_features, cluster_std, random_state).
+
+    Returns
+    -------
+    Dataset
+        The samples, labels and checksums.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

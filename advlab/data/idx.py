@@ -2,7 +2,7 @@
 
 IDX layout: 2 zero bytes, a type byte (0x08 = unsigned byte), a byte giving the number
 of dimensions ``nd``, then ``nd`` big-endian uint32 sizes, then ``prod(sizes)`` values.
-Every check below raises :class:`IDXError` naming the file and what is wrong.
+Every check below raises ``IDXError`` naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -36,7 +36,22 @@ def read_idx_bytes(path: str | Path) -> bytes:
 def parse_idx(
     payload: bytes, name: str = "<bytes>", expected_ndim: int | None = None
 ) -> np.ndarray:
-    """Parse decompressed IDX bytes into a uint8 array, validating header and length."""
+    """Parse decompressed IDX bytes into a uint8 array, validating header and length.
+
+    Parameters
+    ----------
+    payload : bytes
+        Decompressed IDX content.
+    name : str, default='<bytes>'
+        Name used in error messages (the file's path).
+    expected_ndim : int or None, default=None
+        Number of dimensions the header must declare; None accepts any.
+
+    Returns
+    -------
+    ndarray of uint8
+        The array, shaped as the header says.
+    """
     if len(payload) < 4:
         raise IDXError(f"{name}: {len(payload)} bytes is too short for an IDX header")
     zero, dtype_code, ndim = struct.unpack(">HBB", payload[:4])
@@ -64,6 +79,20 @@ def load_idx(path: str | Path, sha256: str | None = None, expected_ndim: int | N
     """Read, checksum and parse one IDX file; returns ``(array, sha256_of_decompressed)``.
 
     ``sha256`` is the expected SHA-256 of the *decompressed* bytes; a mismatch raises.
+
+    Parameters
+    ----------
+    path : str or Path
+        An IDX file, gzip-compressed or not.
+    sha256 : str or None, default=None
+        Expected SHA-256 of the decompressed bytes; a mismatch raises IDXError.
+    expected_ndim : int or None, default=None
+        Number of dimensions the header must declare.
+
+    Returns
+    -------
+    (ndarray, str)
+        The array and the SHA-256 of the decompressed bytes.
     """
     payload = read_idx_bytes(path)
     digest = sha256_bytes(payload)

@@ -2,7 +2,7 @@
 
 Search order for each file (first hit wins):
 
-1. the ``root`` argument of :func:`advlab.data.load_dataset`;
+1. the ``root`` argument of ``advlab.data.load_dataset``;
 2. ``$ADVLAB_DATA/<dataset>/`` (a folder holding ``mnist/`` and ``fashion-mnist/``);
 3. ``/usr/share/datasets/fashion-mnist/`` (Debian's ``dataset-fashion-mnist``), Fashion-MNIST only;
 4. the user cache ``$ADVLAB_CACHE/data/<dataset>/`` (default ``~/.cache/advlab``);

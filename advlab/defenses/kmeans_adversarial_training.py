@@ -12,7 +12,7 @@
 With ``continuous=False`` each step starts from a fresh k-means++ instead (the paper's Fig. 2c-d
 ablation). Labels are never given to k-means: only the attack holds them.
 
-``fit(X)`` runs the whole algorithm (scikit-learn's contract). :meth:`iter_steps` yields the
+``fit(X)`` runs the whole algorithm (scikit-learn's contract). ``iter_steps`` yields the
 steps one by one and can continue after any finished step from its centres, which is how the
 experiment runner checkpoints and resumes a long run (``resume=(step, centres)``, step 0
 included).
@@ -62,7 +62,7 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
     beta : int >= 1, default=40
         Number of adversarial steps; step s trains on eps = s / beta * eps_max.
     attack : callable or None, default=None
-        A :class:`~advlab.defenses.training_attacks.TrainingAttack`
+        A ``TrainingAttack``
         ``attack(x, indices, eps, kmeans) -> x_adv``. None: the label-free white-box attack
         ``KMeansWhiteBoxAttack()`` (PGD pushing each point of A out of its current cluster,
         unbounded inputs, eps in input units).
@@ -74,12 +74,16 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
         Initialisation of step 0 (and of every step when ``continuous=False``).
     random_state : int, RandomState or None, default=None
         Seeds A and every k-means fit; None draws fresh randomness.
-    device, max_iter, tol :
-        Passed to :class:`~advlab.cluster.KMeans`.
+    device : str, default="cpu"
+        Torch device of every k-means fit, passed to ``KMeans``.
+    max_iter : int, default=300
+        Lloyd iterations per step, passed to ``KMeans``.
+    tol : float, default=1e-4
+        Relative tolerance on the centre shift, passed to ``KMeans``.
 
     Attributes
     ----------
-    kmeans_ : the final :class:`~advlab.cluster.KMeans`
+    kmeans_ : the final ``KMeans``
     cluster_centers_, labels_ (of the final D'), n_features_in_
     adv_indices_ : indices of A
     n_iter_ : Lloyd iterations of the last step

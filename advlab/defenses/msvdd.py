@@ -23,7 +23,7 @@ r_c (``ties="max"``). beta is tuned per class afterwards: for classification (O_
 maximising validation accuracy, searched over quantiles of the class's own scores) and for
 defense (O_d, the per-class quantile ``defense_recall`` of verification scores, a stricter
 sphere). W~-LC, the fine-tuned backbone with the original
-linear layer re-attached, is :meth:`MSVDDDefense.linear_model`.
+linear layer re-attached, is ``MSVDDDefense.linear_model``.
 
 Choices the paper leaves open (documented defaults): gamma = 1 / median pairwise squared
 feature distance; nu = 0.1; v_p = 0.01; u initialised to 1/M; R^2 initialised to the median
@@ -58,7 +58,19 @@ Ties = Literal["adversarial", "max"]
 
 
 class SVDDLayer(nn.Module):
-    """C SVDD units on l-dimensional features: ``forward(z, beta)`` is eq. (10), shape (N, C)."""
+    """C SVDD units on l-dimensional features: ``forward(z, beta)`` is eq. (10), shape (N, C).
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of SVDD units C, >= 1.
+    n_features : int
+        Dimension l of the backbone features, >= 1.
+    n_projections : int
+        Trainable random projections M per unit, >= 1.
+    gamma : float
+        Width of the kernel, > 0.
+    """
 
     beta: torch.Tensor
     gamma: torch.Tensor
@@ -165,7 +177,19 @@ def feature_extractor(
 
 class SVDDNetwork(nn.Module):
     """Backbone features + SVDD layer: ``forward`` returns r = SVDD / R^2 (C scores,
-    differentiable)."""
+    differentiable).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The backbone classifier.
+    svdd : SVDDLayer
+        The trained SVDD layer.
+    beta : torch.Tensor of shape (C,) or None, default=None
+        Per-class radius scale at inference; None uses the layer's.
+    feature_layer : None, str or callable, default=None
+        Where the features are read (see MSVDDDefense).
+    """
 
     beta: torch.Tensor
 
@@ -198,11 +222,11 @@ class MSVDDDefense(ClassifierMixin, BaseEstimator):
     ----------
     model : nn.Module or None, default=None
         The trained classifier to defend (any architecture; it is copied, never modified).
-        None: an MLP backbone (256 ReLU units, :func:`advlab.models.zoo.mlp`) is trained on
+        None: an MLP backbone (256 ReLU units, ``advlab.models.zoo.mlp``) is trained on
         (X, y) first, for ``backbone_epochs`` epochs.
     feature_layer : None, str or callable, default=None
         Where the SVDD layer reads the features: None, the input of the model's last
-        ``nn.Linear``; a module name; or ``f(model, x) -> z`` (see :func:`feature_extractor`).
+        ``nn.Linear``; a module name; or ``f(model, x) -> z`` (see ``feature_extractor``).
     n_projections : int, default=512
         M per class (512 for fc1, 256 for lenet5 in the paper).
     nu : float, default=0.1
@@ -213,8 +237,10 @@ class MSVDDDefense(ClassifierMixin, BaseEstimator):
         SVDD training epochs with L_p only, then with L_p + L_n.
     finetune_epochs : int, default=2
         Backbone epochs with the SVDD layer frozen.
-    lr, finetune_lr : float
-        Adam learning rates of the SVDD layer and of the fine-tuning.
+    lr : float, default=1e-2
+        Adam learning rate of the SVDD layer.
+    finetune_lr : float, default=1e-4
+        Adam learning rate of the fine-tuning.
     finetune_hinge : float, default=0.0
         Weight of mean relu(-r_y) added to the fine-tuning cross-entropy (0, the paper, uses
         cross-entropy alone). Beyond the paper: cross-entropy on r can be lowered by pushing
@@ -222,9 +248,12 @@ class MSVDDDefense(ClassifierMixin, BaseEstimator):
         (10,000 training images, 20 + 20 SVDD epochs, 3 fine-tune epochs): test images verified
         by their own unit at beta = 1 fell from 81 % to 64 % with 0 and rose to 85 % with 10.
     batch_size : int, default=256
-    v_p, v_a : float
-        Clamp value and the adversarial class's constant activation (0 < v_a < v_p).
-    ties : {"adversarial", "max"}
+        Samples per batch in every training loop.
+    v_p : float, default=0.01
+        Clamp value of the verified classes' activations (0 < v_a < v_p).
+    v_a : float, default=0.001
+        The adversarial class's constant activation.
+    ties : {"adversarial", "max"}, default="adversarial"
         Several verifiers -> adversarial (the paper) or the largest r_c.
     defense_recall : float in (0, 1], default=0.95
         Per-class share of validation samples kept verified by O_d.
@@ -234,6 +263,7 @@ class MSVDDDefense(ClassifierMixin, BaseEstimator):
         Seeds every draw (local generators; the global torch RNG is not touched); None draws
         fresh randomness.
     device : str, default="cpu"
+        Torch device of the defense ("cpu", "cuda", ...).
 
     Attributes
     ----------
@@ -241,7 +271,7 @@ class MSVDDDefense(ClassifierMixin, BaseEstimator):
     adversarial_label_ : the label of the adversarial class (max(classes_) + 1 for integer
         labels, the string "adversarial" otherwise); also ``adversarial_label``
     model_ : the fine-tuned backbone with its own head (W~-LC)
-    svdd_ : :class:`SVDDLayer`
+    svdd_ : ``SVDDLayer``
     beta_classification_ (O_c), beta_defense_ (O_d) : tensors of C values
     history_ : losses per epoch
     n_features_in_ : int
@@ -564,7 +594,7 @@ class MSVDDDefense(ClassifierMixin, BaseEstimator):
         return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
     def load_state_tensors(self, state: dict[str, torch.Tensor]) -> MSVDDDefense:
-        """Restore a fit saved by :meth:`state_tensors` onto a copy of this defense's ``model``
+        """Restore a fit saved by ``state_tensors`` onto a copy of this defense's ``model``
         (the same architecture as the one fitted; an MLP backbone is rebuilt from the state)."""
         expected = {"svdd.radius", "svdd.u", "svdd.projections", "svdd.gamma", "beta_defense",
                     "beta_classification", "classes"}  # fmt: skip

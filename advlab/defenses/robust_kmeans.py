@@ -4,14 +4,14 @@ Each is a scikit-learn-style estimator with ``fit``/``predict`` and exposes what
 ``outliers_`` (bool mask over the training points), besides ``cluster_centers_``, ``labels_``
 (nearest centre of every point, outliers included) and ``inertia_`` (on the kept points).
 
-- :class:`KMeansMinusMinus` (Chawla & Gionis, SDM 2013): every Lloyd iteration sets aside the
+- ``KMeansMinusMinus`` (Chawla & Gionis, SDM 2013): every Lloyd iteration sets aside the
   ``n_outliers`` points farthest from their centre before recomputing the means (best of
   ``n_init`` uniform starts).
-- :class:`TrimmedKMeans` (Cuesta-Albertos et al., Ann. Stat. 1997): the same with a trimmed
+- ``TrimmedKMeans`` (Cuesta-Albertos et al., Ann. Stat. 1997): the same with a trimmed
   fraction ``trim`` of the points and ``n_init`` restarts, keeping the lowest trimmed cost.
-- :class:`NKMeans` (Im, Qaem & Moseley, AISTATS 2020, "Fast noise removal for k-means"): noise
+- ``NKMeans`` (Im, Qaem & Moseley, AISTATS 2020, "Fast noise removal for k-means"): noise
   removal first, k-means after (details in the class).
-- :class:`SanitizedKMeans`: drop what an outlier detector flags (IsolationForest, LOF, or any
+- ``SanitizedKMeans``: drop what an outlier detector flags (IsolationForest, LOF, or any
   object with ``fit_predict`` returning -1 for outliers, as PyOD and scikit-learn do), then k-means.
 """
 
@@ -142,9 +142,21 @@ def _best_trimmed_fit(
 class KMeansMinusMinus(_OutlierAwareKMeans):
     """k-means-- : k clusters and ``n_outliers`` outliers, jointly (Chawla & Gionis 2013).
 
-    Parameters: ``n_clusters``; ``n_outliers`` (int >= 0, points set aside at every
-    iteration); ``n_init`` uniform starts; ``max_iter``; ``tol`` (absolute squared centre
-    shift); ``random_state`` (None: fresh randomness)."""
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters k.
+    n_outliers : int, default=0
+        Points set aside as outliers at every iteration, >= 0.
+    n_init : int, default=10
+        Uniform random starts; the best (lowest trimmed inertia) is kept.
+    max_iter : int, default=300
+        Most iterations per start.
+    tol : float, default=1e-4
+        Stop when the squared centre shift falls below tol (absolute, in squared units of X).
+    random_state : int, RandomState or None, default=None
+        Seed; None draws fresh randomness.
+    """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **_COMMON, **_LLOYD, "n_outliers": [Interval(Integral, 0, None, closed="left")],
@@ -167,7 +179,23 @@ class KMeansMinusMinus(_OutlierAwareKMeans):
 
 class TrimmedKMeans(_OutlierAwareKMeans):
     """Trimmed k-means: discard a fraction ``trim`` in [0, 1) of the points (rounded);
-    best of ``n_init`` uniform starts."""
+    best of ``n_init`` uniform starts.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters k.
+    trim : float, default=0.05
+        Share of the points discarded (rounded), in [0, 1).
+    n_init : int, default=10
+        Uniform random starts; the best (lowest trimmed inertia) is kept.
+    max_iter : int, default=300
+        Most iterations per start.
+    tol : float, default=1e-4
+        Stop when the squared centre shift falls below tol (absolute, in squared units of X).
+    random_state : int, RandomState or None, default=None
+        Seed; None draws fresh randomness.
+    """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **_COMMON, **_LLOYD, "trim": [Interval(Real, 0, 1, closed="left")],
@@ -198,6 +226,17 @@ class NKMeans(_OutlierAwareKMeans):
     most 2z points is kept (the paper's O(z) removal guarantee); k-means runs on the rest, then
     the z points farthest from the centres are also dropped and k-means is refitted from those
     centres (the paper's experimental protocol). Ball counts are exact (O(n^2 d), chunked).
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters k.
+    n_outliers : int, default=1
+        The number z of noise points, >= 1.
+    random_state : int, RandomState or None, default=None
+        Seed; None draws fresh randomness.
+    max_guesses : int, default=64
+        Most guesses of Opt (powers of two) tried.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -265,9 +304,20 @@ class NKMeans(_OutlierAwareKMeans):
 
 
 class SanitizedKMeans(_OutlierAwareKMeans):
-    """Drop the points ``detector`` flags, then k-means. ``detector``: ``"isolation_forest"``,
-    ``"lof"`` or an object whose ``fit_predict(X)`` returns -1 for outliers (PyOD, sklearn);
-    ``kmeans_params``: keyword arguments of :class:`~advlab.cluster.KMeans` (dict or None)."""
+    """Drop the points ``detector`` flags, then k-means.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters k.
+    detector : {'isolation_forest', 'lof'} or object, default='isolation_forest'
+        The outlier detector: a name, or an object whose fit_predict(X) returns -1 for outliers
+        (PyOD, scikit-learn).
+    random_state : int, RandomState or None, default=None
+        Seed; None draws fresh randomness.
+    kmeans_params : dict or None, default=None
+        Keyword arguments of advlab.cluster.KMeans.
+    """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **_COMMON,

@@ -5,9 +5,9 @@ adversarial version of the rows ``x`` (their ``indices`` in the training set) at
 ``eps``; ``kmeans`` is the model of the previous step. Labels, where needed, live inside the
 attack: k-means never sees them.
 
-- :class:`SurrogateAttack`: I-FGSM (or any advlab attack class) through a supervised
+- ``SurrogateAttack``: I-FGSM (or any advlab attack class) through a supervised
   surrogate with the true labels, the transfer setting of Omari et al.
-- :class:`KMeansWhiteBoxAttack`: PGD on the margin of the current k-means itself, either with
+- ``KMeansWhiteBoxAttack``: PGD on the margin of the current k-means itself, either with
   class labels (clusters mapped by majority vote) or label-free with (x, g(x)), where g(x) is
   the cluster id (Omari et al. §V).
 """
@@ -26,6 +26,10 @@ from advlab.models.wrapper import Bounds
 
 
 class TrainingAttack(Protocol):
+    """What Algorithm 1 calls to perturb its adversarial share A at step s:
+    ``attack(x, indices, eps, kmeans) -> x_adv``, with x the rows ``indices`` of the training
+    set, eps the step's budget and kmeans the current model."""
+
     def __call__(
         self, x: np.ndarray, indices: np.ndarray, eps: float, kmeans: KMeans
     ) -> np.ndarray: ...
@@ -34,10 +38,22 @@ class TrainingAttack(Protocol):
 class SurrogateAttack:
     """I-FGSM through ``surrogate`` with ``labels`` (of the whole training set).
 
-    Args: surrogate (a :class:`~advlab.models.Model` or a module on [0, 1] inputs -> logits);
-    labels (N,); eps_units (``"standardized"`` uses the surrogate's input std); max_iter;
-    step_ratio (eps_step = eps * step_ratio; 1/4 in the paper); batch_size; attack_cls (an
-    advlab attack taking ``eps``, ``max_iter``, ``eps_step``, ``eps_units``).
+    Parameters
+    ----------
+    surrogate : Model or torch.nn.Module
+        The surrogate classifier: a Model, or a module on [0, 1] inputs returning logits.
+    labels : ndarray of shape (N,)
+        True labels of the whole training set.
+    eps_units : {'pixel', 'standardized'}, default='standardized'
+        Unit of eps; standardized uses the surrogate's input std.
+    max_iter : int, default=10
+        I-FGSM steps.
+    step_ratio : float, default=0.25
+        eps_step = eps * step_ratio (1/4 in the paper).
+    batch_size : int, default=256
+        Images per batch.
+    attack_cls : type, default=IFGSM
+        An advlab attack taking eps, max_iter, eps_step, eps_units and batch_size.
     """
 
     def __init__(
@@ -73,10 +89,22 @@ class KMeansWhiteBoxAttack:
     own cluster). With ``labels``: clusters mapped to classes by majority vote on the current
     model's training assignment, y = the true class (push x into another class's cluster).
 
-    Args: labels; eps_units (``"pixel"``, or ``"standardized"``: times ``pixel_std``);
-    max_iter; step_ratio (eps_step = eps * step_ratio); train_data (needed with labels);
-    bounds of the inputs (None: unbounded, the default for arbitrary feature spaces;
-    (0, 1) for images); pixel_std (the data's standard deviation, for standardized units).
+    Parameters
+    ----------
+    labels : ndarray of shape (N,) or None, default=None
+        True labels of the training set; None: the label-free variant.
+    eps_units : {'pixel', 'standardized'}, default='pixel'
+        Unit of eps; standardized multiplies by pixel_std.
+    max_iter : int, default=10
+        PGD steps.
+    step_ratio : float, default=0.25
+        eps_step = eps * step_ratio.
+    train_data : ndarray of shape (N, D) or None, default=None
+        The training set, needed with labels to map clusters to classes.
+    bounds : (float, float) or None, default=None
+        Box of the inputs: None unbounded (arbitrary feature spaces), (0, 1) for images.
+    pixel_std : float or None, default=None
+        The data's standard deviation, for standardized units.
     """
 
     def __init__(

@@ -14,7 +14,13 @@ class ConfigError(ValueError):
 
 
 class ExperimentConfig(BaseModel):
-    """Base of every experiment config: frozen, no unknown keys, one master seed."""
+    """Base of every experiment config: frozen, no unknown keys, one master seed.
+
+    Attributes
+    ----------
+    seed : int, default=0
+        The master seed every unit's seeds derive from.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
@@ -65,7 +71,22 @@ def check_device(device: str) -> str:
 
 
 def validate_config(config_cls: type[C], raw: dict[str, Any], source: str = "config") -> C:
-    """Build ``config_cls`` from ``raw``; errors list every bad key with its problem."""
+    """Build ``config_cls`` from ``raw``; errors list every bad key with its problem.
+
+    Parameters
+    ----------
+    config_cls : type
+        The experiment's ExperimentConfig subclass.
+    raw : dict
+        Keys and values as read from YAML or a profile.
+    source : str, default='config'
+        Where raw comes from, for the error message.
+
+    Returns
+    -------
+    ExperimentConfig
+        The validated, frozen config; a ConfigError names every bad key.
+    """
     try:
         return config_cls.model_validate(raw)
     except ValidationError as exc:
@@ -80,7 +101,18 @@ def validate_config(config_cls: type[C], raw: dict[str, Any], source: str = "con
 
 
 def read_config_file(path: str | Path) -> tuple[str, dict[str, Any]]:
-    """Read a YAML config: ``experiment: NAME`` plus that experiment's fields."""
+    """Read a YAML config: ``experiment: NAME`` plus that experiment's fields.
+
+    Parameters
+    ----------
+    path : str or Path
+        A YAML file with experiment: NAME and that experiment's keys.
+
+    Returns
+    -------
+    (str, dict)
+        The experiment's name and the remaining keys.
+    """
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; give the path of a YAML config file")
@@ -105,7 +137,20 @@ def read_config_file(path: str | Path) -> tuple[str, dict[str, Any]]:
 def apply_overrides(raw: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
     """``raw`` with each ``key=value`` of ``assignments`` applied (the value read as YAML, so
     ``n_clusters=50``, ``datasets=[mnist]`` and ``n_train=null`` mean what they say). The
-    result is validated like any config: an unknown key is an error naming it."""
+    result is validated like any config: an unknown key is an error naming it.
+
+    Parameters
+    ----------
+    raw : dict
+        A config as read from YAML or a profile.
+    assignments : list of str
+        KEY=VALUE strings, the value read as YAML.
+
+    Returns
+    -------
+    dict
+        A copy of raw with the assignments applied.
+    """
     out = dict(raw)
     for item in assignments:
         key, sep, text = item.partition("=")

@@ -19,7 +19,26 @@ SampleSizeFn = Callable[[dict[str, Any], dict[str, Any], str], int | None]
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment: ``run(config, ctx) -> results`` with ``results["comparisons"]``."""
+    """An experiment: ``run(config, ctx) -> results`` with ``results["comparisons"]``.
+
+    Attributes
+    ----------
+    name : str
+        The name advlab run and reproduce take.
+    config_cls : type
+        Its ExperimentConfig subclass.
+    run : callable
+        run(config, ctx) -> results, with results['comparisons'].
+    profiles : dict of str to dict
+        Named configs (quick, paper, ...).
+    description : str
+        One line for advlab list.
+    tables : callable or None
+        tables(results, config) -> list of report Tables, the experiment's own summary tables.
+    sample_size : callable or None
+        sample_size(results, config, id) -> the n behind a comparison (repetitions or images), or
+        None.
+    """
 
     name: str
     config_cls: type[ExperimentConfig]
@@ -42,7 +61,28 @@ def register(
     sample_size: SampleSizeFn | None = None,
 ) -> Callable[[RunFn], RunFn]:
     """Decorator registering ``fn`` as experiment ``name`` (``tables`` and ``sample_size``
-    feed ``advlab report``)."""
+    feed ``advlab report``).
+
+    Parameters
+    ----------
+    name : str
+        The experiment's name.
+    config_cls : type
+        Its ExperimentConfig subclass.
+    profiles : dict or None, default=None
+        Named configs.
+    description : str, default=''
+        One line for advlab list.
+    tables : callable or None, default=None
+        Summary tables for advlab report (see Experiment).
+    sample_size : callable or None, default=None
+        Sample sizes for advlab report (see Experiment).
+
+    Returns
+    -------
+    callable
+        A decorator registering the run function and returning it unchanged.
+    """
 
     def wrap(fn: RunFn) -> RunFn:
         _REGISTRY[name] = Experiment(
@@ -54,7 +94,18 @@ def register(
 
 
 def get_experiment(name: str) -> Experiment:
-    """The experiment called ``name`` (built-ins are imported on first use)."""
+    """The experiment called ``name`` (built-ins are imported on first use).
+
+    Parameters
+    ----------
+    name : str
+        A registered experiment (built-ins and entry points).
+
+    Returns
+    -------
+    Experiment
+        The experiment; KeyError lists the known names.
+    """
     _load_builtins()
     if name not in _REGISTRY:
         raise KeyError(f"unknown experiment {name!r}; known: {', '.join(sorted(_REGISTRY))}")

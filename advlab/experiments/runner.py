@@ -44,7 +44,19 @@ class RunDirError(RuntimeError):
 
 
 class RunContext:
-    """What an experiment function gets: output folder, cache, log, units, provenance."""
+    """What an experiment function gets: output folder, cache, log, units, provenance.
+
+    Parameters
+    ----------
+    out : Path
+        The run directory.
+    config : ExperimentConfig
+        The validated config.
+    cache : Cache
+        The artefact cache.
+    log : logging.Logger
+        The run's log (file and, unless quiet, stderr).
+    """
 
     def __init__(self, out: Path, config: ExperimentConfig, cache: Cache, log: logging.Logger):
         self.out = out
@@ -130,7 +142,28 @@ def run_experiment(
     profile: str | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Run ``experiment`` with ``config`` into ``out``; returns (and writes) ``results.json``."""
+    """Run ``experiment`` with ``config`` into ``out``; returns (and writes) ``results.json``.
+
+    Parameters
+    ----------
+    experiment : Experiment
+        What to run.
+    config : ExperimentConfig
+        Its validated config.
+    out : str or Path
+        The run directory; rerunning into it resumes.
+    cache : Cache or None, default=None
+        Artefact cache; None uses the default folder.
+    profile : str or None, default=None
+        The profile's name, recorded in the run directory.
+    quiet : bool, default=False
+        No progress bars, no log on stderr.
+
+    Returns
+    -------
+    dict
+        The results, also written to out/results.json.
+    """
     out = Path(out)
     resolved = {
         "experiment": experiment.name,

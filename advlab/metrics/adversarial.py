@@ -24,7 +24,20 @@ def _np(a: torch.Tensor | np.ndarray, name: str, ndim: int) -> np.ndarray:
 
 
 def attack_success_rate(pred: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
-    """Fraction in [0, 1] of samples with pred != y."""
+    """Fraction in [0, 1] of samples with pred != y.
+
+    Parameters
+    ----------
+    pred : tensor or ndarray of shape (n,)
+        Predicted labels on the adversarial examples.
+    y : tensor or ndarray of shape (n,)
+        True labels.
+
+    Returns
+    -------
+    float
+        The success rate, a fraction in [0, 1] (0 for no samples).
+    """
     p, t = _np(pred, "pred", 1), _np(y, "y", 1)
     if p.shape != t.shape:
         raise ValueError(f"pred {p.shape} and y {t.shape} differ in length")
@@ -33,7 +46,17 @@ def attack_success_rate(pred: torch.Tensor | np.ndarray, y: torch.Tensor | np.nd
 
 @dataclass(frozen=True)
 class DefenseOutcome:
-    """Fractions in [0, 1]: successful attacks, failed (F) and detected (D); they sum to 1."""
+    """Fractions in [0, 1]: successful attacks, failed (F) and detected (D); they sum to 1.
+
+    Attributes
+    ----------
+    asr : float
+        Share of successful attacks: predicted neither y nor the adversarial class.
+    failed : float
+        Share F predicted as y.
+    detected : float
+        Share D sent to the adversarial class.
+    """
 
     asr: float
     failed: float
@@ -43,7 +66,22 @@ class DefenseOutcome:
 def defense_outcomes(
     pred: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, adversarial_label: int
 ) -> DefenseOutcome:
-    """Split predictions of a defended model on adversarial examples into ASR / F / D."""
+    """Split predictions of a defended model on adversarial examples into ASR / F / D.
+
+    Parameters
+    ----------
+    pred : tensor or ndarray of shape (n,)
+        Predicted labels on the adversarial examples.
+    y : tensor or ndarray of shape (n,)
+        True labels.
+    adversarial_label : int
+        The defense's adversarial class.
+
+    Returns
+    -------
+    DefenseOutcome
+        ASR, F and D, fractions summing to 1.
+    """
     p, t = _np(pred, "pred", 1), _np(y, "y", 1)
     if p.shape != t.shape:
         raise ValueError(f"pred {p.shape} and y {t.shape} differ in length")
@@ -62,6 +100,18 @@ def true_label_ranks(scores: torch.Tensor | np.ndarray, y: torch.Tensor | np.nda
     """1-based position of the true label in each row's descending ranking of the scores.
 
     Ties are broken in favour of the true label (as ``sklearn.metrics.top_k_accuracy_score``).
+
+    Parameters
+    ----------
+    scores : tensor or ndarray of shape (n, n_classes)
+        Class scores (logits or probabilities), higher is more likely.
+    y : tensor or ndarray of shape (n,)
+        True labels.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        1-based rank of the true label in each row.
     """
     s, t = _np(scores, "scores", 2), _np(y, "y", 1).astype(int)
     if len(s) != len(t):
@@ -78,12 +128,37 @@ def rank_position_pmf(
     """p(j) = P(r(j) = y) for j = 1..C (Fig. 4 of Mygdalis et al.), an array of length C.
 
     Its cumulative sum at k equals ``top_k_accuracy_score(y, scores, k=k)``.
+
+    Parameters
+    ----------
+    scores : tensor or ndarray of shape (n, n_classes)
+        Class scores (logits or probabilities), higher is more likely.
+    y : tensor or ndarray of shape (n,)
+        True labels.
+
+    Returns
+    -------
+    ndarray of shape (n_classes,)
+        p(1), ..., p(C), summing to 1.
     """
     return pmf_from_ranks(true_label_ranks(scores, y), _np(scores, "scores", 2).shape[1])
 
 
 def pmf_from_ranks(ranks: np.ndarray, n_classes: int) -> np.ndarray:
-    """p(j) for j = 1..n_classes from 1-based true-label ranks (as :func:`true_label_ranks`)."""
+    """p(j) for j = 1..n_classes from 1-based true-label ranks (as ``true_label_ranks``).
+
+    Parameters
+    ----------
+    ranks : array-like of int
+        1-based true-label ranks, each in 1..n_classes.
+    n_classes : int
+        Number of classes C.
+
+    Returns
+    -------
+    ndarray of shape (n_classes,)
+        p(1), ..., p(C).
+    """
     r = np.asarray(ranks, dtype=int)
     if len(r) == 0 or r.min() < 1 or r.max() > n_classes:
         raise ValueError(f"ranks must be a non-empty array of values in 1..{n_classes}")
@@ -91,7 +166,22 @@ def pmf_from_ranks(ranks: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def k_anonymity_holds(pmf: np.ndarray, k: int, tol: float = 0.0) -> bool:
-    """Condition (6) of Mygdalis et al.: every rank position recovers y with p(j) <= 1/K (+ tol)."""
+    """Condition (6) of Mygdalis et al.: every rank position recovers y with p(j) <= 1/K (+ tol).
+
+    Parameters
+    ----------
+    pmf : ndarray
+        p(j) per rank position, as from rank_position_pmf.
+    k : int
+        The anonymity level K, >= 1.
+    tol : float, default=0.0
+        Slack added to the bound 1/K (sampling error of a small sample).
+
+    Returns
+    -------
+    bool
+        Whether max_j p(j) <= 1/K + tol.
+    """
     if k < 1:
         raise ValueError(f"K must be >= 1, got {k}")
     return bool(np.max(pmf) <= 1.0 / k + tol)

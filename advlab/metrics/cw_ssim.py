@@ -98,14 +98,25 @@ def cw_ssim(
 ) -> torch.Tensor:
     """Per-image CW-SSIM in [0, 1] (1 for identical images), differentiable in both arguments.
 
-    Args:
-        x, y: images of the same shape, (H, W), (N, H, W) or (N, C, H, W). With C channels the
-            index is computed on each channel separately and averaged over the channels (the
-            channels of a colour image are compared as C grey images, with equal weight).
-        window: side of the square local window (7 in Wang & Simoncelli).
-        k: the small stabilising constant K (on window means of squared coefficients).
+    Parameters
+    ----------
+    x, y : torch.Tensor
+        Images of the same shape, (H, W), (N, H, W) or (N, C, H, W). With C channels the index
+        is computed on each channel separately and averaged over the channels (the channels of
+        a colour image are compared as C grey images, with equal weight).
+    n_scales : int, default=2
+        Scales of the complex steerable pyramid.
+    n_orientations : int, default=4
+        Orientations per scale.
+    window : int, default=7
+        Side of the square local window in pixels (7 in Wang & Simoncelli).
+    k : float, default=1e-4
+        The small stabilising constant K (on window means of squared coefficients).
 
-    Returns: tensor of shape (N,).
+    Returns
+    -------
+    torch.Tensor of shape (N,)
+        CW-SSIM per image.
     """
     if x.shape != y.shape:
         raise ValueError(

@@ -2,7 +2,7 @@
 
 SSIM is pytorch-msssim's (Gaussian window, sigma 1.5, data_range = 1, one channel); MS-SSIM is
 not offered because its five scales need images of about 161 px or more, and MNIST is 28 x 28.
-CW-SSIM is advlab's own differentiable implementation (:mod:`advlab.metrics.cw_ssim`),
+CW-SSIM is advlab's own differentiable implementation (``advlab.metrics.cw_ssim``),
 re-exported here so that metrics and the K-A3 loss use the same code.
 """
 
@@ -33,6 +33,20 @@ def ssim(x: torch.Tensor, y: torch.Tensor, win_size: int = 11) -> torch.Tensor:
 
     The Gaussian window is shrunk to the largest odd size that fits when the image is smaller
     than ``win_size`` (e.g. 7 on the 8 x 8 digits).
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (N, H, W) or (N, C, H, W)
+        Images with pixels in [0, 1].
+    y : torch.Tensor of shape (N, H, W) or (N, C, H, W)
+        Images with pixels in [0, 1].
+    win_size : int, default=11
+        Side of the Gaussian window in pixels (odd; shrunk on small images).
+
+    Returns
+    -------
+    torch.Tensor of shape (N,)
+        SSIM per image.
     """
     x, y = _as_images(x, y)
     fit = min(win_size, *x.shape[-2:])
@@ -41,6 +55,19 @@ def ssim(x: torch.Tensor, y: torch.Tensor, win_size: int = 11) -> torch.Tensor:
 
 
 def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image mean squared error over pixels, shape (N,)."""
+    """Per-image mean squared error over pixels, shape (N,).
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (N, H, W) or (N, C, H, W)
+        Images with pixels in [0, 1].
+    y : torch.Tensor of shape (N, H, W) or (N, C, H, W)
+        Images with pixels in [0, 1].
+
+    Returns
+    -------
+    torch.Tensor of shape (N,)
+        Mean squared pixel difference per image, in [0, 1] pixel units squared.
+    """
     x, y = _as_images(x, y)
     return ((x - y) ** 2).flatten(1).mean(1)

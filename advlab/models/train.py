@@ -26,9 +26,24 @@ TRAINER_VERSION = "1"
 
 @dataclass
 class TrainedModel:
-    """A trained classifier (in eval mode) with its test accuracy (%, or None), its cache key
-    (of the recipe) and ``weights_sha256``, the hash of the weights themselves: what anything
-    derived from the model (adversarial pools, defenses) is keyed by."""
+    """A trained classifier and what identifies it.
+
+    Attributes
+    ----------
+    model : Classifier
+        The network, in eval mode.
+    name : str
+        Its zoo name.
+    test_accuracy : float or None
+        Top-1 accuracy in % on the test set given, or None.
+    cache_key : str
+        Key of the training recipe in the cache.
+    from_cache : bool
+        Whether the weights were loaded rather than trained.
+    weights_sha256 : str
+        Hash of the weights themselves: what anything derived from the model (adversarial
+        pools, defenses) is keyed by.
+    """
 
     model: Classifier
     name: str
@@ -48,7 +63,24 @@ def _images(ds: Dataset) -> torch.Tensor:
 def accuracy(
     model: nn.Module, ds: Dataset, device: str | torch.device = "cpu", batch_size: int = 1000
 ) -> float:
-    """Top-1 accuracy (%) of ``model`` on ``ds``."""
+    """Top-1 accuracy (%) of ``model`` on ``ds``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The classifier.
+    ds : Dataset
+        An image dataset.
+    device : str or torch.device, default='cpu'
+        Where to evaluate.
+    batch_size : int, default=1000
+        Images per forward pass.
+
+    Returns
+    -------
+    float
+        Top-1 accuracy in %.
+    """
     was_training = model.training
     model.eval()
     x, y = _images(ds), torch.from_numpy(ds.labels)
@@ -79,7 +111,40 @@ def train_classifier(
     ``schedule``: ``"constant"`` learning rate or ``"cosine"`` (annealed to 0 over all steps).
     ``mean``, ``std``: the model's input normalisation (numbers or per-channel lists; the
     caller's data statistics, none by default). The global torch RNG is left untouched: the
-    initial weights are drawn inside ``torch.random.fork_rng`` seeded by ``seed``."""
+    initial weights are drawn inside ``torch.random.fork_rng`` seeded by ``seed``.
+
+    Parameters
+    ----------
+    name : str
+        Zoo model (see build_model).
+    train : Dataset
+        Training images.
+    test : Dataset or None, default=None
+        Images for test_accuracy; None skips it.
+    epochs : int, default=2
+        Passes over train, >= 1.
+    batch_size : int, default=128
+        Images per step.
+    lr : float, default=1e-3
+        Adam's learning rate, > 0.
+    seed : int, default=0
+        Seed of the initial weights and the batch order.
+    device : str or torch.device, default='cpu'
+        Where to train.
+    cache : Cache or None, default=None
+        Artefact cache; None uses the default folder.
+    schedule : {'constant', 'cosine'}, default='constant'
+        Learning-rate schedule (cosine: annealed to 0 over all steps).
+    mean : float or sequence of float, default=0.0
+        Input normalisation mean (the caller's data statistics).
+    std : float or sequence of float, default=1.0
+        Input normalisation std.
+
+    Returns
+    -------
+    TrainedModel
+        The model in eval mode, its accuracy and hashes.
+    """
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise ValueError(
             f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}"

@@ -9,7 +9,7 @@ the bounds of its input space and its preprocessing.
 ``bounds``), the wrapper normalises. The per-channel ``std`` also gives "standardized" budgets
 their meaning: eps in standardized units is eps * std_c pixels in channel c.
 
-A bare ``nn.Module`` passed to an attack is wrapped by :func:`as_model` with bounds (0, 1) and
+A bare ``nn.Module`` passed to an attack is wrapped by ``as_model`` with bounds (0, 1) and
 no preprocessing; if it normalises inside itself it may declare its per-channel std as an
 attribute ``input_std`` (the zoo's models do), which standardized budgets then use.
 """
@@ -45,17 +45,27 @@ def _channel_stat(
 class Model(nn.Module):
     """``module`` with input ``bounds`` and optional ``preprocessing``.
 
-    Args:
-        module: maps preprocessed inputs (N, ...) to logits (N, n_classes).
-        bounds: (lower, upper) of the inputs attacks produce; (0, 1) for images in [0, 1];
-            infinite bounds (``(-inf, inf)``) for unbounded feature spaces.
-        preprocessing: ``None`` or ``dict(mean=..., std=..., axis=-3)``; mean and std are numbers
-            or one value per channel along ``axis`` (default -3, the channel axis of NCHW).
-            ``model(x) = module((x - mean) / std)``.
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Maps preprocessed inputs (N, ...) to logits (N, n_classes).
+    bounds : (float, float), default=(0.0, 1.0)
+        (lower, upper) of the inputs attacks produce: (0, 1) for images in [0, 1], infinite
+        bounds ``(-inf, inf)`` for unbounded feature spaces.
+    preprocessing : dict or None, default=None
+        ``dict(mean=..., std=..., axis=-3)``: mean and std are numbers or one value per channel
+        along ``axis`` (default -3, the channel axis of NCHW); ``model(x) = module((x - mean) /
+        std)``.
 
-    Attributes: ``bounds``, ``mean``, ``std`` (buffers, broadcastable to the input) and
-    ``input_std``: the per-channel std that standardized budgets use (``std`` when
-    preprocessing is given, else the module's own ``input_std`` if it declares one, else None).
+    Attributes
+    ----------
+    bounds : (float, float)
+        As given.
+    mean, std : torch.Tensor
+        Buffers, broadcastable to the input.
+    input_std : torch.Tensor or None
+        The per-channel std that standardized budgets use: ``std`` when preprocessing is
+        given, else the module's own ``input_std`` if it declares one, else None.
     """
 
     mean: torch.Tensor
@@ -108,6 +118,17 @@ class Model(nn.Module):
 
 
 def as_model(model: nn.Module) -> Model:
-    """``model`` itself if it is a :class:`Model`, else ``Model(model)`` (bounds (0, 1), no
-    preprocessing)."""
+    """``model`` itself if it is a ``Model``, else ``Model(model)`` (bounds (0, 1), no
+    preprocessing).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A Model or a bare module.
+
+    Returns
+    -------
+    Model
+        The wrapped model.
+    """
     return model if isinstance(model, Model) else Model(model)

@@ -2,7 +2,7 @@
 Normalisation happens inside each model (``(x - mean) / std`` with the constructor's ``mean``
 and ``std``: numbers or one value per channel; default none), so attacks work in pixel space
 (eps in pixel units, clipping to [0, 1]); the std is exposed as ``input_std`` for standardized
-budgets (see :mod:`advlab.models.wrapper`). Each experiment passes its data set's statistics.
+budgets (see ``advlab.models.wrapper``). Each experiment passes its data set's statistics.
 
 - ``mlp``: one hidden layer of 256 ReLU units, any input shape (the 8x8 digits fallback).
 - ``small_cnn``: two 3x3 conv layers + two linear layers; the fast CPU default surrogate.
@@ -57,7 +57,21 @@ class Classifier(nn.Module):
     ``channels_last=True`` (the convolutional models) stores the 4-D weights and runs the body
     on NHWC tensors: oneDNN's CPU convolution and max-pooling are faster in that layout
     (``benchmarks/model_speed.py``). The function is unchanged: inputs, outputs, input
-    gradients and the state dict keep PyTorch's default layout."""
+    gradients and the state dict keep PyTorch's default layout.
+
+    Parameters
+    ----------
+    body : torch.nn.Module
+        Feature extractor: normalised inputs to features.
+    classifier : torch.nn.Linear
+        Features to logits.
+    channels_last : bool, default=False
+        Run the body in NHWC memory layout (faster convolutions on CPU).
+    mean : float or sequence of float, default=0.0
+        Input mean subtracted before the body, one value or one per channel.
+    std : float or sequence of float, default=1.0
+        Input std divided by before the body, one value or one per channel.
+    """
 
     def __init__(
         self,
@@ -221,7 +235,26 @@ def build_model(
 ) -> Classifier:
     """A freshly initialised model by name (``mlp``, ``small_cnn``, ``lenet5``, ``fc1``,
     ``resnet18``) for ``input_shape`` (C, H, W) (``mlp`` and ``fc1``: any shape), ``n_classes``
-    outputs and the normalisation ``(x - mean) / std`` (numbers or per-channel lists)."""
+    outputs and the normalisation ``(x - mean) / std`` (numbers or per-channel lists).
+
+    Parameters
+    ----------
+    name : str
+        mlp, small_cnn, lenet5, fc1 or resnet18.
+    n_classes : int, default=10
+        Number of outputs, >= 2.
+    input_shape : (int, int, int), default=(1, 28, 28)
+        (C, H, W) of the inputs.
+    mean : float or sequence of float, default=0.0
+        Input normalisation mean (the caller's data statistics).
+    std : float or sequence of float, default=1.0
+        Input normalisation std.
+
+    Returns
+    -------
+    Classifier
+        The initialised model (torch's default initialisation under the current RNG).
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if not isinstance(n_classes, int) or n_classes < 2:

@@ -28,7 +28,29 @@ VERDICTS = ("inside", "outside", "no paper value", "no interval")
 
 @dataclass(frozen=True)
 class ComparisonRow:
-    """One comparison, with its interval ``[lo, hi]`` (None when not measured) and verdict."""
+    """One comparison, with its interval ``[lo, hi]`` (None when not measured) and verdict.
+
+    Attributes
+    ----------
+    id : str
+        The comparison id.
+    ours : float
+        Our value.
+    paper : float or None
+        The paper's value.
+    unit : str
+        Unit of both values.
+    lo : float or None
+        Lower end of our interval.
+    hi : float or None
+        Upper end of our interval.
+    interval : str
+        How [lo, hi] was obtained, e.g. '99 % t (3 reps)', 'Wilson 95 %', or ''.
+    n : int or None
+        Repetitions or images behind our value.
+    verdict : str
+        inside, outside, no paper value or no interval.
+    """
 
     id: str
     ours: float
@@ -51,6 +73,20 @@ def wilson_interval(rate_percent: float, n: int, level: float = 0.95) -> tuple[f
 
     The number of successes is ``round(rate / 100 * n)``; the interval is scipy's
     ``binomtest(k, n).proportion_ci(method="wilson")``.
+
+    Parameters
+    ----------
+    rate_percent : float
+        The measured rate in %, in [0, 100].
+    n : int
+        Number of trials (images).
+    level : float, default=0.95
+        Confidence level.
+
+    Returns
+    -------
+    (float, float)
+        The interval's ends in %.
     """
     k = round(rate_percent / 100 * n)
     if not 0 <= k <= n:
@@ -64,6 +100,18 @@ def comparison_row(entry: dict[str, Any], n: int | None = None) -> ComparisonRow
 
     ``n`` is the sample size behind it when the entry does not carry one (repetitions for a
     t interval, images for a rate).
+
+    Parameters
+    ----------
+    entry : dict
+        One comparison of results.json: id, ours, paper, unit, and ci99 / ci95 / n where measured.
+    n : int or None, default=None
+        Sample size to use when the entry carries none.
+
+    Returns
+    -------
+    ComparisonRow
+        The row with its interval and verdict.
     """
     ours, paper = float(entry["ours"]), entry["paper"]
     n = entry.get("n", n)
@@ -102,7 +150,20 @@ def comparison_rows(
     comparisons: Iterable[dict[str, Any]],
     sample_size: Callable[[str], int | None] | None = None,
 ) -> list[ComparisonRow]:
-    """Rows for every comparison; ``sample_size(id)`` supplies n where entries lack it."""
+    """Rows for every comparison; ``sample_size(id)`` supplies n where entries lack it.
+
+    Parameters
+    ----------
+    comparisons : iterable of dict
+        The comparisons of results.json.
+    sample_size : callable or None, default=None
+        sample_size(id) -> n for entries without one.
+
+    Returns
+    -------
+    list of ComparisonRow
+        One row per comparison.
+    """
     return [
         comparison_row(c, None if sample_size is None else sample_size(str(c["id"])))
         for c in comparisons
@@ -110,7 +171,18 @@ def comparison_rows(
 
 
 def verdict_counts(rows: Iterable[ComparisonRow]) -> dict[str, int]:
-    """How many rows have each verdict (every verdict listed, zeros included)."""
+    """How many rows have each verdict (every verdict listed, zeros included).
+
+    Parameters
+    ----------
+    rows : iterable of ComparisonRow
+        Rows to count.
+
+    Returns
+    -------
+    dict of str to int
+        Rows per verdict, every verdict listed.
+    """
     counts = dict.fromkeys(VERDICTS, 0)
     for row in rows:
         counts[row.verdict] += 1

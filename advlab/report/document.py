@@ -1,10 +1,10 @@
 """What a report is made of: a run directory read back, and one section per run.
 
-A :class:`RunRecord` is what ``advlab run`` / ``advlab reproduce`` left in a run directory
+A ``RunRecord`` is what ``advlab run`` / ``advlab reproduce`` left in a run directory
 (``config.json``, ``manifest.json``, ``results.json``, the figures and the per-unit timings
-under ``units/``). A :class:`Section` is everything the report shows about one run; the
-experiments layer builds it (it knows the paper), the renderers in :mod:`advlab.report.html`
-and :mod:`advlab.report.markdown` only lay it out.
+under ``units/``). A ``Section`` is everything the report shows about one run; the
+experiments layer builds it (it knows the paper), the renderers in ``advlab.report.html``
+and ``advlab.report.markdown`` only lay it out.
 """
 
 from __future__ import annotations
@@ -27,7 +27,23 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True)
 class RunRecord:
-    """A finished run read from its directory."""
+    """A finished run read from its directory.
+
+    Attributes
+    ----------
+    path : Path
+        The run directory.
+    config : dict
+        config.json: experiment, profile and the resolved config.
+    manifest : dict
+        manifest.json: versions, seeds, data checksums, timings.
+    results : dict
+        results.json.
+    figures : tuple of Path
+        The run's PNG figures.
+    unit_seconds : dict of str to float
+        Compute time per unit, from the manifest or units/.
+    """
 
     path: Path
     config: dict[str, Any]
@@ -58,7 +74,18 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def load_run(path: str | Path) -> RunRecord:
-    """Read a finished run directory; errors name the missing or damaged file."""
+    """Read a finished run directory; errors name the missing or damaged file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A finished run directory.
+
+    Returns
+    -------
+    RunRecord
+        The run; ReportError names a missing or damaged file.
+    """
     path = Path(path)
     if not path.is_dir():
         raise ReportError(f"{path}: not a run directory")
@@ -80,7 +107,21 @@ def load_run(path: str | Path) -> RunRecord:
 
 @dataclass(frozen=True)
 class SettingRow:
-    """One of the paper's settings against this run's."""
+    """One of the paper's settings against this run's.
+
+    Attributes
+    ----------
+    key : str
+        The config key.
+    paper : str
+        The paper's value, as shown.
+    ours : str
+        This run's value.
+    source : str
+        Where the paper says so.
+    differs : bool
+        Whether the run departs from the paper.
+    """
 
     key: str
     paper: str
@@ -91,7 +132,17 @@ class SettingRow:
 
 @dataclass(frozen=True)
 class Control:
-    """A control: which comparison ids it covers and what it tests, in one sentence."""
+    """A control: which comparison ids it covers and what it tests, in one sentence.
+
+    Attributes
+    ----------
+    ids : str
+        fnmatch pattern over comparison ids.
+    tests : str
+        What the control tests, in one sentence.
+    rows : tuple of ComparisonRow
+        The rows it covers.
+    """
 
     ids: str  # an fnmatch pattern over comparison ids
     tests: str
@@ -100,7 +151,31 @@ class Control:
 
 @dataclass(frozen=True)
 class Section:
-    """Everything the report shows about one run."""
+    """Everything the report shows about one run.
+
+    Attributes
+    ----------
+    title : str
+        Heading of the run's section.
+    citation : str
+        The paper.
+    run : RunRecord
+        The run.
+    rows : sequence of ComparisonRow
+        Every comparison.
+    tables : sequence of Table
+        The experiment's own tables.
+    settings : sequence of SettingRow
+        The paper's settings beside the run's.
+    setting_notes : sequence of str
+        Differences no config key expresses.
+    controls : sequence of Control
+        The controls.
+    value_sources : sequence of (str, str)
+        (id pattern, where the paper value comes from).
+    notes : sequence of str
+        Free text shown under the title.
+    """
 
     title: str
     citation: str
@@ -142,6 +217,18 @@ def settings_rows(config: dict[str, Any], paper_settings: dict[str, Any]) -> lis
     ``shown`` is how the paper's value reads when the config spells it differently (e.g.
     ``n_train: null`` means "all 60,000"). A key the config does not have is shown as "not
     a setting of this run" and counts as differing.
+
+    Parameters
+    ----------
+    config : dict
+        The run's resolved config.
+    paper_settings : dict
+        {key: {paper, source, shown?}} from the paper's data file.
+
+    Returns
+    -------
+    list of SettingRow
+        One row per paper setting.
     """
     rows = []
     for key, spec in paper_settings.items():
@@ -161,7 +248,20 @@ def settings_rows(config: dict[str, Any], paper_settings: dict[str, Any]) -> lis
 
 
 def controls_of(rows: Sequence[ComparisonRow], specs: Sequence[dict[str, str]]) -> list[Control]:
-    """Controls from ``[{ids: pattern, tests: sentence}]``, each with the rows it covers."""
+    """Controls from ``[{ids: pattern, tests: sentence}]``, each with the rows it covers.
+
+    Parameters
+    ----------
+    rows : sequence of ComparisonRow
+        Every comparison of the run.
+    specs : sequence of dict
+        [{ids: pattern, tests: sentence}] from the paper's data file.
+
+    Returns
+    -------
+    list of Control
+        Each control with the rows it covers.
+    """
     return [
         Control(
             spec["ids"],
@@ -173,7 +273,20 @@ def controls_of(rows: Sequence[ComparisonRow], specs: Sequence[dict[str, str]]) 
 
 
 def value_source(row_id: str, sources: Sequence[tuple[str, str]]) -> str:
-    """Where the paper value of ``row_id`` comes from (first matching pattern), or ""."""
+    """Where the paper value of ``row_id`` comes from (first matching pattern), or "".
+
+    Parameters
+    ----------
+    row_id : str
+        A comparison id.
+    sources : sequence of (str, str)
+        (id pattern, source) pairs.
+
+    Returns
+    -------
+    str
+        The first matching source, or ''.
+    """
     for pattern, source in sources:
         if fnmatch.fnmatchcase(row_id, pattern):
             return source

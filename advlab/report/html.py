@@ -205,7 +205,18 @@ def _summary(section: Section) -> str:
 
 
 def render_section(section: Section) -> str:
-    """One run's part of the report."""
+    """One run's part of the report.
+
+    Parameters
+    ----------
+    section : Section
+        One run.
+
+    Returns
+    -------
+    str
+        HTML of the run's section.
+    """
     parts = [
         f'<section id="{section.anchor}"><h2>{_e(section.title)}</h2>',
         f"<p><i>{_e(section.citation)}</i></p>" if section.citation else "",
@@ -223,7 +234,20 @@ def render_section(section: Section) -> str:
 
 
 def render_html(sections: Sequence[Section], title: str = "advlab report") -> str:
-    """The whole report: a table of contents when there are several runs, then each run."""
+    """The whole report: a table of contents when there are several runs, then each run.
+
+    Parameters
+    ----------
+    sections : sequence of Section
+        The runs, at least one.
+    title : str, default='advlab report'
+        Page title.
+
+    Returns
+    -------
+    str
+        The whole self-contained page.
+    """
     if not sections:
         raise ValueError("a report needs at least one run")
     toc = ""

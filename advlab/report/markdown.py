@@ -40,7 +40,20 @@ def _provenance(section: Section) -> str:
 
 def render_markdown(section: Section, name: str | None = None) -> str:
     """One run's block: provenance, the experiment's tables, then every comparison and the
-    settings that differ from the paper's in collapsed ``<details>``."""
+    settings that differ from the paper's in collapsed ``<details>``.
+
+    Parameters
+    ----------
+    section : Section
+        One run.
+    name : str or None, default=None
+        Name in the markers; None: the experiment's.
+
+    Returns
+    -------
+    str
+        The marked block.
+    """
     name = name or section.run.experiment
     counts = verdict_counts(section.rows)
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
@@ -77,12 +90,36 @@ def render_markdown(section: Section, name: str | None = None) -> str:
 
 
 def marked_blocks(text: str) -> dict[str, str]:
-    """The generated blocks of a document, by name (markers included)."""
+    """The generated blocks of a document, by name (markers included).
+
+    Parameters
+    ----------
+    text : str
+        A Markdown document.
+
+    Returns
+    -------
+    dict of str to str
+        Name -> block, markers included.
+    """
     return {m.group("name"): m.group(0) for m in _BLOCK.finditer(text)}
 
 
 def replace_blocks(text: str, blocks: Mapping[str, str]) -> tuple[str, Sequence[str]]:
-    """``text`` with each marked block that ``blocks`` names replaced; also the names replaced."""
+    """``text`` with each marked block that ``blocks`` names replaced; also the names replaced.
+
+    Parameters
+    ----------
+    text : str
+        A Markdown document.
+    blocks : mapping of str to str
+        New blocks by name, markers included.
+
+    Returns
+    -------
+    (str, sequence of str)
+        The new text and the names replaced.
+    """
     replaced: list[str] = []
 
     def swap(match: re.Match[str]) -> str:

@@ -11,7 +11,21 @@ from advlab.report.comparisons import ComparisonRow, comparison_rows
 
 @dataclass(frozen=True)
 class Table:
-    """A titled table of already formatted cells; ``align`` is "l" or "r" per column."""
+    """A titled table of already formatted cells; ``align`` is "l" or "r" per column.
+
+    Attributes
+    ----------
+    title : str
+        Shown above the table; '' for none.
+    columns : sequence of str
+        Column headers.
+    rows : sequence of sequence of str
+        Formatted cells, as many per row as columns.
+    align : sequence of str
+        'l' or 'r' per column; empty: first left, others right.
+    note : str
+        Shown under the table.
+    """
 
     title: str
     columns: Sequence[str]
@@ -32,12 +46,38 @@ class Table:
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
-    """A number with ``digits`` decimals, "-" for None."""
+    """A number with ``digits`` decimals, "-" for None.
+
+    Parameters
+    ----------
+    value : float or None
+        A number.
+    digits : int, default=2
+        Decimals.
+
+    Returns
+    -------
+    str
+        The number, or '-'.
+    """
     return "-" if value is None else f"{value:.{digits}f}"
 
 
 def comparison_table(rows: Sequence[ComparisonRow], title: str = "comparisons") -> Table:
-    """id | paper | ours | interval | n | verdict, one line per comparison."""
+    """id | paper | ours | interval | n | verdict, one line per comparison.
+
+    Parameters
+    ----------
+    rows : sequence of ComparisonRow
+        Rows to show.
+    title : str, default='comparisons'
+        The table's title.
+
+    Returns
+    -------
+    Table
+        id, paper, ours, interval, n, unit, verdict.
+    """
     body = [
         [
             f"`{r.id}`",
@@ -59,7 +99,18 @@ def comparison_table(rows: Sequence[ComparisonRow], title: str = "comparisons") 
 
 
 def to_markdown(table: Table) -> str:
-    """A GitHub Markdown table (``|`` in cells escaped), preceded by its bold title."""
+    """A GitHub Markdown table (``|`` in cells escaped), preceded by its bold title.
+
+    Parameters
+    ----------
+    table : Table
+        The table.
+
+    Returns
+    -------
+    str
+        GitHub Markdown.
+    """
     marks = {"l": "---", "r": "---:"}
 
     def line(cells: Sequence[str]) -> str:
@@ -74,7 +125,18 @@ def to_markdown(table: Table) -> str:
 
 
 def format_comparisons(comparisons: list[dict[str, Any]]) -> str:
-    """A fixed-width table: id | ours | paper | difference | unit | verdict."""
+    """A fixed-width table: id | ours | paper | difference | unit | verdict.
+
+    Parameters
+    ----------
+    comparisons : list of dict
+        The comparisons of results.json.
+
+    Returns
+    -------
+    str
+        A fixed-width text table.
+    """
     header = ("id", "ours", "paper", "ours-paper", "unit", "verdict")
     rows = [header]
     for r in comparison_rows(comparisons):
@@ -99,7 +161,24 @@ def selected_table(
     title: str, rows: Sequence[ComparisonRow], ids: Sequence[str], note: str = ""
 ) -> Table:
     """id | paper | ours | interval | verdict for the rows whose id matches one of ``ids``
-    (fnmatch patterns), in the order of ``rows``."""
+    (fnmatch patterns), in the order of ``rows``.
+
+    Parameters
+    ----------
+    title : str
+        The table's title.
+    rows : sequence of ComparisonRow
+        Every comparison.
+    ids : sequence of str
+        fnmatch patterns of the ids to show.
+    note : str, default=''
+        Shown under the table.
+
+    Returns
+    -------
+    Table
+        id, paper, ours, interval, verdict.
+    """
     import fnmatch
 
     chosen = [r for r in rows if any(fnmatch.fnmatchcase(r.id, p) for p in ids)]

@@ -3,7 +3,7 @@
 An entry is a dict of numpy arrays stored with safetensors (no pickle), keyed by the
 SHA-256 of everything that determines it: a ``kind``, the caller's ``parts`` (config subset,
 data checksum, the hash of the weights that made it, ...) and the producer's code ``version``.
-The file's safetensors metadata holds the SHA-256 of its own tensors (:func:`arrays_sha256`),
+The file's safetensors metadata holds the SHA-256 of its own tensors (``arrays_sha256``),
 so every load verifies the content: a truncated, emptied or altered file is reported with its
 path, moved aside (``*.corrupt``) and treated as absent, so the caller recomputes it. Each
 entry is one file written atomically, so two processes computing the same key at once both
@@ -101,7 +101,13 @@ class VerifyReport:
 
 
 class Cache:
-    """Artefact store under ``root`` (default ``$ADVLAB_CACHE/artifacts`` or ``~/.cache/advlab/artifacts``)."""
+    """Artefact store under ``root`` (default ``$ADVLAB_CACHE/artifacts`` or ``~/.cache/advlab/artifacts``).
+
+    Parameters
+    ----------
+    root : str, Path or None, default=None
+        The store's folder; None: $ADVLAB_CACHE/artifacts or ~/.cache/advlab/artifacts.
+    """
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root is not None else cache_dir() / "artifacts"
@@ -120,7 +126,7 @@ class Cache:
 
     def load(self, kind: str, parts: dict[str, Any], version: str) -> Arrays | None:
         """The stored arrays, or ``None`` when absent or damaged (then moved aside, with a
-        :class:`CacheCorruptionWarning` naming the file)."""
+        ``CacheCorruptionWarning`` naming the file)."""
         path = self.path(kind, parts, version)
         if not path.is_file():
             return None

@@ -44,5 +44,5 @@ def tune_cpu_allocator() -> bool:
 
 
 def allocator_tuned() -> bool:
-    """Whether :func:`tune_cpu_allocator` has succeeded in this process (recorded in manifests)."""
+    """Whether ``tune_cpu_allocator`` has succeeded in this process (recorded in manifests)."""
     return _tuned

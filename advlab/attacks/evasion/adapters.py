@@ -19,7 +19,18 @@ from advlab.attacks.evasion.criteria import Criterion
 
 class TorchattacksAdapter(Attack):
     """Wrap a ``torchattacks.Attack`` instance (its ``model`` is used for the criterion); a
-    criterion that needs targets switches it to targeted-by-label mode."""
+    criterion that needs targets switches it to targeted-by-label mode.
+
+    Parameters
+    ----------
+    attack : torchattacks.Attack
+        A torchattacks attack instance (its model is used for the criterion).
+    criterion : Criterion or None, default=None
+        None means misclassification; a targeted criterion switches the attack to targeted-by-label
+        mode.
+    batch_size : int, default=256
+        Samples per call of the wrapped attack.
+    """
 
     def __init__(
         self, attack: Any, criterion: Criterion | None = None, batch_size: int = 256

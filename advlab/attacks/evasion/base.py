@@ -2,20 +2,20 @@
 
 Following Foolbox 3, three things are kept apart:
 
-- the **model**: an :class:`advlab.models.Model` (the user's module with its input bounds and
+- the **model**: an ``advlab.models.Model`` (the user's module with its input bounds and
   preprocessing) or a bare ``nn.Module``, read as ``Model(module)``: inputs in [0, 1], no
   preprocessing;
-- the **criterion**: what counts as success (:mod:`advlab.attacks.evasion.criteria`):
-  :class:`Misclassification` by default, :class:`TargetedMisclassification`,
-  :class:`TrueLabelRank`;
-- the **attack**: how to search. Subclasses implement :meth:`Attack._perturb` on one batch;
+- the **criterion**: what counts as success (``advlab.attacks.evasion.criteria``):
+  ``Misclassification`` by default, ``TargetedMisclassification``,
+  ``TrueLabelRank``;
+- the **attack**: how to search. Subclasses implement ``Attack._perturb`` on one batch;
   the base class validates inputs before any work, batches, puts the model in eval mode
   (restored after), keeps gradients off the model's parameters, evaluates the criterion and
   refuses results that hold NaN.
 
-Every attack returns an :class:`AttackResult` on the input's device whose ``x_adv`` lies in the
+Every attack returns an ``AttackResult`` on the input's device whose ``x_adv`` lies in the
 model's bounds (and, for norm-bounded attacks, in the eps-ball around ``x``).
-:class:`MinimizationAttack` is the base of the attacks that look for the smallest
+``MinimizationAttack`` is the base of the attacks that look for the smallest
 perturbation (DeepFool, C&W, L-BFGS, K-A3, the k-means minimal attack).
 """
 
@@ -57,9 +57,20 @@ NORMS = ("linf", "l2")
 
 @dataclass
 class AttackResult:
-    """``x_adv`` (same shape as x), per-sample ``success`` (bool), ``pred`` (model's label on
-    x_adv) and ``distances``: the size of x_adv - x in the attack's norm (for minimisation
-    attacks, inf where the attack failed). All on the input's device."""
+    """What an attack returns, on the input's device.
+
+    Attributes
+    ----------
+    x_adv : torch.Tensor
+        Adversarial inputs, same shape as x.
+    success : torch.Tensor of bool, shape (N,)
+        Whether the criterion holds on each x_adv.
+    pred : torch.Tensor of shape (N,)
+        The model's label on x_adv.
+    distances : torch.Tensor of shape (N,) or None
+        Size of x_adv - x in the attack's norm; for minimisation attacks inf where the attack
+        failed.
+    """
 
     x_adv: torch.Tensor
     success: torch.Tensor
@@ -80,6 +91,20 @@ def eps_to_pixels(
     ``"pixel"``: eps as is. ``"standardized"``: eps in units of the model's input standard
     deviation (as if the model ran on mean/std-normalised inputs): eps_c = eps * std_c per
     channel, a tensor of shape (C, 1, 1) when std has one value per channel.
+
+    Parameters
+    ----------
+    eps : float
+        The budget, >= 0 and finite.
+    eps_units : {'pixel', 'standardized'}
+        Unit of eps.
+    std : float, sequence of float, torch.Tensor or None, default=None
+        The model's input std (one value or one per channel); needed for 'standardized'.
+
+    Returns
+    -------
+    float or torch.Tensor
+        eps in input units; a (C, 1, 1) tensor for a per-channel std.
     """
     if eps_units not in EPS_UNITS:
         raise ValueError(f"eps_units={eps_units!r}: use one of {EPS_UNITS}")
@@ -128,14 +153,24 @@ def perturbation_size(delta: torch.Tensor, norm: str) -> torch.Tensor:
 class Attack:
     """Base class: validation, batching, device, eval mode, criterion.
 
-    Args:
-        model: an :class:`~advlab.models.Model` or an ``nn.Module`` (then bounds (0, 1), no
-            preprocessing).
-        criterion: a :class:`Criterion`; default :class:`Misclassification`.
-        batch_size: samples per forward/backward pass.
+    Subclasses implement ``_perturb(x, y, target)``; ``attack(x, y, target=None)`` returns an
+    ``AttackResult`` and ``attack.generate(x, y)`` the adversarial inputs alone.
 
-    Class attributes: ``norm``, the norm in which ``AttackResult.distances`` is measured;
-    ``input_dtype``, the dtype inputs are computed in (float32).
+    Parameters
+    ----------
+    model : Model or torch.nn.Module
+        A ``Model`` or a bare module (then bounds (0, 1), no preprocessing).
+    criterion : Criterion or None, default=None
+        When a sample counts as adversarial; None means ``Misclassification``.
+    batch_size : int, default=256
+        Samples per forward/backward pass.
+
+    Attributes
+    ----------
+    norm : str
+        The norm in which ``AttackResult.distances`` is measured (class attribute).
+    input_dtype : torch.dtype
+        The dtype inputs are computed in (float32; class attribute).
     """
 
     norm = "linf"

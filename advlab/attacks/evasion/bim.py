@@ -22,11 +22,31 @@ from advlab.attacks.evasion.pgd import PGD
 
 
 class IFGSM(PGD):
-    """Args: model; eps (>= 0, in ``eps_units``); max_iter (number of steps, required);
-    eps_step (step size in the same units; default eps / 4); eps_units ``"pixel"`` or
-    ``"standardized"``; early_stop; criterion; batch_size.
+    """Iterative FGSM (Kurakin et al. 2017): PGD in L-inf with cross-entropy and no random
+    start (see ``PGD``).
 
-    PGD in L-inf with cross-entropy and no random start (see :class:`PGD`)."""
+    Parameters
+    ----------
+    model : Model or torch.nn.Module
+        The classifier: an ``Model`` (module, input bounds,
+        preprocessing) or a bare module, read as bounds (0, 1) and no preprocessing.
+    eps : float
+        L-inf budget, >= 0 and finite, in ``eps_units``.
+    max_iter : int
+        Number of steps, >= 1.
+    eps_step : float or None, default=None
+        Step size in ``eps_units``; None means eps / 4.
+    eps_units : {"pixel", "standardized"}, default="pixel"
+        Unit of ``eps`` and ``eps_step``: input units, or multiples of the model's per-channel
+        input std (``Model.input_std``).
+    early_stop : bool, default=False
+        Stop moving a sample once the criterion holds.
+    criterion : Criterion or None, default=None
+        When a sample counts as adversarial; None means
+        ``Misclassification``.
+    batch_size : int, default=256
+        Samples per batch (memory, not results).
+    """
 
     def __init__(
         self,

@@ -54,7 +54,14 @@ class TrueLabelRank(Criterion):
     K-anonymity: rank >= K + 1.
 
     ``min_rank=None`` reads a per-sample rank from ``target``: a (N, T) matrix of targeted
-    labels padded with -1 asks for rank >= (number of valid targets) + 1 (K-A3's groups)."""
+    labels padded with -1 asks for rank >= (number of valid targets) + 1 (K-A3's groups).
+
+    Parameters
+    ----------
+    min_rank : int or None, default=None
+        Smallest rank (1 = top) the true label must reach, >= 1; None reads it per sample from the
+        target matrix.
+    """
 
     def __init__(self, min_rank: int | None = None) -> None:
         if min_rank is not None and (not isinstance(min_rank, int) or min_rank < 1):

@@ -27,10 +27,31 @@ from advlab.utils.validation import check_number
 
 
 class CarliniWagnerL2(MinimizationAttack):
-    """Args: model; binary_search_steps (9); steps per c (10000); lr (1e-2); initial_const
-    (1e-3, finite, > 0); confidence kappa (0, finite, >= 0); abort_early (True); criterion
-    (misclassification, or targeted); batch_size. Needs finite model bounds (the tanh change
-    of variables maps onto them)."""
+    """Carlini & Wagner's L2 attack (2017). Needs finite model bounds: the tanh change of
+    variables maps onto them.
+
+    Parameters
+    ----------
+    model : Model or torch.nn.Module
+        The classifier: an ``Model`` (module, input bounds,
+        preprocessing) or a bare module, read as bounds (0, 1) and no preprocessing.
+    binary_search_steps : int, default=9
+        Steps of the binary search over the constant c, >= 1.
+    steps : int, default=10000
+        Adam steps per value of c, >= 1.
+    lr : float, default=1e-2
+        Adam's learning rate, in the tanh space.
+    initial_const : float, default=1e-3
+        First c, finite and > 0.
+    confidence : float, default=0.0
+        The margin kappa of the logit loss, finite and >= 0 (in logits).
+    abort_early : bool, default=True
+        Stop a value of c when the loss has not improved for steps / 10 steps.
+    criterion : Criterion or None, default=None
+        Misclassification (None) or ``TargetedMisclassification``.
+    batch_size : int, default=256
+        Samples per batch (memory, not results).
+    """
 
     def __init__(
         self,

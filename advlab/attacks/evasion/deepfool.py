@@ -22,8 +22,21 @@ from advlab.utils.validation import check_number
 
 
 class DeepFool(MinimizationAttack):
-    """Args: model; max_iter (50); overshoot (0.02, finite, >= 0); batch_size. Untargeted only:
-    the criterion is misclassification. ``distances``: L2 size of the perturbation."""
+    """DeepFool (Moosavi-Dezfooli et al. 2016), L2, untargeted: the criterion is
+    misclassification; the result's ``distances`` are the L2 sizes of the perturbations.
+
+    Parameters
+    ----------
+    model : Model or torch.nn.Module
+        The classifier: an ``Model`` (module, input bounds,
+        preprocessing) or a bare module, read as bounds (0, 1) and no preprocessing.
+    max_iter : int, default=50
+        Linearisation steps, >= 1.
+    overshoot : float, default=0.02
+        Relative step past the boundary, finite and >= 0.
+    batch_size : int, default=256
+        Samples per batch (memory, not results).
+    """
 
     def __init__(
         self, model: nn.Module, max_iter: int = 50, overshoot: float = 0.02, batch_size: int = 256

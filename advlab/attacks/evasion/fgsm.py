@@ -20,9 +20,24 @@ from advlab.attacks.evasion.criteria import Criterion
 
 
 class FGSM(Attack):
-    """Args: model (:class:`~advlab.models.Model` or ``nn.Module``); eps (>= 0, in
-    ``eps_units``); eps_units ``"pixel"`` or ``"standardized"`` (times the model's per-channel
-    std); criterion (default misclassification); batch_size."""
+    """One signed-gradient step of size eps (L-inf), clipped to the model's bounds.
+
+    Parameters
+    ----------
+    model : Model or torch.nn.Module
+        The classifier: an ``Model`` (module, input bounds,
+        preprocessing) or a bare module, read as bounds (0, 1) and no preprocessing.
+    eps : float
+        L-inf budget, >= 0 and finite, in ``eps_units``.
+    eps_units : {"pixel", "standardized"}, default="pixel"
+        Unit of ``eps`` and ``eps_step``: input units, or multiples of the model's per-channel
+        input std (``Model.input_std``).
+    criterion : Criterion or None, default=None
+        When a sample counts as adversarial; None means
+        ``Misclassification``.
+    batch_size : int, default=256
+        Samples per batch (memory, not results).
+    """
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ the rank constraint holds, then bisected) to find the smallest perturbation; it 
 the whole distortion term, L2 norm plus lambda times the CW-SSIM dissimilarity (lambda =
 ``ssim_weight``, 1 in eq. (7)). With K = 1 and ``ssim_weight = 0`` the objective is exactly
 L-BFGS's with the 2nd-ranked target; only the success criterion differs: K-A3 asks for the true
-label at rank >= g + 1 (:class:`~advlab.attacks.evasion.criteria.TrueLabelRank`, condition (6)),
+label at rank >= g + 1 (``TrueLabelRank``, condition (6)),
 L-BFGS for the target ranked first; the two coincide for K = 1 unless a third label overtakes
 both.
 
@@ -41,17 +41,45 @@ from advlab.utils.validation import check_number
 
 @dataclass
 class KA3Result(AttackResult):
-    """Adds ``group`` (g = 1..K, the number of ranked labels pushed above y per sample)."""
+    """Adds ``group`` (g = 1..K, the number of ranked labels pushed above y per sample).
+
+    Attributes
+    ----------
+    x_adv : torch.Tensor
+        Adversarial inputs, same shape as x.
+    success : torch.Tensor of bool, shape (N,)
+        Whether the criterion holds on each x_adv.
+    pred : torch.Tensor of shape (N,)
+        The model's label on x_adv.
+    distances : torch.Tensor of shape (N,) or None
+        Size of x_adv - x in the attack's norm; for minimisation attacks inf where the attack
+        failed.
+    group : torch.Tensor of shape (N,) or None
+        g = 1..K, the number of ranked labels pushed above y per sample.
+    """
 
     group: torch.Tensor | None = None
 
 
 class KA3(LBFGS):
-    """Args: model; K (anonymity level, number of groups, >= 1); ssim_weight lambda (1.0,
-    finite, >= 0; 0 drops the CW-SSIM term); the c search and L-BFGS-B settings of
-    :class:`LBFGS`. The criterion is :class:`TrueLabelRank`: sample i of group g succeeds when
-    its true label ranks at position >= g + 1 on x + n. Images (N, C, H, W) with any C: the
-    CW-SSIM term is the mean over channels (see :func:`advlab.metrics.cw_ssim`)."""
+    """K-anonymity inspired attack, K-A3 (Mygdalis et al., eq. 7). The criterion is
+    ``TrueLabelRank``: sample i of group g succeeds when its true
+    label ranks at position >= g + 1 on x + n. Images (N, C, H, W) with any C: the CW-SSIM
+    term is the mean over channels (see ``advlab.metrics.cw_ssim``).
+
+    Parameters
+    ----------
+    model : Model or torch.nn.Module
+        The classifier: an ``Model`` (module, input bounds,
+        preprocessing) or a bare module, read as bounds (0, 1) and no preprocessing.
+    K : int, default=5
+        Anonymity level: the number of groups, >= 1.
+    ssim_weight : float, default=1.0
+        lambda of the 1 - CW-SSIM term, finite and >= 0 (0 drops it).
+    **search
+        The c search and L-BFGS-B settings of ``LBFGS`` (``initial_const``,
+        ``doublings``, ``bisections``, ``max_iter``, ``batch_size``).
+    """
 
     def __init__(
         self,
@@ -60,7 +88,6 @@ class KA3(LBFGS):
         ssim_weight: float = 1.0,
         **search: Any,
     ) -> None:
-        """``search``: the c-search and L-BFGS-B settings of :class:`LBFGS`."""
         super().__init__(model, criterion=TrueLabelRank(), **search)
         self.K = int(check_number("K", K, 1, integer=True))
         self.ssim_weight = check_number("ssim_weight", ssim_weight, 0.0)
@@ -73,7 +100,7 @@ class KA3(LBFGS):
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, group: torch.Tensor | None = None
     ) -> KA3Result:
-        """``group`` (values 1..K) defaults to :meth:`split_groups`; pass a permutation of it to
+        """``group`` (values 1..K) defaults to ``split_groups``; pass a permutation of it to
         assign groups at random."""
         if not isinstance(x, torch.Tensor) or x.ndim < 2 or len(x) == 0:
             raise ValueError("x must be a non-empty tensor of shape (N, ...)")

@@ -12,7 +12,7 @@ and the smallest perturbation that changes the cluster has size r(x) = min_{j !=
 class gives a lower bound on the perturbation that changes the *predicted class*, because the
 cell of c_j lies inside H_ij. Both ignore the [0, 1] box, so they are certified lower bounds.
 
-:class:`KMeansMinimalAttack` computes the perturbation itself with the box respected: the
+``KMeansMinimalAttack`` computes the perturbation itself with the box respected: the
 closest point of ``box ∩ H_ij`` is ``clip(x + lam * w)`` (clipping to the box) in L2 (KKT conditions of the
 projection; ``lam >= 0`` found by bisection) and ``clip(x + t * sign(w))`` with the
 smallest feasible ``t`` in L-inf, w = c_j - c_i. Candidates j are tried in increasing order of
@@ -84,7 +84,26 @@ def kmeans_certified_radius(
     """Smallest perturbation (norm ``"l2"`` or ``"linf"``, box ignored) that moves each x out
     of its Voronoi cell (eq. R, min over j). With ``mapping`` (cluster -> class), the min runs
     over clusters of another class: a certified lower bound on the perturbation needed to change
-    the predicted class. ``centers``: array (k, D) or a fitted KMeans. Returns float64 (n,)."""
+    the predicted class. ``centers``: array (k, D) or a fitted KMeans. Returns float64 (n,).
+
+    Parameters
+    ----------
+    centers : KMeans or array of shape (k, D)
+        A fitted KMeans or its centres, k >= 2.
+    x : array-like of shape (n, D)
+        The points.
+    norm : {'l2', 'linf'}, default='l2'
+        Norm of the radius.
+    mapping : array of shape (k,) or None, default=None
+        Cluster -> class; with it the radius is to a cluster of another class.
+    chunk_size : int, default=1024
+        Points per chunk (memory, not results).
+
+    Returns
+    -------
+    ndarray of shape (n,), float64
+        The certified radius of each point, in input units.
+    """
     if norm not in NORMS:
         raise ValueError(f"norm={norm!r}: use one of {NORMS}")
     c = _centres(centers)
@@ -104,23 +123,32 @@ def kmeans_certified_radius(
 class KMeansMinimalAttack(MinimizationAttack):
     """Minimal box-constrained perturbation that changes a k-means decision.
 
-    Args:
-        kmeans: a fitted KMeans (advlab's or scikit-learn's) or its (k, D) centres.
-        mapping: cluster -> class (needed for ``target="other-class"``).
-        norm: ``"l2"`` or ``"linf"``.
-        target: ``"any-cluster"`` (leave the own cell) or ``"other-class"`` (land in a cluster
-            of another class).
-        overshoot: margin past the boundary, in units of ||c_j - c_i||_1, so that the assignment
-            of the float32 output really changes (about 1e-6 sqrt(D) in L2 distance).
-        n_candidates: candidate clusters examined at first (more if optimality is not proven).
-        bisection_steps: steps of each bisection.
-        bounds: the box ((0, 1) for images; None: no box, the exact eq. R projection).
-        batch_size: samples per batch.
-
     ``attack(x)`` (``y`` defaults to the k-means decision on x: its cluster, or with
-    ``"other-class"`` its mapped class) returns an :class:`AttackResult` whose ``pred`` is the
+    ``"other-class"`` its mapped class) returns an ``AttackResult`` whose ``pred`` is the
     decision on x_adv and ``distances`` the size of each perturbation (inf where it failed).
     Computed in float64.
+
+    Parameters
+    ----------
+    kmeans : KMeans or array of shape (k, D)
+        A fitted KMeans (advlab's or scikit-learn's) or its centres.
+    mapping : array of shape (k,) or None, default=None
+        Cluster -> class; needed for ``target="other-class"``.
+    norm : {"l2", "linf"}, default="l2"
+        The norm of the perturbation.
+    target : {"any-cluster", "other-class"}, default="any-cluster"
+        Leave the own cell, or land in a cluster of another class.
+    overshoot : float, default=1e-6
+        Margin past the boundary, in units of ||c_j - c_i||_1, so that the assignment of the
+        float32 output really changes (about 1e-6 sqrt(D) in L2 distance).
+    n_candidates : int, default=8
+        Candidate clusters examined at first (more if optimality is not proven).
+    bisection_steps : int, default=60
+        Steps of each bisection.
+    bounds : (float, float) or None, default=(0.0, 1.0)
+        The box of the inputs; None: no box (the exact eq. R projection).
+    batch_size : int, default=256
+        Samples per batch.
     """
 
     input_dtype = torch.float64

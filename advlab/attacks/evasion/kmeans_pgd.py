@@ -1,6 +1,6 @@
 """PGD against k-means itself (white-box), on the margin of the k-means scores.
 
-With :class:`advlab.cluster.differentiable.KMeansClassifier` as the model, the CW margin is
+With ``advlab.cluster.differentiable.KMeansClassifier`` as the model, the CW margin is
 
     L(x) = min_{j : m(j) = y} ||x - c_j||^2 - min_{j : m(j) != y} ||x - c_j||^2
 
@@ -30,7 +30,7 @@ def kmeans_model(
     kmeans: Any, mapping: Any | None, bounds: Bounds | None, dtype: torch.dtype = torch.float32
 ) -> Model:
     """A fitted k-means (advlab's or scikit-learn's, or a (k, D) array of centres) with its
-    cluster -> class ``mapping`` as a :class:`~advlab.models.Model` over ``bounds``
+    cluster -> class ``mapping`` as a ``Model`` over ``bounds``
     (None: unbounded)."""
     centers = np.asarray(getattr(kmeans, "cluster_centers_", kmeans))
     if centers.ndim != 2 or not np.isfinite(centers).all():
@@ -40,10 +40,32 @@ def kmeans_model(
 
 
 class KMeansPGD(PGD):
-    """Args: kmeans (a fitted advlab or scikit-learn KMeans, or centres (k, D)); mapping (k,)
-    cluster -> class or None; eps, max_iter, eps_step, norm, random_start, random_state,
-    batch_size as :class:`PGD` (eps in input units; the loss is always the margin); bounds of
-    the inputs ((0, 1) for images; None: unbounded)."""
+    """White-box PGD on k-means itself, through its differentiable nearest-centre classifier
+    (the loss is always the margin; eps in input units).
+
+    Parameters
+    ----------
+    kmeans : KMeans or array of shape (k, D)
+        A fitted advlab or scikit-learn KMeans, or its centres.
+    mapping : array of shape (k,) or None
+        Cluster -> class; None attacks the cluster ids themselves.
+    eps : float
+        Budget, >= 0 and finite, in input units.
+    max_iter : int
+        Number of steps, >= 1.
+    eps_step : float or None, default=None
+        Step size; None means eps / 4.
+    norm : {"linf", "l2"}, default="linf"
+        The norm of the budget.
+    random_start : bool, default=False
+        Start uniformly in the eps-ball.
+    random_state : int or None, default=None
+        Seed of the random start; None draws fresh randomness.
+    bounds : (float, float) or None, default=(0.0, 1.0)
+        The box of the inputs ((0, 1) for images); None: unbounded.
+    batch_size : int, default=256
+        Samples per batch.
+    """
 
     def __init__(
         self,

@@ -38,9 +38,28 @@ _SMOOTH = 1e-12
 
 
 class LBFGS(MinimizationAttack):
-    """Args: model; initial_const c (0.01, finite, > 0); doublings (8) and bisections (6) of the
-    search over c; max_iter of each L-BFGS-B solve (100, scaled by sqrt(batch)); batch_size
-    (32). The criterion is :class:`TargetedMisclassification` (subclasses pass their own)."""
+    """Box-constrained L-BFGS (Szegedy et al. 2014): min c ||n||^2 + loss(x + n, t) over the
+    box, with a search over c.
+
+    Parameters
+    ----------
+    model : Model or torch.nn.Module
+        The classifier: an ``Model`` (module, input bounds,
+        preprocessing) or a bare module, read as bounds (0, 1) and no preprocessing.
+    initial_const : float, default=0.01
+        First c, finite and > 0.
+    doublings : int, default=8
+        Doublings of c while the attack fails, >= 0.
+    bisections : int, default=6
+        Bisections of c between the last failure and the first success, >= 0.
+    max_iter : int, default=100
+        Iterations of each L-BFGS-B solve (scaled by sqrt(batch) for a batched solve), >= 1.
+    batch_size : int, default=32
+        Samples solved together.
+    criterion : Criterion or None, default=None
+        None means ``TargetedMisclassification``; subclasses pass
+        their own.
+    """
 
     def __init__(
         self,

@@ -52,23 +52,37 @@ def seeded_generator(random_state: int | None) -> torch.Generator:
 
 
 class PGD(Attack):
-    """Projected gradient descent.
+    """Projected gradient descent (Madry et al. 2018) in L-inf or L2.
 
-    Args:
-        model: a :class:`~advlab.models.Model` or ``nn.Module`` (bounds (0, 1)).
-        eps: budget (>= 0, finite) in ``eps_units``.
-        max_iter: number of steps (>= 1).
-        eps_step: step size in the same units (default eps / 4).
-        norm: ``"linf"`` or ``"l2"``.
-        random_start: start uniformly in the eps-ball (default True).
-        random_state: seed of the random start (None: fresh randomness).
-        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (the CW margin).
-        eps_units: ``"pixel"`` or ``"standardized"`` (times the model's per-channel std; L-inf,
-            or L2 with one std for all channels).
-        criterion: success criterion (default misclassification; targeted attacks pass
-            :class:`~advlab.attacks.evasion.criteria.TargetedMisclassification`).
-        batch_size: samples per step.
-        early_stop: a sample stops moving once the criterion holds (off by default).
+    Parameters
+    ----------
+    model : Model or torch.nn.Module
+        The classifier: an ``Model`` (module, input bounds,
+        preprocessing) or a bare module, read as bounds (0, 1) and no preprocessing.
+    eps : float
+        Budget, >= 0 and finite, in ``eps_units``.
+    max_iter : int
+        Number of steps, >= 1.
+    eps_step : float or None, default=None
+        Step size in ``eps_units``; None means eps / 4.
+    norm : {"linf", "l2"}, default="linf"
+        The norm of the budget.
+    random_start : bool, default=True
+        Start uniformly in the eps-ball.
+    random_state : int or None, default=None
+        Seed of the random start; None draws fresh randomness.
+    loss : {"ce", "margin"}, default="ce"
+        Cross-entropy or the C&W margin.
+    eps_units : {"pixel", "standardized"}, default="pixel"
+        Unit of ``eps`` and ``eps_step``: input units, or multiples of the model's per-channel
+        input std (L-inf; L2 needs one std for all channels).
+    criterion : Criterion or None, default=None
+        When a sample counts as adversarial; None means misclassification, targeted attacks
+        pass ``TargetedMisclassification``.
+    batch_size : int, default=256
+        Samples per batch (memory, not results).
+    early_stop : bool, default=False
+        Stop moving a sample once the criterion holds.
     """
 
     def __init__(

@@ -17,7 +17,19 @@ from advlab.utils.validation import check_number
 
 @dataclass(frozen=True)
 class PoisonedData:
-    """``data`` (n + m, D), ``labels`` (n + m,), ``is_injected`` (n + m,) bool, ``meta``."""
+    """Poisoned data: the n original points first, then the m injected ones.
+
+    Attributes
+    ----------
+    data : ndarray of shape (n + m, D)
+        Original (possibly perturbed) and injected points.
+    labels : ndarray of shape (n + m,)
+        Their labels (-1: none).
+    is_injected : ndarray of bool, shape (n + m,)
+        Which points the attack added.
+    meta : dict
+        The attack's name, parameters and by-products.
+    """
 
     data: np.ndarray
     labels: np.ndarray

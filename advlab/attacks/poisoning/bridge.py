@@ -27,7 +27,32 @@ def bridge_points(
     label: int = -1,
     random_state: Any = None,
 ) -> PoisonedData:
-    """Inject ``round(fraction * n)`` bridge points (label ``label``, -1 = none)."""
+    """Inject ``round(fraction * n)`` bridge points (label ``label``, -1 = none).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The clean data, finite.
+    y : array-like of shape (n_samples,)
+        Its labels.
+    fraction : float, default=0.2
+        Injected points as a share of n_samples, in [0, 1].
+    n_clusters : int, default=3
+        k of the k-means whose two closest centroids are bridged, in 2..n_samples.
+    alpha_range : (float, float), default=(0.3, 0.7)
+        Range of alpha in alpha p_i + (1 - alpha) p_j, within [0, 1].
+    noise : float, default=0.2
+        Std of the Gaussian noise added to each bridge point, in the units of X.
+    label : int, default=-1
+        Label of the injected points (-1: none).
+    random_state : int, RandomState or None, default=None
+        Seed; None draws fresh randomness.
+
+    Returns
+    -------
+    PoisonedData
+        The poisoned data and labels, the mask of injected points and the attack's metadata.
+    """
     data, labels = check_xy(X, y)
     fraction = check_ratio("fraction", fraction)
     if n_clusters < 2 or n_clusters > len(data):

@@ -14,7 +14,24 @@ MAX_INJECTED_FRACTION = 10.0  # at most 10 injected points per original point
 
 
 def gaussian_noise(X, y, sigma: float = 0.2, random_state=None) -> PoisonedData:
-    """Perturb every feature of every point: x' = x + N(0, sigma^2). Nothing is injected."""
+    """Perturb every feature of every point: x' = x + N(0, sigma^2). Nothing is injected.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The clean data, finite.
+    y : array-like of shape (n_samples,)
+        Its labels.
+    sigma : float, default=0.2
+        Standard deviation of the noise, >= 0, in the units of X.
+    random_state : int, RandomState or None, default=None
+        Seed; None draws fresh randomness.
+
+    Returns
+    -------
+    PoisonedData
+        The poisoned data and labels, the mask of injected points and the attack's metadata.
+    """
     data, labels = check_xy(X, y)
     check_number("sigma", sigma, 0.0)
     rng = check_random_state(random_state)
@@ -29,7 +46,28 @@ def uniform_outliers(
 ) -> PoisonedData:
     """``n`` points drawn uniformly from the feature box enlarged by ``margin`` times each
     feature's range on both sides, keeping only points outside the original box (so each lies
-    beyond the data range in at least one feature). Injected label: ``label`` (-1 = none)."""
+    beyond the data range in at least one feature).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The clean data, finite.
+    y : array-like of shape (n_samples,)
+        Its labels.
+    n : int, default=5
+        Points to inject, >= 0 and at most half of n_samples.
+    margin : float, default=0.5
+        Enlargement of the box on each side, > 0, as a fraction of each feature's range.
+    label : int, default=-1
+        Label of the injected points (-1: none).
+    random_state : int, RandomState or None, default=None
+        Seed; None draws fresh randomness.
+
+    Returns
+    -------
+    PoisonedData
+        The poisoned data and labels, the mask of injected points and the attack's metadata.
+    """
     data, labels = check_xy(X, y)
     n = check_count("n", n, int(MAX_INJECTED_FRACTION * len(data)))
     check_number("margin", margin, 0.0, low_open=True)
@@ -56,7 +94,28 @@ def subtle_outliers(
     X, y, n: int = 5, scale: float = 2.0, label: int = -1, random_state=None
 ) -> PoisonedData:
     """``n`` points z ~ N(mean, cov) of the data, pushed away from the mean:
-    x = mean + scale * (z - mean). They follow the data's correlations, so they look plausible."""
+    x = mean + scale * (z - mean). They follow the data's correlations, so they look plausible.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The clean data, finite.
+    y : array-like of shape (n_samples,)
+        Its labels.
+    n : int, default=5
+        Points to inject, >= 0 and at most half of n_samples.
+    scale : float, default=2.0
+        How far from the mean, > 0 (1: draws from the data's own Gaussian).
+    label : int, default=-1
+        Label of the injected points (-1: none).
+    random_state : int, RandomState or None, default=None
+        Seed; None draws fresh randomness.
+
+    Returns
+    -------
+    PoisonedData
+        The poisoned data and labels, the mask of injected points and the attack's metadata.
+    """
     data, labels = check_xy(X, y)
     n = check_count("n", n, int(MAX_INJECTED_FRACTION * len(data)))
     if not scale > 0:
@@ -75,7 +134,24 @@ def subtle_outliers(
 
 def label_shuffle(X, y, fraction: float = 0.2, random_state=None) -> PoisonedData:
     """Permute the labels of a random ``fraction`` of the points among themselves (features
-    untouched). Hurts a seeded / semi-supervised k-means and any evaluation against labels."""
+    untouched). Hurts a seeded / semi-supervised k-means and any evaluation against labels.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The clean data, finite.
+    y : array-like of shape (n_samples,)
+        Its labels.
+    fraction : float, default=0.2
+        Share of the points whose labels are permuted, in [0, 1].
+    random_state : int, RandomState or None, default=None
+        Seed; None draws fresh randomness.
+
+    Returns
+    -------
+    PoisonedData
+        The poisoned data and labels, the mask of injected points and the attack's metadata.
+    """
     data, labels = check_xy(X, y)
     fraction = check_ratio("fraction", fraction)
     rng = check_random_state(random_state)

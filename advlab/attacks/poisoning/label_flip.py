@@ -1,6 +1,6 @@
 """Hyper-parameter poisoning of a seeded k-means: flip the labels of its seed sample.
 
-The seeded k-means (:class:`advlab.cluster.seeded.SeededKMeans`) starts each cluster at the mean
+The seeded k-means (``advlab.cluster.seeded.SeededKMeans``) starts each cluster at the mean
 of one class's seed points and names the cluster after that class. Flipping a ratio of the seed
 labels moves those means; past some ratio whole clusters take the wrong name (Poison Cluster:
 about 0.7 on Iris and 0.6 on breast cancer); the poison-cluster experiment's
@@ -19,7 +19,24 @@ from advlab.attacks.poisoning.base import PoisonedData, check_ratio, check_xy
 
 def seed_label_flip(X: Any, y_partial: Any, ratio: float, random_state: Any = None) -> PoisonedData:
     """Flip a ``ratio`` of the seed labels (entries >= 0 of ``y_partial``) to another class,
-    drawn uniformly among the other seed classes. Features untouched, nothing injected."""
+    drawn uniformly among the other seed classes. Features untouched, nothing injected.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The data.
+    y_partial : array-like of shape (n_samples,)
+        Seed labels, -1 for unlabelled points.
+    ratio : float
+        Share of the seed labels flipped, in [0, 1].
+    random_state : int, RandomState or None, default=None
+        Seed; None draws fresh randomness.
+
+    Returns
+    -------
+    PoisonedData
+        The poisoned data and labels, the mask of injected points and the attack's metadata.
+    """
     data, labels = check_xy(X, y_partial)
     ratio = check_ratio("ratio", ratio)
     rng = check_random_state(random_state)

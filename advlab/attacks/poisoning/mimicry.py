@@ -1,12 +1,12 @@
 """Mimicry ("cuckoo") poisoning and its contextual reversal (Poison Cluster document).
 
-The victim pipeline removes outliers before clustering. :func:`find_outliers` is that step:
+The victim pipeline removes outliers before clustering. ``find_outliers`` is that step:
 DBSCAN with minPts = 2d (capped at n/10) and eps at the knee of the sorted k-distance curve
-(the reference notebooks' recipe), or IsolationForest / LOF. :func:`mimicry` clusters the purged outliers and
+(the reference notebooks' recipe), or IsolationForest / LOF. ``mimicry`` clusters the purged outliers and
 injects, around each of those centres, points drawn from N(centre, s^2 I) with s the mean
 within-cluster standard deviation of the normal data: the outliers gain neighbours, become
 dense, and the same removal step keeps them (they "hatch" in the nest).
-:func:`contextual_reversal` keeps injecting until the removal step purges originally normal
+``contextual_reversal`` keeps injecting until the removal step purges originally normal
 points instead, and reports how many injected points that took.
 """
 
@@ -40,7 +40,26 @@ def dbscan_eps(X: np.ndarray, min_samples: int) -> float:
 def find_outliers(
     X: Any, method: str = "dbscan", random_state: int | None = 0, **params: Any
 ) -> np.ndarray:
-    """Boolean mask of the points the outlier-removal step would purge."""
+    """Boolean mask of the points the outlier-removal step would purge.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The data.
+    method : {'dbscan', 'isolation_forest', 'lof'}, default='dbscan'
+        The detector; DBSCAN with minPts = 2d (at most n/10) and eps at the knee of the k-distance
+        curve unless given.
+    random_state : int or None, default=0
+        Seed of the isolation forest.
+    **params
+        Parameters of the detector (DBSCAN's eps and min_samples, IsolationForest's or
+        LocalOutlierFactor's).
+
+    Returns
+    -------
+    ndarray of bool, shape (n_samples,)
+        True for the points the removal step would purge.
+    """
     data = np.asarray(X, dtype=np.float64)
     if method == "dbscan":
         # minPts = 2d (the reference recipe), capped at n/10 so that high-dimensional data with
@@ -132,7 +151,33 @@ def mimicry(
 
     When the detector finds no outlier and ``plant_if_none`` > 0, that many uniform outliers are
     planted first (the document's remedy: "manual injection of outliers"); they are flagged as
-    injected too (``meta['planted']``)."""
+    injected too (``meta['planted']``).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The clean data, finite.
+    y : array-like of shape (n_samples,)
+        Its labels.
+    n_inject : int or None, default=None
+        Points to inject; None: the detector's minPts (2d) per outlier cluster, at most n_samples /
+        2.
+    n_clusters : int, default=3
+        k used to measure the normal data's within-cluster spread.
+    detector : {'dbscan', 'isolation_forest', 'lof'}, default='dbscan'
+        The outlier-removal step whose outliers are camouflaged.
+    detector_params : dict or None, default=None
+        Parameters of the detector (see find_outliers).
+    random_state : int, RandomState or None, default=None
+        Seed; None draws fresh randomness.
+    plant_if_none : int, default=0
+        Uniform outliers planted first when the detector finds none (0: plant none).
+
+    Returns
+    -------
+    PoisonedData
+        The poisoned data and labels, the mask of injected points and the attack's metadata.
+    """
     data, labels = check_xy(X, y)
     rng = check_random_state(random_state)
     seed = int(rng.randint(2**31 - 1))
@@ -169,7 +214,30 @@ def contextual_reversal(
     *normal* point (a point it kept on clean
     data). ``meta['reversed']`` says whether that happened within ``max_rounds``;
     ``meta['n_injected_at_reversal']`` how many injected points it took;
-    ``meta['purged_normal']`` which original points were purged."""
+    ``meta['purged_normal']`` which original points were purged.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The clean data, finite.
+    y : array-like of shape (n_samples,)
+        Its labels.
+    step : int or None, default=None
+        Points injected per round; None: 2d per outlier centre.
+    max_rounds : int, default=50
+        Rounds before giving up.
+    detector : {'dbscan', 'isolation_forest', 'lof'}, default='dbscan'
+        The outlier-removal step whose outliers are camouflaged.
+    detector_params : dict or None, default=None
+        Parameters of the detector (see find_outliers).
+    random_state : int or None, default=None
+        Seed; None draws fresh randomness.
+
+    Returns
+    -------
+    PoisonedData
+        The poisoned data and labels, the mask of injected points and the attack's metadata.
+    """
     data, labels = check_xy(X, y)
     rng = check_random_state(random_state)
     params = detector_params or {}

@@ -1,7 +1,7 @@
 """``elbow``: the elbow method on MNIST / Fashion-MNIST, as Omari et al. used to pick k = 856.
 
 One unit per (dataset, k): a k-means fit and its inertia. The knee of inertia(k) is found
-with kneed (:func:`advlab.cluster.find_knee`); the curve is saved as ``elbow-<dataset>.png/svg``.
+with kneed (``advlab.cluster.find_knee``); the curve is saved as ``elbow-<dataset>.png/svg``.
 The knee of an inertia curve depends on the range of k scanned, so the config's ``ks`` is part
 of the result.
 """

@@ -20,7 +20,7 @@ Per model (MNIST-FC1, MNIST-LeNet):
 
 Beyond the paper (documented, ``finetune_hinge``): the backbone fine-tuning adds to the
 cross-entropy on r a hinge keeping each sample inside its own class's sphere; with the paper's
-cross-entropy alone LeNet's features leave their spheres (see :class:`MSVDDDefense`). Set
+cross-entropy alone LeNet's features leave their spheres (see ``MSVDDDefense``). Set
 ``finetune_hinge: 0`` for the paper's loss. Also beyond the paper: Table 1 reports the defended
 accuracy and the share of clean test images flagged adversarial at every beta the attacks are
 judged at, without which the detection rates D cannot be read.

@@ -19,7 +19,7 @@ the certified lower bound. One unit per (dataset, variant, repetition), checkpoi
 step so an interrupted run resumes mid-repetition.
 
 The surrogate is trained on MNIST only and used unchanged on Fashion-MNIST, as in the paper.
-Adversarial images come from cached pools (:mod:`._shared`): repetitions after the first cost
+Adversarial images come from cached pools (``._shared``): repetitions after the first cost
 only k-means.
 """
 
