@@ -25,7 +25,7 @@ def mnist_train():
 
 
 @pytest.mark.parametrize("max_iter", [1, 3, 10, 300])
-@pytest.mark.parametrize("bounds", [True, False])
+@pytest.mark.parametrize("bounds", ["elkan", "hamerly", "none", "sklearn", None])
 def test_matches_sklearn_from_same_init_on_blobs(blobs, max_iter, bounds):
     init = blobs.data[::500][:6]
     ours = KMeans(6, init=init, max_iter=max_iter, tol=0.0, bounds=bounds).fit(blobs.data)
@@ -51,13 +51,45 @@ def test_matches_sklearn_on_mnist_subset(mnist_train, tol):
     assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-4)
 
 
-def test_bounds_do_not_change_the_result_but_save_work(blobs):
+@pytest.mark.parametrize("mode", ["elkan", "hamerly"])
+def test_bounds_do_not_change_the_result_but_save_work(blobs, mode):
     X = np.concatenate([blobs.data, blobs.data * 0.5 + 3.0])
-    a = KMeans(30, random_state=3, bounds=True).fit(X)
+    a = KMeans(30, random_state=3, bounds=mode).fit(X)
     b = KMeans(30, random_state=3, bounds=False).fit(X)
     np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_, atol=1e-5)
     assert np.array_equal(a.labels_, b.labels_) and a.n_iter_ == b.n_iter_
+    assert a.bounds_ == mode and b.bounds_ == "none"
     assert a.distance_rows_ < 0.8 * b.distance_rows_
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["elkan", "hamerly", "none", "sklearn"])
+def test_every_bound_gives_lloyds_labels_on_hard_data(mode, dtype):
+    """Uniform data (many points near cluster boundaries, centres moving for many
+    iterations) and heavy duplicates: each bound's labels equal plain Lloyd's at every
+    step count, float32 and float64."""
+    rng = np.random.default_rng(0)
+    uniform = rng.uniform(size=(3000, 5)).astype(dtype)
+    duplicates = uniform[rng.integers(0, 100, size=3000)]
+    for X in (uniform, duplicates):
+        init = X[rng.choice(len(X), 40, replace=False)]
+        for max_iter in (2, 8, 40):
+            a = KMeans(40, init=init, max_iter=max_iter, tol=0.0, bounds=mode).fit(X)
+            ref = SKKMeans(40, init=init, n_init=1, max_iter=max_iter, tol=0.0).fit(X)
+            assert (a.labels_ == ref.labels_).mean() >= 0.999, (mode, max_iter)
+            assert a.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+
+
+def test_choose_bounds_rule():
+    from advlab.cluster.kmeans import choose_bounds
+
+    assert choose_bounds(60000, 784, 856) == "elkan"
+    assert choose_bounds(60000, 784, 10) == "elkan"
+    assert choose_bounds(60000, 10, 856) == "elkan"
+    assert choose_bounds(60000, 50, 100) == "hamerly"
+    assert choose_bounds(60000, 2, 100) == "sklearn"  # small k*d on CPU: scikit-learn's loop
+    assert choose_bounds(60000, 2, 100, cpu=False) == "hamerly"  # never on a GPU
+    assert choose_bounds(10**7, 784, 856) == "hamerly"  # Elkan's n*k bounds would not fit
 
 
 def test_seeded_runs_are_identical_and_seeds_matter(blobs):

@@ -5,14 +5,17 @@ the data (about 60 s of a 65 s fit for MNIST-60k, k = 856, on 2 cores). Here the
 k-means|| (Bahmani et al., VLDB 2012): a few oversampling rounds whose distance computations are
 matrix multiplies, followed by scikit-learn's greedy k-means++ on the small weighted candidate
 set. Lloyd's iterations follow scikit-learn's ``_kmeans_single_lloyd`` step for step (same
-convergence rule, same empty-cluster relocation, same final E-step), on CPU or CUDA.
+convergence rule, same empty-cluster relocation, same final E-step), on CPU or CUDA; exact
+triangle-inequality bounds (Elkan's or Hamerly's, chosen by ``choose_bounds``) skip the points
+that cannot change cluster.
 
 Distances use ``||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2`` (a matrix multiply in the input's
 precision: float32 stays float32, float64 stays float64, as in scikit-learn) on the centred data;
 centre sums and inertia accumulate in float64. Optional ``sample_weight`` weights the means,
 the inertia and the seeding, as scikit-learn's.
 Memory: a copy of X (n*d*4 or 8 bytes), one distance block of at most ``chunk_size*k``
-floats (64 MiB by default) and O(k*d) float64 for the centre sums.
+floats (64 MiB by default), O(k*d) float64 for the centre sums, and the bounds: n*k values
+(Elkan's) or 2n (Hamerly's).
 """
 
 from __future__ import annotations
@@ -39,8 +42,14 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from advlab.cluster._validation import ArrayLike, check_n_clusters
 
 BLOCK_FLOATS = 1 << 24  # 64 MiB of float32 per distance block
-CACHE_ROWS = 2048  # rows per block for memory-bound elementwise passes
+CACHE_ROWS = 2048  # rows per block for memory-bound elementwise passes over (n, k) bounds
+CACHE_FLOATS = 1 << 17  # 512 KiB of float32 per block of (rows, d) elementwise work
 MAX_BOUND_FLOATS = 1 << 28  # 1 GiB of float32 for Elkan's bounds when bounds=None
+GATHER_COST = 32  # a gathered row's cost per feature, in multiply-adds (measured, see lloyd)
+MIN_TIGHTEN_GAIN = 0.2  # tighten upper bounds while they spare at least 20 % of the rows
+RETRY_TIGHTEN = 8  # ... and try again every 8 iterations when they did not
+ELKAN_MIN_D, ELKAN_MIN_K = 100, 500  # Elkan's bounds from here on (see choose_bounds)
+SKLEARN_MAX_KD = 1500  # scikit-learn's compiled Lloyd up to here on CPU (see choose_bounds)
 
 
 def _sq_norms(X: torch.Tensor) -> torch.Tensor:
@@ -71,16 +80,19 @@ def assign(
     x_sq: torch.Tensor | None = None,
     chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest centre of each row of ``X``: (labels int64, squared distance in X's dtype)."""
+    """Nearest centre of each row of ``X``: (labels int64, squared distance in X's dtype).
+
+    The argmin is taken over ``||c||^2 - 2 x.c`` (scikit-learn's E-step: the row constant
+    ``||x||^2`` changes no decision), which is added to the minimum alone."""
     C = C.to(X.dtype)
     x_sq = _sq_norms(X) if x_sq is None else x_sq
-    c_sq = _sq_norms(C)
+    c_sq = _sq_norms(C).unsqueeze(0)
     chunk = chunk_size or _auto_chunk(len(X), len(C))
     labels = torch.empty(len(X), dtype=torch.int64, device=X.device)
     mind = torch.empty(len(X), dtype=X.dtype, device=X.device)
     for sl in _chunks(len(X), chunk):
-        d2 = _sq_distances(X[sl], C, x_sq[sl], c_sq)
-        mind[sl], labels[sl] = d2.min(dim=1)
+        best, labels[sl] = torch.addmm(c_sq, X[sl], C.T, beta=1.0, alpha=-2.0).min(dim=1)
+        mind[sl] = (best + x_sq[sl]).clamp_(min=0.0)
     return labels, mind
 
 
@@ -230,11 +242,13 @@ def seed_indices(
     sample_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The one seeding dispatch: k-means|| (``kmeans_parallel_init``) for
-    ``"parallel"``, or for ``"auto"`` when n > 20 k (the candidate pass then costs a few matrix
-    multiplies instead of k sequential passes); greedy k-means++ otherwise. Row indices."""
+    ``"parallel"``, or for ``"auto"`` when n > 8 k (the candidate pass then costs a few matrix
+    multiplies instead of k sequential passes; measured faster than greedy k-means++ on every
+    shape of the benchmark grid from n = 10,000, k = 856 up); greedy k-means++ otherwise.
+    Row indices."""
     if init_algorithm not in ("auto", "greedy", "parallel"):
         raise ValueError(f"init_algorithm={init_algorithm!r}: use 'auto', 'greedy' or 'parallel'")
-    if init_algorithm == "parallel" or (init_algorithm == "auto" and len(X) > 20 * k):
+    if init_algorithm == "parallel" or (init_algorithm == "auto" and len(X) > 8 * k):
         return kmeans_parallel_init(X, k, rng, x_sq, sample_weight=sample_weight)
     return greedy_kmeanspp(X, k, rng, weights=sample_weight)
 
@@ -251,73 +265,130 @@ class _LloydResult:
     distance_rows: int  # rows that needed a full distance computation (work counter)
 
 
-class _Bounds:
-    """Elkan's triangle-inequality bounds (Elkan, ICML 2003) with lazy drift, by whole rows.
+BOUND_MODES = ("none", "hamerly", "elkan")
 
-    For each point x: ``upper[x]`` >= distance to its centre a. Elkan keeps lower bounds
-    l(x, c) <= d(x, c) for every centre and lowers them by the centre's move delta_c after each
-    M-step. Here the drift is applied lazily: ``shifted[x, c] = l(x, c) + D_c`` at the time of
-    the last refresh, with D_c the cumulative move of centre c, so the current bound is
-    ``shifted[x, c] - D_c`` and no n*k update is written per iteration. A point cannot change
-    cluster when ``upper <= max(min_{c != a} l(x, c), s_a)``, ``s_a`` being half the distance
-    from a to its nearest other centre; only the other rows get a full distance row (one
-    matrix multiply for all of them), which refreshes their bounds exactly. The result is
-    exactly Lloyd's; the work shrinks as points settle. Memory: n*k values of X's dtype.
+
+class _Bounds:
+    """Lloyd's E-step with triangle-inequality bounds that skip points which cannot move.
+
+    For each point x: ``upper[x]`` >= the distance to its centre a, and a lower bound on the
+    distance to every other centre. A point keeps its centre when ``upper <= max(lower,
+    s_a)``, ``s_a`` being half the distance from a to its nearest other centre; the upper
+    bound is first tightened to the exact distance, and only the remaining rows get a full
+    distance row (one matrix multiply for all of them), which refreshes their bounds exactly.
+    The labels are exactly Lloyd's; the work shrinks as points settle. Modes:
+
+    * ``"elkan"`` (Elkan, ICML 2003): one lower bound per (point, centre), each lowered by
+      its own centre's move. The drift is applied lazily: ``shifted[x, c] = l(x, c) + D_c``
+      at the last refresh, D_c the cumulative move of centre c, so the bound is
+      ``shifted[x, c] - D_c`` and no n*k update is written per iteration; the n*k minimum
+      that gives the per-point bound is still one pass over n*k values per iteration.
+    * ``"hamerly"`` (Hamerly, SDM 2010): one lower bound per point (the distance to the
+      second-closest centre), lowered by the largest move of another centre. O(n) work per
+      iteration besides the rows recomputed; looser than Elkan's when a few centres move far.
+    * ``"none"``: every row recomputed every iteration (plain Lloyd).
+
+    Distances to all centres are computed as ``||c||^2 - 2 x.c`` (the row constant
+    ``||x||^2`` is added only to the values kept, as scikit-learn's E-step does), except in
+    Elkan's mode, which keeps every distance.
     """
 
     def __init__(
-        self,
-        X: torch.Tensor,
-        x_sq: torch.Tensor,
-        k: int,
-        chunk: int,
-        margin: float,
-        use_bounds: bool,
+        self, X: torch.Tensor, x_sq: torch.Tensor, k: int, chunk: int, margin: float, mode: str
     ) -> None:
         self.X, self.x_sq, self.chunk, self.margin = X, x_sq, chunk, margin
         n, dtype = len(X), X.dtype
+        self.mode = mode if k > 1 else "none"
         self.labels = torch.zeros(n, dtype=torch.int64, device=X.device)
         self.upper = torch.zeros(n, device=X.device, dtype=dtype)
-        self.use_bounds = use_bounds and k > 1
         self.shifted = (
-            torch.empty((n, k), device=X.device, dtype=dtype) if self.use_bounds else None
+            torch.empty((n, k), device=X.device, dtype=dtype) if self.mode == "elkan" else None
+        )
+        self.lower = (
+            torch.zeros(n, device=X.device, dtype=dtype) if self.mode == "hamerly" else None
         )
         self.drift = torch.zeros(k, dtype=torch.float64, device=X.device)
         self.distance_rows = 0
+        self.tighten, self.iteration = True, 0
 
     def full_assign(self, rows: torch.Tensor | None, centers: torch.Tensor) -> None:
-        """Exact distances of ``rows`` (all rows when None) to every centre."""
-        c_sq = _sq_norms(centers)
+        """Exact distances of ``rows`` (all rows when None) to every centre.
+
+        All rows are read in contiguous blocks (no gather); a subset is gathered block by
+        block. In Elkan's mode the distance block is computed straight into the bounds'
+        storage when all rows are refreshed."""
+        c_sq = _sq_norms(centers).unsqueeze(0)
         drift = self.drift.to(self.X.dtype)
-        index = torch.arange(len(self.X), device=self.X.device) if rows is None else rows
-        self.distance_rows += len(index)
-        for sl in _chunks(len(index), self.chunk):
-            idx = index[sl]
-            d2 = _sq_distances(self.X[idx], centers, self.x_sq[idx], c_sq)
-            best, labels = d2.min(dim=1)
+        n = len(self.X) if rows is None else len(rows)
+        self.distance_rows += n
+        for sl in _chunks(n, self.chunk):
+            if rows is None:
+                x, xs, idx = self.X[sl], self.x_sq[sl], sl
+            else:
+                idx = rows[sl]
+                x, xs = self.X[idx], self.x_sq[idx]
+            into = self.shifted[sl] if self.shifted is not None and rows is None else None
+            e = torch.addmm(c_sq, x, centers.T, beta=1.0, alpha=-2.0, out=into)
+            if self.shifted is None:
+                best, labels = e.min(dim=1)
+                self.labels[idx] = labels
+                self.upper[idx] = (best + xs).clamp_(min=0.0).sqrt_()
+                if self.lower is not None:
+                    e[torch.arange(len(labels), device=e.device), labels] = float("inf")
+                    self.lower[idx] = (e.amin(1) + xs).clamp_(min=0.0).sqrt_()
+                continue
+            e.add_(xs.unsqueeze(1)).clamp_(min=0.0)
+            best, labels = e.min(dim=1)
             self.labels[idx], self.upper[idx] = labels, best.sqrt()
-            if self.shifted is not None:
-                d2.sqrt_().add_(drift)
-                d2[torch.arange(len(idx), device=d2.device), labels] = float("inf")
-                self.shifted[idx] = d2
+            e.sqrt_().add_(drift)
+            e[torch.arange(len(labels), device=e.device), labels] = float("inf")
+            if rows is not None:
+                self.shifted[idx] = e
 
     def _own_distance(self, rows: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-        """Exact distance of each of ``rows`` to its assigned centre (cache-sized blocks)."""
+        """Exact distance of each of ``rows`` to its assigned centre, in blocks that fit the
+        cache; when most rows are asked for, all rows are read contiguously (no gather of X)
+        and the asked ones returned."""
+        n, d = len(self.X), self.X.shape[1]
+        block = max(64, CACHE_FLOATS // max(d, 1))
+        if len(rows) > 0.5 * n:
+            every = torch.empty(n, device=self.X.device, dtype=self.X.dtype)
+            for sl in _chunks(n, block):
+                diff = self.X[sl] - centers[self.labels[sl]]
+                every[sl] = torch.linalg.vector_norm(diff, dim=1)
+            return every[rows]
         out = torch.empty(len(rows), device=self.X.device, dtype=self.X.dtype)
-        for sl in _chunks(len(rows), CACHE_ROWS):
+        for sl in _chunks(len(rows), block):
             idx = rows[sl]
             diff = self.X[idx] - centers[self.labels[idx]]
             out[sl] = torch.linalg.vector_norm(diff, dim=1)
         return out
 
+    def _second_bound(self, delta: torch.Tensor) -> torch.Tensor:
+        """A lower bound on each point's distance to every centre other than its own, after
+        the centres moved by ``delta``."""
+        dtype = self.X.dtype
+        if self.lower is not None:  # Hamerly: minus the largest move of another centre
+            top = torch.topk(delta, min(2, len(delta))).values.to(dtype)
+            largest = delta.argmax()
+            other = top[-1] if len(top) > 1 else top[0]
+            self.lower -= torch.where(self.labels == largest, other, top[0])
+            return self.lower
+        assert self.shifted is not None
+        self.drift += delta
+        drift = self.drift.to(dtype)
+        second = torch.empty_like(self.upper)
+        for sl in _chunks(len(self.X), CACHE_ROWS):
+            second[sl] = torch.sub(self.shifted[sl], drift).amin(1)
+        return second
+
     def update(self, old: torch.Tensor, new: torch.Tensor) -> None:
         """Re-assign after the centres moved from ``old`` to ``new``, skipping safe rows."""
-        if self.shifted is None:
+        if self.mode == "none":
             self.full_assign(None, new)
             return
         dtype = self.X.dtype
         delta = (new.double() - old.double()).pow(2).sum(1).sqrt()
-        self.drift += delta
         self.upper += delta.to(dtype)[self.labels]
         new_sq = _sq_norms(new)
         half_gap = (
@@ -327,19 +398,35 @@ class _Bounds:
             .min(1)
             .values.sqrt()
         )
-        drift = self.drift.to(dtype)
-        second = torch.empty_like(self.upper)
-        for sl in _chunks(len(self.X), CACHE_ROWS):
-            second[sl] = torch.sub(self.shifted[sl], drift).amin(1)
+        second = self._second_bound(delta)
         bound = torch.maximum(second, half_gap[self.labels]) - self.margin
         active = torch.nonzero(self.upper > bound).flatten()
         if len(active) == 0:
             return
-        own = self._own_distance(active, new)
-        self.upper[active] = own  # tighten the upper bound to the exact distance
-        active = active[own > bound[active]]
+        self.iteration += 1
+        if self.tighten or self.iteration % RETRY_TIGHTEN == 0:
+            own = self._own_distance(active, new)
+            self.upper[active] = own  # tighten the upper bound to the exact distance
+            kept = active[own > bound[active]]
+            # tightening reads each active row once; it pays when it spares full rows
+            self.tighten = len(kept) <= (1 - MIN_TIGHTEN_GAIN) * len(active)
+            active = kept
         if len(active):
-            self.full_assign(active, new)
+            # gathering a row costs about GATHER_COST multiply-adds per feature; when the
+            # rows to redo are many and k is small, one contiguous pass over all rows is less
+            k = len(new)
+            every = len(active) * (GATHER_COST + k) >= len(self.X) * k
+            self.full_assign(None if every else active, new)
+
+
+def _own_sq_distance(X: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """||x - c(x)||^2 of every row, computed directly (no cancellation) in cache-sized
+    blocks (for the inertia)."""
+    n, d = len(X), X.shape[1]
+    out = torch.empty(n, device=X.device, dtype=X.dtype)
+    for sl in _chunks(n, max(64, CACHE_FLOATS // max(d, 1))):
+        out[sl] = (X[sl] - centers[labels[sl]]).pow_(2).sum(1)
+    return out
 
 
 def _weighted(X: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
@@ -359,9 +446,33 @@ def _cluster_sums(
     return sums, torch.bincount(labels, weights=w, minlength=k).double()
 
 
+def _move_points(
+    X: torch.Tensor,
+    old: torch.Tensor,
+    new: torch.Tensor,
+    sums: torch.Tensor,
+    counts: torch.Tensor,
+    w: torch.Tensor | None,
+    changed: torch.Tensor | None = None,
+) -> None:
+    """Update the float64 cluster sums and weights in place for the points whose label went
+    from ``old`` to ``new`` (``changed``: their indices, found when not given)."""
+    if changed is None:
+        changed = torch.nonzero(old != new).flatten()
+    if len(changed) == 0:
+        return
+    wc = None if w is None else w[changed]
+    moved = _weighted(X[changed].double(), wc)
+    mass = torch.ones_like(moved[:, 0]) if wc is None else wc.double()
+    sums.index_add_(0, old[changed], moved, alpha=-1.0)
+    sums.index_add_(0, new[changed], moved)
+    counts.index_add_(0, old[changed], -mass)
+    counts.index_add_(0, new[changed], mass)
+
+
 def _new_centers(
     X: torch.Tensor,
-    bounds: _Bounds,
+    labels: torch.Tensor,
     centers: torch.Tensor,
     sums: torch.Tensor,
     counts: torch.Tensor,
@@ -375,10 +486,10 @@ def _new_centers(
     if len(empty) == 0:
         return (sums / counts.unsqueeze(1)).to(X.dtype), False
     sums, counts = sums.clone(), counts.clone()
-    dist = (X - centers[bounds.labels]).pow(2).sum(1)
+    dist = (X - centers[labels]).pow(2).sum(1)
     far = torch.topk(dist, len(empty)).indices
     for cluster, idx in zip(empty.tolist(), far.tolist(), strict=True):
-        old = int(bounds.labels[idx])
+        old = int(labels[idx])
         weight = 1.0 if w is None else float(w[idx])
         sums[old] -= X[idx].double() * weight
         counts[old] -= weight
@@ -388,35 +499,81 @@ def _new_centers(
     return (sums / safe.unsqueeze(1)).to(X.dtype), True
 
 
+def _plain_lloyd(
+    X: torch.Tensor,
+    centers: torch.Tensor,
+    max_iter: int,
+    tol: float,
+    chunk: int,
+    w: torch.Tensor | None,
+    x_sq: torch.Tensor,
+) -> _LloydResult:
+    """Lloyd without bounds, as few operations per iteration as scikit-learn's
+    ``_kmeans_single_lloyd`` loop (E-step, M-step with relocation, strict convergence or
+    shift <= tol, final E-step): on small problems the per-operation cost, not the
+    arithmetic, is what bounds would add to."""
+    n, k = len(X), len(centers)
+    labels_old = torch.full((n,), -1, dtype=torch.int64, device=X.device)
+    strict, n_iter = False, 0
+    labels = labels_old
+    sums = counts = torch.empty(0)
+    for iteration in range(1, max_iter + 1):
+        n_iter = iteration
+        labels, _ = assign(X, centers, x_sq, chunk)
+        if iteration == 1:
+            sums, counts = _cluster_sums(X, labels, k, chunk, w)
+        else:  # only the points that changed cluster move the sums
+            _move_points(X, labels_old, labels, sums, counts, w)
+        new_centers, relocated = _new_centers(X, labels, centers, sums, counts, w)
+        if relocated:  # the relocated points changed cluster outside the E-step
+            sums, counts = _cluster_sums(X, labels, k, chunk, w)
+        shift = float((new_centers.double() - centers.double()).pow(2).sum())
+        centers = new_centers
+        if torch.equal(labels, labels_old):
+            strict = True
+            break
+        if shift <= tol:
+            break
+        labels_old = labels
+    if not strict:  # labels of the final centres
+        labels, _ = assign(X, centers, x_sq, chunk)
+    sq = _own_sq_distance(X, centers, labels).double()
+    inertia = float(sq.sum() if w is None else (sq * w.double()).sum())
+    return _LloydResult(centers, labels, inertia, n_iter, n * (n_iter + (0 if strict else 1)))
+
+
 def lloyd(
     X: torch.Tensor,
     centers: torch.Tensor,
     max_iter: int,
     tol: float,
     chunk: int,
-    use_bounds: bool = True,
+    bounds_mode: str = "elkan",
     sample_weight: torch.Tensor | None = None,
+    x_sq: torch.Tensor | None = None,
 ) -> _LloydResult:
     """Lloyd's algorithm with scikit-learn's stopping rules: stop when no label changes
     (strict convergence) or when the squared centre shift sum_j ||c_j' - c_j||^2 <= ``tol``
     (already scaled), then one more E-step so labels match the final centres.
 
-    E-steps use Elkan's bounds (``_Bounds``); centre sums are updated incrementally
+    E-steps skip points by ``bounds_mode``'s bounds (``_Bounds``); centre sums are updated incrementally
     in float64 from the points that changed cluster. ``sample_weight`` w gives the weighted
     means c_j = sum_{i in j} w_i x_i / sum_{i in j} w_i and inertia sum_i w_i ||x_i - c(i)||^2.
     """
     k, w = len(centers), sample_weight
-    x_sq = _sq_norms(X)
+    x_sq = _sq_norms(X) if x_sq is None else x_sq
+    if bounds_mode == "none" or k == 1:
+        return _plain_lloyd(X, centers, max_iter, tol, chunk, w, x_sq)
     # slack on the bounds so that rounding never skips a point that could move
     relative = 1e-4 if X.dtype == torch.float32 else 1e-8
     margin = relative * float(x_sq.double().mean().sqrt()) + 1e-12
-    bounds = _Bounds(X, x_sq, k, chunk, margin, use_bounds)
+    bounds = _Bounds(X, x_sq, k, chunk, margin, bounds_mode)
     bounds.full_assign(None, centers)
     sums, counts = _cluster_sums(X, bounds.labels, k, chunk, w)
     n_iter, n_changed = 0, -1
     for iteration in range(1, max_iter + 1):
         n_iter = iteration
-        new_centers, relocated = _new_centers(X, bounds, centers, sums, counts, w)
+        new_centers, relocated = _new_centers(X, bounds.labels, centers, sums, counts, w)
         shift = float((new_centers.double() - centers.double()).pow(2).sum())
         if n_changed == 0:
             centers = new_centers
@@ -432,18 +589,55 @@ def lloyd(
         if relocated:
             sums, counts = _cluster_sums(X, bounds.labels, k, chunk, w)
         elif n_changed:
-            wc = None if w is None else w[changed]
-            moved = _weighted(X[changed].double(), wc)
-            mass = torch.ones_like(moved[:, 0]) if wc is None else wc.double()
-            sums.index_add_(0, old_labels[changed], moved, alpha=-1.0)
-            sums.index_add_(0, bounds.labels[changed], moved)
-            counts.index_add_(0, old_labels[changed], -mass)
-            counts.index_add_(0, bounds.labels[changed], mass)
+            _move_points(X, old_labels, bounds.labels, sums, counts, w, changed)
         if shift <= tol:
             break
-    sq = (X - centers[bounds.labels]).pow(2).sum(1).double()
+    sq = _own_sq_distance(X, centers, bounds.labels).double()
     inertia = float(sq.sum() if w is None else (sq * w.double()).sum())
     return _LloydResult(centers, bounds.labels, inertia, n_iter, bounds.distance_rows)
+
+
+def choose_bounds(n: int, d: int, k: int, cpu: bool = True) -> str:
+    """How Lloyd runs for n points in d dimensions and k clusters (the measured rule of the
+    README's k-means section, ``benchmarks/kmeans_vs_sklearn.py --cases grid``).
+
+    * ``"sklearn"``, on CPU when k * d <= 1,500: scikit-learn's compiled Lloyd loop from
+      advlab's seeding. There a distance block is a tiny matrix product and each iteration is
+      a dozen torch operations whose fixed cost (about 10-20 microseconds each, and an unfused
+      argmin) exceeds the arithmetic; scikit-learn's fused Cython loop is 1.5-3x faster per
+      iteration (measured at k = 10-100, d = 2-50) and gives the same result by construction.
+    * ``"elkan"`` when d >= 100 or k >= 500 and its n*k bounds fit in 1 GiB: a spared row is
+      worth k*d multiply-adds, more than the pass over n*k bounds per iteration.
+    * ``"hamerly"`` otherwise: O(n) bounds per iteration.
+    """
+    if cpu and k * d <= SKLEARN_MAX_KD:
+        return "sklearn"
+    if n * k <= MAX_BOUND_FLOATS and (d >= ELKAN_MIN_D or k >= ELKAN_MIN_K):
+        return "elkan"
+    return "hamerly"
+
+
+def _sklearn_lloyd(
+    X: torch.Tensor, centers: torch.Tensor, params: Any, w: torch.Tensor | None
+) -> _LloydResult:
+    """scikit-learn's Lloyd on the working data (centred, scaled so that squared norms cannot
+    overflow) from ``centers``; scikit-learn's tolerance, tol times the mean feature variance,
+    is the same in that space."""
+    import warnings
+
+    from sklearn.cluster import KMeans as SKKMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    data = X.cpu().numpy()
+    with warnings.catch_warnings():  # duplicate points: advlab's torch path does not warn either
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        km = SKKMeans(params.n_clusters, init=centers.cpu().numpy(), n_init=1,
+                      max_iter=params.max_iter, tol=params.tol, algorithm="lloyd",
+                      copy_x=True).fit(data, sample_weight=None if w is None else w.cpu().numpy())  # fmt: skip
+    found = torch.from_numpy(km.cluster_centers_).to(centers.device)
+    labels = torch.from_numpy(km.labels_.astype(np.int64)).to(centers.device)
+    n_iter = int(km.n_iter_)
+    return _LloydResult(found, labels, float(km.inertia_), n_iter, len(data) * (n_iter + 1))
 
 
 # ----------------------------------------------------------------------------- input
@@ -485,7 +679,7 @@ def _working_scale(*tensors: torch.Tensor) -> float:
     and changes no nearest-centre decision."""
     dtype = tensors[0].dtype
     info = torch.finfo(dtype)
-    top = max(float(t.abs().max()) for t in tensors if t.numel())
+    top = max(float(max(-lo, hi)) for lo, hi in (torch.aminmax(t) for t in tensors if t.numel()))
     d = max(t.shape[-1] for t in tensors)
     if top == 0.0 or (top * top * d < info.max / 64 and top * top > info.tiny * 1e8):
         return 1.0
@@ -521,9 +715,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         Rows per distance block (None: blocks of at most 64 MiB).
     init_algorithm : {"auto", "greedy", "parallel"}, default="auto"
         Seeding algorithm for ``init="k-means++"``; "auto" follows ``seed_indices``.
-    bounds : bool or None, default=None
-        Use Elkan's bounds to skip settled points (exact; needs n*k values of memory).
-        None turns them on when that is at most 1 GiB.
+    bounds : {"elkan", "hamerly", "none", "sklearn"}, bool or None, default=None
+        How Lloyd runs: with triangle-inequality bounds that skip settled points (exact
+        either way), Elkan's (n*k values of memory) or Hamerly's (n values); without ("none");
+        or scikit-learn's compiled loop from advlab's seeding ("sklearn", CPU). True means
+        Elkan's, False none, None the measured rule of ``choose_bounds``.
 
     Attributes
     ----------
@@ -538,6 +734,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     distance_rows_ : int
         Rows whose distances to all centres were computed during Lloyd (n per iteration
         without bounds).
+    bounds_ : str
+        How Lloyd ran: "elkan", "hamerly", "none" or "sklearn".
 
     Float32 input is computed in float32, float64 in float64, other numbers are converted to
     float64 (scikit-learn's rule); (N, C, H, W) images are flattened to (N, C*H*W).
@@ -553,7 +751,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         "device": [str, torch.device],
         "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
         "init_algorithm": [StrOptions({"auto", "greedy", "parallel"})],
-        "bounds": ["boolean", None],
+        "bounds": ["boolean", StrOptions({*BOUND_MODES, "sklearn"}), None],
     }
 
     def __init__(
@@ -611,6 +809,15 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             return X[torch.as_tensor(idx, device=X.device)].clone()
         return X[seed_indices(X, x_sq, self.n_clusters, rng, self.init_algorithm, w)].clone()
 
+    def _bounds_mode(self, n: int, d: int) -> str:
+        """The E-step's bounds: as asked (True means Elkan's), or by ``choose_bounds``."""
+        if self.bounds is None:
+            cpu = torch.device(self.device).type == "cpu"
+            return choose_bounds(n, d, self.n_clusters, cpu)
+        if isinstance(self.bounds, str):
+            return self.bounds
+        return "elkan" if self.bounds else "none"
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None) -> KMeans:
         """Cluster ``X`` (n_samples, ...); ``y`` is ignored. ``sample_weight`` (n_samples,)
@@ -622,22 +829,19 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         rng = check_random_state(self.random_state)
         Xt = torch.from_numpy(Xn).to(self.device)
         w = _weights_tensor(sample_weight, Xn, Xt.device)
-        mean = Xt.double().mean(0).to(Xt.dtype)
+        mean = (Xt.sum(0, dtype=torch.float64) / len(Xt)).to(Xt.dtype)
         Xc = Xt - mean  # centring improves the accuracy of the distance expansion
         scale = _working_scale(
             Xc, *(() if init is None else (torch.from_numpy(init) - mean.cpu(),))
         )
         if scale != 1.0:  # squared norms would overflow / underflow: work on Xc / scale
             Xc = Xc / scale
-        tol = float(torch.from_numpy(Xn).double().var(0, unbiased=False).mean()) * self.tol
-        tol /= scale * scale
         chunk = self.chunk_size or _auto_chunk(len(Xc), self.n_clusters)
         x_sq = _sq_norms(Xc)
-        use_bounds = (
-            self.bounds
-            if self.bounds is not None
-            else len(Xc) * self.n_clusters <= MAX_BOUND_FLOATS
-        )
+        # scikit-learn's tolerance, tol * mean feature variance: the centred rows' mean
+        # squared norm over d (in the working scale, as the shifts it is compared with)
+        tol = float(x_sq.sum(dtype=torch.float64)) / Xc.numel() * self.tol
+        mode = self._bounds_mode(len(Xc), Xc.shape[1])
         best: _LloydResult | None = None
         init_seconds = 0.0
         for _ in range(1 if init is not None else self.n_init):
@@ -647,7 +851,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             else:
                 centers = self._seed(Xc, x_sq, rng, w)
             init_seconds += time.perf_counter() - t0
-            result = lloyd(Xc, centers, self.max_iter, tol, chunk, use_bounds, w)
+            if mode == "sklearn":
+                result = _sklearn_lloyd(Xc, centers, self, w)
+            else:
+                result = lloyd(Xc, centers, self.max_iter, tol, chunk, mode, w, x_sq)
             if best is None or result.inertia < best.inertia:
                 best = result
         assert best is not None
@@ -657,6 +864,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.n_iter_ = best.n_iter
         self.init_seconds_ = init_seconds
         self.distance_rows_ = best.distance_rows
+        self.bounds_ = mode
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
