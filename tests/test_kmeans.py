@@ -84,7 +84,7 @@ def test_choose_bounds_rule():
     from advlab.cluster.kmeans import choose_bounds
 
     assert choose_bounds(60000, 784, 856) == "elkan"
-    assert choose_bounds(60000, 784, 10) == "elkan"
+    assert choose_bounds(60000, 784, 10) == "none"  # few clusters: bounds do not pay
     assert choose_bounds(60000, 10, 856) == "elkan"
     assert choose_bounds(60000, 50, 100) == "hamerly"
     assert choose_bounds(60000, 2, 100) == "sklearn"  # small k*d on CPU: scikit-learn's loop
