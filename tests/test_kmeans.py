@@ -89,6 +89,8 @@ def test_choose_bounds_rule():
     assert choose_bounds(60000, 50, 100) == "hamerly"
     assert choose_bounds(60000, 2, 100) == "sklearn"  # small k*d on CPU: scikit-learn's loop
     assert choose_bounds(60000, 2, 100, cpu=False) == "hamerly"  # never on a GPU
+    assert choose_bounds(10000, 10, 195) == "sklearn"  # small n, moderate k*d
+    assert choose_bounds(60000, 2, 856) == "hamerly"  # d < 8: Elkan's bounds do not pay
     assert choose_bounds(10**7, 784, 856) == "hamerly"  # Elkan's n*k bounds would not fit
 
 

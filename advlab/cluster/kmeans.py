@@ -602,23 +602,27 @@ def choose_bounds(n: int, d: int, k: int, cpu: bool = True) -> str:
     """How Lloyd runs for n points in d dimensions and k clusters (the measured rule of the
     README's k-means section, ``benchmarks/kmeans_vs_sklearn.py --cases grid``).
 
-    * ``"sklearn"``, on CPU when k * d <= 1,500: scikit-learn's compiled Lloyd loop from
-      advlab's seeding. There a distance block is a tiny matrix product and each iteration is
-      a dozen torch operations whose fixed cost (about 10-20 microseconds each, and an unfused
-      argmin) exceeds the arithmetic; scikit-learn's fused Cython loop is 1.5-3x faster per
-      iteration (measured at k = 10-100, d = 2-50) and gives the same result by construction.
+    * ``"sklearn"``, on CPU when k * d <= 1,500, or n <= 20,000 and k * d <= 5,000 with
+      k < 500: scikit-learn's compiled Lloyd loop from advlab's seeding. There a distance
+      block is a small matrix product and each iteration is a dozen torch operations whose
+      fixed cost (about 10-20 microseconds each, and an unfused argmin) exceeds the
+      arithmetic; scikit-learn's fused Cython loop is 1.5-3x faster per iteration (measured
+      at k = 10-200, d = 2-50) and gives the same result by construction.
     * ``"none"`` (plain Lloyd) when k < 50: a full distance row costs little more than the
       bounds' own pass over the row (d values to tighten the upper bound), so bounds do not
       pay (k = 10, d = 784: 2.3x slower with either bound).
-    * ``"elkan"`` when d >= 100 or k >= 500 and its n*k bounds fit in 1 GiB: a spared row is
-      worth k*d multiply-adds, more than the pass over n*k bounds per iteration.
-    * ``"hamerly"`` otherwise: O(n) bounds per iteration.
+    * ``"elkan"`` when d >= 100, or k >= 500 with d >= 8, and its n*k bounds fit in 1 GiB:
+      a spared row is worth k*d multiply-adds, more than the pass over n*k bounds per
+      iteration.
+    * ``"hamerly"`` otherwise (d = 2-50 with k = 50-500, d < 8 with k >= 500): O(n) bounds
+      per iteration.
     """
-    if cpu and k * d <= SKLEARN_MAX_KD:
+    small = k * d <= SKLEARN_MAX_KD or (n <= 20000 and k * d <= 5000 and k < ELKAN_MIN_K)
+    if cpu and small:
         return "sklearn"
     if k < BOUNDS_MIN_K:
         return "none"
-    if n * k <= MAX_BOUND_FLOATS and (d >= ELKAN_MIN_D or k >= ELKAN_MIN_K):
+    if n * k <= MAX_BOUND_FLOATS and (d >= ELKAN_MIN_D or (k >= ELKAN_MIN_K and d >= 8)):
         return "elkan"
     return "hamerly"
 
