@@ -266,7 +266,7 @@ class _LloydResult:
     distance_rows: int  # rows that needed a full distance computation (work counter)
 
 
-BOUND_MODES = ("none", "hamerly", "elkan")
+BOUND_MODES = ("none", "hamerly", "elkan", "sklearn")  # how Lloyd runs (see choose_bounds)
 
 
 class _Bounds:
@@ -287,7 +287,7 @@ class _Bounds:
     * ``"hamerly"`` (Hamerly, SDM 2010): one lower bound per point (the distance to the
       second-closest centre), lowered by the largest move of another centre. O(n) work per
       iteration besides the rows recomputed; looser than Elkan's when a few centres move far.
-    * ``"none"``: every row recomputed every iteration (plain Lloyd).
+    Plain Lloyd (no bounds) is ``_plain_lloyd``.
 
     Distances to all centres are computed as ``||c||^2 - 2 x.c`` (the row constant
     ``||x||^2`` is added only to the values kept, as scikit-learn's E-step does), except in
@@ -297,9 +297,11 @@ class _Bounds:
     def __init__(
         self, X: torch.Tensor, x_sq: torch.Tensor, k: int, chunk: int, margin: float, mode: str
     ) -> None:
+        if mode not in ("elkan", "hamerly") or k < 2:
+            raise ValueError(f"bounds need mode 'elkan' or 'hamerly' and k >= 2, got {mode!r}, {k}")
         self.X, self.x_sq, self.chunk, self.margin = X, x_sq, chunk, margin
         n, dtype = len(X), X.dtype
-        self.mode = mode if k > 1 else "none"
+        self.mode = mode
         self.labels = torch.zeros(n, dtype=torch.int64, device=X.device)
         self.upper = torch.zeros(n, device=X.device, dtype=dtype)
         self.shifted = (
@@ -347,23 +349,11 @@ class _Bounds:
                 self.shifted[idx] = e
 
     def _own_distance(self, rows: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-        """Exact distance of each of ``rows`` to its assigned centre, in blocks that fit the
-        cache; when most rows are asked for, all rows are read contiguously (no gather of X)
-        and the asked ones returned."""
-        n, d = len(self.X), self.X.shape[1]
-        block = max(64, CACHE_FLOATS // max(d, 1))
-        if len(rows) > 0.5 * n:
-            every = torch.empty(n, device=self.X.device, dtype=self.X.dtype)
-            for sl in _chunks(n, block):
-                diff = self.X[sl] - centers[self.labels[sl]]
-                every[sl] = torch.linalg.vector_norm(diff, dim=1)
-            return every[rows]
-        out = torch.empty(len(rows), device=self.X.device, dtype=self.X.dtype)
-        for sl in _chunks(len(rows), block):
-            idx = rows[sl]
-            diff = self.X[idx] - centers[self.labels[idx]]
-            out[sl] = torch.linalg.vector_norm(diff, dim=1)
-        return out
+        """Exact distance of each of ``rows`` to its assigned centre; when most rows are asked
+        for, all rows are read contiguously (no gather of X) and the asked ones returned."""
+        if len(rows) > 0.5 * len(self.X):
+            return _own_sq_distance(self.X, centers, self.labels)[rows].sqrt_()
+        return _own_sq_distance(self.X, centers, self.labels, rows).sqrt_()
 
     def _second_bound(self, delta: torch.Tensor) -> torch.Tensor:
         """A lower bound on each point's distance to every centre other than its own, after
@@ -385,9 +375,6 @@ class _Bounds:
 
     def update(self, old: torch.Tensor, new: torch.Tensor) -> None:
         """Re-assign after the centres moved from ``old`` to ``new``, skipping safe rows."""
-        if self.mode == "none":
-            self.full_assign(None, new)
-            return
         dtype = self.X.dtype
         delta = (new.double() - old.double()).pow(2).sum(1).sqrt()
         self.upper += delta.to(dtype)[self.labels]
@@ -420,13 +407,17 @@ class _Bounds:
             self.full_assign(None if every else active, new)
 
 
-def _own_sq_distance(X: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """||x - c(x)||^2 of every row, computed directly (no cancellation) in cache-sized
-    blocks (for the inertia)."""
-    n, d = len(X), X.shape[1]
+def _own_sq_distance(
+    X: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor | None = None
+) -> torch.Tensor:
+    """||x - c(x)||^2 of every row (or of ``rows``), computed directly (no cancellation) in
+    blocks that fit the cache: for the inertia, the upper bounds and empty-cluster
+    relocation."""
+    n, d = len(X) if rows is None else len(rows), X.shape[1]
     out = torch.empty(n, device=X.device, dtype=X.dtype)
     for sl in _chunks(n, max(64, CACHE_FLOATS // max(d, 1))):
-        out[sl] = (X[sl] - centers[labels[sl]]).pow_(2).sum(1)
+        idx = sl if rows is None else rows[sl]
+        out[sl] = (X[idx] - centers[labels[idx]]).pow_(2).sum(1)
     return out
 
 
@@ -487,8 +478,7 @@ def _new_centers(
     if len(empty) == 0:
         return (sums / counts.unsqueeze(1)).to(X.dtype), False
     sums, counts = sums.clone(), counts.clone()
-    dist = (X - centers[labels]).pow(2).sum(1)
-    far = torch.topk(dist, len(empty)).indices
+    far = torch.topk(_own_sq_distance(X, centers, labels), len(empty)).indices
     for cluster, idx in zip(empty.tolist(), far.tolist(), strict=True):
         old = int(labels[idx])
         weight = 1.0 if w is None else float(w[idx])
@@ -761,7 +751,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         "device": [str, torch.device],
         "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
         "init_algorithm": [StrOptions({"auto", "greedy", "parallel"})],
-        "bounds": ["boolean", StrOptions({*BOUND_MODES, "sklearn"}), None],
+        "bounds": ["boolean", StrOptions(set(BOUND_MODES)), None],
     }
 
     def __init__(
