@@ -301,3 +301,14 @@ def test_html_report_in_headless_chromium(tiny_runs, tmp_path):
         assert errors == [], errors
     finally:
         driver.quit()
+
+
+def test_resumed_run_keeps_each_unit_time(tmp_path):
+    args = ["reproduce", "demo", "--quiet", "--out", str(tmp_path / "r"), "--cache",
+            str(tmp_path / "c"), "--set", "n_repeats=2", "--set", "n_clusters=10"]  # fmt: skip
+    assert main(args) == 0
+    first = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert main(args) == 0
+    again = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert again["units_resumed"] == first["units_computed"] > 0
+    assert again["unit_seconds"] == first["unit_seconds"]  # the stored times, not 0

@@ -82,8 +82,8 @@ class RunContext:
             stored = _read_unit(path, key)
             if stored is not None:
                 self.units_done += 1
-                self.unit_seconds[key] = stored_seconds(path)
-                return stored
+                self.unit_seconds[key] = float(stored.get("seconds") or 0.0)
+                return stored["result"]
         start = time.perf_counter()
         result = json_roundtrip(compute())
         record = {"key": key, "seconds": time.perf_counter() - start, "result": result,
@@ -230,14 +230,6 @@ def source_commit() -> str | None:
     return head + ("-dirty" if dirty else "")
 
 
-def stored_seconds(path: Path) -> float:
-    """The compute time recorded in a finished unit file (0 when unreadable)."""
-    try:
-        return float(json.loads(path.read_text())["seconds"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0.0
-
-
 def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -308,8 +300,8 @@ def _result_sha256(result: Any) -> str:
 
 
 def _read_unit(path: Path, key: str) -> dict[str, Any] | None:
-    """A finished unit's result, or None (file moved aside, warning) when it is unreadable,
-    belongs to another key or does not match its hash."""
+    """A finished unit's record (its ``result`` and ``seconds``), or None (file moved aside,
+    warning) when it is unreadable, belongs to another key or does not match its hash."""
     try:
         record = json.loads(path.read_text())
         result = record["result"]
@@ -327,7 +319,7 @@ def _read_unit(path: Path, key: str) -> dict[str, Any] | None:
     ) as exc:
         move_aside(path, f"{path}: damaged unit file ({exc})")
         return None
-    return result
+    return record
 
 
 def _safe_name(key: str) -> str:
