@@ -69,9 +69,15 @@ def test_every_argument_is_documented_with_its_default(obj):
     fields_only = dataclasses.is_dataclass(obj) or issubclass_safe(obj, BaseModel)
     section = "Attributes" if fields_only else "Parameters"
     entries = {}
-    for param in doc[section]:
-        for key in param.name.split(","):
-            entries[key.strip().lstrip("*")] = param
+    # a dataclass documents its own fields; inherited ones are documented on the base
+    bases = [b for b in getattr(obj, "__mro__", [obj]) if b is obj or dataclasses.is_dataclass(b)]
+    for base in reversed(bases):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            base_doc = ClassDoc(base) if inspect.isclass(base) else doc
+        for param in base_doc[section]:
+            for key in param.name.split(","):
+                entries[key.strip().lstrip("*")] = param
     for arg in _arguments(obj):
         assert arg.name in entries, f"{obj.__qualname__}: {arg.name!r} is not in {section}"
         entry = entries[arg.name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,18 +180,13 @@ def selected_table(
     Table
         id, paper, ours, interval, verdict.
     """
-    import fnmatch
-
     chosen = [r for r in rows if any(fnmatch.fnmatchcase(r.id, p) for p in ids)]
-    body = [
-        [
-            f"`{r.id}`",
-            fmt(r.paper),
-            fmt(r.ours),
-            "-" if r.lo is None or r.hi is None else f"{r.lo:.2f} - {r.hi:.2f}",
-            r.verdict,
-        ]
-        for r in chosen
-    ]
-    return Table(title, ("id", "paper", "ours", "interval", "verdict"), body,
-                 align=("l", "r", "r", "r", "l"), note=note)  # fmt: skip
+    full = comparison_table(chosen, title)
+    keep = [full.columns.index(c) for c in ("id", "paper", "ours", "interval", "verdict")]
+    return Table(
+        title,
+        [full.columns[i] for i in keep],
+        [[row[i] for i in keep] for row in full.rows],
+        align=[full.alignment()[i] for i in keep],
+        note=note,
+    )

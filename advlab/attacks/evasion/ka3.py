@@ -41,19 +41,10 @@ from advlab.utils.validation import check_number
 
 @dataclass
 class KA3Result(AttackResult):
-    """Adds ``group`` (g = 1..K, the number of ranked labels pushed above y per sample).
+    """``AttackResult`` with the group of each sample.
 
     Attributes
     ----------
-    x_adv : torch.Tensor
-        Adversarial inputs, same shape as x.
-    success : torch.Tensor of bool, shape (N,)
-        Whether the criterion holds on each x_adv.
-    pred : torch.Tensor of shape (N,)
-        The model's label on x_adv.
-    distances : torch.Tensor of shape (N,) or None
-        Size of x_adv - x in the attack's norm; for minimisation attacks inf where the attack
-        failed.
     group : torch.Tensor of shape (N,) or None
         g = 1..K, the number of ranked labels pushed above y per sample.
     """
