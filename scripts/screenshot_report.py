@@ -14,6 +14,26 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 
+def chromium(width: int = 1300, height: int = 1400, console_log: bool = False):
+    """A headless Debian Chromium driven by selenium (the system browser and chromedriver;
+    FileNotFoundError names what is missing)."""
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not browser or not driver:
+        raise FileNotFoundError(
+            "no chromium/chromedriver (apt-get install chromium chromium-driver)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--hide-scrollbars", f"--window-size={width},{height}"):  # fmt: skip
+        options.add_argument(arg)
+    if console_log:
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("html", type=Path)
@@ -21,12 +41,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1300)
     parser.add_argument("--height", type=int, default=1400)
     args = parser.parse_args()
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                f"--window-size={args.width},{args.height}"):  # fmt: skip
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = chromium(args.width, args.height)
     try:
         driver.get(args.html.resolve().as_uri())
         driver.save_screenshot(str(args.png))

@@ -250,20 +250,13 @@ def test_help_and_list_read_cleanly(capsys):
 
 def _browser():
     """A headless Chromium driven by selenium, or a skip naming what is missing."""
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if not chromium or not driver_path:
-        pytest.skip("no chromium/chromedriver here (`apt-get install chromium chromium-driver`)")
-    from selenium.webdriver.chrome.service import Service
+    pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    from scripts.screenshot_report import chromium
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,2000"):  # fmt: skip
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        return chromium(1400, 2000, console_log=True)
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
 
 
 def test_html_report_in_headless_chromium(tiny_runs, tmp_path):
