@@ -597,7 +597,7 @@ def choose_bounds(n: int, d: int, k: int, cpu: bool = True) -> str:
       k < 500: scikit-learn's compiled Lloyd loop from advlab's seeding. There a distance
       block is a small matrix product and each iteration is a dozen torch operations whose
       fixed cost (about 10-20 microseconds each, and an unfused argmin) exceeds the
-      arithmetic; scikit-learn's fused loop took 1.4-2.1x less time than advlab's plain loop
+      arithmetic; scikit-learn's fused loop took 1.35-2.1x less time than advlab's plain loop
       (n = 10,000; k = 10-195, d = 2-10) and gives the same result by construction.
     * ``"none"`` (plain Lloyd) when k < 50: a full distance row costs little more than the
       bounds' own pass over the row (d values to tighten the upper bound), so bounds do not
