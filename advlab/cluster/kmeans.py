@@ -588,6 +588,47 @@ def lloyd(
     return _LloydResult(centers, bounds.labels, inertia, n_iter, bounds.distance_rows)
 
 
+def batched_warm_lloyd(
+    X: torch.Tensor, centers: torch.Tensor, max_iter: int, tol: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's algorithm on P datasets at once, each from its own centres.
+
+    ``X`` is (P, n, d), ``centers`` (P, k, d), ``tol`` (P,) (already scaled as in ``lloyd``).
+    Each iteration is one batched matrix product for the distances
+    ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2 and one for the centre sums (one-hot^T X), so a
+    population of attacked datasets costs a few large products instead of P Python loops. The
+    stopping rules are ``lloyd``'s, per dataset (a finished dataset stops changing).
+
+    Returns the final labels (P, n) and, per dataset, whether a cluster emptied on the way
+    (the caller refits those one by one, since ``fit`` relocates empty clusters).
+    """
+    k = centers.shape[1]
+    x_sq = X.pow(2).sum(-1, keepdim=True)
+
+    def labels_of(c: torch.Tensor) -> torch.Tensor:
+        d2 = torch.baddbmm(x_sq, X, c.transpose(1, 2), alpha=-2.0) + c.pow(2).sum(-1)[:, None]
+        return d2.argmin(-1)
+
+    labels = labels_of(centers)
+    done = torch.zeros(len(X), dtype=torch.bool, device=X.device)
+    emptied = torch.zeros_like(done)
+    for _ in range(max_iter):
+        one_hot = torch.nn.functional.one_hot(labels, k).to(X.dtype)  # (P, n, k)
+        counts = one_hot.sum(1)  # (P, k)
+        emptied |= (counts == 0).any(1) & ~done
+        new = torch.bmm(one_hot.transpose(1, 2), X) / counts.clamp(min=1)[..., None]
+        new = torch.where((counts > 0)[..., None], new, centers)
+        shift = (new.double() - centers.double()).pow(2).sum((1, 2))
+        centers = torch.where(done[:, None, None], centers, new)
+        new_labels = labels_of(centers)
+        unchanged = (new_labels == labels).all(1)
+        labels = torch.where(done[:, None], labels, new_labels)
+        done |= unchanged | (shift <= tol)
+        if bool(done.all()):
+            break
+    return labels, emptied
+
+
 def choose_bounds(n: int, d: int, k: int, cpu: bool = True) -> str:
     """How Lloyd runs for n points in d dimensions and k clusters: the rule measured by
     ``benchmarks/kmeans_modes.py`` (every mode from the same centres) and checked end to end
@@ -891,6 +932,48 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         Xt = torch.from_numpy(_check_2d(X, estimator=self, reset=False)).to(self.device)
         C = torch.as_tensor(self.cluster_centers_, device=self.device).to(Xt.dtype)
         return Xt, C, _working_scale(Xt, C)
+
+    def fit_predict_many(self, Xs: ArrayLike) -> np.ndarray:
+        """Cluster P datasets of the same shape, each as ``fit_predict`` would: labels (P, n).
+
+        With an array ``init`` (a warm start, as an attack that refits the clusterer many times
+        uses) the P fits run together in one batched Lloyd loop (``batched_warm_lloyd``),
+        centred and scaled per dataset as ``fit`` does; a dataset on which a cluster empties is
+        refitted alone, since ``fit`` relocates empty clusters. Otherwise each dataset is
+        fitted in turn. The labels equal ``fit_predict``'s up to floating-point ties.
+
+        Parameters
+        ----------
+        Xs : array-like of shape (P, n_samples, n_features)
+            The datasets.
+
+        Returns
+        -------
+        ndarray of shape (P, n_samples)
+            The labels of each dataset.
+        """
+        batch = np.asarray(Xs)
+        if batch.ndim != 3 or len(batch) == 0:
+            raise ValueError(f"Xs must have shape (P, n_samples, n_features), got {batch.shape}")
+        if isinstance(self.init, str) or self.n_init != 1:
+            return np.stack([self.fit_predict(x) for x in batch])
+        flat = _check_2d(batch.reshape(-1, batch.shape[-1]), estimator=self)
+        check_n_clusters(self.n_clusters, batch.shape[1])
+        init = self._initial_centers(flat[: batch.shape[1]])
+        assert init is not None
+        Xt = torch.from_numpy(flat).to(self.device).reshape(batch.shape)
+        mean = Xt.mean(1, keepdim=True)  # centring per dataset, as fit does
+        Xc = Xt - mean
+        centers = torch.from_numpy(init).to(Xt)[None] - mean
+        scale = _working_scale(Xc, centers)  # one scale for the batch (it only avoids overflow)
+        if scale != 1.0:
+            Xc, centers = Xc / scale, centers / scale
+        tol = Xc.pow(2).sum((1, 2)).double() / Xc[0].numel() * self.tol
+        labels, emptied = batched_warm_lloyd(Xc, centers, self.max_iter, tol)
+        out = labels.cpu().numpy()
+        for p in torch.nonzero(emptied).flatten().tolist():
+            out[p] = self.fit_predict(batch[p])
+        return out
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Index of the nearest centre for each sample."""

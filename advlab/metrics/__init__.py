@@ -12,11 +12,15 @@ from advlab.metrics.adversarial import (
 from advlab.metrics.clustering import (
     adjusted_rand,
     calinski_harabasz,
+    changed_cluster,
     clustering_scores,
+    co_membership_distance,
     davies_bouldin,
     mutual_info_adjusted,
     mutual_info_normalized,
+    perturbation_norms,
     silhouette,
+    spillover,
 )
 from advlab.metrics.image import cw_ssim, mse, ssim
 from advlab.metrics.stats import mean_ci
@@ -26,7 +30,9 @@ __all__ = [
     "adjusted_rand",
     "attack_success_rate",
     "calinski_harabasz",
+    "changed_cluster",
     "clustering_scores",
+    "co_membership_distance",
     "cw_ssim",
     "davies_bouldin",
     "defense_outcomes",
@@ -35,9 +41,11 @@ __all__ = [
     "mse",
     "mutual_info_adjusted",
     "mutual_info_normalized",
+    "perturbation_norms",
     "pmf_from_ranks",
     "rank_position_pmf",
     "silhouette",
+    "spillover",
     "ssim",
     "true_label_ranks",
 ]

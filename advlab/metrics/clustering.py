@@ -202,3 +202,110 @@ def clustering_scores(
             ami=mutual_info_adjusted(y_true, labels_pred),
         )
     return scores
+
+
+def changed_cluster(reference: Any, labels: Any) -> np.ndarray:
+    """Which points changed cluster between two clusterings, cluster ids matched first.
+
+    The ids of ``labels`` are matched to those of ``reference`` by the assignment that keeps
+    the most points in place (Hungarian algorithm on the contingency table, rectangular when
+    the numbers of clusters differ); a point has changed when its matched id differs from its
+    reference id. Ids may be any integers (DBSCAN's noise, -1, is a cluster id like the others).
+
+    Parameters
+    ----------
+    reference : array-like of shape (n_samples,)
+        The reference clustering (e.g. on the clean data).
+    labels : array-like of shape (n_samples,)
+        The other clustering (e.g. of the same points after poisoning).
+
+    Returns
+    -------
+    ndarray of bool, shape (n_samples,)
+        True where the point changed cluster.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    ref, lab = _check_pair(reference, labels)
+    ref_ids, ref_idx = np.unique(ref, return_inverse=True)
+    lab_ids, lab_idx = np.unique(lab, return_inverse=True)
+    counts = np.zeros((len(lab_ids), len(ref_ids)), dtype=np.int64)
+    np.add.at(counts, (lab_idx, ref_idx), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    matched = np.full(len(lab_ids), -1)
+    matched[rows] = cols
+    return np.asarray(matched[lab_idx] != ref_idx)
+
+
+def spillover(reference: Any, labels: Any, touched: Any = ()) -> int:
+    """Spill-over (Chhabra et al. 2020): points the attacker did not touch that changed cluster.
+
+    Parameters
+    ----------
+    reference : array-like of shape (n_samples,)
+        Clustering of the clean data.
+    labels : array-like of shape (n_samples,)
+        Clustering of the same points after the attack (injected points left out).
+    touched : array-like of int, default=()
+        Indices of the points the attacker perturbed; they are not counted.
+
+    Returns
+    -------
+    int
+        The number of untouched points whose (matched) cluster changed.
+    """
+    changed = changed_cluster(reference, labels)
+    changed[np.asarray(touched, dtype=np.int64)] = False
+    return int(changed.sum())
+
+
+def co_membership_distance(reference: Any, labels: Any) -> float:
+    """Biggio et al.'s (2013) distance between clusterings, d = ||Y Y^T - Y' Y'^T||_F / n.
+
+    Y is the n x k one-hot assignment, so (Y Y^T)_ij = 1 when i and j share a cluster; the
+    squared norm counts the ordered pairs whose co-membership differs, computed from the
+    contingency table n_ab as sum_a n_a^2 + sum_b n_b^2 - 2 sum_ab n_ab^2 (no n x n matrix).
+    0 for identical partitions; cluster ids need not match.
+
+    Parameters
+    ----------
+    reference : array-like of shape (n_samples,)
+        One clustering.
+    labels : array-like of shape (n_samples,)
+        The other.
+
+    Returns
+    -------
+    float
+        The distance, in [0, 1).
+    """
+    ref, lab = _check_pair(reference, labels)
+    _, ref_idx = np.unique(ref, return_inverse=True)
+    _, lab_idx = np.unique(lab, return_inverse=True)
+    table = np.zeros((ref_idx.max() + 1, lab_idx.max() + 1), dtype=np.float64)
+    np.add.at(table, (ref_idx, lab_idx), 1.0)
+    differ = (table.sum(1) ** 2).sum() + (table.sum(0) ** 2).sum() - 2 * (table**2).sum()
+    return float(np.sqrt(max(differ, 0.0)) / len(ref))
+
+
+def perturbation_norms(delta: Any) -> dict[str, float]:
+    """L0, L2 and L-inf norms of a perturbation, taken over all its entries.
+
+    Parameters
+    ----------
+    delta : array-like
+        The perturbation (e.g. poisoned minus clean rows).
+
+    Returns
+    -------
+    dict of str to float
+        ``l0`` (number of non-zero entries), ``l2`` and ``linf``.
+    """
+    d = np.asarray(delta, dtype=np.float64).ravel()
+    if d.size == 0:
+        return {"l0": 0.0, "l2": 0.0, "linf": 0.0}
+    return {
+        "l0": float(np.count_nonzero(d)),
+        "l2": float(np.linalg.norm(d)),
+        "linf": float(np.abs(d).max()),
+    }

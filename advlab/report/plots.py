@@ -223,3 +223,32 @@ def plot_adversarial_examples(
         fig.suptitle(suptitle)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_value_grids(
+    panels: list[dict[str, Any]], path: str | Path, ylabel: str, xlabel: str, suptitle: str = "",
+    vmin: float | None = None, vmax: float | None = None,
+) -> list[Path]:  # fmt: skip
+    """Annotated heat maps side by side, one per panel (``title``, ``matrix``, ``rows``,
+    ``cols``), on one sequential colour scale [vmin, vmax]."""
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    im = None
+    for ax, p in zip(axes.flat, panels, strict=True):
+        values = np.asarray(p["matrix"], dtype=float)
+        im = ax.imshow(values, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+        ax.set_xticks(range(len(p["cols"])), p["cols"])
+        ax.set_yticks(range(len(p["rows"])), p["rows"])
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if values[i, j] < ((vmin or 0) + (vmax or 1)) / 2 else "black")  # fmt: skip
+        ax.set_title(p["title"])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes.flat))
+    if suptitle:
+        fig.suptitle(suptitle)
+    return save_figure(fig, path)

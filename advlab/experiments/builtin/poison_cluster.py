@@ -46,7 +46,7 @@ from advlab.defenses import KMeansMinusMinus, NKMeans, SanitizedKMeans, TrimmedK
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
-from advlab.metrics import calinski_harabasz, davies_bouldin, mean_ci, silhouette
+from advlab.metrics import calinski_harabasz, changed_cluster, davies_bouldin, mean_ci, silhouette
 from advlab.report.plots import plot_heatmap, plot_pca_panels, plot_sweep
 from advlab.report.tables import Table
 from advlab.utils.progress import progress
@@ -147,16 +147,6 @@ def _match_centres(found: np.ndarray, ref: np.ndarray) -> float:
     return float(cost[rows, cols].mean())
 
 
-def _changed(labels: np.ndarray, ref: np.ndarray, k: int) -> int:
-    """Original points whose cluster changed w.r.t. the clean clustering (ids matched)."""
-    counts = np.zeros((k, k), dtype=np.int64)
-    np.add.at(counts, (labels, ref), 1)
-    rows, cols = linear_sum_assignment(counts, maximize=True)
-    relabel = np.full(k, -1)
-    relabel[rows] = cols
-    return int(np.sum(relabel[labels] != ref))
-
-
 def _internal(X: np.ndarray, labels: np.ndarray, sample: int, seed: int) -> dict[str, float]:
     if len(np.unique(labels)) < 2:
         return {m: float("nan") for m in INTERNAL}
@@ -189,7 +179,7 @@ def _unit(
             "ari": adjusted_rand_score(y, lab),
             "nmi": normalized_mutual_info_score(y, lab),
             "centroid_shift": _match_centres(model.cluster_centers_, clean.cluster_centers_),
-            "changed_cluster": _changed(lab, clean.labels_, k),
+            "changed_cluster": int(changed_cluster(clean.labels_, lab).sum()),
             **{
                 f"{m}_with_injected": v
                 for m, v in _internal(
