@@ -65,7 +65,7 @@ from advlab.utils.progress import progress
 
 Clusterer = Literal["kmeans", "spectral", "ward", "average", "complete", "single", "gmm"]
 Case = Literal["digits-8v9", "digits-1v4", "mnist-1v4", "mnist-3v2"]
-Robust = Literal["kmeans--", "trimmed", "nkmeans", "sanitized-iforest", "algorithm1"]
+Robust = Literal["kmeans", "kmeans--", "trimmed", "nkmeans", "sanitized-iforest", "algorithm1"]
 TransferModel = Literal["linear-svm", "rbf-svm", "random-forest", "small_cnn"]
 
 
@@ -84,6 +84,7 @@ class ClusteringAttacksConfig(ExperimentConfig):
     merge_datasets: tuple[Literal["digits", "mnist"], ...] = ("digits", "mnist")
     merge_points: int = Field(12, ge=2, description="points on each merge curve")
     robust: tuple[Robust, ...] = (
+        "kmeans",
         "kmeans--",
         "trimmed",
         "nkmeans",
@@ -127,16 +128,20 @@ def make_clusterer(name: str, X: np.ndarray, k: int, seed: int) -> Any:
     raise ValueError(f"unknown clusterer {name!r}")
 
 
-def make_robust(name: str, k: int, n_flag: int, seed: int) -> Any:
-    """A robust k-means victim; the outlier-aware ones are told ``n_flag`` (the touched count)."""
+def make_robust(name: str, k: int, n_flag: int, n_total: int, seed: int) -> Any:
+    """A robust k-means victim, or plain k-means under the same protocol (``"kmeans"``: three
+    k-means++ restarts, no warm start); the outlier-aware ones are told ``n_flag`` of the
+    ``n_total`` points (the touched count, an oracle). Algorithm 1: eta = 1/2, beta = 3, the
+    label-free white-box PGD up to eps = 0.1 in [0, 1] pixels."""
     if name == "algorithm1":
         return FitThenPredict(KMeansAdversarialTraining(
             k, eta=0.5, beta=3, eps_max=0.1, attack=KMeansWhiteBoxAttack(bounds=(0.0, 1.0)),
             random_state=seed))  # fmt: skip
     est = {
+        "kmeans": lambda: KMeans(k, n_init=3, random_state=seed),
         "kmeans--": lambda: KMeansMinusMinus(k, n_outliers=n_flag, n_init=3, random_state=seed),
         "trimmed": lambda: TrimmedKMeans(
-            k, trim=min(0.5, n_flag / 1000), n_init=3, random_state=seed
+            k, trim=min(0.5, n_flag / n_total), n_init=3, random_state=seed
         ),
         "nkmeans": lambda: NKMeans(k, n_outliers=max(1, n_flag), random_state=seed),
         "sanitized-iforest": lambda: SanitizedKMeans(
@@ -269,13 +274,13 @@ def _curve(run: Any, predicted: int, config: ClusteringAttacksConfig, extra: dic
 def _robust_unit(X: np.ndarray, case_X: np.ndarray, name: str, config: ClusteringAttacksConfig) -> dict[str, Any]:  # fmt: skip
     s, delta = config.robust_cell
     n_touched = round(s * len(X) / 2)
-    cina = Cina(make_robust(name, 2, n_touched, config.seed), s=s, delta=delta,
+    cina = Cina(make_robust(name, 2, n_touched, len(X), config.seed), s=s, delta=delta,
                 generations=config.generations, population=config.population)  # fmt: skip
     r = cina.attack(X, random_state=config.seed)
-    chh = Chhabra(make_robust(name, 2, 1, config.seed), budget=config.chhabra_budget,
+    chh = Chhabra(make_robust(name, 2, 1, len(case_X), config.seed), budget=config.chhabra_budget,
                   n_random=config.chhabra_rounds).attack(case_X, random_state=config.seed)  # fmt: skip
     control = random_move_spillover(
-        make_robust(name, 2, 1, config.seed), case_X, int(chh.touched[0]), config
+        make_robust(name, 2, 1, len(case_X), config.seed), case_X, int(chh.touched[0]), config
     )
     return {"cina_ami": mutual_info_adjusted(r.clean_labels, r.original_labels),
             "chhabra_spillover": chh.meta["spillover"], "chhabra_random_spillover": control,
