@@ -20,6 +20,7 @@ from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
 from advlab.report.plots import plot_elbow
+from advlab.report.tables import Table
 from advlab.utils.progress import progress
 
 PAPER_K = 856
@@ -40,6 +41,18 @@ def _inertia(data: np.ndarray, k: int, config: ElbowConfig) -> dict[str, float]:
     }
 
 
+def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Table]:
+    """Inertia per k for each dataset, and the knee kneed finds."""
+    curves = results["curves"]
+    names = list(curves)
+    ks = curves[names[0]]["ks"] if names else []
+    rows = [[str(k)] + [f"{curves[n]['inertias'][i]:.4g}" for n in names] for i, k in enumerate(ks)]
+    rows.append(["knee"] + [str(curves[n]["knee"]) for n in names])
+    n_train = config.get("n_train") or "all"
+    return [Table(f"k-means inertia against k ({n_train} training images; knee by kneed)",
+                  ("k", *names), rows)]  # fmt: skip
+
+
 @register(
     "elbow",
     ElbowConfig,
@@ -48,6 +61,7 @@ def _inertia(data: np.ndarray, k: int, config: ElbowConfig) -> dict[str, float]:
         "paper": {},
     },
     description="elbow method (inertia vs k, kneed knee) on MNIST and Fashion-MNIST",
+    tables=_report_tables,
 )
 def run_elbow(config: ElbowConfig, ctx: RunContext) -> dict[str, Any]:
     ks = sorted(set(config.ks))

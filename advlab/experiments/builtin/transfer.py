@@ -27,6 +27,7 @@ from advlab.experiments.builtin._shared import (
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
+from advlab.report.tables import Table
 
 PAPER_START_ADV_ACC = {
     "mnist": 43.0,
@@ -53,6 +54,21 @@ class TransferConfig(ExperimentConfig):
     device: str = "cpu"
 
 
+def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Table]:
+    """k-means accuracy under attack per eps (both units), with the two k-means references."""
+    rows = [[r["units"], f"{r['eps']:g}", f"{r['eps_pixels']:.3f}", f"{r['transfer_accuracy']:.1f}",
+             f"{r['whitebox_accuracy']:.1f}", f"{r['certified_accuracy']:.1f}"] for r in results["rows"]]  # fmt: skip
+    title = (
+        f"k-means (k = {config['n_clusters']}) accuracy in % on {config.get('n_test') or 'all'} "
+        f"{config['dataset']} test images, clean {results['clean_accuracy']:.2f} %; I-FGSM through "
+        f"{config['surrogate']} ({config['surrogate_epochs']} epochs, {config['surrogate_schedule']}, "
+        f"{results['surrogate_accuracy']:.2f} % test accuracy), {config['max_iter']} steps of eps/4"
+    )
+    return [Table(title, ("eps units", "eps", "eps in [0, 1] pixels",
+                          f"transfer from {config['surrogate']}", "white-box k-means PGD",
+                          "certified lower bound"), rows)]  # fmt: skip
+
+
 @register(
     "transfer",
     TransferConfig,
@@ -66,6 +82,7 @@ class TransferConfig(ExperimentConfig):
         },
     },
     description="k-means (k=856) accuracy vs eps under surrogate I-FGSM, pixel vs standardized eps units",
+    tables=_report_tables,
 )
 def run_transfer(config: TransferConfig, ctx: RunContext) -> dict[str, Any]:
     model, key, sur_acc = surrogate(
