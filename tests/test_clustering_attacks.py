@@ -242,19 +242,19 @@ def test_clustering_attacks_tiny_run(tmp_path: Path) -> None:
     config = validate_config(exp.config_cls, {
         "n_per_class": 40, "grid_s": [0.2], "grid_delta": [0.3, 1.0], "clusterers": ["kmeans", "ward"],
         "generations": 3, "cases": ["digits-1v4"], "case_clusterers": ["ward"], "chhabra_rounds": 2,
-        "merge_datasets": ["digits"], "merge_points": 3, "robust": ["kmeans--", "algorithm1"],
+        "merge_datasets": ["digits"], "merge_points": 3, "merge_quantiles": [0.5, 0.95], "robust": ["kmeans--", "algorithm1"],
         "transfer_models": ["linear-svm"]})  # fmt: skip
     results = run_experiment(exp, config, tmp_path / "run", Cache(tmp_path / "c"), quiet=True)
     ids = {c["id"]: c for c in results["comparisons"]}
     for name in ("cina.fmnist-6v9.kmeans.s0.2.delta0.3.ami", "cina.fmnist-6v9.ward.s0.2.delta1.ami",
                  "chhabra.digits-1v4.ward.spillover", "cina.digits-1v4.ward.linf",
-                 "biggio.digits-1v4.merge_count", "crussell.digits-1v4.merge_count",
+                 "biggio.digits-1v4.q50.merge_count", "crussell.digits-1v4.q95.merge_count",
                  "cina.robust.algorithm1.ami", "chhabra.robust.kmeans--.spillover",
                  "cina.transfer.linear-svm"):  # fmt: skip
         assert name in ids, name
     assert 0.0 <= ids["cina.fmnist-6v9.kmeans.s0.2.delta0.3.ami"]["ours"] <= 1.0
     assert ids["chhabra.digits-1v4.ward.linf"]["ours"] <= 0.5 + 1e-9  # the budget
-    curve = results["merges"]["digits"]["crussell"]
+    curve = results["merges"]["digits"]["crussell.q50"]
     assert curve["merged"][curve["m"].index(curve["merge_count"])]
     for name in ("cina-ami-grid.png", "spillover-examples.png", "merge-curves.png"):
         assert (tmp_path / "run" / name).stat().st_size > 1000

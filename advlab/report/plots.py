@@ -233,7 +233,7 @@ def plot_value_grids(
     ``cols``), on one sequential colour scale [vmin, vmax]."""
     import numpy as np
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
     im = None
     for ax, p in zip(axes.flat, panels, strict=True):
         values = np.asarray(p["matrix"], dtype=float)
@@ -246,9 +246,9 @@ def plot_value_grids(
                         color="white" if values[i, j] < ((vmin or 0) + (vmax or 1)) / 2 else "black")  # fmt: skip
         ax.set_title(p["title"])
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
+    axes.flat[0].set_ylabel(ylabel)
     if im is not None:
         fig.colorbar(im, ax=list(axes.flat))
     if suptitle:
-        fig.suptitle(suptitle)
+        fig.suptitle(suptitle, y=1.02)
     return save_figure(fig, path)

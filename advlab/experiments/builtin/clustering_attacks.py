@@ -83,6 +83,9 @@ class ClusteringAttacksConfig(ExperimentConfig):
     chhabra_rounds: int = Field(40, ge=0)
     merge_datasets: tuple[Literal["digits", "mnist"], ...] = ("digits", "mnist")
     merge_points: int = Field(12, ge=2, description="points on each merge curve")
+    merge_quantiles: tuple[float, ...] = Field(
+        (0.5, 0.75, 0.95), description="cut heights / DBSCAN radii as quantiles of k-NN distances"
+    )
     robust: tuple[Robust, ...] = (
         "kmeans",
         "kmeans--",
@@ -233,26 +236,34 @@ def _merge_unit(
     X: np.ndarray, classes: np.ndarray, config: ClusteringAttacksConfig
 ) -> dict[str, Any]:
     """Merge curves of Biggio's bridge (single linkage) and Crussell's line (DBSCAN) between
-    the main clusters of the two classes."""
+    the main clusters of the two classes, at several cut heights / radii: single linkage cut
+    at quantiles of the nearest-neighbour distance, DBSCAN's eps at quantiles of the distance
+    to the 5th neighbour (min_samples = 5)."""
     nn = NearestNeighbors(n_neighbors=6).fit(X)
     dist, _ = nn.kneighbors(X)
     out: dict[str, Any] = {}
-    threshold = float(np.quantile(dist[:, 1], 0.95))  # cut height: 95 % of points join a neighbour
-    single = AgglomerativeClustering(
-        n_clusters=None, distance_threshold=threshold, linkage="single"
-    )
-    pair = _class_pair(single.fit_predict(X), classes)
-    gap = BiggioBridge(single, 0, clusters=pair).attack(X).meta["gap"]
-    predicted = bridge_count(gap, threshold)
-    out["biggio"] = _curve(lambda m: BiggioBridge(single, m, clusters=pair).attack(X), predicted, config,
-                           {"threshold": threshold, "gap": gap})  # fmt: skip
-    eps = float(np.median(dist[:, 5]))  # DBSCAN eps: median distance to the 5th neighbour
-    dbscan = DBSCAN(eps=eps, min_samples=5)
-    pair = _class_pair(dbscan.fit_predict(X), classes)
-    base = CrussellMerge(dbscan, n_points=0, clusters=pair).attack(X)
-    predicted = merge_count(base.meta["gap"], eps, 5)
-    out["crussell"] = _curve(lambda m: CrussellMerge(dbscan, m, clusters=pair).attack(X), predicted,
-                             config, {"eps": eps, "min_samples": 5, "gap": base.meta["gap"]})  # fmt: skip
+    for q in config.merge_quantiles:
+        threshold = float(np.quantile(dist[:, 1], q))
+        single = AgglomerativeClustering(
+            n_clusters=None, distance_threshold=threshold, linkage="single"
+        )
+        pair = _class_pair(single.fit_predict(X), classes)
+        gap = BiggioBridge(single, 0, clusters=pair).attack(X).meta["gap"]
+        out[f"biggio.q{round(100 * q)}"] = _curve(
+            lambda m, v=single, p=pair: BiggioBridge(v, m, clusters=p).attack(X),
+            bridge_count(gap, threshold), config, {"threshold": threshold, "gap": gap})  # fmt: skip
+        eps = float(np.quantile(dist[:, 5], q))
+        dbscan = DBSCAN(eps=eps, min_samples=5)
+        try:
+            pair = _class_pair(dbscan.fit_predict(X), classes)
+        except ValueError as exc:  # no cluster of its own for one class at this radius
+            out[f"crussell.q{round(100 * q)}"] = {"skipped": str(exc), "eps": eps}
+            continue
+        base = CrussellMerge(dbscan, n_points=0, clusters=pair).attack(X)
+        out[f"crussell.q{round(100 * q)}"] = _curve(
+            lambda m, v=dbscan, p=pair: CrussellMerge(v, m, clusters=p).attack(X),
+            merge_count(base.meta["gap"], eps, 5), config,
+            {"eps": eps, "min_samples": 5, "gap": base.meta["gap"]})  # fmt: skip
     return out
 
 
@@ -344,10 +355,13 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
                              "L-inf", "L2"), rows))  # fmt: skip
     merges = results.get("merges", {})
     if merges:
-        rows = [[d, attack, str(c["merge_count"]), str(c["predicted"]), f"{c['gap']:.3f}"]
-                for d, m in merges.items() for attack, c in m.items()]  # fmt: skip
-        tables.append(Table("(c) injected points that merge the two largest clusters (measured, predicted)",
-                            ("data", "attack", "merged at", "predicted", "gap"), rows))  # fmt: skip
+        rows = [[d, key.split(".")[0], key.split(".")[1],
+                 f"{c.get('threshold', c.get('eps')):.3f}", f"{c['gap']:.3f}", str(c["merge_count"]), str(c["predicted"])]
+                for d, m in merges.items() for key, c in m.items() if "skipped" not in c]  # fmt: skip
+        tables.append(Table("(c) injected points that merge the main clusters of classes 1 and 4 (measured on the "
+                            "curve, predicted from the gap)",
+                            ("data", "attack", "cut (quantile)", "cut height / eps", "gap", "merged at", "predicted"),
+                            rows))  # fmt: skip
     robust = results.get("robust", {})
     if robust:
         rows = [
@@ -404,7 +418,7 @@ def run_clustering_attacks(config: ClusteringAttacksConfig, ctx: RunContext) -> 
             f"Cinà et al. on Fashion-MNIST 6 vs 9 ({len(X)} images): AMI(clean, poisoned)", vmin=0, vmax=1,
         )  # fmt: skip
     spill: dict[str, Any] = {}
-    examples: dict[str, Any] = {}
+    examples: dict[str, tuple[np.ndarray, np.ndarray, int, str]] = {}
     case_data: dict[str, np.ndarray] = {}
     for case in config.cases:
         ds, Xc = _case(case, config)
@@ -421,20 +435,21 @@ def run_clustering_attacks(config: ClusteringAttacksConfig, ctx: RunContext) -> 
                                         "paper": None, "unit": "points" if metric == "spillover" else "norm"})  # fmt: skip
             comparisons.append({"id": f"chhabra.{case}.{clusterer}.spillover_random_move",
                                 "ours": float(unit["chhabra"]["random_spillover"]), "paper": None, "unit": "points"})  # fmt: skip
-            if clusterer == config.case_clusterers[0] and ds.images is not None:
+            best = examples.get(case)
+            if ds.images is not None and (best is None or unit["chhabra"]["spillover"] > best[2]):
                 i = unit["chhabra"]["index"]
                 shape = ds.images.shape[1:]
                 clean, moved = (
                     Xc[i].reshape(shape),
                     np.asarray(unit["chhabra"]["perturbed"]).reshape(shape),
                 )
-                examples[case] = (clean, moved)
+                examples[case] = (clean, moved, unit["chhabra"]["spillover"], clusterer)
     if examples:
-        rows = {"clean": [c for c, _ in examples.values()],
-                "perturbed": [m for _, m in examples.values()],
-                "difference (0.5 = none)": [0.5 + (m - c) / 2 for c, m in examples.values()]}  # fmt: skip
-        plot_adversarial_examples(rows, ctx.path("spillover-examples"),
-                                  f"Chhabra's point, {config.case_clusterers[0]} victim: " + ", ".join(examples))  # fmt: skip
+        rows = {"clean": [e[0] for e in examples.values()],
+                "perturbed": [e[1] for e in examples.values()],
+                "difference (0.5 = none)": [0.5 + (e[1] - e[0]) / 2 for e in examples.values()]}  # fmt: skip
+        plot_adversarial_examples(rows, ctx.path("spillover-examples"), "Chhabra's point, victim with the most "
+                                  "spill-over: " + ", ".join(f"{c} {e[3]} ({e[2]})" for c, e in examples.items()))  # fmt: skip
     merges: dict[str, Any] = {}
     for dataset in config.merge_datasets:
         ds, Xm = two_classes(
@@ -442,14 +457,22 @@ def run_clustering_attacks(config: ClusteringAttacksConfig, ctx: RunContext) -> 
         )
         ctx.record_dataset(ds)
         merges[dataset] = ctx.unit(f"merge-{dataset}", partial(_merge_unit, Xm, ds.labels, config))
-        for attack, c in merges[dataset].items():
-            comparisons.append({"id": f"{attack}.{dataset}-1v4.merge_count", "ours": c["merge_count"],
+        merges[dataset] = {k: c for k, c in merges[dataset].items() if "skipped" not in c} | {
+            k: c for k, c in merges[dataset].items() if "skipped" in c}  # fmt: skip
+        for key, c in merges[dataset].items():
+            if "skipped" in c:
+                ctx.log.info("merge %s %s skipped: %s", dataset, key, c["skipped"])
+                continue
+            attack, cut = key.split(".")
+            comparisons.append({"id": f"{attack}.{dataset}-1v4.{cut}.merge_count", "ours": c["merge_count"],
                                 "paper": None, "unit": "points", "predicted": c["predicted"]})  # fmt: skip
     if merges:
-        curves = {f"{a} ({d})": {"x": [m / max(c["predicted"], 1) for m in c["m"]], "mean": [float(j) for j in c["merged"]],
-                                 "ci": [0.0] * len(c["m"])} for d, m in merges.items() for a, c in m.items()}  # fmt: skip
+        curves: dict[str, dict[str, Any]] = {
+            f"{a} ({d})": {"x": [m / max(c["predicted"], 1) for m in c["m"]], "mean": [float(j) for j in c["merged"]],
+                           "ci": [0.0] * len(c["m"]), "mark": 1.0 if i == 0 else None}
+            for d, m in merges.items() for i, (a, c) in enumerate(m.items()) if "skipped" not in c}  # fmt: skip
         plot_sweep(curves, ctx.path("merge-curves"), "injected points / predicted count", "merged (1 = yes)",
-                   "Two largest clusters merged? (1 on the dashed line = merged at the predicted count)")  # fmt: skip
+                   "Main clusters of digits 1 and 4 merged? (dashed: the predicted count)")  # fmt: skip
     robust: dict[str, Any] = {}
     case_X = case_data.get("digits-1v4", next(iter(case_data.values()), None))
     if case_X is not None:
