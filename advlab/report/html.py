@@ -156,7 +156,10 @@ def _manifest(section: Section) -> str:
     m = section.run.manifest
     facts = [
         ("run directory", str(section.run.path)),
-        ("experiment / profile", f"{section.run.experiment} / {section.run.profile}"),
+        (
+            "experiment / profile",
+            f"{section.run.experiment} / {section.run.profile or 'config file'}",
+        ),
         ("commit", m.get("commit") or f"not recorded (advlab {m.get('advlab', '?')})"),
         ("started / finished", f"{m.get('started', '?')} / {m.get('finished', '?')}"),
         ("wall time", "-" if m.get("seconds") is None else f"{m['seconds']:.0f} s"),

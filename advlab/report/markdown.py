@@ -25,11 +25,22 @@ _BLOCK = re.compile(
 )
 
 
+def _command(section: Section) -> str:
+    """How the run was started: the profile, or the config file of ``advlab run``."""
+    run = section.run
+    if run.profile is not None:
+        return f"`{run.experiment} --profile {run.profile}`"
+    argv = run.manifest.get("command") or []
+    if len(argv) >= 3 and argv[1] == "run":
+        return f"`advlab run {argv[2]}`"
+    return f"`{run.experiment}` from a config file"
+
+
 def _provenance(section: Section) -> str:
     m = section.run.manifest
     seconds = m.get("seconds")
     parts = [
-        f"`{section.run.experiment} --profile {section.run.profile}`",
+        _command(section),
         f"finished {str(m.get('finished', '?'))[:10]}",
         f"commit {m['commit']}" if m.get("commit") else f"advlab {m.get('advlab', '?')}",
         "" if seconds is None else f"{seconds:.0f} s wall",
