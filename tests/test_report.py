@@ -94,7 +94,9 @@ def test_readme_has_a_block_for_every_committed_run():
     assert set(_readme_blocks()) == committed
 
 
-@pytest.mark.parametrize("name", ["omari2024", "mygdalis2020", "poison-cluster", "clustering-attacks"])
+@pytest.mark.parametrize(
+    "name", ["omari2024", "mygdalis2020", "poison-cluster", "clustering-attacks"]
+)
 def test_readme_tables_are_generated_from_the_committed_results(name):
     expected = render_markdown(build_section(COMMITTED / name), name)
     assert _readme_blocks()[name] == expected, (

@@ -937,7 +937,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         """Cluster P datasets of the same shape, each as ``fit_predict`` would: labels (P, n).
 
         With an array ``init`` (a warm start, as an attack that refits the clusterer many times
-        uses) the P fits run together in one batched Lloyd loop (``batched_warm_lloyd``),
+        uses) and P > 1 the P fits run together in one batched Lloyd loop (``batched_warm_lloyd``),
         centred and scaled per dataset as ``fit`` does; a dataset on which a cluster empties is
         refitted alone, since ``fit`` relocates empty clusters. Otherwise each dataset is
         fitted in turn. The labels equal ``fit_predict``'s up to floating-point ties.
@@ -955,8 +955,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         batch = np.asarray(Xs)
         if batch.ndim != 3 or len(batch) == 0:
             raise ValueError(f"Xs must have shape (P, n_samples, n_features), got {batch.shape}")
-        if isinstance(self.init, str) or self.n_init != 1:
-            return np.stack([self.fit_predict(x) for x in batch])
+        if isinstance(self.init, str) or self.n_init != 1 or len(batch) == 1:
+            return np.stack([self.fit_predict(x) for x in batch])  # one dataset: fit's own mode
         flat = _check_2d(batch.reshape(-1, batch.shape[-1]), estimator=self)
         check_n_clusters(self.n_clusters, batch.shape[1])
         init = self._initial_centers(flat[: batch.shape[1]])
