@@ -22,7 +22,7 @@ from advlab.attacks.clustering import (
     merged,
 )
 from advlab.cluster import KMeans
-from advlab.metrics import changed_cluster, co_membership_distance, spillover
+from advlab.metrics import changed_cluster, co_membership_distance, mutual_info_adjusted, spillover
 from tests.conftest import needs_fashion
 
 
@@ -92,7 +92,7 @@ def test_cina_best_so_far_never_worsens_and_lowers_agreement() -> None:
         X, random_state=0
     )
     assert np.all(np.diff(result.objective) <= 1e-12)  # best so far: monotone
-    assert result.objective[-1] < result.objective[0] or result.objective[0] < 1
+    assert mutual_info_adjusted(result.clean_labels, result.labels) < 0.6  # 0.42 when written
     assert np.abs(result.delta).max() <= 0.5 + 1e-12
     assert result.data.min() >= 0 and result.data.max() <= 1  # box kept
     untouched = np.setdiff1d(np.arange(len(X)), result.touched)

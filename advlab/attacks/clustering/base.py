@@ -88,15 +88,20 @@ def check_box(box: Any) -> tuple[float, float] | None:
     return lo, hi
 
 
+def closest_rows(centers: np.ndarray) -> tuple[int, int]:
+    """Indices (i < j) of the two closest rows of ``centers`` (k >= 2 centroids)."""
+    d2 = ((centers[:, None] - centers[None]) ** 2).sum(-1) + np.diag(np.full(len(centers), np.inf))
+    a, b = np.unravel_index(np.argmin(d2), d2.shape)
+    return int(min(a, b)), int(max(a, b))
+
+
 def closest_pair(data: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
     """The two clusters (ids of ``labels``, noise -1 excluded) whose centroids are closest."""
     ids = [c for c in np.unique(labels) if c != -1]
     if len(ids) < 2:
         raise ValueError(f"the victim found {len(ids)} cluster(s); an attack needs two")
-    cents = np.stack([data[labels == c].mean(0) for c in ids])
-    d2 = ((cents[:, None] - cents[None]) ** 2).sum(-1) + np.diag(np.full(len(ids), np.inf))
-    a, b = np.unravel_index(np.argmin(d2), d2.shape)
-    return int(ids[min(a, b)]), int(ids[max(a, b)])
+    a, b = closest_rows(np.stack([data[labels == c].mean(0) for c in ids]))
+    return int(ids[a]), int(ids[b])
 
 
 def nearest_pair(A: np.ndarray, B: np.ndarray) -> tuple[int, int, float]:

@@ -102,14 +102,14 @@ class Chhabra(ClusteringAttack):
         c_b = data[labels == toward].mean(0)
         return source, toward, int(members[np.argmin(((data[members] - c_b) ** 2).sum(1))])
 
-    def _evaluate(self, data: np.ndarray, t: int, reference: np.ndarray, deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    def _evaluate(self, data: np.ndarray, t: int, toward: int, reference: np.ndarray, deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """Score (spill-over, closeness of B to switching; -inf when x_t itself moved out of its
         cluster) of each candidate delta (P, d), and the labels."""
         batch = np.repeat(data[None], len(deltas), axis=0)
         batch[:, t] = data[t] + deltas
         labels = self.fit_predict_many(batch)
         scores = np.full((len(deltas), 2), -np.inf)
-        others = np.flatnonzero(reference == self._toward)
+        others = np.flatnonzero(reference == toward)
         for p, lab in enumerate(labels):
             changed = changed_cluster(reference, lab)
             if changed[t]:
@@ -155,7 +155,6 @@ class Chhabra(ClusteringAttack):
         self.n_refits = 0
         reference = self.fit_predict(data)
         source, toward, t = self._clusters(data, reference)
-        self._toward = toward
         d = data.shape[1]
         line = np.geomspace(1.0 / 64, 1.0, self.n_line)[:, None] * self.budget
         radii = rng.uniform(0.1, 1.0, (self.batch, 1))
@@ -164,7 +163,7 @@ class Chhabra(ClusteringAttack):
             data[t],
             np.vstack([line * np.sign(data[reference == toward].mean(0) - data[t]), corners]),
         )
-        scores, labels = self._evaluate(data, t, reference, deltas)
+        scores, labels = self._evaluate(data, t, toward, reference, deltas)
         best = (-np.inf, -np.inf)
         best_delta, best_labels = np.zeros(d), reference
         history = []
@@ -179,7 +178,7 @@ class Chhabra(ClusteringAttack):
             redraw = rng.random_sample((self.batch, d)) < rng.uniform(0.05, 0.5)
             jump = self.budget * rng.choice([-1.0, 1.0], size=(self.batch, d))
             deltas = self._clip(data[t], np.where(redraw, jump, best_delta))
-            scores, labels = self._evaluate(data, t, reference, deltas)
+            scores, labels = self._evaluate(data, t, toward, reference, deltas)
         best_spill = int(max(best[0], 0.0))
         if best_spill == 0:  # nothing spilled: report no perturbation
             best_delta, best_labels = np.zeros(d), reference

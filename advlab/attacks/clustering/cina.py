@@ -45,6 +45,7 @@ from advlab.metrics import adjusted_rand, co_membership_distance, mutual_info_ad
 from advlab.utils.validation import check_number
 
 Objective = Literal["ami", "ari", "distance"]
+OBJECTIVES = ("ami", "ari", "distance")
 
 
 def clustering_objective(kind: str, reference: np.ndarray, labels: np.ndarray) -> float:
@@ -70,7 +71,7 @@ def clustering_objective(kind: str, reference: np.ndarray, labels: np.ndarray) -
         return max(adjusted_rand(reference, labels), 0.0)
     if kind == "distance":
         return -co_membership_distance(reference, labels)
-    raise ValueError(f"objective must be 'ami', 'ari' or 'distance', got {kind!r}")
+    raise ValueError(f"objective must be one of {OBJECTIVES}, got {kind!r}")
 
 
 class Cina(ClusteringAttack):
@@ -138,7 +139,8 @@ class Cina(ClusteringAttack):
         self.crossover_rate = check_number("crossover_rate", crossover_rate, 0, 1)
         self.zero_rate = check_number("zero_rate", zero_rate, 0, 1)
         self.lam = check_number("lam", lam, 0)
-        clustering_objective(objective, np.zeros(2), np.zeros(2))  # validates the name
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         self.objective = objective
         self.pool_size = int(check_number("pool_size", pool_size, 1, integer=True))
 

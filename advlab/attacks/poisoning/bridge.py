@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils import check_random_state
 
+from advlab.attacks.clustering.base import closest_rows
 from advlab.attacks.poisoning.base import PoisonedData, append, check_ratio, check_xy
 from advlab.cluster import KMeans
 
@@ -63,8 +64,7 @@ def bridge_points(
     rng = check_random_state(random_state)
     km = KMeans(n_clusters, random_state=int(rng.randint(2**31 - 1))).fit(data)
     c = km.cluster_centers_.astype(np.float64)
-    dist = ((c[:, None] - c[None]) ** 2).sum(-1) + np.diag(np.full(n_clusters, np.inf))
-    a, b = np.unravel_index(np.argmin(dist), dist.shape)
+    a, b = closest_rows(c)
     members_a, members_b = np.flatnonzero(km.labels_ == a), np.flatnonzero(km.labels_ == b)
     m = round(fraction * len(data))
     alpha = rng.uniform(lo, hi, size=(m, 1))
