@@ -268,3 +268,46 @@ def test_kmeans_classifier_and_pgd():
     certified = kmeans_certified_radius(km, data.data[:200], "linf", mapping=mapping)
     correct = mapping[km.predict(data.data[:200])] == data.labels[:200]
     assert attacked_acc >= (correct & (certified > 0.3)).mean()  # the certificate is a lower bound
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_minimal_attack_projection_is_exact_when_the_box_binds(norm):
+    """The closed-form step onto box ∩ H_ij equals the optimum of the convex program
+    min ||z - x|| s.t. w.z >= b, 0 <= z <= 1 (an LP for L-inf, solved by scipy)."""
+    from scipy.optimize import linprog, minimize
+
+    rng = np.random.default_rng(7)
+    centres = rng.uniform(0, 1, size=(4, 6))
+    x = np.clip(centres[0] + 0.4 * rng.normal(size=(20, 6)), 0, 1)  # many coordinates at 0 or 1
+    x[:, :2] = rng.choice([0.0, 1.0], size=(20, 2))
+    atk = KMeansMinimalAttack(centres, norm=norm, overshoot=0.0)
+    X = torch.as_tensor(x)
+    own = torch.cdist(X, torch.as_tensor(centres)).argmin(1)
+    cand = torch.stack([torch.tensor([j for j in range(4) if j != int(o)]) for o in own])
+    z, size = atk._project(X, own, cand)
+    checked = 0
+    for i in range(len(x)):
+        for m in range(3):
+            ci, cj = centres[int(own[i])], centres[int(cand[i, m])]
+            w, b = cj - ci, 0.5 * (cj @ cj - ci @ ci)
+            if norm == "linf":  # variables (z, t): min t, -w.z <= -b, |z - x| <= t
+                d = len(w)
+                a_ub = np.vstack([np.r_[-w, 0.0], np.c_[np.eye(d), -np.ones(d)],
+                                  np.c_[-np.eye(d), -np.ones(d)]])  # fmt: skip
+                b_ub = np.r_[-b, x[i], -x[i]]
+                lp = linprog(np.r_[np.zeros(d), 1.0], a_ub, b_ub, bounds=[(0, 1)] * d + [(0, None)])
+                best = lp.fun if lp.status == 0 else np.inf
+            else:
+                qp = minimize(lambda v, xi=x[i]: ((v - xi) ** 2).sum(), x[i], method="SLSQP",
+                              bounds=[(0, 1)] * len(w),
+                              constraints=[{"type": "ineq", "fun": lambda v, w=w, b=b: v @ w - b}],
+                              options={"ftol": 1e-12, "maxiter": 500})  # fmt: skip
+                best = np.sqrt(qp.fun) if qp.success and qp.x @ w >= b - 1e-8 else np.inf
+            got = float(size[i, m])
+            if np.maximum(w, 0).sum() < b:  # even the best corner of the box misses H_ij
+                assert np.isinf(got)
+            elif np.isfinite(best):
+                assert got == pytest.approx(best, abs=1e-5), (i, m)
+                assert float(z[i, m] @ torch.as_tensor(w)) >= b - 1e-9
+                checked += 1
+    assert checked >= 40

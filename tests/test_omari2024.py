@@ -45,11 +45,28 @@ def test_tiny_reproduction_end_to_end(tmp_path, attack_calls):
         ids["fig3.mnist.eta1/2.clean"]["paper"] == 89.9
         and ids["fig3.mnist.eta1.adv"]["paper"] == 73.9
     )
+    for model in ("plain", "fig2a", "fig2e", "eta1/2", "eta1"):  # controls at every eta
+        for metric in ("adv", "adv_clean_mapping", "adv_random_target", "whitebox", "certified"):
+            assert 0.0 <= ids[f"controls.mnist.{model}.{metric}"]["ours"] <= 100.0
+    # robustness profiles (repetition 0): plain k-means and every trained model
+    robustness = results["robustness"]["mnist"]
+    assert set(robustness) == {"plain", "fig2ab", "fig2ef", "fig3-eta1/2", "fig3-eta1"}
+    for prof in robustness.values():
+        assert prof["n"] == 200 and prof["eps"][0] == 0.0 and len(prof["eps"]) == 9
+        curve = prof["curve"]
+        assert curve["certified"][0] == curve["exact"][0] == curve["pgd"][0]  # clean accuracy
+        # the certificate is a lower bound of robust accuracy, every attack an upper bound
+        assert all(c <= e + 1e-9 and c <= p + 1e-9
+                   for c, e, p in zip(curve["certified"], curve["exact"], curve["pgd"], strict=True))  # fmt: skip
+        assert all(a >= b - 1e-9 for a, b in zip(curve["exact"], curve["exact"][1:], strict=False))
+        for norm in ("linf", "l2"):
+            assert 0 < prof[norm]["certified_median"] <= prof[norm]["exact_median"]
     assert (
-        "controls.mnist.trained.adv_clean_mapping" in ids
-        and "controls.mnist.plain.certified" in ids
+        ids["robustness.mnist.plain.linf.exact_median"]["ours"]
+        == robustness["plain"]["linf"]["exact_median"]
     )
-    for name in ("fig2.png", "fig2.svg", "fig3.png", "fig3.svg"):
+    assert "robustness.mnist.fig2ab.linf.pgd.eps0.000" in ids
+    for name in ("fig2.png", "fig2.svg", "fig3.png", "fig3.svg", "robustness.png"):
         assert (tmp_path / "run" / name).stat().st_size > 1000
     # eta = 1 in repetition 0 attacked every training image at every eps: later units reuse them
     n_attacked = sum(attack_calls)

@@ -7,6 +7,7 @@ from advlab.metrics.adversarial import (
     k_anonymity_holds,
     pmf_from_ranks,
     rank_position_pmf,
+    robust_accuracy_curve,
     true_label_ranks,
 )
 from advlab.metrics.clustering import (
@@ -44,6 +45,7 @@ __all__ = [
     "perturbation_norms",
     "pmf_from_ranks",
     "rank_position_pmf",
+    "robust_accuracy_curve",
     "silhouette",
     "spillover",
     "ssim",

@@ -44,6 +44,44 @@ def attack_success_rate(pred: torch.Tensor | np.ndarray, y: torch.Tensor | np.nd
     return float(np.mean(p != t)) if len(p) else 0.0
 
 
+def robust_accuracy_curve(
+    correct: np.ndarray, radius: np.ndarray, eps: np.ndarray | list[float]
+) -> np.ndarray:
+    """Robust accuracy (%) at each budget: the share of samples classified correctly whose
+    decision survives every perturbation of size <= eps,
+
+        acc(eps) = 100 * mean(correct_i and radius_i > eps).
+
+    With ``radius`` a certified radius this is a lower bound on the true robust accuracy; with
+    the size of perturbations an attack found it is an upper bound (inf where it failed).
+
+    Parameters
+    ----------
+    correct : ndarray of bool, shape (n,)
+        Whether each clean sample is classified correctly.
+    radius : ndarray of shape (n,)
+        Per sample, the perturbation size at which its decision changes (>= 0, inf allowed).
+    eps : sequence of float
+        Budgets, >= 0, in the unit of ``radius``.
+
+    Returns
+    -------
+    ndarray of shape (len(eps),)
+        Robust accuracy in percent (0 for no samples).
+    """
+    ok, r = _np(correct, "correct", 1).astype(bool), _np(radius, "radius", 1).astype(float)
+    grid = np.asarray(eps, dtype=float)
+    if ok.shape != r.shape:
+        raise ValueError(f"correct {ok.shape} and radius {r.shape} differ in length")
+    if np.isnan(r).any() or (r < 0).any():
+        raise ValueError("radius must be >= 0 and not NaN")
+    if grid.ndim != 1 or not np.isfinite(grid).all() or (grid < 0).any():
+        raise ValueError("eps must be a 1-D sequence of finite budgets >= 0")
+    if not len(ok):
+        return np.zeros(len(grid))
+    return 100.0 * ((ok[:, None]) & (r[:, None] > grid[None, :])).mean(0)
+
+
 @dataclass(frozen=True)
 class DefenseOutcome:
     """Fractions in [0, 1]: successful attacks, failed (F) and detected (D); they sum to 1.

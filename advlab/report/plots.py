@@ -81,6 +81,34 @@ def plot_training_curves(
     return _finish_grid(fig, axes, len(panels), suptitle, path)
 
 
+def plot_robustness_curves(
+    robustness: dict[str, dict[str, Any]], path: str | Path, suptitle: str = ""
+) -> list[Path]:
+    """Robust accuracy against eps, one panel per (dataset, model): the certified lower bound
+    and the exact and PGD attacks' upper bounds (the truth lies between certified and exact).
+
+    ``robustness``: dataset -> model -> {``eps``, ``curve``: {``certified``, ``exact``,
+    ``pgd``}: lists of accuracies (%)}."""
+    panels = [(d, m, p) for d, models in robustness.items() for m, p in models.items()]
+    n_cols = min(4, len(panels))
+    n_rows = -(-len(panels) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.2 * n_rows), squeeze=False)
+    styles = (("certified", "certified (lower bound)", "C2", "-"),
+              ("exact", "exact attack", "C3", "-"), ("pgd", "PGD", "C1", "--"))  # fmt: skip
+    for ax, (dataset, model, prof) in zip(axes.flat, panels, strict=False):
+        for key, label, color, line in styles:
+            ax.plot(prof["eps"], prof["curve"][key], line, color=color, label=label, marker=".")
+        ax.fill_between(prof["eps"], prof["curve"]["certified"], prof["curve"]["exact"],
+                        color="C3", alpha=0.12, linewidth=0)  # fmt: skip
+        ax.set_title(f"{model} ({dataset})")
+        ax.set_xlabel("L-inf eps (pixels)")
+        ax.set_ylabel("robust accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=7)
+    return _finish_grid(fig, axes, len(panels), suptitle, path)
+
+
 def plot_eta_bars(
     groups: dict[str, dict[str, Any]], path: str | Path, suptitle: str = ""
 ) -> list[Path]:

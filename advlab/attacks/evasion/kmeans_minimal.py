@@ -74,6 +74,47 @@ def _bisector_distances(
     return own, r.masked_fill(excluded, float("inf"))
 
 
+def _smallest_step(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, bounds: Bounds | None, norm: str
+) -> torch.Tensor:
+    """Smallest t >= 0 with ``w . clip(x + t u) >= b``, u = w (L2) or sign(w) (L-inf), in
+    closed form; inf where the box makes it unreachable.
+
+    Coordinate d moves at speed |u_d| until it hits the box after t_d = room_d / |u_d|
+    (room_d = hi - x_d if w_d > 0 else x_d - lo), so the left side is piecewise linear and
+    non-decreasing in t:
+
+        f(t) = w.x + sum_{t_d <= t} |w_d| room_d + t sum_{t_d > t} |w_d| |u_d|.
+
+    Sorting the t_d gives f at every breakpoint; t is found on the first segment that reaches b.
+    Written by hand: it replaces 120 bisection steps over (n, m, D) tensors (same answer, about
+    as fast as one sort).
+    """
+    speed = w.abs() if norm == "l2" else (w != 0).to(w.dtype)
+    rate = w.abs() * speed  # df/dt of a coordinate still moving
+    need = b - (x * w).sum(-1)
+    if bounds is None:
+        t = need.clamp(min=0) / rate.sum(-1)
+        return torch.where(need <= 0, torch.zeros_like(t), t)
+    lo, hi = bounds
+    room = torch.where(w > 0, hi - x, x - lo).clamp(min=0)
+    t_sat = torch.where(speed > 0, room / speed.clamp(min=1e-300), torch.zeros_like(room))
+    order = t_sat.argsort(-1)
+    t_sorted = t_sat.gather(-1, order)
+    gain = (w.abs() * room).gather(-1, order).cumsum(-1)  # saturated contribution up to d
+    moving = rate.sum(-1, keepdim=True) - rate.gather(-1, order).cumsum(-1)  # rate after d
+    reached = gain + t_sorted * moving >= need[..., None]  # f(t_d) >= b
+    first = reached.to(torch.int8).argmax(-1, keepdim=True)  # first breakpoint that reaches b
+    # on the segment before it: f(t) = G_prev + t R_prev
+    prev = (first - 1).clamp(min=0)
+    g_prev = torch.where(first > 0, gain.gather(-1, prev), torch.zeros_like(prev, dtype=w.dtype))
+    r_prev = torch.where(first > 0, moving.gather(-1, prev), rate.sum(-1, keepdim=True))
+    t = ((need[..., None] - g_prev) / r_prev.clamp(min=1e-300)).squeeze(-1)
+    t = torch.minimum(t, t_sorted.gather(-1, first).squeeze(-1))
+    t = torch.where(need <= 0, torch.zeros_like(t), t)
+    return torch.where(reached.any(-1) | (need <= 0), t, torch.full_like(t, float("inf")))
+
+
 def kmeans_certified_radius(
     centers: object,
     x: ArrayLike,
@@ -207,22 +248,26 @@ class KMeansMinimalAttack(MinimizationAttack):
         order = r.argsort(1)
         best = X.clone()
         best_size = torch.full((len(X),), float("inf"), dtype=torch.float64)
-        m, k = self.n_candidates, len(self.c)
+        m = self.n_candidates
+        k = int(torch.isfinite(r).sum(1).max())  # excluded clusters (inf) sort last: never tried
+        active = torch.arange(len(X))  # rows whose optimality is not proven yet
         start = 0
-        while start < k:
-            cand = order[:, start : start + m]
-            z, size = self._project(X, own, cand)
-            ok = self._lands(z, own, size)
+        while start < k and len(active):
+            cand = order[active, start : start + m]
+            z, size = self._project(X[active], own[active], cand)
+            ok = self._lands(z, own[active], size)
             size = torch.where(ok, size, torch.full_like(size, float("inf")))
             pick = size.argmin(1)
             pick_size = size.gather(1, pick[:, None])[:, 0]
-            better = pick_size < best_size
-            best[better] = z[better, pick[better]]
-            best_size[better] = pick_size[better]
+            better = pick_size < best_size[active]
+            best[active[better]] = z[better, pick[better]]
+            best_size[active[better]] = pick_size[better]
             start += m
-            next_lower = r.gather(1, order[:, min(start, k - 1) : min(start, k - 1) + 1])[:, 0]
-            if start >= k or bool((best_size <= next_lower).all()):
-                break  # no remaining candidate can do better: optimal (given the candidates' order)
+            if start >= k:
+                break
+            next_lower = r[active].gather(1, order[active, start : start + 1])[:, 0]
+            # a candidate further down the order cannot beat a size <= its eq. R lower bound
+            active = active[best_size[active] > next_lower]
             m *= 2
         if self.target == "other-class":
             cand = order[:, : self.n_candidates]
@@ -274,28 +319,12 @@ class KMeansMinimalAttack(MinimizationAttack):
         # land past the hyperplane by a margin that float32 rounding of the output cannot undo
         b = b + self.overshoot * w.abs().sum(-1)
 
-        box_lo, box_hi = self.bounds
-
-        def point(t: torch.Tensor) -> torch.Tensor:
-            step = w * t[..., None] if self.norm == "l2" else w.sign() * t[..., None]
-            return (x + step).clamp(box_lo, box_hi)
-
-        def feasible(t: torch.Tensor) -> torch.Tensor:
-            return (point(t) * w).sum(-1) >= b
-
-        lo = torch.zeros(w.shape[:2], dtype=torch.float64)
-        hi = torch.ones_like(lo) if self.norm == "linf" else 1.0 / w.norm(dim=-1).clamp(min=1e-12)
-        for _ in range(60):  # grow hi until feasible (or the box saturates)
-            grow = ~feasible(hi)
-            if not bool(grow.any()):
-                break
-            hi = torch.where(grow, hi * 2, hi)
-        reachable = feasible(hi)
-        for _ in range(self.steps):
-            mid = 0.5 * (lo + hi)
-            ok = feasible(mid)
-            hi, lo = torch.where(ok, mid, hi), torch.where(ok, lo, mid)
-        z = point(hi)
+        t = _smallest_step(x, w, b, self.bounds, self.norm)
+        step = w * t[..., None] if self.norm == "l2" else w.sign() * t[..., None]
+        z = x + step.nan_to_num(0.0, posinf=0.0, neginf=0.0)
+        if self.bounds is not None:
+            z = z.clamp(*self.bounds)
+        reachable = torch.isfinite(t)
         delta = (z - x).flatten(2)
         size = delta.norm(dim=-1) if self.norm == "l2" else delta.abs().amax(-1)
         return z, torch.where(reachable, size, torch.full_like(size, float("inf")))

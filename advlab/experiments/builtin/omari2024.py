@@ -18,6 +18,12 @@ random target classes, (c) accuracy under the exact white-box k-means attack at 
 the certified lower bound. One unit per (dataset, variant, repetition), checkpointed after every
 step so an interrupted run resumes mid-repetition.
 
+Robustness profiles (repetition 0; plain k-means at step 0 of ``fig2ab``, every variant's model
+at its last step): per test image the smallest L-inf and L2 perturbation found by the exact
+k-means attack (``KMeansMinimalAttack``, class-aware: to a cluster of another class) and the
+certified radius (eq. R, a lower bound); robust accuracy against L-inf eps from 0 to the
+training eps from the certificate (lower bound), the exact attack and PGD (upper bounds).
+
 The surrogate is trained on MNIST only and used unchanged on Fashion-MNIST, as in the paper.
 Adversarial images come from cached pools (``._shared``): repetitions after the first cost
 only k-means.
@@ -33,7 +39,12 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from advlab.attacks.evasion import KMeansPGD, eps_to_pixels, kmeans_certified_radius
+from advlab.attacks.evasion import (
+    KMeansMinimalAttack,
+    KMeansPGD,
+    eps_to_pixels,
+    kmeans_certified_radius,
+)
 from advlab.cluster import KMeans, majority_vote_mapping
 from advlab.data import load_dataset
 from advlab.defenses import KMeansAdversarialTraining, KMeansWhiteBoxAttack
@@ -46,9 +57,9 @@ from advlab.experiments.builtin._shared import (
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
-from advlab.metrics import mean_ci
+from advlab.metrics import mean_ci, robust_accuracy_curve
 from advlab.report.comparisons import comparison_rows
-from advlab.report.plots import plot_eta_bars, plot_training_curves
+from advlab.report.plots import plot_eta_bars, plot_robustness_curves, plot_training_curves
 from advlab.report.tables import Table, selected_table
 from advlab.utils.progress import progress
 
@@ -102,6 +113,13 @@ class OmariConfig(ExperimentConfig):
     fig3_etas: tuple[float, ...] = (1 / 6, 1 / 3, 1 / 2, 2 / 3, 5 / 6, 1.0)
     figures: tuple[Figure, ...] = ("fig2ab", "fig2cd", "fig2ef", "fig3", "whitebox")
     whitebox_iter: int = Field(20, ge=1)
+    robustness_n_test: int | None = Field(
+        1000,
+        ge=1,
+        description="first n test images of the robustness profiles (exact minimal attack, "
+        "certified radius, PGD curve) of repetition 0; None: the whole test set",
+    )
+    robustness_points: int = Field(9, ge=2, description="eps values of the robustness curve")
     device: str = "cpu"
 
 
@@ -117,7 +135,7 @@ PAPER = {"surrogate_epochs": 4, "surrogate_schedule": "cosine"}
 QUICK = {
     "datasets": ["mnist", "fashion-mnist"], "surrogate": "small_cnn", "surrogate_epochs": 2, "n_clusters": 200,
     "n_train": 10000, "n_test": 2000, "repetitions": 3, "beta": 8, "max_iter": 10,
-    "eps_max": 1.3, "test_eps": 1.3,
+    "eps_max": 1.3, "test_eps": 1.3, "robustness_n_test": 500,
 }  # fmt: skip
 
 
@@ -185,6 +203,42 @@ def _evaluate(data: _Data, config: OmariConfig, controls: bool, km: KMeans) -> d
     return out
 
 
+def _robustness(data: _Data, config: OmariConfig, km: KMeans) -> dict[str, Any]:
+    """Robustness profile of ``km`` on the first ``robustness_n_test`` test images (pixel
+    units): medians over correctly classified images of the exact attack's and the certified
+    L-inf / L2 perturbation, and robust accuracy (%) at ``eps_grid`` (L-inf, 0 to eps_max) from
+    the certificate (lower bound), the exact attack and PGD (upper bounds)."""
+    assert data.test.images is not None
+    n = min(config.robustness_n_test or len(data.test), len(data.test))
+    x, y = data.test.data[:n], data.test.labels[:n]
+    images = torch.from_numpy(data.test.images[:n])
+    mapping = majority_vote_mapping(km.labels_, data.train.labels, km.n_clusters)
+    correct = mapping[km.predict(x)] == y
+    eps_max = float(eps_to_pixels(config.eps_max, config.eps_units, config.input_normalization[1]))
+    grid = np.linspace(0.0, eps_max, config.robustness_points)
+    out: dict[str, Any] = {"n": int(n), "eps": grid.tolist()}
+    for norm in ("linf", "l2"):
+        certified = kmeans_certified_radius(km, x, norm, mapping=mapping)
+        attack = KMeansMinimalAttack(km, mapping, norm=norm, target="other-class")
+        distances = attack(torch.from_numpy(x)).distances
+        assert distances is not None  # a minimisation attack always sets them
+        exact = distances.numpy()
+        out[norm] = {"exact_median": float(np.median(exact[correct])),
+                     "certified_median": float(np.median(certified[correct]))}  # fmt: skip
+        if norm == "linf":
+            pgd_ok = [correct.mean() * 100.0] + [
+                mapped_accuracy(km, mapping, _flat(KMeansPGD(km, mapping, eps=float(e),
+                    max_iter=config.whitebox_iter)(images, torch.from_numpy(y)).x_adv.numpy()), y)
+                for e in grid[1:]
+            ]  # fmt: skip
+            out["curve"] = {
+                "certified": robust_accuracy_curve(correct, certified, grid).tolist(),
+                "exact": robust_accuracy_curve(correct, exact, grid).tolist(),
+                "pgd": [float(v) for v in pgd_ok],
+            }
+    return out
+
+
 def _variants(config: OmariConfig) -> list[tuple[str, dict[str, Any]]]:
     """(unit name, Algorithm 1 parameters) for every requested figure."""
     base = {"eta": config.eta, "beta": config.beta, "continuous": True, "whitebox": False}
@@ -207,10 +261,17 @@ def _variants(config: OmariConfig) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _run_unit(
-    data: _Data, config: OmariConfig, ctx: RunContext, key: str, params: dict[str, Any], rep: int
+    data: _Data,
+    config: OmariConfig,
+    ctx: RunContext,
+    key: str,
+    params: dict[str, Any],
+    rep: int,
+    robustness_steps: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """One Algorithm 1 run, checkpointed (centres + history, one atomic file) after every step,
-    and resumed after the last checkpointed step, step 0 included."""
+    and resumed after the last checkpointed step, step 0 included; the steps in
+    ``robustness_steps`` also get the robustness profile (``_robustness``)."""
     assert data.train.images is not None
     history: list[dict[str, Any]] = []
     resume = None
@@ -236,6 +297,9 @@ def _run_unit(
     for s in est.iter_steps(data.train.images, resume=resume):
         metrics = _evaluate(data, config, s.step in (0, 1, beta), s.kmeans)
         now = time.perf_counter()
+        if s.step in robustness_steps:
+            metrics["robustness"] = _robustness(data, config, s.kmeans)
+            now = time.perf_counter()
         metrics["step_wall_seconds"] = now - clock  # attack (or pool lookup) + k-means + evaluation
         clock = now
         history.append({"step": s.step, "eps": s.eps, **metrics})
@@ -249,7 +313,9 @@ def _summaries(units: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     for name, reps in units.items():
         steps = [h["step"] for h in reps[0]["history"]]
         metrics = [
-            k for k in reps[0]["history"][0] if k not in ("step", "eps", "step_wall_seconds")
+            k
+            for k in reps[0]["history"][0]
+            if k not in ("step", "eps", "step_wall_seconds", "robustness")
         ]
         summary: dict[str, Any] = {"steps": steps, "eps": [h["eps"] for h in reps[0]["history"]]}
         for metric in metrics:
@@ -278,21 +344,58 @@ def _comparisons(summary: dict[str, dict[str, Any]], config: OmariConfig) -> lis
                 rows.append({"id": f"fig3.{dataset}.eta{eta}.{metric}", "ours": s[metric]["mean"][-1],
                              "paper": None if paper_pair is None else paper_pair[i], "unit": "%",
                              "ci99": s[metric]["ci99"][-1]})  # fmt: skip
-        if unit in ("fig2ab", "whitebox"):
-            prefix = "controls" if unit == "fig2ab" else "whitebox_training"
-            for which, idx in (("plain", 0), ("trained", -1)):
-                for metric in (
-                    "adv_clean_mapping",
-                    "adv_random_target",
-                    "whitebox",
-                    "certified",
-                    "adv",
-                    "clean",
-                ):
-                    if unit == "fig2ab" and metric in ("adv", "clean"):
-                        continue
-                    rows.append({"id": f"{prefix}.{dataset}.{which}.{metric}", "ours": s[metric]["mean"][idx],
-                                 "paper": None, "unit": "%", "ci99": s[metric]["ci99"][idx]})  # fmt: skip
+        rows += _control_rows(dataset, unit, s)
+    return rows
+
+
+CONTROL_METRICS = ("clean", "adv", "adv_clean_mapping", "clean_clean_mapping", "adv_random_target",
+                   "whitebox", "certified")  # fmt: skip
+
+
+def _control_model(dataset: str, unit: str) -> str:
+    """The model's name in control ids: the Fig. 2 panel, eta<η> for Fig. 3 (beta = 1), or
+    whitebox_training."""
+    if unit.startswith("fig3-eta"):
+        return unit.removeprefix("fig3-")
+    return PANEL.get((unit, dataset), "whitebox_training" if unit == "whitebox" else unit)
+
+
+def _control_rows(dataset: str, unit: str, s: dict[str, Any]) -> list[dict[str, Any]]:
+    """``controls.<dataset>.<model>.<metric>`` at the unit's last step for every variant, and
+    ``controls.<dataset>.plain.<metric>`` (step 0 of fig2ab: k-means before any training)."""
+    models = [(_control_model(dataset, unit), -1)] + ([("plain", 0)] if unit == "fig2ab" else [])
+    return [{"id": f"controls.{dataset}.{model}.{metric}", "ours": s[metric]["mean"][idx],
+             "paper": None, "unit": "%", "ci99": s[metric]["ci99"][idx]}
+            for model, idx in models for metric in CONTROL_METRICS]  # fmt: skip
+
+
+def _robustness_summary(units: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """dataset -> model ('plain' or the variant) -> repetition 0's robustness profile."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, reps in units.items():
+        dataset, unit = name.split("/", 1)
+        for h in reps[0]["history"]:
+            if "robustness" in h:
+                model = "plain" if h["step"] == 0 else unit
+                out.setdefault(dataset, {})[model] = h["robustness"]
+    return out
+
+
+def _robustness_rows(robustness: dict[str, Any]) -> list[dict[str, Any]]:
+    """``robustness.<dataset>.<model>.<norm>.{exact,certified}_median`` (pixel units) and
+    ``robustness.<dataset>.<model>.linf.<method>.eps<e>`` (robust accuracy, %)."""
+    rows: list[dict[str, Any]] = []
+    for dataset, models in robustness.items():
+        for model, prof in models.items():
+            prefix = f"robustness.{dataset}.{model}"
+            for norm in ("linf", "l2"):
+                for stat in ("exact_median", "certified_median"):
+                    rows.append({"id": f"{prefix}.{norm}.{stat}", "ours": prof[norm][stat],
+                                 "paper": None, "unit": "px"})  # fmt: skip
+            for method, curve in prof["curve"].items():
+                for e, value in zip(prof["eps"], curve, strict=True):
+                    rows.append({"id": f"{prefix}.linf.{method}.eps{e:.3f}", "ours": value,
+                                 "paper": None, "unit": "%"})  # fmt: skip
     return rows
 
 
@@ -338,7 +441,11 @@ DIGITS = {
 
 
 def _sample_size(results: dict[str, Any], config: dict[str, Any], comparison_id: str) -> int:
-    """Every comparison is a mean over the config's repetitions."""
+    """A robustness id is over the test images of repetition 0; every other comparison is a
+    mean over the config's repetitions."""
+    if comparison_id.startswith("robustness."):
+        dataset, model = comparison_id.split(".")[1:3]
+        return int(results["robustness"][dataset][model]["n"])
     return int(config["repetitions"])
 
 
@@ -355,12 +462,80 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
         "training eps; fig2c/d (no continuous learning) and fig2e/f (eta = 1) have paper "
         "values only where the paper's prose quotes them.",
     )
-    controls = selected_table(
-        "Controls (accuracy in %; what each tests is in the HTML report)",
-        rows,
-        ["controls.*", "whitebox_training.*.trained.clean", "whitebox_training.*.trained.adv"],
+    return [paper, _controls_table(results, config), *_robustness_tables(results, config)]
+
+
+def _cell(by_id: dict[str, dict[str, Any]], cid: str, digits: int = 1) -> str:
+    row = by_id.get(cid)
+    if row is None or row["ours"] is None or not np.isfinite(row["ours"]):
+        return "-"
+    ci = row.get("ci99")
+    spread = "" if ci is None or not np.isfinite(ci) else f" ± {ci:.{digits}f}"
+    return f"{row['ours']:.{digits}f}{spread}"
+
+
+def _control_models(by_id: dict[str, dict[str, Any]], prefix: str) -> list[str]:
+    """Model names under ``prefix`` (e.g. 'controls.mnist.'), in results order."""
+    seen: dict[str, None] = {}
+    for cid in by_id:
+        if cid.startswith(prefix):
+            seen.setdefault(cid[len(prefix) :].rsplit(".", 1)[0], None)
+    return list(seen)
+
+
+def _controls_table(results: dict[str, Any], config: dict[str, Any]) -> Table:
+    """One row per (dataset, model): id ``controls.<dataset>.<model>.<metric>``."""
+    by_id = {c["id"]: c for c in results["comparisons"]}
+    metrics = ("clean", "adv", "adv_clean_mapping", "adv_random_target", "whitebox", "certified")
+    body = []
+    for dataset in config["datasets"]:
+        prefix = f"controls.{dataset}."
+        for model in _control_models(by_id, prefix):
+            body.append(
+                [f"`{prefix}{model}`", *(_cell(by_id, f"{prefix}{model}.{m}") for m in metrics)]
+            )
+    return Table(
+        f"Controls for every model (accuracy in %, mean ± 99 % t half-width over "
+        f"{config['repetitions']} repetitions; id = row id + '.' + column)",
+        ("model", *metrics),
+        body,
+        note="plain = k-means before training; fig2a/b = Algorithm 1 (eta = 1/2); fig2c/d = "
+        "without continuous learning; fig2e/f = eta = 1; eta<η> = Fig. 3 (beta = 1); "
+        "adv_clean_mapping = the trained centres with clusters mapped to classes on clean "
+        "training data; adv_random_target = test attack towards random classes; whitebox = "
+        "PGD on the k-means itself at the test eps; certified = certified accuracy at the "
+        "test eps.",
     )
-    return [paper, controls]
+
+
+def _robustness_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Table]:
+    """Medians of the exact / certified perturbation and robust accuracy at mid and full eps."""
+    robustness = results.get("robustness") or {}
+    tables = []
+    for dataset, models in robustness.items():
+        eps = next(iter(models.values()))["eps"]
+        picks = [len(eps) // 2, len(eps) - 1]
+        body = []
+        for model, prof in models.items():
+            medians = [f"{prof[n][k]:.3f}" for n in ("linf", "l2")
+                       for k in ("certified_median", "exact_median")]  # fmt: skip
+            accs = [
+                f"{prof['curve'][m][i]:.1f}" for i in picks for m in ("certified", "exact", "pgd")
+            ]
+            body.append([f"`robustness.{dataset}.{model}`", *medians, *accs])
+        cols = [f"{n} {k}" for n in ("L-inf", "L2") for k in ("certified", "exact")]
+        cols += [f"{m} @ {eps[i]:.2f}" for i in picks for m in ("certified", "exact", "pgd")]
+        n = next(iter(models.values()))["n"]
+        tables.append(Table(
+            f"Robustness of k-means ({dataset}, repetition 0, first {n} test images): median "
+            "perturbation (pixels) over correctly classified images, robust accuracy (%) at L-inf eps",
+            ("model", *cols), body,
+            note="ids: `<row>.<norm>.{certified,exact}_median` and `<row>.linf.<method>.eps<e>`; "
+            "certified = eq. R lower bound (box ignored); exact = smallest perturbation found by "
+            "KMeansMinimalAttack to a cluster of another class (an upper bound on the true "
+            "minimum); the true robust accuracy lies between the certified and exact columns.",
+        ))  # fmt: skip
+    return tables
 
 
 @register("omari2024", OmariConfig, profiles={"quick": QUICK, "paper": PAPER, "digits": DIGITS},
@@ -382,7 +557,9 @@ def run_omari(config: OmariConfig, ctx: RunContext) -> dict[str, Any]:
         jobs = [(v, p, r) for r in range(config.repetitions) for v, p in variants]
         for variant, params, rep in progress(jobs, desc=f"omari2024 {name}"):
             key = f"{name}-{variant}-rep{rep}"
-            result = ctx.unit(key, partial(_run_unit, data, config, ctx, key, params, rep))
+            steps = (0, params["beta"]) if variant == "fig2ab" else (params["beta"],)
+            result = ctx.unit(key, partial(_run_unit, data, config, ctx, key, params, rep,
+                                           steps if rep == 0 else ()))  # fmt: skip
             units.setdefault(f"{name}/{variant}", []).append(result)
             last = result["history"][-1]
             ctx.log.info(
@@ -393,9 +570,14 @@ def run_omari(config: OmariConfig, ctx: RunContext) -> dict[str, Any]:
                 result["seconds"],
             )
     summary = _summaries(units)
+    robustness = _robustness_summary(units)
     _plots(summary, config, ctx)
+    if robustness:
+        plot_robustness_curves(robustness, ctx.path("robustness"),
+                               "Robust accuracy vs L-inf eps (pixels), repetition 0")  # fmt: skip
     return {
         "surrogate_accuracy": sur_acc,
         "summary": summary,
-        "comparisons": _comparisons(summary, config),
+        "robustness": robustness,
+        "comparisons": _comparisons(summary, config) + _robustness_rows(robustness),
     }
