@@ -106,6 +106,28 @@ def test_ka3_k1_without_ssim_is_lbfgs(digits_model):
     assert same.float().mean() >= 0.9
 
 
+def test_ka3_ssim_term_makes_examples_more_similar_when_weighted(digits_model):
+    """At lambda = 0 K-A3 (K = 1) is L-BFGS; a weighted CW-SSIM term, inside the distortion
+    or as its own term, buys structural similarity with a larger L2 perturbation."""
+    model, x, y = digits_model
+    keep = model(x[:60]).argmax(1) == y[:60]
+    x, y = x[:60][keep][:16], y[:60][keep][:16]
+    settings = {"doublings": 3, "bisections": 2, "max_iter": 40}
+    plain = KA3(model, K=1, ssim_weight=0.0, **settings)(x, y)
+    inside = KA3(model, K=1, ssim_weight=10.0, select_by="objective", **settings)(x, y)
+    separate = KA3(model, K=1, ssim_weight=100.0, ssim_placement="separate",
+                   select_by="objective", **settings)(x, y)  # fmt: skip
+    similarity = [float(cw_ssim(x, r.x_adv).mean()) for r in (plain, inside, separate)]
+    assert all(r.success_rate == 1.0 for r in (plain, inside, separate))
+    assert similarity[1] > similarity[0] + 0.01 and similarity[2] > similarity[1]
+    l2 = [float((r.x_adv - x).flatten(1).norm(dim=1).mean()) for r in (plain, separate)]
+    assert l2[1] > l2[0]  # the price: a larger perturbation
+    with pytest.raises(ValueError, match="ssim_placement"):
+        KA3(model, ssim_placement="outside")
+    with pytest.raises(ValueError, match="select_by"):
+        KA3(model, select_by="ssim")
+
+
 def test_ka3_rank_constraint_per_group(digits_model):
     model, x, y = digits_model
     keep = model(x[:80]).argmax(1) == y[:80]

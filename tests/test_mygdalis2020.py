@@ -12,7 +12,8 @@ from tests.conftest import needs_mnist
 TINY = {
     "models": ["fc1"], "train_epochs": 1, "n_attack": 4, "chunk_size": 3, "svdd_train": 600,
     "svdd_epochs": 1, "finetune_epochs": 1, "doublings": 2, "bisections": 1, "max_iter": 10,
-    "cw_binary_steps": 2, "cw_steps": 20, "n_examples": 2,
+    "cw_binary_steps": 2, "cw_steps": 20, "n_examples": 2, "ssim_sweep": [0, 10],
+    "ssim_sweep_images": 3,
 }  # fmt: skip
 
 
@@ -51,13 +52,22 @@ def test_tiny_reproduction_end_to_end_and_resume(tmp_path):
     # the untouched first rank means every successful attack moved y down; the PMF agrees with ASR
     lbfgs = fc1["undefended"]["lbfgs"]
     assert lbfgs["rank_pmf"][0] == pytest.approx(1 - lbfgs["asr"] / 100)
+    # the SSIM-weight sweep: one unit per (placement, weight) on the undefended model
+    for setting in ("distortion.w0", "distortion.w10", "separate.w0", "separate.w10"):
+        sweep = fc1["ssim_sweep"][setting]
+        assert sweep["n"] == 3 and 0 <= ids[f"ka3_ssim_weight.fc1.{setting}.asr"]["ours"] <= 100
+        assert ids[f"ka3_ssim_weight.fc1.{setting}.ssim"]["ours"] == pytest.approx(
+            sweep["ssim"], abs=1e-3
+        )
+    # weight 0 is the same attack wherever the (absent) term would enter
+    assert fc1["ssim_sweep"]["distortion.w0"] == fc1["ssim_sweep"]["separate.w0"]
     run = tmp_path / "run"
     for name in ("fig4.png", "fig4.svg", "examples_fc1.png"):
         assert (run / name).stat().st_size > 1000
     assert (run / "adversarial" / "fc1-undefended-5-A3-000003.safetensors").is_file()
     manifest = json.loads((run / "manifest.json").read_text())
     computed = manifest["units_computed"]
-    assert computed == 1 + 2 * 6 * 2  # Table 1 + (2 settings x 6 attacks x 2 chunks)
+    assert computed == 1 + 2 * 6 * 2 + 4  # Table 1 + (2 settings x 6 attacks x 2 chunks) + sweep
     # rerunning into the same directory resumes every unit and gives the same results
     again = _run(run, cache)
     assert json.loads((run / "manifest.json").read_text())["units_computed"] == 0

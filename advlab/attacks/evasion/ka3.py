@@ -38,6 +38,9 @@ from advlab.attacks.evasion.lbfgs import LBFGS
 from advlab.metrics.image import cw_ssim
 from advlab.utils.validation import check_number
 
+PLACEMENTS = ("distortion", "separate")
+SELECTIONS = ("l2", "objective")
+
 
 @dataclass
 class KA3Result(AttackResult):
@@ -67,6 +70,13 @@ class KA3(LBFGS):
         Anonymity level: the number of groups, >= 1.
     ssim_weight : float, default=1.0
         lambda of the 1 - CW-SSIM term, finite and >= 0 (0 drops it).
+    ssim_placement : {"distortion", "separate"}, default="distortion"
+        Where the term enters: inside the distortion that c multiplies, as in eq. (7)
+        (c (||n||_2 + lambda (1 - CW-SSIM))), or as its own term outside c
+        (c ||n||_2 + lambda (1 - CW-SSIM)), so that the c search cannot scale it away.
+    select_by : {"l2", "objective"}, default="l2"
+        How the c search picks its best successful example: the smallest ||n||_2 (as L-BFGS),
+        or the smallest ||n||_2 + lambda (1 - CW-SSIM), the distortion eq. (7) minimises.
     **search
         The c search and L-BFGS-B settings of ``LBFGS`` (``initial_const``,
         ``doublings``, ``bisections``, ``max_iter``, ``batch_size``).
@@ -77,11 +87,18 @@ class KA3(LBFGS):
         model: nn.Module,
         K: int = 5,
         ssim_weight: float = 1.0,
+        ssim_placement: str = "distortion",
+        select_by: str = "l2",
         **search: Any,
     ) -> None:
         super().__init__(model, criterion=TrueLabelRank(), **search)
         self.K = int(check_number("K", K, 1, integer=True))
         self.ssim_weight = check_number("ssim_weight", ssim_weight, 0.0)
+        if ssim_placement not in PLACEMENTS:
+            raise ValueError(f"ssim_placement={ssim_placement!r}: use one of {PLACEMENTS}")
+        if select_by not in SELECTIONS:
+            raise ValueError(f"select_by={select_by!r}: use one of {SELECTIONS}")
+        self.ssim_placement, self.select_by = ssim_placement, select_by
 
     @staticmethod
     def split_groups(n: int, K: int) -> torch.Tensor:
@@ -113,8 +130,23 @@ class KA3(LBFGS):
         result = super().__call__(x, y, targets)
         return KA3Result(result.x_adv, result.success, result.pred, result.distances, group)
 
+    def _dissimilarity(self, x: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
+        """lambda (1 - CW-SSIM(x, x + n)) per sample."""
+        return self.ssim_weight * (1.0 - cw_ssim(x, xa))
+
     def _distortion(self, x: torch.Tensor, xa: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         norm = super()._distortion(x, xa, n)
-        if self.ssim_weight == 0:
+        if self.ssim_weight == 0 or self.ssim_placement != "distortion":
             return norm
-        return norm + self.ssim_weight * (1.0 - cw_ssim(x, xa))
+        return norm + self._dissimilarity(x, xa)
+
+    def _penalty(self, x: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
+        if self.ssim_weight == 0 or self.ssim_placement != "separate":
+            return super()._penalty(x, xa)
+        return self._dissimilarity(x, xa)
+
+    def _selection_size(self, x: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
+        size = super()._selection_size(x, xa)
+        if self.ssim_weight == 0 or self.select_by == "l2":
+            return size
+        return size + self._dissimilarity(x, xa)

@@ -106,6 +106,14 @@ class LBFGS(MinimizationAttack):
         """D(x, x + n) per sample, multiplied by c in the objective: the L2 norm of n."""
         return torch.sqrt((n * n).sum(1) + _SMOOTH)
 
+    def _penalty(self, x: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
+        """A term added to the objective outside c, per sample: none for L-BFGS."""
+        return torch.zeros(len(x), device=x.device)
+
+    def _selection_size(self, x: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
+        """The size by which the c search keeps its best successful example: the L2 norm."""
+        return (xa - x).flatten(1).norm(dim=1)
+
     def _reached(
         self, logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
@@ -131,9 +139,11 @@ class LBFGS(MinimizationAttack):
         def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
             n = torch.from_numpy(flat).to(x.device, torch.float32).view(b, -1).requires_grad_(True)
             xa = (flat_x + n).view(shape)
-            value = (c * self._distortion(x, xa, n)).sum() + self._loss(
-                self.model(xa), targets
-            ).sum()
+            value = (
+                (c * self._distortion(x, xa, n)).sum()
+                + self._penalty(x, xa).sum()
+                + self._loss(self.model(xa), targets).sum()
+            )
             (grad,) = torch.autograd.grad(value, n)
             return float(value.detach()), grad.cpu().double().numpy().ravel()
 
@@ -166,7 +176,8 @@ class LBFGS(MinimizationAttack):
             start = xa - x  # warm start: the next c is close to this one
             with torch.no_grad():
                 ok = self._reached(self.model(xa), y, targets)
-            norm = (xa - x).flatten(1).norm(dim=1)
+            with torch.no_grad():
+                norm = self._selection_size(x, xa)
             better = ok & (norm < best_norm)
             best[better], best_norm[better] = xa[better], norm[better]
             lo, hi = torch.where(ok, c, lo), torch.where(ok, hi, c)

@@ -58,6 +58,7 @@ from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
 from advlab.metrics import (
     attack_success_rate,
+    cw_ssim,
     defense_outcomes,
     k_anonymity_holds,
     mse,
@@ -136,6 +137,15 @@ class MygdalisConfig(ExperimentConfig):
     bisections: int = Field(6, ge=0, description="c search of L-BFGS / K-A3: bisections")
     max_iter: int = Field(100, ge=1, description="L-BFGS-B iterations per solve (per sample)")
     ssim_weight: float = Field(1.0, ge=0, description="lambda of K-A3's CW-SSIM term")
+    ssim_sweep: tuple[float, ...] = Field(
+        (),
+        description="lambdas of the 1-A3 SSIM-weight sweep on the undefended models (empty: none)",
+    )
+    ssim_sweep_placements: tuple[Literal["distortion", "separate"], ...] = (
+        "distortion",
+        "separate",
+    )
+    ssim_sweep_images: int = Field(32, ge=1, description="images of the SSIM-weight sweep")
     cw_binary_steps: int = Field(9, ge=1)
     cw_steps: int = Field(10000, ge=1, description="Adam steps per C&W binary-search step")
     batch_size: int = Field(32, ge=1)
@@ -149,7 +159,7 @@ class MygdalisConfig(ExperimentConfig):
 # quick: a subset of the *test* images (the issue's quick profile); paper: the training samples
 QUICK = {
     "attack_split": "test", "n_attack": 18, "svdd_train": 10000, "doublings": 3, "bisections": 3, "max_iter": 30,
-    "cw_binary_steps": 6, "cw_steps": 500,
+    "cw_binary_steps": 6, "cw_steps": 500, "ssim_sweep": [0, 1, 10, 100],
 }  # fmt: skip
 
 
@@ -345,9 +355,37 @@ def _run_model(ctx: RunContext, config: MygdalisConfig, name: str) -> dict[str, 
     x_d, y_d = _first_correct(linear, xa, ya, config.n_attack, config.device)
     defended = _attack_all(ctx, config, f"{name}-defended", linear,
                            partial(_defended_judge, defense, betas), x_d, y_d)  # fmt: skip
-    return {"table1": t1, "undefended": _summarise(undefended, y_u, None),
+    n_sweep = min(config.ssim_sweep_images, len(y_u))
+    sweep = {f"{placement}.w{w:g}": ctx.unit(f"{name}-ssim-sweep-{placement}-w{w:g}", partial(
+                 _ssim_sweep_unit, config, model, x_u[:n_sweep], y_u[:n_sweep], w, placement))
+             for placement in config.ssim_sweep_placements for w in config.ssim_sweep}  # fmt: skip
+    return {"table1": t1, "undefended": _summarise(undefended, y_u, None), "ssim_sweep": sweep,
             "defended": _summarise(defended, y_d, defense.adversarial_label),
             "n_undefended": len(y_u), "n_defended": len(y_d)}  # fmt: skip
+
+
+def _ssim_sweep_unit(
+    config: MygdalisConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight: float,
+    placement: str,
+) -> dict[str, float]:  # fmt: skip
+    """1-A3 with CW-SSIM weight ``weight`` entering at ``placement``, the c search keeping the
+    example of smallest ||n||_2 + weight (1 - CW-SSIM): SSIM and CW-SSIM (%), MSE x 1e3 and
+    L2 over the successful examples, and the success rate (%). weight 0 is L-BFGS's objective
+    (with K-A3's rank criterion)."""
+    search = {"doublings": config.doublings, "bisections": config.bisections,
+              "max_iter": config.max_iter, "batch_size": config.batch_size}  # fmt: skip
+    attack = KA3(model, K=1, ssim_weight=weight, ssim_placement=placement, select_by="objective",
+                 **search)  # fmt: skip
+    result = attack(x, y)
+    ok = result.success
+    x_adv = result.x_adv.detach()
+
+    def mean(values: torch.Tensor) -> float:
+        return float(values[ok].mean()) if bool(ok.any()) else float("nan")
+
+    return {"ssim": 100 * mean(ssim(x, x_adv)), "cw_ssim": 100 * mean(cw_ssim(x, x_adv)),
+            "mse_x1e3": 1e3 * mean(mse(x, x_adv)), "l2": mean((x_adv - x).flatten(1).norm(dim=1)),
+            "asr": 100 * float(ok.float().mean()), "n": len(y)}  # fmt: skip
 
 
 def _summarise(
@@ -385,6 +423,10 @@ def _comparisons(name: str, res: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"table2.{mid}.undefended.ssim.{attack}", row["ssim"], p_ssim)
         add(f"table2.{mid}.undefended.mse.{attack}", row["mse_x1e3"], p_mse, "MSE x 1e3")
         add(f"table2.{mid}.undefended.asr.{attack}", row["asr"], p_asr)
+    for setting, row in res.get("ssim_sweep", {}).items():
+        for metric in ("ssim", "cw_ssim", "mse_x1e3", "l2", "asr"):
+            unit = {"mse_x1e3": "MSE x 1e3", "l2": "L2"}.get(metric, "%")
+            add(f"ka3_ssim_weight.{mid}.{setting}.{metric}", row[metric], None, unit)
     beta_paper = f"{PAPER_BETA[name]:g}"
     for attack, row in res["defended"].items():
         p_ssim, p_mse, p_beta1, p_beta = PAPER_DEFENDED[name][attack]
@@ -411,6 +453,8 @@ def _sample_size(results: dict[str, Any], config: dict[str, Any], comparison_id:
         return MNIST_TEST_SIZE
     if parts[0] == "table2" and parts[3] in ("asr", "F", "D"):
         return int(results[name][f"n_{parts[2]}"])
+    if parts[0] == "ka3_ssim_weight" and parts[-1] == "asr":
+        return int(results[name]["ssim_sweep"][".".join(parts[2:-1])]["n"])
     return None
 
 
@@ -451,6 +495,20 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
             note="F: sent to a wrong class, D: detected (sent to the adversarial class); "
             "Wilson 95 % intervals of every rate are in the comparisons below.",
         ))  # fmt: skip
+        sweep = res.get("ssim_sweep") or {}
+        if sweep:
+            body = [[f"`ka3_ssim_weight.{mid}.{setting}`", f"{r['ssim']:.1f}", f"{r['cw_ssim']:.1f}",
+                     f"{r['mse_x1e3']:.2f}", f"{r['l2']:.3f}", f"{r['asr']:.1f}"]
+                    for setting, r in sweep.items()]  # fmt: skip
+            n = next(iter(sweep.values()))["n"]
+            tables.append(Table(
+                f"MNIST-{mid}: 1-A3 against the weight of its CW-SSIM term ({n} images; "
+                "means over successful examples)",
+                ("placement.weight", "SSIM %", "CW-SSIM %", "MSE x1e3", "L2", "ASR %"), body,
+                note="distortion = c (||n|| + w (1 - CW-SSIM)) as eq. (7); separate = c ||n|| + "
+                "w (1 - CW-SSIM); w0 = L-BFGS's objective. The c search keeps the example of "
+                "smallest ||n|| + w (1 - CW-SSIM).",
+            ))  # fmt: skip
     return tables
 
 
