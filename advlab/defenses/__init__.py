@@ -1,12 +1,21 @@
 """Defenses: adversarial training of k-means (Algorithm 1), its training attacks, and
-outlier-discarding k-means variants against poisoning, and the M-SVDD-D classifier defense."""
+outlier-discarding k-means variants against poisoning, the M-SVDD-D classifier defense, and
+interval bound propagation (certified accuracy and certified training of ReLU networks)."""
 
+from advlab.defenses.interval_bounds import (
+    IBPHistory,
+    certified_accuracy,
+    interval_bounds,
+    margin_lower_bounds,
+    train_ibp,
+)
 from advlab.defenses.kmeans_adversarial_training import KMeansAdversarialTraining
 from advlab.defenses.msvdd import MSVDDDefense, SVDDLayer, SVDDNetwork
 from advlab.defenses.robust_kmeans import KMeansMinusMinus, NKMeans, SanitizedKMeans, TrimmedKMeans
 from advlab.defenses.training_attacks import KMeansWhiteBoxAttack, SurrogateAttack, TrainingAttack
 
 __all__ = [
+    "IBPHistory",
     "KMeansAdversarialTraining",
     "KMeansMinusMinus",
     "KMeansWhiteBoxAttack",
@@ -18,4 +27,8 @@ __all__ = [
     "SurrogateAttack",
     "TrainingAttack",
     "TrimmedKMeans",
+    "certified_accuracy",
+    "interval_bounds",
+    "margin_lower_bounds",
+    "train_ibp",
 ]

@@ -217,8 +217,30 @@ def textbook_layout(model: Classifier) -> Classifier:
     return out
 
 
+def wong_small(n_classes: int = 10, input_shape: ImageShape = (1, 28, 28), mean: Stat = 0.0,
+               std: Stat = 1.0) -> Classifier:  # fmt: skip
+    """The small convolutional ReLU network of Wong, Schmidt, Metzen & Kolter (2018) for MNIST:
+    conv 16 4x4 stride 2, conv 32 4x4 stride 2, dense 100, dense n_classes (no pooling, so
+    interval bounds stay tight)."""
+    c, h, w = _image_shape(input_shape)
+
+    def half(size: int) -> int:
+        return (size + 2 - 4) // 2 + 1
+
+    fh, fw = half(half(h)), half(half(w))
+    if min(fh, fw) < 1:
+        raise ValueError(f"wong_small needs images of at least 4 x 4, got {h} x {w}")
+    body = nn.Sequential(
+        nn.Conv2d(c, 16, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(32 * fh * fw, 100), nn.ReLU(),
+    )  # fmt: skip
+    return Classifier(body, nn.Linear(100, n_classes), False, mean, std)
+
+
 MODELS: dict[str, Callable[..., Classifier]] = {
     "mlp": mlp,
+    "wong_small": wong_small,
     "small_cnn": small_cnn,
     "lenet5": lenet5,
     "fc1": fc1,
@@ -233,14 +255,14 @@ def build_model(
     mean: Stat = 0.0,
     std: Stat = 1.0,
 ) -> Classifier:
-    """A freshly initialised model by name (``mlp``, ``small_cnn``, ``lenet5``, ``fc1``,
-    ``resnet18``) for ``input_shape`` (C, H, W) (``mlp`` and ``fc1``: any shape), ``n_classes``
+    """A freshly initialised model by name (``mlp``, ``wong_small``, ``small_cnn``, ``lenet5``,
+    ``fc1``, ``resnet18``) for ``input_shape`` (C, H, W) (``mlp`` and ``fc1``: any shape), ``n_classes``
     outputs and the normalisation ``(x - mean) / std`` (numbers or per-channel lists).
 
     Parameters
     ----------
     name : str
-        mlp, small_cnn, lenet5, fc1 or resnet18.
+        mlp, wong_small, small_cnn, lenet5, fc1 or resnet18.
     n_classes : int, default=10
         Number of outputs, >= 2.
     input_shape : (int, int, int), default=(1, 28, 28)
