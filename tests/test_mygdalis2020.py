@@ -81,3 +81,9 @@ def test_bad_config_is_named():
     with pytest.raises(ConfigError, match="n_attack"):
         validate_config(exp.config_cls, {"n_attack": 0})
     assert validate_config(exp.config_cls, exp.profiles["quick"]).n_attack is not None
+
+
+def test_paper_profile_fine_tunes_for_the_papers_15_epochs():
+    """Sec. 5.2: the network is fine-tuned with the SVDD layer for 15 epochs."""
+    exp = get_experiment("mygdalis2020")
+    assert validate_config(exp.config_cls, exp.profiles["paper"]).finetune_epochs == 15
