@@ -151,7 +151,28 @@ def certified_accuracy(
     batch_size: int = 512,
 ) -> float:
     """Percentage of samples whose every margin lower bound (``margin_lower_bounds``) is > 0:
-    correctly classified for every input in the eps-ball, a lower bound of robust accuracy."""
+    correctly classified for every input in the eps-ball, a lower bound of robust accuracy.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        See ``margin_lower_bounds``.
+    x : torch.Tensor of shape (N, ...)
+        Inputs inside ``bounds``.
+    y : torch.Tensor of shape (N,)
+        True labels.
+    eps : float
+        L-inf radius, >= 0.
+    bounds : (float, float), default=(0.0, 1.0)
+        The input box.
+    batch_size : int, default=512
+        Samples per batch (memory, not results).
+
+    Returns
+    -------
+    float
+        Certified accuracy in percent (0 for no samples).
+    """
     certified = 0
     with torch.no_grad():
         for s in range(0, len(x), batch_size):
@@ -165,7 +186,17 @@ def certified_accuracy(
 
 @dataclass
 class IBPHistory:
-    """Per epoch: the eps and kappa at its end and its mean loss."""
+    """Per epoch: the eps and kappa at its end and its mean loss.
+
+    Attributes
+    ----------
+    eps : list of float
+        Training radius at the end of each epoch.
+    kappa : list of float
+        Weight of the clean loss at the end of each epoch.
+    loss : list of float
+        Mean loss of each epoch.
+    """
 
     eps: list[float] = field(default_factory=list)
     kappa: list[float] = field(default_factory=list)
