@@ -100,6 +100,7 @@ def test_readme_has_a_block_for_every_committed_run():
         "transfer-art-100-steps",
         "transfer-resnet18-500",
         "transfer-small_cnn-500-fashion",
+        "transfer-resnet18-500-fashion",
         "elbow",
     }
     assert set(_readme_blocks()) == committed
