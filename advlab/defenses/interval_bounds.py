@@ -36,7 +36,9 @@ from advlab.utils.progress import progress
 from advlab.utils.validation import check_number
 
 Interval = tuple[torch.Tensor, torch.Tensor]
-MONOTONE = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity)
+# elementwise non-decreasing maps (Normalize: std > 0), bounded by their values at l and u
+MONOTONE = (Normalize, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten,
+            nn.Identity)  # fmt: skip
 
 
 def _affine(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
@@ -88,8 +90,6 @@ def interval_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) 
 def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
     if isinstance(layer, nn.Linear | nn.Conv2d):
         return _affine(layer, lo, hi)
-    if isinstance(layer, Normalize):  # std > 0: increasing
-        return layer(lo), layer(hi)
     if isinstance(layer, MONOTONE):
         return layer(lo), layer(hi)
     raise ValueError(

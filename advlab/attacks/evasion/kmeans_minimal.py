@@ -14,8 +14,8 @@ cell of c_j lies inside H_ij. Both ignore the [0, 1] box, so they are certified 
 
 ``KMeansMinimalAttack`` computes the perturbation itself with the box respected: the
 closest point of ``box ∩ H_ij`` is ``clip(x + lam * w)`` (clipping to the box) in L2 (KKT conditions of the
-projection; ``lam >= 0`` found by bisection) and ``clip(x + t * sign(w))`` with the
-smallest feasible ``t`` in L-inf, w = c_j - c_i. Candidates j are tried in increasing order of
+projection) and ``clip(x + t * sign(w))`` in L-inf, w = c_j - c_i, with the smallest
+feasible ``lam`` / ``t`` found in closed form (``_smallest_step``). Candidates j are tried in increasing order of
 r_ij; since the boxed distance is never below r_ij, the search stops with a proof of
 optimality once the best boxed distance is <= the next r_ij (``"any-cluster"``). For
 ``"other-class"`` the landing cluster is checked and the best successful candidate is returned,

@@ -356,7 +356,8 @@ def _run_model(ctx: RunContext, config: MygdalisConfig, name: str) -> dict[str, 
     defended = _attack_all(ctx, config, f"{name}-defended", linear,
                            partial(_defended_judge, defense, betas), x_d, y_d)  # fmt: skip
     n_sweep = min(config.ssim_sweep_images, len(y_u))
-    sweep = {f"{placement}.w{w:g}": ctx.unit(f"{name}-ssim-sweep-{placement}-w{w:g}", partial(
+    # weight 0 has no term to place: one unit (key without placement) serves both placements
+    sweep = {f"{placement}.w{w:g}": ctx.unit(f"{name}-ssim-sweep-{placement if w else 'none'}-w{w:g}", partial(
                  _ssim_sweep_unit, config, model, x_u[:n_sweep], y_u[:n_sweep], w, placement))
              for placement in config.ssim_sweep_placements for w in config.ssim_sweep}  # fmt: skip
     return {"table1": t1, "undefended": _summarise(undefended, y_u, None), "ssim_sweep": sweep,

@@ -173,8 +173,10 @@ def _flat(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), -1)
 
 
-def _evaluate(data: _Data, config: OmariConfig, controls: bool, km: KMeans) -> dict[str, Any]:
-    """Accuracies of ``km`` (mapping: majority vote on the step's training data, whose
+def _evaluate(
+    data: _Data, config: OmariConfig, controls: bool, km: KMeans
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Accuracies of ``km`` and its mapping (majority vote on the step's training data, whose
     assignment is ``km.labels_``)."""
     assert data.test.images is not None
     y_train, test = data.train.labels, data.test
@@ -198,12 +200,14 @@ def _evaluate(data: _Data, config: OmariConfig, controls: bool, km: KMeans) -> d
                 km, mapping, data.test_adv_random_target, test.labels
             ),
             whitebox=mapped_accuracy(km, mapping, _flat(x_wb), test.labels),
-            certified=100.0 * float(np.mean(correct & (radius > data.test_eps_pixels))),
+            certified=float(robust_accuracy_curve(correct, radius, [data.test_eps_pixels])[0]),
         )
-    return out
+    return out, mapping
 
 
-def _robustness(data: _Data, config: OmariConfig, km: KMeans) -> dict[str, Any]:
+def _robustness(
+    data: _Data, config: OmariConfig, km: KMeans, mapping: np.ndarray
+) -> dict[str, Any]:
     """Robustness profile of ``km`` on the first ``robustness_n_test`` test images (pixel
     units): medians over correctly classified images of the exact attack's and the certified
     L-inf / L2 perturbation, and robust accuracy (%) at ``eps_grid`` (L-inf, 0 to eps_max) from
@@ -212,7 +216,6 @@ def _robustness(data: _Data, config: OmariConfig, km: KMeans) -> dict[str, Any]:
     n = min(config.robustness_n_test or len(data.test), len(data.test))
     x, y = data.test.data[:n], data.test.labels[:n]
     images = torch.from_numpy(data.test.images[:n])
-    mapping = majority_vote_mapping(km.labels_, data.train.labels, km.n_clusters)
     correct = mapping[km.predict(x)] == y
     eps_max = float(eps_to_pixels(config.eps_max, config.eps_units, config.input_normalization[1]))
     grid = np.linspace(0.0, eps_max, config.robustness_points)
@@ -295,10 +298,10 @@ def _run_unit(
     )  # fmt: skip
     clock = time.perf_counter()
     for s in est.iter_steps(data.train.images, resume=resume):
-        metrics = _evaluate(data, config, s.step in (0, 1, beta), s.kmeans)
+        metrics, mapping = _evaluate(data, config, s.step in (0, 1, beta), s.kmeans)
         now = time.perf_counter()
         if s.step in robustness_steps:
-            metrics["robustness"] = _robustness(data, config, s.kmeans)
+            metrics["robustness"] = _robustness(data, config, s.kmeans, mapping)
             now = time.perf_counter()
         metrics["step_wall_seconds"] = now - clock  # attack (or pool lookup) + k-means + evaluation
         clock = now

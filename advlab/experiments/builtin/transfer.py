@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from pydantic import Field
 
@@ -27,6 +26,7 @@ from advlab.experiments.builtin._shared import (
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
+from advlab.metrics import robust_accuracy_curve
 from advlab.report.tables import Table
 
 PAPER_START_ADV_ACC = {
@@ -119,7 +119,7 @@ def run_transfer(config: TransferConfig, ctx: RunContext) -> dict[str, Any]:
                     "units": units, "eps": eps, "eps_pixels": eps_px,
                     "transfer_accuracy": mapped_accuracy(km, mapping, adv.reshape(len(adv), -1), test.labels),
                     "whitebox_accuracy": mapped_accuracy(km, mapping, wb_x.reshape(len(wb_x), -1), test.labels),
-                    "certified_accuracy": 100.0 * float(np.mean(correct & (radius > eps_px))),
+                    "certified_accuracy": float(robust_accuracy_curve(correct, radius, [eps_px])[0]),
                 }  # fmt: skip
 
             rows.append(ctx.unit(f"{units}-eps{eps}", unit))
