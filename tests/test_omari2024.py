@@ -119,3 +119,35 @@ def test_a_unit_killed_after_any_step_resumes_to_the_same_results(
     assert (tmp_path / "run" / "results.json").read_bytes() == (
         tmp_path / "ref" / "results.json"
     ).read_bytes()
+
+
+def test_label_free_and_imitation_variants_train_without_class_labels(tmp_path, monkeypatch):
+    """Section V's two label-free readings of Algorithm 1 run end to end (digits, no MNIST):
+    (x, g(x)) attacks the k-means itself out of its own clusters; (x, f(x)) attacks a substitute
+    trained on the cluster ids. Neither training attack may read the class labels."""
+    from advlab.defenses import training_attacks
+
+    seen_labels = []
+    real_init = training_attacks.KMeansWhiteBoxAttack.__init__
+
+    def spy(self, labels=None, *args, **kwargs):
+        seen_labels.append(labels)
+        real_init(self, labels, *args, **kwargs)
+
+    monkeypatch.setattr(training_attacks.KMeansWhiteBoxAttack, "__init__", spy)
+    cache = Cache(tmp_path / "cache")
+    exp = get_experiment("omari2024")
+    config = validate_config(exp.config_cls, {**DIGITS_TINY, "repetitions": 2,
+                             "figures": ["label_free", "imitation"], "imitation_model": "mlp",
+                             "imitation_epochs": 20})  # fmt: skip
+    results = run_experiment(exp, config, tmp_path / "run", cache, quiet=True)
+    ids = {c["id"]: c for c in results["comparisons"]}
+    assert seen_labels == [None, None]  # one label-free attack per repetition, no labels
+    for model in ("label_free_training", "imitation_training"):
+        for metric in ("clean", "adv", "whitebox", "certified"):
+            assert 0.0 <= ids[f"controls.digits.{model}.{metric}"]["ours"] <= 100.0
+    # f imitates the clustering: it agrees with g on most training images, far above the
+    # 1 / 15 of a guess
+    assert ids["imitation.digits.train_agreement"]["ours"] > 60.0
+    assert 0.0 <= ids["imitation.digits.test_agreement"]["ours"] <= 100.0
+    assert set(results["robustness"]["digits"]) == {"label_free", "imitation"}

@@ -8,7 +8,12 @@ Per dataset (MNIST, Fashion-MNIST) and repetition, Algorithm 1 runs in these var
 - ``fig2ef``: eta = 1 (the whole training set attacked);
 - ``fig3``: beta = 1 for each eta in ``fig3_etas`` (training eps = test eps = eps_max);
 - ``whitebox`` (beyond the paper): the training attack targets the current k-means itself
-  (PGD on its margin) instead of the surrogate.
+  (PGD on its margin) instead of the surrogate;
+- ``label_free`` (the paper's section V, (x, g(x))): PGD on the current k-means pushing every
+  attacked image out of its own cluster g(x): no class label anywhere in training;
+- ``imitation`` (section V, (x, f(x))): I-FGSM on a substitute f, a small network with one
+  output per cluster trained on the cluster ids g(x) of the repetition's plain k-means, away
+  from f(x): the transfer setting without a supervised surrogate.
 
 After every step: clean and adversarial test accuracy, clusters mapped to classes by majority
 vote on that step's training data; the adversarial test set is the test set attacked through
@@ -31,6 +36,8 @@ only k-means.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
 from functools import partial
 from typing import Any, Literal
@@ -47,7 +54,7 @@ from advlab.attacks.evasion import (
 )
 from advlab.cluster import KMeans, majority_vote_mapping
 from advlab.data import load_dataset
-from advlab.defenses import KMeansAdversarialTraining, KMeansWhiteBoxAttack
+from advlab.defenses import KMeansAdversarialTraining, KMeansWhiteBoxAttack, SurrogateAttack
 from advlab.experiments.builtin._shared import (
     AdversarialPool,
     AttackSpec,
@@ -58,12 +65,16 @@ from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
 from advlab.metrics import mean_ci, robust_accuracy_curve
+from advlab.models import train_classifier
 from advlab.report.comparisons import comparison_rows
 from advlab.report.plots import plot_eta_bars, plot_robustness_curves, plot_training_curves
 from advlab.report.tables import Table, selected_table
 from advlab.utils.progress import progress
 
-Figure = Literal["fig2ab", "fig2cd", "fig2ef", "fig3", "whitebox"]
+Figure = Literal["fig2ab", "fig2cd", "fig2ef", "fig3", "whitebox", "label_free", "imitation"]
+# The model's name in control ids of the variants beyond Fig. 2 and 3.
+TRAINING_MODEL = {"whitebox": "whitebox_training", "label_free": "label_free_training",
+                  "imitation": "imitation_training"}  # fmt: skip
 ETA_LABELS = {1 / 6: "1/6", 1 / 3: "1/3", 1 / 2: "1/2", 2 / 3: "2/3", 5 / 6: "5/6", 1.0: "1"}
 PANEL = {("fig2ab", "mnist"): "fig2a", ("fig2ab", "fashion-mnist"): "fig2b",
          ("fig2cd", "mnist"): "fig2c", ("fig2cd", "fashion-mnist"): "fig2d",
@@ -113,6 +124,10 @@ class OmariConfig(ExperimentConfig):
     fig3_etas: tuple[float, ...] = (1 / 6, 1 / 3, 1 / 2, 2 / 3, 5 / 6, 1.0)
     figures: tuple[Figure, ...] = ("fig2ab", "fig2cd", "fig2ef", "fig3", "whitebox")
     whitebox_iter: int = Field(20, ge=1)
+    imitation_model: Literal["mlp", "small_cnn", "lenet5", "fc1"] = Field(
+        "small_cnn", description="architecture of the substitute f of the imitation variant"
+    )
+    imitation_epochs: int = Field(3, ge=1, description="epochs of f on the cluster ids g(x)")
     robustness_n_test: int | None = Field(
         1000,
         ge=1,
@@ -244,7 +259,7 @@ def _robustness(
 
 def _variants(config: OmariConfig) -> list[tuple[str, dict[str, Any]]]:
     """(unit name, Algorithm 1 parameters) for every requested figure."""
-    base = {"eta": config.eta, "beta": config.beta, "continuous": True, "whitebox": False}
+    base = {"eta": config.eta, "beta": config.beta, "continuous": True, "attack": "surrogate"}
     out: list[tuple[str, dict[str, Any]]] = []
     for fig in config.figures:
         if fig == "fig2ab":
@@ -253,8 +268,8 @@ def _variants(config: OmariConfig) -> list[tuple[str, dict[str, Any]]]:
             out.append(("fig2cd", {**base, "continuous": False}))
         elif fig == "fig2ef":
             out.append(("fig2ef", {**base, "eta": 1.0}))
-        elif fig == "whitebox":
-            out.append(("whitebox", {**base, "whitebox": True}))
+        elif fig in TRAINING_MODEL:
+            out.append((fig, {**base, "attack": fig}))
         else:
             out += [
                 (f"fig3-eta{ETA_LABELS.get(e, f'{e:.3g}')}", {**base, "eta": e, "beta": 1})
@@ -284,11 +299,15 @@ def _run_unit(
         history = meta["history"]
         resume = (history[-1]["step"], arrays["centers"])
         ctx.log.info("%s: resuming after step %d", key, resume[0])
-    if params["whitebox"]:
+    extra: dict[str, Any] = {}
+    if params["attack"] in ("whitebox", "label_free"):
+        labels = data.train.labels if params["attack"] == "whitebox" else None  # None: (x, g(x))
         attack: Any = KMeansWhiteBoxAttack(
-            data.train.labels, config.eps_units, config.whitebox_iter, config.step_ratio,
+            labels, config.eps_units, config.whitebox_iter, config.step_ratio,
             train_data=data.train.images, bounds=(0.0, 1.0), pixel_std=config.input_normalization[1],
         )  # fmt: skip
+    elif params["attack"] == "imitation":
+        attack, extra = _imitation_attack(data, config, ctx, rep)
     else:
         attack = lambda x, idx, eps, km: data.train_pool.get(eps, idx)  # noqa: E731
     beta = params["beta"]
@@ -307,7 +326,45 @@ def _run_unit(
         clock = now
         history.append({"step": s.step, "eps": s.eps, **metrics})
         ctx.save_checkpoint(key, {"centers": s.kmeans.cluster_centers_}, {"history": history})
-    return {"history": history, "seconds": sum(h["step_wall_seconds"] for h in history)}
+    return {"history": history, "seconds": sum(h["step_wall_seconds"] for h in history), **extra}
+
+
+def _imitation_attack(
+    data: _Data, config: OmariConfig, ctx: RunContext, rep: int
+) -> tuple[SurrogateAttack, dict[str, float]]:
+    """The (x, f(x)) training attack of Omari et al. section V: g = plain k-means of this
+    repetition on the clean training data, f = ``imitation_model`` trained on (x, g(x)) (one
+    output per cluster; cached by the cluster ids, so a resumed unit loads the same f), and
+    I-FGSM on f with y = f(x). Also returns how often f(x) = g(x) (%) on the training and test
+    images."""
+    assert data.train.images is not None and data.test.images is not None
+    g = KMeans(config.n_clusters, random_state=config.seed * 1000 + rep, device=config.device)
+    g.fit(data.train.data)
+    ids = g.labels_.astype(np.int64)
+    digest = hashlib.sha256(f"{data.train.sha256}:cluster-ids:".encode() + ids.tobytes())
+    as_classes = dataclasses.replace(
+        data.train, labels=ids, class_names=[str(c) for c in range(config.n_clusters)],
+        sha256=digest.hexdigest(),
+    )  # fmt: skip
+    mean, std = config.input_normalization
+    f = train_classifier(config.imitation_model, as_classes, epochs=config.imitation_epochs,
+                         seed=config.seed + rep, device=config.device, cache=ctx.cache,
+                         mean=mean, std=std).model  # fmt: skip
+    f_train = _predict(f, data.train.images, config.device)
+    f_test = _predict(f, data.test.images, config.device)
+    agreement = {"imitation_train_agreement": 100.0 * float((f_train == ids).mean()),
+                 "imitation_test_agreement": 100.0 * float((f_test == g.predict(data.test.data)).mean())}  # fmt: skip
+    ctx.log.info("imitation rep %d: f(x) = g(x) on %.1f %% of training, %.1f %% of test images",
+                 rep, *agreement.values())  # fmt: skip
+    attack = SurrogateAttack(f, f_train, config.eps_units, config.max_iter, config.step_ratio)
+    return attack, agreement
+
+
+@torch.no_grad()
+def _predict(model: torch.nn.Module, images: np.ndarray, device: str) -> np.ndarray:
+    out = [model(torch.from_numpy(images[i : i + 1000]).to(device)).argmax(1).cpu()
+           for i in range(0, len(images), 1000)]  # fmt: skip
+    return torch.cat(out).numpy()
 
 
 def _summaries(units: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -360,7 +417,7 @@ def _control_model(dataset: str, unit: str) -> str:
     whitebox_training."""
     if unit.startswith("fig3-eta"):
         return unit.removeprefix("fig3-")
-    return PANEL.get((unit, dataset), "whitebox_training" if unit == "whitebox" else unit)
+    return PANEL.get((unit, dataset), TRAINING_MODEL.get(unit, unit))
 
 
 def _control_rows(dataset: str, unit: str, s: dict[str, Any]) -> list[dict[str, Any]]:
@@ -404,14 +461,16 @@ def _robustness_rows(robustness: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _plots(summary: dict[str, dict[str, Any]], config: OmariConfig, ctx: RunContext) -> None:
     panels = []
-    for unit in ("fig2ab", "fig2cd", "fig2ef", "whitebox"):
+    for unit in ("fig2ab", "fig2cd", "fig2ef", *TRAINING_MODEL):
         for dataset in config.datasets:
             s = summary.get(f"{dataset}/{unit}")
             if s is None:
                 continue
-            title = {"whitebox": "white-box training"}.get(
-                unit, PANEL.get((unit, dataset), unit)
-            ) + f" ({dataset})"
+            title = {
+                "whitebox": "white-box training",
+                "label_free": "label-free (x, g(x))",
+                "imitation": "imitation (x, f(x))",
+            }.get(unit, PANEL.get((unit, dataset), unit)) + f" ({dataset})"
             band = {k: {"mean": s[k]["mean"][1:],
                         "low": [m - h for m, h in zip(s[k]["mean"][1:], s[k]["ci99"][1:], strict=True)],
                         "high": [m + h for m, h in zip(s[k]["mean"][1:], s[k]["ci99"][1:], strict=True)]}
@@ -504,6 +563,9 @@ def _controls_table(results: dict[str, Any], config: dict[str, Any]) -> Table:
         body,
         note="plain = k-means before training; fig2a/b = Algorithm 1 (eta = 1/2); fig2c/d = "
         "without continuous learning; fig2e/f = eta = 1; eta<η> = Fig. 3 (beta = 1); "
+        "whitebox_training / label_free_training / imitation_training = Algorithm 1 with PGD on "
+        "the k-means (class labels / (x, g(x))) or I-FGSM on a substitute of the clustering "
+        "((x, f(x))) as training attack; "
         "adv_clean_mapping = the trained centres with clusters mapped to classes on clean "
         "training data; adv_random_target = test attack towards random classes; whitebox = "
         "PGD on the k-means itself at the test eps; certified = certified accuracy at the "
@@ -582,5 +644,22 @@ def run_omari(config: OmariConfig, ctx: RunContext) -> dict[str, Any]:
         "surrogate_accuracy": sur_acc,
         "summary": summary,
         "robustness": robustness,
-        "comparisons": _comparisons(summary, config) + _robustness_rows(robustness),
+        "comparisons": _comparisons(summary, config)
+        + _robustness_rows(robustness)
+        + _imitation_rows(units),
     }
+
+
+def _imitation_rows(units: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``imitation.<dataset>.{train,test}_agreement``: how often the substitute f of the
+    imitation variant predicts the cluster g(x) (%), mean and 99 % CI over repetitions."""
+    rows = []
+    for name, reps in units.items():
+        dataset, unit = name.split("/", 1)
+        if unit != "imitation":
+            continue
+        for split in ("train", "test"):
+            mean, half = mean_ci([[r[f"imitation_{split}_agreement"]] for r in reps])
+            rows.append({"id": f"imitation.{dataset}.{split}_agreement", "ours": float(mean[0]),
+                         "paper": None, "unit": "%", "ci99": float(half[0])})  # fmt: skip
+    return rows
