@@ -139,7 +139,9 @@ class MygdalisConfig(ExperimentConfig):
         description="classifier epochs (None: fc1 20 with cosine, lenet5 8, wong_small 20)",
     )
     pr_train_n: int | None = Field(
-        None, ge=100, description="random training subset of MNIST-PR's IBP training (None: all 60,000)"
+        None,
+        ge=100,
+        description="random training subset of MNIST-PR's IBP training (None: all 60,000)",
     )
     pr_train_eps: float = Field(
         0.1,
