@@ -92,6 +92,7 @@ def test_readme_has_a_block_for_every_committed_run():
     committed = {p.name for p in COMMITTED.iterdir() if (p / "results.json").is_file()}
     assert committed == {
         "omari2024",
+        "omari2024-label-free",
         "mygdalis2020",
         "poison-cluster",
         "clustering-attacks",

@@ -524,7 +524,8 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
         "training eps; fig2c/d (no continuous learning) and fig2e/f (eta = 1) have paper "
         "values only where the paper's prose quotes them.",
     )
-    return [paper, _controls_table(results, config), *_robustness_tables(results, config)]
+    tables = [paper] if paper.rows else []  # a run of variants without paper values has none
+    return [*tables, _controls_table(results, config), *_robustness_tables(results, config)]
 
 
 def _cell(by_id: dict[str, dict[str, Any]], cid: str, digits: int = 1) -> str:
