@@ -24,6 +24,7 @@ from advlab.experiments import (
     run_experiment,
     validate_config,
 )
+from advlab.experiments.executors import EXECUTORS, ExecutorError, make_executor
 from advlab.report import format_comparisons
 from advlab.report.document import ReportError
 from advlab.utils.perf import tune_cpu_allocator
@@ -36,6 +37,8 @@ EXAMPLES = """examples:
   advlab show omari2024 --profile quick --set n_clusters=50 > my.yaml
   advlab run my.yaml --out runs/mine
   advlab reproduce omari2024 --profile quick --out runs/omari
+  advlab reproduce poison-cluster --executor local --workers 2
+  advlab reproduce omari2024 --profile paper --executor dask --scheduler tcp://host:8786
   advlab report runs/omari runs/poison --html report.html
   advlab report docs/results/* --markdown --update README.md
   advlab cache verify --repair
@@ -58,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--quiet", action="store_true", help="no progress bars, no log on stderr")
     common.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+    common.add_argument("--executor", choices=EXECUTORS, default="serial",
+                        help="where independent units run: this process (serial), worker "
+                        "processes here (local) or a Dask cluster (dask); results do not depend on it")  # fmt: skip
+    common.add_argument("--workers", type=int, help="worker processes for --executor local")
+    common.add_argument("--scheduler", metavar="ADDRESS",
+                        help="Dask scheduler for --executor dask, e.g. tcp://host:8786")  # fmt: skip
     overrides = argparse.ArgumentParser(add_help=False)
     overrides.add_argument("--set", dest="overrides", action="append", default=[],
                            metavar="KEY=VALUE",
@@ -270,8 +279,15 @@ def main(argv: list[str] | None = None) -> int:
         _check_writable_folder(out, "--out")
         cache = Cache(args.cache)
         _check_writable_folder(cache.root, "--cache")
-        results = run_experiment(experiment, config, out, cache, profile, args.quiet)
-    except USER_ERRORS as exc:  # a mistake in the command or the config: one line, exit 2
+        executor = make_executor(args.executor, args.workers, args.scheduler)
+        try:
+            results = run_experiment(experiment, config, out, cache, profile, args.quiet, executor)
+        finally:
+            executor.close()
+    except (
+        *USER_ERRORS,
+        ExecutorError,
+    ) as exc:  # a mistake in the command or the config: one line, exit 2
         if args.debug:
             raise
         print(f"advlab: error: {exc}", file=sys.stderr)

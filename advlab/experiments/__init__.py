@@ -1,4 +1,5 @@
-"""Experiments: validated configs, the resumable runner, the artefact cache, the registry."""
+"""Experiments: validated configs, the resumable runner, its executors (serial, local processes,
+Dask), the artefact cache, the registry."""
 
 from advlab.experiments.config import (
     ConfigError,
@@ -7,6 +8,14 @@ from advlab.experiments.config import (
     read_config_file,
     validate_config,
 )
+from advlab.experiments.executors import (
+    DaskExecutor,
+    Executor,
+    ExecutorError,
+    LocalExecutor,
+    SerialExecutor,
+    make_executor,
+)
 from advlab.experiments.registry import Experiment, get_experiment, list_experiments, register
 from advlab.experiments.runner import RunContext, RunDirError, run_experiment
 from advlab.utils.cache import Cache
@@ -14,13 +23,19 @@ from advlab.utils.cache import Cache
 __all__ = [
     "Cache",
     "ConfigError",
+    "DaskExecutor",
+    "Executor",
+    "ExecutorError",
     "Experiment",
     "ExperimentConfig",
+    "LocalExecutor",
     "RunContext",
     "RunDirError",
+    "SerialExecutor",
     "apply_overrides",
     "get_experiment",
     "list_experiments",
+    "make_executor",
     "read_config_file",
     "register",
     "run_experiment",

@@ -21,7 +21,7 @@ import platform
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,12 @@ import torch
 from advlab import __version__
 from advlab.data.datasets import Dataset
 from advlab.experiments.config import ExperimentConfig
+from advlab.experiments.executors import Executor, Job, SerialExecutor
 from advlab.experiments.registry import Experiment
 from advlab.utils.cache import Cache, move_aside, read_verified, write_verified
 from advlab.utils.io import atomic_write_json, json_roundtrip, sha256_bytes
 from advlab.utils.perf import allocator_tuned
+from advlab.utils.progress import progress
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "matplotlib", "pydantic", "safetensors")
 
@@ -56,13 +58,28 @@ class RunContext:
         The artefact cache.
     log : logging.Logger
         The run's log (file and, unless quiet, stderr).
+    executor : Executor or None, default=None
+        Where ``units`` runs its jobs; None: in this process.
+
+    A context pickles (for a job that needs the cache, checkpoints or the log on a worker): the
+    copy keeps the run directory, config and cache, and logs to the run's ``log.txt`` when the
+    worker sees it; it has no executor, so a worker never starts workers itself.
     """
 
-    def __init__(self, out: Path, config: ExperimentConfig, cache: Cache, log: logging.Logger):
+    def __init__(
+        self,
+        out: Path,
+        config: ExperimentConfig,
+        cache: Cache,
+        log: logging.Logger,
+        executor: Executor | None = None,
+    ):
         self.out = out
         self.config = config
         self.cache = cache
         self.log = log
+        self.executor = executor or SerialExecutor()
+        self.units_in_process = 0
         self.seeds: dict[str, int] = {"seed": config.seed}
         self.datasets: dict[str, dict[str, Any]] = {}
         self.units_done = 0
@@ -77,22 +94,70 @@ class RunContext:
         is unreadable or whose result does not match its stored hash is moved aside with a
         warning naming it, and the unit is recomputed.
         """
-        path = self.out / "units" / (_safe_name(key) + ".json")
-        if path.is_file():
-            stored = _read_unit(path, key)
-            if stored is not None:
-                self.units_done += 1
-                self.unit_seconds[key] = float(stored.get("seconds") or 0.0)
-                return stored["result"]
+        stored = self._stored(key)
+        if stored is not None:
+            return stored
         start = time.perf_counter()
-        result = json_roundtrip(compute())
-        record = {"key": key, "seconds": time.perf_counter() - start, "result": result,
+        result = compute()
+        self.units_in_process += 1
+        return self._store(key, result, time.perf_counter() - start)
+
+    def units(self, jobs: Mapping[str, Job], desc: str = "") -> dict[str, dict[str, Any]]:
+        """Results of many independent units, keyed like ``jobs``: finished ones loaded, the
+        others run by the run's executor (in parallel with ``local`` or ``dask``) and each stored
+        as soon as it arrives, so an interrupted run keeps every unit that finished.
+
+        Each job must be picklable for the parallel executors: a ``functools.partial`` of a
+        module-level function (see ``advlab.experiments.executors``). The stored copy is what is
+        returned, so serial, parallel and resumed runs see identical values.
+        """
+        results: dict[str, dict[str, Any]] = {}
+        pending: dict[str, Job] = {}
+        for key, job in jobs.items():
+            stored = self._stored(key)
+            if stored is not None:
+                results[key] = stored
+            else:
+                pending[key] = job
+        finished = self.executor.run(pending)
+        for key, result, seconds in progress(finished, desc=desc, total=len(pending)):
+            results[key] = self._store(key, result, seconds)
+        return {key: results[key] for key in jobs}
+
+    def _unit_path(self, key: str) -> Path:
+        return self.out / "units" / (_safe_name(key) + ".json")
+
+    def _stored(self, key: str) -> dict[str, Any] | None:
+        path = self._unit_path(key)
+        if not path.is_file():
+            return None
+        stored = _read_unit(path, key)
+        if stored is None:
+            return None
+        self.units_done += 1
+        self.unit_seconds[key] = float(stored.get("seconds") or 0.0)
+        return stored["result"]
+
+    def _store(self, key: str, result: dict[str, Any], seconds: float) -> dict[str, Any]:
+        result = json_roundtrip(result)
+        record = {"key": key, "seconds": seconds, "result": result,
                   "sha256": _result_sha256(result)}  # fmt: skip
         # not strict JSON: NaN must read back as NaN on resume
-        atomic_write_json(path, record, strict=False)
+        atomic_write_json(self._unit_path(key), record, strict=False)
         self.units_computed += 1
-        self.unit_seconds[key] = record["seconds"]
+        self.unit_seconds[key] = seconds
         return result
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["log"] = None
+        state["executor"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.executor = SerialExecutor()
+        self.log = _worker_logger(self.out)
 
     def _checkpoint_path(self, key: str) -> Path:
         return self.out / "checkpoints" / (_safe_name(key) + ".safetensors")
@@ -141,6 +206,7 @@ def run_experiment(
     cache: Cache | None = None,
     profile: str | None = None,
     quiet: bool = False,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Run ``experiment`` with ``config`` into ``out``; returns (and writes) ``results.json``.
 
@@ -158,6 +224,9 @@ def run_experiment(
         The profile's name, recorded in the run directory.
     quiet : bool, default=False
         No progress bars, no log on stderr.
+    executor : Executor or None, default=None
+        Where the experiment's independent units run (``RunContext.units``); None: serially in
+        this process. The results do not depend on it.
 
     Returns
     -------
@@ -172,7 +241,8 @@ def run_experiment(
     }
     _claim_run_dir(out, resolved)
     log = _make_logger(out, quiet)
-    ctx = RunContext(out, config, cache or Cache(), log)
+    executor = executor or SerialExecutor()
+    ctx = RunContext(out, config, cache or Cache(), log, executor)
     manifest: dict[str, Any] = {
         "experiment": experiment.name,
         "profile": profile,
@@ -184,6 +254,7 @@ def run_experiment(
         "command": sys.argv,
         "torch_threads": torch.get_num_threads(),
         "malloc_tuned": allocator_tuned(),
+        **executor.describe(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_json(out / "manifest.json", manifest)
@@ -199,10 +270,19 @@ def run_experiment(
         seconds=time.perf_counter() - start,
         units_resumed=ctx.units_done,
         units_computed=ctx.units_computed,
+        units_in_process=ctx.units_in_process,
         unit_seconds=ctx.unit_seconds,
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     atomic_write_json(out / "manifest.json", manifest)
+    if executor.name != "serial" and ctx.units_in_process:
+        log.warning(
+            "%d units of %s ran in this process, not on the %s executor (units that hold "
+            "in-memory objects are not distributable yet)",
+            ctx.units_in_process,
+            experiment.name,
+            executor.name,
+        )
     log.info(
         "done in %.1f s (%d units computed, %d resumed)",
         manifest["seconds"],
@@ -276,6 +356,18 @@ def _make_logger(out: Path, quiet: bool) -> logging.Logger:
         stream = logging.StreamHandler(sys.stderr)
         stream.setFormatter(fmt)
         log.addHandler(stream)
+    return log
+
+
+def _worker_logger(out: Path) -> logging.Logger:
+    """A worker's log: appended to the run's ``log.txt`` when this machine sees it."""
+    log = logging.getLogger(f"advlab.worker.{out}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if not log.handlers and (out / "log.txt").is_file():
+        handler = logging.FileHandler(out / "log.txt")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [worker] %(message)s"))
+        log.addHandler(handler)
     return log
 
 

@@ -24,7 +24,11 @@ from advlab.experiments.runner import RunContext
 from advlab.models import train_classifier
 from advlab.utils.cache import Cache
 
-POOL_VERSION = "1"
+# 2: images are attacked in whole index-aligned chunks of POOL_CHUNK (one batch each), so an
+# image's adversarial version never depends on which other images were requested with it (batch
+# composition changes float rounding): a pool is bit-identical whoever fills it, in any order
+POOL_VERSION = "2"
+POOL_CHUNK = 256
 
 
 def surrogate(
@@ -111,7 +115,11 @@ class AdversarialPool:
         return (self.ds.labels + shift) % self.ds.n_classes
 
     def get(self, eps: float, indices: np.ndarray | None = None) -> np.ndarray:
-        """Adversarial images (float32, (len(indices), 1, H, W)) at ``eps`` for ``indices``."""
+        """Adversarial images (float32, (len(indices), 1, H, W)) at ``eps`` for ``indices``.
+
+        Images not in the cache yet are attacked with the rest of their chunk (indices
+        ``[c * POOL_CHUNK, (c + 1) * POOL_CHUNK)``, one batch), so the values do not depend on
+        the request."""
         assert self.ds.images is not None
         idx = np.arange(len(self.ds)) if indices is None else np.asarray(indices)
         if eps == 0:
@@ -120,10 +128,13 @@ class AdversarialPool:
         stored = self.cache.load("adv-pool", parts, POOL_VERSION)
         x = stored["x"] if stored else np.zeros(self.ds.images.shape, dtype=np.float16)
         done = stored["done"].astype(bool) if stored else np.zeros(len(self.ds), dtype=bool)
-        missing = idx[~done[idx]]
-        if len(missing):
-            x[missing] = self._attack(missing, eps).astype(np.float16)
-            done[missing] = True
+        chunks = np.unique(idx[~done[idx]] // POOL_CHUNK)
+        if len(chunks):
+            todo = np.concatenate(
+                [np.arange(c * POOL_CHUNK, min((c + 1) * POOL_CHUNK, len(self.ds))) for c in chunks]
+            )
+            x[todo] = self._attack(todo, eps).astype(np.float16)
+            done[todo] = True
             self.cache.save(
                 "adv-pool", parts, POOL_VERSION, {"x": x, "done": done.astype(np.uint8)}
             )
@@ -134,7 +145,7 @@ class AdversarialPool:
         spec = self.spec
         atk = IFGSM(
             self.model, eps=eps, max_iter=spec.max_iter, eps_step=eps * spec.step_ratio,
-            eps_units=spec.eps_units,
+            eps_units=spec.eps_units, batch_size=POOL_CHUNK,
             criterion=TargetedMisclassification() if spec.target_seed is not None else None,
         )  # fmt: skip
         target = torch.from_numpy(self._targets()[idx]) if spec.target_seed is not None else None

@@ -31,7 +31,9 @@ training eps from the certificate (lower bound), the exact attack and PGD (upper
 
 The surrogate is trained on MNIST only and used unchanged on Fashion-MNIST, as in the paper.
 Adversarial images come from cached pools (``._shared``): repetitions after the first cost
-only k-means.
+only k-means. Every unit is a picklable job over names and the config (the training pool's eps
+levels are units of their own, run first), so ``--executor local`` / ``dask`` runs them on
+workers that share the cache; the results do not depend on the executor.
 """
 
 from __future__ import annotations
@@ -69,7 +71,6 @@ from advlab.models import train_classifier
 from advlab.report.comparisons import comparison_rows
 from advlab.report.plots import plot_eta_bars, plot_robustness_curves, plot_training_curves
 from advlab.report.tables import Table, selected_table
-from advlab.utils.progress import progress
 
 Figure = Literal["fig2ab", "fig2cd", "fig2ef", "fig3", "whitebox", "label_free", "imitation"]
 # The model's name in control ids of the variants beyond Fig. 2 and 3.
@@ -276,6 +277,57 @@ def _variants(config: OmariConfig) -> list[tuple[str, dict[str, Any]]]:
                 for e in config.fig3_etas
             ]
     return out
+
+
+_DATA: dict[tuple[str, str, str], _Data] = {}
+
+
+def _surrogate(config: OmariConfig, ctx: RunContext) -> tuple[Any, str, float | None]:
+    """The surrogate (trained once, then loaded from the cache by every process)."""
+    return surrogate(ctx, config.surrogate, config.surrogate_epochs, config.device,
+                     config.surrogate_data, config.surrogate_schedule, config.input_normalization)  # fmt: skip
+
+
+def _data(name: str, config: OmariConfig, ctx: RunContext) -> _Data:
+    """This process's ``_Data`` of dataset ``name``, built once per process from the cache
+    (surrogate weights, pools), so a unit shipped to a worker needs only names and configs."""
+    key = (name, config.model_dump_json(), str(ctx.cache.root))
+    if key not in _DATA:
+        model, model_key, _ = _surrogate(config, ctx)
+        _DATA[key] = _Data(name, config, ctx, model, model_key)
+    data = _DATA[key]
+    ctx.record_dataset(data.train)
+    ctx.record_dataset(data.test)
+    return data
+
+
+def _pool_eps(variants: list[tuple[str, dict[str, Any]]], config: OmariConfig) -> list[float]:
+    """The training eps (s / beta * eps_max, as Algorithm 1 computes them) at which the
+    variants that train on the surrogate's I-FGSM read the training pool."""
+    eps = {step / p["beta"] * config.eps_max for _, p in variants if p["attack"] == "surrogate"
+           for step in range(1, p["beta"] + 1)}  # fmt: skip
+    return sorted(eps)
+
+
+def _warm_pool(name: str, config: OmariConfig, ctx: RunContext, eps: float) -> dict[str, Any]:
+    """Fill the training pool of ``name`` at ``eps`` for every image (a unit of its own, so
+    workers attack the eps levels in parallel before the Algorithm 1 units read them)."""
+    pool = _data(name, config, ctx).train_pool
+    pool.get(eps)
+    return {"eps": eps, "images": len(pool.ds)}
+
+
+def _unit_job(
+    name: str,
+    config: OmariConfig,
+    ctx: RunContext,
+    key: str,
+    params: dict[str, Any],
+    rep: int,
+    robustness_steps: tuple[int, ...],
+) -> dict[str, Any]:
+    """``_run_unit`` from names only (picklable): the data come from this process's cache."""
+    return _run_unit(_data(name, config, ctx), config, ctx, key, params, rep, robustness_steps)
 
 
 def _run_unit(
@@ -609,25 +661,20 @@ def _robustness_tables(results: dict[str, Any], config: dict[str, Any]) -> list[
 @register("omari2024", OmariConfig, profiles={"quick": QUICK, "paper": PAPER, "digits": DIGITS},
           tables=_report_tables, sample_size=_sample_size, description="Omari et al.: Algorithm 1, Fig. 2 a-f and Fig. 3 (+ controls, white-box training)")  # fmt: skip
 def run_omari(config: OmariConfig, ctx: RunContext) -> dict[str, Any]:
-    model, model_key, sur_acc = surrogate(
-        ctx,
-        config.surrogate,
-        config.surrogate_epochs,
-        config.device,
-        config.surrogate_data,
-        config.surrogate_schedule,
-        config.input_normalization,
-    )
+    _, _, sur_acc = _surrogate(config, ctx)
     variants = _variants(config)
+    jobs = [(v, p, r) for r in range(config.repetitions) for v, p in variants]
     units: dict[str, list[dict[str, Any]]] = {}
     for name in config.datasets:
-        data = _Data(name, config, ctx, model, model_key)
-        jobs = [(v, p, r) for r in range(config.repetitions) for v, p in variants]
-        for variant, params, rep in progress(jobs, desc=f"omari2024 {name}"):
-            key = f"{name}-{variant}-rep{rep}"
-            steps = (0, params["beta"]) if variant == "fig2ab" else (params["beta"],)
-            result = ctx.unit(key, partial(_run_unit, data, config, ctx, key, params, rep,
-                                           steps if rep == 0 else ()))  # fmt: skip
+        _data(name, config, ctx)  # records the data, trains or loads the surrogate, test pools
+        ctx.units({f"{name}-pool-eps{e:.6g}": partial(_warm_pool, name, config, ctx, e)
+                   for e in _pool_eps(variants, config)}, desc=f"omari2024 {name} pools")  # fmt: skip
+        keys = {f"{name}-{v}-rep{r}": (v, p, r) for v, p, r in jobs}
+        done = ctx.units({key: partial(_unit_job, name, config, ctx, key, p, r,
+                                       ((0, p["beta"]) if v == "fig2ab" else (p["beta"],)) if r == 0 else ())
+                          for key, (v, p, r) in keys.items()}, desc=f"omari2024 {name}")  # fmt: skip
+        for key, (variant, _, _) in keys.items():
+            result = done[key]
             units.setdefault(f"{name}/{variant}", []).append(result)
             last = result["history"][-1]
             ctx.log.info(

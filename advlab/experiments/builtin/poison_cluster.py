@@ -11,6 +11,7 @@ contextual reversal, PCA pictures and an attack x defense heat map.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import Any, Literal
 
@@ -49,7 +50,6 @@ from advlab.experiments.runner import RunContext
 from advlab.metrics import calinski_harabasz, changed_cluster, davies_bouldin, mean_ci, silhouette
 from advlab.report.plots import plot_heatmap, plot_pca_panels, plot_sweep
 from advlab.report.tables import Table
-from advlab.utils.progress import progress
 from advlab.utils.validation import check_number
 
 Attack = Literal[
@@ -484,30 +484,26 @@ def run_poison(config: PoisonConfig, ctx: RunContext) -> dict[str, Any]:
     budget_results: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     comparisons: list[dict[str, Any]] = []
     sweeps: dict[str, Any] = {}
+    data: dict[str, tuple[np.ndarray, np.ndarray]] = {d: _load(d, config) for d in config.datasets}
+    done = ctx.units(_jobs(data, config), desc="poison-cluster")
     for dataset in config.datasets:
-        X, y = _load(dataset, config)
-        jobs = [(a, s) for a in config.attacks for s in range(config.n_seeds)]
-        for attack, seed in progress(jobs, desc=f"poison {dataset}"):
-            unit = ctx.unit(
-                f"{dataset}-{attack}-seed{seed}",
-                partial(_unit, dataset, attack, seed, X, y, config),
-            )
-            results.setdefault((dataset, attack), []).append(unit)
+        for attack in config.attacks:
+            results[(dataset, attack)] = [
+                done[f"{dataset}-{attack}-seed{s}"] for s in range(config.n_seeds)
+            ]
         if dataset in PAPER_FLIP:
-            sweep = ctx.unit(f"{dataset}-flip-sweep", partial(flip_ratio_sweep, X, y, None, config.n_seeds,
-                                                              config.flip_seed_fraction, 0.95, config.flip_reliable_share))  # fmt: skip
+            sweep = done[f"{dataset}-flip-sweep"]
             sweeps[dataset] = sweep
             comparisons.append({"id": f"flip_ratio.first_collapse.{dataset}", "ours": sweep["collapse_ratio"],
                                 "paper": PAPER_FLIP[dataset], "unit": "ratio", "ci95": sweep["collapse_ci"]})  # fmt: skip
             comparisons.append({"id": f"flip_ratio.reliable.{dataset}", "ours": sweep["reliable_ratio"],
                                 "paper": PAPER_FLIP[dataset], "unit": "ratio"})  # fmt: skip
-        budget_jobs = [(a, b, s) for b in config.budgets for a in config.budget_attacks
-                       for s in range(config.n_seeds)]  # fmt: skip
-        for attack, budget, seed in progress(budget_jobs, desc=f"poison {dataset} budgets"):
-            unit = ctx.unit(f"{dataset}-budget{budget:g}-{attack}-seed{seed}",
-                            partial(_budget_unit, attack, budget, seed, X, y, config))  # fmt: skip
-            budget_results.setdefault((dataset, attack, budget), []).append(unit)
-        reversal = ctx.unit(f"{dataset}-reversal", partial(_reversal, X, y))
+        for budget in config.budgets:
+            for attack in config.budget_attacks:
+                budget_results[(dataset, attack, budget)] = [
+                    done[f"{dataset}-budget{budget:g}-{attack}-seed{s}"] for s in range(config.n_seeds)
+                ]  # fmt: skip
+        reversal = done[f"{dataset}-reversal"]
         comparisons.append({"id": f"contextual_reversal.{dataset}.n_injected", "ours": float(reversal["n_injected"]),
                             "paper": None, "unit": "points", "reversed": reversal["reversed"]})  # fmt: skip
     summary = _summaries(results, config)
@@ -545,6 +541,31 @@ def run_poison(config: PoisonConfig, ctx: RunContext) -> dict[str, Any]:
     _pictures(config, ctx)
     return {"summary": summary, "flip_sweeps": sweeps, "improved_internal_metrics": _flags(summary, config),
             "comparisons": comparisons}  # fmt: skip
+
+
+def _jobs(
+    data: Mapping[str, tuple[np.ndarray, np.ndarray]], config: PoisonConfig
+) -> dict[str, partial[dict[str, Any]]]:
+    """Every unit of the experiment as a picklable job (seeds come from the key), so an executor
+    can run them in any order, anywhere: per dataset the attack x seed units, the flip sweep, the
+    budget-matched units and the contextual reversal."""
+    jobs: dict[str, partial[dict[str, Any]]] = {}
+    for dataset, (X, y) in data.items():
+        for attack in config.attacks:
+            for seed in range(config.n_seeds):
+                jobs[f"{dataset}-{attack}-seed{seed}"] = partial(
+                    _unit, dataset, attack, seed, X, y, config
+                )
+        if dataset in PAPER_FLIP:
+            jobs[f"{dataset}-flip-sweep"] = partial(flip_ratio_sweep, X, y, None, config.n_seeds,
+                                                    config.flip_seed_fraction, 0.95, config.flip_reliable_share)  # fmt: skip
+        for budget in config.budgets:
+            for attack in config.budget_attacks:
+                for seed in range(config.n_seeds):
+                    jobs[f"{dataset}-budget{budget:g}-{attack}-seed{seed}"] = partial(
+                        _budget_unit, attack, budget, seed, X, y, config)  # fmt: skip
+        jobs[f"{dataset}-reversal"] = partial(_reversal, X, y)
+    return jobs
 
 
 def _budget_rows(

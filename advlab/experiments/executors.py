@@ -1,0 +1,234 @@
+"""Where an experiment's units run: in this process, in worker processes on this machine, or on
+a Dask distributed cluster.
+
+A *job* is a picklable zero-argument callable returning a JSON-serialisable dict: a
+``functools.partial`` of a module-level function over numpy arrays, configs and plain values.
+Anything heavy it needs (trained weights, adversarial pools) it reads from the artefact cache by
+key, so a worker on another machine that sees the same cache folder computes the same dict.
+Seeds come from a job's arguments (its unit key), never from the order in which jobs run, so
+every executor and every number of workers gives identical results.
+
+The executors only compute; the run's ``RunContext.units`` stores each result in the run
+directory as soon as it arrives, so an interrupted run resumes from the units that finished,
+whichever executor ran them.
+
+Dask is used as it is, not re-implemented: its scheduler places the jobs, reschedules the ones
+of a worker that dies, and ``as_completed`` returns them in finishing order.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+Job = Callable[[], dict[str, Any]]
+
+
+class ExecutorError(ValueError):
+    """A bad executor option, or a Dask scheduler that cannot be reached."""
+
+
+EXECUTORS = ("serial", "local", "dask")
+
+
+def timed_call(job: Job) -> tuple[dict[str, Any], float]:
+    """``job()`` and the seconds it took (where it ran). Module level, so it pickles."""
+    start = time.perf_counter()
+    result = job()
+    return result, time.perf_counter() - start
+
+
+class Executor(ABC):
+    """Runs jobs and yields ``(key, result, seconds)`` as each finishes."""
+
+    name = "executor"
+
+    @abstractmethod
+    def run(self, jobs: Mapping[str, Job]) -> Iterator[tuple[str, dict[str, Any], float]]:
+        """Run every job; yield each one's key, result and seconds in finishing order. The
+        first job to raise stops the others and the exception reaches the caller."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the run directory's manifest records about this executor."""
+        return {"executor": self.name}
+
+    def close(self) -> None:  # noqa: B027 - optional hook: the serial executor holds nothing
+        """Release workers or connections (nothing for the serial executor)."""
+
+
+class SerialExecutor(Executor):
+    """Every job in this process, in the order given."""
+
+    name = "serial"
+
+    def run(self, jobs: Mapping[str, Job]) -> Iterator[tuple[str, dict[str, Any], float]]:
+        for key, job in jobs.items():
+            result, seconds = timed_call(job)
+            yield key, result, seconds
+
+
+def _init_local_worker(threads: int) -> None:
+    """Worker process set-up: ``threads`` torch threads (so N workers do not oversubscribe the
+    cores) and no progress bars."""
+    import torch
+
+    from advlab.utils.progress import set_quiet
+
+    torch.set_num_threads(threads)
+    set_quiet(True)
+
+
+class LocalExecutor(Executor):
+    """Jobs in ``workers`` worker processes on this machine (``spawn``, so no state of the
+    parent leaks in; the environment, ``ADVLAB_CACHE`` and ``ADVLAB_DATA`` included, does).
+
+    Parameters
+    ----------
+    workers : int
+        Number of processes (>= 1).
+    threads_per_worker : int or None, default=None
+        Torch threads in each; None: the machine's cores divided by ``workers`` (at least 1).
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int, threads_per_worker: int | None = None) -> None:
+        if workers < 1:
+            raise ExecutorError(f"--workers must be >= 1, got {workers}")
+        self.workers = int(workers)
+        cores = os.cpu_count() or 1
+        self.threads = int(threads_per_worker or max(1, cores // self.workers))
+        self._pool: Any = None
+
+    def _get_pool(self) -> Any:
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_local_worker,
+                initargs=(self.threads,),
+            )
+        return self._pool
+
+    def run(self, jobs: Mapping[str, Job]) -> Iterator[tuple[str, dict[str, Any], float]]:
+        from concurrent.futures import as_completed
+
+        if not jobs:
+            return
+        pool = self._get_pool()
+        futures = {pool.submit(timed_call, job): key for key, job in jobs.items()}
+        try:
+            for future in as_completed(futures):
+                result, seconds = future.result()
+                yield futures[future], result, seconds
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": self.name, "workers": self.workers, "threads_per_worker": self.threads}
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
+class DaskExecutor(Executor):
+    """Jobs on a Dask distributed cluster: an existing scheduler's address
+    (``tcp://host:8786``; dask-jobqueue and dask-kubernetes clusters expose one) or a
+    ``distributed.Client``. Every worker must import advlab and see the same cache folder
+    (``ADVLAB_CACHE``) and data (``ADVLAB_DATA``).
+
+    Parameters
+    ----------
+    scheduler : str or distributed.Client
+        The scheduler's address, or a connected client (not closed by ``close``).
+    """
+
+    name = "dask"
+
+    def __init__(self, scheduler: Any) -> None:
+        try:
+            from distributed import Client
+        except ImportError as exc:  # pragma: no cover - the message is the point
+            raise ImportError(
+                "--executor dask needs Dask: pip install 'advlab[dask]' (dask[distributed])"
+            ) from exc
+        if isinstance(scheduler, Client):
+            self.client, self._owned = scheduler, False
+        else:
+            if not scheduler:
+                raise ExecutorError("--executor dask needs --scheduler ADDRESS (tcp://host:8786)")
+            try:
+                self.client, self._owned = Client(scheduler, timeout="10s"), True
+            except (OSError, TimeoutError) as exc:
+                raise ExecutorError(
+                    f"could not reach the Dask scheduler at {scheduler} ({exc})"
+                ) from exc
+        self.address = str(self.client.scheduler_info().get("address", scheduler))
+
+    def run(self, jobs: Mapping[str, Job]) -> Iterator[tuple[str, dict[str, Any], float]]:
+        from distributed import as_completed
+
+        if not jobs:
+            return
+        batch = uuid.uuid4().hex[:8]  # unique task keys: a rerun never collides with old tasks
+        futures = {
+            self.client.submit(timed_call, job, key=f"advlab-{batch}-{key}", pure=False): key
+            for key, job in jobs.items()
+        }
+        try:
+            for future in as_completed(futures):
+                result, seconds = future.result()
+                yield futures[future], result, seconds
+        finally:
+            self.client.cancel(list(futures))
+
+    def describe(self) -> dict[str, Any]:
+        workers = self.client.scheduler_info().get("workers", {})
+        return {"executor": self.name, "scheduler": self.address, "workers": len(workers)}
+
+    def close(self) -> None:
+        if self._owned:
+            self.client.close()
+
+
+def make_executor(
+    kind: str = "serial", workers: int | None = None, scheduler: Any = None
+) -> Executor:
+    """The executor ``kind``; an ``ExecutorError`` naming a bad option.
+
+    Parameters
+    ----------
+    kind : {"serial", "local", "dask"}, default="serial"
+        This process, worker processes on this machine, or a Dask cluster.
+    workers : int or None, default=None
+        Processes for "local"; None: one per core.
+    scheduler : str, distributed.Client or None, default=None
+        The Dask scheduler's address (or a client) for "dask".
+
+    Returns
+    -------
+    Executor
+    """
+    if kind == "serial":
+        if workers not in (None, 1) or scheduler is not None:
+            raise ExecutorError("--workers and --scheduler need --executor local or dask")
+        return SerialExecutor()
+    if kind == "local":
+        if scheduler is not None:
+            raise ExecutorError("--scheduler is for --executor dask")
+        return LocalExecutor(workers if workers is not None else os.cpu_count() or 1)
+    if kind == "dask":
+        if workers is not None:
+            raise ExecutorError("--workers is for --executor local (a Dask cluster has its own)")
+        return DaskExecutor(scheduler)
+    raise ExecutorError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")

@@ -1,0 +1,87 @@
+"""Wall time of one experiment profile, side by side in one run: serially, on ``--executor local
+--workers N`` and on a Dask ``LocalCluster`` of N single-threaded workers; and whether the three
+``results.json`` are byte-identical (and the largest relative difference of a comparison where
+not: units that ran on a different number of torch threads round float32 sums differently).
+
+    ADVLAB_DATA=../shared/data .venv/bin/python benchmarks/executors.py poison-cluster quick
+    ADVLAB_DATA=../shared/data .venv/bin/python benchmarks/executors.py omari2024 digits
+
+Each executor runs into its own run directory with its own empty cache, so every one pays for
+training and pools (nothing is shared between them). Threads: the serial run uses every core
+(torch's default), each of the N workers ``cores // N`` torch threads (local) or 1 (Dask), so
+N workers never oversubscribe the cores. Prints one JSON object. Not a test: compare the numbers
+of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from advlab.experiments import Cache, get_experiment, run_experiment, validate_config
+from advlab.experiments.executors import DaskExecutor, Executor, LocalExecutor, SerialExecutor
+
+
+def _timed(name: str, profile: str, root: Path, label: str, executor: Executor) -> float:
+    exp = get_experiment(name)
+    config = validate_config(exp.config_cls, exp.profiles[profile])
+    start = time.perf_counter()
+    try:
+        run_experiment(exp, config, root / label, Cache(root / f"cache-{label}"), profile,
+                       quiet=True, executor=executor)  # fmt: skip
+    finally:
+        executor.close()
+    return time.perf_counter() - start
+
+
+def _ours(path: Path) -> dict[str, float]:
+    return {c["id"]: c["ours"] for c in json.loads(path.read_text())["comparisons"]}
+
+
+def _max_rel(a: dict[str, float], b: dict[str, float]) -> float:
+    """Largest |a - b| / max(|a|, 1e-12) over the comparisons (NaN = NaN)."""
+    worst = 0.0
+    for key, x in a.items():
+        y = b[key]
+        if x != y and not (math.isnan(x) and math.isnan(y)):
+            worst = max(worst, abs(x - y) / max(abs(x), 1e-12))
+    return worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiment")
+    parser.add_argument("profile")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, help="keep the run directories here")
+    args = parser.parse_args()
+    root = args.out or Path(tempfile.mkdtemp(prefix="advlab-executors-"))
+    seconds = {
+        "serial": _timed(args.experiment, args.profile, root, "serial", SerialExecutor()),
+        "local": _timed(args.experiment, args.profile, root, "local", LocalExecutor(args.workers)),
+    }
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+        seconds["dask"] = _timed(args.experiment, args.profile, root, "dask", DaskExecutor(client))
+    reference = (root / "serial" / "results.json").read_bytes()
+    ours = {k: _ours(root / k / "results.json") for k in seconds}
+    print(json.dumps({
+        "experiment": args.experiment, "profile": args.profile, "cores": os.cpu_count(),
+        "workers": args.workers, "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "speedup_vs_serial": {k: round(seconds["serial"] / v, 2) for k, v in seconds.items()},
+        "identical_results": {k: (root / k / "results.json").read_bytes() == reference
+                              for k in seconds},
+        "max_relative_difference": {k: _max_rel(ours["serial"], ours[k]) for k in seconds},
+        "runs": str(root),
+    }, indent=1))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Executors: the same results.json whether units run serially, in local worker processes or on
+a Dask distributed cluster; a worker killed mid-run and an interrupted client lose nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from advlab.cli.main import main
+from advlab.experiments import Cache, get_experiment, run_experiment, validate_config
+from advlab.experiments.executors import (
+    DaskExecutor,
+    ExecutorError,
+    LocalExecutor,
+    SerialExecutor,
+    make_executor,
+)
+
+TINY_POISON = {
+    "datasets": ["iris"],
+    "n_seeds": 3,
+    "attacks": ["none", "uniform_outliers", "mimicry"],
+    "defenses": ["kmeans", "kmeans--"],
+    "budgets": [0.05],
+    "budget_attacks": ["uniform_outliers", "mimicry"],
+}
+N_UNITS = 3 * 3 + 1 + 2 * 3 + 1  # attack x seed, flip sweep, budget x seed, reversal
+
+
+def _run(tmp_path: Path, name: str, executor=None, config=TINY_POISON) -> str:
+    exp = get_experiment("poison-cluster")
+    cfg = validate_config(exp.config_cls, config)
+    run_experiment(exp, cfg, tmp_path / name, Cache(tmp_path / "cache"), quiet=True,
+                   executor=executor)  # fmt: skip
+    return (tmp_path / name / "results.json").read_text()
+
+
+@pytest.fixture(scope="module")
+def serial_results(tmp_path_factory) -> str:
+    return _run(tmp_path_factory.mktemp("serial"), "run")
+
+
+@pytest.fixture
+def dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = distributed.Client(cluster)
+    yield cluster, client
+    client.close()
+    cluster.close()
+
+
+def test_bad_executor_options_are_named():
+    with pytest.raises(ExecutorError, match="--workers must be >= 1"):
+        make_executor("local", workers=0)
+    with pytest.raises(ExecutorError, match="--scheduler ADDRESS"):
+        make_executor("dask")
+    with pytest.raises(ExecutorError, match="need --executor local or dask"):
+        make_executor("serial", workers=2)
+    with pytest.raises(ExecutorError, match="unknown executor 'spark'"):
+        make_executor("spark")
+    assert isinstance(make_executor(), SerialExecutor)
+
+
+def test_unreachable_scheduler_is_a_clear_cli_error(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    code = main(["reproduce", "poison-cluster", "--out", str(tmp_path / "r"), "--quiet",
+                 "--executor", "dask", "--scheduler", "tcp://127.0.0.1:1"])  # fmt: skip
+    assert code == 2
+    assert "could not reach the Dask scheduler at tcp://127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_local_workers_give_the_serial_results(tmp_path, serial_results):
+    executor = LocalExecutor(workers=2, threads_per_worker=1)
+    try:
+        assert _run(tmp_path, "local", executor) == serial_results
+    finally:
+        executor.close()
+    manifest = json.loads((tmp_path / "local" / "manifest.json").read_text())
+    assert manifest["executor"] == "local" and manifest["workers"] == 2
+    assert manifest["units_computed"] == N_UNITS and manifest["units_in_process"] == 0
+
+
+def test_dask_local_cluster_gives_the_serial_results(tmp_path, serial_results, dask_cluster):
+    _, client = dask_cluster
+    assert _run(tmp_path, "dask", DaskExecutor(client)) == serial_results
+    manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
+    assert manifest["executor"] == "dask" and manifest["workers"] == 2
+    assert manifest["units_computed"] == N_UNITS and manifest["units_in_process"] == 0
+
+
+def test_a_worker_killed_mid_run_changes_nothing(tmp_path, serial_results, dask_cluster):
+    _, client = dask_cluster
+    units = tmp_path / "dask" / "units"
+    seen_at_kill: list[int] = []
+
+    def kill_one_worker_after_first_unit() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (units.is_dir() and any(units.iterdir())):
+            time.sleep(0.01)
+        pids = client.run(os.getpid)
+        seen_at_kill.append(len(list(units.iterdir())))
+        os.kill(next(iter(pids.values())), signal.SIGKILL)  # its nanny restarts it
+
+    killer = threading.Thread(target=kill_one_worker_after_first_unit)
+    killer.start()
+    results = _run(tmp_path, "dask", DaskExecutor(client))
+    killer.join()
+    assert seen_at_kill and 1 <= seen_at_kill[0] < N_UNITS  # the kill landed mid-run
+    assert results == serial_results
+
+
+def test_interrupted_client_resumes_without_recomputing(tmp_path, serial_results, dask_cluster):
+    cluster, _ = dask_cluster
+    out = tmp_path / "run"
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps({"experiment": "poison-cluster", **TINY_POISON}))
+    command = [sys.executable, "-m", "advlab.cli.main", "run", str(config), "--out", str(out),
+               "--quiet", "--executor", "dask", "--scheduler", cluster.scheduler_address]  # fmt: skip
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and first.poll() is None:
+        if (out / "units").is_dir() and len(list((out / "units").iterdir())) >= 3:
+            break
+        time.sleep(0.01)
+    first.send_signal(signal.SIGINT)
+    first.wait(timeout=60)
+    finished = len(list((out / "units").glob("*.json")))
+    assert 3 <= finished < N_UNITS and not (out / "results.json").exists()
+
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, timeout=300)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["units_resumed"] == finished
+    assert manifest["units_computed"] == N_UNITS - finished
+    assert (out / "results.json").read_text() == serial_results
+
+
+def test_omari_units_on_dask_give_the_serial_results(tmp_path, dask_cluster):
+    """Algorithm 1's units (and the training pool's eps levels, units of their own) shipped to
+    two workers that rebuild the data from the shared cache: byte-identical results.json.
+
+    At the same number of torch threads per unit (1, as each Dask worker here): float32
+    reductions split over more threads round differently (the robustness medians then move at
+    the 1e-7 level), which is the thread count, not the executor."""
+    import torch
+
+    from tests.test_omari2024 import DIGITS_TINY
+
+    _, client = dask_cluster
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    exp = get_experiment("omari2024")
+    config = validate_config(exp.config_cls, {**DIGITS_TINY, "repetitions": 2,
+                                              "figures": ["fig2ab", "fig2ef"]})  # fmt: skip
+    try:
+        run_experiment(exp, config, tmp_path / "serial", Cache(tmp_path / "cache"), quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    run_experiment(exp, config, tmp_path / "dask", Cache(tmp_path / "cache2"), quiet=True,
+                   executor=DaskExecutor(client))  # fmt: skip
+    assert (tmp_path / "dask" / "results.json").read_bytes() == (
+        tmp_path / "serial" / "results.json"
+    ).read_bytes()
+    manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
+    assert manifest["units_in_process"] == 0 and manifest["units_computed"] == 4 + 3
