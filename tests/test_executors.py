@@ -173,3 +173,32 @@ def test_omari_units_on_dask_give_the_serial_results(tmp_path, dask_cluster):
     ).read_bytes()
     manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
     assert manifest["units_in_process"] == 0 and manifest["units_computed"] == 4 + 3
+
+
+def test_plan_counts_units_and_image_steps(capsys):
+    """advlab plan on the Omari digits profile: Fig. 2 a/b, c/d, e/f, white-box training and
+    six Fig. 3 etas x 3 repetitions; the training pool at the 8 eps levels s / 8 (Fig. 3's
+    beta = 1 reuses eps_max) x 10 steps; hours = image-steps / (rate x min(workers, units))."""
+    from advlab.data import load_dataset
+
+    n_train = len(load_dataset("digits", "train"))
+    code = main(["plan", "omari2024", "--profile", "digits", "--image-steps-per-second", "1000",
+                 "--workers", "1", "4", "--json"])  # fmt: skip
+    assert code == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["units"] == {"digits: training pool eps levels": 8,
+                             "digits: Algorithm 1 (variants x repetitions)": (4 + 6) * 3}  # fmt: skip
+    pool = next(a for a in plan["attacks"] if "training pool" in a["what"])
+    assert pool["image_steps"] == n_train * 8 * 10 and pool["units"] == 8
+    assert pool["hours"]["1"] == pytest.approx(pool["image_steps"] / 1000 / 3600, abs=1e-3)
+    assert pool["hours"]["4"] == pytest.approx(pool["hours"]["1"] / 4, abs=1e-3)
+
+
+def test_plan_measures_throughput_and_names_what_it_cannot_plan(capsys):
+    from advlab.experiments.planning import measure_throughput
+
+    assert measure_throughput("mlp", (1, 8, 8), steps=2, batch=32) > 0
+    assert main(["plan", "mygdalis2020"]) == 2
+    assert "mygdalis2020 has no plan yet; plans exist for omari2024" in capsys.readouterr().err
+    assert main(["plan", "omari2024", "--profile", "digits", "--workers", "0"]) == 2
+    assert "--workers must be >= 1" in capsys.readouterr().err

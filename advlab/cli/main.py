@@ -1,4 +1,4 @@
-"""The ``advlab`` command line: run, reproduce, show, report, list, cache, data."""
+"""The ``advlab`` command line: run, reproduce, show, plan, report, list, cache, data."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ EXAMPLES = """examples:
   advlab run my.yaml --out runs/mine
   advlab reproduce omari2024 --profile quick --out runs/omari
   advlab reproduce poison-cluster --executor local --workers 2
+  advlab plan omari2024 --profile paper --workers 1 8 32
   advlab reproduce omari2024 --profile paper --executor dask --scheduler tcp://host:8786
   advlab report runs/omari runs/poison --html report.html
   advlab report docs/results/* --markdown --update README.md
@@ -85,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("name")
     show.add_argument("--profile", default="quick")
     show.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+    plan = sub.add_parser("plan", parents=[overrides],
+                          help="units, attack work and estimated wall time of a run, before it runs")  # fmt: skip
+    plan.add_argument("name")
+    plan.add_argument("--profile", default="quick")
+    plan.add_argument("--workers", type=int, nargs="+", default=[1, 2, 8, 32],
+                      help="worker counts to estimate for")  # fmt: skip
+    plan.add_argument("--device", default="cpu", help="measure the throughput here (cpu, cuda)")
+    plan.add_argument("--image-steps-per-second", type=float, dest="throughput",
+                      help="use this throughput instead of measuring (e.g. a GPU's)")  # fmt: skip
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--debug", action="store_true", help="show the full traceback of errors")
     report = sub.add_parser("report", help="report on finished runs (HTML page or Markdown tables)")
     report.add_argument("runs", nargs="+", type=Path, help="run directories")
     report.add_argument("--html", type=Path, metavar="OUT.html",
@@ -208,6 +220,28 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    """``advlab plan NAME --profile P``: units, attack work, estimated hours on N workers."""
+    import json
+
+    from advlab.experiments.planning import format_plan, make_plan
+
+    experiment, config, profile = _resolve(args)
+    if any(n < 1 for n in args.workers):
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if args.throughput is not None and args.throughput <= 0:
+        raise ConfigError(f"--image-steps-per-second must be > 0, got {args.throughput}")
+    if experiment.plan is None:
+        raise ConfigError(f"{experiment.name} has no plan yet; plans exist for "
+                          + ", ".join(e.name for e in list_experiments() if e.plan))  # fmt: skip
+    planned = make_plan(experiment, config, tuple(args.workers), args.device, args.throughput)
+    if args.json:
+        print(json.dumps({"experiment": experiment.name, "profile": profile, **planned}, indent=1))
+    else:
+        print(format_plan(experiment.name, profile, planned))
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     """``advlab report RUN...``: the HTML page (``--html``) and/or the Markdown tables."""
     from advlab.experiments.reporting import build_section
@@ -259,9 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
         return _list()
-    if args.command in ("show", "report"):
+    if args.command in ("show", "report", "plan"):
+        handler = {"show": _show, "report": _report, "plan": _plan}[args.command]
         try:
-            return _show(args) if args.command == "show" else _report(args)
+            return handler(args)
         except USER_ERRORS as exc:
             if args.debug:
                 raise

@@ -15,6 +15,9 @@ RunFn = Callable[[Any, "RunContext"], dict[str, Any]]
 # report hooks, pure functions of a run's results.json and config.json "config" part
 TablesFn = Callable[[dict[str, Any], dict[str, Any]], list[Any]]
 SampleSizeFn = Callable[[dict[str, Any], dict[str, Any], str], int | None]
+# advlab plan: config -> {"units": {group: count}, "attacks": [{"what", "model", "shape",
+# "images", "steps", "units"}]}, counted from the config without running anything heavy
+PlanFn = Callable[[Any], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class Experiment:
     sample_size : callable or None
         sample_size(results, config, id) -> the n behind a comparison (repetitions or images), or
         None.
+    plan : callable or None
+        plan(config) -> the units and the attack work of a run, for advlab plan.
     """
 
     name: str
@@ -47,6 +52,7 @@ class Experiment:
     description: str = ""
     tables: TablesFn | None = None  # the experiment's own summary tables (report.Table list)
     sample_size: SampleSizeFn | None = None  # n behind a comparison id (reps or images)
+    plan: PlanFn | None = None  # units and attack work of a config, for advlab plan
 
 
 _REGISTRY: dict[str, Experiment] = {}
@@ -59,6 +65,7 @@ def register(
     description: str = "",
     tables: TablesFn | None = None,
     sample_size: SampleSizeFn | None = None,
+    plan: PlanFn | None = None,
 ) -> Callable[[RunFn], RunFn]:
     """Decorator registering ``fn`` as experiment ``name`` (``tables`` and ``sample_size``
     feed ``advlab report``).
@@ -77,6 +84,8 @@ def register(
         Summary tables for advlab report (see Experiment).
     sample_size : callable or None, default=None
         Sample sizes for advlab report (see Experiment).
+    plan : callable or None, default=None
+        Units and attack work of a config for advlab plan (see Experiment).
 
     Returns
     -------
@@ -86,7 +95,7 @@ def register(
 
     def wrap(fn: RunFn) -> RunFn:
         _REGISTRY[name] = Experiment(
-            name, config_cls, fn, profiles or {}, description, tables, sample_size
+            name, config_cls, fn, profiles or {}, description, tables, sample_size, plan
         )
         return fn
 

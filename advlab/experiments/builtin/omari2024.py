@@ -658,8 +658,39 @@ def _robustness_tables(results: dict[str, Any], config: dict[str, Any]) -> list[
     return tables
 
 
+def _plan(config: OmariConfig) -> dict[str, Any]:
+    """Units and surrogate work of a run (``advlab plan``): per dataset the training pool's eps
+    levels (one unit each), the test pools (in the client) and the Algorithm 1 units; image-steps
+    = images x eps levels x I-FGSM steps, plus the surrogate's training (one image-step per
+    image and epoch)."""
+    variants = _variants(config)
+    eps = _pool_eps(variants, config)
+    sur_train = load_dataset(config.surrogate_data, "train")
+    assert sur_train.images is not None
+    shape = list(sur_train.images.shape[1:])
+    units: dict[str, int] = {}
+    attacks = [{"what": f"surrogate training ({config.surrogate_data}, {config.surrogate_epochs} epochs)",
+                "model": config.surrogate, "shape": shape, "images": len(sur_train),
+                "steps": config.surrogate_epochs, "units": 1}]  # fmt: skip
+    for name in config.datasets:
+        n_train, n_test = (len(load_dataset(name, split)) for split in ("train", "test"))
+        n_train, n_test = (
+            min(config.n_train or n_train, n_train),
+            min(config.n_test or n_test, n_test),
+        )
+        units[f"{name}: training pool eps levels"] = len(eps)
+        units[f"{name}: Algorithm 1 (variants x repetitions)"] = len(variants) * config.repetitions
+        attacks.append({"what": f"{name}: training pool ({len(eps)} eps)", "model": config.surrogate,
+                        "shape": shape, "images": n_train * len(eps), "steps": config.max_iter,
+                        "units": len(eps)})  # fmt: skip
+        attacks.append({"what": f"{name}: test pools (untargeted + random target)",
+                        "model": config.surrogate, "shape": shape, "images": 2 * n_test,
+                        "steps": config.max_iter, "units": 1})  # fmt: skip
+    return {"units": units, "attacks": attacks}
+
+
 @register("omari2024", OmariConfig, profiles={"quick": QUICK, "paper": PAPER, "digits": DIGITS},
-          tables=_report_tables, sample_size=_sample_size, description="Omari et al.: Algorithm 1, Fig. 2 a-f and Fig. 3 (+ controls, white-box training)")  # fmt: skip
+          tables=_report_tables, sample_size=_sample_size, plan=_plan, description="Omari et al.: Algorithm 1, Fig. 2 a-f and Fig. 3 (+ controls, white-box training)")  # fmt: skip
 def run_omari(config: OmariConfig, ctx: RunContext) -> dict[str, Any]:
     _, _, sur_acc = _surrogate(config, ctx)
     variants = _variants(config)

@@ -477,6 +477,7 @@ def _verdict_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tab
     profiles={"quick": {}, "paper": {"n_seeds": 30, "mnist_subset": 5000}},
     tables=_report_tables,
     sample_size=_sample_size,
+    plan=lambda config: {"units": _plan_units(config), "attacks": []},
     description="Poison Cluster attacks x robust k-means defenses on Iris, breast cancer, digits, MNIST",
 )
 def run_poison(config: PoisonConfig, ctx: RunContext) -> dict[str, Any]:
@@ -566,6 +567,15 @@ def _jobs(
                         _budget_unit, attack, budget, seed, X, y, config)  # fmt: skip
         jobs[f"{dataset}-reversal"] = partial(_reversal, X, y)
     return jobs
+
+
+def _plan_units(config: PoisonConfig) -> dict[str, int]:
+    """Units per dataset (``advlab plan``); no network attack, so no image-steps."""
+    per_dataset = (
+        len(config.attacks) + len(config.budgets) * len(config.budget_attacks)
+    ) * config.n_seeds
+    return {f"{d}: attack x seed, budget x seed, sweeps": per_dataset + 1 + (d in PAPER_FLIP)
+            for d in config.datasets}  # fmt: skip
 
 
 def _budget_rows(
