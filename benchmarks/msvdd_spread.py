@@ -23,13 +23,13 @@ from advlab.data import load_dataset
 from advlab.experiments import Cache
 from advlab.experiments.builtin.mygdalis2020 import (
     PROJECTIONS,
-    QUICK,
     TRAINING,
     MygdalisConfig,
     build_defense,
     defense_training_set,
     operating_point,
 )
+from advlab.experiments.registry import load_profiles
 from advlab.models import train_classifier
 from advlab.utils.perf import tune_cpu_allocator
 
@@ -45,7 +45,7 @@ def main() -> None:
                         help="override the profile's finetune_hinge (0: the paper's loss)")  # fmt: skip
     args = parser.parse_args()
     tune_cpu_allocator()
-    profile = MygdalisConfig(**QUICK)
+    profile = MygdalisConfig(**load_profiles("mygdalis2020")["quick"])
     hinge = profile.finetune_hinge if args.finetune_hinge is None else args.finetune_hinge
     train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
     epochs, schedule = TRAINING[args.model]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +167,39 @@ def test_demo_runs_end_to_end(tmp_path):
     (acc,) = results["comparisons"]
     assert 80.0 < acc["ours"] <= 100.0  # k = 30 on 8x8 digits with majority vote: ~90 %
     assert len(results["repeats"]) == 2
+
+
+def test_paper_values_are_data_with_their_sources():
+    """The papers' numbers live in advlab/experiments/papers/*.yaml, each block with a source;
+    the experiments compare with exactly those (no copy in the code)."""
+    from advlab.experiments.builtin import mygdalis2020, omari2024, poison_cluster
+    from advlab.experiments.reporting import paper_data, paper_info
+
+    for name in ("omari2024", "mygdalis2020", "poison-cluster"):
+        blocks = paper_info(name)["data"]
+        assert blocks and all(b["source"] and "values" in b for b in blocks.values())
+    assert (
+        omari2024.PAPER_FIG3["mnist"]["1"]
+        == [41.5, 73.9]
+        == paper_data("omari2024", "fig3")["mnist"]["1"]
+    )
+    assert mygdalis2020.PAPER_TABLE1["wong_small"]["W-LC"] == 87.29
+    assert poison_cluster.PAPER_FLIP == {"iris": 0.7, "breast-cancer": 0.6}
+    with pytest.raises(KeyError, match=r"papers/omari2024\.yaml has no data block 'table9'"):
+        paper_data("omari2024", "table9")
+
+
+def test_profiles_are_yaml_files_that_advlab_run_reads():
+    """Every built-in profile is a YAML file in the format of advlab run: reading it as a run
+    config gives the experiment and exactly the keys reproduce --profile uses."""
+    from importlib.resources import files
+
+    root = Path(str(files("advlab.experiments") / "profiles"))
+    paths = sorted(root.glob("*/*.yaml"))
+    assert {p.parent.name for p in paths} >= {"omari2024", "mygdalis2020", "poison-cluster"}
+    for path in paths:
+        name, raw = read_config_file(path)
+        exp = get_experiment(name)
+        assert name == path.parent.name and exp.profiles[path.stem] == raw
+        validate_config(exp.config_cls, raw, str(path))
+    assert get_experiment("omari2024").profiles["quick"]["n_clusters"] == 200

@@ -125,7 +125,21 @@ def make_plan(
 
 
 def format_plan(name: str, profile: str | None, plan: dict[str, Any]) -> str:
-    """The plan as text: units per group, then one line per attack and the totals."""
+    """The plan as text: units per group, then one line per attack and the totals.
+
+    Parameters
+    ----------
+    name : str
+        The experiment's name.
+    profile : str or None
+        The profile's name (None: a custom config).
+    plan : dict
+        What ``make_plan`` returns.
+
+    Returns
+    -------
+    str
+    """
     width = max([len(g) for g in plan["units"]] + [len(a["what"]) for a in plan["attacks"]] + [27])
     lines = [f"plan of {name} (profile {profile or 'custom'})", "", "units:"]
     lines += [f"  {group:<{width}} {count:>8}" for group, count in plan["units"].items()]

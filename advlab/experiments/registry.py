@@ -77,7 +77,7 @@ def register(
     config_cls : type
         Its ExperimentConfig subclass.
     profiles : dict or None, default=None
-        Named configs.
+        Named configs; None: the YAML files ``advlab/experiments/profiles/<name>/*.yaml``.
     description : str, default=''
         One line for advlab list.
     tables : callable or None, default=None
@@ -94,12 +94,46 @@ def register(
     """
 
     def wrap(fn: RunFn) -> RunFn:
+        found = profiles if profiles is not None else load_profiles(name)
         _REGISTRY[name] = Experiment(
-            name, config_cls, fn, profiles or {}, description, tables, sample_size, plan
+            name, config_cls, fn, found, description, tables, sample_size, plan
         )
         return fn
 
     return wrap
+
+
+def load_profiles(name: str) -> dict[str, dict[str, Any]]:
+    """The profiles of the built-in experiment ``name``: one YAML file per profile in
+    ``advlab/experiments/profiles/<name>/`` (``experiment: NAME`` and the keys it sets, the
+    format ``advlab run`` reads), keyed by file name.
+
+    Parameters
+    ----------
+    name : str
+        The experiment's name.
+
+    Returns
+    -------
+    dict of str to dict
+        Profile name -> the keys it sets (empty when the folder does not exist).
+    """
+    from importlib.resources import files
+
+    import yaml
+
+    folder = files("advlab.experiments") / "profiles" / name
+    if not folder.is_dir():
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".yaml"):
+            continue
+        raw = yaml.safe_load(entry.read_text()) or {}
+        if raw.pop("experiment", None) != name:
+            raise ValueError(f"profiles/{name}/{entry.name}: 'experiment' must be {name!r}")
+        found[entry.name.removesuffix(".yaml")] = raw
+    return found
 
 
 def get_experiment(name: str) -> Experiment:

@@ -16,7 +16,7 @@ from advlab.experiments.registry import get_experiment
 from advlab.report.comparisons import comparison_rows
 from advlab.report.document import Section, controls_of, load_run, settings_rows
 
-PAPER_KEYS = {"citation", "settings", "notes", "controls", "values"}
+PAPER_KEYS = {"citation", "settings", "notes", "controls", "values", "data"}
 
 
 @cache
@@ -30,6 +30,15 @@ def paper_info(experiment: str) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"papers/{experiment}.yaml: unknown keys {sorted(unknown)}")
     return info
+
+
+def paper_data(experiment: str, name: str) -> Any:
+    """The paper's values of block ``name`` in ``papers/<experiment>.yaml`` (``data:``, each
+    block with its source), as the experiment compares with them (tuples are lists)."""
+    try:
+        return paper_info(experiment)["data"][name]["values"]
+    except KeyError as exc:
+        raise KeyError(f"papers/{experiment}.yaml has no data block {name!r}") from exc
 
 
 def build_section(run_dir: str | Path) -> Section:

@@ -329,10 +329,6 @@ def _transfer_unit(X: np.ndarray, train: Dataset, labels: np.ndarray, config: Cl
     return out
 
 
-QUICK = {"grid_s": [0.01, 0.2, 0.6], "grid_delta": [0.05, 0.3, 1.0], "generations": 15,
-         "chhabra_rounds": 20, "merge_points": 8}  # fmt: skip
-
-
 def _fmt(v: float) -> str:
     return f"{v:g}"
 
@@ -382,7 +378,6 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
 @register(
     "clustering-attacks",
     ClusteringAttacksConfig,
-    profiles={"quick": QUICK, "paper": {}},
     tables=_report_tables,
     description="Cinà, Chhabra, Biggio and Crussell attacks on k-means, spectral, hierarchical, DBSCAN",
 )

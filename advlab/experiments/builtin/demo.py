@@ -43,7 +43,6 @@ def _fit_and_score(config: DemoConfig, train, test, seed: int) -> dict[str, Any]
 @register(
     "demo",
     DemoConfig,
-    profiles={"quick": {}, "paper": {"n_repeats": 30}},
     description="k-means + majority vote on the scikit-learn digits (pipeline smoke run)",
 )
 def run_demo(config: DemoConfig, ctx: RunContext) -> dict[str, Any]:

@@ -18,12 +18,13 @@ from advlab.cluster import KMeans, find_knee
 from advlab.data import load_dataset
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
+from advlab.experiments.reporting import paper_data
 from advlab.experiments.runner import RunContext
 from advlab.report.plots import plot_elbow
 from advlab.report.tables import Table
 from advlab.utils.progress import progress
 
-PAPER_K = 856
+PAPER_K: int = paper_data("omari2024", "n_clusters")
 
 
 class ElbowConfig(ExperimentConfig):
@@ -56,10 +57,6 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
 @register(
     "elbow",
     ElbowConfig,
-    profiles={
-        "quick": {"n_train": 10000, "ks": [10, 25, 50, 100, 200, 300, 400, 600, 856]},
-        "paper": {},
-    },
     description="elbow method (inertia vs k, kneed knee) on MNIST and Fashion-MNIST",
     tables=_report_tables,
 )

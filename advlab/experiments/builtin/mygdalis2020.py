@@ -59,6 +59,7 @@ from advlab.data import Dataset, load_dataset
 from advlab.defenses import MSVDDDefense, certified_accuracy, train_ibp
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
+from advlab.experiments.reporting import paper_data
 from advlab.experiments.runner import RunContext
 from advlab.metrics import (
     attack_success_rate,
@@ -84,50 +85,16 @@ MODEL_ID = {"fc1": "fc1", "lenet5": "lenet", "wong_small": "pr"}  # ids of the c
 # epochs, schedule ("ibp": certified training by interval bound propagation, MNIST-PR)
 TRAINING = {"fc1": (20, "cosine"), "lenet5": (8, "constant"), "wong_small": (20, "ibp")}
 PROJECTIONS = {"fc1": 512, "lenet5": 256, "wong_small": 256}  # M of the paper (Sec. 5.2)
-# the tuned beta of Table 2's other column (MNIST-PR prints beta = 1.10 first, then beta = 1)
-PAPER_BETA = {"fc1": 0.85, "lenet5": 0.97, "wong_small": 1.10}
+# the paper's numbers are data, with their sources: advlab/experiments/papers/mygdalis2020.yaml
+PAPER_BETA: dict[str, float] = paper_data("mygdalis2020", "tuned_beta")
 DEFENSE_VERSION = "3"
 IBP_TRAINER_VERSION = "1"
 
-PAPER_TABLE1 = {
-    "fc1": {"W-LC": 98.64, "W~-LC": 98.32, "W~-SVDD-Oc": 98.14, "W~-SVDD-Od": 95.19},
-    "lenet5": {"W-LC": 99.12, "W~-LC": 99.12, "W~-SVDD-Oc": 96.62, "W~-SVDD-Od": 95.00},
-    "wong_small": {"W-LC": 87.29, "W~-LC": 94.45, "W~-SVDD-Oc": 97.61, "W~-SVDD-Od": 93.47},
-}
-# Table 2: undefended (SSIM %, MSE x 1e3, ASR %); the paper prints FC1's undefended MSE x 1e4
-# and MNIST-PR's MSE x 1e2 (converted here).
-PAPER_UNDEFENDED = {
-    "fc1": {"lbfgs": (60.30, 2.625, 99.75), "deepfool": (70.74, 1.296, 98.70),
-            "cw": (59.40, 2.727, 99.99), "1-A3": (76.76, 1.370, 100.0),
-            "5-A3": (63.92, 3.410, 100.0), "9-A3": (58.85, 5.351, 100.0)},
-    "lenet5": {"lbfgs": (73.75, 2.42, 99.98), "deepfool": (80.35, 1.57, 99.92),
-               "cw": (80.12, 1.45, 99.93), "1-A3": (84.64, 1.87, 100.0),
-               "5-A3": (72.72, 5.37, 100.0), "9-A3": (61.69, 15.15, 100.0)},
-    "wong_small": {"lbfgs": (18.73, 76.3, 98.28), "deepfool": (82.25, 5.6, 92.46),
-                   "cw": (37.46, 105.4, 98.61), "1-A3": (63.12, 11.9, 99.81),
-                   "5-A3": (41.88, 41.0, 95.13), "9-A3": (38.08, 47.5, 95.20)},
-}  # fmt: skip
-# defended: SSIM %, MSE x 1e3, (ASR, F, D) at beta = 1, (ASR, F, D) at the paper's beta
-PAPER_DEFENDED = {
-    "fc1": {"lbfgs": (30.67, 36.39, (83.04, 6.21, 10.74), (26.43, 0.02, 73.54)),
-            "deepfool": (57.30, 4.73, (76.10, 22.57, 1.32), (4.42, 0.00, 95.56)),
-            "cw": (58.85, 3.81, (62.61, 21.96, 15.42), (0.21, 2.89, 96.89)),
-            "1-A3": (29.38, 274.04, (17.94, 5.31, 76.74), (4.19, 0.00, 95.80)),
-            "5-A3": (59.90, 23.48, (75.07, 12.34, 12.58), (2.66, 0.00, 97.31)),
-            "9-A3": (43.74, 47.93, (84.80, 12.68, 2.50), (1.46, 0.00, 98.53))},
-    "lenet5": {"lbfgs": (38.30, 10.56, (72.59, 9.42, 17.98), (54.09, 5.82, 40.08)),
-               "deepfool": (78.36, 1.71, (33.93, 55.21, 10.84), (19.91, 51.77, 28.30)),
-               "cw": (79.91, 1.34, (35.70, 46.94, 17.35), (20.24, 41.41, 38.34)),
-               "1-A3": (45.35, 8.15, (78.17, 7.00, 14.82), (61.69, 4.96, 33.33)),
-               "5-A3": (50.86, 13.56, (63.67, 7.02, 29.30), (39.29, 3.80, 56.90)),
-               "9-A3": (44.77, 23.25, (61.37, 5.84, 32.77), (32.27, 2.85, 64.87))},
-    "wong_small": {"lbfgs": (46.97, 6.1, (10.74, 1.62, 87.63), (29.12, 6.60, 64.25)),
-                   "deepfool": (73.63, 1.2, (0.32, 28.61, 71.07), (3.59, 63.06, 33.33)),
-                   "cw": (39.92, 112.1, (0.00, 0.00, 100.0), (0.00, 0.00, 100.0)),
-                   "1-A3": (48.78, 6.8, (1.75, 14.26, 83.30), (7.35, 4.55, 88.09)),
-                   "5-A3": (45.68, 7.7, (3.91, 2.63, 93.44), (14.80, 7.23, 77.96)),
-                   "9-A3": (48.78, 2.7, (2.43, 1.51, 95.69), (13.74, 25.03, 61.22))},
-}  # fmt: skip
+PAPER_TABLE1: dict[str, dict[str, float]] = paper_data("mygdalis2020", "table1")
+PAPER_UNDEFENDED: dict[str, dict[str, list[float]]] = paper_data(
+    "mygdalis2020", "table2_undefended"
+)
+PAPER_DEFENDED: dict[str, dict[str, list[Any]]] = paper_data("mygdalis2020", "table2_defended")
 
 
 class MygdalisConfig(ExperimentConfig):
@@ -188,12 +155,6 @@ class MygdalisConfig(ExperimentConfig):
 
 
 # quick: a subset of the *test* images (the issue's quick profile); paper: the training samples
-QUICK = {
-    "models": ["fc1", "lenet5"], "attack_split": "test", "n_attack": 18, "svdd_train": 10000, "doublings": 3, "bisections": 3, "max_iter": 30,
-    "cw_binary_steps": 6, "cw_steps": 500, "ssim_sweep": [0, 1, 10, 100],
-}  # fmt: skip
-
-
 def _tensors(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     assert ds.images is not None
     return torch.from_numpy(ds.images).float(), torch.from_numpy(ds.labels).long()
@@ -588,11 +549,9 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
 
 # the paper profile: every setting at the paper's value where the paper gives one (Sec. 5.2:
 # 15 fine-tuning epochs with the SVDD layer); its models are the default three
-PAPER = {"finetune_epochs": 15}
 
 
-@register("mygdalis2020", MygdalisConfig, profiles={"quick": QUICK, "paper": PAPER},
-          tables=_report_tables, sample_size=_sample_size, description="Mygdalis et al.: K-A3, L-BFGS/DeepFool/C&W vs M-SVDD-D; Tables 1-2, Fig. 4")  # fmt: skip
+@register("mygdalis2020", MygdalisConfig, tables=_report_tables, sample_size=_sample_size, description="Mygdalis et al.: K-A3, L-BFGS/DeepFool/C&W vs M-SVDD-D; Tables 1-2, Fig. 4")  # fmt: skip
 def run_mygdalis(config: MygdalisConfig, ctx: RunContext) -> dict[str, Any]:
     results: dict[str, Any] = {}
     comparisons: list[dict[str, Any]] = []

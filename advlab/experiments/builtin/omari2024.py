@@ -65,6 +65,7 @@ from advlab.experiments.builtin._shared import (
 )
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
+from advlab.experiments.reporting import paper_data
 from advlab.experiments.runner import RunContext
 from advlab.metrics import mean_ci, robust_accuracy_curve
 from advlab.models import train_classifier
@@ -81,21 +82,8 @@ PANEL = {("fig2ab", "mnist"): "fig2a", ("fig2ab", "fashion-mnist"): "fig2b",
          ("fig2cd", "mnist"): "fig2c", ("fig2cd", "fashion-mnist"): "fig2d",
          ("fig2ef", "mnist"): "fig2e", ("fig2ef", "fashion-mnist"): "fig2f"}  # fmt: skip
 # Numbers quoted in section V of the paper (percent); None where only the figure has them.
-PAPER_FIG2: dict[str, dict[str, float]] = {
-    "fig2a": {"clean.first": 92.0, "clean.last": 90.0, "adv.first": 43.0, "adv.last": 80.0},
-    "fig2b": {"clean.first": 79.0, "clean.last": 78.0, "adv.first": 38.0, "adv.last": 74.0},
-    "fig2e": {"adv.last": 84.0},
-    "fig2f": {"adv.last": 75.0},
-}
-PAPER_FIG3: dict[str, dict[str, tuple[float, float]]] = {
-    "mnist": {"1/2": (89.9, 73.3), "2/3": (89.1, 74.3), "5/6": (88.7, 78.4), "1": (41.5, 73.9)},
-    "fashion-mnist": {
-        "1/2": (77.6, 67.4),
-        "2/3": (77.2, 69.1),
-        "5/6": (76.0, 70.9),
-        "1": (17.5, 62.4),
-    },
-}
+PAPER_FIG2: dict[str, dict[str, float]] = paper_data("omari2024", "fig2")
+PAPER_FIG3: dict[str, dict[str, list[float]]] = paper_data("omari2024", "fig3")
 
 
 class OmariConfig(ExperimentConfig):
@@ -146,13 +134,6 @@ class OmariConfig(ExperimentConfig):
 # k = 856 on 60,000 images, `advlab reproduce transfer`). The paper profile keeps eps = 1.
 # The paper profile's surrogate is ResNet-18 trained 4 epochs with a cosine schedule: 99.65 %
 # MNIST test accuracy (`benchmarks/train_zoo.py resnet18 --epochs 4 --schedule cosine`).
-PAPER = {"surrogate_epochs": 4, "surrogate_schedule": "cosine"}
-
-QUICK = {
-    "datasets": ["mnist", "fashion-mnist"], "surrogate": "small_cnn", "surrogate_epochs": 2, "n_clusters": 200,
-    "n_train": 10000, "n_test": 2000, "repetitions": 3, "beta": 8, "max_iter": 10,
-    "eps_max": 1.3, "test_eps": 1.3, "robustness_n_test": 500,
-}  # fmt: skip
 
 
 class _Data:
@@ -548,10 +529,6 @@ def _plots(summary: dict[str, dict[str, Any]], config: OmariConfig, ctx: RunCont
 
 
 # Offline fallback of the quick run: the 8x8 digits with an MLP surrogate trained on digits.
-DIGITS = {
-    "datasets": ["digits"], "surrogate": "mlp", "surrogate_data": "digits", "surrogate_epochs": 30,
-    "n_clusters": 40, "repetitions": 3, "beta": 8, "max_iter": 10,
-}  # fmt: skip
 
 
 def _sample_size(results: dict[str, Any], config: dict[str, Any], comparison_id: str) -> int:
@@ -689,8 +666,7 @@ def _plan(config: OmariConfig) -> dict[str, Any]:
     return {"units": units, "attacks": attacks}
 
 
-@register("omari2024", OmariConfig, profiles={"quick": QUICK, "paper": PAPER, "digits": DIGITS},
-          tables=_report_tables, sample_size=_sample_size, plan=_plan, description="Omari et al.: Algorithm 1, Fig. 2 a-f and Fig. 3 (+ controls, white-box training)")  # fmt: skip
+@register("omari2024", OmariConfig, tables=_report_tables, sample_size=_sample_size, plan=_plan, description="Omari et al.: Algorithm 1, Fig. 2 a-f and Fig. 3 (+ controls, white-box training)")  # fmt: skip
 def run_omari(config: OmariConfig, ctx: RunContext) -> dict[str, Any]:
     _, _, sur_acc = _surrogate(config, ctx)
     variants = _variants(config)

@@ -46,6 +46,7 @@ from advlab.data import load_dataset
 from advlab.defenses import KMeansMinusMinus, NKMeans, SanitizedKMeans, TrimmedKMeans
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
+from advlab.experiments.reporting import paper_data
 from advlab.experiments.runner import RunContext
 from advlab.metrics import calinski_harabasz, changed_cluster, davies_bouldin, mean_ci, silhouette
 from advlab.report.plots import plot_heatmap, plot_pca_panels, plot_sweep
@@ -62,7 +63,7 @@ Attack = Literal[
     "bridge_points",
 ]
 Defense = Literal["kmeans", "kmeans--", "trimmed", "nkmeans", "sanitized-iforest", "sanitized-lof"]
-PAPER_FLIP = {"iris": 0.7, "breast-cancer": 0.6}
+PAPER_FLIP: dict[str, float] = paper_data("poison-cluster", "flip_ratio")
 INTERNAL = {"silhouette": 1, "calinski_harabasz": 1, "davies_bouldin": -1}  # +1: higher is better
 
 
@@ -474,7 +475,6 @@ def _verdict_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tab
 @register(
     "poison-cluster",
     PoisonConfig,
-    profiles={"quick": {}, "paper": {"n_seeds": 30, "mnist_subset": 5000}},
     tables=_report_tables,
     sample_size=_sample_size,
     plan=lambda config: {"units": _plan_units(config), "attacks": []},

@@ -25,14 +25,12 @@ from advlab.experiments.builtin._shared import (
 )
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
+from advlab.experiments.reporting import paper_data
 from advlab.experiments.runner import RunContext
 from advlab.metrics import robust_accuracy_curve
 from advlab.report.tables import Table
 
-PAPER_START_ADV_ACC = {
-    "mnist": 43.0,
-    "fashion-mnist": 38.0,
-}  # Omari et al. Fig. 2a/2b, eps_test = 1
+PAPER_START_ADV_ACC: dict[str, float] = paper_data("omari2024", "start_adv_acc")
 
 
 class TransferConfig(ExperimentConfig):
@@ -72,15 +70,6 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
 @register(
     "transfer",
     TransferConfig,
-    profiles={
-        "quick": {"n_test": 2000},
-        "paper": {
-            "max_iter": 100,
-            "surrogate": "resnet18",
-            "surrogate_epochs": 4,
-            "surrogate_schedule": "cosine",
-        },
-    },
     description="k-means (k=856) accuracy vs eps under surrogate I-FGSM, pixel vs standardized eps units",
     tables=_report_tables,
 )
