@@ -23,6 +23,7 @@ from advlab.experiments.executors import (
     SerialExecutor,
     make_executor,
 )
+from tests.conftest import needs_mnist
 
 TINY_POISON = {
     "datasets": ["iris"],
@@ -202,3 +203,34 @@ def test_plan_measures_throughput_and_names_what_it_cannot_plan(capsys):
     assert "mygdalis2020 has no plan yet; plans exist for omari2024" in capsys.readouterr().err
     assert main(["plan", "omari2024", "--profile", "digits", "--workers", "0"]) == 2
     assert "--workers must be >= 1" in capsys.readouterr().err
+
+
+@needs_mnist
+def test_mygdalis_attack_chunks_on_dask_give_the_serial_results(tmp_path, dask_cluster):
+    """Every attack chunk and SSIM-sweep setting of Mygdalis (the network and the defense
+    travel with the job) on two workers: byte-identical results.json at one torch thread per
+    unit; the adversarial examples land in the run directory as in a serial run."""
+    import torch
+
+    from tests.test_mygdalis2020 import TINY
+
+    _, client = dask_cluster
+    exp = get_experiment("mygdalis2020")
+    config = validate_config(exp.config_cls, {**TINY, "attacks": ["lbfgs", "deepfool", "5-A3"]})
+    cache = Cache(tmp_path / "cache")  # the classifier and defense are trained once
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_experiment(exp, config, tmp_path / "serial", cache, quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    run_experiment(exp, config, tmp_path / "dask", cache, quiet=True,
+                   executor=DaskExecutor(client))  # fmt: skip
+    assert (tmp_path / "dask" / "results.json").read_bytes() == (
+        tmp_path / "serial" / "results.json"
+    ).read_bytes()
+    manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
+    # on the workers: 3 attacks x 2 chunks x (undefended, defended) + 3 sweep settings (weight 0
+    # once, weight 10 in each placement); in the client: Table 1
+    assert manifest["units_in_process"] == 1 and manifest["units_computed"] == 3 * 2 * 2 + 3 + 1
+    assert len(list((tmp_path / "dask" / "adversarial").glob("*.safetensors"))) == 12

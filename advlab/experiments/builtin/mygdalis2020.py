@@ -76,7 +76,6 @@ from advlab.report.plots import plot_adversarial_examples, plot_rank_pmfs
 from advlab.report.tables import Table
 from advlab.utils.cache import arrays_sha256
 from advlab.utils.io import atomic_write_bytes
-from advlab.utils.progress import progress
 
 AttackName = Literal["lbfgs", "deepfool", "cw", "1-A3", "5-A3", "9-A3"]
 ModelName = Literal["fc1", "lenet5", "wong_small"]
@@ -275,24 +274,33 @@ def _defended_judge(
     return {f"pred_{b}": defense.predict(x_adv, beta).tolist() for b, beta in betas.items()}
 
 
-def _attack_all(
+def _attack_jobs(
     ctx: RunContext, config: MygdalisConfig, tag: str, net: nn.Module, judge: Any,
     x: torch.Tensor, y: torch.Tensor,
-) -> dict[str, dict[str, list]]:  # fmt: skip
-    """Every attack on (x, y) in checkpointed chunks; per attack the concatenated lists."""
-    out: dict[str, dict[str, list]] = {}
+) -> dict[str, partial[dict[str, Any]]]:  # fmt: skip
+    """Every attack on (x, y) in chunks of ``chunk_size`` images, one picklable job each (the
+    network and the judge travel with it); K-A3's groups are split over all attacked images
+    first, then chunked."""
+    jobs: dict[str, partial[dict[str, Any]]] = {}
     for attack in config.attacks:
-        group = KA3.split_groups(
-            len(x), _anonymity(attack)
-        )  # over all attacked images, then chunked
-        merged: dict[str, list] = {"group": group.tolist()}
-        starts = range(0, len(x), config.chunk_size)
-        for start in progress(starts, desc=f"{tag} {attack}", leave=False):
+        group = KA3.split_groups(len(x), _anonymity(attack))
+        for start in range(0, len(x), config.chunk_size):
             sl = slice(start, start + config.chunk_size)
             key = f"{tag}-{attack}-{start:06d}"
-            res = ctx.unit(key, partial(_attack_unit, ctx, config, key, attack, net, judge,
-                                        x[sl], y[sl], group[sl]))  # fmt: skip
-            for name, values in res.items():
+            jobs[key] = partial(_attack_unit, ctx, config, key, attack, net, judge, x[sl], y[sl],
+                                group[sl])  # fmt: skip
+    return jobs
+
+
+def _merge_chunks(
+    config: MygdalisConfig, tag: str, n: int, done: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, list]]:
+    """Per attack: its groups and the chunks' lists concatenated in image order."""
+    out: dict[str, dict[str, list]] = {}
+    for attack in config.attacks:
+        merged: dict[str, list] = {"group": KA3.split_groups(n, _anonymity(attack)).tolist()}
+        for start in range(0, n, config.chunk_size):
+            for name, values in done[f"{tag}-{attack}-{start:06d}"].items():
                 merged.setdefault(name, []).extend(values)
         out[attack] = merged
     return out
@@ -350,16 +358,25 @@ def _run_model(ctx: RunContext, config: MygdalisConfig, name: str) -> dict[str, 
     ctx.log.info("%s Table 1: %s", name, t1)
     xa, ya = _tensors(train) if config.attack_split == "train" else (xt, yt)
     x_u, y_u = _first_correct(model, xa, ya, config.n_attack, config.device)
-    undefended = _attack_all(ctx, config, f"{name}-undefended", model,
-                             partial(_undefended_judge, model, config.device), x_u, y_u)  # fmt: skip
     x_d, y_d = _first_correct(linear, xa, ya, config.n_attack, config.device)
-    defended = _attack_all(ctx, config, f"{name}-defended", linear,
-                           partial(_defended_judge, defense, betas), x_d, y_d)  # fmt: skip
     n_sweep = min(config.ssim_sweep_images, len(y_u))
     # weight 0 has no term to place: one unit (key without placement) serves both placements
-    sweep = {f"{placement}.w{w:g}": ctx.unit(f"{name}-ssim-sweep-{placement if w else 'none'}-w{w:g}", partial(
-                 _ssim_sweep_unit, config, model, x_u[:n_sweep], y_u[:n_sweep], w, placement))
-             for placement in config.ssim_sweep_placements for w in config.ssim_sweep}  # fmt: skip
+    sweep_keys = {f"{placement}.w{w:g}": f"{name}-ssim-sweep-{placement if w else 'none'}-w{w:g}"
+                  for placement in config.ssim_sweep_placements for w in config.ssim_sweep}  # fmt: skip
+    jobs = {
+        **_attack_jobs(ctx, config, f"{name}-undefended", model,
+                       partial(_undefended_judge, model, config.device), x_u, y_u),
+        **_attack_jobs(ctx, config, f"{name}-defended", linear,
+                       partial(_defended_judge, defense, betas), x_d, y_d),
+    }  # fmt: skip
+    for placement in config.ssim_sweep_placements:
+        for w in config.ssim_sweep:
+            jobs.setdefault(sweep_keys[f"{placement}.w{w:g}"], partial(
+                _ssim_sweep_unit, config, model, x_u[:n_sweep], y_u[:n_sweep], w, placement))  # fmt: skip
+    done = ctx.units(jobs, desc=f"{name} attacks")
+    undefended = _merge_chunks(config, f"{name}-undefended", len(y_u), done)
+    defended = _merge_chunks(config, f"{name}-defended", len(y_d), done)
+    sweep = {setting: done[key] for setting, key in sweep_keys.items()}
     return {"table1": t1, "undefended": _summarise(undefended, y_u, None), "ssim_sweep": sweep,
             "defended": _summarise(defended, y_d, defense.adversarial_label),
             "n_undefended": len(y_u), "n_defended": len(y_d)}  # fmt: skip
