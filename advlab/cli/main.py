@@ -234,6 +234,7 @@ def _plan(args: argparse.Namespace) -> int:
     if experiment.plan is None:
         raise ConfigError(f"{experiment.name} has no plan yet; plans exist for "
                           + ", ".join(e.name for e in list_experiments() if e.plan))  # fmt: skip
+    tune_cpu_allocator()  # measure at the speed advlab run attacks at
     planned = make_plan(experiment, config, tuple(args.workers), args.device, args.throughput)
     if args.json:
         print(json.dumps({"experiment": experiment.name, "profile": profile, **planned}, indent=1))
