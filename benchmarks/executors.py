@@ -1,16 +1,19 @@
-"""Wall time of one experiment profile, side by side in one run: serially, on ``--executor local
---workers N`` and on a Dask ``LocalCluster`` of N single-threaded workers; and whether the three
-``results.json`` are byte-identical (and the largest relative difference of a comparison where
-not: units that ran on a different number of torch threads round float32 sums differently).
+"""Wall time of one experiment profile, side by side in one run: serially at one thread per unit
+(the default), serially at one thread per core per unit, on ``--executor local --workers N``
+and on a Dask ``LocalCluster`` of N single-threaded workers; and whether each ``results.json``
+is byte-identical to the default serial run's (where not: how many comparisons differ and the
+largest relative difference; a run at another number of threads per unit rounds float32 sums
+differently).
 
     ADVLAB_DATA=../shared/data .venv/bin/python benchmarks/executors.py poison-cluster quick
     ADVLAB_DATA=../shared/data .venv/bin/python benchmarks/executors.py omari2024 digits
 
 Each executor runs into its own run directory with its own empty cache, so every one pays for
-training and pools (nothing is shared between them). Threads: the serial run uses every core
-(torch's default), each of the N workers ``cores // N`` torch threads (local) or 1 (Dask), so
-N workers never oversubscribe the cores. Prints one JSON object. Not a test: compare the numbers
-of one run.
+training and pools (nothing is shared between them). Threads: every unit of the ``serial``,
+``local`` and ``dask`` runs computes on one thread (torch and BLAS/OpenMP, pinned by the
+executors), so N workers never oversubscribe N cores; ``serial_all_cores`` runs every unit on
+all the cores (how serial runs behaved before the pinning). Prints one JSON object. Not a test:
+compare the numbers of one run.
 """
 
 from __future__ import annotations
@@ -43,14 +46,15 @@ def _ours(path: Path) -> dict[str, float]:
     return {c["id"]: c["ours"] for c in json.loads(path.read_text())["comparisons"]}
 
 
-def _max_rel(a: dict[str, float], b: dict[str, float]) -> float:
-    """Largest |a - b| / max(|a|, 1e-12) over the comparisons (NaN = NaN)."""
-    worst = 0.0
+def _differences(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """How many comparisons differ (NaN = NaN) and the largest |a - b| / max(|a|, 1e-12)."""
+    differ, worst = 0, 0.0
     for key, x in a.items():
         y = b[key]
         if x != y and not (math.isnan(x) and math.isnan(y)):
+            differ += 1
             worst = max(worst, abs(x - y) / max(abs(x), 1e-12))
-    return worst
+    return {"comparisons": len(a), "differ": differ, "max_relative": worst}
 
 
 def main() -> None:
@@ -61,8 +65,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="keep the run directories here")
     args = parser.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="advlab-executors-"))
+    cores = os.cpu_count() or 1
     seconds = {
         "serial": _timed(args.experiment, args.profile, root, "serial", SerialExecutor()),
+        "serial_all_cores": _timed(
+            args.experiment, args.profile, root, "serial_all_cores", SerialExecutor(cores)
+        ),
         "local": _timed(args.experiment, args.profile, root, "local", LocalExecutor(args.workers)),
     }
     from distributed import Client, LocalCluster
@@ -73,12 +81,12 @@ def main() -> None:
     reference = (root / "serial" / "results.json").read_bytes()
     ours = {k: _ours(root / k / "results.json") for k in seconds}
     print(json.dumps({
-        "experiment": args.experiment, "profile": args.profile, "cores": os.cpu_count(),
+        "experiment": args.experiment, "profile": args.profile, "cores": cores,
         "workers": args.workers, "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "speedup_vs_serial": {k: round(seconds["serial"] / v, 2) for k, v in seconds.items()},
         "identical_results": {k: (root / k / "results.json").read_bytes() == reference
                               for k in seconds},
-        "max_relative_difference": {k: _max_rel(ours["serial"], ours[k]) for k in seconds},
+        "differences_vs_serial": {k: _differences(ours["serial"], ours[k]) for k in seconds},
         "runs": str(root),
     }, indent=1))  # fmt: skip
 

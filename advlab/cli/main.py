@@ -24,10 +24,15 @@ from advlab.experiments import (
     run_experiment,
     validate_config,
 )
-from advlab.experiments.executors import EXECUTORS, ExecutorError, make_executor
+from advlab.experiments.executors import (
+    DEFAULT_THREADS_PER_UNIT,
+    EXECUTORS,
+    ExecutorError,
+    make_executor,
+)
 from advlab.report import format_comparisons
 from advlab.report.document import ReportError
-from advlab.utils.perf import tune_cpu_allocator
+from advlab.utils.perf import pinned_threads, tune_cpu_allocator
 from advlab.utils.progress import set_quiet
 
 DESCRIPTION = "Adversarial robustness of clustering and image classifiers: run experiments from a YAML config, reproduce a paper by name, report on finished runs."
@@ -66,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where independent units run: this process (serial), worker "
                         "processes here (local) or a Dask cluster (dask); results do not depend on it")  # fmt: skip
     common.add_argument("--workers", type=int, help="worker processes for --executor local")
+    common.add_argument("--threads-per-unit", type=int, default=DEFAULT_THREADS_PER_UNIT,
+                        metavar="N", help="threads every unit runs on, whatever the executor "
+                        "(default 1; the results depend on it, so a resume must use the same)")  # fmt: skip
     common.add_argument("--scheduler", metavar="ADDRESS",
                         help="Dask scheduler for --executor dask, e.g. tcp://host:8786")  # fmt: skip
     overrides = argparse.ArgumentParser(add_help=False)
@@ -93,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--workers", type=int, nargs="+", default=[1, 2, 8, 32],
                       help="worker counts to estimate for")  # fmt: skip
     plan.add_argument("--device", default="cpu", help="measure the throughput here (cpu, cuda)")
+    plan.add_argument("--threads-per-unit", type=int, default=DEFAULT_THREADS_PER_UNIT,
+                      metavar="N", help="measure on N threads, as each unit of the run will run")  # fmt: skip
     plan.add_argument("--image-steps-per-second", type=float, dest="throughput",
                       help="use this throughput instead of measuring (e.g. a GPU's)")  # fmt: skip
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -234,8 +244,13 @@ def _plan(args: argparse.Namespace) -> int:
     if experiment.plan is None:
         raise ConfigError(f"{experiment.name} has no plan yet; plans exist for "
                           + ", ".join(e.name for e in list_experiments() if e.plan))  # fmt: skip
-    tune_cpu_allocator()  # measure at the speed advlab run attacks at
-    planned = make_plan(experiment, config, tuple(args.workers), args.device, args.throughput)
+    if args.threads_per_unit < 1:
+        raise ConfigError(f"--threads-per-unit must be >= 1, got {args.threads_per_unit}")
+    tune_cpu_allocator()  # measure at the speed advlab run attacks at, on a unit's threads
+    with pinned_threads(args.threads_per_unit):
+        planned = make_plan(experiment, config, tuple(args.workers), args.device, args.throughput)
+    if args.throughput is None:
+        planned["throughput_source"] += f" at {args.threads_per_unit} thread(s) per unit"
     if args.json:
         print(json.dumps({"experiment": experiment.name, "profile": profile, **planned}, indent=1))
     else:
@@ -315,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_writable_folder(out, "--out")
         cache = Cache(args.cache)
         _check_writable_folder(cache.root, "--cache")
-        executor = make_executor(args.executor, args.workers, args.scheduler)
+        executor = make_executor(args.executor, args.workers, args.scheduler, args.threads_per_unit)
         try:
             results = run_experiment(experiment, config, out, cache, profile, args.quiet, executor)
         finally:

@@ -5,8 +5,13 @@ A *job* is a picklable zero-argument callable returning a JSON-serialisable dict
 ``functools.partial`` of a module-level function over numpy arrays, configs and plain values.
 Anything heavy it needs (trained weights, adversarial pools) it reads from the artefact cache by
 key, so a worker on another machine that sees the same cache folder computes the same dict.
-Seeds come from a job's arguments (its unit key), never from the order in which jobs run, so
-every executor and every number of workers gives identical results.
+Seeds come from a job's arguments (its unit key), never from the order in which jobs run, and
+every executor runs each job at the same number of threads (``threads_per_unit``: torch's
+intra-op threads and every BLAS/OpenMP pool through threadpoolctl, 1 by default), so every
+executor and every number of workers gives identical results. The thread count is pinned
+because it changes the numbers: float32 sums split over more threads round differently, and a
+k-means assignment or an attack step near a tie can then go the other way (measured in
+``docs/benchmarks/executors-*.json``).
 
 The executors only compute; the run's ``RunContext.units`` stores each result in the run
 directory as soon as it arrives, so an interrupted run resumes from the units that finished,
@@ -25,6 +30,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from advlab.utils.perf import DEFAULT_THREADS_PER_UNIT, pinned_threads
+
 Job = Callable[[], dict[str, Any]]
 
 
@@ -35,17 +42,30 @@ class ExecutorError(ValueError):
 EXECUTORS = ("serial", "local", "dask")
 
 
-def timed_call(job: Job) -> tuple[dict[str, Any], float]:
-    """``job()`` and the seconds it took (where it ran). Module level, so it pickles."""
+def timed_call(job: Job, threads: int | None = None) -> tuple[dict[str, Any], float]:
+    """``job()`` on ``threads`` threads (None: as the process is set) and the seconds it took
+    where it ran. Module level, so it pickles."""
     start = time.perf_counter()
-    result = job()
+    if threads is None:
+        result = job()
+    else:
+        with pinned_threads(threads):
+            result = job()
     return result, time.perf_counter() - start
 
 
+def _check_threads(threads: int) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ExecutorError(f"--threads-per-unit must be an integer >= 1, got {threads!r}")
+    return threads
+
+
 class Executor(ABC):
-    """Runs jobs and yields ``(key, result, seconds)`` as each finishes."""
+    """Runs jobs and yields ``(key, result, seconds)`` as each finishes, every job on
+    ``threads_per_unit`` threads."""
 
     name = "executor"
+    threads_per_unit = DEFAULT_THREADS_PER_UNIT
 
     @abstractmethod
     def run(self, jobs: Mapping[str, Job]) -> Iterator[tuple[str, dict[str, Any], float]]:
@@ -54,26 +74,34 @@ class Executor(ABC):
 
     def describe(self) -> dict[str, Any]:
         """What the run directory's manifest records about this executor."""
-        return {"executor": self.name}
+        return {"executor": self.name, "threads_per_unit": self.threads_per_unit}
 
     def close(self) -> None:  # noqa: B027 - optional hook: the serial executor holds nothing
         """Release workers or connections (nothing for the serial executor)."""
 
 
 class SerialExecutor(Executor):
-    """Every job in this process, in the order given."""
+    """Every job in this process, in the order given.
+
+    Parameters
+    ----------
+    threads_per_unit : int, default=1
+        Threads each job runs on.
+    """
 
     name = "serial"
 
+    def __init__(self, threads_per_unit: int = DEFAULT_THREADS_PER_UNIT) -> None:
+        self.threads_per_unit = _check_threads(threads_per_unit)
+
     def run(self, jobs: Mapping[str, Job]) -> Iterator[tuple[str, dict[str, Any], float]]:
         for key, job in jobs.items():
-            result, seconds = timed_call(job)
+            result, seconds = timed_call(job, self.threads_per_unit)
             yield key, result, seconds
 
 
 def _init_local_worker(threads: int) -> None:
-    """Worker process set-up: ``threads`` torch threads (so N workers do not oversubscribe the
-    cores) and no progress bars."""
+    """Worker process set-up: ``threads`` torch threads and no progress bars."""
     import torch
 
     from advlab.utils.progress import set_quiet
@@ -89,19 +117,19 @@ class LocalExecutor(Executor):
     Parameters
     ----------
     workers : int
-        Number of processes (>= 1).
-    threads_per_worker : int or None, default=None
-        Torch threads in each; None: the machine's cores divided by ``workers`` (at least 1).
+        Number of processes (>= 1); ``workers x threads_per_unit`` at most the cores, or they
+        oversubscribe them.
+    threads_per_unit : int, default=1
+        Threads each job runs on, in every worker.
     """
 
     name = "local"
 
-    def __init__(self, workers: int, threads_per_worker: int | None = None) -> None:
+    def __init__(self, workers: int, threads_per_unit: int = DEFAULT_THREADS_PER_UNIT) -> None:
         if workers < 1:
             raise ExecutorError(f"--workers must be >= 1, got {workers}")
         self.workers = int(workers)
-        cores = os.cpu_count() or 1
-        self.threads = int(threads_per_worker or max(1, cores // self.workers))
+        self.threads_per_unit = _check_threads(threads_per_unit)
         self._pool: Any = None
 
     def _get_pool(self) -> Any:
@@ -113,7 +141,7 @@ class LocalExecutor(Executor):
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_local_worker,
-                initargs=(self.threads,),
+                initargs=(self.threads_per_unit,),
             )
         return self._pool
 
@@ -123,7 +151,9 @@ class LocalExecutor(Executor):
         if not jobs:
             return
         pool = self._get_pool()
-        futures = {pool.submit(timed_call, job): key for key, job in jobs.items()}
+        futures = {
+            pool.submit(timed_call, job, self.threads_per_unit): key for key, job in jobs.items()
+        }
         try:
             for future in as_completed(futures):
                 result, seconds = future.result()
@@ -133,7 +163,7 @@ class LocalExecutor(Executor):
                 future.cancel()
 
     def describe(self) -> dict[str, Any]:
-        return {"executor": self.name, "workers": self.workers, "threads_per_worker": self.threads}
+        return {**super().describe(), "workers": self.workers}
 
     def close(self) -> None:
         if self._pool is not None:
@@ -151,11 +181,15 @@ class DaskExecutor(Executor):
     ----------
     scheduler : str or distributed.Client
         The scheduler's address, or a connected client (not closed by ``close``).
+    threads_per_unit : int, default=1
+        Threads each job runs on (a worker's ``--nthreads`` times this should not exceed its
+        machine's cores, or the jobs oversubscribe them).
     """
 
     name = "dask"
 
-    def __init__(self, scheduler: Any) -> None:
+    def __init__(self, scheduler: Any, threads_per_unit: int = DEFAULT_THREADS_PER_UNIT) -> None:
+        self.threads_per_unit = _check_threads(threads_per_unit)
         try:
             from distributed import Client
         except ImportError as exc:  # pragma: no cover - the message is the point
@@ -182,7 +216,9 @@ class DaskExecutor(Executor):
             return
         batch = uuid.uuid4().hex[:8]  # unique task keys: a rerun never collides with old tasks
         futures = {
-            self.client.submit(timed_call, job, key=f"advlab-{batch}-{key}", pure=False): key
+            self.client.submit(
+                timed_call, job, self.threads_per_unit, key=f"advlab-{batch}-{key}", pure=False
+            ): key
             for key, job in jobs.items()
         }
         try:
@@ -194,7 +230,7 @@ class DaskExecutor(Executor):
 
     def describe(self) -> dict[str, Any]:
         workers = self.client.scheduler_info().get("workers", {})
-        return {"executor": self.name, "scheduler": self.address, "workers": len(workers)}
+        return {**super().describe(), "scheduler": self.address, "workers": len(workers)}
 
     def close(self) -> None:
         if self._owned:
@@ -202,7 +238,10 @@ class DaskExecutor(Executor):
 
 
 def make_executor(
-    kind: str = "serial", workers: int | None = None, scheduler: Any = None
+    kind: str = "serial",
+    workers: int | None = None,
+    scheduler: Any = None,
+    threads_per_unit: int = DEFAULT_THREADS_PER_UNIT,
 ) -> Executor:
     """The executor ``kind``; an ``ExecutorError`` naming a bad option.
 
@@ -214,6 +253,8 @@ def make_executor(
         Processes for "local"; None: one per core.
     scheduler : str, distributed.Client or None, default=None
         The Dask scheduler's address (or a client) for "dask".
+    threads_per_unit : int, default=1
+        Threads every job runs on, whatever the executor (so the results do not depend on it).
 
     Returns
     -------
@@ -222,13 +263,15 @@ def make_executor(
     if kind == "serial":
         if workers not in (None, 1) or scheduler is not None:
             raise ExecutorError("--workers and --scheduler need --executor local or dask")
-        return SerialExecutor()
+        return SerialExecutor(threads_per_unit)
     if kind == "local":
         if scheduler is not None:
             raise ExecutorError("--scheduler is for --executor dask")
-        return LocalExecutor(workers if workers is not None else os.cpu_count() or 1)
+        threads = _check_threads(threads_per_unit)
+        default_workers = max(1, (os.cpu_count() or 1) // threads)
+        return LocalExecutor(workers if workers is not None else default_workers, threads)
     if kind == "dask":
         if workers is not None:
             raise ExecutorError("--workers is for --executor local (a Dask cluster has its own)")
-        return DaskExecutor(scheduler)
+        return DaskExecutor(scheduler, threads_per_unit)
     raise ExecutorError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")

@@ -10,7 +10,8 @@ Run directory layout::
     DIR/results.json    the results, with a ``comparisons`` list (ours vs paper)
 
 Rerunning the same command into the same directory skips every finished unit. Rerunning with
-a different config into a non-empty directory is refused, so results never mix.
+a different config, or at a different number of threads per unit (which changes float32
+rounding), into a non-empty directory is refused, so results never mix.
 """
 
 from __future__ import annotations
@@ -26,12 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from advlab import __version__
 from advlab.data.datasets import Dataset
 from advlab.experiments.config import ExperimentConfig
-from advlab.experiments.executors import Executor, Job, SerialExecutor
+from advlab.experiments.executors import Executor, Job, SerialExecutor, pinned_threads
 from advlab.experiments.registry import Experiment
 from advlab.utils.cache import Cache, move_aside, read_verified, write_verified
 from advlab.utils.io import atomic_write_json, json_roundtrip, sha256_bytes
@@ -226,7 +226,8 @@ def run_experiment(
         No progress bars, no log on stderr.
     executor : Executor or None, default=None
         Where the experiment's independent units run (``RunContext.units``); None: serially in
-        this process. The results do not depend on it.
+        this process, one thread per unit. The results do not depend on it, only on its
+        ``threads_per_unit``, at which this process runs too (the units it computes itself).
 
     Returns
     -------
@@ -239,9 +240,10 @@ def run_experiment(
         "profile": profile,
         "config": config.model_dump(mode="json"),
     }
-    _claim_run_dir(out, resolved)
-    log = _make_logger(out, quiet)
     executor = executor or SerialExecutor()
+    _claim_run_dir(out, resolved)
+    _check_threads_match(out, executor.threads_per_unit)
+    log = _make_logger(out, quiet)
     ctx = RunContext(out, config, cache or Cache(), log, executor)
     manifest: dict[str, Any] = {
         "experiment": experiment.name,
@@ -252,7 +254,7 @@ def run_experiment(
         "platform": platform.platform(),
         "packages": package_versions(),
         "command": sys.argv,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": executor.threads_per_unit,
         "malloc_tuned": allocator_tuned(),
         **executor.describe(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -260,7 +262,8 @@ def run_experiment(
     atomic_write_json(out / "manifest.json", manifest)
     log.info("running %s (profile %s) into %s", experiment.name, profile, out)
     start = time.perf_counter()
-    results = experiment.run(config, ctx)
+    with pinned_threads(executor.threads_per_unit):
+        results = experiment.run(config, ctx)
     _check_comparisons(results)
     results = {"experiment": experiment.name, "profile": profile, **results}
     atomic_write_json(out / "results.json", results)
@@ -339,6 +342,33 @@ def _claim_run_dir(out: Path, resolved: dict[str, Any]) -> None:
     elif out.is_dir() and any(out.iterdir()):
         raise RunDirError(f"{out} is not empty and holds no advlab run; choose another --out")
     atomic_write_json(config_path, resolved)
+
+
+def _check_threads_match(out: Path, threads: int) -> None:
+    """Refuse to resume units computed at another number of threads per unit (float32 sums
+    round differently, so the results would mix two computations). Runs from before the
+    setting existed recorded the count as ``threads_per_worker`` or ``torch_threads``."""
+    manifest_path = out / "manifest.json"
+    units = out / "units"
+    if not manifest_path.is_file() or not units.is_dir() or not any(units.glob("*.json")):
+        return
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return  # the manifest is rewritten below; the units carry their own hashes
+    before = next(
+        (
+            manifest[key]
+            for key in ("threads_per_unit", "threads_per_worker", "torch_threads")
+            if isinstance(manifest.get(key), int)
+        ),
+        None,
+    )
+    if before is not None and before != threads:
+        raise RunDirError(
+            f"{out} holds units computed at {before} thread(s) per unit, this run is at "
+            f"{threads}; resume with --threads-per-unit {before}, or use another --out"
+        )
 
 
 def _make_logger(out: Path, quiet: bool) -> logging.Logger:

@@ -165,7 +165,7 @@ def _manifest(section: Section) -> str:
         ("wall time", "-" if m.get("seconds") is None else f"{m['seconds']:.0f} s"),
         ("units computed / resumed", f"{m.get('units_computed')} / {m.get('units_resumed')}"),
         ("python / platform", f"{m.get('python')} / {m.get('platform')}"),
-        ("torch threads", m.get("torch_threads")),
+        ("threads per unit", m.get("threads_per_unit", m.get("torch_threads"))),
         ("command", " ".join(m.get("command", []))),
         ("seeds", ", ".join(f"{k} = {v}" for k, v in (m.get("seeds") or {}).items())),
     ]

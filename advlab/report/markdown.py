@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from advlab.report.comparisons import verdict_counts
 from advlab.report.document import Section
 from advlab.report.tables import Table, comparison_table, to_markdown
+from advlab.utils.perf import DEFAULT_THREADS_PER_UNIT
 
 START = "<!-- advlab-report {name} start -->"
 END = "<!-- advlab-report {name} end -->"
@@ -25,14 +26,24 @@ _BLOCK = re.compile(
 )
 
 
+def _threads(manifest: dict) -> object:
+    """Threads per unit (runs from before the setting recorded ``torch_threads``)."""
+    return manifest.get("threads_per_unit", manifest.get("torch_threads", "?"))
+
+
 def _command(section: Section) -> str:
-    """How the run was started: the profile, or the config file of ``advlab run``."""
+    """How the run was started: the profile, or the config file of ``advlab run``, with the
+    threads per unit where they are not the default (the results depend on them)."""
     run = section.run
+    threads = _threads(run.manifest)
+    extra = (
+        f" --threads-per-unit {threads}" if threads not in (DEFAULT_THREADS_PER_UNIT, "?") else ""
+    )
     if run.profile is not None:
-        return f"`{run.experiment} --profile {run.profile}`"
+        return f"`{run.experiment} --profile {run.profile}{extra}`"
     argv = run.manifest.get("command") or []
     if len(argv) >= 3 and argv[1] == "run":
-        return f"`advlab run {argv[2]}`"
+        return f"`advlab run {argv[2]}{extra}`"
     return f"`{run.experiment}` from a config file"
 
 
@@ -44,7 +55,7 @@ def _provenance(section: Section) -> str:
         f"finished {str(m.get('finished', '?'))[:10]}",
         f"commit {m['commit']}" if m.get("commit") else f"advlab {m.get('advlab', '?')}",
         "" if seconds is None else f"{seconds:.0f} s wall",
-        f"{m.get('torch_threads', '?')} torch threads",
+        f"{_threads(m)} thread(s) per unit",
     ]
     return "Run: " + ", ".join(p for p in parts if p) + "."
 

@@ -7,6 +7,10 @@ re-allocates its activation buffers from fresh pages and pays a page fault per 4
 PyTorch's CPU tuning guide swaps in jemalloc or tcmalloc for this; raising glibc's two
 thresholds with ``mallopt`` keeps freed buffers in the heap for reuse with no extra dependency.
 The cost is a resident size that does not shrink after a peak. Library code never calls this.
+
+``pinned_threads`` fixes the number of threads a unit of an experiment computes on: torch's
+and every BLAS/OpenMP pool's. It changes the numbers, not just the speed (float32 sums split
+over more threads round differently), so the runner pins it for every executor alike.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 32 << 20  # glibc's maximum on 64-bit systems
@@ -46,3 +52,23 @@ def tune_cpu_allocator() -> bool:
 def allocator_tuned() -> bool:
     """Whether ``tune_cpu_allocator`` has succeeded in this process (recorded in manifests)."""
     return _tuned
+
+
+DEFAULT_THREADS_PER_UNIT = 1  # the only count every machine and every worker layout can give
+
+
+@contextmanager
+def pinned_threads(threads: int) -> Iterator[None]:
+    """Run the block on ``threads`` threads: torch's intra-op pool (``torch.set_num_threads``)
+    and every native BLAS/OpenMP pool numpy, scipy and scikit-learn use
+    (``threadpoolctl.threadpool_limits``); both are restored afterwards."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
