@@ -121,7 +121,7 @@ def test_resume_at_other_threads_per_unit_is_refused(tmp_path, capsys):
     assert main(command) == 0
     capsys.readouterr()
     assert json.loads((out / "manifest.json").read_text())["threads_per_unit"] == 2
-    assert main(command[:-1] + ["1"]) == 2
+    assert main([*command[:-1], "1"]) == 2
     err = capsys.readouterr().err
     assert "computed at 2 thread(s) per unit, this run is at 1" in err
     assert "--threads-per-unit 2" in err
@@ -196,7 +196,7 @@ def test_interrupted_client_resumes_without_recomputing(tmp_path, serial_results
 
 
 def test_omari_units_on_dask_give_the_serial_results(tmp_path, dask_cluster):
-    """Algorithm 1's units (and the training pool's eps levels, units of their own) shipped to
+    """Algorithm 1's units and the pool tasks (3 training eps levels, 2 test pools) shipped to
     two workers that rebuild the data from the shared cache: byte-identical results.json.
 
     The serial run starts in a process with torch's default threads (2 on CI): the runner pins
@@ -219,7 +219,7 @@ def test_omari_units_on_dask_give_the_serial_results(tmp_path, dask_cluster):
         tmp_path / "serial" / "results.json"
     ).read_bytes()
     manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
-    assert manifest["units_in_process"] == 0 and manifest["units_computed"] == 4 + 3
+    assert manifest["units_in_process"] == 0 and manifest["units_computed"] == 4 + 3 + 2
 
 
 def test_plan_counts_units_and_image_steps(capsys):
@@ -233,7 +233,7 @@ def test_plan_counts_units_and_image_steps(capsys):
                  "--workers", "1", "4", "--json"])  # fmt: skip
     assert code == 0
     plan = json.loads(capsys.readouterr().out)
-    assert plan["units"] == {"digits: training pool eps levels": 8,
+    assert plan["units"] == {"digits: pool tasks (eps x 2048 images)": 8 + 2,
                              "digits: Algorithm 1 (variants x repetitions)": (4 + 6) * 3}  # fmt: skip
     pool = next(a for a in plan["attacks"] if "training pool" in a["what"])
     assert pool["image_steps"] == n_train * 8 * 10 and pool["units"] == 8

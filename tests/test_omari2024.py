@@ -1,9 +1,15 @@
 from __future__ import annotations
 
-import pytest
+import threading
 
+import numpy as np
+import pytest
+import torch
+
+from advlab.data import load_dataset
 from advlab.experiments import Cache, get_experiment, run_experiment, validate_config
 from advlab.experiments.builtin import _shared
+from advlab.models import build_model
 from tests.conftest import needs_mnist
 
 TINY = {
@@ -24,6 +30,33 @@ def attack_calls(monkeypatch):
 
     monkeypatch.setattr(_shared.AdversarialPool, "_attack", counting)
     return calls
+
+
+def test_pool_chunks_are_cache_entries_filled_in_parallel(tmp_path, attack_calls):
+    """One cache entry per chunk of 256 images: three workers filling one pool at once (two of
+    them the same chunk) leave exactly its chunks, equal to one process attacking everything;
+    reading them back attacks nothing; a request for two images attacks only their chunks."""
+    ds = load_dataset("digits", "train").subset(slice(0, 600))  # chunks of 256, 256 and 88
+    torch.manual_seed(0)
+    model = build_model("mlp", 10, ds.images.shape[1:]).eval()
+    spec = _shared.AttackSpec(max_iter=2)
+
+    def pool(root: str) -> _shared.AdversarialPool:
+        return _shared.AdversarialPool(Cache(tmp_path / root), model, "mlp", ds, spec)
+
+    whole = pool("alone").get(0.3)
+    assert attack_calls == [256, 256, 88] and pool("alone").n_chunks == 3
+    workers = [threading.Thread(target=pool("shared").fill, args=(0.3, chunks))
+               for chunks in (range(0, 2), range(2, 3), range(2, 3))]  # fmt: skip
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(list((tmp_path / "shared").rglob("*.safetensors"))) == 3
+    attack_calls.clear()
+    assert np.array_equal(pool("shared").get(0.3), whole) and attack_calls == []
+    assert np.array_equal(pool("few").get(0.3, np.array([300, 5])), whole[[300, 5]])
+    assert attack_calls == [256, 256]
 
 
 def _run(out, cache, **overrides):

@@ -155,6 +155,6 @@ def format_plan(name: str, profile: str | None, plan: dict[str, Any]) -> str:
     total = f"  {'total (hours on N workers)':<{width + 31}}"
     lines.append(total + "".join(f"{plan['attack_hours'][n]:>10.2f}" for n in workers))
     lines += ["", "Attack work only: k-means fits, evaluations and white-box controls come on top;",
-              "N workers each attack at the rate above (a machine or GPU of its own); the test",
-              "pools are computed by the client before the units are sent."]  # fmt: skip
+              "N workers each attack at the rate above (a machine or GPU of its own); the",
+              "surrogate is trained by the client before the pool tasks are sent."]  # fmt: skip
     return "\n".join(lines)

@@ -4,8 +4,10 @@ cached pools of adversarial images.
 Adversarial pools: the surrogate is fixed and I-FGSM without random start is deterministic, so
 the attacked version of each image at each eps is computed once, stored in the artefact cache
 (float16: |error| <= 2.4e-4 on [0, 1] pixels, far below any eps used) and reused by every
-repetition, every eta and every run. Only the images asked for are attacked; later requests
-fill in the rest.
+repetition, every eta and every run. Images are attacked in index-aligned chunks of
+``POOL_CHUNK`` (one batch each), and each chunk at each eps is a cache entry of its own: only the
+chunks asked for are attacked, and workers filling different chunks of one pool at once never
+write the same file (two computing the same chunk write identical bytes, atomically).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from advlab.utils.cache import Cache
 
 # 2: images are attacked in whole index-aligned chunks of POOL_CHUNK (one batch each), so an
 # image's adversarial version never depends on which other images were requested with it (batch
-# composition changes float rounding): a pool is bit-identical whoever fills it, in any order
-POOL_VERSION = "2"
+# composition changes float rounding): a pool is bit-identical whoever fills it, in any order.
+# 3: one cache entry per chunk (the values are those of version 2)
+POOL_VERSION = "3"
 POOL_CHUNK = 256
 
 
@@ -114,8 +117,29 @@ class AdversarialPool:
         shift = rng.integers(1, self.ds.n_classes, size=len(self.ds))
         return (self.ds.labels + shift) % self.ds.n_classes
 
+    @property
+    def n_chunks(self) -> int:
+        """Chunks of ``POOL_CHUNK`` images (the last one may be shorter)."""
+        return -(-len(self.ds) // POOL_CHUNK)
+
+    def _chunk(self, eps: float, c: int) -> np.ndarray:
+        """Chunk ``c`` at ``eps`` (float16), from the cache or attacked and stored."""
+        parts = {**self._parts(eps), "chunk": c, "chunk_size": POOL_CHUNK}
+        stored = self.cache.load("adv-pool", parts, POOL_VERSION)
+        if stored is not None:
+            return stored["x"]
+        idx = np.arange(c * POOL_CHUNK, min((c + 1) * POOL_CHUNK, len(self.ds)))
+        x = self._attack(idx, eps).astype(np.float16)
+        self.cache.save("adv-pool", parts, POOL_VERSION, {"x": x})
+        return x
+
+    def fill(self, eps: float, chunks: range) -> int:
+        """Attack (or find in the cache) ``chunks`` at ``eps``; returns the images they hold.
+        A pool task of its own, so that many workers fill one pool in parallel."""
+        return sum(len(self._chunk(eps, c)) for c in chunks)
+
     def get(self, eps: float, indices: np.ndarray | None = None) -> np.ndarray:
-        """Adversarial images (float32, (len(indices), 1, H, W)) at ``eps`` for ``indices``.
+        """Adversarial images (float32, (len(indices), C, H, W)) at ``eps`` for ``indices``.
 
         Images not in the cache yet are attacked with the rest of their chunk (indices
         ``[c * POOL_CHUNK, (c + 1) * POOL_CHUNK)``, one batch), so the values do not depend on
@@ -124,21 +148,12 @@ class AdversarialPool:
         idx = np.arange(len(self.ds)) if indices is None else np.asarray(indices)
         if eps == 0:
             return self.ds.images[idx]
-        parts = self._parts(eps)
-        stored = self.cache.load("adv-pool", parts, POOL_VERSION)
-        x = stored["x"] if stored else np.zeros(self.ds.images.shape, dtype=np.float16)
-        done = stored["done"].astype(bool) if stored else np.zeros(len(self.ds), dtype=bool)
-        chunks = np.unique(idx[~done[idx]] // POOL_CHUNK)
-        if len(chunks):
-            todo = np.concatenate(
-                [np.arange(c * POOL_CHUNK, min((c + 1) * POOL_CHUNK, len(self.ds))) for c in chunks]
-            )
-            x[todo] = self._attack(todo, eps).astype(np.float16)
-            done[todo] = True
-            self.cache.save(
-                "adv-pool", parts, POOL_VERSION, {"x": x, "done": done.astype(np.uint8)}
-            )
-        return x[idx].astype(np.float32)
+        out = np.empty((len(idx), *self.ds.images.shape[1:]), dtype=np.float32)
+        chunk_of = idx // POOL_CHUNK
+        for c in np.unique(chunk_of):
+            where = np.flatnonzero(chunk_of == c)
+            out[where] = self._chunk(eps, int(c))[idx[where] - c * POOL_CHUNK]
+        return out
 
     def _attack(self, idx: np.ndarray, eps: float) -> np.ndarray:
         assert self.ds.images is not None

@@ -57,6 +57,7 @@ from advlab.attacks.evasion import (
 )
 from advlab.data import Dataset, load_dataset
 from advlab.defenses import MSVDDDefense, certified_accuracy, train_ibp
+from advlab.experiments.aggregate import aggregate, tidy_row
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
 from advlab.experiments.reporting import paper_data
@@ -462,31 +463,33 @@ def _summarise(
     return out
 
 
-def _comparisons(name: str, res: dict[str, Any]) -> list[dict[str, Any]]:
+def _rows(name: str, res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Tidy rows of one model: one per comparison id, each already a statistic over the images
+    (a rate or a mean), rounded to 4 digits."""
     mid, rows = MODEL_ID[name], []
 
     def add(cid: str, ours: float, paper: float | None, unit: str = "%") -> None:
-        rows.append({"id": cid, "ours": round(float(ours), 4), "paper": paper, "unit": unit})
+        rows.append(tidy_row(cid, round(float(ours), 4), unit, paper))
 
     for arch, value in res["table1"].items():
         add(f"table1.{mid}.{arch}", value, PAPER_TABLE1[name].get(arch))
-    for attack, row in res["undefended"].items():
+    for attack, r in res["undefended"].items():
         p_ssim, p_mse, p_asr = PAPER_UNDEFENDED[name][attack]
-        add(f"table2.{mid}.undefended.ssim.{attack}", row["ssim"], p_ssim)
-        add(f"table2.{mid}.undefended.mse.{attack}", row["mse_x1e3"], p_mse, "MSE x 1e3")
-        add(f"table2.{mid}.undefended.asr.{attack}", row["asr"], p_asr)
-    for setting, row in res.get("ssim_sweep", {}).items():
+        add(f"table2.{mid}.undefended.ssim.{attack}", r["ssim"], p_ssim)
+        add(f"table2.{mid}.undefended.mse.{attack}", r["mse_x1e3"], p_mse, "MSE x 1e3")
+        add(f"table2.{mid}.undefended.asr.{attack}", r["asr"], p_asr)
+    for setting, r in res.get("ssim_sweep", {}).items():
         for metric in ("ssim", "cw_ssim", "mse_x1e3", "l2", "asr"):
             unit = {"mse_x1e3": "MSE x 1e3", "l2": "L2"}.get(metric, "%")
-            add(f"ka3_ssim_weight.{mid}.{setting}.{metric}", row[metric], None, unit)
+            add(f"ka3_ssim_weight.{mid}.{setting}.{metric}", r[metric], None, unit)
     beta_paper = f"{PAPER_BETA[name]:g}"
-    for attack, row in res["defended"].items():
+    for attack, r in res["defended"].items():
         p_ssim, p_mse, p_beta1, p_beta = PAPER_DEFENDED[name][attack]
-        add(f"table2.{mid}.defended.ssim.{attack}", row["ssim"], p_ssim)
-        add(f"table2.{mid}.defended.mse.{attack}", row["mse_x1e3"], p_mse, "MSE x 1e3")
+        add(f"table2.{mid}.defended.ssim.{attack}", r["ssim"], p_ssim)
+        add(f"table2.{mid}.defended.mse.{attack}", r["mse_x1e3"], p_mse, "MSE x 1e3")
         for beta, paper in (("1", p_beta1), (beta_paper, p_beta), ("Od", None)):
             for i, metric in enumerate(("asr", "F", "D")):
-                add(f"table2.{mid}.defended.{metric}.{attack}.beta{beta}", row[beta][metric],
+                add(f"table2.{mid}.defended.{metric}.{attack}.beta{beta}", r[beta][metric],
                     None if paper is None else paper[i])  # fmt: skip
     return rows
 
@@ -576,7 +579,7 @@ def run_mygdalis(config: MygdalisConfig, ctx: RunContext) -> dict[str, Any]:
     for name in config.models:
         res = _run_model(ctx, config, name)
         results[name] = res
-        comparisons += _comparisons(name, res)
+        comparisons += aggregate(_rows(name, res))
         panels.append({"title": f"MNIST-{MODEL_ID[name]} (n = {res['n_undefended']})",
                        "pmfs": {a: r["rank_pmf"] for a, r in res["undefended"].items()}})  # fmt: skip
         if config.n_examples:

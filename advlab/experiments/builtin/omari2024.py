@@ -55,9 +55,11 @@ from advlab.attacks.evasion import (
     kmeans_certified_radius,
 )
 from advlab.cluster import KMeans, majority_vote_mapping
-from advlab.data import load_dataset
+from advlab.data import Dataset, load_dataset
 from advlab.defenses import KMeansAdversarialTraining, KMeansWhiteBoxAttack, SurrogateAttack
+from advlab.experiments.aggregate import aggregate, curve, tidy_row
 from advlab.experiments.builtin._shared import (
+    POOL_CHUNK,
     AdversarialPool,
     AttackSpec,
     mapped_accuracy,
@@ -67,7 +69,7 @@ from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
 from advlab.experiments.reporting import paper_data
 from advlab.experiments.runner import RunContext
-from advlab.metrics import mean_ci, robust_accuracy_curve
+from advlab.metrics import robust_accuracy_curve
 from advlab.models import train_classifier
 from advlab.report.comparisons import comparison_rows
 from advlab.report.plots import plot_eta_bars, plot_robustness_curves, plot_training_curves
@@ -84,6 +86,7 @@ PANEL = {("fig2ab", "mnist"): "fig2a", ("fig2ab", "fashion-mnist"): "fig2b",
 # Numbers quoted in section V of the paper (percent); None where only the figure has them.
 PAPER_FIG2: dict[str, dict[str, float]] = paper_data("omari2024", "fig2")
 PAPER_FIG3: dict[str, dict[str, list[float]]] = paper_data("omari2024", "fig3")
+LEVEL = 0.99  # the paper's 99 % confidence intervals over repetitions
 
 
 class OmariConfig(ExperimentConfig):
@@ -136,31 +139,83 @@ class OmariConfig(ExperimentConfig):
 # MNIST test accuracy (`benchmarks/train_zoo.py resnet18 --epochs 4 --schedule cosine`).
 
 
+POOL_TASK_CHUNKS = 8  # chunks of POOL_CHUNK images per pool task (2,048 images: a few minutes)
+
+
+def _splits(name: str, config: OmariConfig) -> tuple[Dataset, Dataset]:
+    """The train and test sets of ``name`` as the config cuts them; k must not exceed n."""
+    train, test = load_dataset(name, "train"), load_dataset(name, "test")
+    if config.n_train is not None:
+        train = train.subset(slice(0, config.n_train))
+    if config.n_test is not None:
+        test = test.subset(slice(0, config.n_test))
+    if config.n_clusters > len(train):
+        raise ValueError(
+            f"n_clusters={config.n_clusters} exceeds the {len(train)} training images of {name}"
+        )
+    return train, test
+
+
+_POOLS: dict[tuple[str, str, str], dict[str, AdversarialPool]] = {}  # per process, see _pools
+
+
+def _pools(name: str, config: OmariConfig, ctx: RunContext) -> dict[str, AdversarialPool]:
+    """The pools of dataset ``name``: ``train`` (read at the training eps), ``test`` and
+    ``test_random_target`` (read at the test eps). Built once per process from the cached
+    surrogate; building attacks nothing (``_fill_pool`` tasks and ``get`` do)."""
+    key = (name, config.model_dump_json(), str(ctx.cache.root))
+    if key not in _POOLS:
+        model, model_key, _ = _surrogate(config, ctx)
+        train, test = _splits(name, config)
+        spec = AttackSpec(config.eps_units, config.max_iter, config.step_ratio)
+        targeted = dataclasses.replace(spec, target_seed=0)
+        _POOLS[key] = {
+            "train": AdversarialPool(ctx.cache, model, model_key, train, spec),
+            "test": AdversarialPool(ctx.cache, model, model_key, test, spec),
+            "test_random_target": AdversarialPool(ctx.cache, model, model_key, test, targeted),
+        }
+    return _POOLS[key]
+
+
+def _pool_tasks(
+    name: str, config: OmariConfig, ctx: RunContext, variants: list[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Every pool task of dataset ``name``: the training pool at each training eps and the two
+    test pools at the test eps, each split into blocks of ``POOL_TASK_CHUNKS`` chunks, so that
+    workers (or GPUs) attack one pool in parallel before the Algorithm 1 units read it."""
+    pools = _pools(name, config, ctx)
+    levels = [("train", e) for e in _pool_eps(variants, config)]
+    levels += [("test", config.test_eps), ("test_random_target", config.test_eps)]
+    tasks = {}
+    for which, eps in levels:
+        for first in range(0, pools[which].n_chunks, POOL_TASK_CHUNKS):
+            last = min(first + POOL_TASK_CHUNKS, pools[which].n_chunks)
+            tasks[f"{name}-pool-{which}-eps{eps:.6g}-c{first}"] = partial(
+                _fill_pool, name, config, ctx, which, eps, first, last
+            )
+    return tasks
+
+
+def _fill_pool(
+    name: str, config: OmariConfig, ctx: RunContext, which: str, eps: float, first: int, last: int
+) -> dict[str, Any]:
+    """One pool task: chunks ``first`` to ``last - 1`` of pool ``which`` at ``eps``."""
+    images = _pools(name, config, ctx)[which].fill(eps, range(first, last))
+    return {"pool": which, "eps": eps, "chunks": [first, last], "images": images}
+
+
 class _Data:
     """One dataset's splits, pools and the fixed evaluation sets of an experiment."""
 
-    def __init__(
-        self, name: str, config: OmariConfig, ctx: RunContext, model: Any, model_key: str
-    ) -> None:
-        train, test = load_dataset(name, "train"), load_dataset(name, "test")
-        if config.n_train is not None:
-            train = train.subset(slice(0, config.n_train))
-        if config.n_test is not None:
-            test = test.subset(slice(0, config.n_test))
-        if config.n_clusters > len(train):
-            raise ValueError(
-                f"n_clusters={config.n_clusters} exceeds the {len(train)} training images of {name}"
-            )
+    def __init__(self, name: str, config: OmariConfig, ctx: RunContext) -> None:
+        pools = _pools(name, config, ctx)
+        train, test = pools["train"].ds, pools["test"].ds
         ctx.record_dataset(train)
         ctx.record_dataset(test)
-        spec = AttackSpec(config.eps_units, config.max_iter, config.step_ratio)
         self.name, self.train, self.test = name, train, test
-        self.train_pool = AdversarialPool(ctx.cache, model, model_key, train, spec)
-        test_pool = AdversarialPool(ctx.cache, model, model_key, test, spec)
-        random_target = AdversarialPool(ctx.cache, model, model_key, test,
-                                        AttackSpec(config.eps_units, config.max_iter, config.step_ratio, target_seed=0))  # fmt: skip
-        self.test_adv = _flat(test_pool.get(config.test_eps))
-        self.test_adv_random_target = _flat(random_target.get(config.test_eps))
+        self.train_pool = pools["train"]
+        self.test_adv = _flat(pools["test"].get(config.test_eps))
+        self.test_adv_random_target = _flat(pools["test_random_target"].get(config.test_eps))
         self.test_eps_pixels = float(
             eps_to_pixels(config.test_eps, config.eps_units, config.input_normalization[1])
         )
@@ -274,8 +329,7 @@ def _data(name: str, config: OmariConfig, ctx: RunContext) -> _Data:
     (surrogate weights, pools), so a unit shipped to a worker needs only names and configs."""
     key = (name, config.model_dump_json(), str(ctx.cache.root))
     if key not in _DATA:
-        model, model_key, _ = _surrogate(config, ctx)
-        _DATA[key] = _Data(name, config, ctx, model, model_key)
+        _DATA[key] = _Data(name, config, ctx)
     data = _DATA[key]
     ctx.record_dataset(data.train)
     ctx.record_dataset(data.test)
@@ -288,14 +342,6 @@ def _pool_eps(variants: list[tuple[str, dict[str, Any]]], config: OmariConfig) -
     eps = {step / p["beta"] * config.eps_max for _, p in variants if p["attack"] == "surrogate"
            for step in range(1, p["beta"] + 1)}  # fmt: skip
     return sorted(eps)
-
-
-def _warm_pool(name: str, config: OmariConfig, ctx: RunContext, eps: float) -> dict[str, Any]:
-    """Fill the training pool of ``name`` at ``eps`` for every image (a unit of its own, so
-    workers attack the eps levels in parallel before the Algorithm 1 units read them)."""
-    pool = _data(name, config, ctx).train_pool
-    pool.get(eps)
-    return {"eps": eps, "images": len(pool.ds)}
 
 
 def _unit_job(
@@ -401,7 +447,8 @@ def _predict(model: torch.nn.Module, images: np.ndarray, device: str) -> np.ndar
 
 
 def _summaries(units: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Per unit name: steps, eps and mean / 99 % CI of every metric over repetitions."""
+    """Per unit name: steps, eps and the curve (mean / 99 % CI over repetitions) of every
+    metric, for the figures."""
     out: dict[str, Any] = {}
     for name, reps in units.items():
         steps = [h["step"] for h in reps[0]["history"]]
@@ -413,31 +460,32 @@ def _summaries(units: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         summary: dict[str, Any] = {"steps": steps, "eps": [h["eps"] for h in reps[0]["history"]]}
         for metric in metrics:
             table = [[h.get(metric, np.nan) for h in r["history"]] for r in reps]
-            mean, half = mean_ci(table)
-            summary[metric] = {"mean": mean.tolist(), "ci99": half.tolist()}
+            summary[metric] = curve(table, LEVEL)
         out[name] = summary
     return out
 
 
-def _comparisons(summary: dict[str, dict[str, Any]], config: OmariConfig) -> list[dict[str, Any]]:
+def _rows(units: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Tidy rows, one per repetition: Fig. 2's plain / first / last step, Fig. 3's last step
+    and the controls of every model."""
     rows: list[dict[str, Any]] = []
-    for name, s in summary.items():
+    for name, reps in units.items():
         dataset, unit = name.split("/", 1)
         if unit in ("fig2ab", "fig2cd", "fig2ef"):
             panel = PANEL.get((unit, dataset), f"{dataset}.{unit}")
             for metric in ("clean", "adv"):
                 for which, idx in (("plain", 0), ("first", 1), ("last", -1)):
                     paper = PAPER_FIG2.get(panel, {}).get(f"{metric}.{which}")
-                    rows.append({"id": f"{panel}.{metric}.{which}", "ours": s[metric]["mean"][idx],
-                                 "paper": paper, "unit": "%", "ci99": s[metric]["ci99"][idx]})  # fmt: skip
+                    rows += [tidy_row(f"{panel}.{metric}.{which}", r["history"][idx].get(metric, np.nan),
+                                 paper=paper) for r in reps]  # fmt: skip
         elif unit.startswith("fig3-eta"):
             eta = unit.removeprefix("fig3-eta")
             for i, metric in enumerate(("clean", "adv")):
                 paper_pair = PAPER_FIG3.get(dataset, {}).get(eta)
-                rows.append({"id": f"fig3.{dataset}.eta{eta}.{metric}", "ours": s[metric]["mean"][-1],
-                             "paper": None if paper_pair is None else paper_pair[i], "unit": "%",
-                             "ci99": s[metric]["ci99"][-1]})  # fmt: skip
-        rows += _control_rows(dataset, unit, s)
+                paper = None if paper_pair is None else paper_pair[i]
+                rows += [tidy_row(f"fig3.{dataset}.eta{eta}.{metric}", r["history"][-1].get(metric, np.nan),
+                             paper=paper) for r in reps]  # fmt: skip
+        rows += _control_rows(dataset, unit, reps)
     return rows
 
 
@@ -453,13 +501,12 @@ def _control_model(dataset: str, unit: str) -> str:
     return PANEL.get((unit, dataset), TRAINING_MODEL.get(unit, unit))
 
 
-def _control_rows(dataset: str, unit: str, s: dict[str, Any]) -> list[dict[str, Any]]:
+def _control_rows(dataset: str, unit: str, reps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``controls.<dataset>.<model>.<metric>`` at the unit's last step for every variant, and
     ``controls.<dataset>.plain.<metric>`` (step 0 of fig2ab: k-means before any training)."""
     models = [(_control_model(dataset, unit), -1)] + ([("plain", 0)] if unit == "fig2ab" else [])
-    return [{"id": f"controls.{dataset}.{model}.{metric}", "ours": s[metric]["mean"][idx],
-             "paper": None, "unit": "%", "ci99": s[metric]["ci99"][idx]}
-            for model, idx in models for metric in CONTROL_METRICS]  # fmt: skip
+    return [tidy_row(f"controls.{dataset}.{model}.{metric}", r["history"][idx].get(metric, np.nan))
+            for model, idx in models for metric in CONTROL_METRICS for r in reps]  # fmt: skip
 
 
 def _robustness_summary(units: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -476,19 +523,18 @@ def _robustness_summary(units: dict[str, list[dict[str, Any]]]) -> dict[str, Any
 
 def _robustness_rows(robustness: dict[str, Any]) -> list[dict[str, Any]]:
     """``robustness.<dataset>.<model>.<norm>.{exact,certified}_median`` (pixel units) and
-    ``robustness.<dataset>.<model>.linf.<method>.eps<e>`` (robust accuracy, %)."""
+    ``robustness.<dataset>.<model>.linf.<method>.eps<e>`` (robust accuracy, %): one row each
+    (repetition 0's test set)."""
     rows: list[dict[str, Any]] = []
     for dataset, models in robustness.items():
         for model, prof in models.items():
             prefix = f"robustness.{dataset}.{model}"
             for norm in ("linf", "l2"):
                 for stat in ("exact_median", "certified_median"):
-                    rows.append({"id": f"{prefix}.{norm}.{stat}", "ours": prof[norm][stat],
-                                 "paper": None, "unit": "px"})  # fmt: skip
-            for method, curve in prof["curve"].items():
-                for e, value in zip(prof["eps"], curve, strict=True):
-                    rows.append({"id": f"{prefix}.linf.{method}.eps{e:.3f}", "ours": value,
-                                 "paper": None, "unit": "%"})  # fmt: skip
+                    rows.append(tidy_row(f"{prefix}.{norm}.{stat}", prof[norm][stat], "px"))
+            for method, values in prof["curve"].items():
+                for e, value in zip(prof["eps"], values, strict=True):
+                    rows.append(tidy_row(f"{prefix}.linf.{method}.eps{e:.3f}", value))
     return rows
 
 
@@ -636,10 +682,10 @@ def _robustness_tables(results: dict[str, Any], config: dict[str, Any]) -> list[
 
 
 def _plan(config: OmariConfig) -> dict[str, Any]:
-    """Units and surrogate work of a run (``advlab plan``): per dataset the training pool's eps
-    levels (one unit each), the test pools (in the client) and the Algorithm 1 units; image-steps
-    = images x eps levels x I-FGSM steps, plus the surrogate's training (one image-step per
-    image and epoch)."""
+    """Units and surrogate work of a run (``advlab plan``): per dataset the pool tasks (the
+    training pool's eps levels and the two test pools, each in blocks of ``POOL_TASK_CHUNKS``
+    chunks) and the Algorithm 1 units; image-steps = images x eps levels x I-FGSM steps, plus
+    the surrogate's training (one image-step per image and epoch)."""
     variants = _variants(config)
     eps = _pool_eps(variants, config)
     sur_train = load_dataset(config.surrogate_data, "train")
@@ -649,20 +695,22 @@ def _plan(config: OmariConfig) -> dict[str, Any]:
     attacks = [{"what": f"surrogate training ({config.surrogate_data}, {config.surrogate_epochs} epochs)",
                 "model": config.surrogate, "shape": shape, "images": len(sur_train),
                 "steps": config.surrogate_epochs, "units": 1}]  # fmt: skip
+    block = POOL_TASK_CHUNKS * POOL_CHUNK
     for name in config.datasets:
         n_train, n_test = (len(load_dataset(name, split)) for split in ("train", "test"))
         n_train, n_test = (
             min(config.n_train or n_train, n_train),
             min(config.n_test or n_test, n_test),
         )
-        units[f"{name}: training pool eps levels"] = len(eps)
+        train_tasks, test_tasks = len(eps) * -(-n_train // block), 2 * -(-n_test // block)
+        units[f"{name}: pool tasks (eps x {block} images)"] = train_tasks + test_tasks
         units[f"{name}: Algorithm 1 (variants x repetitions)"] = len(variants) * config.repetitions
         attacks.append({"what": f"{name}: training pool ({len(eps)} eps)", "model": config.surrogate,
                         "shape": shape, "images": n_train * len(eps), "steps": config.max_iter,
-                        "units": len(eps)})  # fmt: skip
+                        "units": train_tasks})  # fmt: skip
         attacks.append({"what": f"{name}: test pools (untargeted + random target)",
                         "model": config.surrogate, "shape": shape, "images": 2 * n_test,
-                        "steps": config.max_iter, "units": 1})  # fmt: skip
+                        "steps": config.max_iter, "units": test_tasks})  # fmt: skip
     return {"units": units, "attacks": attacks}
 
 
@@ -673,9 +721,8 @@ def run_omari(config: OmariConfig, ctx: RunContext) -> dict[str, Any]:
     jobs = [(v, p, r) for r in range(config.repetitions) for v, p in variants]
     units: dict[str, list[dict[str, Any]]] = {}
     for name in config.datasets:
-        _data(name, config, ctx)  # records the data, trains or loads the surrogate, test pools
-        ctx.units({f"{name}-pool-eps{e:.6g}": partial(_warm_pool, name, config, ctx, e)
-                   for e in _pool_eps(variants, config)}, desc=f"omari2024 {name} pools")  # fmt: skip
+        ctx.units(_pool_tasks(name, config, ctx, variants), desc=f"omari2024 {name} pools")
+        _data(name, config, ctx)  # records the data; the pools are in the cache now
         keys = {f"{name}-{v}-rep{r}": (v, p, r) for v, p, r in jobs}
         done = ctx.units({key: partial(_unit_job, name, config, ctx, key, p, r,
                                        ((0, p["beta"]) if v == "fig2ab" else (p["beta"],)) if r == 0 else ())
@@ -701,22 +748,21 @@ def run_omari(config: OmariConfig, ctx: RunContext) -> dict[str, Any]:
         "surrogate_accuracy": sur_acc,
         "summary": summary,
         "robustness": robustness,
-        "comparisons": _comparisons(summary, config)
-        + _robustness_rows(robustness)
-        + _imitation_rows(units),
+        "comparisons": aggregate(_rows(units), LEVEL)
+        + aggregate(_robustness_rows(robustness))
+        + aggregate(_imitation_rows(units), LEVEL),
     }
 
 
 def _imitation_rows(units: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """``imitation.<dataset>.{train,test}_agreement``: how often the substitute f of the
-    imitation variant predicts the cluster g(x) (%), mean and 99 % CI over repetitions."""
+    imitation variant predicts the cluster g(x) (%), one row per repetition."""
     rows = []
     for name, reps in units.items():
         dataset, unit = name.split("/", 1)
         if unit != "imitation":
             continue
         for split in ("train", "test"):
-            mean, half = mean_ci([[r[f"imitation_{split}_agreement"]] for r in reps])
-            rows.append({"id": f"imitation.{dataset}.{split}_agreement", "ours": float(mean[0]),
-                         "paper": None, "unit": "%", "ci99": float(half[0])})  # fmt: skip
+            rows += [tidy_row(f"imitation.{dataset}.{split}_agreement",
+                         r[f"imitation_{split}_agreement"]) for r in reps]  # fmt: skip
     return rows

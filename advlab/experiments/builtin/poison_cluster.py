@@ -44,11 +44,12 @@ from advlab.cluster import (
 )
 from advlab.data import load_dataset
 from advlab.defenses import KMeansMinusMinus, NKMeans, SanitizedKMeans, TrimmedKMeans
+from advlab.experiments.aggregate import aggregate, ci_key, curve, mean_and_half_width, tidy_row
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
 from advlab.experiments.reporting import paper_data
 from advlab.experiments.runner import RunContext
-from advlab.metrics import calinski_harabasz, changed_cluster, davies_bouldin, mean_ci, silhouette
+from advlab.metrics import calinski_harabasz, changed_cluster, davies_bouldin, silhouette
 from advlab.report.plots import plot_heatmap, plot_pca_panels, plot_sweep
 from advlab.report.tables import Table
 from advlab.utils.validation import check_number
@@ -64,6 +65,7 @@ Attack = Literal[
 ]
 Defense = Literal["kmeans", "kmeans--", "trimmed", "nkmeans", "sanitized-iforest", "sanitized-lof"]
 PAPER_FLIP: dict[str, float] = paper_data("poison-cluster", "flip_ratio")
+LEVEL = 0.95  # 95 % t intervals over the seeds
 INTERNAL = {"silhouette": 1, "calinski_harabasz": 1, "davies_bouldin": -1}  # +1: higher is better
 
 
@@ -271,6 +273,8 @@ def _budget_unit(
 def _summaries(
     results: dict[tuple[str, str], list[dict[str, Any]]], config: PoisonConfig
 ) -> dict[str, Any]:
+    """Per data set / attack, defense and metric: mean and 95 % t half-width over the seeds
+    (NaN seeds left out; fewer than two values give NaN), for the tables and pictures."""
     summary: dict[str, Any] = {}
     for (dataset, attack), reps in results.items():
         s: dict[str, Any] = {}
@@ -278,19 +282,17 @@ def _summaries(
         for defense in defenses:
             s[defense] = {}
             for metric in reps[0][defense]:
-                vals = np.array([r[defense].get(metric, np.nan) for r in reps], dtype=float)
-                mean, half = (
-                    mean_ci(vals[~np.isnan(vals)], 0.95)
-                    if (~np.isnan(vals)).sum() >= 2
-                    else (np.nan, np.nan)
-                )
-                s[defense][metric] = {"mean": float(mean), "ci95": float(half)}
+                mean, half = mean_and_half_width(
+                    (r[defense].get(metric, np.nan) for r in reps), LEVEL, drop_nan=True,
+                    min_values=2,
+                )  # fmt: skip
+                s[defense][metric] = {"mean": mean, "ci95": half}
         s["n_injected"] = float(np.mean([r["n_injected"] for r in reps]))
         s["n_estimated"] = float(np.mean([r.get("n_estimated", np.nan) for r in reps]))
         caught = [r["removal_caught_injected"] for r in reps if "removal_caught_injected" in r]
         if caught:
-            mean, half = mean_ci(caught, 0.95)
-            s["removal_caught_injected"] = {"mean": float(mean), "ci95": float(half)}
+            mean, half = mean_and_half_width(caught, LEVEL)
+            s["removal_caught_injected"] = {"mean": mean, "ci95": half}
         summary[f"{dataset}/{attack}"] = s
     return summary
 
@@ -367,15 +369,11 @@ def flip_ratio_sweep(
     collapse = [float(ratios[row.argmax()]) if row.any() else float("nan") for row in collapsed]
     share = collapsed.mean(0)
     reliable = np.flatnonzero(share >= reliable_share)
-    mean, half = (
-        mean_ci(np.asarray(collapse)[~np.isnan(collapse)], level)
-        if not np.isnan(collapse).all()
-        else (np.nan, np.nan)
-    )
-    acc_mean, acc_half = mean_ci(acc, level)
-    return {"ratios": ratios.tolist(), "accuracy": acc.tolist(), "accuracy_mean": acc_mean.tolist(),
-            "accuracy_ci": acc_half.tolist(), "collapse_per_seed": collapse,
-            "collapse_ratio": float(mean), "collapse_ci": float(half),
+    mean, half = mean_and_half_width(collapse, level, drop_nan=True)
+    acc_curve = curve(acc, level)
+    return {"ratios": ratios.tolist(), "accuracy": acc.tolist(), "accuracy_mean": acc_curve["mean"],
+            "accuracy_ci": acc_curve[ci_key(level)], "collapse_per_seed": collapse,
+            "collapse_ratio": mean, "collapse_ci": half,
             "collapsed_share": share.tolist(), "reliable_share": reliable_share,
             "reliable_ratio": float(ratios[reliable[0]]) if len(reliable) else float("nan")}  # fmt: skip
 
@@ -483,7 +481,7 @@ def _verdict_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tab
 def run_poison(config: PoisonConfig, ctx: RunContext) -> dict[str, Any]:
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     budget_results: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
-    comparisons: list[dict[str, Any]] = []
+    single: list[dict[str, Any]] = []  # rows that are already one statistic each
     sweeps: dict[str, Any] = {}
     data: dict[str, tuple[np.ndarray, np.ndarray]] = {d: _load(d, config) for d in config.datasets}
     done = ctx.units(_jobs(data, config), desc="poison-cluster")
@@ -495,39 +493,27 @@ def run_poison(config: PoisonConfig, ctx: RunContext) -> dict[str, Any]:
         if dataset in PAPER_FLIP:
             sweep = done[f"{dataset}-flip-sweep"]
             sweeps[dataset] = sweep
-            comparisons.append({"id": f"flip_ratio.first_collapse.{dataset}", "ours": sweep["collapse_ratio"],
-                                "paper": PAPER_FLIP[dataset], "unit": "ratio", "ci95": sweep["collapse_ci"]})  # fmt: skip
-            comparisons.append({"id": f"flip_ratio.reliable.{dataset}", "ours": sweep["reliable_ratio"],
-                                "paper": PAPER_FLIP[dataset], "unit": "ratio"})  # fmt: skip
+            single.append(tidy_row(f"flip_ratio.first_collapse.{dataset}", sweep["collapse_ratio"],
+                                   "ratio", PAPER_FLIP[dataset], ci95=sweep["collapse_ci"]))  # fmt: skip
+            single.append(tidy_row(f"flip_ratio.reliable.{dataset}", sweep["reliable_ratio"],
+                                   "ratio", PAPER_FLIP[dataset]))  # fmt: skip
         for budget in config.budgets:
             for attack in config.budget_attacks:
                 budget_results[(dataset, attack, budget)] = [
                     done[f"{dataset}-budget{budget:g}-{attack}-seed{s}"] for s in range(config.n_seeds)
                 ]  # fmt: skip
         reversal = done[f"{dataset}-reversal"]
-        comparisons.append({"id": f"contextual_reversal.{dataset}.n_injected", "ours": float(reversal["n_injected"]),
-                            "paper": None, "unit": "points", "reversed": reversal["reversed"]})  # fmt: skip
+        single.append(tidy_row(f"contextual_reversal.{dataset}.n_injected", float(reversal["n_injected"]),
+                               "points", reversed=reversal["reversed"]))  # fmt: skip
     summary = _summaries(results, config)
-    comparisons += _budget_rows(budget_results) + _oracle_rows(summary)
+    comparisons = (
+        aggregate(single)
+        + aggregate(_budget_rows(budget_results), LEVEL)
+        + aggregate(_oracle_rows(results), LEVEL, drop_nan=True, min_values=2)
+        + aggregate(_survival_and_clean_rows(summary, config))
+    )
     for dataset in config.datasets:
-        for attack in ("mimicry", "uniform_outliers"):
-            s = summary.get(f"{dataset}/{attack}", {}).get("removal_caught_injected")
-            if s is not None:
-                kept = 100.0 - s["mean"]
-                name = "mimicry.survival" if attack == "mimicry" else "uniform_outliers.survival"
-                comparisons.append(
-                    {
-                        "id": f"{name}.{dataset}",
-                        "ours": kept,
-                        "paper": None,
-                        "unit": "%",
-                        "ci95": s["ci95"],
-                    }
-                )
         clean = summary.get(f"{dataset}/none", {}).get("kmeans")
-        if clean:
-            comparisons.append({"id": f"clean.{dataset}.kmeans.acc_hungarian", "ours": clean["acc_hungarian"]["mean"],
-                                "paper": None, "unit": "%"})  # fmt: skip
         attacks: list[str] = [a for a in config.attacks if a != "none"]
         if clean and attacks:
             drop = [[summary[f"{dataset}/{a}"][d]["acc_hungarian"]["mean"] - summary[f"{dataset}/none"][d]["acc_hungarian"]["mean"]
@@ -542,6 +528,24 @@ def run_poison(config: PoisonConfig, ctx: RunContext) -> dict[str, Any]:
     _pictures(config, ctx)
     return {"summary": summary, "flip_sweeps": sweeps, "improved_internal_metrics": _flags(summary, config),
             "comparisons": comparisons}  # fmt: skip
+
+
+def _survival_and_clean_rows(summary: dict[str, Any], config: PoisonConfig) -> list[dict[str, Any]]:
+    """``mimicry.survival.<dataset>`` and ``uniform_outliers.survival.<dataset>`` (% of the
+    injected points the noise removal keeps, 100 - caught, with the caught share's 95 % CI) and
+    ``clean.<dataset>.kmeans.acc_hungarian``: one row each, from the seed summary."""
+    rows = []
+    for dataset in config.datasets:
+        for attack in ("mimicry", "uniform_outliers"):
+            s = summary.get(f"{dataset}/{attack}", {}).get("removal_caught_injected")
+            if s is not None:
+                name = "mimicry.survival" if attack == "mimicry" else "uniform_outliers.survival"
+                rows.append(tidy_row(f"{name}.{dataset}", 100.0 - s["mean"], ci95=s["ci95"]))
+        clean = summary.get(f"{dataset}/none", {}).get("kmeans")
+        if clean:
+            rows.append(tidy_row(f"clean.{dataset}.kmeans.acc_hungarian",
+                                 clean["acc_hungarian"]["mean"]))  # fmt: skip
+    return rows
 
 
 def _jobs(
@@ -581,32 +585,27 @@ def _plan_units(config: PoisonConfig) -> dict[str, int]:
 def _budget_rows(
     budget_results: dict[tuple[str, str, float], list[dict[str, Any]]],
 ) -> list[dict[str, Any]]:
-    """``<dataset>.budget_matched.<attack>.b<budget>``: k-means accuracy (%, mean and 95 % t
-    half-width over seeds) with the same number of injected points for every attack."""
-    rows = []
-    for (dataset, attack, budget), reps in budget_results.items():
-        mean, half = mean_ci([r["acc_hungarian"] for r in reps], 0.95)
-        rows.append({"id": f"{dataset}.budget_matched.{attack}.b{budget:g}", "ours": float(mean),
-                     "paper": None, "unit": "%", "ci95": float(half),
-                     "n_injected": reps[0]["n_injected"]})  # fmt: skip
-    return rows
+    """``<dataset>.budget_matched.<attack>.b<budget>``: k-means accuracy (%), one row per seed,
+    with the same number of injected points for every attack."""
+    return [tidy_row(f"{dataset}.budget_matched.{attack}.b{budget:g}", r["acc_hungarian"],
+                     n_injected=reps[0]["n_injected"])
+            for (dataset, attack, budget), reps in budget_results.items() for r in reps]  # fmt: skip
 
 
-def _oracle_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def _oracle_rows(results: dict[tuple[str, str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """``<dataset>.<attack>.<defense>.oracle`` and ``.no_oracle``: the accuracy (%) of each
-    defense told the true number of injected points and told the DBSCAN estimate."""
+    defense told the true number of injected points and told the DBSCAN estimate, one row per
+    seed."""
     rows = []
-    for key, s in summary.items():
-        dataset, attack = key.split("/")
+    for (dataset, attack), reps in results.items():
         if attack == "none":  # nothing injected: no true count to tell
             continue
         for defense in TOLD_COUNT:
-            if defense not in s or f"{defense}.no_oracle" not in s:
+            if defense not in reps[0] or f"{defense}.no_oracle" not in reps[0]:
                 continue
-            for told, entry in (("oracle", s[defense]), ("no_oracle", s[f"{defense}.no_oracle"])):
-                acc = entry["acc_hungarian"]
-                rows.append({"id": f"{dataset}.{attack}.{defense}.{told}", "ours": acc["mean"],
-                             "paper": None, "unit": "%", "ci95": acc["ci95"]})  # fmt: skip
+            for told, key in (("oracle", defense), ("no_oracle", f"{defense}.no_oracle")):
+                rows += [tidy_row(f"{dataset}.{attack}.{defense}.{told}",
+                                  r[key].get("acc_hungarian", np.nan)) for r in reps]  # fmt: skip
     return rows
 
 
