@@ -274,3 +274,24 @@ def test_mygdalis_attack_chunks_on_dask_give_the_serial_results(tmp_path, dask_c
     # once, weight 10 in each placement); in the client: Table 1
     assert manifest["units_in_process"] == 1 and manifest["units_computed"] == 3 * 2 * 2 + 3 + 1
     assert len(list((tmp_path / "dask" / "adversarial").glob("*.safetensors"))) == 12
+
+
+@needs_mnist
+def test_transfer_units_on_dask_give_the_serial_results(tmp_path, dask_cluster):
+    """transfer's eps units (the pool with its surrogate, the fitted k-means and its radii
+    travel with the job) on two workers: byte-identical results.json, nothing in the client."""
+    _, client = dask_cluster
+    exp = get_experiment("transfer")
+    config = validate_config(exp.config_cls, {
+        "surrogate": "fc1", "surrogate_epochs": 1, "n_clusters": 20, "n_test": 100,
+        "pixel_eps": [0.1, 0.3], "standardized_eps": [1.0], "max_iter": 2, "whitebox_iter": 3,
+    })  # fmt: skip
+    cache = Cache(tmp_path / "cache")
+    run_experiment(exp, config, tmp_path / "serial", cache, quiet=True)
+    run_experiment(exp, config, tmp_path / "dask", Cache(tmp_path / "cache2"), quiet=True,
+                   executor=DaskExecutor(client))  # fmt: skip
+    assert (tmp_path / "dask" / "results.json").read_bytes() == (
+        tmp_path / "serial" / "results.json"
+    ).read_bytes()
+    manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
+    assert manifest["units_in_process"] == 0 and manifest["units_computed"] == 3

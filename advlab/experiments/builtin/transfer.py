@@ -4,13 +4,16 @@ function of eps, in pixel units and in standardized units (Omari et al., the sta
 For each eps: the transfer attack's accuracy (test images attacked through the surrogate), and
 two references that use k-means itself: the exact white-box attack (KMeansPGD on the k-means
 margin, L-inf, same eps in pixels) and the certified lower bound (points correctly mapped whose
-class-aware L-inf radius exceeds eps). One unit per (units, eps).
+class-aware L-inf radius exceeds eps). One unit per (units, eps): a picklable job that any
+executor runs.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from pydantic import Field
 
@@ -67,6 +70,32 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
                           "certified lower bound"), rows)]  # fmt: skip
 
 
+def _unit(
+    pool: AdversarialPool,
+    km: Any,
+    mapping: np.ndarray,
+    correct: np.ndarray,
+    radius: np.ndarray,
+    units: str,
+    eps: float,
+    whitebox_iter: int,
+) -> dict[str, Any]:
+    """One eps: k-means accuracy on the surrogate's I-FGSM images, under the white-box PGD at
+    the same eps in pixels, and its certified lower bound (a picklable job)."""
+    test = pool.ds
+    assert test.images is not None
+    adv = pool.get(eps)
+    eps_px = pool.eps_pixels(eps)
+    wb = KMeansPGD(km, mapping, eps=eps_px, max_iter=whitebox_iter)
+    wb_x = wb(torch.from_numpy(test.images), torch.from_numpy(test.labels)).x_adv.numpy()
+    return {
+        "units": units, "eps": eps, "eps_pixels": eps_px,
+        "transfer_accuracy": mapped_accuracy(km, mapping, adv.reshape(len(adv), -1), test.labels),
+        "whitebox_accuracy": mapped_accuracy(km, mapping, wb_x.reshape(len(wb_x), -1), test.labels),
+        "certified_accuracy": float(robust_accuracy_curve(correct, radius, [eps_px])[0]),
+    }  # fmt: skip
+
+
 @register(
     "transfer",
     TransferConfig,
@@ -90,29 +119,17 @@ def run_transfer(config: TransferConfig, ctx: RunContext) -> dict[str, Any]:
     ctx.log.info("k-means clean test accuracy %.2f %%", clean)
     radius = kmeans_certified_radius(km, test.data, "linf", mapping=mapping)
     correct = mapping[km.predict(test.data)] == test.labels
-    rows = []
+    jobs = {}
     for units, grid in (("pixel", config.pixel_eps), ("standardized", config.standardized_eps)):
         pool = AdversarialPool(ctx.cache, model, key, test, AttackSpec(units, config.max_iter))
         for eps in grid:
-
-            def unit(
-                eps: float = eps, units: str = units, pool: AdversarialPool = pool
-            ) -> dict[str, Any]:
-                adv = pool.get(eps)
-                eps_px = pool.eps_pixels(eps)
-                wb = KMeansPGD(km, mapping, eps=eps_px, max_iter=config.whitebox_iter)
-                wb_x = wb(
-                    torch.from_numpy(test.images), torch.from_numpy(test.labels)
-                ).x_adv.numpy()
-                return {
-                    "units": units, "eps": eps, "eps_pixels": eps_px,
-                    "transfer_accuracy": mapped_accuracy(km, mapping, adv.reshape(len(adv), -1), test.labels),
-                    "whitebox_accuracy": mapped_accuracy(km, mapping, wb_x.reshape(len(wb_x), -1), test.labels),
-                    "certified_accuracy": float(robust_accuracy_curve(correct, radius, [eps_px])[0]),
-                }  # fmt: skip
-
-            rows.append(ctx.unit(f"{units}-eps{eps}", unit))
-            ctx.log.info("%s", rows[-1])
+            # the pool (surrogate included), the fitted k-means and the radii travel with the job
+            jobs[f"{units}-eps{eps}"] = partial(
+                _unit, pool, km, mapping, correct, radius, units, eps, config.whitebox_iter
+            )
+    rows = list(ctx.units(jobs, desc="transfer").values())
+    for row in rows:
+        ctx.log.info("%s", row)
     at_one = {r["units"]: r["transfer_accuracy"] for r in rows if r["eps"] == 1.0}
     paper = PAPER_START_ADV_ACC[config.dataset]
     comparisons = [
