@@ -195,6 +195,21 @@ def test_interrupted_client_resumes_without_recomputing(tmp_path, serial_results
     assert (out / "results.json").read_text() == serial_results
 
 
+def _serial_then_dask(tmp_path: Path, name: str, config: dict, client, shared_cache=False) -> dict:
+    """Run ``name`` serially, then on the Dask cluster (with its own cache unless
+    ``shared_cache``); assert byte-identical results.json; return the Dask run's manifest."""
+    exp = get_experiment(name)
+    cfg = validate_config(exp.config_cls, config)
+    cache = Cache(tmp_path / "cache")
+    run_experiment(exp, cfg, tmp_path / "serial", cache, quiet=True)
+    run_experiment(exp, cfg, tmp_path / "dask", cache if shared_cache else Cache(tmp_path / "cache2"),
+                   quiet=True, executor=DaskExecutor(client))  # fmt: skip
+    assert (tmp_path / "dask" / "results.json").read_bytes() == (
+        tmp_path / "serial" / "results.json"
+    ).read_bytes()
+    return json.loads((tmp_path / "dask" / "manifest.json").read_text())
+
+
 def test_omari_units_on_dask_give_the_serial_results(tmp_path, dask_cluster):
     """Algorithm 1's units and the pool tasks (3 training eps levels, 2 test pools) shipped to
     two workers that rebuild the data from the shared cache: byte-identical results.json.
@@ -208,17 +223,9 @@ def test_omari_units_on_dask_give_the_serial_results(tmp_path, dask_cluster):
     from tests.test_omari2024 import DIGITS_TINY
 
     _, client = dask_cluster
-    exp = get_experiment("omari2024")
-    config = validate_config(exp.config_cls, {**DIGITS_TINY, "repetitions": 2,
-                                              "figures": ["fig2ab", "fig2ef"]})  # fmt: skip
     assert torch.get_num_threads() > 1 or (os.cpu_count() or 1) == 1  # the runner pins 1
-    run_experiment(exp, config, tmp_path / "serial", Cache(tmp_path / "cache"), quiet=True)
-    run_experiment(exp, config, tmp_path / "dask", Cache(tmp_path / "cache2"), quiet=True,
-                   executor=DaskExecutor(client))  # fmt: skip
-    assert (tmp_path / "dask" / "results.json").read_bytes() == (
-        tmp_path / "serial" / "results.json"
-    ).read_bytes()
-    manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
+    config = {**DIGITS_TINY, "repetitions": 2, "figures": ["fig2ab", "fig2ef"]}
+    manifest = _serial_then_dask(tmp_path, "omari2024", config, client)
     assert manifest["units_in_process"] == 0 and manifest["units_computed"] == 4 + 3 + 2
 
 
@@ -260,16 +267,9 @@ def test_mygdalis_attack_chunks_on_dask_give_the_serial_results(tmp_path, dask_c
     from tests.test_mygdalis2020 import TINY
 
     _, client = dask_cluster
-    exp = get_experiment("mygdalis2020")
-    config = validate_config(exp.config_cls, {**TINY, "attacks": ["lbfgs", "deepfool", "5-A3"]})
-    cache = Cache(tmp_path / "cache")  # the classifier and defense are trained once
-    run_experiment(exp, config, tmp_path / "serial", cache, quiet=True)
-    run_experiment(exp, config, tmp_path / "dask", cache, quiet=True,
-                   executor=DaskExecutor(client))  # fmt: skip
-    assert (tmp_path / "dask" / "results.json").read_bytes() == (
-        tmp_path / "serial" / "results.json"
-    ).read_bytes()
-    manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
+    config = {**TINY, "attacks": ["lbfgs", "deepfool", "5-A3"]}
+    # one cache: the classifier and defense are trained once
+    manifest = _serial_then_dask(tmp_path, "mygdalis2020", config, client, shared_cache=True)
     # on the workers: 3 attacks x 2 chunks x (undefended, defended) + 3 sweep settings (weight 0
     # once, weight 10 in each placement); in the client: Table 1
     assert manifest["units_in_process"] == 1 and manifest["units_computed"] == 3 * 2 * 2 + 3 + 1
@@ -281,17 +281,7 @@ def test_transfer_units_on_dask_give_the_serial_results(tmp_path, dask_cluster):
     """transfer's eps units (the pool with its surrogate, the fitted k-means and its radii
     travel with the job) on two workers: byte-identical results.json, nothing in the client."""
     _, client = dask_cluster
-    exp = get_experiment("transfer")
-    config = validate_config(exp.config_cls, {
-        "surrogate": "fc1", "surrogate_epochs": 1, "n_clusters": 20, "n_test": 100,
-        "pixel_eps": [0.1, 0.3], "standardized_eps": [1.0], "max_iter": 2, "whitebox_iter": 3,
-    })  # fmt: skip
-    cache = Cache(tmp_path / "cache")
-    run_experiment(exp, config, tmp_path / "serial", cache, quiet=True)
-    run_experiment(exp, config, tmp_path / "dask", Cache(tmp_path / "cache2"), quiet=True,
-                   executor=DaskExecutor(client))  # fmt: skip
-    assert (tmp_path / "dask" / "results.json").read_bytes() == (
-        tmp_path / "serial" / "results.json"
-    ).read_bytes()
-    manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
+    config = {"surrogate": "fc1", "surrogate_epochs": 1, "n_clusters": 20, "n_test": 100,
+              "pixel_eps": [0.1, 0.3], "standardized_eps": [1.0], "max_iter": 2, "whitebox_iter": 3}  # fmt: skip
+    manifest = _serial_then_dask(tmp_path, "transfer", config, client)
     assert manifest["units_in_process"] == 0 and manifest["units_computed"] == 3
