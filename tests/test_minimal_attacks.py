@@ -90,6 +90,30 @@ def test_bad_parameters(digits_model):
         CarliniWagnerL2(model, binary_search_steps=0)
 
 
+def test_lbfgs_solves_with_one_scipy_blas_thread(digits_model, monkeypatch):
+    """OpenBLAS threads busy-waiting beside torch's made L-BFGS 3-4x slower at 2 threads."""
+    from threadpoolctl import threadpool_info
+
+    import advlab.attacks.evasion.lbfgs as lbfgs
+    from advlab.utils.perf import pinned_threads
+
+    def blas_threads() -> set[int]:
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    seen, real_minimize = [], lbfgs.minimize
+
+    def minimize(*args, **kwargs):
+        seen.append(blas_threads())
+        return real_minimize(*args, **kwargs)
+
+    monkeypatch.setattr(lbfgs, "minimize", minimize)
+    model, x, y = digits_model
+    with pinned_threads(2):
+        lbfgs.LBFGS(model, doublings=1, bisections=0, max_iter=5)(x[:4], y[:4])
+        assert blas_threads() == {2}
+    assert seen and all(s == {1} for s in seen)
+
+
 def test_lbfgs_targets_the_second_ranked_label(digits_model):
     from advlab.attacks.evasion import LBFGS
 

@@ -56,6 +56,18 @@ def test_cw_ssim_identity_shift_and_noise():
     assert y.grad is not None and torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize(("height", "width", "window"), [(28, 28, 7), (8, 12, 3), (9, 7, 7)])
+def test_window_mean_is_avg_pool(height, width, window):
+    from torch.nn import functional as F
+
+    from advlab.metrics.cw_ssim import window_mean
+
+    t = torch.randn(3, 4, height, width, generator=torch.Generator().manual_seed(0))
+    expected = F.avg_pool2d(t, window, stride=1)
+    assert window_mean(t, window).shape == expected.shape
+    assert torch.allclose(window_mean(t, window), expected, atol=1e-6)
+
+
 def test_cw_ssim_bad_input():
     with pytest.raises(ValueError, match="same shape"):
         cw_ssim(torch.rand(2, 28, 28), torch.rand(3, 28, 28))

@@ -30,7 +30,6 @@ import math
 from functools import lru_cache
 
 import torch
-from torch.nn import functional as F
 
 _STABILITY = 1e-10
 
@@ -71,6 +70,29 @@ def steerable_bands(
             )
             bands.append(2 * radial * angular)
     return torch.stack(bands)
+
+
+@lru_cache(maxsize=32)
+def _box_matrix(
+    size: int, window: int, device: torch.device | str, dtype: torch.dtype
+) -> torch.Tensor:
+    """(size, size - window + 1) matrix whose column j averages entries j .. j + window - 1."""
+    rows = torch.arange(size, device=device)[:, None]
+    cols = torch.arange(size - window + 1, device=device)[None, :]
+    return ((rows >= cols) & (rows < cols + window)).to(dtype) / window
+
+
+def window_mean(t: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over every window x window patch (stride 1, no padding) of (..., H, W) real t.
+
+    Equal to ``F.avg_pool2d(t, window, stride=1)`` up to float rounding, written as two
+    matrix products with banded averaging matrices, A_H^T t A_W, each applied from the right
+    so that it is one matrix product over the whole batch: on CPU about ten times faster than
+    avg_pool2d for 28 x 28 images, whose windows were most of K-A3's objective cost."""
+    h, w = t.shape[-2:]
+    rows = _box_matrix(h, window, t.device, t.dtype)
+    cols = rows if w == h else _box_matrix(w, window, t.device, t.dtype)
+    return ((t @ cols).transpose(-1, -2) @ rows).transpose(-1, -2)
 
 
 def _as_batch(img: torch.Tensor, name: str) -> tuple[torch.Tensor, int]:
@@ -132,7 +154,7 @@ def cw_ssim(
     cross = cx * cy.conj()
 
     def local_mean(t: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(t, window, stride=1)
+        return window_mean(t, window)
 
     cross_re, cross_im = local_mean(cross.real), local_mean(cross.imag)
     # |z| smoothed as sqrt(|z|^2 + e^2) - e: exact to e, never above |z|, gradient 0 at z = 0

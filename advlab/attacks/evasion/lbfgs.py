@@ -16,6 +16,12 @@ is the same as per-sample solves; convergence per iteration budget differs sligh
 default iteration budget scales with the batch (``max_iter`` per sample-solve, times
 ``sqrt(batch)``).
 
+Threads: scipy's L-BFGS-B runs on the BLAS scipy ships (OpenBLAS), whose threads busy-wait
+between calls and take the cores torch's OpenMP threads need for the objective. With two of
+each on two cores the attack ran 3-4 times slower than with one, so each solve runs with
+scipy's BLAS on ``SCIPY_BLAS_THREADS`` thread (its vectors are one batch of images; torch keeps
+its threads). ``benchmarks/ka3_speed.py`` measures this side by side.
+
 Example::
 
     result = LBFGS(model)(images, labels)          # targets the 2nd-ranked label
@@ -28,6 +34,7 @@ import math
 import numpy as np
 import torch
 from scipy.optimize import Bounds, minimize
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from advlab.attacks.evasion.base import AttackResult, MinimizationAttack, model_device
@@ -35,6 +42,7 @@ from advlab.attacks.evasion.criteria import Criterion, TargetedMisclassification
 from advlab.utils.validation import check_images, check_number
 
 _SMOOTH = 1e-12
+SCIPY_BLAS_THREADS: int | None = 1  # None leaves scipy's BLAS at its own thread count
 
 
 class LBFGS(MinimizationAttack):
@@ -150,14 +158,15 @@ class LBFGS(MinimizationAttack):
         lo, hi = self.bounds
         lower = (lo - flat_x).double().cpu().numpy().ravel()
         upper = (hi - flat_x).double().cpu().numpy().ravel()
-        res = minimize(
-            objective,
-            start.reshape(-1).double().cpu().numpy(),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=Bounds(lower, upper),
-            options={"maxiter": int(self.max_iter * math.sqrt(b))},
-        )
+        with threadpool_limits(SCIPY_BLAS_THREADS, user_api="blas"):
+            res = minimize(
+                objective,
+                start.reshape(-1).double().cpu().numpy(),
+                jac=True,
+                method="L-BFGS-B",
+                bounds=Bounds(lower, upper),
+                options={"maxiter": int(self.max_iter * math.sqrt(b))},
+            )
         n = torch.as_tensor(res.x, dtype=torch.float32, device=x.device).view(b, -1)
         return (flat_x + n).clamp(lo, hi).view(shape)
 
