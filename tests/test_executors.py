@@ -260,19 +260,20 @@ def test_plan_measures_throughput_and_names_what_it_cannot_plan(capsys):
 
 @needs_mnist
 def test_mygdalis_attack_chunks_on_dask_give_the_serial_results(tmp_path, dask_cluster):
-    """Every attack chunk and SSIM-sweep setting of Mygdalis (the network and the defense
-    travel with the job) on two workers: byte-identical results.json (one thread per unit
-    everywhere, by default); the adversarial examples land in the run directory as in a serial
-    run."""
+    """The network's training with its defense, every attack chunk and SSIM-sweep setting of
+    Mygdalis (the network and the defense travel with the job) on two workers: byte-identical
+    results.json (one thread per unit everywhere, by default); the adversarial examples land in
+    the run directory as in a serial run."""
     from tests.test_mygdalis2020 import TINY
 
     _, client = dask_cluster
     config = {**TINY, "attacks": ["lbfgs", "deepfool", "5-A3"]}
-    # one cache: the classifier and defense are trained once
-    manifest = _serial_then_dask(tmp_path, "mygdalis2020", config, client, shared_cache=True)
-    # on the workers: 3 attacks x 2 chunks x (undefended, defended) + 3 sweep settings (weight 0
-    # once, weight 10 in each placement); in the client: Table 1
-    assert manifest["units_in_process"] == 1 and manifest["units_computed"] == 3 * 2 * 2 + 3 + 1
+    # each run its own cache: the Dask run trains the classifier and its defense on a worker
+    manifest = _serial_then_dask(tmp_path, "mygdalis2020", config, client)
+    # on the workers: the training, 3 attacks x 2 chunks x (undefended, defended) + 3 sweep
+    # settings (weight 0 once, weight 10 in each placement); in the client: Table 1
+    assert manifest["units_in_process"] == 1
+    assert manifest["units_computed"] == 1 + 3 * 2 * 2 + 3 + 1
     assert len(list((tmp_path / "dask" / "adversarial").glob("*.safetensors"))) == 12
 
 

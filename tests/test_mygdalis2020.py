@@ -67,8 +67,9 @@ def test_tiny_reproduction_end_to_end_and_resume(tmp_path):
     assert (run / "adversarial" / "fc1-undefended-5-A3-000003.safetensors").is_file()
     manifest = json.loads((run / "manifest.json").read_text())
     computed = manifest["units_computed"]
-    # Table 1 + (2 settings x 6 attacks x 2 chunks) + sweep (weight 0 once, weight 10 per placement)
-    assert computed == 1 + 2 * 6 * 2 + 3
+    # training + Table 1 + (2 settings x 6 attacks x 2 chunks) + sweep (weight 0 once, weight 10
+    # per placement)
+    assert computed == 1 + 1 + 2 * 6 * 2 + 3
     # rerunning into the same directory resumes every unit and gives the same results
     again = _run(run, cache)
     assert json.loads((run / "manifest.json").read_text())["units_computed"] == 0

@@ -87,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="reproduce a named experiment")  # fmt: skip
     rep.add_argument("name")
     rep.add_argument(
-        "--profile", default="quick", help="quick (minutes, CPU) or paper (full scale)"
+        "--profile",
+        default="quick",
+        help="a profile of the experiment: quick (minutes on a CPU), paper (full scale) or "
+        "another file of advlab/experiments/profiles/NAME/ (an unknown one lists them)",
     )
     show = sub.add_parser("show", parents=[overrides],
                           help="print the resolved config of a profile as YAML (a config for run)")  # fmt: skip

@@ -1,6 +1,8 @@
 """``mygdalis2020``: Tables 1-2 and Fig. 4 of Mygdalis, Tefas & Pitas (2020) on MNIST.
 
-Per model (MNIST-FC1, MNIST-LeNet and, when asked for, MNIST-PR):
+Per model (MNIST-FC1, MNIST-LeNet and, when asked for, MNIST-PR; steps 1-2 of every model
+run first, one unit per model, so that on an executor with workers the networks train in
+parallel into the shared artefact cache):
 
 1. the classifier W is trained (cached; fc1 20 epochs with a cosine schedule, lenet5 8 epochs;
    MNIST-PR, the paper's "defensive architecture [24]" of Wong, Schmidt, Metzen & Kolter 2018,
@@ -313,10 +315,11 @@ def _first_correct(net: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int | No
     return x[idx], y[idx]
 
 
-def _run_model(ctx: RunContext, config: MygdalisConfig, name: str) -> dict[str, Any]:
-    train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
-    ctx.record_dataset(train)
-    ctx.record_dataset(test)
+def _model_and_defense(
+    ctx: RunContext, config: MygdalisConfig, name: str, train: Dataset, test: Dataset
+) -> tuple[nn.Module, MSVDDDefense, str]:
+    """The classifier W of ``name`` and its M-SVDD-D, each trained once and kept in the artefact
+    cache (by its settings and the data's hash), with the hash of W's weights."""
     epochs, schedule = TRAINING[name]
     epochs = config.train_epochs or epochs
     mean, std = config.input_normalization
@@ -326,7 +329,22 @@ def _run_model(ctx: RunContext, config: MygdalisConfig, name: str) -> dict[str, 
         trained = train_classifier(name, train, test, epochs=epochs, seed=config.seed, device=config.device,
                                    cache=ctx.cache, schedule=schedule, mean=mean, std=std)  # fmt: skip
         model, weights_sha256 = trained.model.eval(), trained.weights_sha256
-    defense = _fit_defense(ctx, config, name, model, weights_sha256, train)
+    return model, _fit_defense(ctx, config, name, model, weights_sha256, train), weights_sha256
+
+
+def _train_unit(ctx: RunContext, config: MygdalisConfig, name: str) -> dict[str, str]:
+    """A picklable job: train W and fit M-SVDD-D of ``name`` into the shared cache, where the
+    client then finds them, so that the networks train in parallel on the workers."""
+    train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
+    return {"weights_sha256": _model_and_defense(ctx, config, name, train, test)[2]}
+
+
+def _run_model(ctx: RunContext, config: MygdalisConfig, name: str) -> dict[str, Any]:
+    train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
+    ctx.record_dataset(train)
+    ctx.record_dataset(test)
+    _, schedule = TRAINING[name]
+    model, defense, _ = _model_and_defense(ctx, config, name, train, test)  # cached by _train_unit
     linear = defense.linear_model()
     xt, yt = _tensors(test)
 
@@ -576,6 +594,9 @@ def run_mygdalis(config: MygdalisConfig, ctx: RunContext) -> dict[str, Any]:
     results: dict[str, Any] = {}
     comparisons: list[dict[str, Any]] = []
     panels = []
+    # every network and its defense first, in parallel where the executor has workers
+    ctx.units({f"{name}-trained": partial(_train_unit, ctx, config, name) for name in config.models},
+              desc="mygdalis2020 networks")  # fmt: skip
     for name in config.models:
         res = _run_model(ctx, config, name)
         results[name] = res
