@@ -249,13 +249,41 @@ def test_plan_counts_units_and_image_steps(capsys):
 
 
 def test_plan_measures_throughput_and_names_what_it_cannot_plan(capsys):
-    from advlab.experiments.planning import measure_throughput
+    from advlab.experiments.planning import ATTACKS, measure_throughput
 
-    assert measure_throughput("mlp", (1, 8, 8), steps=2, batch=32) > 0
-    assert main(["plan", "mygdalis2020"]) == 2
-    assert "mygdalis2020 has no plan yet; plans exist for omari2024" in capsys.readouterr().err
+    for attack in ATTACKS:
+        assert measure_throughput("mlp", (1, 8, 8), steps=2, batch=8, attack=attack) > 0
+    with pytest.raises(ValueError, match="attack='pgd'"):
+        measure_throughput("mlp", (1, 8, 8), attack="pgd")
+    assert main(["plan", "elbow"]) == 2
+    err = capsys.readouterr().err
+    assert "elbow has no plan yet; plans exist for" in err
+    assert all(name in err for name in ("omari2024", "mygdalis2020", "poison-cluster"))
     assert main(["plan", "omari2024", "--profile", "digits", "--workers", "0"]) == 2
     assert "--workers must be >= 1" in capsys.readouterr().err
+
+
+def test_plan_counts_one_pass_per_ifgsm_step_and_bounds_lbfgs_and_ka3():
+    """timed_passes counts exactly one image-pass per I-FGSM step and image; a real L-BFGS and
+    K-A3 search (c doubled, then bisected) stays within the pass budget advlab plan uses."""
+    import torch
+
+    from advlab.attacks.evasion import IFGSM, KA3, LBFGS
+    from advlab.experiments.builtin.mygdalis2020 import MygdalisConfig, _passes_per_image
+    from advlab.experiments.planning import timed_passes
+    from advlab.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("lenet5", 10, (1, 28, 28)).eval()
+    x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    passes, seconds = timed_passes(model, lambda: IFGSM(model, eps=0.1, max_iter=4)(x, y))
+    assert passes == 4 * 6 and seconds > 0
+    search = {"doublings": 2, "bisections": 1, "max_iter": 10, "batch_size": 6}
+    config = MygdalisConfig(**search)
+    budget = len(x) * _passes_per_image(config, "lbfgs", 6)
+    for attack in (LBFGS(model, **search), KA3(model, K=2, **search)):
+        passes, _ = timed_passes(model, lambda a=attack: a(x, y))
+        assert 0 < passes <= budget
 
 
 @needs_mnist

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from advlab.experiments import Cache, ConfigError, get_experiment, run_experiment, validate_config
+from advlab.experiments.planning import make_plan
 from tests.conftest import needs_mnist
 
 TINY = {
@@ -17,9 +18,12 @@ TINY = {
 }  # fmt: skip
 
 
+def _config():
+    return validate_config(get_experiment("mygdalis2020").config_cls, TINY)
+
+
 def _run(out, cache):
-    exp = get_experiment("mygdalis2020")
-    return run_experiment(exp, validate_config(exp.config_cls, TINY), out, cache, quiet=True)
+    return run_experiment(get_experiment("mygdalis2020"), _config(), out, cache, quiet=True)
 
 
 @needs_mnist
@@ -70,6 +74,9 @@ def test_tiny_reproduction_end_to_end_and_resume(tmp_path):
     # training + Table 1 + (2 settings x 6 attacks x 2 chunks) + sweep (weight 0 once, weight 10
     # per placement)
     assert computed == 1 + 1 + 2 * 6 * 2 + 3
+    # advlab plan counts the same units before the run
+    plan = make_plan(get_experiment("mygdalis2020"), _config(), throughput=1000.0)
+    assert sum(plan["units"].values()) == computed
     # rerunning into the same directory resumes every unit and gives the same results
     again = _run(run, cache)
     assert json.loads((run / "manifest.json").read_text())["units_computed"] == 0

@@ -1,26 +1,81 @@
 """``advlab plan``: what a run will do before it runs: its units, its attack work in image-steps
-(one image through one forward + backward pass of the attacked model), and the wall time that
-work takes on N workers at a throughput measured here and now.
+(one image through one forward pass of the attacked model under autograd and its backward pass:
+an I-FGSM step, an L-BFGS-B objective evaluation, a C&W Adam step, a DeepFool linearisation),
+and the wall time that work takes on N workers at a throughput measured here and now.
 
 The throughput is measured, not assumed: the attacked model (untrained weights: the speed is
-the same) runs advlab's I-FGSM on a batch of random images of the experiment's shape for a few
-steps on the chosen device, after one warm-up call. The estimate divides the image-steps by
+the same) runs the attack itself on a batch of random images of the experiment's shape for a
+few steps on the chosen device, after one warm-up call, while ``timed_passes`` counts the
+passes it makes; the rate is passes over seconds, so whatever an attack does around its passes
+(scipy's L-BFGS-B, CW-SSIM) is in it. The estimate divides the image-steps by
 (throughput x workers), which assumes every worker attacks at the measured rate (a machine or a
 GPU of its own) and that there are enough units to keep them busy: the number of parallel units
-of each attack is printed beside it. It counts the surrogate attacks only; k-means fits,
-evaluations and the white-box controls come on top (``manifest.json`` of a quick run shows
-their share in ``unit_seconds``).
+of each attack is printed beside it. Each experiment's plan says in its notes what it counts
+and what comes on top.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
-from advlab.attacks.evasion import IFGSM
+from advlab.attacks.evasion import IFGSM, KA3, LBFGS, CarliniWagnerL2, DeepFool
 from advlab.models import build_model
+
+ATTACKS = ("ifgsm", "lbfgs", "ka3", "deepfool", "cw")  # what measure_throughput can run
+
+
+def timed_passes(model: nn.Module, run: Callable[[], Any]) -> tuple[int, float]:
+    """(image-steps, seconds) of ``run()``: the images that went through a forward call of
+    ``model`` while autograd was on (each is followed by a backward pass in every attack here;
+    forward calls under ``torch.no_grad``, the attacks' success checks, are not counted).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The module whose forward calls are counted.
+    run : callable
+        What to time, called once without arguments.
+
+    Returns
+    -------
+    tuple of (int, float)
+    """
+    count = [0]
+
+    def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        if torch.is_grad_enabled():
+            count[0] += len(inputs[0])
+
+    handle = model.register_forward_hook(hook)
+    try:
+        start = time.perf_counter()
+        run()
+        seconds = time.perf_counter() - start
+    finally:
+        handle.remove()
+    return count[0], seconds
+
+
+def _probe(attack: str, model: nn.Module, steps: int, batch: int) -> Callable[..., Any]:
+    """A short run of ``attack`` (its per-pass work as in the experiments, its search cut to
+    one solve / one binary-search step of ``steps`` iterations)."""
+    if attack == "ifgsm":
+        return IFGSM(model, eps=0.1, max_iter=steps, eps_step=0.025, batch_size=batch).generate
+    if attack == "lbfgs":
+        return LBFGS(model, doublings=0, bisections=0, max_iter=steps, batch_size=batch)
+    if attack == "ka3":
+        return KA3(model, K=1, doublings=0, bisections=0, max_iter=steps, batch_size=batch)
+    if attack == "deepfool":
+        return DeepFool(model, max_iter=steps, batch_size=batch)
+    if attack == "cw":
+        return CarliniWagnerL2(model, binary_search_steps=1, steps=steps, abort_early=False,
+                               batch_size=batch)  # fmt: skip
+    raise ValueError(f"attack={attack!r}: measure one of {ATTACKS}")
 
 
 def measure_throughput(
@@ -30,9 +85,11 @@ def measure_throughput(
     batch: int = 256,
     steps: int = 5,
     n_classes: int = 10,
+    attack: str = "ifgsm",
 ) -> float:
-    """Image-steps per second of advlab's I-FGSM on ``model_name`` (untrained) over a batch of
-    ``batch`` random images of ``shape`` (C, H, W), best of two timed calls after a warm-up.
+    """Image-passes per second of advlab's ``attack`` on ``model_name`` (untrained) over a
+    batch of ``batch`` random images of ``shape`` (C, H, W), best of two timed calls after a
+    warm-up, the passes counted by ``timed_passes``.
 
     Parameters
     ----------
@@ -43,34 +100,38 @@ def measure_throughput(
     device : str, default="cpu"
         Where to measure ("cuda" for a GPU).
     batch : int, default=256
-        Images per call (the pools' chunk).
+        Images per call (the attack's batch in the experiment).
     steps : int, default=5
-        I-FGSM steps per call.
+        Iterations per call (I-FGSM steps, L-BFGS-B iterations per sqrt(batch), Adam steps,
+        DeepFool linearisations).
     n_classes : int, default=10
         Outputs of the model.
+    attack : str, default="ifgsm"
+        One of ``ATTACKS``.
 
     Returns
     -------
     float
-        Images x steps per second.
+        Image-passes per second.
     """
+    if attack not in ATTACKS:
+        raise ValueError(f"attack={attack!r}: measure one of {ATTACKS}")
     c, h, w = shape
     model = build_model(model_name, n_classes, (c, h, w)).to(device).eval()
     generator = torch.Generator().manual_seed(0)
-    x = torch.rand((batch, *shape), generator=generator)
-    y = torch.randint(0, n_classes, (batch,), generator=generator)
-    attack = IFGSM(model, eps=0.1, max_iter=steps, eps_step=0.025, batch_size=batch)
-    attack.generate(x[: min(batch, 8)], y[: min(batch, 8)])  # warm-up (allocations, kernels)
-    best = float("inf")
+    x = torch.rand((batch, *shape), generator=generator).to(device)
+    y = torch.randint(0, n_classes, (batch,), generator=generator).to(device)
+    run = _probe(attack, model, steps, batch)
+    run(x[: min(batch, 8)], y[: min(batch, 8)])  # warm-up (allocations, kernels)
+    best = 0.0
     for _ in range(2):
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        start = time.perf_counter()
-        attack.generate(x, y)
+        passes, seconds = timed_passes(model, lambda: run(x, y))
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return batch * steps / best
+        best = max(best, passes / seconds)
+    return best
 
 
 def make_plan(
@@ -99,18 +160,22 @@ def make_plan(
     Returns
     -------
     dict
-        units, attacks (each with image_steps, throughput and hours per worker count), totals.
+        units, attacks (each with image_steps, throughput and hours per worker count), totals,
+        and the experiment's notes.
     """
     if experiment.plan is None:
         raise ValueError(f"{experiment.name} has no plan yet (its units are counted as it runs)")
     plan = dict(experiment.plan(config))
-    measured: dict[tuple[str, tuple[int, ...]], float] = {}
+    measured: dict[tuple[str, tuple[int, ...], str, int], float] = {}
     total_hours = dict.fromkeys(workers, 0.0)
     for attack in plan.get("attacks", []):
         attack["image_steps"] = int(attack["images"] * attack["steps"])
-        key = (attack["model"], tuple(attack["shape"]))
+        kind, batch = attack.setdefault("attack", "ifgsm"), int(attack.get("batch", 256))
+        key = (attack["model"], tuple(attack["shape"]), kind, batch)
         if throughput is None and key not in measured:
-            measured[key] = measure_throughput(attack["model"], tuple(attack["shape"]), device)
+            measured[key] = measure_throughput(
+                attack["model"], tuple(attack["shape"]), device, batch=batch, attack=kind
+            )
         rate = throughput if throughput is not None else measured[key]
         attack["image_steps_per_second"] = round(rate, 1)
         attack["hours"] = {}
@@ -154,7 +219,5 @@ def format_plan(name: str, profile: str | None, plan: dict[str, Any]) -> str:
         lines.append(row)
     total = f"  {'total (hours on N workers)':<{width + 31}}"
     lines.append(total + "".join(f"{plan['attack_hours'][n]:>10.2f}" for n in workers))
-    lines += ["", "Attack work only: k-means fits, evaluations and white-box controls come on top;",
-              "N workers each attack at the rate above (a machine or GPU of its own); the",
-              "surrogate is trained by the client before the pool tasks are sent."]  # fmt: skip
+    lines += ["", *plan.get("notes", [])]
     return "\n".join(lines)

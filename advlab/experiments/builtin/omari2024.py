@@ -711,7 +711,10 @@ def _plan(config: OmariConfig) -> dict[str, Any]:
         attacks.append({"what": f"{name}: test pools (untargeted + random target)",
                         "model": config.surrogate, "shape": shape, "images": 2 * n_test,
                         "steps": config.max_iter, "units": test_tasks})  # fmt: skip
-    return {"units": units, "attacks": attacks}
+    notes = ["Attack work only: k-means fits, evaluations and white-box controls come on top;",
+             "N workers each attack at the rate above (a machine or GPU of its own); the",
+             "surrogate is trained by the client before the pool tasks are sent."]  # fmt: skip
+    return {"units": units, "attacks": attacks, "notes": notes}
 
 
 @register("omari2024", OmariConfig, tables=_report_tables, sample_size=_sample_size, plan=_plan, description="Omari et al.: Algorithm 1, Fig. 2 a-f and Fig. 3 (+ controls, white-box training)")  # fmt: skip

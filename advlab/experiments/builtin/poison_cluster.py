@@ -470,12 +470,18 @@ def _verdict_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tab
     return tables
 
 
+NO_ATTACK_NOTE = (
+    "No network is attacked: every unit fits k-means and the defenses, so there are no "
+    "image-steps to estimate."
+)
+
+
 @register(
     "poison-cluster",
     PoisonConfig,
     tables=_report_tables,
     sample_size=_sample_size,
-    plan=lambda config: {"units": _plan_units(config), "attacks": []},
+    plan=lambda config: {"units": _plan_units(config), "attacks": [], "notes": [NO_ATTACK_NOTE]},
     description="Poison Cluster attacks x robust k-means defenses on Iris, breast cancer, digits, MNIST",
 )
 def run_poison(config: PoisonConfig, ctx: RunContext) -> dict[str, Any]:
