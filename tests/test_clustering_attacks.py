@@ -234,16 +234,19 @@ def test_attacks_work_on_real_digits() -> None:
 # --- the experiment ---------------------------------------------------------------------------
 
 
+TINY = {
+    "n_per_class": 40, "grid_s": [0.2], "grid_delta": [0.3, 1.0], "clusterers": ["kmeans", "ward"],
+    "generations": 3, "cases": ["digits-1v4"], "case_clusterers": ["ward"], "chhabra_rounds": 2,
+    "merge_datasets": ["digits"], "merge_points": 3, "merge_quantiles": [0.5, 0.95], "robust": ["kmeans--", "algorithm1"],
+    "transfer_models": ["linear-svm"]}  # fmt: skip
+
+
 @needs_fashion
 def test_clustering_attacks_tiny_run(tmp_path: Path) -> None:
     from advlab.experiments import Cache, get_experiment, run_experiment, validate_config
 
     exp = get_experiment("clustering-attacks")
-    config = validate_config(exp.config_cls, {
-        "n_per_class": 40, "grid_s": [0.2], "grid_delta": [0.3, 1.0], "clusterers": ["kmeans", "ward"],
-        "generations": 3, "cases": ["digits-1v4"], "case_clusterers": ["ward"], "chhabra_rounds": 2,
-        "merge_datasets": ["digits"], "merge_points": 3, "merge_quantiles": [0.5, 0.95], "robust": ["kmeans--", "algorithm1"],
-        "transfer_models": ["linear-svm"]})  # fmt: skip
+    config = validate_config(exp.config_cls, TINY)
     results = run_experiment(exp, config, tmp_path / "run", Cache(tmp_path / "c"), quiet=True)
     ids = {c["id"]: c for c in results["comparisons"]}
     for name in ("cina.fmnist-6v9.kmeans.s0.2.delta0.3.ami", "cina.fmnist-6v9.ward.s0.2.delta1.ami",

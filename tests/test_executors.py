@@ -23,7 +23,7 @@ from advlab.experiments.executors import (
     SerialExecutor,
     make_executor,
 )
-from tests.conftest import needs_mnist
+from tests.conftest import needs_fashion, needs_mnist
 
 TINY_POISON = {
     "datasets": ["iris"],
@@ -227,6 +227,22 @@ def test_omari_units_on_dask_give_the_serial_results(tmp_path, dask_cluster):
     config = {**DIGITS_TINY, "repetitions": 2, "figures": ["fig2ab", "fig2ef"]}
     manifest = _serial_then_dask(tmp_path, "omari2024", config, client)
     assert manifest["units_in_process"] == 0 and manifest["units_computed"] == 4 + 3 + 2
+
+
+@needs_fashion
+def test_clustering_attacks_and_elbow_units_on_dask_give_the_serial_results(tmp_path, dask_cluster):
+    """Every unit of clustering-attacks (Cina grid cells and their random starts, spill-over
+    cases, merge curves, robust victims, the transfer models) and of elbow (one k-means fit per
+    k) on two workers: byte-identical results.json, nothing left in the client."""
+    from tests.test_clustering_attacks import TINY
+
+    _, client = dask_cluster
+    manifest = _serial_then_dask(tmp_path / "ca", "clustering-attacks", TINY, client)
+    # 2 clusterers x 2 deltas x (search, random start), 1 case, 1 merge dataset, 2 robust, transfer
+    assert manifest["units_in_process"] == 0 and manifest["units_computed"] == 8 + 1 + 1 + 2 + 1
+    config = {"datasets": ["digits"], "ks": [2, 5, 10, 20]}
+    manifest = _serial_then_dask(tmp_path / "elbow", "elbow", config, client)
+    assert manifest["units_in_process"] == 0 and manifest["units_computed"] == 4
 
 
 def test_plan_counts_units_and_image_steps(capsys):

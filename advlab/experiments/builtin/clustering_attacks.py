@@ -61,7 +61,6 @@ from advlab.metrics import adjusted_rand, mutual_info_adjusted, perturbation_nor
 from advlab.models.train import train_classifier
 from advlab.report.plots import plot_adversarial_examples, plot_sweep, plot_value_grids
 from advlab.report.tables import Table
-from advlab.utils.progress import progress
 
 Clusterer = Literal["kmeans", "spectral", "ward", "average", "complete", "single", "gmm"]
 Case = Literal["digits-8v9", "digits-1v4", "mnist-1v4", "mnist-3v2"]
@@ -387,20 +386,22 @@ def run_clustering_attacks(config: ClusteringAttacksConfig, ctx: RunContext) -> 
     comparisons: list[dict[str, Any]] = []
     grid: dict[str, Any] = {}
     cells = [(c, s, d) for c in config.clusterers for s in config.grid_s for d in config.grid_delta]
-    for clusterer, s, delta in progress(cells, desc="cina grid"):
-        unit = ctx.unit(
-            f"grid-{clusterer}-s{s:g}-d{delta:g}",
-            partial(_grid_unit, X, clusterer, s, delta, config),
-        )
+    jobs = {}
+    for clusterer, s, delta in cells:  # the search, and its random start as the control
+        cell = f"{clusterer}-s{s:g}-d{delta:g}"
+        jobs[f"grid-{cell}"] = partial(_grid_unit, X, clusterer, s, delta, config)
+        jobs[f"grid-start-{cell}"] = partial(_grid_unit, X, clusterer, s, delta, config, 1)
+    done = ctx.units(jobs, desc="cina grid")
+    for clusterer, s, delta in cells:
+        unit = done[f"grid-{clusterer}-s{s:g}-d{delta:g}"]
         g = grid.setdefault(clusterer, {"s": list(config.grid_s), "delta": list(config.grid_delta),
                                         "ami": [[None] * len(config.grid_delta) for _ in config.grid_s]})  # fmt: skip
         g["ami"][config.grid_s.index(s)][config.grid_delta.index(delta)] = unit["ami"]
         comparisons.append({"id": f"cina.fmnist-6v9.{clusterer}.s{s:g}.delta{delta:g}.ami", "ours": unit["ami"],
-                            "paper": None, "unit": "AMI", "refits_per_second": unit["n_refits"] / max(unit["seconds"], 1e-9)})  # fmt: skip
+                            "paper": None, "unit": "AMI", "refits": unit["n_refits"]})  # fmt: skip
         comparisons.append({"id": f"cina.fmnist-6v9.{clusterer}.s{s:g}.delta{delta:g}.ari", "ours": unit["ari"],
                             "paper": None, "unit": "ARI"})  # fmt: skip
-        start = ctx.unit(f"grid-start-{clusterer}-s{s:g}-d{delta:g}",
-                         partial(_grid_unit, X, clusterer, s, delta, config, 1))  # fmt: skip
+        start = done[f"grid-start-{clusterer}-s{s:g}-d{delta:g}"]
         comparisons.append({"id": f"cina.fmnist-6v9.{clusterer}.s{s:g}.delta{delta:g}.ami_random_start",
                             "ours": start["ami"], "paper": None, "unit": "AMI"})  # fmt: skip
         g.setdefault("ami_random_start", [[None] * len(config.grid_delta) for _ in config.grid_s])
@@ -415,14 +416,17 @@ def run_clustering_attacks(config: ClusteringAttacksConfig, ctx: RunContext) -> 
     spill: dict[str, Any] = {}
     examples: dict[str, tuple[np.ndarray, np.ndarray, int, str]] = {}
     case_data: dict[str, np.ndarray] = {}
+    case_sets: dict[str, Dataset] = {}
     for case in config.cases:
-        ds, Xc = _case(case, config)
-        ctx.record_dataset(ds)
-        case_data[case] = Xc
+        case_sets[case], case_data[case] = _case(case, config)
+        ctx.record_dataset(case_sets[case])
+    done = ctx.units({f"spill-{case}-{clusterer}": partial(_spill_unit, case_data[case], clusterer, config)
+                      for case in config.cases for clusterer in config.case_clusterers},
+                     desc="spill-over")  # fmt: skip
+    for case in config.cases:
+        ds, Xc = case_sets[case], case_data[case]
         for clusterer in config.case_clusterers:
-            unit = ctx.unit(
-                f"spill-{case}-{clusterer}", partial(_spill_unit, Xc, clusterer, config)
-            )
+            unit = done[f"spill-{case}-{clusterer}"]
             spill[f"{case}/{clusterer}"] = unit
             for attack in ("chhabra", "cina"):
                 for metric in ("spillover", "l0", "l2", "linf"):
@@ -446,12 +450,16 @@ def run_clustering_attacks(config: ClusteringAttacksConfig, ctx: RunContext) -> 
         plot_adversarial_examples(rows, ctx.path("spillover-examples"), "Chhabra's point, victim with the most "
                                   "spill-over: " + ", ".join(f"{c} {e[3]} ({e[2]})" for c, e in examples.items()))  # fmt: skip
     merges: dict[str, Any] = {}
+    merge_jobs = {}
     for dataset in config.merge_datasets:
         ds, Xm = two_classes(
             dataset, (1, 4), 10_000 if dataset == "digits" else config.mnist_per_class
         )
         ctx.record_dataset(ds)
-        merges[dataset] = ctx.unit(f"merge-{dataset}", partial(_merge_unit, Xm, ds.labels, config))
+        merge_jobs[f"merge-{dataset}"] = partial(_merge_unit, Xm, ds.labels, config)
+    merge_done = ctx.units(merge_jobs, desc="merge curves")
+    for dataset in config.merge_datasets:
+        merges[dataset] = merge_done[f"merge-{dataset}"]
         merges[dataset] = {k: c for k, c in merges[dataset].items() if "skipped" not in c} | {
             k: c for k, c in merges[dataset].items() if "skipped" in c}  # fmt: skip
         for key, c in merges[dataset].items():
@@ -471,10 +479,10 @@ def run_clustering_attacks(config: ClusteringAttacksConfig, ctx: RunContext) -> 
     robust: dict[str, Any] = {}
     case_X = case_data.get("digits-1v4", next(iter(case_data.values()), None))
     if case_X is not None:
-        for name in progress(config.robust, desc="robust victims"):
-            robust[name] = ctx.unit(
-                f"robust-{name}", partial(_robust_unit, X, case_X, name, config)
-            )
+        done = ctx.units({f"robust-{name}": partial(_robust_unit, X, case_X, name, config)
+                          for name in config.robust}, desc="robust victims")  # fmt: skip
+        for name in config.robust:
+            robust[name] = done[f"robust-{name}"]
             comparisons.append(
                 {
                     "id": f"cina.robust.{name}.ami",
@@ -493,9 +501,9 @@ def run_clustering_attacks(config: ClusteringAttacksConfig, ctx: RunContext) -> 
         held_out = [np.flatnonzero(rest.labels == c)[config.n_per_class : 2 * config.n_per_class]
                     for c in (6, 9)]  # fmt: skip
         train = rest.subset(np.sort(np.concatenate(held_out)))
-        transfer = ctx.unit(
-            "transfer", partial(_transfer_unit, X, train, fmnist.labels, config, ctx)
-        )
+        transfer = ctx.units(
+            {"transfer": partial(_transfer_unit, X, train, fmnist.labels, config, ctx)}
+        )["transfer"]
         for model in config.transfer_models:
             comparisons.append({"id": f"cina.transfer.{model}", "ours": transfer[model]["drop"], "paper": None,
                                 "unit": "accuracy points lost"})  # fmt: skip

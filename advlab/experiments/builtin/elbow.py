@@ -22,7 +22,6 @@ from advlab.experiments.reporting import paper_data
 from advlab.experiments.runner import RunContext
 from advlab.report.plots import plot_elbow
 from advlab.report.tables import Table
-from advlab.utils.progress import progress
 
 PAPER_K: int = paper_data("omari2024", "n_clusters")
 
@@ -72,10 +71,9 @@ def run_elbow(config: ElbowConfig, ctx: RunContext) -> dict[str, Any]:
         if ks[-1] > len(train):
             raise ValueError(f"k={ks[-1]} exceeds the {len(train)} training images of {name}")
         ctx.record_dataset(train)
-        inertias = []
-        for k in progress(ks, desc=f"elbow {name}"):
-            unit = ctx.unit(f"{name}-k{k}", partial(_inertia, train.data, k, config))
-            inertias.append(unit["inertia"])
+        done = ctx.units({f"{name}-k{k}": partial(_inertia, train.data, k, config) for k in ks},
+                         desc=f"elbow {name}")  # fmt: skip
+        inertias = [done[f"{name}-k{k}"]["inertia"] for k in ks]
         knee = find_knee(ks, inertias)
         plot_elbow(
             ks, inertias, knee, f"Elbow, {name} ({len(train)} images)", ctx.path(f"elbow-{name}")
