@@ -74,6 +74,9 @@ def test_tiny_reproduction_end_to_end_and_resume(tmp_path):
     # training + Table 1 + (2 settings x 6 attacks x 2 chunks) + sweep (weight 0 once, weight 10
     # per placement)
     assert computed == 1 + 1 + 2 * 6 * 2 + 3
+    # 1-A3 against each baseline on the same images, with a t interval over them
+    paired = ids["paired.fc1.undefended.ssim.1-A3_minus_lbfgs"]
+    assert paired["n"] == 4 and paired["n_of"] == "images" and paired["ci95"] >= 0
     # advlab plan counts the same units before the run
     plan = make_plan(get_experiment("mygdalis2020"), _config(), throughput=1000.0)
     assert sum(plan["units"].values()) == computed
@@ -81,6 +84,30 @@ def test_tiny_reproduction_end_to_end_and_resume(tmp_path):
     again = _run(run, cache)
     assert json.loads((run / "manifest.json").read_text())["units_computed"] == 0
     assert again["comparisons"] == results["comparisons"]
+
+
+def test_paired_differences_use_the_images_both_attacks_fooled():
+    """1-A3 minus a baseline per image (SSIM x 100, MSE x 1e3), over the images both fooled:
+    the mean and the 95 % t half-width of those differences."""
+    import numpy as np
+    import torch
+    from scipy import stats
+
+    from advlab.experiments.builtin.mygdalis2020 import _paired_differences
+
+    y = torch.tensor([0, 1, 2, 3, 4])
+    ka3 = {"pred": [1, 2, 3, 4, 4], "ssim": [0.9, 0.8, 0.7, 0.6, 0.5],
+           "mse": [0.001, 0.002, 0.003, 0.004, 0.005]}  # fmt: skip
+    lbfgs = {"pred": [1, 1, 3, 4, 0], "ssim": [0.8, 0.8, 0.6, 0.7, 0.9],
+             "mse": [0.002, 0.002, 0.002, 0.002, 0.002]}  # fmt: skip
+    out = _paired_differences({"1-A3": ka3, "lbfgs": lbfgs}, y)
+    # image 1: L-BFGS failed (pred == y); image 4: 1-A3 failed
+    diff = 100 * np.array([0.9 - 0.8, 0.7 - 0.6, 0.6 - 0.7])
+    half = stats.t.ppf(0.975, 2) * diff.std(ddof=1) / np.sqrt(3)
+    assert out["lbfgs"]["ssim"] == pytest.approx({"mean": diff.mean(), "ci95": half, "n": 3})
+    assert out["lbfgs"]["mse"]["mean"] == pytest.approx(1e3 * np.mean([-0.001, 0.001, 0.002]))
+    assert set(out) == {"lbfgs"}  # no DeepFool or C&W in this run
+    assert _paired_differences({"lbfgs": lbfgs}, y) == {}
 
 
 def test_bad_config_is_named():

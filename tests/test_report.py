@@ -128,6 +128,20 @@ def test_readme_check_breaks_when_a_committed_result_changes(tmp_path):
     assert changed != _readme_blocks()["omari2024"]
 
 
+def test_provenance_says_when_units_were_resumed_and_what_n_counts():
+    from advlab.report.markdown import _resumed
+
+    assert _resumed({"units_resumed": 0, "units_computed": 5}) == ""
+    assert _resumed({"units_resumed": 3, "units_computed": 2}) == (
+        " (3 of 5 units resumed from an earlier pass, not timed here)"
+    )
+    row = comparison_row({"id": "x", "ours": 0.3, "paper": None, "unit": "SSIM points",
+                          "ci95": 0.1, "n": 200, "n_of": "images"})  # fmt: skip
+    assert row.interval == "95 % t (200 images)" and row.lo == pytest.approx(0.2)
+    assert comparison_row({"id": "y", "ours": 1.0, "paper": 1.5, "unit": "%", "ci99": 0.2,
+                           "n": 3}).interval == "99 % t (3 reps)"  # fmt: skip
+
+
 def test_update_rewrites_only_the_named_blocks(tmp_path, capsys):
     doc = tmp_path / "doc.md"
     doc.write_text(

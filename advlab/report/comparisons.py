@@ -104,7 +104,8 @@ def comparison_row(entry: dict[str, Any], n: int | None = None) -> ComparisonRow
     Parameters
     ----------
     entry : dict
-        One comparison of results.json: id, ours, paper, unit, and ci99 / ci95 / n where measured.
+        One comparison of results.json: id, ours, paper, unit, and ci99 / ci95 / n where measured
+        (``n_of``: what n counts, "reps" unless given).
     n : int or None, default=None
         Sample size to use when the entry carries none.
 
@@ -121,7 +122,7 @@ def comparison_row(entry: dict[str, Any], n: int | None = None) -> ComparisonRow
         half = entry.get(key)
         if half is not None:
             lo, hi = ours - half, ours + half
-            interval = f"{level} % t" + (f" ({n} reps)" if n else "")
+            interval = f"{level} % t" + (f" ({n} {entry.get('n_of', 'reps')})" if n else "")
             break
     else:
         if n and entry["unit"] == "%" and 0 <= ours <= 100:

@@ -47,6 +47,16 @@ def _command(section: Section) -> str:
     return f"`{run.experiment}` from a config file"
 
 
+def _resumed(manifest: dict) -> str:
+    """" (R of N units resumed ...)" when the run resumed units: its wall time then covers only
+    the units it computed."""
+    resumed = int(manifest.get("units_resumed") or 0)
+    if not resumed:
+        return ""
+    total = resumed + int(manifest.get("units_computed") or 0)
+    return f" ({resumed} of {total} units resumed from an earlier pass, not timed here)"
+
+
 def _provenance(section: Section) -> str:
     m = section.run.manifest
     seconds = m.get("seconds")
@@ -54,7 +64,7 @@ def _provenance(section: Section) -> str:
         _command(section),
         f"finished {str(m.get('finished', '?'))[:10]}",
         f"commit {m['commit']}" if m.get("commit") else f"advlab {m.get('advlab', '?')}",
-        "" if seconds is None else f"{seconds:.0f} s wall",
+        "" if seconds is None else f"{seconds:.0f} s wall" + _resumed(m),
         f"{_threads(m)} thread(s) per unit",
     ]
     return "Run: " + ", ".join(p for p in parts if p) + "."
