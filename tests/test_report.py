@@ -94,6 +94,7 @@ def test_readme_has_a_block_for_every_committed_run():
         "omari2024",
         "omari2024-label-free",
         "mygdalis2020",
+        "mygdalis2020-standard",
         "poison-cluster",
         "clustering-attacks",
         "transfer",

@@ -48,8 +48,8 @@ def _command(section: Section) -> str:
 
 
 def _resumed(manifest: dict) -> str:
-    """" (R of N units resumed ...)" when the run resumed units: its wall time then covers only
-    the units it computed."""
+    """The note "(R of N units resumed ...)" for a run that resumed units, whose wall time then
+    covers only the units it computed; empty otherwise."""
     resumed = int(manifest.get("units_resumed") or 0)
     if not resumed:
         return ""
