@@ -67,12 +67,16 @@ def test_bounds_do_not_change_the_result_but_save_work(blobs, mode):
 def test_every_bound_gives_lloyds_labels_on_hard_data(mode, dtype):
     """Uniform data (many points near cluster boundaries, centres moving for many
     iterations) and heavy duplicates: each bound's labels equal plain Lloyd's at every
-    step count, float32 and float64."""
+    step count, float32 and float64. The initial centres are distinct rows: two identical
+    centres tie exactly for every point near them, and which one a GEMM-based E-step picks
+    then depends on the machine's BLAS kernels (on one CPU here scikit-learn and advlab split
+    such a tie differently, on another they did not), so no label comparison is defined."""
     rng = np.random.default_rng(0)
     uniform = rng.uniform(size=(3000, 5)).astype(dtype)
     duplicates = uniform[rng.integers(0, 100, size=3000)]
     for X in (uniform, duplicates):
-        init = X[rng.choice(len(X), 40, replace=False)]
+        distinct = np.unique(X, axis=0)
+        init = distinct[rng.choice(len(distinct), 40, replace=False)]
         for max_iter in (2, 8, 40):
             a = KMeans(40, init=init, max_iter=max_iter, tol=0.0, bounds=mode).fit(X)
             ref = SKKMeans(40, init=init, n_init=1, max_iter=max_iter, tol=0.0).fit(X)
