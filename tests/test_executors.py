@@ -264,6 +264,18 @@ def test_plan_counts_units_and_image_steps(capsys):
     assert pool["hours"]["4"] == pytest.approx(pool["hours"]["1"] / 4, abs=1e-3)
 
 
+def test_plan_reads_a_config_file_of_run(tmp_path, capsys):
+    """advlab plan FILE.yaml plans the file's config: the digits profile written out by
+    ``advlab show`` with one repetition instead of 3 plans (4 + 6) x 1 Algorithm 1 units."""
+    assert main(["show", "omari2024", "--profile", "digits", "--set", "repetitions=1"]) == 0
+    config = tmp_path / "digits-1rep.yaml"
+    config.write_text(capsys.readouterr().out)
+    assert main(["plan", str(config), "--image-steps-per-second", "1000", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["profile"] == str(config)
+    assert plan["units"]["digits: Algorithm 1 (variants x repetitions)"] == 4 + 6
+
+
 def test_plan_measures_throughput_and_names_what_it_cannot_plan(capsys):
     from advlab.experiments.planning import ATTACKS, measure_throughput
 

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--debug", action="store_true", help="show the full traceback of errors")
     plan = sub.add_parser("plan", parents=[overrides],
                           help="units, attack work and estimated wall time of a run, before it runs")  # fmt: skip
-    plan.add_argument("name")
+    plan.add_argument("name", help="an experiment (with --profile) or a config file of run")
     plan.add_argument("--profile", default="quick")
     plan.add_argument("--workers", type=int, nargs="+", default=[1, 2, 8, 32],
                       help="worker counts to estimate for")  # fmt: skip
@@ -174,15 +174,22 @@ class PathError(ValueError):
 USER_ERRORS = (ConfigError, RunDirError, PathError, DataNotFoundError, IDXError, ReportError)
 
 
+def _named_config_file(args: argparse.Namespace) -> Path | None:
+    """``advlab plan FILE.yaml``: the NAME argument of ``plan`` may be a config file of ``run``."""
+    name = str(getattr(args, "name", ""))
+    return Path(name) if args.command == "plan" and name.endswith((".yaml", ".yml")) else None
+
+
 def _resolve(args: argparse.Namespace) -> tuple[Experiment, ExperimentConfig, str | None]:
     """The experiment, its validated config and profile, before any work."""
     overrides = list(getattr(args, "overrides", []))
     try:
-        if args.command == "run":
-            name, raw = read_config_file(args.config)
+        config_file = args.config if args.command == "run" else _named_config_file(args)
+        if config_file is not None:
+            name, raw = read_config_file(config_file)
             experiment = get_experiment(name)
             raw = apply_overrides(raw, overrides)
-            source = str(args.config) + (" with --set" if overrides else "")
+            source = str(config_file) + (" with --set" if overrides else "")
             return experiment, validate_config(experiment.config_cls, raw, source), None
         experiment, profile = get_experiment(args.name), args.profile
     except KeyError as exc:
@@ -255,9 +262,10 @@ def _plan(args: argparse.Namespace) -> int:
     if args.throughput is None:
         planned["throughput_source"] += f" at {args.threads_per_unit} thread(s) per unit"
     if args.json:
-        print(json.dumps({"experiment": experiment.name, "profile": profile, **planned}, indent=1))
+        print(json.dumps({"experiment": experiment.name, "profile": profile or args.name,
+                          **planned}, indent=1))  # fmt: skip
     else:
-        print(format_plan(experiment.name, profile, planned))
+        print(format_plan(experiment.name, profile or args.name, planned))
     return 0
 
 
