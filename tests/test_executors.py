@@ -170,6 +170,51 @@ def test_a_worker_killed_mid_run_changes_nothing(tmp_path, serial_results, dask_
     assert results == serial_results
 
 
+def write_pid_then_sleep(path: str, seconds: float) -> dict:
+    """A job for the orphan test: says which process runs it, then outlives its client."""
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return {}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return (
+        Path(f"/proc/{pid}").exists()
+        and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    )
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_local_workers_exit_when_their_client_is_killed(tmp_path, sig):
+    pid_file = tmp_path / "worker.pid"
+    client_code = (
+        "import functools, sys\n"
+        "from advlab.experiments.executors import LocalExecutor\n"
+        "from tests.test_executors import write_pid_then_sleep\n"
+        f"job = functools.partial(write_pid_then_sleep, {str(pid_file)!r}, 300.0)\n"
+        "list(LocalExecutor(1).run({'u': job}))\n"
+    )
+    client = subprocess.Popen([sys.executable, "-c", client_code], cwd=Path(__file__).parents[1])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (pid_file.is_file() and pid_file.read_text()):
+        time.sleep(0.05)
+    worker = int(pid_file.read_text())
+    assert _alive(worker)
+    client.send_signal(sig)
+    client.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _alive(worker):
+        time.sleep(0.1)
+    if _alive(worker):
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail(f"the worker outlived its client by 20 s after {sig.name}")
+
+
 def test_interrupted_client_resumes_without_recomputing(tmp_path, serial_results, dask_cluster):
     cluster, _ = dask_cluster
     out = tmp_path / "run"
