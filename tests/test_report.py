@@ -93,6 +93,7 @@ def test_readme_has_a_block_for_every_committed_run():
     assert committed == {
         "omari2024",
         "omari2024-label-free",
+        "omari2024-fashion-full",
         "mygdalis2020",
         "mygdalis2020-standard",
         "poison-cluster",
