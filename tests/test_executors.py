@@ -193,7 +193,7 @@ def _alive(pid: int) -> bool:
 def test_local_workers_exit_when_their_client_is_killed(tmp_path, sig):
     pid_file = tmp_path / "worker.pid"
     client_code = (
-        "import functools, sys\n"
+        "import functools\n"
         "from advlab.experiments.executors import LocalExecutor\n"
         "from tests.test_executors import write_pid_then_sleep\n"
         f"job = functools.partial(write_pid_then_sleep, {str(pid_file)!r}, 300.0)\n"

@@ -100,19 +100,22 @@ class SerialExecutor(Executor):
             yield key, result, seconds
 
 
-def _exit_when_orphaned(parent: int, interval: float) -> None:
-    """Poll, every ``interval`` seconds, that this process's parent is still ``parent``; when it
+ORPHAN_POLL_SECONDS = 1.0
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """Poll, every ``ORPHAN_POLL_SECONDS``, that this process's parent is still ``parent``; when it
     is not (the client died: SIGTERM, SIGKILL, a crash), exit at once. ``ProcessPoolExecutor``
     stops its workers only when the client shuts it down; without this, the workers of a killed
     client would go on running the units already queued and write their checkpoints into a run
     directory nobody watches (measured: two orphans at full CPU 10 minutes after a ``kill``)."""
     while True:
-        time.sleep(interval)
+        time.sleep(ORPHAN_POLL_SECONDS)
         if os.getppid() != parent:
             os._exit(1)  # no cleanup: outputs are written atomically, so nothing is half-written
 
 
-def _init_local_worker(threads: int, parent: int | None = None, interval: float = 1.0) -> None:
+def _init_local_worker(threads: int, parent: int) -> None:
     """Worker process set-up: ``threads`` torch threads, no progress bars, and a daemon thread
     that ends the worker when its client ``parent`` (a pid) is gone."""
     import threading
@@ -123,11 +126,8 @@ def _init_local_worker(threads: int, parent: int | None = None, interval: float 
 
     torch.set_num_threads(threads)
     set_quiet(True)
-    if parent is not None:
-        threading.Thread(
-            target=_exit_when_orphaned, args=(parent, interval), daemon=True,
-            name="advlab-orphan-watchdog",
-        ).start()  # fmt: skip
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True,
+                     name="advlab-orphan-watchdog").start()  # fmt: skip
 
 
 class LocalExecutor(Executor):
