@@ -7,6 +7,11 @@ differently).
 
     ADVLAB_DATA=../shared/data .venv/bin/python benchmarks/executors.py poison-cluster quick
     ADVLAB_DATA=../shared/data .venv/bin/python benchmarks/executors.py omari2024 digits
+    ADVLAB_DATA=../shared/data .venv/bin/python benchmarks/executors.py omari2024 quick \
+        --executors serial local dask
+
+``--executors`` picks which of the four run (``serial``, the reference, always does), for
+profiles where all four do not fit in one sitting.
 
 Each executor runs into its own run directory with its own empty cache, so every one pays for
 training and pools (nothing is shared between them). Threads: every unit of the ``serial``,
@@ -28,6 +33,8 @@ from pathlib import Path
 
 from advlab.experiments import Cache, get_experiment, run_experiment, validate_config
 from advlab.experiments.executors import DaskExecutor, Executor, LocalExecutor, SerialExecutor
+
+EXECUTORS = ("serial", "serial_all_cores", "local", "dask")
 
 
 def _timed(name: str, profile: str, root: Path, label: str, executor: Executor) -> float:
@@ -63,21 +70,29 @@ def main() -> None:
     parser.add_argument("profile")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, help="keep the run directories here")
+    parser.add_argument("--executors", nargs="+", choices=EXECUTORS, default=list(EXECUTORS),
+                        help="which runs to time (serial, the reference, always runs)")  # fmt: skip
     args = parser.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="advlab-executors-"))
     cores = os.cpu_count() or 1
-    seconds = {
-        "serial": _timed(args.experiment, args.profile, root, "serial", SerialExecutor()),
-        "serial_all_cores": _timed(
+    chosen = {"serial", *args.executors}
+    seconds = {"serial": _timed(args.experiment, args.profile, root, "serial", SerialExecutor())}
+    if "serial_all_cores" in chosen:
+        seconds["serial_all_cores"] = _timed(
             args.experiment, args.profile, root, "serial_all_cores", SerialExecutor(cores)
-        ),
-        "local": _timed(args.experiment, args.profile, root, "local", LocalExecutor(args.workers)),
-    }
-    from distributed import Client, LocalCluster
+        )
+    if "local" in chosen:
+        seconds["local"] = _timed(
+            args.experiment, args.profile, root, "local", LocalExecutor(args.workers)
+        )
+    if "dask" in chosen:
+        from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
-        seconds["dask"] = _timed(args.experiment, args.profile, root, "dask", DaskExecutor(client))
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+            seconds["dask"] = _timed(
+                args.experiment, args.profile, root, "dask", DaskExecutor(client)
+            )
     reference = (root / "serial" / "results.json").read_bytes()
     ours = {k: _ours(root / k / "results.json") for k in seconds}
     print(json.dumps({
