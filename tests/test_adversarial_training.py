@@ -104,6 +104,21 @@ def test_resume_after_any_step_gives_the_same_model(digits, after):
         list(resumed.iter_steps(digits.images, resume=(5, steps[0].kmeans.cluster_centers_)))
 
 
+def test_initial_kmeans_is_step_0(digits):
+    """Step 0 fitted alone is the k-means iter_steps starts with, so trainings sharing a
+    random_state can share it (and then resume after step 0)."""
+    est = KMeansAdversarialTraining(12, eta=1.0, beta=2, attack=SpyAttack(), random_state=3)
+    first = next(iter(est.iter_steps(digits.images)))
+    other = KMeansAdversarialTraining(12, eta=0.25, beta=7, attack=SpyAttack(), random_state=3)
+    np.testing.assert_array_equal(
+        other.initial_kmeans(digits.images).cluster_centers_, first.kmeans.cluster_centers_
+    )
+    shifted = KMeansAdversarialTraining(12, random_state=4).initial_kmeans(digits.images)
+    assert not np.array_equal(shifted.cluster_centers_, first.kmeans.cluster_centers_)
+    with pytest.raises(ValueError, match="integer random_state"):
+        KMeansAdversarialTraining(12).initial_kmeans(digits.images)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -154,6 +154,39 @@ def test_a_unit_killed_after_any_step_resumes_to_the_same_results(
     ).read_bytes()
 
 
+def test_step_0_is_fitted_once_per_repetition_and_changes_no_result(tmp_path, monkeypatch):
+    """Runs without MNIST. Every variant of a repetition starts from the same plain k-means:
+    the first unit fits it, the others read it from the cache; results.json is byte-identical
+    to a run in which every unit fits its own step 0."""
+    from advlab.defenses import KMeansAdversarialTraining
+
+    fits = []
+    real_fit = KMeansAdversarialTraining.initial_kmeans
+    real_load = Cache.load
+
+    def counting_fit(self, X):
+        fits.append(self.random_state)
+        return real_fit(self, X)
+
+    monkeypatch.setattr(KMeansAdversarialTraining, "initial_kmeans", counting_fit)
+    exp = get_experiment("omari2024")
+    config = validate_config(exp.config_cls, {**DIGITS_TINY, "repetitions": 2,
+                             "figures": ["fig2ab", "fig2cd", "fig3"], "fig3_etas": [0.5, 1.0]})  # fmt: skip
+    run_experiment(exp, config, tmp_path / "shared", Cache(tmp_path / "cache"), quiet=True)
+    assert sorted(fits) == [0, 1]  # random_state = seed * 1000 + repetition, one fit each
+    fits.clear()
+
+    def no_shared_step_0(self, kind, parts, version):
+        return None if kind == "omari-plain-step" else real_load(self, kind, parts, version)
+
+    monkeypatch.setattr(Cache, "load", no_shared_step_0)
+    run_experiment(exp, config, tmp_path / "alone", Cache(tmp_path / "cache"), quiet=True)
+    assert sorted(fits) == [0] * 4 + [1] * 4  # 4 units (fig2ab, fig2cd, 2 x fig3) a repetition
+    assert (tmp_path / "shared" / "results.json").read_bytes() == (
+        tmp_path / "alone" / "results.json"
+    ).read_bytes()
+
+
 def test_label_free_and_imitation_variants_train_without_class_labels(tmp_path, monkeypatch):
     """Section V's two label-free readings of Algorithm 1 run end to end (digits, no MNIST):
     (x, g(x)) attacks the k-means itself out of its own clusters; (x, f(x)) attacks a substitute

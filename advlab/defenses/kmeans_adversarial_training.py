@@ -141,6 +141,22 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
         a = np.sort(rng.choice(n, n_adv, replace=False))
         return a, np.setdiff1d(np.arange(n), a)
 
+    def _base_seed(self) -> int:
+        """Seed of step 0's k-means (step s uses it + s), drawn from ``random_state``."""
+        return int(check_random_state(self.random_state).randint(2**31 - 1))
+
+    def initial_kmeans(self, X: Any) -> KMeans:
+        """Step 0 alone: k-means on the clean X (n_samples, ...), seeded as ``iter_steps``
+        seeds it, so ``iter_steps(X, resume=(0, centres))`` with its centres continues exactly
+        as an uninterrupted run. Trainings that share an integer ``random_state`` share step 0,
+        so a caller can fit it once for all of them (the ``omari2024`` experiment does)."""
+        self._validate_params()
+        if not isinstance(self.random_state, int | np.integer):
+            raise ValueError("a shared step 0 needs an integer random_state (the run's seed)")
+        data = _check_2d(X, estimator=self)
+        check_n_clusters(self.n_clusters, len(data))
+        return self._kmeans(self.init, self._base_seed()).fit(data)
+
     def iter_steps(
         self, X: Any, resume: tuple[int, np.ndarray] | None = None
     ) -> Iterator[TrainingStep]:
@@ -158,7 +174,7 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
             raise ValueError("resuming needs an integer random_state (the run's seed)")
         attack = self.attack if self.attack is not None else KMeansWhiteBoxAttack()
         # two generators from the same seed (for an int): the k-means seeds and the split A
-        base_seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        base_seed = self._base_seed()
         a, _ = self.split(len(data), check_random_state(self.random_state))
         self.adv_indices_ = a
         if resume is None:
