@@ -48,6 +48,10 @@ class RunDirError(RuntimeError):
 class RunContext:
     """What an experiment function gets: output folder, cache, log, units, provenance.
 
+    A context pickles (for a job that needs the cache, checkpoints or the log on a worker): the
+    copy keeps the run directory, config and cache, and logs to the run's ``log.txt`` when the
+    worker sees it; it has no executor, so a worker never starts workers itself.
+
     Parameters
     ----------
     out : Path
@@ -60,10 +64,6 @@ class RunContext:
         The run's log (file and, unless quiet, stderr).
     executor : Executor or None, default=None
         Where ``units`` runs its jobs; None: in this process.
-
-    A context pickles (for a job that needs the cache, checkpoints or the log on a worker): the
-    copy keeps the run directory, config and cache, and logs to the run's ``log.txt`` when the
-    worker sees it; it has no executor, so a worker never starts workers itself.
     """
 
     def __init__(
