@@ -216,8 +216,7 @@ def test_local_workers_exit_when_their_client_is_killed(tmp_path, sig):
 
 
 # Both data sets and 10 seeds: 104 units, which 2 workers finish about 5 s after the 3rd (3 seeds
-# on Iris, 17 units, finished 0.5 s after the 3rd, and one CI run saw all 17 written before the
-# client acted on SIGINT)
+# on Iris: 17 units, 0.5 s after the 3rd), a margin for the client to act on SIGINT
 INTERRUPTED = {**TINY_POISON, "datasets": ["iris", "breast-cancer"], "n_seeds": 10}
 N_INTERRUPTED = 2 * (3 * 10 + 1 + 2 * 10 + 1)
 
@@ -230,7 +229,11 @@ def test_interrupted_client_resumes_without_recomputing(tmp_path, dask_cluster):
     config.write_text(json.dumps({"experiment": "poison-cluster", **INTERRUPTED}))
     command = [sys.executable, "-m", "advlab.cli.main", "run", str(config), "--out", str(out),
                "--quiet", "--executor", "dask", "--scheduler", cluster.scheduler_address]  # fmt: skip
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # SIGINT back to its default in the client: a shell's background job (`.ci/run &`) starts
+    # with SIGINT ignored, children inherit that, and Python then installs no KeyboardInterrupt
+    # handler, so the client would ignore the interrupt and finish every unit
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and first.poll() is None:
         if len(list((out / "units").glob("*.json"))) >= 3:  # finished units, not temp files
