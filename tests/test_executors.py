@@ -398,3 +398,24 @@ def test_transfer_units_on_dask_give_the_serial_results(tmp_path, dask_cluster):
               "pixel_eps": [0.1, 0.3], "standardized_eps": [1.0], "max_iter": 2, "whitebox_iter": 3}  # fmt: skip
     manifest = _serial_then_dask(tmp_path, "transfer", config, client)
     assert manifest["units_in_process"] == 0 and manifest["units_computed"] == 3
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_workers_tune_the_allocator_as_their_client_does(monkeypatch, dask_cluster):
+    """A fresh local worker raises glibc's malloc thresholds exactly when its client has
+    (``allocator_tuned`` is what the executor reads); a Dask worker too."""
+    from advlab.experiments import executors
+    from advlab.utils.perf import allocator_tuned
+
+    monkeypatch.delenv("ADVLAB_MALLOC_TUNING", raising=False)  # the workers inherit it
+    for tuned in (False, True):
+        monkeypatch.setattr(executors, "allocator_tuned", lambda tuned=tuned: tuned)
+        local = LocalExecutor(1)
+        try:
+            [(_, worker_tuned, _)] = list(local.run({"u": allocator_tuned}))
+        finally:
+            local.close()
+        assert worker_tuned is tuned
+    _, client = dask_cluster
+    [(_, worker_tuned, _)] = list(DaskExecutor(client).run({"u": allocator_tuned}))
+    assert worker_tuned is True

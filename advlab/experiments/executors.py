@@ -30,7 +30,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from advlab.utils.perf import DEFAULT_THREADS_PER_UNIT, pinned_threads
+from advlab.utils.perf import (
+    DEFAULT_THREADS_PER_UNIT,
+    allocator_tuned,
+    pinned_threads,
+    tune_cpu_allocator,
+)
 
 Job = Callable[[], dict[str, Any]]
 
@@ -42,9 +47,15 @@ class ExecutorError(ValueError):
 EXECUTORS = ("serial", "local", "dask")
 
 
-def timed_call(job: Job, threads: int | None = None) -> tuple[dict[str, Any], float]:
+def timed_call(
+    job: Job, threads: int | None = None, tune_allocator: bool = False
+) -> tuple[dict[str, Any], float]:
     """``job()`` on ``threads`` threads (None: as the process is set) and the seconds it took
-    where it ran. Module level, so it pickles."""
+    where it ran. Module level, so it pickles. ``tune_allocator``: raise glibc's malloc
+    thresholds in the process that runs it first (``tune_cpu_allocator``; the executors pass
+    whether the client did, so a worker process allocates as the client does)."""
+    if tune_allocator:
+        tune_cpu_allocator()
     start = time.perf_counter()
     if threads is None:
         result = job()
@@ -172,7 +183,8 @@ class LocalExecutor(Executor):
             return
         pool = self._get_pool()
         futures = {
-            pool.submit(timed_call, job, self.threads_per_unit): key for key, job in jobs.items()
+            pool.submit(timed_call, job, self.threads_per_unit, allocator_tuned()): key
+            for key, job in jobs.items()
         }
         try:
             for future in as_completed(futures):
@@ -237,7 +249,12 @@ class DaskExecutor(Executor):
         batch = uuid.uuid4().hex[:8]  # unique task keys: a rerun never collides with old tasks
         futures = {
             self.client.submit(
-                timed_call, job, self.threads_per_unit, key=f"advlab-{batch}-{key}", pure=False
+                timed_call,
+                job,
+                self.threads_per_unit,
+                allocator_tuned(),
+                key=f"advlab-{batch}-{key}",
+                pure=False,
             ): key
             for key, job in jobs.items()
         }

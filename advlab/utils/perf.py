@@ -1,4 +1,5 @@
-"""Process-wide CPU performance settings for long runs (the CLI and the benchmarks call them).
+"""Process-wide CPU performance settings for long runs (the CLI and the benchmarks call them;
+the local and Dask executors tune every worker process whose client is tuned).
 
 glibc's ``malloc`` hands blocks above its mmap threshold straight back to the kernel when they
 are freed, and trims the top of the heap beyond its trim threshold, so every attack step
