@@ -150,12 +150,17 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
         seeds it, so ``iter_steps(X, resume=(0, centres))`` with its centres continues exactly
         as an uninterrupted run. Trainings that share an integer ``random_state`` share step 0,
         so a caller can fit it once for all of them (the ``omari2024`` experiment does)."""
-        self._validate_params()
+        data = self._check_data(X)
         if not isinstance(self.random_state, int | np.integer):
             raise ValueError("a shared step 0 needs an integer random_state (the run's seed)")
+        return self._kmeans(self.init, self._base_seed()).fit(data)
+
+    def _check_data(self, X: Any) -> np.ndarray:
+        """Parameters and X checked; X as (n_samples, n_features)."""
+        self._validate_params()
         data = _check_2d(X, estimator=self)
         check_n_clusters(self.n_clusters, len(data))
-        return self._kmeans(self.init, self._base_seed()).fit(data)
+        return data
 
     def iter_steps(
         self, X: Any, resume: tuple[int, np.ndarray] | None = None
@@ -165,11 +170,9 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
         beta) whose k-means had ``centres``: the steps after it are exactly those of an
         uninterrupted run with the same ``random_state`` (an int; None cannot be resumed).
         Sets ``adv_indices_``, ``n_features_in_``."""
-        self._validate_params()
         shape = getattr(X, "shape", None)
         sample_shape = tuple(shape[1:]) if shape is not None and len(shape) > 2 else None
-        data = _check_2d(X, estimator=self)  # (n, D); the attack sees the original shape
-        check_n_clusters(self.n_clusters, len(data))
+        data = self._check_data(X)  # (n, D); the attack sees the original shape
         if resume is not None and not isinstance(self.random_state, int | np.integer):
             raise ValueError("resuming needs an integer random_state (the run's seed)")
         attack = self.attack if self.attack is not None else KMeansWhiteBoxAttack()
@@ -179,7 +182,7 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
         self.adv_indices_ = a
         if resume is None:
             start = time.perf_counter()
-            km = self._kmeans(self.init, base_seed).fit(data)
+            km = self._kmeans(self.init, base_seed).fit(data)  # initial_kmeans' fit
             yield TrainingStep(0, 0.0, km, data, time.perf_counter() - start)
             first = 1
         else:

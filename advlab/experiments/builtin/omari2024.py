@@ -407,7 +407,7 @@ def _run_unit(
         ctx.save_checkpoint(key, {"centers": km0.cluster_centers_}, {"history": history})
         resume = (0, km0.cluster_centers_)
     for s in est.iter_steps(data.train.images, resume=resume):
-        metrics, mapping = _evaluate(data, config, s.step in (0, 1, beta), s.kmeans)
+        metrics, mapping = _evaluate(data, config, s.step in (1, beta), s.kmeans)  # 0: above
         now = time.perf_counter()
         if s.step in robustness_steps:
             metrics["robustness"] = _robustness(data, config, s.kmeans, mapping)
