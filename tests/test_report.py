@@ -94,6 +94,7 @@ def test_readme_has_a_block_for_every_committed_run():
         "omari2024",
         "omari2024-label-free",
         "omari2024-fashion-full",
+        "omari2024-fashion-full-fig2d",
         "mygdalis2020",
         "mygdalis2020-standard",
         "poison-cluster",
