@@ -187,6 +187,40 @@ def test_step_0_is_fitted_once_per_repetition_and_changes_no_result(tmp_path, mo
     ).read_bytes()
 
 
+def test_step_0_is_fitted_again_for_other_surrogate_weights(tmp_path, monkeypatch):
+    """Step 0's cached metrics include the adversarial test accuracy, which the surrogate's
+    pools decide: a surrogate with other weights under the same config (retrained at another
+    thread count, say) must not read the first one's step 0 from a shared cache."""
+    from advlab.defenses import KMeansAdversarialTraining
+    from advlab.experiments.builtin import omari2024
+
+    fits = []
+    real_fit = KMeansAdversarialTraining.initial_kmeans
+    real_surrogate = omari2024._surrogate
+
+    def counting_fit(self, X):
+        fits.append(self.random_state)
+        return real_fit(self, X)
+
+    monkeypatch.setattr(KMeansAdversarialTraining, "initial_kmeans", counting_fit)
+    exp = get_experiment("omari2024")
+    config = validate_config(exp.config_cls, {**DIGITS_TINY, "figures": ["fig2ab"]})
+    cache = Cache(tmp_path / "cache")
+    run_experiment(exp, config, tmp_path / "first", cache, quiet=True)
+    run_experiment(exp, config, tmp_path / "same", cache, quiet=True)
+    assert fits == [0]  # the same surrogate: step 0 read from the cache
+
+    def other_weights(config, ctx):
+        model, key, acc = real_surrogate(config, ctx)
+        return model, key + "-other", acc
+
+    monkeypatch.setattr(omari2024, "_surrogate", other_weights)
+    monkeypatch.setattr(omari2024, "_POOLS", {})  # this process's pools and data: rebuilt
+    monkeypatch.setattr(omari2024, "_DATA", {})
+    run_experiment(exp, config, tmp_path / "other", cache, quiet=True)
+    assert fits == [0, 0]
+
+
 def test_label_free_and_imitation_variants_train_without_class_labels(tmp_path, monkeypatch):
     """Section V's two label-free readings of Algorithm 1 run end to end (digits, no MNIST):
     (x, g(x)) attacks the k-means itself out of its own clusters; (x, f(x)) attacks a substitute

@@ -434,13 +434,15 @@ def _plain_step(
     majority-vote mapping and its metrics with the controls (``_evaluate``). Every variant of a
     repetition has the same ``random_state``, hence the same step 0, so it is kept in the
     artefact cache (centres, mapping, metrics as JSON), keyed by the config, the data, the
-    seed and the thread count (float32 sums round by threads): only the first unit of a
+    surrogate's weights (its metrics read the test pools), the seed and the thread count
+    (float32 sums round by threads): only the first unit of a
     repetition fits it. At full size the fit and its controls take about 100 s, a third of a
     Fig. 3 unit. Returns the k-means (from its centres), the mapping and the metrics."""
     assert data.train.images is not None
     parts = {"config": config.model_dump(mode="json", exclude=NOT_IN_PLAIN_STEP),
              "dataset": data.name, "train": data.train.sha256, "test": data.test.sha256,
-             "random_state": est.random_state, "threads": torch.get_num_threads()}  # fmt: skip
+             "surrogate": data.train_pool.model_key, "random_state": est.random_state,
+             "threads": torch.get_num_threads()}  # fmt: skip
 
     def fit_and_evaluate() -> dict[str, np.ndarray]:
         km = est.initial_kmeans(data.train.images)
