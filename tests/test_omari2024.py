@@ -154,21 +154,30 @@ def test_a_unit_killed_after_any_step_resumes_to_the_same_results(
     ).read_bytes()
 
 
-def test_step_0_is_fitted_once_per_repetition_and_changes_no_result(tmp_path, monkeypatch):
-    """Runs without MNIST. Every variant of a repetition starts from the same plain k-means:
-    the first unit fits it, the others read it from the cache; results.json is byte-identical
-    to a run in which every unit fits its own step 0."""
+@pytest.fixture
+def step_0_fits(monkeypatch):
+    """The random_state of every step-0 fit (``initial_kmeans``) made while the test runs."""
     from advlab.defenses import KMeansAdversarialTraining
 
     fits = []
     real_fit = KMeansAdversarialTraining.initial_kmeans
-    real_load = Cache.load
 
     def counting_fit(self, X):
         fits.append(self.random_state)
         return real_fit(self, X)
 
     monkeypatch.setattr(KMeansAdversarialTraining, "initial_kmeans", counting_fit)
+    return fits
+
+
+def test_step_0_is_fitted_once_per_repetition_and_changes_no_result(
+    tmp_path, monkeypatch, step_0_fits
+):
+    """Runs without MNIST. Every variant of a repetition starts from the same plain k-means:
+    the first unit fits it, the others read it from the cache; results.json is byte-identical
+    to a run in which every unit fits its own step 0."""
+    fits = step_0_fits
+    real_load = Cache.load
     exp = get_experiment("omari2024")
     config = validate_config(exp.config_cls, {**DIGITS_TINY, "repetitions": 2,
                              "figures": ["fig2ab", "fig2cd", "fig3"], "fig3_etas": [0.5, 1.0]})  # fmt: skip
@@ -187,22 +196,14 @@ def test_step_0_is_fitted_once_per_repetition_and_changes_no_result(tmp_path, mo
     ).read_bytes()
 
 
-def test_step_0_is_fitted_again_for_other_surrogate_weights(tmp_path, monkeypatch):
+def test_step_0_is_fitted_again_for_other_surrogate_weights(tmp_path, monkeypatch, step_0_fits):
     """Step 0's cached metrics include the adversarial test accuracy, which the surrogate's
     pools decide: a surrogate with other weights under the same config (retrained at another
     thread count, say) must not read the first one's step 0 from a shared cache."""
-    from advlab.defenses import KMeansAdversarialTraining
     from advlab.experiments.builtin import omari2024
 
-    fits = []
-    real_fit = KMeansAdversarialTraining.initial_kmeans
+    fits = step_0_fits
     real_surrogate = omari2024._surrogate
-
-    def counting_fit(self, X):
-        fits.append(self.random_state)
-        return real_fit(self, X)
-
-    monkeypatch.setattr(KMeansAdversarialTraining, "initial_kmeans", counting_fit)
     exp = get_experiment("omari2024")
     config = validate_config(exp.config_cls, {**DIGITS_TINY, "figures": ["fig2ab"]})
     cache = Cache(tmp_path / "cache")
