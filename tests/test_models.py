@@ -10,6 +10,7 @@ from advlab.experiments import Cache
 from advlab.models import MODELS, accuracy, build_model, train_classifier
 from advlab.models import train as train_module
 from advlab.models.zoo import textbook_layout
+from advlab.utils.perf import pinned_threads
 from tests.conftest import needs_mnist
 
 
@@ -108,6 +109,23 @@ def test_training_is_seeded_cached_and_accurate(small_mnist, tmp_path):
     other = train_classifier("small_cnn", train, None, epochs=1, seed=4, cache=cache)
     assert other.cache_key != first.cache_key and not other.from_cache
     assert accuracy(first.model, test) == first.test_accuracy
+
+
+@needs_mnist
+def test_weights_trained_at_another_thread_count_are_another_cache_entry(small_mnist, tmp_path):
+    train, _ = small_mnist
+    cache = Cache(tmp_path)
+    trained = {}
+    with pinned_threads(1):
+        trained[1] = train_classifier("small_cnn", train, epochs=1, cache=cache, **MNIST_STATS)
+    with pinned_threads(2):
+        trained[2] = train_classifier("small_cnn", train, epochs=1, cache=cache, **MNIST_STATS)
+    assert not trained[1].from_cache and not trained[2].from_cache
+    assert trained[1].cache_key != trained[2].cache_key
+    assert trained[1].weights_sha256 != trained[2].weights_sha256  # why the key names threads
+    with pinned_threads(1):
+        again = train_classifier("small_cnn", train, epochs=1, cache=cache, **MNIST_STATS)
+    assert again.from_cache and again.weights_sha256 == trained[1].weights_sha256
 
 
 @needs_mnist

@@ -159,6 +159,10 @@ def train_classifier(
         parts["schedule"] = schedule
     if mean != 0.0 or std != 1.0:
         parts["normalization"] = [mean, std]
+    if torch.device(device).type == "cpu":
+        # CPU kernels split their float sums by thread, so the weights trained at another
+        # thread count differ (small_cnn on MNIST, measured): they are another artefact.
+        parts["threads"] = torch.get_num_threads()
     key = cache.key("weights", parts, TRAINER_VERSION)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the initial weights depend on the seed only
