@@ -110,6 +110,38 @@ def test_every_executor_runs_units_on_the_same_threads(threads, dask_cluster):
     assert torch.get_num_threads() == before
 
 
+def _kernels_seen() -> dict[str, object]:
+    import torch
+
+    return {"deterministic": torch.are_deterministic_algorithms_enabled(),
+            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cublas": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}  # fmt: skip
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_units_run_on_deterministic_cuda_kernels_where_a_gpu_is(gpu, monkeypatch):
+    """Where CUDA is available a unit runs with PyTorch's deterministic kernels (warning, not
+    failing, on an operation that has none) and the reproducible cuBLAS workspace; on a machine
+    without a GPU nothing is switched, so CPU runs compute as before. Settings are restored."""
+    import torch
+
+    from advlab.utils import perf
+
+    monkeypatch.setattr(perf, "cuda_kernels_pinned", lambda: gpu)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = _kernels_seen()
+    executor = SerialExecutor(1)
+    [(_, seen, _)] = list(executor.run({"u": _kernels_seen}))
+    if gpu:
+        assert seen == {"deterministic": True, "warn_only": True, "cudnn_benchmark": False,
+                        "cublas": ":4096:8"}  # fmt: skip
+    else:
+        assert seen == before
+    assert torch.are_deterministic_algorithms_enabled() is before["deterministic"]
+    assert torch.backends.cudnn.benchmark is before["cudnn_benchmark"]
+
+
 def test_resume_at_other_threads_per_unit_is_refused(tmp_path, capsys):
     """Units computed at 2 threads per unit are never mixed with units at 1: the CLI names the
     setting to resume with; the manifest records it."""

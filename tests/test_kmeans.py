@@ -212,3 +212,36 @@ def test_elbow_finds_the_planted_number_of_clusters():
         find_knee([1, 2], [2.0, 1.0])
     with pytest.raises(ValueError, match="exceeds"):
         elbow(data[:5], [2, 3, 10])
+
+
+def test_label_weight_sums_are_bincounts():
+    from advlab.cluster.kmeans import label_weight_sums
+
+    rng = np.random.default_rng(0)
+    labels = torch.from_numpy(rng.integers(0, 7, 500))
+    w = torch.from_numpy(rng.random(500).astype(np.float32))
+    expected = np.bincount(labels.numpy(), weights=w.numpy().astype(np.float64), minlength=9)
+    np.testing.assert_allclose(label_weight_sums(labels, w, 9).numpy(), expected, rtol=1e-6)
+    assert label_weight_sums(labels, None, 9).tolist() == np.bincount(labels, minlength=9).tolist()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_kmeans_on_cuda_is_bit_reproducible_with_deterministic_kernels(blobs):
+    """Two fits with the same seed on one GPU give the same bits under
+    ``reproducible_unit`` (weighted sums through index_add_, not float atomics in bincount), and
+    the labels of a CPU fit from the same centres."""
+    from advlab.cluster.kmeans import label_weight_sums
+    from advlab.utils.perf import reproducible_unit
+
+    X = blobs.data.astype(np.float32)
+    w = np.random.default_rng(1).random(len(X)).astype(np.float32)
+    with reproducible_unit(1):
+        fits = [KMeans(40, random_state=0, device="cuda").fit(X, sample_weight=w) for _ in range(2)]
+        labels = torch.from_numpy(fits[0].labels_).cuda()
+        sums = label_weight_sums(labels, torch.from_numpy(w).cuda(), 40).cpu().numpy()
+    assert np.array_equal(fits[0].cluster_centers_, fits[1].cluster_centers_)
+    np.testing.assert_allclose(
+        sums, np.bincount(fits[0].labels_, weights=w, minlength=40), rtol=1e-6
+    )
+    on_cpu = KMeans(40, init=fits[0].cluster_centers_, n_init=1, max_iter=1).fit(X, sample_weight=w)
+    assert (on_cpu.labels_ == fits[0].labels_).mean() > 0.99

@@ -32,7 +32,7 @@ from advlab.experiments.executors import (
 )
 from advlab.report import format_comparisons
 from advlab.report.document import ReportError
-from advlab.utils.perf import pinned_threads, tune_cpu_allocator
+from advlab.utils.perf import reproducible_unit, tune_cpu_allocator
 from advlab.utils.progress import set_quiet
 
 DESCRIPTION = "Adversarial robustness of clustering and image classifiers: run experiments from a YAML config, reproduce a paper by name, report on finished runs."
@@ -256,8 +256,8 @@ def _plan(args: argparse.Namespace) -> int:
                           + ", ".join(e.name for e in list_experiments() if e.plan))  # fmt: skip
     if args.threads_per_unit < 1:
         raise ConfigError(f"--threads-per-unit must be >= 1, got {args.threads_per_unit}")
-    tune_cpu_allocator()  # measure at the speed advlab run attacks at, on a unit's threads
-    with pinned_threads(args.threads_per_unit):
+    tune_cpu_allocator()  # measure as advlab run attacks: its allocator, a unit's threads and kernels
+    with reproducible_unit(args.threads_per_unit):
         planned = make_plan(experiment, config, tuple(args.workers), args.device, args.throughput)
     if args.throughput is None:
         planned["throughput_source"] += f" at {args.threads_per_unit} thread(s) per unit"

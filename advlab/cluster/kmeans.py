@@ -184,7 +184,7 @@ def kmeans_parallel_init(
     cand = torch.cat(candidates)
     if len(cand) <= n_clusters:  # too few candidates (tiny or degenerate data): exact seeding
         return greedy_kmeanspp(X, n_clusters, rng, weights=sample_weight)
-    weights = torch.bincount(nearest, weights=w, minlength=len(cand)).double()
+    weights = label_weight_sums(nearest, w, len(cand))
     local = greedy_kmeanspp(X[cand], n_clusters, rng, weights=weights)
     return cand[local]
 
@@ -425,6 +425,19 @@ def _weighted(X: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
     return X if w is None else X * w.to(X.dtype).unsqueeze(1)
 
 
+def label_weight_sums(labels: torch.Tensor, w: torch.Tensor | None, k: int) -> torch.Tensor:
+    """sum_{i: labels_i = j} w_i for j < k (counts when ``w`` is None), float64.
+
+    On CUDA a weighted ``bincount`` adds with float atomics in whatever order the threads
+    arrive and has no deterministic kernel, so there the sums go through ``index_add_`` in
+    float64, which PyTorch's deterministic mode (``advlab.utils.perf.reproducible_unit``) makes
+    reproducible; on CPU, ``bincount`` (a sequential loop) as before."""
+    if w is None or labels.device.type == "cpu":
+        return torch.bincount(labels, weights=w, minlength=k).double()
+    sums = torch.zeros(k, dtype=torch.float64, device=labels.device)
+    return sums.index_add_(0, labels, w.double())
+
+
 def _cluster_sums(
     X: torch.Tensor, labels: torch.Tensor, k: int, chunk: int, w: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -435,7 +448,7 @@ def _cluster_sums(
     for sl in _chunks(len(X), chunk):
         block.zero_().index_add_(0, labels[sl], _weighted(X[sl], None if w is None else w[sl]))
         sums += block
-    return sums, torch.bincount(labels, weights=w, minlength=k).double()
+    return sums, label_weight_sums(labels, w, k)
 
 
 def _move_points(

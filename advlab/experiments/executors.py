@@ -33,7 +33,7 @@ from typing import Any
 from advlab.utils.perf import (
     DEFAULT_THREADS_PER_UNIT,
     allocator_tuned,
-    pinned_threads,
+    reproducible_unit,
     tune_cpu_allocator,
 )
 
@@ -60,7 +60,7 @@ def timed_call(
     if threads is None:
         result = job()
     else:
-        with pinned_threads(threads):
+        with reproducible_unit(threads):
             result = job()
     return result, time.perf_counter() - start
 

@@ -31,11 +31,11 @@ import numpy as np
 from advlab import __version__
 from advlab.data.datasets import Dataset
 from advlab.experiments.config import ExperimentConfig
-from advlab.experiments.executors import Executor, Job, SerialExecutor, pinned_threads
+from advlab.experiments.executors import Executor, Job, SerialExecutor, reproducible_unit
 from advlab.experiments.registry import Experiment
 from advlab.utils.cache import Cache, move_aside, read_verified, write_verified
 from advlab.utils.io import atomic_write_json, json_roundtrip, sha256_bytes
-from advlab.utils.perf import allocator_tuned
+from advlab.utils.perf import allocator_tuned, cuda_kernels_pinned
 from advlab.utils.progress import progress
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "matplotlib", "pydantic", "safetensors")
@@ -256,13 +256,14 @@ def run_experiment(
         "command": sys.argv,
         "torch_threads": executor.threads_per_unit,
         "malloc_tuned": allocator_tuned(),
+        "cuda_deterministic_kernels": cuda_kernels_pinned(),
         **executor.describe(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_json(out / "manifest.json", manifest)
     log.info("running %s (profile %s) into %s", experiment.name, profile, out)
     start = time.perf_counter()
-    with pinned_threads(executor.threads_per_unit):
+    with reproducible_unit(executor.threads_per_unit):
         results = experiment.run(config, ctx)
     _check_comparisons(results)
     results = {"experiment": experiment.name, "profile": profile, **results}
