@@ -252,3 +252,35 @@ def test_label_free_and_imitation_variants_train_without_class_labels(tmp_path, 
     assert ids["imitation.digits.train_agreement"]["ours"] > 60.0
     assert 0.0 <= ids["imitation.digits.test_agreement"]["ours"] <= 100.0
     assert set(results["robustness"]["digits"]) == {"label_free", "imitation"}
+
+
+def test_imitation_substitute_learns_the_clustering_algorithm_1_starts_from(tmp_path, monkeypatch):
+    """(x, f(x)): f is trained on the cluster ids of the very k-means that Algorithm 1 starts
+    from (step 0 of its repetition), not on another k-means fitted with another seed."""
+    from advlab.defenses import KMeansAdversarialTraining
+    from advlab.experiments.builtin import omari2024
+
+    step0_ids, imitated = [], []
+    real_initial, real_train = KMeansAdversarialTraining.initial_kmeans, omari2024.train_classifier
+
+    def initial(self, X):
+        km = real_initial(self, X)
+        step0_ids.append(km.predict(np.asarray(X).reshape(len(X), -1)))
+        return km
+
+    def train(model, data, *args, **kwargs):
+        imitated.append(np.asarray(data.labels))
+        return real_train(model, data, *args, **kwargs)
+
+    monkeypatch.setattr(KMeansAdversarialTraining, "initial_kmeans", initial)
+    monkeypatch.setattr(omari2024, "train_classifier", train)
+    exp = get_experiment("omari2024")
+    config = validate_config(exp.config_cls, {**DIGITS_TINY, "repetitions": 2,
+                             "figures": ["imitation"], "imitation_model": "mlp",
+                             "imitation_epochs": 5})  # fmt: skip
+    run_experiment(exp, config, tmp_path / "run", Cache(tmp_path / "cache"), quiet=True)
+    imitated = imitated[-2:]  # the first call trains the surrogate on the class labels
+    assert len(step0_ids) == 2 and len(imitated) == 2
+    for rep in range(2):
+        assert np.array_equal(imitated[rep], step0_ids[rep])
+    assert not np.array_equal(imitated[0], imitated[1])  # each repetition its own step 0

@@ -387,15 +387,17 @@ def _run_unit(
             labels, config.eps_units, config.whitebox_iter, config.step_ratio,
             train_data=data.train.images, bounds=(0.0, 1.0), pixel_std=config.input_normalization[1],
         )  # fmt: skip
-    elif params["attack"] == "imitation":
-        attack, extra = _imitation_attack(data, config, ctx, rep)
-    else:
+    elif params["attack"] != "imitation":  # imitation: below, once step 0 is known
         attack = lambda x, idx, eps, km: data.train_pool.get(eps, idx)  # noqa: E731
     beta = params["beta"]
     est = KMeansAdversarialTraining(
-        config.n_clusters, eta=params["eta"], beta=beta, attack=attack, eps_max=config.eps_max,
+        config.n_clusters, eta=params["eta"], beta=beta, eps_max=config.eps_max,
         continuous=params["continuous"], random_state=config.seed * 1000 + rep, device=config.device,
     )  # fmt: skip
+    if params["attack"] == "imitation":  # f imitates this repetition's step 0 (cached)
+        g = _plain_step(data, config, ctx, est)[0]
+        attack, extra = _imitation_attack(data, config, ctx, rep, g)
+    est.set_params(attack=attack)
     clock = time.perf_counter()
     if resume is None:  # step 0, shared by every unit of this repetition
         km0, mapping0, metrics = _plain_step(data, config, ctx, est)
@@ -457,17 +459,15 @@ def _plain_step(
 
 
 def _imitation_attack(
-    data: _Data, config: OmariConfig, ctx: RunContext, rep: int
+    data: _Data, config: OmariConfig, ctx: RunContext, rep: int, g: KMeans
 ) -> tuple[SurrogateAttack, dict[str, float]]:
-    """The (x, f(x)) training attack of Omari et al. section V: g = plain k-means of this
-    repetition on the clean training data, f = ``imitation_model`` trained on (x, g(x)) (one
-    output per cluster; cached by the cluster ids, so a resumed unit loads the same f), and
-    I-FGSM on f with y = f(x). Also returns how often f(x) = g(x) (%) on the training and test
-    images."""
+    """The (x, f(x)) training attack of Omari et al. section V: g = the plain k-means Algorithm
+    1 starts from (step 0 of this repetition, ``_plain_step``), f = ``imitation_model`` trained
+    on (x, g(x)) (one output per cluster; cached by the cluster ids, so a resumed unit loads the
+    same f), and I-FGSM on f with y = f(x). Also returns how often f(x) = g(x) (%) on the
+    training and test images."""
     assert data.train.images is not None and data.test.images is not None
-    g = KMeans(config.n_clusters, random_state=config.seed * 1000 + rep, device=config.device)
-    g.fit(data.train.data)
-    ids = g.labels_.astype(np.int64)
+    ids = g.predict(data.train.data).astype(np.int64)
     digest = hashlib.sha256(f"{data.train.sha256}:cluster-ids:".encode() + ids.tobytes())
     as_classes = dataclasses.replace(
         data.train, labels=ids, class_names=[str(c) for c in range(config.n_clusters)],
