@@ -119,27 +119,46 @@ def _kernels_seen() -> dict[str, object]:
             "cublas": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}  # fmt: skip
 
 
-@pytest.mark.parametrize("gpu", [False, True])
-def test_units_run_on_deterministic_cuda_kernels_where_a_gpu_is(gpu, monkeypatch):
-    """Where CUDA is available a unit runs with PyTorch's deterministic kernels (warning, not
-    failing, on an operation that has none) and the reproducible cuBLAS workspace; on a machine
-    without a GPU nothing is switched, so CPU runs compute as before. Settings are restored."""
+@pytest.mark.parametrize("cuda", [False, True])
+def test_units_of_a_cuda_run_use_deterministic_kernels(cuda, monkeypatch):
+    """When the run computes on a CUDA device (the runner sets ``executor.cuda`` from the
+    config's device), every unit, in this process or a worker, runs with PyTorch's
+    deterministic kernels (warning, not failing, on an operation that has none) and the
+    reproducible cuBLAS workspace; a CPU run keeps the default kernels. Settings are restored."""
     import torch
 
-    from advlab.utils import perf
-
-    monkeypatch.setattr(perf, "cuda_kernels_pinned", lambda: gpu)
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)  # the workers inherit it
     before = _kernels_seen()
-    executor = SerialExecutor(1)
-    [(_, seen, _)] = list(executor.run({"u": _kernels_seen}))
-    if gpu:
-        assert seen == {"deterministic": True, "warn_only": True, "cudnn_benchmark": False,
-                        "cublas": ":4096:8"}  # fmt: skip
-    else:
-        assert seen == before
+    expected = ({"deterministic": True, "warn_only": True, "cudnn_benchmark": False,
+                 "cublas": ":4096:8"} if cuda else before)  # fmt: skip
+    for executor in (SerialExecutor(1), LocalExecutor(1)):
+        executor.cuda = cuda
+        try:
+            [(_, seen, _)] = list(executor.run({"u": _kernels_seen}))
+        finally:
+            executor.close()
+        assert seen == expected, executor.name
     assert torch.are_deterministic_algorithms_enabled() is before["deterministic"]
     assert torch.backends.cudnn.benchmark is before["cudnn_benchmark"]
+
+
+def test_the_runner_asks_for_deterministic_kernels_from_the_config_device(tmp_path):
+    """``executor.cuda`` follows the config's device, and the manifest records it."""
+    from types import SimpleNamespace
+
+    from advlab.experiments.runner import computes_on_cuda
+    from tests.test_experiments import CountConfig  # noqa: F401 - registers "test-count"
+
+    for device, cuda in (("cuda", True), ("cuda:1", True), ("cpu", False), ("mps", False)):
+        assert computes_on_cuda(SimpleNamespace(device=device)) is cuda
+    assert computes_on_cuda(SimpleNamespace()) is False
+    exp = get_experiment("test-count")
+    executor = SerialExecutor(1)
+    executor.cuda = True  # a stale setting must not survive a CPU run
+    run_experiment(exp, validate_config(exp.config_cls, {}), tmp_path / "r", quiet=True,
+                   executor=executor)  # fmt: skip
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert executor.cuda is False and manifest["cuda_deterministic_kernels"] is False
 
 
 def test_resume_at_other_threads_per_unit_is_refused(tmp_path, capsys):

@@ -235,7 +235,7 @@ def test_kmeans_on_cuda_is_bit_reproducible_with_deterministic_kernels(blobs):
 
     X = blobs.data.astype(np.float32)
     w = np.random.default_rng(1).random(len(X)).astype(np.float32)
-    with reproducible_unit(1):
+    with reproducible_unit(1, cuda=True):
         fits = [KMeans(40, random_state=0, device="cuda").fit(X, sample_weight=w) for _ in range(2)]
         labels = torch.from_numpy(fits[0].labels_).cuda()
         sums = label_weight_sums(labels, torch.from_numpy(w).cuda(), 40).cpu().numpy()

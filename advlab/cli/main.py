@@ -257,7 +257,7 @@ def _plan(args: argparse.Namespace) -> int:
     if args.threads_per_unit < 1:
         raise ConfigError(f"--threads-per-unit must be >= 1, got {args.threads_per_unit}")
     tune_cpu_allocator()  # measure as advlab run attacks: its allocator, a unit's threads and kernels
-    with reproducible_unit(args.threads_per_unit):
+    with reproducible_unit(args.threads_per_unit, args.device.startswith("cuda")):
         planned = make_plan(experiment, config, tuple(args.workers), args.device, args.throughput)
     if args.throughput is None:
         planned["throughput_source"] += f" at {args.threads_per_unit} thread(s) per unit"

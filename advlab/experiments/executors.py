@@ -48,19 +48,21 @@ EXECUTORS = ("serial", "local", "dask")
 
 
 def timed_call(
-    job: Job, threads: int | None = None, tune_allocator: bool = False
+    job: Job, threads: int | None = None, tune_allocator: bool = False, cuda: bool = False
 ) -> tuple[dict[str, Any], float]:
     """``job()`` on ``threads`` threads (None: as the process is set) and the seconds it took
     where it ran. Module level, so it pickles. ``tune_allocator``: raise glibc's malloc
     thresholds in the process that runs it first (``tune_cpu_allocator``; the executors pass
-    whether the client did, so a worker process allocates as the client does)."""
+    whether the client did, so a worker process allocates as the client does). ``cuda``: the
+    run computes on a CUDA device, so the job runs on deterministic CUDA kernels
+    (``reproducible_unit``)."""
     if tune_allocator:
         tune_cpu_allocator()
     start = time.perf_counter()
     if threads is None:
         result = job()
     else:
-        with reproducible_unit(threads):
+        with reproducible_unit(threads, cuda):
             result = job()
     return result, time.perf_counter() - start
 
@@ -77,6 +79,7 @@ class Executor(ABC):
 
     name = "executor"
     threads_per_unit = DEFAULT_THREADS_PER_UNIT
+    cuda = False  # set by the runner when the run computes on a CUDA device
 
     @abstractmethod
     def run(self, jobs: Mapping[str, Job]) -> Iterator[tuple[str, dict[str, Any], float]]:
@@ -107,7 +110,7 @@ class SerialExecutor(Executor):
 
     def run(self, jobs: Mapping[str, Job]) -> Iterator[tuple[str, dict[str, Any], float]]:
         for key, job in jobs.items():
-            result, seconds = timed_call(job, self.threads_per_unit)
+            result, seconds = timed_call(job, self.threads_per_unit, False, self.cuda)
             yield key, result, seconds
 
 
@@ -183,7 +186,7 @@ class LocalExecutor(Executor):
             return
         pool = self._get_pool()
         futures = {
-            pool.submit(timed_call, job, self.threads_per_unit, allocator_tuned()): key
+            pool.submit(timed_call, job, self.threads_per_unit, allocator_tuned(), self.cuda): key
             for key, job in jobs.items()
         }
         try:
@@ -253,6 +256,7 @@ class DaskExecutor(Executor):
                 job,
                 self.threads_per_unit,
                 allocator_tuned(),
+                self.cuda,
                 key=f"advlab-{batch}-{key}",
                 pure=False,
             ): key

@@ -35,7 +35,7 @@ from advlab.experiments.executors import Executor, Job, SerialExecutor, reproduc
 from advlab.experiments.registry import Experiment
 from advlab.utils.cache import Cache, move_aside, read_verified, write_verified
 from advlab.utils.io import atomic_write_json, json_roundtrip, sha256_bytes
-from advlab.utils.perf import allocator_tuned, cuda_kernels_pinned
+from advlab.utils.perf import allocator_tuned
 from advlab.utils.progress import progress
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "matplotlib", "pydantic", "safetensors")
@@ -241,6 +241,7 @@ def run_experiment(
         "config": config.model_dump(mode="json"),
     }
     executor = executor or SerialExecutor()
+    executor.cuda = computes_on_cuda(config)
     _claim_run_dir(out, resolved)
     _check_threads_match(out, executor.threads_per_unit)
     log = _make_logger(out, quiet)
@@ -256,14 +257,14 @@ def run_experiment(
         "command": sys.argv,
         "torch_threads": executor.threads_per_unit,
         "malloc_tuned": allocator_tuned(),
-        "cuda_deterministic_kernels": cuda_kernels_pinned(),
+        "cuda_deterministic_kernels": executor.cuda,
         **executor.describe(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_json(out / "manifest.json", manifest)
     log.info("running %s (profile %s) into %s", experiment.name, profile, out)
     start = time.perf_counter()
-    with reproducible_unit(executor.threads_per_unit):
+    with reproducible_unit(executor.threads_per_unit, executor.cuda):
         results = experiment.run(config, ctx)
     _check_comparisons(results)
     results = {"experiment": experiment.name, "profile": profile, **results}
@@ -294,6 +295,12 @@ def run_experiment(
         ctx.units_done,
     )
     return results
+
+
+def computes_on_cuda(config: Any) -> bool:
+    """Whether a run of ``config`` computes on a CUDA device (its ``device`` field, "cpu" when
+    it has none): its units then run on deterministic CUDA kernels (``reproducible_unit``)."""
+    return str(getattr(config, "device", "cpu")).startswith("cuda")
 
 
 def source_commit() -> str | None:

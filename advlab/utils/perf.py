@@ -14,7 +14,7 @@ and every BLAS/OpenMP pool's. It changes the numbers, not just the speed (float3
 over more threads round differently), so the runner pins it for every executor alike.
 
 ``reproducible_unit`` is what the runner and every executor wrap a unit in: ``pinned_threads``
-and, on a machine with a CUDA GPU, ``deterministic_cuda_kernels``. Several CUDA kernels add
+and, for a run on a CUDA device, ``deterministic_cuda_kernels``. Several CUDA kernels add
 floats with atomics in whatever order the threads arrive (``index_add_``, weighted
 ``bincount``, some cuDNN and cuBLAS algorithms), so without it two runs of the same unit on one
 GPU differ in the last bits, and k-means or an attack near a tie then goes the other way
@@ -109,23 +109,16 @@ def deterministic_cuda_kernels() -> Iterator[None]:
         torch.backends.cudnn.benchmark = before[2]
 
 
-def cuda_kernels_pinned() -> bool:
-    """Whether ``reproducible_unit`` turns on the deterministic CUDA kernels here: only where
-    a CUDA GPU is available, so that runs on CPU-only machines compute exactly as before (the
-    deterministic mode also swaps some CPU kernels)."""
-    import torch
-
-    return torch.cuda.is_available()
-
-
 @contextmanager
-def reproducible_unit(threads: int) -> Iterator[None]:
+def reproducible_unit(threads: int, cuda: bool = False) -> Iterator[None]:
     """The numeric settings every unit of an experiment runs under, whatever the executor:
-    ``threads`` threads (``pinned_threads``) and, where CUDA is available, deterministic CUDA
-    kernels (``deterministic_cuda_kernels``), so that a unit gives the same bits wherever and
-    however often it runs on the same kind of device."""
+    ``threads`` threads (``pinned_threads``) and, when the run computes on a CUDA device
+    (``cuda``), deterministic CUDA kernels (``deterministic_cuda_kernels``), so that a unit
+    gives the same bits wherever and however often it runs on the same kind of device. A run on
+    CPU keeps PyTorch's default kernels (the deterministic mode swaps some CPU kernels too), so
+    its numbers do not depend on whether the machine has a GPU."""
     with pinned_threads(threads):
-        if not cuda_kernels_pinned():
+        if not cuda:
             yield
             return
         with deterministic_cuda_kernels():
