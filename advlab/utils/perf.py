@@ -17,10 +17,10 @@ over more threads round differently), so the runner pins it for every executor a
 and, for a run on a CUDA device, ``deterministic_cuda_kernels``. Several CUDA kernels add
 floats with atomics in whatever order the threads arrive (``index_add_``, weighted
 ``bincount``, some cuDNN and cuBLAS algorithms), so without it two runs of the same unit on one
-GPU differ in the last bits, and k-means or an attack near a tie then goes the other way
+GPU can differ in the last bits, and k-means or an attack near a tie then goes the other way
 (measured on an H100: ``omari2024 --profile digits`` on ``device=cuda``, serial against two
 local workers, 77 of 448 comparisons differed, the white-box-trained model's clean accuracy
-75.4 vs 77.2).
+75.4 vs 77.2; that this mode removes the difference is not yet measured on a GPU).
 """
 
 from __future__ import annotations
