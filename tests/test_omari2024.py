@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
@@ -284,3 +285,33 @@ def test_imitation_substitute_learns_the_clustering_algorithm_1_starts_from(tmp_
     for rep in range(2):
         assert np.array_equal(imitated[rep], step0_ids[rep])
     assert not np.array_equal(imitated[0], imitated[1])  # each repetition its own step 0
+
+
+def test_a_cuda_runs_deterministic_mode_alerts_nothing_and_changes_nothing_on_cpu(
+    tmp_path, monkeypatch
+):
+    """The settings the units of a CUDA run get (``use_deterministic_algorithms``, cuDNN's
+    autotuner off), applied to a tiny run on CPU with every figure and control: no operation
+    of the pipeline raises a determinism alert (it would be an error without ``warn_only``),
+    and the results are those of the default kernels. The CUDA kernels themselves are checked
+    only on a GPU (``test_kmeans_on_cuda_is_bit_reproducible_with_deterministic_kernels``)."""
+    import warnings
+
+    from advlab.experiments import runner
+
+    exp = get_experiment("omari2024")
+    config = validate_config(exp.config_cls, {**DIGITS_TINY, "figures": ["fig2ab", "fig2ef",
+                             "fig3", "whitebox", "imitation"], "imitation_model": "mlp", "fig3_etas": [1.0]})  # fmt: skip
+    cache = Cache(tmp_path / "cache")
+    default = run_experiment(exp, config, tmp_path / "default", cache, quiet=True)
+    monkeypatch.setattr(runner, "computes_on_cuda", lambda config: True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pinned = run_experiment(
+            exp, config, tmp_path / "pinned", Cache(tmp_path / "c2"), quiet=True
+        )
+    alerts = [str(w.message) for w in caught if "determinis" in str(w.message)]
+    assert alerts == []
+    manifest = json.loads((tmp_path / "pinned" / "manifest.json").read_text())
+    assert manifest["cuda_deterministic_kernels"] is True
+    assert pinned["comparisons"] == default["comparisons"]
