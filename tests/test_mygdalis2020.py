@@ -143,3 +143,23 @@ def test_mnist_pr_is_certified_trained_and_compared_with_its_paper_column(tmp_pa
     # plainly trained network certifies next to nothing at this radius (test_interval_bounds)
     certified = ids["table1.pr.W-LC-certified-eps0.1"]["ours"]
     assert 20.0 < certified <= ids["table1.pr.W-LC"]["ours"]
+
+
+@needs_mnist
+def test_a_cuda_runs_deterministic_mode_alerts_nothing_and_changes_nothing_on_cpu(
+    tmp_path, monkeypatch
+):
+    """As for omari2024: the tiny reproduction (M-SVDD-D, every attack, the SSIM sweep) under
+    the settings of a CUDA run's units, on CPU, raises no determinism alert and gives the
+    default kernels' comparisons."""
+    import warnings
+
+    from advlab.experiments import runner
+
+    default = _run(tmp_path / "default", Cache(tmp_path / "c1"))
+    monkeypatch.setattr(runner, "computes_on_cuda", lambda config: True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pinned = _run(tmp_path / "pinned", Cache(tmp_path / "c2"))
+    assert [str(w.message) for w in caught if "determinis" in str(w.message)] == []
+    assert pinned["comparisons"] == default["comparisons"]
