@@ -214,14 +214,19 @@ def test_elbow_finds_the_planted_number_of_clusters():
         elbow(data[:5], [2, 3, 10])
 
 
-def test_label_weight_sums_are_bincounts():
-    from advlab.cluster.kmeans import label_weight_sums
+def test_label_weight_sums_are_bincounts_on_both_branches():
+    """The CPU branch (bincount) and the CUDA branch (index_add_ in float64, run here on CPU)
+    give numpy's weighted bincount, empty labels included (k > largest label)."""
+    from advlab.cluster.kmeans import _index_add_weight_sums, label_weight_sums
 
     rng = np.random.default_rng(0)
     labels = torch.from_numpy(rng.integers(0, 7, 500))
     w = torch.from_numpy(rng.random(500).astype(np.float32))
     expected = np.bincount(labels.numpy(), weights=w.numpy().astype(np.float64), minlength=9)
     np.testing.assert_allclose(label_weight_sums(labels, w, 9).numpy(), expected, rtol=1e-6)
+    cuda_branch = _index_add_weight_sums(labels, w, 9)
+    assert cuda_branch.dtype == torch.float64 and cuda_branch.shape == (9,)
+    np.testing.assert_allclose(cuda_branch.numpy(), expected, rtol=1e-12)
     assert label_weight_sums(labels, None, 9).tolist() == np.bincount(labels, minlength=9).tolist()
 
 

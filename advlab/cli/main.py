@@ -32,7 +32,7 @@ from advlab.experiments.executors import (
 )
 from advlab.report import format_comparisons
 from advlab.report.document import ReportError
-from advlab.utils.perf import reproducible_unit, tune_cpu_allocator
+from advlab.utils.perf import is_cuda, reproducible_unit, tune_cpu_allocator
 from advlab.utils.progress import set_quiet
 
 DESCRIPTION = "Adversarial robustness of clustering and image classifiers: run experiments from a YAML config, reproduce a paper by name, report on finished runs."
@@ -257,7 +257,7 @@ def _plan(args: argparse.Namespace) -> int:
     if args.threads_per_unit < 1:
         raise ConfigError(f"--threads-per-unit must be >= 1, got {args.threads_per_unit}")
     tune_cpu_allocator()  # measure as advlab run attacks: its allocator, a unit's threads and kernels
-    with reproducible_unit(args.threads_per_unit, args.device.startswith("cuda")):
+    with reproducible_unit(args.threads_per_unit, is_cuda(args.device)):
         planned = make_plan(experiment, config, tuple(args.workers), args.device, args.throughput)
     if args.throughput is None:
         planned["throughput_source"] += f" at {args.threads_per_unit} thread(s) per unit"

@@ -434,8 +434,14 @@ def label_weight_sums(labels: torch.Tensor, w: torch.Tensor | None, k: int) -> t
     reproducible; on CPU, ``bincount`` (a sequential loop) as before."""
     if w is None or labels.device.type == "cpu":
         return torch.bincount(labels, weights=w, minlength=k).double()
-    sums = torch.zeros(k, dtype=torch.float64, device=labels.device)
-    return sums.index_add_(0, labels, w.double())
+    return _index_add_weight_sums(labels, w, k)
+
+
+def _index_add_weight_sums(labels: torch.Tensor, w: torch.Tensor, k: int) -> torch.Tensor:
+    """``label_weight_sums`` through ``index_add_`` in float64 (its CUDA branch; any device)."""
+    return torch.zeros(k, dtype=torch.float64, device=labels.device).index_add_(
+        0, labels, w.double()
+    )
 
 
 def _cluster_sums(

@@ -110,7 +110,7 @@ class SerialExecutor(Executor):
 
     def run(self, jobs: Mapping[str, Job]) -> Iterator[tuple[str, dict[str, Any], float]]:
         for key, job in jobs.items():
-            result, seconds = timed_call(job, self.threads_per_unit, False, self.cuda)
+            result, seconds = timed_call(job, self.threads_per_unit, cuda=self.cuda)
             yield key, result, seconds
 
 

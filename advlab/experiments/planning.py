@@ -25,6 +25,7 @@ from torch import nn
 
 from advlab.attacks.evasion import IFGSM, KA3, LBFGS, CarliniWagnerL2, DeepFool
 from advlab.models import build_model
+from advlab.utils.perf import is_cuda
 
 ATTACKS = ("ifgsm", "lbfgs", "ka3", "deepfool", "cw")  # what measure_throughput can run
 
@@ -125,10 +126,10 @@ def measure_throughput(
     run(x[: min(batch, 8)], y[: min(batch, 8)])  # warm-up (allocations, kernels)
     best = 0.0
     for _ in range(2):
-        if device.startswith("cuda"):
+        if is_cuda(device):
             torch.cuda.synchronize()
         passes, seconds = timed_passes(model, lambda: run(x, y))
-        if device.startswith("cuda"):
+        if is_cuda(device):
             torch.cuda.synchronize()
         best = max(best, passes / seconds)
     return best

@@ -35,7 +35,7 @@ from advlab.experiments.executors import Executor, Job, SerialExecutor, reproduc
 from advlab.experiments.registry import Experiment
 from advlab.utils.cache import Cache, move_aside, read_verified, write_verified
 from advlab.utils.io import atomic_write_json, json_roundtrip, sha256_bytes
-from advlab.utils.perf import allocator_tuned
+from advlab.utils.perf import allocator_tuned, is_cuda
 from advlab.utils.progress import progress
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "matplotlib", "pydantic", "safetensors")
@@ -300,7 +300,7 @@ def run_experiment(
 def computes_on_cuda(config: Any) -> bool:
     """Whether a run of ``config`` computes on a CUDA device (its ``device`` field, "cpu" when
     it has none): its units then run on deterministic CUDA kernels (``reproducible_unit``)."""
-    return str(getattr(config, "device", "cpu")).startswith("cuda")
+    return is_cuda(str(getattr(config, "device", "cpu")))
 
 
 def source_commit() -> str | None:

@@ -85,6 +85,13 @@ def pinned_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def is_cuda(device: str) -> bool:
+    """Whether ``device`` ("cpu", "cuda", "cuda:1", ...) is a CUDA device."""
+    import torch
+
+    return torch.device(device).type == "cuda"
+
+
 @contextmanager
 def deterministic_cuda_kernels() -> Iterator[None]:
     """Run the block with PyTorch's deterministic CUDA kernels: ``use_deterministic_algorithms``

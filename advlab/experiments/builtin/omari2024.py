@@ -394,13 +394,14 @@ def _run_unit(
         config.n_clusters, eta=params["eta"], beta=beta, eps_max=config.eps_max,
         continuous=params["continuous"], random_state=config.seed * 1000 + rep, device=config.device,
     )  # fmt: skip
+    step0 = None
     if params["attack"] == "imitation":  # f imitates this repetition's step 0 (cached)
-        g = _plain_step(data, config, ctx, est)[0]
-        attack, extra = _imitation_attack(data, config, ctx, rep, g)
+        step0 = _plain_step(data, config, ctx, est)
+        attack, extra = _imitation_attack(data, config, ctx, rep, step0[0])
     est.set_params(attack=attack)
     clock = time.perf_counter()
     if resume is None:  # step 0, shared by every unit of this repetition
-        km0, mapping0, metrics = _plain_step(data, config, ctx, est)
+        km0, mapping0, metrics = step0 or _plain_step(data, config, ctx, est)
         if 0 in robustness_steps:
             metrics["robustness"] = _robustness(data, config, km0, mapping0)
         now = time.perf_counter()
