@@ -186,6 +186,8 @@ class Attack:
             self._init_args = {}
         return self
 
+    min_classes = 2  # a model with one output cannot be pushed to another class
+
     def __init__(
         self, model: nn.Module, criterion: Criterion | None = None, batch_size: int = 256
     ) -> None:
@@ -285,6 +287,11 @@ class Attack:
             raise ValueError(
                 f"the model must return logits of shape (N, n_classes), got "
                 f"{getattr(out, 'shape', type(out).__name__)}"
+            )
+        if out.shape[1] < self.min_classes:
+            raise ValueError(
+                f"the model returns {out.shape[1]} logit per sample; attacks need one logit per "
+                "class (>= 2). Wrap a binary model with one logit z to return (0, z)."
             )
         return int(out.shape[1])
 

@@ -1,15 +1,19 @@
 """Carlini & Wagner L2 (IEEE S&P 2017), batched, with a binary search over the constant c.
 
-Change of variables x' = lo + (tanh(w) + 1) / 2 (hi - lo) keeps x' in the model's bounds [lo, hi]. For each c, Adam minimises
+Change of variables x' = lo + (tanh(w) + 1) / 2 (hi - lo) keeps x' in the model's bounds
+[lo, hi]. For each c, Adam minimises
 
-    ||x' - x||_2^2 + c * max(Z_y(x') - max_{j != y} Z_j(x'), -kappa)      (untargeted)
-    ||x' - x||_2^2 + c * max(max_{j != t} Z_j(x') - Z_t(x'), -kappa)      (targeted)
+    ||x' - x||_2^2 / (hi - lo)^2 + c * max(Z_y(x') - max_{j != y} Z_j(x'), -kappa)   (untargeted)
+    ||x' - x||_2^2 / (hi - lo)^2 + c * max(max_{j != t} Z_j(x') - Z_t(x'), -kappa)   (targeted)
 
 and the smallest successful x' is kept; c is bisected per sample (multiplied by 10 until the
-first success). Defaults as Foolbox 3: 9 binary-search steps, initial c = 1e-3, lr 1e-2,
-kappa = 0, 10,000 Adam steps per c (``steps``; fewer for quick runs), and early abort: every
-steps / 10 steps the optimisation for the current c stops when the total loss has not fallen
-below 0.9999 times its value at the previous check.
+first success). The distance is measured in units of the input range, as in Carlini & Wagner's
+code, whose images span a range of 1: c then means the same for a model on [0, 255] as on
+[0, 1] (in raw units it would have to be 255^2 times larger there, beyond the default search's
+reach); on [0, 1] nothing changes. Defaults as Foolbox 3: 9 binary-search steps, initial
+c = 1e-3, lr 1e-2, kappa = 0, 10,000 Adam steps per c (``steps``; fewer for quick runs), and
+early abort: every steps / 10 steps the optimisation for the current c stops when the total
+loss has not fallen below 0.9999 times its value at the previous check.
 
 Example::
 
@@ -82,6 +86,7 @@ class CarliniWagnerL2(MinimizationAttack):
         label = target if target is not None else y
         targeted = target is not None
         lo, hi = self.bounds
+        span = hi - lo
         w0 = torch.atanh((2 * (x - lo) / (hi - lo) - 1).clamp(-1 + 1e-6, 1 - 1e-6))
         c = torch.full((len(x),), self.c0, device=x.device)
         lower, upper = torch.zeros_like(c), torch.full_like(c, float("inf"))
@@ -93,7 +98,7 @@ class CarliniWagnerL2(MinimizationAttack):
             check_every, previous = max(1, -(-self.steps // 10)), float("inf")
             for step in range(self.steps):
                 x_adv = lo + (torch.tanh(w) + 1) / 2 * (hi - lo)
-                l2 = (x_adv - x).flatten(1).pow(2).sum(1)
+                l2 = (x_adv - x).flatten(1).pow(2).sum(1) / span**2  # in units of the range
                 m = margin(self.model(x_adv), label, targeted)  # > 0 once the attack succeeds
                 loss = (l2 + c * torch.clamp(self.kappa - m, min=0)).sum()
                 optimizer.zero_grad()

@@ -194,6 +194,8 @@ class KMeansMinimalAttack(MinimizationAttack):
 
     input_dtype = torch.float64
 
+    min_classes = 1  # one cluster (or class): nothing to attack, every point stays
+
     def __init__(
         self,
         kmeans: Any,

@@ -67,6 +67,8 @@ class KMeansPGD(PGD):
         Samples per batch.
     """
 
+    min_classes = 1  # one cluster (or class): nothing to attack, every point stays
+
     def __init__(
         self,
         kmeans: Any,

@@ -9,6 +9,13 @@ between the last success and the first failure; the smallest successful perturba
 (samples never reached are returned unchanged). ||n||_2 is smoothed as sqrt(||n||^2 + 1e-12)
 so the objective is differentiable at n = 0.
 
+Units: the problem is solved on the unit box, x_u = (x - lo) / (hi - lo) for the model's bounds
+(lo, hi), so ||n||_2 (and K-A3's CW-SSIM) is measured in units of the input range, as Foolbox
+v1's L-BFGS divides its distance by the squared range. c then means the same for a model on
+[0, 255] as on [0, 1], and the attack gives the same examples, scaled; with ||n||_2 in raw
+units c would have to be 255 times smaller there, beyond reach of the default c search. On
+[0, 1] the map is the identity.
+
 Batching: the objective is a sum of independent per-sample terms (each with its own c), so
 a whole batch is solved as one L-BFGS-B problem over the concatenated perturbations: one
 forward/backward pass per evaluation for the batch instead of one per sample. The minimiser
@@ -55,9 +62,11 @@ class LBFGS(MinimizationAttack):
         The classifier: an ``Model`` (module, input bounds,
         preprocessing) or a bare module, read as bounds (0, 1) and no preprocessing.
     initial_const : float, default=0.01
-        First c, finite and > 0.
+        First c, finite and > 0; c multiplies ||n||_2 measured in units of the input range
+        (hi - lo of the model's bounds).
     doublings : int, default=8
-        Doublings of c while the attack fails, >= 0.
+        Steps of the c search before it may stop early: c doubles while the attack succeeds
+        (halves while it fails) until a failure and a success bracket it, >= 0.
     bisections : int, default=6
         Bisections of c between the last failure and the first success, >= 0.
     max_iter : int, default=100
@@ -136,11 +145,16 @@ class LBFGS(MinimizationAttack):
         picked = logp.gather(1, targets.clamp_min(0))
         return -(picked * valid).sum(1)
 
+    def _logits(self, xu: torch.Tensor) -> torch.Tensor:
+        """The model on unit-box images xu: f(lo + xu (hi - lo))."""
+        low, high = self.bounds
+        return self.model(xu if (low, high) == (0, 1) else low + xu * (high - low))
+
     def _solve(
         self, x: torch.Tensor, targets: torch.Tensor, c: torch.Tensor, start: torch.Tensor
     ) -> torch.Tensor:
-        """One L-BFGS-B solve of sum_i c_i D_i + L_i over the whole batch from x + ``start``;
-        returns x + n (float32 objective, float64 iterates in scipy)."""
+        """One L-BFGS-B solve of sum_i c_i D_i + L_i over the whole batch from x + ``start``,
+        x on the unit box; returns x + n (float32 objective, float64 iterates in scipy)."""
         b, shape = len(x), x.shape
         flat_x = x.detach().reshape(b, -1)
 
@@ -150,14 +164,13 @@ class LBFGS(MinimizationAttack):
             value = (
                 (c * self._distortion(x, xa, n)).sum()
                 + self._penalty(x, xa).sum()
-                + self._loss(self.model(xa), targets).sum()
+                + self._loss(self._logits(xa), targets).sum()
             )
             (grad,) = torch.autograd.grad(value, n)
             return float(value.detach()), grad.cpu().double().numpy().ravel()
 
-        lo, hi = self.bounds
-        lower = (lo - flat_x).double().cpu().numpy().ravel()
-        upper = (hi - flat_x).double().cpu().numpy().ravel()
+        lower = (-flat_x).double().cpu().numpy().ravel()
+        upper = (1 - flat_x).double().cpu().numpy().ravel()
         with threadpool_limits(SCIPY_BLAS_THREADS, user_api="blas"):
             res = minimize(
                 objective,
@@ -168,14 +181,17 @@ class LBFGS(MinimizationAttack):
                 options={"maxiter": int(self.max_iter * math.sqrt(b))},
             )
         n = torch.as_tensor(res.x, dtype=torch.float32, device=x.device).view(b, -1)
-        return (flat_x + n).clamp(lo, hi).view(shape)
+        return (flat_x + n).clamp(0, 1).view(shape)
 
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
         targets = self._targets(target).to(x.device)
+        low, high = self.bounds
+        unit = (low, high) == (0, 1)
+        x_raw, x = x, x if unit else (x - low) / (high - low)
         b = len(x)
-        best, best_norm = x.clone(), torch.full((b,), math.inf, device=x.device)
+        best, best_norm = x_raw.clone(), torch.full((b,), math.inf, device=x.device)
         c = torch.full((b,), self.c0, device=x.device)
         lo = torch.zeros_like(c)
         hi = torch.full_like(c, math.inf)
@@ -184,11 +200,14 @@ class LBFGS(MinimizationAttack):
             xa = self._solve(x, targets, c, start)
             start = xa - x  # warm start: the next c is close to this one
             with torch.no_grad():
-                ok = self._reached(self.model(xa), y, targets)
+                ok = self._reached(self._logits(xa), y, targets)
             with torch.no_grad():
                 norm = self._selection_size(x, xa)
             better = ok & (norm < best_norm)
-            best[better], best_norm[better] = xa[better], norm[better]
+            best[better] = (
+                xa[better] if unit else (low + xa[better] * (high - low)).clamp(low, high)
+            )
+            best_norm[better] = norm[better]
             lo, hi = torch.where(ok, c, lo), torch.where(ok, hi, c)
             grow = torch.where(torch.isinf(hi), 2 * c, (c + hi) / 2)
             shrink = torch.where(lo > 0, (lo + c) / 2, c / 2)
