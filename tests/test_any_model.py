@@ -179,6 +179,27 @@ def test_kmeans_attacks_take_scikit_learn_kmeans_and_unbounded_data():
     assert pgd.success.float().mean() > 0.9
 
 
+def test_kmeans_attacks_name_an_unfitted_kmeans_and_unbounded_data_in_the_default_box():
+    from sklearn.cluster import KMeans as SKKMeans
+    from sklearn.exceptions import NotFittedError
+
+    from advlab.attacks.evasion import kmeans_certified_radius
+
+    for make in (
+        lambda: KMeansMinimalAttack(SKKMeans(3)),
+        lambda: KMeansPGD(SKKMeans(3), None, eps=0.1, max_iter=2),
+        lambda: kmeans_certified_radius(SKKMeans(3), np.zeros((2, 2))),
+    ):
+        with pytest.raises(NotFittedError):
+            make()
+    with pytest.raises(ValueError, match="a fitted k-means or a \\(k, D\\) array"):
+        KMeansMinimalAttack(["not", "centres"])
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    km = SKKMeans(2, n_init=1, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="bounds=\\(lo, hi\\) to your data's range"):
+        KMeansMinimalAttack(km)(torch.from_numpy(X))
+
+
 RANGE_ATTACKS = {  # budgets in input units, so scaled by the range
     "pgd-linf": lambda m, s: PGD(m, eps=0.3 * s, max_iter=5, random_state=0),
     "pgd-l2": lambda m, s: PGD(m, eps=12.0 * s, max_iter=5, norm="l2", random_state=0),

@@ -28,7 +28,9 @@ def check_images(
     if float(x.min()) < lo or float(x.max()) > hi:
         raise ValueError(
             f"{name} must lie in the model's bounds [{lo:g}, {hi:g}]; "
-            f"got range [{float(x.min()):.3g}, {float(x.max()):.3g}]"
+            f"got range [{float(x.min()):.3g}, {float(x.max()):.3g}]; set bounds=(lo, "
+            "hi) to your data's range on Model(...) or on the k-means attack, (-inf, inf) where "
+            "it is unbounded"
         )
     return x.to(dtype)
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from advlab.attacks.evasion.base import AttackResult, MinimizationAttack
-from advlab.attacks.evasion.kmeans_pgd import kmeans_model
+from advlab.attacks.evasion.kmeans_pgd import kmeans_centres, kmeans_model
 from advlab.cluster._validation import ArrayLike, as_float_matrix
 from advlab.models.wrapper import Bounds
 from advlab.utils.validation import check_number
@@ -42,12 +42,7 @@ TARGETS = ("any-cluster", "other-class")
 
 
 def _centres(centers: object) -> torch.Tensor:
-    c = torch.as_tensor(
-        np.asarray(getattr(centers, "cluster_centers_", centers)), dtype=torch.float64
-    )
-    if c.ndim != 2 or not bool(torch.isfinite(c).all()):
-        raise ValueError("the k-means centres must be a finite (k, D) array")
-    return c
+    return torch.from_numpy(kmeans_centres(centers))
 
 
 def _mapping(mapping: object | None, k: int) -> torch.Tensor | None:

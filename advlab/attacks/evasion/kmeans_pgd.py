@@ -20,10 +20,27 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_is_fitted
 
 from advlab.attacks.evasion.pgd import PGD
 from advlab.cluster.differentiable import KMeansClassifier
 from advlab.models.wrapper import Bounds, Model
+
+
+def kmeans_centres(kmeans: Any) -> np.ndarray:
+    """The (k, D) centres of a fitted k-means (any estimator with ``cluster_centers_``) or of
+    a (k, D) array; an unfitted estimator raises scikit-learn's ``NotFittedError``."""
+    if hasattr(kmeans, "fit"):
+        check_is_fitted(kmeans, "cluster_centers_")
+    try:
+        centers = np.asarray(getattr(kmeans, "cluster_centers_", kmeans), dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"expected a fitted k-means or a (k, D) array of centres, got {type(kmeans).__name__}"
+        ) from err
+    if centers.ndim != 2 or not np.isfinite(centers).all():
+        raise ValueError("the k-means centres must be a finite (k, D) array")
+    return centers
 
 
 def kmeans_model(
@@ -32,10 +49,9 @@ def kmeans_model(
     """A fitted k-means (advlab's or scikit-learn's, or a (k, D) array of centres) with its
     cluster -> class ``mapping`` as a ``Model`` over ``bounds``
     (None: unbounded)."""
-    centers = np.asarray(getattr(kmeans, "cluster_centers_", kmeans))
-    if centers.ndim != 2 or not np.isfinite(centers).all():
-        raise ValueError("the k-means centres must be a finite (k, D) array")
-    net = KMeansClassifier(centers, None if mapping is None else np.asarray(mapping), dtype)
+    net = KMeansClassifier(
+        kmeans_centres(kmeans), None if mapping is None else np.asarray(mapping), dtype
+    )
     return Model(net, bounds=(-np.inf, np.inf) if bounds is None else bounds)
 
 
