@@ -178,3 +178,25 @@ def test_surrogate_and_whitebox_attacks_plug_in(digits):
     clean = (mapping[km.predict(x)] == digits.labels[:200]).mean()
     attacked = (mapping[km.predict(x_adv)] == digits.labels[:200]).mean()
     assert attacked < clean - 0.3  # pushed into clusters of other classes
+
+
+def test_an_attack_that_cannot_take_the_training_set_is_refused_before_any_fit(digits, monkeypatch):
+    def no_fit(*args, **kwargs):
+        raise AssertionError("k-means was built before the training set was checked")
+
+    monkeypatch.setattr(KMeansAdversarialTraining, "_kmeans", no_fit)
+    surrogate = _linear_surrogate(digits)
+    n = len(digits.images)
+    cases = [
+        (SurrogateAttack(surrogate, digits.labels[:10], eps_units="pixel"), "10 labels"),
+        (SurrogateAttack(surrogate, digits.labels, eps_units="pixel"), "bounds \\[0, 1\\]"),
+        (KMeansWhiteBoxAttack(digits.labels[:-1], train_data=digits.images), f"{n - 1} rows"),
+    ]
+    for attack, message in cases:
+        est = KMeansAdversarialTraining(30, beta=2, attack=attack, eps_max=0.2, random_state=0)
+        images = digits.images * 2 if "bounds" in message else digits.images
+        with pytest.raises(ValueError, match=message):
+            est.fit(images)
+    cropped = digits.images[:, :, :7]  # 7 x 8 images for a surrogate of 8 x 8 ones
+    with pytest.raises(ValueError, match="cannot take inputs of shape \\(1, 7, 8\\)"):
+        KMeansAdversarialTraining(30, beta=2, attack=cases[1][0], eps_max=0.2).fit(cropped)

@@ -65,7 +65,9 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
         A ``TrainingAttack``
         ``attack(x, indices, eps, kmeans) -> x_adv``. None: the label-free white-box attack
         ``KMeansWhiteBoxAttack()`` (PGD pushing each point of A out of its current cluster,
-        unbounded inputs, eps in input units).
+        unbounded inputs, eps in input units). An attack with a method
+        ``check_training_set(first_rows, n_samples)`` has it called before any fit, to refuse
+        a training set it cannot attack (advlab's two attacks check their labels' length).
     eps_max : float >= 0, default=1.0
         Training eps reached at the last step, in the attack's units.
     continuous : bool, default=True
@@ -176,6 +178,10 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
         if resume is not None and not isinstance(self.random_state, int | np.integer):
             raise ValueError("resuming needs an integer random_state (the run's seed)")
         attack = self.attack if self.attack is not None else KMeansWhiteBoxAttack()
+        check = getattr(attack, "check_training_set", None)  # optional: before any fit
+        if check is not None:
+            first_rows = data[:1] if sample_shape is None else data[:1].reshape(1, *sample_shape)
+            check(first_rows, len(data))
         # two generators from the same seed (for an int): the k-means seeds and the split A
         base_seed = self._base_seed()
         a, _ = self.split(len(data), check_random_state(self.random_state))

@@ -28,7 +28,9 @@ from advlab.models.wrapper import Bounds
 class TrainingAttack(Protocol):
     """What Algorithm 1 calls to perturb its adversarial share A at step s:
     ``attack(x, indices, eps, kmeans) -> x_adv``, with x the rows ``indices`` of the training
-    set, eps the step's budget and kmeans the current model."""
+    set, eps the step's budget and kmeans the current model. Optionally
+    ``check_training_set(first_rows, n_samples)``, which Algorithm 1 calls before any fit to
+    refuse a training set the attack cannot take."""
 
     def __call__(
         self, x: np.ndarray, indices: np.ndarray, eps: float, kmeans: KMeans
@@ -70,16 +72,30 @@ class SurrogateAttack:
         self.eps_units, self.max_iter, self.step_ratio = eps_units, max_iter, step_ratio
         self.batch_size, self.attack_cls = batch_size, attack_cls
 
-    def __call__(
-        self, x: np.ndarray, indices: np.ndarray, eps: float, kmeans: KMeans
-    ) -> np.ndarray:
-        atk = self.attack_cls(
+    def _attack(self, eps: float) -> Any:
+        return self.attack_cls(
             self.surrogate, eps=eps, max_iter=self.max_iter, eps_step=eps * self.step_ratio,
             eps_units=self.eps_units, batch_size=self.batch_size,
         )  # fmt: skip
+
+    def check_training_set(self, x: np.ndarray, n_samples: int) -> None:
+        """Refuse, before any k-means fit, a training set of ``n_samples`` (first rows ``x``,
+        in the shape the surrogate sees) that these labels or this surrogate cannot attack:
+        a label count other than n_samples, an input shape, range or label the surrogate
+        does not take (one sample goes through the attack at eps = 0)."""
+        if len(self.labels) != n_samples:
+            raise ValueError(
+                f"SurrogateAttack has {len(self.labels)} labels for a training set of "
+                f"{n_samples} samples; pass the labels of the whole training set"
+            )
+        self(x[:1], np.zeros(1, dtype=np.int64), 0.0, None)
+
+    def __call__(
+        self, x: np.ndarray, indices: np.ndarray, eps: float, kmeans: KMeans | None
+    ) -> np.ndarray:
         y = torch.from_numpy(self.labels[indices])
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        return atk.generate(xt, y).cpu().numpy()
+        return self._attack(eps).generate(xt, y).cpu().numpy()
 
 
 class KMeansWhiteBoxAttack:
@@ -124,6 +140,16 @@ class KMeansWhiteBoxAttack:
         self.eps_units, self.max_iter, self.step_ratio = eps_units, max_iter, step_ratio
         self.bounds, self.pixel_std = bounds, pixel_std
         eps_to_pixels(1.0, eps_units, pixel_std)  # refuse bad units before any fit
+
+    def check_training_set(self, x: np.ndarray, n_samples: int) -> None:
+        """Refuse, before any k-means fit, a training set of ``n_samples`` that ``labels`` or
+        ``train_data`` do not describe (``x``: its first rows, unused here)."""
+        for name, value in (("labels", self.labels), ("train_data", self.train_data)):
+            if value is not None and len(value) != n_samples:
+                raise ValueError(
+                    f"KMeansWhiteBoxAttack's {name} has {len(value)} rows for a training set "
+                    f"of {n_samples} samples"
+                )
 
     def __call__(
         self, x: np.ndarray, indices: np.ndarray, eps: float, kmeans: KMeans
