@@ -166,6 +166,10 @@ def test_flip_ratio_sweep_finds_a_collapse(iris):
         (lambda X, y: bridge_points(X, y, n_clusters=500), "n_clusters"),
         (lambda X, y: gaussian_noise(X[:, :1].ravel(), y), "shape"),
         (lambda X, y: gaussian_noise(np.where(X > 1, np.nan, X), y), "NaN"),
+        (lambda X, y: uniform_outliers(X, np.array(list("abc"))[y]), "LabelEncoder"),
+        (lambda X, y: gaussian_noise(X, y + 0.5), "integer class labels"),
+        (lambda X, y: mimicry(X, y, detector_params={"epsx": 1}), "'epsx'"),
+        (lambda X, y: mimicry(X, y, detector="lof", detector_params={"k": 3}), "'k'"),
     ],
 )
 def test_bad_input(iris, call, message):

@@ -57,6 +57,13 @@ def check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(y)
     if labels.shape != (len(data),):
         raise ValueError(f"y must have shape ({len(data)},), got {labels.shape}")
+    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.bool_)):
+        as_int = labels.astype(np.float64) if np.issubdtype(labels.dtype, np.number) else None
+        if as_int is None or not np.array_equal(as_int, np.round(as_int)):
+            raise ValueError(
+                f"y must hold integer class labels (injected points get -1), got dtype "
+                f"{labels.dtype}; encode others with sklearn.preprocessing.LabelEncoder"
+            )
     return data, labels.astype(np.int64)
 
 

@@ -61,17 +61,23 @@ def find_outliers(
         True for the points the removal step would purge.
     """
     data = np.asarray(X, dtype=np.float64)
-    if method == "dbscan":
-        # minPts = 2d (the reference recipe), capped at n/10 so that high-dimensional data with
-        # few points (MNIST subsets: 2d = 1568) still has core points
-        min_samples = params.get("min_samples", max(2, min(2 * data.shape[1], len(data) // 10)))
-        eps = params.get("eps") or dbscan_eps(data, min_samples)
-        return DBSCAN(eps=eps, min_samples=min_samples).fit(data).labels_ == -1
-    if method == "isolation_forest":
-        return IsolationForest(random_state=random_state, **params).fit_predict(data) == -1
-    if method == "lof":
-        return LocalOutlierFactor(**params).fit_predict(data) == -1
-    raise ValueError(f"unknown detector {method!r}; choose one of {DETECTORS}")
+    if method not in DETECTORS:
+        raise ValueError(f"unknown detector {method!r}; choose one of {DETECTORS}")
+    rest = dict(params)
+    try:
+        if method == "dbscan":
+            # minPts = 2d (the reference recipe), capped at n/10 so that high-dimensional data
+            # with few points (MNIST subsets: 2d = 1568) still has core points
+            default_min = max(2, min(2 * data.shape[1], len(data) // 10))
+            min_samples = rest.pop("min_samples", default_min)
+            eps = rest.pop("eps", None) or dbscan_eps(data, min_samples)
+            detector = DBSCAN(eps=eps, min_samples=min_samples, **rest)
+            return detector.fit(data).labels_ == -1
+        if method == "isolation_forest":
+            return IsolationForest(random_state=random_state, **rest).fit_predict(data) == -1
+        return LocalOutlierFactor(**rest).fit_predict(data) == -1
+    except TypeError as err:  # an unknown keyword of the detector
+        raise ValueError(f"detector parameters {sorted(params)} for {method!r}: {err}") from err
 
 
 def _within_std(data: np.ndarray, n_clusters: int, seed: int) -> float:
