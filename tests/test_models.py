@@ -71,6 +71,10 @@ def test_zoo_takes_channels_sizes_classes_and_normalisation(name):
 def test_unknown_model():
     with pytest.raises(ValueError, match="unknown model"):
         build_model("vgg")
+    with pytest.raises(ValueError, match="mean has 2 values for input_shape \\(3, 32, 32\\)"):
+        build_model("small_cnn", 10, (3, 32, 32), mean=[0.5, 0.5], std=[0.2, 0.2, 0.2])
+    one_for_all = build_model("small_cnn", 10, (3, 32, 32), mean=[0.5], std=0.2)
+    assert one_for_all(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
 @pytest.fixture(scope="module")

@@ -281,4 +281,12 @@ def build_model(
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if not isinstance(n_classes, int) or n_classes < 2:
         raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
-    return MODELS[name](n_classes, tuple(input_shape), mean, std)
+    shape = tuple(input_shape)
+    channels = shape[0]
+    for stat_name, stat in (("mean", mean), ("std", std)):
+        if not isinstance(stat, int | float) and len(stat) not in (1, channels):
+            raise ValueError(
+                f"{stat_name} has {len(stat)} values for input_shape {shape} with "
+                f"{channels} channel(s): give one number or one per channel"
+            )
+    return MODELS[name](n_classes, shape, mean, std)
