@@ -189,12 +189,12 @@ def test_an_attack_that_cannot_take_the_training_set_is_refused_before_any_fit(d
     n = len(digits.images)
     cases = [
         (SurrogateAttack(surrogate, digits.labels[:10], eps_units="pixel"), "10 labels"),
-        (SurrogateAttack(surrogate, digits.labels, eps_units="pixel"), "bounds \\[0, 1\\]"),
+        (SurrogateAttack(surrogate, digits.labels, eps_units="pixel"), "must lie in \\[0, 1\\]"),
         (KMeansWhiteBoxAttack(digits.labels[:-1], train_data=digits.images), f"{n - 1} rows"),
     ]
     for attack, message in cases:
         est = KMeansAdversarialTraining(30, beta=2, attack=attack, eps_max=0.2, random_state=0)
-        images = digits.images * 2 if "bounds" in message else digits.images
+        images = digits.images * 2 if "lie in" in message else digits.images
         with pytest.raises(ValueError, match=message):
             est.fit(images)
     cropped = digits.images[:, :, :7]  # 7 x 8 images for a surrogate of 8 x 8 ones

@@ -77,6 +77,8 @@ def test_cw_ssim_bad_input():
 
 def test_image_metrics(digit_images):
     x = digit_images
+    with pytest.raises(ValueError, match="divide 8-bit images by 255"):
+        ssim(x * 255, x * 255)
     assert torch.allclose(ssim(x, x), torch.ones(len(x)), atol=1e-5)
     assert torch.allclose(mse(x, x), torch.zeros(len(x)))
     y = (x + 0.1).clamp(0, 1)

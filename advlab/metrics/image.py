@@ -25,7 +25,8 @@ def _as_images(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Te
         x, y = x[:, None], y[:, None]
     if x.dim() != 4:
         raise ValueError(f"expected (N, H, W) or (N, C, H, W) images, got {tuple(x.shape)}")
-    return check_images(x, "x"), check_images(y, "y")
+    remedy = "the image metrics take pixels in [0, 1]: divide 8-bit images by 255"
+    return check_images(x, "x", remedy=remedy), check_images(y, "y", remedy=remedy)
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, win_size: int = 11) -> torch.Tensor:

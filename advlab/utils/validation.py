@@ -7,14 +7,21 @@ from numbers import Real
 
 import torch
 
+BOUNDS_REMEDY = (
+    "set bounds=(lo, hi) to your data's range on Model(...) or on the k-means attack, "
+    "(-inf, inf) where it is unbounded"
+)
+
 
 def check_images(
     x: torch.Tensor,
     name: str = "x",
     bounds: tuple[float, float] = (0.0, 1.0),
     dtype: torch.dtype = torch.float32,
+    remedy: str = BOUNDS_REMEDY,
 ) -> torch.Tensor:
-    """A floating-point batch (N, ...) of finite values inside ``bounds``, returned in ``dtype``."""
+    """A floating-point batch (N, ...) of finite values inside ``bounds``, returned in ``dtype``;
+    ``remedy`` ends the out-of-bounds error (what the caller should change)."""
     lo, hi = bounds
     if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
         raise ValueError(f"{name} must be a floating-point tensor in [{lo:g}, {hi:g}], got {type(x).__name__}"
@@ -27,10 +34,8 @@ def check_images(
         raise ValueError(f"{name} contains NaN or infinite values")
     if float(x.min()) < lo or float(x.max()) > hi:
         raise ValueError(
-            f"{name} must lie in the model's bounds [{lo:g}, {hi:g}]; "
-            f"got range [{float(x.min()):.3g}, {float(x.max()):.3g}]; set bounds=(lo, "
-            "hi) to your data's range on Model(...) or on the k-means attack, (-inf, inf) where "
-            "it is unbounded"
+            f"{name} must lie in [{lo:g}, {hi:g}]; got range "
+            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]; {remedy}"
         )
     return x.to(dtype)
 
