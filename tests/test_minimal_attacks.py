@@ -29,6 +29,36 @@ def test_deepfool_is_exact_on_a_linear_model():
     torch.testing.assert_close(norm[inside], (1.02 * exact)[inside], rtol=1e-3, atol=1e-3)
 
 
+def test_deepfool_linearises_only_its_candidate_classes(monkeypatch):
+    """On a 200-class linear model DeepFool with 5 candidates takes 5 backward passes per
+    step (not 200) and finds the nearest boundary among the 5 top classes; with candidates
+    covering every class it is the all-class attack exactly."""
+    torch.manual_seed(0)
+    model = nn.Linear(20, 200)
+    x = 0.4 + 0.2 * torch.rand(16, 20)
+    with torch.no_grad():
+        z = model(x)
+    k0 = z.argmax(1)
+    calls = []
+    grad = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: calls.append(1) or grad(*a, **k))
+    result = DeepFool(model, max_iter=1, overshoot=0.0, candidates=5)(x, k0)
+    assert len(calls) == 5  # one step of the batch: one backward pass per candidate
+    top5 = z.topk(5, dim=1).indices
+    w = model.weight
+    diff_f = z.gather(1, top5) - z.gather(1, k0[:, None])
+    diff_w = w[top5] - w[k0][:, None, :]
+    dist = diff_f.abs() / diff_w.norm(dim=2).clamp(min=1e-12)
+    dist[:, 0] = float("inf")
+    norm = (result.x_adv - x).norm(dim=1)
+    inside = ((result.x_adv > 0) & (result.x_adv < 1)).all(1)
+    torch.testing.assert_close(norm[inside], dist.min(1).values[inside], rtol=1e-3, atol=1e-3)
+    everything = DeepFool(model, candidates=None)(x, k0)
+    assert torch.equal(DeepFool(model, candidates=200)(x, k0).x_adv, everything.x_adv)
+    with pytest.raises(ValueError, match="candidates"):
+        DeepFool(model, candidates=1)
+
+
 def test_deepfool_on_digits(digits_model):
     model, x, y = digits_model
     correct = model(x).argmax(1) == y
