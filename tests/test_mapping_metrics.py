@@ -58,6 +58,11 @@ def test_mapping_bad_input():
         majority_vote_mapping(np.array([0, 2]), np.array([0, 1]), 2)
     with pytest.raises(ValueError, match="zero points"):
         hungarian_mapping(np.array([], dtype=int), np.array([], dtype=int), 2)
+    with pytest.raises(ValueError, match="LabelEncoder"):
+        majority_vote_mapping(np.array([0, 1]), np.array(["cat", "dog"]), 2)
+    with pytest.raises(ValueError, match="LabelEncoder"):
+        majority_vote_mapping(np.array([0, 1]), np.array([0.5, 1.0]), 2)
+    assert majority_vote_mapping(np.array([0, 1]), np.array([1.0, 0.0]), 2).tolist() == [1, 0]
     with pytest.raises(ValueError, match="out of range"):
         clustering_accuracy(np.array([0]), np.array([5]), np.array([0, 1]))
 

@@ -14,7 +14,13 @@ from scipy.optimize import linear_sum_assignment
 def _contingency(labels_pred: np.ndarray, y: np.ndarray, n_clusters: int) -> np.ndarray:
     """``counts[c, t]`` = number of points in cluster ``c`` with true class ``t``."""
     labels_pred = np.asarray(labels_pred, dtype=np.int64)
-    y = np.asarray(y, dtype=np.int64)
+    y = np.asarray(y)
+    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.array_equal(y, np.round(y))):
+        raise ValueError(
+            f"class labels must be non-negative integers, got dtype {y.dtype}; encode them "
+            "with sklearn.preprocessing.LabelEncoder"
+        )
+    y = y.astype(np.int64)
     if labels_pred.shape != y.shape or labels_pred.ndim != 1:
         raise ValueError(
             f"labels_pred {labels_pred.shape} and y {y.shape} must be 1-D of equal length"
