@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import platform
 
+import numpy as np
 import pytest
 import torch
 
@@ -188,3 +189,38 @@ def test_allocator_tuning_can_be_switched_off(monkeypatch):
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert perf.tune_cpu_allocator() is True
         assert perf.allocator_tuned() is True
+
+
+def test_your_own_arrays_train_a_zoo_model_and_are_cached_by_their_content(tmp_path):
+    """Dataset.from_arrays: 3-channel images of your own train small_cnn; the same arrays find
+    the cached weights again, one changed pixel is another artefact."""
+    from advlab.data import Dataset
+    from advlab.utils import Cache
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    images = 0.3 * rng.random((60, 3, 12, 12), dtype=np.float32)
+    for i, c in enumerate(y):
+        images[i, c, 2:10, 2:10] += 0.6
+    ds = Dataset.from_arrays(images, y, name="squares")
+    assert ds.images.shape == (60, 3, 12, 12) and ds.data.shape == (60, 432)
+    assert ds.n_classes == 3 and ds.labels.dtype == np.int64
+    cache = Cache(tmp_path)
+    first = train_classifier("small_cnn", ds, ds, epochs=3, lr=1e-2, cache=cache)
+    again = train_classifier("small_cnn", Dataset.from_arrays(images.copy(), y), ds, epochs=3,
+                             lr=1e-2, cache=cache)  # fmt: skip
+    assert not first.from_cache and again.from_cache
+    assert again.weights_sha256 == first.weights_sha256 and first.test_accuracy > 90
+    changed = images.copy()
+    changed[0, 0, 0, 0] += 0.01
+    other = train_classifier("small_cnn", Dataset.from_arrays(changed, y), epochs=3, lr=1e-2,
+                             cache=cache)  # fmt: skip
+    assert not other.from_cache and other.cache_key != first.cache_key
+    for X, labels, message in [
+        (images * 255, y, "divide 8-bit images by 255"),
+        (images, np.array(["a", "b", "c"])[y], "LabelEncoder"),
+        (images[:, 0, 0], y[:5], "60 integer labels"),
+        (np.where(images > 0.85, np.nan, images), y, "NaN"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            Dataset.from_arrays(X, labels)

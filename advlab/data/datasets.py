@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from advlab.data.idx import load_idx
 from advlab.data.sources import IDX_CHECKSUMS, locate
+from advlab.utils.cache import arrays_sha256
 
 SPLITS = ("train", "test", "all")
 IDX_DATASETS = ("mnist", "fashion-mnist")
@@ -71,6 +73,69 @@ class Dataset:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    @classmethod
+    def from_arrays(
+        cls,
+        X: Any,
+        y: Any,
+        name: str = "custom",
+        split: str = "train",
+        class_names: list[str] | None = None,
+    ) -> Dataset:
+        """Your own data as a Dataset, its checksum computed from the arrays.
+
+        The checksum keys everything cached from the data (trained weights, adversarial
+        pools), so two different arrays never share a cached artefact, and the same arrays
+        find theirs again.
+
+        Parameters
+        ----------
+        X : array-like of shape (N, D), (N, H, W) or (N, C, H, W)
+            Tabular rows, or images with pixels in [0, 1] (3-D: one channel).
+        y : array-like of shape (N,)
+            Integer class labels in 0..n_classes-1.
+        name, split : str, default='custom', 'train'
+            What the data is called in logs and manifests.
+        class_names : list of str or None, default=None
+            One name per label value; None names them by their numbers.
+
+        Returns
+        -------
+        Dataset
+            ``data`` (N, D) float32, ``labels`` int64 and, for images, ``images``
+            (N, C, H, W) float32.
+        """
+        data = np.asarray(X, dtype=np.float32)
+        labels = np.asarray(y)
+        if data.ndim not in (2, 3, 4) or len(data) == 0:
+            raise ValueError(
+                f"X must have shape (N, D), (N, H, W) or (N, C, H, W) with N > 0, got {data.shape}"
+            )
+        if not np.isfinite(data).all():
+            raise ValueError("X contains NaN or infinite values")
+        if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
+            raise ValueError(
+                f"y must hold {len(data)} integer labels, got shape {labels.shape} and dtype "
+                f"{labels.dtype} (encode other labels with sklearn.preprocessing.LabelEncoder)"
+            )
+        labels = labels.astype(np.int64)
+        if labels.min() < 0:
+            raise ValueError("y must hold non-negative labels 0..n_classes-1")
+        n_classes = int(labels.max()) + 1
+        names = [str(i) for i in range(n_classes)] if class_names is None else list(class_names)
+        if len(names) < n_classes:
+            raise ValueError(f"class_names has {len(names)} names for labels up to {n_classes - 1}")
+        images = None
+        if data.ndim > 2:
+            images = data[:, None] if data.ndim == 3 else data
+            if images.min() < 0 or images.max() > 1:
+                raise ValueError(
+                    f"images must have pixels in [0, 1], got range [{images.min():.3g}, "
+                    f"{images.max():.3g}] (divide 8-bit images by 255)"
+                )
+        checksum = arrays_sha256({"X": data, "y": labels})
+        return cls(name, split, data.reshape(len(data), -1), labels, names, checksum, images)
 
     @property
     def n_classes(self) -> int:
