@@ -218,6 +218,24 @@ def test_html_report_is_self_contained(tiny_runs, tmp_path):
     assert "uniform_outliers.survival.iris" in page  # a control with its value
 
 
+def test_html_sections_of_runs_with_one_profile_are_told_apart(tmp_path):
+    """Two runs of one profile (and the same run twice) get distinct headings and anchors; a
+    custom run is titled by its config file."""
+    import re
+    import shutil
+
+    other = tmp_path / "omari2024-rerun"
+    shutil.copytree(COMMITTED / "omari2024", other)
+    runs = [COMMITTED / "omari2024", other, other, COMMITTED / "omari2024-mnist-full-eps1.3"]
+    page = render_html([build_section(r) for r in runs])
+    ids = re.findall(r'<section id="([^"]+)">', page)
+    assert len(ids) == 4 and len(set(ids)) == 4
+    headings = re.findall(r"<h2>([^<]+)</h2>", page)
+    assert "omari2024 (quick), omari2024" in headings
+    assert "omari2024 (quick), omari2024-rerun (2)" in headings
+    assert "omari2024 (omari2024-mnist-full-eps1.3-small_cnn.yaml)" in headings
+
+
 def test_report_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope"), "--html", str(tmp_path / "r.html")]) == 2
     assert "not a run directory" in capsys.readouterr().err

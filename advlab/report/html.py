@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import html
 import time
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from advlab.report.comparisons import verdict_counts
@@ -236,6 +238,31 @@ def render_section(section: Section) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def distinct_titles(sections: Sequence[Section]) -> list[Section]:
+    """The sections, those whose titles repeat (two runs of one profile or config) told apart
+    by their run directory's name, so that every heading and anchor is unique.
+
+    Parameters
+    ----------
+    sections : sequence of Section
+        The runs, in report order.
+
+    Returns
+    -------
+    list of Section
+        The same runs with unique titles.
+    """
+    counts = Counter(s.title for s in sections)
+    out, seen = [], Counter[str]()
+    for s in sections:
+        title = s.title if counts[s.title] == 1 else f"{s.title}, {s.run.path.name}"
+        seen[title] += 1
+        if seen[title] > 1:  # the same directory name twice: number them
+            title = f"{title} ({seen[title]})"
+        out.append(replace(s, title=title))
+    return out
+
+
 def render_html(sections: Sequence[Section], title: str = "advlab report") -> str:
     """The whole report: a table of contents when there are several runs, then each run.
 
@@ -253,6 +280,7 @@ def render_html(sections: Sequence[Section], title: str = "advlab report") -> st
     """
     if not sections:
         raise ValueError("a report needs at least one run")
+    sections = distinct_titles(sections)
     toc = ""
     if len(sections) > 1:
         items = "".join(f'<li><a href="#{s.anchor}">{_e(s.title)}</a></li>' for s in sections)
