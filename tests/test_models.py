@@ -219,7 +219,7 @@ def test_your_own_arrays_train_a_zoo_model_and_are_cached_by_their_content(tmp_p
     for X, labels, message in [
         (images * 255, y, "divide 8-bit images by 255"),
         (images, np.array(["a", "b", "c"])[y], "LabelEncoder"),
-        (images[:, 0, 0], y[:5], "60 integer labels"),
+        (images[:, 0, 0], y[:5], "y must have shape \\(60,\\)"),
         (np.where(images > 0.85, np.nan, images), y, "NaN"),
     ]:
         with pytest.raises(ValueError, match=message):

@@ -10,17 +10,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from advlab.utils.validation import check_class_labels
+
 
 def _contingency(labels_pred: np.ndarray, y: np.ndarray, n_clusters: int) -> np.ndarray:
     """``counts[c, t]`` = number of points in cluster ``c`` with true class ``t``."""
     labels_pred = np.asarray(labels_pred, dtype=np.int64)
-    y = np.asarray(y)
-    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.array_equal(y, np.round(y))):
-        raise ValueError(
-            f"class labels must be non-negative integers, got dtype {y.dtype}; encode them "
-            "with sklearn.preprocessing.LabelEncoder"
-        )
-    y = y.astype(np.int64)
+    y = check_class_labels(y, name="class labels", non_negative=True)
     if labels_pred.shape != y.shape or labels_pred.ndim != 1:
         raise ValueError(
             f"labels_pred {labels_pred.shape} and y {y.shape} must be 1-D of equal length"
@@ -31,8 +27,6 @@ def _contingency(labels_pred: np.ndarray, y: np.ndarray, n_clusters: int) -> np.
         raise ValueError(
             f"cluster ids must lie in [0, {n_clusters}), got [{labels_pred.min()}, {labels_pred.max()}]"
         )
-    if y.min() < 0:
-        raise ValueError("class labels must be non-negative integers")
     n_classes = int(y.max()) + 1
     counts = np.zeros((n_clusters, n_classes), dtype=np.int64)
     np.add.at(counts, (labels_pred, y), 1)

@@ -13,6 +13,7 @@ import numpy as np
 from advlab.data.idx import load_idx
 from advlab.data.sources import IDX_CHECKSUMS, locate
 from advlab.utils.cache import arrays_sha256
+from advlab.utils.validation import check_class_labels
 
 SPLITS = ("train", "test", "all")
 IDX_DATASETS = ("mnist", "fashion-mnist")
@@ -107,21 +108,13 @@ class Dataset:
             (N, C, H, W) float32.
         """
         data = np.asarray(X, dtype=np.float32)
-        labels = np.asarray(y)
         if data.ndim not in (2, 3, 4) or len(data) == 0:
             raise ValueError(
                 f"X must have shape (N, D), (N, H, W) or (N, C, H, W) with N > 0, got {data.shape}"
             )
         if not np.isfinite(data).all():
             raise ValueError("X contains NaN or infinite values")
-        if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
-            raise ValueError(
-                f"y must hold {len(data)} integer labels, got shape {labels.shape} and dtype "
-                f"{labels.dtype} (encode other labels with sklearn.preprocessing.LabelEncoder)"
-            )
-        labels = labels.astype(np.int64)
-        if labels.min() < 0:
-            raise ValueError("y must hold non-negative labels 0..n_classes-1")
+        labels = check_class_labels(y, len(data), non_negative=True)
         n_classes = int(labels.max()) + 1
         names = [str(i) for i in range(n_classes)] if class_names is None else list(class_names)
         if len(names) < n_classes:

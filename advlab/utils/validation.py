@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from numbers import Real
 
+import numpy as np
 import torch
 
 BOUNDS_REMEDY = (
@@ -66,3 +67,27 @@ def check_number(
     if high is not None and v > high:
         raise ValueError(f"{name} must be <= {high:g}, got {value!r}")
     return v
+
+
+def check_class_labels(
+    y: object, n: int | None = None, name: str = "y", non_negative: bool = False
+) -> np.ndarray:
+    """Class labels as an int64 array of shape (n,): integer, boolean or integral float values.
+    Strings, fractions and NaN get an error that points to scikit-learn's ``LabelEncoder``;
+    ``non_negative`` also refuses labels below 0 (-1 marks "no label" where it is allowed)."""
+    labels = np.asarray(y)
+    if labels.ndim != 1 or (n is not None and len(labels) != n):
+        expected = f"({n},)" if n is not None else "(n_samples,)"
+        raise ValueError(f"{name} must have shape {expected}, got {labels.shape}")
+    integral = labels.dtype.kind in "iub" or (
+        labels.dtype.kind == "f" and np.array_equal(labels, np.round(labels))
+    )
+    if not integral:
+        raise ValueError(
+            f"{name} must hold integer class labels, got dtype {labels.dtype}; encode others "
+            "with sklearn.preprocessing.LabelEncoder"
+        )
+    labels = labels.astype(np.int64)
+    if non_negative and labels.size and labels.min() < 0:
+        raise ValueError(f"{name} must hold non-negative class labels, got {labels.min()}")
+    return labels

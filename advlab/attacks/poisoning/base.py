@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from advlab.utils.validation import check_number
+from advlab.utils.validation import check_class_labels, check_number
 
 
 @dataclass(frozen=True)
@@ -54,17 +54,7 @@ def check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         )
     if not np.isfinite(data).all():
         raise ValueError("X contains NaN or infinite values")
-    labels = np.asarray(y)
-    if labels.shape != (len(data),):
-        raise ValueError(f"y must have shape ({len(data)},), got {labels.shape}")
-    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.bool_)):
-        as_int = labels.astype(np.float64) if np.issubdtype(labels.dtype, np.number) else None
-        if as_int is None or not np.array_equal(as_int, np.round(as_int)):
-            raise ValueError(
-                f"y must hold integer class labels (injected points get -1), got dtype "
-                f"{labels.dtype}; encode others with sklearn.preprocessing.LabelEncoder"
-            )
-    return data, labels.astype(np.int64)
+    return data, check_class_labels(y, len(data))
 
 
 def check_ratio(name: str, value: float) -> float:
