@@ -41,14 +41,6 @@ def paper_data(experiment: str, name: str) -> Any:
         raise KeyError(f"papers/{experiment}.yaml has no data block {name!r}") from exc
 
 
-def _config_name(manifest: dict[str, Any]) -> str:
-    """The config file a custom run was started from (``advlab run FILE``), by name."""
-    argv = manifest.get("command") or []
-    if len(argv) >= 3 and argv[1] == "run":
-        return Path(argv[2]).name
-    return "custom config"
-
-
 def build_section(run_dir: str | Path) -> Section:
     """Everything the report shows about the run in ``run_dir``."""
     run = load_run(run_dir)
@@ -71,7 +63,7 @@ def build_section(run_dir: str | Path) -> Section:
         else []
     )
     return Section(
-        title=f"{run.experiment} ({run.profile or _config_name(run.manifest)})",
+        title=f"{run.experiment} ({run.profile or Path(run.config_file or 'custom config').name})",
         citation=info.get("citation", ""),
         run=run,
         rows=rows,

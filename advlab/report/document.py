@@ -60,6 +60,12 @@ class RunRecord:
     def profile(self) -> str | None:
         return self.config.get("profile")
 
+    @property
+    def config_file(self) -> str | None:
+        """The config file of ``advlab run FILE`` (from the manifest's command), or None."""
+        argv = self.manifest.get("command") or []
+        return str(argv[2]) if len(argv) >= 3 and argv[1] == "run" else None
+
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():

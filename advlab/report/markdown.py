@@ -41,9 +41,8 @@ def _command(section: Section) -> str:
     )
     if run.profile is not None:
         return f"`{run.experiment} --profile {run.profile}{extra}`"
-    argv = run.manifest.get("command") or []
-    if len(argv) >= 3 and argv[1] == "run":
-        return f"`advlab run {argv[2]}{extra}`"
+    if run.config_file is not None:
+        return f"`advlab run {run.config_file}{extra}`"
     return f"`{run.experiment}` from a config file"
 
 
