@@ -145,10 +145,14 @@ class LBFGS(MinimizationAttack):
         picked = logp.gather(1, targets.clamp_min(0))
         return -(picked * valid).sum(1)
 
-    def _logits(self, xu: torch.Tensor) -> torch.Tensor:
-        """The model on unit-box images xu: f(lo + xu (hi - lo))."""
+    def _from_unit(self, xu: torch.Tensor) -> torch.Tensor:
+        """Unit-box images back in the model's bounds: lo + xu (hi - lo) (exact on [0, 1])."""
         low, high = self.bounds
-        return self.model(xu if (low, high) == (0, 1) else low + xu * (high - low))
+        return low + xu * (high - low)
+
+    def _logits(self, xu: torch.Tensor) -> torch.Tensor:
+        """The model on unit-box images xu."""
+        return self.model(self._from_unit(xu))
 
     def _solve(
         self, x: torch.Tensor, targets: torch.Tensor, c: torch.Tensor, start: torch.Tensor
@@ -188,10 +192,9 @@ class LBFGS(MinimizationAttack):
     ) -> torch.Tensor:
         targets = self._targets(target).to(x.device)
         low, high = self.bounds
-        unit = (low, high) == (0, 1)
-        x_raw, x = x, x if unit else (x - low) / (high - low)
+        best, x = x.clone(), (x - low) / (high - low)  # the problem on the unit box
         b = len(x)
-        best, best_norm = x_raw.clone(), torch.full((b,), math.inf, device=x.device)
+        best_norm = torch.full((b,), math.inf, device=x.device)
         c = torch.full((b,), self.c0, device=x.device)
         lo = torch.zeros_like(c)
         hi = torch.full_like(c, math.inf)
@@ -204,9 +207,7 @@ class LBFGS(MinimizationAttack):
             with torch.no_grad():
                 norm = self._selection_size(x, xa)
             better = ok & (norm < best_norm)
-            best[better] = (
-                xa[better] if unit else (low + xa[better] * (high - low)).clamp(low, high)
-            )
+            best[better] = self._from_unit(xa[better]).clamp(low, high)
             best_norm[better] = norm[better]
             lo, hi = torch.where(ok, c, lo), torch.where(ok, hi, c)
             grow = torch.where(torch.isinf(hi), 2 * c, (c + hi) / 2)
