@@ -63,21 +63,22 @@ def find_outliers(
     data = np.asarray(X, dtype=np.float64)
     if method not in DETECTORS:
         raise ValueError(f"unknown detector {method!r}; choose one of {DETECTORS}")
-    rest = dict(params)
+    settings: dict[str, Any] = dict(params)
+    if method == "dbscan":
+        # minPts = 2d (the reference recipe), capped at n/10 so that high-dimensional data with
+        # few points (MNIST subsets: 2d = 1568) still has core points
+        min_samples = settings.setdefault(
+            "min_samples", max(2, min(2 * data.shape[1], len(data) // 10))
+        )
+        settings["eps"] = settings.get("eps") or dbscan_eps(data, min_samples)
+    elif method == "isolation_forest":
+        settings.setdefault("random_state", random_state)
+    make = {"dbscan": DBSCAN, "isolation_forest": IsolationForest, "lof": LocalOutlierFactor}
     try:
-        if method == "dbscan":
-            # minPts = 2d (the reference recipe), capped at n/10 so that high-dimensional data
-            # with few points (MNIST subsets: 2d = 1568) still has core points
-            default_min = max(2, min(2 * data.shape[1], len(data) // 10))
-            min_samples = rest.pop("min_samples", default_min)
-            eps = rest.pop("eps", None) or dbscan_eps(data, min_samples)
-            detector = DBSCAN(eps=eps, min_samples=min_samples, **rest)
-            return detector.fit(data).labels_ == -1
-        if method == "isolation_forest":
-            return IsolationForest(random_state=random_state, **rest).fit_predict(data) == -1
-        return LocalOutlierFactor(**rest).fit_predict(data) == -1
-    except TypeError as err:  # an unknown keyword of the detector
+        detector = make[method](**settings)
+    except TypeError as err:  # a keyword the detector does not know
         raise ValueError(f"detector parameters {sorted(params)} for {method!r}: {err}") from err
+    return detector.fit_predict(data) == -1
 
 
 def _within_std(data: np.ndarray, n_clusters: int, seed: int) -> float:
