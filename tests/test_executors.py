@@ -470,3 +470,21 @@ def test_workers_tune_the_allocator_as_their_client_does(monkeypatch, dask_clust
     _, client = dask_cluster
     [(_, worker_tuned, _)] = list(DaskExecutor(client).run({"u": allocator_tuned}))
     assert worker_tuned is True
+
+
+def test_evaluate_units_on_dask_import_the_users_model_and_give_the_serial_results(
+    tmp_path, dask_cluster
+):
+    """The user's model is imported by name on each worker and its weights read from the
+    file: byte-identical results.json, every unit on the workers (one zoo model trained by the
+    client from the shared cache in a second run)."""
+    from tests.test_evaluate import _config, make_user_files
+
+    _, client = dask_cluster
+    files = make_user_files(tmp_path)
+    manifest = _serial_then_dask(tmp_path / "own", "evaluate", _config(files), client)
+    assert manifest["units_in_process"] == 0 and manifest["units_computed"] == 3 + 3 * 5
+    zoo = {"data": {"name": "digits", "n": 40}, "model": {"factory": "mlp", "train_epochs": 2},
+           "attacks": [{"name": "fgsm", "eps": [0.1]}], "chunk_size": 20}  # fmt: skip
+    manifest = _serial_then_dask(tmp_path / "zoo", "evaluate", zoo, client, shared_cache=True)
+    assert manifest["units_in_process"] == 0 and manifest["units_computed"] == 2 + 2

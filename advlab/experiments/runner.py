@@ -262,7 +262,8 @@ def run_experiment(
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_json(out / "manifest.json", manifest)
-    log.info("running %s (profile %s) into %s", experiment.name, profile, out)
+    log.info("running %s (%s) into %s", experiment.name,
+             f"profile {profile}" if profile else "custom config", out)  # fmt: skip
     start = time.perf_counter()
     with reproducible_unit(executor.threads_per_unit, executor.cuda):
         results = experiment.run(config, ctx)

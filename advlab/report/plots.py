@@ -280,3 +280,32 @@ def plot_value_grids(
     if suptitle:
         fig.suptitle(suptitle, y=1.02)
     return save_figure(fig, path)
+
+
+def plot_attack_curves(
+    curve: dict[str, Any], norm: str, path: str | Path, title: str
+) -> list[Path]:
+    """Robust accuracy against the budget in one norm: one line per attack (a budgeted attack
+    at its budgets, a minimisation attack read off its distances) and the worst case over all
+    of them (each an upper bound on the true robust accuracy).
+
+    ``curve``: {``eps``: budgets of the worst case, ``worst_case``: accuracies (%),
+    ``attacks``: name -> {``eps``, ``accuracy``, and for a minimisation attack ``dense``: the
+    same at many budgets}}."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (name, points) in enumerate(curve["attacks"].items()):
+        if "dense" in points:  # a minimisation attack: its whole curve, the grid marked
+            ax.plot(points["dense"]["eps"], points["dense"]["accuracy"], "-", color=f"C{i}")
+            ax.plot(points["eps"], points["accuracy"], "o", color=f"C{i}", label=name, markersize=4)
+        else:
+            ax.plot(
+                points["eps"], points["accuracy"], "o--", color=f"C{i}", label=name, markersize=4
+            )
+    ax.plot(curve["eps"], curve["worst_case"], "s:", color="black", label="worst case", linewidth=2)
+    ax.set_xlabel(f"{norm} budget eps (input units)")
+    ax.set_ylabel("robust accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)

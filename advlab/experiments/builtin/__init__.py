@@ -5,6 +5,7 @@ BUILTIN_MODULES = (
     "clustering_attacks",
     "demo",
     "elbow",
+    "evaluate",
     "mygdalis2020",
     "omari2024",
     "poison_cluster",

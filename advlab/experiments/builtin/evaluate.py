@@ -1,0 +1,760 @@
+"""``evaluate``: the robustness of *your own* classifier on *your own* data, as a report.
+
+Point a YAML config at a torch model (a zoo name, or ``package.module:factory`` with its
+weights in a ``.safetensors`` or ``torch.save`` state-dict file), its input bounds and
+preprocessing, a data set (a built-in one, or an ``.npz`` file of inputs and labels) and a
+list of attacks; ``advlab run`` attacks every image with every attack and writes the same run
+directory, ``results.json`` and HTML report as the paper reproductions::
+
+    experiment: evaluate
+    data: {path: cifar_test.npz, n: 1000}              # arrays x (N, C, H, W) and y (N,)
+    model:
+      factory: mypackage.nets:resnet20                  # importable on every worker
+      weights: resnet20.safetensors
+      preprocessing: {mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26]}
+    attacks:
+      - {name: pgd, eps: [0.0078, 0.0157, 0.0314], params: {max_iter: 20}}
+      - {name: deepfool}
+      - {name: cw, params: {steps: 200}}
+
+What is measured, per image i of the n attacked (all in the input's units):
+
+- ``correct_i``: the clean input is classified as its label;
+- a *budgeted* attack (FGSM, BIM, PGD) at budget eps: ``success_i(eps)``, and robust accuracy
+  ``100 * mean(correct_i and not success_i(eps))``;
+- a *minimisation* attack (DeepFool, C&W-L2, L-BFGS): the size ``d_i`` of the smallest
+  adversarial example it found (inf where it failed); robust accuracy at eps is then
+  ``100 * mean(correct_i and d_i > eps)`` (``advlab.metrics.robust_accuracy_curve``), an upper
+  bound on the truth, as for every attack;
+- the *worst case* per norm: per image, the smallest perturbation any attack of that norm found
+  (a budgeted attack's success counts at its budget), so an image is robust at eps only if every
+  attack failed within eps (the ensemble idea of AutoAttack, Croce & Hein 2020).
+
+Every rate is over n images and carries ``n``: the report draws its Wilson 95 % interval. The
+units are (attack, budget, chunk of images) jobs that any executor runs; every worker must be
+able to import the model's factory and read the weights and data files.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from torch import nn
+
+from advlab.attacks.evasion import BIM, FGSM, LBFGS, PGD, Attack, CarliniWagnerL2, DeepFool
+from advlab.data import DATASETS, Dataset, load_dataset
+from advlab.data.sources import DataNotFoundError
+from advlab.experiments.config import ConfigError, ExperimentConfig
+from advlab.experiments.registry import register
+from advlab.experiments.runner import RunContext
+from advlab.metrics import robust_accuracy_curve
+from advlab.models import MODELS, Model, train_classifier
+from advlab.report.plots import plot_attack_curves
+from advlab.report.tables import Table
+from advlab.utils.cache import arrays_sha256
+from advlab.utils.io import sha256_bytes
+from advlab.utils.validation import check_class_labels
+
+# name -> (class, budgeted?); a budgeted attack takes ``eps`` and is run once per budget
+ATTACKS: dict[str, tuple[type[Attack], bool]] = {
+    "fgsm": (FGSM, True),
+    "bim": (BIM, True),
+    "pgd": (PGD, True),
+    "deepfool": (DeepFool, False),
+    "cw": (CarliniWagnerL2, False),
+    "lbfgs": (LBFGS, False),
+}
+DENSE_POINTS = 101  # budgets at which the figure draws a minimisation attack's curve
+CURVE_POINTS = 8  # budgets of a norm's curve when the config gives none and no attack has one
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(_Strict):
+    """Where the attacked inputs come from: ``name`` (a built-in data set) or ``path``.
+
+    Attributes
+    ----------
+    name : str or None
+        A built-in data set (mnist, fashion-mnist, digits, iris, breast-cancer).
+    path : str or None
+        An ``.npz`` file holding the inputs (``x_key``: (N, ...) floats inside the model's
+        bounds) and their integer labels (``y_key``: (N,)).
+    split : {'train', 'test'}
+        Which split of a built-in set is attacked (a zoo model to train uses the other).
+    n : int or None
+        Attack the first n inputs (None: all).
+    x_key, y_key : str
+        The arrays' names in the ``.npz`` file.
+    """
+
+    name: str | None = None
+    path: str | None = None
+    split: Literal["train", "test"] = "test"
+    n: int | None = Field(None, ge=1)
+    x_key: str = "x"
+    y_key: str = "y"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of name (a built-in data set) or path (.npz)")
+        if self.name is not None and self.name not in DATASETS:
+            raise ValueError(f"unknown data set {self.name!r}; built in: {', '.join(DATASETS)}")
+        return self
+
+
+class ModelSpec(_Strict):
+    """The attacked classifier: ``factory(**kwargs)`` with ``weights`` loaded, wrapped in
+    ``advlab.models.Model(module, bounds, preprocessing)``.
+
+    Attributes
+    ----------
+    factory : str
+        A zoo name (small_cnn, lenet5, fc1, resnet18, mlp, wong_small; built for the data's
+        shape and classes) or ``package.module:callable`` returning an ``nn.Module``.
+    kwargs : dict
+        Keyword arguments of the factory.
+    weights : str or None
+        A state dict: ``.safetensors``, or a ``torch.save`` file (read with
+        ``weights_only=True``, no pickle). None only for a zoo model trained here.
+    train_epochs : int or None
+        Train the zoo model on the other split of the built-in data set (cached by content).
+    bounds : (float, float)
+        The range of the model's inputs; attacks stay inside it.
+    preprocessing : dict or None
+        ``{mean, std, axis}`` applied inside the model (``Model``'s preprocessing).
+    """
+
+    factory: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    weights: str | None = None
+    train_epochs: int | None = Field(None, ge=1)
+    bounds: tuple[float, float] = (0.0, 1.0)
+    preprocessing: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _weights_or_training(self) -> ModelSpec:
+        zoo = self.factory in MODELS
+        if not zoo and ":" not in self.factory:
+            raise ValueError(
+                f"factory {self.factory!r} is neither a zoo model ({', '.join(MODELS)}) nor "
+                "'package.module:callable'"
+            )
+        if self.train_epochs is not None and (not zoo or self.weights is not None):
+            raise ValueError("train_epochs trains a zoo model that has no weights file")
+        if self.weights is None and self.train_epochs is None:
+            raise ValueError("give weights (a state-dict file), or train_epochs for a zoo model")
+        if zoo and set(self.kwargs) - {"mean", "std"}:
+            raise ValueError(
+                f"a zoo model takes kwargs mean and std only (its shape and classes come from "
+                f"the data), got {sorted(self.kwargs)}"
+            )
+        return self
+
+
+class AttackEntry(_Strict):
+    """One attack: ``name``, its budgets ``eps`` (budgeted attacks only, input units) and the
+    keyword arguments ``params`` of its class (``label`` tells two settings apart).
+
+    Attributes
+    ----------
+    name : str
+        fgsm, bim, pgd (budgeted), deepfool, cw, lbfgs (minimisation).
+    eps : tuple of float
+        Budgets of a budgeted attack, > 0, in the input's units.
+    params : dict
+        Keyword arguments of the attack's class (e.g. PGD's max_iter and norm).
+    label : str or None
+        The name in ids and tables (default: name).
+    """
+
+    name: str
+    eps: tuple[float, ...] = ()
+    params: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$")
+
+    @model_validator(mode="after")
+    def _known(self) -> AttackEntry:
+        if self.name not in ATTACKS:
+            raise ValueError(f"unknown attack {self.name!r}; choose one of {', '.join(ATTACKS)}")
+        budgeted = ATTACKS[self.name][1]
+        if budgeted and not self.eps:
+            raise ValueError(f"{self.name} is budgeted: give its eps (one or more budgets)")
+        if not budgeted and self.eps:
+            raise ValueError(f"{self.name} finds the smallest perturbation itself: drop eps")
+        if any(not (math.isfinite(e) and e > 0) for e in self.eps):
+            raise ValueError(f"eps must be finite and > 0, got {list(self.eps)}")
+        taken = {"model", "eps", "criterion", "eps_units", "random_state"} & set(self.params)
+        if taken:
+            raise ValueError(
+                f"params {sorted(taken)} are set by evaluate (eps is its own key, in input "
+                "units; the seed comes from the config's seed)"
+            )
+        return self
+
+    @property
+    def id(self) -> str:
+        return self.label or self.name
+
+    @property
+    def budgeted(self) -> bool:
+        return ATTACKS[self.name][1]
+
+
+class EvaluateConfig(ExperimentConfig):
+    """Config of ``evaluate`` (see the module docstring).
+
+    Attributes
+    ----------
+    seed : int
+        PGD's random start in the chunk of images starting at index i uses seed + i; a zoo
+        model is trained with this seed.
+    data : DataSpec
+        The attacked inputs.
+    model : ModelSpec
+        The attacked classifier.
+    attacks : tuple of AttackEntry
+        At least one attack; their ids (label or name) must differ.
+    eps_grid : dict of str to tuple of float
+        Budgets per norm ('linf', 'l2') at which minimisation attacks and the worst case are
+        read; a norm without one uses its budgeted attacks' eps, else 8 even steps up to the
+        largest distance found.
+    chunk_size : int
+        Images per unit of work.
+    batch_size : int
+        Images per forward/backward pass.
+    device : str
+        Where the model runs.
+    """
+
+    data: DataSpec
+    model: ModelSpec
+    attacks: tuple[AttackEntry, ...]
+    eps_grid: dict[Literal["linf", "l2"], tuple[float, ...]] = Field(default_factory=dict)
+    chunk_size: int = Field(250, ge=1)
+    batch_size: int = Field(64, ge=1)
+    device: str = "cpu"
+
+    @field_validator("attacks")
+    @classmethod
+    def _distinct_ids(cls, attacks: tuple[AttackEntry, ...]) -> tuple[AttackEntry, ...]:
+        if not attacks:
+            raise ValueError("give at least one attack")
+        ids = [a.id for a in attacks]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"attacks {twice} appear twice: give each setting its own label")
+        return attacks
+
+    @field_validator("eps_grid")
+    @classmethod
+    def _grid_budgets(cls, grid: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
+        for norm, budgets in grid.items():
+            if not budgets or any(not (math.isfinite(e) and e >= 0) for e in budgets):
+                raise ValueError(f"eps_grid.{norm} must hold finite budgets >= 0")
+        return grid
+
+
+# ---- data and model: loaded once per process (the client and each worker) ----
+
+
+def _npz(path: str, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"data.path {path!r}: no such file")
+    try:
+        arrays = np.load(file, allow_pickle=False)
+    except Exception as exc:  # not a zip, truncated, pickled objects: name the file
+        raise ValueError(f"data.path {path!r} is not a readable .npz file: {exc}") from exc
+    with arrays:
+        if not hasattr(arrays, "files"):
+            raise ValueError(f"data.path {path!r} holds one array, not an .npz of x and y")
+        missing = [k for k in (x_key, y_key) if k not in arrays.files]
+        if missing:
+            raise ValueError(
+                f"data.path {path!r} has no array {missing} (it holds {arrays.files}); set "
+                "data.x_key / data.y_key"
+            )
+        return np.asarray(arrays[x_key], dtype=np.float32), np.asarray(arrays[y_key])
+
+
+def load_inputs(spec: DataSpec) -> Dataset:
+    """The attacked inputs and labels of ``spec`` as a ``Dataset`` (images kept as given:
+    ``images`` holds them for any shape (N, ...), ``data`` the flattened rows).
+
+    Parameters
+    ----------
+    spec : DataSpec
+        Where the inputs come from.
+
+    Returns
+    -------
+    Dataset
+        Its ``sha256`` is that of the arrays, so a changed file never reuses a result.
+    """
+    if spec.name is not None:
+        ds = load_dataset(spec.name, spec.split)
+        x = ds.images if ds.images is not None else ds.data
+        y, name, source = ds.labels, spec.name, ds.sha256
+    else:
+        assert spec.path is not None
+        x, y_raw = _npz(spec.path, spec.x_key, spec.y_key)
+        if x.ndim < 2 or len(x) == 0:
+            raise ValueError(f"data.path: {spec.x_key} must have shape (N, ...), got {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"data.path: {spec.x_key} contains NaN or infinite values")
+        y = check_class_labels(y_raw, len(x), non_negative=True)
+        name, source = Path(spec.path).name, ""
+    if spec.n is not None:
+        if spec.n > len(x):
+            raise ValueError(f"data.n = {spec.n} exceeds the {len(x)} inputs of {name}")
+        x, y = x[: spec.n], y[: spec.n]
+    sha = arrays_sha256({"x": np.ascontiguousarray(x), "y": y})
+    return Dataset(name, spec.split, x.reshape(len(x), -1), y,
+                   [str(i) for i in range(int(y.max()) + 1)], sha, x,
+                   {"source": source} if source else {})  # fmt: skip
+
+
+def _load_state_dict(path: str) -> dict[str, torch.Tensor]:
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"model.weights {path!r}: no such file")
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(file))
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors of every kind: name the file and the rule
+        raise ValueError(
+            f"model.weights {path!r} could not be read with torch.load(weights_only=True) (no "
+            f"pickle: a state dict of tensors, or .safetensors): {exc}"
+        ) from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(
+            f"model.weights {path!r} holds {type(state).__name__}, not a state dict of tensors "
+            "(save model.state_dict())"
+        )
+    return state
+
+
+def _factory(spec: ModelSpec) -> Any:
+    module_name, _, attr = spec.factory.partition(":")
+    try:
+        return getattr(import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(
+            f"model.factory {spec.factory!r} cannot be imported here ({exc}); it must be "
+            "importable on every machine that runs units"
+        ) from exc
+
+
+def build_attacked_model(spec: ModelSpec, ds: Dataset, ctx: RunContext, config: Any) -> Model:
+    """The classifier of ``spec`` with its weights, in eval mode on ``config.device``.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The model config.
+    ds : Dataset
+        The attacked inputs (their shape and classes build a zoo model).
+    ctx : RunContext
+        The run (its cache holds a zoo model trained here).
+    config : EvaluateConfig
+        The whole config (device, data).
+
+    Returns
+    -------
+    Model
+        ``Model(module, spec.bounds, spec.preprocessing)``.
+    """
+    assert ds.images is not None
+    if spec.train_epochs is not None:
+        module: nn.Module = _trained_zoo_model(spec, config, ctx)
+    else:
+        assert spec.weights is not None
+        if spec.factory in MODELS:
+            from advlab.models import build_model
+
+            module = build_model(spec.factory, ds.n_classes, tuple(ds.images.shape[1:]),
+                                 **spec.kwargs)  # fmt: skip
+        else:
+            try:
+                module = _factory(spec)(**spec.kwargs)
+            except TypeError as exc:
+                raise ValueError(
+                    f"model.factory {spec.factory!r} with model.kwargs: {exc}"
+                ) from exc
+            if not isinstance(module, nn.Module):
+                raise ValueError(
+                    f"model.factory {spec.factory!r} returned {type(module).__name__}, "
+                    "not a torch nn.Module"
+                )
+        try:
+            module.load_state_dict(_load_state_dict(spec.weights))
+        except RuntimeError as exc:  # missing / unexpected keys, shape mismatches
+            raise ValueError(f"model.weights {spec.weights!r} do not fit the model: {exc}") from exc
+    return Model(module.eval(), spec.bounds, spec.preprocessing).to(config.device)
+
+
+def _trained_zoo_model(spec: ModelSpec, config: Any, ctx: RunContext) -> nn.Module:
+    if config.data.name is None:
+        raise ValueError(
+            "model.train_epochs trains on the other split of a built-in data set; for an .npz "
+            "file give model.weights"
+        )
+    other = "train" if config.data.split == "test" else "test"
+    train = load_dataset(config.data.name, other)
+    if train.images is None:
+        raise ValueError(f"{config.data.name} has no images for a zoo model to train on")
+    ctx.record_dataset(train)
+    assert spec.train_epochs is not None
+    trained = train_classifier(spec.factory, train, epochs=spec.train_epochs, seed=config.seed,
+                               device=config.device, cache=ctx.cache, **spec.kwargs)  # fmt: skip
+    return trained.model
+
+
+_LOADED: dict[str, tuple[Dataset, Model]] = {}
+
+
+def _stamp(path: str | None) -> str:
+    """Size and modification time of a file (a changed file is loaded again)."""
+    if path is None or not Path(path).is_file():
+        return ""
+    stat = Path(path).stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Dataset, Model]:
+    """The attacked inputs and model, loaded once per process, config and file version."""
+    stamps = f"{_stamp(config.data.path)}|{_stamp(config.model.weights)}"
+    key = sha256_bytes(f"{ctx.cache.root}|{stamps}|{config.model_dump_json()}".encode())
+    if key not in _LOADED:
+        ds = load_inputs(config.data)
+        _LOADED[key] = ds, build_attacked_model(config.model, ds, ctx, config)
+    return _LOADED[key]
+
+
+def fingerprint(ds: Dataset, model: Model) -> dict[str, str]:
+    """SHA-256 of the attacked inputs and of the model's weights (its state dict's tensors),
+    recorded in ``results.json``; a resumed run refuses to mix units of other files.
+
+    Parameters
+    ----------
+    ds : Dataset
+        The attacked inputs.
+    model : Model
+        The attacked model.
+
+    Returns
+    -------
+    dict
+        ``{"data_sha256", "weights_sha256"}``.
+    """
+    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    return {"data_sha256": ds.sha256, "weights_sha256": arrays_sha256(state)}
+
+
+# ---- units ----
+
+
+def _make_attack(entry: AttackEntry, model: Model, eps: float | None, seed: int, batch: int):
+    cls = ATTACKS[entry.name][0]
+    kwargs: dict[str, Any] = {"batch_size": batch, **entry.params}
+    if eps is not None:
+        kwargs["eps"] = eps
+    if entry.name == "pgd":
+        kwargs["random_state"] = seed
+    if entry.name in ("bim", "pgd") and "max_iter" not in kwargs:
+        kwargs["max_iter"] = 10
+    return cls(model, **kwargs)
+
+
+def _clean_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[str, Any]:
+    ds, model = _data_and_model(ctx, config)
+    assert ds.images is not None
+    x = torch.from_numpy(ds.images[start : start + config.chunk_size]).to(config.device)
+    with torch.no_grad():
+        pred = torch.cat([model(b).argmax(1) for b in x.split(config.batch_size)])
+    return {"pred": pred.cpu().tolist()}
+
+
+def _attack_unit(
+    ctx: RunContext, config: EvaluateConfig, index: int, eps: float | None, start: int
+) -> dict[str, Any]:
+    """One attack at one budget on one chunk: per image, success and the perturbation's size."""
+    ds, model = _data_and_model(ctx, config)
+    assert ds.images is not None
+    entry = config.attacks[index]
+    sl = slice(start, start + config.chunk_size)
+    x, y = torch.from_numpy(ds.images[sl]), torch.from_numpy(ds.labels[sl])
+    attack = _make_attack(entry, model, eps, config.seed + start, config.batch_size)
+    result = attack(x.to(config.device), y.to(config.device))
+    assert result.distances is not None
+    return {
+        "success": result.success.cpu().tolist(),
+        "distance": result.distances.double().cpu().tolist(),
+        "norm": attack.norm,
+    }
+
+
+def _eps_key(eps: float) -> str:
+    return f"eps{eps:g}"
+
+
+# ---- aggregation ----
+
+
+def _rate(cid: str, hits: np.ndarray) -> dict[str, Any]:
+    """A rate in % over ``hits.size`` images, carrying that n (NaN and no n over none)."""
+    if not hits.size:
+        return {"id": cid, "ours": float("nan"), "paper": None, "unit": "%"}
+    return {"id": cid, "ours": 100.0 * float(hits.mean()), "paper": None, "unit": "%",
+            "n": int(hits.size)}  # fmt: skip
+
+
+def _broken_at(outcomes: dict[str, Any], entry: AttackEntry) -> tuple[str, np.ndarray]:
+    """(norm, per image the smallest budget at which ``entry`` found an adversarial example):
+    a minimisation attack's distance, a budgeted attack's smallest successful budget; inf where
+    it found none."""
+    if not entry.budgeted:
+        found = outcomes[entry.id][None]
+        return found["norm"], np.asarray(found["distance"], dtype=np.float64)
+    norm = next(iter(outcomes[entry.id].values()))["norm"]
+    smallest = np.full(len(next(iter(outcomes[entry.id].values()))["success"]), np.inf)
+    for eps in sorted(entry.eps, reverse=True):
+        ok = np.asarray(outcomes[entry.id][eps]["success"], dtype=bool)
+        smallest[ok] = eps
+    return norm, smallest
+
+
+def _grids(config: EvaluateConfig, broken: dict[str, tuple[str, np.ndarray]]) -> dict[str, list]:
+    """Budgets per norm for the curves and the worst case (see ``EvaluateConfig.eps_grid``)."""
+    grids: dict[str, list[float]] = {}
+    for entry in config.attacks:
+        norm = broken[entry.id][0]
+        grids.setdefault(norm, []).extend(entry.eps)
+    for norm in grids:
+        if norm in config.eps_grid:
+            grids[norm] = sorted(set(config.eps_grid[norm]))
+        elif grids[norm]:
+            grids[norm] = sorted(set(grids[norm]))
+        else:
+            sizes = np.concatenate([d for n, d in broken.values() if n == norm])
+            top = float(sizes[np.isfinite(sizes)].max()) if np.isfinite(sizes).any() else 1.0
+            grids[norm] = [float(f"{v:.4g}") for v in np.linspace(0, top, CURVE_POINTS + 1)[1:]]
+    return grids
+
+
+def summarise(config: EvaluateConfig, correct: np.ndarray, outcomes: dict[str, Any]) -> dict:
+    """Comparisons (every rate with its n) and the curves of the figure.
+
+    Parameters
+    ----------
+    config : EvaluateConfig
+        The run's config.
+    correct : ndarray of bool, shape (n,)
+        Whether each clean input is classified as its label.
+    outcomes : dict
+        attack id -> budget (None for a minimisation attack) -> ``{"success", "distance",
+        "norm"}``, one entry per image.
+
+    Returns
+    -------
+    dict
+        ``comparisons`` and, per norm, ``curves`` (``eps``, ``worst_case``, ``attacks``).
+    """
+    comparisons = [_rate("clean.accuracy", correct)]
+    broken = {e.id: _broken_at(outcomes, e) for e in config.attacks}
+    grids = _grids(config, broken)
+    curves: dict[str, dict[str, Any]] = {
+        norm: {"eps": g, "attacks": {}} for norm, g in grids.items()
+    }
+
+    def robust(prefix: str, size: np.ndarray, budgets: list[float]) -> list[float]:
+        """Robust accuracy at each budget, ``correct and size > eps`` (each a comparison)."""
+        rates = [_rate(f"{prefix}.{_eps_key(eps)}.robust_accuracy", correct & (size > eps))
+                 for eps in budgets]  # fmt: skip
+        comparisons.extend(rates)
+        return [r["ours"] for r in rates]
+
+    for entry in config.attacks:
+        norm, size = broken[entry.id]
+        prefix = f"{entry.id}.{norm}"
+        if entry.budgeted:
+            budgets = sorted(entry.eps)
+            for eps in budgets:
+                ok = np.asarray(outcomes[entry.id][eps]["success"], dtype=bool)
+                comparisons.append(
+                    _rate(f"{prefix}.{_eps_key(eps)}.robust_accuracy", correct & ~ok)
+                )
+                comparisons.append(_rate(f"{prefix}.{_eps_key(eps)}.success_rate", ok[correct]))
+            by_id = {c["id"]: c["ours"] for c in comparisons}
+            accuracy = [by_id[f"{prefix}.{_eps_key(eps)}.robust_accuracy"] for eps in budgets]
+            curves[norm]["attacks"][entry.id] = {"eps": budgets, "accuracy": accuracy}
+            continue
+        found = np.isfinite(size) & correct
+        comparisons.append(_rate(f"{prefix}.success_rate", found[correct]))
+        median = float(np.median(size[found])) if found.any() else float("nan")
+        comparisons.append({"id": f"{prefix}.median_distance", "ours": median, "paper": None,
+                            "unit": norm})  # fmt: skip
+        dense = np.linspace(0, max(grids[norm]), DENSE_POINTS)
+        curves[norm]["attacks"][entry.id] = {
+            "eps": grids[norm], "accuracy": robust(prefix, size, grids[norm]),
+            "dense": {"eps": dense.tolist(),
+                      "accuracy": robust_accuracy_curve(correct, size, dense).tolist()},
+        }  # fmt: skip
+    for norm, grid in grids.items():
+        worst = np.minimum.reduce([size for n, size in broken.values() if n == norm])
+        curves[norm]["worst_case"] = robust(f"worst_case.{norm}", worst, grid)
+    return {"comparisons": comparisons, "curves": curves}
+
+
+# ---- the experiment ----
+
+
+def _check_before_work(ctx: RunContext, config: EvaluateConfig) -> tuple[Dataset, Model]:
+    """Load the data and the model and run one batch, so that a missing file, a wrong shape,
+    range, class count or attack parameter is one ``ConfigError`` before any attack runs."""
+    try:
+        return _checked_data_and_model(ctx, config)
+    except (ConfigError, DataNotFoundError):
+        raise
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Dataset, Model]:
+    ds, model = _data_and_model(ctx, config)
+    assert ds.images is not None
+    lo, hi = config.model.bounds
+    if float(ds.images.min()) < lo or float(ds.images.max()) > hi:
+        raise ValueError(
+            f"the inputs range over [{ds.images.min():.4g}, {ds.images.max():.4g}], outside "
+            f"model.bounds [{lo:g}, {hi:g}]: set model.bounds to the range the model reads"
+        )
+    x = torch.from_numpy(ds.images[: min(len(ds), config.batch_size)]).to(config.device)
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    except Exception as exc:  # a shape the user's module cannot take: say what was fed
+        raise ValueError(
+            f"the model fails on inputs of shape {tuple(x.shape)}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(
+            f"the model must return (N, n_classes >= 2) logits, got shape {tuple(logits.shape)}"
+        )
+    if int(ds.labels.max()) >= logits.shape[1]:
+        raise ValueError(
+            f"labels go up to {int(ds.labels.max())} but the model has {logits.shape[1]} outputs"
+        )
+    for entry in config.attacks:
+        eps = entry.eps[0] if entry.eps else None
+        try:
+            _make_attack(entry, model, eps, config.seed, config.batch_size)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"attack {entry.id!r}: {exc}") from exc
+    return ds, model
+
+
+def _sample_size(results: dict[str, Any], config: dict[str, Any], comparison_id: str) -> int | None:
+    return None  # every rate carries its own n
+
+
+def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Table]:
+    """Robust accuracy per attack and budget, and the minimisation attacks' distances."""
+    by_id = {c["id"]: c for c in results["comparisons"]}
+    rows = []
+    for norm, curve in results["curves"].items():
+        for name, points in curve["attacks"].items():
+            for eps, acc in zip(points["eps"], points["accuracy"], strict=True):
+                success = by_id.get(f"{name}.{norm}.{_eps_key(eps)}.success_rate")
+                rows.append([name, norm, f"{eps:g}", f"{acc:.1f}",
+                             "" if success is None else f"{success['ours']:.1f}"])  # fmt: skip
+        for eps, acc in zip(curve["eps"], curve["worst_case"], strict=True):
+            rows.append(["worst case", norm, f"{eps:g}", f"{acc:.1f}", ""])
+    n = results["n_images"]
+    clean = by_id["clean.accuracy"]["ours"]
+    tables = [Table(f"Robust accuracy (%) of {n} images (clean accuracy {clean:.1f} %; an "
+                    "attack's success rate is over the correctly classified images)",
+                    ("attack", "norm", "eps", "robust accuracy", "success rate"), rows)]  # fmt: skip
+    distances = [[c["id"].split(".")[0], c["unit"], f"{c['ours']:.4g}",
+                  f"{by_id[c['id'].replace('median_distance', 'success_rate')]['ours']:.1f}"]
+                 for c in results["comparisons"] if c["id"].endswith(".median_distance")]  # fmt: skip
+    if distances:
+        tables.append(Table("Minimisation attacks: median size of the adversarial examples found",
+                            ("attack", "norm", "median distance", "success rate (%)"), distances))  # fmt: skip
+    return tables
+
+
+@register(
+    "evaluate",
+    EvaluateConfig,
+    description="robustness of your own torch classifier on your own data: attacks, curves, report",
+    tables=_report_tables,
+    sample_size=_sample_size,
+)
+def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
+    """Check the data, model and attacks, then classify and attack every chunk of inputs (one
+    unit per chunk, attack and budget) and summarise.
+
+    Parameters
+    ----------
+    config : EvaluateConfig
+        The validated config.
+    ctx : RunContext
+        The run (its executor runs the units).
+
+    Returns
+    -------
+    dict
+        ``n_images``, ``data``, ``comparisons`` and ``curves`` (see ``summarise``); the figures
+        ``robustness-<norm>.png/svg`` are written to the run directory.
+    """
+    ds, model = _check_before_work(ctx, config)
+    ctx.record_dataset(ds)
+    current = fingerprint(ds, model)
+    started = ctx.unit("fingerprint", lambda: current)
+    changed = [k.removesuffix("_sha256") for k in current if started[k] != current[k]]
+    if changed:
+        raise ConfigError(
+            f"the {' and '.join(changed)} changed since this run directory was started; its "
+            "finished units were computed on the old files: use another --out"
+        )
+    starts = range(0, len(ds), config.chunk_size)
+    clean = ctx.units({f"clean-{s:07d}": partial(_clean_unit, ctx, config, s) for s in starts},
+                      desc="clean")  # fmt: skip
+    pred = np.concatenate([clean[f"clean-{s:07d}"]["pred"] for s in starts])
+    correct = pred == ds.labels
+    ctx.log.info("clean accuracy %.2f %% on %d inputs", 100 * correct.mean(), len(ds))
+    jobs, where = {}, {}
+    for index, entry in enumerate(config.attacks):
+        for eps in entry.eps or (None,):
+            for s in starts:
+                key = f"{entry.id}-{'min' if eps is None else _eps_key(eps)}-{s:07d}"
+                jobs[key] = partial(_attack_unit, ctx, config, index, eps, s)
+                where[key] = (entry.id, eps)
+    done = ctx.units(jobs, desc="attacks")
+    outcomes: dict[str, dict[Any, dict[str, Any]]] = {}
+    for key, (attack_id, eps) in where.items():
+        merged = outcomes.setdefault(attack_id, {}).setdefault(
+            eps, {"success": [], "distance": [], "norm": done[key]["norm"]}
+        )
+        merged["success"] += done[key]["success"]
+        merged["distance"] += done[key]["distance"]
+    summary = summarise(config, correct, outcomes)
+    for norm, curve in summary["curves"].items():
+        plot_attack_curves(curve, norm, ctx.path(f"robustness-{norm}"),
+                           f"{config.model.factory} on {ds.name} ({len(ds)} inputs)")  # fmt: skip
+    return {"n_images": len(ds), "data": ds.name, **current, **summary}

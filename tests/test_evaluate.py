@@ -1,0 +1,279 @@
+"""``evaluate``: a user's own torch model (imported by name, weights from a file) on their own
+.npz data, attacked as configured; the numbers equal the attacks called directly, workers give
+the serial results, and every mistake in the config is one line before any attack runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+from torch import nn
+
+from advlab.attacks.evasion import FGSM, PGD, DeepFool
+from advlab.cli.main import main
+from advlab.experiments import Cache, ConfigError, get_experiment, run_experiment, validate_config
+from advlab.experiments.executors import LocalExecutor
+from advlab.metrics import robust_accuracy_curve
+from advlab.models import Model
+
+N, CHUNK, CLASSES = 24, 10, 5
+
+
+def build(width: int = 8) -> nn.Module:
+    """The user's network (imported by the experiment as ``tests.test_evaluate:build``): 3
+    channels, 12 x 12 images, 5 classes."""
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * width, CLASSES),
+    )
+
+
+@pytest.fixture(scope="module")
+def user_files(tmp_path_factory) -> dict[str, Path]:
+    return make_user_files(tmp_path_factory.mktemp("user"))
+
+
+def make_user_files(root: Path) -> dict:
+    """Weights (.safetensors and torch.save) and an .npz of 24 images in ``root`` whose labels
+    are the network's own decisions except for 4 (so 20 of 24 are classified correctly)."""
+    torch.manual_seed(0)
+    net = build().eval()
+    x = torch.rand(N, 3, 12, 12)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    y[:4] = (y[:4] + 1) % CLASSES
+    save_file(net.state_dict(), str(root / "net.safetensors"))
+    torch.save(net.state_dict(), root / "net.pt")
+    np.savez(root / "data.npz", x=x.numpy(), y=y.numpy())
+    return {"root": root, "weights": root / "net.safetensors", "pt": root / "net.pt",
+            "data": root / "data.npz", "x": x, "y": y, "net": net}  # fmt: skip
+
+
+def _config(files: dict[str, Path], **changes) -> dict:
+    config = {
+        "data": {"path": str(files["data"])},
+        "model": {"factory": "tests.test_evaluate:build", "weights": str(files["weights"])},
+        "attacks": [
+            {"name": "fgsm", "eps": [0.3, 0.4]},
+            {"name": "pgd", "eps": [0.3, 0.4], "params": {"max_iter": 5}},
+            {"name": "deepfool", "params": {"max_iter": 20}},
+        ],
+        "eps_grid": {"l2": [2.6, 3.0, 3.4]},
+        "chunk_size": CHUNK,
+        "batch_size": 8,
+    }
+    for key, value in changes.items():
+        config[key] = value
+    return config
+
+
+def _run(tmp_path: Path, config: dict, executor=None) -> dict:
+    exp = get_experiment("evaluate")
+    run_experiment(exp, validate_config(exp.config_cls, config), tmp_path / "run",
+                   Cache(tmp_path / "cache"), quiet=True, executor=executor)  # fmt: skip
+    return json.loads((tmp_path / "run" / "results.json").read_text())
+
+
+def _by_id(results: dict) -> dict[str, float]:
+    return {c["id"]: c["ours"] for c in results["comparisons"]}
+
+
+def _chunked(attack_of_start, x: torch.Tensor, y: torch.Tensor):
+    """Success and distances of an attack run chunk by chunk as the units run it."""
+    parts = [attack_of_start(s)(x[s : s + CHUNK], y[s : s + CHUNK]) for s in range(0, N, CHUNK)]
+    return (torch.cat([p.success for p in parts]).numpy(),
+            torch.cat([p.distances for p in parts]).double().numpy())  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def serial(user_files, tmp_path_factory) -> tuple[Path, dict]:
+    tmp = tmp_path_factory.mktemp("serial")
+    return tmp, _run(tmp, _config(user_files))
+
+
+def test_the_numbers_are_those_of_the_attacks_called_directly(user_files, serial):
+    """Clean accuracy 20/24; FGSM's and PGD's robust accuracy are the images correct and not
+    broken; DeepFool's curve is robust_accuracy_curve of its distances; the worst case per norm
+    is the per-image minimum over the attacks."""
+    _, results = serial
+    got, x, y = _by_id(results), user_files["x"], user_files["y"]
+    model = Model(user_files["net"])
+    correct = np.arange(N) >= 4
+    assert got["clean.accuracy"] == pytest.approx(100 * 20 / 24)
+    broken_linf = np.full(N, np.inf)
+    for eps in (0.4, 0.3):  # the largest first, so the smallest successful budget stays
+        fgsm, _ = _chunked(lambda s, e=eps: FGSM(model, eps=e, batch_size=8), x, y)
+        pgd, _ = _chunked(lambda s, e=eps: PGD(model, eps=e, max_iter=5, random_state=s,
+                                               batch_size=8), x, y)  # fmt: skip
+        assert got[f"fgsm.linf.eps{eps:g}.robust_accuracy"] == pytest.approx(
+            100 * np.mean(correct & ~fgsm)
+        )
+        assert got[f"pgd.linf.eps{eps:g}.robust_accuracy"] == pytest.approx(
+            100 * np.mean(correct & ~pgd)
+        )
+        assert got[f"pgd.linf.eps{eps:g}.success_rate"] == pytest.approx(100 * pgd[correct].mean())
+        broken_linf[fgsm | pgd] = eps
+    ok, dist = _chunked(lambda s: DeepFool(model, max_iter=20, batch_size=8), x, y)
+    grid = [2.6, 3.0, 3.4]
+    curve = robust_accuracy_curve(correct, dist, grid)
+    assert [got[f"deepfool.l2.eps{e:g}.robust_accuracy"] for e in grid] == pytest.approx(curve)
+    assert got["deepfool.l2.median_distance"] == pytest.approx(np.median(dist[correct & ok]))
+    assert [got[f"worst_case.l2.eps{e:g}.robust_accuracy"] for e in grid] == pytest.approx(curve)
+    linf = robust_accuracy_curve(correct, broken_linf, [0.3, 0.4])
+    assert [got[f"worst_case.linf.eps{e}.robust_accuracy"] for e in (0.3, 0.4)] == pytest.approx(
+        linf
+    )
+    assert 0 < got["pgd.linf.eps0.3.robust_accuracy"] < got["clean.accuracy"]  # discriminates
+    assert 0 < curve[1] < curve[0] < got["clean.accuracy"]
+    n = {c["id"]: c.get("n") for c in results["comparisons"]}
+    assert n["clean.accuracy"] == N and n["pgd.linf.eps0.3.success_rate"] == 20
+
+
+def test_report_figures_and_resume(user_files, serial, capsys):
+    """A figure per norm, the HTML report, and a rerun that recomputes nothing."""
+    tmp, results = serial
+    run = tmp / "run"
+    assert (run / "robustness-linf.png").is_file() and (run / "robustness-l2.png").is_file()
+    assert main(["report", str(run), "--html", str(tmp / "r.html")]) == 0
+    html = (tmp / "r.html").read_text()
+    assert "worst case" in html and "Wilson 95 %" in html
+    again = _run(tmp, _config(user_files))
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert again == results and manifest["units_computed"] == 0
+
+
+def test_local_workers_import_the_model_and_give_the_serial_results(user_files, serial, tmp_path):
+    """Two worker processes import the user's factory by name and load the weights file."""
+    _, results = serial
+    assert _run(tmp_path, _config(user_files), LocalExecutor(2)) == results
+
+
+def test_torch_save_weights_and_a_0_255_model(user_files, serial, tmp_path):
+    """The same network from a torch.save state dict, read on [0, 255] (bounds, preprocessing
+    and budgets scaled by 255): the same robust accuracies, DeepFool's distances x 255."""
+    _, results = serial
+    root = user_files["root"]
+    np.savez(root / "data255.npz", x=user_files["x"].numpy() * 255, y=user_files["y"].numpy())
+    config = _config(
+        user_files,
+        data={"path": str(root / "data255.npz")},
+        model={
+            "factory": "tests.test_evaluate:build",
+            "weights": str(user_files["pt"]),
+            "bounds": [0, 255],
+            "preprocessing": {"mean": 0, "std": 255},
+        },
+        attacks=[
+            {"name": "fgsm", "eps": [0.3 * 255, 0.4 * 255]},
+            {"name": "deepfool", "params": {"max_iter": 20}},
+        ],
+        eps_grid={"l2": [2.6 * 255, 3.0 * 255, 3.4 * 255]},
+    )
+    got, want = _by_id(_run(tmp_path, config)), _by_id(results)
+    for eps in (0.3, 0.4):
+        assert got[f"fgsm.linf.eps{eps * 255:g}.robust_accuracy"] == pytest.approx(
+            want[f"fgsm.linf.eps{eps:g}.robust_accuracy"]
+        )
+    for e in (2.6, 3.0, 3.4):
+        assert got[f"deepfool.l2.eps{e * 255:g}.robust_accuracy"] == pytest.approx(
+            want[f"deepfool.l2.eps{e:g}.robust_accuracy"]
+        )
+    assert got["deepfool.l2.median_distance"] == pytest.approx(
+        255 * want["deepfool.l2.median_distance"], rel=1e-4
+    )
+
+
+def test_the_quick_profile_trains_a_zoo_model_on_the_digits(tmp_path):
+    """The built-in default: an MLP trained here on the 8x8 digits' training split, attacked on
+    their test split (no file of the user's, no download)."""
+    config = {"data": {"name": "digits", "n": 60}, "model": {"factory": "mlp", "train_epochs": 5},
+              "attacks": [{"name": "pgd", "eps": [0.1, 0.3], "params": {"max_iter": 5}}]}  # fmt: skip
+    got = _by_id(_run(tmp_path, config))
+    assert got["clean.accuracy"] > 70
+    assert got["pgd.linf.eps0.3.robust_accuracy"] < got["pgd.linf.eps0.1.robust_accuracy"]
+
+
+def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
+    """A config with one mistake."""
+    root = files["root"]
+    if what == "missing array":
+        np.savez(root / "nolabels.npz", x=files["x"].numpy())
+        return _config(files, data={"path": str(root / "nolabels.npz")})
+    if what == "out of bounds":
+        np.savez(root / "big.npz", x=files["x"].numpy() * 255, y=files["y"].numpy())
+        return _config(files, data={"path": str(root / "big.npz")})
+    if what == "labels beyond outputs":
+        np.savez(root / "nine.npz", x=files["x"].numpy(), y=np.full(N, 9))
+        return _config(files, data={"path": str(root / "nine.npz")})
+    if what == "weights of another model":
+        save_file(build(width=4).state_dict(), str(tmp / "small.safetensors"))
+        return _config(files, model={"factory": "tests.test_evaluate:build",
+                                     "weights": str(tmp / "small.safetensors")})  # fmt: skip
+    if what == "pickled module":
+        torch.save(build(), tmp / "module.pt")
+        return _config(files, model={"factory": "tests.test_evaluate:build",
+                                     "weights": str(tmp / "module.pt")})  # fmt: skip
+    if what == "unknown factory":
+        return _config(files, model={"factory": "tests.nowhere:build",
+                                     "weights": str(files["weights"])})  # fmt: skip
+    if what == "unknown attack parameter":
+        return _config(files, attacks=[{"name": "pgd", "eps": [0.1], "params": {"stepz": 3}}])
+    if what == "eps on deepfool":
+        return _config(files, attacks=[{"name": "deepfool", "eps": [0.1]}])
+    if what == "same attack twice":
+        return _config(
+            files, attacks=[{"name": "fgsm", "eps": [0.1]}, {"name": "fgsm", "eps": [0.2]}]
+        )
+    if what == "training on a file":
+        return _config(files, model={"factory": "small_cnn", "train_epochs": 1})
+    raise AssertionError(what)
+
+
+MISTAKES = {
+    "missing array": "has no array ['y']",
+    "out of bounds": "outside model.bounds [0, 1]",
+    "labels beyond outputs": "labels go up to 9 but the model has 5 outputs",
+    "weights of another model": "do not fit the model",
+    "pickled module": "weights_only=True",
+    "unknown factory": "cannot be imported here",
+    "unknown attack parameter": "attack 'pgd'",
+    "eps on deepfool": "drop eps",
+    "same attack twice": "appear twice",
+    "training on a file": "for an .npz file give model.weights",
+}
+
+
+@pytest.mark.parametrize("what", MISTAKES)
+def test_a_mistake_is_one_line_before_any_attack(user_files, tmp_path, capsys, what):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "evaluate", **_bad(user_files, tmp_path, what)}))
+    code = main(["run", str(path), "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2 and MISTAKES[what] in err, err
+    errors = [line for line in err.splitlines() if line.startswith("advlab: error:")]
+    assert "Traceback" not in err and len(errors) == 1  # (a config key's error lists the keys)
+    assert not (tmp_path / "run" / "units").exists() or not any(
+        (tmp_path / "run" / "units").iterdir()
+    )
+
+
+def test_a_run_refuses_to_resume_on_changed_weights(user_files, tmp_path):
+    """Units computed on one weights file are never mixed with another: the same config over
+    a changed file is refused, naming what changed; results.json records both checksums."""
+    files = {**user_files, "weights": tmp_path / "w.safetensors"}
+    save_file(user_files["net"].state_dict(), str(files["weights"]))
+    config = _config(files, attacks=[{"name": "fgsm", "eps": [0.3]}])
+    results = _run(tmp_path, config)
+    assert len(results["weights_sha256"]) == 64 and len(results["data_sha256"]) == 64
+    torch.manual_seed(1)
+    save_file(build().state_dict(), str(files["weights"]))
+    with pytest.raises(ConfigError, match="the weights changed since this run directory"):
+        _run(tmp_path, config)
