@@ -123,7 +123,8 @@ class ModelSpec(_Strict):
         A zoo name (small_cnn, lenet5, fc1, resnet18, mlp, wong_small; built for the data's
         shape and classes) or ``package.module:callable`` returning an ``nn.Module``.
     kwargs : dict
-        Keyword arguments of the factory.
+        Keyword arguments of the factory (a zoo model: mean, std and, with weights, n_classes;
+        by default one class per label value up to the largest label).
     weights : str or None
         A state dict: ``.safetensors``, or a ``torch.save`` file (read with
         ``weights_only=True``, no pickle). None only for a zoo model trained here.
@@ -154,9 +155,10 @@ class ModelSpec(_Strict):
             raise ValueError("train_epochs trains a zoo model that has no weights file")
         if self.weights is None and self.train_epochs is None:
             raise ValueError("give weights (a state-dict file), or train_epochs for a zoo model")
-        if zoo and set(self.kwargs) - {"mean", "std"}:
+        allowed = {"mean", "std"} if self.train_epochs is not None else {"mean", "std", "n_classes"}
+        if zoo and set(self.kwargs) - allowed:
             raise ValueError(
-                f"a zoo model takes kwargs mean and std only (its shape and classes come from "
+                f"a zoo model takes kwargs {sorted(allowed)} only (its input shape comes from "
                 f"the data), got {sorted(self.kwargs)}"
             )
         return self
@@ -325,27 +327,46 @@ def load_inputs(spec: DataSpec) -> Dataset:
                    {"source": source} if source else {})  # fmt: skip
 
 
-def _load_state_dict(path: str) -> dict[str, torch.Tensor]:
+def load_weights(module: nn.Module, path: str) -> None:
+    """Load the state dict in ``path`` into ``module`` (strict: every key, every shape).
+
+    ``.safetensors`` is read with ``safetensors.torch.load_model`` (which also restores weights
+    that ``save_model`` stored once for tied parameters); any other file with
+    ``torch.load(weights_only=True)``, which refuses pickled objects.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The freshly built model.
+    path : str
+        The weights file.
+    """
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"model.weights {path!r}: no such file")
-    if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(file))
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors of every kind: name the file and the rule
-        raise ValueError(
-            f"model.weights {path!r} could not be read with torch.load(weights_only=True) (no "
-            f"pickle: a state dict of tensors, or .safetensors): {exc}"
-        ) from exc
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(
-            f"model.weights {path!r} holds {type(state).__name__}, not a state dict of tensors "
-            "(save model.state_dict())"
-        )
-    return state
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_model
+
+            load_model(module, str(file))
+            return
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle errors of every kind: name the file and the rule
+            raise ValueError(
+                f"model.weights {path!r} could not be read with torch.load(weights_only=True) "
+                f"(no pickle: a state dict of tensors, or .safetensors): {exc}"
+            ) from exc
+        if not isinstance(state, dict) or not all(
+            isinstance(v, torch.Tensor) for v in state.values()
+        ):
+            raise ValueError(
+                f"model.weights {path!r} holds {type(state).__name__}, not a state dict of "
+                "tensors (save model.state_dict())"
+            )
+        module.load_state_dict(state)
+    except RuntimeError as exc:  # missing / unexpected keys, shape mismatches
+        raise ValueError(f"model.weights {path!r} do not fit the model: {exc}") from exc
 
 
 def _factory(spec: ModelSpec) -> Any:
@@ -386,8 +407,8 @@ def build_attacked_model(spec: ModelSpec, ds: Dataset, ctx: RunContext, config: 
         if spec.factory in MODELS:
             from advlab.models import build_model
 
-            module = build_model(spec.factory, ds.n_classes, tuple(ds.images.shape[1:]),
-                                 **spec.kwargs)  # fmt: skip
+            kwargs = {"n_classes": ds.n_classes, **spec.kwargs}  # your class count, if given
+            module = build_model(spec.factory, input_shape=tuple(ds.images.shape[1:]), **kwargs)
         else:
             try:
                 module = _factory(spec)(**spec.kwargs)
@@ -400,10 +421,7 @@ def build_attacked_model(spec: ModelSpec, ds: Dataset, ctx: RunContext, config: 
                     f"model.factory {spec.factory!r} returned {type(module).__name__}, "
                     "not a torch nn.Module"
                 )
-        try:
-            module.load_state_dict(_load_state_dict(spec.weights))
-        except RuntimeError as exc:  # missing / unexpected keys, shape mismatches
-            raise ValueError(f"model.weights {spec.weights!r} do not fit the model: {exc}") from exc
+        load_weights(module, spec.weights)
     return Model(module.eval(), spec.bounds, spec.preprocessing).to(config.device)
 
 
