@@ -141,7 +141,8 @@ def test_report_figures_and_resume(user_files, serial, capsys):
     """A figure per norm, the HTML report, and a rerun that recomputes nothing."""
     tmp, results = serial
     run = tmp / "run"
-    assert (run / "robustness-linf.png").is_file() and (run / "robustness-l2.png").is_file()
+    figures = ("robustness-linf", "robustness-l2", "examples")  # examples: 3-channel images
+    assert all((run / f"{name}.png").is_file() for name in figures)
     assert main(["report", str(run), "--html", str(tmp / "r.html")]) == 0
     html = (tmp / "r.html").read_text()
     assert "worst case" in html and "Wilson 95 %" in html

@@ -231,9 +231,16 @@ def plot_rank_pmfs(
 
 
 def plot_adversarial_examples(
-    rows: dict[str, Any], path: str | Path, suptitle: str = ""
+    rows: dict[str, Any],
+    path: str | Path,
+    suptitle: str = "",
+    bounds: tuple[float, float] = (0.0, 1.0),
+    captions: dict[str, list[str]] | None = None,
 ) -> list[Path]:
-    """A grid of grey-scale images: one row per name in ``rows`` (arrays (n, 1, H, W) in [0, 1])."""
+    """A grid of images: one row per name in ``rows`` (arrays (n, C, H, W) with C = 1, grey,
+    or C = 3, colour, inside ``bounds``), ``captions`` (name -> one string per image) under
+    them."""
+    lo, hi = bounds
     n_cols = max(len(v) for v in rows.values())
     fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.2 * n_cols + 1, 1.25 * len(rows)),
                              squeeze=False)  # fmt: skip
@@ -242,10 +249,16 @@ def plot_adversarial_examples(
             ax = axes[r, c]
             ax.set_xticks([])
             ax.set_yticks([])
-            if c < len(images):
-                ax.imshow(images[c].reshape(images[c].shape[-2:]), cmap="gray", vmin=0, vmax=1)
-            else:
+            if c >= len(images):
                 ax.axis("off")
+                continue
+            image = (images[c] - lo) / (hi - lo)
+            if image.shape[0] == 3:
+                ax.imshow(image.transpose(1, 2, 0).clip(0, 1))
+            else:
+                ax.imshow(image.reshape(image.shape[-2:]), cmap="gray", vmin=0, vmax=1)
+            if captions and name in captions:
+                ax.set_xlabel(captions[name][c], fontsize=7, labelpad=1)
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     if suptitle:
         fig.suptitle(suptitle)

@@ -56,7 +56,7 @@ from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
 from advlab.metrics import robust_accuracy_curve
 from advlab.models import MODELS, Model, train_classifier
-from advlab.report.plots import plot_attack_curves
+from advlab.report.plots import plot_adversarial_examples, plot_attack_curves
 from advlab.report.tables import Table
 from advlab.utils.cache import arrays_sha256
 from advlab.utils.io import sha256_bytes
@@ -72,6 +72,7 @@ ATTACKS: dict[str, tuple[type[Attack], bool]] = {
     "lbfgs": (LBFGS, False),
 }
 DENSE_POINTS = 101  # budgets at which the figure draws a minimisation attack's curve
+N_EXAMPLES = 8  # inputs shown clean and attacked in the examples figure
 CURVE_POINTS = 8  # budgets of a norm's curve when the config gives none and no attack has one
 
 
@@ -775,4 +776,26 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
     for norm, curve in summary["curves"].items():
         plot_attack_curves(curve, norm, ctx.path(f"robustness-{norm}"),
                            f"{config.model.factory} on {ds.name} ({len(ds)} inputs)")  # fmt: skip
+    if ds.images is not None and ds.images.ndim == 4 and ds.images.shape[1] in (1, 3):
+        _examples_figure(ctx, config, ds, model)
     return {"n_images": len(ds), "data": ds.name, **current, **summary}
+
+
+def _examples_figure(ctx: RunContext, config: EvaluateConfig, ds: Dataset, model: Model) -> None:
+    """The first inputs, clean and under each attack (budgeted ones at their largest budget),
+    each captioned with the model's label; the attacks are rerun on these inputs alone."""
+    assert ds.images is not None
+    x = torch.from_numpy(ds.images[:N_EXAMPLES]).to(config.device)
+    y = torch.from_numpy(ds.labels[:N_EXAMPLES]).to(config.device)
+    with torch.no_grad():
+        rows, captions = {"clean": x.cpu().numpy()}, {"clean": [
+            f"{p} (label {t})" for p, t in zip(model(x).argmax(1).tolist(), y.tolist(), strict=True)]}  # fmt: skip
+    for entry in config.attacks:
+        eps = max(entry.eps) if entry.eps else None
+        result = _make_attack(entry, model, eps, config.seed, config.batch_size)(x, y)
+        name = entry.id if eps is None else f"{entry.id} {eps:g}"
+        rows[name] = result.x_adv.detach().cpu().numpy()
+        captions[name] = [str(p) for p in result.pred.tolist()]
+    plot_adversarial_examples(rows, ctx.path("examples"), f"{config.model.factory}: the first "
+                              f"{len(x)} inputs and the model's labels, clean and attacked",
+                              config.model.bounds, captions)  # fmt: skip
