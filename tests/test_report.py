@@ -110,6 +110,8 @@ def test_readme_has_a_block_for_every_committed_run():
         "transfer-small_cnn-500-fashion",
         "transfer-resnet18-500-fashion",
         "elbow",
+        "evaluate",
+        "evaluate-mnist-small_cnn",
     }
     assert set(_readme_blocks()) == committed
 

@@ -27,6 +27,7 @@ from advlab.attacks.poisoning import (
     contextual_reversal,
     find_outliers,
     gaussian_noise,
+    inject,
     label_shuffle,
     mimicry,
     seed_label_flip,
@@ -233,33 +234,13 @@ def _unit(
     return out
 
 
-def _budget_attack(
-    name: str, X: np.ndarray, y: np.ndarray, n: int, config: PoisonConfig, seed: int
-) -> PoisonedData:
-    """``name`` injecting exactly ``n`` points. Mimicry camouflages the outliers DBSCAN finds;
-    where it finds none, ``min(n_outliers, n // 2)`` uniform outliers are planted first and
-    count towards ``n``."""
-    k = len(np.unique(y))
-    if name == "uniform_outliers":
-        return uniform_outliers(X, y, n, random_state=seed)
-    if name == "subtle_outliers":
-        return subtle_outliers(X, y, n, random_state=seed)
-    if name == "bridge_points":
-        return bridge_points(X, y, n / len(X), n_clusters=k, random_state=seed)
-    if name == "mimicry":
-        plant = 0 if find_outliers(X).any() else min(config.n_outliers, n // 2)
-        return mimicry(X, y, n_inject=n - plant, n_clusters=k, random_state=seed,
-                       plant_if_none=plant)  # fmt: skip
-    raise ValueError(f"attack {name!r} does not inject points: it has no budget")
-
-
 def _budget_unit(
     attack: str, budget: float, seed: int, X: np.ndarray, y: np.ndarray, config: PoisonConfig
 ) -> dict[str, Any]:
     """Plain k-means after ``attack`` injected round(budget * n) points (at least 1): accuracy
     (%, Hungarian mapping, as ``_score``) and ARI on the original points."""
     n = max(1, round(budget * len(X)))
-    poisoned = _budget_attack(attack, X, y, n, config, seed)
+    poisoned = inject(attack, X, y, n, plant=config.n_outliers, random_state=seed)
     if poisoned.n_injected != n:
         raise RuntimeError(f"{attack} injected {poisoned.n_injected} points, budget {n}")
     k = len(np.unique(y))
