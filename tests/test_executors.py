@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from advlab.cli.main import main
@@ -476,15 +477,30 @@ def test_evaluate_units_on_dask_import_the_users_model_and_give_the_serial_resul
     tmp_path, dask_cluster
 ):
     """The user's model is imported by name on each worker and its weights read from the
-    file: byte-identical results.json, every unit on the workers (one zoo model trained by the
-    client from the shared cache in a second run)."""
+    file: byte-identical results.json, every clean and attack unit on the workers (then a zoo
+    model the client trains, which the workers find in the shared cache)."""
     from tests.test_evaluate import _config, make_user_files
 
     _, client = dask_cluster
     files = make_user_files(tmp_path)
     manifest = _serial_then_dask(tmp_path / "own", "evaluate", _config(files), client)
-    assert manifest["units_in_process"] == 0 and manifest["units_computed"] == 3 + 3 * 5
+    # the client records the data and weights checksums (a unit of its own); all else on workers
+    assert manifest["units_in_process"] == 1 and manifest["units_computed"] == 1 + 3 + 3 * 5
     zoo = {"data": {"name": "digits", "n": 40}, "model": {"factory": "mlp", "train_epochs": 2},
            "attacks": [{"name": "fgsm", "eps": [0.1]}], "chunk_size": 20}  # fmt: skip
     manifest = _serial_then_dask(tmp_path / "zoo", "evaluate", zoo, client, shared_cache=True)
-    assert manifest["units_in_process"] == 0 and manifest["units_computed"] == 2 + 2
+    assert manifest["units_in_process"] == 1 and manifest["units_computed"] == 1 + 2 + 2
+
+
+def test_evaluate_clustering_units_on_dask_give_the_serial_results(tmp_path, dask_cluster):
+    """The user's pipeline is imported by name on each worker: byte-identical results.json,
+    every clean fit and attack on the workers but seed 0's clean fit (the client's check)."""
+    from tests.test_evaluate_clustering import _config
+
+    _, client = dask_cluster
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    np.savez(tmp_path / "rows.npz", x=X)
+    config = {**_config(tmp_path / "rows.npz"), "n_seeds": 2}
+    manifest = _serial_then_dask(tmp_path, "evaluate-clustering", config, client)
+    # clean seed 1; (2 uniform budgets + 1 noise + 2 resample) x 2 seeds
+    assert manifest["units_in_process"] == 1 and manifest["units_computed"] == 1 + 1 + 5 * 2

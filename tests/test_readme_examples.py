@@ -26,32 +26,51 @@ def _section() -> str:
     return text[start : text.index("\n## ", start + len(SECTION))]
 
 
-def test_the_section_has_five_examples():
-    assert len(_examples()) == 5
+def test_the_section_has_six_examples():
+    assert len(_examples()) == 6
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(6))
 def test_readme_example_runs(index, capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # example 5 writes its files here
+    monkeypatch.chdir(tmp_path)  # examples 5 and 6 write their files here
     code = _examples()[index]
     exec(compile(code, f"README example {index + 1}", "exec"), {"__name__": "__readme__"})
     assert capsys.readouterr().out.strip()  # each example prints its result
 
 
-def test_the_evaluate_example_runs_as_printed(tmp_path, monkeypatch, capsys):
-    """Example 5: its files, its evaluate.yaml and its two commands, as printed."""
+def _run_as_printed(index: int, config_name: str, capsys) -> None:
+    """Example ``index`` (0-based python block), the YAML block after it saved as
+    ``config_name`` and the commands of the bash block after that, as printed."""
     from advlab.cli.main import main
 
-    monkeypatch.chdir(tmp_path)
-    exec(compile(_examples()[4], "README example 5", "exec"), {"__name__": "__readme__"})
-    (config,) = re.findall(r"```yaml\n(.*?)```", _section(), flags=re.S)
-    Path("evaluate.yaml").write_text(config)
-    (commands,) = re.findall(r"```bash\n(.*?)```", _section(), flags=re.S)
+    section = _section()
+    exec(compile(_examples()[index], f"README example {index + 1}", "exec"),
+         {"__name__": "__readme__"})  # fmt: skip
+    after = section[section.index(_examples()[index]) :]
+    Path(config_name).write_text(re.findall(r"```yaml\n(.*?)```", after, flags=re.S)[0])
+    commands = re.findall(r"```bash\n(.*?)```", after, flags=re.S)[0]
     for line in commands.strip().splitlines():
         assert line.startswith("advlab ")
-        assert main(shlex.split(line)[1:]) == 0, capsys.readouterr().err
+        assert main(shlex.split(line.split("#")[0])[1:]) == 0, capsys.readouterr().err
+
+
+def test_the_evaluate_example_runs_as_printed(tmp_path, monkeypatch, capsys):
+    """Example 5: its files, its evaluate.yaml and its two commands, as printed."""
+    monkeypatch.chdir(tmp_path)
+    _run_as_printed(4, "evaluate.yaml", capsys)
     results = json.loads(Path("runs/mine/results.json").read_text())
     ids = {c["id"] for c in results["comparisons"]}
     assert {"clean.accuracy", "pgd.linf.eps0.03.robust_accuracy", "deepfool.l2.median_distance",
             "worst_case.linf.eps0.03.robust_accuracy"} <= ids  # fmt: skip
     assert "worst case" in Path("runs/mine/report.html").read_text()
+
+
+def test_the_evaluate_clustering_example_runs_as_printed(tmp_path, monkeypatch, capsys):
+    """Example 6: wine.npz, evaluate-clustering.yaml and its two commands, as printed."""
+    monkeypatch.chdir(tmp_path)
+    _run_as_printed(5, "evaluate-clustering.yaml", capsys)
+    results = json.loads(Path("runs/wine/results.json").read_text())
+    ids = {c["id"] for c in results["comparisons"]}
+    assert {"clean.ari_labels", "control.seed_to_seed.ari", "mimicry.b0.05.ari_clean",
+            "control.resample.b0.05.ari_clean", "gaussian_noise.b0.3.changed"} <= ids  # fmt: skip
+    assert Path("runs/wine/report.html").is_file()

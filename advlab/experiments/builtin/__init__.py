@@ -6,6 +6,7 @@ BUILTIN_MODULES = (
     "demo",
     "elbow",
     "evaluate",
+    "evaluate_clustering",
     "mygdalis2020",
     "omari2024",
     "poison_cluster",

@@ -39,18 +39,18 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from importlib import import_module
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from advlab.attacks.evasion import BIM, FGSM, LBFGS, PGD, Attack, CarliniWagnerL2, DeepFool
 from advlab.data import DATASETS, Dataset, load_dataset
 from advlab.data.sources import DataNotFoundError
+from advlab.experiments.builtin._user import Strict, file_stamp, import_object, read_npz
 from advlab.experiments.config import ConfigError, ExperimentConfig
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
@@ -76,11 +76,7 @@ N_EXAMPLES = 8  # inputs shown clean and attacked in the examples figure
 CURVE_POINTS = 8  # budgets of a norm's curve when the config gives none and no attack has one
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DataSpec(_Strict):
+class DataSpec(Strict):
     """Where the attacked inputs come from: ``name`` (a built-in data set) or ``path``.
 
     Attributes
@@ -114,7 +110,7 @@ class DataSpec(_Strict):
         return self
 
 
-class ModelSpec(_Strict):
+class ModelSpec(Strict):
     """The attacked classifier: ``factory(**kwargs)`` with ``weights`` loaded, wrapped in
     ``advlab.models.Model(module, bounds, preprocessing)``.
 
@@ -165,7 +161,7 @@ class ModelSpec(_Strict):
         return self
 
 
-class AttackEntry(_Strict):
+class AttackEntry(Strict):
     """One attack: ``name``, its budgets ``eps`` (budgeted attacks only, input units) and the
     keyword arguments ``params`` of its class (``label`` tells two settings apart).
 
@@ -271,26 +267,6 @@ class EvaluateConfig(ExperimentConfig):
 # ---- data and model: loaded once per process (the client and each worker) ----
 
 
-def _npz(path: str, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"data.path {path!r}: no such file")
-    try:
-        arrays = np.load(file, allow_pickle=False)
-    except Exception as exc:  # not a zip, truncated, pickled objects: name the file
-        raise ValueError(f"data.path {path!r} is not a readable .npz file: {exc}") from exc
-    with arrays:
-        if not hasattr(arrays, "files"):
-            raise ValueError(f"data.path {path!r} holds one array, not an .npz of x and y")
-        missing = [k for k in (x_key, y_key) if k not in arrays.files]
-        if missing:
-            raise ValueError(
-                f"data.path {path!r} has no array {missing} (it holds {arrays.files}); set "
-                "data.x_key / data.y_key"
-            )
-        return np.asarray(arrays[x_key], dtype=np.float32), np.asarray(arrays[y_key])
-
-
 def load_inputs(spec: DataSpec) -> Dataset:
     """The attacked inputs and labels of ``spec`` as a ``Dataset`` (images kept as given:
     ``images`` holds them for any shape (N, ...), ``data`` the flattened rows).
@@ -311,7 +287,7 @@ def load_inputs(spec: DataSpec) -> Dataset:
         y, name, source = ds.labels, spec.name, ds.sha256
     else:
         assert spec.path is not None
-        x, y_raw = _npz(spec.path, spec.x_key, spec.y_key)
+        x, y_raw = read_npz(spec.path, spec.x_key, spec.y_key)
         if x.ndim < 2 or len(x) == 0:
             raise ValueError(f"data.path: {spec.x_key} must have shape (N, ...), got {x.shape}")
         if not np.isfinite(x).all():
@@ -370,17 +346,6 @@ def load_weights(module: nn.Module, path: str) -> None:
         raise ValueError(f"model.weights {path!r} do not fit the model: {exc}") from exc
 
 
-def _factory(spec: ModelSpec) -> Any:
-    module_name, _, attr = spec.factory.partition(":")
-    try:
-        return getattr(import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(
-            f"model.factory {spec.factory!r} cannot be imported here ({exc}); it must be "
-            "importable on every machine that runs units"
-        ) from exc
-
-
 def build_attacked_model(spec: ModelSpec, ds: Dataset, ctx: RunContext, config: Any) -> Model:
     """The classifier of ``spec`` with its weights, in eval mode on ``config.device``.
 
@@ -412,7 +377,7 @@ def build_attacked_model(spec: ModelSpec, ds: Dataset, ctx: RunContext, config: 
             module = build_model(spec.factory, input_shape=tuple(ds.images.shape[1:]), **kwargs)
         else:
             try:
-                module = _factory(spec)(**spec.kwargs)
+                module = import_object(spec.factory, "model.factory")(**spec.kwargs)
             except TypeError as exc:
                 raise ValueError(
                     f"model.factory {spec.factory!r} with model.kwargs: {exc}"
@@ -446,17 +411,9 @@ def _trained_zoo_model(spec: ModelSpec, config: Any, ctx: RunContext) -> nn.Modu
 _LOADED: dict[str, tuple[Dataset, Model]] = {}
 
 
-def _stamp(path: str | None) -> str:
-    """Size and modification time of a file (a changed file is loaded again)."""
-    if path is None or not Path(path).is_file():
-        return ""
-    stat = Path(path).stat()
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
-
-
 def _data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Dataset, Model]:
     """The attacked inputs and model, loaded once per process, config and file version."""
-    stamps = f"{_stamp(config.data.path)}|{_stamp(config.model.weights)}"
+    stamps = f"{file_stamp(config.data.path)}|{file_stamp(config.model.weights)}"
     key = sha256_bytes(f"{ctx.cache.root}|{stamps}|{config.model_dump_json()}".encode())
     if key not in _LOADED:
         ds = load_inputs(config.data)

@@ -1,0 +1,490 @@
+"""``evaluate-clustering``: how much poisoning moves *your own* clustering (any scikit-learn
+estimator or pipeline with ``fit_predict``) on *your own* data, as a run and a report.
+
+::
+
+    experiment: evaluate-clustering
+    data: {path: customers.npz}                   # x (N, D); y (N,) optional
+    clusterer:
+      factory: mypackage.pipes:make_pipeline     # or sklearn.cluster:KMeans, advlab.cluster:KMeans
+      kwargs: {n_clusters: 5}
+    attacks:
+      - {name: uniform_outliers, budgets: [0.01, 0.05]}   # injected points, share of N
+      - {name: mimicry, budgets: [0.01, 0.05]}
+      - {name: gaussian_noise, budgets: [0.1]}            # sigma, in the units of x
+      - {name: cina, budgets: [0.1], params: {delta: 0.2, generations: 30}}  # s
+
+Per seed s (``n_seeds`` of them), the clusterer (every ``random_state`` in its parameters set to
+s) clusters the clean data, then each attack at each budget poisons it (seed s too) and the same
+clusterer clusters the poisoned data. On the N original rows (perturbed ones included, injected
+ones left out) the run measures:
+
+- ``ari_clean``, ``ami_clean``: agreement with the clean clustering of the same seed (1: the
+  attack changed nothing);
+- ``changed``: the share (%) of original rows whose cluster changed, ids matched first
+  (``advlab.metrics.changed_cluster``);
+- ``ari_labels``: agreement with the data's labels, when it has them (beside ``clean.ari_labels``).
+
+Two controls say what an effect must beat: ``control.seed_to_seed`` (the clean clusterings of
+seeds s and s + 1 compared: the clusterer's own randomness) and, at every injection budget,
+``control.resample`` (as many points drawn with replacement from the data itself: what adding
+that many *harmless* points does). Each value is the mean over seeds with its 95 % t interval.
+Budgets: ``uniform_outliers``, ``subtle_outliers``, ``mimicry``, ``bridge_points`` inject
+``round(b * N)`` points (at least 1, ``advlab.attacks.poisoning.inject``); ``gaussian_noise``'s
+budget is sigma; ``cina``'s is s, the share of the victim cluster it perturbs (Cinà et al. 2022,
+each entry by at most ``delta``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+from sklearn.base import clone
+from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
+
+from advlab.attacks.clustering import Cina
+from advlab.attacks.poisoning import INJECTION_ATTACKS, gaussian_noise, inject
+from advlab.data import DATASETS, load_dataset
+from advlab.data.sources import DataNotFoundError
+from advlab.experiments.aggregate import aggregate, tidy_row
+from advlab.experiments.builtin._user import Strict, file_stamp, import_object, read_npz
+from advlab.experiments.config import ConfigError, ExperimentConfig
+from advlab.experiments.registry import register
+from advlab.experiments.runner import RunContext
+from advlab.metrics import changed_cluster
+from advlab.report.plots import plot_sweep
+from advlab.report.tables import Table
+from advlab.utils.cache import arrays_sha256
+from advlab.utils.validation import check_class_labels
+
+LEVEL = 0.95  # t intervals over the seeds
+ATTACKS = (*INJECTION_ATTACKS, "gaussian_noise", "cina")
+# budget kind -> (axis label, figure name)
+BUDGET_OF = {**{a: ("injected share of N", "injected") for a in INJECTION_ATTACKS},
+             "gaussian_noise": ("sigma", "gaussian_noise"),
+             "cina": ("s (share of the victim cluster)", "cina")}  # fmt: skip
+
+
+class ClusteringDataSpec(Strict):
+    """The clustered rows: ``name`` (a built-in data set, all of it) or ``path``.
+
+    Attributes
+    ----------
+    name : str or None
+        iris, breast-cancer, digits, blobs, mnist or fashion-mnist (training split).
+    path : str or None
+        An ``.npz`` holding ``x_key`` (N, D) and optionally ``y_key`` (N,) integer labels.
+    n : int or None
+        The first n rows (None: all).
+    standardize : bool
+        Scale each feature to mean 0 and standard deviation 1 first.
+    x_key, y_key : str
+        The arrays' names in the ``.npz`` file.
+    """
+
+    name: str | None = None
+    path: str | None = None
+    n: int | None = Field(None, ge=4)
+    standardize: bool = False
+    x_key: str = "x"
+    y_key: str = "y"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ClusteringDataSpec:
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of name (a built-in data set) or path (.npz)")
+        if self.name is not None and self.name not in DATASETS:
+            raise ValueError(f"unknown data set {self.name!r}; built in: {', '.join(DATASETS)}")
+        return self
+
+
+class ClustererSpec(Strict):
+    """The victim: ``factory(**kwargs)``, an estimator or pipeline with ``fit_predict``.
+
+    Attributes
+    ----------
+    factory : str
+        ``package.module:callable`` (a class such as ``sklearn.cluster:KMeans`` or a function
+        returning a ``Pipeline``); it must be importable on every worker.
+    kwargs : dict
+        Its keyword arguments.
+    """
+
+    factory: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class PoisonEntry(Strict):
+    """One attack at its ``budgets`` (see the module docstring for each budget's meaning),
+    with the keyword arguments ``params`` of its function or class.
+
+    Attributes
+    ----------
+    name : str
+        uniform_outliers, subtle_outliers, mimicry, bridge_points, gaussian_noise or cina.
+    budgets : tuple of float
+        One or more budgets, > 0.
+    params : dict
+        Further arguments (e.g. uniform_outliers' margin, Cina's delta and generations).
+    """
+
+    name: str
+    budgets: tuple[float, ...]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> PoisonEntry:
+        if self.name not in ATTACKS:
+            raise ValueError(f"unknown attack {self.name!r}; choose one of {', '.join(ATTACKS)}")
+        if not self.budgets or any(not (math.isfinite(b) and b > 0) for b in self.budgets):
+            raise ValueError(f"budgets must be finite and > 0, got {list(self.budgets)}")
+        share = self.name in INJECTION_ATTACKS or self.name == "cina"
+        if share and any(b > (0.5 if self.name != "cina" else 1.0) for b in self.budgets):
+            limit = "0.5 of N" if self.name != "cina" else "1"
+            raise ValueError(
+                f"{self.name} budgets are shares, at most {limit}: {list(self.budgets)}"
+            )
+        unknown = set(self.params) - _params_of(self.name)
+        if unknown:
+            raise ValueError(
+                f"{self.name} takes params {sorted(_params_of(self.name)) or 'none'} (budget and "
+                f"seed are set by the run), got {sorted(unknown)}"
+            )
+        return self
+
+
+def _params_of(name: str) -> set[str]:
+    """The ``params`` an attack takes: those of ``inject`` for the injection attacks, Cina's
+    constructor's but the victim and s; none for Gaussian noise (its budget is sigma)."""
+    if name in INJECTION_ATTACKS:
+        return {"n_clusters", "plant"}
+    if name == "cina":
+        return set(inspect.signature(Cina.__init__).parameters) - {"self", "clusterer", "s"}
+    return set()
+
+
+class EvaluateClusteringConfig(ExperimentConfig):
+    """Config of ``evaluate-clustering`` (see the module docstring).
+
+    Attributes
+    ----------
+    seed : int
+        The first seed; seed s runs with s = seed, seed + 1, ...
+    data : ClusteringDataSpec
+        The clustered rows.
+    clusterer : ClustererSpec
+        The victim.
+    attacks : tuple of PoisonEntry
+        At least one attack, each name once.
+    n_seeds : int
+        Seeds (repetitions), >= 2 for an interval.
+    """
+
+    data: ClusteringDataSpec
+    clusterer: ClustererSpec
+    attacks: tuple[PoisonEntry, ...]
+    n_seeds: int = Field(5, ge=2)
+
+    @field_validator("attacks")
+    @classmethod
+    def _attacks_once(cls, attacks: tuple[PoisonEntry, ...]) -> tuple[PoisonEntry, ...]:
+        names = [a.name for a in attacks]
+        if not names:
+            raise ValueError("give at least one attack")
+        if len(set(names)) < len(names):
+            raise ValueError(f"each attack once (its budgets in one list), got {names}")
+        return attacks
+
+
+# ---- data and victim ----
+
+
+def load_rows(spec: ClusteringDataSpec) -> tuple[np.ndarray, np.ndarray | None, str, str]:
+    """(X float64 (N, D), labels or None, name, SHA-256 of the arrays) of ``spec``.
+
+    Parameters
+    ----------
+    spec : ClusteringDataSpec
+        Where the rows come from.
+
+    Returns
+    -------
+    tuple
+        The rows (standardized if asked), their labels (None without), a name and a checksum.
+    """
+    y: np.ndarray | None
+    if spec.name is not None:
+        ds = load_dataset(spec.name, "train" if spec.name in ("mnist", "fashion-mnist") else "all")
+        X, y, name = ds.data.astype(np.float64), ds.labels, spec.name
+    else:
+        assert spec.path is not None
+        x, y_raw = read_npz(spec.path, spec.x_key, spec.y_key, y_required=False)
+        if x.ndim != 2 or len(x) < 4:
+            raise ValueError(f"data.path: {spec.x_key} must have shape (N >= 4, D), got {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"data.path: {spec.x_key} contains NaN or infinite values")
+        X, name = x.astype(np.float64), Path(spec.path).name
+        y = None if y_raw is None else check_class_labels(y_raw, len(X))
+    if spec.n is not None:
+        if spec.n > len(X):
+            raise ValueError(f"data.n = {spec.n} exceeds the {len(X)} rows of {name}")
+        X, y = X[: spec.n], None if y is None else y[: spec.n]
+    if spec.standardize:
+        X = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1.0)
+    arrays = {"X": X} if y is None else {"X": X, "y": y}
+    return X, y, name, arrays_sha256(arrays)
+
+
+def make_victim(spec: ClustererSpec, seed: int) -> Any:
+    """A fresh victim with every ``random_state`` among its (nested) parameters set to
+    ``seed``.
+
+    Parameters
+    ----------
+    spec : ClustererSpec
+        The victim's factory and arguments.
+    seed : int
+        The seed.
+
+    Returns
+    -------
+    estimator
+        An unfitted estimator with ``fit_predict``.
+    """
+    try:
+        victim = import_object(spec.factory, "clusterer.factory")(**spec.kwargs)
+    except TypeError as exc:
+        raise ValueError(
+            f"clusterer.factory {spec.factory!r} with clusterer.kwargs: {exc}"
+        ) from exc
+    if not callable(getattr(victim, "fit_predict", None)):
+        raise ValueError(
+            f"clusterer.factory {spec.factory!r} gave {type(victim).__name__}, which has no "
+            "fit_predict (a clusterer, or a Pipeline ending in one)"
+        )
+    params = victim.get_params() if hasattr(victim, "get_params") else {}
+    seeds = {k: seed for k in params if k == "random_state" or k.endswith("__random_state")}
+    return clone(victim).set_params(**seeds) if seeds else victim
+
+
+_ROWS: dict[str, tuple[np.ndarray, np.ndarray | None, str, str]] = {}
+
+
+def _rows(spec: ClusteringDataSpec) -> tuple[np.ndarray, np.ndarray | None, str, str]:
+    """The rows, loaded once per process and file version."""
+    key = f"{file_stamp(spec.path)}|{spec.model_dump_json()}"
+    if key not in _ROWS:
+        _ROWS[key] = load_rows(spec)
+    return _ROWS[key]
+
+
+# ---- units ----
+
+
+def _clean_unit(config: EvaluateClusteringConfig, seed: int) -> dict[str, Any]:
+    X, _, _, _ = _rows(config.data)
+    return {"labels": np.asarray(make_victim(config.clusterer, seed).fit_predict(X)).tolist()}
+
+
+def _poison(
+    name: str, params: dict[str, Any], budget: float, X: np.ndarray, y: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(poisoned rows, mask of injected rows) of the injection attacks, Gaussian noise and
+    the benign ``resample`` control (real rows drawn again, as many as an attack injects)."""
+    if name == "resample":
+        rng = np.random.default_rng(seed)
+        extra = X[rng.integers(0, len(X), max(1, round(budget * len(X))))]
+        return np.vstack([X, extra]), np.r_[np.zeros(len(X), bool), np.ones(len(extra), bool)]
+    if name == "gaussian_noise":
+        return gaussian_noise(X, y, budget, random_state=seed).data, np.zeros(len(X), bool)
+    done = inject(name, X, y, max(1, round(budget * len(X))), random_state=seed, **params)
+    return done.data, done.is_injected
+
+
+def _attack_unit(
+    config: EvaluateClusteringConfig, name: str, params: dict[str, Any], budget: float,
+    seed: int, clean: np.ndarray,
+) -> dict[str, Any]:  # fmt: skip
+    """One attack at one budget for one seed: the poisoned clustering of the original rows
+    scored against the clean one (and the labels)."""
+    X, y, _, _ = _rows(config.data)
+    reference = y if y is not None else clean
+    if name == "cina":  # a black-box search that queries the victim itself
+        victim = make_victim(config.clusterer, seed)
+        result = Cina(victim, s=budget, **{"box": None, **params}).attack(X, random_state=seed)
+        data, injected = result.data, result.is_injected
+    else:
+        data, injected = _poison(name, params, budget, X, reference, seed)
+    labels = np.asarray(make_victim(config.clusterer, seed).fit_predict(data))[~injected]
+    out = {
+        "ari_clean": float(adjusted_rand_score(clean, labels)),
+        "ami_clean": float(adjusted_mutual_info_score(clean, labels)),
+        "changed": 100.0 * float(changed_cluster(clean, labels).mean()),
+        "n_injected": int(injected.sum()),
+    }
+    if y is not None:
+        out["ari_labels"] = float(adjusted_rand_score(y, labels))
+    return out
+
+
+# ---- the experiment ----
+
+
+def _check_before_work(ctx: RunContext, config: EvaluateClusteringConfig) -> tuple[Any, ...]:
+    """Load the rows and fit the victim once (seed 0's clean clustering, kept as its unit), so
+    that a wrong file, factory or argument is one ``ConfigError`` before any attack runs."""
+    try:
+        rows = _rows(config.data)
+        ctx.unit(f"clean-seed{config.seed}", partial(_clean_unit, config, config.seed))
+        for entry in config.attacks:
+            for budget in entry.budgets:
+                if (
+                    entry.name in INJECTION_ATTACKS
+                    and round(budget * len(rows[0])) > len(rows[0]) // 2
+                ):
+                    raise ValueError(
+                        f"{entry.name} at {budget:g} would inject more than N / 2 rows"
+                    )
+        return rows
+    except (ConfigError, DataNotFoundError):
+        raise
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _tidy_rows(
+    config: EvaluateClusteringConfig,
+    clean: dict[int, np.ndarray],
+    done: dict[tuple[str, float, int], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Tidy rows: one per seed and comparison id (``done``: (attack, budget, seed) -> unit)."""
+    seeds = sorted(clean)
+    y = _rows(config.data)[1]
+    rows = []
+    if y is not None:
+        rows += [tidy_row("clean.ari_labels", float(adjusted_rand_score(y, clean[s])), "ARI")
+                 for s in seeds]  # fmt: skip
+    rows += [tidy_row("control.seed_to_seed.ari", float(adjusted_rand_score(clean[a], clean[b])),
+                      "ARI") for a, b in itertools.pairwise(seeds)]  # fmt: skip
+    for (name, budget, _), result in done.items():
+        prefix = f"control.resample.b{budget:g}" if name == "resample" else f"{name}.b{budget:g}"
+        for metric, unit in (("ari_clean", "ARI"), ("ami_clean", "AMI"), ("changed", "%"),
+                             ("ari_labels", "ARI")):  # fmt: skip
+            if metric in result:
+                rows.append(tidy_row(f"{prefix}.{metric}", result[metric], unit,
+                                     n_injected=result["n_injected"]))  # fmt: skip
+    return rows
+
+
+def _curves(
+    comparisons: list[dict[str, Any]], config: EvaluateClusteringConfig
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per budget kind, ARI with the clean clustering against the budget, one line per attack
+    (the resample control with the injection attacks)."""
+    by_id = {c["id"]: c for c in comparisons}
+    kinds: dict[tuple[str, str], dict[str, Any]] = {}
+    entries = [(e.name, e.budgets) for e in config.attacks]
+    injection = sorted(
+        {b for e in config.attacks if e.name in INJECTION_ATTACKS for b in e.budgets}
+    )
+    if injection:
+        entries.append(("resample", tuple(injection)))
+    for name, budgets in entries:
+        kind = BUDGET_OF.get(name, BUDGET_OF["uniform_outliers"])  # resample: with injections
+        prefix = "control.resample" if name == "resample" else name
+        points = [by_id[f"{prefix}.b{b:g}.ari_clean"] for b in sorted(budgets)]
+        kinds.setdefault(kind, {})[name if name != "resample" else "resample (control)"] = {
+            "x": sorted(budgets), "mean": [p["ours"] for p in points],
+            "ci": [p["ci95"] for p in points],
+        }  # fmt: skip
+    return kinds
+
+
+def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Table]:
+    """Per attack and budget: ARI and AMI with the clean clustering, rows that changed cluster,
+    ARI with the labels; the controls beside them."""
+    by_id = {c["id"]: c for c in results["comparisons"]}
+
+    def cell(cid: str) -> str:
+        c = by_id.get(cid)
+        return "" if c is None else f"{c['ours']:.3g} ± {c['ci95']:.2g}"
+
+    rows = []
+    for cid in by_id:
+        if cid.endswith(".ari_clean"):
+            prefix = cid.removesuffix(".ari_clean")
+            attack, budget = prefix.rsplit(".b", 1)
+            rows.append([attack, budget, str(by_id[cid].get("n_injected", "")), cell(cid),
+                         cell(f"{prefix}.ami_clean"), cell(f"{prefix}.changed"),
+                         cell(f"{prefix}.ari_labels")])  # fmt: skip
+    seed_to_seed = cell("control.seed_to_seed.ari")
+    labels = cell("clean.ari_labels")
+    title = (f"{results['victim']} on {results['data']} ({results['n_rows']} rows), mean ± 95 % "
+             f"t half-width over {config.get('n_seeds')} seeds; clean ARI with the labels "
+             f"{labels or 'n/a'}, seed-to-seed ARI of the clean clusterings {seed_to_seed}")  # fmt: skip
+    return [Table(title, ("attack", "budget", "injected", "ARI with clean",
+                          "AMI with clean", "changed cluster (%)", "ARI with labels"), rows)]  # fmt: skip
+
+
+def _sample_size(results: dict[str, Any], config: dict[str, Any], comparison_id: str) -> int | None:
+    """Seeds behind a mean (pairs of consecutive seeds for the seed-to-seed control)."""
+    n = int(config.get("n_seeds", 0))
+    return n - 1 if comparison_id == "control.seed_to_seed.ari" else n
+
+
+@register(
+    "evaluate-clustering",
+    EvaluateClusteringConfig,
+    description="poisoning of your own clustering (any fit_predict estimator or pipeline) on your own data",
+    tables=_report_tables,
+    sample_size=_sample_size,
+)
+def run_evaluate_clustering(config: EvaluateClusteringConfig, ctx: RunContext) -> dict[str, Any]:
+    """Check the data and the victim, cluster the clean data per seed, then attack every
+    (attack, budget, seed) as one unit and aggregate over the seeds.
+
+    Parameters
+    ----------
+    config : EvaluateClusteringConfig
+        The validated config.
+    ctx : RunContext
+        The run (its executor runs the units).
+
+    Returns
+    -------
+    dict
+        ``comparisons``, the ``curves`` of the figures, the data's name, size and checksum.
+    """
+    X, _, name, sha = _check_before_work(ctx, config)
+    ctx.datasets[name] = {"sha256": sha, "n": len(X), "sources": {}}
+    seeds = range(config.seed, config.seed + config.n_seeds)
+    clean_done = ctx.units({f"clean-seed{s}": partial(_clean_unit, config, s) for s in seeds},
+                           desc="clean")  # fmt: skip
+    clean = {s: np.asarray(clean_done[f"clean-seed{s}"]["labels"]) for s in seeds}
+    injection = sorted(
+        {b for e in config.attacks if e.name in INJECTION_ATTACKS for b in e.budgets}
+    )
+    settings = [(e.name, e.params, e.budgets) for e in config.attacks]
+    settings += [("resample", {}, tuple(injection))] if injection else []
+    cases = {(attack, budget, s): params for attack, params, budgets in settings
+             for budget in budgets for s in seeds}  # fmt: skip
+    jobs = {f"{attack}-b{budget!r}-seed{s}": partial(_attack_unit, config, attack, params, budget,
+                                                     s, clean[s])
+            for (attack, budget, s), params in cases.items()}  # fmt: skip
+    done = ctx.units(jobs, desc="attacks")
+    results = dict(zip(cases, done.values(), strict=True))
+    comparisons = aggregate(_tidy_rows(config, clean, results), LEVEL)
+    curves = _curves(comparisons, config)
+    for (axis, figure), lines in curves.items():
+        plot_sweep(lines, ctx.path(f"poisoning-{figure}"), axis, "ARI with the clean clustering",
+                   f"{config.clusterer.factory} on {name}: poisoned vs clean clustering")  # fmt: skip
+    return {"comparisons": comparisons,
+            "curves": {figure: lines for (_, figure), lines in curves.items()}, "data": name, "n_rows": len(X),
+            "data_sha256": sha, "victim": config.clusterer.factory}  # fmt: skip
