@@ -337,12 +337,14 @@ def _attack_unit(
 # ---- the experiment ----
 
 
-def _check_before_work(ctx: RunContext, config: EvaluateClusteringConfig) -> tuple[Any, ...]:
+def _check_before_work(
+    ctx: RunContext, config: EvaluateClusteringConfig
+) -> tuple[tuple[np.ndarray, np.ndarray | None, str, str], dict[str, Any]]:
     """Load the rows and fit the victim once (seed 0's clean clustering, kept as its unit), so
     that a wrong file, factory or argument is one ``ConfigError`` before any attack runs."""
     try:
         rows = _rows(config.data)
-        ctx.unit(f"clean-seed{config.seed}", partial(_clean_unit, config, config.seed))
+        first = ctx.unit(f"clean-seed{config.seed}", partial(_clean_unit, config, config.seed))
         for entry in config.attacks:
             for budget in entry.budgets:
                 if (
@@ -352,7 +354,7 @@ def _check_before_work(ctx: RunContext, config: EvaluateClusteringConfig) -> tup
                     raise ValueError(
                         f"{entry.name} at {budget:g} would inject more than N / 2 rows"
                     )
-        return rows
+        return rows, first
     except (ConfigError, DataNotFoundError):
         raise
     except (ValueError, TypeError, FileNotFoundError) as exc:
@@ -462,11 +464,11 @@ def run_evaluate_clustering(config: EvaluateClusteringConfig, ctx: RunContext) -
     dict
         ``comparisons``, the ``curves`` of the figures, the data's name, size and checksum.
     """
-    X, _, name, sha = _check_before_work(ctx, config)
+    (X, _, name, sha), first = _check_before_work(ctx, config)
     ctx.datasets[name] = {"sha256": sha, "n": len(X), "sources": {}}
     seeds = range(config.seed, config.seed + config.n_seeds)
-    clean_done = ctx.units({f"clean-seed{s}": partial(_clean_unit, config, s) for s in seeds},
-                           desc="clean")  # fmt: skip
+    others = {f"clean-seed{s}": partial(_clean_unit, config, s) for s in seeds[1:]}
+    clean_done = {f"clean-seed{config.seed}": first, **ctx.units(others, desc="clean")}
     clean = {s: np.asarray(clean_done[f"clean-seed{s}"]["labels"]) for s in seeds}
     injection = sorted(
         {b for e in config.attacks if e.name in INJECTION_ATTACKS for b in e.budgets}
