@@ -111,6 +111,7 @@ def test_readme_has_a_block_for_every_committed_run():
         "transfer-resnet18-500-fashion",
         "elbow",
         "evaluate",
+        "evaluate-clustering",
         "evaluate-mnist-small_cnn",
     }
     assert set(_readme_blocks()) == committed
