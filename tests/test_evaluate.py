@@ -233,6 +233,8 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
         return _config(
             files, attacks=[{"name": "fgsm", "eps": [0.1]}, {"name": "fgsm", "eps": [0.2]}]
         )
+    if what == "grid of an unmeasured norm":
+        return _config(files, attacks=[{"name": "fgsm", "eps": [0.1]}])  # eps_grid has l2
     if what == "training on a file":
         return _config(files, model={"factory": "small_cnn", "train_epochs": 1})
     raise AssertionError(what)
@@ -249,6 +251,7 @@ MISTAKES = {
     "eps on deepfool": "drop eps",
     "same attack twice": "appear twice",
     "training on a file": "for an .npz file give model.weights",
+    "grid of an unmeasured norm": "eps_grid has ['l2'], a norm no attack measures",
 }
 
 
@@ -271,7 +274,7 @@ def test_a_run_refuses_to_resume_on_changed_weights(user_files, tmp_path):
     a changed file is refused, naming what changed; results.json records both checksums."""
     files = {**user_files, "weights": tmp_path / "w.safetensors"}
     save_file(user_files["net"].state_dict(), str(files["weights"]))
-    config = _config(files, attacks=[{"name": "fgsm", "eps": [0.3]}])
+    config = _config(files, attacks=[{"name": "fgsm", "eps": [0.3]}], eps_grid={})
     results = _run(tmp_path, config)
     assert len(results["weights_sha256"]) == 64 and len(results["data_sha256"]) == 64
     torch.manual_seed(1)

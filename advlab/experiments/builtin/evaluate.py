@@ -172,7 +172,8 @@ class AttackEntry(Strict):
     eps : tuple of float
         Budgets of a budgeted attack, > 0, in the input's units.
     params : dict
-        Keyword arguments of the attack's class (e.g. PGD's max_iter and norm).
+        Keyword arguments of the attack's class (e.g. PGD's max_iter and norm; PGD and BIM
+        take 10 iterations unless max_iter is given).
     label : str or None
         The name in ids and tables (default: name).
     """
@@ -635,12 +636,18 @@ def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Da
         raise ValueError(
             f"labels go up to {int(ds.labels.max())} but the model has {logits.shape[1]} outputs"
         )
+    norms = set()
     for entry in config.attacks:
         eps = entry.eps[0] if entry.eps else None
         try:
-            _make_attack(entry, model, eps, config.seed, config.batch_size)
+            norms.add(_make_attack(entry, model, eps, config.seed, config.batch_size).norm)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"attack {entry.id!r}: {exc}") from exc
+    unused = sorted(set(config.eps_grid) - norms)
+    if unused:
+        raise ValueError(
+            f"eps_grid has {unused}, a norm no attack measures (they measure {sorted(norms)})"
+        )
     return ds, model
 
 
