@@ -8,13 +8,34 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from advlab.data import DATASETS
 
 
 class Strict(BaseModel):
     """A config block: unknown keys are errors, values are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSource(Strict):
+    """Where a run's data comes from: ``name`` (a built-in data set) or ``path`` (an ``.npz``
+    holding the arrays ``x_key`` and ``y_key``), the first ``n`` rows of it."""
+
+    name: str | None = None
+    path: str | None = None
+    n: int | None = Field(None, ge=1)
+    x_key: str = "x"
+    y_key: str = "y"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSource:
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of name (a built-in data set) or path (.npz)")
+        if self.name is not None and self.name not in DATASETS:
+            raise ValueError(f"unknown data set {self.name!r}; built in: {', '.join(DATASETS)}")
+        return self
 
 
 def read_npz(

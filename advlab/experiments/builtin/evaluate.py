@@ -48,9 +48,9 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from advlab.attacks.evasion import BIM, FGSM, LBFGS, PGD, Attack, CarliniWagnerL2, DeepFool
-from advlab.data import DATASETS, Dataset, load_dataset
+from advlab.data import Dataset, load_dataset
 from advlab.data.sources import DataNotFoundError
-from advlab.experiments.builtin._user import Strict, file_stamp, import_object, read_npz
+from advlab.experiments.builtin._user import DataSource, Strict, file_stamp, import_object, read_npz
 from advlab.experiments.config import ConfigError, ExperimentConfig
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
@@ -76,7 +76,7 @@ N_EXAMPLES = 8  # inputs shown clean and attacked in the examples figure
 CURVE_POINTS = 8  # budgets of a norm's curve when the config gives none and no attack has one
 
 
-class DataSpec(Strict):
+class DataSpec(DataSource):
     """Where the attacked inputs come from: ``name`` (a built-in data set) or ``path``.
 
     Attributes
@@ -94,20 +94,7 @@ class DataSpec(Strict):
         The arrays' names in the ``.npz`` file.
     """
 
-    name: str | None = None
-    path: str | None = None
     split: Literal["train", "test"] = "test"
-    n: int | None = Field(None, ge=1)
-    x_key: str = "x"
-    y_key: str = "y"
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DataSpec:
-        if (self.name is None) == (self.path is None):
-            raise ValueError("give exactly one of name (a built-in data set) or path (.npz)")
-        if self.name is not None and self.name not in DATASETS:
-            raise ValueError(f"unknown data set {self.name!r}; built in: {', '.join(DATASETS)}")
-        return self
 
 
 class ModelSpec(Strict):

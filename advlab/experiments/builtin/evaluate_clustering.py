@@ -51,10 +51,10 @@ from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
 from advlab.attacks.clustering import Cina
 from advlab.attacks.poisoning import INJECTION_ATTACKS, gaussian_noise, inject
-from advlab.data import DATASETS, load_dataset
+from advlab.data import load_dataset
 from advlab.data.sources import DataNotFoundError
 from advlab.experiments.aggregate import aggregate, tidy_row
-from advlab.experiments.builtin._user import Strict, file_stamp, import_object, read_npz
+from advlab.experiments.builtin._user import DataSource, Strict, file_stamp, import_object, read_npz
 from advlab.experiments.config import ConfigError, ExperimentConfig
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
@@ -72,7 +72,7 @@ BUDGET_OF = {**{a: ("injected share of N", "injected") for a in INJECTION_ATTACK
              "cina": ("s (share of the victim cluster)", "cina")}  # fmt: skip
 
 
-class ClusteringDataSpec(Strict):
+class ClusteringDataSpec(DataSource):
     """The clustered rows: ``name`` (a built-in data set, all of it) or ``path``.
 
     Attributes
@@ -82,27 +82,14 @@ class ClusteringDataSpec(Strict):
     path : str or None
         An ``.npz`` holding ``x_key`` (N, D) and optionally ``y_key`` (N,) integer labels.
     n : int or None
-        The first n rows (None: all).
+        The first n rows (None: all; at least 4 rows are needed).
     standardize : bool
         Scale each feature to mean 0 and standard deviation 1 first.
     x_key, y_key : str
         The arrays' names in the ``.npz`` file.
     """
 
-    name: str | None = None
-    path: str | None = None
-    n: int | None = Field(None, ge=4)
     standardize: bool = False
-    x_key: str = "x"
-    y_key: str = "y"
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ClusteringDataSpec:
-        if (self.name is None) == (self.path is None):
-            raise ValueError("give exactly one of name (a built-in data set) or path (.npz)")
-        if self.name is not None and self.name not in DATASETS:
-            raise ValueError(f"unknown data set {self.name!r}; built in: {', '.join(DATASETS)}")
-        return self
 
 
 class ClustererSpec(Strict):
@@ -236,6 +223,8 @@ def load_rows(spec: ClusteringDataSpec) -> tuple[np.ndarray, np.ndarray | None, 
         if spec.n > len(X):
             raise ValueError(f"data.n = {spec.n} exceeds the {len(X)} rows of {name}")
         X, y = X[: spec.n], None if y is None else y[: spec.n]
+    if len(X) < 4:
+        raise ValueError(f"{name}: {len(X)} rows; clustering them needs at least 4")
     if spec.standardize:
         X = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1.0)
     arrays = {"X": X} if y is None else {"X": X, "y": y}
