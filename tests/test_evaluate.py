@@ -146,6 +146,7 @@ def test_report_figures_and_resume(user_files, serial, capsys):
     assert main(["report", str(run), "--html", str(tmp / "r.html")]) == 0
     html = (tmp / "r.html").read_text()
     assert "worst case" in html and "Wilson 95 %" in html
+    assert "measurements</b> with their intervals (no paper to compare with)" in html
     again = _run(tmp, _config(user_files))
     manifest = json.loads((run / "manifest.json").read_text())
     assert again == results and manifest["units_computed"] == 0

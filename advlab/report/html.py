@@ -198,14 +198,17 @@ def _summary(section: Section) -> str:
     with_paper = counts["inside"] + counts["outside"] + counts["no interval"]
     differing = sum(s.differs for s in section.settings)
     m = section.run.manifest
+    tail = (f"Run finished {_e(m.get('finished', '?'))}; {len(section.controls)} controls; "
+            f"{len(section.run.figures)} figures.</p>")  # fmt: skip
+    if not with_paper and not section.settings:  # a run of the user's own things: no paper
+        return (f"<p><b>{len(section.rows)} measurements</b> with their intervals (no paper to "
+                f"compare with). {tail}")  # fmt: skip
     return (
         f"<p><b>{len(section.rows)} comparisons</b>, {with_paper} with a paper value: "
         f"the paper's value lies inside our interval in <b>{counts['inside']}</b>, outside in "
         f"<b>{counts['outside']}</b>, and {counts['no interval']} have no interval. "
         f"<b>{differing}</b> of the paper's {len(section.settings)} settings differ in this run "
-        f"(table below), so read the verdicts against them. Run finished "
-        f"{_e(m.get('finished', '?'))}; {len(section.controls)} controls; "
-        f"{len(section.run.figures)} figures.</p>"
+        f"(table below), so read the verdicts against them. {tail}"
     )
 
 
