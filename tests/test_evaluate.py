@@ -282,3 +282,18 @@ def test_a_run_refuses_to_resume_on_changed_weights(user_files, tmp_path):
     save_file(build().state_dict(), str(files["weights"]))
     with pytest.raises(ConfigError, match="the weights changed since this run directory"):
         _run(tmp_path, config)
+
+
+def test_plan_counts_the_users_model_passes(user_files, tmp_path, capsys):
+    """advlab plan on a config of the user's model: units per chunk, attack and budget, and
+    image-steps per attack (FGSM 1, PGD its 5 iterations, DeepFool its 20, per budget and
+    image), each rate measured on the user's network."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "evaluate", **_config(user_files)}))
+    assert main(["plan", str(path), "--workers", "1", "2", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["units"] == {"clean chunks": 3, "fgsm (budgets x chunks)": 6,
+                             "pgd (budgets x chunks)": 6, "deepfool (chunks)": 3}  # fmt: skip
+    steps = {a["what"]: a["image_steps"] for a in plan["attacks"]}
+    assert steps == {"fgsm at 2 budgets": 2 * N, "pgd at 2 budgets": 2 * N * 5, "deepfool": N * 20}
+    assert all(a["image_steps_per_second"] > 0 for a in plan["attacks"])

@@ -16,6 +16,7 @@ and what comes on top.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -79,25 +80,55 @@ def _probe(attack: str, model: nn.Module, steps: int, batch: int) -> Callable[..
     raise ValueError(f"attack={attack!r}: measure one of {ATTACKS}")
 
 
+LBFGSB_MAXLS = 20  # scipy's L-BFGS-B: at most 20 evaluations per line search (its default)
+
+
+def lbfgs_pass_budget(doublings: int, bisections: int, max_iter: int, batch: int) -> int:
+    """The pass budget of one image under L-BFGS or K-A3 in a batch of ``batch``:
+    (doublings + bisections + 1) solves, each of int(max_iter sqrt(batch)) L-BFGS-B iterations
+    at one objective evaluation each, the first evaluation and one line search that fails
+    (scipy's maxls, 20 evaluations). Not a strict bound (every line search could take 20), a
+    budget: on MNIST a full solve takes about one evaluation per iteration and many solves stop
+    early.
+
+    Parameters
+    ----------
+    doublings, bisections : int
+        The c search's steps.
+    max_iter : int
+        L-BFGS-B iterations per sqrt(batch).
+    batch : int
+        Images solved jointly.
+
+    Returns
+    -------
+    int
+    """
+    solves = doublings + bisections + 1
+    return solves * (int(max_iter * batch**0.5) + 1 + LBFGSB_MAXLS)
+
+
 def measure_throughput(
-    model_name: str,
+    model_name: str | Callable[[], nn.Module],
     shape: tuple[int, ...],
     device: str = "cpu",
     batch: int = 256,
     steps: int = 5,
     n_classes: int = 10,
     attack: str = "ifgsm",
+    bounds: tuple[float, float] = (0.0, 1.0),
 ) -> float:
     """Image-passes per second of advlab's ``attack`` on ``model_name`` (untrained) over a
-    batch of ``batch`` random images of ``shape`` (C, H, W), best of two timed calls after a
-    warm-up, the passes counted by ``timed_passes``.
+    batch of ``batch`` random inputs of ``shape`` inside ``bounds``, best of two timed calls
+    after a warm-up, the passes counted by ``timed_passes``.
 
     Parameters
     ----------
-    model_name : str
-        A model of ``advlab.models``.
+    model_name : str or callable
+        A model of ``advlab.models`` (then ``shape`` is (C, H, W)), or a function without
+        arguments returning the model to measure (a user's network, any input shape).
     shape : tuple of int
-        One image's shape (C, H, W).
+        One input's shape.
     device : str, default="cpu"
         Where to measure ("cuda" for a GPU).
     batch : int, default=256
@@ -109,6 +140,8 @@ def measure_throughput(
         Outputs of the model.
     attack : str, default="ifgsm"
         One of ``ATTACKS``.
+    bounds : (float, float), default=(0.0, 1.0)
+        The range the random inputs are drawn in (infinite bounds: standard normal inputs).
 
     Returns
     -------
@@ -117,10 +150,15 @@ def measure_throughput(
     """
     if attack not in ATTACKS:
         raise ValueError(f"attack={attack!r}: measure one of {ATTACKS}")
-    c, h, w = shape
-    model = build_model(model_name, n_classes, (c, h, w)).to(device).eval()
+    if callable(model_name):
+        model = model_name().to(device).eval()
+    else:
+        model = build_model(model_name, n_classes, tuple(shape)).to(device).eval()
     generator = torch.Generator().manual_seed(0)
-    x = torch.rand((batch, *shape), generator=generator).to(device)
+    lo, hi = bounds
+    x = torch.rand((batch, *shape), generator=generator)
+    x = lo + (hi - lo) * x if math.isfinite(lo) and math.isfinite(hi) else torch.randn_like(x)
+    x = x.to(device)
     y = torch.randint(0, n_classes, (batch,), generator=generator).to(device)
     run = _probe(attack, model, steps, batch)
     run(x[: min(batch, 8)], y[: min(batch, 8)])  # warm-up (allocations, kernels)
@@ -173,10 +211,13 @@ def make_plan(
         attack["image_steps"] = int(attack["images"] * attack["steps"])
         kind, batch = attack.setdefault("attack", "ifgsm"), int(attack.get("batch", 256))
         key = (attack["model"], tuple(attack["shape"]), kind, batch)
-        if throughput is None and key not in measured:
+        if throughput is None and key not in measured:  # "module": a builder of the model
             measured[key] = measure_throughput(
-                attack["model"], tuple(attack["shape"]), device, batch=batch, attack=kind
-            )
+                attack.get("module", attack["model"]), tuple(attack["shape"]), device,
+                batch=batch, attack=kind, n_classes=int(attack.get("n_classes", 10)),
+                bounds=tuple(attack.get("bounds", (0.0, 1.0))),
+            )  # fmt: skip
+        attack.pop("module", None)  # a builder, not data: the plan is printed as JSON too
         rate = throughput if throughput is not None else measured[key]
         attack["image_steps_per_second"] = round(rate, 1)
         attack["hours"] = {}

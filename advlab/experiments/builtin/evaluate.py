@@ -37,6 +37,7 @@ able to import the model's factory and read the weights and data files.
 
 from __future__ import annotations
 
+import inspect
 import math
 from functools import partial
 from pathlib import Path
@@ -52,6 +53,7 @@ from advlab.data import Dataset, load_dataset
 from advlab.data.sources import DataNotFoundError
 from advlab.experiments.builtin._user import DataSource, Strict, file_stamp, import_object, read_npz
 from advlab.experiments.config import ConfigError, ExperimentConfig
+from advlab.experiments.planning import lbfgs_pass_budget
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
 from advlab.metrics import robust_accuracy_curve
@@ -358,25 +360,30 @@ def build_attacked_model(spec: ModelSpec, ds: Dataset, ctx: RunContext, config: 
         module: nn.Module = _trained_zoo_model(spec, config, ctx)
     else:
         assert spec.weights is not None
-        if spec.factory in MODELS:
-            from advlab.models import build_model
-
-            kwargs = {"n_classes": ds.n_classes, **spec.kwargs}  # your class count, if given
-            module = build_model(spec.factory, input_shape=tuple(ds.images.shape[1:]), **kwargs)
-        else:
-            try:
-                module = import_object(spec.factory, "model.factory")(**spec.kwargs)
-            except TypeError as exc:
-                raise ValueError(
-                    f"model.factory {spec.factory!r} with model.kwargs: {exc}"
-                ) from exc
-            if not isinstance(module, nn.Module):
-                raise ValueError(
-                    f"model.factory {spec.factory!r} returned {type(module).__name__}, "
-                    "not a torch nn.Module"
-                )
+        module = _fresh_module(spec, tuple(ds.images.shape[1:]), ds.n_classes)
         load_weights(module, spec.weights)
     return Model(module.eval(), spec.bounds, spec.preprocessing).to(config.device)
+
+
+def _fresh_module(spec: ModelSpec, shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """The network of ``spec`` with its initial weights: a zoo model built for ``shape`` and
+    ``n_classes`` (unless kwargs give n_classes), or what the factory returns."""
+    if spec.factory in MODELS:
+        from advlab.models import build_model
+
+        return build_model(
+            spec.factory, input_shape=shape, **{"n_classes": n_classes, **spec.kwargs}
+        )
+    try:
+        module = import_object(spec.factory, "model.factory")(**spec.kwargs)
+    except TypeError as exc:
+        raise ValueError(f"model.factory {spec.factory!r} with model.kwargs: {exc}") from exc
+    if not isinstance(module, nn.Module):
+        raise ValueError(
+            f"model.factory {spec.factory!r} returned {type(module).__name__}, not a torch "
+            "nn.Module"
+        )
+    return module
 
 
 def _trained_zoo_model(spec: ModelSpec, config: Any, ctx: RunContext) -> nn.Module:
@@ -668,12 +675,81 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
     return tables
 
 
+# advlab plan: the probe that measures each attack's rate (FGSM, BIM and PGD pass like I-FGSM)
+PROBE = {"fgsm": "ifgsm", "bim": "ifgsm", "pgd": "ifgsm", "deepfool": "deepfool", "cw": "cw",
+         "lbfgs": "lbfgs"}  # fmt: skip
+
+
+def _setting(entry: AttackEntry, name: str) -> Any:
+    """The value of ``name`` the attack runs with: its params, else the class default (10
+    iterations for BIM and PGD, as ``_make_attack`` sets)."""
+    if name in entry.params:
+        return entry.params[name]
+    if name == "max_iter" and entry.name in ("bim", "pgd"):
+        return 10
+    return inspect.signature(ATTACKS[entry.name][0].__init__).parameters[name].default
+
+
+def _passes_per_image(entry: AttackEntry, batch: int) -> int:
+    """Passes of one image at one budget: FGSM 1, BIM / PGD their iterations, DeepFool its
+    linearisations, C&W binary steps x Adam steps, L-BFGS its pass budget
+    (``advlab.experiments.planning.lbfgs_pass_budget``); budgets, not forecasts (attacks stop
+    early)."""
+    if entry.name == "fgsm":
+        return 1
+    if entry.name in ("bim", "pgd", "deepfool"):
+        return int(_setting(entry, "max_iter"))
+    if entry.name == "cw":
+        return int(_setting(entry, "binary_search_steps")) * int(_setting(entry, "steps"))
+    get = partial(_setting, entry)
+    return lbfgs_pass_budget(get("doublings"), get("bisections"), get("max_iter"), batch)
+
+
+def _untrained(spec: ModelSpec, shape: tuple[int, ...], n_classes: int) -> Model:
+    """The model of ``spec`` with its initial weights (as fast as the trained one)."""
+    return Model(_fresh_module(spec, shape, n_classes).eval(), spec.bounds, spec.preprocessing)
+
+
+def _plan(config: EvaluateConfig) -> dict[str, Any]:
+    """Units and attack work of a run (``advlab plan``): one clean and one attack unit per
+    chunk, attack and budget; image-steps per attack from ``_passes_per_image`` on every input,
+    each measured on the user's model (its initial weights) at the run's batch size."""
+    ds = load_inputs(config.data)
+    assert ds.images is not None
+    shape = tuple(ds.images.shape[1:])
+    chunks = -(-len(ds) // config.chunk_size)
+    batch = min(config.batch_size, config.chunk_size, len(ds))
+    common = {"model": config.model.factory, "shape": list(shape), "batch": batch,
+              "n_classes": ds.n_classes, "bounds": list(config.model.bounds),
+              "module": partial(_untrained, config.model, shape, ds.n_classes)}  # fmt: skip
+    units = {"clean chunks": chunks}
+    attacks = []
+    if config.model.train_epochs is not None:
+        other = "train" if config.data.split == "test" else "test"
+        n_train = len(load_dataset(config.data.name or "", other))
+        attacks.append({**common, "what": f"training {config.model.factory} "
+                        f"({config.model.train_epochs} epochs)", "images": n_train,
+                        "steps": config.model.train_epochs, "units": 1})  # fmt: skip
+    for entry in config.attacks:
+        budgets = len(entry.eps) or 1
+        units[f"{entry.id} ({'budgets x ' if entry.eps else ''}chunks)"] = budgets * chunks
+        attacks.append({**common, "what": f"{entry.id}" + (f" at {budgets} budgets" if entry.eps else ""),
+                        "attack": PROBE[entry.name], "images": budgets * len(ds),
+                        "steps": _passes_per_image(entry, batch), "units": budgets * chunks})  # fmt: skip
+    notes = [
+        "Budgets, not forecasts: DeepFool, C&W and L-BFGS count every iteration they may take,",
+        "and stop early on most images; rates are measured on the model's initial weights.",
+    ]
+    return {"units": units, "attacks": attacks, "notes": notes}
+
+
 @register(
     "evaluate",
     EvaluateConfig,
     description="robustness of your own torch classifier on your own data: attacks, curves, report",
     tables=_report_tables,
     sample_size=_sample_size,
+    plan=_plan,
 )
 def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
     """Check the data, model and attacks, then classify and attack every chunk of inputs (one

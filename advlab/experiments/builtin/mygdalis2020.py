@@ -61,6 +61,7 @@ from advlab.data import Dataset, load_dataset
 from advlab.defenses import MSVDDDefense, certified_accuracy, train_ibp
 from advlab.experiments.aggregate import aggregate, tidy_row
 from advlab.experiments.config import ExperimentConfig
+from advlab.experiments.planning import lbfgs_pass_budget
 from advlab.experiments.registry import register
 from advlab.experiments.reporting import paper_data
 from advlab.experiments.runner import RunContext
@@ -91,7 +92,6 @@ PROJECTIONS = {"fc1": 512, "lenet5": 256, "wong_small": 256}  # M of the paper (
 # the paper's numbers are data, with their sources: advlab/experiments/papers/mygdalis2020.yaml
 PAPER_BETA: dict[str, float] = paper_data("mygdalis2020", "tuned_beta")
 DEFENSE_VERSION = "3"
-LBFGSB_MAXLS = 20  # scipy's L-BFGS-B: at most 20 evaluations per line search (its default)
 IBP_TRAINER_VERSION = "1"
 
 PAPER_TABLE1: dict[str, dict[str, float]] = paper_data("mygdalis2020", "table1")
@@ -655,18 +655,13 @@ def _sweep_settings(config: MygdalisConfig) -> int:
 
 def _passes_per_image(config: MygdalisConfig, attack: str, batch: int) -> int:
     """The pass budget of one image under ``attack`` in a batch of ``batch`` (``advlab plan``):
-    L-BFGS / K-A3: (doublings + bisections + 1) solves, each of int(max_iter sqrt(batch))
-    L-BFGS-B iterations at one objective evaluation each, the first evaluation and one line
-    search that fails (scipy's maxls, 20 evaluations). Not a strict bound (every line search
-    could take 20), a budget: on MNIST a full solve takes about one evaluation per iteration
-    and many solves stop early. C&W: binary steps x Adam steps (abort_early only shortens
-    it); DeepFool: its 50 linearisations."""
+    L-BFGS / K-A3: ``advlab.experiments.planning.lbfgs_pass_budget``; C&W: binary steps x Adam
+    steps (abort_early only shortens it); DeepFool: its 50 linearisations."""
     if attack == "cw":
         return config.cw_binary_steps * config.cw_steps
     if attack == "deepfool":
         return 50
-    solves = config.doublings + config.bisections + 1
-    return solves * (int(config.max_iter * batch**0.5) + 1 + LBFGSB_MAXLS)
+    return lbfgs_pass_budget(config.doublings, config.bisections, config.max_iter, batch)
 
 
 def _plan(config: MygdalisConfig) -> dict[str, Any]:
