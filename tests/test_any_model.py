@@ -234,3 +234,37 @@ def test_attacks_give_the_same_examples_on_a_0_255_model(rgb_models, name):
     else:
         torch.testing.assert_close(ours.x_adv / 255, ref.x_adv, atol=2e-3, rtol=0)
         torch.testing.assert_close(ours.distances / 255, ref.distances, atol=2e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("attack", ["lbfgs", "ka3", "deepfool"])
+def test_minimisation_attacks_on_unbounded_inputs_find_the_linear_boundary(attack):
+    """Tabular features with infinite bounds, a linear 3-class model. Leaving the label's
+    region takes exactly min_k |(w_y - w_k) x + b_y - b_k| / ||w_y - w_k|| in L2, and making
+    the runner-up t win takes at least that term for k = t. DeepFool reaches the first within
+    10 % (its 2 % overshoot); L-BFGS and K-A3 (solved on the input itself: no unit box without
+    finite bounds) succeed on every sample within 1.5 times the second (their cross-entropy
+    objective stops past the boundary). They failed on every sample when they mapped unbounded
+    inputs onto the unit box (inf / inf)."""
+    torch.manual_seed(0)
+    net = nn.Linear(5, 3).eval()
+    model = Model(net, bounds=(-np.inf, np.inf))
+    x = 3 * torch.randn(16, 5)
+    with torch.no_grad():
+        logits = net(x)
+    y, t = logits.topk(2, dim=1).indices.unbind(1)  # the model's label and the runner-up
+    w = net.weight.detach()
+    gaps = logits.gather(1, y[:, None]) - logits  # f_y - f_k >= 0
+    to_class = (gaps / (w[y][:, None] - w[None]).norm(dim=2)).masked_fill(
+        torch.eye(3, dtype=torch.bool)[y], float("inf")
+    )  # the L2 distance to each other class's half-space
+    if attack == "deepfool":  # untargeted: the nearest other class
+        result, minimal = DeepFool(model, overshoot=0.02)(x, y), to_class.min(1).values
+    else:  # targeted at the runner-up
+        cls = LBFGS if attack == "lbfgs" else KA3
+        result = cls(model, **({"K": 1, "ssim_weight": 0.0} if attack == "ka3" else {}))(x, y)
+        minimal = to_class.gather(1, t[:, None])[:, 0]
+    assert bool(result.success.all())
+    ratio = result.distances / minimal
+    assert float(ratio.min()) >= 0.999 and float(ratio.max()) < (
+        1.1 if attack == "deepfool" else 1.5
+    )

@@ -297,3 +297,43 @@ def test_plan_counts_the_users_model_passes(user_files, tmp_path, capsys):
     steps = {a["what"]: a["image_steps"] for a in plan["attacks"]}
     assert steps == {"fgsm at 2 budgets": 2 * N, "pgd at 2 budgets": 2 * N * 5, "deepfool": N * 20}
     assert all(a["image_steps_per_second"] > 0 for a in plan["attacks"])
+
+
+def tabular(width: int = 8) -> nn.Module:
+    """A user's network on 6 features (``tests.test_evaluate:tabular``)."""
+    return nn.Sequential(nn.Linear(6, width), nn.ReLU(), nn.Linear(width, 3))
+
+
+def test_unbounded_features_resume_and_a_corrected_config_reuses_the_folder(tmp_path, capsys):
+    """Tabular rows with infinite bounds (null in config.json): L-BFGS succeeds on them, a rerun
+    resumes with nothing recomputed; a config refused before any unit leaves the folder free for
+    the corrected config."""
+    torch.manual_seed(0)
+    net = tabular().eval()
+    x = 2 * torch.randn(30, 6)
+    with torch.no_grad():
+        np.savez(tmp_path / "rows.npz", x=x.numpy(), y=net(x).argmax(1).numpy())
+    save_file(net.state_dict(), str(tmp_path / "tab.safetensors"))
+    model = {
+        "factory": "tests.test_evaluate:tabular",
+        "weights": str(tmp_path / "tab.safetensors"),
+        "bounds": [-float("inf"), float("inf")],
+    }
+    config = {
+        "data": {"path": str(tmp_path / "rows.npz")},
+        "model": model,
+        "attacks": [{"name": "lbfgs", "params": {"doublings": 2, "bisections": 2}}],
+    }
+    path, out = tmp_path / "config.yaml", tmp_path / "run"
+    bad = {**config, "attacks": [{"name": "cw"}]}  # C&W needs finite bounds: refused at the check
+    path.write_text(yaml.safe_dump({"experiment": "evaluate", **bad}))
+    assert main(["run", str(path), "--out", str(out), "--cache", str(tmp_path / "c")]) == 2
+    assert "needs finite model bounds" in capsys.readouterr().err
+    path.write_text(yaml.safe_dump({"experiment": "evaluate", **config}))
+    for _ in range(2):
+        assert main(["run", str(path), "--out", str(out), "--cache", str(tmp_path / "c")]) == 0
+    got = {
+        c["id"]: c["ours"] for c in json.loads((out / "results.json").read_text())["comparisons"]
+    }
+    assert got["lbfgs.l2.success_rate"] == 100.0
+    assert json.loads((out / "manifest.json").read_text())["units_computed"] == 0  # resumed

@@ -34,7 +34,7 @@ from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.executors import Executor, Job, SerialExecutor, reproducible_unit
 from advlab.experiments.registry import Experiment
 from advlab.utils.cache import Cache, move_aside, read_verified, write_verified
-from advlab.utils.io import atomic_write_json, json_roundtrip, sha256_bytes
+from advlab.utils.io import atomic_write_json, json_roundtrip, sha256_bytes, strict_json
 from advlab.utils.perf import allocator_tuned, is_cuda
 from advlab.utils.progress import progress
 
@@ -235,11 +235,13 @@ def run_experiment(
         The results, also written to out/results.json.
     """
     out = Path(out)
-    resolved = {
-        "experiment": experiment.name,
-        "profile": profile,
-        "config": config.model_dump(mode="json"),
-    }
+    resolved = strict_json(  # as config.json reads back (an infinite bound is null there)
+        {
+            "experiment": experiment.name,
+            "profile": profile,
+            "config": config.model_dump(mode="json"),
+        }
+    )
     executor = executor or SerialExecutor()
     executor.cuda = computes_on_cuda(config)
     _claim_run_dir(out, resolved)
@@ -343,7 +345,7 @@ def _claim_run_dir(out: Path, resolved: dict[str, Any]) -> None:
             raise RunDirError(
                 f"{config_path} is damaged ({exc}); restore it or use another --out"
             ) from exc
-        if previous != resolved:
+        if previous != resolved and _has_finished_work(out):
             raise RunDirError(
                 f"{out} holds a run with a different config; resume needs the same config. "
                 f"Use another --out, or delete {out}.\n  there: {previous}\n  now:   {resolved}"
@@ -351,6 +353,15 @@ def _claim_run_dir(out: Path, resolved: dict[str, Any]) -> None:
     elif out.is_dir() and any(out.iterdir()):
         raise RunDirError(f"{out} is not empty and holds no advlab run; choose another --out")
     atomic_write_json(config_path, resolved)
+
+
+def _has_finished_work(out: Path) -> bool:
+    """Whether a unit or a checkpoint was stored in ``out`` (a run stopped by a config error
+    before any work may be started again with a corrected config)."""
+    return any(
+        (out / folder).is_dir() and any((out / folder).iterdir())
+        for folder in ("units", "checkpoints")
+    )
 
 
 def _check_threads_match(out: Path, threads: int) -> None:

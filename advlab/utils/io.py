@@ -66,6 +66,12 @@ def json_roundtrip(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=_jsonable))
 
 
+def strict_json(obj: Any) -> Any:
+    """``obj`` as it reads back from strict JSON (``atomic_write_json``'s default): non-finite
+    floats as None, numpy values as numbers, tuples as lists."""
+    return json_roundtrip(_finite_or_null(obj))
+
+
 def _finite_or_null(obj: Any) -> Any:
     """``obj`` with every non-finite float replaced by None (numpy values converted)."""
     if isinstance(obj, float):

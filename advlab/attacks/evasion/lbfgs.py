@@ -145,10 +145,24 @@ class LBFGS(MinimizationAttack):
         picked = logp.gather(1, targets.clamp_min(0))
         return -(picked * valid).sum(1)
 
-    def _from_unit(self, xu: torch.Tensor) -> torch.Tensor:
-        """Unit-box images back in the model's bounds: lo + xu (hi - lo) (exact on [0, 1])."""
+    def _unit_map(self) -> tuple[float, float]:
+        """(offset, span) of the map x -> (x - offset) / span onto the space the problem is
+        solved in: the unit box for finite bounds (so that c weighs the perturbation in units
+        of the input range), the inputs as they are for unbounded ones."""
         low, high = self.bounds
-        return low + xu * (high - low)
+        if math.isfinite(low) and math.isfinite(high):
+            return low, high - low
+        return 0.0, 1.0
+
+    def _box(self) -> tuple[float, float]:
+        """The model's bounds in the problem's space: (0, 1), or infinite."""
+        (low, high), (offset, span) = self.bounds, self._unit_map()
+        return (low - offset) / span, (high - offset) / span
+
+    def _from_unit(self, xu: torch.Tensor) -> torch.Tensor:
+        """Problem-space inputs back in the model's units: offset + xu span (exact on [0, 1])."""
+        offset, span = self._unit_map()
+        return offset + xu * span
 
     def _logits(self, xu: torch.Tensor) -> torch.Tensor:
         """The model on unit-box images xu."""
@@ -158,7 +172,8 @@ class LBFGS(MinimizationAttack):
         self, x: torch.Tensor, targets: torch.Tensor, c: torch.Tensor, start: torch.Tensor
     ) -> torch.Tensor:
         """One L-BFGS-B solve of sum_i c_i D_i + L_i over the whole batch from x + ``start``,
-        x on the unit box; returns x + n (float32 objective, float64 iterates in scipy)."""
+        x in the problem's space (``_unit_map``); returns x + n (float32 objective, float64
+        iterates in scipy)."""
         b, shape = len(x), x.shape
         flat_x = x.detach().reshape(b, -1)
 
@@ -173,8 +188,9 @@ class LBFGS(MinimizationAttack):
             (grad,) = torch.autograd.grad(value, n)
             return float(value.detach()), grad.cpu().double().numpy().ravel()
 
-        lower = (-flat_x).double().cpu().numpy().ravel()
-        upper = (1 - flat_x).double().cpu().numpy().ravel()
+        box_low, box_high = self._box()
+        lower = (box_low - flat_x).double().cpu().numpy().ravel()
+        upper = (box_high - flat_x).double().cpu().numpy().ravel()
         with threadpool_limits(SCIPY_BLAS_THREADS, user_api="blas"):
             res = minimize(
                 objective,
@@ -185,14 +201,15 @@ class LBFGS(MinimizationAttack):
                 options={"maxiter": int(self.max_iter * math.sqrt(b))},
             )
         n = torch.as_tensor(res.x, dtype=torch.float32, device=x.device).view(b, -1)
-        return (flat_x + n).clamp(0, 1).view(shape)
+        return (flat_x + n).clamp(box_low, box_high).view(shape)
 
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
         targets = self._targets(target).to(x.device)
         low, high = self.bounds
-        best, x = x.clone(), (x - low) / (high - low)  # the problem on the unit box
+        offset, span = self._unit_map()
+        best, x = x.clone(), (x - offset) / span  # the problem on the unit box (if bounded)
         b = len(x)
         best_norm = torch.full((b,), math.inf, device=x.device)
         c = torch.full((b,), self.c0, device=x.device)
