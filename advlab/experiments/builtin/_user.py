@@ -3,6 +3,8 @@ an ``.npz`` file (no pickle), objects imported by ``package.module:name``, and f
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from advlab.data import DATASETS
+from advlab.data.sources import DataNotFoundError
+from advlab.experiments.config import ConfigError
 
 
 class Strict(BaseModel):
@@ -88,3 +92,15 @@ def file_stamp(path: str | None) -> str:
         return ""
     stat = Path(path).stat()
     return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+@contextmanager
+def config_errors() -> Iterator[None]:
+    """Inside: a ValueError, TypeError or FileNotFoundError (a user's file, factory or argument
+    that does not fit) becomes a ``ConfigError``, which the CLI prints as one line."""
+    try:
+        yield
+    except (ConfigError, DataNotFoundError):
+        raise
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise ConfigError(str(exc)) from exc

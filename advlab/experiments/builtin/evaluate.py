@@ -50,8 +50,14 @@ from torch import nn
 
 from advlab.attacks.evasion import BIM, FGSM, LBFGS, PGD, Attack, CarliniWagnerL2, DeepFool
 from advlab.data import Dataset, load_dataset
-from advlab.data.sources import DataNotFoundError
-from advlab.experiments.builtin._user import DataSource, Strict, file_stamp, import_object, read_npz
+from advlab.experiments.builtin._user import (
+    DataSource,
+    Strict,
+    config_errors,
+    file_stamp,
+    import_object,
+    read_npz,
+)
 from advlab.experiments.config import ConfigError, ExperimentConfig
 from advlab.experiments.planning import lbfgs_pass_budget
 from advlab.experiments.registry import register
@@ -597,12 +603,8 @@ def summarise(config: EvaluateConfig, correct: np.ndarray, outcomes: dict[str, A
 def _check_before_work(ctx: RunContext, config: EvaluateConfig) -> tuple[Dataset, Model]:
     """Load the data and the model and run one batch, so that a missing file, a wrong shape,
     range, class count or attack parameter is one ``ConfigError`` before any attack runs."""
-    try:
+    with config_errors():
         return _checked_data_and_model(ctx, config)
-    except (ConfigError, DataNotFoundError):
-        raise
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        raise ConfigError(str(exc)) from exc
 
 
 def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Dataset, Model]:

@@ -52,10 +52,16 @@ from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 from advlab.attacks.clustering import Cina
 from advlab.attacks.poisoning import INJECTION_ATTACKS, gaussian_noise, inject
 from advlab.data import load_dataset
-from advlab.data.sources import DataNotFoundError
 from advlab.experiments.aggregate import aggregate, tidy_row
-from advlab.experiments.builtin._user import DataSource, Strict, file_stamp, import_object, read_npz
-from advlab.experiments.config import ConfigError, ExperimentConfig
+from advlab.experiments.builtin._user import (
+    DataSource,
+    Strict,
+    config_errors,
+    file_stamp,
+    import_object,
+    read_npz,
+)
+from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
 from advlab.metrics import changed_cluster
@@ -331,7 +337,7 @@ def _check_before_work(
 ) -> tuple[tuple[np.ndarray, np.ndarray | None, str, str], dict[str, Any]]:
     """Load the rows and fit the victim once (seed 0's clean clustering, kept as its unit), so
     that a wrong file, factory or argument is one ``ConfigError`` before any attack runs."""
-    try:
+    with config_errors():
         rows = _rows(config.data)
         first = ctx.unit(f"clean-seed{config.seed}", partial(_clean_unit, config, config.seed))
         for entry in config.attacks:
@@ -344,10 +350,6 @@ def _check_before_work(
                         f"{entry.name} at {budget:g} would inject more than N / 2 rows"
                     )
         return rows, first
-    except (ConfigError, DataNotFoundError):
-        raise
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        raise ConfigError(str(exc)) from exc
 
 
 def _tidy_rows(
