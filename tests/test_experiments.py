@@ -203,3 +203,19 @@ def test_profiles_are_yaml_files_that_advlab_run_reads():
         assert name == path.parent.name and exp.profiles[path.stem] == raw
         validate_config(exp.config_cls, raw, str(path))
     assert get_experiment("omari2024").profiles["quick"]["n_clusters"] == 200
+
+
+def test_set_reaches_keys_inside_blocks():
+    """--set data.n=100 sets n inside data and keeps the block's other keys; a dotted key
+    through a value that is not a block, and an unknown key inside one, are named."""
+    from advlab.experiments.config import ConfigError, apply_overrides
+
+    raw = {"data": {"name": "digits"}, "seed": 0}
+    out = apply_overrides(raw, ["data.n=100", "model.bounds=[0, 2]"])
+    assert out == {"data": {"name": "digits", "n": 100}, "seed": 0, "model": {"bounds": [0, 2]}}
+    assert raw == {"data": {"name": "digits"}, "seed": 0}  # the profile itself is untouched
+    with pytest.raises(ConfigError, match="seed is not a block of keys"):
+        apply_overrides(raw, ["seed.x=1"])
+    exp = get_experiment("evaluate")
+    with pytest.raises(ConfigError, match=r"data\.nn: unknown key"):
+        validate_config(exp.config_cls, apply_overrides(exp.profiles["quick"], ["data.nn=1"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -136,8 +137,9 @@ def read_config_file(path: str | Path) -> tuple[str, dict[str, Any]]:
 
 def apply_overrides(raw: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
     """``raw`` with each ``key=value`` of ``assignments`` applied (the value read as YAML, so
-    ``n_clusters=50``, ``datasets=[mnist]`` and ``n_train=null`` mean what they say). The
-    result is validated like any config: an unknown key is an error naming it.
+    ``n_clusters=50``, ``datasets=[mnist]`` and ``n_train=null`` mean what they say; a dotted
+    key such as ``data.n=100`` sets a key inside a block). The result is validated like any
+    config: an unknown key is an error naming it.
 
     Parameters
     ----------
@@ -151,7 +153,7 @@ def apply_overrides(raw: dict[str, Any], assignments: list[str]) -> dict[str, An
     dict
         A copy of raw with the assignments applied.
     """
-    out = dict(raw)
+    out = copy.deepcopy(dict(raw))
     for item in assignments:
         key, sep, text = item.partition("=")
         key = key.strip()
@@ -160,7 +162,15 @@ def apply_overrides(raw: dict[str, Any], assignments: list[str]) -> dict[str, An
         if key == "experiment":
             raise ConfigError("--set cannot change the experiment; name another one instead")
         try:
-            out[key] = yaml.safe_load(text) if text.strip() else ""
+            value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
+        *parents, leaf = key.split(".")  # data.n=100 sets n inside the block data
+        block = out
+        for depth, part in enumerate(parents):
+            block = block.setdefault(part, {})
+            if not isinstance(block, dict):
+                where = ".".join(parents[: depth + 1])
+                raise ConfigError(f"--set {item!r}: {where} is not a block of keys")
+        block[leaf] = value
     return out
