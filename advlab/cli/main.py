@@ -223,7 +223,7 @@ def _check_writable_folder(path: Path, option: str) -> None:
 def _list() -> int:
     """``advlab list``: name, profiles and description in aligned columns."""
     rows = [(e.name, ", ".join(e.profiles) or "-", e.description) for e in list_experiments()]
-    rows.insert(0, ("experiment", "profiles", "what it reproduces"))
+    rows.insert(0, ("experiment", "profiles", "what it runs"))
     w0, w1 = (max(len(r[i]) for r in rows) for i in (0, 1))
     for name, profiles, description in rows:
         print(f"{name:<{w0}}  {profiles:<{w1}}  {description}".rstrip())
