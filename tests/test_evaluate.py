@@ -337,3 +337,31 @@ def test_unbounded_features_resume_and_a_corrected_config_reuses_the_folder(tmp_
     }
     assert got["lbfgs.l2.success_rate"] == 100.0
     assert json.loads((out / "manifest.json").read_text())["units_computed"] == 0  # resumed
+
+
+def test_torchattacks_classes_join_the_worst_case(user_files, tmp_path, capsys):
+    """torchattacks:BIM at advlab BIM's settings gives its robust accuracies; torchattacks:APGD
+    runs beside them in the worst case; a model with other bounds than [0, 1] is refused."""
+    pytest.importorskip("torchattacks")
+    attacks = [
+        {"name": "bim", "eps": [0.3, 0.4], "params": {"max_iter": 5, "eps_step": 0.1}},
+        {"name": "torchattacks:BIM", "eps": [0.3, 0.4], "params": {"alpha": 0.1, "steps": 5}},
+        {"name": "torchattacks:APGD", "eps": [0.3], "params": {"steps": 5}},
+    ]
+    got = _by_id(_run(tmp_path, _config(user_files, attacks=attacks, eps_grid={})))
+    for eps in (0.3, 0.4):
+        ours = got[f"bim.linf.eps{eps:g}.robust_accuracy"]
+        assert got[f"torchattacks-BIM.linf.eps{eps:g}.robust_accuracy"] == pytest.approx(ours)
+    apgd = got["torchattacks-APGD.linf.eps0.3.robust_accuracy"]
+    assert got["worst_case.linf.eps0.3.robust_accuracy"] <= min(
+        apgd, got["bim.linf.eps0.3.robust_accuracy"]
+    )
+    path = tmp_path / "config.yaml"
+    model = {"factory": "tests.test_evaluate:build", "weights": str(user_files["weights"]),
+             "bounds": [0, 2]}  # fmt: skip
+    path.write_text(yaml.safe_dump({"experiment": "evaluate",
+                                    **_config(user_files, model=model, attacks=attacks[1:2], eps_grid={})}))  # fmt: skip
+    assert (
+        main(["run", str(path), "--out", str(tmp_path / "r2"), "--cache", str(tmp_path / "c")]) == 2
+    )
+    assert "torchattacks clamps inputs to [0, 1]" in capsys.readouterr().err

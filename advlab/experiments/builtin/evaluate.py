@@ -26,6 +26,8 @@ What is measured, per image i of the n attacked (all in the input's units):
   adversarial example it found (inf where it failed); robust accuracy at eps is then
   ``100 * mean(correct_i and d_i > eps)`` (``advlab.metrics.robust_accuracy_curve``), an upper
   bound on the truth, as for every attack;
+- a torchattacks class named ``torchattacks:CLASS`` (APGD, say) is a budgeted attack too, run
+  through ``TorchattacksAdapter`` on models read on [0, 1];
 - the *worst case* per norm: per image, the smallest perturbation any attack of that norm found
   (a budgeted attack's success counts at its budget), so an image is robust at eps only if every
   attack failed within eps (the ensemble idea of AutoAttack, Croce & Hein 2020).
@@ -48,7 +50,16 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from advlab.attacks.evasion import BIM, FGSM, LBFGS, PGD, Attack, CarliniWagnerL2, DeepFool
+from advlab.attacks.evasion import (
+    BIM,
+    FGSM,
+    LBFGS,
+    PGD,
+    Attack,
+    CarliniWagnerL2,
+    DeepFool,
+    TorchattacksAdapter,
+)
 from advlab.data import Dataset, load_dataset
 from advlab.experiments.builtin._user import (
     DataSource,
@@ -79,6 +90,7 @@ ATTACKS: dict[str, tuple[type[Attack], bool]] = {
     "cw": (CarliniWagnerL2, False),
     "lbfgs": (LBFGS, False),
 }
+TORCHATTACKS = "torchattacks:"  # an attack named torchattacks:CLASS runs through the adapter
 DENSE_POINTS = 101  # budgets at which the figure draws a minimisation attack's curve
 N_EXAMPLES = 8  # inputs shown clean and attacked in the examples figure
 CURVE_POINTS = 8  # budgets of a norm's curve when the config gives none and no attack has one
@@ -163,7 +175,9 @@ class AttackEntry(Strict):
     Attributes
     ----------
     name : str
-        fgsm, bim, pgd (budgeted), deepfool, cw, lbfgs (minimisation).
+        fgsm, bim, pgd (budgeted), deepfool, cw, lbfgs (minimisation), or a torchattacks
+        class as ``torchattacks:APGD`` (budgeted; for models with bounds (0, 1), which
+        torchattacks assumes; ``params`` are its own, its ``norm`` 'Linf' or 'L2').
     eps : tuple of float
         Budgets of a budgeted attack, > 0, in the input's units.
     params : dict
@@ -180,9 +194,12 @@ class AttackEntry(Strict):
 
     @model_validator(mode="after")
     def _known(self) -> AttackEntry:
-        if self.name not in ATTACKS:
-            raise ValueError(f"unknown attack {self.name!r}; choose one of {', '.join(ATTACKS)}")
-        budgeted = ATTACKS[self.name][1]
+        if self.name not in ATTACKS and not self.name.startswith(TORCHATTACKS):
+            raise ValueError(
+                f"unknown attack {self.name!r}; choose one of {', '.join(ATTACKS)}, or a "
+                f"torchattacks class as {TORCHATTACKS}APGD"
+            )
+        budgeted = self.budgeted
         if budgeted and not self.eps:
             raise ValueError(f"{self.name} is budgeted: give its eps (one or more budgets)")
         if not budgeted and self.eps:
@@ -199,11 +216,11 @@ class AttackEntry(Strict):
 
     @property
     def id(self) -> str:
-        return self.label or self.name
+        return self.label or self.name.replace(":", "-")
 
     @property
     def budgeted(self) -> bool:
-        return ATTACKS[self.name][1]
+        return self.name.startswith(TORCHATTACKS) or ATTACKS[self.name][1]
 
 
 class EvaluateConfig(ExperimentConfig):
@@ -445,7 +462,23 @@ def fingerprint(ds: Dataset, model: Model) -> dict[str, str]:
 # ---- units ----
 
 
+def _torchattacks(entry: AttackEntry, model: Model, eps: float | None, batch: int) -> Attack:
+    """``torchattacks:CLASS`` at ``eps`` through ``TorchattacksAdapter``, its distances in the
+    norm its ``norm`` parameter names (torchattacks' default: Linf)."""
+    if tuple(model.bounds) != (0.0, 1.0):
+        raise ValueError(
+            f"{entry.name}: torchattacks clamps inputs to [0, 1], but model.bounds are "
+            f"{list(model.bounds)}; use advlab's attacks for this model"
+        )
+    cls = import_object(entry.name, "attacks.name")
+    adapter = TorchattacksAdapter(cls(model, eps=eps, **entry.params), batch_size=batch)
+    adapter.norm = "l2" if str(entry.params.get("norm", "Linf")).lower() == "l2" else "linf"
+    return adapter
+
+
 def _make_attack(entry: AttackEntry, model: Model, eps: float | None, seed: int, batch: int):
+    if entry.name.startswith(TORCHATTACKS):
+        return _torchattacks(entry, model, eps, batch)
     cls = ATTACKS[entry.name][0]
     kwargs: dict[str, Any] = {"batch_size": batch, **entry.params}
     if eps is not None:
@@ -697,6 +730,8 @@ def _passes_per_image(entry: AttackEntry, batch: int) -> int:
     linearisations, C&W binary steps x Adam steps, L-BFGS its pass budget
     (``advlab.experiments.planning.lbfgs_pass_budget``); budgets, not forecasts (attacks stop
     early)."""
+    if entry.name.startswith(TORCHATTACKS):  # torchattacks' steps x restarts, where it has them
+        return int(entry.params.get("steps", 10)) * int(entry.params.get("n_restarts", 1))
     if entry.name == "fgsm":
         return 1
     if entry.name in ("bim", "pgd", "deepfool"):
@@ -736,7 +771,7 @@ def _plan(config: EvaluateConfig) -> dict[str, Any]:
         budgets = len(entry.eps) or 1
         units[f"{entry.id} ({'budgets x ' if entry.eps else ''}chunks)"] = budgets * chunks
         attacks.append({**common, "what": f"{entry.id}" + (f" at {budgets} budgets" if entry.eps else ""),
-                        "attack": PROBE[entry.name], "images": budgets * len(ds),
+                        "attack": PROBE.get(entry.name, "ifgsm"), "images": budgets * len(ds),
                         "steps": _passes_per_image(entry, batch), "units": budgets * chunks})  # fmt: skip
     notes = [
         "Budgets, not forecasts: DeepFool, C&W and L-BFGS count every iteration they may take,",
