@@ -15,8 +15,10 @@ estimator or pipeline with ``fit_predict``) on *your own* data, as a run and a r
       - {name: cina, budgets: [0.1], params: {delta: 0.2, generations: 30}}  # s
 
 Per seed s (``n_seeds`` of them), the clusterer (every ``random_state`` in its parameters set to
-s) clusters the clean data, then each attack at each budget poisons it (seed s too) and the same
-clusterer clusters the poisoned data. On the N original rows (perturbed ones included, injected
+s; one without runs as it is) clusters the clean data, then each attack at each budget poisons
+it (seed s too) and the same clusterer clusters the poisoned data. The attacks that read labels
+(mimicry's camouflage, the bridges' clusters) get the data's labels, or, where the file has
+none, the clean clustering of the same seed. On the N original rows (perturbed ones included, injected
 ones left out) the run measures:
 
 - ``ari_clean``, ``ami_clean``: agreement with the clean clustering of the same seed (1: the
