@@ -198,6 +198,12 @@ class Section:
     def anchor(self) -> str:
         return "".join(c if c.isalnum() else "-" for c in self.title.lower()).strip("-")
 
+    @property
+    def has_paper(self) -> bool:
+        """Whether the run compares with a paper (a paper value or a paper setting); the runs
+        of a user's own things (evaluate, evaluate-clustering) do not."""
+        return bool(self.settings) or any(r.paper is not None for r in self.rows)
+
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):

@@ -200,7 +200,7 @@ def _summary(section: Section) -> str:
     m = section.run.manifest
     tail = (f"Run finished {_e(m.get('finished', '?'))}; {len(section.controls)} controls; "
             f"{len(section.run.figures)} figures.</p>")  # fmt: skip
-    if not with_paper and not section.settings:  # a run of the user's own things: no paper
+    if not section.has_paper:  # a run of the user's own things
         return (f"<p><b>{len(section.rows)} measurements</b> with their intervals (no paper to "
                 f"compare with). {tail}")  # fmt: skip
     return (

@@ -92,7 +92,10 @@ def render_markdown(section: Section, name: str | None = None) -> str:
     for table in section.tables:
         out += [to_markdown(table), ""]
     out += [
-        f"<details><summary>All {len(section.rows)} comparisons ({summary})</summary>",
+        f"<details><summary>All {len(section.rows)} comparisons ({summary})</summary>"
+        if section.has_paper
+        else f"<details><summary>All {len(section.rows)} measurements, with their "
+        "intervals</summary>",
         "",
         to_markdown(comparison_table(section.rows, "comparisons")),
         "",
