@@ -185,11 +185,13 @@ class RunContext:
 
     def record_dataset(self, ds: Dataset) -> None:
         """Note ``ds``'s checksums in the manifest."""
-        self.datasets[f"{ds.name}/{ds.split}"] = {
-            "sha256": ds.sha256,
-            "n": len(ds),
-            "sources": ds.sources,
-        }
+        self.record_data(f"{ds.name}/{ds.split}", ds.sha256, len(ds), ds.sources)
+
+    def record_data(
+        self, key: str, sha256: str, n: int, sources: dict[str, str] | None = None
+    ) -> None:
+        """Note data that is not a ``Dataset`` (a user's unlabelled rows) in the manifest."""
+        self.datasets[key] = {"sha256": sha256, "n": n, "sources": dict(sources or {})}
 
     def record_seed(self, name: str, value: int) -> None:
         self.seeds[name] = int(value)

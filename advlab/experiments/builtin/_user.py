@@ -1,5 +1,6 @@
-"""What the experiments on a user's own things share: strict config blocks, arrays read from
-an ``.npz`` file (no pickle), objects imported by ``package.module:name``, and file stamps."""
+"""What the experiments on a user's own things share: strict config blocks, their data (a
+built-in set, or arrays read from an ``.npz`` file without pickle, checked in one place),
+objects imported by ``package.module:name``, file stamps and one-line config errors."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from advlab.data import DATASETS
+from advlab.data import DATASETS, load_dataset
 from advlab.data.sources import DataNotFoundError
 from advlab.experiments.config import ConfigError
+from advlab.utils.validation import check_class_labels
 
 
 class Strict(BaseModel):
@@ -70,6 +72,51 @@ def read_npz(
             )
         y = np.asarray(arrays[y_key]) if y_key in arrays.files else None
         return np.asarray(arrays[x_key], dtype=np.float32), y
+
+
+def load_source(
+    spec: DataSource, split: str, y_required: bool = True, non_negative: bool = False
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(inputs, labels, name) of ``spec``: a built-in set's ``split`` (its images, else its
+    rows), or the ``.npz`` arrays (finite, at least one; integer labels, None when absent and
+    not required), cut to the first ``spec.n``.
+
+    Parameters
+    ----------
+    spec : DataSource
+        Where the data comes from.
+    split : str
+        The split of a built-in set.
+    y_required : bool, default=True
+        Whether the ``.npz`` file must hold labels.
+    non_negative : bool, default=False
+        Refuse labels below 0 (a classifier's classes; poisoning marks "no label" with -1).
+
+    Returns
+    -------
+    tuple
+        The inputs (N, ...) as read, their int64 labels or None, and a name for the data.
+    """
+    y: np.ndarray | None
+    if spec.name is not None:
+        ds = load_dataset(spec.name, split)
+        x = ds.images if ds.images is not None else ds.data
+        y, name = ds.labels, spec.name
+    else:
+        assert spec.path is not None
+        x, y = read_npz(spec.path, spec.x_key, spec.y_key, y_required)
+        if x.ndim < 2 or len(x) == 0:
+            raise ValueError(f"data.path: {spec.x_key} must have shape (N, ...), got {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"data.path: {spec.x_key} contains NaN or infinite values")
+        if y is not None:
+            y = check_class_labels(y, len(x), f"data.path: {spec.y_key}", non_negative)
+        name = Path(spec.path).name
+    if spec.n is not None:
+        if spec.n > len(x):
+            raise ValueError(f"data.n = {spec.n} exceeds the {len(x)} rows of {name}")
+        x, y = x[: spec.n], None if y is None else y[: spec.n]
+    return x, y, name
 
 
 def import_object(path: str, key: str) -> Any:

@@ -67,7 +67,7 @@ from advlab.experiments.builtin._user import (
     config_errors,
     file_stamp,
     import_object,
-    read_npz,
+    load_source,
 )
 from advlab.experiments.config import ConfigError, ExperimentConfig
 from advlab.experiments.planning import lbfgs_pass_budget
@@ -79,7 +79,6 @@ from advlab.report.plots import plot_adversarial_examples, plot_attack_curves
 from advlab.report.tables import Table
 from advlab.utils.cache import arrays_sha256
 from advlab.utils.io import sha256_bytes
-from advlab.utils.validation import check_class_labels
 
 # name -> (class, budgeted?); a budgeted attack takes ``eps`` and is run once per budget
 ATTACKS: dict[str, tuple[type[Attack], bool]] = {
@@ -294,27 +293,11 @@ def load_inputs(spec: DataSpec) -> Dataset:
     Dataset
         Its ``sha256`` is that of the arrays, so a changed file never reuses a result.
     """
-    if spec.name is not None:
-        ds = load_dataset(spec.name, spec.split)
-        x = ds.images if ds.images is not None else ds.data
-        y, name, source = ds.labels, spec.name, ds.sha256
-    else:
-        assert spec.path is not None
-        x, y_raw = read_npz(spec.path, spec.x_key, spec.y_key)
-        if x.ndim < 2 or len(x) == 0:
-            raise ValueError(f"data.path: {spec.x_key} must have shape (N, ...), got {x.shape}")
-        if not np.isfinite(x).all():
-            raise ValueError(f"data.path: {spec.x_key} contains NaN or infinite values")
-        y = check_class_labels(y_raw, len(x), non_negative=True)
-        name, source = Path(spec.path).name, ""
-    if spec.n is not None:
-        if spec.n > len(x):
-            raise ValueError(f"data.n = {spec.n} exceeds the {len(x)} inputs of {name}")
-        x, y = x[: spec.n], y[: spec.n]
+    x, y, name = load_source(spec, spec.split, non_negative=True)
+    assert y is not None  # required here
     sha = arrays_sha256({"x": np.ascontiguousarray(x), "y": y})
-    return Dataset(name, spec.split, x.reshape(len(x), -1), y,
-                   [str(i) for i in range(int(y.max()) + 1)], sha, x,
-                   {"source": source} if source else {})  # fmt: skip
+    classes = [str(i) for i in range(int(y.max()) + 1)]
+    return Dataset(name, spec.split, x.reshape(len(x), -1), y, classes, sha, x)
 
 
 def load_weights(module: nn.Module, path: str) -> None:
@@ -476,18 +459,23 @@ def _torchattacks(entry: AttackEntry, model: Model, eps: float | None, batch: in
     return adapter
 
 
-def _make_attack(entry: AttackEntry, model: Model, eps: float | None, seed: int, batch: int):
-    if entry.name.startswith(TORCHATTACKS):
-        return _torchattacks(entry, model, eps, batch)
-    cls = ATTACKS[entry.name][0]
+def _attack_kwargs(entry: AttackEntry, eps: float | None, seed: int, batch: int) -> dict:
+    """The arguments advlab's attack class of ``entry`` is built with: its params, the budget,
+    PGD's seed, and 10 iterations for BIM and PGD unless params give max_iter."""
     kwargs: dict[str, Any] = {"batch_size": batch, **entry.params}
     if eps is not None:
         kwargs["eps"] = eps
     if entry.name == "pgd":
         kwargs["random_state"] = seed
-    if entry.name in ("bim", "pgd") and "max_iter" not in kwargs:
-        kwargs["max_iter"] = 10
-    return cls(model, **kwargs)
+    if entry.name in ("bim", "pgd"):
+        kwargs.setdefault("max_iter", 10)
+    return kwargs
+
+
+def _make_attack(entry: AttackEntry, model: Model, eps: float | None, seed: int, batch: int):
+    if entry.name.startswith(TORCHATTACKS):
+        return _torchattacks(entry, model, eps, batch)
+    return ATTACKS[entry.name][0](model, **_attack_kwargs(entry, eps, seed, batch))
 
 
 def _clean_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[str, Any]:
@@ -602,15 +590,12 @@ def summarise(config: EvaluateConfig, correct: np.ndarray, outcomes: dict[str, A
         norm, size = broken[entry.id]
         prefix = f"{entry.id}.{norm}"
         if entry.budgeted:
-            budgets = sorted(entry.eps)
-            for eps in budgets:
+            budgets, accuracy = sorted(entry.eps), []
+            for eps in budgets:  # the attack's own result at each budget
                 ok = np.asarray(outcomes[entry.id][eps]["success"], dtype=bool)
-                comparisons.append(
-                    _rate(f"{prefix}.{_eps_key(eps)}.robust_accuracy", correct & ~ok)
-                )
-                comparisons.append(_rate(f"{prefix}.{_eps_key(eps)}.success_rate", ok[correct]))
-            by_id = {c["id"]: c["ours"] for c in comparisons}
-            accuracy = [by_id[f"{prefix}.{_eps_key(eps)}.robust_accuracy"] for eps in budgets]
+                rate = _rate(f"{prefix}.{_eps_key(eps)}.robust_accuracy", correct & ~ok)
+                comparisons += [rate, _rate(f"{prefix}.{_eps_key(eps)}.success_rate", ok[correct])]
+                accuracy.append(rate["ours"])
             curves[norm]["attacks"][entry.id] = {"eps": budgets, "accuracy": accuracy}
             continue
         found = np.isfinite(size) & correct
@@ -680,10 +665,6 @@ def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Da
     return ds, model
 
 
-def _sample_size(results: dict[str, Any], config: dict[str, Any], comparison_id: str) -> int | None:
-    return None  # every rate carries its own n
-
-
 def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Table]:
     """Robust accuracy per attack and budget, and the minimisation attacks' distances."""
     by_id = {c["id"]: c for c in results["comparisons"]}
@@ -716,12 +697,11 @@ PROBE = {"fgsm": "ifgsm", "bim": "ifgsm", "pgd": "ifgsm", "deepfool": "deepfool"
 
 
 def _setting(entry: AttackEntry, name: str) -> Any:
-    """The value of ``name`` the attack runs with: its params, else the class default (10
-    iterations for BIM and PGD, as ``_make_attack`` sets)."""
-    if name in entry.params:
-        return entry.params[name]
-    if name == "max_iter" and entry.name in ("bim", "pgd"):
-        return 10
+    """The value of ``name`` the attack runs with: as ``_attack_kwargs`` builds it, else the
+    class default."""
+    kwargs = _attack_kwargs(entry, None, 0, 1)
+    if name in kwargs:
+        return kwargs[name]
     return inspect.signature(ATTACKS[entry.name][0].__init__).parameters[name].default
 
 
@@ -785,7 +765,6 @@ def _plan(config: EvaluateConfig) -> dict[str, Any]:
     EvaluateConfig,
     description="robustness of your own torch classifier on your own data: attacks, curves, report",
     tables=_report_tables,
-    sample_size=_sample_size,
     plan=_plan,
 )
 def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:

@@ -43,7 +43,6 @@ import inspect
 import itertools
 import math
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,7 +52,7 @@ from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
 from advlab.attacks.clustering import Cina
 from advlab.attacks.poisoning import INJECTION_ATTACKS, gaussian_noise, inject
-from advlab.data import load_dataset
+from advlab.data.datasets import IDX_DATASETS
 from advlab.experiments.aggregate import aggregate, tidy_row
 from advlab.experiments.builtin._user import (
     DataSource,
@@ -61,7 +60,7 @@ from advlab.experiments.builtin._user import (
     config_errors,
     file_stamp,
     import_object,
-    read_npz,
+    load_source,
 )
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
@@ -70,7 +69,6 @@ from advlab.metrics import changed_cluster
 from advlab.report.plots import plot_sweep
 from advlab.report.tables import Table
 from advlab.utils.cache import arrays_sha256
-from advlab.utils.validation import check_class_labels
 
 LEVEL = 0.95  # t intervals over the seeds
 ATTACKS = (*INJECTION_ATTACKS, "gaussian_noise", "cina")
@@ -125,7 +123,7 @@ class PoisonEntry(Strict):
     name : str
         uniform_outliers, subtle_outliers, mimicry, bridge_points, gaussian_noise or cina.
     budgets : tuple of float
-        One or more budgets, > 0.
+        One or more budgets, > 0 (an injection attack's at most half of N, Cina's at most 1).
     params : dict
         Further arguments (e.g. uniform_outliers' margin, Cina's delta and generations).
     """
@@ -140,11 +138,9 @@ class PoisonEntry(Strict):
             raise ValueError(f"unknown attack {self.name!r}; choose one of {', '.join(ATTACKS)}")
         if not self.budgets or any(not (math.isfinite(b) and b > 0) for b in self.budgets):
             raise ValueError(f"budgets must be finite and > 0, got {list(self.budgets)}")
-        share = self.name in INJECTION_ATTACKS or self.name == "cina"
-        if share and any(b > (0.5 if self.name != "cina" else 1.0) for b in self.budgets):
-            limit = "0.5 of N" if self.name != "cina" else "1"
+        if self.name == "cina" and any(b > 1 for b in self.budgets):
             raise ValueError(
-                f"{self.name} budgets are shares, at most {limit}: {list(self.budgets)}"
+                f"cina's budgets are shares of a cluster, at most 1: {list(self.budgets)}"
             )
         unknown = set(self.params) - _params_of(self.name)
         if unknown:
@@ -214,23 +210,11 @@ def load_rows(spec: ClusteringDataSpec) -> tuple[np.ndarray, np.ndarray | None, 
     tuple
         The rows (standardized if asked), their labels (None without), a name and a checksum.
     """
-    y: np.ndarray | None
-    if spec.name is not None:
-        ds = load_dataset(spec.name, "train" if spec.name in ("mnist", "fashion-mnist") else "all")
-        X, y, name = ds.data.astype(np.float64), ds.labels, spec.name
-    else:
-        assert spec.path is not None
-        x, y_raw = read_npz(spec.path, spec.x_key, spec.y_key, y_required=False)
-        if x.ndim != 2 or len(x) < 4:
-            raise ValueError(f"data.path: {spec.x_key} must have shape (N >= 4, D), got {x.shape}")
-        if not np.isfinite(x).all():
-            raise ValueError(f"data.path: {spec.x_key} contains NaN or infinite values")
-        X, name = x.astype(np.float64), Path(spec.path).name
-        y = None if y_raw is None else check_class_labels(y_raw, len(X))
-    if spec.n is not None:
-        if spec.n > len(X):
-            raise ValueError(f"data.n = {spec.n} exceeds the {len(X)} rows of {name}")
-        X, y = X[: spec.n], None if y is None else y[: spec.n]
+    split = "train" if spec.name in IDX_DATASETS else "all"
+    x, y, name = load_source(spec, split, y_required=False)
+    X = x.reshape(len(x), -1).astype(np.float64)
+    if spec.path is not None and x.ndim != 2:
+        raise ValueError(f"data.path: {spec.x_key} must have shape (N, D), got {x.shape}")
     if len(X) < 4:
         raise ValueError(f"{name}: {len(X)} rows; clustering them needs at least 4")
     if spec.standardize:
@@ -290,6 +274,20 @@ def _clean_unit(config: EvaluateClusteringConfig, seed: int) -> dict[str, Any]:
     return {"labels": np.asarray(make_victim(config.clusterer, seed).fit_predict(X)).tolist()}
 
 
+def _injected(budget: float, n: int) -> int:
+    """Rows an injection attack (or the resample control) adds at ``budget``: round(b N), >= 1."""
+    return max(1, round(budget * n))
+
+
+def _settings(config: EvaluateClusteringConfig) -> list[tuple[str, dict[str, Any], tuple]]:
+    """(attack, params, budgets) of every attack, then the resample control at every budget
+    of an injection attack."""
+    settings = [(e.name, e.params, e.budgets) for e in config.attacks]
+    injection = sorted({b for name, _, budgets in settings if name in INJECTION_ATTACKS
+                        for b in budgets})  # fmt: skip
+    return settings + ([("resample", {}, tuple(injection))] if injection else [])
+
+
 def _poison(
     name: str, params: dict[str, Any], budget: float, X: np.ndarray, y: np.ndarray, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -297,11 +295,11 @@ def _poison(
     the benign ``resample`` control (real rows drawn again, as many as an attack injects)."""
     if name == "resample":
         rng = np.random.default_rng(seed)
-        extra = X[rng.integers(0, len(X), max(1, round(budget * len(X))))]
+        extra = X[rng.integers(0, len(X), _injected(budget, len(X)))]
         return np.vstack([X, extra]), np.r_[np.zeros(len(X), bool), np.ones(len(extra), bool)]
     if name == "gaussian_noise":
         return gaussian_noise(X, y, budget, random_state=seed).data, np.zeros(len(X), bool)
-    done = inject(name, X, y, max(1, round(budget * len(X))), random_state=seed, **params)
+    done = inject(name, X, y, _injected(budget, len(X)), random_state=seed, **params)
     return done.data, done.is_injected
 
 
@@ -341,16 +339,16 @@ def _check_before_work(
     that a wrong file, factory or argument is one ``ConfigError`` before any attack runs."""
     with config_errors():
         rows = _rows(config.data)
+        n = len(rows[0])
+        for name, _, budgets in _settings(config):
+            too_many = [
+                b for b in budgets if name in INJECTION_ATTACKS and _injected(b, n) > n // 2
+            ]
+            if too_many:
+                raise ValueError(
+                    f"{name} at {too_many} would inject more than half of the {n} rows"
+                )
         first = ctx.unit(f"clean-seed{config.seed}", partial(_clean_unit, config, config.seed))
-        for entry in config.attacks:
-            for budget in entry.budgets:
-                if (
-                    entry.name in INJECTION_ATTACKS
-                    and round(budget * len(rows[0])) > len(rows[0]) // 2
-                ):
-                    raise ValueError(
-                        f"{entry.name} at {budget:g} would inject more than N / 2 rows"
-                    )
         return rows, first
 
 
@@ -385,13 +383,7 @@ def _curves(
     (the resample control with the injection attacks)."""
     by_id = {c["id"]: c for c in comparisons}
     kinds: dict[tuple[str, str], dict[str, Any]] = {}
-    entries = [(e.name, e.budgets) for e in config.attacks]
-    injection = sorted(
-        {b for e in config.attacks if e.name in INJECTION_ATTACKS for b in e.budgets}
-    )
-    if injection:
-        entries.append(("resample", tuple(injection)))
-    for name, budgets in entries:
+    for name, _, budgets in _settings(config):
         kind = BUDGET_OF.get(name, BUDGET_OF["uniform_outliers"])  # resample: with injections
         prefix = "control.resample" if name == "resample" else name
         points = [by_id[f"{prefix}.b{b:g}.ari_clean"] for b in sorted(budgets)]
@@ -458,17 +450,12 @@ def run_evaluate_clustering(config: EvaluateClusteringConfig, ctx: RunContext) -
         ``comparisons``, the ``curves`` of the figures, the data's name, size and checksum.
     """
     (X, _, name, sha), first = _check_before_work(ctx, config)
-    ctx.datasets[name] = {"sha256": sha, "n": len(X), "sources": {}}
+    ctx.record_data(name, sha, len(X))
     seeds = range(config.seed, config.seed + config.n_seeds)
     others = {f"clean-seed{s}": partial(_clean_unit, config, s) for s in seeds[1:]}
     clean_done = {f"clean-seed{config.seed}": first, **ctx.units(others, desc="clean")}
     clean = {s: np.asarray(clean_done[f"clean-seed{s}"]["labels"]) for s in seeds}
-    injection = sorted(
-        {b for e in config.attacks if e.name in INJECTION_ATTACKS for b in e.budgets}
-    )
-    settings = [(e.name, e.params, e.budgets) for e in config.attacks]
-    settings += [("resample", {}, tuple(injection))] if injection else []
-    cases = {(attack, budget, s): params for attack, params, budgets in settings
+    cases = {(attack, budget, s): params for attack, params, budgets in _settings(config)
              for budget in budgets for s in seeds}  # fmt: skip
     jobs = {f"{attack}-b{budget!r}-seed{s}": partial(_attack_unit, config, attack, params, budget,
                                                      s, clean[s])
