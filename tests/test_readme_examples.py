@@ -54,23 +54,24 @@ def _run_as_printed(index: int, config_name: str, capsys) -> None:
         assert main(shlex.split(line.split("#")[0])[1:]) == 0, capsys.readouterr().err
 
 
-def test_the_evaluate_example_runs_as_printed(tmp_path, monkeypatch, capsys):
-    """Example 5: its files, its evaluate.yaml and its two commands, as printed."""
-    monkeypatch.chdir(tmp_path)
-    _run_as_printed(4, "evaluate.yaml", capsys)
-    results = json.loads(Path("runs/mine/results.json").read_text())
-    ids = {c["id"] for c in results["comparisons"]}
-    assert {"clean.accuracy", "pgd.linf.eps0.03.robust_accuracy", "deepfool.l2.median_distance",
-            "worst_case.linf.eps0.03.robust_accuracy"} <= ids  # fmt: skip
-    assert "worst case" in Path("runs/mine/report.html").read_text()
+CONFIG_RUNS = {  # example index: (config file, run folder, ids its results must hold)
+    4: ("evaluate.yaml", "runs/mine", {"clean.accuracy", "pgd.linf.eps0.03.robust_accuracy",
+                                       "deepfool.l2.median_distance",
+                                       "worst_case.linf.eps0.03.robust_accuracy"}),
+    5: ("evaluate-clustering.yaml", "runs/wine", {"clean.ari_labels", "control.seed_to_seed.ari",
+                                                  "mimicry.b0.05.ari_clean",
+                                                  "control.resample.b0.05.ari_clean",
+                                                  "gaussian_noise.b0.3.changed"}),
+}  # fmt: skip
 
 
-def test_the_evaluate_clustering_example_runs_as_printed(tmp_path, monkeypatch, capsys):
-    """Example 6: wine.npz, evaluate-clustering.yaml and its two commands, as printed."""
+@pytest.mark.parametrize("index", sorted(CONFIG_RUNS))
+def test_the_config_examples_run_as_printed(index, tmp_path, monkeypatch, capsys):
+    """Examples 5 and 6: their files, their YAML config and their two commands, as printed;
+    the run holds the ids the README names and its report was written."""
+    config_name, run, ids = CONFIG_RUNS[index]
     monkeypatch.chdir(tmp_path)
-    _run_as_printed(5, "evaluate-clustering.yaml", capsys)
-    results = json.loads(Path("runs/wine/results.json").read_text())
-    ids = {c["id"] for c in results["comparisons"]}
-    assert {"clean.ari_labels", "control.seed_to_seed.ari", "mimicry.b0.05.ari_clean",
-            "control.resample.b0.05.ari_clean", "gaussian_noise.b0.3.changed"} <= ids  # fmt: skip
-    assert Path("runs/wine/report.html").is_file()
+    _run_as_printed(index, config_name, capsys)
+    results = json.loads(Path(run, "results.json").read_text())
+    assert ids <= {c["id"] for c in results["comparisons"]}
+    assert Path(run, "report.html").is_file()
