@@ -162,3 +162,18 @@ def test_rows_of_the_wrong_shape_are_named(tmp_path, capsys):
                                     **_config(tmp_path / "images.npz")}))  # fmt: skip
     assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
     assert "must have shape (N, D)" in capsys.readouterr().err
+
+
+def test_a_run_refuses_to_resume_on_changed_rows(tmp_path):
+    """Units computed on one .npz are never mixed with another: the same config over changed
+    rows is refused, naming the data."""
+    from advlab.experiments import ConfigError
+
+    X, _ = make_blobs(40, n_features=3, centers=2, random_state=0)
+    np.savez(tmp_path / "rows.npz", x=X)
+    config = _config(tmp_path / "rows.npz", n_seeds=2,
+                     attacks=[{"name": "uniform_outliers", "budgets": [0.1]}])  # fmt: skip
+    _run(tmp_path, config)
+    np.savez(tmp_path / "rows.npz", x=X + 1)
+    with pytest.raises(ConfigError, match="the data changed since this run directory"):
+        _run(tmp_path, config)

@@ -494,7 +494,8 @@ def test_evaluate_units_on_dask_import_the_users_model_and_give_the_serial_resul
 
 def test_evaluate_clustering_units_on_dask_give_the_serial_results(tmp_path, dask_cluster):
     """The user's pipeline is imported by name on each worker: byte-identical results.json,
-    every clean fit and attack on the workers but seed 0's clean fit (the client's check)."""
+    every clean fit and attack on the workers but seed 0's clean fit (the client's check) and
+    the data's checksum."""
     from tests.test_evaluate_clustering import _config
 
     _, client = dask_cluster
@@ -502,5 +503,6 @@ def test_evaluate_clustering_units_on_dask_give_the_serial_results(tmp_path, das
     np.savez(tmp_path / "rows.npz", x=X)
     config = {**_config(tmp_path / "rows.npz"), "n_seeds": 2}
     manifest = _serial_then_dask(tmp_path, "evaluate-clustering", config, client)
-    # clean seed 1; (2 uniform budgets + 1 noise + 2 resample) x 2 seeds
-    assert manifest["units_in_process"] == 1 and manifest["units_computed"] == 1 + 1 + 5 * 2
+    # in the client: clean seed 0 and the data's checksum; on the workers: clean seed 1 and
+    # (2 uniform budgets + 1 noise + 2 resample) x 2 seeds
+    assert manifest["units_in_process"] == 2 and manifest["units_computed"] == 2 + 1 + 5 * 2

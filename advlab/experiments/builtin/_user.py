@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from advlab.data import DATASETS, load_dataset
 from advlab.data.sources import DataNotFoundError
 from advlab.experiments.config import ConfigError
+from advlab.experiments.runner import RunContext
 from advlab.utils.validation import check_class_labels
 
 
@@ -151,3 +152,16 @@ def config_errors() -> Iterator[None]:
         raise
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def refuse_changed_files(ctx: RunContext, current: dict[str, str]) -> None:
+    """Store ``current`` (what -> SHA-256 of the user's files: data, weights) as the run's
+    first unit; a resumed run whose files changed since is refused, naming what changed, so
+    that units computed on the old files are never mixed with new ones."""
+    started = ctx.unit("fingerprint", lambda: current)
+    changed = [k.removesuffix("_sha256") for k in current if started.get(k) != current[k]]
+    if changed:
+        raise ConfigError(
+            f"the {' and '.join(changed)} changed since this run directory was started; its "
+            "finished units were computed on the old files: use another --out"
+        )

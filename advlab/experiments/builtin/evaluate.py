@@ -68,8 +68,9 @@ from advlab.experiments.builtin._user import (
     file_stamp,
     import_object,
     load_source,
+    refuse_changed_files,
 )
-from advlab.experiments.config import ConfigError, ExperimentConfig
+from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.planning import lbfgs_pass_budget
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
@@ -787,13 +788,7 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
     ds, model = _check_before_work(ctx, config)
     ctx.record_dataset(ds)
     current = fingerprint(ds, model)
-    started = ctx.unit("fingerprint", lambda: current)
-    changed = [k.removesuffix("_sha256") for k in current if started[k] != current[k]]
-    if changed:
-        raise ConfigError(
-            f"the {' and '.join(changed)} changed since this run directory was started; its "
-            "finished units were computed on the old files: use another --out"
-        )
+    refuse_changed_files(ctx, current)
     starts = range(0, len(ds), config.chunk_size)
     clean = ctx.units({f"clean-{s:07d}": partial(_clean_unit, ctx, config, s) for s in starts},
                       desc="clean")  # fmt: skip

@@ -61,6 +61,7 @@ from advlab.experiments.builtin._user import (
     file_stamp,
     import_object,
     load_source,
+    refuse_changed_files,
 )
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
@@ -451,6 +452,7 @@ def run_evaluate_clustering(config: EvaluateClusteringConfig, ctx: RunContext) -
     """
     (X, _, name, sha), first = _check_before_work(ctx, config)
     ctx.record_data(name, sha, len(X))
+    refuse_changed_files(ctx, {"data_sha256": sha})
     seeds = range(config.seed, config.seed + config.n_seeds)
     others = {f"clean-seed{s}": partial(_clean_unit, config, s) for s in seeds[1:]}
     clean_done = {f"clean-seed{config.seed}": first, **ctx.units(others, desc="clean")}
