@@ -16,6 +16,7 @@ from torch import nn
 
 from advlab.attacks.evasion import FGSM, PGD, DeepFool
 from advlab.cli.main import main
+from advlab.defenses import is_certified
 from advlab.experiments import Cache, ConfigError, get_experiment, run_experiment, validate_config
 from advlab.experiments.executors import LocalExecutor
 from advlab.metrics import robust_accuracy_curve
@@ -34,6 +35,18 @@ def build(width: int = 8) -> nn.Module:
         nn.Flatten(),
         nn.Linear(4 * width, CLASSES),
     )
+
+
+class Skip(nn.Sequential):
+    """``build``'s layers with a forward that is not them in order (a user's residual net)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + super().forward(x.flip(-1))
+
+
+def build_skip(width: int = 8) -> nn.Module:
+    """``build``'s weights in a network interval bounds cannot follow."""
+    return Skip(*build(width))
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +206,35 @@ def test_torch_save_weights_and_a_0_255_model(user_files, serial, tmp_path):
     )
 
 
+def test_certify_brackets_robust_accuracy_from_below(user_files, tmp_path):
+    """Certified accuracy per budget is ``is_certified`` on the user's network; no certified
+    image is broken by an attack within the budget; it is a lower bound of the worst case and
+    falls with eps; on the same network read on [0, 255] (preprocessing 1/255) the same images
+    are certified at 255 eps."""
+    budgets = [0.01, 0.036, 0.04, 0.3]
+    results = _run(tmp_path / "a", _config(user_files, certify=budgets))
+    got, x, y = _by_id(results), user_files["x"], user_files["y"]
+    want = [100 * float(is_certified(Model(user_files["net"]), x, y, e).double().mean())
+            for e in budgets]  # fmt: skip
+    certified = [got[f"ibp.linf.eps{e:g}.certified_accuracy"] for e in budgets]
+    assert certified == pytest.approx(want)
+    assert results["certified_but_attacked"] == {f"eps{e:g}": 0 for e in budgets}
+    assert certified[0] == got["clean.accuracy"] > certified[1] > certified[2] > 0 == certified[3]
+    assert certified[3] < got["worst_case.linf.eps0.3.robust_accuracy"]
+    assert results["curves"]["linf"]["certified"] == {"eps": budgets, "accuracy": certified}
+    root = user_files["root"]
+    np.savez(root / "data255c.npz", x=x.numpy() * 255, y=y.numpy())
+    scaled = _config(
+        user_files, data={"path": str(root / "data255c.npz")},
+        model={"factory": "tests.test_evaluate:build", "weights": str(user_files["weights"]),
+               "bounds": [0, 255], "preprocessing": {"mean": 0, "std": 255}},
+        attacks=[{"name": "fgsm", "eps": [0.3 * 255]}], eps_grid={},
+        certify=[e * 255 for e in budgets],
+    )  # fmt: skip
+    got255 = _by_id(_run(tmp_path / "b", scaled))
+    assert [got255[f"ibp.linf.eps{e * 255:g}.certified_accuracy"] for e in budgets] == certified
+
+
 def test_the_quick_profile_trains_a_zoo_model_on_the_digits(tmp_path):
     """The built-in default: an MLP trained here on the 8x8 digits' training split, attacked on
     their test split (no file of the user's, no download)."""
@@ -238,6 +280,11 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
         return _config(files, attacks=[{"name": "fgsm", "eps": [0.1]}])  # eps_grid has l2
     if what == "training on a file":
         return _config(files, model={"factory": "small_cnn", "train_epochs": 1})
+    if what == "certify without an L-inf attack":
+        return _config(files, attacks=[{"name": "deepfool"}], certify=[0.01])
+    if what == "certify a network that is not its layers":
+        return _config(files, model={"factory": "tests.test_evaluate:build_skip",
+                                     "weights": str(files["weights"])}, certify=[0.01])  # fmt: skip
     raise AssertionError(what)
 
 
@@ -253,6 +300,8 @@ MISTAKES = {
     "same attack twice": "appear twice",
     "training on a file": "for an .npz file give model.weights",
     "grid of an unmeasured norm": "eps_grid has ['l2'], a norm no attack measures",
+    "certify without an L-inf attack": "add an L-inf attack",
+    "certify a network that is not its layers": "unsupported layer Skip",
 }
 
 

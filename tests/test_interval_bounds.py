@@ -9,8 +9,14 @@ from torch import nn
 
 from advlab.attacks.evasion import PGD
 from advlab.data import load_dataset
-from advlab.defenses import certified_accuracy, interval_bounds, margin_lower_bounds, train_ibp
-from advlab.models import build_model
+from advlab.defenses import (
+    certified_accuracy,
+    check_certifiable,
+    interval_bounds,
+    margin_lower_bounds,
+    train_ibp,
+)
+from advlab.models import Model, build_model
 
 
 def _net(seed: int = 0) -> nn.Module:
@@ -47,9 +53,59 @@ def test_margin_bounds_are_sound_and_tight_at_zero():
             assert bool((zp.gather(1, y[:, None]) - zp >= bound - 1e-5).all())
 
 
+def _users_net() -> Model:
+    """A user's network beyond the zoo: 3 channels, batch norm with a negative scale, dropout,
+    tanh, leaky ReLU, average pooling, its own preprocessing, inputs in [0, 255]."""
+    torch.manual_seed(4)
+    net = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.LeakyReLU(0.1), nn.AvgPool2d(2),
+        nn.Conv2d(6, 4, 3), nn.Tanh(), nn.Flatten(), nn.Dropout(0.3), nn.Linear(16, 12),
+        nn.BatchNorm1d(12), nn.Sigmoid(), nn.Linear(12, 5),
+    )  # fmt: skip
+    with torch.no_grad():  # running statistics and scales that are not the identity
+        for bn in (net[1], net[9]):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.2, 3.0)
+            bn.weight.uniform_(-2.0, 2.0)
+            bn.bias.uniform_(-0.5, 0.5)
+    pre = {"mean": [120.0, 110.0, 100.0], "std": [60.0, 55.0, 70.0]}
+    return Model(net.eval(), bounds=(0.0, 255.0), preprocessing=pre)
+
+
+def test_bounds_of_a_users_network_with_batch_norm_and_preprocessing_are_sound():
+    model = _users_net()
+    g = torch.Generator().manual_seed(5)
+    x, eps = 255 * torch.rand(10, 3, 8, 8, generator=g), 4.0
+    check_certifiable(model, x)  # the layers in order are the model, preprocessing included
+    lo, hi = interval_bounds(model, (x - eps).clamp(0, 255), (x + eps).clamp(0, 255))
+    with torch.no_grad():
+        for _ in range(50):
+            z = model((x + eps * (2 * torch.rand(x.shape, generator=g) - 1)).clamp(0, 255))
+            assert bool((z >= lo - 1e-4).all() and (z <= hi + 1e-4).all())
+    assert bool((hi - lo > 0).all())  # not a degenerate box: eps reaches the logits
+
+
+def test_a_model_that_is_not_its_layers_in_order_is_refused():
+    class Residual(nn.Sequential):  # a Sequential subclass whose forward adds a skip
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) + x
+
+    net = Model(nn.Sequential(nn.Flatten(), Residual(nn.Linear(4, 4), nn.ReLU()), nn.Linear(4, 2)))
+    with pytest.raises(ValueError, match="Residual"):  # not unfolded: named as unsupported
+        check_certifiable(net, torch.rand(3, 4))
+    swapped = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    swapped.forward = lambda x: -nn.Sequential.forward(swapped, x)  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="do not compute its output"):
+        check_certifiable(swapped, torch.rand(3, 4))
+    with pytest.raises(ValueError, match="training mode"):
+        interval_bounds(
+            _users_net().module.train(), torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8) + 1
+        )
+
+
 def test_unsupported_layer_and_bad_input_are_named():
-    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
-    with pytest.raises(ValueError, match="BatchNorm1d"):
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="unsupported layer GELU"):
         margin_lower_bounds(net, torch.rand(3, 4), torch.zeros(3, dtype=torch.long), 0.1)
     with pytest.raises(ValueError, match="eps"):
         margin_lower_bounds(_net(), torch.rand(3, 1, 8, 8), torch.zeros(3, dtype=torch.long), -1)

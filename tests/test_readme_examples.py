@@ -57,7 +57,8 @@ def _run_as_printed(index: int, config_name: str, capsys) -> None:
 CONFIG_RUNS = {  # example index: (config file, run folder, ids its results must hold)
     4: ("evaluate.yaml", "runs/mine", {"clean.accuracy", "pgd.linf.eps0.03.robust_accuracy",
                                        "deepfool.l2.median_distance",
-                                       "worst_case.linf.eps0.03.robust_accuracy"}),
+                                       "worst_case.linf.eps0.03.robust_accuracy",
+                                       "ibp.linf.eps0.01.certified_accuracy"}),
     5: ("evaluate-clustering.yaml", "runs/wine", {"clean.ari_labels", "control.seed_to_seed.ari",
                                                   "mimicry.b0.05.ari_clean",
                                                   "control.resample.b0.05.ari_clean",

@@ -5,7 +5,9 @@ interval bound propagation (certified accuracy and certified training of ReLU ne
 from advlab.defenses.interval_bounds import (
     IBPHistory,
     certified_accuracy,
+    check_certifiable,
     interval_bounds,
+    is_certified,
     margin_lower_bounds,
     train_ibp,
 )
@@ -28,7 +30,9 @@ __all__ = [
     "TrainingAttack",
     "TrimmedKMeans",
     "certified_accuracy",
+    "check_certifiable",
     "interval_bounds",
+    "is_certified",
     "margin_lower_bounds",
     "train_ibp",
 ]

@@ -6,7 +6,9 @@ For the box B = {x' : ||x' - x||_inf <= eps} ∩ [lo, hi]^D, each layer maps an 
 [l, u] (centre m = (u + l) / 2, radius r = (u - l) / 2) to an interval that contains its image:
 
     affine z = W a + b:      m' = W m + b,   r' = |W| r                       (IBP eq. 6)
-    monotone (ReLU, max-pool, flatten, average-pool):   [g(l), g(u)]
+        (Linear, Conv2d, and BatchNorm in eval mode: W = diag(gamma / sqrt(var + eps)))
+    non-decreasing g (ReLU and its kin, sigmoid, tanh, pooling, flatten, a positive-std
+        standardisation, dropout in eval mode):   [g(l), g(u)]
 
 The last affine layer is merged with the margin specification c_j = e_y - e_j ("elision",
 Gowal et al. sec. 3): the lower bound of z_y - z_j = (W_y - W_j) a + (b_y - b_j) over the
@@ -31,36 +33,88 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advlab.models.wrapper import Model
 from advlab.models.zoo import Classifier, Normalize
 from advlab.utils.progress import progress
 from advlab.utils.validation import check_number
 
 Interval = tuple[torch.Tensor, torch.Tensor]
-# elementwise non-decreasing maps (Normalize: std > 0), bounded by their values at l and u
-MONOTONE = (Normalize, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten,
-            nn.Identity)  # fmt: skip
+
+
+class Standardise(nn.Module):
+    """``(x - mean) / std`` of a ``Model``'s preprocessing as a layer (non-decreasing: std > 0)."""
+
+    def __init__(self, model: Model) -> None:
+        super().__init__()
+        self.model = (model,)  # a tuple: not registered as a submodule of this view
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.model[0].mean) / self.model[0].std
+
+
+# non-decreasing maps (elementwise, or pooling / reshaping), bounded by their values at l and u
+MONOTONE = (Normalize, Standardise, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.Sigmoid,
+            nn.Tanh, nn.Softplus, nn.Hardtanh, nn.MaxPool1d, nn.MaxPool2d,
+            nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+            nn.AdaptiveMaxPool2d, nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)  # fmt: skip
+BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 
 def _affine(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
     """m' = layer(m), r' = |W| r (eq. 6): exact bounds of an affine map over a box."""
     mid, rad = (hi + lo) / 2, (hi - lo) / 2
+    out_mid = layer(mid)
     if isinstance(layer, nn.Linear):
-        out_mid, out_rad = layer(mid), F.linear(rad, layer.weight.abs())
-    else:
-        assert isinstance(layer, nn.Conv2d)
-        out_mid = layer(mid)
+        out_rad = F.linear(rad, layer.weight.abs())
+    elif isinstance(layer, nn.Conv2d):
         out_rad = F.conv2d(rad, layer.weight.abs(), None, layer.stride, layer.padding,
                            layer.dilation, layer.groups)  # fmt: skip
+    else:  # batch norm in eval mode: per channel (axis 1) x * gamma / sqrt(var + eps) + beta
+        assert isinstance(layer, BATCH_NORM) and layer.running_var is not None
+        scale = (layer.running_var + layer.eps).rsqrt()
+        if layer.weight is not None:
+            scale = scale * layer.weight
+        out_rad = rad * scale.abs().reshape(-1, *[1] * (rad.ndim - 2))
     return out_mid - out_rad, out_mid + out_rad
 
 
 def _layers(model: nn.Module) -> list[nn.Module]:
-    """The network as a flat list of layers (Classifier and Sequential unfolded)."""
+    """The network as a flat list of layers (Model, Classifier and Sequential unfolded)."""
+    if isinstance(model, Model):
+        return ([Standardise(model)] if model.has_preprocessing else []) + _layers(model.module)
     if isinstance(model, Classifier):
         return [model.normalize, *_layers(model.body), model.classifier]
-    if isinstance(model, nn.Sequential):
+    if type(model) is nn.Sequential:  # a subclass may override forward: not unfolded
         return [leaf for child in model for leaf in _layers(child)]
     return [model]
+
+
+def check_certifiable(model: nn.Module, x: torch.Tensor, atol: float = 1e-4) -> None:
+    """Raise ``ValueError`` naming the problem unless ``model``'s layers, propagated one after
+    the other, compute ``model(x)``: every layer supported (see ``interval_bounds``) and the
+    bounds of the zero-width box [x, x] equal to the logits (a module whose ``forward`` is not
+    its layers in order, e.g. a residual block, fails here rather than certifying wrongly).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network to certify.
+    x : torch.Tensor of shape (N, ...)
+        A few inputs it takes.
+    atol : float, default=1e-4
+        Tolerance on the logits, relative to their largest absolute value (at least 1).
+    """
+    with torch.no_grad():
+        logits = model(x)
+        lo, hi = interval_bounds(model, x, x)
+    scale = max(1.0, float(logits.abs().max()))
+    gap = float(torch.maximum((lo - logits).abs(), (hi - logits).abs()).max()) / scale
+    if lo.shape != logits.shape or gap > atol:
+        raise ValueError(
+            f"interval bounds: the model's layers in order do not compute its output "
+            f"(largest difference {gap:.3g} of the logits' scale); certification needs an "
+            "nn.Sequential (or advlab Classifier) whose forward is its layers one after another"
+        )
 
 
 def interval_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) -> Interval:
@@ -69,8 +123,10 @@ def interval_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) 
     Parameters
     ----------
     model : torch.nn.Module
-        A ``Classifier`` or ``nn.Sequential`` of Normalize, Linear, Conv2d, ReLU, MaxPool2d,
-        AvgPool2d, AdaptiveAvgPool2d, Flatten and Identity layers.
+        An advlab ``Model`` (its preprocessing included), ``Classifier`` or ``nn.Sequential`` of
+        Linear, Conv2d, BatchNorm (eval mode) and non-decreasing layers (``MONOTONE``: ReLU,
+        sigmoid, tanh, pooling, flatten, ...); ``check_certifiable`` tests that these layers in
+        order are the model.
     lower, upper : torch.Tensor
         The input box, same shape, lower <= upper.
 
@@ -88,13 +144,21 @@ def interval_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) 
 
 
 def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
-    if isinstance(layer, nn.Linear | nn.Conv2d):
+    if isinstance(layer, (nn.Dropout, *BATCH_NORM)) and layer.training:
+        raise ValueError(
+            f"interval bounds: {type(layer).__name__} in training mode is random or depends on "
+            "the batch; call model.eval() first"
+        )
+    if isinstance(layer, nn.LeakyReLU) and layer.negative_slope < 0:
+        raise ValueError("interval bounds: LeakyReLU with a negative slope is not monotone")
+    if isinstance(layer, (nn.Linear, nn.Conv2d, *BATCH_NORM)):
         return _affine(layer, lo, hi)
     if isinstance(layer, MONOTONE):
         return layer(lo), layer(hi)
     raise ValueError(
         f"interval bounds: unsupported layer {type(layer).__name__} (supported: Linear, Conv2d, "
-        "Normalize and monotone layers)"
+        "BatchNorm in eval mode, and non-decreasing layers: "
+        f"{', '.join(sorted(t.__name__ for t in MONOTONE))})"
     )
 
 
@@ -142,6 +206,47 @@ def margin_lower_bounds(
     return (w_diff * mid[:, None, :]).sum(-1) + b_diff - (w_diff.abs() * rad[:, None, :]).sum(-1)
 
 
+def is_certified(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    batch_size: int = 512,
+) -> torch.Tensor:
+    """Per sample, whether every margin lower bound (``margin_lower_bounds``) is > 0: the
+    network classifies every input of the eps-ball (clipped to ``bounds``) as ``y``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        See ``margin_lower_bounds``.
+    x : torch.Tensor of shape (N, ...)
+        Inputs inside ``bounds``.
+    y : torch.Tensor of shape (N,)
+        True labels.
+    eps : float
+        L-inf radius, >= 0.
+    bounds : (float, float), default=(0.0, 1.0)
+        The input box.
+    batch_size : int, default=512
+        Samples per batch (memory, not results).
+
+    Returns
+    -------
+    torch.Tensor of bool, shape (N,)
+        True where the sample is certified.
+    """
+    out = []
+    with torch.no_grad():
+        for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+            m = margin_lower_bounds(model, xb, yb, eps, bounds).scatter(
+                1, yb[:, None], float("inf")
+            )
+            out.append((m > 0).all(1))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+
+
 def certified_accuracy(
     model: nn.Module,
     x: torch.Tensor,
@@ -150,8 +255,8 @@ def certified_accuracy(
     bounds: tuple[float, float] = (0.0, 1.0),
     batch_size: int = 512,
 ) -> float:
-    """Percentage of samples whose every margin lower bound (``margin_lower_bounds``) is > 0:
-    correctly classified for every input in the eps-ball, a lower bound of robust accuracy.
+    """Percentage of samples ``is_certified``: correctly classified for every input in the
+    eps-ball, a lower bound of robust accuracy.
 
     Parameters
     ----------
@@ -173,15 +278,8 @@ def certified_accuracy(
     float
         Certified accuracy in percent (0 for no samples).
     """
-    certified = 0
-    with torch.no_grad():
-        for s in range(0, len(x), batch_size):
-            m = margin_lower_bounds(
-                model, x[s : s + batch_size], y[s : s + batch_size], eps, bounds
-            )
-            m = m.scatter(1, y[s : s + batch_size, None], float("inf"))
-            certified += int((m > 0).all(1).sum())
-    return 100.0 * certified / max(len(x), 1)
+    hits = is_certified(model, x, y, eps, bounds, batch_size)
+    return 100.0 * float(hits.sum()) / max(len(x), 1)
 
 
 @dataclass

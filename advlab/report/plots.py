@@ -300,11 +300,12 @@ def plot_attack_curves(
 ) -> list[Path]:
     """Robust accuracy against the budget in one norm: one line per attack (a budgeted attack
     at its budgets, a minimisation attack read off its distances) and the worst case over all
-    of them (each an upper bound on the true robust accuracy).
+    of them (each an upper bound on the true robust accuracy), and where given the certified
+    accuracy (a lower bound).
 
     ``curve``: {``eps``: budgets of the worst case, ``worst_case``: accuracies (%),
     ``attacks``: name -> {``eps``, ``accuracy``, and for a minimisation attack ``dense``: the
-    same at many budgets}}."""
+    same at many budgets}, optionally ``certified``: {``eps``, ``accuracy``}}."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (name, points) in enumerate(curve["attacks"].items()):
         if "dense" in points:  # a minimisation attack: its whole curve, the grid marked
@@ -315,6 +316,9 @@ def plot_attack_curves(
                 points["eps"], points["accuracy"], "o--", color=f"C{i}", label=name, markersize=4
             )
     ax.plot(curve["eps"], curve["worst_case"], "s:", color="black", label="worst case", linewidth=2)
+    if "certified" in curve:
+        ax.plot(curve["certified"]["eps"], curve["certified"]["accuracy"], "^-", color="0.4",
+                label="certified (IBP), lower bound", linewidth=2)  # fmt: skip
     ax.set_xlabel(f"{norm} budget eps (input units)")
     ax.set_ylabel("robust accuracy (%)")
     ax.set_ylim(0, 100)

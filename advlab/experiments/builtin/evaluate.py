@@ -30,7 +30,11 @@ What is measured, per image i of the n attacked (all in the input's units):
   through ``TorchattacksAdapter`` on models read on [0, 1];
 - the *worst case* per norm: per image, the smallest perturbation any attack of that norm found
   (a budgeted attack's success counts at its budget), so an image is robust at eps only if every
-  attack failed within eps (the ensemble idea of AutoAttack, Croce & Hein 2020).
+  attack failed within eps (the ensemble idea of AutoAttack, Croce & Hein 2020);
+- with ``certify: [eps, ...]``, the L-inf *certified* accuracy by interval bound propagation
+  (``advlab.defenses.is_certified``, Gowal et al. 2018): the share of images that every input
+  of the eps-ball provably leaves correct, a *lower* bound on robust accuracy (the attacks give
+  the upper one), for networks that are a sequence of supported layers.
 
 Every rate is over n images and carries ``n``: the report draws its Wilson 95 % interval. The
 units are (attack, budget, chunk of images) jobs that any executor runs; every worker must be
@@ -61,6 +65,7 @@ from advlab.attacks.evasion import (
     TorchattacksAdapter,
 )
 from advlab.data import Dataset, load_dataset
+from advlab.defenses import check_certifiable, is_certified
 from advlab.experiments.builtin._user import (
     DataSource,
     Strict,
@@ -241,6 +246,10 @@ class EvaluateConfig(ExperimentConfig):
         Budgets per norm ('linf', 'l2') at which minimisation attacks and the worst case are
         read; a norm without one uses its budgeted attacks' eps, else 8 even steps up to the
         largest distance found.
+    certify : tuple of float
+        L-inf budgets (input units, > 0) at which interval bound propagation certifies each
+        image; needs an L-inf attack beside it (the upper bound) and a model whose layers in
+        order are its forward (``advlab.defenses.check_certifiable``).
     chunk_size : int
         Images per unit of work.
     batch_size : int
@@ -253,6 +262,7 @@ class EvaluateConfig(ExperimentConfig):
     model: ModelSpec
     attacks: tuple[AttackEntry, ...]
     eps_grid: dict[Literal["linf", "l2"], tuple[float, ...]] = Field(default_factory=dict)
+    certify: tuple[float, ...] = ()
     chunk_size: int = Field(250, ge=1)
     batch_size: int = Field(64, ge=1)
     device: str = "cpu"
@@ -275,6 +285,13 @@ class EvaluateConfig(ExperimentConfig):
             if not budgets or any(not (math.isfinite(e) and e >= 0) for e in budgets):
                 raise ValueError(f"eps_grid.{norm} must hold finite budgets >= 0")
         return grid
+
+    @field_validator("certify")
+    @classmethod
+    def _certify_budgets(cls, budgets: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not (math.isfinite(e) and e > 0) for e in budgets):
+            raise ValueError(f"certify must hold finite L-inf budgets > 0, got {list(budgets)}")
+        return tuple(sorted(set(budgets)))
 
 
 # ---- data and model: loaded once per process (the client and each worker) ----
@@ -507,6 +524,17 @@ def _attack_unit(
     }
 
 
+def _certify_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[str, Any]:
+    """Per image of one chunk and per ``certify`` budget: certified by interval bounds?"""
+    ds, model = _data_and_model(ctx, config)
+    assert ds.images is not None
+    sl = slice(start, start + config.chunk_size)
+    x = torch.from_numpy(ds.images[sl]).to(config.device)
+    y = torch.from_numpy(ds.labels[sl]).to(config.device)
+    return {_eps_key(eps): is_certified(model, x, y, eps, model.bounds, config.batch_size)
+            .cpu().tolist() for eps in config.certify}  # fmt: skip
+
+
 def _eps_key(eps: float) -> str:
     return f"eps{eps:g}"
 
@@ -555,7 +583,12 @@ def _grids(config: EvaluateConfig, broken: dict[str, tuple[str, np.ndarray]]) ->
     return grids
 
 
-def summarise(config: EvaluateConfig, correct: np.ndarray, outcomes: dict[str, Any]) -> dict:
+def summarise(
+    config: EvaluateConfig,
+    correct: np.ndarray,
+    outcomes: dict[str, Any],
+    certified: dict[str, list[bool]] | None = None,
+) -> dict:
     """Comparisons (every rate with its n) and the curves of the figure.
 
     Parameters
@@ -567,11 +600,16 @@ def summarise(config: EvaluateConfig, correct: np.ndarray, outcomes: dict[str, A
     outcomes : dict
         attack id -> budget (None for a minimisation attack) -> ``{"success", "distance",
         "norm"}``, one entry per image.
+    certified : dict or None, default=None
+        ``eps<e>`` -> per image, certified at the ``certify`` budget e (None: no ``certify``).
 
     Returns
     -------
     dict
-        ``comparisons`` and, per norm, ``curves`` (``eps``, ``worst_case``, ``attacks``).
+        ``comparisons``; per norm, ``curves`` (``eps``, ``worst_case``, ``attacks``, and for
+        L-inf with ``certify`` ``certified``); with ``certify``, ``certified_but_attacked``:
+        per budget the images certified yet broken within it by an attack, which must be 0
+        (more: the certified network is not the attacked one, or a margin within rounding).
     """
     comparisons = [_rate("clean.accuracy", correct)]
     broken = {e.id: _broken_at(outcomes, e) for e in config.attacks}
@@ -610,10 +648,24 @@ def summarise(config: EvaluateConfig, correct: np.ndarray, outcomes: dict[str, A
             "dense": {"eps": dense.tolist(),
                       "accuracy": robust_accuracy_curve(correct, size, dense).tolist()},
         }  # fmt: skip
+    worst = {norm: np.minimum.reduce([size for n, size in broken.values() if n == norm])
+             for norm in grids}  # fmt: skip
     for norm, grid in grids.items():
-        worst = np.minimum.reduce([size for n, size in broken.values() if n == norm])
-        curves[norm]["worst_case"] = robust(f"worst_case.{norm}", worst, grid)
-    return {"comparisons": comparisons, "curves": curves}
+        curves[norm]["worst_case"] = robust(f"worst_case.{norm}", worst[norm], grid)
+    if not config.certify:
+        return {"comparisons": comparisons, "curves": curves}
+    assert certified is not None
+    hits = {eps: np.asarray(certified[_eps_key(eps)], dtype=bool) for eps in config.certify}
+    rates = [_rate(f"ibp.linf.{_eps_key(eps)}.certified_accuracy", hits[eps])
+             for eps in config.certify]  # fmt: skip
+    comparisons.extend(rates)
+    curves["linf"]["certified"] = {
+        "eps": list(config.certify),
+        "accuracy": [r["ours"] for r in rates],
+    }
+    contradicted = {_eps_key(eps): int((hits[eps] & (worst["linf"] <= eps)).sum())
+                    for eps in config.certify}  # fmt: skip
+    return {"comparisons": comparisons, "curves": curves, "certified_but_attacked": contradicted}
 
 
 # ---- the experiment ----
@@ -663,6 +715,13 @@ def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Da
         raise ValueError(
             f"eps_grid has {unused}, a norm no attack measures (they measure {sorted(norms)})"
         )
+    if config.certify:
+        if "linf" not in norms:
+            raise ValueError(
+                "certify gives a lower bound on L-inf robust accuracy: add an L-inf attack (fgsm, "
+                "bim, pgd) for the upper bound beside it"
+            )
+        check_certifiable(model, x)
     return ds, model
 
 
@@ -678,6 +737,9 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
                              "" if success is None else f"{success['ours']:.1f}"])  # fmt: skip
         for eps, acc in zip(curve["eps"], curve["worst_case"], strict=True):
             rows.append(["worst case", norm, f"{eps:g}", f"{acc:.1f}", ""])
+        certified = curve.get("certified", {"eps": [], "accuracy": []})
+        for eps, acc in zip(certified["eps"], certified["accuracy"], strict=True):
+            rows.append(["certified (IBP, lower bound)", norm, f"{eps:g}", f"{acc:.1f}", ""])
     n = results["n_images"]
     clean = by_id["clean.accuracy"]["ours"]
     tables = [Table(f"Robust accuracy (%) of {n} images (clean accuracy {clean:.1f} %; an "
@@ -741,6 +803,8 @@ def _plan(config: EvaluateConfig) -> dict[str, Any]:
               "n_classes": ds.n_classes, "bounds": list(config.model.bounds),
               "module": partial(_untrained, config.model, shape, ds.n_classes)}  # fmt: skip
     units = {"clean chunks": chunks}
+    if config.certify:
+        units["certify chunks"] = chunks
     attacks = []
     if config.model.train_epochs is not None:
         other = "train" if config.data.split == "test" else "test"
@@ -803,6 +867,12 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
                 jobs[key] = partial(_attack_unit, ctx, config, index, eps, s)
                 where[key] = (entry.id, eps)
     done = ctx.units(jobs, desc="attacks")
+    certified = None
+    if config.certify:
+        bounds = ctx.units({f"certify-{s:07d}": partial(_certify_unit, ctx, config, s)
+                            for s in starts}, desc="certify")  # fmt: skip
+        certified = {_eps_key(e): [hit for s in starts for hit in bounds[f"certify-{s:07d}"][_eps_key(e)]]
+                     for e in config.certify}  # fmt: skip
     outcomes: dict[str, dict[Any, dict[str, Any]]] = {}
     for key, (attack_id, eps) in where.items():
         merged = outcomes.setdefault(attack_id, {}).setdefault(
@@ -810,7 +880,12 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
         )
         merged["success"] += done[key]["success"]
         merged["distance"] += done[key]["distance"]
-    summary = summarise(config, correct, outcomes)
+    summary = summarise(config, correct, outcomes, certified)
+    for key, count in summary.get("certified_but_attacked", {}).items():
+        if count:
+            ctx.log.warning("%d images certified at %s were broken within it by an attack: the "
+                            "certified network is not the attacked one, or a margin within "
+                            "rounding", count, key)  # fmt: skip
     for norm, curve in summary["curves"].items():
         plot_attack_curves(curve, norm, ctx.path(f"robustness-{norm}"),
                            f"{config.model.factory} on {ds.name} ({len(ds)} inputs)")  # fmt: skip
