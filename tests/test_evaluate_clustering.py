@@ -28,6 +28,16 @@ def scaled_kmeans(n_clusters: int = 3, random_state: int = 0):
     return make_pipeline(StandardScaler(), KMeans(n_clusters, n_init=3, random_state=random_state))
 
 
+class CountingKMeans(KMeans):
+    """KMeans that counts its fits (``tests.test_evaluate_clustering:CountingKMeans``)."""
+
+    fits = 0
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        CountingKMeans.fits += 1
+        return super().fit_predict(X, y, sample_weight=sample_weight)
+
+
 @pytest.fixture(scope="module")
 def rows(tmp_path_factory) -> Path:
     """120 rows of 3 overlapping blobs in 4 features, no labels in the file."""
@@ -125,6 +135,32 @@ def test_cina_queries_the_users_pipeline(rows, tmp_path):
     got = {c["id"]: c["ours"] for c in _run(tmp_path, config)["comparisons"]}
     assert got["cina.b0.3.ari_clean"] < 1 and got["cina.b0.3.changed"] > 0  # it moved points
     assert "control.resample.b0.3.ari_clean" not in got  # Cina injects nothing: no resampling
+
+
+def test_plan_counts_the_units_and_fits_the_run_makes(rows, tmp_path, capsys):
+    """advlab plan: a clean unit per seed, a unit per attack, budget and seed (the resample
+    control at the injection budgets), and as many fits as the run then makes (Cina: its
+    reference fit, G x P children, the unit's refit), at a rate timed on the user's clusterer."""
+    config = _config(
+        rows, clusterer={"factory": "tests.test_evaluate_clustering:CountingKMeans",
+                         "kwargs": {"n_clusters": 3, "n_init": 2}},
+        attacks=[{"name": "uniform_outliers", "budgets": [0.05, 0.1]},
+                 {"name": "cina", "budgets": [0.3], "params": {"generations": 5, "population": 2}}],
+        n_seeds=2,
+    )  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "evaluate-clustering", **config}))
+    assert main(["plan", str(path), "--workers", "1", "2", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["units"] == {"clean (seeds)": 2, "uniform_outliers (budgets x seeds)": 4,
+                             "cina (budgets x seeds)": 2, "resample (budgets x seeds)": 4}  # fmt: skip
+    fits = {a["what"]: a["image_steps"] for a in plan["attacks"]}
+    assert fits == {"clean fits": 2, "uniform_outliers": 4, "cina": 2 * (2 + 5 * 2), "resample": 4}
+    assert all(a["image_steps_per_second"] > 0 for a in plan["attacks"])
+    assert plan["attack_hours"]["2"] < plan["attack_hours"]["1"]
+    CountingKMeans.fits = 0
+    _run(tmp_path, config)  # serial: every fit in this process
+    assert CountingKMeans.fits == sum(fits.values())
 
 
 MISTAKES = {

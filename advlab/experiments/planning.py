@@ -11,7 +11,8 @@ passes it makes; the rate is passes over seconds, so whatever an attack does aro
 (throughput x workers), which assumes every worker attacks at the measured rate (a machine or a
 GPU of its own) and that there are enough units to keep them busy: the number of parallel units
 of each attack is printed beside it. Each experiment's plan says in its notes what it counts
-and what comes on top.
+and what comes on top. An experiment whose work is not a network's passes measures its own rate
+(``evaluate-clustering``: fits of the user's clusterer per second) and counts that work instead.
 """
 
 from __future__ import annotations
@@ -209,6 +210,10 @@ def make_plan(
     total_hours = dict.fromkeys(workers, 0.0)
     for attack in plan.get("attacks", []):
         attack["image_steps"] = int(attack["images"] * attack["steps"])
+        if "rate" in attack:  # work the hook measured itself (a clusterer's fits per second)
+            rate = float(attack.pop("rate"))
+            _hours(attack, rate, workers, total_hours)
+            continue
         kind, batch = attack.setdefault("attack", "ifgsm"), int(attack.get("batch", 256))
         key = (attack["model"], tuple(attack["shape"]), kind, batch)
         if throughput is None and key not in measured:  # "module": a builder of the model
@@ -218,17 +223,33 @@ def make_plan(
                 bounds=tuple(attack.get("bounds", (0.0, 1.0))),
             )  # fmt: skip
         attack.pop("module", None)  # a builder, not data: the plan is printed as JSON too
-        rate = throughput if throughput is not None else measured[key]
-        attack["image_steps_per_second"] = round(rate, 1)
-        attack["hours"] = {}
-        for n in workers:
-            busy = min(n, max(1, int(attack.get("units", 1))))  # more workers than units idle
-            hours = attack["image_steps"] / (rate * busy) / 3600
-            attack["hours"][n] = round(hours, 3)
-            total_hours[n] += hours
-    plan["throughput_source"] = "given" if throughput is not None else f"measured on {device}"
-    plan["attack_hours"] = {n: round(h, 3) for n, h in total_hours.items()}
+        _hours(
+            attack, throughput if throughput is not None else measured[key], workers, total_hours
+        )
+    plan.setdefault(
+        "throughput_source", "given" if throughput is not None else f"measured on {device}"
+    )
+    plan["attack_hours"] = {n: round(h, 6) for n, h in total_hours.items()}
     return plan
+
+
+def _hours(
+    attack: dict[str, Any], rate: float, workers: tuple[int, ...], total: dict[int, float]
+) -> None:
+    """Set ``attack``'s rate and its hours on each number of workers (more workers than units
+    idle), and add them to ``total``."""
+    attack["image_steps_per_second"] = round(rate, 1)
+    attack["hours"] = {}
+    for n in workers:
+        busy = min(n, max(1, int(attack.get("units", 1))))
+        hours = attack["image_steps"] / (rate * busy) / 3600
+        attack["hours"][n] = round(hours, 6)
+        total[n] += hours
+
+
+def _duration(hours: float) -> str:
+    """Hours in a 10-wide column, or seconds (``12.3s``) below 0.01 h, where 0.00 says nothing."""
+    return f"{hours:>10.2f}" if hours >= 0.01 or hours == 0 else f"{hours * 3600:>9.1f}s"
 
 
 def format_plan(name: str, profile: str | None, plan: dict[str, Any]) -> str:
@@ -252,14 +273,17 @@ def format_plan(name: str, profile: str | None, plan: dict[str, Any]) -> str:
     lines += [f"  {group:<{width}} {count:>8}" for group, count in plan["units"].items()]
     lines.append(f"  {'total':<{width}} {sum(plan['units'].values()):>8}")
     workers = list(plan["attack_hours"])
-    lines += ["", f"attack work (image-steps per second {plan['throughput_source']}):"]
-    head = f"  {'what':<{width}}{'image-steps':>14}{'per s':>10}{'units':>7}"
+    work = plan.get("work_unit", "image-steps")  # what is counted: image-steps, or fits
+    lines += ["", f"attack work ({work} per second {plan['throughput_source']}):"]
+    head = f"  {'what':<{width}}{work:>14}{'per s':>10}{'units':>7}"
     lines.append(head + "".join(f"{f'h @{n}':>10}" for n in workers))
     for a in plan["attacks"]:
-        row = f"  {a['what']:<{width}}{a['image_steps']:>14,}{a['image_steps_per_second']:>10,.0f}"
-        row += f"{a.get('units', 1):>7}" + "".join(f"{a['hours'][n]:>10.2f}" for n in workers)
+        rate = a["image_steps_per_second"]  # a slow clusterer's fits per second: 3 digits
+        rate_text = f"{rate:>10,.0f}" if rate >= 10 else f"{rate:>10.3g}"
+        row = f"  {a['what']:<{width}}{a['image_steps']:>14,}{rate_text}"
+        row += f"{a.get('units', 1):>7}" + "".join(_duration(a["hours"][n]) for n in workers)
         lines.append(row)
     total = f"  {'total (hours on N workers)':<{width + 31}}"
-    lines.append(total + "".join(f"{plan['attack_hours'][n]:>10.2f}" for n in workers))
+    lines.append(total + "".join(_duration(plan["attack_hours"][n]) for n in workers))
     lines += ["", *plan.get("notes", [])]
     return "\n".join(lines)

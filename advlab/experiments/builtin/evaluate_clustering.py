@@ -42,6 +42,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import math
+import time
 from functools import partial
 from typing import Any
 
@@ -427,12 +428,62 @@ def _sample_size(results: dict[str, Any], config: dict[str, Any], comparison_id:
     return n - 1 if comparison_id == "control.seed_to_seed.ari" else n
 
 
+# ---- advlab plan: the work is fits of the user's clusterer ----
+
+PLAN_FITS = 3  # clean fits timed by advlab plan (the median is the rate)
+
+
+def _fits_per_unit(name: str, params: dict[str, Any]) -> int:
+    """Fits of the victim in one attack unit: one, or for Cina its reference fit, one per
+    child of every generation (G x P) and the unit's own refit."""
+    if name != "cina":
+        return 1
+    defaults = inspect.signature(Cina.__init__).parameters
+    get = lambda key: int(params.get(key, defaults[key].default))  # noqa: E731
+    return 2 + get("generations") * get("population")
+
+
+def _seconds_per_fit(config: EvaluateClusteringConfig, X: np.ndarray) -> float:
+    """Median wall time of ``PLAN_FITS`` clean fits of the victim (seeds seed, seed + 1, ...)."""
+    times = []
+    for seed in range(config.seed, config.seed + PLAN_FITS):
+        victim = make_victim(config.clusterer, seed)
+        start = time.perf_counter()
+        victim.fit_predict(X)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _plan(config: EvaluateClusteringConfig) -> dict[str, Any]:
+    """Units and fits of a run (``advlab plan``): a clean unit per seed, a unit per attack,
+    budget and seed; the fits at the rate of clean fits timed here."""
+    X, _, name, _ = load_rows(config.data)
+    seconds = _seconds_per_fit(config, X)
+    units = {"clean (seeds)": config.n_seeds}
+    work = [("clean fits", config.n_seeds, config.n_seeds)]
+    for attack, params, budgets in _settings(config):
+        count = len(budgets) * config.n_seeds
+        units[f"{attack} (budgets x seeds)"] = count
+        work.append((attack, count * _fits_per_unit(attack, params), count))
+    attacks = [{"what": what, "images": fits, "steps": 1, "rate": 1.0 / max(seconds, 1e-9),
+                "units": count} for what, fits, count in work]  # fmt: skip
+    notes = [
+        f"Work is fits of {config.clusterer.factory}: one per unit, Cina's reference fit, G x P",
+        f"children and a refit; a clean fit of the {len(X)} rows of {name} took {seconds:.3g} s",
+        f"here (median of {PLAN_FITS}). An injection attack's fit sees up to 1.5 N rows and the",
+        "attacks' own work (mimicry's neighbours, Cina's scoring) comes on top.",
+    ]
+    return {"units": units, "attacks": attacks, "notes": notes, "work_unit": "fits",
+            "throughput_source": "measured: clean fits of the clusterer here"}  # fmt: skip
+
+
 @register(
     "evaluate-clustering",
     EvaluateClusteringConfig,
     description="poisoning of your own clustering (any fit_predict estimator or pipeline) on your own data",
     tables=_report_tables,
     sample_size=_sample_size,
+    plan=_plan,
 )
 def run_evaluate_clustering(config: EvaluateClusteringConfig, ctx: RunContext) -> dict[str, Any]:
     """Check the data and the victim, cluster the clean data per seed, then attack every
