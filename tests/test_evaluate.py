@@ -301,7 +301,7 @@ MISTAKES = {
     "training on a file": "for an .npz file give model.weights",
     "grid of an unmeasured norm": "eps_grid has ['l2'], a norm no attack measures",
     "certify without an L-inf attack": "add an L-inf attack",
-    "certify a network that is not its layers": "unsupported layer Skip",
+    "certify a network that is not its layers": "unsupported operation 'flip'",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from advlab.attacks.evasion import PGD
@@ -85,17 +86,71 @@ def test_bounds_of_a_users_network_with_batch_norm_and_preprocessing_are_sound()
     assert bool((hi - lo > 0).all())  # not a degenerate box: eps reaches the logits
 
 
-def test_a_model_that_is_not_its_layers_in_order_is_refused():
-    class Residual(nn.Sequential):  # a Sequential subclass whose forward adds a skip
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return super().forward(x) + x
+class ResidualNet(nn.Module):
+    """A user's network written as a module with its own forward: a residual block (conv, batch
+    norm, skip connection), functional ReLU and pooling, ``view(x.size(0), -1)``, a head."""
 
-    net = Model(nn.Sequential(nn.Flatten(), Residual(nn.Linear(4, 4), nn.ReLU()), nn.Linear(4, 2)))
-    with pytest.raises(ValueError, match="Residual"):  # not unfolded: named as unsupported
-        check_certifiable(net, torch.rand(3, 4))
+    def __init__(self, scaled_head: bool = False) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+        self.fc = nn.Linear(3 * 4 * 4, 5)
+        self.scaled_head = scaled_head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn(self.conv(x)) + x)
+        x = F.max_pool2d(x, 2)
+        z = self.fc(x.view(x.size(0), -1))
+        return 0.5 * z - 1.0 if self.scaled_head else z  # not a linear layer last: no elision
+
+
+def _residual(scaled_head: bool = False) -> Model:
+    torch.manual_seed(6)
+    net = ResidualNet(scaled_head)
+    with torch.no_grad():
+        net.bn.running_var.uniform_(0.5, 2.0)
+        net.bn.weight.uniform_(-1.5, 1.5)
+    return Model(net.eval(), preprocessing={"mean": 0.5, "std": 0.25})
+
+
+@pytest.mark.parametrize("scaled_head", [False, True])
+def test_a_users_module_with_a_skip_connection_is_traced_and_sound(scaled_head):
+    """torch.fx traces the user's forward; the bounds hold every sampled output of the box,
+    equal the logits at eps = 0, and the margin bounds hold every sampled margin (with the head
+    merged when the network ends in its linear layer, from the logits' bounds when it does not)."""
+    model = _residual(scaled_head)
+    g = torch.Generator().manual_seed(7)
+    x, eps = torch.rand(12, 3, 8, 8, generator=g), 0.02
+    y = torch.randint(0, 5, (12,), generator=g)
+    check_certifiable(model, x)
+    lo, hi = interval_bounds(model, (x - eps).clamp(0, 1), (x + eps).clamp(0, 1))
+    bound = margin_lower_bounds(model, x, y, eps)
+    with torch.no_grad():
+        z = model(x)
+        assert torch.allclose(margin_lower_bounds(model, x, y, 0.0), z.gather(1, y[:, None]) - z,
+                              atol=1e-4)  # fmt: skip
+        for _ in range(50):
+            zp = model((x + eps * (2 * torch.rand(x.shape, generator=g) - 1)).clamp(0, 1))
+            assert bool((zp >= lo - 1e-4).all() and (zp <= hi + 1e-4).all())
+            assert bool((zp.gather(1, y[:, None]) - zp >= bound - 1e-4).all())
+    assert bool((hi - lo > 0).all())
+
+
+def test_what_interval_bounds_cannot_follow_is_named():
+    class Branching(nn.Module):  # control flow on the data: no graph to trace
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x if x.sum() > 0 else -x
+
+    class Squaring(nn.Module):  # a product of two bounded values
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x * x).flatten(1)
+
+    with pytest.raises(ValueError, match=r"torch\.fx cannot trace it"):
+        check_certifiable(Branching(), torch.rand(3, 4))
+    with pytest.raises(ValueError, match="unsupported operation 'mul'"):
+        check_certifiable(Squaring(), torch.rand(3, 4))
     swapped = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
     swapped.forward = lambda x: -nn.Sequential.forward(swapped, x)  # type: ignore[method-assign]
-    with pytest.raises(ValueError, match="do not compute its output"):
+    with pytest.raises(ValueError, match="do not compute the model's output"):
         check_certifiable(swapped, torch.rand(3, 4))
     with pytest.raises(ValueError, match="training mode"):
         interval_bounds(

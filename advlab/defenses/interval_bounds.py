@@ -10,10 +10,16 @@ For the box B = {x' : ||x' - x||_inf <= eps} ∩ [lo, hi]^D, each layer maps an 
     non-decreasing g (ReLU and its kin, sigmoid, tanh, pooling, flatten, a positive-std
         standardisation, dropout in eval mode):   [g(l), g(u)]
 
+A network that is not a plain sequence of layers (a user's ``nn.Module`` with its own
+``forward``, residual blocks) is traced with ``torch.fx`` and its graph propagated node by node:
+besides the layers above, interval arithmetic for sums ([l1 + l2, u1 + u2], the skip connection
+of a residual block), differences, products with constants, concatenation and reshaping.
+
 The last affine layer is merged with the margin specification c_j = e_y - e_j ("elision",
 Gowal et al. sec. 3): the lower bound of z_y - z_j = (W_y - W_j) a + (b_y - b_j) over the
-penultimate interval is (W_y - W_j) m + (b_y - b_j) - |W_y - W_j| r. The network is certified
-at x when every such bound is > 0.
+penultimate interval is (W_y - W_j) m + (b_y - b_j) - |W_y - W_j| r; a network that does not
+end in a linear layer gets the looser lo_y - hi_j of its logits' bounds. The network is
+certified at x when every such bound is > 0.
 
 Training (Gowal et al. eq. 12) minimises kappa CE(z(x), y) + (1 - kappa) CE(z_wc, y), where
 z_wc_j = -(lower bound of z_y - z_j) (0 for j = y) are the worst-case logits; eps ramps up
@@ -27,9 +33,12 @@ but trains networks with comparable certified accuracy on MNIST).
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -90,10 +99,11 @@ def _layers(model: nn.Module) -> list[nn.Module]:
 
 
 def check_certifiable(model: nn.Module, x: torch.Tensor, atol: float = 1e-4) -> None:
-    """Raise ``ValueError`` naming the problem unless ``model``'s layers, propagated one after
-    the other, compute ``model(x)``: every layer supported (see ``interval_bounds``) and the
-    bounds of the zero-width box [x, x] equal to the logits (a module whose ``forward`` is not
-    its layers in order, e.g. a residual block, fails here rather than certifying wrongly).
+    """Raise ``ValueError`` naming the problem unless interval bounds follow ``model``: every
+    layer and operation supported (see ``interval_bounds``; the user's own modules traced with
+    ``torch.fx``), and the bounds of the zero-width box [x, x] equal to the logits (a forward
+    that the propagation does not see, such as a replaced ``forward`` of a Sequential, fails here
+    rather than certifying another network).
 
     Parameters
     ----------
@@ -111,9 +121,9 @@ def check_certifiable(model: nn.Module, x: torch.Tensor, atol: float = 1e-4) -> 
     gap = float(torch.maximum((lo - logits).abs(), (hi - logits).abs()).max()) / scale
     if lo.shape != logits.shape or gap > atol:
         raise ValueError(
-            f"interval bounds: the model's layers in order do not compute its output "
-            f"(largest difference {gap:.3g} of the logits' scale); certification needs an "
-            "nn.Sequential (or advlab Classifier) whose forward is its layers one after another"
+            f"interval bounds: the propagated layers do not compute the model's output (largest "
+            f"difference {gap:.3g} of the logits' scale): its forward is not what its modules or "
+            "its torch.fx graph say"
         )
 
 
@@ -125,8 +135,9 @@ def interval_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) 
     model : torch.nn.Module
         An advlab ``Model`` (its preprocessing included), ``Classifier`` or ``nn.Sequential`` of
         Linear, Conv2d, BatchNorm (eval mode) and non-decreasing layers (``MONOTONE``: ReLU,
-        sigmoid, tanh, pooling, flatten, ...); ``check_certifiable`` tests that these layers in
-        order are the model.
+        sigmoid, tanh, pooling, flatten, ...), or a module of the user's whose ``torch.fx``
+        graph uses these and +, -, scaling, cat and reshaping (residual networks);
+        ``check_certifiable`` tests that the propagation computes the model.
     lower, upper : torch.Tensor
         The input box, same shape, lower <= upper.
 
@@ -155,11 +166,162 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
         return _affine(layer, lo, hi)
     if isinstance(layer, MONOTONE):
         return layer(lo), layer(hi)
+    if not type(layer).__module__.startswith("torch.nn"):  # the user's module: its graph
+        box = _graph_bounds(_trace(layer), _Box(lo, hi))
+        return box.lo, box.hi
     raise ValueError(
         f"interval bounds: unsupported layer {type(layer).__name__} (supported: Linear, Conv2d, "
         "BatchNorm in eval mode, and non-decreasing layers: "
-        f"{', '.join(sorted(t.__name__ for t in MONOTONE))})"
+        f"{', '.join(sorted(t.__name__ for t in MONOTONE))}; a module of your own is traced)"
     )
+
+
+# ---- networks that are not a sequence: their torch.fx graph, node by node ----
+
+
+@dataclass
+class _Box:
+    """An interval [lo, hi] flowing through a graph (constants flow as themselves)."""
+
+    lo: torch.Tensor
+    hi: torch.Tensor
+
+
+# non-decreasing in their first argument (the others constant): bounded by their values at l, u
+MONOTONE_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.elu, F.selu, F.hardtanh, F.softplus,
+                      torch.sigmoid, torch.tanh, F.max_pool1d, F.max_pool2d, F.avg_pool1d,
+                      F.avg_pool2d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
+                      F.adaptive_max_pool2d, torch.flatten, torch.reshape, torch.squeeze,
+                      torch.unsqueeze, torch.permute, torch.transpose}  # fmt: skip
+MONOTONE_METHODS = {"relu", "sigmoid", "tanh", "flatten", "view", "reshape", "contiguous",
+                    "permute", "transpose", "squeeze", "unsqueeze", "clone"}  # fmt: skip
+SHAPE_METHODS = {"size", "dim"}  # read off the box's shape
+
+
+def _trace(module: nn.Module) -> torch.fx.GraphModule:
+    try:
+        return torch.fx.symbolic_trace(module)
+    except Exception as exc:  # data-dependent control flow and the like: name the module
+        raise ValueError(
+            f"interval bounds: {type(module).__name__} is not a supported layer and torch.fx "
+            f"cannot trace it ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _graph_bounds(graph: torch.fx.GraphModule, box: _Box, until: Any = None) -> Any:
+    """Propagate ``box`` through ``graph``'s nodes in order: the value of the output, or with
+    ``until`` (a node) the value of its first argument."""
+    env: dict[torch.fx.Node, Any] = {}
+
+    def load(arg: Any) -> Any:
+        return torch.fx.node.map_arg(arg, env.__getitem__)
+
+    for node in graph.graph.nodes:
+        if node is until:
+            return env[node.args[0]]
+        if node.op == "placeholder":
+            if env:
+                raise ValueError("interval bounds: a network of more than one input")
+            env[node] = box
+        elif node.op == "get_attr":  # a parameter or buffer used in the forward itself
+            value: Any = graph
+            for part in node.target.split("."):
+                value = getattr(value, part)
+            env[node] = value
+        elif node.op == "call_module":
+            x = load(node.args)[0]
+            env[node] = _Box(*interval_bounds(graph.get_submodule(node.target), x.lo, x.hi))
+        elif node.op in ("call_function", "call_method"):
+            env[node] = _apply(node, load(node.args), load(node.kwargs))
+        else:  # output
+            return load(node.args)[0]
+    raise AssertionError("a graph ends with its output")
+
+
+def _scale(box: _Box, factor: Any) -> _Box:
+    """box * factor for a constant factor (a number or a tensor): its sign picks the ends."""
+    a, b = box.lo * factor, box.hi * factor
+    return _Box(torch.minimum(a, b), torch.maximum(a, b))
+
+
+def _as_box(value: Any) -> _Box:
+    return value if isinstance(value, _Box) else _Box(value, value)
+
+
+def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
+    """One function or method node of the graph on boxes (interval arithmetic) or constants."""
+    target: Any = node.target  # a method's name, or the function itself
+    boxes = [a for a in (*args, *kwargs.values()) if isinstance(a, _Box)]
+    boxes += [b for a in args if isinstance(a, list | tuple) for b in a if isinstance(b, _Box)]
+    if not boxes:  # constants only (shapes, parameters): computed as they are
+        return (
+            getattr(args[0], target)(*args[1:], **kwargs)
+            if node.op == "call_method"
+            else target(*args, **kwargs)
+        )
+    first, rest = args[0], args[1:]
+    if node.op == "call_method":
+        if target in SHAPE_METHODS:
+            return getattr(first.lo, target)(*rest, **kwargs)
+        if target in MONOTONE_METHODS:
+            return _Box(
+                getattr(first.lo, target)(*rest, **kwargs),
+                getattr(first.hi, target)(*rest, **kwargs),
+            )
+    elif target is getattr and rest[0] in ("shape", "ndim"):
+        return getattr(first.lo, rest[0])
+    elif target in MONOTONE_FUNCTIONS or (target is F.leaky_relu and _slope(args, kwargs) >= 0):
+        return _Box(target(first.lo, *rest, **kwargs), target(first.hi, *rest, **kwargs))
+    elif target is F.dropout and not kwargs.get("training", args[2] if len(args) > 2 else True):
+        return first
+    elif target in (operator.add, torch.add) and len(args) == 2 and not kwargs:
+        a, b = _as_box(args[0]), _as_box(args[1])
+        return _Box(a.lo + b.lo, a.hi + b.hi)
+    elif target in (operator.sub, torch.sub) and len(args) == 2 and not kwargs:
+        a, b = _as_box(args[0]), _as_box(args[1])
+        return _Box(a.lo - b.hi, a.hi - b.lo)
+    elif target is operator.neg:
+        return _Box(-first.hi, -first.lo)
+    elif target in (operator.mul, torch.mul) and len(boxes) == 1 and not kwargs:
+        box, factor = (args[0], args[1]) if isinstance(args[0], _Box) else (args[1], args[0])
+        return _scale(box, factor)
+    elif (
+        target in (operator.truediv, torch.div)
+        and isinstance(first, _Box)
+        and not isinstance(rest[0], _Box)
+        and not kwargs
+    ):
+        return _scale(first, 1.0 / rest[0])
+    elif target is torch.cat:
+        parts = [_as_box(p) for p in first]
+        return _Box(
+            torch.cat([p.lo for p in parts], *rest, **kwargs),
+            torch.cat([p.hi for p in parts], *rest, **kwargs),
+        )
+    elif target in (F.linear, F.conv2d):
+        return _functional_affine(target, first, rest, kwargs)
+    name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
+    raise ValueError(
+        f"interval bounds: unsupported operation {name!r} on a bounded value (node {node.name}); "
+        "supported: Linear, Conv2d, BatchNorm, monotone activations and pooling, +, -, * and / "
+        "by constants, cat, reshaping"
+    )
+
+
+def _slope(args: tuple, kwargs: dict) -> float:
+    """F.leaky_relu's negative slope (0.01 by default)."""
+    return float(kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01))
+
+
+def _functional_affine(target: Any, box: _Box, rest: tuple, kwargs: dict) -> _Box:
+    """F.linear / F.conv2d with constant weights: m' = f(m, W, b), r' = f(r, |W|) (eq. 6)."""
+    weight, *more = rest
+    bias = more[0] if more else kwargs.pop("bias", None)
+    more = more[1:]
+    mid, rad = (box.hi + box.lo) / 2, (box.hi - box.lo) / 2
+    out_mid = target(mid, weight, bias, *more, **kwargs)
+    out_rad = target(rad, weight.abs(), None, *more, **kwargs)
+    return _Box(out_mid - out_rad, out_mid + out_rad)
 
 
 def margin_lower_bounds(
@@ -170,12 +332,13 @@ def margin_lower_bounds(
     bounds: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """Lower bounds of z_y - z_j over the L-inf ball of radius ``eps`` around each x (clipped
-    to ``bounds``), with the last linear layer merged into the margin (elision); 0 at j = y.
+    to ``bounds``), with the last linear layer merged into the margin (elision) when the
+    network ends in one, else lo_y - hi_j from the logits' bounds; 0 at j = y.
 
     Parameters
     ----------
     model : torch.nn.Module
-        See ``interval_bounds``; its last layer must be ``nn.Linear``.
+        See ``interval_bounds``.
     x : torch.Tensor of shape (N, ...)
         Inputs inside ``bounds``.
     y : torch.Tensor of shape (N,)
@@ -191,19 +354,40 @@ def margin_lower_bounds(
         The margin lower bounds; the network is certified at x when all j != y are > 0.
     """
     eps = check_number("eps", eps, 0.0)
-    layers = _layers(model)
-    last = layers[-1]
-    if not isinstance(last, nn.Linear):
-        raise ValueError("margin_lower_bounds needs a network whose last layer is nn.Linear")
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples, y has {len(y)}")
+    layers = _layers(model)
     lo, hi = (x - eps).clamp(*bounds), (x + eps).clamp(*bounds)
     for layer in layers[:-1]:
         lo, hi = _propagate(layer, lo, hi)
+    head, last = layers[-1], _final_linear(layers[-1])
+    if last is None:  # no linear layer to merge: the logits' bounds, z_y >= lo_y, z_j <= hi_j
+        lo, hi = _propagate(head, lo, hi)
+        return (lo.gather(1, y[:, None]) - hi).scatter(1, y[:, None], 0.0)
+    if last is not head:  # the user's module ending in a linear layer: up to its input
+        layer, graph, node = last
+        box = _graph_bounds(graph, _Box(lo, hi), until=node)
+        lo, hi, last = box.lo, box.hi, layer
     mid, rad = (hi + lo) / 2, (hi - lo) / 2
     w_diff = last.weight[y][:, None, :] - last.weight[None, :, :]  # (N, C, F): W_y - W_j
     b_diff = 0.0 if last.bias is None else (last.bias[y][:, None] - last.bias[None, :])  # (N, C)
     return (w_diff * mid[:, None, :]).sum(-1) + b_diff - (w_diff.abs() * rad[:, None, :]).sum(-1)
+
+
+def _final_linear(head: nn.Module) -> Any:
+    """``head`` if it is ``nn.Linear``; for the user's module whose graph returns a linear
+    layer's output, (that layer, the graph, its node); else None."""
+    if isinstance(head, nn.Linear):
+        return head
+    if type(head).__module__.startswith("torch.nn") and type(head) is not nn.Sequential:
+        return None
+    graph = _trace(head)
+    final = next(n for n in graph.graph.nodes if n.op == "output").args[0]
+    if isinstance(final, torch.fx.Node) and final.op == "call_module":
+        layer = graph.get_submodule(str(final.target))
+        if isinstance(layer, nn.Linear):
+            return layer, graph, final
+    return None
 
 
 def is_certified(

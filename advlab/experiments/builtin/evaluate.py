@@ -34,7 +34,8 @@ What is measured, per image i of the n attacked (all in the input's units):
 - with ``certify: [eps, ...]``, the L-inf *certified* accuracy by interval bound propagation
   (``advlab.defenses.is_certified``, Gowal et al. 2018): the share of images that every input
   of the eps-ball provably leaves correct, a *lower* bound on robust accuracy (the attacks give
-  the upper one), for networks that are a sequence of supported layers.
+  the upper one), for networks made of supported layers and operations (the user's own
+  modules are traced with ``torch.fx``; ``advlab.defenses.check_certifiable``).
 
 Every rate is over n images and carries ``n``: the report draws its Wilson 95 % interval. The
 units are (attack, budget, chunk of images) jobs that any executor runs; every worker must be
@@ -248,8 +249,8 @@ class EvaluateConfig(ExperimentConfig):
         largest distance found.
     certify : tuple of float
         L-inf budgets (input units, > 0) at which interval bound propagation certifies each
-        image; needs an L-inf attack beside it (the upper bound) and a model whose layers in
-        order are its forward (``advlab.defenses.check_certifiable``).
+        image; needs an L-inf attack beside it (the upper bound) and a model that interval
+        bounds can follow (``advlab.defenses.check_certifiable``, checked before any work).
     chunk_size : int
         Images per unit of work.
     batch_size : int
