@@ -248,8 +248,8 @@ def _hours(
 
 
 def _duration(hours: float) -> str:
-    """Hours in a 10-wide column, or seconds (``12.3s``) below 0.01 h, where 0.00 says nothing."""
-    return f"{hours:>10.2f}" if hours >= 0.01 or hours == 0 else f"{hours * 3600:>9.1f}s"
+    """Hours in a 10-wide column: 2 decimals, 4 below 0.01 h (where 0.00 would say nothing)."""
+    return f"{hours:>10.2f}" if hours >= 0.01 or hours == 0 else f"{hours:>10.4f}"
 
 
 def format_plan(name: str, profile: str | None, plan: dict[str, Any]) -> str:
