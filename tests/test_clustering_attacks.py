@@ -222,6 +222,24 @@ def test_merge_count_formula_and_errors() -> None:
         CrussellMerge(KMeans(2))
 
 
+def test_each_attack_counts_the_fits_it_makes() -> None:
+    """``queries(k)``, what advlab plan counts, is the number of victim fits ``attack`` makes."""
+    X, _ = make_blobs(90, centers=3, random_state=0)
+    km = KMeans(3, n_init=2, random_state=0)
+    attacks = [
+        Cina(km, s=0.2, box=None, generations=4, population=3),
+        Chhabra(km, budget=0.5, box=None, n_line=5, n_random=3, batch=2),
+        BiggioBridge(km, n_points=3),
+        BiggioBridge(km, n_points=3, strategy="best"),  # 3 pairs of clusters per point
+        CrussellMerge(DBSCAN(eps=0.45, min_samples=3)),
+    ]
+    for attack in attacks:
+        data = two_blobs(gap=5.0) if isinstance(attack, CrussellMerge) else X
+        attack.attack(data, random_state=0)
+        assert attack.n_refits == attack.queries(3), type(attack).__name__
+    assert [a.queries(3) for a in attacks] == [13, 14, 2, 11, 2]
+
+
 def test_attacks_work_on_real_digits() -> None:
     digits = load_digits()
     X = digits.data[np.isin(digits.target, [1, 4])] / 16

@@ -16,6 +16,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from advlab.attacks.clustering import BiggioBridge, Chhabra
 from advlab.attacks.poisoning import gaussian_noise, inject
 from advlab.cli.main import main
 from advlab.experiments import Cache, get_experiment, run_experiment, validate_config
@@ -140,12 +141,15 @@ def test_cina_queries_the_users_pipeline(rows, tmp_path):
 def test_plan_counts_the_units_and_fits_the_run_makes(rows, tmp_path, capsys):
     """advlab plan: a clean unit per seed, a unit per attack, budget and seed (the resample
     control at the injection budgets), and as many fits as the run then makes (Cina: its
-    reference fit, G x P children, the unit's refit), at a rate timed on the user's clusterer."""
+    reference fit, G x P children, the unit's refit; Chhabra's rounds; Biggio's greedy bridge, a
+    fit per pair of the 3 clusters per point), at a rate timed on the user's clusterer."""
     config = _config(
         rows, clusterer={"factory": "tests.test_evaluate_clustering:CountingKMeans",
                          "kwargs": {"n_clusters": 3, "n_init": 2}},
         attacks=[{"name": "uniform_outliers", "budgets": [0.05, 0.1]},
-                 {"name": "cina", "budgets": [0.3], "params": {"generations": 5, "population": 2}}],
+                 {"name": "cina", "budgets": [0.3], "params": {"generations": 5, "population": 2}},
+                 {"name": "chhabra", "budgets": [1.0], "params": {"n_line": 3, "n_random": 2, "batch": 2}},
+                 {"name": "biggio", "budgets": [0.05], "params": {"strategy": "best"}}],
         n_seeds=2,
     )  # fmt: skip
     path = tmp_path / "config.yaml"
@@ -153,9 +157,11 @@ def test_plan_counts_the_units_and_fits_the_run_makes(rows, tmp_path, capsys):
     assert main(["plan", str(path), "--workers", "1", "2", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["units"] == {"clean (seeds)": 2, "uniform_outliers (budgets x seeds)": 4,
-                             "cina (budgets x seeds)": 2, "resample (budgets x seeds)": 4}  # fmt: skip
+                             "cina (budgets x seeds)": 2, "chhabra (budgets x seeds)": 2,
+                             "biggio (budgets x seeds)": 2, "resample (budgets x seeds)": 4}  # fmt: skip
     fits = {a["what"]: a["image_steps"] for a in plan["attacks"]}
-    assert fits == {"clean fits": 2, "uniform_outliers": 4, "cina": 2 * (2 + 5 * 2), "resample": 4}
+    assert fits == {"clean fits": 2, "uniform_outliers": 4, "cina": 2 * (2 + 5 * 2),
+                    "chhabra": 2 * (2 + 3 + 2 * 3), "biggio": 2 * (3 + 6 * 3), "resample": 4}  # fmt: skip
     assert all(a["image_steps_per_second"] > 0 for a in plan["attacks"])
     assert plan["attack_hours"]["2"] < plan["attack_hours"]["1"]
     CountingKMeans.fits = 0
@@ -163,7 +169,49 @@ def test_plan_counts_the_units_and_fits_the_run_makes(rows, tmp_path, capsys):
     assert CountingKMeans.fits == sum(fits.values())
 
 
+def test_the_attacks_of_the_literature_run_against_the_users_estimator(rows, tmp_path):
+    """Chhabra's spill-over (one point moved by at most its budget), Biggio's bridge (injected
+    at a share of N, with its resample control) and Crussell's merge of a DBSCAN victim, each
+    queried per seed: the numbers are those of the attack classes called directly."""
+    X = np.load(rows)["x"].astype(np.float64)
+    config = _config(rows, attacks=[
+        {"name": "chhabra", "budgets": [2.0], "params": {"n_line": 6, "n_random": 4, "batch": 4}},
+        {"name": "biggio", "budgets": [0.05]},
+    ], n_seeds=2)  # fmt: skip
+    got = {c["id"]: c for c in _run(tmp_path / "a", config)["comparisons"]}
+    want: dict[str, list[float]] = {}
+    for seed in range(2):
+        clean = scaled_kmeans(3, seed).fit_predict(X)
+        for cid, attack in (
+            ("chhabra.b2", Chhabra(scaled_kmeans(3, seed), budget=2.0, box=None, n_line=6,
+                                   n_random=4, batch=4)),
+            ("biggio.b0.05", BiggioBridge(scaled_kmeans(3, seed), n_points=6)),
+        ):  # fmt: skip
+            done = attack.attack(X, random_state=seed)
+            lab = scaled_kmeans(3, seed).fit_predict(done.data)[~done.is_injected]
+            want.setdefault(f"{cid}.changed", []).append(100 * changed_cluster(clean, lab).mean())
+            if cid == "chhabra.b2":
+                assert len(done.touched) == 1 and np.abs(done.delta).max() <= 2.0
+    for cid, values in want.items():
+        assert got[cid]["ours"] == pytest.approx(np.mean(values)), cid
+    assert got["chhabra.b2.changed"]["ours"] > 0  # one moved point moved others
+    assert got["biggio.b0.05.ari_clean"]["n_injected"] == 6
+    assert "control.resample.b0.05.ari_clean" in got
+    rng = np.random.default_rng(0)
+    two = np.vstack([rng.normal(0, 0.3, (60, 2)) + np.array([d, 0.0]) for d in (0.0, 5.0)])
+    np.savez(tmp_path / "two.npz", x=two)
+    dbscan = _config(tmp_path / "two.npz", clusterer={"factory": "sklearn.cluster:DBSCAN",
+                                                      "kwargs": {"eps": 0.45, "min_samples": 5}},
+                     attacks=[{"name": "crussell", "budgets": [0.05, 0.25]}], n_seeds=2)  # fmt: skip
+    merged = {c["id"]: c["ours"] for c in _run(tmp_path / "b", dbscan)["comparisons"]}
+    assert merged["crussell.b0.25.ari_clean"] == pytest.approx(0.0, abs=0.05)  # one cluster now
+    assert merged["crussell.b0.05.ari_clean"] == pytest.approx(1.0)  # 6 points: a broken line
+    assert merged["control.resample.b0.25.ari_clean"] == pytest.approx(1.0)
+
+
 MISTAKES = {
+    "crussell on k-means": ({"attacks": [{"name": "crussell", "budgets": [0.1]}]},
+                            "attack 'crussell': the victim must be DBSCAN-like"),
     "not a clusterer": ({"clusterer": {"factory": "sklearn.preprocessing:StandardScaler"}},
                         "has no fit_predict"),
     "misspelt argument": ({"clusterer": {"factory": "sklearn.cluster:KMeans",

@@ -131,6 +131,21 @@ class ClusteringAttack:
         self.clusterer = clusterer
         self.n_refits = 0
 
+    def queries(self, n_clusters: int) -> int:
+        """Fits of the victim one ``attack`` makes (its reference fit included), for a victim
+        that finds ``n_clusters`` clusters: what ``advlab plan`` counts. Subclasses say.
+
+        Parameters
+        ----------
+        n_clusters : int
+            Clusters of the clean clustering.
+
+        Returns
+        -------
+        int
+        """
+        raise NotImplementedError
+
     def fit_predict(self, X: np.ndarray) -> np.ndarray:
         """One query: the victim's cluster ids of ``X``."""
         self.n_refits += 1

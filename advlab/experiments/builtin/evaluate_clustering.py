@@ -13,6 +13,8 @@ estimator or pipeline with ``fit_predict``) on *your own* data, as a run and a r
       - {name: mimicry, budgets: [0.01, 0.05]}
       - {name: gaussian_noise, budgets: [0.1]}            # sigma, in the units of x
       - {name: cina, budgets: [0.1], params: {delta: 0.2, generations: 30}}  # s
+      - {name: chhabra, budgets: [0.5]}                   # L-inf move of one point
+      - {name: biggio, budgets: [0.02]}                   # bridge points, share of N
 
 Per seed s (``n_seeds`` of them), the clusterer (every ``random_state`` in its parameters set to
 s; one without runs as it is) clusters the clean data, then each attack at each budget poisons
@@ -32,9 +34,15 @@ seeds s and s + 1 compared: the clusterer's own randomness) and, at every inject
 ``control.resample`` (as many points drawn with replacement from the data itself: what adding
 that many *harmless* points does). Each value is the mean over seeds with its 95 % t interval.
 Budgets: ``uniform_outliers``, ``subtle_outliers``, ``mimicry``, ``bridge_points`` inject
-``round(b * N)`` points (at least 1, ``advlab.attacks.poisoning.inject``); ``gaussian_noise``'s
-budget is sigma; ``cina``'s is s, the share of the victim cluster it perturbs (Cinà et al. 2022,
-each entry by at most ``delta``).
+``round(b * N)`` points (at least 1, ``advlab.attacks.poisoning.inject``), and so do the two
+attacks of the literature that inject: ``biggio`` (Biggio et al. 2013's bridge between the two
+closest clusters, or its greedy ``strategy: best``) and ``crussell`` (Crussell & Kegelmeyer
+2015's line of core points merging two DBSCAN clusters; a DBSCAN-like victim only);
+``gaussian_noise``'s budget is sigma; ``cina``'s is s, the share of the victim cluster it
+perturbs (Cinà et al. 2022, each entry by at most ``delta``); ``chhabra``'s is the L-inf bound
+of the one point it moves (Chhabra et al. 2020: the rows that change cluster are *other* rows).
+The four that query the victim (``cina``, ``chhabra``, ``biggio``, ``crussell``) run against the
+user's estimator itself, with the seed's ``random_state``.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from pydantic import Field, field_validator, model_validator
 from sklearn.base import clone
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
-from advlab.attacks.clustering import Cina
+from advlab.attacks.clustering import BiggioBridge, Chhabra, Cina, CrussellMerge
 from advlab.attacks.poisoning import INJECTION_ATTACKS, gaussian_noise, inject
 from advlab.data.datasets import IDX_DATASETS
 from advlab.experiments.aggregate import aggregate, tidy_row
@@ -73,11 +81,16 @@ from advlab.report.tables import Table
 from advlab.utils.cache import arrays_sha256
 
 LEVEL = 0.95  # t intervals over the seeds
-ATTACKS = (*INJECTION_ATTACKS, "gaussian_noise", "cina")
+# attacks that query the victim: name -> (class, the constructor argument the budget sets)
+QUERY_ATTACKS = {"cina": (Cina, "s"), "chhabra": (Chhabra, "budget"),
+                 "biggio": (BiggioBridge, "n_points"), "crussell": (CrussellMerge, "n_points")}  # fmt: skip
+INJECTING = (*INJECTION_ATTACKS, "biggio", "crussell")  # budget: injected share of N
+ATTACKS = (*INJECTION_ATTACKS, "gaussian_noise", *QUERY_ATTACKS)
 # budget kind -> (axis label, figure name)
-BUDGET_OF = {**{a: ("injected share of N", "injected") for a in INJECTION_ATTACKS},
+BUDGET_OF = {**{a: ("injected share of N", "injected") for a in INJECTING},
              "gaussian_noise": ("sigma", "gaussian_noise"),
-             "cina": ("s (share of the victim cluster)", "cina")}  # fmt: skip
+             "cina": ("s (share of the victim cluster)", "cina"),
+             "chhabra": ("L-inf bound of the one moved point", "chhabra")}  # fmt: skip
 
 
 class ClusteringDataSpec(DataSource):
@@ -123,11 +136,13 @@ class PoisonEntry(Strict):
     Attributes
     ----------
     name : str
-        uniform_outliers, subtle_outliers, mimicry, bridge_points, gaussian_noise or cina.
+        uniform_outliers, subtle_outliers, mimicry, bridge_points, gaussian_noise, cina,
+        chhabra, biggio or crussell.
     budgets : tuple of float
         One or more budgets, > 0 (an injection attack's at most half of N, Cina's at most 1).
     params : dict
-        Further arguments (e.g. uniform_outliers' margin, Cina's delta and generations).
+        Further arguments (e.g. uniform_outliers' margin, Cina's delta and generations,
+        Biggio's strategy).
     """
 
     name: str
@@ -154,12 +169,14 @@ class PoisonEntry(Strict):
 
 
 def _params_of(name: str) -> set[str]:
-    """The ``params`` an attack takes: those of ``inject`` for the injection attacks, Cina's
-    constructor's but the victim and s; none for Gaussian noise (its budget is sigma)."""
+    """The ``params`` an attack takes: those of ``inject`` for the injection attacks, the
+    constructor's of an attack that queries the victim but the victim and the budget's; none
+    for Gaussian noise (its budget is sigma)."""
     if name in INJECTION_ATTACKS:
         return {"n_clusters", "plant"}
-    if name == "cina":
-        return set(inspect.signature(Cina.__init__).parameters) - {"self", "clusterer", "s"}
+    if name in QUERY_ATTACKS:
+        cls, budget = QUERY_ATTACKS[name]
+        return set(inspect.signature(cls).parameters) - {"self", "clusterer", budget}
     return set()
 
 
@@ -285,7 +302,7 @@ def _settings(config: EvaluateClusteringConfig) -> list[tuple[str, dict[str, Any
     """(attack, params, budgets) of every attack, then the resample control at every budget
     of an injection attack."""
     settings = [(e.name, e.params, e.budgets) for e in config.attacks]
-    injection = sorted({b for name, _, budgets in settings if name in INJECTION_ATTACKS
+    injection = sorted({b for name, _, budgets in settings if name in INJECTING
                         for b in budgets})  # fmt: skip
     return settings + ([("resample", {}, tuple(injection))] if injection else [])
 
@@ -305,6 +322,34 @@ def _poison(
     return done.data, done.is_injected
 
 
+def query_attack(name: str, victim: Any, params: dict[str, Any], budget: float, n: int) -> Any:
+    """The attack ``name`` that queries ``victim``, its budget set: Cina's s, Chhabra's L-inf
+    bound, or the points Biggio's and Crussell's attacks inject (``round(budget * n)``, >= 1);
+    unbounded data (``box=None``) unless ``params`` say otherwise.
+
+    Parameters
+    ----------
+    name : str
+        cina, chhabra, biggio or crussell.
+    victim : estimator
+        The clusterer it queries.
+    params : dict
+        Its further constructor arguments.
+    budget : float
+        The config's budget.
+    n : int
+        Rows of the clean data.
+
+    Returns
+    -------
+    ClusteringAttack
+    """
+    cls, key = QUERY_ATTACKS[name]
+    value = _injected(budget, n) if key == "n_points" else budget
+    box = {"box": None} if "box" in inspect.signature(cls).parameters else {}
+    return cls(victim, **{**box, key: value, **params})
+
+
 def _attack_unit(
     config: EvaluateClusteringConfig, name: str, params: dict[str, Any], budget: float,
     seed: int, clean: np.ndarray,
@@ -313,9 +358,9 @@ def _attack_unit(
     scored against the clean one (and the labels)."""
     X, y, _, _ = _rows(config.data)
     reference = y if y is not None else clean
-    if name == "cina":  # a black-box search that queries the victim itself
-        victim = make_victim(config.clusterer, seed)
-        result = Cina(victim, s=budget, **{"box": None, **params}).attack(X, random_state=seed)
+    if name in QUERY_ATTACKS:  # the victim itself is queried
+        attack = query_attack(name, make_victim(config.clusterer, seed), params, budget, len(X))
+        result = attack.attack(X, random_state=seed)
         data, injected = result.data, result.is_injected
     else:
         data, injected = _poison(name, params, budget, X, reference, seed)
@@ -343,13 +388,18 @@ def _check_before_work(
         rows = _rows(config.data)
         n = len(rows[0])
         for name, _, budgets in _settings(config):
-            too_many = [
-                b for b in budgets if name in INJECTION_ATTACKS and _injected(b, n) > n // 2
-            ]
+            too_many = [b for b in budgets if name in INJECTING and _injected(b, n) > n // 2]
             if too_many:
                 raise ValueError(
                     f"{name} at {too_many} would inject more than half of the {n} rows"
                 )
+        for entry in config.attacks:  # a victim or argument the attack refuses, named now
+            if entry.name in QUERY_ATTACKS:
+                victim = make_victim(config.clusterer, config.seed)
+                try:
+                    query_attack(entry.name, victim, entry.params, entry.budgets[0], n)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"attack {entry.name!r}: {exc}") from exc
         first = ctx.unit(f"clean-seed{config.seed}", partial(_clean_unit, config, config.seed))
         return rows, first
 
@@ -433,45 +483,51 @@ def _sample_size(results: dict[str, Any], config: dict[str, Any], comparison_id:
 PLAN_FITS = 3  # clean fits timed by advlab plan (the median is the rate)
 
 
-def _fits_per_unit(name: str, params: dict[str, Any]) -> int:
-    """Fits of the victim in one attack unit: one, or for Cina its reference fit, one per
-    child of every generation (G x P) and the unit's own refit."""
-    if name != "cina":
+def _fits_per_unit(
+    config: EvaluateClusteringConfig, name: str, params: dict[str, Any], budget: float,
+    n: int, n_clusters: int,
+) -> int:  # fmt: skip
+    """Fits of the victim in one attack unit: the fit of the poisoned data, and before it the
+    queries of an attack that queries the victim (its ``queries``)."""
+    if name not in QUERY_ATTACKS:
         return 1
-    defaults = inspect.signature(Cina.__init__).parameters
-    get = lambda key: int(params.get(key, defaults[key].default))  # noqa: E731
-    return 2 + get("generations") * get("population")
+    victim = make_victim(config.clusterer, config.seed)
+    return 1 + query_attack(name, victim, params, budget, n).queries(n_clusters)
 
 
-def _seconds_per_fit(config: EvaluateClusteringConfig, X: np.ndarray) -> float:
-    """Median wall time of ``PLAN_FITS`` clean fits of the victim (seeds seed, seed + 1, ...)."""
-    times = []
+def _timed_fits(config: EvaluateClusteringConfig, X: np.ndarray) -> tuple[float, int]:
+    """(median wall time, clusters found) of ``PLAN_FITS`` clean fits of the victim (seeds
+    seed, seed + 1, ...)."""
+    times, clusters = [], []
     for seed in range(config.seed, config.seed + PLAN_FITS):
         victim = make_victim(config.clusterer, seed)
         start = time.perf_counter()
-        victim.fit_predict(X)
+        labels = np.asarray(victim.fit_predict(X))
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        clusters.append(len(np.unique(labels[labels != -1])))
+    return float(np.median(times)), int(np.median(clusters))
 
 
 def _plan(config: EvaluateClusteringConfig) -> dict[str, Any]:
     """Units and fits of a run (``advlab plan``): a clean unit per seed, a unit per attack,
     budget and seed; the fits at the rate of clean fits timed here."""
     X, _, name, _ = load_rows(config.data)
-    seconds = _seconds_per_fit(config, X)
+    seconds, k = _timed_fits(config, X)
     units = {"clean (seeds)": config.n_seeds}
     work = [("clean fits", config.n_seeds, config.n_seeds)]
     for attack, params, budgets in _settings(config):
         count = len(budgets) * config.n_seeds
         units[f"{attack} (budgets x seeds)"] = count
-        work.append((attack, count * _fits_per_unit(attack, params), count))
+        fits = sum(_fits_per_unit(config, attack, params, b, len(X), k) for b in budgets)
+        work.append((attack, fits * config.n_seeds, count))
     attacks = [{"what": what, "images": fits, "steps": 1, "rate": 1.0 / max(seconds, 1e-9),
                 "units": count} for what, fits, count in work]  # fmt: skip
     notes = [
-        f"Work is fits of {config.clusterer.factory}: one per unit, Cina's reference fit, G x P",
-        f"children and a refit; a clean fit of the {len(X)} rows of {name} took {seconds:.3g} s",
-        f"here (median of {PLAN_FITS}). An injection attack's fit sees up to 1.5 N rows and the",
-        "attacks' own work (mimicry's neighbours, Cina's scoring) comes on top.",
+        f"Work is fits of {config.clusterer.factory}: one per unit, and the queries of the",
+        f"attacks that query it (Cina, Chhabra, Biggio, Crussell; Biggio's greedy bridge at the {k}",
+        f"clusters a clean fit found); a clean fit of the {len(X)} rows of {name} took",
+        f"{seconds:.3g} s here (median of {PLAN_FITS}). An injection attack's fit sees up to 1.5 N",
+        "rows, and the attacks' own work (mimicry's neighbours, Cina's scoring) comes on top.",
     ]
     return {"units": units, "attacks": attacks, "notes": notes, "work_unit": "fits",
             "throughput_source": "measured: clean fits of the clusterer here"}  # fmt: skip
