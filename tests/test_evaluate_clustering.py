@@ -158,10 +158,12 @@ def test_plan_counts_the_units_and_fits_the_run_makes(rows, tmp_path, capsys):
     plan = json.loads(capsys.readouterr().out)
     assert plan["units"] == {"clean (seeds)": 2, "uniform_outliers (budgets x seeds)": 4,
                              "cina (budgets x seeds)": 2, "chhabra (budgets x seeds)": 2,
-                             "biggio (budgets x seeds)": 2, "resample (budgets x seeds)": 4}  # fmt: skip
+                             "biggio (budgets x seeds)": 2, "resample (budgets x seeds)": 4,
+                             "random_move (budgets x seeds)": 2}  # fmt: skip
     fits = {a["what"]: a["image_steps"] for a in plan["attacks"]}
     assert fits == {"clean fits": 2, "uniform_outliers": 4, "cina": 2 * (2 + 5 * 2),
-                    "chhabra": 2 * (2 + 3 + 2 * 3), "biggio": 2 * (3 + 6 * 3), "resample": 4}  # fmt: skip
+                    "chhabra": 2 * (2 + 3 + 2 * 3), "biggio": 2 * (3 + 6 * 3), "resample": 4,
+                    "random_move": 2}  # fmt: skip
     assert all(a["image_steps_per_second"] > 0 for a in plan["attacks"])
     assert plan["attack_hours"]["2"] < plan["attack_hours"]["1"]
     CountingKMeans.fits = 0
@@ -170,8 +172,9 @@ def test_plan_counts_the_units_and_fits_the_run_makes(rows, tmp_path, capsys):
 
 
 def test_the_attacks_of_the_literature_run_against_the_users_estimator(rows, tmp_path):
-    """Chhabra's spill-over (one point moved by at most its budget), Biggio's bridge (injected
-    at a share of N, with its resample control) and Crussell's merge of a DBSCAN victim, each
+    """Chhabra's spill-over (one point moved by at most its budget, beside that point moved to
+    a random corner of the same ball), Biggio's bridge (injected at a share of N, with its
+    resample control) and Crussell's merge of a DBSCAN victim, each
     queried per seed: the numbers are those of the attack classes called directly."""
     X = np.load(rows)["x"].astype(np.float64)
     config = _config(rows, attacks=[
@@ -192,6 +195,12 @@ def test_the_attacks_of_the_literature_run_against_the_users_estimator(rows, tmp
             want.setdefault(f"{cid}.changed", []).append(100 * changed_cluster(clean, lab).mean())
             if cid == "chhabra.b2":
                 assert len(done.touched) == 1 and np.abs(done.delta).max() <= 2.0
+                moved = X.copy()  # the control: that point to a random corner of the same ball
+                moved[done.touched[0]] += 2.0 * np.random.default_rng(seed).choice([-1.0, 1.0], 4)
+                lab = scaled_kmeans(3, seed).fit_predict(moved)
+                want.setdefault("control.random_move.b2.changed", []).append(
+                    100 * changed_cluster(clean, lab).mean()
+                )
     for cid, values in want.items():
         assert got[cid]["ours"] == pytest.approx(np.mean(values)), cid
     assert got["chhabra.b2.changed"]["ours"] > 0  # one moved point moved others

@@ -87,7 +87,22 @@ class Chhabra(ClusteringAttack):
         self.n_random = int(check_number("n_random", n_random, 0, integer=True))
         self.batch = int(check_number("batch", batch, 1, integer=True))
 
-    def _clusters(self, data: np.ndarray, labels: np.ndarray) -> tuple[int, int, int]:
+    def choose(self, data: np.ndarray, labels: np.ndarray) -> tuple[int, int, int]:
+        """(source cluster A, attacked cluster B, row t to move) for ``data`` clustered as
+        ``labels``: as given, else the two clusters with the closest centroids and A's row
+        nearest to B's centroid.
+
+        Parameters
+        ----------
+        data : ndarray of shape (n, d)
+            The clean data.
+        labels : ndarray of shape (n,)
+            Its clean clustering.
+
+        Returns
+        -------
+        (int, int, int)
+        """
         a, b = closest_pair(data, labels)
         source = a if self.source is None else self.source
         toward = (b if source == a else a) if self.toward is None else self.toward
@@ -169,7 +184,7 @@ class Chhabra(ClusteringAttack):
         rng = check_random_state(random_state)
         self.n_refits = 0
         reference = self.fit_predict(data)
-        source, toward, t = self._clusters(data, reference)
+        source, toward, t = self.choose(data, reference)
         d = data.shape[1]
         line = np.geomspace(1.0 / 64, 1.0, self.n_line)[:, None] * self.budget
         radii = rng.uniform(0.1, 1.0, (self.batch, 1))

@@ -29,10 +29,12 @@ ones left out) the run measures:
   (``advlab.metrics.changed_cluster``);
 - ``ari_labels``: agreement with the data's labels, when it has them (beside ``clean.ari_labels``).
 
-Two controls say what an effect must beat: ``control.seed_to_seed`` (the clean clusterings of
-seeds s and s + 1 compared: the clusterer's own randomness) and, at every injection budget,
+Controls say what an effect must beat: ``control.seed_to_seed`` (the clean clusterings of
+seeds s and s + 1 compared: the clusterer's own randomness); at every injection budget,
 ``control.resample`` (as many points drawn with replacement from the data itself: what adding
-that many *harmless* points does). Each value is the mean over seeds with its 95 % t interval.
+that many *harmless* points does); at every ``chhabra`` budget, ``control.random_move`` (the
+point Chhabra's attack moves, moved to a random corner of the same L-inf ball, no search: what
+moving that point that far does anyway). Each value is the mean over seeds with its 95 % t interval.
 Budgets: ``uniform_outliers``, ``subtle_outliers``, ``mimicry``, ``bridge_points`` inject
 ``round(b * N)`` points (at least 1, ``advlab.attacks.poisoning.inject``), and so do the two
 attacks of the literature that inject: ``biggio`` (Biggio et al. 2013's bridge between the two
@@ -298,13 +300,20 @@ def _injected(budget: float, n: int) -> int:
     return max(1, round(budget * n))
 
 
+CONTROLS = ("resample", "random_move")  # their ids are control.<name>.b<budget>.*
+
+
 def _settings(config: EvaluateClusteringConfig) -> list[tuple[str, dict[str, Any], tuple]]:
     """(attack, params, budgets) of every attack, then the resample control at every budget
-    of an injection attack."""
+    of an injection attack and the random-move control at Chhabra's budgets."""
     settings = [(e.name, e.params, e.budgets) for e in config.attacks]
     injection = sorted({b for name, _, budgets in settings if name in INJECTING
                         for b in budgets})  # fmt: skip
-    return settings + ([("resample", {}, tuple(injection))] if injection else [])
+    controls: list[tuple[str, dict[str, Any], tuple]] = (
+        [("resample", {}, tuple(injection))] if injection else []
+    )
+    controls += [("random_move", p, b) for name, p, b in settings if name == "chhabra"]
+    return settings + controls
 
 
 def _poison(
@@ -362,6 +371,13 @@ def _attack_unit(
         attack = query_attack(name, make_victim(config.clusterer, seed), params, budget, len(X))
         result = attack.attack(X, random_state=seed)
         data, injected = result.data, result.is_injected
+    elif name == "random_move":  # Chhabra's point, to a random corner of its ball
+        chooser = query_attack(
+            "chhabra", make_victim(config.clusterer, seed), params, budget, len(X)
+        )
+        t = chooser.choose(X, clean)[2]
+        data, injected = X.copy(), np.zeros(len(X), bool)
+        data[t] += budget * np.random.default_rng(seed).choice([-1.0, 1.0], X.shape[1])
     else:
         data, injected = _poison(name, params, budget, X, reference, seed)
     labels = np.asarray(make_victim(config.clusterer, seed).fit_predict(data))[~injected]
@@ -419,7 +435,7 @@ def _tidy_rows(
     rows += [tidy_row("control.seed_to_seed.ari", float(adjusted_rand_score(clean[a], clean[b])),
                       "ARI") for a, b in itertools.pairwise(seeds)]  # fmt: skip
     for (name, budget, _), result in done.items():
-        prefix = f"control.resample.b{budget:g}" if name == "resample" else f"{name}.b{budget:g}"
+        prefix = f"{'control.' if name in CONTROLS else ''}{name}.b{budget:g}"
         for metric, unit in (("ari_clean", "ARI"), ("ami_clean", "AMI"), ("changed", "%"),
                              ("ari_labels", "ARI")):  # fmt: skip
             if metric in result:
@@ -436,10 +452,10 @@ def _curves(
     by_id = {c["id"]: c for c in comparisons}
     kinds: dict[tuple[str, str], dict[str, Any]] = {}
     for name, _, budgets in _settings(config):
-        kind = BUDGET_OF.get(name, BUDGET_OF["uniform_outliers"])  # resample: with injections
-        prefix = "control.resample" if name == "resample" else name
+        kind = BUDGET_OF[{"resample": "uniform_outliers", "random_move": "chhabra"}.get(name, name)]
+        prefix = f"control.{name}" if name in CONTROLS else name
         points = [by_id[f"{prefix}.b{b:g}.ari_clean"] for b in sorted(budgets)]
-        kinds.setdefault(kind, {})[name if name != "resample" else "resample (control)"] = {
+        kinds.setdefault(kind, {})[f"{name} (control)" if name in CONTROLS else name] = {
             "x": sorted(budgets), "mean": [p["ours"] for p in points],
             "ci": [p["ci95"] for p in points],
         }  # fmt: skip
