@@ -141,6 +141,23 @@ def test_model_mode_and_grad_flags_restored():
     assert all(p.grad is None for p in model.parameters())
 
 
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_an_eval_mode_network_stays_in_eval_mode(wrapped):
+    """A network with batch norm and dropout in eval mode, attacked bare or inside
+    ``Model(net)`` (a wrapper built in training mode): every module keeps its mode, so batch
+    norm does not switch to batch statistics after the attack."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.Dropout(0.5),
+                        nn.ReLU(), nn.Linear(8, 3)).eval()  # fmt: skip
+    x, y = torch.rand(6, 16), torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad():
+        before = net(x)
+    PGD(Model(net) if wrapped else net, eps=0.1, max_iter=2, random_state=0)(x, y)
+    assert not any(m.training for m in net.modules())
+    with torch.no_grad():
+        assert torch.equal(net(x), before)
+
+
 def test_eps_units():
     assert eps_to_pixels(1.0, "pixel") == 1.0
     assert eps_to_pixels(1.0, "standardized", 0.3081) == pytest.approx(0.3081)

@@ -3,7 +3,7 @@
 resumable training."""
 
 from advlab.models.train import TrainedModel, accuracy, train_classifier
-from advlab.models.wrapper import Model, as_model
+from advlab.models.wrapper import Model, as_model, eval_mode
 from advlab.models.zoo import MODELS, Classifier, build_model
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "accuracy",
     "as_model",
     "build_model",
+    "eval_mode",
     "train_classifier",
 ]

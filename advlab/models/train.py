@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from advlab.data.datasets import Dataset
+from advlab.models.wrapper import eval_mode
 from advlab.models.zoo import Classifier, Stat, build_model
 from advlab.utils.cache import Cache, arrays_sha256
 from advlab.utils.io import atomic_write_bytes
@@ -81,14 +82,12 @@ def accuracy(
     float
         Top-1 accuracy in %.
     """
-    was_training = model.training
-    model.eval()
     x, y = _images(ds), torch.from_numpy(ds.labels)
     correct = 0
-    for start in range(0, len(x), batch_size):
-        logits = model(x[start : start + batch_size].to(device))
-        correct += int((logits.argmax(1).cpu() == y[start : start + batch_size]).sum())
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(x), batch_size):
+            logits = model(x[start : start + batch_size].to(device))
+            correct += int((logits.argmax(1).cpu() == y[start : start + batch_size]).sum())
     return 100.0 * correct / len(x)
 
 

@@ -16,8 +16,9 @@ attribute ``input_std`` (the zoo's models do), which standardized budgets then u
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -84,6 +85,7 @@ class Model(nn.Module):
         if math.isnan(lower) or math.isnan(upper) or not lower < upper:
             raise ValueError(f"bounds must be (lower, upper) with lower < upper, got {bounds!r}")
         self.module = module
+        self.training = module.training  # the wrapper's mode is the network's
         self.bounds: Bounds = (lower, upper)
         pre = dict(preprocessing or {})
         unknown = set(pre) - {"mean", "std", "axis"}
@@ -132,3 +134,28 @@ def as_model(model: nn.Module) -> Model:
         The wrapped model.
     """
     return model if isinstance(model, Model) else Model(model)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode for the block; on exit every module gets back its own mode (not the root's:
+    a root in training mode around a network in eval mode must not switch the network's batch
+    norm and dropout to training on the way out).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+
+    Yields
+    ------
+    torch.nn.Module
+        ``model``, in eval mode.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training

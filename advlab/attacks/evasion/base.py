@@ -36,7 +36,7 @@ from advlab.attacks.evasion.criteria import (
     TargetedMisclassification,
     TrueLabelRank,
 )
-from advlab.models.wrapper import Model, as_model
+from advlab.models.wrapper import Model, as_model, eval_mode
 from advlab.utils.progress import progress
 from advlab.utils.validation import check_images, check_number
 
@@ -124,18 +124,17 @@ def eps_to_pixels(
 
 @contextlib.contextmanager
 def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and ``requires_grad=False`` on every parameter; both restored on exit."""
-    was_training = model.training
+    """Eval mode (``advlab.models.eval_mode``: each module's own mode restored on exit) and
+    ``requires_grad=False`` on every parameter, restored on exit."""
     flags = [p.requires_grad for p in model.parameters()]
-    model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     try:
-        yield model
+        with eval_mode(model):
+            yield model
     finally:
         for p, flag in zip(model.parameters(), flags, strict=True):
             p.requires_grad_(flag)
-        model.train(was_training)
 
 
 def model_device(model: nn.Module) -> torch.device:
