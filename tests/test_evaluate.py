@@ -44,6 +44,17 @@ class Skip(nn.Sequential):
         return super().forward(x) + super().forward(x.flip(-1))
 
 
+class Pair(nn.Sequential):
+    """``build``'s layers returning (logits, input), as models with auxiliary outputs do."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return super().forward(x), x
+
+
+def build_pair(width: int = 8) -> nn.Module:
+    return Pair(*build(width))
+
+
 def build_skip(width: int = 8) -> nn.Module:
     """``build``'s weights in a network interval bounds cannot follow."""
     return Skip(*build(width))
@@ -280,6 +291,9 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
         return _config(files, attacks=[{"name": "fgsm", "eps": [0.1]}])  # eps_grid has l2
     if what == "training on a file":
         return _config(files, model={"factory": "small_cnn", "train_epochs": 1})
+    if what == "several outputs":
+        return _config(files, model={"factory": "tests.test_evaluate:build_pair",
+                                     "weights": str(files["weights"])})  # fmt: skip
     if what == "certify without an L-inf attack":
         return _config(files, attacks=[{"name": "deepfool"}], certify=[0.01])
     if what == "certify a network that is not its layers":
@@ -300,6 +314,7 @@ MISTAKES = {
     "same attack twice": "appear twice",
     "training on a file": "for an .npz file give model.weights",
     "grid of an unmeasured norm": "eps_grid has ['l2'], a norm no attack measures",
+    "several outputs": "must return one tensor of logits, got tuple",
     "certify without an L-inf attack": "add an L-inf attack",
     "certify a network that is not its layers": "unsupported operation 'flip'",
 }

@@ -696,6 +696,11 @@ def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Da
         raise ValueError(
             f"the model fails on inputs of shape {tuple(x.shape)}: {type(exc).__name__}: {exc}"
         ) from exc
+    if not isinstance(logits, torch.Tensor):  # a tuple or dict of outputs: wrap the module
+        raise ValueError(
+            f"the model must return one tensor of logits, got {type(logits).__name__}; wrap it "
+            "in a factory whose module returns only the logits"
+        )
     if logits.ndim != 2 or logits.shape[1] < 2:
         raise ValueError(
             f"the model must return (N, n_classes >= 2) logits, got shape {tuple(logits.shape)}"
