@@ -296,7 +296,11 @@ def plot_value_grids(
 
 
 def plot_attack_curves(
-    curve: dict[str, Any], norm: str, path: str | Path, title: str
+    curve: dict[str, Any],
+    norm: str,
+    path: str | Path,
+    title: str,
+    certified_label: str = "certified (IBP), lower bound",
 ) -> list[Path]:
     """Robust accuracy against the budget in one norm: one line per attack (a budgeted attack
     at its budgets, a minimisation attack read off its distances) and the worst case over all
@@ -318,7 +322,7 @@ def plot_attack_curves(
     ax.plot(curve["eps"], curve["worst_case"], "s:", color="black", label="worst case", linewidth=2)
     if "certified" in curve:
         ax.plot(curve["certified"]["eps"], curve["certified"]["accuracy"], "^-", color="0.4",
-                label="certified (IBP), lower bound", linewidth=2)  # fmt: skip
+                label=certified_label, linewidth=2)  # fmt: skip
     ax.set_xlabel(f"{norm} budget eps (input units)")
     ax.set_ylabel("robust accuracy (%)")
     ax.set_ylim(0, 100)

@@ -7,6 +7,7 @@ BUILTIN_MODULES = (
     "elbow",
     "evaluate",
     "evaluate_clustering",
+    "evaluate_kmeans",
     "mygdalis2020",
     "omari2024",
     "poison_cluster",

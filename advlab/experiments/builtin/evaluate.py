@@ -385,14 +385,28 @@ def build_attacked_model(spec: ModelSpec, ds: Dataset, ctx: RunContext, config: 
         module: nn.Module = _trained_zoo_model(spec, config, ctx)
     else:
         assert spec.weights is not None
-        module = _fresh_module(spec, tuple(ds.images.shape[1:]), ds.n_classes)
+        module = fresh_module(spec, tuple(ds.images.shape[1:]), ds.n_classes)
         load_weights(module, spec.weights)
     return Model(module.eval(), spec.bounds, spec.preprocessing).to(config.device)
 
 
-def _fresh_module(spec: ModelSpec, shape: tuple[int, ...], n_classes: int) -> nn.Module:
+def fresh_module(spec: ModelSpec, shape: tuple[int, ...], n_classes: int) -> nn.Module:
     """The network of ``spec`` with its initial weights: a zoo model built for ``shape`` and
-    ``n_classes`` (unless kwargs give n_classes), or what the factory returns."""
+    ``n_classes`` (unless kwargs give n_classes), or what the factory returns.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The model config.
+    shape : tuple of int
+        The shape of one input.
+    n_classes : int
+        Classes of the data.
+
+    Returns
+    -------
+    torch.nn.Module
+    """
     if spec.factory in MODELS:
         from advlab.models import build_model
 
@@ -793,7 +807,7 @@ def _passes_per_image(entry: AttackEntry, batch: int) -> int:
 
 def _untrained(spec: ModelSpec, shape: tuple[int, ...], n_classes: int) -> Model:
     """The model of ``spec`` with its initial weights (as fast as the trained one)."""
-    return Model(_fresh_module(spec, shape, n_classes).eval(), spec.bounds, spec.preprocessing)
+    return Model(fresh_module(spec, shape, n_classes).eval(), spec.bounds, spec.preprocessing)
 
 
 def _plan(config: EvaluateConfig) -> dict[str, Any]:

@@ -1,0 +1,378 @@
+"""``evaluate-kmeans``: k-means under evasion attack on *your own* data, with *your own*
+surrogate network, as a run and a report (Omari et al.'s protocol, any data set).
+
+::
+
+    experiment: evaluate-kmeans
+    train: {path: train.npz}              # x (N, ...) inside the surrogate's bounds, y (N,)
+    test: {path: test.npz, n: 2000}
+    n_clusters: 100                       # clusters mapped to classes by majority vote
+    surrogate:                            # optional: without it, only k-means' own bounds
+      factory: mypackage.nets:build       # or a zoo name with train_epochs (trained on train)
+      weights: net.safetensors
+      preprocessing: {mean: [0.5], std: [0.25]}
+    eps: [0.05, 0.1, 0.2]                 # L-inf, in the inputs' units
+
+k-means (``advlab.cluster.KMeans``, seed ``seed``) clusters the flattened training inputs, its
+clusters are mapped to classes by majority vote of the training labels, and every test input is
+classified as its cluster's class. Per L-inf budget eps and test input i (all rates over the
+n test inputs, with their n, so the report draws Wilson 95 % intervals):
+
+- ``transfer.linf.eps<e>.accuracy``: k-means' accuracy on I-FGSM examples crafted on the
+  surrogate (``max_iter`` steps of eps / 4, Omari et al.'s transfer attack);
+- ``whitebox.linf.eps<e>.accuracy``: on the white-box PGD of k-means itself (``KMeansPGD`` on
+  the margin of its differentiable nearest-centre classifier, ``whitebox_iter`` steps), an
+  upper bound on its robust accuracy;
+- ``minimal.linf.eps<e>.accuracy``: the inputs correctly classified that the smallest
+  box-constrained perturbation ``KMeansMinimalAttack`` finds (closed form per candidate
+  cluster of another class, an upper bound on the true minimum) does not reach within eps;
+- ``certified.linf.eps<e>.accuracy``: the inputs correctly classified whose class-aware L-inf
+  radius (``kmeans_certified_radius``: the distance to the nearest Voronoi cell of another
+  class, exact) exceeds eps, a lower bound;
+- ``worst_case.linf.eps<e>.accuracy``: correct and broken by none of the attacks.
+
+The true robust accuracy lies between the certified and the worst-case figure; the transfer
+attack says how much of it a black-box attacker without k-means reaches. ``certified_but_attacked``
+counts inputs certified yet broken by an attack, which must be 0. Units are (eps, chunk of test
+inputs) jobs carrying the fitted k-means; each worker loads the data files and the surrogate
+itself (a zoo surrogate from the artefact cache), so any executor runs them.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+
+from advlab.attacks.evasion import IFGSM, KMeansMinimalAttack, KMeansPGD, kmeans_certified_radius
+from advlab.cluster import KMeans, majority_vote_mapping
+from advlab.data import Dataset
+from advlab.experiments.builtin._user import config_errors, file_stamp, refuse_changed_files
+from advlab.experiments.builtin.evaluate import (
+    DataSpec,
+    ModelSpec,
+    fingerprint,
+    fresh_module,
+    load_inputs,
+    load_weights,
+)
+from advlab.experiments.config import ExperimentConfig
+from advlab.experiments.registry import register
+from advlab.experiments.runner import RunContext
+from advlab.models import Model, train_classifier
+from advlab.report.plots import plot_attack_curves
+from advlab.report.tables import Table
+from advlab.utils.io import sha256_bytes
+
+
+class TrainSpec(DataSpec):
+    """The inputs k-means is fitted on (and a zoo surrogate trained on): ``name`` (a built-in
+    set, its ``split``) or ``path`` (an ``.npz`` of ``x`` and ``y``); see ``DataSpec``."""
+
+    split: Literal["train", "test"] = "train"
+
+
+class EvaluateKMeansConfig(ExperimentConfig):
+    """Config of ``evaluate-kmeans`` (see the module docstring).
+
+    Attributes
+    ----------
+    seed : int
+        Seed of k-means (and of a zoo surrogate's training).
+    train, test : DataSpec
+        The inputs k-means is fitted on, and the attacked ones.
+    n_clusters : int
+        k, >= 2, at most the number of training inputs.
+    surrogate : ModelSpec or None
+        The network the transfer attack is crafted on (a zoo name with ``train_epochs`` is
+        trained on ``train``); None: no transfer attack.
+    eps : tuple of float
+        L-inf budgets, > 0, in the inputs' units.
+    bounds : (float, float)
+        The inputs' range, which both attacks stay inside (a surrogate's own bounds must agree).
+    max_iter, whitebox_iter : int
+        Steps of the transfer I-FGSM (step eps / 4) and of the white-box PGD.
+    chunk_size, batch_size : int
+        Test inputs per unit of work, and per forward/backward pass.
+    device : str
+        Where k-means and the surrogate run.
+    """
+
+    train: TrainSpec
+    test: DataSpec
+    n_clusters: int = Field(ge=2)
+    surrogate: ModelSpec | None = None
+    eps: tuple[float, ...]
+    bounds: tuple[float, float] = (0.0, 1.0)
+    max_iter: int = Field(10, ge=1)
+    whitebox_iter: int = Field(20, ge=1)
+    chunk_size: int = Field(500, ge=1)
+    batch_size: int = Field(256, ge=1)
+    device: str = "cpu"
+
+    @field_validator("eps")
+    @classmethod
+    def _budgets(cls, eps: tuple[float, ...]) -> tuple[float, ...]:
+        if not eps or any(not (math.isfinite(e) and e > 0) for e in eps):
+            raise ValueError(f"eps must hold finite L-inf budgets > 0, got {list(eps)}")
+        return tuple(sorted(set(eps)))
+
+
+# ---- data, k-means and surrogate ----
+
+
+def _surrogate(
+    config: EvaluateKMeansConfig, train: Dataset, test: Dataset, ctx: RunContext
+) -> Model | None:
+    """The surrogate of ``config`` in eval mode: a zoo model trained on ``train`` (cached), or
+    the factory's network with its weights."""
+    spec = config.surrogate
+    if spec is None:
+        return None
+    if spec.bounds != config.bounds:
+        raise ValueError(
+            f"surrogate.bounds {list(spec.bounds)} differ from bounds {list(config.bounds)}: "
+            "both attacks must stay in the inputs' range"
+        )
+    assert train.images is not None
+    module: torch.nn.Module
+    if spec.train_epochs is not None:
+        module = train_classifier(spec.factory, train, test, epochs=spec.train_epochs,
+                                  seed=config.seed, device=config.device, cache=ctx.cache,
+                                  **spec.kwargs).model  # fmt: skip
+    else:
+        assert spec.weights is not None
+        module = fresh_module(spec, tuple(train.images.shape[1:]), train.n_classes)
+        load_weights(module, spec.weights)
+    return Model(module.eval(), spec.bounds, spec.preprocessing).to(config.device)
+
+
+def _check_inputs(config: EvaluateKMeansConfig, train: Dataset, test: Dataset) -> None:
+    """Shapes, ranges and classes that would fail later, named before any work."""
+    assert train.images is not None and test.images is not None
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise ValueError(
+            f"train inputs have shape {train.images.shape[1:]}, test inputs "
+            f"{test.images.shape[1:]}: they must match"
+        )
+    if config.n_clusters > len(train):
+        raise ValueError(f"n_clusters = {config.n_clusters} > the {len(train)} training inputs")
+    lo, hi = config.bounds
+    for name, ds in (("train", train), ("test", test)):
+        assert ds.images is not None
+        if float(ds.images.min()) < lo or float(ds.images.max()) > hi:
+            raise ValueError(
+                f"{name} inputs range over [{ds.images.min():.4g}, {ds.images.max():.4g}], "
+                f"outside bounds [{lo:g}, {hi:g}]"
+            )
+    unseen = sorted(set(np.unique(test.labels)) - set(np.unique(train.labels)))
+    if unseen:
+        raise ValueError(f"test labels {unseen} never occur in the training labels")
+
+
+_LOADED: dict[str, tuple[Dataset, Dataset, Model | None]] = {}
+
+
+def _loaded(ctx: RunContext, config: EvaluateKMeansConfig) -> tuple[Dataset, Dataset, Model | None]:
+    """Train and test inputs and the surrogate, loaded once per process, config and files."""
+    files = [config.train.path, config.test.path]
+    if config.surrogate is not None:
+        files.append(config.surrogate.weights)
+    stamps = "|".join(file_stamp(f) for f in files)
+    key = sha256_bytes(f"{ctx.cache.root}|{stamps}|{config.model_dump_json()}".encode())
+    if key not in _LOADED:
+        train, test = load_inputs(config.train), load_inputs(config.test)
+        _check_inputs(config, train, test)
+        _LOADED[key] = train, test, _surrogate(config, train, test, ctx)
+    return _LOADED[key]
+
+
+# ---- units ----
+
+
+def _unit(
+    ctx: RunContext,
+    config: EvaluateKMeansConfig,
+    km: KMeans,
+    mapping: np.ndarray,
+    eps: float,
+    start: int,
+) -> dict[str, Any]:
+    """One budget on one chunk: per input, whether k-means still classifies it correctly under
+    the transfer attack (when there is a surrogate) and under the white-box PGD."""
+    _, test, surrogate = _loaded(ctx, config)
+    assert test.images is not None
+    sl = slice(start, start + config.chunk_size)
+    x = torch.from_numpy(test.images[sl]).to(config.device)
+    y = torch.from_numpy(test.labels[sl]).to(config.device)
+
+    def still_correct(adv: torch.Tensor) -> list[bool]:
+        pred = mapping[km.predict(adv.detach().cpu().numpy().reshape(len(adv), -1))]
+        return (pred == test.labels[sl]).tolist()
+
+    out: dict[str, Any] = {}
+    if surrogate is not None:
+        transfer = IFGSM(surrogate, eps=eps, max_iter=config.max_iter, eps_step=eps / 4,
+                         batch_size=config.batch_size)  # fmt: skip
+        out["transfer"] = still_correct(transfer(x, y).x_adv)
+    whitebox = KMeansPGD(km, mapping, eps=eps, max_iter=config.whitebox_iter,
+                         bounds=config.bounds, batch_size=config.batch_size)  # fmt: skip
+    out["whitebox"] = still_correct(whitebox(x, y).x_adv)
+    return out
+
+
+def _minimal_unit(
+    ctx: RunContext, config: EvaluateKMeansConfig, km: KMeans, mapping: np.ndarray, start: int
+) -> dict[str, Any]:
+    """Per input of one chunk, the L-inf size of the smallest box-constrained perturbation to
+    a cluster of another class that ``KMeansMinimalAttack`` finds (inf where none)."""
+    _, test, _ = _loaded(ctx, config)
+    assert test.images is not None
+    sl = slice(start, start + config.chunk_size)
+    attack = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
+                                 bounds=config.bounds, batch_size=config.batch_size)  # fmt: skip
+    result = attack(torch.from_numpy(test.images[sl]), torch.from_numpy(test.labels[sl]))
+    assert result.distances is not None
+    return {"distance": result.distances.double().cpu().tolist()}
+
+
+def _eps_key(eps: float) -> str:
+    return f"eps{eps:g}"
+
+
+def _rate(cid: str, hits: np.ndarray) -> dict[str, Any]:
+    return {"id": cid, "ours": 100.0 * float(hits.mean()), "paper": None, "unit": "%",
+            "n": int(hits.size)}  # fmt: skip
+
+
+def summarise(
+    config: EvaluateKMeansConfig,
+    correct: np.ndarray,
+    radius: np.ndarray,
+    outcomes: dict[float, dict[str, np.ndarray]],
+) -> dict[str, Any]:
+    """Comparisons (every rate with its n), the curves of the figure and the soundness count.
+
+    Parameters
+    ----------
+    config : EvaluateKMeansConfig
+        The run's config.
+    correct : ndarray of bool, shape (n,)
+        Clean inputs k-means classifies correctly.
+    radius : ndarray of shape (n,)
+        Their class-aware L-inf certified radius.
+    outcomes : dict
+        eps -> attack (transfer, whitebox, minimal) -> per input, still correctly classified.
+
+    Returns
+    -------
+    dict
+        ``comparisons``, ``curve`` (for ``plot_attack_curves``) and ``certified_but_attacked``.
+    """
+    comparisons = [_rate("kmeans.clean_accuracy", correct)]
+    comparisons.append({"id": "kmeans.median_certified_radius", "paper": None, "unit": "linf",
+                        "ours": float(np.median(radius[correct])) if correct.any() else 0.0})  # fmt: skip
+    attacks = sorted(outcomes[config.eps[0]])
+    curve: dict[str, Any] = {"eps": list(config.eps), "attacks": {a: {"eps": list(config.eps),
+                             "accuracy": []} for a in attacks}, "worst_case": [],
+                             "certified": {"eps": list(config.eps), "accuracy": []}}  # fmt: skip
+    contradicted = {}
+    for eps in config.eps:
+        key = _eps_key(eps)
+        for attack in attacks:
+            rate = _rate(f"{attack}.linf.{key}.accuracy", outcomes[eps][attack])
+            comparisons.append(rate)
+            curve["attacks"][attack]["accuracy"].append(rate["ours"])
+        worst = np.logical_and.reduce([outcomes[eps][a] for a in attacks]) & correct
+        certified = correct & (radius > eps)
+        for name, hits, line in (("worst_case", worst, curve["worst_case"]),
+                                 ("certified", certified, curve["certified"]["accuracy"])):  # fmt: skip
+            rate = _rate(f"{name}.linf.{key}.accuracy", hits)
+            comparisons.append(rate)
+            line.append(rate["ours"])
+        contradicted[key] = int((certified & ~worst).sum())
+    return {"comparisons": comparisons, "curve": curve, "certified_but_attacked": contradicted}
+
+
+def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Table]:
+    """k-means accuracy per budget under each attack, with the certified lower bound."""
+    by_id = {c["id"]: c["ours"] for c in results["comparisons"]}
+    attacks = sorted(results["curve"]["attacks"])
+    rows = []
+    for eps in results["curve"]["eps"]:
+        key = _eps_key(eps)
+        rows.append([f"{eps:g}", *(f"{by_id[f'{a}.linf.{key}.accuracy']:.1f}" for a in attacks),
+                     f"{by_id[f'worst_case.linf.{key}.accuracy']:.1f}",
+                     f"{by_id[f'certified.linf.{key}.accuracy']:.1f}"])  # fmt: skip
+    title = (f"k-means (k = {config['n_clusters']}) accuracy (%) on {results['n_test']} test "
+             f"inputs of {results['data']}, clean {by_id['kmeans.clean_accuracy']:.1f} %, under "
+             "L-inf attacks, and its certified lower bound")  # fmt: skip
+    return [Table(title, ("eps", *attacks, "worst case", "certified"), rows)]
+
+
+@register(
+    "evaluate-kmeans",
+    EvaluateKMeansConfig,
+    description="k-means under evasion attack on your own data: transfer from your surrogate, white-box, certified",
+    tables=_report_tables,
+)
+def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[str, Any]:
+    """Check the data and the surrogate, fit and map k-means, attack every (eps, chunk) and
+    summarise.
+
+    Parameters
+    ----------
+    config : EvaluateKMeansConfig
+        The validated config.
+    ctx : RunContext
+        The run (its executor runs the units).
+
+    Returns
+    -------
+    dict
+        ``comparisons``, ``curve``, ``certified_but_attacked``, the data's name and size, the
+        surrogate's clean accuracy and the checksums of data and weights.
+    """
+    with config_errors():
+        train, test, surrogate = _loaded(ctx, config)
+    ctx.record_dataset(train)
+    ctx.record_dataset(test)
+    stamp = {"train_sha256": train.sha256, "test_sha256": test.sha256}
+    if surrogate is not None:
+        stamp["weights_sha256"] = fingerprint(test, surrogate)["weights_sha256"]
+    refuse_changed_files(ctx, stamp)
+    km = KMeans(config.n_clusters, random_state=config.seed, device=config.device).fit(train.data)
+    mapping = majority_vote_mapping(km.labels_, train.labels, config.n_clusters)
+    correct = mapping[km.predict(test.data)] == test.labels
+    radius = kmeans_certified_radius(km, test.data, "linf", mapping=mapping)
+    ctx.log.info(
+        "k-means clean accuracy %.2f %% on %d test inputs", 100 * correct.mean(), len(test)
+    )
+    starts = range(0, len(test), config.chunk_size)
+    jobs = {f"{_eps_key(eps)}-{s:07d}": partial(_unit, ctx, config, km, mapping, eps, s)
+            for eps in config.eps for s in starts}  # fmt: skip
+    jobs |= {f"minimal-{s:07d}": partial(_minimal_unit, ctx, config, km, mapping, s)
+             for s in starts}  # fmt: skip
+    done = ctx.units(jobs, desc="attacks")
+    outcomes = {eps: {a: np.concatenate([done[f"{_eps_key(eps)}-{s:07d}"][a] for s in starts])
+                      for a in done[f"{_eps_key(eps)}-{starts[0]:07d}"]}
+                for eps in config.eps}  # fmt: skip
+    minimal = np.concatenate([done[f"minimal-{s:07d}"]["distance"] for s in starts])
+    for eps in config.eps:
+        outcomes[eps]["minimal"] = correct & (minimal > eps)
+    summary = summarise(config, correct, radius, outcomes)
+    extra = []
+    if surrogate is not None:
+        with torch.no_grad():
+            x = torch.from_numpy(test.images).to(config.device)
+            pred = torch.cat([surrogate(b).argmax(1).cpu() for b in x.split(config.batch_size)])
+        extra.append(_rate("surrogate.clean_accuracy", pred.numpy() == test.labels))
+        summary["comparisons"][1:1] = extra
+    plot_attack_curves(summary["curve"], "linf", ctx.path("kmeans-linf"),
+                       f"k-means (k = {config.n_clusters}) on {test.name} ({len(test)} inputs)",
+                       "certified (Voronoi radius), lower bound")  # fmt: skip
+    return {"data": test.name, "n_test": len(test), **stamp, **summary}

@@ -1,0 +1,169 @@
+"""``evaluate-kmeans``: k-means under evasion on a user's own data with their own surrogate; the
+numbers equal the attacks called directly, the certified bound lies below every attack,
+workers give the serial results, and mistakes are one line before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_model
+from sklearn.datasets import load_breast_cancer
+from sklearn.preprocessing import minmax_scale
+from torch import nn
+
+from advlab.attacks.evasion import IFGSM, KMeansPGD, kmeans_certified_radius
+from advlab.cli.main import main
+from advlab.cluster import KMeans, majority_vote_mapping
+from advlab.data import load_dataset
+from advlab.experiments import Cache, get_experiment, run_experiment, validate_config
+from advlab.experiments.executors import LocalExecutor
+from advlab.models import Model, train_classifier
+
+CHUNK = 40
+
+
+def rows_net(n_features: int = 30, width: int = 16) -> nn.Module:
+    """The user's network on tabular rows (``tests.test_evaluate_kmeans:rows_net``)."""
+    return nn.Sequential(nn.Linear(n_features, width), nn.ReLU(), nn.Linear(width, 2))
+
+
+def _digits_config(**changes) -> dict:
+    config = {
+        "train": {"name": "digits", "split": "train"},
+        "test": {"name": "digits", "split": "test", "n": 100},
+        "n_clusters": 20,
+        "surrogate": {"factory": "mlp", "train_epochs": 3},
+        "eps": [0.1, 0.2],
+        "max_iter": 5,
+        "whitebox_iter": 10,
+        "chunk_size": CHUNK,
+    }
+    return {**config, **changes}
+
+
+def _run(tmp_path: Path, config: dict, executor=None) -> dict:
+    exp = get_experiment("evaluate-kmeans")
+    run_experiment(exp, validate_config(exp.config_cls, config), tmp_path / "run",
+                   Cache(tmp_path / "cache"), quiet=True, executor=executor)  # fmt: skip
+    return json.loads((tmp_path / "run" / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory) -> tuple[Path, dict]:
+    tmp = tmp_path_factory.mktemp("serial")
+    return tmp, _run(tmp, _digits_config())
+
+
+def _chunked(attack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.cat(
+        [attack(x[s : s + CHUNK], y[s : s + CHUNK]).x_adv for s in range(0, len(x), CHUNK)]
+    )
+
+
+def test_the_numbers_are_those_of_the_attacks_called_directly(serial):
+    """k-means fitted and mapped on the training digits; the transfer I-FGSM through the
+    zoo surrogate trained on them, the white-box PGD and the certified radius, chunk by chunk."""
+    tmp, results = serial
+    got = {c["id"]: c for c in results["comparisons"]}
+    train, test = (
+        load_dataset("digits", "train"),
+        load_dataset("digits", "test").subset(slice(0, 100)),
+    )
+    km = KMeans(20, random_state=0).fit(train.data)
+    mapping = majority_vote_mapping(km.labels_, train.labels, 20)
+
+    def accuracy(x: np.ndarray) -> float:
+        return 100 * float((mapping[km.predict(x.reshape(len(x), -1))] == test.labels).mean())
+
+    correct = mapping[km.predict(test.data)] == test.labels
+    assert got["kmeans.clean_accuracy"]["ours"] == pytest.approx(100 * correct.mean())
+    assert got["kmeans.clean_accuracy"]["n"] == 100
+    radius = kmeans_certified_radius(km, test.data, "linf", mapping=mapping)
+    net = train_classifier("mlp", train, epochs=3, seed=0, cache=Cache(tmp / "cache")).model
+    x, y = torch.from_numpy(test.images), torch.from_numpy(test.labels)
+    for eps in (0.1, 0.2):
+        transfer = _chunked(IFGSM(Model(net.eval()), eps=eps, max_iter=5, eps_step=eps / 4), x, y)
+        whitebox = _chunked(KMeansPGD(km, mapping, eps=eps, max_iter=10), x, y)
+        assert got[f"transfer.linf.eps{eps:g}.accuracy"]["ours"] == pytest.approx(
+            accuracy(transfer.numpy())
+        )
+        assert got[f"whitebox.linf.eps{eps:g}.accuracy"]["ours"] == pytest.approx(
+            accuracy(whitebox.numpy())
+        )
+        certified = 100 * float((correct & (radius > eps)).mean())
+        assert got[f"certified.linf.eps{eps:g}.accuracy"]["ours"] == pytest.approx(certified)
+    # the attacks bite, and the bounds are ordered: certified <= worst case <= each attack
+    for eps in ("eps0.1", "eps0.2"):
+        worst = got[f"worst_case.linf.{eps}.accuracy"]["ours"]
+        assert got[f"certified.linf.{eps}.accuracy"]["ours"] <= worst
+        for attack in ("transfer", "whitebox", "minimal"):
+            assert worst <= got[f"{attack}.linf.{eps}.accuracy"]["ours"]
+    assert got["whitebox.linf.eps0.2.accuracy"]["ours"] < got["kmeans.clean_accuracy"]["ours"]
+    assert results["certified_but_attacked"] == {"eps0.1": 0, "eps0.2": 0}
+
+
+def test_figure_report_resume_and_workers(serial, tmp_path):
+    tmp, results = serial
+    run = tmp / "run"
+    assert (run / "kmeans-linf.png").is_file()
+    assert main(["report", str(run), "--html", str(tmp_path / "r.html")]) == 0
+    assert "certified" in (tmp_path / "r.html").read_text()
+    assert _run(tmp, _digits_config()) == results  # resumed: nothing recomputed, same numbers
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["units_computed"] == 0
+    assert _run(tmp_path, _digits_config(), LocalExecutor(2)) == results
+
+
+def test_rows_of_a_users_own_file_and_network(tmp_path):
+    """Breast-cancer rows scaled to [0, 1] as the user's .npz files, the user's network from
+    its factory and safetensors weights: the run measures every attack, and without a
+    surrogate only k-means' own bounds."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X = minmax_scale(X).astype(np.float32)
+    np.savez(tmp_path / "train.npz", x=X[:400], y=y[:400])
+    np.savez(tmp_path / "test.npz", x=X[400:], y=y[400:])
+    torch.manual_seed(0)
+    save_model(rows_net(), str(tmp_path / "net.safetensors"))
+    config = {"train": {"path": str(tmp_path / "train.npz")},
+              "test": {"path": str(tmp_path / "test.npz")}, "n_clusters": 8,
+              "surrogate": {"factory": "tests.test_evaluate_kmeans:rows_net",
+                            "weights": str(tmp_path / "net.safetensors")},
+              "eps": [0.05, 0.2], "chunk_size": 100}  # fmt: skip
+    got = {c["id"]: c["ours"] for c in _run(tmp_path / "a", config)["comparisons"]}
+    assert {"surrogate.clean_accuracy", "transfer.linf.eps0.2.accuracy"} <= set(got)
+    assert got["worst_case.linf.eps0.2.accuracy"] < got["kmeans.clean_accuracy"]
+    bare = _run(tmp_path / "b", {**config, "surrogate": None})
+    ids = {c["id"] for c in bare["comparisons"]}
+    assert "whitebox.linf.eps0.2.accuracy" in ids and not any(i.startswith("transfer") for i in ids)
+
+
+MISTAKES = {
+    "k above the rows": ({"n_clusters": 5000}, "n_clusters = 5000 > the 1437 training inputs"),
+    "budget zero": ({"eps": [0.0]}, "eps must hold finite L-inf budgets > 0"),
+    "other bounds": ({"surrogate": {"factory": "mlp", "train_epochs": 1, "bounds": [0, 255]}},
+                     "surrogate.bounds [0.0, 255.0] differ from bounds"),
+    "other shapes": ({"test": {"path": "SMALL"}}, "they must match"),
+    "unknown key": ({"n_cluster": 3}, "n_cluster"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("what", MISTAKES)
+def test_a_mistake_is_one_line_before_any_work(tmp_path, capsys, what):
+    changes, message = MISTAKES[what]
+    if what == "other shapes":  # 4 x 4 images against the 8 x 8 digits
+        np.savez(tmp_path / "small.npz", x=np.zeros((5, 1, 4, 4), np.float32), y=np.zeros(5, int))
+        changes = {"test": {"path": str(tmp_path / "small.npz")}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "evaluate-kmeans", **_digits_config(**changes)}))
+    code = main(["run", str(path), "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run" / "units").exists() or not any(
+        (tmp_path / "run" / "units").iterdir()
+    )
