@@ -112,6 +112,7 @@ def test_readme_has_a_block_for_every_committed_run():
         "elbow",
         "evaluate",
         "evaluate-clustering",
+        "evaluate-kmeans",
         "evaluate-mnist-small_cnn",
     }
     assert set(_readme_blocks()) == committed
