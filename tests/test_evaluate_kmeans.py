@@ -20,6 +20,7 @@ from advlab.attacks.evasion import IFGSM, KMeansPGD, kmeans_certified_radius
 from advlab.cli.main import main
 from advlab.cluster import KMeans, majority_vote_mapping
 from advlab.data import load_dataset
+from advlab.defenses import KMeansAdversarialTraining, SurrogateAttack
 from advlab.experiments import Cache, get_experiment, run_experiment, validate_config
 from advlab.experiments.executors import LocalExecutor
 from advlab.models import Model, train_classifier
@@ -149,6 +150,8 @@ MISTAKES = {
                      "surrogate.bounds [0.0, 255.0] differ from bounds"),
     "other shapes": ({"test": {"path": "SMALL"}}, "they must match"),
     "unknown key": ({"n_cluster": 3}, "n_cluster"),
+    "training without a surrogate": ({"surrogate": None, "adversarial_training": {"eps_max": 0.1}},
+                                     "adversarial_training attacks through the surrogate"),
 }  # fmt: skip
 
 
@@ -167,3 +170,58 @@ def test_a_mistake_is_one_line_before_any_work(tmp_path, capsys, what):
     assert not (tmp_path / "run" / "units").exists() or not any(
         (tmp_path / "run" / "units").iterdir()
     )
+
+
+TRAINING = {"eta": 0.5, "beta": 3, "eps_max": 0.2}
+
+
+def test_algorithm_1_is_measured_beside_plain_kmeans(serial):
+    """With adversarial_training, Algorithm 1 (KMeansAdversarialTraining through the same
+    surrogate, eps in input units) trains a second k-means; its ids, prefixed trained., equal
+    the defense called directly, and the plain ids do not move."""
+    tmp, plain = serial
+    results = _run(tmp / "t", _digits_config(adversarial_training=TRAINING))
+    got = {c["id"]: c["ours"] for c in results["comparisons"]}
+    assert all(got[c["id"]] == c["ours"] for c in plain["comparisons"])
+    train = load_dataset("digits", "train")
+    test = load_dataset("digits", "test").subset(slice(0, 100))
+    net = train_classifier("mlp", train, epochs=3, seed=0, cache=Cache(tmp / "t" / "cache")).model
+    attack = SurrogateAttack(Model(net.eval()), train.labels, "pixel", 5)
+    est = KMeansAdversarialTraining(20, attack=attack, random_state=0, **TRAINING).fit(train.images)
+    mapping = majority_vote_mapping(est.labels_, train.labels, 20)
+    correct = mapping[est.predict(test.data)] == test.labels
+    assert got["trained.kmeans.clean_accuracy"] == pytest.approx(100 * correct.mean())
+    radius = kmeans_certified_radius(est.kmeans_, test.data, "linf", mapping=mapping)
+    assert got["trained.certified.linf.eps0.2.accuracy"] == pytest.approx(
+        100 * (correct & (radius > 0.2)).mean()
+    )
+    assert [h["step"] for h in results["training_history"]] == [0, 1, 2, 3]
+    assert results["trained_certified_but_attacked"] == {"eps0.1": 0, "eps0.2": 0}
+    assert (tmp / "t" / "run" / "kmeans-trained-linf.png").is_file()
+
+
+@pytest.mark.parametrize("killed_after", [0, 2])
+def test_a_killed_training_resumes_after_its_last_step(tmp_path, monkeypatch, killed_after):
+    """Algorithm 1 checkpoints every step: a run killed after step 0 or 2 resumes there and
+    gives the uninterrupted run's results.json byte for byte."""
+    from advlab.experiments.runner import RunContext
+
+    config = _digits_config(adversarial_training=TRAINING)
+    _run(tmp_path / "ref", config)
+    real_save = RunContext.save_checkpoint
+    steps = []
+
+    def save_then_die(self, key, arrays, meta):
+        real_save(self, key, arrays, meta)
+        steps.append(meta["history"][-1]["step"])
+        if steps.count(killed_after) == 1 and steps[-1] == killed_after:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunContext, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, config)
+    _run(tmp_path, config)
+    assert steps == list(range(killed_after + 1)) + list(range(killed_after + 1, 4))
+    assert (tmp_path / "run" / "results.json").read_bytes() == (
+        tmp_path / "ref" / "run" / "results.json"
+    ).read_bytes()

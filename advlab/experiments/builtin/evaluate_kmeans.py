@@ -31,6 +31,13 @@ n test inputs, with their n, so the report draws Wilson 95 % intervals):
   class, exact) exceeds eps, a lower bound;
 - ``worst_case.linf.eps<e>.accuracy``: correct and broken by none of the attacks.
 
+With ``adversarial_training: {eta, beta, eps_max}`` (a surrogate needed), Algorithm 1 of Omari
+et al. (``KMeansAdversarialTraining``: a share eta of the training inputs replaced by their
+I-FGSM examples through the surrogate at eps = s / beta * eps_max, k-means refitted from the
+previous centres at every step s, checkpointed per step) trains a second k-means, mapped by
+majority vote on its last training set, and every id above is measured for it too, prefixed
+``trained.``.
+
 The true robust accuracy lies between the certified and the worst-case figure; the transfer
 attack says how much of it a black-box attacker without k-means reaches. ``certified_but_attacked``
 counts inputs certified yet broken by an attack, which must be 0. Units are (eps, chunk of test
@@ -46,12 +53,18 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from advlab.attacks.evasion import IFGSM, KMeansMinimalAttack, KMeansPGD, kmeans_certified_radius
 from advlab.cluster import KMeans, majority_vote_mapping
 from advlab.data import Dataset
-from advlab.experiments.builtin._user import config_errors, file_stamp, refuse_changed_files
+from advlab.defenses import KMeansAdversarialTraining, SurrogateAttack
+from advlab.experiments.builtin._user import (
+    Strict,
+    config_errors,
+    file_stamp,
+    refuse_changed_files,
+)
 from advlab.experiments.builtin.evaluate import (
     DataSpec,
     ModelSpec,
@@ -76,6 +89,27 @@ class TrainSpec(DataSpec):
     split: Literal["train", "test"] = "train"
 
 
+class AdversarialTrainingSpec(Strict):
+    """Algorithm 1's settings (``KMeansAdversarialTraining``).
+
+    Attributes
+    ----------
+    eta : float
+        Share of the training inputs attacked, in (0, 1].
+    beta : int
+        Steps; step s trains on eps = s / beta * eps_max.
+    eps_max : float
+        L-inf training budget of the last step, > 0, in the inputs' units.
+    continuous : bool
+        Start each step from the previous step's centres (the paper).
+    """
+
+    eta: float = Field(0.5, gt=0, le=1)
+    beta: int = Field(8, ge=1)
+    eps_max: float = Field(gt=0)
+    continuous: bool = True
+
+
 class EvaluateKMeansConfig(ExperimentConfig):
     """Config of ``evaluate-kmeans`` (see the module docstring).
 
@@ -94,8 +128,10 @@ class EvaluateKMeansConfig(ExperimentConfig):
         L-inf budgets, > 0, in the inputs' units.
     bounds : (float, float)
         The inputs' range, which both attacks stay inside (a surrogate's own bounds must agree).
+    adversarial_training : AdversarialTrainingSpec or None
+        Train and measure Algorithm 1's k-means too (needs a surrogate); None: plain only.
     max_iter, whitebox_iter : int
-        Steps of the transfer I-FGSM (step eps / 4) and of the white-box PGD.
+        Steps of the transfer (and training) I-FGSM (step eps / 4) and of the white-box PGD.
     chunk_size, batch_size : int
         Test inputs per unit of work, and per forward/backward pass.
     device : str
@@ -108,6 +144,7 @@ class EvaluateKMeansConfig(ExperimentConfig):
     surrogate: ModelSpec | None = None
     eps: tuple[float, ...]
     bounds: tuple[float, float] = (0.0, 1.0)
+    adversarial_training: AdversarialTrainingSpec | None = None
     max_iter: int = Field(10, ge=1)
     whitebox_iter: int = Field(20, ge=1)
     chunk_size: int = Field(500, ge=1)
@@ -120,6 +157,12 @@ class EvaluateKMeansConfig(ExperimentConfig):
         if not eps or any(not (math.isfinite(e) and e > 0) for e in eps):
             raise ValueError(f"eps must hold finite L-inf budgets > 0, got {list(eps)}")
         return tuple(sorted(set(eps)))
+
+    @model_validator(mode="after")
+    def _training_needs_a_surrogate(self) -> EvaluateKMeansConfig:
+        if self.adversarial_training is not None and self.surrogate is None:
+            raise ValueError("adversarial_training attacks through the surrogate: give one")
+        return self
 
 
 # ---- data, k-means and surrogate ----
@@ -240,6 +283,41 @@ def _minimal_unit(
     return {"distance": result.distances.double().cpu().tolist()}
 
 
+TRAINING = "adversarial-training"  # the unit (and checkpoint) of Algorithm 1
+
+
+def _training_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, Any]:
+    """Algorithm 1 on the training inputs, checkpointed after every step (centres and the
+    majority-vote mapping of that step's training set) and resumed after the last one: the
+    final centres, mapping and per-step history."""
+    train, _, surrogate = _loaded(ctx, config)
+    spec = config.adversarial_training
+    assert spec is not None and surrogate is not None and train.images is not None
+    history: list[dict[str, Any]] = []
+    state: dict[str, np.ndarray] | None = None
+    resume = None
+    saved = ctx.load_checkpoint(TRAINING)
+    if saved is not None:
+        state, meta = saved
+        history = meta["history"]
+        resume = (history[-1]["step"], state["centers"])
+        ctx.log.info("%s: resuming after step %d", TRAINING, resume[0])
+    attack = SurrogateAttack(surrogate, train.labels, "pixel", config.max_iter,
+                             batch_size=config.batch_size)  # fmt: skip
+    est = KMeansAdversarialTraining(config.n_clusters, eta=spec.eta, beta=spec.beta,
+                                    attack=attack, eps_max=spec.eps_max,
+                                    continuous=spec.continuous, random_state=config.seed,
+                                    device=config.device)  # fmt: skip
+    for step in est.iter_steps(train.images, resume=resume):
+        mapping = majority_vote_mapping(step.kmeans.labels_, train.labels, config.n_clusters)
+        state = {"centers": step.kmeans.cluster_centers_, "mapping": mapping}
+        history.append({"step": step.step, "eps": step.eps, "inertia": float(step.kmeans.inertia_)})
+        ctx.save_checkpoint(TRAINING, state, {"history": history})
+    assert state is not None
+    return {"centers": state["centers"].tolist(), "mapping": state["mapping"].tolist(),
+            "history": history}  # fmt: skip
+
+
 def _eps_key(eps: float) -> str:
     return f"eps{eps:g}"
 
@@ -254,6 +332,7 @@ def summarise(
     correct: np.ndarray,
     radius: np.ndarray,
     outcomes: dict[float, dict[str, np.ndarray]],
+    prefix: str = "",
 ) -> dict[str, Any]:
     """Comparisons (every rate with its n), the curves of the figure and the soundness count.
 
@@ -267,14 +346,16 @@ def summarise(
         Their class-aware L-inf certified radius.
     outcomes : dict
         eps -> attack (transfer, whitebox, minimal) -> per input, still correctly classified.
+    prefix : str, default=''
+        Put before every id (``trained.`` for Algorithm 1's k-means).
 
     Returns
     -------
     dict
         ``comparisons``, ``curve`` (for ``plot_attack_curves``) and ``certified_but_attacked``.
     """
-    comparisons = [_rate("kmeans.clean_accuracy", correct)]
-    comparisons.append({"id": "kmeans.median_certified_radius", "paper": None, "unit": "linf",
+    comparisons = [_rate(f"{prefix}kmeans.clean_accuracy", correct)]
+    comparisons.append({"id": f"{prefix}kmeans.median_certified_radius", "paper": None, "unit": "linf",
                         "ours": float(np.median(radius[correct])) if correct.any() else 0.0})  # fmt: skip
     attacks = sorted(outcomes[config.eps[0]])
     curve: dict[str, Any] = {"eps": list(config.eps), "attacks": {a: {"eps": list(config.eps),
@@ -284,14 +365,14 @@ def summarise(
     for eps in config.eps:
         key = _eps_key(eps)
         for attack in attacks:
-            rate = _rate(f"{attack}.linf.{key}.accuracy", outcomes[eps][attack])
+            rate = _rate(f"{prefix}{attack}.linf.{key}.accuracy", outcomes[eps][attack])
             comparisons.append(rate)
             curve["attacks"][attack]["accuracy"].append(rate["ours"])
         worst = np.logical_and.reduce([outcomes[eps][a] for a in attacks]) & correct
         certified = correct & (radius > eps)
         for name, hits, line in (("worst_case", worst, curve["worst_case"]),
                                  ("certified", certified, curve["certified"]["accuracy"])):  # fmt: skip
-            rate = _rate(f"{name}.linf.{key}.accuracy", hits)
+            rate = _rate(f"{prefix}{name}.linf.{key}.accuracy", hits)
             comparisons.append(rate)
             line.append(rate["ours"])
         contradicted[key] = int((certified & ~worst).sum())
@@ -299,19 +380,26 @@ def summarise(
 
 
 def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Table]:
-    """k-means accuracy per budget under each attack, with the certified lower bound."""
+    """k-means accuracy per budget under each attack, with the certified lower bound (and the
+    same for Algorithm 1's k-means)."""
     by_id = {c["id"]: c["ours"] for c in results["comparisons"]}
-    attacks = sorted(results["curve"]["attacks"])
-    rows = []
-    for eps in results["curve"]["eps"]:
-        key = _eps_key(eps)
-        rows.append([f"{eps:g}", *(f"{by_id[f'{a}.linf.{key}.accuracy']:.1f}" for a in attacks),
-                     f"{by_id[f'worst_case.linf.{key}.accuracy']:.1f}",
-                     f"{by_id[f'certified.linf.{key}.accuracy']:.1f}"])  # fmt: skip
-    title = (f"k-means (k = {config['n_clusters']}) accuracy (%) on {results['n_test']} test "
-             f"inputs of {results['data']}, clean {by_id['kmeans.clean_accuracy']:.1f} %, under "
-             "L-inf attacks, and its certified lower bound")  # fmt: skip
-    return [Table(title, ("eps", *attacks, "worst case", "certified"), rows)]
+    tables = []
+    for prefix, curve in (("", results["curve"]), ("trained.", results.get("trained_curve"))):
+        if curve is None:
+            continue
+        attacks = sorted(curve["attacks"])
+        rows = []
+        for eps in curve["eps"]:
+            key = _eps_key(eps)
+            rows.append([f"{eps:g}", *(f"{by_id[f'{prefix}{a}.linf.{key}.accuracy']:.1f}" for a in attacks),
+                         f"{by_id[f'{prefix}worst_case.linf.{key}.accuracy']:.1f}",
+                         f"{by_id[f'{prefix}certified.linf.{key}.accuracy']:.1f}"])  # fmt: skip
+        name = "k-means" if not prefix else "Algorithm 1's k-means"
+        title = (f"{name} (k = {config['n_clusters']}) accuracy (%) on {results['n_test']} test "
+                 f"inputs of {results['data']}, clean {by_id[f'{prefix}kmeans.clean_accuracy']:.1f} %, "
+                 "under L-inf attacks, and its certified lower bound")  # fmt: skip
+        tables.append(Table(title, ("eps", *attacks, "worst case", "certified"), rows))
+    return tables
 
 
 @register(
@@ -346,33 +434,64 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
         stamp["weights_sha256"] = fingerprint(test, surrogate)["weights_sha256"]
     refuse_changed_files(ctx, stamp)
     km = KMeans(config.n_clusters, random_state=config.seed, device=config.device).fit(train.data)
-    mapping = majority_vote_mapping(km.labels_, train.labels, config.n_clusters)
-    correct = mapping[km.predict(test.data)] == test.labels
-    radius = kmeans_certified_radius(km, test.data, "linf", mapping=mapping)
-    ctx.log.info(
-        "k-means clean accuracy %.2f %% on %d test inputs", 100 * correct.mean(), len(test)
-    )
-    starts = range(0, len(test), config.chunk_size)
-    jobs = {f"{_eps_key(eps)}-{s:07d}": partial(_unit, ctx, config, km, mapping, eps, s)
-            for eps in config.eps for s in starts}  # fmt: skip
-    jobs |= {f"minimal-{s:07d}": partial(_minimal_unit, ctx, config, km, mapping, s)
-             for s in starts}  # fmt: skip
-    done = ctx.units(jobs, desc="attacks")
-    outcomes = {eps: {a: np.concatenate([done[f"{_eps_key(eps)}-{s:07d}"][a] for s in starts])
-                      for a in done[f"{_eps_key(eps)}-{starts[0]:07d}"]}
-                for eps in config.eps}  # fmt: skip
-    minimal = np.concatenate([done[f"minimal-{s:07d}"]["distance"] for s in starts])
-    for eps in config.eps:
-        outcomes[eps]["minimal"] = correct & (minimal > eps)
-    summary = summarise(config, correct, radius, outcomes)
-    extra = []
+    models = {"": (km, majority_vote_mapping(km.labels_, train.labels, config.n_clusters))}
+    history = None
+    if config.adversarial_training is not None:
+        trained = ctx.unit(TRAINING, partial(_training_unit, ctx, config))
+        models["trained."] = (KMeans.from_centers(np.asarray(trained["centers"])),
+                              np.asarray(trained["mapping"]))  # fmt: skip
+        history = trained["history"]
+    summaries = {
+        prefix: _measure(ctx, config, test, prefix, *pair) for prefix, pair in models.items()
+    }
+    summary = summaries[""]
     if surrogate is not None:
         with torch.no_grad():
             x = torch.from_numpy(test.images).to(config.device)
             pred = torch.cat([surrogate(b).argmax(1).cpu() for b in x.split(config.batch_size)])
-        extra.append(_rate("surrogate.clean_accuracy", pred.numpy() == test.labels))
-        summary["comparisons"][1:1] = extra
-    plot_attack_curves(summary["curve"], "linf", ctx.path("kmeans-linf"),
-                       f"k-means (k = {config.n_clusters}) on {test.name} ({len(test)} inputs)",
-                       "certified (Voronoi radius), lower bound")  # fmt: skip
-    return {"data": test.name, "n_test": len(test), **stamp, **summary}
+        summary["comparisons"].insert(
+            1, _rate("surrogate.clean_accuracy", pred.numpy() == test.labels)
+        )
+    for prefix, part in summaries.items():
+        name = "k-means" if not prefix else "Algorithm 1's k-means"
+        plot_attack_curves(part["curve"], "linf", ctx.path(f"kmeans-{prefix}linf".replace(".", "-")),
+                           f"{name} (k = {config.n_clusters}) on {test.name} ({len(test)} inputs)",
+                           "certified (Voronoi radius), lower bound")  # fmt: skip
+    out = {"data": test.name, "n_test": len(test), **stamp, **summary}
+    if "trained." in summaries:
+        trained_part = summaries["trained."]
+        out["comparisons"] = summary["comparisons"] + trained_part["comparisons"]
+        out["trained_curve"] = trained_part["curve"]
+        out["trained_certified_but_attacked"] = trained_part["certified_but_attacked"]
+        out["training_history"] = history
+    return out
+
+
+def _measure(
+    ctx: RunContext,
+    config: EvaluateKMeansConfig,
+    test: Dataset,
+    prefix: str,
+    km: KMeans,
+    mapping: np.ndarray,
+) -> dict[str, Any]:
+    """Every attack on one k-means (units per budget and chunk, and per chunk for the minimal
+    perturbation), summarised with ids after ``prefix``."""
+    correct = mapping[km.predict(test.data)] == test.labels
+    radius = kmeans_certified_radius(km, test.data, "linf", mapping=mapping)
+    ctx.log.info("%sk-means clean accuracy %.2f %% on %d test inputs", prefix,
+                 100 * correct.mean(), len(test))  # fmt: skip
+    starts = range(0, len(test), config.chunk_size)
+    tag = prefix.replace(".", "-")
+    jobs = {f"{tag}{_eps_key(eps)}-{s:07d}": partial(_unit, ctx, config, km, mapping, eps, s)
+            for eps in config.eps for s in starts}  # fmt: skip
+    jobs |= {f"{tag}minimal-{s:07d}": partial(_minimal_unit, ctx, config, km, mapping, s)
+             for s in starts}  # fmt: skip
+    done = ctx.units(jobs, desc=f"{prefix}attacks")
+    first = done[f"{tag}{_eps_key(config.eps[0])}-{starts[0]:07d}"]
+    outcomes = {eps: {a: np.concatenate([done[f"{tag}{_eps_key(eps)}-{s:07d}"][a] for s in starts])
+                      for a in first} for eps in config.eps}  # fmt: skip
+    minimal = np.concatenate([done[f"{tag}minimal-{s:07d}"]["distance"] for s in starts])
+    for eps in config.eps:
+        outcomes[eps]["minimal"] = correct & (minimal > eps)
+    return summarise(config, correct, radius, outcomes, prefix)
