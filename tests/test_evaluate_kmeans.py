@@ -225,3 +225,31 @@ def test_a_killed_training_resumes_after_its_last_step(tmp_path, monkeypatch, ki
     assert (tmp_path / "run" / "results.json").read_bytes() == (
         tmp_path / "ref" / "run" / "results.json"
     ).read_bytes()
+
+
+def test_a_heldout_surrogate_is_the_transfer_control(tmp_path):
+    """heldout_surrogate: a second network (a zoo one trained with seed + 1) whose I-FGSM
+    examples Algorithm 1 never trained on, measured on both k-means (heldout.* ids)."""
+    config = _digits_config(adversarial_training=TRAINING,
+                            heldout_surrogate={"factory": "fc1", "train_epochs": 2})  # fmt: skip
+    results = _run(tmp_path, config)
+    got = {c["id"]: c["ours"] for c in results["comparisons"]}
+    train, test = (
+        load_dataset("digits", "train"),
+        load_dataset("digits", "test").subset(slice(0, 100)),
+    )
+    other = train_classifier("fc1", train, epochs=2, seed=1, cache=Cache(tmp_path / "cache")).model
+    with torch.no_grad():
+        pred = other.eval()(torch.from_numpy(test.images)).argmax(1).numpy()
+    assert got["heldout_surrogate.clean_accuracy"] == pytest.approx(
+        100 * (pred == test.labels).mean()
+    )
+    for prefix in ("", "trained."):
+        assert {
+            f"{prefix}heldout.linf.eps0.1.accuracy",
+            f"{prefix}transfer.linf.eps0.1.accuracy",
+        } <= set(got)
+    assert (
+        "heldout_weights_sha256" in results
+        and results["heldout_weights_sha256"] != results["weights_sha256"]
+    )

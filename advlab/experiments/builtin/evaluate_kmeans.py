@@ -36,7 +36,10 @@ et al. (``KMeansAdversarialTraining``: a share eta of the training inputs replac
 I-FGSM examples through the surrogate at eps = s / beta * eps_max, k-means refitted from the
 previous centres at every step s, checkpointed per step) trains a second k-means, mapped by
 majority vote on its last training set, and every id above is measured for it too, prefixed
-``trained.``.
+``trained.``. Training and the transfer attack then use the same surrogate, so a gain under
+transfer may be specific to it: ``heldout_surrogate`` (another network, a zoo one trained with
+seed + 1) adds ``heldout.linf.eps<e>.accuracy``, the transfer attack from a network Algorithm 1
+never saw, the control that tells the two apart.
 
 The true robust accuracy lies between the certified and the worst-case figure; the transfer
 attack says how much of it a black-box attacker without k-means reaches. ``certified_but_attacked``
@@ -128,6 +131,9 @@ class EvaluateKMeansConfig(ExperimentConfig):
         L-inf budgets, > 0, in the inputs' units.
     bounds : (float, float)
         The inputs' range, which both attacks stay inside (a surrogate's own bounds must agree).
+    heldout_surrogate : ModelSpec or None
+        A second network for a transfer attack Algorithm 1 never trained against (a zoo name
+        with ``train_epochs`` is trained with seed + 1); None: none.
     adversarial_training : AdversarialTrainingSpec or None
         Train and measure Algorithm 1's k-means too (needs a surrogate); None: plain only.
     max_iter, whitebox_iter : int
@@ -142,6 +148,7 @@ class EvaluateKMeansConfig(ExperimentConfig):
     test: DataSpec
     n_clusters: int = Field(ge=2)
     surrogate: ModelSpec | None = None
+    heldout_surrogate: ModelSpec | None = None
     eps: tuple[float, ...]
     bounds: tuple[float, float] = (0.0, 1.0)
     adversarial_training: AdversarialTrainingSpec | None = None
@@ -169,23 +176,25 @@ class EvaluateKMeansConfig(ExperimentConfig):
 
 
 def _surrogate(
-    config: EvaluateKMeansConfig, train: Dataset, test: Dataset, ctx: RunContext
+    config: EvaluateKMeansConfig, which: str, train: Dataset, test: Dataset, ctx: RunContext
 ) -> Model | None:
-    """The surrogate of ``config`` in eval mode: a zoo model trained on ``train`` (cached), or
-    the factory's network with its weights."""
-    spec = config.surrogate
+    """The network ``which`` (surrogate, heldout_surrogate) of ``config`` in eval mode: a zoo
+    model trained on ``train`` (cached; the held-out one with seed + 1), or the factory's
+    network with its weights."""
+    spec: ModelSpec | None = getattr(config, which)
     if spec is None:
         return None
     if spec.bounds != config.bounds:
         raise ValueError(
-            f"surrogate.bounds {list(spec.bounds)} differ from bounds {list(config.bounds)}: "
+            f"{which}.bounds {list(spec.bounds)} differ from bounds {list(config.bounds)}: "
             "both attacks must stay in the inputs' range"
         )
     assert train.images is not None
     module: torch.nn.Module
     if spec.train_epochs is not None:
         module = train_classifier(spec.factory, train, test, epochs=spec.train_epochs,
-                                  seed=config.seed, device=config.device, cache=ctx.cache,
+                                  seed=config.seed + (which == "heldout_surrogate"),
+                                  device=config.device, cache=ctx.cache,
                                   **spec.kwargs).model  # fmt: skip
     else:
         assert spec.weights is not None
@@ -217,20 +226,25 @@ def _check_inputs(config: EvaluateKMeansConfig, train: Dataset, test: Dataset) -
         raise ValueError(f"test labels {unseen} never occur in the training labels")
 
 
-_LOADED: dict[str, tuple[Dataset, Dataset, Model | None]] = {}
+_LOADED: dict[str, tuple[Dataset, Dataset, dict[str, Model]]] = {}
+NETWORKS = {"surrogate": "transfer", "heldout_surrogate": "heldout"}  # config key -> attack id
 
 
-def _loaded(ctx: RunContext, config: EvaluateKMeansConfig) -> tuple[Dataset, Dataset, Model | None]:
-    """Train and test inputs and the surrogate, loaded once per process, config and files."""
+def _loaded(
+    ctx: RunContext, config: EvaluateKMeansConfig
+) -> tuple[Dataset, Dataset, dict[str, Model]]:
+    """Train and test inputs and the transfer networks (attack id -> network), loaded once per
+    process, config and files."""
     files = [config.train.path, config.test.path]
-    if config.surrogate is not None:
-        files.append(config.surrogate.weights)
+    files += [spec.weights for spec in (config.surrogate, config.heldout_surrogate) if spec]
     stamps = "|".join(file_stamp(f) for f in files)
     key = sha256_bytes(f"{ctx.cache.root}|{stamps}|{config.model_dump_json()}".encode())
     if key not in _LOADED:
         train, test = load_inputs(config.train), load_inputs(config.test)
         _check_inputs(config, train, test)
-        _LOADED[key] = train, test, _surrogate(config, train, test, ctx)
+        networks = {attack: _surrogate(config, which, train, test, ctx)
+                    for which, attack in NETWORKS.items()}  # fmt: skip
+        _LOADED[key] = train, test, {a: net for a, net in networks.items() if net is not None}
     return _LOADED[key]
 
 
@@ -247,7 +261,7 @@ def _unit(
 ) -> dict[str, Any]:
     """One budget on one chunk: per input, whether k-means still classifies it correctly under
     the transfer attack (when there is a surrogate) and under the white-box PGD."""
-    _, test, surrogate = _loaded(ctx, config)
+    _, test, networks = _loaded(ctx, config)
     assert test.images is not None
     sl = slice(start, start + config.chunk_size)
     x = torch.from_numpy(test.images[sl]).to(config.device)
@@ -258,10 +272,10 @@ def _unit(
         return (pred == test.labels[sl]).tolist()
 
     out: dict[str, Any] = {}
-    if surrogate is not None:
-        transfer = IFGSM(surrogate, eps=eps, max_iter=config.max_iter, eps_step=eps / 4,
+    for attack, network in networks.items():
+        transfer = IFGSM(network, eps=eps, max_iter=config.max_iter, eps_step=eps / 4,
                          batch_size=config.batch_size)  # fmt: skip
-        out["transfer"] = still_correct(transfer(x, y).x_adv)
+        out[attack] = still_correct(transfer(x, y).x_adv)
     whitebox = KMeansPGD(km, mapping, eps=eps, max_iter=config.whitebox_iter,
                          bounds=config.bounds, batch_size=config.batch_size)  # fmt: skip
     out["whitebox"] = still_correct(whitebox(x, y).x_adv)
@@ -290,9 +304,9 @@ def _training_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, A
     """Algorithm 1 on the training inputs, checkpointed after every step (centres and the
     majority-vote mapping of that step's training set) and resumed after the last one: the
     final centres, mapping and per-step history."""
-    train, _, surrogate = _loaded(ctx, config)
-    spec = config.adversarial_training
-    assert spec is not None and surrogate is not None and train.images is not None
+    train, _, networks = _loaded(ctx, config)
+    spec, surrogate = config.adversarial_training, networks["transfer"]
+    assert spec is not None and train.images is not None
     history: list[dict[str, Any]] = []
     state: dict[str, np.ndarray] | None = None
     resume = None
@@ -426,12 +440,14 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
         surrogate's clean accuracy and the checksums of data and weights.
     """
     with config_errors():
-        train, test, surrogate = _loaded(ctx, config)
+        train, test, networks = _loaded(ctx, config)
     ctx.record_dataset(train)
     ctx.record_dataset(test)
     stamp = {"train_sha256": train.sha256, "test_sha256": test.sha256}
-    if surrogate is not None:
-        stamp["weights_sha256"] = fingerprint(test, surrogate)["weights_sha256"]
+    for which, attack in NETWORKS.items():
+        if attack in networks:
+            label = "weights_sha256" if which == "surrogate" else "heldout_weights_sha256"
+            stamp[label] = fingerprint(test, networks[attack])["weights_sha256"]
     refuse_changed_files(ctx, stamp)
     km = KMeans(config.n_clusters, random_state=config.seed, device=config.device).fit(train.data)
     models = {"": (km, majority_vote_mapping(km.labels_, train.labels, config.n_clusters))}
@@ -445,13 +461,14 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
         prefix: _measure(ctx, config, test, prefix, *pair) for prefix, pair in models.items()
     }
     summary = summaries[""]
-    if surrogate is not None:
-        with torch.no_grad():
-            x = torch.from_numpy(test.images).to(config.device)
-            pred = torch.cat([surrogate(b).argmax(1).cpu() for b in x.split(config.batch_size)])
-        summary["comparisons"].insert(
-            1, _rate("surrogate.clean_accuracy", pred.numpy() == test.labels)
-        )
+    for position, (which, attack) in enumerate(NETWORKS.items(), start=1):
+        if attack in networks:
+            with torch.no_grad():
+                x = torch.from_numpy(test.images).to(config.device)
+                pred = torch.cat([networks[attack](b).argmax(1).cpu()
+                                  for b in x.split(config.batch_size)])  # fmt: skip
+            hits = pred.numpy() == test.labels
+            summary["comparisons"].insert(position, _rate(f"{which}.clean_accuracy", hits))
     for prefix, part in summaries.items():
         name = "k-means" if not prefix else "Algorithm 1's k-means"
         plot_attack_curves(part["curve"], "linf", ctx.path(f"kmeans-{prefix}linf".replace(".", "-")),
