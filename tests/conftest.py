@@ -51,3 +51,16 @@ def digits_model():
     xt, yt = torch.from_numpy(test.images), torch.from_numpy(test.labels)
     assert (model(xt).argmax(1) == yt).float().mean() > 0.9
     return model, xt, yt
+
+
+def run_config(experiment: str, tmp_path: Path, config: dict, executor=None) -> dict:
+    """Run ``experiment`` with ``config`` into ``tmp_path / "run"`` (its cache in
+    ``tmp_path / "cache"``) and return the ``results.json`` it wrote."""
+    import json
+
+    from advlab.experiments import Cache, get_experiment, run_experiment, validate_config
+
+    exp = get_experiment(experiment)
+    run_experiment(exp, validate_config(exp.config_cls, config), tmp_path / "run",
+                   Cache(tmp_path / "cache"), quiet=True, executor=executor)  # fmt: skip
+    return json.loads((tmp_path / "run" / "results.json").read_text())

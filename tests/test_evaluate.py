@@ -17,10 +17,11 @@ from torch import nn
 from advlab.attacks.evasion import FGSM, PGD, DeepFool
 from advlab.cli.main import main
 from advlab.defenses import is_certified
-from advlab.experiments import Cache, ConfigError, get_experiment, run_experiment, validate_config
+from advlab.experiments import ConfigError
 from advlab.experiments.executors import LocalExecutor
 from advlab.metrics import robust_accuracy_curve
 from advlab.models import Model
+from tests.conftest import run_config
 
 N, CHUNK, CLASSES = 24, 10, 5
 
@@ -100,10 +101,7 @@ def _config(files: dict[str, Path], **changes) -> dict:
 
 
 def _run(tmp_path: Path, config: dict, executor=None) -> dict:
-    exp = get_experiment("evaluate")
-    run_experiment(exp, validate_config(exp.config_cls, config), tmp_path / "run",
-                   Cache(tmp_path / "cache"), quiet=True, executor=executor)  # fmt: skip
-    return json.loads((tmp_path / "run" / "results.json").read_text())
+    return run_config("evaluate", tmp_path, config, executor)
 
 
 def _by_id(results: dict) -> dict[str, float]:

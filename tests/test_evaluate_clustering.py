@@ -19,9 +19,9 @@ from sklearn.preprocessing import StandardScaler
 from advlab.attacks.clustering import BiggioBridge, Chhabra
 from advlab.attacks.poisoning import gaussian_noise, inject
 from advlab.cli.main import main
-from advlab.experiments import Cache, get_experiment, run_experiment, validate_config
 from advlab.experiments.executors import LocalExecutor
 from advlab.metrics import changed_cluster
+from tests.conftest import run_config
 
 
 def scaled_kmeans(n_clusters: int = 3, random_state: int = 0):
@@ -62,10 +62,7 @@ def _config(rows: Path, **changes) -> dict:
 
 
 def _run(tmp_path: Path, config: dict, executor=None) -> dict:
-    exp = get_experiment("evaluate-clustering")
-    run_experiment(exp, validate_config(exp.config_cls, config), tmp_path / "run",
-                   Cache(tmp_path / "cache"), quiet=True, executor=executor)  # fmt: skip
-    return json.loads((tmp_path / "run" / "results.json").read_text())
+    return run_config("evaluate-clustering", tmp_path, config, executor)
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,10 @@ from advlab.cli.main import main
 from advlab.cluster import KMeans, majority_vote_mapping
 from advlab.data import load_dataset
 from advlab.defenses import KMeansAdversarialTraining, SurrogateAttack
-from advlab.experiments import Cache, get_experiment, run_experiment, validate_config
+from advlab.experiments import Cache
 from advlab.experiments.executors import LocalExecutor
 from advlab.models import Model, train_classifier
+from tests.conftest import run_config
 
 CHUNK = 40
 
@@ -48,10 +49,7 @@ def _digits_config(**changes) -> dict:
 
 
 def _run(tmp_path: Path, config: dict, executor=None) -> dict:
-    exp = get_experiment("evaluate-kmeans")
-    run_experiment(exp, validate_config(exp.config_cls, config), tmp_path / "run",
-                   Cache(tmp_path / "cache"), quiet=True, executor=executor)  # fmt: skip
-    return json.loads((tmp_path / "run" / "results.json").read_text())
+    return run_config("evaluate-kmeans", tmp_path, config, executor)
 
 
 @pytest.fixture(scope="module")

@@ -175,6 +175,28 @@ class RunContext:
             move_aside(path, str(exc))
             return None
 
+    def load_steps(self, key: str) -> tuple[list[dict[str, Any]], dict[str, np.ndarray] | None]:
+        """(history, arrays) of the step-wise checkpoint of unit ``key`` (metadata
+        ``{"history": [{"step": s, ...}, ...]}``, as long units such as Algorithm 1 save it
+        after every step): ([], None) when there is none; a resume is logged.
+
+        Parameters
+        ----------
+        key : str
+            The unit.
+
+        Returns
+        -------
+        (list of dict, dict of ndarray or None)
+        """
+        saved = self.load_checkpoint(key)
+        if saved is None:
+            return [], None
+        arrays, meta = saved
+        history = meta["history"]
+        self.log.info("%s: resuming after step %d", key, history[-1]["step"])
+        return history, arrays
+
     def save_checkpoint(
         self, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]
     ) -> None:

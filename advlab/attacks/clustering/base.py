@@ -133,7 +133,8 @@ class ClusteringAttack:
 
     def queries(self, n_clusters: int) -> int:
         """Fits of the victim one ``attack`` makes (its reference fit included), for a victim
-        that finds ``n_clusters`` clusters: what ``advlab plan`` counts. Subclasses say.
+        that finds ``n_clusters`` clusters: what ``advlab plan`` counts (each attack's
+        ``_queries`` states its count).
 
         Parameters
         ----------
@@ -144,7 +145,10 @@ class ClusteringAttack:
         -------
         int
         """
-        raise NotImplementedError
+        return self._queries(n_clusters)
+
+    def _queries(self, n_clusters: int) -> int:
+        raise NotImplementedError(f"{type(self).__name__} does not count its queries")
 
     def fit_predict(self, X: np.ndarray) -> np.ndarray:
         """One query: the victim's cluster ids of ``X``."""

@@ -127,19 +127,9 @@ class BiggioBridge(ClusteringAttack):
             history.append(scores[best])
         return current[n:], history
 
-    def queries(self, n_clusters: int) -> int:
-        """The reference fit and the final one; ``"best"`` adds, per injected point, one
-        fit per pair of clusters: 2 + n_points k (k - 1) / 2 (k held at ``n_clusters``).
-
-        Parameters
-        ----------
-        n_clusters : int
-            Clusters of the clean clustering.
-
-        Returns
-        -------
-        int
-        """
+    def _queries(self, n_clusters: int) -> int:
+        """The reference fit and the final one; ``"best"`` adds, per injected point, one fit
+        per pair of clusters: 2 + n_points k (k - 1) / 2 (k held at ``n_clusters``)."""
         pairs = n_clusters * (n_clusters - 1) // 2 if self.strategy == "best" else 0
         return 2 + self.n_points * pairs
 

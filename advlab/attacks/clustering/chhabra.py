@@ -147,19 +147,9 @@ class Chhabra(ClusteringAttack):
             deltas = np.clip(x_t + deltas, *self.box) - x_t
         return deltas
 
-    def queries(self, n_clusters: int) -> int:
-        """The reference fit, the line and the ball's corners, then ``batch`` per round of
-        hill climbing: 1 + n_line + batch (1 + n_random).
-
-        Parameters
-        ----------
-        n_clusters : int
-            Clusters of the clean clustering (unused).
-
-        Returns
-        -------
-        int
-        """
+    def _queries(self, n_clusters: int) -> int:
+        """The reference fit, the line and the ball's corners, then ``batch`` per round of hill
+        climbing: 1 + n_line + batch (1 + n_random)."""
         return 1 + self.n_line + self.batch * (1 + self.n_random)
 
     def attack(self, X: Any, random_state: Any = None) -> ClusteringAttackResult:

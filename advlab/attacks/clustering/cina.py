@@ -193,18 +193,8 @@ class Cina(ClusteringAttack):
         child[rng.random_sample(child.shape) < self.zero_rate] = 0.0
         return child
 
-    def queries(self, n_clusters: int) -> int:
-        """The reference fit and one per child of every generation: 1 + G x P.
-
-        Parameters
-        ----------
-        n_clusters : int
-            Clusters of the clean clustering (unused).
-
-        Returns
-        -------
-        int
-        """
+    def _queries(self, n_clusters: int) -> int:
+        """The reference fit and one per child of every generation: 1 + G x P."""
         return 1 + self.generations * self.population
 
     def attack(self, X: Any, random_state: Any = None) -> ClusteringAttackResult:

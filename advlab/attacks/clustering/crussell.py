@@ -86,18 +86,8 @@ class CrussellMerge(ClusteringAttack):
         self.n_points = n_points
         self.clusters = clusters
 
-    def queries(self, n_clusters: int) -> int:
-        """The reference fit and the fit of the poisoned data: 2.
-
-        Parameters
-        ----------
-        n_clusters : int
-            Clusters of the clean clustering (unused).
-
-        Returns
-        -------
-        int
-        """
+    def _queries(self, n_clusters: int) -> int:
+        """The reference fit and the fit of the poisoned data: 2."""
         return 2
 
     def attack(self, X: Any, random_state: Any = None) -> ClusteringAttackResult:

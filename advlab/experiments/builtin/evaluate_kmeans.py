@@ -307,15 +307,8 @@ def _training_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, A
     train, _, networks = _loaded(ctx, config)
     spec, surrogate = config.adversarial_training, networks["transfer"]
     assert spec is not None and train.images is not None
-    history: list[dict[str, Any]] = []
-    state: dict[str, np.ndarray] | None = None
-    resume = None
-    saved = ctx.load_checkpoint(TRAINING)
-    if saved is not None:
-        state, meta = saved
-        history = meta["history"]
-        resume = (history[-1]["step"], state["centers"])
-        ctx.log.info("%s: resuming after step %d", TRAINING, resume[0])
+    history, state = ctx.load_steps(TRAINING)
+    resume = None if state is None else (history[-1]["step"], state["centers"])
     attack = SurrogateAttack(surrogate, train.labels, "pixel", config.max_iter,
                              batch_size=config.batch_size)  # fmt: skip
     est = KMeansAdversarialTraining(config.n_clusters, eta=spec.eta, beta=spec.beta,

@@ -372,14 +372,8 @@ def _run_unit(
     and resumed after the last checkpointed step, step 0 included; the steps in
     ``robustness_steps`` also get the robustness profile (``_robustness``)."""
     assert data.train.images is not None
-    history: list[dict[str, Any]] = []
-    resume = None
-    saved = ctx.load_checkpoint(key)
-    if saved is not None:
-        arrays, meta = saved
-        history = meta["history"]
-        resume = (history[-1]["step"], arrays["centers"])
-        ctx.log.info("%s: resuming after step %d", key, resume[0])
+    history, saved = ctx.load_steps(key)
+    resume = None if saved is None else (history[-1]["step"], saved["centers"])
     extra: dict[str, Any] = {}
     if params["attack"] in ("whitebox", "label_free"):
         labels = data.train.labels if params["attack"] == "whitebox" else None  # None: (x, g(x))
