@@ -147,6 +147,7 @@ MISTAKES = {
     "other bounds": ({"surrogate": {"factory": "mlp", "train_epochs": 1, "bounds": [0, 255]}},
                      "surrogate.bounds [0.0, 255.0] differ from bounds"),
     "other shapes": ({"test": {"path": "SMALL"}}, "they must match"),
+    "test file without labels": ({"test": {"path": "NOLABELS"}}, "test.path"),
     "unknown key": ({"n_cluster": 3}, "n_cluster"),
     "training without a surrogate": ({"surrogate": None, "adversarial_training": {"eps_max": 0.1}},
                                      "adversarial_training attacks through the surrogate"),
@@ -159,6 +160,9 @@ def test_a_mistake_is_one_line_before_any_work(tmp_path, capsys, what):
     if what == "other shapes":  # 4 x 4 images against the 8 x 8 digits
         np.savez(tmp_path / "small.npz", x=np.zeros((5, 1, 4, 4), np.float32), y=np.zeros(5, int))
         changes = {"test": {"path": str(tmp_path / "small.npz")}}
+    if what == "test file without labels":  # the error names the block: test.path, not data
+        np.savez(tmp_path / "x_only.npz", x=np.zeros((5, 1, 8, 8), np.float32))
+        changes = {"test": {"path": str(tmp_path / "x_only.npz")}}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"experiment": "evaluate-kmeans", **_digits_config(**changes)}))
     code = main(["run", str(path), "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c")])

@@ -46,37 +46,41 @@ class DataSource(Strict):
 
 
 def read_npz(
-    path: str, x_key: str, y_key: str, y_required: bool = True
+    path: str, x_key: str, y_key: str, y_required: bool = True, key: str = "data"
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The arrays ``x_key`` (float32) and ``y_key`` of the ``.npz`` file ``path`` (read with
     ``allow_pickle=False``); ``y`` is None when it is absent and not required.
 
     Errors name the file and what to change: a missing file, a file that is not an ``.npz``,
-    a missing array (with the names the file holds)."""
+    a missing array (with the names the file holds), under the config block ``key``."""
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"data.path {path!r}: no such file")
+        raise FileNotFoundError(f"{key}.path {path!r}: no such file")
     try:
         arrays = np.load(file, allow_pickle=False)
     except Exception as exc:  # not a zip, truncated, pickled objects: name the file
-        raise ValueError(f"data.path {path!r} is not a readable .npz file: {exc}") from exc
+        raise ValueError(f"{key}.path {path!r} is not a readable .npz file: {exc}") from exc
     with arrays:
         if not hasattr(arrays, "files"):
-            raise ValueError(f"data.path {path!r} holds one array, not an .npz of named arrays")
+            raise ValueError(f"{key}.path {path!r} holds one array, not an .npz of named arrays")
         missing = [
             k for k in (x_key, y_key) if k not in arrays.files and (y_required or k == x_key)
         ]
         if missing:
             raise ValueError(
-                f"data.path {path!r} has no array {missing} (it holds {arrays.files}); set "
-                "data.x_key / data.y_key"
+                f"{key}.path {path!r} has no array {missing} (it holds {arrays.files}); set "
+                f"{key}.x_key / {key}.y_key"
             )
         y = np.asarray(arrays[y_key]) if y_key in arrays.files else None
         return np.asarray(arrays[x_key], dtype=np.float32), y
 
 
 def load_source(
-    spec: DataSource, split: str, y_required: bool = True, non_negative: bool = False
+    spec: DataSource,
+    split: str,
+    y_required: bool = True,
+    non_negative: bool = False,
+    key: str = "data",
 ) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(inputs, labels, name) of ``spec``: a built-in set's ``split`` (its images, else its
     rows), or the ``.npz`` arrays (finite, at least one; integer labels, None when absent and
@@ -92,6 +96,8 @@ def load_source(
         Whether the ``.npz`` file must hold labels.
     non_negative : bool, default=False
         Refuse labels below 0 (a classifier's classes; poisoning marks "no label" with -1).
+    key : str, default="data"
+        The config block ``spec`` is, named in errors (``train.path``, ``test.n``).
 
     Returns
     -------
@@ -105,17 +111,17 @@ def load_source(
         y, name = ds.labels, spec.name
     else:
         assert spec.path is not None
-        x, y = read_npz(spec.path, spec.x_key, spec.y_key, y_required)
+        x, y = read_npz(spec.path, spec.x_key, spec.y_key, y_required, key)
         if x.ndim < 2 or len(x) == 0:
-            raise ValueError(f"data.path: {spec.x_key} must have shape (N, ...), got {x.shape}")
+            raise ValueError(f"{key}.path: {spec.x_key} must have shape (N, ...), got {x.shape}")
         if not np.isfinite(x).all():
-            raise ValueError(f"data.path: {spec.x_key} contains NaN or infinite values")
+            raise ValueError(f"{key}.path: {spec.x_key} contains NaN or infinite values")
         if y is not None:
-            y = check_class_labels(y, len(x), f"data.path: {spec.y_key}", non_negative)
+            y = check_class_labels(y, len(x), f"{key}.path: {spec.y_key}", non_negative)
         name = Path(spec.path).name
     if spec.n is not None:
         if spec.n > len(x):
-            raise ValueError(f"data.n = {spec.n} exceeds the {len(x)} rows of {name}")
+            raise ValueError(f"{key}.n = {spec.n} exceeds the {len(x)} rows of {name}")
         x, y = x[: spec.n], None if y is None else y[: spec.n]
     return x, y, name
 

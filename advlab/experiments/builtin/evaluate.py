@@ -298,7 +298,7 @@ class EvaluateConfig(ExperimentConfig):
 # ---- data and model: loaded once per process (the client and each worker) ----
 
 
-def load_inputs(spec: DataSpec) -> Dataset:
+def load_inputs(spec: DataSpec, key: str = "data") -> Dataset:
     """The attacked inputs and labels of ``spec`` as a ``Dataset`` (images kept as given:
     ``images`` holds them for any shape (N, ...), ``data`` the flattened rows).
 
@@ -306,13 +306,15 @@ def load_inputs(spec: DataSpec) -> Dataset:
     ----------
     spec : DataSpec
         Where the inputs come from.
+    key : str, default="data"
+        The config block ``spec`` is, named in errors.
 
     Returns
     -------
     Dataset
         Its ``sha256`` is that of the arrays, so a changed file never reuses a result.
     """
-    x, y, name = load_source(spec, spec.split, non_negative=True)
+    x, y, name = load_source(spec, spec.split, non_negative=True, key=key)
     assert y is not None  # required here
     sha = arrays_sha256({"x": np.ascontiguousarray(x), "y": y})
     classes = [str(i) for i in range(int(y.max()) + 1)]

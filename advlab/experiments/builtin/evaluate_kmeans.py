@@ -240,7 +240,7 @@ def _loaded(
     stamps = "|".join(file_stamp(f) for f in files)
     key = sha256_bytes(f"{ctx.cache.root}|{stamps}|{config.model_dump_json()}".encode())
     if key not in _LOADED:
-        train, test = load_inputs(config.train), load_inputs(config.test)
+        train, test = load_inputs(config.train, "train"), load_inputs(config.test, "test")
         _check_inputs(config, train, test)
         networks = {attack: _surrogate(config, which, train, test, ctx)
                     for which, attack in NETWORKS.items()}  # fmt: skip
