@@ -26,13 +26,13 @@ def _section() -> str:
     return text[start : text.index("\n## ", start + len(SECTION))]
 
 
-def test_the_section_has_six_examples():
-    assert len(_examples()) == 6
+def test_the_section_has_seven_examples():
+    assert len(_examples()) == 7
 
 
-@pytest.mark.parametrize("index", range(6))
+@pytest.mark.parametrize("index", range(7))
 def test_readme_example_runs(index, capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # examples 5 and 6 write their files here
+    monkeypatch.chdir(tmp_path)  # examples 5 to 7 write their files here
     code = _examples()[index]
     exec(compile(code, f"README example {index + 1}", "exec"), {"__name__": "__readme__"})
     assert capsys.readouterr().out.strip()  # each example prints its result
@@ -63,12 +63,17 @@ CONFIG_RUNS = {  # example index: (config file, run folder, ids its results must
                                                   "mimicry.b0.05.ari_clean",
                                                   "control.resample.b0.05.ari_clean",
                                                   "gaussian_noise.b0.3.changed"}),
+    6: ("evaluate-kmeans.yaml", "runs/kmeans", {"kmeans.clean_accuracy",
+                                                "transfer.linf.eps0.2.accuracy",
+                                                "heldout.linf.eps0.2.accuracy",
+                                                "trained.whitebox.linf.eps0.2.accuracy",
+                                                "certified.linf.eps0.1.accuracy"}),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("index", sorted(CONFIG_RUNS))
 def test_the_config_examples_run_as_printed(index, tmp_path, monkeypatch, capsys):
-    """Examples 5 and 6: their files, their YAML config and their two commands, as printed;
+    """Examples 5 to 7: their files, their YAML config and their two commands, as printed;
     the run holds the ids the README names and its report was written."""
     config_name, run, ids = CONFIG_RUNS[index]
     monkeypatch.chdir(tmp_path)

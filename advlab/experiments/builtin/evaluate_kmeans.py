@@ -320,6 +320,7 @@ def _training_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, A
         state = {"centers": step.kmeans.cluster_centers_, "mapping": mapping}
         history.append({"step": step.step, "eps": step.eps, "inertia": float(step.kmeans.inertia_)})
         ctx.save_checkpoint(TRAINING, state, {"history": history})
+        ctx.log.info("%s: step %d of %d (eps %.4g) done", TRAINING, step.step, spec.beta, step.eps)
     assert state is not None
     return {"centers": state["centers"].tolist(), "mapping": state["mapping"].tolist(),
             "history": history}  # fmt: skip
