@@ -807,8 +807,23 @@ def _passes_per_image(entry: AttackEntry, batch: int) -> int:
     return lbfgs_pass_budget(get("doublings"), get("bisections"), get("max_iter"), batch)
 
 
-def _untrained(spec: ModelSpec, shape: tuple[int, ...], n_classes: int) -> Model:
-    """The model of ``spec`` with its initial weights (as fast as the trained one)."""
+def untrained_model(spec: ModelSpec, shape: tuple[int, ...], n_classes: int) -> Model:
+    """The model of ``spec`` with its initial weights (as fast as the trained one): what
+    ``advlab plan`` measures.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The model config.
+    shape : tuple of int
+        The shape of one input.
+    n_classes : int
+        Classes of the data.
+
+    Returns
+    -------
+    Model
+    """
     return Model(fresh_module(spec, shape, n_classes).eval(), spec.bounds, spec.preprocessing)
 
 
@@ -823,7 +838,7 @@ def _plan(config: EvaluateConfig) -> dict[str, Any]:
     batch = min(config.batch_size, config.chunk_size, len(ds))
     common = {"model": config.model.factory, "shape": list(shape), "batch": batch,
               "n_classes": ds.n_classes, "bounds": list(config.model.bounds),
-              "module": partial(_untrained, config.model, shape, ds.n_classes)}  # fmt: skip
+              "module": partial(untrained_model, config.model, shape, ds.n_classes)}  # fmt: skip
     units = {"clean chunks": chunks}
     if config.certify:
         units["certify chunks"] = chunks

@@ -59,6 +59,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from advlab.attacks.evasion import IFGSM, KMeansMinimalAttack, KMeansPGD, kmeans_certified_radius
+from advlab.attacks.evasion.kmeans_pgd import kmeans_model
 from advlab.cluster import KMeans, majority_vote_mapping
 from advlab.data import Dataset
 from advlab.defenses import KMeansAdversarialTraining, SurrogateAttack
@@ -75,6 +76,7 @@ from advlab.experiments.builtin.evaluate import (
     fresh_module,
     load_inputs,
     load_weights,
+    untrained_model,
 )
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.registry import register
@@ -410,11 +412,70 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
     return tables
 
 
+# ---- advlab plan ----
+
+
+def _random_kmeans(k: int, shape: tuple[int, ...], n_classes: int, bounds: tuple) -> Model:
+    """A k-means classifier with random centres and mapping (as fast as the fitted one)."""
+    rng = np.random.default_rng(0)
+    centres = rng.random((k, int(np.prod(shape)))).astype(np.float32)
+    return kmeans_model(centres, rng.integers(0, n_classes, k), bounds)
+
+
+def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
+    """Units and attack work of a run (``advlab plan``): per k-means (plain, and Algorithm 1's)
+    a unit per budget and chunk and one per chunk for the minimal perturbation, and Algorithm
+    1's one unit; image-steps of the surrogates' training, of their transfer I-FGSM, of
+    Algorithm 1's I-FGSM (beta steps on eta N inputs) and of the white-box PGD, each measured
+    on its network (initial weights; random centres for k-means)."""
+    train, test = load_inputs(config.train, "train"), load_inputs(config.test, "test")
+    assert test.images is not None
+    shape, n_classes = tuple(test.images.shape[1:]), train.n_classes
+    batch = min(config.batch_size, config.chunk_size, len(test))
+    models = 1 + (config.adversarial_training is not None)
+    chunks = -(-len(test) // config.chunk_size)
+    budgets = len(config.eps)
+    units = {"attacks (k-means x budgets x chunks)": models * budgets * chunks,
+             "minimal perturbation (k-means x chunks)": models * chunks}  # fmt: skip
+    common = {"shape": list(shape), "batch": batch, "n_classes": n_classes,
+              "bounds": list(config.bounds)}  # fmt: skip
+    attacks = []
+    for which, label in NETWORKS.items():
+        spec: ModelSpec | None = getattr(config, which)
+        if spec is None:
+            continue
+        net = {**common, "model": spec.factory,
+               "module": partial(untrained_model, spec, shape, n_classes)}  # fmt: skip
+        if spec.train_epochs is not None:
+            attacks.append({**net, "what": f"training {which} ({spec.train_epochs} epochs)",
+                            "images": len(train), "steps": spec.train_epochs, "units": 1})  # fmt: skip
+        attacks.append({**net, "what": f"{label} I-FGSM ({models} k-means x {budgets} budgets)",
+                        "images": models * budgets * len(test), "steps": config.max_iter,
+                        "units": models * budgets * chunks})  # fmt: skip
+        training = config.adversarial_training
+        if which == "surrogate" and training is not None:
+            units["Algorithm 1 (checkpointed per step)"] = 1
+            attacks.append({**net, "what": f"Algorithm 1 ({training.beta} steps)",
+                            "images": round(training.beta * training.eta * len(train)),
+                            "steps": config.max_iter, "units": 1})  # fmt: skip
+    kmeans = partial(_random_kmeans, config.n_clusters, shape, n_classes, config.bounds)
+    attacks.append({**common, "model": f"k-means (k = {config.n_clusters})", "module": kmeans,
+                    "what": f"white-box PGD ({models} k-means x {budgets} budgets)",
+                    "images": models * budgets * len(test), "steps": config.whitebox_iter,
+                    "units": models * budgets * chunks})  # fmt: skip
+    notes = [
+        "Not counted: the k-means fits (one, and beta + 1 for Algorithm 1), the minimal",
+        "perturbation (closed form per candidate cluster) and the certified radii.",
+    ]
+    return {"units": units, "attacks": attacks, "notes": notes}
+
+
 @register(
     "evaluate-kmeans",
     EvaluateKMeansConfig,
     description="k-means under evasion attack on your own data: transfer from your surrogate, white-box, certified",
     tables=_report_tables,
+    plan=_plan,
 )
 def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[str, Any]:
     """Check the data and the surrogate, fit and map k-means, attack every (eps, chunk) and
