@@ -289,6 +289,10 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
         return _config(files, attacks=[{"name": "fgsm", "eps": [0.1]}])  # eps_grid has l2
     if what == "training on a file":
         return _config(files, model={"factory": "small_cnn", "train_epochs": 1})
+    if what == "channels last":
+        x = files["x"].numpy().transpose(0, 2, 3, 1)  # (N, H, W, C), as many image sets come
+        np.savez(root / "nhwc.npz", x=x, y=files["y"].numpy())
+        return _config(files, data={"path": str(root / "nhwc.npz")})
     if what == "several outputs":
         return _config(files, model={"factory": "tests.test_evaluate:build_pair",
                                      "weights": str(files["weights"])})  # fmt: skip
@@ -313,6 +317,7 @@ MISTAKES = {
     "training on a file": "for an .npz file give model.weights",
     "grid of an unmeasured norm": "eps_grid has ['l2'], a norm no attack measures",
     "several outputs": "must return one tensor of logits, got tuple",
+    "channels last": "channels last? store x as (N, C, H, W)",
     "certify without an L-inf attack": "add an L-inf attack",
     "certify a network that is not its layers": "unsupported operation 'flip'",
 }

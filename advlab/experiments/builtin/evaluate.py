@@ -709,8 +709,12 @@ def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Da
         with torch.no_grad():
             logits = model(x)
     except Exception as exc:  # a shape the user's module cannot take: say what was fed
+        hint = ""
+        if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+            hint = " (channels last? store x as (N, C, H, W), e.g. x.transpose(0, 3, 1, 2))"
         raise ValueError(
-            f"the model fails on inputs of shape {tuple(x.shape)}: {type(exc).__name__}: {exc}"
+            f"the model fails on inputs of shape {tuple(x.shape)}{hint}: "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
     if not isinstance(logits, torch.Tensor):  # a tuple or dict of outputs: wrap the module
         raise ValueError(
