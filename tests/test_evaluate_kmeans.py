@@ -148,6 +148,9 @@ MISTAKES = {
                      "surrogate.bounds [0.0, 255.0] differ from bounds"),
     "other shapes": ({"test": {"path": "SMALL"}}, "they must match"),
     "test file without labels": ({"test": {"path": "NOLABELS"}}, "test.path"),
+    "a network of other inputs": ({"surrogate": {"factory": "tests.test_evaluate_kmeans:rows_net",
+                                                 "weights": "ROWS"}},
+                                  "surrogate fails on inputs of shape (100, 1, 8, 8)"),
     "unknown key": ({"n_cluster": 3}, "n_cluster"),
     "training without a surrogate": ({"surrogate": None, "adversarial_training": {"eps_max": 0.1}},
                                      "adversarial_training attacks through the surrogate"),
@@ -160,6 +163,11 @@ def test_a_mistake_is_one_line_before_any_work(tmp_path, capsys, what):
     if what == "other shapes":  # 4 x 4 images against the 8 x 8 digits
         np.savez(tmp_path / "small.npz", x=np.zeros((5, 1, 4, 4), np.float32), y=np.zeros(5, int))
         changes = {"test": {"path": str(tmp_path / "small.npz")}}
+    if what == "a network of other inputs":  # a 30-feature network against 8 x 8 digits
+        torch.manual_seed(0)
+        save_model(rows_net(), str(tmp_path / "rows.safetensors"))
+        changes = {"surrogate": {"factory": "tests.test_evaluate_kmeans:rows_net",
+                                 "weights": str(tmp_path / "rows.safetensors")}}  # fmt: skip
     if what == "test file without labels":  # the error names the block: test.path, not data
         np.savez(tmp_path / "x_only.npz", x=np.zeros((5, 1, 8, 8), np.float32))
         changes = {"test": {"path": str(tmp_path / "x_only.npz")}}

@@ -688,6 +688,48 @@ def summarise(
 # ---- the experiment ----
 
 
+def check_classifier(
+    model: nn.Module, x: torch.Tensor, labels: np.ndarray, name: str = "the model"
+) -> None:
+    """Raise ``ValueError`` naming the problem unless ``model`` takes ``x`` (a batch of the
+    inputs) and returns one (N, n_classes >= 2) tensor of logits with a class for every label.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The classifier.
+    x : torch.Tensor
+        A few of its inputs.
+    labels : ndarray of int
+        Every label of the data.
+    name : str, default="the model"
+        What the errors call the model.
+    """
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    except Exception as exc:  # a shape the user's module cannot take: say what was fed
+        hint = ""
+        if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+            hint = " (channels last? store x as (N, C, H, W), e.g. x.transpose(0, 3, 1, 2))"
+        raise ValueError(
+            f"{name} fails on inputs of shape {tuple(x.shape)}{hint}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(logits, torch.Tensor):  # a tuple or dict of outputs: wrap the module
+        raise ValueError(
+            f"{name} must return one tensor of logits, got {type(logits).__name__}; wrap it "
+            "in a factory whose module returns only the logits"
+        )
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(
+            f"{name} must return (N, n_classes >= 2) logits, got shape {tuple(logits.shape)}"
+        )
+    if int(labels.max()) >= logits.shape[1]:
+        raise ValueError(
+            f"labels go up to {int(labels.max())} but {name} has {logits.shape[1]} outputs"
+        )
+
+
 def _check_before_work(ctx: RunContext, config: EvaluateConfig) -> tuple[Dataset, Model]:
     """Load the data and the model and run one batch, so that a missing file, a wrong shape,
     range, class count or attack parameter is one ``ConfigError`` before any attack runs."""
@@ -705,30 +747,7 @@ def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Da
             f"model.bounds [{lo:g}, {hi:g}]: set model.bounds to the range the model reads"
         )
     x = torch.from_numpy(ds.images[: min(len(ds), config.batch_size)]).to(config.device)
-    try:
-        with torch.no_grad():
-            logits = model(x)
-    except Exception as exc:  # a shape the user's module cannot take: say what was fed
-        hint = ""
-        if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
-            hint = " (channels last? store x as (N, C, H, W), e.g. x.transpose(0, 3, 1, 2))"
-        raise ValueError(
-            f"the model fails on inputs of shape {tuple(x.shape)}{hint}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    if not isinstance(logits, torch.Tensor):  # a tuple or dict of outputs: wrap the module
-        raise ValueError(
-            f"the model must return one tensor of logits, got {type(logits).__name__}; wrap it "
-            "in a factory whose module returns only the logits"
-        )
-    if logits.ndim != 2 or logits.shape[1] < 2:
-        raise ValueError(
-            f"the model must return (N, n_classes >= 2) logits, got shape {tuple(logits.shape)}"
-        )
-    if int(ds.labels.max()) >= logits.shape[1]:
-        raise ValueError(
-            f"labels go up to {int(ds.labels.max())} but the model has {logits.shape[1]} outputs"
-        )
+    check_classifier(model, x, ds.labels)
     norms = set()
     for entry in config.attacks:
         eps = entry.eps[0] if entry.eps else None

@@ -72,6 +72,7 @@ from advlab.experiments.builtin._user import (
 from advlab.experiments.builtin.evaluate import (
     DataSpec,
     ModelSpec,
+    check_classifier,
     fingerprint,
     fresh_module,
     load_inputs,
@@ -246,6 +247,13 @@ def _loaded(
         _check_inputs(config, train, test)
         networks = {attack: _surrogate(config, which, train, test, ctx)
                     for which, attack in NETWORKS.items()}  # fmt: skip
+        assert test.images is not None
+        x = torch.from_numpy(test.images[: config.batch_size]).to(config.device)
+        labels = np.r_[train.labels, test.labels]
+        for which, attack in NETWORKS.items():
+            network = networks[attack]
+            if network is not None:
+                check_classifier(network, x, labels, which)
         _LOADED[key] = train, test, {a: net for a, net in networks.items() if net is not None}
     return _LOADED[key]
 
