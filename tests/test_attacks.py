@@ -257,6 +257,32 @@ def test_minimal_attack_respects_box_and_beats_random_search():
     assert np.all(result.distances.numpy()[ok] <= best_random[ok] + 1e-6)
 
 
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_the_box_aware_radius_is_sound_tighter_and_below_the_minimal_attack(norm):
+    """With bounds, the radius is the distance to each half-space inside the box: never below
+    eq. R, equal to it where the box does not bind, at most the box-constrained minimal
+    attack's distance, and sound (no move in the box below it changes the class)."""
+    rng = np.random.default_rng(5)
+    centres = rng.uniform(0, 1, size=(8, 6))
+    mapping = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    x = np.clip(centres[rng.integers(0, 8, 150)] + 0.15 * rng.normal(size=(150, 6)), 0, 1)
+    free = kmeans_certified_radius(centres, x, norm, mapping=mapping)
+    boxed = kmeans_certified_radius(centres, x, norm, mapping=mapping, bounds=(0.0, 1.0))
+    assert np.all(boxed >= free - 1e-12) and np.mean(boxed > free + 1e-6) > 0.1  # it binds
+    wide = kmeans_certified_radius(centres, x, norm, mapping=mapping, bounds=(-1e6, 1e6))
+    np.testing.assert_allclose(wide, free, rtol=1e-9)
+    attack = KMeansMinimalAttack(centres, mapping, norm=norm, target="other-class", bounds=(0, 1))
+    found = attack(torch.as_tensor(x)).distances.numpy()
+    assert np.all(boxed <= found + 1e-6)
+    own_class = mapping[np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), 1)]
+    for _ in range(300):  # random moves in the box just inside the radius keep the class
+        u = rng.normal(size=x.shape)
+        u = u / np.linalg.norm(u, axis=1, keepdims=True) if norm == "l2" else np.sign(u)
+        z = np.clip(x + u * (np.minimum(boxed, 10) * 0.999)[:, None], 0, 1)
+        moved = mapping[np.argmin(((z[:, None] - centres[None]) ** 2).sum(-1), 1)]
+        assert np.array_equal(moved, own_class)
+
+
 def test_other_class_attack_changes_the_predicted_class():
     data = load_dataset("blobs", n_samples=300, centers=3, n_features=4, random_state=0)
     x = (data.data - data.data.min()) / (data.data.max() - data.data.min())

@@ -82,7 +82,7 @@ def test_the_numbers_are_those_of_the_attacks_called_directly(serial):
     correct = mapping[km.predict(test.data)] == test.labels
     assert got["kmeans.clean_accuracy"]["ours"] == pytest.approx(100 * correct.mean())
     assert got["kmeans.clean_accuracy"]["n"] == 100
-    radius = kmeans_certified_radius(km, test.data, "linf", mapping=mapping)
+    radius = kmeans_certified_radius(km, test.data, "linf", mapping=mapping, bounds=(0.0, 1.0))
     net = train_classifier("mlp", train, epochs=3, seed=0, cache=Cache(tmp / "cache")).model
     x, y = torch.from_numpy(test.images), torch.from_numpy(test.labels)
     for eps in (0.1, 0.2):
@@ -201,7 +201,7 @@ def test_algorithm_1_is_measured_beside_plain_kmeans(serial):
     mapping = majority_vote_mapping(est.labels_, train.labels, 20)
     correct = mapping[est.predict(test.data)] == test.labels
     assert got["trained.kmeans.clean_accuracy"] == pytest.approx(100 * correct.mean())
-    radius = kmeans_certified_radius(est.kmeans_, test.data, "linf", mapping=mapping)
+    radius = kmeans_certified_radius(est.kmeans_, test.data, "linf", mapping=mapping, bounds=(0, 1))
     assert got["trained.certified.linf.eps0.2.accuracy"] == pytest.approx(
         100 * (correct & (radius > 0.2)).mean()
     )

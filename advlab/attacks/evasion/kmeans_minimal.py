@@ -116,11 +116,17 @@ def kmeans_certified_radius(
     norm: str = "l2",
     mapping: object | None = None,
     chunk_size: int = 1024,
+    bounds: Bounds | None = None,
 ) -> np.ndarray:
-    """Smallest perturbation (norm ``"l2"`` or ``"linf"``, box ignored) that moves each x out
-    of its Voronoi cell (eq. R, min over j). With ``mapping`` (cluster -> class), the min runs
-    over clusters of another class: a certified lower bound on the perturbation needed to change
-    the predicted class. ``centers``: array (k, D) or a fitted KMeans. Returns float64 (n,).
+    """Smallest perturbation (norm ``"l2"`` or ``"linf"``) that moves each x out of its Voronoi
+    cell (eq. R, min over j). With ``mapping`` (cluster -> class), the min runs over clusters
+    of another class: a certified lower bound on the perturbation needed to change the
+    predicted class. ``centers``: array (k, D) or a fitted KMeans. Returns float64 (n,).
+
+    With ``bounds``, each r_ij is the distance to the half-space H_ij *inside the box*
+    (``_smallest_step``, closed form: in L-inf, coordinates move by t towards c_j until they
+    hit the box): never below eq. R, and still a lower bound, since the cell of c_j lies in
+    H_ij; on data at the edges of its box (image pixels at 0 or 1) it is the tighter one.
 
     Parameters
     ----------
@@ -133,7 +139,10 @@ def kmeans_certified_radius(
     mapping : array of shape (k,) or None, default=None
         Cluster -> class; with it the radius is to a cluster of another class.
     chunk_size : int, default=1024
-        Points per chunk (memory, not results).
+        Points per chunk (memory, not results; smaller with ``bounds``, which holds
+        (points, k, D) arrays).
+    bounds : (float, float) or None, default=None
+        The box of the inputs; None: ignored (eq. R).
 
     Returns
     -------
@@ -149,11 +158,32 @@ def kmeans_certified_radius(
     if X.shape[1] != c.shape[1]:
         raise ValueError(f"x has {X.shape[1]} features, centres have {c.shape[1]}")
     m = _mapping(mapping, len(c))
-    out = [
-        _bisector_distances(X[s : s + chunk_size], c, norm, m)[1].min(1).values
-        for s in range(0, len(X), chunk_size)
-    ]
+    if bounds is not None:  # (points, k, D) per chunk: about 2**24 numbers
+        chunk_size = max(1, min(chunk_size, 2**24 // (len(c) * c.shape[1])))
+    out = []
+    for s in range(0, len(X), chunk_size):
+        own, r = _bisector_distances(X[s : s + chunk_size], c, norm, m)
+        if bounds is not None:
+            r = torch.maximum(r, _boxed_distances(X[s : s + chunk_size], c, own, bounds, norm))
+        out.append(r.min(1).values)
     return torch.cat(out).numpy()
+
+
+def _boxed_distances(
+    x: torch.Tensor, c: torch.Tensor, own: torch.Tensor, bounds: Bounds, norm: str
+) -> torch.Tensor:
+    """(n, k): the ``norm`` distance from each x to box ∩ H_ij, H_ij = {z : 2 z.(c_j - c_i) >=
+    ||c_j||^2 - ||c_i||^2} with i its own cluster (inf where the box misses H_ij)."""
+    w = c[None, :, :] - c[own][:, None, :]
+    sq = c.pow(2).sum(1)
+    b = (sq[None, :] - sq[own][:, None]) / 2
+    xs = x[:, None, :].expand_as(w)
+    t = _smallest_step(xs, w, b, bounds, norm)
+    if norm == "linf":  # every coordinate moves by t or until the box: the move's size is t
+        return t
+    step = torch.where(torch.isfinite(t), t, torch.zeros_like(t))[..., None] * w
+    moved = (xs + step).clamp(*bounds) - xs
+    return torch.where(torch.isfinite(t), moved.norm(dim=-1), t)
 
 
 class KMeansMinimalAttack(MinimizationAttack):

@@ -27,8 +27,9 @@ n test inputs, with their n, so the report draws Wilson 95 % intervals):
   box-constrained perturbation ``KMeansMinimalAttack`` finds (closed form per candidate
   cluster of another class, an upper bound on the true minimum) does not reach within eps;
 - ``certified.linf.eps<e>.accuracy``: the inputs correctly classified whose class-aware L-inf
-  radius (``kmeans_certified_radius``: the distance to the nearest Voronoi cell of another
-  class, exact) exceeds eps, a lower bound;
+  radius exceeds eps, a lower bound (``kmeans_certified_radius`` with the box: the distance,
+  inside ``bounds``, to the nearest bisecting half-space towards a cluster of another class,
+  closed form);
 - ``worst_case.linf.eps<e>.accuracy``: correct and broken by none of the attacks.
 
 With ``adversarial_training: {eta, beta, eps_max}`` (a surrogate needed), Algorithm 1 of Omari
@@ -558,7 +559,8 @@ def _measure(
     """Every attack on one k-means (units per budget and chunk, and per chunk for the minimal
     perturbation), summarised with ids after ``prefix``."""
     correct = mapping[km.predict(test.data)] == test.labels
-    radius = kmeans_certified_radius(km, test.data, "linf", mapping=mapping)
+    box = config.bounds if all(math.isfinite(b) for b in config.bounds) else None
+    radius = kmeans_certified_radius(km, test.data, "linf", mapping=mapping, bounds=box)
     ctx.log.info("%sk-means clean accuracy %.2f %% on %d test inputs", prefix,
                  100 * correct.mean(), len(test))  # fmt: skip
     starts = range(0, len(test), config.chunk_size)
