@@ -266,20 +266,21 @@ def test_a_heldout_surrogate_is_the_transfer_control(tmp_path):
 
 
 def test_plan_counts_the_units_and_image_steps(tmp_path, capsys):
-    """advlab plan: a unit per k-means, budget and chunk, per k-means and chunk for the minimal
-    perturbation, and Algorithm 1's one unit (the run makes these and its fingerprint); the
-    image-steps of each attack from the config."""
+    """advlab plan: the k-means fit, Algorithm 1, a unit per budget and chunk and one per chunk
+    for the minimal perturbation, each serving both k-means (the run makes these and its
+    fingerprint); the image-steps of each attack from the config, the transfer examples crafted
+    once for both k-means."""
     config = _digits_config(adversarial_training=TRAINING)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"experiment": "evaluate-kmeans", **config}))
     assert main(["plan", str(path), "--workers", "1", "2", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert plan["units"] == {"attacks (k-means x budgets x chunks)": 2 * 2 * 3,
-                             "minimal perturbation (k-means x chunks)": 2 * 3,
+    assert plan["units"] == {"k-means fit": 1, "attacks (budgets x chunks)": 2 * 3,
+                             "minimal perturbation (chunks)": 3,
                              "Algorithm 1 (checkpointed per step)": 1}  # fmt: skip
     steps = {a["what"]: a["image_steps"] for a in plan["attacks"]}
     assert steps == {"training surrogate (3 epochs)": 1437 * 3,
-                     "transfer I-FGSM (2 k-means x 2 budgets)": 2 * 2 * 100 * 5,
+                     "transfer I-FGSM (2 budgets)": 2 * 100 * 5,  # crafted once for both
                      "Algorithm 1 (3 steps)": round(3 * 0.5 * 1437) * 5,
                      "white-box PGD (2 k-means x 2 budgets)": 2 * 2 * 100 * 10}  # fmt: skip
     _run(tmp_path, config)

@@ -548,19 +548,43 @@ def _certify_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[s
     sl = slice(start, start + config.chunk_size)
     x = torch.from_numpy(ds.images[sl]).to(config.device)
     y = torch.from_numpy(ds.labels[sl]).to(config.device)
-    return {_eps_key(eps): is_certified(model, x, y, eps, model.bounds, config.batch_size)
+    return {eps_key(eps): is_certified(model, x, y, eps, model.bounds, config.batch_size)
             .cpu().tolist() for eps in config.certify}  # fmt: skip
 
 
-def _eps_key(eps: float) -> str:
+def eps_key(eps: float) -> str:
+    """The budget's part of an id: ``eps0.1``.
+
+    Parameters
+    ----------
+    eps : float
+        The budget.
+
+    Returns
+    -------
+    str
+    """
     return f"eps{eps:g}"
 
 
 # ---- aggregation ----
 
 
-def _rate(cid: str, hits: np.ndarray) -> dict[str, Any]:
-    """A rate in % over ``hits.size`` images, carrying that n (NaN and no n over none)."""
+def rate_comparison(cid: str, hits: np.ndarray) -> dict[str, Any]:
+    """The comparison ``cid``: a rate in % over ``hits.size`` inputs, carrying that n (the
+    report draws its Wilson interval; NaN and no n over none).
+
+    Parameters
+    ----------
+    cid : str
+        The comparison's id.
+    hits : ndarray of bool
+        Per input, whether it counts.
+
+    Returns
+    -------
+    dict
+    """
     if not hits.size:
         return {"id": cid, "ours": float("nan"), "paper": None, "unit": "%"}
     return {"id": cid, "ours": 100.0 * float(hits.mean()), "paper": None, "unit": "%",
@@ -628,7 +652,7 @@ def summarise(
         per budget the images certified yet broken within it by an attack, which must be 0
         (more: the certified network is not the attacked one, or a margin within rounding).
     """
-    comparisons = [_rate("clean.accuracy", correct)]
+    comparisons = [rate_comparison("clean.accuracy", correct)]
     broken = {e.id: _broken_at(outcomes, e) for e in config.attacks}
     grids = _grids(config, broken)
     curves: dict[str, dict[str, Any]] = {
@@ -637,7 +661,7 @@ def summarise(
 
     def robust(prefix: str, size: np.ndarray, budgets: list[float]) -> list[float]:
         """Robust accuracy at each budget, ``correct and size > eps`` (each a comparison)."""
-        rates = [_rate(f"{prefix}.{_eps_key(eps)}.robust_accuracy", correct & (size > eps))
+        rates = [rate_comparison(f"{prefix}.{eps_key(eps)}.robust_accuracy", correct & (size > eps))
                  for eps in budgets]  # fmt: skip
         comparisons.extend(rates)
         return [r["ours"] for r in rates]
@@ -649,13 +673,16 @@ def summarise(
             budgets, accuracy = sorted(entry.eps), []
             for eps in budgets:  # the attack's own result at each budget
                 ok = np.asarray(outcomes[entry.id][eps]["success"], dtype=bool)
-                rate = _rate(f"{prefix}.{_eps_key(eps)}.robust_accuracy", correct & ~ok)
-                comparisons += [rate, _rate(f"{prefix}.{_eps_key(eps)}.success_rate", ok[correct])]
+                rate = rate_comparison(f"{prefix}.{eps_key(eps)}.robust_accuracy", correct & ~ok)
+                comparisons += [
+                    rate,
+                    rate_comparison(f"{prefix}.{eps_key(eps)}.success_rate", ok[correct]),
+                ]
                 accuracy.append(rate["ours"])
             curves[norm]["attacks"][entry.id] = {"eps": budgets, "accuracy": accuracy}
             continue
         found = np.isfinite(size) & correct
-        comparisons.append(_rate(f"{prefix}.success_rate", found[correct]))
+        comparisons.append(rate_comparison(f"{prefix}.success_rate", found[correct]))
         median = float(np.median(size[found])) if found.any() else float("nan")
         comparisons.append({"id": f"{prefix}.median_distance", "ours": median, "paper": None,
                             "unit": norm})  # fmt: skip
@@ -672,15 +699,15 @@ def summarise(
     if not config.certify:
         return {"comparisons": comparisons, "curves": curves}
     assert certified is not None
-    hits = {eps: np.asarray(certified[_eps_key(eps)], dtype=bool) for eps in config.certify}
-    rates = [_rate(f"ibp.linf.{_eps_key(eps)}.certified_accuracy", hits[eps])
+    hits = {eps: np.asarray(certified[eps_key(eps)], dtype=bool) for eps in config.certify}
+    rates = [rate_comparison(f"ibp.linf.{eps_key(eps)}.certified_accuracy", hits[eps])
              for eps in config.certify]  # fmt: skip
     comparisons.extend(rates)
     curves["linf"]["certified"] = {
         "eps": list(config.certify),
         "accuracy": [r["ours"] for r in rates],
     }
-    contradicted = {_eps_key(eps): int((hits[eps] & (worst["linf"] <= eps)).sum())
+    contradicted = {eps_key(eps): int((hits[eps] & (worst["linf"] <= eps)).sum())
                     for eps in config.certify}  # fmt: skip
     return {"comparisons": comparisons, "curves": curves, "certified_but_attacked": contradicted}
 
@@ -777,7 +804,7 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
     for norm, curve in results["curves"].items():
         for name, points in curve["attacks"].items():
             for eps, acc in zip(points["eps"], points["accuracy"], strict=True):
-                success = by_id.get(f"{name}.{norm}.{_eps_key(eps)}.success_rate")
+                success = by_id.get(f"{name}.{norm}.{eps_key(eps)}.success_rate")
                 rows.append([name, norm, f"{eps:g}", f"{acc:.1f}",
                              "" if success is None else f"{success['ours']:.1f}"])  # fmt: skip
         for eps, acc in zip(curve["eps"], curve["worst_case"], strict=True):
@@ -923,7 +950,7 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
     for index, entry in enumerate(config.attacks):
         for eps in entry.eps or (None,):
             for s in starts:
-                key = f"{entry.id}-{'min' if eps is None else _eps_key(eps)}-{s:07d}"
+                key = f"{entry.id}-{'min' if eps is None else eps_key(eps)}-{s:07d}"
                 jobs[key] = partial(_attack_unit, ctx, config, index, eps, s)
                 where[key] = (entry.id, eps)
     done = ctx.units(jobs, desc="attacks")
@@ -931,7 +958,7 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
     if config.certify:
         bounds = ctx.units({f"certify-{s:07d}": partial(_certify_unit, ctx, config, s)
                             for s in starts}, desc="certify")  # fmt: skip
-        certified = {_eps_key(e): [hit for s in starts for hit in bounds[f"certify-{s:07d}"][_eps_key(e)]]
+        certified = {eps_key(e): [hit for s in starts for hit in bounds[f"certify-{s:07d}"][eps_key(e)]]
                      for e in config.certify}  # fmt: skip
     outcomes: dict[str, dict[Any, dict[str, Any]]] = {}
     for key, (attack_id, eps) in where.items():

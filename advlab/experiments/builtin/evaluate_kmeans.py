@@ -74,10 +74,12 @@ from advlab.experiments.builtin.evaluate import (
     DataSpec,
     ModelSpec,
     check_classifier,
+    eps_key,
     fingerprint,
     fresh_module,
     load_inputs,
     load_weights,
+    rate_comparison,
     untrained_model,
 )
 from advlab.experiments.config import ExperimentConfig
@@ -262,50 +264,71 @@ def _loaded(
 # ---- units ----
 
 
+Models = dict[str, tuple[KMeans, np.ndarray]]  # id prefix ("", "trained.") -> k-means, mapping
+
+
 def _unit(
-    ctx: RunContext,
-    config: EvaluateKMeansConfig,
-    km: KMeans,
-    mapping: np.ndarray,
-    eps: float,
-    start: int,
+    ctx: RunContext, config: EvaluateKMeansConfig, models: Models, eps: float, start: int
 ) -> dict[str, Any]:
-    """One budget on one chunk: per input, whether k-means still classifies it correctly under
-    the transfer attack (when there is a surrogate) and under the white-box PGD."""
+    """One budget on one chunk: per k-means and input, whether it still classifies the input
+    correctly under each network's transfer attack (crafted once, judged by every k-means) and
+    under the white-box PGD on that k-means."""
     _, test, networks = _loaded(ctx, config)
     assert test.images is not None
     sl = slice(start, start + config.chunk_size)
     x = torch.from_numpy(test.images[sl]).to(config.device)
     y = torch.from_numpy(test.labels[sl]).to(config.device)
 
-    def still_correct(adv: torch.Tensor) -> list[bool]:
+    def still_correct(km: KMeans, mapping: np.ndarray, adv: torch.Tensor) -> list[bool]:
         pred = mapping[km.predict(adv.detach().cpu().numpy().reshape(len(adv), -1))]
         return (pred == test.labels[sl]).tolist()
 
+    transfer = {attack: IFGSM(network, eps=eps, max_iter=config.max_iter, eps_step=eps / 4,
+                              batch_size=config.batch_size)(x, y).x_adv
+                for attack, network in networks.items()}  # fmt: skip
     out: dict[str, Any] = {}
-    for attack, network in networks.items():
-        transfer = IFGSM(network, eps=eps, max_iter=config.max_iter, eps_step=eps / 4,
-                         batch_size=config.batch_size)  # fmt: skip
-        out[attack] = still_correct(transfer(x, y).x_adv)
-    whitebox = KMeansPGD(km, mapping, eps=eps, max_iter=config.whitebox_iter,
-                         bounds=config.bounds, batch_size=config.batch_size)  # fmt: skip
-    out["whitebox"] = still_correct(whitebox(x, y).x_adv)
+    for prefix, (km, mapping) in models.items():
+        part = {attack: still_correct(km, mapping, adv) for attack, adv in transfer.items()}
+        whitebox = KMeansPGD(km, mapping, eps=eps, max_iter=config.whitebox_iter,
+                             bounds=config.bounds, batch_size=config.batch_size)  # fmt: skip
+        part["whitebox"] = still_correct(km, mapping, whitebox(x, y).x_adv)
+        out[prefix] = part
     return out
 
 
 def _minimal_unit(
-    ctx: RunContext, config: EvaluateKMeansConfig, km: KMeans, mapping: np.ndarray, start: int
+    ctx: RunContext, config: EvaluateKMeansConfig, models: Models, start: int
 ) -> dict[str, Any]:
-    """Per input of one chunk, the L-inf size of the smallest box-constrained perturbation to
-    a cluster of another class that ``KMeansMinimalAttack`` finds (inf where none)."""
+    """Per k-means and input of one chunk, the L-inf size of the smallest box-constrained
+    perturbation to a cluster of another class that ``KMeansMinimalAttack`` finds (inf where
+    none)."""
     _, test, _ = _loaded(ctx, config)
     assert test.images is not None
     sl = slice(start, start + config.chunk_size)
-    attack = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
-                                 bounds=config.bounds, batch_size=config.batch_size)  # fmt: skip
-    result = attack(torch.from_numpy(test.images[sl]), torch.from_numpy(test.labels[sl]))
-    assert result.distances is not None
-    return {"distance": result.distances.double().cpu().tolist()}
+    x, y = torch.from_numpy(test.images[sl]), torch.from_numpy(test.labels[sl])
+    out = {}
+    for prefix, (km, mapping) in models.items():
+        attack = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
+                                     bounds=config.bounds, batch_size=config.batch_size)  # fmt: skip
+        distances = attack(x, y).distances
+        assert distances is not None
+        out[prefix] = distances.double().cpu().tolist()
+    return out
+
+
+def _kmeans_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, Any]:
+    """k-means on the flattened training inputs and its majority-vote mapping: one unit, so a
+    resumed run reads it instead of fitting again."""
+    train, _, _ = _loaded(ctx, config)
+    km = KMeans(config.n_clusters, random_state=config.seed, device=config.device).fit(train.data)
+    mapping = majority_vote_mapping(km.labels_, train.labels, config.n_clusters)
+    return {"centers": km.cluster_centers_.tolist(), "mapping": mapping.tolist()}
+
+
+def _fitted(config: EvaluateKMeansConfig, unit: dict[str, Any]) -> tuple[KMeans, np.ndarray]:
+    """The k-means and mapping a unit stored (centres as fitted, float32)."""
+    centres = np.asarray(unit["centers"], dtype=np.float32)
+    return KMeans.from_centers(centres, device=config.device), np.asarray(unit["mapping"])
 
 
 TRAINING = "adversarial-training"  # the unit (and checkpoint) of Algorithm 1
@@ -337,15 +360,6 @@ def _training_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, A
             "history": history}  # fmt: skip
 
 
-def _eps_key(eps: float) -> str:
-    return f"eps{eps:g}"
-
-
-def _rate(cid: str, hits: np.ndarray) -> dict[str, Any]:
-    return {"id": cid, "ours": 100.0 * float(hits.mean()), "paper": None, "unit": "%",
-            "n": int(hits.size)}  # fmt: skip
-
-
 def summarise(
     config: EvaluateKMeansConfig,
     correct: np.ndarray,
@@ -373,7 +387,7 @@ def summarise(
     dict
         ``comparisons``, ``curve`` (for ``plot_attack_curves``) and ``certified_but_attacked``.
     """
-    comparisons = [_rate(f"{prefix}kmeans.clean_accuracy", correct)]
+    comparisons = [rate_comparison(f"{prefix}kmeans.clean_accuracy", correct)]
     comparisons.append({"id": f"{prefix}kmeans.median_certified_radius", "paper": None, "unit": "linf",
                         "ours": float(np.median(radius[correct])) if correct.any() else 0.0})  # fmt: skip
     attacks = sorted(outcomes[config.eps[0]])
@@ -382,16 +396,16 @@ def summarise(
                              "certified": {"eps": list(config.eps), "accuracy": []}}  # fmt: skip
     contradicted = {}
     for eps in config.eps:
-        key = _eps_key(eps)
+        key = eps_key(eps)
         for attack in attacks:
-            rate = _rate(f"{prefix}{attack}.linf.{key}.accuracy", outcomes[eps][attack])
+            rate = rate_comparison(f"{prefix}{attack}.linf.{key}.accuracy", outcomes[eps][attack])
             comparisons.append(rate)
             curve["attacks"][attack]["accuracy"].append(rate["ours"])
         worst = np.logical_and.reduce([outcomes[eps][a] for a in attacks]) & correct
         certified = correct & (radius > eps)
         for name, hits, line in (("worst_case", worst, curve["worst_case"]),
                                  ("certified", certified, curve["certified"]["accuracy"])):  # fmt: skip
-            rate = _rate(f"{prefix}{name}.linf.{key}.accuracy", hits)
+            rate = rate_comparison(f"{prefix}{name}.linf.{key}.accuracy", hits)
             comparisons.append(rate)
             line.append(rate["ours"])
         contradicted[key] = int((certified & ~worst).sum())
@@ -409,7 +423,7 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
         attacks = sorted(curve["attacks"])
         rows = []
         for eps in curve["eps"]:
-            key = _eps_key(eps)
+            key = eps_key(eps)
             rows.append([f"{eps:g}", *(f"{by_id[f'{prefix}{a}.linf.{key}.accuracy']:.1f}" for a in attacks),
                          f"{by_id[f'{prefix}worst_case.linf.{key}.accuracy']:.1f}",
                          f"{by_id[f'{prefix}certified.linf.{key}.accuracy']:.1f}"])  # fmt: skip
@@ -432,11 +446,12 @@ def _random_kmeans(k: int, shape: tuple[int, ...], n_classes: int, bounds: tuple
 
 
 def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
-    """Units and attack work of a run (``advlab plan``): per k-means (plain, and Algorithm 1's)
-    a unit per budget and chunk and one per chunk for the minimal perturbation, and Algorithm
-    1's one unit; image-steps of the surrogates' training, of their transfer I-FGSM, of
-    Algorithm 1's I-FGSM (beta steps on eta N inputs) and of the white-box PGD, each measured
-    on its network (initial weights; random centres for k-means)."""
+    """Units and attack work of a run (``advlab plan``): the k-means fit, Algorithm 1, a unit
+    per budget and chunk and one per chunk for the minimal perturbation (each serving every
+    k-means); image-steps of the surrogates' training, of their transfer I-FGSM (crafted once
+    for all k-means), of Algorithm 1's I-FGSM (beta steps on eta N inputs) and of the white-box
+    PGD (per k-means), each measured on its network (initial weights; random centres for
+    k-means)."""
     train, test = load_inputs(config.train, "train"), load_inputs(config.test, "test")
     assert test.images is not None
     shape, n_classes = tuple(test.images.shape[1:]), train.n_classes
@@ -444,8 +459,8 @@ def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
     models = 1 + (config.adversarial_training is not None)
     chunks = -(-len(test) // config.chunk_size)
     budgets = len(config.eps)
-    units = {"attacks (k-means x budgets x chunks)": models * budgets * chunks,
-             "minimal perturbation (k-means x chunks)": models * chunks}  # fmt: skip
+    units = {"k-means fit": 1, "attacks (budgets x chunks)": budgets * chunks,
+             "minimal perturbation (chunks)": chunks}  # fmt: skip
     common = {"shape": list(shape), "batch": batch, "n_classes": n_classes,
               "bounds": list(config.bounds)}  # fmt: skip
     attacks = []
@@ -458,9 +473,9 @@ def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
         if spec.train_epochs is not None:
             attacks.append({**net, "what": f"training {which} ({spec.train_epochs} epochs)",
                             "images": len(train), "steps": spec.train_epochs, "units": 1})  # fmt: skip
-        attacks.append({**net, "what": f"{label} I-FGSM ({models} k-means x {budgets} budgets)",
-                        "images": models * budgets * len(test), "steps": config.max_iter,
-                        "units": models * budgets * chunks})  # fmt: skip
+        attacks.append({**net, "what": f"{label} I-FGSM ({budgets} budgets)",
+                        "images": budgets * len(test), "steps": config.max_iter,
+                        "units": budgets * chunks})  # fmt: skip
         training = config.adversarial_training
         if which == "surrogate" and training is not None:
             units["Algorithm 1 (checkpointed per step)"] = 1
@@ -471,7 +486,7 @@ def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
     attacks.append({**common, "model": f"k-means (k = {config.n_clusters})", "module": kmeans,
                     "what": f"white-box PGD ({models} k-means x {budgets} budgets)",
                     "images": models * budgets * len(test), "steps": config.whitebox_iter,
-                    "units": models * budgets * chunks})  # fmt: skip
+                    "units": budgets * chunks})  # fmt: skip
     notes = [
         "Not counted: the k-means fits (one, and beta + 1 for Algorithm 1), the minimal",
         "perturbation (closed form per candidate cluster) and the certified radii.",
@@ -513,17 +528,13 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
             label = "weights_sha256" if which == "surrogate" else "heldout_weights_sha256"
             stamp[label] = fingerprint(test, networks[attack])["weights_sha256"]
     refuse_changed_files(ctx, stamp)
-    km = KMeans(config.n_clusters, random_state=config.seed, device=config.device).fit(train.data)
-    models = {"": (km, majority_vote_mapping(km.labels_, train.labels, config.n_clusters))}
+    models: Models = {"": _fitted(config, ctx.unit("kmeans", partial(_kmeans_unit, ctx, config)))}
     history = None
     if config.adversarial_training is not None:
         trained = ctx.unit(TRAINING, partial(_training_unit, ctx, config))
-        models["trained."] = (KMeans.from_centers(np.asarray(trained["centers"])),
-                              np.asarray(trained["mapping"]))  # fmt: skip
+        models["trained."] = _fitted(config, trained)
         history = trained["history"]
-    summaries = {
-        prefix: _measure(ctx, config, test, prefix, *pair) for prefix, pair in models.items()
-    }
+    summaries = _measure(ctx, config, test, models)
     summary = summaries[""]
     for position, (which, attack) in enumerate(NETWORKS.items(), start=1):
         if attack in networks:
@@ -532,7 +543,9 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
                 pred = torch.cat([networks[attack](b).argmax(1).cpu()
                                   for b in x.split(config.batch_size)])  # fmt: skip
             hits = pred.numpy() == test.labels
-            summary["comparisons"].insert(position, _rate(f"{which}.clean_accuracy", hits))
+            summary["comparisons"].insert(
+                position, rate_comparison(f"{which}.clean_accuracy", hits)
+            )
     for prefix, part in summaries.items():
         name = "k-means" if not prefix else "Algorithm 1's k-means"
         plot_attack_curves(part["curve"], "linf", ctx.path(f"kmeans-{prefix}linf".replace(".", "-")),
@@ -549,31 +562,28 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
 
 
 def _measure(
-    ctx: RunContext,
-    config: EvaluateKMeansConfig,
-    test: Dataset,
-    prefix: str,
-    km: KMeans,
-    mapping: np.ndarray,
-) -> dict[str, Any]:
-    """Every attack on one k-means (units per budget and chunk, and per chunk for the minimal
-    perturbation), summarised with ids after ``prefix``."""
-    correct = mapping[km.predict(test.data)] == test.labels
-    box = config.bounds if all(math.isfinite(b) for b in config.bounds) else None
-    radius = kmeans_certified_radius(km, test.data, "linf", mapping=mapping, bounds=box)
-    ctx.log.info("%sk-means clean accuracy %.2f %% on %d test inputs", prefix,
-                 100 * correct.mean(), len(test))  # fmt: skip
+    ctx: RunContext, config: EvaluateKMeansConfig, test: Dataset, models: Models
+) -> dict[str, dict[str, Any]]:
+    """Every attack on every k-means (a unit per budget and chunk, and one per chunk for the
+    minimal perturbation), summarised per k-means with ids after its prefix."""
     starts = range(0, len(test), config.chunk_size)
-    tag = prefix.replace(".", "-")
-    jobs = {f"{tag}{_eps_key(eps)}-{s:07d}": partial(_unit, ctx, config, km, mapping, eps, s)
+    jobs = {f"{eps_key(eps)}-{s:07d}": partial(_unit, ctx, config, models, eps, s)
             for eps in config.eps for s in starts}  # fmt: skip
-    jobs |= {f"{tag}minimal-{s:07d}": partial(_minimal_unit, ctx, config, km, mapping, s)
-             for s in starts}  # fmt: skip
-    done = ctx.units(jobs, desc=f"{prefix}attacks")
-    first = done[f"{tag}{_eps_key(config.eps[0])}-{starts[0]:07d}"]
-    outcomes = {eps: {a: np.concatenate([done[f"{tag}{_eps_key(eps)}-{s:07d}"][a] for s in starts])
-                      for a in first} for eps in config.eps}  # fmt: skip
-    minimal = np.concatenate([done[f"{tag}minimal-{s:07d}"]["distance"] for s in starts])
-    for eps in config.eps:
-        outcomes[eps]["minimal"] = correct & (minimal > eps)
-    return summarise(config, correct, radius, outcomes, prefix)
+    jobs |= {f"minimal-{s:07d}": partial(_minimal_unit, ctx, config, models, s) for s in starts}
+    done = ctx.units(jobs, desc="attacks")
+    box = config.bounds if all(math.isfinite(b) for b in config.bounds) else None
+    summaries = {}
+    for prefix, (km, mapping) in models.items():
+        correct = mapping[km.predict(test.data)] == test.labels
+        radius = kmeans_certified_radius(km, test.data, "linf", mapping=mapping, bounds=box)
+        ctx.log.info("%sk-means clean accuracy %.2f %% on %d test inputs", prefix,
+                     100 * correct.mean(), len(test))  # fmt: skip
+        first = done[f"{eps_key(config.eps[0])}-{starts[0]:07d}"][prefix]
+        outcomes = {eps: {a: np.concatenate([done[f"{eps_key(eps)}-{s:07d}"][prefix][a]
+                                             for s in starts]) for a in first}
+                    for eps in config.eps}  # fmt: skip
+        minimal = np.concatenate([done[f"minimal-{s:07d}"][prefix] for s in starts])
+        for eps in config.eps:
+            outcomes[eps]["minimal"] = correct & (minimal > eps)
+        summaries[prefix] = summarise(config, correct, radius, outcomes, prefix)
+    return summaries
