@@ -14,6 +14,7 @@ from advlab.defenses import (
     certified_accuracy,
     check_certifiable,
     interval_bounds,
+    is_certified,
     margin_lower_bounds,
     train_ibp,
 )
@@ -185,3 +186,15 @@ def test_certified_training_certifies_what_plain_training_cannot():
     with torch.no_grad():
         robust_acc = 100.0 * float((robust(attacked.x_adv).argmax(1) == yt).float().mean())
         assert cert_robust <= robust_acc + 1e-6
+
+
+def test_a_users_module_is_traced_once_for_every_batch_and_budget(monkeypatch):
+    """Certifying 4 batches at 3 budgets traces the residual module once, not per call."""
+    traced = []
+    real = torch.fx.symbolic_trace
+    monkeypatch.setattr(torch.fx, "symbolic_trace", lambda m: traced.append(m) or real(m))
+    model = _residual()
+    x, y = torch.rand(64, 3, 8, 8), torch.randint(0, 5, (64,))
+    for eps in (0.001, 0.01, 0.02):
+        is_certified(model, x, y, eps, batch_size=16)
+    assert traced == [model.module]

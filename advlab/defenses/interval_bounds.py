@@ -34,6 +34,7 @@ but trains networks with comparable certified accuracy on MNIST).
 from __future__ import annotations
 
 import operator
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,7 +199,18 @@ MONOTONE_METHODS = {"relu", "sigmoid", "tanh", "flatten", "view", "reshape", "co
 SHAPE_METHODS = {"size", "dim"}  # read off the box's shape
 
 
+# a module's graph, traced once: certifying traces the same network for every batch and budget
+_TRACED: weakref.WeakKeyDictionary[nn.Module, torch.fx.GraphModule] = weakref.WeakKeyDictionary()
+
+
 def _trace(module: nn.Module) -> torch.fx.GraphModule:
+    """``module``'s ``torch.fx`` graph (traced on first use; the graph shares its layers)."""
+    if module not in _TRACED:
+        _TRACED[module] = _trace_now(module)
+    return _TRACED[module]
+
+
+def _trace_now(module: nn.Module) -> torch.fx.GraphModule:
     try:
         return torch.fx.symbolic_trace(module)
     except Exception as exc:  # data-dependent control flow and the like: name the module
