@@ -283,6 +283,78 @@ def test_the_box_aware_radius_is_sound_tighter_and_below_the_minimal_attack(norm
         assert np.array_equal(moved, own_class)
 
 
+def _other_class_grid_distance(centres, mapping, x, step=1 / 400):
+    """Brute force in 2-D: the L-inf distance from each x to the nearest point of a fine grid
+    of the unit box that k-means assigns to another class (exact up to the grid step)."""
+    grid = np.stack(
+        np.meshgrid(np.arange(0, 1 + step / 2, step), np.arange(0, 1 + step / 2, step)), -1
+    )
+    grid = grid.reshape(-1, 2)
+    grid_class = mapping[np.argmin(((grid[:, None] - centres[None]) ** 2).sum(-1), 1)]
+    own = mapping[np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), 1)]
+    return np.array(
+        [np.abs(grid[grid_class != c] - p).max(1).min() for p, c in zip(x, own, strict=True)]
+    )
+
+
+def test_the_exact_minimal_attack_matches_brute_force_in_2d():
+    """exact=True is the L-inf distance to the nearest cell of another class inside the box:
+    a grid search over the box finds the same distance (to the grid step), while the
+    closed-form search is above it where the closest half-space point lands in a cell of the
+    own class."""
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(0.1, 0.9, size=(12, 2))
+    mapping = np.arange(12) % 3
+    x = rng.uniform(0, 1, size=(120, 2))
+    kwargs = dict(mapping=mapping, norm="linf", target="other-class", bounds=(0.0, 1.0))
+    exact = KMeansMinimalAttack(centres, exact=True, **kwargs)(torch.as_tensor(x))
+    closed = KMeansMinimalAttack(centres, **kwargs)(torch.as_tensor(x)).distances.numpy()
+    brute = _other_class_grid_distance(centres, mapping, x)
+    assert bool(exact.success.all())
+    found = exact.distances.numpy()
+    np.testing.assert_allclose(found, brute, atol=1 / 400 + 1e-5)
+    assert np.all(found <= closed + 1e-12) and np.mean(found < closed - 1e-3) > 0.05
+    landed = mapping[np.argmin(((exact.x_adv.numpy()[:, None] - centres[None]) ** 2).sum(-1), 1)]
+    assert np.all(landed != mapping[np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), 1)])
+
+
+def test_the_exact_minimal_attack_is_bracketed_and_capped():
+    """In 30 dimensions: the certified radius <= the exact distance <= the closed-form one; no
+    white-box PGD succeeds below the exact distance; ``max_size`` leaves the sizes below it
+    unchanged and only sizes at least as large above it."""
+    rng = np.random.default_rng(0)  # 4 classes of 4 neighbouring clusters each, like digits
+    centres = np.clip(np.repeat(rng.uniform(0.2, 0.8, size=(4, 30)), 4, 0)
+                      + 0.1 * rng.normal(size=(16, 30)), 0, 1)  # fmt: skip
+    mapping = np.repeat(np.arange(4), 4)
+    x = np.clip(centres[rng.integers(0, 16, 60)] + 0.2 * rng.normal(size=(60, 30)), 0, 1)
+    kwargs = dict(mapping=mapping, norm="linf", target="other-class", bounds=(0.0, 1.0))
+    exact = KMeansMinimalAttack(centres, exact=True, **kwargs)(torch.as_tensor(x)).distances.numpy()
+    closed = KMeansMinimalAttack(centres, **kwargs)(torch.as_tensor(x)).distances.numpy()
+    certified = kmeans_certified_radius(centres, x, "linf", mapping=mapping, bounds=(0.0, 1.0))
+    assert np.all(certified <= exact + 1e-9) and np.all(exact <= closed + 1e-12)
+    assert np.mean(exact < closed - 1e-4) > 0.1
+    own = mapping[np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), 1)]
+    for scale in (0.98, 0.9):  # PGD on the same k-means, just inside each point's distance
+        for i in np.flatnonzero(exact < closed - 1e-4)[:8]:
+            pgd = KMeansPGD(centres, mapping, eps=float(exact[i]) * scale, max_iter=100,
+                            random_start=True, random_state=i)  # fmt: skip
+            adv = pgd(torch.as_tensor(x[i : i + 1]), torch.as_tensor(own[i : i + 1])).x_adv.numpy()
+            moved = mapping[np.argmin(((adv[:, None] - centres[None]) ** 2).sum(-1), 1)]
+            assert moved[0] == own[i]
+    cap = float(np.median(exact))
+    capped = KMeansMinimalAttack(centres, exact=True, max_size=cap, **kwargs)(torch.as_tensor(x))
+    capped_d = capped.distances.numpy()
+    np.testing.assert_array_equal(capped_d[exact <= cap], exact[exact <= cap])
+    assert np.all(capped_d[exact > cap] >= cap)
+
+
+def test_the_exact_minimal_attack_refuses_l2():
+    with pytest.raises(ValueError, match="exact=True is implemented for norm='linf'"):
+        KMeansMinimalAttack(np.eye(3), np.arange(3), norm="l2", target="other-class", exact=True)
+    with pytest.raises(ValueError, match="max_size"):
+        KMeansMinimalAttack(np.eye(3), np.arange(3), "linf", "other-class", exact=True, max_size=-1)
+
+
 def test_other_class_attack_changes_the_predicted_class():
     data = load_dataset("blobs", n_samples=300, centers=3, n_features=4, random_state=0)
     x = (data.data - data.data.min()) / (data.data.max() - data.data.min())
