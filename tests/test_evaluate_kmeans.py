@@ -16,7 +16,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import minmax_scale
 from torch import nn
 
-from advlab.attacks.evasion import IFGSM, KMeansPGD, kmeans_certified_radius
+from advlab.attacks.evasion import IFGSM, KMeansMinimalAttack, KMeansPGD, kmeans_certified_radius
 from advlab.cli.main import main
 from advlab.cluster import KMeans, majority_vote_mapping
 from advlab.data import load_dataset
@@ -85,6 +85,8 @@ def test_the_numbers_are_those_of_the_attacks_called_directly(serial):
     radius = kmeans_certified_radius(km, test.data, "linf", mapping=mapping, bounds=(0.0, 1.0))
     net = train_classifier("mlp", train, epochs=3, seed=0, cache=Cache(tmp / "cache")).model
     x, y = torch.from_numpy(test.images), torch.from_numpy(test.labels)
+    exact_attack = KMeansMinimalAttack(km, mapping, "linf", "other-class", exact=True, max_size=0.2)
+    exact_sizes = exact_attack(x, y).distances.numpy()
     for eps in (0.1, 0.2):
         transfer = _chunked(IFGSM(Model(net.eval()), eps=eps, max_iter=5, eps_step=eps / 4), x, y)
         whitebox = _chunked(KMeansPGD(km, mapping, eps=eps, max_iter=10), x, y)
@@ -96,14 +98,19 @@ def test_the_numbers_are_those_of_the_attacks_called_directly(serial):
         )
         certified = 100 * float((correct & (radius > eps)).mean())
         assert got[f"certified.linf.eps{eps:g}.accuracy"]["ours"] == pytest.approx(certified)
-    # the attacks bite, and the bounds are ordered: certified <= worst case <= each attack
+        exact = 100 * float((correct & (exact_sizes > eps)).mean())
+        assert got[f"exact.linf.eps{eps:g}.accuracy"]["ours"] == pytest.approx(exact)
+    # the attacks bite, and the bounds are ordered: certified <= exact = worst case <= each attack
     for eps in ("eps0.1", "eps0.2"):
         worst = got[f"worst_case.linf.{eps}.accuracy"]["ours"]
         assert got[f"certified.linf.{eps}.accuracy"]["ours"] <= worst
+        assert got[f"exact.linf.{eps}.accuracy"]["ours"] == worst
         for attack in ("transfer", "whitebox", "minimal"):
             assert worst <= got[f"{attack}.linf.{eps}.accuracy"]["ours"]
+    assert got["exact.linf.eps0.2.accuracy"]["ours"] < got["minimal.linf.eps0.2.accuracy"]["ours"]
     assert got["whitebox.linf.eps0.2.accuracy"]["ours"] < got["kmeans.clean_accuracy"]["ours"]
     assert results["certified_but_attacked"] == {"eps0.1": 0, "eps0.2": 0}
+    assert results["exact_but_attacked"] == {"eps0.1": 0, "eps0.2": 0}
 
 
 def test_figure_report_resume_and_workers(serial, tmp_path):
@@ -207,6 +214,12 @@ def test_algorithm_1_is_measured_beside_plain_kmeans(serial):
     )
     assert [h["step"] for h in results["training_history"]] == [0, 1, 2, 3]
     assert results["trained_certified_but_attacked"] == {"eps0.1": 0, "eps0.2": 0}
+    assert results["trained_exact_but_attacked"] == {"eps0.1": 0, "eps0.2": 0}
+    for eps in ("eps0.1", "eps0.2"):
+        assert (
+            got[f"trained.exact.linf.{eps}.accuracy"]
+            == got[f"trained.worst_case.linf.{eps}.accuracy"]
+        )
     assert (tmp / "t" / "run" / "kmeans-trained-linf.png").is_file()
 
 

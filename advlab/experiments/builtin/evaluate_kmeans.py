@@ -26,6 +26,9 @@ n test inputs, with their n, so the report draws Wilson 95 % intervals):
 - ``minimal.linf.eps<e>.accuracy``: the inputs correctly classified that the smallest
   box-constrained perturbation ``KMeansMinimalAttack`` finds (closed form per candidate
   cluster of another class, an upper bound on the true minimum) does not reach within eps;
+- ``exact.linf.eps<e>.accuracy`` (``exact: true``, the default): the same with the exact
+  minimum (``KMeansMinimalAttack(exact=True)``, a linear program per candidate cell of
+  another class, up to the largest eps): k-means' robust accuracy itself;
 - ``certified.linf.eps<e>.accuracy``: the inputs correctly classified whose class-aware L-inf
   radius exceeds eps, a lower bound (``kmeans_certified_radius`` with the box: the distance,
   inside ``bounds``, to the nearest bisecting half-space towards a cluster of another class,
@@ -42,9 +45,11 @@ transfer may be specific to it: ``heldout_surrogate`` (another network, a zoo on
 seed + 1) adds ``heldout.linf.eps<e>.accuracy``, the transfer attack from a network Algorithm 1
 never saw, the control that tells the two apart.
 
-The true robust accuracy lies between the certified and the worst-case figure; the transfer
-attack says how much of it a black-box attacker without k-means reaches. ``certified_but_attacked``
-counts inputs certified yet broken by an attack, which must be 0. Units are (eps, chunk of test
+The true robust accuracy lies between the certified and the worst-case figure, and with
+``exact`` it is the exact figure; the transfer attack says how much of it a black-box attacker
+without k-means reaches. ``certified_but_attacked`` counts inputs certified yet broken by an
+attack, and ``exact_but_attacked`` inputs the exact minimum puts beyond eps yet broken by
+another attack; both must be 0. Units are (eps, chunk of test
 inputs) jobs carrying the fitted k-means; each worker loads the data files and the surrogate
 itself (a zoo surrogate from the artefact cache), so any executor runs them.
 """
@@ -144,6 +149,9 @@ class EvaluateKMeansConfig(ExperimentConfig):
         Train and measure Algorithm 1's k-means too (needs a surrogate); None: plain only.
     max_iter, whitebox_iter : int
         Steps of the transfer (and training) I-FGSM (step eps / 4) and of the white-box PGD.
+    exact : bool
+        Also compute the exact minimal L-inf perturbation (a linear program per candidate
+        cell, up to the largest eps), so that the robust accuracy is exact, not bracketed.
     chunk_size, batch_size : int
         Test inputs per unit of work, and per forward/backward pass.
     device : str
@@ -160,6 +168,7 @@ class EvaluateKMeansConfig(ExperimentConfig):
     adversarial_training: AdversarialTrainingSpec | None = None
     max_iter: int = Field(10, ge=1)
     whitebox_iter: int = Field(20, ge=1)
+    exact: bool = True
     chunk_size: int = Field(500, ge=1)
     batch_size: int = Field(256, ge=1)
     device: str = "cpu"
@@ -300,19 +309,24 @@ def _minimal_unit(
     ctx: RunContext, config: EvaluateKMeansConfig, models: Models, start: int
 ) -> dict[str, Any]:
     """Per k-means and input of one chunk, the L-inf size of the smallest box-constrained
-    perturbation to a cluster of another class that ``KMeansMinimalAttack`` finds (inf where
-    none)."""
+    perturbation to a cluster of another class that ``KMeansMinimalAttack`` finds in closed
+    form (``minimal``) and, with ``exact``, the exact one up to the largest eps (``exact``);
+    inf where none."""
     _, test, _ = _loaded(ctx, config)
     assert test.images is not None
     sl = slice(start, start + config.chunk_size)
     x, y = torch.from_numpy(test.images[sl]), torch.from_numpy(test.labels[sl])
-    out = {}
+    out: dict[str, Any] = {}
     for prefix, (km, mapping) in models.items():
-        attack = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
-                                     bounds=config.bounds, batch_size=config.batch_size)  # fmt: skip
-        distances = attack(x, y).distances
-        assert distances is not None
-        out[prefix] = distances.double().cpu().tolist()
+        sizes = {}
+        for name in ("minimal", "exact")[: 1 + config.exact]:
+            attack = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
+                                         bounds=config.bounds, batch_size=config.batch_size,
+                                         exact=name == "exact", max_size=max(config.eps))  # fmt: skip
+            distances = attack(x, y).distances
+            assert distances is not None
+            sizes[name] = distances.double().cpu().tolist()
+        out[prefix] = sizes
     return out
 
 
@@ -385,7 +399,8 @@ def summarise(
     Returns
     -------
     dict
-        ``comparisons``, ``curve`` (for ``plot_attack_curves``) and ``certified_but_attacked``.
+        ``comparisons``, ``curve`` (for ``plot_attack_curves``), ``certified_but_attacked``
+        and, with ``exact`` among the attacks, ``exact_but_attacked``.
     """
     comparisons = [rate_comparison(f"{prefix}kmeans.clean_accuracy", correct)]
     comparisons.append({"id": f"{prefix}kmeans.median_certified_radius", "paper": None, "unit": "linf",
@@ -394,7 +409,7 @@ def summarise(
     curve: dict[str, Any] = {"eps": list(config.eps), "attacks": {a: {"eps": list(config.eps),
                              "accuracy": []} for a in attacks}, "worst_case": [],
                              "certified": {"eps": list(config.eps), "accuracy": []}}  # fmt: skip
-    contradicted = {}
+    contradicted, beaten = {}, {}
     for eps in config.eps:
         key = eps_key(eps)
         for attack in attacks:
@@ -409,7 +424,10 @@ def summarise(
             comparisons.append(rate)
             line.append(rate["ours"])
         contradicted[key] = int((certified & ~worst).sum())
-    return {"comparisons": comparisons, "curve": curve, "certified_but_attacked": contradicted}
+        if "exact" in outcomes[eps]:
+            beaten[key] = int((outcomes[eps]["exact"] & ~worst).sum())
+    out = {"comparisons": comparisons, "curve": curve, "certified_but_attacked": contradicted}
+    return out | ({"exact_but_attacked": beaten} if beaten else {})
 
 
 def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Table]:
@@ -489,7 +507,8 @@ def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
                     "units": budgets * chunks})  # fmt: skip
     notes = [
         "Not counted: the k-means fits (one, and beta + 1 for Algorithm 1), the minimal",
-        "perturbation (closed form per candidate cluster) and the certified radii.",
+        "perturbation (closed form per candidate cluster; with exact, a linear program per",
+        "candidate cell below the largest eps) and the certified radii.",
     ]
     return {"units": units, "attacks": attacks, "notes": notes}
 
@@ -557,6 +576,8 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
         out["comparisons"] = summary["comparisons"] + trained_part["comparisons"]
         out["trained_curve"] = trained_part["curve"]
         out["trained_certified_but_attacked"] = trained_part["certified_but_attacked"]
+        if "exact_but_attacked" in trained_part:
+            out["trained_exact_but_attacked"] = trained_part["exact_but_attacked"]
         out["training_history"] = history
     return out
 
@@ -582,8 +603,9 @@ def _measure(
         outcomes = {eps: {a: np.concatenate([done[f"{eps_key(eps)}-{s:07d}"][prefix][a]
                                              for s in starts]) for a in first}
                     for eps in config.eps}  # fmt: skip
-        minimal = np.concatenate([done[f"minimal-{s:07d}"][prefix] for s in starts])
-        for eps in config.eps:
-            outcomes[eps]["minimal"] = correct & (minimal > eps)
+        for name in done[f"minimal-{starts[0]:07d}"][prefix]:
+            size = np.concatenate([done[f"minimal-{s:07d}"][prefix][name] for s in starts])
+            for eps in config.eps:
+                outcomes[eps][name] = correct & (size > eps)
         summaries[prefix] = summarise(config, correct, radius, outcomes, prefix)
     return summaries
