@@ -289,6 +289,10 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
         return _config(files, attacks=[{"name": "fgsm", "eps": [0.1]}])  # eps_grid has l2
     if what == "training on a file":
         return _config(files, model={"factory": "small_cnn", "train_epochs": 1})
+    if what == "preprocessing of a network trained here":
+        return _config(files, data={"name": "digits", "n": 20},
+                       model={"factory": "mlp", "train_epochs": 1,
+                              "preprocessing": {"mean": [0.3], "std": [0.4]}})  # fmt: skip
     if what == "channels last":
         x = files["x"].numpy().transpose(0, 2, 3, 1)  # (N, H, W, C), as many image sets come
         np.savez(root / "nhwc.npz", x=x, y=files["y"].numpy())
@@ -315,6 +319,7 @@ MISTAKES = {
     "eps on deepfool": "drop eps",
     "same attack twice": "appear twice",
     "training on a file": "for an .npz file give model.weights",
+    "preprocessing of a network trained here": "takes its normalisation as kwargs {mean, std}",
     "grid of an unmeasured norm": "eps_grid has ['l2'], a norm no attack measures",
     "several outputs": "must return one tensor of logits, got tuple",
     "channels last": "channels last? store x as (N, C, H, W)",

@@ -143,7 +143,8 @@ class ModelSpec(Strict):
     bounds : (float, float)
         The range of the model's inputs; attacks stay inside it.
     preprocessing : dict or None
-        ``{mean, std, axis}`` applied inside the model (``Model``'s preprocessing).
+        ``{mean, std, axis}`` applied inside the model (``Model``'s preprocessing) of a network
+        with ``weights``; a zoo model trained here normalises with its kwargs mean and std.
     """
 
     factory: str
@@ -165,6 +166,13 @@ class ModelSpec(Strict):
             raise ValueError("train_epochs trains a zoo model that has no weights file")
         if self.weights is None and self.train_epochs is None:
             raise ValueError("give weights (a state-dict file), or train_epochs for a zoo model")
+        if self.train_epochs is not None and self.preprocessing is not None:
+            # it would wrap a network trained without it: the attacked model is not the trained one
+            raise ValueError(
+                "preprocessing wraps a network trained elsewhere; a zoo model trained here "
+                "(train_epochs) takes its normalisation as kwargs {mean, std}, used in training "
+                "and under attack alike"
+            )
         allowed = {"mean", "std"} if self.train_epochs is not None else {"mean", "std", "n_classes"}
         if zoo and set(self.kwargs) - allowed:
             raise ValueError(
