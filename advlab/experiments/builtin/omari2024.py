@@ -717,8 +717,8 @@ def _robustness_tables(results: dict[str, Any], config: dict[str, Any]) -> list[
             ("model", *cols), body,
             note="ids: `<row>.<norm>.{certified,exact}_median` and `<row>.linf.<method>.eps<e>`; "
             "certified = eq. R lower bound (box ignored); exact = smallest perturbation found by "
-            "KMeansMinimalAttack to a cluster of another class (an upper bound on the true "
-            "minimum); pgd = PGD on the k-means; the true robust accuracy lies between the "
+            "KMeansMinimalAttack in closed form to a cluster of another class (an upper bound on "
+            "the true minimum, despite the id; not its exact=True); pgd = PGD on the k-means; the true robust accuracy lies between the "
             "certified column and the smaller of the exact and pgd columns.",
         ))  # fmt: skip
     return tables
