@@ -136,6 +136,43 @@ def test_a_users_module_with_a_skip_connection_is_traced_and_sound(scaled_head):
     assert bool((hi - lo > 0).all())
 
 
+class ClampingNet(nn.Module):
+    """ReLU written as clamp, clip to a range, global average pooling as ``mean`` and a sum
+    over channels: monotone operations in a user's forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 6, 3, padding=1), nn.Linear(7, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x).clamp(min=0)
+        h = torch.clip(h, max=0.8)
+        pooled = h.mean((2, 3))  # (N, 6)
+        total = torch.sum(h.clamp_min(0.1), dim=(1, 2, 3), keepdim=False)[:, None]
+        return self.fc(torch.cat([pooled, total / 100], 1))
+
+
+def test_clamp_mean_and_sum_in_a_users_forward_are_sound():
+    torch.manual_seed(3)
+    model = Model(ClampingNet().eval())
+    g = torch.Generator().manual_seed(4)
+    x, eps = torch.rand(10, 3, 8, 8, generator=g), 0.05
+    check_certifiable(model, x)
+    lo, hi = interval_bounds(model, (x - eps).clamp(0, 1), (x + eps).clamp(0, 1))
+    with torch.no_grad():
+        for _ in range(100):
+            zp = model((x + eps * (2 * torch.rand(x.shape, generator=g) - 1)).clamp(0, 1))
+            assert bool((zp >= lo - 1e-5).all() and (zp <= hi + 1e-5).all())
+    assert bool((hi - lo > 0).all())
+
+    class ClampByInput(nn.Module):  # a limit that is itself bounded: not monotone in x alone
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.clamp(x, min=-x).flatten(1)
+
+    with pytest.raises(ValueError, match="unsupported operation 'clamp'"):
+        check_certifiable(ClampByInput(), torch.rand(3, 4))
+
+
 def test_what_interval_bounds_cannot_follow_is_named():
     class Branching(nn.Module):  # control flow on the data: no graph to trace
         def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -189,13 +189,17 @@ class _Box:
 
 
 # non-decreasing in their first argument (the others constant): bounded by their values at l, u
+# (clamp and clip with constant limits; mean and sum over dimensions, e.g. global pooling;
+# indexing and slicing with constant indices)
 MONOTONE_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.elu, F.selu, F.hardtanh, F.softplus,
                       torch.sigmoid, torch.tanh, F.max_pool1d, F.max_pool2d, F.avg_pool1d,
                       F.avg_pool2d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
                       F.adaptive_max_pool2d, torch.flatten, torch.reshape, torch.squeeze,
-                      torch.unsqueeze, torch.permute, torch.transpose}  # fmt: skip
+                      torch.unsqueeze, torch.permute, torch.transpose, torch.clamp, torch.clip,
+                      torch.mean, torch.sum, operator.getitem}  # fmt: skip
 MONOTONE_METHODS = {"relu", "sigmoid", "tanh", "flatten", "view", "reshape", "contiguous",
-                    "permute", "transpose", "squeeze", "unsqueeze", "clone"}  # fmt: skip
+                    "permute", "transpose", "squeeze", "unsqueeze", "clone", "clamp", "clip",
+                    "clamp_min", "clamp_max", "mean", "sum"}  # fmt: skip
 SHAPE_METHODS = {"size", "dim"}  # read off the box's shape
 
 
@@ -272,17 +276,20 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
             else target(*args, **kwargs)
         )
     first, rest = args[0], args[1:]
+    monotone = len(boxes) == 1 and isinstance(first, _Box)  # bounded in the first argument only
     if node.op == "call_method":
         if target in SHAPE_METHODS:
             return getattr(first.lo, target)(*rest, **kwargs)
-        if target in MONOTONE_METHODS:
+        if target in MONOTONE_METHODS and monotone:
             return _Box(
                 getattr(first.lo, target)(*rest, **kwargs),
                 getattr(first.hi, target)(*rest, **kwargs),
             )
     elif target is getattr and rest[0] in ("shape", "ndim"):
         return getattr(first.lo, rest[0])
-    elif target in MONOTONE_FUNCTIONS or (target is F.leaky_relu and _slope(args, kwargs) >= 0):
+    elif monotone and (
+        target in MONOTONE_FUNCTIONS or (target is F.leaky_relu and _slope(args, kwargs) >= 0)
+    ):
         return _Box(target(first.lo, *rest, **kwargs), target(first.hi, *rest, **kwargs))
     elif target is F.dropout and not kwargs.get("training", args[2] if len(args) > 2 else True):
         return first
@@ -315,8 +322,8 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
     name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
     raise ValueError(
         f"interval bounds: unsupported operation {name!r} on a bounded value (node {node.name}); "
-        "supported: Linear, Conv2d, BatchNorm, monotone activations and pooling, +, -, * and / "
-        "by constants, cat, reshaping"
+        "supported: Linear, Conv2d, BatchNorm, monotone activations and pooling, clamp with "
+        "constant limits, mean and sum, indexing, +, -, * and / by constants, cat, reshaping"
     )
 
 
