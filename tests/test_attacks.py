@@ -283,33 +283,32 @@ def test_the_box_aware_radius_is_sound_tighter_and_below_the_minimal_attack(norm
         assert np.array_equal(moved, own_class)
 
 
-def _other_class_grid_distance(centres, mapping, x, step=1 / 400):
-    """Brute force in 2-D: the L-inf distance from each x to the nearest point of a fine grid
-    of the unit box that k-means assigns to another class (exact up to the grid step)."""
-    grid = np.stack(
-        np.meshgrid(np.arange(0, 1 + step / 2, step), np.arange(0, 1 + step / 2, step)), -1
-    )
-    grid = grid.reshape(-1, 2)
+def _other_class_grid_distance(centres, mapping, x, norm, step=1 / 400):
+    """Brute force in 2-D: the distance from each x to the nearest point of a fine grid of the
+    unit box that k-means assigns to another class (exact up to the grid step)."""
+    axis = np.arange(0, 1 + step / 2, step)
+    grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
     grid_class = mapping[np.argmin(((grid[:, None] - centres[None]) ** 2).sum(-1), 1)]
     own = mapping[np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), 1)]
+    gaps = [np.abs(grid[grid_class != c] - p) for p, c in zip(x, own, strict=True)]
     return np.array(
-        [np.abs(grid[grid_class != c] - p).max(1).min() for p, c in zip(x, own, strict=True)]
+        [(g.max(1) if norm == "linf" else np.linalg.norm(g, axis=1)).min() for g in gaps]
     )
 
 
-def test_the_exact_minimal_attack_matches_brute_force_in_2d():
-    """exact=True is the L-inf distance to the nearest cell of another class inside the box:
-    a grid search over the box finds the same distance (to the grid step), while the
-    closed-form search is above it where the closest half-space point lands in a cell of the
-    own class."""
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_the_exact_minimal_attack_matches_brute_force_in_2d(norm):
+    """exact=True is the distance to the nearest cell of another class inside the box: a grid
+    search over the box finds the same distance (to the grid step), while the closed-form
+    search is above it where the closest half-space point lands in a cell of the own class."""
     rng = np.random.default_rng(0)
     centres = rng.uniform(0.1, 0.9, size=(12, 2))
     mapping = np.arange(12) % 3
     x = rng.uniform(0, 1, size=(120, 2))
-    kwargs = dict(mapping=mapping, norm="linf", target="other-class", bounds=(0.0, 1.0))
+    kwargs = dict(mapping=mapping, norm=norm, target="other-class", bounds=(0.0, 1.0))
     exact = KMeansMinimalAttack(centres, exact=True, **kwargs)(torch.as_tensor(x))
     closed = KMeansMinimalAttack(centres, **kwargs)(torch.as_tensor(x)).distances.numpy()
-    brute = _other_class_grid_distance(centres, mapping, x)
+    brute = _other_class_grid_distance(centres, mapping, x, norm)
     assert bool(exact.success.all())
     found = exact.distances.numpy()
     np.testing.assert_allclose(found, brute, atol=1 / 400 + 1e-5)
@@ -318,7 +317,8 @@ def test_the_exact_minimal_attack_matches_brute_force_in_2d():
     assert np.all(landed != mapping[np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), 1)])
 
 
-def test_the_exact_minimal_attack_is_bracketed_and_capped():
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_the_exact_minimal_attack_is_bracketed_and_capped(norm):
     """In 30 dimensions: the certified radius <= the exact distance <= the closed-form one; no
     white-box PGD succeeds below the exact distance; ``max_size`` leaves the sizes below it
     unchanged and only sizes at least as large above it."""
@@ -327,16 +327,16 @@ def test_the_exact_minimal_attack_is_bracketed_and_capped():
                       + 0.1 * rng.normal(size=(16, 30)), 0, 1)  # fmt: skip
     mapping = np.repeat(np.arange(4), 4)
     x = np.clip(centres[rng.integers(0, 16, 60)] + 0.2 * rng.normal(size=(60, 30)), 0, 1)
-    kwargs = dict(mapping=mapping, norm="linf", target="other-class", bounds=(0.0, 1.0))
+    kwargs = dict(mapping=mapping, norm=norm, target="other-class", bounds=(0.0, 1.0))
     exact = KMeansMinimalAttack(centres, exact=True, **kwargs)(torch.as_tensor(x)).distances.numpy()
     closed = KMeansMinimalAttack(centres, **kwargs)(torch.as_tensor(x)).distances.numpy()
-    certified = kmeans_certified_radius(centres, x, "linf", mapping=mapping, bounds=(0.0, 1.0))
+    certified = kmeans_certified_radius(centres, x, norm, mapping=mapping, bounds=(0.0, 1.0))
     assert np.all(certified <= exact + 1e-9) and np.all(exact <= closed + 1e-12)
     assert np.mean(exact < closed - 1e-4) > 0.1
     own = mapping[np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), 1)]
     for scale in (0.98, 0.9):  # PGD on the same k-means, just inside each point's distance
         for i in np.flatnonzero(exact < closed - 1e-4)[:8]:
-            pgd = KMeansPGD(centres, mapping, eps=float(exact[i]) * scale, max_iter=100,
+            pgd = KMeansPGD(centres, mapping, eps=float(exact[i]) * scale, max_iter=100, norm=norm,
                             random_start=True, random_state=i)  # fmt: skip
             adv = pgd(torch.as_tensor(x[i : i + 1]), torch.as_tensor(own[i : i + 1])).x_adv.numpy()
             moved = mapping[np.argmin(((adv[:, None] - centres[None]) ** 2).sum(-1), 1)]
@@ -348,9 +348,73 @@ def test_the_exact_minimal_attack_is_bracketed_and_capped():
     assert np.all(capped_d[exact > cap] >= cap)
 
 
-def test_the_exact_minimal_attack_refuses_l2():
-    with pytest.raises(ValueError, match="exact=True is implemented for norm='linf'"):
-        KMeansMinimalAttack(np.eye(3), np.arange(3), norm="l2", target="other-class", exact=True)
+def test_the_lazily_generated_program_equals_the_whole_one(monkeypatch):
+    """With k = 80 the program starts from 16 of the 79 cell constraints and adds the violated
+    ones: its optimum equals that of the program with all of them, and some cells need more
+    than one round (so the generation itself is exercised)."""
+    from scipy.optimize import linprog
+
+    import advlab.attacks.evasion.kmeans_minimal as module
+
+    rng = np.random.default_rng(1)
+    centres = rng.uniform(0, 1, size=(80, 12))
+    rounds = []
+    monkeypatch.setattr(module, "linprog", lambda *a, **k: rounds.append(1) or linprog(*a, **k))
+
+    def whole(x, j):
+        d, sq, w = len(x), (centres**2).sum(1), centres - centres[j]
+        rhs = (sq - sq[j]) / 2 - 1e-6 * np.abs(w).sum(1) - w @ x
+        keep = np.arange(len(centres)) != j
+        a_ub = np.vstack([np.c_[np.eye(d), -np.ones(d)], np.c_[-np.eye(d), -np.ones(d)],
+                          np.c_[w[keep], np.zeros(keep.sum())]])  # fmt: skip
+        fit = linprog(np.r_[np.zeros(d), 1.0], A_ub=a_ub, b_ub=np.r_[np.zeros(2 * d), rhs[keep]],
+                      bounds=np.column_stack([np.r_[-x, 0], np.r_[1 - x, np.inf]]))  # fmt: skip
+        return fit.x[-1] if fit.status == 0 else np.inf
+
+    for _ in range(40):
+        x, j = rng.uniform(0, 1, 12), int(rng.integers(80))
+        size, z = module._cell_distance_linf(x, centres, j, (0.0, 1.0), 1e-6)
+        assert size == pytest.approx(whole(x, j), abs=1e-9)
+        assert np.abs(z - x).max() == pytest.approx(size, abs=1e-9)
+    assert len(rounds) > 40
+
+
+def test_the_l2_projection_equals_a_general_solver():
+    """In L2 the cell's distance comes from the projection's dual (eq. D, lazily generated
+    rows, k = 80 in 12-D): it equals SLSQP's projection onto the whole shrunk cell, and the
+    point lies in the cell (within 1e-7 of the margin, inside the cell itself)."""
+    from scipy.optimize import minimize
+
+    import advlab.attacks.evasion.kmeans_minimal as module
+
+    rng = np.random.default_rng(2)
+    centres = rng.uniform(0, 1, size=(80, 12))
+    sq = (centres**2).sum(1)
+
+    def projection(x, w, rhs):
+        cell = [{"type": "ineq", "fun": lambda v: rhs - w @ v, "jac": lambda v: -w}]
+        fit = minimize(lambda v: (0.5 * ((v - x) ** 2).sum(), v - x), x, jac=True, method="SLSQP",
+                       bounds=[(0, 1)] * 12, constraints=cell, options={"ftol": 1e-14})  # fmt: skip
+        assert fit.success
+        return np.linalg.norm(fit.x - x)
+
+    for _ in range(12):
+        x, j = rng.uniform(0, 1, 12), int(rng.integers(80))
+        size, z = module._cell_distance_l2(x, centres, j, (0.0, 1.0), 1e-6)
+        w = centres - centres[j]
+        margin = 1e-6 * np.abs(w).sum(1)
+        assert size == pytest.approx(projection(x, w, (sq - sq[j]) / 2 - margin), abs=1e-6)
+        assert np.all(w @ z <= (sq - sq[j]) / 2 - margin + 1e-7) and np.all((z >= 0) & (z <= 1))
+        assert np.argmin(((z - centres) ** 2).sum(1)) == j
+
+
+def test_an_empty_cell_inside_the_box_is_skipped():
+    """A cluster whose cell misses the box (its centre outside it) is never the answer."""
+    import advlab.attacks.evasion.kmeans_minimal as module
+
+    centres = np.array([[0.5, 0.5], [3.0, 3.0]])
+    for distance in (module._cell_distance_linf, module._cell_distance_l2):
+        assert distance(np.array([0.5, 0.5]), centres, 1, (0.0, 1.0), 1e-6) == (np.inf, None)
     with pytest.raises(ValueError, match="max_size"):
         KMeansMinimalAttack(np.eye(3), np.arange(3), "linf", "other-class", exact=True, max_size=-1)
 
