@@ -1,6 +1,7 @@
 """Defenses: adversarial training of k-means (Algorithm 1), its training attacks, and
 outlier-discarding k-means variants against poisoning, the M-SVDD-D classifier defense, and
-interval bound propagation (certified accuracy and certified training of ReLU networks)."""
+interval bound propagation (certified accuracy and certified training of ReLU networks) and
+exact L-inf verification of small ReLU networks by mixed-integer programming."""
 
 from advlab.defenses.interval_bounds import (
     IBPHistory,
@@ -12,11 +13,22 @@ from advlab.defenses.interval_bounds import (
     train_ibp,
 )
 from advlab.defenses.kmeans_adversarial_training import KMeansAdversarialTraining
+from advlab.defenses.milp_verification import (
+    ATTACKED,
+    ROBUST,
+    UNKNOWN,
+    Verification,
+    check_verifiable,
+    verify_linf,
+)
 from advlab.defenses.msvdd import MSVDDDefense, SVDDLayer, SVDDNetwork
 from advlab.defenses.robust_kmeans import KMeansMinusMinus, NKMeans, SanitizedKMeans, TrimmedKMeans
 from advlab.defenses.training_attacks import KMeansWhiteBoxAttack, SurrogateAttack, TrainingAttack
 
 __all__ = [
+    "ATTACKED",
+    "ROBUST",
+    "UNKNOWN",
     "IBPHistory",
     "KMeansAdversarialTraining",
     "KMeansMinusMinus",
@@ -29,10 +41,13 @@ __all__ = [
     "SurrogateAttack",
     "TrainingAttack",
     "TrimmedKMeans",
+    "Verification",
     "certified_accuracy",
     "check_certifiable",
+    "check_verifiable",
     "interval_bounds",
     "is_certified",
     "margin_lower_bounds",
     "train_ibp",
+    "verify_linf",
 ]

@@ -1,0 +1,99 @@
+"""Exact L-inf verification by mixed-integer programming: against brute force in 2-D, against
+PGD and interval bounds on a deeper network, and its refusals."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from advlab.attacks.evasion import PGD
+from advlab.defenses import (
+    ATTACKED,
+    ROBUST,
+    UNKNOWN,
+    check_verifiable,
+    is_certified,
+    verify_linf,
+)
+from advlab.models import Model
+
+
+def _net(widths: list[int], seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for a, b in itertools.pairwise(widths[:-1]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    layers.append(nn.Linear(widths[-2], widths[-1]))
+    return nn.Sequential(*layers).eval()
+
+
+def test_verification_in_2d_agrees_with_a_grid_search():
+    """A 2 -> 12 -> 12 -> 3 network on [0, 1]^2 (inputs standardised, so that its boundaries
+    cross the box): an input is proved robust only where no point of a fine grid of its box
+    changes the class, and every input with such a grid point is attacked, by a counterexample
+    inside the box that the network confirms."""
+    net = Model(_net([2, 12, 12, 3], seed=0), preprocessing={"mean": 0.5, "std": 0.1})
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(60, 2, generator=g)
+    y = net(x).argmax(1)
+    eps = 0.05
+    result = verify_linf(net, x, y, eps)
+    step = torch.linspace(-eps, eps, 81)
+    offsets = torch.stack(torch.meshgrid(step, step, indexing="ij"), -1).reshape(-1, 2)
+    for i in range(len(x)):
+        box = (x[i] + offsets).clamp(0, 1)
+        grid_attacked = bool((net(box).argmax(1) != y[i]).any())
+        if grid_attacked:
+            assert result.status[i] == ATTACKED
+        if result.status[i] == ATTACKED:
+            z = result.x_adv[i : i + 1]
+            assert float((z - x[i]).abs().max()) <= eps + 1e-6
+            assert int(net(z).argmax()) != int(y[i])
+    assert set(result.status.tolist()) == {ROBUST, ATTACKED}  # both outcomes occur
+
+
+def test_verification_is_between_interval_bounds_and_pgd_and_finds_what_pgd_misses():
+    """A 30 -> 40 -> 40 -> 5 network with preprocessing: every input interval bounds certify is
+    proved robust, no input proved robust is broken by PGD, every counterexample is confirmed,
+    and the program finds counterexamples that 20 steps of PGD miss."""
+    net = _net([30, 40, 40, 5], seed=3)
+    model = Model(net, preprocessing={"mean": 0.5, "std": 0.25})
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(40, 30, generator=g)
+    y = model(x).argmax(1)
+    eps = 0.01
+    result = verify_linf(model, x, y, eps)
+    certified = is_certified(model, x, y, eps).numpy()
+    pgd = PGD(model, eps=eps, max_iter=20, random_state=0)(x, y).success.numpy()
+    robust, attacked = result.status == ROBUST, result.status == ATTACKED
+    assert np.all(robust[certified]) and not np.any(robust & pgd)
+    assert np.all(model(result.x_adv[attacked]).argmax(1).numpy() != y[attacked].numpy())
+    assert float((result.x_adv - x).abs().max()) <= eps + 1e-6
+    assert np.any(attacked & ~pgd) and np.any(robust & ~certified)
+    assert not np.any(result.status == UNKNOWN)
+
+
+def test_misclassified_inputs_and_a_time_limit():
+    net = _net([4, 8, 3], seed=5)
+    x = torch.rand(6, 4)
+    wrong = (net(x).argmax(1) + 1) % 3
+    assert np.all(verify_linf(net, x, wrong, 0.01).status == ATTACKED)
+    tiny = verify_linf(_net([30, 200, 200, 10], seed=6), torch.rand(2, 30),
+                       torch.zeros(2, dtype=torch.long), 0.5, time_limit=1e-3)  # fmt: skip
+    assert set(tiny.status.tolist()) <= {UNKNOWN, ATTACKED}
+
+
+def test_what_it_cannot_verify_is_named():
+    pooled = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(18, 2))
+    with pytest.raises(ValueError, match="unsupported layer MaxPool2d"):
+        check_verifiable(pooled.eval(), torch.rand(2, 1, 8, 8))
+    swapped = _net([4, 3, 2], seed=0)
+    swapped.forward = lambda v: -nn.Sequential.forward(swapped, v)  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="do not compute the model's output"):
+        check_verifiable(swapped, torch.rand(3, 4))
+    with pytest.raises(ValueError, match="eps"):
+        verify_linf(_net([4, 3, 2], seed=0), torch.rand(3, 4), torch.zeros(3, dtype=torch.long), -1)
