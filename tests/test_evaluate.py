@@ -16,7 +16,7 @@ from torch import nn
 
 from advlab.attacks.evasion import FGSM, PGD, DeepFool
 from advlab.cli.main import main
-from advlab.defenses import is_certified
+from advlab.defenses import ROBUST, UNKNOWN, is_certified, verify_linf
 from advlab.experiments import ConfigError
 from advlab.experiments.executors import LocalExecutor
 from advlab.metrics import robust_accuracy_curve
@@ -50,6 +50,13 @@ class Pair(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         return super().forward(x), x
+
+
+def build_pooled(width: int = 8) -> nn.Module:
+    """``build``'s weights with max pooling: not affine, so not verifiable."""
+    net = build(width)
+    net[2] = nn.AdaptiveMaxPool2d(2)
+    return net
 
 
 def build_pair(width: int = 8) -> nn.Module:
@@ -244,6 +251,30 @@ def test_certify_brackets_robust_accuracy_from_below(user_files, tmp_path):
     assert [got255[f"ibp.linf.eps{e * 255:g}.certified_accuracy"] for e in budgets] == certified
 
 
+def test_verify_is_exact_between_the_certificate_and_the_attacks(user_files, tmp_path):
+    """``verify`` statuses (decided by the attacks and interval bounds where they can, by the
+    mixed-integer program elsewhere) prove robust exactly the images ``verify_linf`` proves on
+    its own over all of them; the rate lies between the certified accuracy and the attacks'
+    worst case, and the images the program attacked beyond every attack are counted."""
+    budgets = [0.02, 0.036]
+    config = _config(user_files, certify=[0.036], verify=budgets,
+                     eps_grid={"linf": [0.036, 0.3, 0.4]})  # fmt: skip
+    results = _run(tmp_path, config)
+    got, x, y = _by_id(results), user_files["x"], user_files["y"]
+    for eps in budgets:
+        direct = verify_linf(Model(user_files["net"]), x, y, eps).status
+        assert not np.any(direct == UNKNOWN)
+        want = 100 * float(np.mean(direct == ROBUST))
+        assert got[f"milp.linf.eps{eps:g}.robust_accuracy"] == pytest.approx(want)
+        assert got[f"milp.linf.eps{eps:g}.unknown"] == 0
+    exact = got["milp.linf.eps0.036.robust_accuracy"]
+    assert got["ibp.linf.eps0.036.certified_accuracy"] < exact
+    assert exact <= got["worst_case.linf.eps0.036.robust_accuracy"]
+    assert got["milp.linf.eps0.02.robust_accuracy"] >= exact
+    assert results["curves"]["linf"]["verified"]["eps"] == budgets
+    assert set(results["verified_missed_by_attacks"]) == {"eps0.02", "eps0.036"}
+
+
 def test_the_quick_profile_trains_a_zoo_model_on_the_digits(tmp_path):
     """The built-in default: an MLP trained here on the 8x8 digits' training split, attacked on
     their test split (no file of the user's, no download)."""
@@ -300,6 +331,9 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
     if what == "several outputs":
         return _config(files, model={"factory": "tests.test_evaluate:build_pair",
                                      "weights": str(files["weights"])})  # fmt: skip
+    if what == "verify a network with max pooling":
+        return _config(files, model={"factory": "tests.test_evaluate:build_pooled",
+                                     "weights": str(files["weights"])}, verify=[0.01])  # fmt: skip
     if what == "certify without an L-inf attack":
         return _config(files, attacks=[{"name": "deepfool"}], certify=[0.01])
     if what == "certify a network that is not its layers":
@@ -324,6 +358,7 @@ MISTAKES = {
     "several outputs": "must return one tensor of logits, got tuple",
     "channels last": "channels last? store x as (N, C, H, W)",
     "certify without an L-inf attack": "add an L-inf attack",
+    "verify a network with max pooling": "unsupported layer AdaptiveMaxPool2d",
     "certify a network that is not its layers": "unsupported operation 'flip'",
 }
 

@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from torch import nn
 
 from advlab.attacks.evasion import (
@@ -66,7 +66,15 @@ from advlab.attacks.evasion import (
     TorchattacksAdapter,
 )
 from advlab.data import Dataset, load_dataset
-from advlab.defenses import check_certifiable, is_certified
+from advlab.defenses import (
+    ATTACKED,
+    ROBUST,
+    UNKNOWN,
+    check_certifiable,
+    check_verifiable,
+    is_certified,
+    verify_linf,
+)
 from advlab.experiments.builtin._user import (
     DataSource,
     Strict,
@@ -259,6 +267,13 @@ class EvaluateConfig(ExperimentConfig):
         L-inf budgets (input units, > 0) at which interval bound propagation certifies each
         image; needs an L-inf attack beside it (the upper bound) and a model that interval
         bounds can follow (``advlab.defenses.check_certifiable``, checked before any work).
+    verify : tuple of float
+        L-inf budgets (input units, > 0) at which each image the attacks did not break (nor
+        interval bounds certify) is verified exactly by mixed-integer programming
+        (``advlab.defenses.verify_linf``; networks of affine layers and ReLUs, checked before
+        any work); needs an L-inf attack beside it.
+    verify_time_limit : float
+        Seconds per mixed-integer program; an image whose program hits it stays unknown.
     chunk_size : int
         Images per unit of work.
     batch_size : int
@@ -272,6 +287,8 @@ class EvaluateConfig(ExperimentConfig):
     attacks: tuple[AttackEntry, ...]
     eps_grid: dict[Literal["linf", "l2"], tuple[float, ...]] = Field(default_factory=dict)
     certify: tuple[float, ...] = ()
+    verify: tuple[float, ...] = ()
+    verify_time_limit: float = Field(30.0, gt=0)
     chunk_size: int = Field(250, ge=1)
     batch_size: int = Field(64, ge=1)
     device: str = "cpu"
@@ -295,11 +312,15 @@ class EvaluateConfig(ExperimentConfig):
                 raise ValueError(f"eps_grid.{norm} must hold finite budgets >= 0")
         return grid
 
-    @field_validator("certify")
+    @field_validator("certify", "verify")
     @classmethod
-    def _certify_budgets(cls, budgets: tuple[float, ...]) -> tuple[float, ...]:
+    def _certify_budgets(
+        cls, budgets: tuple[float, ...], info: ValidationInfo
+    ) -> tuple[float, ...]:
         if any(not (math.isfinite(e) and e > 0) for e in budgets):
-            raise ValueError(f"certify must hold finite L-inf budgets > 0, got {list(budgets)}")
+            raise ValueError(
+                f"{info.field_name} must hold finite L-inf budgets > 0, got {list(budgets)}"
+            )
         return tuple(sorted(set(budgets)))
 
 
@@ -560,6 +581,25 @@ def _certify_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[s
             .cpu().tolist() for eps in config.certify}  # fmt: skip
 
 
+def _verify_unit(
+    ctx: RunContext, config: EvaluateConfig, eps: float, start: int, decided: list[int]
+) -> dict[str, Any]:
+    """Per image of one chunk, its status at the L-inf budget ``eps``: ``decided`` (ATTACKED
+    where an attack broke it within eps or the model misclassifies it, ROBUST where interval
+    bounds certify it, UNKNOWN elsewhere), and ``verify_linf`` on the undecided ones."""
+    ds, model = _data_and_model(ctx, config)
+    assert ds.images is not None
+    status = np.asarray(decided, dtype=np.int8)
+    todo = np.flatnonzero(status == UNKNOWN)
+    if len(todo):
+        x = torch.from_numpy(ds.images[start + todo]).to(config.device)
+        y = torch.from_numpy(ds.labels[start + todo]).to(config.device)
+        status[todo] = verify_linf(
+            model.cpu(), x.cpu(), y.cpu(), eps, config.verify_time_limit
+        ).status
+    return {"status": status.tolist()}
+
+
 def eps_key(eps: float) -> str:
     """The budget's part of an id: ``eps0.1``.
 
@@ -637,6 +677,7 @@ def summarise(
     correct: np.ndarray,
     outcomes: dict[str, Any],
     certified: dict[str, list[bool]] | None = None,
+    verified: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """Comparisons (every rate with its n) and the curves of the figure.
 
@@ -651,6 +692,8 @@ def summarise(
         "norm"}``, one entry per image.
     certified : dict or None, default=None
         ``eps<e>`` -> per image, certified at the ``certify`` budget e (None: no ``certify``).
+    verified : dict or None, default=None
+        ``eps<e>`` -> per image, its ``verify_linf`` status at the ``verify`` budget e.
 
     Returns
     -------
@@ -704,8 +747,12 @@ def summarise(
              for norm in grids}  # fmt: skip
     for norm, grid in grids.items():
         curves[norm]["worst_case"] = robust(f"worst_case.{norm}", worst[norm], grid)
+    out: dict[str, Any] = {"comparisons": comparisons, "curves": curves}
+    if config.verify:
+        assert verified is not None
+        out["verified_missed_by_attacks"] = _verified(config, comparisons, curves, worst, verified)
     if not config.certify:
-        return {"comparisons": comparisons, "curves": curves}
+        return out
     assert certified is not None
     hits = {eps: np.asarray(certified[eps_key(eps)], dtype=bool) for eps in config.certify}
     rates = [rate_comparison(f"ibp.linf.{eps_key(eps)}.certified_accuracy", hits[eps])
@@ -717,7 +764,30 @@ def summarise(
     }
     contradicted = {eps_key(eps): int((hits[eps] & (worst["linf"] <= eps)).sum())
                     for eps in config.certify}  # fmt: skip
-    return {"comparisons": comparisons, "curves": curves, "certified_but_attacked": contradicted}
+    return out | {"certified_but_attacked": contradicted}
+
+
+def _verified(
+    config: EvaluateConfig,
+    comparisons: list[dict],
+    curves: dict[str, dict[str, Any]],
+    worst: dict[str, np.ndarray],
+    verified: dict[str, np.ndarray],
+) -> dict[str, int]:
+    """The ``milp.linf.eps<e>.*`` rates (robust: proved; unknown: a time limit) and curve; per
+    budget, the images the program attacked that no attack broke (the attacks' blind spot)."""
+    robust, missed = [], {}
+    for eps in config.verify:
+        status = verified[eps_key(eps)]
+        rate = rate_comparison(f"milp.linf.{eps_key(eps)}.robust_accuracy", status == ROBUST)
+        comparisons += [
+            rate,
+            rate_comparison(f"milp.linf.{eps_key(eps)}.unknown", status == UNKNOWN),
+        ]
+        robust.append(rate["ours"])
+        missed[eps_key(eps)] = int(((status == ATTACKED) & (worst["linf"] > eps)).sum())
+    curves["linf"]["verified"] = {"eps": list(config.verify), "accuracy": robust}
+    return missed
 
 
 # ---- the experiment ----
@@ -795,13 +865,16 @@ def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Da
         raise ValueError(
             f"eps_grid has {unused}, a norm no attack measures (they measure {sorted(norms)})"
         )
-    if config.certify:
-        if "linf" not in norms:
+    for key in ("certify", "verify"):
+        if getattr(config, key) and "linf" not in norms:
             raise ValueError(
-                "certify gives a lower bound on L-inf robust accuracy: add an L-inf attack (fgsm, "
+                f"{key} gives a lower bound on L-inf robust accuracy: add an L-inf attack (fgsm, "
                 "bim, pgd) for the upper bound beside it"
             )
+    if config.certify:
         check_certifiable(model, x)
+    if config.verify:
+        check_verifiable(model, x)
     return ds, model
 
 
@@ -820,6 +893,11 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
         certified = curve.get("certified", {"eps": [], "accuracy": []})
         for eps, acc in zip(certified["eps"], certified["accuracy"], strict=True):
             rows.append(["certified (IBP, lower bound)", norm, f"{eps:g}", f"{acc:.1f}", ""])
+        verified = curve.get("verified", {"eps": [], "accuracy": []})
+        for eps, acc in zip(verified["eps"], verified["accuracy"], strict=True):
+            unknown = by_id[f"milp.linf.{eps_key(eps)}.unknown"]["ours"]
+            rows.append([f"verified (MILP; unknown {unknown:.1f} %)", norm, f"{eps:g}",
+                         f"{acc:.1f}", ""])  # fmt: skip
     n = results["n_images"]
     clean = by_id["clean.accuracy"]["ours"]
     tables = [Table(f"Robust accuracy (%) of {n} images (clean accuracy {clean:.1f} %; an "
@@ -975,7 +1053,8 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
         )
         merged["success"] += done[key]["success"]
         merged["distance"] += done[key]["distance"]
-    summary = summarise(config, correct, outcomes, certified)
+    verified = _verify(ctx, config, correct, outcomes, certified) if config.verify else None
+    summary = summarise(config, correct, outcomes, certified, verified)
     for key, count in summary.get("certified_but_attacked", {}).items():
         if count:
             ctx.log.warning("%d images certified at %s were broken within it by an attack: the "
@@ -987,6 +1066,35 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
     if ds.images is not None and ds.images.ndim == 4 and ds.images.shape[1] in (1, 3):
         _examples_figure(ctx, config, ds, model)
     return {"n_images": len(ds), "data": ds.name, **current, **summary}
+
+
+def _verify(
+    ctx: RunContext,
+    config: EvaluateConfig,
+    correct: np.ndarray,
+    outcomes: dict[str, Any],
+    certified: dict[str, list[bool]] | None,
+) -> dict[str, np.ndarray]:
+    """Per ``verify`` budget, every image's status: decided by the attacks (broken within the
+    budget, or misclassified) and by interval bounds where ``certify`` has the budget, the rest
+    by a unit per budget and chunk of ``verify_linf``."""
+    sizes = [size for entry in config.attacks
+             for norm, size in [_broken_at(outcomes, entry)] if norm == "linf"]  # fmt: skip
+    worst = np.minimum.reduce(sizes)
+    starts = range(0, len(correct), config.chunk_size)
+    decided = {}
+    for eps in config.verify:
+        status = np.full(len(correct), UNKNOWN, dtype=np.int8)
+        if certified is not None and eps_key(eps) in certified:
+            status[np.asarray(certified[eps_key(eps)], dtype=bool)] = ROBUST
+        status[~correct | (worst <= eps)] = ATTACKED
+        decided[eps] = status
+    jobs = {f"verify-{eps_key(eps)}-{s:07d}": partial(_verify_unit, ctx, config, eps, s,
+                                                      decided[eps][s : s + config.chunk_size].tolist())
+            for eps in config.verify for s in starts}  # fmt: skip
+    done = ctx.units(jobs, desc="verify")
+    return {eps_key(eps): np.concatenate([done[f"verify-{eps_key(eps)}-{s:07d}"]["status"] for s in starts])
+            for eps in config.verify}  # fmt: skip
 
 
 def _examples_figure(ctx: RunContext, config: EvaluateConfig, ds: Dataset, model: Model) -> None:
