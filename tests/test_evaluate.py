@@ -272,7 +272,11 @@ def test_verify_is_exact_between_the_certificate_and_the_attacks(user_files, tmp
     assert exact <= got["worst_case.linf.eps0.036.robust_accuracy"]
     assert got["milp.linf.eps0.02.robust_accuracy"] >= exact
     assert results["curves"]["linf"]["verified"]["eps"] == budgets
-    assert set(results["verified_missed_by_attacks"]) == {"eps0.02", "eps0.036"}
+    missed = results["verified_missed_by_attacks"]
+    assert set(missed) == {"eps0.02", "eps0.036"}
+    # no L-inf attack runs at 0.036: every correct image the program attacks there is missed
+    gap = got["worst_case.linf.eps0.036.robust_accuracy"] - exact
+    assert gap == pytest.approx(100 * missed["eps0.036"] / len(y))
 
 
 def test_the_quick_profile_trains_a_zoo_model_on_the_digits(tmp_path):

@@ -750,7 +750,8 @@ def summarise(
     out: dict[str, Any] = {"comparisons": comparisons, "curves": curves}
     if config.verify:
         assert verified is not None
-        out["verified_missed_by_attacks"] = _verified(config, comparisons, curves, worst, verified)
+        out["verified_missed_by_attacks"] = _verified(config, correct, comparisons, curves, worst,
+                                                      verified)  # fmt: skip
     if not config.certify:
         return out
     assert certified is not None
@@ -769,13 +770,15 @@ def summarise(
 
 def _verified(
     config: EvaluateConfig,
+    correct: np.ndarray,
     comparisons: list[dict],
     curves: dict[str, dict[str, Any]],
     worst: dict[str, np.ndarray],
     verified: dict[str, np.ndarray],
 ) -> dict[str, int]:
     """The ``milp.linf.eps<e>.*`` rates (robust: proved; unknown: a time limit) and curve; per
-    budget, the images the program attacked that no attack broke (the attacks' blind spot)."""
+    budget, the correctly classified images the program attacked that no attack broke within
+    it (the attacks' blind spot; every image, at a budget below all the attacks' own)."""
     robust, missed = [], {}
     for eps in config.verify:
         status = verified[eps_key(eps)]
@@ -785,7 +788,7 @@ def _verified(
             rate_comparison(f"milp.linf.{eps_key(eps)}.unknown", status == UNKNOWN),
         ]
         robust.append(rate["ours"])
-        missed[eps_key(eps)] = int(((status == ATTACKED) & (worst["linf"] > eps)).sum())
+        missed[eps_key(eps)] = int(((status == ATTACKED) & correct & (worst["linf"] > eps)).sum())
     curves["linf"]["verified"] = {"eps": list(config.verify), "accuracy": robust}
     return missed
 
