@@ -998,6 +998,12 @@ def _plan(config: EvaluateConfig) -> dict[str, Any]:
         "Budgets, not forecasts: DeepFool, C&W and L-BFGS count every iteration they may take,",
         "and stop early on most images; rates are measured on the model's initial weights.",
     ]
+    if config.verify:
+        units["verify (budgets x chunks)"] = len(config.verify) * chunks
+        notes += [
+            "Not counted: verify's mixed-integer programs (their cost depends on how many",
+            f"ReLUs each budget leaves unstable; at most {config.verify_time_limit:g} s per program).",
+        ]
     return {"units": units, "attacks": attacks, "notes": notes}
 
 
