@@ -44,6 +44,7 @@ able to import the model's factory and read the weights and data files.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from functools import partial
@@ -592,11 +593,12 @@ def _verify_unit(
     status = np.asarray(decided, dtype=np.int8)
     todo = np.flatnonzero(status == UNKNOWN)
     if len(todo):
-        x = torch.from_numpy(ds.images[start + todo]).to(config.device)
-        y = torch.from_numpy(ds.labels[start + todo]).to(config.device)
-        status[todo] = verify_linf(
-            model.cpu(), x.cpu(), y.cpu(), eps, config.verify_time_limit
-        ).status
+        x = torch.from_numpy(ds.images[start + todo])
+        y = torch.from_numpy(ds.labels[start + todo])
+        on_cpu = (
+            model if config.device == "cpu" else copy.deepcopy(model).cpu()
+        )  # the programs run there
+        status[todo] = verify_linf(on_cpu, x.cpu(), y.cpu(), eps, config.verify_time_limit).status
     return {"status": status.tolist()}
 
 
@@ -778,7 +780,7 @@ def _verified(
 ) -> dict[str, int]:
     """The ``milp.linf.eps<e>.*`` rates (robust: proved; unknown: a time limit) and curve; per
     budget, the correctly classified images the program attacked that no attack broke within
-    it (the attacks' blind spot; every image, at a budget below all the attacks' own)."""
+    it (the attacks' blind spot; below the smallest budget of every L-inf attack, all of them)."""
     robust, missed = [], {}
     for eps in config.verify:
         status = verified[eps_key(eps)]
