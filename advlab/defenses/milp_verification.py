@@ -86,11 +86,32 @@ def affine_relu_chain(
         d = int(np.prod(shape))
         basis = torch.cat([torch.zeros(1, d), torch.eye(d)]).double().reshape(d + 1, *shape)
         with torch.no_grad():
-            out = copy.deepcopy(nn.Sequential(*segment)).double()(basis)
+            out = nn.Sequential(*map(_on_cpu, segment))(basis)
         shape = tuple(out.shape[1:])
         flat = out.reshape(d + 1, -1)
         chain.append(((flat[1:] - flat[0]).T.numpy(), flat[0].numpy()))
     return chain
+
+
+class _Standardise(nn.Module):
+    """A ``Model``'s preprocessing (x - mean) / std with its statistics as given."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.mean, self.std = mean, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _on_cpu(layer: nn.Module) -> nn.Module:
+    """A float64 copy of ``layer`` on the CPU (the preprocessing's statistics included, which
+    ``Standardise`` reads from its model rather than holding)."""
+    if isinstance(layer, Standardise):
+        model = layer.model[0]
+        return _Standardise(torch.as_tensor(model.mean).detach().double().cpu(),
+                            torch.as_tensor(model.std).detach().double().cpu())  # fmt: skip
+    return copy.deepcopy(layer).double().cpu()
 
 
 def _interval(a: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple:
@@ -255,8 +276,8 @@ def verify_linf(
         raise ValueError(f"y must have shape ({len(x)},), got {tuple(y.shape)}")
     chain = check_verifiable(wrapped, x)
     with torch.no_grad():
-        logits = wrapped(x).double()
-    flat = x.reshape(len(x), -1).double().numpy()
+        logits = wrapped(x).double().cpu()
+    flat = x.reshape(len(x), -1).double().cpu().numpy()
     status = np.full(len(x), UNKNOWN, dtype=np.int8)
     x_adv = x.clone()
     predicted = logits.argmax(1)
@@ -270,7 +291,7 @@ def verify_linf(
 
         def confirm(v: np.ndarray, i: int = i, label: int = label) -> bool:
             """Whether the model's forward pass puts another class strictly above ``label``."""
-            candidate = torch.from_numpy(v[: flat.shape[1]]).reshape(x[i : i + 1].shape).to(x.dtype)
+            candidate = torch.from_numpy(v[: flat.shape[1]]).reshape(x[i : i + 1].shape).to(x)
             with torch.no_grad():
                 z = wrapped(candidate)[0].double()
             others = torch.cat([z[:label], z[label + 1 :]])
@@ -280,7 +301,7 @@ def verify_linf(
         status[i], found = _verify_one(_Program(chain, lo, hi), label, logits.shape[1], time_limit,
                                        2 * tie, confirm)  # fmt: skip
         if found is not None:
-            x_adv[i] = torch.from_numpy(found[: flat.shape[1]]).reshape(x.shape[1:]).to(x.dtype)
+            x_adv[i] = torch.from_numpy(found[: flat.shape[1]]).reshape(x.shape[1:]).to(x)
     return Verification(status, x_adv)
 
 
@@ -290,8 +311,8 @@ def check_verifiable(model: nn.Module, x: torch.Tensor) -> list[tuple[np.ndarray
     otherwise (an unsupported layer, or a forward that is not the sequence of its modules)."""
     chain = affine_relu_chain(model, tuple(x.shape[1:]))
     with torch.no_grad():
-        logits = model(x).double().numpy()
-    replayed = _replay(chain, x.reshape(len(x), -1).double().numpy())
+        logits = model(x).double().cpu().numpy()
+    replayed = _replay(chain, x.reshape(len(x), -1).double().cpu().numpy())
     scale = max(1.0, float(np.abs(logits).max()))
     if replayed.shape != logits.shape or np.abs(replayed - logits).max() > 1e-4 * scale:
         raise ValueError("exact verification: the affine layers and ReLUs found do not compute "
