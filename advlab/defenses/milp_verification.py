@@ -51,8 +51,15 @@ AFFINE = (nn.Linear, nn.Conv2d, *BATCH_NORM, Normalize, Standardise, nn.Flatten,
 
 @dataclass
 class Verification:
-    """Per input: ``status`` (``ROBUST`` 1, ``ATTACKED`` 0, ``UNKNOWN`` -1) and ``x_adv``, the
-    counterexample where one was found (the input itself elsewhere)."""
+    """The outcome of ``verify_linf`` per input.
+
+    Attributes
+    ----------
+    status : ndarray of int8, shape (N,)
+        ``ROBUST`` (1), ``ATTACKED`` (0) or ``UNKNOWN`` (-1).
+    x_adv : torch.Tensor of shape (N, ...)
+        The counterexample where one was found, the input itself elsewhere.
+    """
 
     status: np.ndarray
     x_adv: torch.Tensor
@@ -308,7 +315,20 @@ def verify_linf(
 def check_verifiable(model: nn.Module, x: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
     """The network's affine-ReLU chain (``affine_relu_chain``), after checking that it computes
     the model's logits on ``x`` (within 1e-4 of their scale); ``ValueError`` naming the problem
-    otherwise (an unsupported layer, or a forward that is not the sequence of its modules)."""
+    otherwise (an unsupported layer, or a forward that is not the sequence of its modules).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network (an advlab ``Model``, its preprocessing included, or a bare module).
+    x : torch.Tensor of shape (N, ...)
+        A few inputs it takes.
+
+    Returns
+    -------
+    list of (ndarray, ndarray)
+        The affine maps (A_k, c_k) in float64, a ReLU between consecutive ones.
+    """
     chain = affine_relu_chain(model, tuple(x.shape[1:]))
     with torch.no_grad():
         logits = model(x).double().cpu().numpy()
