@@ -82,9 +82,10 @@ def test_misclassified_inputs_and_a_time_limit():
     x = torch.rand(6, 4)
     wrong = (net(x).argmax(1) + 1) % 3
     assert np.all(verify_linf(net, x, wrong, 0.01).status == ATTACKED)
-    tiny = verify_linf(_net([30, 200, 200, 10], seed=6), torch.rand(2, 30),
-                       torch.zeros(2, dtype=torch.long), 0.5, time_limit=1e-3)  # fmt: skip
-    assert set(tiny.status.tolist()) <= {UNKNOWN, ATTACKED}
+    big = _net([30, 200, 200, 10], seed=6)  # every ReLU unstable at 0.5: programs too hard
+    x = torch.rand(2, 30, generator=torch.Generator().manual_seed(0))
+    tiny = verify_linf(big, x, big(x).argmax(1), 0.5, time_limit=1e-3)
+    assert np.all(tiny.status == UNKNOWN)
 
 
 def test_what_it_cannot_verify_is_named():

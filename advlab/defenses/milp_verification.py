@@ -159,7 +159,6 @@ class _Program:
         self.bounds = Bounds(np.concatenate(v_lo), np.concatenate(v_hi))
         self.integer = np.concatenate(integer)
         self.last, self.penultimate = chain[-1], prev
-        self.n_unstable = int(self.integer.sum())
 
     def _rows(self, a_prev, prev, act, binary, delta_coef, lower, upper) -> None:
         """Rows a_i - A_i a_prev + coef_i delta_i in [lower, upper] for the neurons ``act``."""

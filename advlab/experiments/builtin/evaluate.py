@@ -44,7 +44,6 @@ able to import the model's factory and read the weights and data files.
 
 from __future__ import annotations
 
-import copy
 import inspect
 import math
 from functools import partial
@@ -593,12 +592,9 @@ def _verify_unit(
     status = np.asarray(decided, dtype=np.int8)
     todo = np.flatnonzero(status == UNKNOWN)
     if len(todo):
-        x = torch.from_numpy(ds.images[start + todo])
-        y = torch.from_numpy(ds.labels[start + todo])
-        on_cpu = (
-            model if config.device == "cpu" else copy.deepcopy(model).cpu()
-        )  # the programs run there
-        status[todo] = verify_linf(on_cpu, x.cpu(), y.cpu(), eps, config.verify_time_limit).status
+        x = torch.from_numpy(ds.images[start + todo]).to(config.device)
+        y = torch.from_numpy(ds.labels[start + todo]).to(config.device)
+        status[todo] = verify_linf(model, x, y, eps, config.verify_time_limit).status
     return {"status": status.tolist()}
 
 
@@ -654,6 +650,14 @@ def _broken_at(outcomes: dict[str, Any], entry: AttackEntry) -> tuple[str, np.nd
         ok = np.asarray(outcomes[entry.id][eps]["success"], dtype=bool)
         smallest[ok] = eps
     return norm, smallest
+
+
+def _worst(broken: dict[str, tuple[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per norm, per image the smallest budget at which any attack of that norm broke it (the
+    worst case over the attacks; inf where none did)."""
+    norms = {norm for norm, _ in broken.values()}
+    return {norm: np.minimum.reduce([size for n, size in broken.values() if n == norm])
+            for norm in norms}  # fmt: skip
 
 
 def _grids(config: EvaluateConfig, broken: dict[str, tuple[str, np.ndarray]]) -> dict[str, list]:
@@ -745,8 +749,7 @@ def summarise(
             "dense": {"eps": dense.tolist(),
                       "accuracy": robust_accuracy_curve(correct, size, dense).tolist()},
         }  # fmt: skip
-    worst = {norm: np.minimum.reduce([size for n, size in broken.values() if n == norm])
-             for norm in grids}  # fmt: skip
+    worst = _worst(broken)
     for norm, grid in grids.items():
         curves[norm]["worst_case"] = robust(f"worst_case.{norm}", worst[norm], grid)
     out: dict[str, Any] = {"comparisons": comparisons, "curves": curves}
@@ -1089,9 +1092,7 @@ def _verify(
     """Per ``verify`` budget, every image's status: decided by the attacks (broken within the
     budget, or misclassified) and by interval bounds where ``certify`` has the budget, the rest
     by a unit per budget and chunk of ``verify_linf``."""
-    sizes = [size for entry in config.attacks
-             for norm, size in [_broken_at(outcomes, entry)] if norm == "linf"]  # fmt: skip
-    worst = np.minimum.reduce(sizes)
+    worst = _worst({e.id: _broken_at(outcomes, e) for e in config.attacks})["linf"]
     starts = range(0, len(correct), config.chunk_size)
     decided = {}
     for eps in config.verify:
