@@ -198,6 +198,9 @@ def test_kmeans_attacks_name_an_unfitted_kmeans_and_unbounded_data_in_the_defaul
     km = SKKMeans(2, n_init=1, random_state=0).fit(X)
     with pytest.raises(ValueError, match="bounds=\\(lo, hi\\) to your data's range"):
         KMeansMinimalAttack(km)(torch.from_numpy(X))
+    for wrong in (torch.zeros(3, 5), torch.zeros(3)):  # features other than the centres'
+        with pytest.raises(ValueError, match="with 2 features per row"):
+            KMeansMinimalAttack(km, bounds=None)(wrong)
 
 
 RANGE_ATTACKS = {  # budgets in input units, so scaled by the range

@@ -98,3 +98,5 @@ def test_what_it_cannot_verify_is_named():
         check_verifiable(swapped, torch.rand(3, 4))
     with pytest.raises(ValueError, match="eps"):
         verify_linf(_net([4, 3, 2], seed=0), torch.rand(3, 4), torch.zeros(3, dtype=torch.long), -1)
+    with pytest.raises(ValueError, match="y must lie in \\[0, 2\\)"):  # a label past the outputs
+        verify_linf(_net([4, 3, 2], seed=0), torch.rand(3, 4), torch.tensor([0, 1, 2]), 0.1)

@@ -40,7 +40,7 @@ from advlab.defenses.interval_bounds import BATCH_NORM, Standardise, _layers
 from advlab.models.wrapper import as_model
 from advlab.models.zoo import Normalize
 from advlab.utils.progress import progress
-from advlab.utils.validation import check_images, check_number
+from advlab.utils.validation import check_class_labels, check_images, check_number
 
 ROBUST, ATTACKED, UNKNOWN = 1, 0, -1
 
@@ -277,12 +277,12 @@ def verify_linf(
     time_limit = check_number("time_limit", time_limit, 0.0, low_open=True)
     lo_b, hi_b = wrapped.bounds
     x = check_images(x, "x", (lo_b, hi_b))
-    y = torch.as_tensor(y).long()
-    if y.shape != (len(x),):
-        raise ValueError(f"y must have shape ({len(x)},), got {tuple(y.shape)}")
     chain = check_verifiable(wrapped, x)
     with torch.no_grad():
         logits = wrapped(x).double().cpu()
+    y = torch.from_numpy(
+        check_class_labels(torch.as_tensor(y).cpu().numpy(), len(x), n_classes=logits.shape[1])
+    )
     flat = x.reshape(len(x), -1).double().cpu().numpy()
     status = np.full(len(x), UNKNOWN, dtype=np.int8)
     x_adv = x.clone()

@@ -70,11 +70,16 @@ def check_number(
 
 
 def check_class_labels(
-    y: object, n: int | None = None, name: str = "y", non_negative: bool = False
+    y: object,
+    n: int | None = None,
+    name: str = "y",
+    non_negative: bool = False,
+    n_classes: int | None = None,
 ) -> np.ndarray:
     """Class labels as an int64 array of shape (n,): integer, boolean or integral float values.
     Strings, fractions and NaN get an error that points to scikit-learn's ``LabelEncoder``;
-    ``non_negative`` also refuses labels below 0 (-1 marks "no label" where it is allowed)."""
+    ``non_negative`` also refuses labels below 0 (-1 marks "no label" where it is allowed), and
+    ``n_classes`` labels at or above it (a model's output count)."""
     labels = np.asarray(y)
     if labels.ndim != 1 or (n is not None and len(labels) != n):
         expected = f"({n},)" if n is not None else "(n_samples,)"
@@ -90,4 +95,8 @@ def check_class_labels(
     labels = labels.astype(np.int64)
     if non_negative and labels.size and labels.min() < 0:
         raise ValueError(f"{name} must hold non-negative class labels, got {labels.min()}")
+    if n_classes is not None and labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(
+            f"{name} must lie in [0, {n_classes}), got [{labels.min()}, {labels.max()}]"
+        )
     return labels

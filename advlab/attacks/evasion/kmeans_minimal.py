@@ -394,9 +394,13 @@ class KMeansMinimalAttack(MinimizationAttack):
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor | None = None, target: torch.Tensor | None = None
     ) -> AttackResult:
+        if not isinstance(x, torch.Tensor):
+            raise ValueError("x must be a torch tensor (N, ...)")
+        features = x.flatten(1).shape[1] if x.ndim >= 2 else None
+        if features != self.c.shape[1]:
+            raise ValueError(f"x must be (N, ...) with {self.c.shape[1]} features per row (the "
+                             f"centres'), got shape {tuple(x.shape)}")  # fmt: skip
         if y is None:
-            if not isinstance(x, torch.Tensor):
-                raise ValueError("x must be a torch tensor (N, ...)")
             with torch.no_grad():
                 y = self.model(x.detach().cpu().double()).argmax(1).to(x.device)
         return super().__call__(x, y, target)
@@ -405,8 +409,6 @@ class KMeansMinimalAttack(MinimizationAttack):
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
         X = x.flatten(1).double().cpu()
-        if X.shape[1] != self.c.shape[1]:
-            raise ValueError(f"x has {X.shape[1]} features, centres have {self.c.shape[1]}")
         best, _ = self._batch(X)
         return best.reshape(x.shape).to(x.device, x.dtype)
 
