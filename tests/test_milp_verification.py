@@ -17,6 +17,7 @@ from advlab.defenses import (
     UNKNOWN,
     check_verifiable,
     is_certified,
+    is_certified_linear,
     verify_linf,
 )
 from advlab.models import Model
@@ -159,3 +160,20 @@ def test_linear_and_interval_layer_bounds_give_the_same_statuses_with_fewer_bina
     assert np.any((linear.status == ROBUST) & (linear.unstable == 0))
     with pytest.raises(ValueError, match="layer_bounds='crown'"):
         verify_linf(model, x, y, 0.01, layer_bounds="crown")
+
+
+def test_linear_certificates_lie_between_interval_bounds_and_exact_verification():
+    """On the 30 -> 40 -> 40 -> 5 network with preprocessing, at L-inf 0.01 and 0.02, every
+    input interval bounds certify is certified by the linear bounds, and every input those
+    certify is proved robust by the programs; both inclusions are strict at 0.02 (the check
+    tells the three apart). Misclassified inputs are never certified."""
+    model = Model(_net([30, 40, 40, 5], seed=3), preprocessing={"mean": 0.5, "std": 0.25})
+    x = torch.rand(40, 30, generator=torch.Generator().manual_seed(2))
+    y = model(x).argmax(1)
+    for eps in (0.01, 0.02):
+        interval = is_certified(model, x, y, eps).numpy()
+        linear = is_certified_linear(model, x, y, eps).numpy()
+        exact = verify_linf(model, x, y, eps).status == ROBUST
+        assert np.all(linear[interval]) and np.all(exact[linear])
+    assert interval.sum() < linear.sum() < exact.sum()
+    assert not is_certified_linear(model, x, (y + 1) % 5, 0.0).any()

@@ -19,6 +19,7 @@ from advlab.defenses.milp_verification import (
     UNKNOWN,
     Verification,
     check_verifiable,
+    is_certified_linear,
     verify_linf,
 )
 from advlab.defenses.msvdd import MSVDDDefense, SVDDLayer, SVDDNetwork
@@ -47,6 +48,7 @@ __all__ = [
     "check_verifiable",
     "interval_bounds",
     "is_certified",
+    "is_certified_linear",
     "margin_lower_bounds",
     "train_ibp",
     "verify_linf",
