@@ -188,13 +188,17 @@ def _layer_bounds(chain: Chain, lo: np.ndarray, hi: np.ndarray, method: str) -> 
 
 
 def _margin_lower(chain: Chain, bounds: list, lo: np.ndarray, hi: np.ndarray, y: int) -> np.ndarray:
-    """Linear lower bounds of z_y - z_j over the box for every class j (inf at j = y)."""
+    """Lower bounds of z_y - z_j over the box for every class j (inf at j = y): the larger of
+    the linear (CROWN) bound and the interval bound of the margin over the last hidden layer's
+    bounds (exact, over the box, for a network without hidden layers)."""
     a, c = chain[-1]
     lam, const = a[y] - a, c[y] - c
-    if len(chain) == 1:
-        low = const + np.maximum(lam, 0.0) @ lo + np.minimum(lam, 0.0) @ hi
+    if bounds:
+        l, u = bounds[-1]
+        low = np.maximum(_linear_lower(lam, const, chain, bounds, lo, hi),
+                         _interval(lam, const, np.maximum(l, 0.0), np.maximum(u, 0.0))[0])  # fmt: skip
     else:
-        low = _linear_lower(lam, const, chain, bounds, lo, hi)
+        low = _interval(lam, const, lo, hi)[0]
     low[y] = np.inf
     return low
 
@@ -421,7 +425,7 @@ def is_certified_linear(
     (inside the model's bounds) is classified as its label: every lower bound of z_y - z_j is
     above 0, the bound being the larger of CROWN's (Zhang et al. 2018, Theorem 3.2, with the
     hidden layers' bounds of ``verify_linf``) and the interval bound of the margin over the
-    last hidden layer's bounds. A certified lower bound between interval bound propagation and
+    last hidden layer's bounds (the bounds ``verify_linf`` settles classes with). A certified lower bound between interval bound propagation and
     the exact answer of ``verify_linf``, without a program: a dense matrix product per layer
     and input.
 
@@ -449,13 +453,7 @@ def is_certified_linear(
         if int(logits[i].argmax()) != label:
             continue
         lo, hi = np.clip(flat - eps, lo_b, hi_b), np.clip(flat + eps, lo_b, hi_b)
-        bounds = _layer_bounds(chain, lo, hi, "linear")
-        low = _margin_lower(chain, bounds, lo, hi, label)
-        if bounds:  # the margins' interval bounds over the last hidden layer
-            a, c = chain[-1]
-            l, u = bounds[-1]
-            low = np.maximum(low, _interval(a[label] - a, c[label] - c, np.maximum(l, 0.0),
-                                            np.maximum(u, 0.0))[0])  # fmt: skip
+        low = _margin_lower(chain, _layer_bounds(chain, lo, hi, "linear"), lo, hi, label)
         certified[i] = bool(np.all(low > 0))
     return torch.from_numpy(certified)
 
