@@ -219,7 +219,7 @@ class _Program:
             start, n = sum(map(len, v_lo)), len(c)
             unstable = np.flatnonzero((l < 0) & (u > 0))
             act, binary = start + np.arange(n), start + n + np.arange(len(unstable))
-            active = np.flatnonzero(l >= 0)  # dead ReLUs: a in [0, 0] by its bounds
+            active = np.flatnonzero(l >= 0)  # dead ones need no row: a in [0, 0] by its bounds
             self._rows(a[active], prev, act[active], None, None, c[active], c[active])  # a = h
             self._rows(a[unstable], prev, act[unstable], None, None, c[unstable], np.inf)  # a >= h
             self._rows(a[unstable], prev, act[unstable], binary, -l[unstable], -np.inf,
@@ -236,6 +236,13 @@ class _Program:
         self.bounds = Bounds(np.concatenate(v_lo), np.concatenate(v_hi))
         self.integer = np.concatenate(integer)
         self.last, self.penultimate = chain[-1], prev
+        self.constraints = []  # built once, shared by every program of this input
+        if self.entries:
+            rows, cols, vals = (np.concatenate(e) for e in zip(*self.entries, strict=True))
+            matrix = sp.csr_matrix((vals, (rows, cols)), shape=(len(np.concatenate(self.lower)),
+                                                                self.n))  # fmt: skip
+            self.constraints.append(LinearConstraint(matrix, np.concatenate(self.lower),
+                                                     np.concatenate(self.upper)))  # fmt: skip
 
     def _rows(self, a_prev, prev, act, binary, delta_coef, lower, upper) -> None:
         """Rows a_i - A_i a_prev + coef_i delta_i in [lower, upper] for the neurons ``act``."""
@@ -267,28 +274,12 @@ class _Program:
 
     def solve(self, objective: np.ndarray, floor: tuple | None, relax: bool, time_limit: float):
         """HiGHS on the encoding (with ``floor`` = (g, b): the extra row g . v >= b)."""
-        rows = [e[0] for e in self.entries]
-        cols = [e[1] for e in self.entries]
-        vals = [e[2] for e in self.entries]
-        lower, upper = list(self.lower), list(self.upper)
-        m = sum(len(b) for b in lower)
+        constraints = list(self.constraints)
         if floor is not None:
-            nz = np.flatnonzero(floor[0])
-            rows.append(np.full(len(nz), m))
-            cols.append(nz)
-            vals.append(floor[0][nz])
-            lower.append(np.array([floor[1]]))
-            upper.append(np.array([np.inf]))
-            m += 1
-        integrality = np.zeros(self.n) if relax else self.integer
-        options = {"time_limit": time_limit, "disp": False}
-        if not m:  # a linear model without a floor: only the input box
-            return milp(objective, bounds=self.bounds, integrality=integrality, options=options)
-        matrix = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                               shape=(m, self.n))  # fmt: skip
-        constraints = LinearConstraint(matrix, np.concatenate(lower), np.concatenate(upper))
-        return milp(objective, constraints=constraints, bounds=self.bounds,
-                    integrality=integrality, options=options)  # fmt: skip
+            constraints.append(LinearConstraint(sp.csr_matrix(floor[0][None, :]), floor[1], np.inf))
+        return milp(objective, constraints=constraints or None, bounds=self.bounds,
+                    integrality=np.zeros(self.n) if relax else self.integer,
+                    options={"time_limit": time_limit, "disp": False})  # fmt: skip
 
 
 RELAXED_SLACK = 1e-6  # a relaxed maximum below -RELAXED_SLACK proves a class out of reach
