@@ -16,7 +16,7 @@ from torch import nn
 
 from advlab.attacks.evasion import FGSM, PGD, DeepFool
 from advlab.cli.main import main
-from advlab.defenses import ROBUST, UNKNOWN, is_certified, verify_linf
+from advlab.defenses import ROBUST, UNKNOWN, is_certified, is_certified_linear, verify_linf
 from advlab.experiments import ConfigError
 from advlab.experiments.executors import LocalExecutor
 from advlab.metrics import robust_accuracy_curve
@@ -279,6 +279,48 @@ def test_verify_is_exact_between_the_certificate_and_the_attacks(user_files, tmp
     assert gap == pytest.approx(100 * missed["eps0.036"] / len(y))
 
 
+def test_linear_bounds_certify_between_interval_bounds_and_the_programs(user_files, tmp_path):
+    """``certify_bounds: [interval, linear]``: per budget the linear certificate is
+    ``is_certified_linear`` on the user's network, every image interval bounds certify is
+    linear-certified and every linear-certified one is proved robust by ``verify``; linear
+    bounds certify more images than interval bounds at some budget (the test tells them
+    apart), none certified is broken by an attack, and ``verify`` gives the statuses of
+    ``verify_linf`` whichever certificates decided images before it."""
+    budgets = [0.02, 0.036]
+    config = _config(user_files, certify=budgets, certify_bounds=["interval", "linear"],
+                     verify=budgets, eps_grid={"linf": [0.02, 0.036, 0.3, 0.4]})  # fmt: skip
+    results = _run(tmp_path, config)
+    got, x, y, net = _by_id(results), user_files["x"], user_files["y"], user_files["net"]
+    gained = 0.0
+    for eps in budgets:
+        linear = is_certified_linear(Model(net), x, y, eps).numpy()
+        interval = is_certified(Model(net), x, y, eps).numpy()
+        status = verify_linf(Model(net), x, y, eps).status
+        assert not (interval & ~linear).any() and not (linear & (status != ROBUST)).any()
+        rate = got[f"linear.linf.eps{eps:g}.certified_accuracy"]
+        assert rate == pytest.approx(100 * linear.mean())
+        assert got[f"ibp.linf.eps{eps:g}.certified_accuracy"] <= rate
+        assert rate <= got[f"milp.linf.eps{eps:g}.robust_accuracy"]
+        assert got[f"milp.linf.eps{eps:g}.robust_accuracy"] == pytest.approx(
+            100 * np.mean(status == ROBUST)
+        )
+        gained += rate - got[f"ibp.linf.eps{eps:g}.certified_accuracy"]
+    assert gained > 0
+    assert results["certified_but_attacked"] == {
+        f"{m}eps{e:g}": 0 for m in ("", "linear.") for e in budgets
+    }
+    curves = results["curves"]["linf"]
+    assert curves["certified_linear"] == {
+        "eps": budgets,
+        "accuracy": [got[f"linear.linf.eps{e:g}.certified_accuracy"] for e in budgets],
+    }
+    only = _run(tmp_path / "linear-only", _config(user_files, certify=budgets,
+                                                  certify_bounds=["linear"]))  # fmt: skip
+    assert "certified" not in only["curves"]["linf"]
+    assert not any(c["id"].startswith("ibp.") for c in only["comparisons"])
+    assert only["curves"]["linf"]["certified_linear"] == curves["certified_linear"]
+
+
 def test_the_quick_profile_trains_a_zoo_model_on_the_digits(tmp_path):
     """The built-in default: an MLP trained here on the 8x8 digits' training split, attacked on
     their test split (no file of the user's, no download)."""
@@ -343,6 +385,12 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
     if what == "certify a network that is not its layers":
         return _config(files, model={"factory": "tests.test_evaluate:build_skip",
                                      "weights": str(files["weights"])}, certify=[0.01])  # fmt: skip
+    if what == "linear bounds on a network with max pooling":
+        return _config(files, model={"factory": "tests.test_evaluate:build_pooled",
+                                     "weights": str(files["weights"])}, certify=[0.01],
+                       certify_bounds=["interval", "linear"])  # fmt: skip
+    if what == "a certificate named twice":
+        return _config(files, certify=[0.01], certify_bounds=["linear", "linear"])
     raise AssertionError(what)
 
 
@@ -364,6 +412,8 @@ MISTAKES = {
     "certify without an L-inf attack": "add an L-inf attack",
     "verify a network with max pooling": "unsupported layer AdaptiveMaxPool2d",
     "certify a network that is not its layers": "unsupported operation 'flip'",
+    "linear bounds on a network with max pooling": "unsupported layer AdaptiveMaxPool2d",
+    "a certificate named twice": "certify_bounds must name each of its methods once",
 }
 
 

@@ -309,8 +309,8 @@ def plot_attack_curves(
 
     ``curve``: {``eps``: budgets of the worst case, ``worst_case``: accuracies (%),
     ``attacks``: name -> {``eps``, ``accuracy``, and for a minimisation attack ``dense``: the
-    same at many budgets}, optionally ``certified`` and ``verified`` (proved by mixed-integer
-    programming): {``eps``, ``accuracy``}}."""
+    same at many budgets}, optionally ``certified``, ``certified_linear`` (linear bounds) and
+    ``verified`` (proved by mixed-integer programming): {``eps``, ``accuracy``}}."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (name, points) in enumerate(curve["attacks"].items()):
         if "dense" in points:  # a minimisation attack: its whole curve, the grid marked
@@ -324,6 +324,9 @@ def plot_attack_curves(
     if "certified" in curve:
         ax.plot(curve["certified"]["eps"], curve["certified"]["accuracy"], "^-", color="0.4",
                 label=certified_label, linewidth=2)  # fmt: skip
+    if "certified_linear" in curve:
+        ax.plot(curve["certified_linear"]["eps"], curve["certified_linear"]["accuracy"], "v-",
+                color="0.65", label="certified (linear bounds), lower bound", linewidth=2)  # fmt: skip
     if "verified" in curve:
         ax.plot(curve["verified"]["eps"], curve["verified"]["accuracy"], "D-", color="darkred",
                 label="verified (MILP), exact but for unknowns", linewidth=2)  # fmt: skip

@@ -35,7 +35,10 @@ What is measured, per image i of the n attacked (all in the input's units):
   (``advlab.defenses.is_certified``, Gowal et al. 2018): the share of images that every input
   of the eps-ball provably leaves correct, a *lower* bound on robust accuracy (the attacks give
   the upper one), for networks made of supported layers and operations (the user's own
-  modules are traced with ``torch.fx``; ``advlab.defenses.check_certifiable``).
+  modules are traced with ``torch.fx``; ``advlab.defenses.check_certifiable``);
+  ``certify_bounds: [interval, linear]`` adds the certificate of linear (CROWN) bounds
+  (``advlab.defenses.is_certified_linear``, Zhang et al. 2018), tighter on networks of affine
+  layers and ReLUs (``advlab.defenses.check_verifiable``).
 
 Every rate is over n images and carries ``n``: the report draws its Wilson 95 % interval. The
 units are (attack, budget, chunk of images) jobs that any executor runs; every worker must be
@@ -73,6 +76,7 @@ from advlab.defenses import (
     check_certifiable,
     check_verifiable,
     is_certified,
+    is_certified_linear,
     verify_linf,
 )
 from advlab.experiments.builtin._user import (
@@ -105,6 +109,11 @@ ATTACKS: dict[str, tuple[type[Attack], bool]] = {
     "lbfgs": (LBFGS, False),
 }
 TORCHATTACKS = "torchattacks:"  # an attack named torchattacks:CLASS runs through the adapter
+# certify_bounds method -> (its ids' prefix, its curve's key, its label in the figure and table)
+CERTIFICATES = {
+    "interval": ("ibp", "certified", "certified (IBP), lower bound"),
+    "linear": ("linear", "certified_linear", "certified (linear bounds), lower bound"),
+}
 DENSE_POINTS = 101  # budgets at which the figure draws a minimisation attack's curve
 N_EXAMPLES = 8  # inputs shown clean and attacked in the examples figure
 CURVE_POINTS = 8  # budgets of a norm's curve when the config gives none and no attack has one
@@ -267,9 +276,13 @@ class EvaluateConfig(ExperimentConfig):
         L-inf budgets (input units, > 0) at which interval bound propagation certifies each
         image; needs an L-inf attack beside it (the upper bound) and a model that interval
         bounds can follow (``advlab.defenses.check_certifiable``, checked before any work).
+    certify_bounds : tuple of {'interval', 'linear'}
+        The certificates computed at each ``certify`` budget: 'interval' (interval bound
+        propagation, ids ``ibp.linf.eps<e>.certified_accuracy``) and 'linear' (linear bounds,
+        ``linear.linf.eps<e>.certified_accuracy``; affine layers and ReLUs only).
     verify : tuple of float
         L-inf budgets (input units, > 0) at which each image the attacks did not break (nor
-        interval bounds certify) is verified exactly by mixed-integer programming
+        a certificate proved) is verified exactly by mixed-integer programming
         (``advlab.defenses.verify_linf``; networks of affine layers and ReLUs, checked before
         any work); needs an L-inf attack beside it.
     verify_time_limit : float
@@ -287,6 +300,7 @@ class EvaluateConfig(ExperimentConfig):
     attacks: tuple[AttackEntry, ...]
     eps_grid: dict[Literal["linf", "l2"], tuple[float, ...]] = Field(default_factory=dict)
     certify: tuple[float, ...] = ()
+    certify_bounds: tuple[Literal["interval", "linear"], ...] = ("interval",)
     verify: tuple[float, ...] = ()
     verify_time_limit: float = Field(30.0, gt=0)
     chunk_size: int = Field(250, ge=1)
@@ -303,6 +317,15 @@ class EvaluateConfig(ExperimentConfig):
         if twice:
             raise ValueError(f"attacks {twice} appear twice: give each setting its own label")
         return attacks
+
+    @field_validator("certify_bounds")
+    @classmethod
+    def _distinct_bounds(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
+        if not methods or len(set(methods)) != len(methods):
+            raise ValueError(
+                f"certify_bounds must name each of its methods once, got {list(methods)}"
+            )
+        return methods
 
     @field_validator("eps_grid")
     @classmethod
@@ -571,22 +594,28 @@ def _attack_unit(
 
 
 def _certify_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[str, Any]:
-    """Per image of one chunk and per ``certify`` budget: certified by interval bounds?"""
+    """Per ``certify_bounds`` method, ``certify`` budget and image of one chunk: certified?"""
     ds, model = _data_and_model(ctx, config)
     assert ds.images is not None
     sl = slice(start, start + config.chunk_size)
     x = torch.from_numpy(ds.images[sl]).to(config.device)
     y = torch.from_numpy(ds.labels[sl]).to(config.device)
-    return {eps_key(eps): is_certified(model, x, y, eps, model.bounds, config.batch_size)
-            .cpu().tolist() for eps in config.certify}  # fmt: skip
+
+    def certified(method: str, eps: float) -> list[bool]:
+        if method == "linear":
+            return is_certified_linear(model, x, y, eps).tolist()
+        return is_certified(model, x, y, eps, model.bounds, config.batch_size).cpu().tolist()
+
+    return {method: {eps_key(eps): certified(method, eps) for eps in config.certify}
+            for method in config.certify_bounds}  # fmt: skip
 
 
 def _verify_unit(
     ctx: RunContext, config: EvaluateConfig, eps: float, start: int, decided: list[int]
 ) -> dict[str, Any]:
     """Per image of one chunk, its status at the L-inf budget ``eps``: ``decided`` (ATTACKED
-    where an attack broke it within eps or the model misclassifies it, ROBUST where interval
-    bounds certify it, UNKNOWN elsewhere), and ``verify_linf`` on the undecided ones."""
+    where an attack broke it within eps or the model misclassifies it, ROBUST where a
+    certificate proves it, UNKNOWN elsewhere), and ``verify_linf`` on the undecided ones."""
     ds, model = _data_and_model(ctx, config)
     assert ds.images is not None
     status = np.asarray(decided, dtype=np.int8)
@@ -682,7 +711,7 @@ def summarise(
     config: EvaluateConfig,
     correct: np.ndarray,
     outcomes: dict[str, Any],
-    certified: dict[str, list[bool]] | None = None,
+    certified: dict[str, dict[str, list[bool]]] | None = None,
     verified: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """Comparisons (every rate with its n) and the curves of the figure.
@@ -697,7 +726,8 @@ def summarise(
         attack id -> budget (None for a minimisation attack) -> ``{"success", "distance",
         "norm"}``, one entry per image.
     certified : dict or None, default=None
-        ``eps<e>`` -> per image, certified at the ``certify`` budget e (None: no ``certify``).
+        ``certify_bounds`` method -> ``eps<e>`` -> per image, certified at the ``certify``
+        budget e (None: no ``certify``).
     verified : dict or None, default=None
         ``eps<e>`` -> per image, its ``verify_linf`` status at the ``verify`` budget e.
 
@@ -705,9 +735,11 @@ def summarise(
     -------
     dict
         ``comparisons``; per norm, ``curves`` (``eps``, ``worst_case``, ``attacks``, and for
-        L-inf with ``certify`` ``certified``); with ``certify``, ``certified_but_attacked``:
-        per budget the images certified yet broken within it by an attack, which must be 0
-        (more: the certified network is not the attacked one, or a margin within rounding).
+        L-inf with ``certify`` ``certified`` (interval bounds) and ``certified_linear``);
+        with ``certify``, ``certified_but_attacked``: per budget (``eps<e>`` for interval
+        bounds, ``linear.eps<e>`` for linear ones) the images certified yet broken within it
+        by an attack, which must be 0 (more: the certified network is not the attacked one,
+        or a margin within rounding).
     """
     comparisons = [rate_comparison("clean.accuracy", correct)]
     broken = {e.id: _broken_at(outcomes, e) for e in config.attacks}
@@ -760,16 +792,21 @@ def summarise(
     if not config.certify:
         return out
     assert certified is not None
-    hits = {eps: np.asarray(certified[eps_key(eps)], dtype=bool) for eps in config.certify}
-    rates = [rate_comparison(f"ibp.linf.{eps_key(eps)}.certified_accuracy", hits[eps])
-             for eps in config.certify]  # fmt: skip
-    comparisons.extend(rates)
-    curves["linf"]["certified"] = {
-        "eps": list(config.certify),
-        "accuracy": [r["ours"] for r in rates],
-    }
-    contradicted = {eps_key(eps): int((hits[eps] & (worst["linf"] <= eps)).sum())
-                    for eps in config.certify}  # fmt: skip
+    contradicted = {}
+    for method in config.certify_bounds:
+        prefix, curve_key, _ = CERTIFICATES[method]
+        hits = {eps: np.asarray(certified[method][eps_key(eps)], dtype=bool)
+                for eps in config.certify}  # fmt: skip
+        rates = [rate_comparison(f"{prefix}.linf.{eps_key(eps)}.certified_accuracy", hits[eps])
+                 for eps in config.certify]  # fmt: skip
+        comparisons.extend(rates)
+        curves["linf"][curve_key] = {
+            "eps": list(config.certify),
+            "accuracy": [r["ours"] for r in rates],
+        }
+        key = "" if method == "interval" else f"{prefix}."  # interval's keys as before 'linear'
+        contradicted |= {f"{key}{eps_key(eps)}": int((hits[eps] & (worst["linf"] <= eps)).sum())
+                         for eps in config.certify}  # fmt: skip
     return out | {"certified_but_attacked": contradicted}
 
 
@@ -879,9 +916,9 @@ def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Da
                 f"{key} gives a lower bound on L-inf robust accuracy: add an L-inf attack (fgsm, "
                 "bim, pgd) for the upper bound beside it"
             )
-    if config.certify:
+    if config.certify and "interval" in config.certify_bounds:
         check_certifiable(model, x)
-    if config.verify:
+    if config.verify or (config.certify and "linear" in config.certify_bounds):
         check_verifiable(model, x)
     return ds, model
 
@@ -898,9 +935,10 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
                              "" if success is None else f"{success['ours']:.1f}"])  # fmt: skip
         for eps, acc in zip(curve["eps"], curve["worst_case"], strict=True):
             rows.append(["worst case", norm, f"{eps:g}", f"{acc:.1f}", ""])
-        certified = curve.get("certified", {"eps": [], "accuracy": []})
-        for eps, acc in zip(certified["eps"], certified["accuracy"], strict=True):
-            rows.append(["certified (IBP, lower bound)", norm, f"{eps:g}", f"{acc:.1f}", ""])
+        for _, curve_key, label in CERTIFICATES.values():
+            certified = curve.get(curve_key, {"eps": [], "accuracy": []})
+            for eps, acc in zip(certified["eps"], certified["accuracy"], strict=True):
+                rows.append([label, norm, f"{eps:g}", f"{acc:.1f}", ""])
         verified = curve.get("verified", {"eps": [], "accuracy": []})
         for eps, acc in zip(verified["eps"], verified["accuracy"], strict=True):
             unknown = by_id[f"milp.linf.{eps_key(eps)}.unknown"]["ours"]
@@ -1058,8 +1096,10 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
     if config.certify:
         bounds = ctx.units({f"certify-{s:07d}": partial(_certify_unit, ctx, config, s)
                             for s in starts}, desc="certify")  # fmt: skip
-        certified = {eps_key(e): [hit for s in starts for hit in bounds[f"certify-{s:07d}"][eps_key(e)]]
-                     for e in config.certify}  # fmt: skip
+        certified = {method: {eps_key(e): [hit for s in starts
+                                           for hit in bounds[f"certify-{s:07d}"][method][eps_key(e)]]
+                              for e in config.certify}
+                     for method in config.certify_bounds}  # fmt: skip
     outcomes: dict[str, dict[Any, dict[str, Any]]] = {}
     for key, (attack_id, eps) in where.items():
         merged = outcomes.setdefault(attack_id, {}).setdefault(
@@ -1087,18 +1127,19 @@ def _verify(
     config: EvaluateConfig,
     correct: np.ndarray,
     outcomes: dict[str, Any],
-    certified: dict[str, list[bool]] | None,
+    certified: dict[str, dict[str, list[bool]]] | None,
 ) -> dict[str, np.ndarray]:
     """Per ``verify`` budget, every image's status: decided by the attacks (broken within the
-    budget, or misclassified) and by interval bounds where ``certify`` has the budget, the rest
-    by a unit per budget and chunk of ``verify_linf``."""
+    budget, or misclassified) and by the certificates where ``certify`` has the budget, the
+    rest by a unit per budget and chunk of ``verify_linf``."""
     worst = _worst({e.id: _broken_at(outcomes, e) for e in config.attacks})["linf"]
     starts = range(0, len(correct), config.chunk_size)
     decided = {}
     for eps in config.verify:
         status = np.full(len(correct), UNKNOWN, dtype=np.int8)
-        if certified is not None and eps_key(eps) in certified:
-            status[np.asarray(certified[eps_key(eps)], dtype=bool)] = ROBUST
+        for by_budget in (certified or {}).values():
+            if eps_key(eps) in by_budget:
+                status[np.asarray(by_budget[eps_key(eps)], dtype=bool)] = ROBUST
         status[~correct | (worst <= eps)] = ATTACKED
         decided[eps] = status
     jobs = {f"verify-{eps_key(eps)}-{s:07d}": partial(_verify_unit, ctx, config, eps, s,
