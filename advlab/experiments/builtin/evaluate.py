@@ -792,7 +792,7 @@ def summarise(
     if not config.certify:
         return out
     assert certified is not None
-    contradicted = {}
+    contradicted: dict[str, int] = {}
     for method in config.certify_bounds:
         prefix, curve_key, _ = CERTIFICATES[method]
         hits = {eps: np.asarray(certified[method][eps_key(eps)], dtype=bool)
@@ -1092,7 +1092,7 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
                 jobs[key] = partial(_attack_unit, ctx, config, index, eps, s)
                 where[key] = (entry.id, eps)
     done = ctx.units(jobs, desc="attacks")
-    certified = None
+    certified: dict[str, dict[str, list[bool]]] | None = None
     if config.certify:
         bounds = ctx.units({f"certify-{s:07d}": partial(_certify_unit, ctx, config, s)
                             for s in starts}, desc="certify")  # fmt: skip
