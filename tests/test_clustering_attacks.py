@@ -132,8 +132,9 @@ def test_attacks_refuse_a_victim_without_fit_predict_and_bad_data() -> None:
     X[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         Cina(KMeans(2)).attack(X)
-    with pytest.raises(ValueError, match="outside box"):
-        Cina(KMeans(2)).attack(unit_blobs() * 3)
+    for attack in (Cina(KMeans(2)), Chhabra(KMeans(2))):  # clipping would exceed the budget
+        with pytest.raises(ValueError, match=r"X ranges over \[.*\], outside box=\(0.0, 1.0\)"):
+            attack.attack(unit_blobs() * 3)
     with pytest.raises(ValueError, match="points"):
         Cina(KMeans(2), s=10_000).attack(unit_blobs())
 
@@ -220,6 +221,8 @@ def test_merge_count_formula_and_errors() -> None:
         merge_count(1.0, 0.0, 5)
     with pytest.raises(TypeError, match="DBSCAN-like"):
         CrussellMerge(KMeans(2))
+    with pytest.raises(ValueError, match=r"clusters=\(1, 1\) must be two distinct clusters"):
+        CrussellMerge(DBSCAN(), clusters=(1, 1))
 
 
 def test_each_attack_counts_the_fits_it_makes() -> None:

@@ -88,6 +88,20 @@ def check_box(box: Any) -> tuple[float, float] | None:
     return lo, hi
 
 
+def check_inside_box(data: np.ndarray, box: tuple[float, float] | None) -> None:
+    """``ValueError`` unless every entry of ``data`` lies in ``box`` (up to 1e-6 of its width):
+    an attack that clips its points to the box would otherwise move them by more than its
+    budget."""
+    if box is None:
+        return
+    slack = 1e-6 * (box[1] - box[0])
+    if data.min() < box[0] - slack or data.max() > box[1] + slack:
+        raise ValueError(
+            f"X ranges over [{data.min():.4g}, {data.max():.4g}], outside box={box}; pass the "
+            "data's own range as box, or box=None for unbounded data"
+        )
+
+
 def closest_rows(centers: np.ndarray) -> tuple[int, int]:
     """Indices (i < j) of the two closest rows of ``centers`` (k >= 2 centroids)."""
     d2 = ((centers[:, None] - centers[None]) ** 2).sum(-1) + np.diag(np.full(len(centers), np.inf))

@@ -35,6 +35,7 @@ from advlab.attacks.clustering.base import (
     ClusteringAttackResult,
     check_box,
     check_data,
+    check_inside_box,
     closest_pair,
 )
 from advlab.metrics import changed_cluster
@@ -158,7 +159,7 @@ class Chhabra(ClusteringAttack):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            The clean data, finite.
+            The clean data, finite (inside ``box`` when one is given).
         random_state : int, RandomState or None, default=None
             Seed of the random search; None draws fresh randomness.
 
@@ -171,6 +172,7 @@ class Chhabra(ClusteringAttack):
         """
         start = time.perf_counter()
         data = check_data(X)
+        check_inside_box(data, self.box)
         rng = check_random_state(random_state)
         self.n_refits = 0
         reference = self.fit_predict(data)

@@ -39,6 +39,7 @@ from advlab.attacks.clustering.base import (
     ClusteringAttackResult,
     check_box,
     check_data,
+    check_inside_box,
     closest_pair,
 )
 from advlab.metrics import adjusted_rand, co_membership_distance, mutual_info_adjusted
@@ -215,11 +216,7 @@ class Cina(ClusteringAttack):
         """
         start = time.perf_counter()
         data = check_data(X)
-        slack = 1e-6 * (self.box[1] - self.box[0]) if self.box is not None else 0.0
-        if self.box is not None and (
-            data.min() < self.box[0] - slack or data.max() > self.box[1] + slack
-        ):
-            raise ValueError(f"X lies outside box={self.box}; pass box=None for unbounded data")
+        check_inside_box(data, self.box)
         rng = check_random_state(random_state)
         self.n_refits = 0
         reference = self.fit_predict(data)

@@ -83,6 +83,8 @@ class CrussellMerge(ClusteringAttack):
                 raise TypeError(f"the victim must be DBSCAN-like, with an {attr!r} attribute")
         if n_points is not None:
             check_number("n_points", n_points, 0, integer=True)
+        if clusters is not None and (len(clusters) != 2 or clusters[0] == clusters[1]):
+            raise ValueError(f"clusters={clusters} must be two distinct clusters of X")
         self.n_points = n_points
         self.clusters = clusters
 
