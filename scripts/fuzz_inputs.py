@@ -356,7 +356,45 @@ def _cases() -> list[tuple[str, str, Callable[[], Any]]]:
         ("gaussian_noise y wrong length", lambda: po.gaussian_noise(Xi, yi[:3]), "y"),
     ):
         add(name, token, call)
+    _clustering_attack_cases(add)
     return cases
+
+
+def _clustering_attack_cases(add: Callable[[str, str, Callable[[], Any]], None]) -> None:
+    """Bad parameters and data of the attacks on clustering (Biggio, Chhabra, Cinà, Crussell),
+    each on a quick victim; a parameter's case only builds the attack."""
+    from sklearn.cluster import DBSCAN, AgglomerativeClustering
+
+    from advlab.attacks import clustering as ca
+
+    rng = np.random.default_rng(0)
+    unit = np.clip(np.r_[rng.normal(0.3, 0.05, (20, 2)), rng.normal(0.7, 0.05, (20, 2))], 0, 1)
+    victim = AgglomerativeClustering(2)
+    nan_X = unit.copy()
+    nan_X[0, 0] = NAN
+    for name, token, call in (
+        ("BiggioBridge(n_points=-1)", "n_points", lambda: ca.BiggioBridge(victim, n_points=-1)),
+        ("BiggioBridge(strategy='all')", "strategy", lambda: ca.BiggioBridge(victim, strategy="all")),
+        ("BiggioBridge(clusters=(0, 0))", "clusters",
+         lambda: ca.BiggioBridge(victim, clusters=(0, 0)).attack(unit)),
+        ("BiggioBridge NaN X", "NaN", lambda: ca.BiggioBridge(victim).attack(nan_X)),
+        ("BiggioBridge 1-D X", "X", lambda: ca.BiggioBridge(victim).attack(unit[:, 0])),
+        ("Chhabra(budget=-1)", "budget", lambda: ca.Chhabra(victim, budget=-1.0)),
+        ("Chhabra(budget=nan)", "budget", lambda: ca.Chhabra(victim, budget=NAN)),
+        ("Chhabra(box=(1, 0))", "box", lambda: ca.Chhabra(victim, box=(1.0, 0.0))),
+        ("Chhabra X outside box", "box", lambda: ca.Chhabra(victim).attack(unit * 3)),
+        ("Chhabra(target_index=1000)", "target_index",
+         lambda: ca.Chhabra(victim, target_index=1000).attack(unit)),
+        ("Cina(s=0)", "s", lambda: ca.Cina(victim, s=0)),
+        ("Cina(delta=inf)", "delta", lambda: ca.Cina(victim, delta=INF)),
+        ("Cina(objective='f1')", "objective", lambda: ca.Cina(victim, objective="f1")),
+        ("Cina X outside box", "box", lambda: ca.Cina(victim).attack(unit * 3)),
+        ("Cina(victim=1, target=1)", "victim", lambda: ca.Cina(victim, victim=1, target=1).attack(unit)),
+        ("CrussellMerge of KMeans", "DBSCAN", lambda: ca.CrussellMerge(victim)),
+        ("CrussellMerge(clusters=(1, 1))", "clusters", lambda: ca.CrussellMerge(DBSCAN(), clusters=(1, 1))),
+        ("CrussellMerge(n_points=-1)", "n_points", lambda: ca.CrussellMerge(DBSCAN(), n_points=-1)),
+    ):  # fmt: skip
+        add(name, token, call)
 
 
 def _cli_cases(tmp: Path) -> list[tuple[str, str, Callable[[], Any]]]:
