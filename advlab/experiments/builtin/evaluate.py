@@ -804,7 +804,7 @@ def summarise(
             "eps": list(config.certify),
             "accuracy": [r["ours"] for r in rates],
         }
-        key = "" if method == "interval" else f"{prefix}."  # interval's keys as before 'linear'
+        key = "" if method == "interval" else f"{prefix}."  # interval bounds keep the keys eps<e>
         contradicted |= {f"{key}{eps_key(eps)}": int((hits[eps] & (worst["linf"] <= eps)).sum())
                          for eps in config.certify}  # fmt: skip
     return out | {"certified_but_attacked": contradicted}
