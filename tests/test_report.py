@@ -99,6 +99,7 @@ def test_readme_has_a_block_for_every_committed_run():
         "omari2024-mnist-full-eps1.3",
         "omari2024-mnist-full-eps1.3-figures",
         "omari2024-fashion-full-eps1.3-fig3",
+        "omari2024-fashion-full-eps1.3-figures",
         "mygdalis2020",
         "mygdalis2020-standard",
         "poison-cluster",
