@@ -295,12 +295,19 @@ def plot_value_grids(
     return save_figure(fig, path)
 
 
+# curve key -> its label in ``plot_attack_curves`` (and in the tables beside the figure)
+CERTIFIED_LABELS = {
+    "certified": "certified (IBP), lower bound",
+    "certified_linear": "certified (linear bounds), lower bound",
+}
+
+
 def plot_attack_curves(
     curve: dict[str, Any],
     norm: str,
     path: str | Path,
     title: str,
-    certified_label: str = "certified (IBP), lower bound",
+    certified_label: str = CERTIFIED_LABELS["certified"],
 ) -> list[Path]:
     """Robust accuracy against the budget in one norm: one line per attack (a budgeted attack
     at its budgets, a minimisation attack read off its distances) and the worst case over all
@@ -326,7 +333,7 @@ def plot_attack_curves(
                 label=certified_label, linewidth=2)  # fmt: skip
     if "certified_linear" in curve:
         ax.plot(curve["certified_linear"]["eps"], curve["certified_linear"]["accuracy"], "v-",
-                color="0.65", label="certified (linear bounds), lower bound", linewidth=2)  # fmt: skip
+                color="0.65", label=CERTIFIED_LABELS["certified_linear"], linewidth=2)  # fmt: skip
     if "verified" in curve:
         ax.plot(curve["verified"]["eps"], curve["verified"]["accuracy"], "D-", color="darkred",
                 label="verified (MILP), exact but for unknowns", linewidth=2)  # fmt: skip

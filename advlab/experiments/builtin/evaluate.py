@@ -94,7 +94,7 @@ from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
 from advlab.metrics import robust_accuracy_curve
 from advlab.models import MODELS, Model, train_classifier
-from advlab.report.plots import plot_adversarial_examples, plot_attack_curves
+from advlab.report.plots import CERTIFIED_LABELS, plot_adversarial_examples, plot_attack_curves
 from advlab.report.tables import Table
 from advlab.utils.cache import arrays_sha256
 from advlab.utils.io import sha256_bytes
@@ -109,11 +109,8 @@ ATTACKS: dict[str, tuple[type[Attack], bool]] = {
     "lbfgs": (LBFGS, False),
 }
 TORCHATTACKS = "torchattacks:"  # an attack named torchattacks:CLASS runs through the adapter
-# certify_bounds method -> (its ids' prefix, its curve's key, its label in the figure and table)
-CERTIFICATES = {
-    "interval": ("ibp", "certified", "certified (IBP), lower bound"),
-    "linear": ("linear", "certified_linear", "certified (linear bounds), lower bound"),
-}
+# certify_bounds method -> (its ids' prefix, its curve's key; CERTIFIED_LABELS names the curve)
+CERTIFICATES = {"interval": ("ibp", "certified"), "linear": ("linear", "certified_linear")}
 DENSE_POINTS = 101  # budgets at which the figure draws a minimisation attack's curve
 N_EXAMPLES = 8  # inputs shown clean and attacked in the examples figure
 CURVE_POINTS = 8  # budgets of a norm's curve when the config gives none and no attack has one
@@ -794,7 +791,7 @@ def summarise(
     assert certified is not None
     contradicted: dict[str, int] = {}
     for method in config.certify_bounds:
-        prefix, curve_key, _ = CERTIFICATES[method]
+        prefix, curve_key = CERTIFICATES[method]
         hits = {eps: np.asarray(certified[method][eps_key(eps)], dtype=bool)
                 for eps in config.certify}  # fmt: skip
         rates = [rate_comparison(f"{prefix}.linf.{eps_key(eps)}.certified_accuracy", hits[eps])
@@ -935,10 +932,10 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
                              "" if success is None else f"{success['ours']:.1f}"])  # fmt: skip
         for eps, acc in zip(curve["eps"], curve["worst_case"], strict=True):
             rows.append(["worst case", norm, f"{eps:g}", f"{acc:.1f}", ""])
-        for _, curve_key, label in CERTIFICATES.values():
+        for _, curve_key in CERTIFICATES.values():
             certified = curve.get(curve_key, {"eps": [], "accuracy": []})
             for eps, acc in zip(certified["eps"], certified["accuracy"], strict=True):
-                rows.append([label, norm, f"{eps:g}", f"{acc:.1f}", ""])
+                rows.append([CERTIFIED_LABELS[curve_key], norm, f"{eps:g}", f"{acc:.1f}", ""])
         verified = curve.get("verified", {"eps": [], "accuracy": []})
         for eps, acc in zip(verified["eps"], verified["accuracy"], strict=True):
             unknown = by_id[f"milp.linf.{eps_key(eps)}.unknown"]["ours"]
