@@ -357,6 +357,7 @@ def _cases() -> list[tuple[str, str, Callable[[], Any]]]:
     ):
         add(name, token, call)
     _clustering_attack_cases(add)
+    _certificate_cases(add)
     return cases
 
 
@@ -393,6 +394,50 @@ def _clustering_attack_cases(add: Callable[[str, str, Callable[[], Any]], None])
         ("CrussellMerge of KMeans", "DBSCAN", lambda: ca.CrussellMerge(victim)),
         ("CrussellMerge(clusters=(1, 1))", "clusters", lambda: ca.CrussellMerge(DBSCAN(), clusters=(1, 1))),
         ("CrussellMerge(n_points=-1)", "n_points", lambda: ca.CrussellMerge(DBSCAN(), n_points=-1)),
+    ):  # fmt: skip
+        add(name, token, call)
+
+
+def _certificate_cases(add: Callable[[str, str, Callable[[], Any]], None]) -> None:
+    """Bad budgets, inputs, boxes and networks of the certificates (interval bounds, linear
+    bounds, MILP verification, Voronoi radii) and of certified training."""
+    from advlab.attacks.evasion import kmeans_certified_radius
+    from advlab.defenses import (
+        is_certified,
+        is_certified_linear,
+        margin_lower_bounds,
+        train_ibp,
+        verify_linf,
+    )
+    from advlab.models import Model
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4)).eval()
+    pooled = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4, 4)).eval()
+    x, y = torch.rand(6, 1, 4, 4), torch.tensor([0, 1, 2, 3, 0, 1])
+    byte = Model(net, bounds=(0, 255))
+    centres = np.random.default_rng(0).random((3, 16))
+    for name, token, call in (
+        ("is_certified(eps=nan)", "eps", lambda: is_certified(net, x, y, NAN)),
+        ("is_certified(eps=-1)", "eps", lambda: is_certified(net, x, y, -1.0)),
+        ("is_certified x outside box", "box", lambda: is_certified(net, 255 * x, y, 0.1)),
+        ("is_certified Model(0, 255) with bounds=(0, 1)", "Model's bounds",
+         lambda: is_certified(byte, x, y, 1.0, bounds=(0, 1))),
+        ("is_certified y wrong length", "y", lambda: is_certified(net, x, y[:3], 0.1)),
+        ("margin_lower_bounds GELU", "GELU", lambda: margin_lower_bounds(
+            nn.Sequential(nn.Flatten(), nn.Linear(16, 4), nn.GELU()), x, y, 0.1)),
+        ("is_certified_linear max pooling", "MaxPool2d", lambda: is_certified_linear(pooled, x, y, 0.1)),
+        ("is_certified_linear(eps=inf)", "eps", lambda: is_certified_linear(net, x, y, INF)),
+        ("is_certified_linear label 9 of 4", "y must lie", lambda: is_certified_linear(net, x, 9 + 0 * y, 0.1)),
+        ("verify_linf(time_limit=0)", "time_limit", lambda: verify_linf(net, x, y, 0.1, time_limit=0)),
+        ("verify_linf(layer_bounds='exact')", "layer_bounds",
+         lambda: verify_linf(net, x, y, 0.1, layer_bounds="exact")),
+        ("verify_linf NaN x", "NaN", lambda: verify_linf(net, x * NAN, y, 0.1)),
+        ("train_ibp(epochs=0)", "epochs", lambda: train_ibp(net, x, y, 0.1, epochs=0)),
+        ("train_ibp(kappa_end=2)", "kappa_end", lambda: train_ibp(net, x, y, 0.1, kappa_end=2.0)),
+        ("kmeans_certified_radius(norm='l1')", "norm", lambda: kmeans_certified_radius(centres, centres, norm="l1")),
+        ("kmeans_certified_radius D mismatch", "feature",
+         lambda: kmeans_certified_radius(centres, centres[:, :4])),
+        ("kmeans_certified_radius one centre", "centres", lambda: kmeans_certified_radius(centres[:1], centres)),
     ):  # fmt: skip
         add(name, token, call)
 

@@ -235,3 +235,24 @@ def test_a_users_module_is_traced_once_for_every_batch_and_budget(monkeypatch):
     for eps in (0.001, 0.01, 0.02):
         is_certified(model, x, y, eps, batch_size=16)
     assert traced == [model.module]
+
+
+def test_a_models_own_bounds_clip_the_ball_and_other_boxes_are_refused():
+    """A ``Model`` read on [0, 255] is certified in its own box: before, the ball was clipped
+    to the default (0, 1) and certified images PGD breaks in [0, 255]."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
+    model = Model(net, bounds=(0, 255), preprocessing=dict(mean=[90, 100, 110], std=50, axis=-3))
+    x = torch.rand(200, 3, 2, 2, generator=torch.Generator().manual_seed(1)) * 255
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    eps = 5.0
+    certified = is_certified(model, x, y, eps)
+    assert torch.equal(certified, is_certified(model, x, y, eps, bounds=(0, 255)))
+    assert 0.2 < float(certified.float().mean()) < 0.9  # neither vacuous nor trivial
+    broken = PGD(model, eps=eps, max_iter=40, random_state=0)(x, y).success
+    assert not bool((certified & broken).any())
+    with pytest.raises(ValueError, match=r"differ from the Model's bounds \(0.0, 255.0\)"):
+        is_certified(model, x, y, eps, bounds=(0, 1))
+    with pytest.raises(ValueError, match=r"input box \[0, 1\]; got range \[.*, 25"):
+        certified_accuracy(net, x, y, eps)

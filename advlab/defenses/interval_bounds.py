@@ -343,12 +343,50 @@ def _functional_affine(target: Any, box: _Box, rest: tuple, kwargs: dict) -> _Bo
     return _Box(out_mid - out_rad, out_mid + out_rad)
 
 
+def input_box(
+    model: nn.Module, x: torch.Tensor, bounds: tuple[float, float] | None = None
+) -> tuple[float, float]:
+    """The input box the eps-balls are clipped to: ``bounds``, else the ``Model``'s bounds,
+    else (0, 1); ``ValueError`` when ``bounds`` contradicts the ``Model``'s (a ball clipped to
+    the wrong box is not the one the model is attacked in: the certificate would not hold) or
+    when ``x`` lies outside the box.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        An advlab ``Model`` (its ``bounds``) or a bare network.
+    x : torch.Tensor
+        The inputs.
+    bounds : (float, float) or None, default=None
+        The box the caller names, if any.
+
+    Returns
+    -------
+    (float, float)
+        The box.
+    """
+    own = tuple(map(float, model.bounds)) if isinstance(model, Model) else None
+    box = tuple(map(float, bounds)) if bounds is not None else own or (0.0, 1.0)
+    if own is not None and box != own:
+        raise ValueError(
+            f"bounds={box} differ from the Model's bounds {own}; leave bounds out to use the "
+            "Model's"
+        )
+    lo, hi = box
+    if x.numel() and (float(x.min()) < lo or float(x.max()) > hi):
+        raise ValueError(
+            f"x must lie in the input box [{lo:g}, {hi:g}]; got range [{float(x.min()):.3g}, "
+            f"{float(x.max()):.3g}]; pass the inputs' bounds (bounds=..., or Model(net, bounds=...))"
+        )
+    return lo, hi
+
+
 def margin_lower_bounds(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     eps: float,
-    bounds: tuple[float, float] = (0.0, 1.0),
+    bounds: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """Lower bounds of z_y - z_j over the L-inf ball of radius ``eps`` around each x (clipped
     to ``bounds``), with the last linear layer merged into the margin (elision) when the
@@ -364,8 +402,8 @@ def margin_lower_bounds(
         True labels.
     eps : float
         L-inf radius, >= 0.
-    bounds : (float, float), default=(0.0, 1.0)
-        The input box.
+    bounds : (float, float) or None, default=None
+        The input box; None: the ``Model``'s bounds, (0, 1) for a bare module.
 
     Returns
     -------
@@ -375,6 +413,7 @@ def margin_lower_bounds(
     eps = check_number("eps", eps, 0.0)
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples, y has {len(y)}")
+    bounds = input_box(model, x, bounds)
     layers = _layers(model)
     lo, hi = (x - eps).clamp(*bounds), (x + eps).clamp(*bounds)
     for layer in layers[:-1]:
@@ -414,7 +453,7 @@ def is_certified(
     x: torch.Tensor,
     y: torch.Tensor,
     eps: float,
-    bounds: tuple[float, float] = (0.0, 1.0),
+    bounds: tuple[float, float] | None = None,
     batch_size: int = 512,
 ) -> torch.Tensor:
     """Per sample, whether every margin lower bound (``margin_lower_bounds``) is > 0: the
@@ -430,8 +469,8 @@ def is_certified(
         True labels.
     eps : float
         L-inf radius, >= 0.
-    bounds : (float, float), default=(0.0, 1.0)
-        The input box.
+    bounds : (float, float) or None, default=None
+        The input box; None: the ``Model``'s bounds, (0, 1) for a bare module.
     batch_size : int, default=512
         Samples per batch (memory, not results).
 
@@ -440,7 +479,7 @@ def is_certified(
     torch.Tensor of bool, shape (N,)
         True where the sample is certified.
     """
-    out = []
+    bounds, out = input_box(model, x, bounds), []
     with torch.no_grad():
         for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
             m = margin_lower_bounds(model, xb, yb, eps, bounds).scatter(
@@ -455,7 +494,7 @@ def certified_accuracy(
     x: torch.Tensor,
     y: torch.Tensor,
     eps: float,
-    bounds: tuple[float, float] = (0.0, 1.0),
+    bounds: tuple[float, float] | None = None,
     batch_size: int = 512,
 ) -> float:
     """Percentage of samples ``is_certified``: correctly classified for every input in the
@@ -471,8 +510,8 @@ def certified_accuracy(
         True labels.
     eps : float
         L-inf radius, >= 0.
-    bounds : (float, float), default=(0.0, 1.0)
-        The input box.
+    bounds : (float, float) or None, default=None
+        The input box; None: the ``Model``'s bounds, (0, 1) for a bare module.
     batch_size : int, default=512
         Samples per batch (memory, not results).
 
@@ -514,7 +553,7 @@ def train_ibp(
     kappa_end: float = 0.5,
     batch_size: int = 100,
     lr: float = 1e-3,
-    bounds: tuple[float, float] = (0.0, 1.0),
+    bounds: tuple[float, float] | None = None,
     seed: int = 0,
 ) -> IBPHistory:
     """Train ``model`` in place on (x, y) against its IBP certificate (Gowal et al. eq. 12):
@@ -539,8 +578,8 @@ def train_ibp(
         Samples per step.
     lr : float, default=1e-3
         Adam's learning rate.
-    bounds : (float, float), default=(0.0, 1.0)
-        The input box.
+    bounds : (float, float) or None, default=None
+        The input box; None: the ``Model``'s bounds, (0, 1) for a bare module.
     seed : int, default=0
         Seed of the batch order.
 
@@ -553,6 +592,7 @@ def train_ibp(
     check_number("epochs", epochs, 1, integer=True)
     check_number("ramp_epochs", ramp_epochs, 0, integer=True)
     check_number("kappa_end", kappa_end, 0.0, 1.0)
+    bounds = input_box(model, x, bounds)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
