@@ -460,6 +460,31 @@ def test_plan_counts_the_users_model_passes(user_files, tmp_path, capsys):
     assert all(a["image_steps_per_second"] > 0 for a in plan["attacks"])
 
 
+def test_plan_times_the_certificates_on_the_users_weights(user_files, tmp_path, capsys):
+    """With the weights given, the plan times the linear certificate on every input and
+    verify's programs on the inputs the run would give one: the 20 of 24 the model classifies
+    correctly at 0.06 (no attack budget or certificate reaches it), none at 0.02 (every correct
+    input is certified there); a model trained in the run is not timed, and the plan says so."""
+    path = tmp_path / "config.yaml"
+    config = _config(user_files, certify=[0.02], certify_bounds=["interval", "linear"],
+                     verify=[0.02, 0.06])  # fmt: skip
+    path.write_text(yaml.safe_dump({"experiment": "evaluate", **config}))
+    assert main(["plan", str(path), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    lines = {a["what"]: a for a in plan["attacks"]}
+    assert lines["linear certificate at eps 0.02 (timed on 24 inputs)"]["image_steps"] == N
+    verify = lines["verify at eps 0.06 (programs for 20 of 24 sampled inputs, 20 timed)"]
+    assert verify["image_steps"] == 20 and verify["image_steps_per_second"] > 0
+    assert not any(what.startswith("verify at eps 0.02") for what in lines)
+    assert any(
+        "verify at eps 0.02: the attacks and certificates decided" in n for n in plan["notes"]
+    )
+    assert main(["plan", "evaluate", "--profile", "quick", "--json"]) == 0
+    quick = json.loads(capsys.readouterr().out)
+    assert not any(a["what"].startswith(("verify", "linear")) for a in quick["attacks"])
+    assert any("give model.weights to have them timed" in n for n in quick["notes"])
+
+
 def tabular(width: int = 8) -> nn.Module:
     """A user's network on 6 features (``tests.test_evaluate:tabular``)."""
     return nn.Sequential(nn.Linear(6, width), nn.ReLU(), nn.Linear(width, 3))

@@ -238,7 +238,7 @@ def _hours(
 ) -> None:
     """Set ``attack``'s rate and its hours on each number of workers (more workers than units
     idle), and add them to ``total``."""
-    attack["image_steps_per_second"] = round(rate, 1)
+    attack["image_steps_per_second"] = float(f"{rate:.3g}")  # slow work (programs) keeps digits
     attack["hours"] = {}
     for n in workers:
         busy = min(n, max(1, int(attack.get("units", 1))))

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -1040,11 +1041,120 @@ def _plan(config: EvaluateConfig) -> dict[str, Any]:
     ]
     if config.verify:
         units["verify (budgets x chunks)"] = len(config.verify) * chunks
-        notes += [
-            "Not counted: verify's mixed-integer programs (their cost depends on how many",
-            f"ReLUs each budget leaves unstable; at most {config.verify_time_limit:g} s per program).",
-        ]
+    attacks += _timed_certificates(config, ds, chunks, notes)
     return {"units": units, "attacks": attacks, "notes": notes}
+
+
+PLAN_SECONDS_PER_BUDGET = 30.0  # what the plan spends timing a certificate at one budget
+PLAN_SAMPLE = 256  # inputs, spread through the data, that the plan's timings draw on
+
+
+def _timed_certificates(
+    config: EvaluateConfig, ds: Dataset, chunks: int, notes: list[str]
+) -> list[dict[str, Any]]:
+    """Plan entries for the certificates whose cost depends on the trained weights: the
+    linear certificate (per ``certify`` budget) and ``verify``'s programs (per ``verify``
+    budget), timed on the user's weights over ``PLAN_SAMPLE`` inputs spread through the data
+    (the certificate in chunks of ``chunk_size``, the programs one input at a time), for about
+    ``PLAN_SECONDS_PER_BUDGET`` each. As in the run,
+    ``verify`` gives a program only to the inputs that the model classifies correctly, that no
+    L-inf attack of the config breaks within the budget and that no certificate at the budget
+    proves (the attacks and certificates run on the sample for this): its line counts the
+    data's share of such inputs in the sample, at the programs' rate. A model trained in the
+    run has no weights to time yet: the plan says so in ``notes``."""
+    linear = [e for e in config.certify if "linear" in config.certify_bounds]
+    if not linear and not config.verify:
+        return []
+    if config.model.weights is None:
+        notes += [
+            "Not counted: the linear certificate and verify's mixed-integer programs; their cost",
+            "depends on the trained weights (how many ReLUs each budget leaves unstable), and",
+            "this model is trained in the run (give model.weights to have them timed here).",
+        ]
+        return []
+    assert ds.images is not None
+    module = fresh_module(config.model, tuple(ds.images.shape[1:]), ds.n_classes)
+    load_weights(module, config.model.weights)
+    model = Model(module.eval(), config.model.bounds, config.model.preprocessing)
+    pick = np.unique(np.linspace(0, len(ds) - 1, num=min(len(ds), PLAN_SAMPLE)).round().astype(int))
+    x, y = torch.from_numpy(ds.images[pick]), torch.from_numpy(ds.labels[pick])
+    entries, chunked = [], -(-len(x) // config.chunk_size)
+    for eps in linear:
+        check = partial(_certify_inputs, model, x, y, eps)  # chunks, as the run calls it
+        rate, timed = _inputs_per_second(check, np.array_split(np.arange(len(x)), chunked))
+        entries.append({"what": f"linear certificate at eps {eps:g} (timed on {timed} inputs)",
+                        "images": len(ds), "steps": 1, "rate": rate, "units": chunks})  # fmt: skip
+    if config.verify:
+        undecided = _undecided(config, model, x, y)
+        for eps in config.verify:
+            todo = np.flatnonzero(undecided[eps])
+            if not len(todo):
+                notes.append(f"verify at eps {eps:g}: the attacks and certificates decided every "
+                             "sampled input (no program timed).")  # fmt: skip
+                continue
+            check = partial(_verify_inputs, model, x, y, eps, config.verify_time_limit)
+            rate, timed = _inputs_per_second(check, [todo[i : i + 1] for i in range(len(todo))])
+            entries.append({"what": f"verify at eps {eps:g} (programs for {len(todo)} of {len(x)} "
+                            f"sampled inputs, {timed} timed)", "images": round(len(ds) * len(todo) / len(x)),
+                            "steps": 1, "rate": rate, "units": chunks})  # fmt: skip
+    notes += ["The certificates are timed on the given weights (see the lines' sample sizes)."]
+    return entries
+
+
+def _certify_inputs(model: Model, x: torch.Tensor, y: torch.Tensor, eps: float,
+                    group: np.ndarray) -> None:  # fmt: skip
+    """The linear certificate of the inputs ``group`` in one call, as a run's chunk (timed)."""
+    is_certified_linear(model, x[group], y[group], eps)
+
+
+def _verify_inputs(
+    model: Model, x: torch.Tensor, y: torch.Tensor, eps: float, limit: float, group: np.ndarray
+) -> None:
+    """``verify_linf`` on the inputs ``group`` (timed)."""
+    verify_linf(model, x[group], y[group], eps, limit)
+
+
+def _inputs_per_second(check: Any, groups: list[np.ndarray]) -> tuple[float, int]:
+    """(inputs per second of ``check(group)`` over ``groups`` in order, inputs timed),
+    stopping once ``PLAN_SECONDS_PER_BUDGET`` is spent (at least one group)."""
+    seconds, timed = 0.0, 0
+    for group in groups:
+        start = time.perf_counter()
+        check(group)
+        seconds += time.perf_counter() - start
+        timed += len(group)
+        if seconds > PLAN_SECONDS_PER_BUDGET:
+            break
+    return timed / max(seconds, 1e-9), timed
+
+
+def _undecided(
+    config: EvaluateConfig, model: Model, x: torch.Tensor, y: torch.Tensor
+) -> dict[float, np.ndarray]:
+    """Per ``verify`` budget, which of the inputs (x, y) the run would give a program (see
+    ``_verify``): the config's attacks and certificates run on them, as in the run's units."""
+    with torch.no_grad():
+        correct = (model(x).argmax(1) == y).numpy()
+    outcomes: dict[str, dict[Any, dict[str, Any]]] = {}
+    for entry in config.attacks:
+        for eps in entry.eps or (None,):
+            attack = _make_attack(entry, model, eps, config.seed, config.batch_size)
+            result = attack(x, y)
+            assert result.distances is not None
+            outcomes.setdefault(entry.id, {})[eps] = {
+                "success": result.success.tolist(), "norm": attack.norm,
+                "distance": result.distances.double().tolist()}  # fmt: skip
+    worst = _worst({e.id: _broken_at(outcomes, e) for e in config.attacks}).get("linf")
+    undecided = {}
+    for eps in config.verify:
+        todo = correct & (worst > eps if worst is not None else True)
+        if eps in config.certify:
+            for method in config.certify_bounds:
+                proved = (is_certified_linear(model, x, y, eps) if method == "linear"
+                          else is_certified(model, x, y, eps, model.bounds, config.batch_size))  # fmt: skip
+                todo &= ~proved.numpy()
+        undecided[eps] = todo
+    return undecided
 
 
 @register(
