@@ -238,7 +238,8 @@ def _hours(
 ) -> None:
     """Set ``attack``'s rate and its hours on each number of workers (more workers than units
     idle), and add them to ``total``."""
-    attack["image_steps_per_second"] = float(f"{rate:.3g}")  # slow work (programs) keeps digits
+    # slow work (a program a minute) keeps 3 significant digits where 1 decimal would say 0
+    attack["image_steps_per_second"] = round(rate, 1) if rate >= 1 else float(f"{rate:.3g}")
     attack["hours"] = {}
     for n in workers:
         busy = min(n, max(1, int(attack.get("units", 1))))
