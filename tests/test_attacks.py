@@ -58,6 +58,18 @@ def test_bim_equals_torchattacks(digits_model, targeted):
         assert torch.equal(adapted.success, ours.success)
 
 
+def test_torchattacks_adapter_refuses_a_model_not_read_on_the_unit_box():
+    """torchattacks clamps its examples to [0, 1]: on a model read on [0, 255] every example
+    came back as the constant image 1 (L-inf distance about 253) until the adapter refused it."""
+    torchattacks = pytest.importorskip("torchattacks")
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
+    with pytest.raises(
+        ValueError, match=r"clamps inputs to \[0, 1\], but the model's bounds are \(0.0, 255.0\)"
+    ):
+        TorchattacksAdapter(torchattacks.PGD(Model(net, bounds=(0, 255)), eps=8, alpha=2, steps=5))
+    TorchattacksAdapter(torchattacks.PGD(Model(net), eps=0.03))  # (0, 1): accepted
+
+
 class _CountingModel(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()

@@ -19,7 +19,8 @@ from advlab.attacks.evasion.criteria import Criterion
 
 class TorchattacksAdapter(Attack):
     """Wrap a ``torchattacks.Attack`` instance (its ``model`` is used for the criterion); a
-    criterion that needs targets switches it to targeted-by-label mode.
+    criterion that needs targets switches it to targeted-by-label mode. torchattacks clamps
+    its examples to [0, 1], so a model (an advlab ``Model``) with other bounds is refused.
 
     Parameters
     ----------
@@ -38,6 +39,11 @@ class TorchattacksAdapter(Attack):
         if not callable(attack) or not hasattr(attack, "model"):
             raise TypeError("expected a torchattacks attack instance (callable, with a .model)")
         super().__init__(attack.model, criterion, batch_size)
+        if tuple(map(float, self.model.bounds)) != (0.0, 1.0):  # its steps end in clamp(0, 1)
+            raise ValueError(
+                f"torchattacks clamps inputs to [0, 1], but the model's bounds are "
+                f"{tuple(self.model.bounds)}; use advlab's attacks for this model"
+            )
         self.attack = attack
         if self.criterion.needs_target:
             attack.set_mode_targeted_by_label(quiet=True)

@@ -533,13 +533,11 @@ def fingerprint(ds: Dataset, model: Model) -> dict[str, str]:
 def _torchattacks(entry: AttackEntry, model: Model, eps: float | None, batch: int) -> Attack:
     """``torchattacks:CLASS`` at ``eps`` through ``TorchattacksAdapter``, its distances in the
     norm its ``norm`` parameter names (torchattacks' default: Linf)."""
-    if tuple(model.bounds) != (0.0, 1.0):
-        raise ValueError(
-            f"{entry.name}: torchattacks clamps inputs to [0, 1], but model.bounds are "
-            f"{list(model.bounds)}; use advlab's attacks for this model"
-        )
     cls = import_object(entry.name, "attacks.name")
-    adapter = TorchattacksAdapter(cls(model, eps=eps, **entry.params), batch_size=batch)
+    try:
+        adapter = TorchattacksAdapter(cls(model, eps=eps, **entry.params), batch_size=batch)
+    except ValueError as exc:  # the adapter refuses models not read on [0, 1]
+        raise ValueError(f"{entry.name}: {exc}") from exc
     adapter.norm = "l2" if str(entry.params.get("norm", "Linf")).lower() == "l2" else "linf"
     return adapter
 
