@@ -282,7 +282,7 @@ def test_plan_counts_the_units_and_image_steps(tmp_path, capsys):
     """advlab plan: the k-means fit, Algorithm 1, a unit per budget and chunk and one per chunk
     for the minimal perturbation, each serving both k-means (the run makes these and its
     fingerprint); the image-steps of each attack from the config, the transfer examples crafted
-    once for both k-means."""
+    once for both k-means; the k-means work timed on a k-means fitted as the run fits it."""
     config = _digits_config(adversarial_training=TRAINING)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"experiment": "evaluate-kmeans", **config}))
@@ -295,7 +295,13 @@ def test_plan_counts_the_units_and_image_steps(tmp_path, capsys):
     assert steps == {"training surrogate (3 epochs)": 1437 * 3,
                      "transfer I-FGSM (2 budgets)": 2 * 100 * 5,  # crafted once for both
                      "Algorithm 1 (3 steps)": round(3 * 0.5 * 1437) * 5,
-                     "white-box PGD (2 k-means x 2 budgets)": 2 * 2 * 100 * 10}  # fmt: skip
+                     "white-box PGD (2 k-means x 2 budgets)": 2 * 2 * 100 * 10,
+                     # timed on the run's own k-means: fits per training input, and every
+                     # test input's minimal perturbation and radius for both k-means
+                     "k-means fit (k = 20)": 1437, "Algorithm 1's k-means fits (3)": 3 * 1437,
+                     "minimal perturbation and certified radius (2 k-means; timed on 100 inputs)":
+                         2 * 100}  # fmt: skip
+    assert all(a["image_steps_per_second"] > 0 for a in plan["attacks"])
     _run(tmp_path, config)
     made = json.loads((tmp_path / "run" / "manifest.json").read_text())["units_computed"]
     assert made == sum(plan["units"].values()) + 1  # + the fingerprint of the files

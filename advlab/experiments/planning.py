@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -172,6 +173,60 @@ def measure_throughput(
             torch.cuda.synchronize()
         best = max(best, passes / seconds)
     return best
+
+
+SAMPLE_SECONDS = 30.0  # what a plan spends timing one piece of work whose cost depends on data
+SAMPLE_SIZE = 256  # inputs, spread through the data, that such timings draw on
+
+
+def spread_sample(n: int, size: int = SAMPLE_SIZE) -> np.ndarray:
+    """Up to ``size`` row indices spread evenly from 0 to n - 1 (the first, the last and the
+    ones between: a sample of data that may be ordered by class or source).
+
+    Parameters
+    ----------
+    n : int
+        Rows of the data.
+    size : int, default=SAMPLE_SIZE
+        Most indices returned.
+
+    Returns
+    -------
+    ndarray of int
+        Sorted distinct indices.
+    """
+    return np.unique(np.linspace(0, n - 1, num=min(n, size)).round().astype(int))
+
+
+def inputs_per_second(
+    check: Callable[[np.ndarray], Any], groups: list[np.ndarray], limit: float = SAMPLE_SECONDS
+) -> tuple[float, int]:
+    """The rate of ``check(group)`` over ``groups`` (arrays of input indices) in order, in
+    inputs per second, stopping once ``limit`` seconds are spent (at least one group).
+
+    Parameters
+    ----------
+    check : callable
+        The work on one group of inputs.
+    groups : list of ndarray
+        The groups, in the order to time them.
+    limit : float, default=SAMPLE_SECONDS
+        Seconds after which no further group is started.
+
+    Returns
+    -------
+    (float, int)
+        Inputs per second and the number of inputs timed.
+    """
+    seconds, timed = 0.0, 0
+    for group in groups:
+        start = time.perf_counter()
+        check(group)
+        seconds += time.perf_counter() - start
+        timed += len(group)
+        if seconds > limit:
+            break
+    return timed / max(seconds, 1e-9), timed
 
 
 def make_plan(

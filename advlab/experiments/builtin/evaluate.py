@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import time
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -90,7 +89,7 @@ from advlab.experiments.builtin._user import (
     refuse_changed_files,
 )
 from advlab.experiments.config import ExperimentConfig
-from advlab.experiments.planning import lbfgs_pass_budget
+from advlab.experiments.planning import inputs_per_second, lbfgs_pass_budget, spread_sample
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
 from advlab.metrics import robust_accuracy_curve
@@ -1043,18 +1042,14 @@ def _plan(config: EvaluateConfig) -> dict[str, Any]:
     return {"units": units, "attacks": attacks, "notes": notes}
 
 
-PLAN_SECONDS_PER_BUDGET = 30.0  # what the plan spends timing a certificate at one budget
-PLAN_SAMPLE = 256  # inputs, spread through the data, that the plan's timings draw on
-
-
 def _timed_certificates(
     config: EvaluateConfig, ds: Dataset, chunks: int, notes: list[str]
 ) -> list[dict[str, Any]]:
     """Plan entries for the certificates whose cost depends on the trained weights: the
     linear certificate (per ``certify`` budget) and ``verify``'s programs (per ``verify``
-    budget), timed on the user's weights over ``PLAN_SAMPLE`` inputs spread through the data
+    budget), timed on the user's weights over ``spread_sample`` inputs of the data
     (the certificate in chunks of ``chunk_size``, the programs one input at a time), for about
-    ``PLAN_SECONDS_PER_BUDGET`` each. As in the run,
+    ``SAMPLE_SECONDS`` each. As in the run,
     ``verify`` gives a program only to the inputs that the model classifies correctly, that no
     L-inf attack of the config breaks within the budget and that no certificate at the budget
     proves (the attacks and certificates run on the sample for this): its line counts the
@@ -1074,12 +1069,12 @@ def _timed_certificates(
     module = fresh_module(config.model, tuple(ds.images.shape[1:]), ds.n_classes)
     load_weights(module, config.model.weights)
     model = Model(module.eval(), config.model.bounds, config.model.preprocessing)
-    pick = np.unique(np.linspace(0, len(ds) - 1, num=min(len(ds), PLAN_SAMPLE)).round().astype(int))
+    pick = spread_sample(len(ds))
     x, y = torch.from_numpy(ds.images[pick]), torch.from_numpy(ds.labels[pick])
     entries, chunked = [], -(-len(x) // config.chunk_size)
     for eps in linear:
         check = partial(_certify_inputs, model, x, y, eps)  # chunks, as the run calls it
-        rate, timed = _inputs_per_second(check, np.array_split(np.arange(len(x)), chunked))
+        rate, timed = inputs_per_second(check, np.array_split(np.arange(len(x)), chunked))
         entries.append({"what": f"linear certificate at eps {eps:g} (timed on {timed} inputs)",
                         "images": len(ds), "steps": 1, "rate": rate, "units": chunks})  # fmt: skip
     if config.verify:
@@ -1091,7 +1086,7 @@ def _timed_certificates(
                              "sampled input (no program timed).")  # fmt: skip
                 continue
             check = partial(_verify_inputs, model, x, y, eps, config.verify_time_limit)
-            rate, timed = _inputs_per_second(check, [todo[i : i + 1] for i in range(len(todo))])
+            rate, timed = inputs_per_second(check, [todo[i : i + 1] for i in range(len(todo))])
             entries.append({"what": f"verify at eps {eps:g} (programs for {len(todo)} of {len(x)} "
                             f"sampled inputs, {timed} timed)", "images": round(len(ds) * len(todo) / len(x)),
                             "steps": 1, "rate": rate, "units": chunks})  # fmt: skip
@@ -1110,20 +1105,6 @@ def _verify_inputs(
 ) -> None:
     """``verify_linf`` on the inputs ``group`` (timed)."""
     verify_linf(model, x[group], y[group], eps, limit)
-
-
-def _inputs_per_second(check: Any, groups: list[np.ndarray]) -> tuple[float, int]:
-    """(inputs per second of ``check(group)`` over ``groups`` in order, inputs timed),
-    stopping once ``PLAN_SECONDS_PER_BUDGET`` is spent (at least one group)."""
-    seconds, timed = 0.0, 0
-    for group in groups:
-        start = time.perf_counter()
-        check(group)
-        seconds += time.perf_counter() - start
-        timed += len(group)
-        if seconds > PLAN_SECONDS_PER_BUDGET:
-            break
-    return timed / max(seconds, 1e-9), timed
 
 
 def _undecided(
