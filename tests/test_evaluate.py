@@ -431,6 +431,19 @@ def test_a_mistake_is_one_line_before_any_attack(user_files, tmp_path, capsys, w
     )
 
 
+@pytest.mark.parametrize(
+    "what", ["missing array", "unknown factory", "verify a network with max pooling"]
+)
+def test_a_mistake_the_plan_meets_is_one_line_too(user_files, tmp_path, capsys, what):
+    """``advlab plan`` reads the data, builds the factory's network and (with the weights and
+    verify) runs the certificates: a mistake there is the run's one line, not a traceback."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "evaluate", **_bad(user_files, tmp_path, what)}))
+    code = main(["plan", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and MISTAKES[what] in err and "Traceback" not in err, err
+
+
 def test_a_run_refuses_to_resume_on_changed_weights(user_files, tmp_path):
     """Units computed on one weights file are never mixed with another: the same config over
     a changed file is refused, naming what changed; results.json records both checksums."""

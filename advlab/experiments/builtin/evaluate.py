@@ -1004,6 +1004,7 @@ def untrained_model(spec: ModelSpec, shape: tuple[int, ...], n_classes: int) -> 
     return Model(fresh_module(spec, shape, n_classes).eval(), spec.bounds, spec.preprocessing)
 
 
+@config_errors()  # a mistake in the user's files or factory: one line, as in a run
 def _plan(config: EvaluateConfig) -> dict[str, Any]:
     """Units and attack work of a run (``advlab plan``): one clean and one attack unit per
     chunk, attack and budget; image-steps per attack from ``_passes_per_image`` on every input,
@@ -1011,6 +1012,9 @@ def _plan(config: EvaluateConfig) -> dict[str, Any]:
     ds = load_inputs(config.data)
     assert ds.images is not None
     shape = tuple(ds.images.shape[1:])
+    untrained_model(
+        config.model, shape, ds.n_classes
+    )  # the factory imports and builds, or one line
     chunks = -(-len(ds) // config.chunk_size)
     batch = min(config.batch_size, config.chunk_size, len(ds))
     common = {"model": config.model.factory, "shape": list(shape), "batch": batch,

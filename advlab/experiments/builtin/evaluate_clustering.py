@@ -524,6 +524,7 @@ def _timed_fits(config: EvaluateClusteringConfig, X: np.ndarray) -> tuple[float,
     return float(np.median(times)), int(np.median(clusters))
 
 
+@config_errors()  # a mistake in the user's files or factory: one line, as in a run
 def _plan(config: EvaluateClusteringConfig) -> dict[str, Any]:
     """Units and fits of a run (``advlab plan``): a clean unit per seed, a unit per attack,
     budget and seed; the fits at the rate of clean fits timed here."""

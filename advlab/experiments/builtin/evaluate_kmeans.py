@@ -484,6 +484,7 @@ def _random_kmeans(k: int, shape: tuple[int, ...], n_classes: int, bounds: tuple
     return kmeans_model(centres, rng.integers(0, n_classes, k), bounds)
 
 
+@config_errors()  # a mistake in the user's files or factory: one line, as in a run
 def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
     """Units and attack work of a run (``advlab plan``): the k-means fit, Algorithm 1, a unit
     per budget and chunk and one per chunk for the minimal perturbation (each serving every
@@ -507,6 +508,7 @@ def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
         spec: ModelSpec | None = getattr(config, which)
         if spec is None:
             continue
+        untrained_model(spec, shape, n_classes)  # the factory imports and builds, or one line
         net = {**common, "model": spec.factory,
                "module": partial(untrained_model, spec, shape, n_classes)}  # fmt: skip
         if spec.train_epochs is not None:
