@@ -505,6 +505,19 @@ def _cli_cases(tmp: Path) -> list[tuple[str, str, Callable[[], Any]]]:
         ("unknown experiment", ["reproduce", "nope"], "nope"),
     ):
         cases.append((f"advlab {name}", token, cli([*argv, "--quiet"])))
+    for name, (_, token) in configs.items():  # plan reads the same configs
+        path = tmp / f"{name.replace(' ', '_')}" / "c.yaml"
+        cases.append((f"advlab plan ({name})", token, cli(["plan", str(path)])))
+    missing = tmp / "missing_data" / "c.yaml"
+    missing.parent.mkdir()
+    missing.write_text(f"experiment: evaluate\ndata: {{path: {tmp / 'none.npz'}}}\n"
+                       "model: {factory: mlp, weights: w.safetensors}\nattacks: [{name: deepfool}]\n")  # fmt: skip
+    for name, argv, token in (
+        ("plan --workers 0", ["plan", "demo", "--workers", "0"], "--workers"),
+        ("plan unknown profile", ["plan", "demo", "--profile", "huge"], "huge"),
+        ("plan evaluate without its data file", ["plan", str(missing)], "none.npz"),
+    ):
+        cases.append((f"advlab {name}", token, cli(argv)))
     return cases
 
 
