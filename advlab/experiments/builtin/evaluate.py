@@ -1012,9 +1012,8 @@ def _plan(config: EvaluateConfig) -> dict[str, Any]:
     ds = load_inputs(config.data)
     assert ds.images is not None
     shape = tuple(ds.images.shape[1:])
-    untrained_model(
-        config.model, shape, ds.n_classes
-    )  # the factory imports and builds, or one line
+    # the factory imports and builds here, or the plan stops with one line naming it
+    untrained_model(config.model, shape, ds.n_classes)
     chunks = -(-len(ds) // config.chunk_size)
     batch = min(config.batch_size, config.chunk_size, len(ds))
     common = {"model": config.model.factory, "shape": list(shape), "batch": batch,
@@ -1051,14 +1050,14 @@ def _timed_certificates(
 ) -> list[dict[str, Any]]:
     """Plan entries for the certificates whose cost depends on the trained weights: the
     linear certificate (per ``certify`` budget) and ``verify``'s programs (per ``verify``
-    budget), timed on the user's weights over ``spread_sample`` inputs of the data
-    (the certificate in chunks of ``chunk_size``, the programs one input at a time), for about
-    ``SAMPLE_SECONDS`` each. As in the run,
-    ``verify`` gives a program only to the inputs that the model classifies correctly, that no
-    L-inf attack of the config breaks within the budget and that no certificate at the budget
-    proves (the attacks and certificates run on the sample for this): its line counts the
-    data's share of such inputs in the sample, at the programs' rate. A model trained in the
-    run has no weights to time yet: the plan says so in ``notes``."""
+    budget), timed on the user's weights over ``spread_sample`` inputs of the data (the
+    certificate in chunks of ``chunk_size``, the programs one input at a time), for about
+    ``SAMPLE_SECONDS`` each. As in the run, ``verify`` gives a program only to the inputs that
+    the model classifies correctly, that no L-inf attack of the config breaks within the budget
+    and that no certificate at the budget proves (the attacks and certificates run on the
+    sample for this): its line counts the data's share of such inputs in the sample, at the
+    programs' rate. A model trained in the run has no weights to time yet: the plan says so in
+    ``notes``."""
     linear = [e for e in config.certify if "linear" in config.certify_bounds]
     if not linear and not config.verify:
         return []
