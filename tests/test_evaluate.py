@@ -503,6 +503,24 @@ def tabular(width: int = 8) -> nn.Module:
     return nn.Sequential(nn.Linear(6, width), nn.ReLU(), nn.Linear(width, 3))
 
 
+def test_null_bounds_are_open_sides():
+    """YAML's null (what config.json writes for an infinite bound) leaves a side open, in
+    evaluate's model and evaluate-kmeans' inputs; a word is still refused."""
+    from advlab.experiments.builtin.evaluate import ModelSpec
+    from advlab.experiments.builtin.evaluate_kmeans import EvaluateKMeansConfig
+
+    spec = {"factory": "tests.test_evaluate:tabular", "weights": "w.safetensors"}
+    assert ModelSpec.model_validate({**spec, "bounds": [None, None]}).bounds == (-np.inf, np.inf)
+    assert ModelSpec.model_validate({**spec, "bounds": [0, None]}).bounds == (0.0, np.inf)
+    with pytest.raises(ValueError, match="bounds"):
+        ModelSpec.model_validate({**spec, "bounds": ["low", 1]})
+    kmeans = EvaluateKMeansConfig.model_validate(
+        {"train": {"name": "digits"}, "test": {"name": "digits"}, "n_clusters": 5, "eps": [0.1],
+         "bounds": [None, None]}
+    )  # fmt: skip
+    assert kmeans.bounds == (-np.inf, np.inf)
+
+
 def test_unbounded_features_resume_and_a_corrected_config_reuses_the_folder(tmp_path, capsys):
     """Tabular rows with infinite bounds (null in config.json): L-BFGS succeeds on them, a rerun
     resumes with nothing recomputed; a config refused before any unit leaves the folder free for

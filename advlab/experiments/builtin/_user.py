@@ -4,6 +4,7 @@ objects imported by ``package.module:name``, file stamps and one-line config err
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import import_module
@@ -43,6 +44,27 @@ class DataSource(Strict):
         if self.name is not None and self.name not in DATASETS:
             raise ValueError(f"unknown data set {self.name!r}; built in: {', '.join(DATASETS)}")
         return self
+
+
+def open_bounds(value: Any) -> Any:
+    """A config's ``bounds`` with ``null`` read as an open side: [null, null] is (-inf, inf),
+    the bounds of tabular features (``config.json`` writes infinite bounds as null, JSON having
+    no infinity); anything else is left to the field's own validation.
+
+    Parameters
+    ----------
+    value : Any
+        The value given for ``bounds``.
+
+    Returns
+    -------
+    Any
+        ``value`` with None replaced by -inf (first) or inf (second).
+    """
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        low, high = value
+        return (-math.inf if low is None else low, math.inf if high is None else high)
+    return value
 
 
 def read_npz(

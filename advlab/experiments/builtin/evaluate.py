@@ -86,6 +86,7 @@ from advlab.experiments.builtin._user import (
     file_stamp,
     import_object,
     load_source,
+    open_bounds,
     refuse_changed_files,
 )
 from advlab.experiments.config import ExperimentConfig
@@ -155,7 +156,8 @@ class ModelSpec(Strict):
     train_epochs : int or None
         Train the zoo model on the other split of the built-in data set (cached by content).
     bounds : (float, float)
-        The range of the model's inputs; attacks stay inside it.
+        The range of the model's inputs; attacks stay inside it. null (or -.inf / .inf in
+        YAML) leaves a side open: [null, null] for unbounded tabular features.
     preprocessing : dict or None
         ``{mean, std, axis}`` applied inside the model (``Model``'s preprocessing) of a network
         with ``weights``; a zoo model trained here normalises with its kwargs mean and std.
@@ -167,6 +169,11 @@ class ModelSpec(Strict):
     train_epochs: int | None = Field(None, ge=1)
     bounds: tuple[float, float] = (0.0, 1.0)
     preprocessing: dict[str, Any] | None = None
+
+    @field_validator("bounds", mode="before")
+    @classmethod
+    def _open_bounds(cls, value: Any) -> Any:
+        return open_bounds(value)
 
     @model_validator(mode="after")
     def _weights_or_training(self) -> ModelSpec:

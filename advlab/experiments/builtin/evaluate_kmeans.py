@@ -74,6 +74,7 @@ from advlab.experiments.builtin._user import (
     Strict,
     config_errors,
     file_stamp,
+    open_bounds,
     refuse_changed_files,
 )
 from advlab.experiments.builtin.evaluate import (
@@ -143,7 +144,8 @@ class EvaluateKMeansConfig(ExperimentConfig):
     eps : tuple of float
         L-inf budgets, > 0, in the inputs' units.
     bounds : (float, float)
-        The inputs' range, which both attacks stay inside (a surrogate's own bounds must agree).
+        The inputs' range, which both attacks stay inside (a surrogate's own bounds must agree);
+        null leaves a side open.
     heldout_surrogate : ModelSpec or None
         A second network for a transfer attack Algorithm 1 never trained against (a zoo name
         with ``train_epochs`` is trained with seed + 1); None: none.
@@ -174,6 +176,11 @@ class EvaluateKMeansConfig(ExperimentConfig):
     chunk_size: int = Field(500, ge=1)
     batch_size: int = Field(256, ge=1)
     device: str = "cpu"
+
+    @field_validator("bounds", mode="before")
+    @classmethod
+    def _open_bounds(cls, value: Any) -> Any:
+        return open_bounds(value)
 
     @field_validator("eps")
     @classmethod
