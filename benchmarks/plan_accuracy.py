@@ -93,7 +93,7 @@ def main() -> None:
         "total": {"planned_s": round(total_planned, 1), "run_s": round(total_run, 1),
                   "run_over_planned": round(total_run / total_planned, 2)},
         "plan_wall_s": round(plan_seconds, 1), "run_wall_s": round(manifest["seconds"], 1),
-        "notes": plan["notes"], "folder": str(root),
+        "plan_lines": [line["what"] for line in plan["attacks"]], "notes": plan["notes"], "folder": str(root),
     }  # fmt: skip
     if args.kmeans_config is not None:
         report["evaluate-kmeans"] = _kmeans(args.kmeans_config, root / "kmeans", env)

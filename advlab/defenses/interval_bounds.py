@@ -46,7 +46,7 @@ from torch import nn
 from advlab.models.wrapper import Model
 from advlab.models.zoo import Classifier, Normalize
 from advlab.utils.progress import progress
-from advlab.utils.validation import check_number
+from advlab.utils.validation import check_images, check_number
 
 Interval = tuple[torch.Tensor, torch.Tensor]
 
@@ -365,20 +365,19 @@ def input_box(
     (float, float)
         The box.
     """
-    own = tuple(map(float, model.bounds)) if isinstance(model, Model) else None
-    box = tuple(map(float, bounds)) if bounds is not None else own or (0.0, 1.0)
+    own = (float(model.bounds[0]), float(model.bounds[1])) if isinstance(model, Model) else None
+    given = None if bounds is None else (float(bounds[0]), float(bounds[1]))
+    box = given or own or (0.0, 1.0)
     if own is not None and box != own:
         raise ValueError(
             f"bounds={box} differ from the Model's bounds {own}; leave bounds out to use the "
             "Model's"
         )
-    lo, hi = box
-    if x.numel() and (float(x.min()) < lo or float(x.max()) > hi):
-        raise ValueError(
-            f"x must lie in the input box [{lo:g}, {hi:g}]; got range [{float(x.min()):.3g}, "
-            f"{float(x.max()):.3g}]; pass the inputs' bounds (bounds=..., or Model(net, bounds=...))"
+    if x.numel():  # (an empty batch certifies nothing, as before)
+        check_images(
+            x, "x", box, x.dtype, "pass the inputs' box: bounds=..., or Model(net, bounds=...)"
         )
-    return lo, hi
+    return box
 
 
 def margin_lower_bounds(

@@ -585,8 +585,23 @@ def _attack_unit(
     entry = config.attacks[index]
     sl = slice(start, start + config.chunk_size)
     x, y = torch.from_numpy(ds.images[sl]), torch.from_numpy(ds.labels[sl])
-    attack = _make_attack(entry, model, eps, config.seed + start, config.batch_size)
-    result = attack(x.to(config.device), y.to(config.device))
+    return _attack_outcome(entry, model, eps, config.seed + start, config.batch_size,
+                           x.to(config.device), y.to(config.device))  # fmt: skip
+
+
+def _attack_outcome(
+    entry: AttackEntry,
+    model: Model,
+    eps: float | None,
+    seed: int,
+    batch: int,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> dict[str, Any]:
+    """``entry``'s attack at ``eps`` on (x, y): per input, success and the perturbation's
+    size, and the attack's norm (an attack unit's result; the plan's too)."""
+    attack = _make_attack(entry, model, eps, seed, batch)
+    result = attack(x, y)
     assert result.distances is not None
     return {
         "success": result.success.cpu().tolist(),
@@ -602,13 +617,21 @@ def _certify_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[s
     sl = slice(start, start + config.chunk_size)
     x = torch.from_numpy(ds.images[sl]).to(config.device)
     y = torch.from_numpy(ds.labels[sl]).to(config.device)
+    return _certificates(config, model, x, y, config.certify)
+
+
+def _certificates(
+    config: EvaluateConfig, model: Model, x: torch.Tensor, y: torch.Tensor, budgets: Any
+) -> dict[str, dict[str, list[bool]]]:
+    """Per ``certify_bounds`` method and budget (``eps_key``), which of (x, y) it certifies
+    (a certify unit's result; the plan's too)."""
 
     def certified(method: str, eps: float) -> list[bool]:
         if method == "linear":
             return is_certified_linear(model, x, y, eps).tolist()
         return is_certified(model, x, y, eps, model.bounds, config.batch_size).cpu().tolist()
 
-    return {method: {eps_key(eps): certified(method, eps) for eps in config.certify}
+    return {method: {eps_key(eps): certified(method, eps) for eps in budgets}
             for method in config.certify_bounds}  # fmt: skip
 
 
@@ -1120,30 +1143,19 @@ def _verify_inputs(
 def _undecided(
     config: EvaluateConfig, model: Model, x: torch.Tensor, y: torch.Tensor
 ) -> dict[float, np.ndarray]:
-    """Per ``verify`` budget, which of the inputs (x, y) the run would give a program (see
-    ``_verify``): the config's attacks and certificates run on them, as in the run's units."""
+    """Per ``verify`` budget, which of the inputs (x, y) the run would give a program: the
+    config's attacks and the certificates at the verify budgets run on them, then the run's own
+    ``_decided``."""
     with torch.no_grad():
         correct = (model(x).argmax(1) == y).numpy()
-    outcomes: dict[str, dict[Any, dict[str, Any]]] = {}
-    for entry in config.attacks:
-        for eps in entry.eps or (None,):
-            attack = _make_attack(entry, model, eps, config.seed, config.batch_size)
-            result = attack(x, y)
-            assert result.distances is not None
-            outcomes.setdefault(entry.id, {})[eps] = {
-                "success": result.success.tolist(), "norm": attack.norm,
-                "distance": result.distances.double().tolist()}  # fmt: skip
-    worst = _worst({e.id: _broken_at(outcomes, e) for e in config.attacks}).get("linf")
-    undecided = {}
-    for eps in config.verify:
-        todo = correct & (worst > eps if worst is not None else True)
-        if eps in config.certify:
-            for method in config.certify_bounds:
-                proved = (is_certified_linear(model, x, y, eps) if method == "linear"
-                          else is_certified(model, x, y, eps, model.bounds, config.batch_size))  # fmt: skip
-                todo &= ~proved.numpy()
-        undecided[eps] = todo
-    return undecided
+    outcomes = {entry.id: {eps: _attack_outcome(entry, model, eps, config.seed, config.batch_size, x, y)
+                           for eps in entry.eps or (None,)}
+                for entry in config.attacks}  # fmt: skip
+    certified = _certificates(
+        config, model, x, y, [e for e in config.verify if e in config.certify]
+    )
+    return {eps: status == UNKNOWN
+            for eps, status in _decided(config, correct, outcomes, certified).items()}  # fmt: skip
 
 
 @register(
@@ -1228,8 +1240,27 @@ def _verify(
     """Per ``verify`` budget, every image's status: decided by the attacks (broken within the
     budget, or misclassified) and by the certificates where ``certify`` has the budget, the
     rest by a unit per budget and chunk of ``verify_linf``."""
-    worst = _worst({e.id: _broken_at(outcomes, e) for e in config.attacks})["linf"]
     starts = range(0, len(correct), config.chunk_size)
+    decided = _decided(config, correct, outcomes, certified)
+    jobs = {f"verify-{eps_key(eps)}-{s:07d}": partial(_verify_unit, ctx, config, eps, s,
+                                                      decided[eps][s : s + config.chunk_size].tolist())
+            for eps in config.verify for s in starts}  # fmt: skip
+    done = ctx.units(jobs, desc="verify")
+    return {eps_key(eps): np.concatenate([done[f"verify-{eps_key(eps)}-{s:07d}"]["status"] for s in starts])
+            for eps in config.verify}  # fmt: skip
+
+
+def _decided(
+    config: EvaluateConfig,
+    correct: np.ndarray,
+    outcomes: dict[str, Any],
+    certified: dict[str, dict[str, list[bool]]] | None,
+) -> dict[float, np.ndarray]:
+    """Per ``verify`` budget, each input's status before any program: ATTACKED where an L-inf
+    attack broke it within the budget or the model misclassifies it, ROBUST where a
+    certificate at the budget proves it, UNKNOWN (a program's to decide) elsewhere."""
+    broken = _worst({e.id: _broken_at(outcomes, e) for e in config.attacks})
+    worst = broken.get("linf", np.full(len(correct), np.inf))  # the run refuses none; a plan may
     decided = {}
     for eps in config.verify:
         status = np.full(len(correct), UNKNOWN, dtype=np.int8)
@@ -1238,12 +1269,7 @@ def _verify(
                 status[np.asarray(by_budget[eps_key(eps)], dtype=bool)] = ROBUST
         status[~correct | (worst <= eps)] = ATTACKED
         decided[eps] = status
-    jobs = {f"verify-{eps_key(eps)}-{s:07d}": partial(_verify_unit, ctx, config, eps, s,
-                                                      decided[eps][s : s + config.chunk_size].tolist())
-            for eps in config.verify for s in starts}  # fmt: skip
-    done = ctx.units(jobs, desc="verify")
-    return {eps_key(eps): np.concatenate([done[f"verify-{eps_key(eps)}-{s:07d}"]["status"] for s in starts])
-            for eps in config.verify}  # fmt: skip
+    return decided
 
 
 def _examples_figure(ctx: RunContext, config: EvaluateConfig, ds: Dataset, model: Model) -> None:

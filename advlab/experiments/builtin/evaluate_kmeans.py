@@ -362,9 +362,24 @@ def _kmeans_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, Any
     """k-means on the flattened training inputs and its majority-vote mapping: one unit, so a
     resumed run reads it instead of fitting again."""
     train, _, _ = _loaded(ctx, config)
-    km = KMeans(config.n_clusters, random_state=config.seed, device=config.device).fit(train.data)
-    mapping = majority_vote_mapping(km.labels_, train.labels, config.n_clusters)
+    km, mapping = _fit_kmeans(config, train)
     return {"centers": km.cluster_centers_.tolist(), "mapping": mapping.tolist()}
+
+
+def _fit_kmeans(config: EvaluateKMeansConfig, train: Dataset) -> tuple[KMeans, np.ndarray]:
+    """k-means on the flattened training inputs (the run's seed) and its majority-vote
+    mapping: the k-means unit's, and the one the plan times on."""
+    km = KMeans(config.n_clusters, random_state=config.seed, device=config.device).fit(train.data)
+    return km, majority_vote_mapping(km.labels_, train.labels, config.n_clusters)
+
+
+def _radius(
+    config: EvaluateKMeansConfig, km: KMeans, data: np.ndarray, mapping: np.ndarray
+) -> np.ndarray:
+    """The certified class-aware L-inf radius of each row of ``data`` inside the inputs' box
+    (no box when a side is open)."""
+    box = config.bounds if all(math.isfinite(b) for b in config.bounds) else None
+    return kmeans_certified_radius(km, data, "linf", mapping=mapping, bounds=box)
 
 
 def _fitted(config: EvaluateKMeansConfig, unit: dict[str, Any]) -> tuple[KMeans, np.ndarray]:
@@ -552,9 +567,8 @@ def _timed_kmeans(
     the minimal perturbation (closed form and, with ``exact``, the linear programs) and the
     certified radius, per k-means."""
     start = time.perf_counter()
-    km = KMeans(config.n_clusters, random_state=config.seed, device=config.device).fit(train.data)
+    km, mapping = _fit_kmeans(config, train)
     rate = len(train) / (time.perf_counter() - start)
-    mapping = majority_vote_mapping(km.labels_, train.labels, config.n_clusters)
     entries = [{"model": "k-means", "what": f"k-means fit (k = {config.n_clusters})",
                 "images": len(train), "steps": 1, "rate": rate, "units": 1}]  # fmt: skip
     if config.adversarial_training is not None:
@@ -564,11 +578,10 @@ def _timed_kmeans(
     assert test.images is not None
     pick = spread_sample(len(test))
     x, y = torch.from_numpy(test.images[pick]), torch.from_numpy(test.labels[pick])
-    box = config.bounds if all(math.isfinite(b) for b in config.bounds) else None
 
     def check(group: np.ndarray) -> None:
         _minimal_sizes(config, km, mapping, x[group], y[group], test.data[pick[group]])
-        kmeans_certified_radius(km, test.data[pick[group]], "linf", mapping=mapping, bounds=box)
+        _radius(config, km, test.data[pick[group]], mapping)
 
     rate, timed = inputs_per_second(check, np.array_split(np.arange(len(x)), -(-len(x) // 32)))
     entries.append({"model": "k-means", "what": f"minimal perturbation and certified radius "
@@ -656,11 +669,10 @@ def _measure(
             for eps in config.eps for s in starts}  # fmt: skip
     jobs |= {f"minimal-{s:07d}": partial(_minimal_unit, ctx, config, models, s) for s in starts}
     done = ctx.units(jobs, desc="attacks")
-    box = config.bounds if all(math.isfinite(b) for b in config.bounds) else None
     summaries = {}
     for prefix, (km, mapping) in models.items():
         correct = mapping[km.predict(test.data)] == test.labels
-        radius = kmeans_certified_radius(km, test.data, "linf", mapping=mapping, bounds=box)
+        radius = _radius(config, km, test.data, mapping)
         ctx.log.info("%sk-means clean accuracy %.2f %% on %d test inputs", prefix,
                      100 * correct.mean(), len(test))  # fmt: skip
         first = done[f"{eps_key(config.eps[0])}-{starts[0]:07d}"][prefix]
