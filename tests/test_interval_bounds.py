@@ -254,5 +254,7 @@ def test_a_models_own_bounds_clip_the_ball_and_other_boxes_are_refused():
     assert not bool((certified & broken).any())
     with pytest.raises(ValueError, match=r"differ from the Model's bounds \(0.0, 255.0\)"):
         is_certified(model, x, y, eps, bounds=(0, 1))
-    with pytest.raises(ValueError, match=r"x must lie in \[0, 1\]; got range \[.*, 25.*inputs. box"):
+    with pytest.raises(
+        ValueError, match=r"x must lie in \[0, 1\]; got range \[.*, 25.*inputs. box"
+    ):
         certified_accuracy(net, x, y, eps)
