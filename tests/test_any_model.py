@@ -271,3 +271,31 @@ def test_minimisation_attacks_on_unbounded_inputs_find_the_linear_boundary(attac
     assert float(ratio.min()) >= 0.999 and float(ratio.max()) < (
         1.1 if attack == "deepfool" else 1.5
     )
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attacks_compute_in_a_double_networks_dtype(rgb_models, name):
+    """A user's ``.double()`` network is attacked from float32 images: the attacks compute in
+    float64 (``model_dtype``) and find what they find on the float32 network (every attack
+    failed on it with 'mat1 and mat2 must have the same dtype', reported as a shape problem)."""
+    import copy
+
+    _, wrapped, x, y = rgb_models
+    x, y = x[:4], y[:4]
+    double = Model(copy.deepcopy(wrapped.module).double(), bounds=(0, 1),
+                   preprocessing=dict(mean=MEAN, std=STD, axis=-3))  # fmt: skip
+    target = (y + 1) % 3 if name == "pgd-targeted" else None
+    args = (x, y) if target is None else (x, y, target)
+    ours, ref = ATTACKS[name](double)(*args), ATTACKS[name](wrapped)(*args)
+    assert ours.x_adv.dtype == torch.float64
+    assert ours.x_adv.min() >= 0 and ours.x_adv.max() <= 1
+    assert bool(ref.success.any())
+    assert int(ours.success.sum()) >= int(ref.success.sum()) - 1
+    with torch.no_grad():  # the success reported is the double network's own verdict
+        pred = double(ours.x_adv).argmax(1)
+    assert torch.equal(pred, ours.pred)
+    if name in ("deepfool", "cw"):  # (sign steps flip where a gradient entry is about 0, and
+        both = ours.success & ref.success  # L-BFGS-B's path turns on rounding, see above)
+        torch.testing.assert_close(
+            ours.distances[both].float(), ref.distances[both], rtol=0.02, atol=0
+        )

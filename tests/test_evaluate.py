@@ -503,6 +503,43 @@ def tabular(width: int = 8) -> nn.Module:
     return nn.Sequential(nn.Linear(6, width), nn.ReLU(), nn.Linear(width, 3))
 
 
+def tabular_double() -> nn.Module:
+    """A user's float64 network on 6 features (``tests.test_evaluate:tabular_double``)."""
+    return tabular().double()
+
+
+def test_a_double_network_is_attacked_certified_and_verified(tmp_path):
+    """A factory returning a ``.double()`` network, its float64 weights and float32 rows: the
+    run attacks, certifies and verifies it (it stopped at the model check with 'mat1 and mat2
+    must have the same dtype'); certificates <= exact verification <= PGD."""
+    torch.manual_seed(0)
+    net = tabular_double().eval()
+    x = 2 * torch.randn(24, 6, dtype=torch.float64)
+    with torch.no_grad():
+        np.savez(tmp_path / "rows.npz", x=x.float().numpy(), y=net(x).argmax(1).numpy())
+    save_file(net.state_dict(), str(tmp_path / "tab.safetensors"))
+    config = {
+        "experiment": "evaluate",
+        "data": {"path": str(tmp_path / "rows.npz")},
+        "model": {"factory": "tests.test_evaluate:tabular_double",
+                  "weights": str(tmp_path / "tab.safetensors"), "bounds": [None, None]},
+        "attacks": [{"name": "pgd", "eps": [0.3], "params": {"max_iter": 10}}],
+        "certify": [0.3], "certify_bounds": ["interval", "linear"], "verify": [0.3],
+    }  # fmt: skip
+    path, out = tmp_path / "config.yaml", tmp_path / "run"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--out", str(out), "--cache", str(tmp_path / "c")]) == 0
+    got = {
+        c["id"]: c["ours"] for c in json.loads((out / "results.json").read_text())["comparisons"]
+    }
+    ibp, linear = (
+        got["ibp.linf.eps0.3.certified_accuracy"],
+        got["linear.linf.eps0.3.certified_accuracy"],
+    )
+    exact, pgd = got["milp.linf.eps0.3.robust_accuracy"], got["pgd.linf.eps0.3.robust_accuracy"]
+    assert ibp <= linear <= exact <= pgd and pgd < 100.0 and linear > 0.0
+
+
 def test_null_bounds_are_open_sides():
     """YAML's null (what config.json writes for an infinite bound) leaves a side open, in
     evaluate's model and evaluate-kmeans' inputs; a word is still refused."""

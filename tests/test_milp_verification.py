@@ -177,3 +177,27 @@ def test_linear_certificates_lie_between_interval_bounds_and_exact_verification(
         assert np.all(linear[interval]) and np.all(exact[linear])
     assert interval.sum() < linear.sum() < exact.sum()
     assert not is_certified_linear(model, x, (y + 1) % 5, 0.0).any()
+
+
+def test_certificates_and_programs_take_a_double_network():
+    """A user's ``.double()`` network, float32 inputs: interval, linear and exact verification
+    give the float32 network's answers, and certified training runs (each failed with 'mat1
+    and mat2 must have the same dtype')."""
+    import copy
+
+    from advlab.defenses import train_ibp
+
+    net = _net([30, 40, 40, 5], seed=3)
+    model = Model(net, preprocessing={"mean": 0.5, "std": 0.25})
+    double = Model(copy.deepcopy(net).double(), preprocessing={"mean": 0.5, "std": 0.25})
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(40, 30, generator=g)
+    y = model(x).argmax(1)
+    eps = 0.01
+    for certificate in (is_certified, is_certified_linear):
+        assert torch.equal(certificate(double, x, y, eps), certificate(model, x, y, eps))
+        assert bool(certificate(double, x, y, eps).any())
+    ours, ref = verify_linf(double, x[:10], y[:10], eps), verify_linf(model, x[:10], y[:10], eps)
+    assert np.array_equal(ours.status, ref.status) and ours.x_adv.dtype == torch.float64
+    history = train_ibp(copy.deepcopy(net).double(), x, y, eps, epochs=1, ramp_epochs=0)
+    assert np.isfinite(history.loss).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import numpy as np
@@ -233,3 +234,23 @@ def test_msvdd_defense_classifies_and_flags_far_inputs():
         MSVDDDefense(model, v_a=0.1, v_p=0.01).fit(x, y)
     with pytest.raises(ValueError, match="scores per input"):
         MSVDDDefense(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))).fit(x, y)
+
+
+def test_msvdd_defense_takes_a_double_network():
+    """A user's ``.double()`` backbone is defended (its copy computes in float32, as the inputs
+    do; the fit failed with 'mat1 and mat2 must have the same dtype'), the user's network is
+    left in float64, and the fit survives a round trip onto a fresh double copy."""
+    from safetensors.torch import load, save
+
+    torch.manual_seed(0)
+    tr = load_dataset("digits", "train")
+    x, y = torch.from_numpy(tr.images[:300]).double(), torch.from_numpy(tr.labels[:300]).long()
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(),
+                              torch.nn.Linear(32, 10)).double()  # fmt: skip
+    d = MSVDDDefense(net, n_projections=16, epochs_positive=2, epochs_both=2, finetune_epochs=1,
+                     random_state=0).fit(x, y)  # fmt: skip
+    assert next(net.parameters()).dtype == torch.float64
+    pred = d.predict(x, "classification")
+    assert pred.shape == (300,) and set(pred.tolist()) <= set(range(11))
+    restored = MSVDDDefense(copy.deepcopy(net)).load_state_tensors(load(save(d.state_tensors())))
+    assert np.array_equal(restored.predict(x, "defense"), d.predict(x, "defense"))

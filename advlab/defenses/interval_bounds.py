@@ -43,7 +43,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.models.wrapper import Model
+from advlab.models.wrapper import Model, model_dtype
 from advlab.models.zoo import Classifier, Normalize
 from advlab.utils.progress import progress
 from advlab.utils.validation import check_images, check_number
@@ -115,6 +115,7 @@ def check_certifiable(model: nn.Module, x: torch.Tensor, atol: float = 1e-4) -> 
     atol : float, default=1e-4
         Tolerance on the logits, relative to their largest absolute value (at least 1).
     """
+    x = x.to(model_dtype(model))
     with torch.no_grad():
         logits = model(x)
         lo, hi = interval_bounds(model, x, x)
@@ -149,7 +150,8 @@ def interval_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) 
     """
     if lower.shape != upper.shape or bool((lower > upper).any()):
         raise ValueError("lower and upper must have the same shape with lower <= upper")
-    lo, hi = lower, upper
+    dtype = model_dtype(model)
+    lo, hi = lower.to(dtype), upper.to(dtype)
     for layer in _layers(model):
         lo, hi = _propagate(layer, lo, hi)
     return lo, hi
@@ -413,6 +415,7 @@ def margin_lower_bounds(
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples, y has {len(y)}")
     bounds = input_box(model, x, bounds)
+    x = x.to(model_dtype(model))
     layers = _layers(model)
     lo, hi = (x - eps).clamp(*bounds), (x + eps).clamp(*bounds)
     for layer in layers[:-1]:
@@ -592,7 +595,7 @@ def train_ibp(
     check_number("ramp_epochs", ramp_epochs, 0, integer=True)
     check_number("kappa_end", kappa_end, 0.0, 1.0)
     bounds = input_box(model, x, bounds)
-    device = next(model.parameters()).device
+    device, dtype = next(model.parameters()).device, model_dtype(model)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = -(-len(x) // batch_size)
@@ -603,7 +606,7 @@ def train_ibp(
         order, total = torch.randperm(len(x), generator=generator), 0.0
         for s in range(0, len(x), batch_size):
             idx = order[s : s + batch_size]
-            xb, yb = x[idx].to(device), y[idx].to(device)
+            xb, yb = x[idx].to(device, dtype), y[idx].to(device)
             frac = min(1.0, (step + 1) / ramp_steps) if ramp_steps else 1.0
             eps_now, kappa = eps * frac, 1.0 - (1.0 - kappa_end) * frac
             worst = -margin_lower_bounds(model, xb, yb, eps_now, bounds)

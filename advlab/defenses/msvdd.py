@@ -221,7 +221,8 @@ class MSVDDDefense(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     model : nn.Module or None, default=None
-        The trained classifier to defend (any architecture; it is copied, never modified).
+        The trained classifier to defend (any architecture; it is copied, never modified; the
+        copy computes in float32, as the inputs do, whatever the model's own dtype).
         None: an MLP backbone (256 ReLU units, ``advlab.models.zoo.mlp``) is trained on
         (X, y) first, for ``backbone_epochs`` epochs.
     feature_layer : None, str or callable, default=None
@@ -386,8 +387,8 @@ class MSVDDDefense(ClassifierMixin, BaseEstimator):
 
     def _backbone(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.Module:
         """A copy of ``model``, or an MLP trained on (x, y) when ``model`` is None."""
-        if self.model is not None:
-            return copy.deepcopy(self.model)
+        if self.model is not None:  # in float32, the dtype _check_X gives the inputs
+            return copy.deepcopy(self.model).float()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = mlp(self.n_classes_, tuple(x.shape[1:]))
@@ -607,7 +608,7 @@ class MSVDDDefense(ClassifierMixin, BaseEstimator):
         weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
         if self.model is None:
             raise ValueError("load_state_tensors needs the defense's model (the architecture)")
-        self.model_ = copy.deepcopy(self.model).to(self.device).eval()
+        self.model_ = copy.deepcopy(self.model).float().to(self.device).eval()  # as _backbone
         self.model_.load_state_dict(weights)
         layer = SVDDLayer(self.n_classes_, int(n_feat), int(n_proj), float(state["svdd.gamma"]))
         layer.load_state_dict(

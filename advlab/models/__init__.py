@@ -3,7 +3,7 @@
 resumable training."""
 
 from advlab.models.train import TrainedModel, accuracy, train_classifier
-from advlab.models.wrapper import Model, as_model, eval_mode
+from advlab.models.wrapper import Model, as_model, eval_mode, model_dtype
 from advlab.models.zoo import MODELS, Classifier, build_model
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "as_model",
     "build_model",
     "eval_mode",
+    "model_dtype",
     "train_classifier",
 ]

@@ -5,8 +5,9 @@ the bounds of its input space and its preprocessing.
                                                          std=[0.229, 0.224, 0.225], axis=-3))
     PGD(model, eps=8 / 255, max_iter=10)(images, labels)     # images in [0, 1], any C, H, W
 
-``model(x) = net((x - mean) / std)``: attacks work in the input space the user holds (pixels in
-``bounds``), the wrapper normalises. The per-channel ``std`` also gives "standardized" budgets
+``model(x) = net((x - mean) / std)``, cast to the network's dtype (``model_dtype``: float32
+images feed a user's ``.double()`` network): attacks work in the input space the user holds
+(pixels in ``bounds``), the wrapper normalises. The per-channel ``std`` also gives "standardized" budgets
 their meaning: eps in standardized units is eps * std_c pixels in channel c.
 
 A bare ``nn.Module`` passed to an attack is wrapped by ``as_model`` with bounds (0, 1) and
@@ -17,6 +18,7 @@ attribute ``input_std`` (the zoo's models do), which standardized budgets then u
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -113,7 +115,7 @@ class Model(nn.Module):
                     f"but the input has shape {tuple(x.shape)}"
                 )
             x = (x - self.mean) / self.std
-        return self.module(x)
+        return self.module(x.to(model_dtype(self)))
 
     def extra_repr(self) -> str:
         return f"bounds={self.bounds}, preprocessing={self.has_preprocessing}"
@@ -134,6 +136,27 @@ def as_model(model: nn.Module) -> Model:
         The wrapped model.
     """
     return model if isinstance(model, Model) else Model(model)
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating-point dtype the network computes in: that of its first floating-point
+    parameter or buffer (a user's ``.double()`` network takes float64 inputs), float32 when it
+    has none. A ``Model``'s own preprocessing buffers are float32 whatever its network's dtype
+    and are skipped.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A Model or a bare module.
+
+    Returns
+    -------
+    torch.dtype
+        The dtype attacks, certificates and verification cast inputs to.
+    """
+    module = model.module if isinstance(model, Model) else model
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    return next((t.dtype for t in tensors if torch.is_floating_point(t)), torch.float32)
 
 
 @contextlib.contextmanager

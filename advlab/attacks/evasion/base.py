@@ -36,7 +36,7 @@ from advlab.attacks.evasion.criteria import (
     TargetedMisclassification,
     TrueLabelRank,
 )
-from advlab.models.wrapper import Model, as_model, eval_mode
+from advlab.models.wrapper import Model, as_model, eval_mode, model_dtype
 from advlab.utils.progress import progress
 from advlab.utils.validation import check_images, check_number
 
@@ -168,13 +168,14 @@ class Attack:
     ----------
     norm : str
         The norm in which ``AttackResult.distances`` is measured (class attribute).
-    input_dtype : torch.dtype
-        The dtype inputs are computed in (float32; class attribute).
+    input_dtype : torch.dtype or None
+        The dtype inputs are computed in (class attribute); None: the model's own
+        floating-point dtype (``model_dtype``), float32 for a model without parameters.
     """
 
     norm = "linf"
     _init_args: dict[str, Any]
-    input_dtype = torch.float32  # inputs are cast to this dtype after the checks
+    input_dtype: torch.dtype | None = None  # inputs are cast to this dtype after the checks
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Attack:
         self = super().__new__(cls)
@@ -219,6 +220,11 @@ class Attack:
     def bounds(self) -> tuple[float, float]:
         return self.model.bounds
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype inputs are computed in: ``input_dtype``, else the model's."""
+        return self.input_dtype or model_dtype(self.model)
+
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
@@ -250,7 +256,7 @@ class Attack:
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         device = model_device(self.model)
         with frozen_eval(self.model):
-            x = check_images(x, "x", self.bounds, self.input_dtype)
+            x = check_images(x, "x", self.bounds, self.dtype)
             n_classes = self._n_classes(x, device)
             y, target = self._validate(x, y, target, n_classes)
             adv, logits = [], []
@@ -276,7 +282,7 @@ class Attack:
         """Run the model on one sample, explaining a shape mismatch before any real work."""
         try:
             with torch.no_grad():
-                out = self.model(x[:1].to(device, torch.float32))
+                out = self.model(x[:1].to(device, self.dtype))
         except (RuntimeError, ValueError) as err:
             raise ValueError(
                 f"the model cannot take inputs of shape {tuple(x.shape[1:])} (per sample): {err}. "

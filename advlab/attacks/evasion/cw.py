@@ -91,7 +91,7 @@ class CarliniWagnerL2(MinimizationAttack):
         lo, hi = self.bounds
         span = hi - lo
         w0 = torch.atanh((2 * (x - lo) / (hi - lo) - 1).clamp(-1 + 1e-6, 1 - 1e-6))
-        c = torch.full((len(x),), self.c0, device=x.device)
+        c = torch.full((len(x),), self.c0, device=x.device, dtype=x.dtype)
         lower, upper = torch.zeros_like(c), torch.full_like(c, float("inf"))
         best, best_l2 = x.clone(), torch.full_like(c, float("inf"))
         for _ in range(self.search):

@@ -110,7 +110,7 @@ class LBFGS(MinimizationAttack):
         self._n_classes(x, device)  # explains a shape mismatch before any work
         with torch.no_grad():
             for start in range(0, len(x), 1024):
-                logits = self.model(x[start : start + 1024].to(device).float())
+                logits = self.model(x[start : start + 1024].to(device, self.dtype))
                 out.append(logits.argsort(1, descending=True)[:, positions].cpu())
         return torch.cat(out)
 
@@ -125,7 +125,7 @@ class LBFGS(MinimizationAttack):
 
     def _penalty(self, x: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
         """A term added to the objective outside c, per sample: none for L-BFGS."""
-        return torch.zeros(len(x), device=x.device)
+        return torch.zeros(len(x), device=x.device, dtype=x.dtype)
 
     def _selection_size(self, x: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
         """The size by which the c search keeps its best successful example: the L2 norm."""
@@ -172,13 +172,13 @@ class LBFGS(MinimizationAttack):
         self, x: torch.Tensor, targets: torch.Tensor, c: torch.Tensor, start: torch.Tensor
     ) -> torch.Tensor:
         """One L-BFGS-B solve of sum_i c_i D_i + L_i over the whole batch from x + ``start``,
-        x in the problem's space (``_unit_map``); returns x + n (float32 objective, float64
+        x in the problem's space (``_unit_map``); returns x + n (objective in x's dtype, float64
         iterates in scipy)."""
         b, shape = len(x), x.shape
         flat_x = x.detach().reshape(b, -1)
 
         def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
-            n = torch.from_numpy(flat).to(x.device, torch.float32).view(b, -1).requires_grad_(True)
+            n = torch.from_numpy(flat).to(x.device, x.dtype).view(b, -1).requires_grad_(True)
             xa = (flat_x + n).view(shape)
             value = (
                 (c * self._distortion(x, xa, n)).sum()
@@ -200,7 +200,7 @@ class LBFGS(MinimizationAttack):
                 bounds=Bounds(lower, upper),
                 options={"maxiter": int(self.max_iter * math.sqrt(b))},
             )
-        n = torch.as_tensor(res.x, dtype=torch.float32, device=x.device).view(b, -1)
+        n = torch.as_tensor(res.x, dtype=x.dtype, device=x.device).view(b, -1)
         return (flat_x + n).clamp(box_low, box_high).view(shape)
 
     def _perturb(
@@ -211,8 +211,8 @@ class LBFGS(MinimizationAttack):
         offset, span = self._unit_map()
         best, x = x.clone(), (x - offset) / span  # the problem on the unit box (if bounded)
         b = len(x)
-        best_norm = torch.full((b,), math.inf, device=x.device)
-        c = torch.full((b,), self.c0, device=x.device)
+        best_norm = torch.full((b,), math.inf, device=x.device, dtype=x.dtype)
+        c = torch.full((b,), self.c0, device=x.device, dtype=x.dtype)
         lo = torch.zeros_like(c)
         hi = torch.full_like(c, math.inf)
         start = torch.zeros_like(x)
