@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -250,3 +252,17 @@ def test_kmeans_on_cuda_is_bit_reproducible_with_deterministic_kernels(blobs):
     )
     on_cpu = KMeans(40, init=fits[0].cluster_centers_, n_init=1, max_iter=1).fit(X, sample_weight=w)
     assert (on_cpu.labels_ == fits[0].labels_).mean() > 0.99
+
+
+@pytest.mark.parametrize("bounds", ["sklearn", "none", "hamerly"])
+def test_fewer_distinct_clusters_than_asked_warn_as_scikit_learn_does(bounds):
+    """Three distinct points repeated, k = 5: scikit-learn's ConvergenceWarning, whichever
+    E-step runs; no warning when every cluster holds a point."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    X = np.repeat(np.random.default_rng(0).normal(size=(3, 4)), 10, axis=0)
+    with pytest.warns(ConvergenceWarning, match=r"distinct clusters \(3\).*n_clusters \(5\)"):
+        KMeans(5, bounds=bounds, random_state=0).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        KMeans(3, bounds=bounds, random_state=0).fit(X)

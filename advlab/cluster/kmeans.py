@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any, ClassVar
@@ -35,6 +36,7 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -679,19 +681,29 @@ def choose_bounds(n: int, d: int, k: int, cpu: bool = True) -> str:
     return "hamerly"
 
 
+def _warn_if_fewer_clusters(labels: np.ndarray, n_clusters: int) -> None:
+    """scikit-learn's ``ConvergenceWarning`` when fewer than ``n_clusters`` clusters hold a
+    point (duplicate points: some centres coincide)."""
+    distinct = len(np.unique(labels))
+    if distinct < n_clusters:
+        warnings.warn(
+            f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
+            f"({n_clusters}). Possibly due to duplicate points in X.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
 def _sklearn_lloyd(
     X: torch.Tensor, centers: torch.Tensor, params: Any, w: torch.Tensor | None
 ) -> _LloydResult:
     """scikit-learn's Lloyd on the working data (centred, scaled so that squared norms cannot
     overflow) from ``centers``; scikit-learn's tolerance, tol times the mean feature variance,
     is the same in that space."""
-    import warnings
-
     from sklearn.cluster import KMeans as SKKMeans
-    from sklearn.exceptions import ConvergenceWarning
 
     data = X.cpu().numpy()
-    with warnings.catch_warnings():  # duplicate points: advlab's torch path does not warn either
+    with warnings.catch_warnings():  # duplicate points: KMeans.fit warns once, on either path
         warnings.simplefilter("ignore", ConvergenceWarning)
         km = SKKMeans(params.n_clusters, init=centers.cpu().numpy(), n_init=1,
                       max_iter=params.max_iter, tol=params.tol, algorithm="lloyd",
@@ -928,6 +940,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.distance_rows_ = best.distance_rows
         self.bounds_ = mode
         self.fit_seconds_ = time.perf_counter() - start
+        _warn_if_fewer_clusters(self.labels_, self.n_clusters)
         return self
 
     @classmethod
