@@ -3,6 +3,8 @@ wrapper), criteria objects, results on the input's device, readable reprs."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -299,3 +301,23 @@ def test_attacks_compute_in_a_double_networks_dtype(rgb_models, name):
         torch.testing.assert_close(
             ours.distances[both].float(), ref.distances[both], rtol=0.02, atol=0
         )
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_inputs_that_require_grad_are_attacked_as_plain_inputs(rgb_models, name):
+    """Images that carry autograd (the output of the user's own differentiable pipeline) give
+    the attack's plain-input result, with no graph in it and no gradient left on them (C&W,
+    L-BFGS and K-A3 failed on them: 'can't optimize a non-leaf Tensor', 'Can't call numpy()
+    on Tensor that requires grad')."""
+    _, wrapped, x, y = rgb_models
+    x, y = x[:4], y[:4]
+    leaf = x.clone().requires_grad_(True)
+    target = (y + 1) % 3 if name == "pgd-targeted" else None
+    extra = () if target is None else (target,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no 'Converting a tensor with requires_grad=True')
+        ours = ATTACKS[name](wrapped)(leaf * 1.0, y, *extra)
+    ref = ATTACKS[name](wrapped)(x, y, *extra)
+    assert not ours.x_adv.requires_grad and not ours.distances.requires_grad
+    assert leaf.grad is None
+    torch.testing.assert_close(ours.x_adv, ref.x_adv, atol=0, rtol=0)

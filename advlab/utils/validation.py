@@ -31,12 +31,13 @@ def check_images(
         raise ValueError(f"{name} must have shape (N, ...), got {tuple(x.shape)}")
     if x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
-    if not bool(torch.isfinite(x).all()):
+    values = x.detach()  # (the checks only read x; what is returned keeps its graph)
+    if not bool(torch.isfinite(values).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
-    if float(x.min()) < lo or float(x.max()) > hi:
+    low, high = float(values.min()), float(values.max())
+    if low < lo or high > hi:
         raise ValueError(
-            f"{name} must lie in [{lo:g}, {hi:g}]; got range "
-            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]; {remedy}"
+            f"{name} must lie in [{lo:g}, {hi:g}]; got range [{low:.3g}, {high:.3g}]; {remedy}"
         )
     return x.to(dtype)
 

@@ -237,7 +237,7 @@ class Attack:
         assert logits is not None
         dev = logits.device
         success = self.criterion(logits, y.to(dev), None if target is None else target.to(dev))
-        distances = perturbation_size(x_adv - x.to(x_adv.device, x_adv.dtype), self.norm)
+        distances = perturbation_size(x_adv - x.detach().to(x_adv.device, x_adv.dtype), self.norm)
         return AttackResult(x_adv, success.to(x.device), logits.argmax(1).to(x.device), distances)
 
     def generate(
@@ -256,7 +256,7 @@ class Attack:
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         device = model_device(self.model)
         with frozen_eval(self.model):
-            x = check_images(x, "x", self.bounds, self.dtype)
+            x = check_images(x, "x", self.bounds, self.dtype).detach()  # (x may need grad)
             n_classes = self._n_classes(x, device)
             y, target = self._validate(x, y, target, n_classes)
             adv, logits = [], []

@@ -105,7 +105,7 @@ class LBFGS(MinimizationAttack):
     # -- pieces that K-A3 overrides -------------------------------------------------------
     def _ranked_labels(self, x: torch.Tensor, positions: slice) -> torch.Tensor:
         """Labels at the given rank positions (0 = top) of the model on clean x, (N, len)."""
-        x = check_images(x, "x", self.bounds)
+        x = check_images(x, "x", self.bounds).detach()
         device, out = model_device(self.model), []
         self._n_classes(x, device)  # explains a shape mismatch before any work
         with torch.no_grad():
