@@ -3,6 +3,7 @@ and certified training that certifies what plain training cannot."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -258,3 +259,34 @@ def test_a_models_own_bounds_clip_the_ball_and_other_boxes_are_refused():
         ValueError, match=r"x must lie in \[0, 1\]; got range \[.*, 25.*inputs. box"
     ):
         certified_accuracy(net, x, y, eps)
+
+
+def test_labels_as_arrays_and_inputs_that_require_grad_are_taken():
+    """Labels as a numpy array or a list give the tensor's certificates (IBP failed with
+    "'numpy.ndarray' object has no attribute 'split'"), bad labels are named, and inputs that
+    carry autograd are certified and verified (linear bounds and the programs failed with
+    "Can't call numpy() on Tensor that requires grad")."""
+    from advlab.defenses import is_certified_linear, train_ibp, verify_linf
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    x = torch.rand(20, 3, 2, 2)
+    y = net(x).argmax(1)
+    eps = 0.05
+    reference = is_certified(net, x, y, eps)
+    assert 0 < int(reference.sum()) < 20  # both outcomes occur
+    for labels in (y.numpy(), y.tolist()):
+        assert torch.equal(is_certified(net, x, labels, eps), reference)
+    for bad, message in (([0] * 19, r"shape \(20,\)"), ([0.5] * 20, "integer class labels"),
+                         ([-1] + [0] * 19, "non-negative"), ([3] + [0] * 19, r"\[0, 3\)")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            is_certified(net, x, bad, eps)
+    carried = x.clone().requires_grad_(True) * 1.0
+    assert torch.equal(is_certified(net, carried, y, eps), reference)
+    linear = is_certified_linear(net, carried, y, eps)
+    assert torch.equal(linear, is_certified_linear(net, x, y, eps)) and bool(
+        (linear >= reference).all()
+    )
+    status = verify_linf(net, carried[:5], y[:5], eps).status
+    assert np.array_equal(status, verify_linf(net, x[:5], y[:5], eps).status)
+    assert np.isfinite(train_ibp(net, x, y.tolist(), eps, epochs=1).loss).all()

@@ -46,7 +46,7 @@ from torch import nn
 from advlab.models.wrapper import Model, model_dtype
 from advlab.models.zoo import Classifier, Normalize
 from advlab.utils.progress import progress
-from advlab.utils.validation import check_images, check_number
+from advlab.utils.validation import check_class_labels, check_images, check_number
 
 Interval = tuple[torch.Tensor, torch.Tensor]
 
@@ -412,8 +412,7 @@ def margin_lower_bounds(
         The margin lower bounds; the network is certified at x when all j != y are > 0.
     """
     eps = check_number("eps", eps, 0.0)
-    if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} samples, y has {len(y)}")
+    y = _class_labels(y, x)
     bounds = input_box(model, x, bounds)
     x = x.to(model_dtype(model))
     layers = _layers(model)
@@ -423,15 +422,43 @@ def margin_lower_bounds(
     head, last = layers[-1], _final_linear(layers[-1])
     if last is None:  # no linear layer to merge: the logits' bounds, z_y >= lo_y, z_j <= hi_j
         lo, hi = _propagate(head, lo, hi)
+        _check_label_range(y, lo.shape[1])
         return (lo.gather(1, y[:, None]) - hi).scatter(1, y[:, None], 0.0)
     if last is not head:  # the user's module ending in a linear layer: up to its input
         layer, graph, node = last
         box = _graph_bounds(graph, _Box(lo, hi), until=node)
         lo, hi, last = box.lo, box.hi, layer
+    _check_label_range(y, last.out_features)
     mid, rad = (hi + lo) / 2, (hi - lo) / 2
     w_diff = last.weight[y][:, None, :] - last.weight[None, :, :]  # (N, C, F): W_y - W_j
     b_diff = 0.0 if last.bias is None else (last.bias[y][:, None] - last.bias[None, :])  # (N, C)
     return (w_diff * mid[:, None, :]).sum(-1) + b_diff - (w_diff.abs() * rad[:, None, :]).sum(-1)
+
+
+def _class_labels(y: Any, x: torch.Tensor) -> torch.Tensor:
+    """``y`` (a tensor, array or list of len(x) non-negative integer labels) as a long tensor
+    on x's device; ``ValueError`` naming the problem otherwise.
+
+    Parameters
+    ----------
+    y : array-like of shape (N,)
+        The labels.
+    x : torch.Tensor of shape (N, ...)
+        Their inputs.
+
+    Returns
+    -------
+    torch.Tensor of shape (N,)
+        The labels, int64.
+    """
+    values = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
+    labels = check_class_labels(values, len(x), non_negative=True)
+    return torch.from_numpy(labels).to(x.device)
+
+
+def _check_label_range(y: torch.Tensor, n_classes: int) -> None:
+    if len(y) and int(y.max()) >= n_classes:
+        raise ValueError(f"y must lie in [0, {n_classes}), got labels up to {int(y.max())}")
 
 
 def _final_linear(head: nn.Module) -> Any:
@@ -481,7 +508,7 @@ def is_certified(
     torch.Tensor of bool, shape (N,)
         True where the sample is certified.
     """
-    bounds, out = input_box(model, x, bounds), []
+    bounds, out, y = input_box(model, x, bounds), [], _class_labels(y, x)
     with torch.no_grad():
         for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
             m = margin_lower_bounds(model, xb, yb, eps, bounds).scatter(
@@ -594,7 +621,7 @@ def train_ibp(
     check_number("epochs", epochs, 1, integer=True)
     check_number("ramp_epochs", ramp_epochs, 0, integer=True)
     check_number("kappa_end", kappa_end, 0.0, 1.0)
-    bounds = input_box(model, x, bounds)
+    bounds, y = input_box(model, x, bounds), _class_labels(y, x)
     device, dtype = next(model.parameters()).device, model_dtype(model)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)

@@ -399,7 +399,7 @@ def _checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> 
     float64 CPU logits; ``ValueError`` naming the first problem."""
     wrapped = as_model(model)
     eps = check_number("eps", eps, 0.0)
-    x = check_images(x, "x", wrapped.bounds, model_dtype(wrapped))
+    x = check_images(x, "x", wrapped.bounds, model_dtype(wrapped)).detach()
     chain = check_verifiable(wrapped, x)
     with torch.no_grad():
         logits = wrapped(x).double().cpu()
@@ -467,7 +467,7 @@ def check_verifiable(model: nn.Module, x: torch.Tensor) -> list[tuple[np.ndarray
         The affine maps (A_k, c_k) in float64, a ReLU between consecutive ones.
     """
     chain = affine_relu_chain(model, tuple(x.shape[1:]))
-    x = x.to(model_dtype(model))
+    x = x.detach().to(model_dtype(model))
     with torch.no_grad():
         logits = model(x).double().cpu().numpy()
     replayed = _replay(chain, x.reshape(len(x), -1).double().cpu().numpy())
