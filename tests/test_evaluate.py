@@ -540,6 +540,46 @@ def test_a_double_network_is_attacked_certified_and_verified(tmp_path):
     assert ibp <= linear <= exact <= pgd and pgd < 100.0 and linear > 0.0
 
 
+def test_rows_of_a_csv_file_give_the_npz_results(tmp_path, capsys):
+    """Tabular rows as a .csv file with a header line (label column 'target'): the .npz run's
+    comparisons; class names in the label column are refused (a classifier's classes are its
+    outputs' order, which names do not give)."""
+    torch.manual_seed(0)
+    net = tabular().eval()
+    x = (2 * torch.randn(30, 6)).numpy()
+    with torch.no_grad():
+        y = net(torch.from_numpy(x)).argmax(1).numpy()
+    np.savez(tmp_path / "rows.npz", x=x, y=y)
+    lines = ["a,b,c,target,d,e,f"] + [
+        ",".join([*(repr(float(v)) for v in row[:3]), str(t), *(repr(float(v)) for v in row[3:])])
+        for row, t in zip(x, y, strict=True)
+    ]
+    (tmp_path / "rows.csv").write_text("\n".join(lines) + "\n")
+    save_file(net.state_dict(), str(tmp_path / "tab.safetensors"))
+    model = {"factory": "tests.test_evaluate:tabular", "weights": str(tmp_path / "tab.safetensors"),
+             "bounds": [None, None]}  # fmt: skip
+    attacks = [{"name": "pgd", "eps": [0.5], "params": {"max_iter": 10}}]
+    results = {}
+    for name, data in (("npz", {"path": str(tmp_path / "rows.npz")}),
+                       ("csv", {"path": str(tmp_path / "rows.csv"), "y_key": "target"})):  # fmt: skip
+        config = {"experiment": "evaluate", "data": data, "model": model, "attacks": attacks}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
+        out = tmp_path / f"run-{name}"
+        assert main(["run", str(tmp_path / f"{name}.yaml"), "--out", str(out)]) == 0
+        comparisons = json.loads((out / "results.json").read_text())["comparisons"]
+        results[name] = {c["id"]: c["ours"] for c in comparisons}
+    assert (
+        results["csv"] == results["npz"] and 0 < results["csv"]["pgd.linf.eps0.5.robust_accuracy"]
+    )
+    named = [",".join([*lines[0].split(",")[:3], "target", "d", "e", "f"])] + [
+        line.replace(f",{t},", f",class{t},", 1) for line, t in zip(lines[1:], y, strict=True)
+    ]
+    (tmp_path / "rows.csv").write_text("\n".join(named) + "\n")
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "csv.yaml"), "--out", str(tmp_path / "named")]) == 2
+    assert "must hold integer class labels" in capsys.readouterr().err
+
+
 def test_null_bounds_are_open_sides():
     """YAML's null (what config.json writes for an infinite bound) leaves a side open, in
     evaluate's model and evaluate-kmeans' inputs; a word is still refused."""

@@ -267,3 +267,65 @@ def test_a_run_refuses_to_resume_on_changed_rows(tmp_path):
     np.savez(tmp_path / "rows.npz", x=X + 1)
     with pytest.raises(ConfigError, match="the data changed since this run directory"):
         _run(tmp_path, config)
+
+
+def _write_csv(path: Path, X: np.ndarray, labels: list[str] | None = None) -> Path:
+    """Rows as a .csv file with a header line (float32 values written exactly)."""
+    header = [f"f{j}" for j in range(X.shape[1])] + (["kind"] if labels is not None else [])
+    lines = [",".join(header)]
+    for i, row in enumerate(X.astype(np.float32)):
+        cells = [repr(float(v)) for v in row] + ([labels[i]] if labels is not None else [])
+        lines.append(",".join(cells))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_csv_rows_with_class_names_give_the_npz_results(rows, tmp_path):
+    """The rows and labels of an .npz as a .csv file whose label column holds class names: the
+    same comparisons, the ARI with the labels included (names are codes in sorted order)."""
+    X = np.load(rows)["x"]
+    _, y = make_blobs(120, n_features=4, centers=3, cluster_std=2.5, random_state=0)
+    np.savez(tmp_path / "labelled.npz", x=X, y=y)
+    names = ["setosa", "versicolor", "virginica"]
+    csv = _write_csv(tmp_path / "rows.csv", X, [names[2 - c] for c in y])  # another order
+    small = {"attacks": [{"name": "uniform_outliers", "budgets": [0.1]}], "n_seeds": 2}
+    want = _run(
+        tmp_path / "n", _config(rows, data={"path": str(tmp_path / "labelled.npz")}, **small)
+    )
+    got = _run(tmp_path / "c", _config(rows, data={"path": str(csv), "y_key": "kind"}, **small))
+    ours = {c["id"]: c["ours"] for c in got["comparisons"]}
+    assert ours == {c["id"]: c["ours"] for c in want["comparisons"]}
+    assert "uniform_outliers.b0.1.ari_labels" in ours
+
+
+CSV_MISTAKES = {
+    "ragged row": ("f0,f1\n1,2\n3\n", "line 3 has 1 cells, the header 2"),
+    "a word among the numbers": ("f0,f1\n1,2\n3,four\n", "column 'f1', line 3: 'four' is not a number"),
+    "labels not named as such": ("f0,kind\n1,a\n3,b\n", "if it holds the labels, set data.y_key"),
+    "no rows": ("f0,f1\n", "needs a header line naming its columns and rows"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("what", CSV_MISTAKES)
+def test_a_csv_mistake_is_named_in_one_line(tmp_path, capsys, what):
+    content, message = CSV_MISTAKES[what]
+    (tmp_path / "rows.csv").write_text(content)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "evaluate-clustering",
+                                    **_config(tmp_path / "rows.csv")}))  # fmt: skip
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_an_attack_that_cannot_run_on_the_rows_is_named_in_one_line(tmp_path, capsys):
+    """Mimicry on four evenly spaced rows, where its detector finds no outlier to conceal: one
+    line naming the attack and what to change, not a traceback from inside a unit."""
+    np.savez(tmp_path / "grid.npz", x=np.array([[1.0, 2], [3, 4], [5, 6], [7, 8]]))
+    config = _config(tmp_path / "grid.npz", attacks=[{"name": "mimicry", "budgets": [0.1]}])
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "evaluate-clustering", **config}))
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "attack 'mimicry' at budget 0.1 (seed 0) cannot run on grid.npz" in err, err
+    assert "leave it out of attacks" in err and "Traceback" not in err

@@ -33,7 +33,8 @@ def dbscan_eps(X: np.ndarray, min_samples: int) -> float:
 
     nn = NearestNeighbors(n_neighbors=min(min_samples, len(X))).fit(X)
     kdist = np.sort(nn.kneighbors(X)[0][:, -1])
-    knee = KneeLocator(range(len(kdist)), kdist, curve="convex", direction="increasing").knee
+    with np.errstate(divide="ignore", invalid="ignore"):  # a flat curve: no knee, the median
+        knee = KneeLocator(range(len(kdist)), kdist, curve="convex", direction="increasing").knee
     return float(kdist[int(knee)] if knee is not None else np.median(kdist)) or 1e-12
 
 
@@ -61,8 +62,9 @@ def find_outliers(
         True for the points the removal step would purge.
     """
     data = np.asarray(X, dtype=np.float64)
-    if method not in DETECTORS:
-        raise ValueError(f"unknown detector {method!r}; choose one of {DETECTORS}")
+    if not isinstance(method, str) or method not in DETECTORS:
+        shown = repr(method) if isinstance(method, str) else f"of type {type(method).__name__}"
+        raise ValueError(f"unknown detector {shown}; choose one of {DETECTORS}")
     settings: dict[str, Any] = dict(params)
     if method == "dbscan":
         # minPts = 2d (the reference recipe), capped at n/10 so that high-dimensional data with

@@ -1,9 +1,11 @@
 """What the experiments on a user's own things share: strict config blocks, their data (a
-built-in set, or arrays read from an ``.npz`` file without pickle, checked in one place),
+built-in set, arrays read from an ``.npz`` file without pickle, or the rows of a ``.csv`` file,
+checked in one place),
 objects imported by ``package.module:name``, file stamps and one-line config errors."""
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +31,9 @@ class Strict(BaseModel):
 
 class DataSource(Strict):
     """Where a run's data comes from: ``name`` (a built-in data set) or ``path`` (an ``.npz``
-    holding the arrays ``x_key`` and ``y_key``), the first ``n`` rows of it."""
+    holding the arrays ``x_key`` and ``y_key``, or a ``.csv`` file with a header line whose
+    column ``y_key`` holds the labels and whose other columns are the features), the first
+    ``n`` rows of it."""
 
     name: str | None = None
     path: str | None = None
@@ -97,16 +101,94 @@ def read_npz(
         return np.asarray(arrays[x_key], dtype=np.float32), y
 
 
+def _numbers(column: list[str]) -> np.ndarray | None:
+    """The cells as float64, or None when one is not a number."""
+    try:
+        return np.asarray(column, dtype=np.float64)
+    except ValueError:
+        return None
+
+
+def read_csv(
+    path: str, y_key: str, y_required: bool = True, key: str = "data"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows of the ``.csv`` file ``path``, whose first line names its columns: every
+    column but ``y_key`` a numeric feature (float32 (N, D)), ``y_key`` the labels (numbers, or
+    the cells as strings when one is not a number; None when the column is absent and not
+    required). Blank lines are skipped.
+
+    Errors name the file and what to change: a missing file, no header or no rows, a row of
+    another length (its line), a missing label column (with the columns the file holds), a
+    cell that is not a number (its column and line)."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{key}.path {path!r}: no such file")
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as handle:  # (-sig: Excel's BOM)
+            lines = [(i, row) for i, row in enumerate(csv.reader(handle), 1) if row]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{key}.path {path!r} is not a readable .csv file: {exc}") from exc
+    if len(lines) < 2:
+        raise ValueError(f"{key}.path {path!r} needs a header line naming its columns and rows")
+    header = [name.strip() for name in lines[0][1]]
+    for number, row in lines[1:]:
+        if len(row) != len(header):
+            raise ValueError(f"{key}.path {path!r} line {number} has {len(row)} cells, the "
+                             f"header {len(header)}")  # fmt: skip
+    label = header.index(y_key) if y_key in header else None
+    if label is None and y_required:
+        raise ValueError(f"{key}.path {path!r} has no column {y_key!r} (its columns: "
+                         f"{header}); set {key}.y_key to the labels' column")  # fmt: skip
+    features = [c for c in range(len(header)) if c != label]
+    if not features:
+        raise ValueError(f"{key}.path {path!r} has no feature column besides {y_key!r}")
+    columns = list(zip(*(row for _, row in lines[1:]), strict=True))
+    x = np.empty((len(lines) - 1, len(features)), dtype=np.float32)
+    for j, c in enumerate(features):
+        values = _numbers([cell.strip() for cell in columns[c]])
+        if values is None:
+            bad = next(i for i, cell in enumerate(columns[c]) if _numbers([cell.strip()]) is None)
+            hint = "" if label is not None else f"; if it holds the labels, set {key}.y_key"
+            raise ValueError(f"{key}.path {path!r}: column {header[c]!r}, line "
+                             f"{lines[bad + 1][0]}: {columns[c][bad]!r} is not a number{hint}")  # fmt: skip
+        x[:, j] = values
+    if label is None:
+        return x, None
+    cells = [cell.strip() for cell in columns[label]]
+    numbers = _numbers(cells)
+    return x, np.asarray(cells) if numbers is None else numbers
+
+
+def encoded_labels(y: np.ndarray) -> np.ndarray:
+    """Labels that are not integers (class names) as 0 .. C - 1 in sorted order, as
+    scikit-learn's ``LabelEncoder``; integer labels as they are.
+
+    Parameters
+    ----------
+    y : ndarray of shape (N,)
+        The labels.
+
+    Returns
+    -------
+    ndarray
+        ``y`` itself, or int64 codes.
+    """
+    integral = y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.array_equal(y, np.round(y)))
+    return y if integral else np.unique(y.astype(str), return_inverse=True)[1].astype(np.int64)
+
+
 def load_source(
     spec: DataSource,
     split: str,
     y_required: bool = True,
     non_negative: bool = False,
     key: str = "data",
+    encode: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(inputs, labels, name) of ``spec``: a built-in set's ``split`` (its images, else its
-    rows), or the ``.npz`` arrays (finite, at least one; integer labels, None when absent and
-    not required), cut to the first ``spec.n``.
+    rows), or the arrays of an ``.npz`` file or the rows of a ``.csv`` file (``read_csv``)
+    (finite, at least one; integer labels, None when absent and not required), cut to the
+    first ``spec.n``.
 
     Parameters
     ----------
@@ -120,6 +202,9 @@ def load_source(
         Refuse labels below 0 (a classifier's classes; poisoning marks "no label" with -1).
     key : str, default="data"
         The config block ``spec`` is, named in errors (``train.path``, ``test.n``).
+    encode : bool, default=False
+        Take labels that are not integers (class names) as their codes (``encoded_labels``):
+        where only which points share a label matters, not which class a model calls it.
 
     Returns
     -------
@@ -133,7 +218,12 @@ def load_source(
         y, name = ds.labels, spec.name
     else:
         assert spec.path is not None
-        x, y = read_npz(spec.path, spec.x_key, spec.y_key, y_required, key)
+        if Path(spec.path).suffix.lower() == ".csv":
+            x, y = read_csv(spec.path, spec.y_key, y_required, key)
+        else:
+            x, y = read_npz(spec.path, spec.x_key, spec.y_key, y_required, key)
+        if encode and y is not None:
+            y = encoded_labels(y)
         if x.ndim < 2 or len(x) == 0:
             raise ValueError(f"{key}.path: {spec.x_key} must have shape (N, ...), got {x.shape}")
         if not np.isfinite(x).all():

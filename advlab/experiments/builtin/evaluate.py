@@ -126,7 +126,8 @@ class DataSpec(DataSource):
         A built-in data set (mnist, fashion-mnist, digits, iris, breast-cancer).
     path : str or None
         An ``.npz`` file holding the inputs (``x_key``: (N, ...) floats inside the model's
-        bounds) and their integer labels (``y_key``: (N,)).
+        bounds) and their integer labels (``y_key``: (N,)), or a ``.csv`` file of rows with a
+        header line: its column ``y_key`` the labels, the others the features.
     split : {'train', 'test'}
         Which split of a built-in set is attacked (a zoo model to train uses the other).
     n : int or None

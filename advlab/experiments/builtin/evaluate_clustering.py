@@ -74,7 +74,7 @@ from advlab.experiments.builtin._user import (
     load_source,
     refuse_changed_files,
 )
-from advlab.experiments.config import ExperimentConfig
+from advlab.experiments.config import ConfigError, ExperimentConfig
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
 from advlab.metrics import changed_cluster
@@ -103,13 +103,16 @@ class ClusteringDataSpec(DataSource):
     name : str or None
         iris, breast-cancer, digits, blobs, mnist or fashion-mnist (training split).
     path : str or None
-        An ``.npz`` holding ``x_key`` (N, D) and optionally ``y_key`` (N,) integer labels.
+        An ``.npz`` holding ``x_key`` (N, D) and optionally ``y_key`` (N,) labels, or a
+        ``.csv`` file with a header line, its column ``y_key`` (if any) the labels and the
+        others the features. Labels that are not integers (class names) are taken as codes
+        in sorted order.
     n : int or None
         The first n rows (None: all; at least 4 rows are needed).
     standardize : bool
         Scale each feature to mean 0 and standard deviation 1 first.
     x_key, y_key : str
-        The arrays' names in the ``.npz`` file.
+        The arrays' names in the ``.npz`` file (``y_key``: the labels' column of a ``.csv``).
     """
 
     standardize: bool = False
@@ -232,7 +235,7 @@ def load_rows(spec: ClusteringDataSpec) -> tuple[np.ndarray, np.ndarray | None, 
         The rows (standardized if asked), their labels (None without), a name and a checksum.
     """
     split = "train" if spec.name in IDX_DATASETS else "all"
-    x, y, name = load_source(spec, split, y_required=False)
+    x, y, name = load_source(spec, split, y_required=False, encode=True)
     X = x.reshape(len(x), -1).astype(np.float64)
     if spec.path is not None and x.ndim != 2:
         raise ValueError(f"data.path: {spec.x_key} must have shape (N, D), got {x.shape}")
@@ -364,8 +367,34 @@ def _attack_unit(
     seed: int, clean: np.ndarray,
 ) -> dict[str, Any]:  # fmt: skip
     """One attack at one budget for one seed: the poisoned clustering of the original rows
-    scored against the clean one (and the labels)."""
-    X, y, _, _ = _rows(config.data)
+    scored against the clean one (and the labels). An attack that cannot run on these rows
+    (mimicry where the detector finds no outlier to conceal) is one ``ConfigError`` naming
+    it."""
+    X, y, name_of_rows, _ = _rows(config.data)
+    try:
+        data, injected = _attacked(config, name, params, budget, seed, clean, X, y)
+    except ValueError as exc:
+        raise ConfigError(
+            f"attack {name!r} at budget {budget} (seed {seed}) cannot run on {name_of_rows}: "
+            f"{exc}; leave it out of attacks"
+        ) from exc
+    labels = np.asarray(make_victim(config.clusterer, seed).fit_predict(data))[~injected]
+    out = {
+        "ari_clean": float(adjusted_rand_score(clean, labels)),
+        "ami_clean": float(adjusted_mutual_info_score(clean, labels)),
+        "changed": 100.0 * float(changed_cluster(clean, labels).mean()),
+        "n_injected": int(injected.sum()),
+    }
+    if y is not None:
+        out["ari_labels"] = float(adjusted_rand_score(y, labels))
+    return out
+
+
+def _attacked(
+    config: EvaluateClusteringConfig, name: str, params: dict[str, Any], budget: float,
+    seed: int, clean: np.ndarray, X: np.ndarray, y: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(attacked rows, mask of injected rows) of one attack at one budget for one seed."""
     reference = y if y is not None else clean
     if name in QUERY_ATTACKS:  # the victim itself is queried
         attack = query_attack(name, make_victim(config.clusterer, seed), params, budget, len(X))
@@ -380,16 +409,7 @@ def _attack_unit(
         data[t] += budget * np.random.default_rng(seed).choice([-1.0, 1.0], X.shape[1])
     else:
         data, injected = _poison(name, params, budget, X, reference, seed)
-    labels = np.asarray(make_victim(config.clusterer, seed).fit_predict(data))[~injected]
-    out = {
-        "ari_clean": float(adjusted_rand_score(clean, labels)),
-        "ami_clean": float(adjusted_mutual_info_score(clean, labels)),
-        "changed": 100.0 * float(changed_cluster(clean, labels).mean()),
-        "n_injected": int(injected.sum()),
-    }
-    if y is not None:
-        out["ari_labels"] = float(adjusted_rand_score(y, labels))
-    return out
+    return data, injected
 
 
 # ---- the experiment ----
