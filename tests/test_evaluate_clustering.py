@@ -329,3 +329,23 @@ def test_an_attack_that_cannot_run_on_the_rows_is_named_in_one_line(tmp_path, ca
     err = capsys.readouterr().err
     assert "attack 'mimicry' at budget 0.1 (seed 0) cannot run on grid.npz" in err, err
     assert "leave it out of attacks" in err and "Traceback" not in err
+
+
+def test_a_missing_relative_file_names_the_directory_it_was_looked_for_in(
+    rows, tmp_path, capsys, monkeypatch
+):
+    """Relative paths are read from the current directory (not the config's): the error says
+    which directory that was; the same relative path from the file's directory runs."""
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "rows.npz", x=np.load(rows)["x"])
+    config = _config(Path("rows.npz"), attacks=[{"name": "gaussian_noise", "budgets": [0.5]}],
+                     n_seeds=2)  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "evaluate-clustering", **config}))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert f"data.path 'rows.npz': no such file in the current directory {tmp_path}" in (
+        capsys.readouterr().err
+    )
+    monkeypatch.chdir(tmp_path / "data")
+    assert main(["run", str(path), "--out", str(tmp_path / "run2")]) == 0

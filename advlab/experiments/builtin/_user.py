@@ -71,6 +71,27 @@ def open_bounds(value: Any) -> Any:
     return value
 
 
+def missing_file(key: str, path: str) -> str:
+    """The error for a file that is not there: ``key`` and ``path``, and for a relative path
+    the directory it was looked for in (relative paths are read from the current directory,
+    not from the config's).
+
+    Parameters
+    ----------
+    key : str
+        The config key that names the file (``data.path``, ``model.weights``).
+    path : str
+        The path given.
+
+    Returns
+    -------
+    str
+        The message.
+    """
+    where = "" if Path(path).is_absolute() else f" in the current directory {Path.cwd()}"
+    return f"{key} {path!r}: no such file{where}"
+
+
 def read_npz(
     path: str, x_key: str, y_key: str, y_required: bool = True, key: str = "data"
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -81,7 +102,7 @@ def read_npz(
     a missing array (with the names the file holds), under the config block ``key``."""
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"{key}.path {path!r}: no such file")
+        raise FileNotFoundError(missing_file(f"{key}.path", path))
     try:
         arrays = np.load(file, allow_pickle=False)
     except Exception as exc:  # not a zip, truncated, pickled objects: name the file
@@ -122,7 +143,7 @@ def read_csv(
     cell that is not a number (its column and line)."""
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"{key}.path {path!r}: no such file")
+        raise FileNotFoundError(missing_file(f"{key}.path", path))
     try:
         with file.open(newline="", encoding="utf-8-sig") as handle:  # (-sig: Excel's BOM)
             lines = [(i, row) for i, row in enumerate(csv.reader(handle), 1) if row]

@@ -86,6 +86,7 @@ from advlab.experiments.builtin._user import (
     file_stamp,
     import_object,
     load_source,
+    missing_file,
     open_bounds,
     refuse_changed_files,
 )
@@ -394,7 +395,7 @@ def load_weights(module: nn.Module, path: str) -> None:
     """
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"model.weights {path!r}: no such file")
+        raise FileNotFoundError(missing_file("model.weights", path))
     try:
         if file.suffix == ".safetensors":
             from safetensors.torch import load_model
