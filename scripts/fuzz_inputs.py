@@ -512,6 +512,27 @@ def _cli_cases(tmp: Path) -> list[tuple[str, str, Callable[[], Any]]]:
     missing.parent.mkdir()
     missing.write_text(f"experiment: evaluate\ndata: {{path: {tmp / 'none.npz'}}}\n"
                        "model: {factory: mlp, weights: w.safetensors}\nattacks: [{name: deepfool}]\n")  # fmt: skip
+    tables = {  # a user's .csv rows for evaluate-clustering, each with one mistake
+        "empty": (b"", "header line"),
+        "header only": (b"a,b,y\n", "header line"),
+        "ragged row": (b"a,b\n1,2\n3\n", "line 3"),
+        "a word among numbers": (b"a,b\n1,2\n3,four\n", "'four'"),
+        "an empty cell": (b"a,b\n1,2\n3,\n", "column 'b'"),
+        "labels only": (b"y\n1\n2\n", "no feature column"),
+        "not utf-8": (b"a,b\n\xff\xfe,1\n", ".csv"),
+        "nan cell": (b"a,b\n1,2\n3,nan\n4,5\n6,7\n", "NaN"),
+    }
+    for name, (content, token) in tables.items():
+        folder = tmp / f"csv_{name.replace(' ', '_')}"
+        folder.mkdir()
+        (folder / "rows.csv").write_bytes(content)
+        (folder / "c.yaml").write_text(
+            f"experiment: evaluate-clustering\ndata: {{path: {folder / 'rows.csv'}}}\n"
+            "clusterer: {factory: 'sklearn.cluster:KMeans', kwargs: {n_clusters: 2}}\n"
+            "attacks: [{name: gaussian_noise, budgets: [0.1]}]\n"
+        )
+        argv = ["run", str(folder / "c.yaml"), "--out", str(folder / "o"), "--quiet"]
+        cases.append((f"advlab run evaluate-clustering (csv: {name})", token, cli(argv)))
     for name, argv, token in (
         ("plan --workers 0", ["plan", "demo", "--workers", "0"], "--workers"),
         ("plan unknown profile", ["plan", "demo", "--profile", "huge"], "huge"),

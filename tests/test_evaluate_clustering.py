@@ -300,8 +300,10 @@ def test_csv_rows_with_class_names_give_the_npz_results(rows, tmp_path):
 
 CSV_MISTAKES = {
     "ragged row": ("f0,f1\n1,2\n3\n", "line 3 has 1 cells, the header 2"),
-    "a word among the numbers": ("f0,f1\n1,2\n3,four\n", "column 'f1', line 3: 'four' is not a number"),
+    "a word among the numbers": ("f0,f1\n0,2\n0,four\n", "column 'f1', line 3: 'four' is not a finite number"),
     "labels not named as such": ("f0,kind\n1,a\n3,b\n", "if it holds the labels, set data.y_key"),
+    "an empty cell": ("f0,f1\n0,0\n1,\n", "column 'f1', line 3: '' is not a finite number\n"),
+    "nan": ("f0,f1\n0,0\n\n1,nan\n", "column 'f1', line 4: 'nan' is not a finite number"),
     "no rows": ("f0,f1\n", "needs a header line naming its columns and rows"),
 }  # fmt: skip
 

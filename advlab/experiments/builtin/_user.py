@@ -130,6 +130,12 @@ def _numbers(column: list[str]) -> np.ndarray | None:
         return None
 
 
+def _finite(cell: str) -> bool:
+    """Whether the cell is a finite number."""
+    value = _numbers([cell])
+    return value is not None and bool(np.isfinite(value).all())
+
+
 def read_csv(
     path: str, y_key: str, y_required: bool = True, key: str = "data"
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -167,11 +173,13 @@ def read_csv(
     x = np.empty((len(lines) - 1, len(features)), dtype=np.float32)
     for j, c in enumerate(features):
         values = _numbers([cell.strip() for cell in columns[c]])
-        if values is None:
-            bad = next(i for i, cell in enumerate(columns[c]) if _numbers([cell.strip()]) is None)
-            hint = "" if label is not None else f"; if it holds the labels, set {key}.y_key"
+        if values is None or not np.isfinite(values).all():
+            bad = next(i for i, cell in enumerate(columns[c]) if not _finite(cell.strip()))
+            cell = columns[c][bad].strip()
+            words = label is None and _numbers([cell]) is None and cell
+            hint = f"; if it holds the labels, set {key}.y_key" if words else ""
             raise ValueError(f"{key}.path {path!r}: column {header[c]!r}, line "
-                             f"{lines[bad + 1][0]}: {columns[c][bad]!r} is not a number{hint}")  # fmt: skip
+                             f"{lines[bad + 1][0]}: {cell!r} is not a finite number{hint}")  # fmt: skip
         x[:, j] = values
     if label is None:
         return x, None
