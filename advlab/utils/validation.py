@@ -70,6 +70,14 @@ def check_number(
     return v
 
 
+def integral_labels(labels: np.ndarray) -> bool:
+    """Whether ``labels`` hold integers: an integer or boolean dtype, or floats that are all
+    whole numbers (NaN is not)."""
+    return labels.dtype.kind in "iub" or (
+        labels.dtype.kind == "f" and np.array_equal(labels, np.round(labels))
+    )
+
+
 def check_class_labels(
     y: object,
     n: int | None = None,
@@ -85,10 +93,7 @@ def check_class_labels(
     if labels.ndim != 1 or (n is not None and len(labels) != n):
         expected = f"({n},)" if n is not None else "(n_samples,)"
         raise ValueError(f"{name} must have shape {expected}, got {labels.shape}")
-    integral = labels.dtype.kind in "iub" or (
-        labels.dtype.kind == "f" and np.array_equal(labels, np.round(labels))
-    )
-    if not integral:
+    if not integral_labels(labels):
         raise ValueError(
             f"{name} must hold integer class labels, got dtype {labels.dtype}; encode others "
             "with sklearn.preprocessing.LabelEncoder"

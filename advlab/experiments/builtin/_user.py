@@ -20,7 +20,7 @@ from advlab.data import DATASETS, load_dataset
 from advlab.data.sources import DataNotFoundError
 from advlab.experiments.config import ConfigError
 from advlab.experiments.runner import RunContext
-from advlab.utils.validation import check_class_labels
+from advlab.utils.validation import check_class_labels, integral_labels
 
 
 class Strict(BaseModel):
@@ -202,8 +202,9 @@ def encoded_labels(y: np.ndarray) -> np.ndarray:
     ndarray
         ``y`` itself, or int64 codes.
     """
-    integral = y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.array_equal(y, np.round(y)))
-    return y if integral else np.unique(y.astype(str), return_inverse=True)[1].astype(np.int64)
+    if integral_labels(y):
+        return y
+    return np.unique(y.astype(str), return_inverse=True)[1].astype(np.int64)
 
 
 def load_source(
