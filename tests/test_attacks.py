@@ -502,3 +502,22 @@ def test_minimal_attack_projection_is_exact_when_the_box_binds(norm):
                 assert float(z[i, m] @ torch.as_tensor(w)) >= b - 1e-9
                 checked += 1
     assert checked >= 40
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])
+def test_pgd_random_starts_do_not_depend_on_the_batch_size(digits_model, norm, eps):
+    """The same seed gives the same examples in one batch or in batches of 7 (the L2 start drew
+    its normals per batch: torch draws normals in blocks, so the starts moved with the batch's
+    size); the starts are uniform in the ball."""
+    model, x, y = digits_model
+    x, y = x[:40], y[:40]
+    whole = PGD(model, eps=eps, max_iter=5, norm=norm, random_state=0)(x, y)
+    parts = PGD(model, eps=eps, max_iter=5, norm=norm, random_state=0, batch_size=7)(x, y)
+    torch.testing.assert_close(parts.x_adv, whole.x_adv, atol=1e-5, rtol=0)
+    assert torch.equal(parts.success, whole.success)
+    start = PGD(model, eps=eps, max_iter=5, norm=norm, random_state=0)._random_delta
+    radius = (start(torch.zeros(20000, 2)).norm(dim=1) if norm == "l2"
+              else start(torch.zeros(20000, 2)).abs().amax(1))  # fmt: skip
+    expected = 2 / 3 * eps  # E[eps U^(1/2)] in 2-d (L2); E[max(|u1|, |u2|)] = 2/3 eps (L-inf)
+    assert float(radius.mean()) == pytest.approx(expected, rel=0.02)
+    assert float(radius.max()) <= eps + 1e-6

@@ -57,7 +57,9 @@ class CarliniWagnerL2(MinimizationAttack):
     criterion : Criterion or None, default=None
         Misclassification (None) or ``TargetedMisclassification``.
     batch_size : int, default=256
-        Samples per batch (memory, not results).
+        Samples per batch. With ``abort_early`` a batch stops as one when its total loss
+        stalls (as in Carlini's and Foolbox's code), so the examples depend on it a little;
+        without, only memory does.
     """
 
     def __init__(

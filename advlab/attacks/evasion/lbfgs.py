@@ -72,7 +72,7 @@ class LBFGS(MinimizationAttack):
     max_iter : int, default=100
         Iterations of each L-BFGS-B solve (scaled by sqrt(batch) for a batched solve), >= 1.
     batch_size : int, default=32
-        Samples solved together.
+        Samples solved together, as one L-BFGS-B problem: the examples depend on it.
     criterion : Criterion or None, default=None
         None means ``TargetedMisclassification``; subclasses pass
         their own.

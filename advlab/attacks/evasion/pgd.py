@@ -7,7 +7,9 @@ with clip_B the clipping to the model's input bounds ([0, 1] for images).
 
 g_t is the gradient of the loss (``"ce"`` cross-entropy or ``"margin"``, the CW margin).
 Random start: uniform in the L-inf ball, or uniform in the L2 ball (direction ~ N(0, I),
-radius ~ eps * U^(1/d)), drawn from a ``torch.Generator`` seeded by ``random_state``.
+radius ~ eps * U^(1/d)), drawn from a ``torch.Generator`` seeded by ``random_state`` as
+uniforms, sample after sample (an L2 start takes d + 1: the normals are Phi^-1 of the first d),
+so that the starts do not depend on ``batch_size``.
 
 Example::
 
@@ -125,12 +127,14 @@ class PGD(Attack):
         if self.norm == "linf":
             u = torch.rand(x.shape, generator=self.generator)
             return ((2 * u - 1) * self.eps).to(x.device)
-        direction = torch.randn(x.shape, generator=self.generator)
         d = x[0].numel()
-        radius = self.eps * torch.rand(len(x), generator=self.generator) ** (1.0 / d)
-        return (direction / _flat_norm(direction) * radius.view(-1, *([1] * (x.ndim - 1)))).to(
-            x.device
-        )
+        # uniforms only: torch draws them one by one, normals in blocks (randn's stream
+        # depends on the batch's size); direction Phi^-1(U_1..d) ~ N(0, I), radius by U_d+1
+        uniform = torch.rand(len(x), d + 1, generator=self.generator, dtype=torch.float64)
+        direction = torch.special.ndtri(uniform[:, :d].clamp(min=1e-300)).reshape(x.shape)
+        radius = self.eps * uniform[:, d] ** (1.0 / d)
+        delta = direction / _flat_norm(direction) * radius.view(-1, *([1] * (x.ndim - 1)))
+        return delta.to(x.device, x.dtype)
 
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
