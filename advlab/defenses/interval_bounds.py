@@ -451,14 +451,16 @@ def _class_labels(y: Any, x: torch.Tensor) -> torch.Tensor:
     torch.Tensor of shape (N,)
         The labels, int64.
     """
+    if isinstance(y, torch.Tensor) and y.dtype == torch.int64 and y.shape == (len(x),):
+        return y.to(x.device)  # (no host round trip per batch; the range is checked later)
     values = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
     labels = check_class_labels(values, len(x), non_negative=True)
     return torch.from_numpy(labels).to(x.device)
 
 
 def _check_label_range(y: torch.Tensor, n_classes: int) -> None:
-    if len(y) and int(y.max()) >= n_classes:
-        raise ValueError(f"y must lie in [0, {n_classes}), got labels up to {int(y.max())}")
+    if len(y) and not 0 <= int(y.min()) <= int(y.max()) < n_classes:
+        raise ValueError(f"y must lie in [0, {n_classes}), got [{int(y.min())}, {int(y.max())}]")
 
 
 def _final_linear(head: nn.Module) -> Any:

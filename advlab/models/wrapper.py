@@ -7,8 +7,9 @@ the bounds of its input space and its preprocessing.
 
 ``model(x) = net((x - mean) / std)``, cast to the network's dtype (``model_dtype``: float32
 images feed a user's ``.double()`` network): attacks work in the input space the user holds
-(pixels in ``bounds``), the wrapper normalises. The per-channel ``std`` also gives "standardized" budgets
-their meaning: eps in standardized units is eps * std_c pixels in channel c.
+(pixels in ``bounds``), the wrapper normalises. The per-channel ``std`` also gives
+"standardized" budgets their meaning: eps in standardized units is eps * std_c pixels in
+channel c.
 
 A bare ``nn.Module`` passed to an attack is wrapped by ``as_model`` with bounds (0, 1) and
 no preprocessing; if it normalises inside itself it may declare its per-channel std as an
