@@ -43,10 +43,10 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.models.wrapper import Model, model_dtype
+from advlab.models.wrapper import Model, eval_mode, model_dtype
 from advlab.models.zoo import Classifier, Normalize
 from advlab.utils.progress import progress
-from advlab.utils.validation import check_class_labels, check_images, check_number
+from advlab.utils.validation import check_images, check_label_tensor, check_number
 
 Interval = tuple[torch.Tensor, torch.Tensor]
 
@@ -412,8 +412,25 @@ def margin_lower_bounds(
         The margin lower bounds; the network is certified at x when all j != y are > 0.
     """
     eps = check_number("eps", eps, 0.0)
-    y = _class_labels(y, x)
     bounds = input_box(model, x, bounds)
+    return _margin_bounds(model, x, _labels(model, x, y), eps, bounds)
+
+
+def _labels(model: nn.Module, x: torch.Tensor, y: Any) -> torch.Tensor:
+    """``y`` checked (``check_label_tensor``: len(x) non-negative integers below the network's
+    output count, read off one input in eval mode) as a long tensor on x's device."""
+    n_classes = None
+    if len(x):
+        with torch.no_grad(), eval_mode(model):
+            n_classes = int(model(x[:1].to(model_dtype(model))).shape[1])
+    return check_label_tensor(y, len(x), n_classes=n_classes).to(x.device)
+
+
+def _margin_bounds(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]
+) -> torch.Tensor:
+    """``margin_lower_bounds`` on inputs, labels and box already checked (the callers that
+    loop over batches check them once)."""
     x = x.to(model_dtype(model))
     layers = _layers(model)
     lo, hi = (x - eps).clamp(*bounds), (x + eps).clamp(*bounds)
@@ -422,45 +439,15 @@ def margin_lower_bounds(
     head, last = layers[-1], _final_linear(layers[-1])
     if last is None:  # no linear layer to merge: the logits' bounds, z_y >= lo_y, z_j <= hi_j
         lo, hi = _propagate(head, lo, hi)
-        _check_label_range(y, lo.shape[1])
         return (lo.gather(1, y[:, None]) - hi).scatter(1, y[:, None], 0.0)
     if last is not head:  # the user's module ending in a linear layer: up to its input
         layer, graph, node = last
         box = _graph_bounds(graph, _Box(lo, hi), until=node)
         lo, hi, last = box.lo, box.hi, layer
-    _check_label_range(y, last.out_features)
     mid, rad = (hi + lo) / 2, (hi - lo) / 2
     w_diff = last.weight[y][:, None, :] - last.weight[None, :, :]  # (N, C, F): W_y - W_j
     b_diff = 0.0 if last.bias is None else (last.bias[y][:, None] - last.bias[None, :])  # (N, C)
     return (w_diff * mid[:, None, :]).sum(-1) + b_diff - (w_diff.abs() * rad[:, None, :]).sum(-1)
-
-
-def _class_labels(y: Any, x: torch.Tensor) -> torch.Tensor:
-    """``y`` (a tensor, array or list of len(x) non-negative integer labels) as a long tensor
-    on x's device; ``ValueError`` naming the problem otherwise.
-
-    Parameters
-    ----------
-    y : array-like of shape (N,)
-        The labels.
-    x : torch.Tensor of shape (N, ...)
-        Their inputs.
-
-    Returns
-    -------
-    torch.Tensor of shape (N,)
-        The labels, int64.
-    """
-    if isinstance(y, torch.Tensor) and y.dtype == torch.int64 and y.shape == (len(x),):
-        return y.to(x.device)  # (no host round trip per batch; the range is checked later)
-    values = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
-    labels = check_class_labels(values, len(x), non_negative=True)
-    return torch.from_numpy(labels).to(x.device)
-
-
-def _check_label_range(y: torch.Tensor, n_classes: int) -> None:
-    if len(y) and not 0 <= int(y.min()) <= int(y.max()) < n_classes:
-        raise ValueError(f"y must lie in [0, {n_classes}), got [{int(y.min())}, {int(y.max())}]")
 
 
 def _final_linear(head: nn.Module) -> Any:
@@ -510,12 +497,11 @@ def is_certified(
     torch.Tensor of bool, shape (N,)
         True where the sample is certified.
     """
-    bounds, out, y = input_box(model, x, bounds), [], _class_labels(y, x)
+    eps = check_number("eps", eps, 0.0)
+    bounds, out, y = input_box(model, x, bounds), [], _labels(model, x, y)
     with torch.no_grad():
         for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
-            m = margin_lower_bounds(model, xb, yb, eps, bounds).scatter(
-                1, yb[:, None], float("inf")
-            )
+            m = _margin_bounds(model, xb, yb, eps, bounds).scatter(1, yb[:, None], float("inf"))
             out.append((m > 0).all(1))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
 
@@ -623,7 +609,7 @@ def train_ibp(
     check_number("epochs", epochs, 1, integer=True)
     check_number("ramp_epochs", ramp_epochs, 0, integer=True)
     check_number("kappa_end", kappa_end, 0.0, 1.0)
-    bounds, y = input_box(model, x, bounds), _class_labels(y, x)
+    bounds, y = input_box(model, x, bounds), _labels(model, x, y)
     device, dtype = next(model.parameters()).device, model_dtype(model)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -638,7 +624,7 @@ def train_ibp(
             xb, yb = x[idx].to(device, dtype), y[idx].to(device)
             frac = min(1.0, (step + 1) / ramp_steps) if ramp_steps else 1.0
             eps_now, kappa = eps * frac, 1.0 - (1.0 - kappa_end) * frac
-            worst = -margin_lower_bounds(model, xb, yb, eps_now, bounds)
+            worst = -_margin_bounds(model, xb, yb, eps_now, bounds)
             loss = kappa * F.cross_entropy(model(xb), yb) + (1 - kappa) * F.cross_entropy(worst, yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -45,7 +45,7 @@ from advlab.defenses.interval_bounds import BATCH_NORM, Standardise, _layers
 from advlab.models.wrapper import as_model, model_dtype
 from advlab.models.zoo import Normalize
 from advlab.utils.progress import progress
-from advlab.utils.validation import check_class_labels, check_images, check_number
+from advlab.utils.validation import check_images, check_label_tensor, check_number
 
 ROBUST, ATTACKED, UNKNOWN = 1, 0, -1
 
@@ -403,9 +403,7 @@ def _checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> 
     chain = check_verifiable(wrapped, x)
     with torch.no_grad():
         logits = wrapped(x).double().cpu()
-    y = torch.from_numpy(
-        check_class_labels(torch.as_tensor(y).cpu().numpy(), len(x), n_classes=logits.shape[1])
-    )
+    y = check_label_tensor(y, len(x), n_classes=logits.shape[1])
     return wrapped, x, y, eps, chain, logits
 
 

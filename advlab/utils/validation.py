@@ -106,3 +106,17 @@ def check_class_labels(
             f"{name} must lie in [0, {n_classes}), got [{labels.min()}, {labels.max()}]"
         )
     return labels
+
+
+def check_label_tensor(
+    y: object, n: int, name: str = "y", n_classes: int | None = None
+) -> torch.Tensor:
+    """``check_class_labels`` (non-negative) for labels given as a tensor on any device, an
+    array or a list: an int64 CPU tensor of shape (n,), below ``n_classes`` when given. A
+    floating-point or boolean tensor is refused (torch takes class labels as integers; such a
+    tensor is a mistake even when its values are whole)."""
+    if isinstance(y, torch.Tensor) and (torch.is_floating_point(y) or y.dtype == torch.bool):
+        raise ValueError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+    values = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
+    labels = check_class_labels(values, n, name, non_negative=True, n_classes=n_classes)
+    return torch.from_numpy(labels)

@@ -38,7 +38,7 @@ from advlab.attacks.evasion.criteria import (
 )
 from advlab.models.wrapper import Model, as_model, eval_mode, model_dtype
 from advlab.utils.progress import progress
-from advlab.utils.validation import check_images, check_number
+from advlab.utils.validation import check_images, check_label_tensor, check_number
 
 __all__ = [
     "Attack",
@@ -303,12 +303,12 @@ class Attack:
     def _validate(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, n_classes: int
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        y = _check_labels(y, len(x), n_classes, "y")
+        y = check_label_tensor(y, len(x), "y", n_classes)
         if self.criterion.needs_target:
             if target is None:
                 raise ValueError(f"{self.criterion!r} needs target labels")
             if torch.as_tensor(target).ndim == 1:
-                target = _check_labels(target, len(x), n_classes, "target")
+                target = check_label_tensor(target, len(x), "target", n_classes)
         return y, None if target is None else torch.as_tensor(target).long()
 
 
@@ -327,19 +327,6 @@ class MinimizationAttack(Attack):
             result.success, result.distances, torch.full_like(result.distances, float("inf"))
         )
         return result
-
-
-def _check_labels(y: torch.Tensor, n: int, n_classes: int, name: str) -> torch.Tensor:
-    y = torch.as_tensor(y)
-    if y.dtype in (torch.float16, torch.float32, torch.float64, torch.bool):
-        raise ValueError(f"{name} must hold integer class labels, got dtype {y.dtype}")
-    if y.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), got {tuple(y.shape)}")
-    if n and (int(y.min()) < 0 or int(y.max()) >= n_classes):
-        raise ValueError(
-            f"{name} must lie in [0, {n_classes}), got [{int(y.min())}, {int(y.max())}]"
-        )
-    return y.long()
 
 
 def input_gradient(
