@@ -303,6 +303,36 @@ def test_attacks_compute_in_a_double_networks_dtype(rgb_models, name):
         )
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attacks_on_a_low_precision_network_keep_their_budget(rgb_models, name, dtype):
+    """A ``.half()`` or bfloat16 network is attacked in float32: the images, the steps and the
+    projection stay in float32 and only the network's forward runs in its dtype, so an L-inf
+    budget holds to float32 rounding (in bfloat16, ``x_adv`` came back 0.3027 from ``x`` at
+    eps = 0.3: its 8-bit mantissa rounds every pixel) and ``x_adv`` has the images' dtype."""
+    import copy
+
+    _, wrapped, x, y = rgb_models
+    x, y = x[:4], y[:4]
+    low = Model(copy.deepcopy(wrapped.module).to(dtype), bounds=(0, 1),
+                preprocessing=dict(mean=MEAN, std=STD, axis=-3))  # fmt: skip
+    target = (y + 1) % 3 if name == "pgd-targeted" else None
+    args = (x, y) if target is None else (x, y, target)
+    attack = ATTACKS[name](low)
+    ours = attack(*args)
+    assert attack.dtype == torch.float32 and ours.x_adv.dtype == torch.float32
+    assert ours.x_adv.min() >= 0 and ours.x_adv.max() <= 1
+    eps = getattr(attack, "eps", None)  # (per channel for standardized units)
+    if eps is not None and attack.norm == "linf":
+        per_channel = (ours.x_adv - x).abs().amax(dim=(0, 2, 3))
+        assert bool((per_channel <= torch.as_tensor(eps).flatten() + 1e-6).all())
+    elif eps is not None:
+        assert float((ours.x_adv - x).flatten(1).norm(dim=1).max()) <= eps * (1 + 1e-6)
+    with torch.no_grad():  # the success reported is the low-precision network's own verdict
+        pred = low(ours.x_adv).argmax(1)
+    assert torch.equal(pred, ours.pred)
+
+
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_inputs_that_require_grad_are_attacked_as_plain_inputs(rgb_models, name):
     """Images that carry autograd (the output of the user's own differentiable pipeline) give

@@ -508,20 +508,29 @@ def tabular_double() -> nn.Module:
     return tabular().double()
 
 
-def test_a_double_network_is_attacked_certified_and_verified(tmp_path):
-    """A factory returning a ``.double()`` network, its float64 weights and float32 rows: the
-    run attacks, certifies and verifies it (it stopped at the model check with 'mat1 and mat2
-    must have the same dtype'); certificates <= exact verification <= PGD."""
+def tabular_bfloat16() -> nn.Module:
+    """A user's bfloat16 network on 6 features (``tests.test_evaluate:tabular_bfloat16``)."""
+    return tabular().to(torch.bfloat16)
+
+
+@pytest.mark.parametrize("factory", ["tabular_double", "tabular_bfloat16"])
+def test_a_double_or_bfloat16_network_is_attacked_certified_and_verified(tmp_path, factory):
+    """A factory returning a ``.double()`` or bfloat16 network, its weights in that dtype and
+    float32 rows: the run attacks, certifies and verifies it (the double one stopped at the
+    model check with 'mat1 and mat2 must have the same dtype', the bfloat16 one at the weights'
+    fingerprint with 'Got unsupported ScalarType BFloat16'); certificates <= exact
+    verification <= PGD."""
     torch.manual_seed(0)
-    net = tabular_double().eval()
-    x = 2 * torch.randn(24, 6, dtype=torch.float64)
+    net = globals()[factory]().eval()
+    dtype = next(net.parameters()).dtype
+    x = 2 * torch.randn(24, 6, dtype=dtype)
     with torch.no_grad():
         np.savez(tmp_path / "rows.npz", x=x.float().numpy(), y=net(x).argmax(1).numpy())
     save_file(net.state_dict(), str(tmp_path / "tab.safetensors"))
     config = {
         "experiment": "evaluate",
         "data": {"path": str(tmp_path / "rows.npz")},
-        "model": {"factory": "tests.test_evaluate:tabular_double",
+        "model": {"factory": f"tests.test_evaluate:{factory}",
                   "weights": str(tmp_path / "tab.safetensors"), "bounds": [None, None]},
         "attacks": [{"name": "pgd", "eps": [0.3], "params": {"max_iter": 10}}],
         "certify": [0.3], "certify_bounds": ["interval", "linear"], "verify": [0.3],

@@ -179,6 +179,35 @@ def test_linear_certificates_lie_between_interval_bounds_and_exact_verification(
     assert not is_certified_linear(model, x, (y + 1) % 5, 0.0).any()
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_low_precision_network_is_certified_as_its_float32_weights(dtype):
+    """A half or bfloat16 network is bounded and verified through a float32 copy of its
+    weights (exact: both formats fit in float32): its margin bounds, certificates and programs
+    equal those of ``net.to(dtype).float()``. Computed in its own dtype, interval bounds were
+    rounded to 8 or 11 significant bits (bounds no longer), and exact verification refused
+    the network as 'not the sequence of its modules'."""
+    import copy
+
+    from advlab.defenses import margin_lower_bounds
+
+    net = _net([30, 40, 40, 5], seed=3).to(dtype)
+    low = Model(net, preprocessing={"mean": 0.5, "std": 0.25})
+    ref = Model(copy.deepcopy(net).float(), preprocessing={"mean": 0.5, "std": 0.25})
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(40, 30, generator=g)
+    y = ref(x).argmax(1)
+    eps = 0.01
+    torch.testing.assert_close(
+        margin_lower_bounds(low, x, y, eps), margin_lower_bounds(ref, x, y, eps), rtol=0, atol=0
+    )
+    for certificate in (is_certified, is_certified_linear):
+        assert torch.equal(certificate(low, x, y, eps), certificate(ref, x, y, eps))
+        assert bool(certificate(low, x, y, eps).any())
+    ours, theirs = verify_linf(low, x[:10], y[:10], eps), verify_linf(ref, x[:10], y[:10], eps)
+    assert np.array_equal(ours.status, theirs.status) and ours.x_adv.dtype == torch.float32
+    assert next(net.parameters()).dtype == dtype  # (the user's network is left as it was)
+
+
 def test_certificates_and_programs_take_a_double_network():
     """A user's ``.double()`` network, float32 inputs: interval, linear and exact verification
     give the float32 network's answers, and certified training runs (each failed with 'mat1

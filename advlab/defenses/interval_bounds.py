@@ -19,7 +19,10 @@ The last affine layer is merged with the margin specification c_j = e_y - e_j ("
 Gowal et al. sec. 3): the lower bound of z_y - z_j = (W_y - W_j) a + (b_y - b_j) over the
 penultimate interval is (W_y - W_j) m + (b_y - b_j) - |W_y - W_j| r; a network that does not
 end in a linear layer gets the looser lo_y - hi_j of its logits' bounds. The network is
-certified at x when every such bound is > 0.
+certified at x when every such bound is > 0. The bounds are computed in the network's dtype,
+at least float32: a half or bfloat16 network is bounded through a float32 copy of its weights
+(``at_least_float32``; its own 8 or 11 significant bits would round the bounds past what they
+bound), and trained in its own dtype.
 
 Training (Gowal et al. eq. 12) minimises kappa CE(z(x), y) + (1 - kappa) CE(z_wc, y), where
 z_wc_j = -(lower bound of z_y - z_j) (0 for j = y) are the worst-case logits; eps ramps up
@@ -43,7 +46,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.models.wrapper import Model, eval_mode, model_dtype
+from advlab.models.wrapper import Model, at_least_float32, eval_mode, model_dtype
 from advlab.models.zoo import Classifier, Normalize
 from advlab.utils.progress import progress
 from advlab.utils.validation import check_images, check_label_tensor, check_number
@@ -115,6 +118,7 @@ def check_certifiable(model: nn.Module, x: torch.Tensor, atol: float = 1e-4) -> 
     atol : float, default=1e-4
         Tolerance on the logits, relative to their largest absolute value (at least 1).
     """
+    model = at_least_float32(model)
     x = x.to(model_dtype(model))
     with torch.no_grad():
         logits = model(x)
@@ -150,6 +154,7 @@ def interval_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) 
     """
     if lower.shape != upper.shape or bool((lower > upper).any()):
         raise ValueError("lower and upper must have the same shape with lower <= upper")
+    model = at_least_float32(model)
     dtype = model_dtype(model)
     lo, hi = lower.to(dtype), upper.to(dtype)
     for layer in _layers(model):
@@ -412,7 +417,7 @@ def margin_lower_bounds(
         The margin lower bounds; the network is certified at x when all j != y are > 0.
     """
     eps = check_number("eps", eps, 0.0)
-    bounds = input_box(model, x, bounds)
+    model, bounds = at_least_float32(model), input_box(model, x, bounds)
     return _margin_bounds(model, x, _labels(model, x, y), eps, bounds)
 
 
@@ -498,6 +503,7 @@ def is_certified(
         True where the sample is certified.
     """
     eps = check_number("eps", eps, 0.0)
+    model = at_least_float32(model)
     bounds, out, y = input_box(model, x, bounds), [], _labels(model, x, y)
     with torch.no_grad():
         for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):

@@ -24,7 +24,9 @@ Each input ends ``ROBUST`` (proved), ``ATTACKED`` (a confirmed counterexample, o
 already) or ``UNKNOWN`` (a program hit ``time_limit``, or a solution the forward pass does not
 confirm, on the boundary within rounding). The cost grows with the number of unstable ReLUs:
 small networks at small budgets are verified in well under a second per input; large ones end
-``UNKNOWN``.
+``UNKNOWN``. The programs take the weights in float64; a half or bfloat16 network is
+verified, and its counterexamples confirmed, through a float32 copy of its weights
+(``at_least_float32``).
 
 Written by hand around scipy's MILP solver: the verifiers that do this (MIPVerify in Julia,
 auto_LiRPA / alpha-beta-CROWN) do not install on torch 2.13.
@@ -42,7 +44,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from torch import nn
 
 from advlab.defenses.interval_bounds import BATCH_NORM, Standardise, _layers
-from advlab.models.wrapper import as_model, model_dtype
+from advlab.models.wrapper import as_model, at_least_float32, model_dtype
 from advlab.models.zoo import Normalize
 from advlab.utils.progress import progress
 from advlab.utils.validation import check_images, check_label_tensor, check_number
@@ -397,7 +399,7 @@ def verify_linf(
 def _checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> tuple:
     """The wrapped model, checked inputs, labels and budget, the affine-ReLU chain and the
     float64 CPU logits; ``ValueError`` naming the first problem."""
-    wrapped = as_model(model)
+    wrapped = at_least_float32(as_model(model))
     eps = check_number("eps", eps, 0.0)
     x = check_images(x, "x", wrapped.bounds, model_dtype(wrapped)).detach()
     chain = check_verifiable(wrapped, x)
@@ -464,6 +466,7 @@ def check_verifiable(model: nn.Module, x: torch.Tensor) -> list[tuple[np.ndarray
     list of (ndarray, ndarray)
         The affine maps (A_k, c_k) in float64, a ReLU between consecutive ones.
     """
+    model = at_least_float32(model)
     chain = affine_relu_chain(model, tuple(x.shape[1:]))
     x = x.detach().to(model_dtype(model))
     with torch.no_grad():

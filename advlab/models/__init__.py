@@ -3,7 +3,7 @@
 resumable training."""
 
 from advlab.models.train import TrainedModel, accuracy, train_classifier
-from advlab.models.wrapper import Model, as_model, eval_mode, model_dtype
+from advlab.models.wrapper import Model, as_model, at_least_float32, eval_mode, model_dtype
 from advlab.models.zoo import MODELS, Classifier, build_model
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "TrainedModel",
     "accuracy",
     "as_model",
+    "at_least_float32",
     "build_model",
     "eval_mode",
     "model_dtype",

@@ -19,15 +19,17 @@ attribute ``input_std`` (the zoo's models do), which standardized budgets then u
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 Bounds = tuple[float, float]
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def _channel_stat(
@@ -158,6 +160,27 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     module = model.module if isinstance(model, Model) else model
     tensors = itertools.chain(module.parameters(), module.buffers())
     return next((t.dtype for t in tensors if torch.is_floating_point(t)), torch.float32)
+
+
+def at_least_float32(model: ModuleT) -> ModuleT:
+    """``model`` itself where it computes in float32 or float64; for a half or bfloat16
+    network a float32 copy of it, whose weights are the network's exactly (both formats fit
+    in float32). Certificates and verification bound this copy: bounds propagated in a
+    format of 8 or 11 significant bits would be rounded past the values they bound.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A Model or a bare module.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model``, or its float32 copy (the user's network is left as it is).
+    """
+    if model_dtype(model) in (torch.float32, torch.float64):
+        return model
+    return copy.deepcopy(model).float()
 
 
 @contextlib.contextmanager

@@ -170,7 +170,8 @@ class Attack:
         The norm in which ``AttackResult.distances`` is measured (class attribute).
     input_dtype : torch.dtype or None
         The dtype inputs are computed in (class attribute); None: the model's own
-        floating-point dtype (``model_dtype``), float32 for a model without parameters.
+        floating-point dtype (``model_dtype``) where it is float32 or float64, float32 for a
+        half or bfloat16 model and for a model without parameters.
     """
 
     norm = "linf"
@@ -222,8 +223,11 @@ class Attack:
 
     @property
     def dtype(self) -> torch.dtype:
-        """The dtype inputs are computed in: ``input_dtype``, else the model's."""
-        return self.input_dtype or model_dtype(self.model)
+        """The dtype inputs are computed in: ``input_dtype``, else the model's, at least
+        float32. A half or bfloat16 network is attacked in float32 (its forward casts): in
+        its own dtype, rounding ``x + delta`` would break the budget (bfloat16 keeps 8
+        significant bits) and the steps of the iterative attacks would be rounded away."""
+        return self.input_dtype or torch.promote_types(model_dtype(self.model), torch.float32)
 
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None

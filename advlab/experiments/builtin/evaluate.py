@@ -531,8 +531,22 @@ def fingerprint(ds: Dataset, model: Model) -> dict[str, str]:
     dict
         ``{"data_sha256", "weights_sha256"}``.
     """
-    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-    return {"data_sha256": ds.sha256, "weights_sha256": arrays_sha256(state)}
+    return {"data_sha256": ds.sha256, "weights_sha256": arrays_sha256(_numpy_state(model))}
+
+
+def _numpy_state(model: nn.Module) -> dict[str, np.ndarray]:
+    """The state dict as numpy arrays; a tensor of a dtype numpy lacks (a bfloat16 or float8
+    network) as its bytes, under its name, torch dtype and shape (so the digest tells it
+    from another tensor of the same bytes)."""
+    state = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu()
+        try:
+            state[name] = tensor.numpy()
+        except TypeError:  # "Got unsupported ScalarType BFloat16"
+            key = f"{name}@{tensor.dtype}{tuple(tensor.shape)}"
+            state[key] = tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
+    return state
 
 
 # ---- units ----
