@@ -241,6 +241,33 @@ def test_small_refusals_name_their_parameter():
             make()
 
 
+def test_numbers_given_as_zero_dimensional_tensors_are_taken():
+    """A budget held as a 0-d tensor or numpy scalar (``eps = torch.tensor(8 / 255)``, a value
+    read off an array) is the number it holds (it was refused: 'eps must be a number, got
+    tensor(0.0300)'); tensors of one value per sample, booleans and NaN still are refused."""
+    import torch
+    from torch import nn
+
+    from advlab.attacks.evasion import FGSM, PGD
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
+    x = torch.rand(10, 1, 3, 4)
+    y = net(x).argmax(1)
+    ref = PGD(net, eps=0.2, max_iter=3, random_state=0)(x, y).x_adv
+    for eps in (torch.tensor(0.2), np.float32(0.2), np.array(0.2)):
+        ours = PGD(net, eps=eps, max_iter=3, random_state=0)(x, y).x_adv
+        torch.testing.assert_close(ours, ref, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match=r"eps must be a number, got tensor\(\[0\.2"):
+        FGSM(net, eps=torch.full((10,), 0.2))
+    with pytest.raises(ValueError, match="max_iter must be an integer"):
+        PGD(net, eps=0.2, max_iter=torch.tensor(2.5))
+    with pytest.raises(ValueError, match="eps must be a number, got tensor\\(True\\)"):
+        FGSM(net, eps=torch.tensor(True))
+    with pytest.raises(ValueError, match="eps must be finite"):
+        FGSM(net, eps=torch.tensor(float("nan")))
+
+
 @needs_mnist
 def test_data_check_names_a_damaged_file_and_tells_missing_from_damaged(
     tmp_path, monkeypatch, capsys

@@ -612,9 +612,9 @@ def train_ibp(
         eps, kappa and mean loss per epoch.
     """
     eps = check_number("eps", eps, 0.0)
-    check_number("epochs", epochs, 1, integer=True)
-    check_number("ramp_epochs", ramp_epochs, 0, integer=True)
-    check_number("kappa_end", kappa_end, 0.0, 1.0)
+    epochs = int(check_number("epochs", epochs, 1, integer=True))
+    ramp_epochs = int(check_number("ramp_epochs", ramp_epochs, 0, integer=True))
+    kappa_end = check_number("kappa_end", kappa_end, 0.0, 1.0)
     bounds, y = input_box(model, x, bounds), _labels(model, x, y)
     device, dtype = next(model.parameters()).device, model_dtype(model)
     generator = torch.Generator().manual_seed(seed)

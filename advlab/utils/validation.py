@@ -54,11 +54,13 @@ def check_number(
 ) -> float:
     """``value`` as a number, refused with its parameter's name when it is not a real number
     (bool included), NaN, infinite (unless ``allow_inf``), not an integer when ``integer``,
-    or outside [low, high] (``(low, high]`` with ``low_open``)."""
+    or outside [low, high] (``(low, high]`` with ``low_open``). A 0-d tensor or array is the
+    number it holds."""
     kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, Real):
+    held = value.item() if getattr(value, "ndim", None) == 0 and hasattr(value, "item") else value
+    if isinstance(held, bool) or not isinstance(held, Real):
         raise ValueError(f"{name} must be {kind}, got {value!r}")
-    v = float(value)
+    v = float(held)
     if math.isnan(v) or (math.isinf(v) and not allow_inf):
         raise ValueError(f"{name} must be finite, got {value!r}")
     if integer and v != int(v):

@@ -54,8 +54,8 @@ def bridge_count(distance: float, threshold: float) -> int:
     int
         floor(D / h) (0 when the clusters are already joined).
     """
-    check_number("distance", distance, 0)
-    check_number("threshold", threshold, 0, low_open=True)
+    distance = check_number("distance", distance, 0)
+    threshold = check_number("threshold", threshold, 0, low_open=True)
     return math.floor(distance / threshold)
 
 

@@ -52,9 +52,9 @@ def merge_count(distance: float, eps: float, min_samples: int) -> int:
     int
         The predicted number of injected points (0 when D <= eps... and r = 1).
     """
-    check_number("distance", distance, 0)
-    check_number("eps", eps, 0, low_open=True)
-    check_number("min_samples", min_samples, 1, integer=True)
+    distance = check_number("distance", distance, 0)
+    eps = check_number("eps", eps, 0, low_open=True)
+    min_samples = int(check_number("min_samples", min_samples, 1, integer=True))
     r = max(1, math.ceil((int(min_samples) - 1) / 2))
     return max(0, math.ceil(r * distance / eps) - 1)
 
@@ -82,7 +82,7 @@ class CrussellMerge(ClusteringAttack):
             if not hasattr(clusterer, attr):
                 raise TypeError(f"the victim must be DBSCAN-like, with an {attr!r} attribute")
         if n_points is not None:
-            check_number("n_points", n_points, 0, integer=True)
+            n_points = int(check_number("n_points", n_points, 0, integer=True))
         if clusters is not None and (len(clusters) != 2 or clusters[0] == clusters[1]):
             raise ValueError(f"clusters={clusters} must be two distinct clusters of X")
         self.n_points = n_points

@@ -108,7 +108,7 @@ def eps_to_pixels(
     """
     if eps_units not in EPS_UNITS:
         raise ValueError(f"eps_units={eps_units!r}: use one of {EPS_UNITS}")
-    check_number("eps", eps, 0.0)
+    eps = check_number("eps", eps, 0.0)
     if eps_units == "pixel":
         return float(eps)
     if std is None:

@@ -106,7 +106,7 @@ class PGD(Attack):
         self.early_stop = early_stop
         if norm not in NORMS:
             raise ValueError(f"norm={norm!r}: use 'linf' or 'l2'")
-        check_number("max_iter", max_iter, 1, integer=True)
+        max_iter = int(check_number("max_iter", max_iter, 1, integer=True))
         if loss not in ("ce", "margin"):
             raise ValueError(f"loss={loss!r}: use 'ce' or 'margin'")
         self.norm = norm

@@ -33,7 +33,7 @@ def gaussian_noise(X, y, sigma: float = 0.2, random_state=None) -> PoisonedData:
         The poisoned data and labels, the mask of injected points and the attack's metadata.
     """
     data, labels = check_xy(X, y)
-    check_number("sigma", sigma, 0.0)
+    sigma = check_number("sigma", sigma, 0.0)
     rng = check_random_state(random_state)
     noisy = data + rng.normal(0.0, sigma, size=data.shape)
     return PoisonedData(
@@ -70,7 +70,7 @@ def uniform_outliers(
     """
     data, labels = check_xy(X, y)
     n = check_count("n", n, int(MAX_INJECTED_FRACTION * len(data)))
-    check_number("margin", margin, 0.0, low_open=True)
+    margin = check_number("margin", margin, 0.0, low_open=True)
     rng = check_random_state(random_state)
     low, high = data.min(0), data.max(0)
     span = np.where(high > low, high - low, 1.0)

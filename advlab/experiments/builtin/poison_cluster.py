@@ -332,7 +332,7 @@ def flip_ratio_sweep(
     its ``level`` confidence half-width), and ``reliable_ratio``, the smallest ratio at which at
     least ``reliable_share`` of the seeds have collapsed."""
     data, labels = check_xy(X, y)
-    check_number("n_seeds", n_seeds, 1, integer=True)
+    n_seeds = int(check_number("n_seeds", n_seeds, 1, integer=True))
     ratios = (
         np.round(np.arange(0.0, 1.0001, 0.1), 10)
         if ratios is None
