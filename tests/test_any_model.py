@@ -145,6 +145,10 @@ def test_bad_inputs_are_named_before_any_work(rgb_models):
         FGSM(wrapped, eps=0.1)(x[:, :1], y)
     with pytest.raises(ValueError, match="bounds"):
         FGSM(wrapped, eps=0.1)(x * 2, y)
+    with pytest.raises(ValueError, match=r"x holds 3 samples .* and y 1 label: a single image"):
+        FGSM(wrapped, eps=0.1)(x[0], y[:1])  # (was: 'cannot take inputs of shape (32, 32)')
+    with pytest.raises(ValueError, match=r"x holds 12 samples .* and y 5 labels$"):
+        FGSM(wrapped, eps=0.1)(x, y[:5])
     one_logit = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 1))
     with pytest.raises(ValueError, match="1 logit per sample"):
         PGD(one_logit, eps=0.1, max_iter=2)(x, torch.zeros(len(x), dtype=torch.long))

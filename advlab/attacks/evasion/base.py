@@ -261,6 +261,7 @@ class Attack:
         device = model_device(self.model)
         with frozen_eval(self.model):
             x = check_images(x, "x", self.bounds, self.dtype).detach()  # (x may need grad)
+            _check_label_count(x, y)
             n_classes = self._n_classes(x, device)
             y, target = self._validate(x, y, target, n_classes)
             adv, logits = [], []
@@ -314,6 +315,18 @@ class Attack:
             if torch.as_tensor(target).ndim == 1:
                 target = check_label_tensor(target, len(x), "target", n_classes)
         return y, None if target is None else torch.as_tensor(target).long()
+
+
+def _check_label_count(x: torch.Tensor, y: Any) -> None:
+    """Before the model's first forward: one label per sample of x (a single image without its
+    batch axis reads as a batch of its channels, and the model would fail on its shape)."""
+    n = len(y) if getattr(y, "ndim", 1) == 1 and hasattr(y, "__len__") else None
+    if n is not None and n != len(x):
+        hint = f" label: a single image needs a batch axis, x[None] of shape {(1, *x.shape)}"
+        raise ValueError(
+            f"x holds {len(x)} samples along its first axis and y {n}"
+            + (hint if n == 1 else " labels")
+        )
 
 
 class MinimizationAttack(Attack):
