@@ -174,6 +174,41 @@ def test_random_init_and_n_init_keeps_best(blobs):
     assert best.inertia_ <= max(single) + 1e-6
 
 
+def test_n_init_auto_and_a_callable_init_as_scikit_learn_takes_them(blobs):
+    """scikit-learn's ``n_init="auto"`` (its default since 1.4: one seeding for k-means++ and
+    an array, ten for "random" and a callable) and ``init`` as a callable
+    ``init(X, n_clusters, random_state)`` called once per seeding (both were refused, so code
+    written for scikit-learn's KMeans failed on advlab's)."""
+    X = blobs.data
+    for init, runs in (("k-means++", 1), ("random", 10)):
+        auto = KMeans(6, init=init, n_init="auto", random_state=0).fit(X)
+        fixed = KMeans(6, init=init, n_init=runs, random_state=0).fit(X)
+        assert auto.inertia_ == fixed.inertia_
+        assert np.array_equal(auto.cluster_centers_, fixed.cluster_centers_)
+    calls = []
+
+    def first_rows(data, n_clusters, random_state):
+        calls.append(random_state)
+        return data[random_state.choice(len(data), n_clusters, replace=False)]
+
+    ours = KMeans(6, init=first_rows, n_init=3, random_state=0).fit(X)
+    assert len(calls) == 3 and all(isinstance(r, np.random.RandomState) for r in calls)
+    random = KMeans(6, init="random", n_init=3, random_state=0).fit(X)  # (the same draws)
+    assert ours.inertia_ == pytest.approx(random.inertia_, rel=1e-12)
+    calls.clear()
+    KMeans(6, init=first_rows, n_init="auto", random_state=0).fit(X)
+    assert len(calls) == 10
+    rows = KMeans(6, init=lambda data, k, random_state: data[:k]).fit(X)
+    array = KMeans(6, init=X[:6]).fit(X)
+    assert np.array_equal(rows.cluster_centers_, array.cluster_centers_)
+    warm = KMeans(6, init=lambda data, k, random_state: data[:k], max_iter=5)
+    assert warm.fit_predict_many(np.stack([X, X[::-1]])).shape == (2, len(X))
+    with pytest.raises(ValueError, match=r"the array init returned has shape \(5, 8\)"):
+        KMeans(6, init=lambda data, k, random_state: data[:5]).fit(X)
+    with pytest.raises(ValueError, match="'n_init' parameter"):
+        KMeans(6, n_init="many").fit(X)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "data", "message"),
     [

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any, ClassVar
@@ -770,12 +771,16 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     ----------
     n_clusters : int, default=8
         Number of clusters k (1 <= k <= n_samples).
-    init : {"k-means++", "random"} or array-like of shape (k, n_features), default="k-means++"
+    init : {"k-means++", "random"}, callable or array-like of shape (k, n_features), \
+default="k-means++"
         "k-means++": k-means|| oversampling + greedy k-means++ (see the module doc);
-        "random": k distinct rows drawn uniformly; an array: the initial centres (the form
-        Algorithm 1's continuous learning uses).
-    n_init : int, default=1
-        Number of seedings; the run with the lowest inertia is kept.
+        "random": k distinct rows drawn uniformly; a callable ``init(X, n_clusters,
+        random_state)`` returning the initial centres, called once per seeding with X as
+        given (flattened) and the fit's RandomState (scikit-learn's form); an array: the
+        initial centres (the form Algorithm 1's continuous learning uses).
+    n_init : int or "auto", default=1
+        Number of seedings; the run with the lowest inertia is kept. "auto" is scikit-learn's
+        rule: 1 for "k-means++" and an array, 10 for "random" and a callable.
     max_iter : int, default=300
         Maximum number of Lloyd iterations.
     tol : float, default=1e-4
@@ -817,8 +822,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
-        "init": [StrOptions({"k-means++", "random"}), "array-like"],
-        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init": [StrOptions({"k-means++", "random"}), callable, "array-like"],
+        "n_init": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
@@ -832,8 +837,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self,
         n_clusters: int = 8,
         *,
-        init: str | ArrayLike = "k-means++",
-        n_init: int = 1,
+        init: str | Callable[..., ArrayLike] | ArrayLike = "k-means++",
+        n_init: int | str = 1,
         max_iter: int = 300,
         tol: float = 1e-4,
         random_state: int | np.random.RandomState | None = None,
@@ -864,15 +869,32 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     # -- fitting ---------------------------------------------------------------------------
     def _initial_centers(self, X: np.ndarray) -> np.ndarray | None:
-        if isinstance(self.init, str):
+        """The array ``init`` checked against X; None for a seeding ("k-means++", "random",
+        a callable)."""
+        if isinstance(self.init, str) or callable(self.init):
             return None
-        init = _check_2d(self.init, "init").astype(X.dtype, copy=False)
+        return self._checked_centers(self.init, X, "init array")
+
+    def _checked_centers(self, centers: object, X: np.ndarray, what: str) -> np.ndarray:
+        init = _check_2d(centers, "init").astype(X.dtype, copy=False)
         if init.shape != (self.n_clusters, X.shape[1]):
             raise ValueError(
-                f"init array has shape {init.shape} after flattening, expected "
+                f"{what} has shape {init.shape} after flattening, expected "
                 f"({self.n_clusters}, {X.shape[1]})"
             )
         return init
+
+    def _n_seedings(self) -> int:
+        """``n_init``, with "auto" as scikit-learn reads it (1 for "k-means++" and an array,
+        10 for "random" and a callable); 1 for an array whatever ``n_init`` says."""
+        if self._initial_is_array():
+            return 1
+        if self.n_init == "auto":
+            return 1 if isinstance(self.init, str) and self.init == "k-means++" else 10
+        return int(self.n_init)
+
+    def _initial_is_array(self) -> bool:
+        return not isinstance(self.init, str) and not callable(self.init)
 
     def _seed(
         self, X: torch.Tensor, x_sq: torch.Tensor, rng: np.random.RandomState,
@@ -918,8 +940,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         mode = self._bounds_mode(len(Xc), Xc.shape[1])
         best: _LloydResult | None = None
         init_seconds = 0.0
-        for _ in range(1 if init is not None else self.n_init):
+        for _ in range(self._n_seedings()):
             t0 = time.perf_counter()
+            if callable(self.init):  # the user's seeding, on X as given
+                init = self._checked_centers(
+                    self.init(Xn, self.n_clusters, random_state=rng), Xn, "the array init returned"
+                )
             if init is not None:
                 centers = (torch.from_numpy(init).to(Xt.device) - mean) / scale
             else:
@@ -987,7 +1013,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         batch = np.asarray(Xs)
         if batch.ndim != 3 or len(batch) == 0:
             raise ValueError(f"Xs must have shape (P, n_samples, n_features), got {batch.shape}")
-        if isinstance(self.init, str) or self.n_init != 1 or len(batch) == 1:
+        if not self._initial_is_array() or len(batch) == 1:
             return np.stack([self.fit_predict(x) for x in batch])  # one dataset: fit's own mode
         flat = _check_2d(batch.reshape(-1, batch.shape[-1]), estimator=self)
         check_n_clusters(self.n_clusters, batch.shape[1])
