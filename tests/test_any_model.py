@@ -139,6 +139,61 @@ def test_results_stay_on_the_input_device_and_reprs_read_well(rgb_models):
     assert text == "PGD(model=Model, eps=0.1, max_iter=3, criterion=TargetedMisclassification())"
 
 
+class _ChannelsLast(nn.Module):
+    """A user's network on (N, H, W, C) images."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x.permute(0, 3, 1, 2)).relu().mean((2, 3)))
+
+
+@pytest.mark.parametrize("height", [3, 6])
+def test_standardized_budgets_follow_a_channels_last_preprocessing_axis(height):
+    """``preprocessing=dict(std=..., axis=-1)`` for (N, H, W, C) images: a standardized budget
+    is eps * std_c along the last axis. It was shaped (C, 1, 1) whatever the axis, so with H
+    != C the attack failed with a broadcasting error, and with H == C it silently spent eps *
+    std_h per image row (0.2 in every channel here, where channel 0 allows 0.05)."""
+    torch.manual_seed(0)
+    std = torch.tensor([0.1, 0.2, 0.4])
+    model = Model(_ChannelsLast().eval(), preprocessing=dict(mean=[0.5] * 3, std=std.tolist(),
+                                                             axis=-1))  # fmt: skip
+    x = torch.rand(6, height, height, 3)
+    y = model(x).argmax(1)
+    for attack in (FGSM(model, eps=0.5, eps_units="standardized"),
+                   IFGSM(model, eps=0.5, max_iter=5, eps_units="standardized"),
+                   PGD(model, eps=0.5, max_iter=5, eps_units="standardized", random_state=0)):  # fmt: skip
+        moved = (attack(x, y).x_adv - x).abs().amax(dim=(0, 1, 2))
+        assert bool((moved <= 0.5 * std + 1e-6).all()), (attack, moved)
+        assert bool((moved >= 0.5 * std * 0.9).all()), (attack, moved)  # (the budget is used)
+
+
+def test_ka3_compares_the_channels_of_channels_last_images():
+    """K-A3's CW-SSIM term on (N, H, W, C) images with ``axis=-1``: the same examples as on the
+    NCHW copy of the images through the same network (it compared the images' rows as
+    channels: 'needs (N, C, H, W) images of at least 7 x 7, got (4, 8, 8, 3)')."""
+    torch.manual_seed(0)
+    last = _ChannelsLast().eval()
+
+    class ChannelsFirst(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return last(x.permute(0, 2, 3, 1))
+
+    pre = dict(mean=[0.5] * 3, std=[0.1, 0.2, 0.4])
+    nhwc = Model(last, preprocessing=dict(pre, axis=-1))
+    nchw = Model(ChannelsFirst(), preprocessing=dict(pre, axis=-3))
+    x = torch.rand(4, 8, 8, 3)
+    y = nhwc(x).argmax(1)
+    kwargs = dict(K=2, doublings=1, bisections=1, max_iter=4, batch_size=4)
+    ours = KA3(nhwc, **kwargs)(x, y)
+    ref = KA3(nchw, **kwargs)(x.permute(0, 3, 1, 2), y)
+    # (the same search up to rounding: the flattened pixels are summed in another order)
+    torch.testing.assert_close(ours.x_adv.permute(0, 3, 1, 2), ref.x_adv, atol=1e-4, rtol=0)
+    assert torch.equal(ours.success, ref.success) and bool(ours.success.any())
+
+
 def test_bad_inputs_are_named_before_any_work(rgb_models):
     _, wrapped, x, y = rgb_models
     with pytest.raises(ValueError, match="cannot take inputs of shape \\(1, 32, 32\\)"):

@@ -84,13 +84,17 @@ class AttackResult:
 
 
 def eps_to_pixels(
-    eps: float, eps_units: str, std: float | torch.Tensor | list[float] | None = None
+    eps: float,
+    eps_units: str,
+    std: float | torch.Tensor | list[float] | None = None,
+    axis: int = -3,
 ) -> float | torch.Tensor:
     """A budget in input units.
 
     ``"pixel"``: eps as is. ``"standardized"``: eps in units of the model's input standard
     deviation (as if the model ran on mean/std-normalised inputs): eps_c = eps * std_c per
-    channel, a tensor of shape (C, 1, 1) when std has one value per channel.
+    channel, a tensor shaped to broadcast along the channel ``axis`` (C, 1, 1) for NCHW, (C,)
+    for channels last) when std has one value per channel.
 
     Parameters
     ----------
@@ -100,6 +104,8 @@ def eps_to_pixels(
         Unit of eps.
     std : float, sequence of float, torch.Tensor or None, default=None
         The model's input std (one value or one per channel); needed for 'standardized'.
+    axis : int, default=-3
+        The channel axis of the inputs, negative (``Model.axis``: -3 for NCHW, -1 for NHWC).
 
     Returns
     -------
@@ -119,7 +125,9 @@ def eps_to_pixels(
     if isinstance(std, int | float):
         return float(eps) * float(std)
     std_t = torch.as_tensor(std, dtype=torch.float32)
-    return float(eps) * (std_t.reshape(-1, 1, 1) if std_t.ndim == 1 else std_t)
+    if std_t.numel() == 1:
+        return float(eps) * float(std_t)
+    return float(eps) * std_t.reshape(-1, *([1] * (-axis - 1)))
 
 
 @contextlib.contextmanager

@@ -48,7 +48,7 @@ class FGSM(Attack):
         batch_size: int = 256,
     ) -> None:
         super().__init__(model, criterion, batch_size)
-        self.eps = eps_to_pixels(eps, eps_units, self.model.input_std)
+        self.eps = eps_to_pixels(eps, eps_units, self.model.input_std, self.model.axis)
 
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None

@@ -120,9 +120,10 @@ class KA3(LBFGS):
             raise ValueError(
                 f"K = {self.K} needs at least K + 1 = {self.K + 1} classes, model has {n_classes}"
             )
-        if self.ssim_weight > 0 and (x.ndim != 4 or min(x.shape[-2:]) < 7):
+        if self.ssim_weight > 0 and (x.ndim != 4 or min(self._nchw(x).shape[-2:]) < 7):
             raise ValueError(
-                f"the CW-SSIM term needs (N, C, H, W) images of at least 7 x 7, got {tuple(x.shape)}"
+                "the CW-SSIM term needs images of at least 7 x 7, (N, C, H, W) or (N, H, W, C) "
+                f"with preprocessing axis -1, got {tuple(x.shape)}"
             )
         ranked = self._ranked_labels(x, positions=slice(1, self.K + 1))  # r_(2) .. r_(K+1)
         columns = torch.arange(self.K)[None, :]
@@ -130,9 +131,14 @@ class KA3(LBFGS):
         result = super().__call__(x, y, targets)
         return KA3Result(result.x_adv, result.success, result.pred, result.distances, group)
 
+    def _nchw(self, x: torch.Tensor) -> torch.Tensor:
+        """Images with their channels on axis 1 (the model's preprocessing ``axis`` names where
+        they are: -1 for channels-last images)."""
+        return x.movedim(self.model.axis, 1) if x.ndim == 4 else x
+
     def _dissimilarity(self, x: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
-        """lambda (1 - CW-SSIM(x, x + n)) per sample."""
-        return self.ssim_weight * (1.0 - cw_ssim(x, xa))
+        """lambda (1 - CW-SSIM(x, x + n)) per sample, on the images' channels."""
+        return self.ssim_weight * (1.0 - cw_ssim(self._nchw(x), self._nchw(xa)))
 
     def _distortion(self, x: torch.Tensor, xa: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         norm = super()._distortion(x, xa, n)

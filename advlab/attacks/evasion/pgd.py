@@ -111,11 +111,13 @@ class PGD(Attack):
             raise ValueError(f"loss={loss!r}: use 'ce' or 'margin'")
         self.norm = norm
         std = self.model.input_std
-        self.eps = eps_to_pixels(eps, eps_units, std)
+        self.eps = eps_to_pixels(eps, eps_units, std, self.model.axis)
         if eps_step is not None:
             check_number("eps_step", eps_step, 0.0)
         self.eps_step = (
-            self.eps / 4 if eps_step is None else eps_to_pixels(eps_step, eps_units, std)
+            self.eps / 4
+            if eps_step is None
+            else eps_to_pixels(eps_step, eps_units, std, self.model.axis)
         )
         if norm == "l2" and isinstance(self.eps, torch.Tensor) and self.eps.numel() > 1:
             raise ValueError("an L2 budget in standardized units needs one std for all channels")
