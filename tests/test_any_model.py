@@ -194,6 +194,20 @@ def test_ka3_compares_the_channels_of_channels_last_images():
     assert torch.equal(ours.success, ref.success) and bool(ours.success.any())
 
 
+def test_a_model_that_returns_probabilities_is_warned_about(rgb_models):
+    """A network ending in a softmax gets a warning naming the fix (log-probabilities and
+    logits do not)."""
+    _, wrapped, x, y = rgb_models
+    for head, warned in ((nn.Softmax(1), True), (nn.LogSoftmax(1), False), (nn.Identity(), False)):
+        model = Model(nn.Sequential(wrapped.module, head), preprocessing=dict(mean=MEAN, std=STD))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            FGSM(model, eps=0.01)(x[:2], y[:2])
+        ours = [w for w in caught if "drop the final softmax" in str(w.message)]
+        assert len(ours) == int(warned), (head, [str(w.message) for w in caught])
+        assert all(w.filename == __file__ for w in ours)  # (it points at the user's call)
+
+
 def test_bad_inputs_are_named_before_any_work(rgb_models):
     _, wrapped, x, y = rgb_models
     with pytest.raises(ValueError, match="cannot take inputs of shape \\(1, 32, 32\\)"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import sys
 from numbers import Real
 
 import numpy as np
@@ -12,6 +14,18 @@ BOUNDS_REMEDY = (
     "set bounds=(lo, hi) to your data's range on Model(...) or on the k-means attack, "
     "(-inf, inf) where it is unbounded"
 )
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` of a warning raised by the calling function that points at the first
+    frame outside advlab (the user's own call), however deep advlab's calls go."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        package
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def check_images(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,12 @@ from advlab.attacks.evasion.criteria import (
 )
 from advlab.models.wrapper import Model, as_model, eval_mode, model_dtype
 from advlab.utils.progress import progress
-from advlab.utils.validation import check_images, check_label_tensor, check_number
+from advlab.utils.validation import (
+    caller_stacklevel,
+    check_images,
+    check_label_tensor,
+    check_number,
+)
 
 __all__ = [
     "Attack",
@@ -311,6 +317,7 @@ class Attack:
                 f"the model returns {out.shape[1]} logit per sample; attacks need one logit per "
                 "class (>= 2). Wrap a binary model with one logit z to return (0, z)."
             )
+        _warn_if_probabilities(out)
         return int(out.shape[1])
 
     def _validate(
@@ -323,6 +330,20 @@ class Attack:
             if torch.as_tensor(target).ndim == 1:
                 target = check_label_tensor(target, len(x), "target", n_classes)
         return y, None if target is None else torch.as_tensor(target).long()
+
+
+def _warn_if_probabilities(out: torch.Tensor) -> None:
+    """Warn when the model's outputs are non-negative and sum to 1: a final softmax, whose
+    saturated outputs give the cross-entropy and C&W's margin vanishing gradients (log-
+    probabilities are fine: log-softmax leaves them as they are)."""
+    out = out.detach().double()
+    if bool((out >= 0).all()) and bool(((out.sum(1) - 1).abs() < 1e-4).all()):
+        warnings.warn(
+            "the model's outputs look like probabilities (non-negative, summing to 1); attacks "
+            "expect logits: drop the final softmax, or return its log (torch.log_softmax)",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
 
 
 def _check_label_count(x: torch.Tensor, y: Any) -> None:
