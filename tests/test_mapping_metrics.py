@@ -51,6 +51,18 @@ def test_hungarian_with_more_clusters_than_classes_leaves_extra_unmapped():
     assert clustering_accuracy(np.array([0, 1]), np.array([1, 2]), m) == pytest.approx(0.5)
 
 
+def test_mappings_count_only_the_classes_present():
+    """Class ids with gaps are counted as the classes they are: an extra cluster of the
+    Hungarian mapping stays unmapped (it took an absent class id, here one of 1..4, which a
+    test point of that class would then count as right), and large ids such as 10**12 cost no
+    memory (the contingency table had one column per id up to the largest)."""
+    m = hungarian_mapping(np.array([0, 1, 2]), np.array([0, 5, 5]), n_clusters=3)
+    assert m[0] == 0 and sorted(m[1:].tolist()) == [-1, 5]
+    big = np.array([10**12, 10**12, 7, 7, 7])
+    assert majority_vote_mapping(np.array([0, 0, 1, 1, 0]), big, 3).tolist() == [10**12, 7, 7]
+    assert hungarian_mapping(np.array([1, 1, 0, 0, 0]), big, 2).tolist() == [7, 10**12]
+
+
 def test_mapping_bad_input():
     with pytest.raises(ValueError, match="equal length"):
         majority_vote_mapping(np.array([0, 1]), np.array([0]), 2)

@@ -13,8 +13,11 @@ from scipy.optimize import linear_sum_assignment
 from advlab.utils.validation import check_class_labels
 
 
-def _contingency(labels_pred: np.ndarray, y: np.ndarray, n_clusters: int) -> np.ndarray:
-    """``counts[c, t]`` = number of points in cluster ``c`` with true class ``t``."""
+def _contingency(
+    labels_pred: np.ndarray, y: np.ndarray, n_clusters: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``counts[c, t]`` = number of points in cluster ``c`` with true class ``classes[t]``, for
+    the classes present in ``y`` (sorted), and those classes."""
     labels_pred = np.asarray(labels_pred, dtype=np.int64)
     y = check_class_labels(y, name="class labels", non_negative=True)
     if labels_pred.shape != y.shape or labels_pred.ndim != 1:
@@ -27,10 +30,10 @@ def _contingency(labels_pred: np.ndarray, y: np.ndarray, n_clusters: int) -> np.
         raise ValueError(
             f"cluster ids must lie in [0, {n_clusters}), got [{labels_pred.min()}, {labels_pred.max()}]"
         )
-    n_classes = int(y.max()) + 1
-    counts = np.zeros((n_clusters, n_classes), dtype=np.int64)
-    np.add.at(counts, (labels_pred, y), 1)
-    return counts
+    classes, codes = np.unique(y, return_inverse=True)
+    counts = np.zeros((n_clusters, len(classes)), dtype=np.int64)
+    np.add.at(counts, (labels_pred, codes.reshape(-1)), 1)
+    return counts, classes
 
 
 def majority_vote_mapping(labels_pred: np.ndarray, y: np.ndarray, n_clusters: int) -> np.ndarray:
@@ -53,17 +56,18 @@ def majority_vote_mapping(labels_pred: np.ndarray, y: np.ndarray, n_clusters: in
     ndarray of shape (n_clusters,)
         The class of each cluster.
     """
-    counts = _contingency(labels_pred, y, n_clusters)
+    counts, classes = _contingency(labels_pred, y, n_clusters)
     mapping = counts.argmax(axis=1)
     empty = counts.sum(axis=1) == 0
     mapping[empty] = counts.sum(axis=0).argmax()
-    return mapping.astype(np.int64)
+    return classes[mapping].astype(np.int64)
 
 
 def hungarian_mapping(labels_pred: np.ndarray, y: np.ndarray, n_clusters: int) -> np.ndarray:
     """One-to-one cluster -> class assignment maximising agreement (Kuhn's Hungarian method,
     ``scipy.optimize.linear_sum_assignment``). Meant for k = number of classes; when k exceeds
-    the number of classes the unmatched clusters map to ``-1`` (counted as errors).
+    the number of classes present in ``y`` the unmatched clusters map to ``-1`` (counted as
+    errors).
 
     Parameters
     ----------
@@ -79,10 +83,10 @@ def hungarian_mapping(labels_pred: np.ndarray, y: np.ndarray, n_clusters: int) -
     ndarray of shape (n_clusters,)
         The class of each cluster, -1 for unmatched clusters.
     """
-    counts = _contingency(labels_pred, y, n_clusters)
+    counts, classes = _contingency(labels_pred, y, n_clusters)
     rows, cols = linear_sum_assignment(counts, maximize=True)
     mapping = np.full(n_clusters, -1, dtype=np.int64)
-    mapping[rows] = cols
+    mapping[rows] = classes[cols]
     return mapping
 
 
