@@ -208,6 +208,26 @@ def test_a_model_that_returns_probabilities_is_warned_about(rgb_models):
         assert all(w.filename == __file__ for w in ours)  # (it points at the user's call)
 
 
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+@pytest.mark.parametrize("context", ["no_grad", "inference_mode"])
+def test_attacks_called_under_no_grad_or_inference_mode_compute_their_gradients(
+    rgb_models, name, context
+):
+    """Evaluation code often runs inside ``torch.no_grad()`` or ``torch.inference_mode()``
+    (inputs made there included): the attacks turn autograd on for themselves and give their
+    usual result (each failed with 'element 0 of tensors does not require grad')."""
+    _, wrapped, x, y = rgb_models
+    x, y = x[:4], y[:4]
+    target = (y + 1) % 3 if name == "pgd-targeted" else None
+    extra = () if target is None else (target,)
+    ref = ATTACKS[name](wrapped)(x, y, *extra)
+    with getattr(torch, context)():
+        inputs = x.clone()  # (an inference tensor under inference_mode)
+        ours = ATTACKS[name](wrapped)(inputs, y, *extra)
+    torch.testing.assert_close(ours.x_adv, ref.x_adv, atol=0, rtol=0)
+    assert torch.equal(ours.success, ref.success)
+
+
 def test_bad_inputs_are_named_before_any_work(rgb_models):
     _, wrapped, x, y = rgb_models
     with pytest.raises(ValueError, match="cannot take inputs of shape \\(1, 32, 32\\)"):

@@ -236,6 +236,53 @@ def test_msvdd_defense_classifies_and_flags_far_inputs():
         MSVDDDefense(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))).fit(x, y)
 
 
+def test_training_called_under_no_grad_trains_as_usual(tmp_path):
+    """M-SVDD-D's fit, certified training and the zoo's cached training, called inside
+    ``torch.no_grad()`` (as evaluation code often is): the same fit as outside it (each failed
+    with 'element 0 of tensors does not require grad')."""
+    from advlab.data import Dataset
+    from advlab.defenses import train_ibp
+    from advlab.models import train_classifier
+    from advlab.utils import Cache
+
+    tr = load_dataset("digits", "train")
+    x, y = torch.from_numpy(tr.images[:200]), torch.from_numpy(tr.labels[:200]).long()
+
+    def fits() -> tuple:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(),
+                                  torch.nn.Linear(16, 10))  # fmt: skip
+        ibp = train_ibp(net, x, y, 0.01, epochs=1, ramp_epochs=0).loss
+        d = MSVDDDefense(copy.deepcopy(net), n_projections=8, epochs_positive=1, epochs_both=1,
+                         finetune_epochs=1, random_state=0).fit(x, y)  # fmt: skip
+        data = Dataset.from_arrays(tr.images[:200], tr.labels[:200])
+        trained = train_classifier("mlp", data, epochs=1, cache=Cache(tmp_path / str(len(runs))))
+        return ibp, d.predict(x, "defense"), trained.weights_sha256
+
+    runs: list = []
+    runs.append(fits())
+    with torch.no_grad():
+        runs.append(fits())
+    assert runs[0][0] == runs[1][0] and np.array_equal(runs[0][1], runs[1][1])
+    assert runs[0][2] == runs[1][2]
+
+
+def test_a_linear_backbone_is_defended_without_fine_tuning():
+    """A linear model (its last linear layer reads the input, so the features are the input and
+    depend on no parameter) is defended with a warning that there is nothing to fine-tune (the
+    fine-tuning failed with 'element 0 of tensors does not require grad')."""
+    tr = load_dataset("digits", "train")
+    x, y = torch.from_numpy(tr.images[:200]), torch.from_numpy(tr.labels[:200]).long()
+    torch.manual_seed(0)
+    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    d = MSVDDDefense(linear, n_projections=8, epochs_positive=1, epochs_both=1, finetune_epochs=2,
+                     random_state=0)  # fmt: skip
+    with pytest.warns(UserWarning, match="nothing to fine-tune") as caught:
+        d.fit(x, y)
+    assert caught[0].filename == __file__ and d.history_["finetune_loss"] == []
+    assert d.predict(x, "classification").shape == (200,)
+
+
 def test_msvdd_defense_takes_a_double_network():
     """A user's ``.double()`` backbone is defended (its copy computes in float32, as the inputs
     do; the fit failed with 'mat1 and mat2 must have the same dtype'), the user's network is

@@ -46,7 +46,13 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.models.wrapper import Model, at_least_float32, eval_mode, model_dtype
+from advlab.models.wrapper import (
+    Model,
+    at_least_float32,
+    autograd_enabled,
+    eval_mode,
+    model_dtype,
+)
 from advlab.models.zoo import Classifier, Normalize
 from advlab.utils.progress import progress
 from advlab.utils.validation import check_images, check_label_tensor, check_number
@@ -566,6 +572,7 @@ class IBPHistory:
     loss: list[float] = field(default_factory=list)
 
 
+@autograd_enabled()  # (the caller may be under torch.no_grad)
 def train_ibp(
     model: nn.Module,
     x: torch.Tensor,

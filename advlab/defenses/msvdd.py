@@ -33,6 +33,7 @@ d^2 of the class.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any, ClassVar, Literal
@@ -51,8 +52,10 @@ from sklearn.utils.validation import (
 )
 from torch import nn
 
+from advlab.models.wrapper import autograd_enabled
 from advlab.models.zoo import mlp
 from advlab.utils.progress import progress
+from advlab.utils.validation import caller_stacklevel
 
 Ties = Literal["adversarial", "max"]
 
@@ -340,6 +343,7 @@ class MSVDDDefense(ClassifierMixin, BaseEstimator):
         return torch.from_numpy(np.ascontiguousarray(data))
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @autograd_enabled()  # (the caller may be under torch.no_grad)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> MSVDDDefense:
         """Train the SVDD layer on the model's features of (X, y), fine-tune the backbone, tune
         beta on (X_val, y_val) (default: the training data). X: (n_samples, ...) inputs of the
@@ -455,6 +459,16 @@ class MSVDDDefense(ClassifierMixin, BaseEstimator):
         for p in self.svdd_.parameters():
             p.requires_grad_(False)
         net = SVDDNetwork(self.model_, self.svdd_, feature_layer=self.feature_layer).train()
+        if not net(x[:1].to(self.device)).requires_grad:  # e.g. a linear model: features = x
+            warnings.warn(
+                "M-SVDD-D: the features do not depend on any parameter of the model (the feature "
+                "layer reads the model's input), so there is nothing to fine-tune; "
+                "finetune_epochs is ignored",
+                UserWarning,
+                stacklevel=caller_stacklevel(),
+            )
+            self.model_.eval()
+            return
         # every parameter the features depend on; those after the feature layer get no gradient
         opt = torch.optim.Adam(list(self.model_.parameters()), lr=self.finetune_lr)
         g = torch.Generator().manual_seed(seed + 1)

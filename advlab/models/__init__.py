@@ -3,7 +3,14 @@
 resumable training."""
 
 from advlab.models.train import TrainedModel, accuracy, train_classifier
-from advlab.models.wrapper import Model, as_model, at_least_float32, eval_mode, model_dtype
+from advlab.models.wrapper import (
+    Model,
+    as_model,
+    at_least_float32,
+    autograd_enabled,
+    eval_mode,
+    model_dtype,
+)
 from advlab.models.zoo import MODELS, Classifier, build_model
 
 __all__ = [
@@ -14,6 +21,7 @@ __all__ = [
     "accuracy",
     "as_model",
     "at_least_float32",
+    "autograd_enabled",
     "build_model",
     "eval_mode",
     "model_dtype",

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from advlab.data.datasets import Dataset
-from advlab.models.wrapper import eval_mode
+from advlab.models.wrapper import autograd_enabled, eval_mode
 from advlab.models.zoo import Classifier, Stat, build_model
 from advlab.utils.cache import Cache, arrays_sha256
 from advlab.utils.io import atomic_write_bytes
@@ -181,6 +181,7 @@ def train_classifier(
     return TrainedModel(model, name, acc, key, from_cache, arrays_sha256(stored))
 
 
+@autograd_enabled()  # (the caller may be under torch.no_grad)
 def _fit(
     model: nn.Module,
     x: torch.Tensor,

@@ -184,6 +184,20 @@ def at_least_float32(model: ModuleT) -> ModuleT:
 
 
 @contextlib.contextmanager
+def autograd_enabled() -> Iterator[None]:
+    """Autograd on for the block (or the decorated function), whatever the caller's context:
+    attacks and training called inside ``torch.no_grad()`` or ``torch.inference_mode()``, as
+    evaluation code often is, compute their gradients all the same.
+
+    Yields
+    ------
+    None
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+@contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode for the block; on exit every module gets back its own mode (not the root's:
     a root in training mode around a network in eval mode must not switch the network's batch

@@ -18,11 +18,20 @@ BOUNDS_REMEDY = (
 
 def caller_stacklevel() -> int:
     """The ``stacklevel`` of a warning raised by the calling function that points at the first
-    frame outside advlab (the user's own call), however deep advlab's calls go."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame outside advlab and the decorators around its methods (``contextlib``'s, scikit-learn's
+    ``_fit_context``): the user's own call, however deep advlab's calls go."""
+    import contextlib
+
+    import sklearn.base
+
+    skipped = (
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+        os.path.abspath(contextlib.__file__),
+        os.path.abspath(sklearn.base.__file__),
+    )
     frame, level = sys._getframe(1), 1
     while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
-        package
+        skipped
     ):
         frame, level = frame.f_back, level + 1
     return level

@@ -37,7 +37,7 @@ from advlab.attacks.evasion.criteria import (
     TargetedMisclassification,
     TrueLabelRank,
 )
-from advlab.models.wrapper import Model, as_model, eval_mode, model_dtype
+from advlab.models.wrapper import Model, as_model, autograd_enabled, eval_mode, model_dtype
 from advlab.utils.progress import progress
 from advlab.utils.validation import (
     caller_stacklevel,
@@ -273,8 +273,10 @@ class Attack:
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, predict: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         device = model_device(self.model)
-        with frozen_eval(self.model):
+        with autograd_enabled(), frozen_eval(self.model):  # (the caller may be under no_grad)
             x = check_images(x, "x", self.bounds, self.dtype).detach()  # (x may need grad)
+            if x.is_inference():  # made under torch.inference_mode: autograd refuses it
+                x = x.clone()
             _check_label_count(x, y)
             n_classes = self._n_classes(x, device)
             y, target = self._validate(x, y, target, n_classes)
