@@ -241,6 +241,42 @@ def test_small_refusals_name_their_parameter():
             make()
 
 
+def test_a_device_this_machine_lacks_is_named_by_every_estimator(tmp_path):
+    """``device="gpu"`` (not a torch device) and, on a machine without CUDA, ``device="cuda"``
+    are a ValueError naming the device, from KMeans (fit, predict, fit_predict_many, and the
+    estimators built on it), M-SVDD-D and the zoo's training: torch's own errors were an
+    AssertionError ('Torch not compiled with CUDA enabled') or a list of 20 device types."""
+    import torch
+
+    from advlab.cluster import KMeans, SeededKMeans
+    from advlab.data import Dataset
+    from advlab.defenses import MSVDDDefense
+    from advlab.models import train_classifier
+
+    X = np.random.default_rng(0).random((40, 4))
+    y = np.arange(40) % 2
+    missing = ["gpu"] + ([] if torch.cuda.is_available() else ["cuda", "cuda:0"])
+
+    def calls(device: str) -> list:
+        fitted = KMeans(2, random_state=0).fit(X)
+        fitted.device = device
+        data = Dataset.from_arrays(X, y)
+        return [
+            lambda: KMeans(2, device=device).fit(X),
+            lambda: fitted.predict(X),
+            lambda: KMeans(2, init=X[:2], device=device).fit_predict_many(np.stack([X, X])),
+            lambda: SeededKMeans(device=device).fit(X, np.where(y == 0, 0, -1)),
+            lambda: MSVDDDefense(device=device).fit(X, y),
+            lambda: train_classifier("mlp", data, device=device, cache=Cache(tmp_path)),
+        ]
+
+    for device in missing:
+        message = "unknown device" if device == "gpu" else "has no CUDA GPU"
+        for make in calls(device):
+            with pytest.raises(ValueError, match=f"{device}.*{message}|{message}.*{device}"):
+                make()
+
+
 def test_numbers_given_as_zero_dimensional_tensors_are_taken():
     """A budget held as a 0-d tensor or numpy scalar (``eps = torch.tensor(8 / 255)``, a value
     read off an array) is the number it holds (it was refused: 'eps must be a number, got

@@ -43,6 +43,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from advlab.cluster._validation import ArrayLike, check_n_clusters
+from advlab.utils.validation import check_device
 
 BLOCK_FLOATS = 1 << 24  # 64 MiB of float32 per distance block
 CACHE_ROWS = 2048  # rows per block for memory-bound elementwise passes over (n, k) bounds
@@ -921,6 +922,7 @@ default="k-means++"
         start = time.perf_counter()
         Xn = _check_2d(X, estimator=self)
         check_n_clusters(self.n_clusters, len(Xn))
+        check_device(self.device)
         init = self._initial_centers(Xn)
         rng = check_random_state(self.random_state)
         Xt = torch.from_numpy(Xn).to(self.device)
@@ -987,7 +989,9 @@ default="k-means++"
     def _inputs(self, X: ArrayLike) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Checked X and the centres on the device, in X's dtype, and their working scale."""
         check_is_fitted(self, "cluster_centers_")
-        Xt = torch.from_numpy(_check_2d(X, estimator=self, reset=False)).to(self.device)
+        Xt = torch.from_numpy(_check_2d(X, estimator=self, reset=False)).to(
+            check_device(self.device)
+        )
         C = torch.as_tensor(self.cluster_centers_, device=self.device).to(Xt.dtype)
         return Xt, C, _working_scale(Xt, C)
 
@@ -1017,6 +1021,7 @@ default="k-means++"
             return np.stack([self.fit_predict(x) for x in batch])  # one dataset: fit's own mode
         flat = _check_2d(batch.reshape(-1, batch.shape[-1]), estimator=self)
         check_n_clusters(self.n_clusters, batch.shape[1])
+        check_device(self.device)
         init = self._initial_centers(flat[: batch.shape[1]])
         assert init is not None
         Xt = torch.from_numpy(flat).to(self.device).reshape(batch.shape)

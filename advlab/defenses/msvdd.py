@@ -55,7 +55,7 @@ from torch import nn
 from advlab.models.wrapper import autograd_enabled
 from advlab.models.zoo import mlp
 from advlab.utils.progress import progress
-from advlab.utils.validation import caller_stacklevel
+from advlab.utils.validation import caller_stacklevel, check_device
 
 Ties = Literal["adversarial", "max"]
 
@@ -350,6 +350,7 @@ class MSVDDDefense(ClassifierMixin, BaseEstimator):
         model (images (N, C, H, W), or (N, D) for tabular data); y: class labels."""
         if not 0 < self.v_a < self.v_p:
             raise ValueError(f"need 0 < v_a < v_p, got v_a={self.v_a}, v_p={self.v_p}")
+        check_device(self.device)
         if isinstance(y, torch.Tensor):
             y = y.detach().cpu().numpy()
         x = self._check_X(X, reset=True)

@@ -40,35 +40,12 @@ class ExperimentConfig(BaseModel):
     @field_validator("device", mode="after", check_fields=False)
     @classmethod
     def _known_device(cls, value: str) -> str:
-        return check_device(value)
+        from advlab.utils.validation import check_device  # (torch only where a config has one)
+
+        return str(check_device(value))
 
 
 C = TypeVar("C", bound=ExperimentConfig)
-
-
-def check_device(device: str) -> str:
-    """``device`` if torch knows it and this machine has it ("cpu", "cuda", "cuda:1", "mps")."""
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps'"
-        ) from exc
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {device!r}: this torch build or machine has no CUDA GPU; use 'cpu'"
-        )
-    if (
-        parsed.type == "cuda"
-        and parsed.index is not None
-        and parsed.index >= torch.cuda.device_count()
-    ):
-        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
-    if parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r}: MPS is not available here; use 'cpu'")
-    return device
 
 
 def validate_config(config_cls: type[C], raw: dict[str, Any], source: str = "config") -> C:

@@ -21,6 +21,7 @@ from advlab.models.zoo import Classifier, Stat, build_model
 from advlab.utils.cache import Cache, arrays_sha256
 from advlab.utils.io import atomic_write_bytes
 from advlab.utils.progress import progress
+from advlab.utils.validation import check_device
 
 TRAINER_VERSION = "1"
 
@@ -150,6 +151,7 @@ def train_classifier(
         )
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"schedule={schedule!r}: use 'constant' or 'cosine'")
+    check_device(device)
     x, y = _images(train), torch.from_numpy(train.labels)
     cache = cache or Cache()
     parts = {"arch": name, "data": train.sha256, "epochs": epochs, "batch_size": batch_size,

@@ -37,6 +37,33 @@ def caller_stacklevel() -> int:
     return level
 
 
+def check_device(device: str | torch.device) -> str | torch.device:
+    """``device`` as given if torch knows it and this machine has it ("cpu", "cuda", "cuda:1",
+    "mps"); ``ValueError`` naming what is missing otherwise (torch's own errors are an
+    AssertionError, 'Torch not compiled with CUDA enabled', or a list of 20 device types)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from exc
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {str(device)!r}: this torch build or machine has no CUDA GPU; use 'cpu'"
+        )
+    if (
+        parsed.type == "cuda"
+        and parsed.index is not None
+        and parsed.index >= torch.cuda.device_count()
+    ):
+        raise ValueError(
+            f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+        )
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r}: MPS is not available here; use 'cpu'")
+    return device
+
+
 def check_images(
     x: torch.Tensor,
     name: str = "x",
