@@ -9,6 +9,7 @@ from advlab.data import load_dataset
 from advlab.metrics import (
     adjusted_rand,
     calinski_harabasz,
+    changed_cluster,
     clustering_scores,
     davies_bouldin,
     silhouette,
@@ -112,8 +113,10 @@ def test_sampled_silhouette_is_seeded_and_close():
 
 
 def test_metric_bad_input():
-    with pytest.raises(ValueError, match="differ in length"):
+    with pytest.raises(ValueError, match=r"y_true \(2,\) and labels_pred \(1,\) differ"):
         adjusted_rand([0, 1], [0])
+    with pytest.raises(ValueError, match=r"reference \(2,\) and labels \(1,\) differ"):
+        changed_cluster([0, 1], [0])  # (its own parameters' names, not adjusted_rand's)
     with pytest.raises(ValueError, match="2 <= n_clusters"):
         silhouette(np.zeros((5, 2)), np.zeros(5))
     with pytest.raises(ValueError, match="NaN"):

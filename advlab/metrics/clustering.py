@@ -21,10 +21,12 @@ def _labels(name: str, labels: Any) -> np.ndarray:
     return arr
 
 
-def _check_pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
-    a, b = _labels("y_true", y_true), _labels("labels_pred", y_pred)
+def _check_pair(
+    y_true: Any, y_pred: Any, names: tuple[str, str] = ("y_true", "labels_pred")
+) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _labels(names[0], y_true), _labels(names[1], y_pred)
     if a.shape != b.shape:
-        raise ValueError(f"y_true {a.shape} and labels_pred {b.shape} differ in length")
+        raise ValueError(f"{names[0]} {a.shape} and {names[1]} {b.shape} differ in length")
     return a, b
 
 
@@ -226,7 +228,7 @@ def changed_cluster(reference: Any, labels: Any) -> np.ndarray:
     """
     from scipy.optimize import linear_sum_assignment
 
-    ref, lab = _check_pair(reference, labels)
+    ref, lab = _check_pair(reference, labels, ("reference", "labels"))
     ref_ids, ref_idx = np.unique(ref, return_inverse=True)
     lab_ids, lab_idx = np.unique(lab, return_inverse=True)
     counts = np.zeros((len(lab_ids), len(ref_ids)), dtype=np.int64)
@@ -279,7 +281,7 @@ def co_membership_distance(reference: Any, labels: Any) -> float:
     float
         The distance, in [0, 1).
     """
-    ref, lab = _check_pair(reference, labels)
+    ref, lab = _check_pair(reference, labels, ("reference", "labels"))
     _, ref_idx = np.unique(ref, return_inverse=True)
     _, lab_idx = np.unique(lab, return_inverse=True)
     table = np.zeros((ref_idx.max() + 1, lab_idx.max() + 1), dtype=np.float64)
