@@ -113,7 +113,7 @@ def main() -> None:
     }  # fmt: skip
     for name in args.models:
         torch.manual_seed(0)
-        model = build_model(name).eval()
+        model = build_model(name, 10, (1, 28, 28)).eval()
         methods = _methods(model, x, y, args.eps, args.steps)
         times: dict[str, list[float]] = {m: [] for m in methods}
         for fn in methods.values():  # warm-up

@@ -52,7 +52,7 @@ def _measure(names: list[str], batch: int, steps: int, rounds: int) -> dict[str,
     out = {}
     for name in names:
         torch.manual_seed(0)
-        zoo = build_model(name).eval().requires_grad_(False)
+        zoo = build_model(name, 10, (1, 28, 28)).eval().requires_grad_(False)
         variants = {"zoo": zoo, "textbook": textbook_layout(zoo).eval().requires_grad_(False)}
         rates: dict[str, list[float]] = {v: [] for v in variants}
         for model in variants.values():  # warm-up

@@ -175,8 +175,8 @@ def _cases() -> list[tuple[str, str, Callable[[], Any]]]:
         lambda: Model(model, preprocessing=dict(mean=[0, 0, 0], std=[1, 1, 1]))(x),
     )
     add("Model(module='net')", "module", lambda: Model("net"))  # type: ignore[arg-type]
-    add("build_model('vgg')", "vgg", lambda: build_model("vgg"))
-    add("build_model(n_classes=1)", "n_classes", lambda: build_model("mlp", 1))
+    add("build_model('vgg')", "vgg", lambda: build_model("vgg", 10, (1, 28, 28)))
+    add("build_model(n_classes=1)", "n_classes", lambda: build_model("mlp", 1, (1, 28, 28)))
     add("small_cnn on 6x6 images", "10 x 10", lambda: build_model("small_cnn", 10, (1, 6, 6)))
     add(
         "build_model(input_shape=(28, 28))",

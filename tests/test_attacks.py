@@ -145,7 +145,7 @@ def test_pgd_is_seeded(digits_model):
 
 
 def test_model_mode_and_grad_flags_restored():
-    model = build_model("small_cnn")
+    model = build_model("small_cnn", 10, (1, 28, 28))
     model.train()
     x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
     IFGSM(model, eps=0.1, max_iter=2)(x, y)

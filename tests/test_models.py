@@ -16,13 +16,13 @@ from tests.conftest import needs_mnist
 
 
 def test_mlp_takes_any_input_size():
-    model = build_model("mlp", input_shape=(1, 8, 8))
+    model = build_model("mlp", 10, (1, 8, 8))
     assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_zoo_shapes_and_features(name):
-    model = build_model(name).eval()
+    model = build_model(name, 10, (1, 28, 28)).eval()
     x = torch.rand(3, 1, 28, 28)
     assert model(x).shape == (3, 10)
     feats = model.features(x)
@@ -34,7 +34,7 @@ def test_zoo_shapes_and_features(name):
 @pytest.mark.parametrize("name", ["small_cnn", "lenet5"])
 def test_pool_before_relu_and_channels_last_leave_the_function_unchanged(name):
     torch.manual_seed(0)
-    model = build_model(name).eval()
+    model = build_model(name, 10, (1, 28, 28)).eval()
     assert model.channels_last
     assert [type(m) for m in model.body][:3] == [torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.ReLU]
     assert model.body[0].weight.is_contiguous(memory_format=torch.channels_last)
@@ -52,7 +52,9 @@ def test_pool_before_relu_and_channels_last_leave_the_function_unchanged(name):
     assert grad.is_contiguous()  # attacks see the default layout
     state = model.state_dict()  # the keys of the conv-ReLU-pool order load unchanged
     assert set(state) == set(reference.state_dict())
-    build_model(name).load_state_dict({k: v.contiguous() for k, v in state.items()})
+    build_model(name, 10, (1, 28, 28)).load_state_dict(
+        {k: v.contiguous() for k, v in state.items()}
+    )
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -71,7 +73,9 @@ def test_zoo_takes_channels_sizes_classes_and_normalisation(name):
 
 def test_unknown_model():
     with pytest.raises(ValueError, match="unknown model"):
-        build_model("vgg")
+        build_model("vgg", 10, (1, 28, 28))
+    with pytest.raises(TypeError, match="input_shape"):  # (no data set assumed: no default)
+        build_model("small_cnn", 10)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="mean has 2 values for input_shape \\(3, 32, 32\\)"):
         build_model("small_cnn", 10, (3, 32, 32), mean=[0.5, 0.5], std=[0.2, 0.2, 0.2])
     one_for_all = build_model("small_cnn", 10, (3, 32, 32), mean=[0.5], std=0.2)

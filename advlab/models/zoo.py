@@ -117,7 +117,7 @@ def _numel(input_shape: ImageShape) -> int:
     return n
 
 
-def mlp(n_classes: int = 10, input_shape: ImageShape = (1, 28, 28), mean: Stat = 0.0,
+def mlp(n_classes: int, input_shape: ImageShape, mean: Stat = 0.0,
         std: Stat = 1.0) -> Classifier:  # fmt: skip
     """Two-layer perceptron for any input shape (e.g. the 8x8 digits, or tabular (D,))."""
     return Classifier(
@@ -131,7 +131,7 @@ def mlp(n_classes: int = 10, input_shape: ImageShape = (1, 28, 28), mean: Stat =
 # quarter of the activations. The layer indices (state-dict keys) are those of conv-ReLU-pool.
 
 
-def small_cnn(n_classes: int = 10, input_shape: ImageShape = (1, 28, 28), mean: Stat = 0.0,
+def small_cnn(n_classes: int, input_shape: ImageShape, mean: Stat = 0.0,
               std: Stat = 1.0) -> Classifier:  # fmt: skip
     """conv3x3(32) -> pool -> conv3x3(64) -> pool -> 128 -> classes; needs H, W >= 10."""
     c, h, w = _image_shape(input_shape)
@@ -146,7 +146,7 @@ def small_cnn(n_classes: int = 10, input_shape: ImageShape = (1, 28, 28), mean: 
     return Classifier(body, nn.Linear(128, n_classes), True, mean, std)
 
 
-def lenet5(n_classes: int = 10, input_shape: ImageShape = (1, 28, 28), mean: Stat = 0.0,
+def lenet5(n_classes: int, input_shape: ImageShape, mean: Stat = 0.0,
            std: Stat = 1.0) -> Classifier:  # fmt: skip
     """LeNet-5: conv5x5(6, same) -> pool -> conv5x5(16) -> pool -> 120 -> 84; H, W >= 12."""
     c, h, w = _image_shape(input_shape)
@@ -161,7 +161,7 @@ def lenet5(n_classes: int = 10, input_shape: ImageShape = (1, 28, 28), mean: Sta
     return Classifier(body, nn.Linear(84, n_classes), True, mean, std)
 
 
-def fc1(n_classes: int = 10, input_shape: ImageShape = (1, 28, 28), mean: Stat = 0.0,
+def fc1(n_classes: int, input_shape: ImageShape, mean: Stat = 0.0,
         std: Stat = 1.0) -> Classifier:  # fmt: skip
     body = nn.Sequential(
         nn.Flatten(), nn.Linear(_numel(input_shape), 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
@@ -188,7 +188,7 @@ class _BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-def resnet18(n_classes: int = 10, input_shape: ImageShape = (1, 28, 28), mean: Stat = 0.0,
+def resnet18(n_classes: int, input_shape: ImageShape, mean: Stat = 0.0,
              std: Stat = 1.0) -> Classifier:  # fmt: skip
     """ResNet-18 with a 3x3 stem and no max-pool (any image size: global average pooling)."""
     c, _, _ = _image_shape(input_shape)
@@ -217,7 +217,7 @@ def textbook_layout(model: Classifier) -> Classifier:
     return out
 
 
-def wong_small(n_classes: int = 10, input_shape: ImageShape = (1, 28, 28), mean: Stat = 0.0,
+def wong_small(n_classes: int, input_shape: ImageShape, mean: Stat = 0.0,
                std: Stat = 1.0) -> Classifier:  # fmt: skip
     """The small convolutional ReLU network of Wong, Schmidt, Metzen & Kolter (2018) for MNIST:
     conv 16 4x4 stride 2, conv 32 4x4 stride 2, dense 100, dense n_classes (no pooling, so
@@ -250,8 +250,8 @@ MODELS: dict[str, Callable[..., Classifier]] = {
 
 def build_model(
     name: str,
-    n_classes: int = 10,
-    input_shape: ImageShape = (1, 28, 28),
+    n_classes: int,
+    input_shape: ImageShape,
     mean: Stat = 0.0,
     std: Stat = 1.0,
 ) -> Classifier:
@@ -263,10 +263,10 @@ def build_model(
     ----------
     name : str
         mlp, wong_small, small_cnn, lenet5, fc1 or resnet18.
-    n_classes : int, default=10
+    n_classes : int
         Number of outputs, >= 2.
-    input_shape : (int, int, int), default=(1, 28, 28)
-        (C, H, W) of the inputs.
+    input_shape : (int, int, int)
+        (C, H, W) of the inputs (no default: the zoo assumes no data set).
     mean : float or sequence of float, default=0.0
         Input normalisation mean (the caller's data statistics).
     std : float or sequence of float, default=1.0
