@@ -52,7 +52,7 @@ from sklearn.utils.validation import (
 )
 from torch import nn
 
-from advlab.models.wrapper import autograd_enabled
+from advlab.models.wrapper import autograd_enabled, eval_mode
 from advlab.models.zoo import mlp
 from advlab.utils.progress import progress
 from advlab.utils.validation import caller_stacklevel, check_device
@@ -460,7 +460,9 @@ class MSVDDDefense(ClassifierMixin, BaseEstimator):
         for p in self.svdd_.parameters():
             p.requires_grad_(False)
         net = SVDDNetwork(self.model_, self.svdd_, feature_layer=self.feature_layer).train()
-        if not net(x[:1].to(self.device)).requires_grad:  # e.g. a linear model: features = x
+        with eval_mode(net):  # (one sample, no batch-norm statistics touched)
+            depends = net(x[:1].to(self.device)).requires_grad
+        if not depends:  # e.g. a linear model, whose features are its input
             warnings.warn(
                 "M-SVDD-D: the features do not depend on any parameter of the model (the feature "
                 "layer reads the model's input), so there is nothing to fine-tune; "

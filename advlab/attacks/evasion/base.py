@@ -131,8 +131,8 @@ def eps_to_pixels(
     if isinstance(std, int | float):
         return float(eps) * float(std)
     std_t = torch.as_tensor(std, dtype=torch.float32)
-    if std_t.numel() == 1:
-        return float(eps) * float(std_t)
+    if std_t.ndim == 0:
+        return float(eps) * std_t
     return float(eps) * std_t.reshape(-1, *([1] * (-axis - 1)))
 
 
