@@ -22,6 +22,7 @@ from advlab.experiments.executors import (
     ExecutorError,
     LocalExecutor,
     SerialExecutor,
+    WorkerError,
     make_executor,
 )
 from tests.conftest import needs_fashion, needs_mnist
@@ -109,6 +110,34 @@ def test_every_executor_runs_units_on_the_same_threads(threads, dask_cluster):
             executor.close()
         assert seen == {"a": expected, "b": expected}, executor.name
     assert torch.get_num_threads() == before
+
+
+def _missing_data() -> dict[str, object]:
+    raise FileNotFoundError("data.path 'rows.npz': no such file in the current directory /x")
+
+
+def _missing_module() -> dict[str, object]:
+    from advlab.experiments.builtin._user import import_object
+
+    return import_object("not_installed_here:make", "model.factory")()
+
+
+def test_a_file_or_module_a_worker_lacks_is_named_with_its_machine(dask_cluster):
+    """A unit that fails in a worker because that machine lacks the data file or the user's
+    module: a ``WorkerError`` (one CLI line) naming the machine and the process, not the
+    worker's traceback; the serial executor raises the error itself."""
+    import socket
+
+    _, client = dask_cluster
+    for executor in (LocalExecutor(1), DaskExecutor(client)):
+        try:
+            for job, what in ((_missing_data, "rows.npz"), (_missing_module, "not_installed")):
+                with pytest.raises(WorkerError, match=f"failed on {socket.gethostname()} .*{what}"):
+                    list(executor.run({"a": job}))
+        finally:
+            executor.close()
+    with pytest.raises(FileNotFoundError, match=r"rows\.npz"):
+        list(SerialExecutor().run({"a": _missing_data}))
 
 
 def _kernels_seen() -> dict[str, object]:

@@ -24,12 +24,14 @@ of a worker that dies, and ``as_completed`` returns them in finishing order.
 from __future__ import annotations
 
 import os
+import socket
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from advlab.experiments.config import ConfigError
 from advlab.utils.perf import (
     DEFAULT_THREADS_PER_UNIT,
     allocator_tuned,
@@ -44,26 +46,45 @@ class ExecutorError(ValueError):
     """A bad executor option, or a Dask scheduler that cannot be reached."""
 
 
+class WorkerError(ExecutorError):
+    """A unit failed in a worker for want of what that machine lacks: a file (data, weights)
+    or the user's module. The message names the machine and process."""
+
+
 EXECUTORS = ("serial", "local", "dask")
 
 
 def timed_call(
-    job: Job, threads: int | None = None, tune_allocator: bool = False, cuda: bool = False
+    job: Job,
+    threads: int | None = None,
+    tune_allocator: bool = False,
+    cuda: bool = False,
+    worker: bool = False,
 ) -> tuple[dict[str, Any], float]:
     """``job()`` on ``threads`` threads (None: as the process is set) and the seconds it took
     where it ran. Module level, so it pickles. ``tune_allocator``: raise glibc's malloc
     thresholds in the process that runs it first (``tune_cpu_allocator``; the executors pass
     whether the client did, so a worker process allocates as the client does). ``cuda``: the
     run computes on a CUDA device, so the job runs on deterministic CUDA kernels
-    (``reproducible_unit``)."""
+    (``reproducible_unit``). ``worker``: it runs in a worker, where a missing file or module
+    (``FileNotFoundError``, ``ConfigError``) is raised as a ``WorkerError`` naming the machine,
+    which the CLI prints as one line."""
     if tune_allocator:
         tune_cpu_allocator()
     start = time.perf_counter()
-    if threads is None:
-        result = job()
-    else:
-        with reproducible_unit(threads, cuda):
+    try:
+        if threads is None:
             result = job()
+        else:
+            with reproducible_unit(threads, cuda):
+                result = job()
+    except (FileNotFoundError, ConfigError) as exc:
+        if not worker:
+            raise
+        raise WorkerError(
+            f"a unit failed on {socket.gethostname()} (worker process {os.getpid()}): {exc}. "
+            "Every machine that runs units needs the same files and modules"
+        ) from exc
     return result, time.perf_counter() - start
 
 
@@ -186,7 +207,9 @@ class LocalExecutor(Executor):
             return
         pool = self._get_pool()
         futures = {
-            pool.submit(timed_call, job, self.threads_per_unit, allocator_tuned(), self.cuda): key
+            pool.submit(
+                timed_call, job, self.threads_per_unit, allocator_tuned(), self.cuda, True
+            ): key
             for key, job in jobs.items()
         }
         try:
@@ -257,6 +280,7 @@ class DaskExecutor(Executor):
                 self.threads_per_unit,
                 allocator_tuned(),
                 self.cuda,
+                True,
                 key=f"advlab-{batch}-{key}",
                 pure=False,
             ): key

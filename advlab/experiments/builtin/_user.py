@@ -275,8 +275,8 @@ def import_object(path: str, key: str) -> Any:
         raise ValueError(f"{key} {path!r} must be 'package.module:name'")
     try:
         return getattr(import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(
+    except (ImportError, AttributeError) as exc:  # (a ConfigError: one line, on a worker too)
+        raise ConfigError(
             f"{key} {path!r} cannot be imported here ({exc}); it must be importable on every "
             "machine that runs units"
         ) from exc
