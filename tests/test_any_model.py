@@ -289,6 +289,25 @@ def test_kmeans_attacks_name_an_unfitted_kmeans_and_unbounded_data_in_the_defaul
             make()
     with pytest.raises(ValueError, match="a fitted k-means or a \\(k, D\\) array"):
         KMeansMinimalAttack(["not", "centres"])
+    # a fitted pipeline and a fitted clusterer without centres are named as such (scikit-learn's
+    # check called both unfitted)
+    from sklearn.cluster import DBSCAN
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    points = np.random.default_rng(1).normal(size=(30, 2))
+    pipe = make_pipeline(StandardScaler(), SKKMeans(2, n_init=1, random_state=0)).fit(points)
+    for victim, message in (
+        (pipe, r"Pipeline.*pipe\[-1\]"),
+        (DBSCAN().fit(points), "DBSCAN has no"),
+    ):
+        for make in (
+            lambda v=victim: KMeansMinimalAttack(v),
+            lambda v=victim: KMeansPGD(v, None, eps=0.1, max_iter=2),
+            lambda v=victim: kmeans_certified_radius(v, points),
+        ):
+            with pytest.raises(ValueError, match=message):
+                make()
     X = np.random.default_rng(0).normal(size=(20, 2))
     km = SKKMeans(2, n_init=1, random_state=0).fit(X)
     with pytest.raises(ValueError, match="bounds=\\(lo, hi\\) to your data's range"):

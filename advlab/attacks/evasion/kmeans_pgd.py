@@ -29,9 +29,22 @@ from advlab.models.wrapper import Bounds, Model
 
 def kmeans_centres(kmeans: Any) -> np.ndarray:
     """The (k, D) centres of a fitted k-means (any estimator with ``cluster_centers_``) or of
-    a (k, D) array; an unfitted estimator raises scikit-learn's ``NotFittedError``."""
+    a (k, D) array; an unfitted estimator raises scikit-learn's ``NotFittedError``, and a
+    pipeline or a fitted clusterer without centres a ``ValueError`` saying what to pass."""
+    if hasattr(kmeans, "steps"):  # (scikit-learn would call a fitted pipeline unfitted)
+        raise ValueError(
+            "got a Pipeline: the white-box k-means attacks and certificates work in the space "
+            "its k-means clusters; pass its last step, pipe[-1], and inputs pipe[:-1].transform(X) "
+            "(budgets and radii are then in that space; README, example 2)"
+        )
     if hasattr(kmeans, "fit"):
-        check_is_fitted(kmeans, "cluster_centers_")
+        check_is_fitted(kmeans)
+        if not hasattr(kmeans, "cluster_centers_"):
+            raise ValueError(
+                f"{type(kmeans).__name__} has no cluster_centers_: the white-box k-means attacks "
+                "need centroids; advlab.attacks.clustering attacks any clusterer through its "
+                "fit_predict"
+            )
     try:
         centers = np.asarray(getattr(kmeans, "cluster_centers_", kmeans), dtype=np.float64)
     except (TypeError, ValueError) as err:
