@@ -170,6 +170,33 @@ def test_standardized_budgets_follow_a_channels_last_preprocessing_axis(height):
         assert bool((moved >= 0.5 * std * 0.9).all()), (attack, moved)  # (the budget is used)
 
 
+def test_preprocessing_stats_shaped_to_broadcast_are_taken_with_their_axis(rgb_models):
+    """Mean and std held as tensors shaped to broadcast, as normalisation code often keeps
+    them ((C, 1, 1), (1, C, 1, 1); (1, 1, 1, C) for channels last), give the model of the
+    per-channel lists, their axis implied (they were refused: 'must be a number or one value
+    per channel'); a shape that is not one axis of channels, or an axis they contradict, is
+    named."""
+    _, wrapped, x, _ = rgb_models
+    mean, std = torch.tensor(MEAN), torch.tensor(STD)
+    for m, s in ((mean.view(3, 1, 1), std.view(3, 1, 1)), (mean.view(1, 3, 1, 1), std)):
+        shaped = Model(wrapped.module, preprocessing=dict(mean=m, std=s))
+        assert shaped.axis == -3
+        torch.testing.assert_close(shaped(x), wrapped(x), atol=0, rtol=0)
+    last = _ChannelsLast().eval()
+    nhwc = Model(last, preprocessing=dict(mean=mean.view(1, 1, 1, 3), std=std.view(1, 1, 1, 3)))
+    listed = Model(last, preprocessing=dict(mean=MEAN, std=STD, axis=-1))
+    assert nhwc.axis == -1
+    images = x.permute(0, 2, 3, 1)
+    torch.testing.assert_close(nhwc(images), listed(images), atol=0, rtol=0)
+    for pre, message in (
+        (dict(mean=torch.zeros(3, 2), std=1.0), r"broadcast along one axis.*\(3, 2\)"),
+        (dict(mean=mean.view(3, 1, 1), std=1.0, axis=-1), "axis=-1, but .* axis -3"),
+        (dict(mean=mean.view(3, 1, 1), std=std.view(1, 1, 3)), "different axes"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            Model(last, preprocessing=pre)
+
+
 def test_ka3_compares_the_channels_of_channels_last_images():
     """K-A3's CW-SSIM term on (N, H, W, C) images with ``axis=-1``: the same examples as on the
     NCHW copy of the images through the same network (it compared the images' rows as

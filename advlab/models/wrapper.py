@@ -32,13 +32,50 @@ Bounds = tuple[float, float]
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
+def _broadcast_axis(value: Any, name: str) -> int | None:
+    """The channel axis a mean or std shaped to broadcast implies ((C, 1, 1) or (1, C, 1, 1):
+    -3; (1, 1, 1, C): -1); None for a number or a flat sequence."""
+    t = torch.as_tensor(value, dtype=torch.float32)
+    if t.ndim <= 1 or t.numel() == 1:
+        return None
+    shape = list(t.shape)
+    while shape[0] == 1:  # a batch axis, or leading axes of size 1
+        shape.pop(0)
+    if any(size != 1 for size in shape[1:]):
+        raise ValueError(
+            f"preprocessing {name} must be a number, one value per channel, or shaped to "
+            f"broadcast along one axis such as (C, 1, 1); got shape {tuple(t.shape)}"
+        )
+    return -len(shape)
+
+
+def _preprocessing_axis(pre: dict[str, Any]) -> int:
+    """The channel axis: ``axis`` as given, else the one a mean or std shaped to broadcast
+    implies, else -3 (NCHW); an ``axis`` that the shapes contradict is refused."""
+    implied = {
+        a for a in (_broadcast_axis(pre.get(k, 0.0), k) for k in ("mean", "std")) if a is not None
+    }
+    if len(implied) > 1:
+        raise ValueError(f"preprocessing mean and std are shaped for different axes {implied}")
+    if "axis" not in pre:
+        return implied.pop() if implied else -3
+    axis = int(pre["axis"])
+    if implied and implied != {axis}:
+        raise ValueError(
+            f"preprocessing axis={axis}, but mean and std are shaped for axis {implied.pop()}"
+        )
+    return axis
+
+
 def _channel_stat(
     value: float | Sequence[float] | torch.Tensor, axis: int, name: str
 ) -> torch.Tensor:
-    """A scalar stays 0-d; a per-channel sequence is shaped to broadcast along ``axis``."""
+    """A scalar stays 0-d; a per-channel sequence (or a tensor shaped to broadcast, flattened
+    first) is shaped to broadcast along ``axis``."""
     t = torch.as_tensor(value, dtype=torch.float32)
     if t.ndim > 1:
-        raise ValueError(f"preprocessing {name} must be a number or one value per channel")
+        _broadcast_axis(t, name)  # (refuses a shape that is not one axis of channels)
+        t = t.reshape(-1) if t.numel() > 1 else t.reshape(())
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"preprocessing {name} must be finite, got {value!r}")
     if t.ndim == 1:
@@ -61,7 +98,8 @@ class Model(nn.Module):
     preprocessing : dict or None, default=None
         ``dict(mean=..., std=..., axis=-3)``: mean and std are numbers or one value per channel
         along ``axis`` (default -3, the channel axis of NCHW); ``model(x) = module((x - mean) /
-        std)``.
+        std)``. Tensors shaped to broadcast, such as (C, 1, 1), (1, C, 1, 1) or (1, 1, 1, C),
+        are taken too, and imply the axis.
 
     Attributes
     ----------
@@ -96,7 +134,7 @@ class Model(nn.Module):
         unknown = set(pre) - {"mean", "std", "axis"}
         if unknown:
             raise ValueError(f"preprocessing takes mean, std and axis; got {sorted(unknown)}")
-        axis = int(pre.get("axis", -3))
+        axis = _preprocessing_axis(pre)
         self.register_buffer("mean", _channel_stat(pre.get("mean", 0.0), axis, "mean"))
         self.register_buffer("std", _channel_stat(pre.get("std", 1.0), axis, "std"))
         if not bool((self.std > 0).all()):
