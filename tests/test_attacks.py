@@ -201,7 +201,7 @@ def test_eps_units():
         ),
         (lambda m: FGSM(m, eps=0.1), torch.rand(2, 1, 8, 8), torch.tensor([0, 12]), r"\[0, 10\)"),
         (lambda m: FGSM(m, eps=0.1), torch.rand(2, 1, 8, 8), torch.tensor([0.0, 1.0]), "integer"),
-        (lambda m: FGSM(m, eps=0.1), torch.rand(2, 1, 8, 8), torch.tensor([0, 1, 2]), "3 labels"),
+        (lambda m: FGSM(m, eps=0.1), torch.rand(2, 1, 8, 8), torch.tensor([0, 1, 2]), "shape"),
         (
             lambda m: FGSM(m, eps=0.1, criterion=TargetedMisclassification()),
             torch.rand(2, 1, 8, 8),

@@ -173,7 +173,7 @@ def train_classifier(
     if stored is None:
         checkpoint = cache.root / "checkpoints" / f"{key}.pt"
         _fit(model, x, y, epochs, batch_size, lr, seed, device, checkpoint, schedule)
-        stored = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        stored = state_arrays(model)
         cache.save("weights", parts, TRAINER_VERSION, stored)
         checkpoint.unlink(missing_ok=True)
     else:
@@ -181,6 +181,21 @@ def train_classifier(
     model.to(device).eval()
     acc = accuracy(model, test, device) if test is not None else None
     return TrainedModel(model, name, acc, key, from_cache, arrays_sha256(stored))
+
+
+def state_arrays(model: nn.Module) -> dict[str, np.ndarray]:
+    """The state dict as numpy arrays, for the cache and for ``arrays_sha256``; a tensor of a
+    dtype numpy lacks (a user's bfloat16 or float8 network) as its bytes, under its name, torch
+    dtype and shape (so the digest tells it from another tensor of the same bytes)."""
+    state = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu()
+        try:
+            state[name] = tensor.numpy()
+        except TypeError:  # "Got unsupported ScalarType BFloat16"
+            key = f"{name}@{tensor.dtype}{tuple(tensor.shape)}"
+            state[key] = tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
+    return state
 
 
 @autograd_enabled()  # (the caller may be under torch.no_grad)

@@ -73,8 +73,7 @@ def _channel_stat(
     """A scalar stays 0-d; a per-channel sequence (or a tensor shaped to broadcast, flattened
     first) is shaped to broadcast along ``axis``."""
     t = torch.as_tensor(value, dtype=torch.float32)
-    if t.ndim > 1:
-        _broadcast_axis(t, name)  # (refuses a shape that is not one axis of channels)
+    if t.ndim > 1:  # (its shape checked by _preprocessing_axis: one axis of channels)
         t = t.reshape(-1) if t.numel() > 1 else t.reshape(())
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"preprocessing {name} must be finite, got {value!r}")

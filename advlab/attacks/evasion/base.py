@@ -277,7 +277,7 @@ class Attack:
             x = check_images(x, "x", self.bounds, self.dtype).detach()  # (x may need grad)
             if x.is_inference():  # made under torch.inference_mode: autograd refuses it
                 x = x.clone()
-            _check_label_count(x, y)
+            _check_batch_axis(x, y)
             n_classes = self._n_classes(x, device)
             y, target = self._validate(x, y, target, n_classes)
             adv, logits = [], []
@@ -348,15 +348,14 @@ def _warn_if_probabilities(out: torch.Tensor) -> None:
         )
 
 
-def _check_label_count(x: torch.Tensor, y: Any) -> None:
-    """Before the model's first forward: one label per sample of x (a single image without its
-    batch axis reads as a batch of its channels, and the model would fail on its shape)."""
-    n = len(y) if getattr(y, "ndim", 1) == 1 and hasattr(y, "__len__") else None
-    if n is not None and n != len(x):
-        hint = f" label: a single image needs a batch axis, x[None] of shape {(1, *x.shape)}"
+def _check_batch_axis(x: torch.Tensor, y: Any) -> None:
+    """Before the model's first forward: a single image without its batch axis (one label, x
+    read as a batch of its channels) is named, where the model would fail on its shape. Other
+    label counts are ``check_label_tensor``'s to refuse."""
+    if getattr(y, "ndim", 1) == 1 and hasattr(y, "__len__") and len(y) == 1 != len(x):
         raise ValueError(
-            f"x holds {len(x)} samples along its first axis and y {n}"
-            + (hint if n == 1 else " labels")
+            f"x holds {len(x)} samples along its first axis and y 1 label: a single image needs "
+            f"a batch axis, x[None] of shape {(1, *x.shape)}"
         )
 
 

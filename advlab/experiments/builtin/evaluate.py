@@ -96,6 +96,7 @@ from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
 from advlab.metrics import robust_accuracy_curve
 from advlab.models import MODELS, Model, train_classifier
+from advlab.models.train import state_arrays
 from advlab.report.plots import CERTIFIED_LABELS, plot_adversarial_examples, plot_attack_curves
 from advlab.report.tables import Table
 from advlab.utils.cache import arrays_sha256
@@ -531,22 +532,7 @@ def fingerprint(ds: Dataset, model: Model) -> dict[str, str]:
     dict
         ``{"data_sha256", "weights_sha256"}``.
     """
-    return {"data_sha256": ds.sha256, "weights_sha256": arrays_sha256(_numpy_state(model))}
-
-
-def _numpy_state(model: nn.Module) -> dict[str, np.ndarray]:
-    """The state dict as numpy arrays; a tensor of a dtype numpy lacks (a bfloat16 or float8
-    network) as its bytes, under its name, torch dtype and shape (so the digest tells it
-    from another tensor of the same bytes)."""
-    state = {}
-    for name, tensor in model.state_dict().items():
-        tensor = tensor.detach().cpu()
-        try:
-            state[name] = tensor.numpy()
-        except TypeError:  # "Got unsupported ScalarType BFloat16"
-            key = f"{name}@{tensor.dtype}{tuple(tensor.shape)}"
-            state[key] = tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
-    return state
+    return {"data_sha256": ds.sha256, "weights_sha256": arrays_sha256(state_arrays(model))}
 
 
 # ---- units ----

@@ -77,6 +77,7 @@ from advlab.metrics import (
     true_label_ranks,
 )
 from advlab.models import build_model, train_classifier
+from advlab.models.train import state_arrays
 from advlab.report.plots import plot_adversarial_examples, plot_rank_pmfs
 from advlab.report.tables import Table
 from advlab.utils.cache import arrays_sha256
@@ -431,7 +432,7 @@ def _certified_model(
         history = train_ibp(model.to(config.device), x, y, config.pr_train_eps, epochs=epochs,
                             ramp_epochs=ramp, seed=config.seed)  # fmt: skip
         ctx.log.info("%s: IBP loss per epoch %s", name, [round(v, 4) for v in history.loss])
-        stored = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        stored = state_arrays(model)
         ctx.cache.save("weights", parts, IBP_TRAINER_VERSION, stored)
     else:
         model.load_state_dict({k: torch.from_numpy(v) for k, v in stored.items()})
