@@ -316,16 +316,16 @@ def test_kmeans_attacks_name_an_unfitted_kmeans_and_unbounded_data_in_the_defaul
             make()
     with pytest.raises(ValueError, match="a fitted k-means or a \\(k, D\\) array"):
         KMeansMinimalAttack(["not", "centres"])
-    # a fitted pipeline and a fitted clusterer without centres are named as such (scikit-learn's
-    # check called both unfitted)
+    # a fitted pipeline with a step that is not affine and a fitted clusterer without centres
+    # are named as such (scikit-learn's check called both unfitted)
     from sklearn.cluster import DBSCAN
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import Normalizer
 
     points = np.random.default_rng(1).normal(size=(30, 2))
-    pipe = make_pipeline(StandardScaler(), SKKMeans(2, n_init=1, random_state=0)).fit(points)
+    pipe = make_pipeline(Normalizer(), SKKMeans(2, n_init=1, random_state=0)).fit(points)
     for victim, message in (
-        (pipe, r"Pipeline.*pipe\[-1\]"),
+        (pipe, r"step 'normalizer' \(Normalizer\) is not affine"),
         (DBSCAN().fit(points), "DBSCAN has no"),
     ):
         for make in (

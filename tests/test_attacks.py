@@ -16,7 +16,7 @@ from advlab.attacks.evasion import (
     eps_to_pixels,
     kmeans_certified_radius,
 )
-from advlab.cluster import KMeans, majority_vote_mapping
+from advlab.cluster import KMeans, kmeans_cells, majority_vote_mapping
 from advlab.cluster.differentiable import KMeansClassifier
 from advlab.data import load_dataset
 from advlab.models import build_model
@@ -248,6 +248,23 @@ def test_certified_radius_is_tight_and_sound(d, norm):
     np.testing.assert_allclose(result.distances.numpy(), radius, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_the_minimal_attack_without_a_box_moves_points_whose_centres_share_a_coordinate(norm):
+    """A feature equal in every centre (a pixel that is always 0) gives c_j - c_i a zero
+    coordinate; with no box (bounds None or infinite) its 0 * inf room made every size NaN and
+    the attack failed on every point. Now it reaches the radius, as with a box that never
+    binds."""
+    centres, x = _box_free_problem(6, 5, seed=1)
+    centres[:, 2], x[:, 2] = 0.0, 0.0
+    radius = kmeans_certified_radius(centres, x, norm)
+    for bounds in (None, (-np.inf, np.inf), (-np.inf, 1.0), (0.0, 1.0)):
+        result = KMeansMinimalAttack(centres, norm=norm, bounds=bounds)(torch.as_tensor(x))
+        assert bool(result.success.all()), bounds
+        np.testing.assert_allclose(result.distances.numpy(), radius, rtol=1e-3, atol=1e-4)
+    boxed = kmeans_certified_radius(centres, x, norm, bounds=(-np.inf, np.inf))
+    np.testing.assert_allclose(boxed, radius, rtol=1e-9, atol=1e-12)
+
+
 def test_minimal_attack_respects_box_and_beats_random_search():
     rng = np.random.default_rng(3)
     centres = rng.uniform(0, 1, size=(6, 5))
@@ -385,7 +402,7 @@ def test_the_lazily_generated_program_equals_the_whole_one(monkeypatch):
 
     for _ in range(40):
         x, j = rng.uniform(0, 1, 12), int(rng.integers(80))
-        size, z = module._cell_distance_linf(x, centres, j, (0.0, 1.0), 1e-6)
+        size, z = module._cell_distance_linf(x, kmeans_cells(centres), j, (0.0, 1.0), 1e-6)
         assert size == pytest.approx(whole(x, j), abs=1e-9)
         assert np.abs(z - x).max() == pytest.approx(size, abs=1e-9)
     assert len(rounds) > 40
@@ -412,7 +429,7 @@ def test_the_l2_projection_equals_a_general_solver():
 
     for _ in range(12):
         x, j = rng.uniform(0, 1, 12), int(rng.integers(80))
-        size, z = module._cell_distance_l2(x, centres, j, (0.0, 1.0), 1e-6)
+        size, z = module._cell_distance_l2(x, kmeans_cells(centres), j, (0.0, 1.0), 1e-6)
         w = centres - centres[j]
         margin = 1e-6 * np.abs(w).sum(1)
         assert size == pytest.approx(projection(x, w, (sq - sq[j]) / 2 - margin), abs=1e-6)
@@ -426,7 +443,8 @@ def test_an_empty_cell_inside_the_box_is_skipped():
 
     centres = np.array([[0.5, 0.5], [3.0, 3.0]])
     for distance in (module._cell_distance_linf, module._cell_distance_l2):
-        assert distance(np.array([0.5, 0.5]), centres, 1, (0.0, 1.0), 1e-6) == (np.inf, None)
+        cells = kmeans_cells(centres)
+        assert distance(np.array([0.5, 0.5]), cells, 1, (0.0, 1.0), 1e-6) == (np.inf, None)
     with pytest.raises(ValueError, match="max_size"):
         KMeansMinimalAttack(np.eye(3), np.arange(3), "linf", "other-class", exact=True, max_size=-1)
 

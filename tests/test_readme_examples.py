@@ -30,12 +30,21 @@ def test_the_section_has_seven_examples():
     assert len(_examples()) == 7
 
 
+PRINTED = {  # example index: figures the README quotes from its output
+    1: ("k-means accuracy 87.2%", "PGD leaves 73.1% correct", "the exact attack 10.4%",
+        "the certificate guarantees 10.4%"),
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("index", range(7))
 def test_readme_example_runs(index, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples 5 to 7 write their files here
     code = _examples()[index]
     exec(compile(code, f"README example {index + 1}", "exec"), {"__name__": "__readme__"})
-    assert capsys.readouterr().out.strip()  # each example prints its result
+    out = capsys.readouterr().out
+    assert out.strip()  # each example prints its result
+    for figure in PRINTED.get(index, ()):
+        assert figure in out
 
 
 def _run_as_printed(index: int, config_name: str, capsys) -> None:

@@ -9,9 +9,13 @@ ArrayLike = np.ndarray | torch.Tensor
 
 
 def as_float_matrix(
-    X: ArrayLike, device: str | torch.device = "cpu", name: str = "X"
+    X: ArrayLike,
+    device: str | torch.device = "cpu",
+    name: str = "X",
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """``X`` of shape (N, ...) as a float32 (N, D) tensor on ``device``; rejects empty or non-finite data."""
+    """``X`` of shape (N, ...) as a (N, D) tensor of ``dtype`` on ``device``; rejects empty or
+    non-finite data."""
     if isinstance(X, torch.Tensor):
         tensor = X.detach()
     elif isinstance(X, np.ndarray) or hasattr(X, "__array__"):
@@ -27,7 +31,7 @@ def as_float_matrix(
         )
     if tensor.shape[0] == 0 or tensor[0].numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(tensor.shape)})")
-    tensor = tensor.reshape(tensor.shape[0], -1).to(device=device, dtype=torch.float32)
+    tensor = tensor.reshape(tensor.shape[0], -1).to(device=device, dtype=dtype)
     if not bool(torch.isfinite(tensor).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return tensor

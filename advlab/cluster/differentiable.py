@@ -62,3 +62,30 @@ class KMeansClassifier(nn.Module):
         )
         index = self.mapping.expand(len(x), -1)
         return scores.scatter_reduce(1, index, neg, "amax", include_self=True)
+
+
+class AffineFeatures(nn.Module):
+    """f(x) = A x + b on flattened inputs: the affine steps of a pipeline before its k-means
+    (``advlab.cluster.cells``), so that attacks perturb the pipeline's inputs."""
+
+    linear: torch.Tensor
+    offset: torch.Tensor
+
+    def __init__(
+        self,
+        linear: np.ndarray | torch.Tensor,
+        offset: np.ndarray | torch.Tensor | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        a = torch.as_tensor(np.asarray(linear), dtype=dtype)
+        b = (
+            torch.zeros(len(a), dtype=dtype)
+            if offset is None
+            else torch.as_tensor(np.asarray(offset), dtype=dtype)
+        )
+        self.register_buffer("linear", a)
+        self.register_buffer("offset", b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1).to(self.linear.dtype) @ self.linear.T + self.offset

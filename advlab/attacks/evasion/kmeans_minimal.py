@@ -11,6 +11,9 @@ and the smallest perturbation that changes the cluster has size r(x) = min_{j !=
 (the cell is the intersection of the half-spaces). Restricting j to clusters mapped to another
 class gives a lower bound on the perturbation that changes the *predicted class*, because the
 cell of c_j lies inside H_ij. Both ignore the [0, 1] box, so they are certified lower bounds.
+Behind a pipeline's affine steps f(x) = A x + b the same holds in the pipeline's input space
+with c_j replaced by u_j = A^T c_j and ||c_j||^2 by gamma_j (``advlab.cluster.cells``, eq. P
+and H); everything below is written for a plain k-means.
 
 ``KMeansMinimalAttack`` computes the perturbation itself with the box respected: the
 closest point of ``box ∩ H_ij`` is ``clip(x + lam * w)`` (clipping to the box) in L2 (KKT conditions of the
@@ -52,17 +55,14 @@ import torch
 from scipy.optimize import linprog, minimize
 
 from advlab.attacks.evasion.base import AttackResult, MinimizationAttack
-from advlab.attacks.evasion.kmeans_pgd import kmeans_centres, kmeans_model
+from advlab.attacks.evasion.kmeans_pgd import kmeans_model
 from advlab.cluster._validation import ArrayLike, as_float_matrix
+from advlab.cluster.cells import KMeansCells, kmeans_cells
 from advlab.models.wrapper import Bounds
 from advlab.utils.validation import check_number
 
 NORMS = ("l2", "linf")
 TARGETS = ("any-cluster", "other-class")
-
-
-def _centres(centers: object) -> torch.Tensor:
-    return torch.from_numpy(kmeans_centres(centers))
 
 
 def _mapping(mapping: object | None, k: int) -> torch.Tensor | None:
@@ -75,12 +75,13 @@ def _mapping(mapping: object | None, k: int) -> torch.Tensor | None:
 
 
 def _bisector_distances(
-    x: torch.Tensor, c: torch.Tensor, norm: str, mapping: torch.Tensor | None
+    x: torch.Tensor, cells: KMeansCells, norm: str, mapping: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(own cluster (n,), r_ij (n, k) from eq. R, inf where j is excluded)."""
-    d2 = torch.cdist(x, c).pow(2)
+    d2 = cells.sq_distances(x)
     own = d2.argmin(1)
-    dual = torch.cdist(c, c, p=2.0 if norm == "l2" else 1.0)
+    u = cells.sites
+    dual = torch.cdist(u, u, p=2.0 if norm == "l2" else 1.0)
     r = (d2 - d2.gather(1, own[:, None])) / (2 * dual[own])
     excluded = torch.zeros_like(r, dtype=torch.bool)
     excluded.scatter_(1, own[:, None], True)
@@ -116,7 +117,8 @@ def _smallest_step(
     t_sat = torch.where(speed > 0, room / speed.clamp(min=1e-300), torch.zeros_like(room))
     order = t_sat.argsort(-1)
     t_sorted = t_sat.gather(-1, order)
-    gain = (w.abs() * room).gather(-1, order).cumsum(-1)  # saturated contribution up to d
+    # saturated contribution up to d (a coordinate w_d = 0 never moves: 0, even with no box)
+    gain = torch.where(w != 0, w.abs() * room, 0.0).gather(-1, order).cumsum(-1)
     moving = rate.sum(-1, keepdim=True) - rate.gather(-1, order).cumsum(-1)  # rate after d
     reached = gain + t_sorted * moving >= need[..., None]  # f(t_d) >= b
     first = reached.to(torch.int8).argmax(-1, keepdim=True)  # first breakpoint that reaches b
@@ -150,8 +152,9 @@ def kmeans_certified_radius(
 
     Parameters
     ----------
-    centers : KMeans or array of shape (k, D)
-        A fitted KMeans or its centres, k >= 2.
+    centers : KMeans, Pipeline or array of shape (k, D)
+        A fitted KMeans, a fitted Pipeline of affine steps ending in one (radii in its input
+        units; ``advlab.cluster.kmeans_cells``), or the centres; k >= 2.
     x : array-like of shape (n, D)
         The points.
     norm : {'l2', 'linf'}, default='l2'
@@ -171,14 +174,15 @@ def kmeans_certified_radius(
     """
     if norm not in NORMS:
         raise ValueError(f"norm={norm!r}: use one of {NORMS}")
-    c = _centres(centers)
-    if len(c) < 2:
+    cells = kmeans_cells(centers)
+    k = len(cells.centers)
+    if k < 2:
         raise ValueError("the certified radius needs at least 2 centres")
-    X = as_float_matrix(x).double()
-    if X.shape[1] != c.shape[1]:
-        raise ValueError(f"x has {X.shape[1]} features, centres have {c.shape[1]}")
+    X = as_float_matrix(x, dtype=torch.float64)
+    if X.shape[1] != cells.n_features:
+        raise ValueError(f"x has {X.shape[1]} features, the k-means takes {cells.n_features}")
     return (
-        _lower_bounds(X, c, norm, _mapping(mapping, len(c)), bounds, chunk_size)
+        _lower_bounds(X, cells, norm, _mapping(mapping, k), bounds, chunk_size)
         .min(1)
         .values.numpy()
     )
@@ -186,7 +190,7 @@ def kmeans_certified_radius(
 
 def _lower_bounds(
     X: torch.Tensor,
-    c: torch.Tensor,
+    cells: KMeansCells,
     norm: str,
     mapping: torch.Tensor | None,
     bounds: Bounds | None,
@@ -195,24 +199,26 @@ def _lower_bounds(
     """(n, k): per point and cluster j, the distance to H_ij (eq. R), or to box ∩ H_ij with
     ``bounds``, a lower bound on the distance to the cell of c_j; inf for the own cluster and,
     with ``mapping``, for the clusters of the own class."""
+    k, d = cells.sites.shape
     if bounds is not None:  # (points, k, D) per chunk: about 2**24 numbers
-        chunk_size = max(1, min(chunk_size, 2**24 // (len(c) * c.shape[1])))
+        chunk_size = max(1, min(chunk_size, 2**24 // (k * d)))
     out = []
     for s in range(0, len(X), chunk_size):
-        own, r = _bisector_distances(X[s : s + chunk_size], c, norm, mapping)
+        own, r = _bisector_distances(X[s : s + chunk_size], cells, norm, mapping)
         if bounds is not None:
-            r = torch.maximum(r, _boxed_distances(X[s : s + chunk_size], c, own, bounds, norm))
+            r = torch.maximum(r, _boxed_distances(X[s : s + chunk_size], cells, own, bounds, norm))
         out.append(r)
-    return torch.cat(out) if out else torch.empty(0, len(c), dtype=X.dtype)
+    return torch.cat(out) if out else torch.empty(0, k, dtype=X.dtype)
 
 
 def _boxed_distances(
-    x: torch.Tensor, c: torch.Tensor, own: torch.Tensor, bounds: Bounds, norm: str
+    x: torch.Tensor, cells: KMeansCells, own: torch.Tensor, bounds: Bounds, norm: str
 ) -> torch.Tensor:
-    """(n, k): the ``norm`` distance from each x to box ∩ H_ij, H_ij = {z : 2 z.(c_j - c_i) >=
-    ||c_j||^2 - ||c_i||^2} with i its own cluster (inf where the box misses H_ij)."""
-    w = c[None, :, :] - c[own][:, None, :]
-    sq = c.pow(2).sum(1)
+    """(n, k): the ``norm`` distance from each x to box ∩ H_ij, H_ij = {z : 2 z.(u_j - u_i) >=
+    gamma_j - gamma_i} (eq. H; u = c, gamma = ||c||^2 for a plain k-means) with i its own
+    cluster (inf where the box misses H_ij)."""
+    u, sq = cells.sites, cells.levels
+    w = u[None, :, :] - u[own][:, None, :]
     b = (sq[None, :] - sq[own][:, None]) / 2
     xs = x[:, None, :].expand_as(w)
     t = _smallest_step(xs, w, b, bounds, norm)
@@ -223,11 +229,23 @@ def _boxed_distances(
     return torch.where(torch.isfinite(t), moved.norm(dim=-1), t)
 
 
+def _numpy_cells(
+    cells: KMeansCells, x: np.ndarray, j: int
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """(sites u, levels gamma) as numpy, and the cell constraints a program starts with: those
+    of the 8 centres nearest c_j and of the 8 nearest x's image."""
+    c = cells.centers.numpy()
+    sq = (c * c).sum(1)
+    u, gamma = (c, sq) if cells.linear is None else (cells.sites.numpy(), cells.levels.numpy())
+    near = np.r_[np.argsort(sq - 2 * c @ c[j])[:9], np.argsort(gamma - 2 * u @ x)[:8]]
+    return u, gamma, [int(r) for r in dict.fromkeys(near.tolist()) if r != j]
+
+
 def _cell_distance_linf(
-    x: np.ndarray, c: np.ndarray, j: int, bounds: Bounds | None, overshoot: float
+    x: np.ndarray, cells: KMeansCells, j: int, bounds: Bounds | None, overshoot: float
 ) -> tuple[float, np.ndarray | None]:
     """The L-inf distance from x to the cell of c_j inside the box, shrunk by the overshoot
-    margin m_l = overshoot ||c_l - c_j||_1 (eq. LP in delta = z - x), and the closest point;
+    margin m_l = overshoot ||u_l - u_j||_1 (eq. LP in delta = z - x), and the closest point;
     (inf, None) where that set is empty.
 
     Solved by HiGHS (``scipy.optimize.linprog``) with the cell's k - 1 constraints generated
@@ -238,16 +256,14 @@ def _cell_distance_linf(
     program on average), with 16 or 17 of the 199 cell constraints.
     """
     d = len(x)
-    sq = (c * c).sum(1)
-    w = c - c[j]  # row l: (c_l - c_j).z <= (||c_l||^2 - ||c_j||^2) / 2 - m_l
+    u, sq, rows = _numpy_cells(cells, x, j)
+    w = u - u[j]  # row l: (u_l - u_j).z <= (gamma_l - gamma_j) / 2 - m_l  (eq. H)
     rhs = (sq - sq[j]) / 2 - overshoot * np.abs(w).sum(1) - w @ x  # in delta
     lo, hi = (-np.inf, np.inf) if bounds is None else bounds
     box = np.column_stack([np.r_[lo - x, 0.0], np.r_[hi - x, np.inf]])
     eye, minus_t = sp.identity(d, format="csr"), sp.csr_matrix(-np.ones((d, 1)))
     ball = sp.vstack([sp.hstack([eye, minus_t]), sp.hstack([-eye, minus_t])])  # |delta_d| <= t
     cost = np.r_[np.zeros(d), 1.0]
-    near = np.r_[np.argsort(sq - 2 * c @ c[j])[:9], np.argsort(sq - 2 * c @ x)[:8]]
-    rows = [int(r) for r in dict.fromkeys(near.tolist()) if r != j]
     while True:
         cell = sp.csr_matrix(np.column_stack([w[rows], np.zeros(len(rows))]))
         fit = linprog(cost, A_ub=sp.vstack([ball, cell]).tocsr(),
@@ -267,7 +283,7 @@ def _cell_distance_linf(
 
 
 def _cell_distance_l2(
-    x: np.ndarray, c: np.ndarray, j: int, bounds: Bounds | None, overshoot: float
+    x: np.ndarray, cells: KMeansCells, j: int, bounds: Bounds | None, overshoot: float
 ) -> tuple[float, np.ndarray | None]:
     """The L2 distance from x to the cell of c_j inside the box, shrunk by the overshoot
     margin, and the closest point; (inf, None) where that set is empty.
@@ -279,8 +295,8 @@ def _cell_distance_l2(
     inside the box proves the set empty.
     """
     d = len(x)
-    sq = (c * c).sum(1)
-    w = c - c[j]
+    u, sq, rows = _numpy_cells(cells, x, j)
+    w = u - u[j]
     rhs = (sq - sq[j]) / 2 - overshoot * np.abs(w).sum(1) - w @ x  # rows: w_l . delta <= rhs_l
     lo, hi = (
         (np.full(d, -np.inf), np.full(d, np.inf))
@@ -288,8 +304,6 @@ def _cell_distance_l2(
         else (bounds[0] - x, bounds[1] - x)
     )
     reach = float(np.sqrt((np.maximum(np.abs(lo), np.abs(hi)) ** 2).sum()))  # inf without a box
-    near = np.r_[np.argsort(sq - 2 * c @ c[j])[:9], np.argsort(sq - 2 * c @ x)[:8]]
-    rows = [int(r) for r in dict.fromkeys(near.tolist()) if r != j]
     lam = np.zeros(len(rows))
     while True:
         cell, b = w[rows], rhs[rows]
@@ -324,8 +338,9 @@ class KMeansMinimalAttack(MinimizationAttack):
 
     Parameters
     ----------
-    kmeans : KMeans or array of shape (k, D)
-        A fitted KMeans (advlab's or scikit-learn's) or its centres.
+    kmeans : KMeans, Pipeline or array of shape (k, D)
+        A fitted KMeans (advlab's or scikit-learn's), a fitted Pipeline of affine steps ending
+        in one (perturbations of its inputs, in their units), or the centres.
     mapping : array of shape (k,) or None, default=None
         Cluster -> class; needed for ``target="other-class"``.
     norm : {"l2", "linf"}, default="l2"
@@ -376,12 +391,12 @@ class KMeansMinimalAttack(MinimizationAttack):
             raise ValueError(f"norm={norm!r}: use one of {NORMS}")
         if target not in TARGETS:
             raise ValueError(f"target={target!r}: use one of {TARGETS}")
-        self.c = _centres(kmeans)
-        self.mapping = _mapping(mapping, len(self.c))
+        self.cells = kmeans_cells(kmeans)
+        self.mapping = _mapping(mapping, len(self.cells.centers))
         if target == "other-class" and self.mapping is None:
             raise ValueError("target='other-class' needs the cluster-to-class mapping")
         # float64 decisions: exact at the boundary the attack lands just past
-        decision = kmeans_model(self.c.numpy(), mapping if target == "other-class" else None,
+        decision = kmeans_model(self.cells, mapping if target == "other-class" else None,
                                 bounds, torch.float64)  # fmt: skip
         super().__init__(decision, None, batch_size)
         self.norm, self.target = norm, target
@@ -397,9 +412,9 @@ class KMeansMinimalAttack(MinimizationAttack):
         if not isinstance(x, torch.Tensor):
             raise ValueError("x must be a torch tensor (N, ...)")
         features = x.flatten(1).shape[1] if x.ndim >= 2 else None
-        if features != self.c.shape[1]:
-            raise ValueError(f"x must be (N, ...) with {self.c.shape[1]} features per row (the "
-                             f"centres'), got shape {tuple(x.shape)}")  # fmt: skip
+        if features != self.cells.n_features:
+            raise ValueError(f"x must be (N, ...) with {self.cells.n_features} features per row "
+                             f"(the k-means'), got shape {tuple(x.shape)}")  # fmt: skip
         if y is None:
             with torch.no_grad():
                 y = self.model(x.detach().cpu().double()).argmax(1).to(x.device)
@@ -414,7 +429,7 @@ class KMeansMinimalAttack(MinimizationAttack):
 
     def _batch(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mask_map = self.mapping if self.target == "other-class" else None
-        own, r = _bisector_distances(X, self.c, self.norm, mask_map)
+        own, r = _bisector_distances(X, self.cells, self.norm, mask_map)
         order = r.argsort(1)
         best = X.clone()
         best_size = torch.full((len(X),), float("inf"), dtype=torch.float64)
@@ -454,15 +469,15 @@ class KMeansMinimalAttack(MinimizationAttack):
         ``max_size``). Written by hand around scipy's solvers: no library computes k-means'
         minimal adversarial perturbation."""
         assert self.mapping is not None
-        lower = _lower_bounds(X, self.c, self.norm, self.mapping, self.bounds)
-        c, x_all = self.c.numpy(), X.numpy()
+        lower = _lower_bounds(X, self.cells, self.norm, self.mapping, self.bounds)
+        x_all = X.numpy()
         distance = _cell_distance_linf if self.norm == "linf" else _cell_distance_l2
         missed = 0
         for i in range(len(X)):
             for j in lower[i].argsort().tolist():
                 if not float(lower[i, j]) < min(float(best_size[i]), self.max_size):
                     break  # sorted: no later cluster can be closer
-                size, z = distance(x_all[i], c, j, self.bounds, self.overshoot)
+                size, z = distance(x_all[i], self.cells, j, self.bounds, self.overshoot)
                 if z is None or not size < float(best_size[i]):
                     continue
                 zt = torch.from_numpy(z)[None, None]
@@ -485,9 +500,11 @@ class KMeansMinimalAttack(MinimizationAttack):
         best: torch.Tensor,
         best_size: torch.Tensor,
     ) -> None:
-        """Bisection on the segment from x to each candidate centre c_j (which lies in its own
-        cell, of another class): always yields a successful point, used when it is smaller."""
-        x, cj = X[:, None, :], self.c[cand]
+        """Bisection on the segment from x to a point of each candidate cell, of another class
+        (its centre c_j for a plain k-means), clipped to the box: yields a successful point
+        whenever that end lies in the cell (a centre of data inside the box does), used when it
+        is smaller."""
+        x, cj = X[:, None, :], self.cells.anchors(X, cand).clamp(*self.bounds)
         lo = torch.zeros(cand.shape, dtype=torch.float64)
         hi = torch.ones_like(lo)
         for _ in range(self.steps):
@@ -514,9 +531,9 @@ class KMeansMinimalAttack(MinimizationAttack):
         self, X: torch.Tensor, own: torch.Tensor, cand: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Closest point of box ∩ H_ij (just past the hyperplane) for each candidate j."""
-        ci, cj = self.c[own][:, None, :], self.c[cand]
-        w = cj - ci  # (n, m, D)
-        b = 0.5 * (cj.pow(2).sum(-1) - ci.pow(2).sum(-1))  # z.w >= b  <=>  z in H_ij
+        u, sq = self.cells.sites, self.cells.levels
+        w = u[cand] - u[own][:, None, :]  # (n, m, D)
+        b = 0.5 * (sq[cand] - sq[own][:, None])  # z.w >= b  <=>  z in H_ij (eq. H)
         x = X[:, None, :]
         # land past the hyperplane by a margin that float32 rounding of the output cannot undo
         b = b + self.overshoot * w.abs().sum(-1)
@@ -534,7 +551,7 @@ class KMeansMinimalAttack(MinimizationAttack):
     def _lands(self, z: torch.Tensor, own: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
         """Whether each candidate point leaves the own cell (or reaches another class)."""
         n, m, d = z.shape
-        landed = torch.cdist(z.reshape(n * m, d), self.c).argmin(1).reshape(n, m)
+        landed = self.cells.assign(z.reshape(n * m, d)).reshape(n, m)
         if self.target == "other-class":
             assert self.mapping is not None
             return (self.mapping[landed] != self.mapping[own][:, None]) & torch.isfinite(size)

@@ -20,51 +20,26 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_is_fitted
+from torch import nn
 
 from advlab.attacks.evasion.pgd import PGD
-from advlab.cluster.differentiable import KMeansClassifier
+from advlab.cluster.cells import kmeans_cells
+from advlab.cluster.differentiable import AffineFeatures, KMeansClassifier
 from advlab.models.wrapper import Bounds, Model
-
-
-def kmeans_centres(kmeans: Any) -> np.ndarray:
-    """The (k, D) centres of a fitted k-means (any estimator with ``cluster_centers_``) or of
-    a (k, D) array; an unfitted estimator raises scikit-learn's ``NotFittedError``, and a
-    pipeline or a fitted clusterer without centres a ``ValueError`` saying what to pass."""
-    if hasattr(kmeans, "steps"):  # (scikit-learn would call a fitted pipeline unfitted)
-        raise ValueError(
-            "got a Pipeline: the white-box k-means attacks and certificates work in the space "
-            "its k-means clusters; pass its last step, pipe[-1], and inputs pipe[:-1].transform(X) "
-            "(budgets and radii are then in that space; README, example 2)"
-        )
-    if hasattr(kmeans, "fit"):
-        check_is_fitted(kmeans)
-        if not hasattr(kmeans, "cluster_centers_"):
-            raise ValueError(
-                f"{type(kmeans).__name__} has no cluster_centers_: the white-box k-means attacks "
-                "need centroids; advlab.attacks.clustering attacks any clusterer through its "
-                "fit_predict"
-            )
-    try:
-        centers = np.asarray(getattr(kmeans, "cluster_centers_", kmeans), dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"expected a fitted k-means or a (k, D) array of centres, got {type(kmeans).__name__}"
-        ) from err
-    if centers.ndim != 2 or not np.isfinite(centers).all():
-        raise ValueError("the k-means centres must be a finite (k, D) array")
-    return centers
 
 
 def kmeans_model(
     kmeans: Any, mapping: Any | None, bounds: Bounds | None, dtype: torch.dtype = torch.float32
 ) -> Model:
-    """A fitted k-means (advlab's or scikit-learn's, or a (k, D) array of centres) with its
-    cluster -> class ``mapping`` as a ``Model`` over ``bounds``
-    (None: unbounded)."""
-    net = KMeansClassifier(
-        kmeans_centres(kmeans), None if mapping is None else np.asarray(mapping), dtype
+    """A fitted k-means (advlab's or scikit-learn's, a (k, D) array of centres, a pipeline of
+    affine steps ending in one, or its ``KMeansCells``) with its cluster -> class ``mapping`` as
+    a ``Model`` over ``bounds`` (None: unbounded) of the pipeline's inputs."""
+    cells = kmeans_cells(kmeans)
+    net: nn.Module = KMeansClassifier(
+        cells.centers.numpy(), None if mapping is None else np.asarray(mapping), dtype
     )
+    if cells.linear is not None:
+        net = nn.Sequential(AffineFeatures(cells.linear, cells.offset, dtype), net)
     return Model(net, bounds=(-np.inf, np.inf) if bounds is None else bounds)
 
 
@@ -74,8 +49,9 @@ class KMeansPGD(PGD):
 
     Parameters
     ----------
-    kmeans : KMeans or array of shape (k, D)
-        A fitted advlab or scikit-learn KMeans, or its centres.
+    kmeans : KMeans, Pipeline or array of shape (k, D)
+        A fitted advlab or scikit-learn KMeans, a fitted Pipeline of affine steps ending in one
+        (eps then in its input units), or the centres.
     mapping : array of shape (k,) or None
         Cluster -> class; None attacks the cluster ids themselves.
     eps : float

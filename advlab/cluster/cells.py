@@ -1,0 +1,221 @@
+"""The Voronoi cells of a fitted k-means, seen from the inputs of its scikit-learn pipeline.
+
+A k-means behind affine preprocessing f(x) = A x + b (a ``Pipeline`` whose steps before the
+clusterer are scalers, PCA, ...) assigns x to
+
+    argmin_j ||f(x) - c_j||^2 = argmin_j (gamma_j - 2 u_j . x),
+    u_j = A^T c_j,   gamma_j = ||c_j||^2 - 2 c_j . b                          (eq. P)
+
+(``||f(x)||^2`` is the same for every j). So its cells in input space are still convex
+polytopes: z is at least as close to c_j as to c_i iff
+
+    (u_j - u_i) . z >= (gamma_j - gamma_i) / 2                                (eq. H)
+
+and the distance from x to that half-space in the norm p (dual norm q) is
+
+    (||f(x) - c_j||^2 - ||f(x) - c_i||^2) / (2 ||u_j - u_i||_q).             (eq. R)
+
+A plain k-means is the case A = I, b = 0 (u = c, gamma = ||c||^2). With (u, gamma) in place of
+(c, ||c||^2), the certified radius, the minimal attack and white-box PGD measure perturbations
+of the pipeline's *inputs*, in their units, not of the features k-means clusters.
+
+``kmeans_cells`` reads A and b off the pipeline: each step's transform of 0 and of the unit
+vectors, checked on random points (a step that is not affine, such as ``Normalizer``, a
+quantile or log transform, or ``MinMaxScaler(clip=True)``, is named). Written by hand: no
+library exposes the affine map of a fitted pipeline.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.utils.validation import check_is_fitted
+
+PROBE_CHUNK = 1024  # unit vectors transformed per call while reading a step's matrix
+
+
+def kmeans_centres(kmeans: Any) -> np.ndarray:
+    """The (k, D) centres of a fitted k-means (any estimator with ``cluster_centers_``) or of
+    a (k, D) array; an unfitted estimator raises scikit-learn's ``NotFittedError``, and a
+    fitted clusterer without centres a ``ValueError`` saying what to use instead."""
+    if hasattr(kmeans, "fit"):
+        check_is_fitted(kmeans)
+        if not hasattr(kmeans, "cluster_centers_"):
+            raise ValueError(
+                f"{type(kmeans).__name__} has no cluster_centers_: the white-box k-means attacks "
+                "need centroids; advlab.attacks.clustering attacks any clusterer through its "
+                "fit_predict"
+            )
+    try:
+        centers = np.asarray(getattr(kmeans, "cluster_centers_", kmeans), dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"expected a fitted k-means or a (k, D) array of centres, got {type(kmeans).__name__}"
+        ) from err
+    if centers.ndim != 2 or not np.isfinite(centers).all():
+        raise ValueError("the k-means centres must be a finite (k, D) array")
+    return centers
+
+
+@dataclass(frozen=True, eq=False)
+class KMeansCells:
+    """The cells of a k-means with centres ``centers`` (k, D') behind the affine map
+    f(x) = ``linear`` x + ``offset`` (``linear`` (D', D) and ``offset`` (D',); both None: the
+    identity), in float64.
+
+    Attributes
+    ----------
+    centers : Tensor of shape (k, D')
+        The centres, in the space k-means clusters.
+    linear : Tensor of shape (D', D) or None, default=None
+        A of f(x) = A x + b; None: the identity.
+    offset : Tensor of shape (D',) or None, default=None
+        b of f(x) = A x + b; None: 0.
+    """
+
+    centers: torch.Tensor
+    linear: torch.Tensor | None = None
+    offset: torch.Tensor | None = None
+
+    @property
+    def n_features(self) -> int:
+        """D, the number of input features."""
+        return int(self.centers.shape[1] if self.linear is None else self.linear.shape[1])
+
+    @cached_property
+    def sites(self) -> torch.Tensor:
+        """(k, D): u_j = A^T c_j of eq. P; the centres themselves for a plain k-means."""
+        return self.centers if self.linear is None else self.centers @ self.linear
+
+    @cached_property
+    def levels(self) -> torch.Tensor:
+        """(k,): gamma_j = ||c_j||^2 - 2 c_j . b of eq. P."""
+        sq = self.centers.pow(2).sum(1)
+        return sq if self.offset is None else sq - 2 * self.centers @ self.offset
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """f(x) = A x + b for x (n, D) float64."""
+        if self.linear is None:
+            return x
+        out = x @ self.linear.T
+        return out if self.offset is None else out + self.offset
+
+    def sq_distances(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, k): ||f(x) - c_j||^2, computed where k-means computes it (after f)."""
+        return torch.cdist(self.features(x), self.centers).pow(2)
+
+    def assign(self, x: torch.Tensor) -> torch.Tensor:
+        """(n,): the cluster of each x (n, D)."""
+        return torch.cdist(self.features(x), self.centers).argmin(1)
+
+    def anchors(self, x: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        """(n, m, D): for each x (n, D) and candidate cluster ``cand`` (n, m), a point of the
+        cluster's cell: its centre for a plain k-means, else the closest point to x that f maps
+        onto the centre, x + A^+ (c_j - f(x)) (in the cell when c_j - b lies in A's range, as
+        a mean of mapped points does)."""
+        if self.linear is None:
+            return self.centers[cand]
+        gap = self.centers[cand] - self.features(x)[:, None, :]
+        return x[:, None, :] + gap @ self._pseudo_inverse.T
+
+    @cached_property
+    def _pseudo_inverse(self) -> torch.Tensor:
+        assert self.linear is not None
+        return torch.linalg.pinv(self.linear)
+
+
+def kmeans_cells(estimator: Any) -> KMeansCells:
+    """The ``KMeansCells`` of a fitted k-means (advlab's, scikit-learn's, anything with
+    ``cluster_centers_``), a (k, D) array of centres, or a fitted scikit-learn ``Pipeline``
+    ending in one whose other steps are affine (scalers, PCA, TruncatedSVD, ...).
+
+    Parameters
+    ----------
+    estimator : estimator, Pipeline, KMeansCells or array of shape (k, D)
+        The fitted k-means, the pipeline around it, its cells (returned as they are), or the
+        centres.
+
+    Returns
+    -------
+    KMeansCells
+        Its centres and the affine map from the inputs to the space it clusters (float64).
+    """
+    if isinstance(estimator, KMeansCells):
+        return estimator
+    if not hasattr(estimator, "steps"):
+        return KMeansCells(torch.from_numpy(kmeans_centres(estimator)))
+    check_is_fitted(estimator)
+    *prefix, (last_name, last) = estimator.steps
+    if not hasattr(last, "cluster_centers_"):
+        raise ValueError(
+            f"the pipeline's last step {last_name!r} ({type(last).__name__}) has no "
+            "cluster_centers_: the white-box k-means attacks need a k-means at the end; "
+            "advlab.attacks.clustering attacks any clusterer through its fit_predict"
+        )
+    centers = kmeans_centres(last)
+    n_in = getattr(estimator, "n_features_in_", None)
+    if n_in is None:
+        raise ValueError("the pipeline does not record its number of input features")
+    linear, offset = np.eye(int(n_in)), np.zeros(int(n_in))
+    for name, step in prefix:
+        if step is None or step == "passthrough":
+            continue
+        step_linear, step_offset = _affine_map(name, step, linear.shape[0])
+        linear, offset = step_linear @ linear, step_linear @ offset + step_offset
+    if linear.shape[0] != centers.shape[1]:
+        raise ValueError(
+            f"the pipeline's steps before {last_name!r} output {linear.shape[0]} features, its "
+            f"centres have {centers.shape[1]}"
+        )
+    return KMeansCells(
+        torch.from_numpy(centers), torch.from_numpy(linear), torch.from_numpy(offset)
+    )
+
+
+def _affine_map(name: str, step: Any, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """(A, b) of a fitted step with t(x) = A x + b: b = t(0), column d of A = t(e_d) - b,
+    checked on random points at two scales (a step that is affine only near its training data,
+    such as a clipping scaler, differs far from it)."""
+    offset = _transform(name, step, np.zeros((1, n_in)))[0]
+    columns = [
+        _transform(name, step, np.eye(n_in)[s : s + PROBE_CHUNK]) - offset
+        for s in range(0, n_in, PROBE_CHUNK)
+    ]
+    linear = np.concatenate(columns).T
+    rng = np.random.default_rng(0)
+    probe = np.concatenate([rng.standard_normal((8, n_in)), 1e3 * rng.standard_normal((8, n_in))])
+    out = _transform(name, step, probe)
+    expected = probe @ linear.T + offset
+    scale = np.abs(probe) @ np.abs(linear).T + np.abs(offset)  # size of the terms summed
+    tolerance = 64 * n_in * np.finfo(out.dtype).eps * (scale + 1.0)
+    if out.shape != expected.shape or not (np.abs(out - expected) <= tolerance).all():
+        raise ValueError(
+            f"pipeline step {name!r} ({type(step).__name__}) is not affine (its transform of "
+            "random points is not A x + b): the white-box k-means attacks take pipelines of "
+            "affine steps (scalers, PCA, ...). Attack the last step on pipe[:-1].transform(X) "
+            "instead (budgets then in that space), or use advlab.attacks.clustering"
+        )
+    return linear, offset
+
+
+def _transform(name: str, step: Any, x: np.ndarray) -> np.ndarray:
+    """``step.transform(x)`` as a dense float array, its warnings silenced."""
+    if not hasattr(step, "transform"):
+        raise ValueError(f"pipeline step {name!r} ({type(step).__name__}) has no transform")
+    with warnings.catch_warnings():  # (a step fitted on a DataFrame, or a probe outside a
+        warnings.simplefilter("ignore")  # log's domain, warns; the probes' checks decide)
+        try:
+            out = step.transform(x)
+        except Exception as err:  # the user's step: any failure is named with it
+            raise ValueError(
+                f"pipeline step {name!r} ({type(step).__name__}) could not transform a "
+                f"({x.shape[1]},)-feature array: {err}"
+            ) from err
+    out = out.toarray() if sp.issparse(out) else np.asarray(out)
+    return out if np.issubdtype(out.dtype, np.floating) else out.astype(np.float64)
