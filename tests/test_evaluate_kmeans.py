@@ -13,7 +13,9 @@ import torch
 import yaml
 from safetensors.torch import save_model
 from sklearn.datasets import load_breast_cancer
-from sklearn.preprocessing import minmax_scale
+from sklearn.decomposition import PCA
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler, minmax_scale
 from torch import nn
 
 from advlab.attacks.evasion import IFGSM, KMeansMinimalAttack, KMeansPGD, kmeans_certified_radius
@@ -32,6 +34,12 @@ CHUNK = 40
 def rows_net(n_features: int = 30, width: int = 16) -> nn.Module:
     """The user's network on tabular rows (``tests.test_evaluate_kmeans:rows_net``)."""
     return nn.Sequential(nn.Linear(n_features, width), nn.ReLU(), nn.Linear(width, 2))
+
+
+def scale_and_reduce(n_components: int = 15) -> Pipeline:
+    """The user's preprocessing (``tests.test_evaluate_kmeans:scale_and_reduce``); its
+    random_state is replaced by the run's seed."""
+    return make_pipeline(StandardScaler(), PCA(n_components, random_state=123))
 
 
 def _digits_config(**changes) -> dict:
@@ -148,6 +156,47 @@ def test_rows_of_a_users_own_file_and_network(tmp_path):
     assert "whitebox.linf.eps0.2.accuracy" in ids and not any(i.startswith("transfer") for i in ids)
 
 
+def test_a_preprocessing_is_attacked_in_the_inputs_units(tmp_path):
+    """With ``preprocess`` (a StandardScaler and PCA from the user's factory), k-means clusters
+    the transformed digits and every number is that of the pipeline attacked directly: its
+    clean accuracy from ``predict``, the white-box PGD, the certified radius and the exact
+    minimum, all in the inputs' units; the bounds stay ordered, a resumed run recomputes
+    nothing, and two workers give the same results."""
+    config = _digits_config(eps=[0.02, 0.05], surrogate=None, preprocess={
+        "factory": "tests.test_evaluate_kmeans:scale_and_reduce", "kwargs": {"n_components": 12}})  # fmt: skip
+    results = _run(tmp_path / "a", config)
+    got = {c["id"]: c["ours"] for c in results["comparisons"]}
+    train = load_dataset("digits", "train")
+    test = load_dataset("digits", "test").subset(slice(0, 100))
+    pipe = make_pipeline(StandardScaler(), PCA(12, random_state=0), KMeans(20, random_state=0))
+    pipe.fit(train.data)
+    mapping = majority_vote_mapping(pipe.predict(train.data), train.labels, 20)
+    correct = mapping[pipe.predict(test.data)] == test.labels
+    assert got["kmeans.clean_accuracy"] == pytest.approx(100 * correct.mean())
+    radius = kmeans_certified_radius(pipe, test.data, "linf", mapping=mapping, bounds=(0.0, 1.0))
+    x, y = torch.from_numpy(test.images), torch.from_numpy(test.labels)
+    exact_attack = KMeansMinimalAttack(pipe, mapping, "linf", "other-class", exact=True,
+                                       max_size=0.05)  # fmt: skip
+    exact_sizes = exact_attack(x, y).distances.numpy()
+    for eps in (0.02, 0.05):
+        whitebox = _chunked(KMeansPGD(pipe, mapping, eps=eps, max_iter=10), x, y).numpy()
+        still = mapping[pipe.predict(whitebox.reshape(len(x), -1))] == test.labels
+        assert got[f"whitebox.linf.eps{eps:g}.accuracy"] == pytest.approx(100 * still.mean())
+        certified = correct & (radius > eps)
+        assert got[f"certified.linf.eps{eps:g}.accuracy"] == pytest.approx(100 * certified.mean())
+        exact = correct & (exact_sizes > eps)
+        assert got[f"exact.linf.eps{eps:g}.accuracy"] == pytest.approx(100 * exact.mean())
+        assert got[f"certified.linf.eps{eps:g}.accuracy"] <= got[f"exact.linf.eps{eps:g}.accuracy"]
+    assert got["exact.linf.eps0.05.accuracy"] < got["kmeans.clean_accuracy"]
+    assert results["certified_but_attacked"] == {"eps0.02": 0, "eps0.05": 0}
+    assert results["exact_but_attacked"] == {"eps0.02": 0, "eps0.05": 0}
+    assert results["preprocess"] == "tests.test_evaluate_kmeans:scale_and_reduce"
+    assert _run(tmp_path / "a", config) == results
+    manifest = json.loads((tmp_path / "a" / "run" / "manifest.json").read_text())
+    assert manifest["units_computed"] == 0
+    assert _run(tmp_path / "b", config, LocalExecutor(2)) == results
+
+
 MISTAKES = {
     "k above the rows": ({"n_clusters": 5000}, "n_clusters = 5000 > the 1437 training inputs"),
     "budget zero": ({"eps": [0.0]}, "eps must hold finite L-inf budgets > 0"),
@@ -161,6 +210,19 @@ MISTAKES = {
     "unknown key": ({"n_cluster": 3}, "n_cluster"),
     "training without a surrogate": ({"surrogate": None, "adversarial_training": {"eps_max": 0.1}},
                                      "adversarial_training attacks through the surrogate"),
+    "a preprocessing that is not affine": (
+        {"preprocess": {"factory": "sklearn.preprocessing:Normalizer"}},
+        "preprocess.factory 'sklearn.preprocessing:Normalizer': pipeline step 'normalizer' "
+        "(Normalizer) is not affine"),
+    "a preprocessing that is not a transformer": (
+        {"preprocess": {"factory": "sklearn.svm:SVC"}}, "gave SVC, which is not a transformer"),
+    "a preprocessing given wrong arguments": (
+        {"preprocess": {"factory": "sklearn.decomposition:PCA", "kwargs": {"n_comp": 3}}},
+        "preprocess.factory 'sklearn.decomposition:PCA' with preprocess.kwargs"),
+    "training behind a preprocessing": (
+        {"adversarial_training": {"eps_max": 0.1},
+         "preprocess": {"factory": "sklearn.preprocessing:StandardScaler"}},
+        "adversarial_training refits k-means alone"),
 }  # fmt: skip
 
 

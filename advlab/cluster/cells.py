@@ -114,6 +114,12 @@ class KMeansCells:
         """(n,): the cluster of each x (n, D)."""
         return torch.cdist(self.features(x), self.centers).argmin(1)
 
+    def predict(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
+        """(n,): the cluster of each input of X (n, ...) (flattened), as a scikit-learn
+        estimator's ``predict`` returns it."""
+        x = torch.as_tensor(X).detach().cpu().to(torch.float64)
+        return self.assign(x.reshape(len(x), -1)).numpy()
+
     def anchors(self, x: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         """(n, m, D): for each x (n, D) and candidate cluster ``cand`` (n, m), a point of the
         cluster's cell: its centre for a plain k-means, else the closest point to x that f maps
@@ -159,15 +165,10 @@ def kmeans_cells(estimator: Any) -> KMeansCells:
             "advlab.attacks.clustering attacks any clusterer through its fit_predict"
         )
     centers = kmeans_centres(last)
-    n_in = getattr(estimator, "n_features_in_", None)
+    n_in = getattr(estimator, "n_features_in_", getattr(last, "n_features_in_", None))
     if n_in is None:
         raise ValueError("the pipeline does not record its number of input features")
-    linear, offset = np.eye(int(n_in)), np.zeros(int(n_in))
-    for name, step in prefix:
-        if step is None or step == "passthrough":
-            continue
-        step_linear, step_offset = _affine_map(name, step, linear.shape[0])
-        linear, offset = step_linear @ linear, step_linear @ offset + step_offset
+    linear, offset = _steps_map(prefix, int(n_in))
     if linear.shape[0] != centers.shape[1]:
         raise ValueError(
             f"the pipeline's steps before {last_name!r} output {linear.shape[0]} features, its "
@@ -176,6 +177,46 @@ def kmeans_cells(estimator: Any) -> KMeansCells:
     return KMeansCells(
         torch.from_numpy(centers), torch.from_numpy(linear), torch.from_numpy(offset)
     )
+
+
+def affine_map(transformer: Any, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """(A, b) with ``transformer.transform(x) = A x + b`` for x of ``n_features`` features: a
+    fitted scikit-learn transformer or pipeline of them, read off its transform of 0 and of the
+    unit vectors and checked on random points; a step that is not affine is named.
+
+    Parameters
+    ----------
+    transformer : transformer or Pipeline
+        Fitted.
+    n_features : int
+        Its number of input features, D.
+
+    Returns
+    -------
+    (ndarray of shape (D', D), ndarray of shape (D',))
+        A and b, float64.
+    """
+    steps = getattr(transformer, "steps", None)
+    if steps is None:
+        steps = [(type(transformer).__name__.lower(), transformer)]
+    return _steps_map(steps, n_features)
+
+
+def _steps_map(steps: list[tuple[str, Any]], n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """The composed (A, b) of a pipeline's steps (nested pipelines step by step, so that a step
+    that is not affine is named as ``outer__inner``)."""
+    linear, offset = np.eye(n_in), np.zeros(n_in)
+    for name, step in steps:
+        if step is None or (isinstance(step, str) and step == "passthrough"):
+            continue
+        inner = getattr(step, "steps", None)
+        if inner is not None:
+            nested = [(f"{name}__{sub}", sub_step) for sub, sub_step in inner]
+            step_linear, step_offset = _steps_map(nested, linear.shape[0])
+        else:
+            step_linear, step_offset = _affine_map(name, step, linear.shape[0])
+        linear, offset = step_linear @ linear, step_linear @ offset + step_offset
+    return linear, offset
 
 
 def _affine_map(name: str, step: Any, n_in: int) -> tuple[np.ndarray, np.ndarray]:

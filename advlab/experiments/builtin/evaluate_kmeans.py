@@ -12,10 +12,16 @@ surrogate network, as a run and a report (Omari et al.'s protocol, any data set)
       weights: net.safetensors
       preprocessing: {mean: [0.5], std: [0.25]}
     eps: [0.05, 0.1, 0.2]                 # L-inf, in the inputs' units
+    preprocess:                           # optional: what k-means clusters (any affine steps)
+      factory: mypackage.pipes:scale_and_reduce   # e.g. returns make_pipeline(StandardScaler(), PCA(50))
 
-k-means (``advlab.cluster.KMeans``, seed ``seed``) clusters the flattened training inputs, its
-clusters are mapped to classes by majority vote of the training labels, and every test input is
-classified as its cluster's class. Per L-inf budget eps and test input i (all rates over the
+k-means (``advlab.cluster.KMeans``, seed ``seed``) clusters the flattened training inputs (with
+``preprocess``: their transform by ``factory(**kwargs)``, fitted on them, every
+``random_state`` in it set to ``seed``), its clusters are mapped to classes by majority vote of
+the training labels, and every test input is classified as its cluster's class. The
+preprocessing must be affine (scalers, PCA, ...; ``advlab.cluster.kmeans_cells``): the white-box
+PGD, the minimal perturbations and the certified radii then go through it, so every budget and
+radius stays in the inputs' own units. Per L-inf budget eps and test input i (all rates over the
 n test inputs, with their n, so the report draws Wilson 95 % intervals):
 
 - ``transfer.linf.eps<e>.accuracy``: k-means' accuracy on I-FGSM examples crafted on the
@@ -64,16 +70,19 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import Field, field_validator, model_validator
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
 
 from advlab.attacks.evasion import IFGSM, KMeansMinimalAttack, KMeansPGD, kmeans_certified_radius
 from advlab.attacks.evasion.kmeans_pgd import kmeans_model
-from advlab.cluster import KMeans, majority_vote_mapping
+from advlab.cluster import KMeans, KMeansCells, affine_map, kmeans_cells, majority_vote_mapping
 from advlab.data import Dataset
 from advlab.defenses import KMeansAdversarialTraining, SurrogateAttack
 from advlab.experiments.builtin._user import (
     Strict,
     config_errors,
     file_stamp,
+    import_object,
     open_bounds,
     refuse_changed_files,
 )
@@ -89,7 +98,7 @@ from advlab.experiments.builtin.evaluate import (
     rate_comparison,
     untrained_model,
 )
-from advlab.experiments.config import ExperimentConfig
+from advlab.experiments.config import ConfigError, ExperimentConfig
 from advlab.experiments.planning import inputs_per_second, spread_sample
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
@@ -127,6 +136,22 @@ class AdversarialTrainingSpec(Strict):
     continuous: bool = True
 
 
+class PreprocessSpec(Strict):
+    """The affine preprocessing k-means clusters behind: ``factory(**kwargs)``, an unfitted
+    scikit-learn transformer (or pipeline of them).
+
+    Attributes
+    ----------
+    factory : str
+        ``package.module:name`` of a class or function.
+    kwargs : dict
+        Its keyword arguments.
+    """
+
+    factory: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
 class EvaluateKMeansConfig(ExperimentConfig):
     """Config of ``evaluate-kmeans`` (see the module docstring).
 
@@ -151,6 +176,9 @@ class EvaluateKMeansConfig(ExperimentConfig):
         with ``train_epochs`` is trained with seed + 1); None: none.
     adversarial_training : AdversarialTrainingSpec or None
         Train and measure Algorithm 1's k-means too (needs a surrogate); None: plain only.
+    preprocess : PreprocessSpec or None
+        Affine steps (scalers, PCA, ...) fitted on the training inputs before k-means; budgets
+        stay in the inputs' units. None: k-means clusters the inputs themselves.
     max_iter, whitebox_iter : int
         Steps of the transfer (and training) I-FGSM (step eps / 4) and of the white-box PGD.
     exact : bool
@@ -170,6 +198,7 @@ class EvaluateKMeansConfig(ExperimentConfig):
     eps: tuple[float, ...]
     bounds: tuple[float, float] = (0.0, 1.0)
     adversarial_training: AdversarialTrainingSpec | None = None
+    preprocess: PreprocessSpec | None = None
     max_iter: int = Field(10, ge=1)
     whitebox_iter: int = Field(20, ge=1)
     exact: bool = True
@@ -193,6 +222,11 @@ class EvaluateKMeansConfig(ExperimentConfig):
     def _training_needs_a_surrogate(self) -> EvaluateKMeansConfig:
         if self.adversarial_training is not None and self.surrogate is None:
             raise ValueError("adversarial_training attacks through the surrogate: give one")
+        if self.adversarial_training is not None and self.preprocess is not None:
+            raise ValueError(
+                "adversarial_training refits k-means alone on the attacked inputs: it does not "
+                "take a preprocess (give one of the two)"
+            )
         return self
 
 
@@ -266,6 +300,8 @@ def _loaded(
     if key not in _LOADED:
         train, test = load_inputs(config.train, "train"), load_inputs(config.test, "test")
         _check_inputs(config, train, test)
+        if config.preprocess is not None:
+            _check_preprocessing(config, train)
         networks = {attack: _surrogate(config, which, train, test, ctx)
                     for which, attack in NETWORKS.items()}  # fmt: skip
         assert test.images is not None
@@ -282,7 +318,8 @@ def _loaded(
 # ---- units ----
 
 
-Models = dict[str, tuple[KMeans, np.ndarray]]  # id prefix ("", "trained.") -> k-means, mapping
+Clusterer = KMeans | KMeansCells  # a k-means, or one behind the run's preprocessing
+Models = dict[str, tuple[Clusterer, np.ndarray]]  # id prefix ("", "trained.") -> it, mapping
 
 
 def _unit(
@@ -297,7 +334,7 @@ def _unit(
     x = torch.from_numpy(test.images[sl]).to(config.device)
     y = torch.from_numpy(test.labels[sl]).to(config.device)
 
-    def still_correct(km: KMeans, mapping: np.ndarray, adv: torch.Tensor) -> list[bool]:
+    def still_correct(km: Clusterer, mapping: np.ndarray, adv: torch.Tensor) -> list[bool]:
         pred = mapping[km.predict(adv.detach().cpu().numpy().reshape(len(adv), -1))]
         return (pred == test.labels[sl]).tolist()
 
@@ -332,7 +369,7 @@ def _minimal_unit(
 
 def _minimal_sizes(
     config: EvaluateKMeansConfig,
-    km: KMeans,
+    km: Clusterer,
     mapping: np.ndarray,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -360,21 +397,67 @@ def _minimal_sizes(
 
 def _kmeans_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, Any]:
     """k-means on the flattened training inputs and its majority-vote mapping: one unit, so a
-    resumed run reads it instead of fitting again."""
+    resumed run reads it instead of fitting again. With ``preprocess``, its centres and the
+    affine map f(x) = A x + b in front of them (float64; a diagonal A, a scaler's, stored as
+    its diagonal)."""
     train, _, _ = _loaded(ctx, config)
     km, mapping = _fit_kmeans(config, train)
-    return {"centers": km.cluster_centers_.tolist(), "mapping": mapping.tolist()}
+    if isinstance(km, KMeans):
+        return {"centers": km.cluster_centers_.tolist(), "mapping": mapping.tolist()}
+    assert km.linear is not None and km.offset is not None
+    linear = km.linear.numpy()
+    diagonal = linear.shape[0] == linear.shape[1] and not np.any(linear - np.diag(np.diag(linear)))
+    return {"centers": km.centers.tolist(), "mapping": mapping.tolist(),
+            "offset": km.offset.tolist(),
+            **({"scale": np.diag(linear).tolist()} if diagonal else {"linear": linear.tolist()})}  # fmt: skip
 
 
-def _fit_kmeans(config: EvaluateKMeansConfig, train: Dataset) -> tuple[KMeans, np.ndarray]:
-    """k-means on the flattened training inputs (the run's seed) and its majority-vote
-    mapping: the k-means unit's, and the one the plan times on."""
-    km = KMeans(config.n_clusters, random_state=config.seed, device=config.device).fit(train.data)
-    return km, majority_vote_mapping(km.labels_, train.labels, config.n_clusters)
+def _preprocessing(config: EvaluateKMeansConfig) -> Any:
+    """``preprocess.factory(**kwargs)``, unfitted, with every ``random_state`` set to the
+    run's seed (so that every worker fits the same one)."""
+    assert config.preprocess is not None
+    factory = config.preprocess.factory
+    try:
+        steps = import_object(factory, "preprocess.factory")(**config.preprocess.kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"preprocess.factory {factory!r} with preprocess.kwargs: {exc}") from exc
+    if not (hasattr(steps, "fit") and hasattr(steps, "transform")):
+        raise ConfigError(f"preprocess.factory {factory!r} gave {type(steps).__name__}, which "
+                          "is not a transformer (fit and transform)")  # fmt: skip
+    params = steps.get_params() if hasattr(steps, "get_params") else {}
+    seeds = {k: config.seed for k in params if k == "random_state" or k.endswith("__random_state")}
+    return clone(steps).set_params(**seeds) if seeds else steps
+
+
+def _check_preprocessing(config: EvaluateKMeansConfig, train: Dataset) -> None:
+    """Fit the preprocessing on the training inputs and read its affine map, so that a step
+    that is not affine is one line before any network is trained."""
+    assert config.preprocess is not None
+    steps = _preprocessing(config).fit(train.data)
+    try:
+        affine_map(steps, train.data.shape[1])
+    except ValueError as exc:
+        raise ConfigError(f"preprocess.factory {config.preprocess.factory!r}: {exc}") from exc
+
+
+def _fit_kmeans(config: EvaluateKMeansConfig, train: Dataset) -> tuple[Clusterer, np.ndarray]:
+    """k-means on the flattened training inputs (the run's seed), or on their preprocessing
+    (then its ``KMeansCells``), and its majority-vote mapping: the k-means unit's, and the one
+    the plan times on."""
+    km = KMeans(config.n_clusters, random_state=config.seed, device=config.device)
+    if config.preprocess is None:
+        km.fit(train.data)
+        return km, majority_vote_mapping(km.labels_, train.labels, config.n_clusters)
+    pipe = Pipeline([("preprocess", _preprocessing(config)), ("kmeans", km)]).fit(train.data)
+    try:
+        cells = kmeans_cells(pipe)
+    except ValueError as exc:
+        raise ConfigError(f"preprocess.factory {config.preprocess.factory!r}: {exc}") from exc
+    return cells, majority_vote_mapping(km.labels_, train.labels, config.n_clusters)
 
 
 def _radius(
-    config: EvaluateKMeansConfig, km: KMeans, data: np.ndarray, mapping: np.ndarray
+    config: EvaluateKMeansConfig, km: Clusterer, data: np.ndarray, mapping: np.ndarray
 ) -> np.ndarray:
     """The certified class-aware L-inf radius of each row of ``data`` inside the inputs' box
     (no box when a side is open)."""
@@ -382,10 +465,18 @@ def _radius(
     return kmeans_certified_radius(km, data, "linf", mapping=mapping, bounds=box)
 
 
-def _fitted(config: EvaluateKMeansConfig, unit: dict[str, Any]) -> tuple[KMeans, np.ndarray]:
-    """The k-means and mapping a unit stored (centres as fitted, float32)."""
+def _fitted(config: EvaluateKMeansConfig, unit: dict[str, Any]) -> tuple[Clusterer, np.ndarray]:
+    """The k-means and mapping a unit stored (centres as fitted, float32), or the cells of
+    one behind the preprocessing."""
+    mapping = np.asarray(unit["mapping"])
+    if "offset" in unit:
+        linear = np.diag(unit["scale"]) if "scale" in unit else np.asarray(unit["linear"])
+        cells = KMeansCells(torch.tensor(unit["centers"], dtype=torch.float64),
+                            torch.from_numpy(np.asarray(linear, dtype=np.float64)),
+                            torch.tensor(unit["offset"], dtype=torch.float64))  # fmt: skip
+        return cells, mapping
     centres = np.asarray(unit["centers"], dtype=np.float32)
-    return KMeans.from_centers(centres, device=config.device), np.asarray(unit["mapping"])
+    return KMeans.from_centers(centres, device=config.device), mapping
 
 
 TRAINING = "adversarial-training"  # the unit (and checkpoint) of Algorithm 1
@@ -489,6 +580,8 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
                          f"{by_id[f'{prefix}worst_case.linf.{key}.accuracy']:.1f}",
                          f"{by_id[f'{prefix}certified.linf.{key}.accuracy']:.1f}"])  # fmt: skip
         name = "k-means" if not prefix else "Algorithm 1's k-means"
+        if config.get("preprocess"):
+            name += f" behind {config['preprocess']['factory']}"
         title = (f"{name} (k = {config['n_clusters']}) accuracy (%) on {results['n_test']} test "
                  f"inputs of {results['data']}, clean {by_id[f'{prefix}kmeans.clean_accuracy']:.1f} %, "
                  "under L-inf attacks, and its certified lower bound")  # fmt: skip
@@ -648,6 +741,8 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
                            f"{name} (k = {config.n_clusters}) on {test.name} ({len(test)} inputs)",
                            "certified (Voronoi radius), lower bound")  # fmt: skip
     out = {"data": test.name, "n_test": len(test), **stamp, **summary}
+    if config.preprocess is not None:
+        out["preprocess"] = config.preprocess.factory
     if "trained." in summaries:
         trained_part = summaries["trained."]
         out["comparisons"] = summary["comparisons"] + trained_part["comparisons"]
