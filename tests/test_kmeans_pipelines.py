@@ -203,6 +203,38 @@ def test_steps_that_are_not_affine_or_not_fitted_are_named(digits):
         kmeans_certified_radius(pipe, X[:5, :10])
 
 
+def test_a_clusterer_that_does_not_predict_the_nearest_centre_is_refused(digits):
+    """BisectingKMeans descends its tree of bisections, so a quarter of the points are not in
+    the cluster of their nearest centre: its cells would certify what it does not do (they were
+    used silently). Refused alone and in a pipeline, by every white-box entry point; with two
+    clusters (one bisection, the Voronoi split) and with renamed labels (SeededKMeans predicts
+    the class of the cluster) it is taken."""
+    from sklearn.cluster import BisectingKMeans, MiniBatchKMeans
+
+    from advlab.cluster import SeededKMeans
+
+    X, y = digits
+    for victim in (BisectingKMeans(8, random_state=0).fit(X),
+                   make_pipeline(StandardScaler(), BisectingKMeans(8, random_state=0)).fit(X)):  # fmt: skip
+        far = np.random.default_rng(0).uniform(0, 16, size=(2000, 64))
+        feats = victim[:-1].transform(far) if hasattr(victim, "steps") else far
+        centres = (victim[-1] if hasattr(victim, "steps") else victim).cluster_centers_
+        nearest = ((feats[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
+        assert np.mean(nearest != victim.predict(far)) > 0.05
+        for make in (
+            lambda v=victim: KMeansMinimalAttack(v, bounds=(0.0, 16.0)),
+            lambda v=victim: KMeansPGD(v, None, eps=0.1, max_iter=2, bounds=(0.0, 16.0)),
+            lambda v=victim: kmeans_certified_radius(v, X[:5]),
+        ):
+            with pytest.raises(ValueError, match="does not assign points by their nearest centre"):
+                make()
+    kmeans_cells(BisectingKMeans(2, random_state=0).fit(X))
+    kmeans_cells(MiniBatchKMeans(8, n_init=1, random_state=0).fit(X))
+    seeded = SeededKMeans().fit(X, np.where(y < 5, 30, 70))  # classes 30 and 70
+    assert set(seeded.predict(X)) == {30, 70}
+    kmeans_cells(seeded)
+
+
 def test_the_segment_search_returns_points_inside_the_box():
     """Centres outside the box (a k-means of other data, or float rounding below 0): the
     bisection towards a cell's centre is clipped to the box, so no returned point leaves it

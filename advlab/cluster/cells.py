@@ -130,6 +130,15 @@ class KMeansCells:
         gap = self.centers[cand] - self.features(x)[:, None, :]
         return x[:, None, :] + gap @ self._pseudo_inverse.T
 
+    @property
+    def preimages(self) -> torch.Tensor:
+        """(k, D): a point of each cell, the centre for a plain k-means, else the
+        smallest-norm x with f(x) = c_j (when c_j - b lies in A's range)."""
+        if self.linear is None:
+            return self.centers
+        gap = self.centers if self.offset is None else self.centers - self.offset
+        return gap @ self._pseudo_inverse.T
+
     @cached_property
     def _pseudo_inverse(self) -> torch.Tensor:
         assert self.linear is not None
@@ -139,7 +148,9 @@ class KMeansCells:
 def kmeans_cells(estimator: Any) -> KMeansCells:
     """The ``KMeansCells`` of a fitted k-means (advlab's, scikit-learn's, anything with
     ``cluster_centers_``), a (k, D) array of centres, or a fitted scikit-learn ``Pipeline``
-    ending in one whose other steps are affine (scalers, PCA, TruncatedSVD, ...).
+    ending in one whose other steps are affine (scalers, PCA, TruncatedSVD, ...). An estimator
+    whose ``predict`` is not a function of the nearest centre (``BisectingKMeans``, which
+    descends its tree of bisections) is refused: its cells are not what it predicts.
 
     Parameters
     ----------
@@ -155,7 +166,10 @@ def kmeans_cells(estimator: Any) -> KMeansCells:
     if isinstance(estimator, KMeansCells):
         return estimator
     if not hasattr(estimator, "steps"):
-        return KMeansCells(torch.from_numpy(kmeans_centres(estimator)))
+        cells = KMeansCells(torch.from_numpy(kmeans_centres(estimator)))
+        if hasattr(estimator, "predict"):
+            _check_nearest_centre(estimator, f"{type(estimator).__name__}.predict", cells)
+        return cells
     check_is_fitted(estimator)
     *prefix, (last_name, last) = estimator.steps
     if not hasattr(last, "cluster_centers_"):
@@ -174,9 +188,48 @@ def kmeans_cells(estimator: Any) -> KMeansCells:
             f"the pipeline's steps before {last_name!r} output {linear.shape[0]} features, its "
             f"centres have {centers.shape[1]}"
         )
-    return KMeansCells(
+    cells = KMeansCells(
         torch.from_numpy(centers), torch.from_numpy(linear), torch.from_numpy(offset)
     )
+    what = f"the pipeline's predict (last step {last_name!r}, {type(last).__name__})"
+    _check_nearest_centre(estimator, what, cells)
+    return cells
+
+
+def _check_nearest_centre(estimator: Any, name: str, cells: KMeansCells) -> None:
+    """Refuse an estimator whose ``predict`` is not a function of the nearest centre (its
+    regions not unions of the Voronoi cells: ``BisectingKMeans`` descends its tree of
+    bisections): its cells would certify, and its attacks aim at, what it does not do. Labels
+    may be renamed (``SeededKMeans`` predicts the class of the cluster). Checked on 512 points
+    around and between the cells' ``preimages``, except where the two nearest centres are
+    within rounding of each other."""
+    anchors = cells.preimages.numpy()
+    k, d = anchors.shape
+    if k < 2:
+        return
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(k, size=(2, 256))
+    w = rng.uniform(size=(256, 1))
+    probes = np.concatenate([anchors[i] + rng.standard_normal((256, d)) * anchors.std(0),
+                             w * anchors[i] + (1 - w) * anchors[j]])  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        predicted = np.asarray(estimator.predict(probes))
+    t = torch.from_numpy(probes)
+    sq = cells.sq_distances(t).numpy()
+    nearest = np.sort(sq, 1)
+    scale = cells.features(t).pow(2).sum(1).numpy() + float(cells.centers.pow(2).sum(1).max())
+    clear = nearest[:, 1] - nearest[:, 0] > 1e-4 * scale
+    cell, label = sq.argmin(1)[clear], predicted[clear]
+    pairs = np.unique(np.stack([cell, np.unique(label, return_inverse=True)[1]]), axis=1)
+    mixed = np.unique(pairs[0], return_counts=True)[1] > 1  # a cell with two labels
+    if mixed.any():
+        raise ValueError(
+            f"{name} does not assign points by their nearest centre ({int(mixed.sum())} of "
+            f"{k} cells hold points it labels differently): the white-box k-means attacks and "
+            "certificates hold for nearest-centre assignment only; advlab.attacks.clustering "
+            "attacks any clusterer through its fit_predict"
+        )
 
 
 def affine_map(transformer: Any, n_features: int) -> tuple[np.ndarray, np.ndarray]:
