@@ -119,6 +119,42 @@ def test_initial_kmeans_is_step_0(digits):
         KMeansAdversarialTraining(12).initial_kmeans(digits.images)
 
 
+def test_algorithm_1_behind_a_preprocessing_attacks_the_inputs(digits):
+    """With ``preprocess`` k-means clusters the scaled and reduced digits while the label-free
+    white-box attack, given the pipeline, perturbs the pixels within each step's eps; the
+    fitted model predicts through the preprocessing, its cells are read through it, and a run
+    resumed after step 1 (preprocessing refitted) continues as the uninterrupted one."""
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from advlab.cluster import kmeans_cells
+
+    def make() -> KMeansAdversarialTraining:
+        pre = make_pipeline(StandardScaler(), PCA(10, random_state=0))
+        return KMeansAdversarialTraining(10, eta=0.5, beta=3, eps_max=0.15, random_state=0,
+                                         attack=KMeansWhiteBoxAttack(bounds=(0, 1)),
+                                         preprocess=pre)  # fmt: skip
+
+    est = make()
+    steps = list(est.iter_steps(digits.images))
+    flat = digits.data
+    for step in steps[1:]:
+        moved = np.abs(step.data - flat).max(1)
+        assert moved.max() <= step.eps * (1 + 1e-6) and np.mean(moved > 0.5 * step.eps) > 0.4
+        assert step.kmeans.cluster_centers_.shape == (10, 10)  # in the PCA's space
+    rest = list(make().iter_steps(digits.images, resume=(1, steps[1].kmeans.cluster_centers_)))
+    for a, b in zip(rest, steps[2:], strict=True):
+        np.testing.assert_array_equal(a.kmeans.cluster_centers_, b.kmeans.cluster_centers_)
+    est.fit(digits.images)
+    np.testing.assert_array_equal(
+        est.predict(digits.images), est.kmeans_.predict(est.preprocess_.transform(flat))
+    )
+    np.testing.assert_array_equal(kmeans_cells(est).predict(flat), est.predict(flat))
+    with pytest.raises(ValueError, match="'preprocess' parameter"):
+        KMeansAdversarialTraining(10, preprocess="scale").fit(digits.images)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
+from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 PROBE_CHUNK = 1024  # unit vectors transformed per call while reading a step's matrix
@@ -150,7 +151,9 @@ def kmeans_cells(estimator: Any) -> KMeansCells:
     ``cluster_centers_``), a (k, D) array of centres, or a fitted scikit-learn ``Pipeline``
     ending in one whose other steps are affine (scalers, PCA, TruncatedSVD, ...). An estimator
     whose ``predict`` is not a function of the nearest centre (``BisectingKMeans``, which
-    descends its tree of bisections) is refused: its cells are not what it predicts.
+    descends its tree of bisections) is refused: its cells are not what it predicts. An
+    estimator with a fitted ``preprocess_`` and ``kmeans_`` (``KMeansAdversarialTraining`` with a
+    ``preprocess``) is read as the pipeline of the two.
 
     Parameters
     ----------
@@ -165,6 +168,10 @@ def kmeans_cells(estimator: Any) -> KMeansCells:
     """
     if isinstance(estimator, KMeansCells):
         return estimator
+    if hasattr(estimator, "preprocess_") and hasattr(estimator, "kmeans_"):
+        # k-means behind its own fitted preprocessing (KMeansAdversarialTraining's preprocess)
+        steps = [("preprocess", estimator.preprocess_), ("kmeans", estimator.kmeans_)]
+        estimator = Pipeline(steps)
     if not hasattr(estimator, "steps"):
         cells = KMeansCells(torch.from_numpy(kmeans_centres(estimator)))
         if hasattr(estimator, "predict"):

@@ -10,7 +10,10 @@
     9:     k-means.TRAIN(D')                   (from the centroids of step s-1: continuous learning)
 
 With ``continuous=False`` each step starts from a fresh k-means++ instead (the paper's Fig. 2c-d
-ablation). Labels are never given to k-means: only the attack holds them.
+ablation). Labels are never given to k-means: only the attack holds them. With ``preprocess``
+(a scikit-learn transformer, fitted on the clean D once) k-means clusters the transformed D and
+D' while the attack perturbs the inputs themselves, and the model it is given is the pipeline
+of both (``kmeans[-1]`` its k-means).
 
 ``fit(X)`` runs the whole algorithm (scikit-learn's contract). ``iter_steps`` yields the
 steps one by one and can continue after any finished step from its centres, which is how the
@@ -27,9 +30,10 @@ from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context, clone
+from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from advlab.cluster import KMeans
@@ -82,10 +86,14 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
         Lloyd iterations per step, passed to ``KMeans``.
     tol : float, default=1e-4
         Relative tolerance on the centre shift, passed to ``KMeans``.
+    preprocess : transformer or None, default=None
+        Unfitted scikit-learn transformer (or pipeline of them) fitted on the clean X; k-means
+        clusters its transform of D and of every D'. None: k-means clusters the inputs.
 
     Attributes
     ----------
-    kmeans_ : the final ``KMeans``
+    kmeans_ : the final ``KMeans`` (on the preprocessed inputs with ``preprocess``)
+    preprocess_ : the fitted preprocessing (with ``preprocess``)
     cluster_centers_, labels_ (of the final D'), n_features_in_
     adv_indices_ : indices of A
     n_iter_ : Lloyd iterations of the last step
@@ -104,6 +112,7 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
         "device": [str],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "preprocess": [HasMethods(["fit", "transform"]), None],
     }
 
     def __init__(
@@ -120,6 +129,7 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
         device: str = "cpu",
         max_iter: int = 300,
         tol: float = 1e-4,
+        preprocess: Any = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.eta = eta
@@ -132,6 +142,7 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
         self.device = device
         self.max_iter = max_iter
         self.tol = tol
+        self.preprocess = preprocess
 
     def _kmeans(self, init: Any, seed: int) -> KMeans:
         return KMeans(self.n_clusters, init=init, random_state=seed, device=self.device,
@@ -155,7 +166,19 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
         data = self._check_data(X)
         if not isinstance(self.random_state, int | np.integer):
             raise ValueError("a shared step 0 needs an integer random_state (the run's seed)")
-        return self._kmeans(self.init, self._base_seed()).fit(data)
+        features = self._features(self._preprocessing(data), data)
+        return self._kmeans(self.init, self._base_seed()).fit(features)
+
+    def _preprocessing(self, data: np.ndarray) -> Any:
+        """``preprocess`` fitted on the clean data (n_samples, n_features); None without one."""
+        return None if self.preprocess is None else clone(self.preprocess).fit(data)
+
+    @staticmethod
+    def _features(preprocessing: Any, data: np.ndarray) -> np.ndarray:
+        """What k-means clusters: the rows themselves, or their transform (in their dtype)."""
+        if preprocessing is None:
+            return data
+        return np.asarray(preprocessing.transform(data), dtype=data.dtype)
 
     def _check_data(self, X: Any) -> np.ndarray:
         """Parameters and X checked; X as (n_samples, n_features)."""
@@ -186,9 +209,13 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
         base_seed = self._base_seed()
         a, _ = self.split(len(data), check_random_state(self.random_state))
         self.adv_indices_ = a
+        preprocessing = self._preprocessing(data)
+        if preprocessing is not None:
+            self.preprocess_ = preprocessing
+        features = self._features(preprocessing, data)
         if resume is None:
             start = time.perf_counter()
-            km = self._kmeans(self.init, base_seed).fit(data)  # initial_kmeans' fit
+            km = self._kmeans(self.init, base_seed).fit(features)  # initial_kmeans' fit
             yield TrainingStep(0, 0.0, km, data, time.perf_counter() - start)
             first = 1
         else:
@@ -196,10 +223,10 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
             if not 0 <= int(step) <= self.beta:
                 raise ValueError(f"resume step must lie in 0..beta={self.beta}, got {step}")
             km = KMeans.from_centers(np.asarray(centres, dtype=data.dtype), device=self.device)
-            if km.n_clusters != self.n_clusters or km.n_features_in_ != data.shape[1]:
+            if km.n_clusters != self.n_clusters or km.n_features_in_ != features.shape[1]:
                 raise ValueError(
                     f"resume centres have shape {km.cluster_centers_.shape}, expected "
-                    f"({self.n_clusters}, {data.shape[1]})"
+                    f"({self.n_clusters}, {features.shape[1]})"
                 )
             first = int(step) + 1
         for step in range(first, self.beta + 1):
@@ -207,9 +234,12 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
             eps = step / self.beta * self.eps_max
             d_prime = data.copy()
             rows = data[a] if sample_shape is None else data[a].reshape(len(a), *sample_shape)
-            d_prime[a] = np.asarray(attack(rows, a, eps, km)).reshape(len(a), -1)  # D' = A' ∪ B
+            model = km if preprocessing is None else Pipeline(
+                [("preprocess", preprocessing), ("kmeans", km)]
+            )  # fmt: skip
+            d_prime[a] = np.asarray(attack(rows, a, eps, model)).reshape(len(a), -1)  # D' = A' ∪ B
             init = km.cluster_centers_ if self.continuous else self.init
-            km = self._kmeans(init, base_seed + step).fit(d_prime)
+            km = self._kmeans(init, base_seed + step).fit(self._features(preprocessing, d_prime))
             yield TrainingStep(step, eps, km, d_prime, time.perf_counter() - start)
 
     @_fit_context(prefer_skip_nested_validation=False)
@@ -239,9 +269,11 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         """Index of the nearest centre of the final k-means."""
         check_is_fitted(self, "kmeans_")
-        return self.kmeans_.predict(_check_2d(X, estimator=self, reset=False))
+        data = _check_2d(X, estimator=self, reset=False)
+        return self.kmeans_.predict(self._features(getattr(self, "preprocess_", None), data))
 
     def transform(self, X: Any) -> np.ndarray:
         """Distances to the final centres, (n_samples, n_clusters)."""
         check_is_fitted(self, "kmeans_")
-        return self.kmeans_.transform(_check_2d(X, estimator=self, reset=False))
+        data = _check_2d(X, estimator=self, reset=False)
+        return self.kmeans_.transform(self._features(getattr(self, "preprocess_", None), data))

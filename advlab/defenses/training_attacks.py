@@ -2,7 +2,8 @@
 
 A training attack is any callable ``attack(x, indices, eps, kmeans) -> x_adv`` that returns the
 adversarial version of the rows ``x`` (their ``indices`` in the training set) at strength
-``eps``; ``kmeans`` is the model of the previous step. Labels, where needed, live inside the
+``eps``; ``kmeans`` is the model of the previous step (the pipeline of its preprocessing and
+k-means when Algorithm 1 has a ``preprocess``). Labels, where needed, live inside the
 attack: k-means never sees them.
 
 - ``SurrogateAttack``: I-FGSM (or any advlab attack class) through a supervised
@@ -151,17 +152,17 @@ class KMeansWhiteBoxAttack:
                     f"of {n_samples} samples"
                 )
 
-    def __call__(
-        self, x: np.ndarray, indices: np.ndarray, eps: float, kmeans: KMeans
-    ) -> np.ndarray:
+    def __call__(self, x: np.ndarray, indices: np.ndarray, eps: float, kmeans: Any) -> np.ndarray:
+        """``kmeans``: the current k-means, or the pipeline of Algorithm 1's preprocessing and
+        its k-means (attacked through it: eps stays in the inputs' units)."""
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         if self.labels is None:
-            mapping, y = None, torch.from_numpy(kmeans.predict(x))
+            mapping, y = None, torch.from_numpy(kmeans.predict(x.reshape(len(x), -1)))
         else:
             assert self.train_data is not None
-            mapping = majority_vote_mapping(
-                kmeans.predict(self.train_data), self.labels, kmeans.n_clusters
-            )
+            k = (kmeans[-1] if hasattr(kmeans, "steps") else kmeans).n_clusters
+            train = self.train_data.reshape(len(self.train_data), -1)
+            mapping = majority_vote_mapping(kmeans.predict(train), self.labels, k)
             y = torch.from_numpy(self.labels[indices])
         eps_px = float(eps_to_pixels(eps, self.eps_units, self.pixel_std))
         atk = KMeansPGD(kmeans, mapping, eps=eps_px, max_iter=self.max_iter,

@@ -177,8 +177,9 @@ class EvaluateKMeansConfig(ExperimentConfig):
     adversarial_training : AdversarialTrainingSpec or None
         Train and measure Algorithm 1's k-means too (needs a surrogate); None: plain only.
     preprocess : PreprocessSpec or None
-        Affine steps (scalers, PCA, ...) fitted on the training inputs before k-means; budgets
-        stay in the inputs' units. None: k-means clusters the inputs themselves.
+        Affine steps (scalers, PCA, ...) fitted on the training inputs before k-means (and
+        before Algorithm 1's k-means, which refits on the preprocessed D'); budgets stay in the
+        inputs' units. None: k-means clusters the inputs themselves.
     max_iter, whitebox_iter : int
         Steps of the transfer (and training) I-FGSM (step eps / 4) and of the white-box PGD.
     exact : bool
@@ -222,11 +223,6 @@ class EvaluateKMeansConfig(ExperimentConfig):
     def _training_needs_a_surrogate(self) -> EvaluateKMeansConfig:
         if self.adversarial_training is not None and self.surrogate is None:
             raise ValueError("adversarial_training attacks through the surrogate: give one")
-        if self.adversarial_training is not None and self.preprocess is not None:
-            raise ValueError(
-                "adversarial_training refits k-means alone on the attacked inputs: it does not "
-                "take a preprocess (give one of the two)"
-            )
         return self
 
 
@@ -401,7 +397,12 @@ def _kmeans_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, Any
     affine map f(x) = A x + b in front of them (float64; a diagonal A, a scaler's, stored as
     its diagonal)."""
     train, _, _ = _loaded(ctx, config)
-    km, mapping = _fit_kmeans(config, train)
+    return _record(*_fit_kmeans(config, train))
+
+
+def _record(km: Clusterer, mapping: np.ndarray) -> dict[str, Any]:
+    """A k-means and its mapping as a unit stores them: centres (float32 as fitted) or, behind
+    a preprocessing, its cells (float64, a diagonal A stored as its diagonal)."""
     if isinstance(km, KMeans):
         return {"centers": km.cluster_centers_.tolist(), "mapping": mapping.tolist()}
     assert km.linear is not None and km.offset is not None
@@ -485,7 +486,8 @@ TRAINING = "adversarial-training"  # the unit (and checkpoint) of Algorithm 1
 def _training_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, Any]:
     """Algorithm 1 on the training inputs, checkpointed after every step (centres and the
     majority-vote mapping of that step's training set) and resumed after the last one: the
-    final centres, mapping and per-step history."""
+    final centres (behind ``preprocess``: the cells, as the k-means unit stores them), mapping
+    and per-step history."""
     train, _, networks = _loaded(ctx, config)
     spec, surrogate = config.adversarial_training, networks["transfer"]
     assert spec is not None and train.images is not None
@@ -496,7 +498,9 @@ def _training_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, A
     est = KMeansAdversarialTraining(config.n_clusters, eta=spec.eta, beta=spec.beta,
                                     attack=attack, eps_max=spec.eps_max,
                                     continuous=spec.continuous, random_state=config.seed,
-                                    device=config.device)  # fmt: skip
+                                    device=config.device,
+                                    preprocess=None if config.preprocess is None
+                                    else _preprocessing(config))  # fmt: skip
     for step in est.iter_steps(train.images, resume=resume):
         mapping = majority_vote_mapping(step.kmeans.labels_, train.labels, config.n_clusters)
         state = {"centers": step.kmeans.cluster_centers_, "mapping": mapping}
@@ -504,8 +508,10 @@ def _training_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, A
         ctx.save_checkpoint(TRAINING, state, {"history": history})
         ctx.log.info("%s: step %d of %d (eps %.4g) done", TRAINING, step.step, spec.beta, step.eps)
     assert state is not None
-    return {"centers": state["centers"].tolist(), "mapping": state["mapping"].tolist(),
-            "history": history}  # fmt: skip
+    final: Clusterer = KMeans.from_centers(np.asarray(state["centers"]))
+    if config.preprocess is not None:  # (iter_steps fitted preprocess_, even with no step left)
+        final = kmeans_cells(Pipeline([("preprocess", est.preprocess_), ("kmeans", final)]))
+    return {**_record(final, np.asarray(state["mapping"])), "history": history}
 
 
 def summarise(
