@@ -254,3 +254,41 @@ def test_the_segment_search_returns_points_inside_the_box():
         landed = mapping[np.argmin(((adv[:, None] - centres[None]) ** 2).sum(-1), 1)]
         own = mapping[np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), 1)]
         assert np.all((landed != own)[ok])
+
+
+def test_pgd_through_a_torch_feature_extractor(digits):
+    """k-means on a network's embeddings (deep clustering): with ``features`` PGD perturbs the
+    pixels through the network, within eps, its success is k-means' change of cluster on the
+    embedding, the network's mode is restored, and a linear network gives the same examples
+    as the same affine map read as the k-means' cells."""
+    from advlab.cluster import KMeansCells
+
+    X, _ = digits
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+    x = torch.from_numpy(X[:200]).float()
+    with torch.no_grad():
+        embedding = net(x).numpy()
+    km = KMeans(10, random_state=0).fit(embedding)
+    own = km.predict(embedding)
+    result = KMeansPGD(km, None, eps=1.0, max_iter=20, bounds=(0.0, 16.0), features=net)(
+        x, torch.from_numpy(own)
+    )
+    adv = result.x_adv
+    assert float((adv - x).abs().max()) <= 1.0 + 1e-5 and adv.min() >= 0 and adv.max() <= 16
+    with torch.no_grad():
+        moved = km.predict(net(adv).numpy()) != own
+    assert 0.2 < moved.mean() and np.array_equal(moved, result.success.numpy())
+    assert net.training and all(p.requires_grad for p in net.parameters())
+    linear = torch.nn.Linear(64, 8).double()
+    with torch.no_grad():
+        km_lin = KMeans(10, random_state=0).fit(linear(x.double()).numpy())
+    cells = KMeansCells(torch.from_numpy(km_lin.cluster_centers_).double(),
+                        linear.weight.detach(), linear.bias.detach())  # fmt: skip
+    lab = torch.from_numpy(km_lin.predict(linear(x.double()).detach().numpy()))
+    via_features = KMeansPGD(km_lin, None, eps=1.0, max_iter=10, bounds=(0.0, 16.0),
+                             features=linear.float())(x, lab).x_adv  # fmt: skip
+    via_cells = KMeansPGD(cells, None, eps=1.0, max_iter=10, bounds=(0.0, 16.0))(x, lab).x_adv
+    assert ((via_features - via_cells).abs().amax(1) < 1e-4).float().mean() > 0.95
+    with pytest.raises(ValueError, match="k-means takes 8 features per sample, got 64"):
+        KMeansPGD(km, None, eps=1.0, max_iter=2, bounds=(0.0, 16.0))(x, torch.from_numpy(own))

@@ -49,6 +49,10 @@ class KMeansClassifier(nn.Module):
 
     def sq_distances(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.flatten(1).to(self.centers.dtype)
+        if flat.shape[1] != self.centers.shape[1]:
+            raise ValueError(
+                f"k-means takes {self.centers.shape[1]} features per sample, got {flat.shape[1]}"
+            )
         return (
             flat.pow(2).sum(1, keepdim=True)
             - 2 * flat @ self.centers.T

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from advlab.attacks.evasion.base import model_device
 from advlab.attacks.evasion.pgd import PGD
 from advlab.cluster.cells import kmeans_cells
 from advlab.cluster.differentiable import AffineFeatures, KMeansClassifier
@@ -29,17 +30,24 @@ from advlab.models.wrapper import Bounds, Model
 
 
 def kmeans_model(
-    kmeans: Any, mapping: Any | None, bounds: Bounds | None, dtype: torch.dtype = torch.float32
+    kmeans: Any,
+    mapping: Any | None,
+    bounds: Bounds | None,
+    dtype: torch.dtype = torch.float32,
+    features: nn.Module | None = None,
 ) -> Model:
     """A fitted k-means (advlab's or scikit-learn's, a (k, D) array of centres, a pipeline of
     affine steps ending in one, or its ``KMeansCells``) with its cluster -> class ``mapping`` as
-    a ``Model`` over ``bounds`` (None: unbounded) of the pipeline's inputs."""
+    a ``Model`` over ``bounds`` (None: unbounded) of the pipeline's inputs, or of the inputs of
+    the torch module ``features`` whose outputs k-means clusters."""
     cells = kmeans_cells(kmeans)
     net: nn.Module = KMeansClassifier(
         cells.centers.numpy(), None if mapping is None else np.asarray(mapping), dtype
     )
     if cells.linear is not None:
         net = nn.Sequential(AffineFeatures(cells.linear, cells.offset, dtype), net)
+    if features is not None:
+        net = nn.Sequential(features, net.to(model_device(features)))
     return Model(net, bounds=(-np.inf, np.inf) if bounds is None else bounds)
 
 
@@ -70,6 +78,11 @@ class KMeansPGD(PGD):
         The box of the inputs ((0, 1) for images); None: unbounded.
     batch_size : int, default=256
         Samples per batch.
+    features : torch.nn.Module or None, default=None
+        A network whose outputs (flattened) k-means clusters, e.g. the embedding of a deep
+        clustering: PGD then perturbs the network's inputs, through it (eps in their units);
+        its mode and gradient flags are restored after each call. None: k-means clusters the
+        inputs (or its pipeline's transform of them).
     """
 
     min_classes = 1  # one cluster (or class): nothing to attack, every point stays
@@ -86,8 +99,11 @@ class KMeansPGD(PGD):
         random_state: int | None = None,
         bounds: Bounds | None = (0.0, 1.0),
         batch_size: int = 256,
+        features: nn.Module | None = None,
     ) -> None:
+        if features is not None and not isinstance(features, nn.Module):
+            raise ValueError(f"features must be a torch.nn.Module, got {type(features).__name__}")
         super().__init__(
-            kmeans_model(kmeans, mapping, bounds), eps, max_iter, eps_step, norm, random_start,
-            random_state, "margin", batch_size=batch_size,
+            kmeans_model(kmeans, mapping, bounds, features=features), eps, max_iter, eps_step,
+            norm, random_start, random_state, "margin", batch_size=batch_size,
         )  # fmt: skip
