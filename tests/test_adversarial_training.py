@@ -151,6 +151,9 @@ def test_algorithm_1_behind_a_preprocessing_attacks_the_inputs(digits):
         est.predict(digits.images), est.kmeans_.predict(est.preprocess_.transform(flat))
     )
     np.testing.assert_array_equal(kmeans_cells(est).predict(flat), est.predict(flat))
+    est.set_params(preprocess=None, beta=1).fit(digits.images)  # refitted without: no trace
+    assert not hasattr(est, "preprocess_") and est.cluster_centers_.shape == (10, 64)
+    np.testing.assert_array_equal(est.predict(digits.images), est.kmeans_.predict(flat))
     with pytest.raises(ValueError, match="'preprocess' parameter"):
         KMeansAdversarialTraining(10, preprocess="scale").fit(digits.images)
 

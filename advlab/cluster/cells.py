@@ -285,7 +285,7 @@ def _affine_map(name: str, step: Any, n_in: int) -> tuple[np.ndarray, np.ndarray
     such as a clipping scaler, differs far from it)."""
     offset = _transform(name, step, np.zeros((1, n_in)))[0]
     columns = [
-        _transform(name, step, np.eye(n_in)[s : s + PROBE_CHUNK]) - offset
+        _transform(name, step, _unit_rows(s, min(s + PROBE_CHUNK, n_in), n_in)) - offset
         for s in range(0, n_in, PROBE_CHUNK)
     ]
     linear = np.concatenate(columns).T
@@ -303,6 +303,13 @@ def _affine_map(name: str, step: Any, n_in: int) -> tuple[np.ndarray, np.ndarray
             "instead (budgets then in that space), or use advlab.attacks.clustering"
         )
     return linear, offset
+
+
+def _unit_rows(start: int, stop: int, n: int) -> np.ndarray:
+    """Rows start..stop-1 of the n x n identity, without building it."""
+    rows = np.zeros((stop - start, n))
+    rows[np.arange(stop - start), np.arange(start, stop)] = 1.0
+    return rows
 
 
 def _transform(name: str, step: Any, x: np.ndarray) -> np.ndarray:

@@ -212,6 +212,8 @@ class KMeansAdversarialTraining(ClusterMixin, TransformerMixin, BaseEstimator):
         preprocessing = self._preprocessing(data)
         if preprocessing is not None:
             self.preprocess_ = preprocessing
+        elif hasattr(self, "preprocess_"):  # refitted without one: predict must not use it
+            del self.preprocess_
         features = self._features(preprocessing, data)
         if resume is None:
             start = time.perf_counter()
