@@ -1,6 +1,7 @@
 """Defenses: adversarial training of k-means (Algorithm 1), its training attacks, and
 outlier-discarding k-means variants against poisoning, the M-SVDD-D classifier defense, and
-interval bound propagation (certified accuracy and certified training of ReLU networks) and
+interval bound propagation (certified accuracy and certified training of ReLU networks, and
+certificates of k-means on a network's features) and
 exact L-inf verification of small ReLU networks by mixed-integer programming."""
 
 from advlab.defenses.interval_bounds import (
@@ -13,6 +14,7 @@ from advlab.defenses.interval_bounds import (
     train_ibp,
 )
 from advlab.defenses.kmeans_adversarial_training import KMeansAdversarialTraining
+from advlab.defenses.kmeans_ibp import kmeans_is_certified
 from advlab.defenses.milp_verification import (
     ATTACKED,
     ROBUST,
@@ -49,6 +51,7 @@ __all__ = [
     "interval_bounds",
     "is_certified",
     "is_certified_linear",
+    "kmeans_is_certified",
     "margin_lower_bounds",
     "train_ibp",
     "verify_linf",
