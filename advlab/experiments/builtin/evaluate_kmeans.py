@@ -743,6 +743,8 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
             )
     for prefix, part in summaries.items():
         name = "k-means" if not prefix else "Algorithm 1's k-means"
+        if config.preprocess is not None:
+            name += f" behind {config.preprocess.factory}"
         plot_attack_curves(part["curve"], "linf", ctx.path(f"kmeans-{prefix}linf".replace(".", "-")),
                            f"{name} (k = {config.n_clusters}) on {test.name} ({len(test)} inputs)",
                            "certified (Voronoi radius), lower bound")  # fmt: skip
