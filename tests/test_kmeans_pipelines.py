@@ -229,6 +229,11 @@ def test_a_clusterer_that_does_not_predict_the_nearest_centre_is_refused(digits)
             with pytest.raises(ValueError, match="does not assign points by their nearest centre"):
                 make()
     kmeans_cells(BisectingKMeans(2, random_state=0).fit(X))
+    # a float32 fit: scikit-learn's predict refuses float64 inputs, so the check probes in float32
+    X32 = X.astype(np.float32)
+    for fitted in (SKKMeans(8, n_init=1, random_state=0).fit(X32),
+                   make_pipeline(StandardScaler(), SKKMeans(8, n_init=1, random_state=0)).fit(X32)):  # fmt: skip
+        np.testing.assert_array_equal(kmeans_cells(fitted).predict(X32), fitted.predict(X32))
     kmeans_cells(MiniBatchKMeans(8, n_init=1, random_state=0).fit(X))
     seeded = SeededKMeans().fit(X, np.where(y < 5, 30, 70))  # classes 30 and 70
     assert set(seeded.predict(X)) == {30, 70}

@@ -175,7 +175,8 @@ def kmeans_cells(estimator: Any) -> KMeansCells:
     if not hasattr(estimator, "steps"):
         cells = KMeansCells(torch.from_numpy(kmeans_centres(estimator)))
         if hasattr(estimator, "predict"):
-            _check_nearest_centre(estimator, f"{type(estimator).__name__}.predict", cells)
+            what = f"{type(estimator).__name__}.predict"
+            _check_nearest_centre(estimator, what, cells, _fitted_dtype(estimator))
         return cells
     check_is_fitted(estimator)
     *prefix, (last_name, last) = estimator.steps
@@ -199,17 +200,24 @@ def kmeans_cells(estimator: Any) -> KMeansCells:
         torch.from_numpy(centers), torch.from_numpy(linear), torch.from_numpy(offset)
     )
     what = f"the pipeline's predict (last step {last_name!r}, {type(last).__name__})"
-    _check_nearest_centre(estimator, what, cells)
+    _check_nearest_centre(estimator, what, cells, _fitted_dtype(last))
     return cells
 
 
-def _check_nearest_centre(estimator: Any, name: str, cells: KMeansCells) -> None:
+def _fitted_dtype(kmeans: Any) -> np.dtype:
+    """The dtype a k-means was fitted in (its centres'): scikit-learn's predict fails on
+    float64 inputs to a float32 fit (``Buffer dtype mismatch``), also behind a pipeline."""
+    dtype = np.asarray(kmeans.cluster_centers_).dtype
+    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+
+def _check_nearest_centre(estimator: Any, name: str, cells: KMeansCells, dtype: np.dtype) -> None:
     """Refuse an estimator whose ``predict`` is not a function of the nearest centre (its
     regions not unions of the Voronoi cells: ``BisectingKMeans`` descends its tree of
     bisections): its cells would certify, and its attacks aim at, what it does not do. Labels
     may be renamed (``SeededKMeans`` predicts the class of the cluster). Checked on 512 points
-    around and between the cells' ``preimages``, except where the two nearest centres are
-    within rounding of each other."""
+    around and between the cells' ``preimages`` (in the dtype it was fitted in), except where
+    the two nearest centres are within rounding of each other."""
     anchors = cells.preimages.numpy()
     k, d = anchors.shape
     if k < 2:
@@ -218,11 +226,11 @@ def _check_nearest_centre(estimator: Any, name: str, cells: KMeansCells) -> None
     i, j = rng.integers(k, size=(2, 256))
     w = rng.uniform(size=(256, 1))
     probes = np.concatenate([anchors[i] + rng.standard_normal((256, d)) * anchors.std(0),
-                             w * anchors[i] + (1 - w) * anchors[j]])  # fmt: skip
+                             w * anchors[i] + (1 - w) * anchors[j]]).astype(dtype)  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         predicted = np.asarray(estimator.predict(probes))
-    t = torch.from_numpy(probes)
+    t = torch.from_numpy(probes.astype(np.float64))
     sq = cells.sq_distances(t).numpy()
     nearest = np.sort(sq, 1)
     scale = cells.features(t).pow(2).sum(1).numpy() + float(cells.centers.pow(2).sum(1).max())
