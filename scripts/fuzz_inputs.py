@@ -440,6 +440,44 @@ def _certificate_cases(add: Callable[[str, str, Callable[[], Any]], None]) -> No
         ("kmeans_certified_radius one centre", "centres", lambda: kmeans_certified_radius(centres[:1], centres)),
     ):  # fmt: skip
         add(name, token, call)
+    _kmeans_pipeline_cases(add)
+
+
+def _kmeans_pipeline_cases(add: Callable[[str, str, Callable[[], Any]], None]) -> None:
+    """A k-means behind a pipeline step that is not affine, a clusterer whose predict is not
+    the nearest centre, a feature network that is not a module or of the wrong width, and the
+    k-means certificate through a network with bad budgets and mappings."""
+    from sklearn.cluster import BisectingKMeans
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import Normalizer, QuantileTransformer
+
+    from advlab.attacks.evasion import KMeansMinimalAttack, KMeansPGD, kmeans_certified_radius
+    from advlab.cluster import KMeans
+    from advlab.defenses import kmeans_is_certified
+
+    rows = np.random.default_rng(0).random((60, 16)).astype(np.float32)
+    x = torch.from_numpy(rows).reshape(60, 1, 4, 4)
+    km = KMeans(4, random_state=0).fit(rows)
+    normalised = make_pipeline(Normalizer(), KMeans(3, random_state=0)).fit(rows)
+    quantiles = make_pipeline(QuantileTransformer(n_quantiles=20), KMeans(3, random_state=0)).fit(
+        rows
+    )
+    bisecting = BisectingKMeans(5, random_state=0).fit(rows)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 6), nn.ReLU())
+    for name, token, call in (
+        ("KMeansPGD behind Normalizer", "normalizer", lambda: KMeansPGD(normalised, None, 0.1, 2)),
+        ("kmeans_certified_radius behind QuantileTransformer", "quantiletransformer",
+         lambda: kmeans_certified_radius(quantiles, rows)),
+        ("KMeansMinimalAttack on BisectingKMeans", "nearest centre", lambda: KMeansMinimalAttack(bisecting)),
+        ("KMeansPGD(features='net')", "features", lambda: KMeansPGD(km, None, 0.1, 2, features="net")),
+        ("KMeansPGD features of the wrong width", "features per sample",
+         lambda: KMeansPGD(km, None, 0.1, 2, features=net)(x, torch.zeros(60, dtype=torch.long))),
+        ("kmeans_is_certified(eps=nan)", "eps", lambda: kmeans_is_certified(km, x, NAN)),
+        ("kmeans_is_certified mapping of 3 for 4 clusters", "mapping",
+         lambda: kmeans_is_certified(km, x, 0.1, mapping=[0, 1, 0])),
+        ("kmeans_is_certified x outside the box", "box", lambda: kmeans_is_certified(km, 3 * x, 0.1)),
+    ):  # fmt: skip
+        add(name, token, call)
 
 
 def _cli_cases(tmp: Path) -> list[tuple[str, str, Callable[[], Any]]]:
