@@ -64,6 +64,29 @@ def kmeans_centres(kmeans: Any) -> np.ndarray:
     return centers
 
 
+def check_mapping(mapping: Any | None, k: int) -> torch.Tensor | None:
+    """A cluster -> class ``mapping`` of k clusters as an int64 tensor (None stays None).
+
+    Parameters
+    ----------
+    mapping : array-like of shape (k,) or None
+        The class of each cluster.
+    k : int
+        The number of clusters.
+
+    Returns
+    -------
+    torch.Tensor of shape (k,) or None
+        The mapping.
+    """
+    if mapping is None:
+        return None
+    m = torch.as_tensor(np.asarray(mapping), dtype=torch.int64)
+    if m.shape != (k,):
+        raise ValueError(f"mapping must have shape ({k},), got {tuple(m.shape)}")
+    return m
+
+
 @dataclass(frozen=True, eq=False)
 class KMeansCells:
     """The cells of a k-means with centres ``centers`` (k, D') behind the affine map
@@ -124,14 +147,14 @@ class KMeansCells:
     def anchors(self, x: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         """(n, m, D): for each x (n, D) and candidate cluster ``cand`` (n, m), a point of the
         cluster's cell: its centre for a plain k-means, else the closest point to x that f maps
-        onto the centre, x + A^+ (c_j - f(x)) (in the cell when c_j - b lies in A's range, as
-        a mean of mapped points does)."""
+        onto the centre, x + A^+ (c_j - f(x)) = ``preimages``_j + (I - A^+ A) x (in the cell
+        when c_j - b lies in A's range, as a mean of mapped points does)."""
         if self.linear is None:
             return self.centers[cand]
-        gap = self.centers[cand] - self.features(x)[:, None, :]
-        return x[:, None, :] + gap @ self._pseudo_inverse.T
+        ignored = x - (x @ self.linear.T) @ self._pseudo_inverse.T  # the part of x f drops
+        return self.preimages[cand] + ignored[:, None, :]
 
-    @property
+    @cached_property
     def preimages(self) -> torch.Tensor:
         """(k, D): a point of each cell, the centre for a plain k-means, else the
         smallest-norm x with f(x) = c_j (when c_j - b lies in A's range)."""
@@ -230,10 +253,10 @@ def _check_nearest_centre(estimator: Any, name: str, cells: KMeansCells, dtype: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         predicted = np.asarray(estimator.predict(probes))
-    t = torch.from_numpy(probes.astype(np.float64))
-    sq = cells.sq_distances(t).numpy()
+    feats = cells.features(torch.from_numpy(probes.astype(np.float64)))
+    sq = torch.cdist(feats, cells.centers).pow(2).numpy()
     nearest = np.sort(sq, 1)
-    scale = cells.features(t).pow(2).sum(1).numpy() + float(cells.centers.pow(2).sum(1).max())
+    scale = feats.pow(2).sum(1).numpy() + float(cells.centers.pow(2).sum(1).max())
     clear = nearest[:, 1] - nearest[:, 0] > 1e-4 * scale
     cell, label = sq.argmin(1)[clear], predicted[clear]
     pairs = np.unique(np.stack([cell, np.unique(label, return_inverse=True)[1]]), axis=1)

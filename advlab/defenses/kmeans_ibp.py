@@ -23,11 +23,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from advlab.cluster import KMeansCells, kmeans_cells
+from advlab.cluster import KMeansCells, check_mapping, kmeans_cells
 from advlab.defenses.interval_bounds import input_box, interval_bounds
 from advlab.models.wrapper import eval_mode
 from advlab.utils.validation import check_number
@@ -70,10 +69,7 @@ def kmeans_is_certified(
     """
     eps = check_number("eps", eps, 0.0)
     cells = kmeans_cells(kmeans)
-    k = len(cells.centers)
-    classes = None if mapping is None else torch.as_tensor(np.asarray(mapping), dtype=torch.int64)
-    if classes is not None and classes.shape != (k,):
-        raise ValueError(f"mapping must have shape ({k},), got {tuple(classes.shape)}")
+    classes = check_mapping(mapping, len(cells.centers))
     network = nn.Identity() if features is None else features
     lo, hi = input_box(network, x, bounds)
     out = []

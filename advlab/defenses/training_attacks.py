@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from advlab.attacks.evasion import IFGSM, KMeansPGD, eps_to_pixels
-from advlab.cluster import KMeans, majority_vote_mapping
+from advlab.cluster import KMeans, kmeans_cells, majority_vote_mapping
 from advlab.models.wrapper import Bounds
 
 
@@ -156,15 +156,15 @@ class KMeansWhiteBoxAttack:
         """``kmeans``: the current k-means, or the pipeline of Algorithm 1's preprocessing and
         its k-means (attacked through it: eps stays in the inputs' units)."""
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        cells = kmeans_cells(kmeans)  # once: PGD below is built on them
         if self.labels is None:
             mapping, y = None, torch.from_numpy(kmeans.predict(x.reshape(len(x), -1)))
         else:
             assert self.train_data is not None
-            k = (kmeans[-1] if hasattr(kmeans, "steps") else kmeans).n_clusters
             train = self.train_data.reshape(len(self.train_data), -1)
-            mapping = majority_vote_mapping(kmeans.predict(train), self.labels, k)
+            mapping = majority_vote_mapping(kmeans.predict(train), self.labels, len(cells.centers))
             y = torch.from_numpy(self.labels[indices])
         eps_px = float(eps_to_pixels(eps, self.eps_units, self.pixel_std))
-        atk = KMeansPGD(kmeans, mapping, eps=eps_px, max_iter=self.max_iter,
+        atk = KMeansPGD(cells, mapping, eps=eps_px, max_iter=self.max_iter,
                         eps_step=eps_px * self.step_ratio, bounds=self.bounds)  # fmt: skip
         return atk.generate(xt, y).cpu().numpy().astype(x.dtype, copy=False)

@@ -57,21 +57,12 @@ from scipy.optimize import linprog, minimize
 from advlab.attacks.evasion.base import AttackResult, MinimizationAttack
 from advlab.attacks.evasion.kmeans_pgd import kmeans_model
 from advlab.cluster._validation import ArrayLike, as_float_matrix
-from advlab.cluster.cells import KMeansCells, kmeans_cells
+from advlab.cluster.cells import KMeansCells, check_mapping, kmeans_cells
 from advlab.models.wrapper import Bounds
 from advlab.utils.validation import check_number
 
 NORMS = ("l2", "linf")
 TARGETS = ("any-cluster", "other-class")
-
-
-def _mapping(mapping: object | None, k: int) -> torch.Tensor | None:
-    if mapping is None:
-        return None
-    m = torch.as_tensor(np.asarray(mapping), dtype=torch.int64)
-    if m.shape != (k,):
-        raise ValueError(f"mapping must have shape ({k},), got {tuple(m.shape)}")
-    return m
 
 
 def _bisector_distances(
@@ -182,7 +173,7 @@ def kmeans_certified_radius(
     if X.shape[1] != cells.n_features:
         raise ValueError(f"x has {X.shape[1]} features, the k-means takes {cells.n_features}")
     return (
-        _lower_bounds(X, cells, norm, _mapping(mapping, k), bounds, chunk_size)
+        _lower_bounds(X, cells, norm, check_mapping(mapping, k), bounds, chunk_size)
         .min(1)
         .values.numpy()
     )
@@ -392,7 +383,7 @@ class KMeansMinimalAttack(MinimizationAttack):
         if target not in TARGETS:
             raise ValueError(f"target={target!r}: use one of {TARGETS}")
         self.cells = kmeans_cells(kmeans)
-        self.mapping = _mapping(mapping, len(self.cells.centers))
+        self.mapping = check_mapping(mapping, len(self.cells.centers))
         if target == "other-class" and self.mapping is None:
             raise ValueError("target='other-class' needs the cluster-to-class mapping")
         # float64 decisions: exact at the boundary the attack lands just past

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sklearn.base import clone
 
 from advlab.data import DATASETS, load_dataset
 from advlab.data.sources import DataNotFoundError
@@ -280,6 +281,27 @@ def import_object(path: str, key: str) -> Any:
             f"{key} {path!r} cannot be imported here ({exc}); it must be importable on every "
             "machine that runs units"
         ) from exc
+
+
+def build_seeded(
+    block: str, factory: str, kwargs: dict[str, Any], seed: int, methods: tuple[str, ...],
+    lacking: str,
+) -> Any:  # fmt: skip
+    """``factory(**kwargs)`` of the config block ``block``, unfitted, with every
+    ``random_state`` among its (nested) parameters set to ``seed`` (so that every seed, and
+    every worker, builds the same object); an object without the ``methods`` is refused with
+    ``lacking`` (what it is not)."""
+    try:
+        built = import_object(factory, f"{block}.factory")(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{block}.factory {factory!r} with {block}.kwargs: {exc}") from exc
+    if not all(callable(getattr(built, m, None)) for m in methods):
+        raise ConfigError(
+            f"{block}.factory {factory!r} gave {type(built).__name__}, which {lacking}"
+        )
+    params = built.get_params() if hasattr(built, "get_params") else {}
+    seeds = {k: seed for k in params if k == "random_state" or k.endswith("__random_state")}
+    return clone(built).set_params(**seeds) if seeds else built
 
 
 def file_stamp(path: str | None) -> str:

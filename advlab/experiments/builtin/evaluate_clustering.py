@@ -58,7 +58,6 @@ from typing import Any
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
-from sklearn.base import clone
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
 from advlab.attacks.clustering import BiggioBridge, Chhabra, Cina, CrussellMerge
@@ -68,9 +67,9 @@ from advlab.experiments.aggregate import aggregate, tidy_row
 from advlab.experiments.builtin._user import (
     DataSource,
     Strict,
+    build_seeded,
     config_errors,
     file_stamp,
-    import_object,
     load_source,
     refuse_changed_files,
 )
@@ -263,20 +262,8 @@ def make_victim(spec: ClustererSpec, seed: int) -> Any:
     estimator
         An unfitted estimator with ``fit_predict``.
     """
-    try:
-        victim = import_object(spec.factory, "clusterer.factory")(**spec.kwargs)
-    except TypeError as exc:
-        raise ValueError(
-            f"clusterer.factory {spec.factory!r} with clusterer.kwargs: {exc}"
-        ) from exc
-    if not callable(getattr(victim, "fit_predict", None)):
-        raise ValueError(
-            f"clusterer.factory {spec.factory!r} gave {type(victim).__name__}, which has no "
-            "fit_predict (a clusterer, or a Pipeline ending in one)"
-        )
-    params = victim.get_params() if hasattr(victim, "get_params") else {}
-    seeds = {k: seed for k in params if k == "random_state" or k.endswith("__random_state")}
-    return clone(victim).set_params(**seeds) if seeds else victim
+    return build_seeded("clusterer", spec.factory, spec.kwargs, seed, ("fit_predict",),
+                        "has no fit_predict (a clusterer, or a Pipeline ending in one)")  # fmt: skip
 
 
 _ROWS: dict[str, tuple[np.ndarray, np.ndarray | None, str, str]] = {}

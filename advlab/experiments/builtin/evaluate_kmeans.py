@@ -70,7 +70,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import Field, field_validator, model_validator
-from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from advlab.attacks.evasion import IFGSM, KMeansMinimalAttack, KMeansPGD, kmeans_certified_radius
@@ -80,9 +79,9 @@ from advlab.data import Dataset
 from advlab.defenses import KMeansAdversarialTraining, SurrogateAttack
 from advlab.experiments.builtin._user import (
     Strict,
+    build_seeded,
     config_errors,
     file_stamp,
-    import_object,
     open_bounds,
     refuse_changed_files,
 )
@@ -417,17 +416,9 @@ def _preprocessing(config: EvaluateKMeansConfig) -> Any:
     """``preprocess.factory(**kwargs)``, unfitted, with every ``random_state`` set to the
     run's seed (so that every worker fits the same one)."""
     assert config.preprocess is not None
-    factory = config.preprocess.factory
-    try:
-        steps = import_object(factory, "preprocess.factory")(**config.preprocess.kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"preprocess.factory {factory!r} with preprocess.kwargs: {exc}") from exc
-    if not (hasattr(steps, "fit") and hasattr(steps, "transform")):
-        raise ConfigError(f"preprocess.factory {factory!r} gave {type(steps).__name__}, which "
-                          "is not a transformer (fit and transform)")  # fmt: skip
-    params = steps.get_params() if hasattr(steps, "get_params") else {}
-    seeds = {k: config.seed for k in params if k == "random_state" or k.endswith("__random_state")}
-    return clone(steps).set_params(**seeds) if seeds else steps
+    spec = config.preprocess
+    return build_seeded("preprocess", spec.factory, spec.kwargs, config.seed,
+                        ("fit", "transform"), "is not a transformer (fit and transform)")  # fmt: skip
 
 
 def _check_preprocessing(config: EvaluateKMeansConfig, train: Dataset) -> None:
