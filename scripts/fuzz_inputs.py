@@ -453,7 +453,7 @@ def _kmeans_pipeline_cases(add: Callable[[str, str, Callable[[], Any]], None]) -
 
     from advlab.attacks.evasion import KMeansMinimalAttack, KMeansPGD, kmeans_certified_radius
     from advlab.cluster import KMeans
-    from advlab.defenses import kmeans_is_certified
+    from advlab.defenses import kmeans_is_certified, verify_kmeans_linf
 
     rows = np.random.default_rng(0).random((60, 16)).astype(np.float32)
     x = torch.from_numpy(rows).reshape(60, 1, 4, 4)
@@ -476,6 +476,16 @@ def _kmeans_pipeline_cases(add: Callable[[str, str, Callable[[], Any]], None]) -
         ("kmeans_is_certified mapping of 3 for 4 clusters", "mapping",
          lambda: kmeans_is_certified(km, x, 0.1, mapping=[0, 1, 0])),
         ("kmeans_is_certified x outside the box", "box", lambda: kmeans_is_certified(km, 3 * x, 0.1)),
+        ("verify_kmeans_linf(eps=-1)", "eps", lambda: verify_kmeans_linf(km, x, -1.0)),
+        ("verify_kmeans_linf x with NaN", "NaN", lambda: verify_kmeans_linf(km, x * NAN, 0.1)),
+        ("verify_kmeans_linf through a Tanh", "Tanh",
+         lambda: verify_kmeans_linf(km, x, 0.1, features=nn.Sequential(nn.Flatten(), nn.Tanh()))),
+        ("verify_kmeans_linf features of the wrong width", "features per sample",
+         lambda: verify_kmeans_linf(km, x, 0.1, features=net)),
+        ("verify_kmeans_linf network of the wrong input shape", "shape",
+         lambda: verify_kmeans_linf(km, x[:, :, :2], 0.1, features=nn.Linear(16, 16))),
+        ("verify_kmeans_linf(minimal='yes')", "minimal",
+         lambda: verify_kmeans_linf(km, x, 0.1, minimal="yes")),
     ):  # fmt: skip
         add(name, token, call)
 

@@ -2,7 +2,8 @@
 outlier-discarding k-means variants against poisoning, the M-SVDD-D classifier defense, and
 interval bound propagation (certified accuracy and certified training of ReLU networks, and
 certificates of k-means on a network's features) and
-exact L-inf verification of small ReLU networks by mixed-integer programming."""
+exact L-inf verification of small ReLU networks, and of k-means on their features, by
+mixed-integer programming."""
 
 from advlab.defenses.interval_bounds import (
     IBPHistory,
@@ -15,6 +16,7 @@ from advlab.defenses.interval_bounds import (
 )
 from advlab.defenses.kmeans_adversarial_training import KMeansAdversarialTraining
 from advlab.defenses.kmeans_ibp import kmeans_is_certified
+from advlab.defenses.kmeans_milp import KMeansVerification, verify_kmeans_linf
 from advlab.defenses.milp_verification import (
     ATTACKED,
     ROBUST,
@@ -35,6 +37,7 @@ __all__ = [
     "IBPHistory",
     "KMeansAdversarialTraining",
     "KMeansMinusMinus",
+    "KMeansVerification",
     "KMeansWhiteBoxAttack",
     "MSVDDDefense",
     "NKMeans",
@@ -54,5 +57,6 @@ __all__ = [
     "kmeans_is_certified",
     "margin_lower_bounds",
     "train_ibp",
+    "verify_kmeans_linf",
     "verify_linf",
 ]

@@ -275,10 +275,12 @@ class _Program:
         return g, float(c[j] - c[y])
 
     def solve(self, objective: np.ndarray, floor: tuple | None, relax: bool, time_limit: float):
-        """HiGHS on the encoding (with ``floor`` = (g, b): the extra row g . v >= b)."""
+        """HiGHS on the encoding (with ``floor`` = (g, b): the extra rows g . v >= b, g one
+        row or a matrix of them)."""
         constraints = list(self.constraints)
         if floor is not None:
-            constraints.append(LinearConstraint(sp.csr_matrix(floor[0][None, :]), floor[1], np.inf))
+            constraints.append(LinearConstraint(sp.csr_matrix(np.atleast_2d(floor[0])), floor[1],
+                                                np.inf))  # fmt: skip
         return milp(objective, constraints=constraints or None, bounds=self.bounds,
                     integrality=np.zeros(self.n) if relax else self.integer,
                     options={"time_limit": time_limit, "disp": False})  # fmt: skip

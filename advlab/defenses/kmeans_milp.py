@@ -1,0 +1,295 @@
+"""Exact L-inf verification of a k-means on a ReLU network's features (deep clustering), and the
+exact minimal L-inf perturbation that changes its class, by mixed-integer linear programming.
+
+A k-means with centres c_j behind the affine steps z = A f + b of its pipeline, on the
+features f(x') of a network of affine layers and ReLUs, gives x' the cluster of the largest
+score
+
+    s_j(x') = 2 u_j . f(x') - gamma_j,   u_j = A^T c_j,   gamma_j = ||c_j||^2 - 2 c_j . b   (eq. S)
+
+since ||A f + b - c_j||^2 = ||A f + b||^2 - s_j, the first term being the same for every j
+(``KMeansCells``' sites and levels, eq. P). Eq. S is one more affine map after the network's
+last: the k-means is a ReLU network whose logits are the scores. Let I be the clusters of the
+class of x's own cluster (its cluster alone without a mapping) and J the others. Over the box
+B = {x' : ||x' - x||_inf <= eps} ∩ [lo, hi]^D, x is robust iff for every j in J no x' in B has
+
+    s_j(x') - s_i(x') >= 0   for every i in I                                            (eq. R)
+
+(one cluster of another class at least as near as every cluster of x's class). The network
+is encoded as in ``verify_linf`` (Tjeng et al. 2019: a binary per unstable ReLU, its bounds
+linear (CROWN) bounds intersected with interval bounds); the same linear bounds of s_i - s_j
+prove a cluster j out of reach without a program when some i in I stays ahead over all of B.
+For each remaining j, nearest first, eq. R is a set of rows: infeasible proves j out of
+reach; a solution a hair past the boundary that the network and the k-means confirm is a
+counterexample. With ``minimal=True`` each program instead minimises t subject to eq. R and
+-t <= x' - x <= t (the box bounds t by eps), so the smallest t over J is the exact minimal
+L-inf perturbation that changes the class, when it is at most eps (MIPVerify's minimal
+adversarial distance, Tjeng et al. section 4.1).
+
+Written by hand around scipy's MILP solver, on ``verify_linf``'s encoding: no verifier bounds
+k-means, and those of networks do not install on torch 2.13.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.optimize import Bounds, LinearConstraint, milp
+from torch import nn
+
+from advlab.cluster import KMeansCells, check_mapping, kmeans_cells
+from advlab.defenses.interval_bounds import input_box
+from advlab.defenses.milp_verification import (
+    ATTACKED,
+    RELAXED_SLACK,
+    ROBUST,
+    TIE,
+    UNKNOWN,
+    Chain,
+    _layer_bounds,
+    _margin_lower,
+    _Program,
+    check_verifiable,
+)
+from advlab.models.wrapper import eval_mode
+from advlab.utils.progress import progress
+from advlab.utils.validation import check_number
+
+
+@dataclass
+class KMeansVerification:
+    """The outcome of ``verify_kmeans_linf`` per input.
+
+    Attributes
+    ----------
+    status : ndarray of int8, shape (N,)
+        ``ROBUST`` (1): no input of the ball changes the class; ``ATTACKED`` (0): a
+        counterexample was found and confirmed; ``UNKNOWN`` (-1): a program hit the time limit,
+        or its solutions lie on the boundary within rounding.
+    x_adv : torch.Tensor of shape (N, ...)
+        The counterexample where one was found, the input itself elsewhere.
+    distances : ndarray of float, shape (N,)
+        The L-inf size of each counterexample (with ``minimal=True`` the exact minimal
+        perturbation, to the solver's tolerance), inf where ``ROBUST``, nan where ``UNKNOWN``.
+    unstable : ndarray of int, shape (N,)
+        The binaries (unstable ReLUs) of each input's program; 0 where linear bounds alone
+        proved it.
+    """
+
+    status: np.ndarray
+    x_adv: torch.Tensor
+    distances: np.ndarray
+    unstable: np.ndarray
+
+
+def verify_kmeans_linf(
+    kmeans: Any,
+    x: torch.Tensor,
+    eps: float,
+    mapping: Any | None = None,
+    features: nn.Module | None = None,
+    bounds: tuple[float, float] | None = None,
+    minimal: bool = False,
+    time_limit: float = 30.0,
+) -> KMeansVerification:
+    """Exact L-inf verification of a k-means, on the inputs or on a ReLU network's features
+    (see the module docstring, eqs. S and R).
+
+    Parameters
+    ----------
+    kmeans : KMeans, Pipeline, KMeansCells or array of shape (k, D')
+        A fitted k-means (alone or behind the affine steps of its pipeline) on the features.
+    x : torch.Tensor of shape (N, ...)
+        The inputs, inside ``bounds``.
+    eps : float
+        The L-inf budget, >= 0, in the inputs' units (with ``minimal=True``: the largest
+        perturbation searched).
+    mapping : array of shape (k,) or None, default=None
+        Cluster -> class; None: the cluster itself must not change.
+    features : torch.nn.Module or None, default=None
+        The network (affine layers and ReLUs, as ``verify_linf`` takes) whose flattened
+        outputs k-means clusters; None: k-means clusters the inputs.
+    bounds : (float, float) or None, default=None
+        The input box; None: the ``Model``'s bounds, (0, 1) for a bare module or no network.
+    minimal : bool, default=False
+        Find the exact minimal perturbation (optimisation programs) rather than any
+        counterexample (feasibility programs, faster).
+    time_limit : float, default=30.0
+        Seconds per mixed-integer program; an input whose program hits it ends ``UNKNOWN``.
+
+    Returns
+    -------
+    KMeansVerification
+        Status, counterexample, its size and the number of binaries, per input.
+    """
+    eps = check_number("eps", eps, 0.0)
+    time_limit = check_number("time_limit", time_limit, 0.0, low_open=True)
+    if not isinstance(minimal, bool):
+        raise ValueError(f"minimal must be True or False, got {minimal!r}")
+    cells = kmeans_cells(kmeans)
+    classes = check_mapping(mapping, len(cells.centers))
+    network = nn.Flatten() if features is None else nn.Sequential(features, nn.Flatten())
+    x = torch.as_tensor(x).detach()
+    lo_b, hi_b = input_box(features if features is not None else network, x, bounds)
+    if not len(x):
+        empty = np.zeros(0)
+        return KMeansVerification(empty.astype(np.int8), x.clone(), empty, empty.astype(np.int64))
+    with eval_mode(network):
+        source = "the inputs have" if features is None else "the network gives"
+        chain = _scores_chain(cells, _checked_chain(network, x[:8]), source)
+        flat = x.reshape(len(x), -1).double().cpu().numpy()
+        own = cells.assign(torch.from_numpy(_forward(network, x)))
+    status = np.full(len(x), UNKNOWN, dtype=np.int8)
+    distances = np.full(len(x), np.nan)
+    unstable = np.zeros(len(x), dtype=np.int64)
+    x_adv = x.clone()
+    group = own[:, None] == torch.arange(len(cells.centers))[None, :]
+    if classes is not None:
+        group = classes[own][:, None] == classes[None, :]
+    for n in progress(range(len(x)), desc="MILP verification of k-means"):
+        lo, hi = np.clip(flat[n] - eps, lo_b, hi_b), np.clip(flat[n] + eps, lo_b, hi_b)
+        ours = np.flatnonzero(group[n].numpy())
+        layer_bounds = _layer_bounds(chain, lo, hi, "linear")
+        reachable = _reachable(chain, layer_bounds, lo, hi, ours)
+        if not reachable.size:
+            status[n], distances[n] = ROBUST, np.inf
+            continue
+        program = _Program(chain, layer_bounds, lo, hi)
+        unstable[n] = program.n_unstable
+        scores = _replay_scores(chain, flat[n])
+        order = reachable[np.argsort(-scores[reachable])]  # the nearest clusters first
+        margin = 2 * TIE * max(1.0, float(np.abs(scores).max()))  # ties are not adversarial
+
+        def confirm(v: np.ndarray, n: int = n) -> bool:
+            """Whether the network and the k-means put v in a cluster of another class."""
+            candidate = torch.from_numpy(v[: flat.shape[1]]).reshape(x[n : n + 1].shape).to(x)
+            return not bool(group[n][cells.assign(torch.from_numpy(_forward(network, candidate)))])
+
+        found = _search(program, ours, order, flat[n], eps, margin, minimal, time_limit, confirm)
+        status[n], distances[n] = found[0], found[1]
+        if found[2] is not None:
+            x_adv[n] = torch.from_numpy(found[2][: flat.shape[1]]).reshape(x.shape[1:]).to(x)
+    return KMeansVerification(status, x_adv, distances, unstable)
+
+
+def _forward(network: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """The network's flattened features of x in float64 (n, F)."""
+    with torch.no_grad(), eval_mode(network):
+        return network(x).double().cpu().numpy()
+
+
+def _checked_chain(network: nn.Module, x: torch.Tensor) -> Chain:
+    """``check_verifiable``'s chain of the network, after naming a network that does not take
+    inputs of x's shape."""
+    try:
+        with torch.no_grad():
+            network(x)
+    except RuntimeError as error:
+        raise ValueError(
+            f"features: the network does not take inputs of shape {tuple(x.shape[1:])}: {error}"
+        ) from error
+    return check_verifiable(network, x)
+
+
+def _scores_chain(cells: KMeansCells, chain: Chain, source: str) -> Chain:
+    """The network's chain with eq. S composed onto its last affine map (W_L, c_L): scores
+    2 U (W_L a + c_L) - gamma; ``ValueError`` when the features (``source``: what gives them)
+    do not fit the k-means."""
+    w_last, c_last = chain[-1]
+    if w_last.shape[0] != cells.n_features:
+        raise ValueError(
+            f"k-means takes {cells.n_features} features per sample, {source} {w_last.shape[0]}"
+        )
+    sites = 2 * cells.sites.double().cpu().numpy()
+    levels = cells.levels.double().cpu().numpy()
+    return [*chain[:-1], (sites @ w_last, sites @ c_last - levels)]
+
+
+def _replay_scores(chain: Chain, flat: np.ndarray) -> np.ndarray:
+    """Eq. S at one input: the chain's output (affine maps with ReLU between)."""
+    v = flat
+    for k, (a, c) in enumerate(chain):
+        v = a @ v + c
+        if k < len(chain) - 1:
+            v = np.maximum(v, 0.0)
+    return v
+
+
+def _reachable(chain: Chain, layer_bounds: list, lo: np.ndarray, hi: np.ndarray,
+               ours: np.ndarray) -> np.ndarray:  # fmt: skip
+    """The clusters j of another class that no i in ``ours`` provably stays ahead of over the
+    box: the largest linear lower bound of s_i - s_j over i is not above 0."""
+    ahead = np.full(chain[-1][0].shape[0], -np.inf)
+    for i in ours:
+        ahead = np.maximum(ahead, _margin_lower(chain, layer_bounds, lo, hi, int(i)))
+    ahead[ours] = np.inf
+    return np.flatnonzero(ahead <= RELAXED_SLACK)
+
+
+def _search(program: _Program, ours: np.ndarray, order: np.ndarray, x: np.ndarray, eps: float,
+            margin: float, minimal: bool, time_limit: float,
+            confirm) -> tuple[int, float, np.ndarray | None]:  # fmt: skip
+    """(status, distance, counterexample) over the clusters ``order`` (eq. R per cluster, a
+    counterexample ``margin`` past the boundary); with ``minimal`` the smallest distance over
+    all of them, else the first confirmed one."""
+    best: tuple[float, np.ndarray | None] = (np.inf, None)
+    unsure = False
+    for j in order:
+        rows = [program.margin(int(j), int(i)) for i in ours]
+        g = np.stack([r[0] for r in rows])
+        const = np.array([r[1] for r in rows])
+        if not minimal:
+            fit = program.solve(np.zeros(program.n), (g, -const), relax=False,
+                                time_limit=time_limit)  # fmt: skip
+            if fit.status == 2:  # infeasible: no input of the box reaches cluster j
+                continue
+            if fit.status == 0:  # reachable, maybe only on the boundary: a point past it
+                fit = program.solve(np.zeros(program.n), (g, margin - const), relax=False,
+                                    time_limit=time_limit)  # fmt: skip
+                if fit.status == 0 and fit.x is not None and confirm(fit.x):
+                    v = fit.x[: len(x)]
+                    return ATTACKED, float(np.abs(v - x).max()), fit.x
+            unsure = True
+            continue
+        fit = _minimise_distance(program, (g, margin - const), x, min(best[0], eps), time_limit)
+        if fit.status == 2:
+            continue
+        if fit.status == 0 and fit.x is not None and confirm(fit.x[: program.n]):
+            distance = float(np.abs(fit.x[: len(x)] - x).max())
+            if distance < best[0]:
+                best = (distance, fit.x[: program.n])
+            continue
+        unsure = True
+    if best[1] is not None:
+        return ATTACKED, best[0], best[1]
+    return (UNKNOWN, np.nan, None) if unsure else (ROBUST, np.inf, None)
+
+
+def _minimise_distance(program: _Program, floor: tuple, x: np.ndarray, t_max: float,
+                       time_limit: float):  # fmt: skip
+    """min t over the encoding with the rows ``floor`` (g . v >= b) and |x' - x| <= t
+    elementwise, t in [0, t_max] (t_max: the budget, or the best distance found so far)."""
+    d, n = len(x), program.n
+    eye = sp.eye(d, n, format="csr")
+    t_col = sp.csr_matrix(np.ones((d, 1)))
+    rows = [
+        sp.hstack([eye, -t_col]),  # x' - t <= x
+        sp.hstack([eye, t_col]),  # x' + t >= x
+        sp.hstack([sp.csr_matrix(np.atleast_2d(floor[0])), sp.csr_matrix((len(floor[1]), 1))]),
+    ]
+    constraints = [LinearConstraint(sp.vstack(rows).tocsr(),
+                                    np.concatenate([np.full(d, -np.inf), x, floor[1]]),
+                                    np.concatenate([x, np.full(d, np.inf), np.full(len(floor[1]), np.inf)]))]  # fmt: skip
+    for c in program.constraints:
+        constraints.append(LinearConstraint(sp.hstack([c.A, sp.csr_matrix((c.A.shape[0], 1))]),
+                                            c.lb, c.ub))  # fmt: skip
+    objective = np.zeros(n + 1)
+    objective[n] = 1.0
+    bounds = Bounds(np.append(program.bounds.lb, 0.0), np.append(program.bounds.ub, t_max))
+    return milp(objective, constraints=constraints, bounds=bounds,
+                integrality=np.append(program.integer, 0),
+                options={"time_limit": time_limit, "disp": False})  # fmt: skip
