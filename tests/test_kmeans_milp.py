@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from advlab.attacks.evasion import KMeansMinimalAttack, KMeansPGD
+from advlab.attacks.evasion import KMeansMinimalAttack, KMeansPGD, kmeans_certified_radius
 from advlab.cluster import KMeans, majority_vote_mapping
 from advlab.data import load_dataset
 from advlab.defenses import (
@@ -20,6 +20,7 @@ from advlab.defenses import (
     ROBUST,
     UNKNOWN,
     kmeans_is_certified,
+    kmeans_is_certified_linear,
     verify_kmeans_linf,
 )
 from advlab.models import Model
@@ -65,6 +66,26 @@ def test_without_a_network_it_agrees_with_the_exact_minimal_attack(digits):
         assert np.all(_moved_class(km.predict, target, flat[attacked], moved))
         sizes = np.abs(moved - flat[attacked]).max(1)
         np.testing.assert_allclose(sizes, found.distances[attacked], atol=1e-9)
+
+
+def test_linear_certificates_without_a_network_are_the_boxed_voronoi_radius(digits):
+    """Without a network (or behind a pipeline's affine steps, whose image interval bounds only
+    box) the linear bound of each half-space is exact: per cluster it is the boxed radius,
+    and class-aware it lies between interval bounds and the exact minimum."""
+    x, y = digits
+    flat = x.flatten(1).double().numpy()
+    km = KMeans(20, random_state=0).fit(flat)
+    radius = kmeans_certified_radius(km, flat, "linf", bounds=(0.0, 1.0))
+    pipe = make_pipeline(StandardScaler(), PCA(10, random_state=0), KMeans(15, random_state=0))
+    pipe.fit(flat)
+    pipe_mapping = majority_vote_mapping(pipe.predict(flat), y, 15)
+    for eps in (0.02, 0.05):
+        np.testing.assert_array_equal(kmeans_is_certified_linear(km, x, eps).numpy(), radius > eps)
+        interval = kmeans_is_certified(pipe, x, eps, mapping=pipe_mapping).numpy()
+        linear = kmeans_is_certified_linear(pipe, x, eps, mapping=pipe_mapping).numpy()
+        robust = verify_kmeans_linf(pipe, x, eps, mapping=pipe_mapping).status == ROBUST
+        assert np.all(linear[interval]) and np.all(robust[linear])
+        assert linear.sum() > interval.sum()
 
 
 def test_behind_a_pipeline_it_agrees_with_the_exact_minimal_attack(digits):
@@ -130,7 +151,7 @@ def test_through_a_relu_network_it_lies_between_interval_bounds_and_pgd(digits):
     """k-means on a ReLU network's 8-d embedding of the digits: every input interval bounds
     certify is proved robust, none proved robust is broken by PGD, every counterexample is
     confirmed by the network and the k-means, and the programs prove robust inputs that
-    interval bounds cannot."""
+    interval bounds cannot; linear bounds lie between the two."""
     x, y = digits
     x = x[:80]
     torch.manual_seed(0)
@@ -140,17 +161,19 @@ def test_through_a_relu_network_it_lies_between_interval_bounds_and_pgd(digits):
         own_clusters = km.predict(net(x).numpy())
     mapping = majority_vote_mapping(km.predict(net(digits[0]).detach().numpy()), y, 12)
     own = torch.from_numpy(mapping[own_clusters])
-    eps = 0.01
-    result = verify_kmeans_linf(km, x, eps, mapping=mapping, features=net)
+    eps = 0.015
+    result = verify_kmeans_linf(km, x, eps, mapping=mapping, features=net, time_limit=5)
     certified = kmeans_is_certified(km, x, eps, mapping=mapping, features=net).numpy()
     broken = np.zeros(len(x), dtype=bool)
     for seed in range(2):
         pgd = KMeansPGD(km, mapping, eps=eps, max_iter=60, random_start=True, random_state=seed,
                         features=net)  # fmt: skip
         broken |= pgd(x, own).success.numpy()
+    linear = kmeans_is_certified_linear(km, x, eps, mapping=mapping, features=net).numpy()
     robust, attacked = result.status == ROBUST, result.status == ATTACKED
-    assert np.all(robust[certified]) and not np.any(robust & broken)
-    assert np.any(robust & ~certified) and attacked.sum() >= broken.sum() > 0
+    assert np.all(linear[certified]) and np.all(robust[linear]) and not np.any(robust & broken)
+    assert linear.sum() > certified.sum() and robust.sum() > linear.sum()
+    assert attacked.sum() >= broken.sum() > 0
     with torch.no_grad():
         moved = mapping[km.predict(net(result.x_adv[attacked]).numpy())]
     assert np.all(moved != own.numpy()[attacked])

@@ -16,7 +16,11 @@ from advlab.defenses.interval_bounds import (
 )
 from advlab.defenses.kmeans_adversarial_training import KMeansAdversarialTraining
 from advlab.defenses.kmeans_ibp import kmeans_is_certified
-from advlab.defenses.kmeans_milp import KMeansVerification, verify_kmeans_linf
+from advlab.defenses.kmeans_milp import (
+    KMeansVerification,
+    kmeans_is_certified_linear,
+    verify_kmeans_linf,
+)
 from advlab.defenses.milp_verification import (
     ATTACKED,
     ROBUST,
@@ -55,6 +59,7 @@ __all__ = [
     "is_certified",
     "is_certified_linear",
     "kmeans_is_certified",
+    "kmeans_is_certified_linear",
     "margin_lower_bounds",
     "train_ibp",
     "verify_kmeans_linf",

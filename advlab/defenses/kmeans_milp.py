@@ -130,34 +130,18 @@ def verify_kmeans_linf(
     time_limit = check_number("time_limit", time_limit, 0.0, low_open=True)
     if not isinstance(minimal, bool):
         raise ValueError(f"minimal must be True or False, got {minimal!r}")
-    cells = kmeans_cells(kmeans)
-    classes = check_mapping(mapping, len(cells.centers))
-    network = nn.Flatten() if features is None else nn.Sequential(features, nn.Flatten())
-    x = torch.as_tensor(x).detach()
-    lo_b, hi_b = input_box(features if features is not None else network, x, bounds)
-    if not len(x):
-        empty = np.zeros(0)
-        return KMeansVerification(empty.astype(np.int8), x.clone(), empty, empty.astype(np.int64))
-    with eval_mode(network):
-        source = "the inputs have" if features is None else "the network gives"
-        chain = _scores_chain(cells, _checked_chain(network, x[:8]), source)
-        flat = x.reshape(len(x), -1).double().cpu().numpy()
-        own = cells.assign(torch.from_numpy(_forward(network, x)))
+    problem = _Problem.build(kmeans, x, mapping, features, bounds)
+    x, flat = problem.x, problem.flat
     status = np.full(len(x), UNKNOWN, dtype=np.int8)
     distances = np.full(len(x), np.nan)
     unstable = np.zeros(len(x), dtype=np.int64)
     x_adv = x.clone()
-    group = own[:, None] == torch.arange(len(cells.centers))[None, :]
-    if classes is not None:
-        group = classes[own][:, None] == classes[None, :]
     for n in progress(range(len(x)), desc="MILP verification of k-means"):
-        lo, hi = np.clip(flat[n] - eps, lo_b, hi_b), np.clip(flat[n] + eps, lo_b, hi_b)
-        ours = np.flatnonzero(group[n].numpy())
-        layer_bounds = _layer_bounds(chain, lo, hi, "linear")
-        reachable = _reachable(chain, layer_bounds, lo, hi, ours)
+        lo, hi, layer_bounds, ours, reachable = problem.reachable(n, eps)
         if not reachable.size:
             status[n], distances[n] = ROBUST, np.inf
             continue
+        chain = problem.chain
         program = _Program(chain, layer_bounds, lo, hi)
         unstable[n] = program.n_unstable
         scores = _replay_scores(chain, flat[n])
@@ -167,13 +151,104 @@ def verify_kmeans_linf(
         def confirm(v: np.ndarray, n: int = n) -> bool:
             """Whether the network and the k-means put v in a cluster of another class."""
             candidate = torch.from_numpy(v[: flat.shape[1]]).reshape(x[n : n + 1].shape).to(x)
-            return not bool(group[n][cells.assign(torch.from_numpy(_forward(network, candidate)))])
+            return not problem.same_class(n, candidate)
 
         found = _search(program, ours, order, flat[n], eps, margin, minimal, time_limit, confirm)
         status[n], distances[n] = found[0], found[1]
         if found[2] is not None:
             x_adv[n] = torch.from_numpy(found[2][: flat.shape[1]]).reshape(x.shape[1:]).to(x)
     return KMeansVerification(status, x_adv, distances, unstable)
+
+
+def kmeans_is_certified_linear(
+    kmeans: Any,
+    x: torch.Tensor,
+    eps: float,
+    mapping: Any | None = None,
+    features: nn.Module | None = None,
+    bounds: tuple[float, float] | None = None,
+) -> torch.Tensor:
+    """Per input, whether linear (CROWN) bounds prove that k-means gives every input of its
+    L-inf ball (clipped to ``bounds``) the class of its own cluster: for every cluster j of
+    another class some cluster i of its own class has a lower bound of s_i - s_j (eq. S) above
+    0 over the ball (the bounds ``verify_kmeans_linf`` settles clusters with, before any
+    program). Sound; between ``kmeans_is_certified``'s interval bounds and the exact answer,
+    without a program; through networks of affine layers and ReLUs (as ``verify_linf``).
+
+    Parameters
+    ----------
+    kmeans : KMeans, Pipeline, KMeansCells or array of shape (k, D')
+        A fitted k-means (alone or behind the affine steps of its pipeline) on the features.
+    x : torch.Tensor of shape (N, ...)
+        The inputs, inside ``bounds``.
+    eps : float
+        L-inf radius, >= 0, in the inputs' units.
+    mapping : array of shape (k,) or None, default=None
+        Cluster -> class; None: the cluster itself must not change.
+    features : torch.nn.Module or None, default=None
+        The network whose flattened outputs k-means clusters; None: the inputs.
+    bounds : (float, float) or None, default=None
+        The input box; None: the ``Model``'s bounds, (0, 1) for a bare module or no network.
+
+    Returns
+    -------
+    torch.Tensor of bool, shape (N,)
+        True where the input is certified.
+    """
+    eps = check_number("eps", eps, 0.0)
+    problem = _Problem.build(kmeans, x, mapping, features, bounds)
+    certified = [not problem.reachable(n, eps)[-1].size for n in range(len(problem.flat))]
+    return torch.tensor(certified, dtype=torch.bool)
+
+
+@dataclass
+class _Problem:
+    """One k-means and network with their inputs: the score chain (eq. S), the inputs
+    flattened in float64, the input box and, per input, the clusters of its own class."""
+
+    x: torch.Tensor
+    flat: np.ndarray
+    chain: Chain
+    box: tuple[float, float]
+    group: torch.Tensor  # (N, k): cluster j is of input n's own class
+    network: nn.Module
+    cells: KMeansCells
+
+    @classmethod
+    def build(cls, kmeans: Any, x: Any, mapping: Any | None, features: nn.Module | None,
+              bounds: tuple[float, float] | None) -> _Problem:  # fmt: skip
+        """Checked inputs (``ValueError`` naming the problem), the chain and the groups."""
+        cells = kmeans_cells(kmeans)
+        classes = check_mapping(mapping, len(cells.centers))
+        network = nn.Flatten() if features is None else nn.Sequential(features, nn.Flatten())
+        x = torch.as_tensor(x).detach()
+        box = input_box(features if features is not None else network, x, bounds)
+        flat = x.reshape(len(x), -1).double().cpu().numpy() if len(x) else np.zeros((0, 0))
+        chain: Chain = []
+        own = torch.zeros(0, dtype=torch.long)
+        if len(x):
+            with eval_mode(network):
+                source = "the inputs have" if features is None else "the network gives"
+                chain = _scores_chain(cells, _checked_chain(network, x[:8]), source)
+            own = cells.assign(torch.from_numpy(_forward(network, x)))
+        group = own[:, None] == torch.arange(len(cells.centers))[None, :]
+        if classes is not None:
+            group = classes[own][:, None] == classes[None, :]
+        return cls(x, flat, chain, box, group, network, cells)
+
+    def reachable(self, n: int, eps: float) -> tuple:
+        """(lo, hi, layer bounds, own-class clusters, clusters of other classes that linear
+        bounds cannot rule out) for input n at budget eps."""
+        lo = np.clip(self.flat[n] - eps, *self.box)
+        hi = np.clip(self.flat[n] + eps, *self.box)
+        ours = np.flatnonzero(self.group[n].numpy())
+        layer_bounds = _layer_bounds(self.chain, lo, hi, "linear")
+        return lo, hi, layer_bounds, ours, _reachable(self.chain, layer_bounds, lo, hi, ours)
+
+    def same_class(self, n: int, candidate: torch.Tensor) -> bool:
+        """Whether the network and the k-means put ``candidate`` (1, ...) in input n's class."""
+        cluster = self.cells.assign(torch.from_numpy(_forward(self.network, candidate)))
+        return bool(self.group[n][cluster])
 
 
 def _forward(network: nn.Module, x: torch.Tensor) -> np.ndarray:
