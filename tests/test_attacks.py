@@ -539,3 +539,24 @@ def test_pgd_random_starts_do_not_depend_on_the_batch_size(digits_model, norm, e
     expected = 2 / 3 * eps  # E[eps U^(1/2)] in 2-d (L2); E[max(|u1|, |u2|)] = 2/3 eps (L-inf)
     assert float(radius.mean()) == pytest.approx(expected, rel=0.02)
     assert float(radius.max()) <= eps + 1e-6
+
+
+def test_kmeans_pgd_takes_labels_of_classes_no_cluster_maps():
+    """Five clusters of the 10 digits map to classes up to 7: inputs labelled 8 or 9 (no score
+    for them) were refused ("y must lie in [0, 8)"); they are misclassified as they stand, so
+    they come back unperturbed and successful, and the others get what PGD gives them alone."""
+    data = load_dataset("digits", "train")
+    km = KMeans(5, random_state=0).fit(data.data)
+    mapping = majority_vote_mapping(km.labels_, data.labels, 5)
+    assert mapping.max() == 7
+    x, y = torch.from_numpy(data.images[:80]), torch.from_numpy(data.labels[:80])
+    beyond = y > mapping.max()
+    assert beyond.any() and not beyond.all()
+    result = KMeansPGD(km, mapping, eps=0.1, max_iter=5)(x, y)
+    assert bool(result.success[beyond].all()) and torch.equal(result.x_adv[beyond], x[beyond])
+    assert float(result.distances[beyond].abs().max()) == 0.0
+    alone = KMeansPGD(km, mapping, eps=0.1, max_iter=5)(x[~beyond], y[~beyond])
+    assert torch.equal(alone.x_adv, result.x_adv[~beyond])
+    assert torch.equal(alone.success, result.success[~beyond])
+    flat = result.x_adv.reshape(len(x), -1).numpy()
+    np.testing.assert_array_equal(result.pred.numpy(), mapping[km.predict(flat)])
