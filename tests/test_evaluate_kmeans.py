@@ -36,6 +36,17 @@ def rows_net(n_features: int = 30, width: int = 16) -> nn.Module:
     return nn.Sequential(nn.Linear(n_features, width), nn.ReLU(), nn.Linear(width, 2))
 
 
+def encoder(width: int = 32, out: int = 8) -> nn.Module:
+    """The user's embedding network on the 8x8 digits (``tests.test_evaluate_kmeans:encoder``)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, out))
+
+
+def smooth_encoder() -> nn.Module:
+    """An embedding network that is not piecewise linear
+    (``tests.test_evaluate_kmeans:smooth_encoder``)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.Tanh())
+
+
 def scale_and_reduce(n_components: int = 15) -> Pipeline:
     """The user's preprocessing (``tests.test_evaluate_kmeans:scale_and_reduce``); its
     random_state is replaced by the run's seed."""
@@ -216,6 +227,15 @@ MISTAKES = {
         "(Normalizer) is not affine"),
     "a preprocessing that is not a transformer": (
         {"preprocess": {"factory": "sklearn.svm:SVC"}}, "gave SVC, which is not a transformer"),
+    "a feature network with Algorithm 1": (
+        {"features": {"factory": "tests.test_evaluate_kmeans:encoder", "weights": "x"},
+         "adversarial_training": {"eps_max": 0.1}},
+        "adversarial_training refits k-means on perturbed inputs, not on a network's features"),
+    "a feature network to train": (
+        {"features": {"factory": "mlp", "train_epochs": 1}}, "features takes your network with"),
+    "an exact verification through a Tanh": (
+        {"features": {"factory": "tests.test_evaluate_kmeans:smooth_encoder", "weights": "SMOOTH"}},
+        "unsupported layer Tanh"),
     "a preprocessing given wrong arguments": (
         {"preprocess": {"factory": "sklearn.decomposition:PCA", "kwargs": {"n_comp": 3}}},
         "preprocess.factory 'sklearn.decomposition:PCA' with preprocess.kwargs"),
@@ -233,6 +253,10 @@ def test_a_mistake_is_one_line_before_any_work(tmp_path, capsys, what):
         save_model(rows_net(), str(tmp_path / "rows.safetensors"))
         changes = {"surrogate": {"factory": "tests.test_evaluate_kmeans:rows_net",
                                  "weights": str(tmp_path / "rows.safetensors")}}  # fmt: skip
+    if what == "an exact verification through a Tanh":
+        save_model(smooth_encoder(), str(tmp_path / "smooth.safetensors"))
+        changes = {"features": {"factory": "tests.test_evaluate_kmeans:smooth_encoder",
+                                "weights": str(tmp_path / "smooth.safetensors")}}  # fmt: skip
     if what == "test file without labels":  # the error names the block: test.path, not data
         np.savez(tmp_path / "x_only.npz", x=np.zeros((5, 1, 8, 8), np.float32))
         changes = {"test": {"path": str(tmp_path / "x_only.npz")}}
@@ -392,3 +416,76 @@ def test_plan_counts_the_units_and_image_steps(tmp_path, capsys):
     _run(tmp_path, config)
     made = json.loads((tmp_path / "run" / "manifest.json").read_text())["units_computed"]
     assert made == sum(plan["units"].values()) + 1  # + the fingerprint of the files
+
+
+def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):
+    """With ``features`` (the user's ReLU encoder and its weights), k-means clusters the
+    encoder's outputs and every number is that of the attacks called directly through it: the
+    white-box PGD through the encoder, the linear certificate and the exact minimal
+    perturbation by mixed-integer programs; the bounds stay ordered, a resumed run recomputes
+    nothing, two workers give the same results, ``advlab plan`` times the work through the
+    encoder, and a Tanh encoder gets interval bounds."""
+    from advlab.defenses import kmeans_is_certified, kmeans_is_certified_linear, verify_kmeans_linf
+
+    torch.manual_seed(0)
+    net = encoder().eval()
+    save_model(net, str(tmp_path / "encoder.safetensors"))
+    features = {"factory": "tests.test_evaluate_kmeans:encoder",
+                "weights": str(tmp_path / "encoder.safetensors")}  # fmt: skip
+    config = _digits_config(eps=[0.01, 0.02], n_clusters=12, surrogate=None, features=features)
+    results = _run(tmp_path / "a", config)
+    got = {c["id"]: c["ours"] for c in results["comparisons"]}
+    train = load_dataset("digits", "train")
+    test = load_dataset("digits", "test").subset(slice(0, 100))
+    x, y = torch.from_numpy(test.images), torch.from_numpy(test.labels)
+    with torch.no_grad():
+        km = KMeans(12, random_state=0).fit(net(torch.from_numpy(train.images)).numpy())
+        mapping = majority_vote_mapping(km.labels_, train.labels, 12)
+        correct = mapping[km.predict(net(x).numpy())] == test.labels
+    assert got["kmeans.clean_accuracy"] == pytest.approx(100 * correct.mean())
+    sizes = np.zeros(len(x))
+    sizes[correct] = verify_kmeans_linf(km, x[correct], 0.02, mapping, features=net,
+                                        minimal=True).distances  # fmt: skip
+    for eps in (0.01, 0.02):
+        adv = _chunked(KMeansPGD(km, mapping, eps=eps, max_iter=10, features=net), x, y)
+        with torch.no_grad():
+            still = mapping[km.predict(net(adv).numpy())] == test.labels
+        assert got[f"whitebox.linf.eps{eps:g}.accuracy"] == pytest.approx(100 * still.mean())
+        certified = correct & kmeans_is_certified_linear(km, x, eps, mapping, features=net).numpy()
+        assert got[f"certified.linf.eps{eps:g}.accuracy"] == pytest.approx(100 * certified.mean())
+        exact = correct & (sizes > eps)
+        assert got[f"exact.linf.eps{eps:g}.accuracy"] == pytest.approx(100 * exact.mean())
+        assert (got[f"certified.linf.eps{eps:g}.accuracy"] <= got[f"exact.linf.eps{eps:g}.accuracy"]
+                <= got[f"whitebox.linf.eps{eps:g}.accuracy"])  # fmt: skip
+    assert got["exact.linf.eps0.02.accuracy"] < got["kmeans.clean_accuracy"]
+    assert not any(i.startswith("minimal.") or "radius" in i for i in got)
+    assert results["certificate"] == "linear" and results["exact_unknown"] == 0
+    assert results["features"] == "tests.test_evaluate_kmeans:encoder"
+    assert results["certified_but_attacked"] == {"eps0.01": 0, "eps0.02": 0}
+    assert results["exact_but_attacked"] == {"eps0.01": 0, "eps0.02": 0}
+    assert _run(tmp_path / "a", config) == results
+    manifest = json.loads((tmp_path / "a" / "run" / "manifest.json").read_text())
+    assert manifest["units_computed"] == 0
+    assert _run(tmp_path / "b", config, LocalExecutor(2)) == results
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "evaluate-kmeans", **config}))
+    assert main(["plan", str(path), "--json"]) == 0
+    plan = {a["what"]: a for a in json.loads(capsys.readouterr().out)["attacks"]}
+    assert plan["white-box PGD (1 k-means x 2 budgets)"]["image_steps"] == 2 * 100 * 10
+    timed = "exact minimal perturbation and certificates through the features (1 k-means; "
+    assert plan[timed + "timed on 100 inputs)"]["image_steps_per_second"] > 0
+    torch.manual_seed(0)
+    smooth = smooth_encoder().eval()
+    save_model(smooth, str(tmp_path / "smooth.safetensors"))
+    tanh = {"factory": "tests.test_evaluate_kmeans:smooth_encoder",
+            "weights": str(tmp_path / "smooth.safetensors")}  # fmt: skip
+    bounded = _run(tmp_path / "c", {**config, "features": tanh, "exact": False, "eps": [0.02]})
+    assert bounded["certificate"] == "interval"
+    with torch.no_grad():
+        km = KMeans(12, random_state=0).fit(smooth(torch.from_numpy(train.images)).numpy())
+        mapping = majority_vote_mapping(km.labels_, train.labels, 12)
+        correct = mapping[km.predict(smooth(x).numpy())] == test.labels
+    certified = correct & kmeans_is_certified(km, x, 0.02, mapping, features=smooth).numpy()
+    got = {c["id"]: c["ours"] for c in bounded["comparisons"]}
+    assert got["certified.linf.eps0.02.accuracy"] == pytest.approx(100 * certified.mean())
+    assert "exact.linf.eps0.02.accuracy" not in got

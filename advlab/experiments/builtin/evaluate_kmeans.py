@@ -14,6 +14,9 @@ surrogate network, as a run and a report (Omari et al.'s protocol, any data set)
     eps: [0.05, 0.1, 0.2]                 # L-inf, in the inputs' units
     preprocess:                           # optional: what k-means clusters (any affine steps)
       factory: mypackage.pipes:scale_and_reduce   # e.g. returns make_pipeline(StandardScaler(), PCA(50))
+    features:                             # optional: k-means clusters your network's embedding
+      factory: mypackage.nets:encoder
+      weights: encoder.safetensors
 
 k-means (``advlab.cluster.KMeans``, seed ``seed``) clusters the flattened training inputs (with
 ``preprocess``: their transform by ``factory(**kwargs)``, fitted on them, every
@@ -51,6 +54,20 @@ transfer may be specific to it: ``heldout_surrogate`` (another network, a zoo on
 seed + 1) adds ``heldout.linf.eps<e>.accuracy``, the transfer attack from a network Algorithm 1
 never saw, the control that tells the two apart.
 
+With ``features`` (deep clustering: the user's network f, with its weights, in front of
+k-means and of any ``preprocess``), k-means clusters f's flattened outputs of the training
+inputs and classifies a test input by the cluster of f(x). The transfer attack is judged
+through f; the white-box PGD attacks through f (``KMeansPGD(..., features=f)``); the
+certified figures are those of linear (CROWN) bounds through f
+(``kmeans_is_certified_linear``) when f is made of affine layers and ReLUs, else of interval
+bounds (``kmeans_is_certified``), named in ``results.json``'s ``certificate``; ``exact`` needs
+such an f and finds each correct input's exact minimal perturbation, up to the largest eps, by
+mixed-integer programs (``verify_kmeans_linf(minimal=True)``, ``time_limit`` seconds each; an
+input whose program hits it counts as not robust, and ``exact_unknown`` counts them). The
+closed-form ``minimal`` attack and the median certified radius have no counterpart through a
+network and are left out; so is Algorithm 1 (it refits k-means on perturbed inputs, not on a
+network's features).
+
 The true robust accuracy lies between the certified and the worst-case figure, and with
 ``exact`` it is the exact figure; the transfer attack says how much of it a black-box attacker
 without k-means reaches. ``certified_but_attacked`` counts inputs certified yet broken by an
@@ -73,10 +90,18 @@ from pydantic import Field, field_validator, model_validator
 from sklearn.pipeline import Pipeline
 
 from advlab.attacks.evasion import IFGSM, KMeansMinimalAttack, KMeansPGD, kmeans_certified_radius
+from advlab.attacks.evasion.base import model_device
 from advlab.attacks.evasion.kmeans_pgd import kmeans_model
 from advlab.cluster import KMeans, KMeansCells, affine_map, kmeans_cells, majority_vote_mapping
 from advlab.data import Dataset
-from advlab.defenses import KMeansAdversarialTraining, SurrogateAttack
+from advlab.defenses import (
+    KMeansAdversarialTraining,
+    SurrogateAttack,
+    check_verifiable,
+    kmeans_is_certified,
+    kmeans_is_certified_linear,
+    verify_kmeans_linf,
+)
 from advlab.experiments.builtin._user import (
     Strict,
     build_seeded,
@@ -179,6 +204,13 @@ class EvaluateKMeansConfig(ExperimentConfig):
         Affine steps (scalers, PCA, ...) fitted on the training inputs before k-means (and
         before Algorithm 1's k-means, which refits on the preprocessed D'); budgets stay in the
         inputs' units. None: k-means clusters the inputs themselves.
+    features : ModelSpec or None
+        The user's network (factory and weights) whose flattened outputs k-means clusters
+        (after ``preprocess``, if any); every attack and bound goes through it, budgets stay in
+        the inputs' units. None: k-means clusters the inputs.
+    time_limit : float
+        Seconds per mixed-integer program of the exact minimal perturbation through
+        ``features``.
     max_iter, whitebox_iter : int
         Steps of the transfer (and training) I-FGSM (step eps / 4) and of the white-box PGD.
     exact : bool
@@ -199,6 +231,8 @@ class EvaluateKMeansConfig(ExperimentConfig):
     bounds: tuple[float, float] = (0.0, 1.0)
     adversarial_training: AdversarialTrainingSpec | None = None
     preprocess: PreprocessSpec | None = None
+    features: ModelSpec | None = None
+    time_limit: float = Field(30.0, gt=0)
     max_iter: int = Field(10, ge=1)
     whitebox_iter: int = Field(20, ge=1)
     exact: bool = True
@@ -222,6 +256,12 @@ class EvaluateKMeansConfig(ExperimentConfig):
     def _training_needs_a_surrogate(self) -> EvaluateKMeansConfig:
         if self.adversarial_training is not None and self.surrogate is None:
             raise ValueError("adversarial_training attacks through the surrogate: give one")
+        if self.features is not None and self.adversarial_training is not None:
+            raise ValueError("adversarial_training refits k-means on perturbed inputs, not on "
+                             "a network's features: leave one of them out")  # fmt: skip
+        if self.features is not None and self.features.weights is None:
+            raise ValueError("features takes your network with its weights (train_epochs "
+                             "trains a classifier)")  # fmt: skip
         return self
 
 
@@ -279,7 +319,50 @@ def _check_inputs(config: EvaluateKMeansConfig, train: Dataset, test: Dataset) -
         raise ValueError(f"test labels {unseen} never occur in the training labels")
 
 
-_LOADED: dict[str, tuple[Dataset, Dataset, dict[str, Model]]] = {}
+def _feature_network(config: EvaluateKMeansConfig, train: Dataset) -> Model | None:
+    """The user's ``features`` network with its weights, in eval mode, checked to take the
+    inputs and, with ``exact``, to be made of affine layers and ReLUs (``ValueError`` naming
+    the problem); None without ``features``."""
+    spec = config.features
+    if spec is None:
+        return None
+    if spec.bounds != config.bounds:
+        raise ValueError(
+            f"features.bounds {list(spec.bounds)} differ from bounds {list(config.bounds)}: "
+            "the attacks stay in the inputs' range"
+        )
+    assert train.images is not None and spec.weights is not None
+    module = fresh_module(spec, tuple(train.images.shape[1:]), train.n_classes)
+    load_weights(module, spec.weights)
+    network = Model(module.eval(), spec.bounds, spec.preprocessing).to(config.device)
+    x = torch.from_numpy(train.images[:8]).to(config.device)
+    try:
+        with torch.no_grad():
+            network(x)
+    except Exception as exc:  # a shape the user's module cannot take: say what was fed
+        raise ValueError(f"features fails on inputs of shape {tuple(x.shape)}: {exc}") from exc
+    if config.exact:
+        try:
+            check_verifiable(network, x)
+        except ValueError as exc:
+            raise ValueError(f"features: {exc}; exact: true needs a network of affine layers "
+                             "and ReLUs, set exact: false for the others") from exc  # fmt: skip
+    return network
+
+
+def _clustered(config: EvaluateKMeansConfig, features: Model | None, x: Any) -> np.ndarray:
+    """What k-means clusters of the inputs x (N, ...): x flattened, or the features network's
+    flattened outputs (float32, in batches)."""
+    x = torch.as_tensor(x)
+    if features is None:
+        return x.detach().cpu().numpy().reshape(len(x), -1)
+    with torch.no_grad():
+        out = [features(b.to(config.device)).flatten(1).float().cpu()
+               for b in x.split(config.batch_size)]  # fmt: skip
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+_LOADED: dict[str, tuple[Dataset, Dataset, dict[str, Model], Model | None]] = {}
 NETWORKS = {"surrogate": "transfer", "heldout_surrogate": "heldout"}  # config key -> attack id
 
 
@@ -288,15 +371,29 @@ def _loaded(
 ) -> tuple[Dataset, Dataset, dict[str, Model]]:
     """Train and test inputs and the transfer networks (attack id -> network), loaded once per
     process, config and files."""
+    return _load_all(ctx, config)[:3]
+
+
+def _features(ctx: RunContext, config: EvaluateKMeansConfig) -> Model | None:
+    """The ``features`` network (None without one), loaded once per process with the data."""
+    return _load_all(ctx, config)[3]
+
+
+def _load_all(
+    ctx: RunContext, config: EvaluateKMeansConfig
+) -> tuple[Dataset, Dataset, dict[str, Model], Model | None]:
+    """``_loaded``'s data and networks and the ``features`` network, checked, cached."""
     files = [config.train.path, config.test.path]
-    files += [spec.weights for spec in (config.surrogate, config.heldout_surrogate) if spec]
+    specs = (config.surrogate, config.heldout_surrogate, config.features)
+    files += [spec.weights for spec in specs if spec]
     stamps = "|".join(file_stamp(f) for f in files)
     key = sha256_bytes(f"{ctx.cache.root}|{stamps}|{config.model_dump_json()}".encode())
     if key not in _LOADED:
         train, test = load_inputs(config.train, "train"), load_inputs(config.test, "test")
         _check_inputs(config, train, test)
+        features = _feature_network(config, train)
         if config.preprocess is not None:
-            _check_preprocessing(config, train)
+            _check_preprocessing(config, train, features)
         networks = {attack: _surrogate(config, which, train, test, ctx)
                     for which, attack in NETWORKS.items()}  # fmt: skip
         assert test.images is not None
@@ -306,7 +403,8 @@ def _loaded(
             network = networks[attack]
             if network is not None:
                 check_classifier(network, x, labels, which)
-        _LOADED[key] = train, test, {a: net for a, net in networks.items() if net is not None}
+        kept = {a: net for a, net in networks.items() if net is not None}
+        _LOADED[key] = train, test, kept, features
     return _LOADED[key]
 
 
@@ -324,13 +422,14 @@ def _unit(
     correctly under each network's transfer attack (crafted once, judged by every k-means) and
     under the white-box PGD on that k-means."""
     _, test, networks = _loaded(ctx, config)
+    features = _features(ctx, config)
     assert test.images is not None
     sl = slice(start, start + config.chunk_size)
     x = torch.from_numpy(test.images[sl]).to(config.device)
     y = torch.from_numpy(test.labels[sl]).to(config.device)
 
     def still_correct(km: Clusterer, mapping: np.ndarray, adv: torch.Tensor) -> list[bool]:
-        pred = mapping[km.predict(adv.detach().cpu().numpy().reshape(len(adv), -1))]
+        pred = mapping[km.predict(_clustered(config, features, adv))]
         return (pred == test.labels[sl]).tolist()
 
     transfer = {attack: IFGSM(network, eps=eps, max_iter=config.max_iter, eps_step=eps / 4,
@@ -340,7 +439,8 @@ def _unit(
     for prefix, (km, mapping) in models.items():
         part = {attack: still_correct(km, mapping, adv) for attack, adv in transfer.items()}
         whitebox = KMeansPGD(km, mapping, eps=eps, max_iter=config.whitebox_iter,
-                             bounds=config.bounds, batch_size=config.batch_size)  # fmt: skip
+                             bounds=config.bounds, batch_size=config.batch_size,
+                             features=features)  # fmt: skip
         part["whitebox"] = still_correct(km, mapping, whitebox(x, y).x_adv)
         out[prefix] = part
     return out
@@ -353,12 +453,15 @@ def _minimal_unit(
     perturbation to a cluster of another class that ``KMeansMinimalAttack`` finds in closed
     form (``minimal``; inf where none) and, with ``exact``, the exact one up to the largest
     eps (``exact``; computed for the inputs k-means classifies correctly, 0 for the others,
-    which need no perturbation)."""
+    which need no perturbation). Through ``features``: only the exact one, by mixed-integer
+    programs (nan where a program hit the time limit)."""
     _, test, _ = _loaded(ctx, config)
+    features = _features(ctx, config)
     assert test.images is not None
     sl = slice(start, start + config.chunk_size)
     x, y = torch.from_numpy(test.images[sl]), torch.from_numpy(test.labels[sl])
-    return {prefix: _minimal_sizes(config, km, mapping, x, y, test.data[sl])
+    data = _clustered(config, features, x) if features is not None else test.data[sl]
+    return {prefix: _minimal_sizes(config, km, mapping, x, y, data, features)
             for prefix, (km, mapping) in models.items()}  # fmt: skip
 
 
@@ -369,8 +472,12 @@ def _minimal_sizes(
     x: torch.Tensor,
     y: torch.Tensor,
     data: np.ndarray,
+    features: Model | None = None,
 ) -> dict[str, list[float]]:
-    """``_minimal_unit``'s sizes for one k-means on inputs ``x`` (``data``: them flattened)."""
+    """``_minimal_unit``'s sizes for one k-means on inputs ``x`` (``data``: what k-means
+    clusters of them)."""
+    if features is not None:
+        return _exact_through(config, km, mapping, x, y, data, features) if config.exact else {}
     closed = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
                                  bounds=config.bounds, batch_size=config.batch_size)  # fmt: skip
     distances = closed(x, y).distances
@@ -390,13 +497,35 @@ def _minimal_sizes(
     return out
 
 
+def _exact_through(
+    config: EvaluateKMeansConfig,
+    km: Clusterer,
+    mapping: np.ndarray,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    data: np.ndarray,
+    features: Model,
+) -> dict[str, list[float]]:
+    """The exact minimal L-inf perturbation through ``features`` of each correct input, up to
+    the largest eps (inf beyond it, nan where a program hit the time limit, 0 for inputs
+    already misclassified)."""
+    correct = mapping[km.predict(data)] == y.cpu().numpy()
+    sizes = np.zeros(len(y))
+    if correct.any():
+        found = verify_kmeans_linf(km, x[correct].to(config.device), max(config.eps), mapping,
+                                   features=features, minimal=True,
+                                   time_limit=config.time_limit)  # fmt: skip
+        sizes[correct] = found.distances
+    return {"exact": sizes.tolist()}
+
+
 def _kmeans_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, Any]:
     """k-means on the flattened training inputs and its majority-vote mapping: one unit, so a
     resumed run reads it instead of fitting again. With ``preprocess``, its centres and the
     affine map f(x) = A x + b in front of them (float64; a diagonal A, a scaler's, stored as
     its diagonal)."""
     train, _, _ = _loaded(ctx, config)
-    return _record(*_fit_kmeans(config, train))
+    return _record(*_fit_kmeans(config, train, _features(ctx, config)))
 
 
 def _record(km: Clusterer, mapping: np.ndarray) -> dict[str, Any]:
@@ -421,26 +550,33 @@ def _preprocessing(config: EvaluateKMeansConfig) -> Any:
                         ("fit", "transform"), "is not a transformer (fit and transform)")  # fmt: skip
 
 
-def _check_preprocessing(config: EvaluateKMeansConfig, train: Dataset) -> None:
-    """Fit the preprocessing on the training inputs and read its affine map, so that a step
-    that is not affine is one line before any network is trained."""
+def _check_preprocessing(
+    config: EvaluateKMeansConfig, train: Dataset, features: Model | None = None
+) -> None:
+    """Fit the preprocessing on the training inputs (their features, with a ``features``
+    network) and read its affine map, so that a step that is not affine is one line before
+    any network is trained."""
     assert config.preprocess is not None
-    steps = _preprocessing(config).fit(train.data)
+    data = train.data if features is None else _clustered(config, features, train.images)
+    steps = _preprocessing(config).fit(data)
     try:
-        affine_map(steps, train.data.shape[1])
+        affine_map(steps, data.shape[1])
     except ValueError as exc:
         raise ConfigError(f"preprocess.factory {config.preprocess.factory!r}: {exc}") from exc
 
 
-def _fit_kmeans(config: EvaluateKMeansConfig, train: Dataset) -> tuple[Clusterer, np.ndarray]:
+def _fit_kmeans(
+    config: EvaluateKMeansConfig, train: Dataset, features: Model | None = None
+) -> tuple[Clusterer, np.ndarray]:
     """k-means on the flattened training inputs (the run's seed), or on their preprocessing
     (then its ``KMeansCells``), and its majority-vote mapping: the k-means unit's, and the one
-    the plan times on."""
+    the plan times on. With ``features`` on the network's outputs instead of the inputs."""
     km = KMeans(config.n_clusters, random_state=config.seed, device=config.device)
+    data = train.data if features is None else _clustered(config, features, train.images)
     if config.preprocess is None:
-        km.fit(train.data)
+        km.fit(data)
         return km, majority_vote_mapping(km.labels_, train.labels, config.n_clusters)
-    pipe = Pipeline([("preprocess", _preprocessing(config)), ("kmeans", km)]).fit(train.data)
+    pipe = Pipeline([("preprocess", _preprocessing(config)), ("kmeans", km)]).fit(data)
     try:
         cells = kmeans_cells(pipe)
     except ValueError as exc:
@@ -508,7 +644,7 @@ def _training_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, A
 def summarise(
     config: EvaluateKMeansConfig,
     correct: np.ndarray,
-    radius: np.ndarray,
+    radius: np.ndarray | dict[float, np.ndarray],
     outcomes: dict[float, dict[str, np.ndarray]],
     prefix: str = "",
 ) -> dict[str, Any]:
@@ -520,8 +656,9 @@ def summarise(
         The run's config.
     correct : ndarray of bool, shape (n,)
         Clean inputs k-means classifies correctly.
-    radius : ndarray of shape (n,)
-        Their class-aware L-inf certified radius.
+    radius : ndarray of shape (n,), or dict
+        Their class-aware L-inf certified radius; or, through a ``features`` network (no
+        radius), eps -> per input whether it is certified at eps.
     outcomes : dict
         eps -> attack (transfer, whitebox, minimal) -> per input, still correctly classified.
     prefix : str, default=''
@@ -534,8 +671,9 @@ def summarise(
         and, with ``exact`` among the attacks, ``exact_but_attacked``.
     """
     comparisons = [rate_comparison(f"{prefix}kmeans.clean_accuracy", correct)]
-    comparisons.append({"id": f"{prefix}kmeans.median_certified_radius", "paper": None, "unit": "linf",
-                        "ours": float(np.median(radius[correct])) if correct.any() else 0.0})  # fmt: skip
+    if not isinstance(radius, dict):
+        comparisons.append({"id": f"{prefix}kmeans.median_certified_radius", "paper": None, "unit": "linf",
+                            "ours": float(np.median(radius[correct])) if correct.any() else 0.0})  # fmt: skip
     attacks = sorted(outcomes[config.eps[0]])
     curve: dict[str, Any] = {"eps": list(config.eps), "attacks": {a: {"eps": list(config.eps),
                              "accuracy": []} for a in attacks}, "worst_case": [],
@@ -548,7 +686,7 @@ def summarise(
             comparisons.append(rate)
             curve["attacks"][attack]["accuracy"].append(rate["ours"])
         worst = np.logical_and.reduce([outcomes[eps][a] for a in attacks]) & correct
-        certified = correct & (radius > eps)
+        certified = correct & (radius[eps] if isinstance(radius, dict) else radius > eps)
         for name, hits, line in (("worst_case", worst, curve["worst_case"]),
                                  ("certified", certified, curve["certified"]["accuracy"])):  # fmt: skip
             rate = rate_comparison(f"{prefix}{name}.linf.{key}.accuracy", hits)
@@ -577,6 +715,8 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
                          f"{by_id[f'{prefix}worst_case.linf.{key}.accuracy']:.1f}",
                          f"{by_id[f'{prefix}certified.linf.{key}.accuracy']:.1f}"])  # fmt: skip
         name = "k-means" if not prefix else "Algorithm 1's k-means"
+        if config.get("features"):
+            name += f" on {config['features']['factory']}'s features"
         if config.get("preprocess"):
             name += f" behind {config['preprocess']['factory']}"
         title = (f"{name} (k = {config['n_clusters']}) accuracy (%) on {results['n_test']} test "
@@ -589,11 +729,18 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
 # ---- advlab plan ----
 
 
-def _random_kmeans(k: int, shape: tuple[int, ...], n_classes: int, bounds: tuple) -> Model:
-    """A k-means classifier with random centres and mapping (as fast as the fitted one)."""
+def _random_kmeans(
+    k: int, shape: tuple[int, ...], n_classes: int, bounds: tuple, features: Model | None = None
+) -> Model:
+    """A k-means classifier with random centres and mapping (as fast as the fitted one), on
+    the inputs or on the outputs of ``features``."""
     rng = np.random.default_rng(0)
-    centres = rng.random((k, int(np.prod(shape)))).astype(np.float32)
-    return kmeans_model(centres, rng.integers(0, n_classes, k), bounds)
+    width = int(np.prod(shape))
+    if features is not None:
+        with torch.no_grad():
+            width = features(torch.zeros(1, *shape, device=model_device(features))).numel()
+    centres = rng.random((k, width)).astype(np.float32)
+    return kmeans_model(centres, rng.integers(0, n_classes, k), bounds, features=features)
 
 
 @config_errors()  # a mistake in the user's files or factory: one line, as in a run
@@ -635,12 +782,13 @@ def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
             attacks.append({**net, "what": f"Algorithm 1 ({training.beta} steps)",
                             "images": round(training.beta * training.eta * len(train)),
                             "steps": config.max_iter, "units": 1})  # fmt: skip
-    kmeans = partial(_random_kmeans, config.n_clusters, shape, n_classes, config.bounds)
+    features = _feature_network(config, train)
+    kmeans = partial(_random_kmeans, config.n_clusters, shape, n_classes, config.bounds, features)
     attacks.append({**common, "model": f"k-means (k = {config.n_clusters})", "module": kmeans,
                     "what": f"white-box PGD ({models} k-means x {budgets} budgets)",
                     "images": models * budgets * len(test), "steps": config.whitebox_iter,
                     "units": budgets * chunks})  # fmt: skip
-    attacks += _timed_kmeans(config, train, test, models, chunks)
+    attacks += _timed_kmeans(config, train, test, models, chunks, features)
     notes = [
         "k-means is fitted here once: the minimal perturbation and certified radii are timed on",
         "it; Algorithm 1's fits are counted at that cold fit's rate (its warm starts are faster).",
@@ -649,7 +797,12 @@ def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
 
 
 def _timed_kmeans(
-    config: EvaluateKMeansConfig, train: Dataset, test: Dataset, models: int, chunks: int
+    config: EvaluateKMeansConfig,
+    train: Dataset,
+    test: Dataset,
+    models: int,
+    chunks: int,
+    features: Model | None = None,
 ) -> list[dict[str, Any]]:
     """Plan entries for the work that is not a network's passes, timed on the run's own
     k-means (fitted here with the run's seed): the fit (and Algorithm 1's beta fits at its
@@ -657,7 +810,7 @@ def _timed_kmeans(
     the minimal perturbation (closed form and, with ``exact``, the linear programs) and the
     certified radius, per k-means."""
     start = time.perf_counter()
-    km, mapping = _fit_kmeans(config, train)
+    km, mapping = _fit_kmeans(config, train, features)
     rate = len(train) / (time.perf_counter() - start)
     entries = [{"model": "k-means", "what": f"k-means fit (k = {config.n_clusters})",
                 "images": len(train), "steps": 1, "rate": rate, "units": 1}]  # fmt: skip
@@ -670,11 +823,18 @@ def _timed_kmeans(
     x, y = torch.from_numpy(test.images[pick]), torch.from_numpy(test.labels[pick])
 
     def check(group: np.ndarray) -> None:
-        _minimal_sizes(config, km, mapping, x[group], y[group], test.data[pick[group]])
-        _radius(config, km, test.data[pick[group]], mapping)
+        if features is None:
+            _minimal_sizes(config, km, mapping, x[group], y[group], test.data[pick[group]])
+            _radius(config, km, test.data[pick[group]], mapping)
+            return
+        data = _clustered(config, features, x[group])
+        _minimal_sizes(config, km, mapping, x[group], y[group], data, features)
+        _certified_through(config, km, mapping, x[group], features)
 
     rate, timed = inputs_per_second(check, np.array_split(np.arange(len(x)), -(-len(x) // 32)))
-    entries.append({"model": "k-means", "what": f"minimal perturbation and certified radius "
+    what = ("minimal perturbation and certified radius" if features is None
+            else "exact minimal perturbation and certificates through the features")  # fmt: skip
+    entries.append({"model": "k-means", "what": f"{what} "
                     f"({models} k-means; timed on {timed} inputs)", "images": models * len(test),
                     "steps": 1, "rate": rate, "units": chunks})  # fmt: skip
     return entries
@@ -713,6 +873,9 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
         if attack in networks:
             label = "weights_sha256" if which == "surrogate" else "heldout_weights_sha256"
             stamp[label] = fingerprint(test, networks[attack])["weights_sha256"]
+    features = _features(ctx, config)
+    if features is not None:
+        stamp["features_weights_sha256"] = fingerprint(test, features)["weights_sha256"]
     refuse_changed_files(ctx, stamp)
     models: Models = {"": _fitted(config, ctx.unit("kmeans", partial(_kmeans_unit, ctx, config)))}
     history = None
@@ -732,16 +895,26 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
             summary["comparisons"].insert(
                 position, rate_comparison(f"{which}.clean_accuracy", hits)
             )
+    certificate = "Voronoi radius"
+    if features is not None:
+        assert test.images is not None
+        certificate = _certificate_kind(
+            features, torch.from_numpy(test.images[:8]).to(config.device)
+        )
     for prefix, part in summaries.items():
         name = "k-means" if not prefix else "Algorithm 1's k-means"
+        if config.features is not None:
+            name += f" on {config.features.factory}'s features"
         if config.preprocess is not None:
             name += f" behind {config.preprocess.factory}"
         plot_attack_curves(part["curve"], "linf", ctx.path(f"kmeans-{prefix}linf".replace(".", "-")),
                            f"{name} (k = {config.n_clusters}) on {test.name} ({len(test)} inputs)",
-                           "certified (Voronoi radius), lower bound")  # fmt: skip
+                           f"certified ({certificate}{' bounds' if features else ''}), lower bound")  # fmt: skip
     out = {"data": test.name, "n_test": len(test), **stamp, **summary}
     if config.preprocess is not None:
         out["preprocess"] = config.preprocess.factory
+    if config.features is not None:
+        out["features"], out["certificate"] = config.features.factory, certificate
     if "trained." in summaries:
         trained_part = summaries["trained."]
         out["comparisons"] = summary["comparisons"] + trained_part["comparisons"]
@@ -764,18 +937,53 @@ def _measure(
     jobs |= {f"minimal-{s:07d}": partial(_minimal_unit, ctx, config, models, s) for s in starts}
     done = ctx.units(jobs, desc="attacks")
     summaries = {}
+    features = _features(ctx, config)
+    data = test.data if features is None else _clustered(config, features, test.images)
     for prefix, (km, mapping) in models.items():
-        correct = mapping[km.predict(test.data)] == test.labels
-        radius = _radius(config, km, test.data, mapping)
+        correct = mapping[km.predict(data)] == test.labels
+        radius = (_radius(config, km, data, mapping) if features is None
+                  else _certified_through(config, km, mapping, torch.from_numpy(test.images),
+                                          features))  # fmt: skip
         ctx.log.info("%sk-means clean accuracy %.2f %% on %d test inputs", prefix,
                      100 * correct.mean(), len(test))  # fmt: skip
         first = done[f"{eps_key(config.eps[0])}-{starts[0]:07d}"][prefix]
         outcomes = {eps: {a: np.concatenate([done[f"{eps_key(eps)}-{s:07d}"][prefix][a]
                                              for s in starts]) for a in first}
                     for eps in config.eps}  # fmt: skip
+        unknown = 0
         for name in done[f"minimal-{starts[0]:07d}"][prefix]:
             size = np.concatenate([done[f"minimal-{s:07d}"][prefix][name] for s in starts])
+            unknown += int(np.isnan(size).sum())
             for eps in config.eps:
-                outcomes[eps][name] = correct & (size > eps)
+                outcomes[eps][name] = correct & (size > eps)  # (nan: not proved robust)
         summaries[prefix] = summarise(config, correct, radius, outcomes, prefix)
+        if features is not None and config.exact:
+            summaries[prefix]["exact_unknown"] = unknown
     return summaries
+
+
+def _certificate_kind(features: torch.nn.Module, x: torch.Tensor) -> str:
+    """The certificate of k-means on ``features`` (x: a few inputs): "linear" (CROWN,
+    ``kmeans_is_certified_linear``) for a network of affine layers and ReLUs, else "interval"
+    (``kmeans_is_certified``)."""
+    try:
+        check_verifiable(features, x)
+    except ValueError:
+        return "interval"
+    return "linear"
+
+
+def _certified_through(
+    config: EvaluateKMeansConfig,
+    km: Clusterer,
+    mapping: np.ndarray,
+    x: torch.Tensor,
+    features: Model,
+) -> dict[float, np.ndarray]:
+    """Per eps, whether each input of x is certified through ``features`` (its own cluster's
+    class kept over its ball), by ``_certificate_kind``'s bounds."""
+    x = x.to(config.device)
+    certify = (kmeans_is_certified_linear if _certificate_kind(features, x[:8]) == "linear"
+               else kmeans_is_certified)  # fmt: skip
+    return {eps: certify(km, x, eps, mapping, features=features).cpu().numpy()
+            for eps in config.eps}  # fmt: skip
