@@ -60,12 +60,13 @@ def test_without_a_network_it_agrees_with_the_exact_minimal_attack(digits):
         found = verify_kmeans_linf(km, x, 0.3, mapping=target, minimal=True)
         attacked = found.status == ATTACKED
         assert attacked.sum() >= 35 and np.all(exact[~attacked] > 0.3 - 1e-9)
-        assert np.all(found.distances[attacked] >= exact[attacked] - 1e-7)
-        np.testing.assert_allclose(found.distances[attacked], exact[attacked], atol=1e-4)
+        gap = exact[attacked] - found.distances[attacked]  # the exact attack overshoots by 1e-6
+        assert np.all(gap >= -1e-7) and np.all(gap <= 2e-6)
         moved = found.x_adv[attacked].flatten(1).numpy()
         assert np.all(_moved_class(km.predict, target, flat[attacked], moved))
-        sizes = np.abs(moved - flat[attacked]).max(1)
-        np.testing.assert_allclose(sizes, found.distances[attacked], atol=1e-9)
+        sizes = np.abs(moved - flat[attacked]).max(1)  # a hair past the boundary
+        assert np.all(sizes >= found.distances[attacked] - 1e-9)
+        assert np.all(sizes <= found.distances[attacked] + 1e-3)
 
 
 def test_linear_certificates_without_a_network_are_the_boxed_voronoi_radius(digits):
@@ -138,7 +139,7 @@ def test_in_2d_it_agrees_with_a_grid_search():
         if hits.any():
             assert result.status[i] == ATTACKED
             nearest = float((box[hits] - x[i]).abs().max(1).values.min())
-            assert minimal.distances[i] - 1e-4 <= nearest <= minimal.distances[i] + 2 * eps / 100
+            assert minimal.distances[i] - 1e-6 <= nearest <= minimal.distances[i] + 2 * eps / 100
         if result.status[i] == ATTACKED:
             for found in (result, minimal):
                 z = found.x_adv[i : i + 1]

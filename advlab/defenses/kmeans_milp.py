@@ -73,8 +73,9 @@ class KMeansVerification:
     x_adv : torch.Tensor of shape (N, ...)
         The counterexample where one was found, the input itself elsewhere.
     distances : ndarray of float, shape (N,)
-        The L-inf size of each counterexample (with ``minimal=True`` the exact minimal
-        perturbation, to the solver's tolerance), inf where ``ROBUST``, nan where ``UNKNOWN``.
+        The L-inf size of each counterexample; with ``minimal=True`` the exact minimal
+        perturbation (the distance to the nearest boundary point, to the solver's tolerance;
+        the counterexample lies a hair past it). inf where ``ROBUST``, nan where ``UNKNOWN``.
     unstable : ndarray of int, shape (N,)
         The binaries (unstable ReLUs) of each input's program; 0 where linear bounds alone
         proved it.
@@ -309,8 +310,9 @@ def _search(program: _Program, ours: np.ndarray, order: np.ndarray, x: np.ndarra
             margin: float, minimal: bool, time_limit: float,
             confirm) -> tuple[int, float, np.ndarray | None]:  # fmt: skip
     """(status, distance, counterexample) over the clusters ``order`` (eq. R per cluster, a
-    counterexample ``margin`` past the boundary); with ``minimal`` the smallest distance over
-    all of them, else the first confirmed one."""
+    counterexample ``margin`` past the boundary); with ``minimal`` the smallest boundary
+    distance over all of them and a counterexample past that boundary, else the first
+    confirmed counterexample and its size."""
     best: tuple[float, np.ndarray | None] = (np.inf, None)
     unsure = False
     for j in order:
@@ -330,15 +332,17 @@ def _search(program: _Program, ours: np.ndarray, order: np.ndarray, x: np.ndarra
                     return ATTACKED, float(np.abs(v - x).max()), fit.x
             unsure = True
             continue
-        fit = _minimise_distance(program, (g, margin - const), x, min(best[0], eps), time_limit)
-        if fit.status == 2:
+        # the boundary's distance first (the infimum: boundary points are ties), bounded by
+        # the best so far; then a point a hair past it, which the forward pass must confirm
+        boundary = _minimise_distance(program, (g, -const), x, min(best[0], eps), time_limit)
+        if boundary.status == 2:  # out of reach, or no nearer than the best so far
             continue
-        if fit.status == 0 and fit.x is not None and confirm(fit.x[: program.n]):
-            distance = float(np.abs(fit.x[: len(x)] - x).max())
-            if distance < best[0]:
-                best = (distance, fit.x[: program.n])
-            continue
-        unsure = True
+        if boundary.status == 0:
+            past = _minimise_distance(program, (g, margin - const), x, eps, time_limit)
+            if past.status == 0 and past.x is not None and confirm(past.x[: program.n]):
+                best = (float(boundary.fun), past.x[: program.n])
+                continue
+        unsure = True  # a time limit, or ties only
     if best[1] is not None:
         return ATTACKED, best[0], best[1]
     return (UNKNOWN, np.nan, None) if unsure else (ROBUST, np.inf, None)
