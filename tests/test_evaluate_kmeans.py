@@ -424,7 +424,8 @@ def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):
     white-box PGD through the encoder, the linear certificate and the exact minimal
     perturbation by mixed-integer programs; the bounds stay ordered, a resumed run recomputes
     nothing, two workers give the same results, ``advlab plan`` times the work through the
-    encoder, and a Tanh encoder gets interval bounds."""
+    encoder, a preprocessing behind the encoder is fitted on its outputs, and a Tanh encoder
+    gets interval bounds."""
     from advlab.defenses import kmeans_is_certified, kmeans_is_certified_linear, verify_kmeans_linf
 
     torch.manual_seed(0)
@@ -474,6 +475,20 @@ def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):
     assert plan["white-box PGD (1 k-means x 2 budgets)"]["image_steps"] == 2 * 100 * 10
     timed = "exact minimal perturbation and certificates through the features (1 k-means; "
     assert plan[timed + "timed on 100 inputs)"]["image_steps_per_second"] > 0
+    reduce = {
+        "factory": "tests.test_evaluate_kmeans:scale_and_reduce",
+        "kwargs": {"n_components": 4},
+    }
+    behind = _run(tmp_path / "d", {**config, "preprocess": reduce, "eps": [0.02]})
+    with torch.no_grad():
+        embedded = net(torch.from_numpy(train.images)).double().numpy()
+        pipe = make_pipeline(StandardScaler(), PCA(4, random_state=0), KMeans(12, random_state=0))
+        mapping = majority_vote_mapping(pipe.fit(embedded).predict(embedded), train.labels, 12)
+        correct = mapping[pipe.predict(net(x).double().numpy())] == test.labels
+    got = {c["id"]: c["ours"] for c in behind["comparisons"]}
+    assert got["kmeans.clean_accuracy"] == pytest.approx(100 * correct.mean())
+    assert got["certified.linf.eps0.02.accuracy"] <= got["exact.linf.eps0.02.accuracy"]
+    assert behind["exact_but_attacked"] == {"eps0.02": 0} and behind["exact_unknown"] == 0
     torch.manual_seed(0)
     smooth = smooth_encoder().eval()
     save_model(smooth, str(tmp_path / "smooth.safetensors"))

@@ -22,9 +22,11 @@ prove a cluster j out of reach without a program when some i in I stays ahead ov
 For each remaining j, nearest first, eq. R is a set of rows: infeasible proves j out of
 reach; a solution a hair past the boundary that the network and the k-means confirm is a
 counterexample. With ``minimal=True`` each program instead minimises t subject to eq. R and
--t <= x' - x <= t (the box bounds t by eps), so the smallest t over J is the exact minimal
-L-inf perturbation that changes the class, when it is at most eps (MIPVerify's minimal
-adversarial distance, Tjeng et al. section 4.1).
+-t <= x' - x <= t (the box bounds t by eps, and the best t so far the next programs), so the
+smallest t over J is the exact minimal L-inf perturbation that changes the class, when it is
+at most eps (MIPVerify's minimal adversarial distance, Tjeng et al. section 4.1); for the
+cluster that attains it, a second program with the margin gives the counterexample a hair
+past that boundary.
 
 Written by hand around scipy's MILP solver, on ``verify_linf``'s encoding: no verifier bounds
 k-means, and those of networks do not install on torch 2.13.
