@@ -475,48 +475,45 @@ def _minimal_sizes(
     features: Model | None = None,
 ) -> dict[str, list[float]]:
     """``_minimal_unit``'s sizes for one k-means on inputs ``x`` (``data``: what k-means
-    clusters of them)."""
-    if features is not None:
-        return _exact_through(config, km, mapping, x, y, data, features) if config.exact else {}
-    closed = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
-                                 bounds=config.bounds, batch_size=config.batch_size)  # fmt: skip
-    distances = closed(x, y).distances
-    assert distances is not None
-    out = {"minimal": distances.double().cpu().tolist()}
+    clusters of them): the closed form (not through ``features``) and, with ``exact``, the
+    exact size of each correct input (0 for the others, which need no perturbation)."""
+    out = {}
+    if features is None:
+        closed = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
+                                     bounds=config.bounds, batch_size=config.batch_size)  # fmt: skip
+        distances = closed(x, y).distances
+        assert distances is not None
+        out["minimal"] = distances.double().cpu().tolist()
     if config.exact:
         correct = mapping[km.predict(data)] == y.cpu().numpy()
-        exact = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
-                                    bounds=config.bounds, batch_size=config.batch_size,
-                                    exact=True, max_size=max(config.eps))  # fmt: skip
         sizes = np.zeros(len(y))
         if correct.any():
-            found = exact(x[correct], y[correct]).distances
-            assert found is not None
-            sizes[correct] = found.double().cpu().numpy()
+            sizes[correct] = _exact_sizes(config, km, mapping, x[correct], y[correct], features)
         out["exact"] = sizes.tolist()
     return out
 
 
-def _exact_through(
+def _exact_sizes(
     config: EvaluateKMeansConfig,
     km: Clusterer,
     mapping: np.ndarray,
     x: torch.Tensor,
     y: torch.Tensor,
-    data: np.ndarray,
-    features: Model,
-) -> dict[str, list[float]]:
-    """The exact minimal L-inf perturbation through ``features`` of each correct input, up to
-    the largest eps (inf beyond it, nan where a program hit the time limit, 0 for inputs
-    already misclassified)."""
-    correct = mapping[km.predict(data)] == y.cpu().numpy()
-    sizes = np.zeros(len(y))
-    if correct.any():
-        found = verify_kmeans_linf(km, x[correct].to(config.device), max(config.eps), mapping,
-                                   features=features, minimal=True,
-                                   time_limit=config.time_limit)  # fmt: skip
-        sizes[correct] = found.distances
-    return {"exact": sizes.tolist()}
+    features: Model | None,
+) -> np.ndarray:
+    """The exact minimal L-inf perturbation of inputs k-means classifies correctly, up to the
+    largest eps (inf beyond it): a linear program per candidate cell, or through ``features``
+    mixed-integer programs (nan where one hit the time limit)."""
+    if features is None:
+        exact = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
+                                    bounds=config.bounds, batch_size=config.batch_size,
+                                    exact=True, max_size=max(config.eps))  # fmt: skip
+        found = exact(x, y).distances
+        assert found is not None
+        return found.double().cpu().numpy()
+    return verify_kmeans_linf(km, x.to(config.device), max(config.eps), mapping,
+                              features=features, minimal=True,
+                              time_limit=config.time_limit).distances  # fmt: skip
 
 
 def _kmeans_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, Any]:
