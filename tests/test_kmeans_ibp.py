@@ -38,8 +38,8 @@ def test_without_a_network_it_is_the_boxed_voronoi_radius(digits):
 
 
 def test_behind_a_pipeline_it_lies_below_the_exact_minimum(digits):
-    """The box of the affine image over-approximates it: certified inputs are a subset of
-    those whose exact minimal perturbation exceeds eps, and some are certified."""
+    """Certified inputs are a subset of those whose exact minimal perturbation exceeds eps,
+    and some are certified."""
     x, y = digits
     flat = x.flatten(1).double().numpy()
     pipe = make_pipeline(StandardScaler(), PCA(10, random_state=0), KMeans(15, random_state=0))
@@ -92,3 +92,36 @@ def test_bad_input_is_named(digits):
         kmeans_is_certified(km, x, 0.1, mapping=np.zeros(3, int))
     with pytest.raises(ValueError, match="bounds"):
         kmeans_is_certified(km, x * 2, 0.1)
+
+
+class _Opaque(nn.Module):
+    """A network that is not a Sequential: its last Linear layer is not folded into k-means."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_the_last_linear_layer_is_folded_into_the_half_spaces(digits):
+    """Through a network ending in a Linear layer, eq. V is bounded over the box of that
+    layer's inputs (the layer folded into k-means' affine map) rather than over the box of the
+    features: every input certified the other way is certified, many more are (at eps 0.01
+    fewer than a third as many without folding), and none that the exact programs break."""
+    from advlab.defenses import ROBUST, verify_kmeans_linf
+
+    x, y = digits
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 8))
+    with torch.no_grad():
+        km = KMeans(12, random_state=0).fit(net(x).numpy())
+    mapping = majority_vote_mapping(km.labels_, y, 12)
+    for eps in (0.005, 0.01):
+        folded = kmeans_is_certified(km, x, eps, mapping=mapping, features=net).numpy()
+        boxed = kmeans_is_certified(km, x, eps, mapping=mapping, features=_Opaque(net)).numpy()
+        assert np.all(folded[boxed]) and folded.sum() > 1.5 * boxed.sum()
+    assert 3 * boxed.sum() < folded.sum()
+    robust = verify_kmeans_linf(km, x[folded], 0.01, mapping, features=net).status == ROBUST
+    assert robust.all()

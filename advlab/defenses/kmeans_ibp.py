@@ -3,20 +3,25 @@ interval bound propagation through the network and the exact bound of each Voron
 over the resulting box.
 
 For the ball B = {x' : ||x' - x||_inf <= eps} ∩ [lo, hi]^D, IBP (``interval_bounds``) bounds
-the features f(x') of every x' in B by the box [l, u] (centre m, radius r); the affine steps of
-the k-means' pipeline, if any, map it to the box A m + b ± |A| r. Let c_i be the nearest centre
-of f(x). Every z of the box is closer to c_i than to c_j iff
+the inputs v of the last affine map before k-means by the box [l, u] (centre m, radius r).
+That map, z = A v + b, is the pipeline's affine steps with, when the network ends in a Linear
+layer, that layer folded in (its weights and bias: the elision of the last layer, Gowal et al.
+2018, section 3); without a network v is the input itself. Let c_i be the nearest centre of
+x's features. Every z = A v + b is closer to c_i than to c_j iff
 
-    g_ij(z) = ||z - c_j||^2 - ||z - c_i||^2 = 2 z.(c_i - c_j) + ||c_j||^2 - ||c_i||^2 > 0,
+    g_ij(v) = ||z - c_j||^2 - ||z - c_i||^2 = 2 v.(u_i - u_j) + gamma_j - gamma_i > 0,
 
-linear in z, so its minimum over the box is attained at a vertex:
+with the sites u_j = A^T c_j and levels gamma_j = ||c_j||^2 - 2 c_j.b of ``KMeansCells``
+(eq. P); g_ij is linear in v, so its minimum over the box is attained at a vertex:
 
-    min g_ij = 2 [(c_i - c_j).m - |c_i - c_j|.r] + ||c_j||^2 - ||c_i||^2          (eq. V)
+    min g_ij = 2 [(u_i - u_j).m - |u_i - u_j|.r] + gamma_j - gamma_i                    (eq. V)
 
 and x is certified when eq. V is > 0 for every cluster j of another class (every other cluster
-without a mapping): no x' in B changes the class k-means gives x. Sound, since both steps
-over-approximate; without a network it is exactly the boxed Voronoi radius of
-``kmeans_certified_radius`` compared with eps. Written by hand: no library bounds k-means.
+without a mapping): no x' in B changes the class k-means gives x. Sound, since the box holds
+every v of B and eq. V is exact over it; without a network it is exactly the boxed Voronoi
+radius of ``kmeans_certified_radius`` compared with eps (u = c, gamma = ||c||^2). Bounding v
+rather than the box of the features z is tighter: the box of an affine image loses the
+correlations of its coordinates. Written by hand: no library bounds k-means.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import torch
 from torch import nn
 
 from advlab.cluster import KMeansCells, check_mapping, kmeans_cells
-from advlab.defenses.interval_bounds import input_box, interval_bounds
+from advlab.defenses.interval_bounds import _layers, input_box, interval_bounds
 from advlab.models.wrapper import eval_mode
 from advlab.utils.validation import check_number
 
@@ -74,13 +79,43 @@ def kmeans_is_certified(
     lo, hi = input_box(network, x, bounds)
     out = []
     with torch.no_grad(), eval_mode(network):
+        body, folded = (None, cells) if features is None else _elided(features, cells, x[:1])
         for xb in x.split(batch_size):
             lower, upper = (xb - eps).clamp(lo, hi), (xb + eps).clamp(lo, hi)
-            if features is not None:
-                lower, upper = interval_bounds(features, lower, upper)
+            if body is not None:
+                lower, upper = interval_bounds(body, lower, upper)
             own = cells.assign(network(xb).flatten(1).double().cpu())
-            out.append(_certified(cells, lower, upper, own, classes))
+            out.append(_certified(folded, lower, upper, own, classes))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+
+
+def _elided(
+    features: nn.Module, cells: KMeansCells, x: torch.Tensor
+) -> tuple[nn.Module, KMeansCells]:
+    """The network without its last Linear layer and the cells with that layer folded into
+    their affine map, A (W a + c) + b, so that eq. V bounds the scores over the box of the
+    layer's inputs; the network and cells as they are when the network does not end in a
+    Linear layer on flat inputs (trailing Flatten and Identity aside) or does not fit the
+    k-means (whose own check then names the problem)."""
+    layers = _layers(features)
+    while layers and isinstance(layers[-1], (nn.Flatten, nn.Identity)):
+        layers = layers[:-1]
+    if not layers or not isinstance(layers[-1], nn.Linear):
+        return features, cells
+    body, last = nn.Sequential(*layers[:-1]), layers[-1]
+    if body(x).ndim != 2 or last.out_features != cells.n_features:  # (a Linear on each row
+        return features, cells  # of a 3-d tensor, or features k-means does not take)
+    weight = last.weight.detach().double().cpu()
+    bias = (
+        torch.zeros(len(weight), dtype=torch.float64)
+        if last.bias is None
+        else last.bias.detach().double().cpu()
+    )
+    linear = weight if cells.linear is None else cells.linear @ weight
+    offset = bias if cells.linear is None else cells.linear @ bias
+    if cells.offset is not None:
+        offset = offset + cells.offset
+    return body, KMeansCells(cells.centers, linear, offset)
 
 
 def _certified(
@@ -90,21 +125,20 @@ def _certified(
     own: torch.Tensor,
     classes: torch.Tensor | None,
 ) -> torch.Tensor:
-    """eq. V for every cluster j of another class than ``own``'s, over the feature box
-    [lower, upper] (mapped through the cells' affine steps), in chunks of about 2**24 numbers."""
+    """eq. V for every cluster j of another class than ``own``'s, over the box [lower, upper]
+    of the inputs of the cells' affine map, in chunks of about 2**24 numbers."""
     lo, hi = lower.flatten(1).double().cpu(), upper.flatten(1).double().cpu()
     m, r = (hi + lo) / 2, (hi - lo) / 2
-    if cells.linear is not None:  # the pipeline's affine steps: an exact box of the box's image
-        m, r = cells.features(m), r @ cells.linear.abs().T
-    c = cells.centers
-    sq = c.pow(2).sum(1)
-    rows = max(1, 2**24 // c.numel())
+    sites, levels = cells.sites, cells.levels
+    rows = max(1, 2**24 // sites.numel())
     out = []
     for s in range(0, len(m), rows):
         i = own[s : s + rows]
-        w = c[i][:, None, :] - c[None, :, :]  # c_i - c_j, (n, k, D'')
+        w = sites[i][:, None, :] - sites[None, :, :]  # u_i - u_j, (n, k, D)
         ms, rs = m[s : s + rows, None, :], r[s : s + rows, None, :]
-        bound = 2 * ((w * ms).sum(-1) - (w.abs() * rs).sum(-1)) + sq[None, :] - sq[i][:, None]
+        bound = (
+            2 * ((w * ms).sum(-1) - (w.abs() * rs).sum(-1)) + levels[None, :] - levels[i][:, None]
+        )
         excluded = torch.zeros_like(bound, dtype=torch.bool)
         excluded.scatter_(1, i[:, None], True)
         if classes is not None:
