@@ -453,7 +453,12 @@ def _kmeans_pipeline_cases(add: Callable[[str, str, Callable[[], Any]], None]) -
 
     from advlab.attacks.evasion import KMeansMinimalAttack, KMeansPGD, kmeans_certified_radius
     from advlab.cluster import KMeans
-    from advlab.defenses import kmeans_is_certified, kmeans_is_certified_linear, verify_kmeans_linf
+    from advlab.defenses import (
+        kmeans_is_certified,
+        kmeans_is_certified_linear,
+        verify_kmeans_linf,
+        verify_linf,
+    )
 
     rows = np.random.default_rng(0).random((60, 16)).astype(np.float32)
     x = torch.from_numpy(rows).reshape(60, 1, 4, 4)
@@ -486,6 +491,8 @@ def _kmeans_pipeline_cases(add: Callable[[str, str, Callable[[], Any]], None]) -
          lambda: verify_kmeans_linf(km, x[:, :, :2], 0.1, features=nn.Linear(16, 16))),
         ("verify_kmeans_linf(minimal='yes')", "minimal",
          lambda: verify_kmeans_linf(km, x, 0.1, minimal="yes")),
+        ("verify_linf(minimal=1)", "minimal",
+         lambda: verify_linf(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), x, torch.zeros(60, dtype=torch.long), 0.1, minimal=1)),
         ("kmeans_is_certified_linear(eps=inf)", "eps",
          lambda: kmeans_is_certified_linear(km, x, float("inf"))),
         ("kmeans_is_certified_linear mapping of 3 for 4 clusters", "mapping",

@@ -57,6 +57,35 @@ def test_verification_in_2d_agrees_with_a_grid_search():
     assert set(result.status.tolist()) == {ROBUST, ATTACKED}  # both outcomes occur
 
 
+def test_the_minimal_perturbation_in_2d_is_the_grids_nearest_attacking_point():
+    """``minimal=True`` on the network of the grid test: the same statuses, and for every input
+    with an attacking grid point the grid's nearest one lies between the minimal distance and
+    one grid step above it; each counterexample changes the class within eps, and its size is
+    the reported distance to within a hair."""
+    net = Model(_net([2, 12, 12, 3], seed=0), preprocessing={"mean": 0.5, "std": 0.1})
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(60, 2, generator=g)
+    y = net(x).argmax(1)
+    eps = 0.05
+    plain = verify_linf(net, x, y, eps)
+    least = verify_linf(net, x, y, eps, minimal=True)
+    np.testing.assert_array_equal(plain.status, least.status)
+    step = torch.linspace(-eps, eps, 161)
+    offsets = torch.stack(torch.meshgrid(step, step, indexing="ij"), -1).reshape(-1, 2)
+    attacked = np.flatnonzero(least.status == ATTACKED)
+    for i in attacked:
+        box = (x[i] + offsets).clamp(0, 1)
+        hits = (net(box).argmax(1) != y[i]).numpy()
+        nearest = float((box[hits] - x[i]).abs().max(1).values.min())
+        assert least.distances[i] - 1e-6 <= nearest <= least.distances[i] + 2 * eps / 160
+        z = least.x_adv[i : i + 1]
+        size = float((z - x[i]).abs().max())
+        assert int(net(z).argmax()) != int(y[i]) and least.distances[i] - 1e-6 <= size <= eps + 1e-6
+        assert plain.distances[i] <= eps + 1e-6
+    assert len(attacked) > 5
+    assert np.all(np.isinf(least.distances[least.status == ROBUST]))
+
+
 def test_verification_is_between_interval_bounds_and_pgd_and_finds_what_pgd_misses():
     """A 30 -> 40 -> 40 -> 5 network with preprocessing: every input interval bounds certify is
     proved robust, no input proved robust is broken by PGD, every counterexample is confirmed,

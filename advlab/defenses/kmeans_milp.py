@@ -38,15 +38,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
-from scipy.optimize import Bounds, LinearConstraint, milp
 from torch import nn
 
 from advlab.cluster import KMeansCells, check_mapping, kmeans_cells
 from advlab.defenses.interval_bounds import input_box
 from advlab.defenses.milp_verification import (
-    ATTACKED,
     RELAXED_SLACK,
     ROBUST,
     TIE,
@@ -55,6 +52,7 @@ from advlab.defenses.milp_verification import (
     _layer_bounds,
     _margin_lower,
     _Program,
+    _search,
     check_verifiable,
 )
 from advlab.models.wrapper import eval_mode
@@ -306,71 +304,3 @@ def _reachable(chain: Chain, layer_bounds: list, lo: np.ndarray, hi: np.ndarray,
         ahead = np.maximum(ahead, _margin_lower(chain, layer_bounds, lo, hi, int(i)))
     ahead[ours] = np.inf
     return np.flatnonzero(ahead <= RELAXED_SLACK)
-
-
-def _search(program: _Program, ours: np.ndarray, order: np.ndarray, x: np.ndarray, eps: float,
-            margin: float, minimal: bool, time_limit: float,
-            confirm) -> tuple[int, float, np.ndarray | None]:  # fmt: skip
-    """(status, distance, counterexample) over the clusters ``order`` (eq. R per cluster, a
-    counterexample ``margin`` past the boundary); with ``minimal`` the smallest boundary
-    distance over all of them and a counterexample past that boundary, else the first
-    confirmed counterexample and its size."""
-    best: tuple[float, np.ndarray | None] = (np.inf, None)
-    unsure = False
-    for j in order:
-        rows = [program.margin(int(j), int(i)) for i in ours]
-        g = np.stack([r[0] for r in rows])
-        const = np.array([r[1] for r in rows])
-        if not minimal:
-            fit = program.solve(np.zeros(program.n), (g, -const), relax=False,
-                                time_limit=time_limit)  # fmt: skip
-            if fit.status == 2:  # infeasible: no input of the box reaches cluster j
-                continue
-            if fit.status == 0:  # reachable, maybe only on the boundary: a point past it
-                fit = program.solve(np.zeros(program.n), (g, margin - const), relax=False,
-                                    time_limit=time_limit)  # fmt: skip
-                if fit.status == 0 and fit.x is not None and confirm(fit.x):
-                    v = fit.x[: len(x)]
-                    return ATTACKED, float(np.abs(v - x).max()), fit.x
-            unsure = True
-            continue
-        # the boundary's distance first (the infimum: boundary points are ties), bounded by
-        # the best so far; then a point a hair past it, which the forward pass must confirm
-        boundary = _minimise_distance(program, (g, -const), x, min(best[0], eps), time_limit)
-        if boundary.status == 2:  # out of reach, or no nearer than the best so far
-            continue
-        if boundary.status == 0:
-            past = _minimise_distance(program, (g, margin - const), x, eps, time_limit)
-            if past.status == 0 and past.x is not None and confirm(past.x[: program.n]):
-                best = (float(boundary.fun), past.x[: program.n])
-                continue
-        unsure = True  # a time limit, or ties only
-    if best[1] is not None:
-        return ATTACKED, best[0], best[1]
-    return (UNKNOWN, np.nan, None) if unsure else (ROBUST, np.inf, None)
-
-
-def _minimise_distance(program: _Program, floor: tuple, x: np.ndarray, t_max: float,
-                       time_limit: float):  # fmt: skip
-    """min t over the encoding with the rows ``floor`` (g . v >= b) and |x' - x| <= t
-    elementwise, t in [0, t_max] (t_max: the budget, or the best distance found so far)."""
-    d, n = len(x), program.n
-    eye = sp.eye(d, n, format="csr")
-    t_col = sp.csr_matrix(np.ones((d, 1)))
-    rows = [
-        sp.hstack([eye, -t_col]),  # x' - t <= x
-        sp.hstack([eye, t_col]),  # x' + t >= x
-        sp.hstack([sp.csr_matrix(np.atleast_2d(floor[0])), sp.csr_matrix((len(floor[1]), 1))]),
-    ]
-    constraints = [LinearConstraint(sp.vstack(rows).tocsr(),
-                                    np.concatenate([np.full(d, -np.inf), x, floor[1]]),
-                                    np.concatenate([x, np.full(d, np.inf), np.full(len(floor[1]), np.inf)]))]  # fmt: skip
-    for c in program.constraints:
-        constraints.append(LinearConstraint(sp.hstack([c.A, sp.csr_matrix((c.A.shape[0], 1))]),
-                                            c.lb, c.ub))  # fmt: skip
-    objective = np.zeros(n + 1)
-    objective[n] = 1.0
-    bounds = Bounds(np.append(program.bounds.lb, 0.0), np.append(program.bounds.ub, t_max))
-    return milp(objective, constraints=constraints, bounds=bounds,
-                integrality=np.append(program.integer, 0),
-                options={"time_limit": time_limit, "disp": False})  # fmt: skip

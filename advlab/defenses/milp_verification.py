@@ -20,6 +20,10 @@ mixed-integer program {x' in B, z_j - z_y >= 0} is solved by HiGHS (``scipy.opti
 infeasible proves it too; a solution is a counterexample, kept only when the model's own
 forward pass confirms it. Classes are tried in decreasing order of their relaxed maximum.
 
+With ``minimal=True`` each class's program minimises t subject to z_j - z_y >= 0 and
+-t <= x' - x <= t instead (bounded by eps and by the best t so far), which gives the exact
+minimal L-inf adversarial perturbation within eps (Tjeng et al. section 4.1).
+
 Each input ends ``ROBUST`` (proved), ``ATTACKED`` (a confirmed counterexample, or misclassified
 already) or ``UNKNOWN`` (a program hit ``time_limit``, or a solution the forward pass does not
 confirm, on the boundary within rounding). The cost grows with the number of unstable ReLUs:
@@ -69,11 +73,17 @@ class Verification:
     unstable : ndarray of int, shape (N,)
         The binaries (unstable ReLUs) of each input's program; 0 where no program was needed
         (misclassified, or proved by linear bounds alone).
+    distances : ndarray of float, shape (N,)
+        The L-inf size of each counterexample; with ``minimal=True`` the exact minimal
+        perturbation (the distance to the nearest boundary point, to the solver's tolerance;
+        the counterexample lies a hair past it). 0 where misclassified, inf where ``ROBUST``,
+        nan where ``UNKNOWN``.
     """
 
     status: np.ndarray
     x_adv: torch.Tensor
     unstable: np.ndarray
+    distances: np.ndarray
 
 
 def affine_relu_chain(
@@ -319,6 +329,75 @@ def _verify_one(program: _Program, y: int, classes: list[int], time_limit: float
     return (UNKNOWN if unsure else ROBUST), None
 
 
+def _search(program: _Program, ours: np.ndarray, order: np.ndarray, x: np.ndarray, eps: float,
+            margin: float, minimal: bool, time_limit: float,
+            confirm) -> tuple[int, float, np.ndarray | None]:  # fmt: skip
+    """(status, distance, counterexample) over the outputs ``order``, output j reached when
+    z_j - z_i >= 0 for every i in ``ours`` (a classifier's label; for a k-means the clusters of
+    the own class, eq. R of ``kmeans_milp``), a counterexample ``margin`` past the boundary;
+    with ``minimal`` the smallest boundary distance over all of them and a counterexample past
+    that boundary, else the first confirmed counterexample and its size."""
+    best: tuple[float, np.ndarray | None] = (np.inf, None)
+    unsure = False
+    for j in order:
+        rows = [program.margin(int(j), int(i)) for i in ours]
+        g = np.stack([r[0] for r in rows])
+        const = np.array([r[1] for r in rows])
+        if not minimal:
+            fit = program.solve(np.zeros(program.n), (g, -const), relax=False,
+                                time_limit=time_limit)  # fmt: skip
+            if fit.status == 2:  # infeasible: no input of the box reaches cluster j
+                continue
+            if fit.status == 0:  # reachable, maybe only on the boundary: a point past it
+                fit = program.solve(np.zeros(program.n), (g, margin - const), relax=False,
+                                    time_limit=time_limit)  # fmt: skip
+                if fit.status == 0 and fit.x is not None and confirm(fit.x):
+                    v = fit.x[: len(x)]
+                    return ATTACKED, float(np.abs(v - x).max()), fit.x
+            unsure = True
+            continue
+        # the boundary's distance first (the infimum: boundary points are ties), bounded by
+        # the best so far; then a point a hair past it, which the forward pass must confirm
+        boundary = _minimise_distance(program, (g, -const), x, min(best[0], eps), time_limit)
+        if boundary.status == 2:  # out of reach, or no nearer than the best so far
+            continue
+        if boundary.status == 0:
+            past = _minimise_distance(program, (g, margin - const), x, eps, time_limit)
+            if past.status == 0 and past.x is not None and confirm(past.x[: program.n]):
+                best = (float(boundary.fun), past.x[: program.n])
+                continue
+        unsure = True  # a time limit, or ties only
+    if best[1] is not None:
+        return ATTACKED, best[0], best[1]
+    return (UNKNOWN, np.nan, None) if unsure else (ROBUST, np.inf, None)
+
+
+def _minimise_distance(program: _Program, floor: tuple, x: np.ndarray, t_max: float,
+                       time_limit: float):  # fmt: skip
+    """min t over the encoding with the rows ``floor`` (g . v >= b) and |x' - x| <= t
+    elementwise, t in [0, t_max] (t_max: the budget, or the best distance found so far)."""
+    d, n = len(x), program.n
+    eye = sp.eye(d, n, format="csr")
+    t_col = sp.csr_matrix(np.ones((d, 1)))
+    rows = [
+        sp.hstack([eye, -t_col]),  # x' - t <= x
+        sp.hstack([eye, t_col]),  # x' + t >= x
+        sp.hstack([sp.csr_matrix(np.atleast_2d(floor[0])), sp.csr_matrix((len(floor[1]), 1))]),
+    ]
+    constraints = [LinearConstraint(sp.vstack(rows).tocsr(),
+                                    np.concatenate([np.full(d, -np.inf), x, floor[1]]),
+                                    np.concatenate([x, np.full(d, np.inf), np.full(len(floor[1]), np.inf)]))]  # fmt: skip
+    for c in program.constraints:
+        constraints.append(LinearConstraint(sp.hstack([c.A, sp.csr_matrix((c.A.shape[0], 1))]),
+                                            c.lb, c.ub))  # fmt: skip
+    objective = np.zeros(n + 1)
+    objective[n] = 1.0
+    bounds = Bounds(np.append(program.bounds.lb, 0.0), np.append(program.bounds.ub, t_max))
+    return milp(objective, constraints=constraints, bounds=bounds,
+                integrality=np.append(program.integer, 0),
+                options={"time_limit": time_limit, "disp": False})  # fmt: skip
+
+
 def verify_linf(
     model: nn.Module,
     x: torch.Tensor,
@@ -326,8 +405,10 @@ def verify_linf(
     eps: float,
     time_limit: float = 30.0,
     layer_bounds: str = "linear",
+    minimal: bool = False,
 ) -> Verification:
-    """Exact L-inf verification of each input (see the module docstring).
+    """Exact L-inf verification of each input (see the module docstring), or its exact minimal
+    L-inf adversarial perturbation within eps (Tjeng et al. 2019, section 4.1).
 
     Parameters
     ----------
@@ -348,13 +429,19 @@ def verify_linf(
         program, or interval bounds alone. Both give the same statuses where no program hits
         the time limit; the linear ones leave fewer unstable ReLUs (binaries), so programs
         finish sooner (``benchmarks/milp_bounds.py``).
+    minimal : bool, default=False
+        Find each input's exact minimal perturbation within eps (programs that minimise the
+        L-inf distance, the classes of the largest logits first, each bounded by the best so
+        far) rather than any counterexample (feasibility programs, faster).
 
     Returns
     -------
     Verification
         ``status`` per input (``ROBUST``, ``ATTACKED``, ``UNKNOWN``), the counterexamples and
-        the number of binaries of each input's program.
+        the number of binaries of each input's program and the size of each counterexample.
     """
+    if not isinstance(minimal, bool):
+        raise ValueError(f"minimal must be True or False, got {minimal!r}")
     if layer_bounds not in LAYER_BOUNDS:
         raise ValueError(f"layer_bounds={layer_bounds!r}: use one of {LAYER_BOUNDS}")
     time_limit = check_number("time_limit", time_limit, 0.0, low_open=True)
@@ -363,12 +450,13 @@ def verify_linf(
     flat = x.reshape(len(x), -1).double().cpu().numpy()
     status = np.full(len(x), UNKNOWN, dtype=np.int8)
     unstable = np.zeros(len(x), dtype=np.int64)
+    distances = np.full(len(x), np.nan)
     x_adv = x.clone()
     predicted = logits.argmax(1)
     for i in progress(range(len(x)), desc="MILP verification"):
         label = int(y[i])
         if int(predicted[i]) != label:
-            status[i] = ATTACKED  # misclassified without a perturbation
+            status[i], distances[i] = ATTACKED, 0.0  # misclassified without a perturbation
             continue
         lo = np.clip(flat[i] - eps, lo_b, hi_b)
         hi = np.clip(flat[i] + eps, lo_b, hi_b)
@@ -387,15 +475,23 @@ def verify_linf(
             low = _margin_lower(chain, bounds, lo, hi, label)
             classes = [j for j in classes if low[j] <= RELAXED_SLACK]
         if not classes:
-            status[i] = ROBUST
+            status[i], distances[i] = ROBUST, np.inf
             continue
         program = _Program(chain, bounds, lo, hi)
         unstable[i] = program.n_unstable
         tie = TIE * max(1.0, float(logits[i].abs().max()))
-        status[i], found = _verify_one(program, label, classes, time_limit, 2 * tie, confirm)
+        if minimal:  # the classes of the largest logits first
+            order = np.array(sorted(classes, key=lambda j: -float(logits[i, j])))
+            status[i], distances[i], found = _search(program, np.array([label]), order, flat[i],
+                                                     eps, 2 * tie, True, time_limit, confirm)  # fmt: skip
+        else:
+            status[i], found = _verify_one(program, label, classes, time_limit, 2 * tie, confirm)
+            distances[i] = {ROBUST: np.inf, UNKNOWN: np.nan}.get(int(status[i]), 0.0)
+            if found is not None:
+                distances[i] = float(np.abs(found[: flat.shape[1]] - flat[i]).max())
         if found is not None:
             x_adv[i] = torch.from_numpy(found[: flat.shape[1]]).reshape(x.shape[1:]).to(x)
-    return Verification(status, x_adv, unstable)
+    return Verification(status, x_adv, unstable, distances)
 
 
 def _checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> tuple:
