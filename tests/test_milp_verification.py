@@ -32,19 +32,28 @@ def _net(widths: list[int], seed: int) -> nn.Sequential:
     return nn.Sequential(*layers).eval()
 
 
+def _in_2d() -> tuple[Model, torch.Tensor, torch.Tensor, float]:
+    """A 2 -> 12 -> 12 -> 3 network with preprocessing, 60 inputs of [0, 1]^2, their
+    predicted labels, and eps."""
+    net = Model(_net([2, 12, 12, 3], seed=0), preprocessing={"mean": 0.5, "std": 0.1})
+    x = torch.rand(60, 2, generator=torch.Generator().manual_seed(1))
+    return net, x, net(x).argmax(1), 0.05
+
+
+def _grid(eps: float, points: int) -> torch.Tensor:
+    """The offsets of a points x points grid of [-eps, eps]^2."""
+    step = torch.linspace(-eps, eps, points)
+    return torch.stack(torch.meshgrid(step, step, indexing="ij"), -1).reshape(-1, 2)
+
+
 def test_verification_in_2d_agrees_with_a_grid_search():
     """A 2 -> 12 -> 12 -> 3 network on [0, 1]^2 (inputs standardised, so that its boundaries
     cross the box): an input is proved robust only where no point of a fine grid of its box
     changes the class, and every input with such a grid point is attacked, by a counterexample
     inside the box that the network confirms."""
-    net = Model(_net([2, 12, 12, 3], seed=0), preprocessing={"mean": 0.5, "std": 0.1})
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(60, 2, generator=g)
-    y = net(x).argmax(1)
-    eps = 0.05
+    net, x, y, eps = _in_2d()
     result = verify_linf(net, x, y, eps)
-    step = torch.linspace(-eps, eps, 81)
-    offsets = torch.stack(torch.meshgrid(step, step, indexing="ij"), -1).reshape(-1, 2)
+    offsets = _grid(eps, 81)
     for i in range(len(x)):
         box = (x[i] + offsets).clamp(0, 1)
         grid_attacked = bool((net(box).argmax(1) != y[i]).any())
@@ -62,16 +71,11 @@ def test_the_minimal_perturbation_in_2d_is_the_grids_nearest_attacking_point():
     with an attacking grid point the grid's nearest one lies between the minimal distance and
     one grid step above it; each counterexample changes the class within eps, and its size is
     the reported distance to within a hair."""
-    net = Model(_net([2, 12, 12, 3], seed=0), preprocessing={"mean": 0.5, "std": 0.1})
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(60, 2, generator=g)
-    y = net(x).argmax(1)
-    eps = 0.05
+    net, x, y, eps = _in_2d()
     plain = verify_linf(net, x, y, eps)
     least = verify_linf(net, x, y, eps, minimal=True)
     np.testing.assert_array_equal(plain.status, least.status)
-    step = torch.linspace(-eps, eps, 161)
-    offsets = torch.stack(torch.meshgrid(step, step, indexing="ij"), -1).reshape(-1, 2)
+    offsets = _grid(eps, 161)
     attacked = np.flatnonzero(least.status == ATTACKED)
     for i in attacked:
         box = (x[i] + offsets).clamp(0, 1)

@@ -346,7 +346,7 @@ def _search(program: _Program, ours: np.ndarray, order: np.ndarray, x: np.ndarra
         if not minimal:
             fit = program.solve(np.zeros(program.n), (g, -const), relax=False,
                                 time_limit=time_limit)  # fmt: skip
-            if fit.status == 2:  # infeasible: no input of the box reaches cluster j
+            if fit.status == 2:  # infeasible: no input of the box reaches output j
                 continue
             if fit.status == 0:  # reachable, maybe only on the boundary: a point past it
                 fit = program.solve(np.zeros(program.n), (g, margin - const), relax=False,
