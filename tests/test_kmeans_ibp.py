@@ -95,7 +95,7 @@ def test_bad_input_is_named(digits):
 
 
 class _Opaque(nn.Module):
-    """A network that is not a Sequential: its last Linear layer is not folded into k-means."""
+    """The user's own module around a network: its torch.fx graph ends in the Linear layer."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
@@ -106,10 +106,12 @@ class _Opaque(nn.Module):
 
 
 def test_the_last_linear_layer_is_folded_into_the_half_spaces(digits):
-    """Through a network ending in a Linear layer, eq. V is bounded over the box of that
-    layer's inputs (the layer folded into k-means' affine map) rather than over the box of the
-    features: every input certified the other way is certified, many more are (at eps 0.01
-    fewer than a third as many without folding), and none that the exact programs break."""
+    """Through a network ending in a Linear layer (a Sequential, or the user's module whose
+    graph ends in one), eq. V is bounded over the box of that layer's inputs (the layer folded
+    into k-means' affine map) rather than over the box of the features (as behind a final
+    no-op Dropout, which stops the folding): every input certified the other way is
+    certified, many more are (at eps 0.01 fewer than a third as many without folding), and
+    none that the exact programs break."""
     from advlab.defenses import ROBUST, verify_kmeans_linf
 
     x, y = digits
@@ -120,7 +122,10 @@ def test_the_last_linear_layer_is_folded_into_the_half_spaces(digits):
     mapping = majority_vote_mapping(km.labels_, y, 12)
     for eps in (0.005, 0.01):
         folded = kmeans_is_certified(km, x, eps, mapping=mapping, features=net).numpy()
-        boxed = kmeans_is_certified(km, x, eps, mapping=mapping, features=_Opaque(net)).numpy()
+        traced = kmeans_is_certified(km, x, eps, mapping=mapping, features=_Opaque(net)).numpy()
+        stopped = nn.Sequential(net, nn.Dropout(0.0)).eval()
+        boxed = kmeans_is_certified(km, x, eps, mapping=mapping, features=stopped).numpy()
+        np.testing.assert_array_equal(traced, folded)
         assert np.all(folded[boxed]) and folded.sum() > 1.5 * boxed.sum()
     assert 3 * boxed.sum() < folded.sum()
     robust = verify_kmeans_linf(km, x[folded], 0.01, mapping, features=net).status == ROBUST

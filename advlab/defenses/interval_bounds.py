@@ -443,22 +443,50 @@ def _margin_bounds(
     """``margin_lower_bounds`` on inputs, labels and box already checked (the callers that
     loop over batches check them once)."""
     x = x.to(model_dtype(model))
-    layers = _layers(model)
     lo, hi = (x - eps).clamp(*bounds), (x + eps).clamp(*bounds)
-    for layer in layers[:-1]:
-        lo, hi = _propagate(layer, lo, hi)
-    head, last = layers[-1], _final_linear(layers[-1])
+    lo, hi, last = penultimate_bounds(_layers(model), lo, hi)
     if last is None:  # no linear layer to merge: the logits' bounds, z_y >= lo_y, z_j <= hi_j
-        lo, hi = _propagate(head, lo, hi)
         return (lo.gather(1, y[:, None]) - hi).scatter(1, y[:, None], 0.0)
-    if last is not head:  # the user's module ending in a linear layer: up to its input
-        layer, graph, node = last
-        box = _graph_bounds(graph, _Box(lo, hi), until=node)
-        lo, hi, last = box.lo, box.hi, layer
     mid, rad = (hi + lo) / 2, (hi - lo) / 2
     w_diff = last.weight[y][:, None, :] - last.weight[None, :, :]  # (N, C, F): W_y - W_j
     b_diff = 0.0 if last.bias is None else (last.bias[y][:, None] - last.bias[None, :])  # (N, C)
     return (w_diff * mid[:, None, :]).sum(-1) + b_diff - (w_diff.abs() * rad[:, None, :]).sum(-1)
+
+
+def penultimate_bounds(
+    layers: list[nn.Module], lo: torch.Tensor, hi: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, nn.Linear | None]:
+    """Interval bounds of the input of the network's final Linear layer, and that layer, so
+    that the caller bounds a linear function of its output exactly over them (the elision of
+    the last layer, Gowal et al. 2018, section 3); the bounds of the output and None when the
+    network (the layers of ``_layers``) does not end in one.
+
+    Parameters
+    ----------
+    layers : list of torch.nn.Module
+        The network as ``_layers`` unfolds it (a user's module last: up to its final Linear
+        layer, through its ``torch.fx`` graph).
+    lo, hi : torch.Tensor
+        The input box, in the network's dtype.
+
+    Returns
+    -------
+    (torch.Tensor, torch.Tensor, torch.nn.Linear or None)
+    """
+    if not layers:
+        return lo, hi, None
+    for layer in layers[:-1]:
+        lo, hi = _propagate(layer, lo, hi)
+    head, last = layers[-1], _final_linear(layers[-1])
+    if last is None:
+        lo, hi = _propagate(head, lo, hi)
+        return lo, hi, None
+    if last is not head:  # the user's module ending in a linear layer: up to its input
+        final, graph, node = last
+        box = _graph_bounds(graph, _Box(lo, hi), until=node)
+        return box.lo, box.hi, final
+    assert isinstance(head, nn.Linear)
+    return lo, hi, head
 
 
 def _final_linear(head: nn.Module) -> Any:

@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from advlab.cluster import KMeansCells, check_mapping, kmeans_cells
-from advlab.defenses.interval_bounds import _layers, input_box, interval_bounds
-from advlab.models.wrapper import eval_mode
+from advlab.defenses.interval_bounds import _layers, _propagate, input_box, penultimate_bounds
+from advlab.models.wrapper import at_least_float32, eval_mode, model_dtype
 from advlab.utils.validation import check_number
 
 
@@ -79,32 +79,35 @@ def kmeans_is_certified(
     lo, hi = input_box(network, x, bounds)
     out = []
     with torch.no_grad(), eval_mode(network):
-        body, folded = (None, cells) if features is None else _elided(features, cells, x[:1])
         for xb in x.split(batch_size):
             lower, upper = (xb - eps).clamp(lo, hi), (xb + eps).clamp(lo, hi)
-            if body is not None:
-                lower, upper = interval_bounds(body, lower, upper)
+            folded = cells
+            if features is not None:
+                lower, upper, folded = _feature_box(features, cells, lower, upper)
             own = cells.assign(network(xb).flatten(1).double().cpu())
             out.append(_certified(folded, lower, upper, own, classes))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
 
 
-def _elided(
-    features: nn.Module, cells: KMeansCells, x: torch.Tensor
-) -> tuple[nn.Module, KMeansCells]:
-    """The network without its last Linear layer and the cells with that layer folded into
-    their affine map, A (W a + c) + b, so that eq. V bounds the scores over the box of the
-    layer's inputs; the network and cells as they are when the network does not end in a
-    Linear layer on flat inputs (trailing Flatten and Identity aside) or does not fit the
-    k-means (whose own check then names the problem)."""
-    layers = _layers(features)
+def _feature_box(
+    features: nn.Module, cells: KMeansCells, lower: torch.Tensor, upper: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, KMeansCells]:
+    """Interval bounds through the network and the cells to bound eq. V with: when the network
+    ends in a Linear layer on flat inputs (trailing Flatten and Identity aside) that k-means
+    takes the outputs of, the bounds of that layer's inputs and the cells with the layer
+    folded into their affine map, A (W a + c) + b (the elision of the last layer); else the
+    bounds of the network's outputs and the cells as they are."""
+    model = at_least_float32(features)
+    layers = _layers(model)
     while layers and isinstance(layers[-1], (nn.Flatten, nn.Identity)):
         layers = layers[:-1]
-    if not layers or not isinstance(layers[-1], nn.Linear):
-        return features, cells
-    body, last = nn.Sequential(*layers[:-1]), layers[-1]
-    if body(x).ndim != 2 or last.out_features != cells.n_features:  # (a Linear on each row
-        return features, cells  # of a 3-d tensor, or features k-means does not take)
+    dtype = model_dtype(model)
+    lo, hi, last = penultimate_bounds(layers, lower.to(dtype), upper.to(dtype))
+    if last is None:
+        return lo, hi, cells
+    if lo.ndim != 2 or last.out_features != cells.n_features:  # (a Linear on each row of a
+        lo, hi = _propagate(last, lo, hi)  # 3-d tensor, or outputs k-means does not take)
+        return lo, hi, cells
     weight = last.weight.detach().double().cpu()
     bias = (
         torch.zeros(len(weight), dtype=torch.float64)
@@ -115,7 +118,7 @@ def _elided(
     offset = bias if cells.linear is None else cells.linear @ bias
     if cells.offset is not None:
         offset = offset + cells.offset
-    return body, KMeansCells(cells.centers, linear, offset)
+    return lo, hi, KMeansCells(cells.centers, linear, offset)
 
 
 def _certified(
