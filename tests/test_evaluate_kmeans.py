@@ -424,7 +424,7 @@ def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):
     white-box PGD through the encoder, the linear certificate and the exact minimal
     perturbation by mixed-integer programs; the bounds stay ordered, a resumed run recomputes
     nothing, two workers give the same results, ``advlab plan`` times the work through the
-    encoder, a preprocessing behind the encoder is fitted on its outputs, and a Tanh encoder
+    encoder, the transfer attack is judged through it, a preprocessing behind the encoder is fitted on its outputs, and a Tanh encoder
     gets interval bounds."""
     from advlab.defenses import kmeans_is_certified, kmeans_is_certified_linear, verify_kmeans_linf
 
@@ -494,6 +494,19 @@ def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):
     save_model(smooth, str(tmp_path / "smooth.safetensors"))
     tanh = {"factory": "tests.test_evaluate_kmeans:smooth_encoder",
             "weights": str(tmp_path / "smooth.safetensors")}  # fmt: skip
+    transfer = {**config, "surrogate": {"factory": "mlp", "train_epochs": 1}, "eps": [0.1],
+                "exact": False}  # fmt: skip
+    got = {c["id"]: c["ours"] for c in _run(tmp_path / "e", transfer)["comparisons"]}
+    surrogate = train_classifier(
+        "mlp", train, epochs=1, seed=0, cache=Cache(tmp_path / "e" / "cache")
+    )
+    adv = _chunked(IFGSM(Model(surrogate.model.eval()), eps=0.1, max_iter=5, eps_step=0.025), x, y)
+    with torch.no_grad():
+        km = KMeans(12, random_state=0).fit(net(torch.from_numpy(train.images)).numpy())
+        mapping = majority_vote_mapping(km.labels_, train.labels, 12)
+        still = mapping[km.predict(net(adv).numpy())] == test.labels
+    assert got["transfer.linf.eps0.1.accuracy"] == pytest.approx(100 * still.mean())
+    assert got["transfer.linf.eps0.1.accuracy"] < got["kmeans.clean_accuracy"]
     bounded = _run(tmp_path / "c", {**config, "features": tanh, "exact": False, "eps": [0.02]})
     assert bounded["certificate"] == "interval"
     with torch.no_grad():
