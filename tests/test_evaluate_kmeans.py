@@ -468,6 +468,14 @@ def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):
     manifest = json.loads((tmp_path / "a" / "run" / "manifest.json").read_text())
     assert manifest["units_computed"] == 0
     assert _run(tmp_path / "b", config, LocalExecutor(2)) == results
+    assert main(["report", str(tmp_path / "a" / "run"), "--markdown"]) == 0
+    shown = capsys.readouterr().out
+    assert "encoder's features (k = 12)" in shown and "(linear bounds through the network)" in shown
+    from advlab.experiments.builtin.evaluate_kmeans import _report_tables
+
+    undecided = _report_tables({**results, "exact_unknown": 3}, config)[0].title
+    assert undecided.endswith("(linear bounds through the network; 3 inputs left undecided by "
+                              "the exact programs)")  # fmt: skip
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"experiment": "evaluate-kmeans", **config}))
     assert main(["plan", str(path), "--json"]) == 0

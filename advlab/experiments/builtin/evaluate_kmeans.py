@@ -719,6 +719,10 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
         title = (f"{name} (k = {config['n_clusters']}) accuracy (%) on {results['n_test']} test "
                  f"inputs of {results['data']}, clean {by_id[f'{prefix}kmeans.clean_accuracy']:.1f} %, "
                  "under L-inf attacks, and its certified lower bound")  # fmt: skip
+        if "certificate" in results:  # through a features network: which bounds, and the
+            title += f" ({results['certificate']} bounds through the network"  # exact's gaps
+            unknown = results.get("exact_unknown")
+            title += f"; {unknown} inputs left undecided by the exact programs)" if unknown else ")"
         tables.append(Table(title, ("eps", *attacks, "worst case", "certified"), rows))
     return tables
 
