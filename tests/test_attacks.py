@@ -542,19 +542,20 @@ def test_pgd_random_starts_do_not_depend_on_the_batch_size(digits_model, norm, e
 
 
 def test_kmeans_pgd_takes_labels_of_classes_no_cluster_maps():
-    """Five clusters of the 10 digits map to classes up to 7: inputs labelled 8 or 9 (no score
-    for them) were refused ("y must lie in [0, 8)"); they are misclassified as they stand, so
-    they come back unperturbed and successful, and the others get what PGD gives them alone."""
+    """Five clusters of the 10 digits map to classes 0, 2, 3, 4 and 7: inputs labelled 8 or 9
+    were refused ("y must lie in [0, 8)"). Their class has no cluster, as class 1's has none:
+    they are attacked exactly as under label 1 (misclassified as they stand), and the other
+    inputs get what PGD gives them alone."""
     data = load_dataset("digits", "train")
     km = KMeans(5, random_state=0).fit(data.data)
     mapping = majority_vote_mapping(km.labels_, data.labels, 5)
-    assert mapping.max() == 7
+    assert mapping.max() == 7 and 1 not in mapping
     x, y = torch.from_numpy(data.images[:80]), torch.from_numpy(data.labels[:80])
     beyond = y > mapping.max()
     assert beyond.any() and not beyond.all()
     result = KMeansPGD(km, mapping, eps=0.1, max_iter=5)(x, y)
-    assert bool(result.success[beyond].all()) and torch.equal(result.x_adv[beyond], x[beyond])
-    assert float(result.distances[beyond].abs().max()) == 0.0
+    as_one = KMeansPGD(km, mapping, eps=0.1, max_iter=5)(x[beyond], torch.ones_like(y[beyond]))
+    assert torch.equal(result.x_adv[beyond], as_one.x_adv) and bool(result.success[beyond].all())
     alone = KMeansPGD(km, mapping, eps=0.1, max_iter=5)(x[~beyond], y[~beyond])
     assert torch.equal(alone.x_adv, result.x_adv[~beyond])
     assert torch.equal(alone.success, result.success[~beyond])

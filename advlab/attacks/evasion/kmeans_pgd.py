@@ -22,12 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from advlab.attacks.evasion.base import AttackResult, frozen_eval, model_device
+from advlab.attacks.evasion.base import AttackResult, model_device
 from advlab.attacks.evasion.pgd import PGD
 from advlab.cluster.cells import kmeans_cells
 from advlab.cluster.differentiable import AffineFeatures, KMeansClassifier
 from advlab.models.wrapper import Bounds, Model
-from advlab.utils.validation import check_images
 
 
 def kmeans_model(
@@ -112,30 +111,12 @@ class KMeansPGD(PGD):
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
     ) -> AttackResult:
-        """PGD's result; an input whose label is a class no cluster maps to (above the largest
-        mapped class: the classifier has no score for it) is misclassified as it stands, so it
-        is returned unperturbed and counted a success, as PGD counts a misclassified input."""
+        """PGD's result. A class no cluster maps to has the score -inf (eq. A); the classifier's
+        scores are widened to cover every label, so that a label above the largest mapped
+        class is such a class too, as one between mapped classes is (misclassified as it
+        stands, and attacked alike)."""
         labels = torch.as_tensor(y)
-        classes = next(m for m in self.model.modules() if isinstance(m, KMeansClassifier)).n_classes
-        if (
-            labels.ndim != 1
-            or len(labels) != len(x)
-            or labels.dtype.is_floating_point
-            or not bool((labels >= classes).any())
-        ):
-            return super().__call__(x, y, target)  # (its checks name any problem)
-        x = check_images(x, "x", self.bounds, self.dtype).detach()
-        beyond = (labels >= classes).to(x.device)
-        kept = super().__call__(x[~beyond], labels[~beyond.cpu()].to(labels.device), target)
-        x_adv = x.clone().to(kept.x_adv.dtype)
-        x_adv[~beyond] = kept.x_adv
-        with torch.no_grad(), frozen_eval(self.model):
-            pred = self.model(x[beyond].to(model_device(self.model))).argmax(1).to(x.device)
-        full_pred = torch.empty(len(x), dtype=pred.dtype, device=x.device)
-        full_pred[beyond], full_pred[~beyond] = pred, kept.pred.to(pred.dtype)
-        success = torch.ones(len(x), dtype=torch.bool, device=x.device)
-        success[~beyond] = kept.success
-        distances = torch.zeros(len(x), dtype=x_adv.dtype, device=x.device)
-        if kept.distances is not None:
-            distances[~beyond] = kept.distances.to(distances.dtype)
-        return AttackResult(x_adv, success, full_pred, distances)
+        if labels.numel() and not labels.dtype.is_floating_point and labels.ndim == 1:
+            classifier = next(m for m in self.model.modules() if isinstance(m, KMeansClassifier))
+            classifier.n_classes = max(classifier.n_classes, int(labels.max()) + 1)
+        return super().__call__(x, y, target)  # (its checks name any problem with y)
