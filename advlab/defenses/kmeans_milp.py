@@ -52,6 +52,7 @@ from advlab.defenses.milp_verification import (
     _layer_bounds,
     _margin_lower,
     _Program,
+    _replay,
     _search,
     check_verifiable,
 )
@@ -145,7 +146,7 @@ def verify_kmeans_linf(
         chain = problem.chain
         program = _Program(chain, layer_bounds, lo, hi)
         unstable[n] = program.n_unstable
-        scores = _replay_scores(chain, flat[n])
+        scores = _replay(chain, flat[n][None])[0]  # eq. S at x
         order = reachable[np.argsort(-scores[reachable])]  # the nearest clusters first
         margin = 2 * TIE * max(1.0, float(np.abs(scores).max()))  # ties are not adversarial
 
@@ -283,16 +284,6 @@ def _scores_chain(cells: KMeansCells, chain: Chain, source: str) -> Chain:
     sites = 2 * cells.sites.double().cpu().numpy()
     levels = cells.levels.double().cpu().numpy()
     return [*chain[:-1], (sites @ w_last, sites @ c_last - levels)]
-
-
-def _replay_scores(chain: Chain, flat: np.ndarray) -> np.ndarray:
-    """Eq. S at one input: the chain's output (affine maps with ReLU between)."""
-    v = flat
-    for k, (a, c) in enumerate(chain):
-        v = a @ v + c
-        if k < len(chain) - 1:
-            v = np.maximum(v, 0.0)
-    return v
 
 
 def _reachable(chain: Chain, layer_bounds: list, lo: np.ndarray, hi: np.ndarray,

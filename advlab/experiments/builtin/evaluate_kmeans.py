@@ -268,23 +268,24 @@ class EvaluateKMeansConfig(ExperimentConfig):
 # ---- data, k-means and surrogate ----
 
 
-def _surrogate(
-    config: EvaluateKMeansConfig, which: str, train: Dataset, test: Dataset, ctx: RunContext
+def _network(
+    config: EvaluateKMeansConfig, which: str, train: Dataset, test: Dataset, ctx: RunContext | None
 ) -> Model | None:
-    """The network ``which`` (surrogate, heldout_surrogate) of ``config`` in eval mode: a zoo
-    model trained on ``train`` (cached; the held-out one with seed + 1), or the factory's
-    network with its weights."""
+    """The network ``which`` (surrogate, heldout_surrogate, features) of ``config`` in eval
+    mode: a zoo model trained on ``train`` (cached in ``ctx``'s cache; the held-out one with
+    seed + 1), or the factory's network with its weights."""
     spec: ModelSpec | None = getattr(config, which)
     if spec is None:
         return None
     if spec.bounds != config.bounds:
         raise ValueError(
             f"{which}.bounds {list(spec.bounds)} differ from bounds {list(config.bounds)}: "
-            "both attacks must stay in the inputs' range"
+            "the attacks must stay in the inputs' range"
         )
     assert train.images is not None
     module: torch.nn.Module
     if spec.train_epochs is not None:
+        assert ctx is not None
         module = train_classifier(spec.factory, train, test, epochs=spec.train_epochs,
                                   seed=config.seed + (which == "heldout_surrogate"),
                                   device=config.device, cache=ctx.cache,
@@ -319,35 +320,30 @@ def _check_inputs(config: EvaluateKMeansConfig, train: Dataset, test: Dataset) -
         raise ValueError(f"test labels {unseen} never occur in the training labels")
 
 
-def _feature_network(config: EvaluateKMeansConfig, train: Dataset) -> Model | None:
+def _feature_network(config: EvaluateKMeansConfig, train: Dataset) -> tuple[Model | None, str]:
     """The user's ``features`` network with its weights, in eval mode, checked to take the
     inputs and, with ``exact``, to be made of affine layers and ReLUs (``ValueError`` naming
-    the problem); None without ``features``."""
-    spec = config.features
-    if spec is None:
-        return None
-    if spec.bounds != config.bounds:
-        raise ValueError(
-            f"features.bounds {list(spec.bounds)} differ from bounds {list(config.bounds)}: "
-            "the attacks stay in the inputs' range"
-        )
-    assert train.images is not None and spec.weights is not None
-    module = fresh_module(spec, tuple(train.images.shape[1:]), train.n_classes)
-    load_weights(module, spec.weights)
-    network = Model(module.eval(), spec.bounds, spec.preprocessing).to(config.device)
+    the problem), and the certificate k-means gets through it: "linear" (CROWN,
+    ``kmeans_is_certified_linear``) for such a network, else "interval"
+    (``kmeans_is_certified``); (None, "Voronoi radius") without ``features``."""
+    network = _network(config, "features", train, train, None)  # (with weights: no training)
+    if network is None:
+        return None, "Voronoi radius"
+    assert train.images is not None
     x = torch.from_numpy(train.images[:8]).to(config.device)
     try:
         with torch.no_grad():
             network(x)
     except Exception as exc:  # a shape the user's module cannot take: say what was fed
         raise ValueError(f"features fails on inputs of shape {tuple(x.shape)}: {exc}") from exc
-    if config.exact:
-        try:
-            check_verifiable(network, x)
-        except ValueError as exc:
+    try:
+        check_verifiable(network, x)
+    except ValueError as exc:
+        if config.exact:
             raise ValueError(f"features: {exc}; exact: true needs a network of affine layers "
                              "and ReLUs, set exact: false for the others") from exc  # fmt: skip
-    return network
+        return network, "interval"
+    return network, "linear"
 
 
 def _clustered(config: EvaluateKMeansConfig, features: Model | None, x: Any) -> np.ndarray:
@@ -362,7 +358,7 @@ def _clustered(config: EvaluateKMeansConfig, features: Model | None, x: Any) -> 
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
-_LOADED: dict[str, tuple[Dataset, Dataset, dict[str, Model], Model | None]] = {}
+_LOADED: dict[str, tuple[Dataset, Dataset, dict[str, Model], Model | None, str]] = {}
 NETWORKS = {"surrogate": "transfer", "heldout_surrogate": "heldout"}  # config key -> attack id
 
 
@@ -379,10 +375,16 @@ def _features(ctx: RunContext, config: EvaluateKMeansConfig) -> Model | None:
     return _load_all(ctx, config)[3]
 
 
+def _certificate(ctx: RunContext, config: EvaluateKMeansConfig) -> str:
+    """The certificate of ``_feature_network`` ("Voronoi radius" without a network)."""
+    return _load_all(ctx, config)[4]
+
+
 def _load_all(
     ctx: RunContext, config: EvaluateKMeansConfig
-) -> tuple[Dataset, Dataset, dict[str, Model], Model | None]:
-    """``_loaded``'s data and networks and the ``features`` network, checked, cached."""
+) -> tuple[Dataset, Dataset, dict[str, Model], Model | None, str]:
+    """``_loaded``'s data and networks, the ``features`` network and its certificate, checked,
+    cached."""
     files = [config.train.path, config.test.path]
     specs = (config.surrogate, config.heldout_surrogate, config.features)
     files += [spec.weights for spec in specs if spec]
@@ -391,10 +393,10 @@ def _load_all(
     if key not in _LOADED:
         train, test = load_inputs(config.train, "train"), load_inputs(config.test, "test")
         _check_inputs(config, train, test)
-        features = _feature_network(config, train)
+        features, certificate = _feature_network(config, train)
         if config.preprocess is not None:
             _check_preprocessing(config, train, features)
-        networks = {attack: _surrogate(config, which, train, test, ctx)
+        networks = {attack: _network(config, which, train, test, ctx)
                     for which, attack in NETWORKS.items()}  # fmt: skip
         assert test.images is not None
         x = torch.from_numpy(test.images[: config.batch_size]).to(config.device)
@@ -404,7 +406,7 @@ def _load_all(
             if network is not None:
                 check_classifier(network, x, labels, which)
         kept = {a: net for a, net in networks.items() if net is not None}
-        _LOADED[key] = train, test, kept, features
+        _LOADED[key] = train, test, kept, features, certificate
     return _LOADED[key]
 
 
@@ -783,13 +785,13 @@ def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
             attacks.append({**net, "what": f"Algorithm 1 ({training.beta} steps)",
                             "images": round(training.beta * training.eta * len(train)),
                             "steps": config.max_iter, "units": 1})  # fmt: skip
-    features = _feature_network(config, train)
+    features, certificate = _feature_network(config, train)
     kmeans = partial(_random_kmeans, config.n_clusters, shape, n_classes, config.bounds, features)
     attacks.append({**common, "model": f"k-means (k = {config.n_clusters})", "module": kmeans,
                     "what": f"white-box PGD ({models} k-means x {budgets} budgets)",
                     "images": models * budgets * len(test), "steps": config.whitebox_iter,
                     "units": budgets * chunks})  # fmt: skip
-    attacks += _timed_kmeans(config, train, test, models, chunks, features)
+    attacks += _timed_kmeans(config, train, test, models, chunks, features, certificate)
     notes = [
         "k-means is fitted here once: the minimal perturbation and certified radii are timed on",
         "it; Algorithm 1's fits are counted at that cold fit's rate (its warm starts are faster).",
@@ -804,6 +806,7 @@ def _timed_kmeans(
     models: int,
     chunks: int,
     features: Model | None = None,
+    certificate: str = "Voronoi radius",
 ) -> list[dict[str, Any]]:
     """Plan entries for the work that is not a network's passes, timed on the run's own
     k-means (fitted here with the run's seed): the fit (and Algorithm 1's beta fits at its
@@ -830,7 +833,7 @@ def _timed_kmeans(
             return
         data = _clustered(config, features, x[group])
         _minimal_sizes(config, km, mapping, x[group], y[group], data, features)
-        _certified_through(config, km, mapping, x[group], features)
+        _certified_through(config, km, mapping, x[group], features, certificate)
 
     rate, timed = inputs_per_second(check, np.array_split(np.arange(len(x)), -(-len(x) // 32)))
     what = ("minimal perturbation and certified radius" if features is None
@@ -896,12 +899,7 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
             summary["comparisons"].insert(
                 position, rate_comparison(f"{which}.clean_accuracy", hits)
             )
-    certificate = "Voronoi radius"
-    if features is not None:
-        assert test.images is not None
-        certificate = _certificate_kind(
-            features, torch.from_numpy(test.images[:8]).to(config.device)
-        )
+    certificate = _certificate(ctx, config)
     for prefix, part in summaries.items():
         name = "k-means" if not prefix else "Algorithm 1's k-means"
         if config.features is not None:
@@ -944,7 +942,7 @@ def _measure(
         correct = mapping[km.predict(data)] == test.labels
         radius = (_radius(config, km, data, mapping) if features is None
                   else _certified_through(config, km, mapping, torch.from_numpy(test.images),
-                                          features))  # fmt: skip
+                                          features, _certificate(ctx, config)))  # fmt: skip
         ctx.log.info("%sk-means clean accuracy %.2f %% on %d test inputs", prefix,
                      100 * correct.mean(), len(test))  # fmt: skip
         first = done[f"{eps_key(config.eps[0])}-{starts[0]:07d}"][prefix]
@@ -963,28 +961,17 @@ def _measure(
     return summaries
 
 
-def _certificate_kind(features: torch.nn.Module, x: torch.Tensor) -> str:
-    """The certificate of k-means on ``features`` (x: a few inputs): "linear" (CROWN,
-    ``kmeans_is_certified_linear``) for a network of affine layers and ReLUs, else "interval"
-    (``kmeans_is_certified``)."""
-    try:
-        check_verifiable(features, x)
-    except ValueError:
-        return "interval"
-    return "linear"
-
-
 def _certified_through(
     config: EvaluateKMeansConfig,
     km: Clusterer,
     mapping: np.ndarray,
     x: torch.Tensor,
     features: Model,
+    certificate: str,
 ) -> dict[float, np.ndarray]:
     """Per eps, whether each input of x is certified through ``features`` (its own cluster's
-    class kept over its ball), by ``_certificate_kind``'s bounds."""
+    class kept over its ball), by the ``certificate`` ("linear" or "interval") bounds."""
     x = x.to(config.device)
-    certify = (kmeans_is_certified_linear if _certificate_kind(features, x[:8]) == "linear"
-               else kmeans_is_certified)  # fmt: skip
+    certify = kmeans_is_certified_linear if certificate == "linear" else kmeans_is_certified
     return {eps: certify(km, x, eps, mapping, features=features).cpu().numpy()
             for eps in config.eps}  # fmt: skip
