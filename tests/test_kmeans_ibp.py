@@ -126,6 +126,8 @@ def test_the_last_linear_layer_is_folded_into_the_half_spaces(digits):
         stopped = nn.Sequential(net, nn.Dropout(0.0)).eval()
         boxed = kmeans_is_certified(km, x, eps, mapping=mapping, features=stopped).numpy()
         np.testing.assert_array_equal(traced, folded)
+        in_batches = kmeans_is_certified(km, x, eps, mapping=mapping, features=net, batch_size=7)
+        np.testing.assert_array_equal(in_batches.numpy(), folded)
         assert np.all(folded[boxed]) and folded.sum() > 1.5 * boxed.sum()
     assert 3 * boxed.sum() < folded.sum()
     robust = verify_kmeans_linf(km, x[folded], 0.01, mapping, features=net).status == ROBUST

@@ -77,13 +77,16 @@ def kmeans_is_certified(
     classes = check_mapping(mapping, len(cells.centers))
     network = nn.Identity() if features is None else features
     lo, hi = input_box(network, x, bounds)
-    out = []
+    out: list[torch.Tensor] = []
+    folded: KMeansCells | None = None
     with torch.no_grad(), eval_mode(network):
         for xb in x.split(batch_size):
             lower, upper = (xb - eps).clamp(lo, hi), (xb + eps).clamp(lo, hi)
-            folded = cells
+            last = None
             if features is not None:
-                lower, upper, folded = _feature_box(features, cells, lower, upper)
+                lower, upper, last = _feature_box(features, cells, lower, upper)
+            if folded is None:  # the same layer for every batch: folded once
+                folded = cells if last is None else _folded(cells, last)
             own = cells.assign(network(xb).flatten(1).double().cpu())
             out.append(_certified(folded, lower, upper, own, classes))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
@@ -91,23 +94,25 @@ def kmeans_is_certified(
 
 def _feature_box(
     features: nn.Module, cells: KMeansCells, lower: torch.Tensor, upper: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, KMeansCells]:
-    """Interval bounds through the network and the cells to bound eq. V with: when the network
-    ends in a Linear layer on flat inputs (trailing Flatten and Identity aside) that k-means
-    takes the outputs of, the bounds of that layer's inputs and the cells with the layer
-    folded into their affine map, A (W a + c) + b (the elision of the last layer); else the
-    bounds of the network's outputs and the cells as they are."""
+) -> tuple[torch.Tensor, torch.Tensor, nn.Linear | None]:
+    """Interval bounds through the network to bound eq. V over: when it ends in a Linear layer
+    on flat inputs (trailing Flatten and Identity aside) whose outputs k-means takes, the
+    bounds of that layer's inputs and the layer, to be folded into the cells (the elision of
+    the last layer); else the bounds of the network's outputs and None."""
     model = at_least_float32(features)
     layers = _layers(model)
     while layers and isinstance(layers[-1], (nn.Flatten, nn.Identity)):
         layers = layers[:-1]
     dtype = model_dtype(model)
     lo, hi, last = penultimate_bounds(layers, lower.to(dtype), upper.to(dtype))
-    if last is None:
-        return lo, hi, cells
-    if lo.ndim != 2 or last.out_features != cells.n_features:  # (a Linear on each row of a
-        lo, hi = _propagate(last, lo, hi)  # 3-d tensor, or outputs k-means does not take)
-        return lo, hi, cells
+    if last is not None and (lo.ndim != 2 or last.out_features != cells.n_features):
+        lo, hi = _propagate(last, lo, hi)  # (a Linear on each row of a 3-d tensor, or
+        last = None  # outputs k-means does not take)
+    return lo, hi, last
+
+
+def _folded(cells: KMeansCells, last: nn.Linear) -> KMeansCells:
+    """The cells behind ``last`` folded into their affine map: z = A (W a + c) + b."""
     weight = last.weight.detach().double().cpu()
     bias = (
         torch.zeros(len(weight), dtype=torch.float64)
@@ -118,7 +123,7 @@ def _feature_box(
     offset = bias if cells.linear is None else cells.linear @ bias
     if cells.offset is not None:
         offset = offset + cells.offset
-    return lo, hi, KMeansCells(cells.centers, linear, offset)
+    return KMeansCells(cells.centers, linear, offset)
 
 
 def _certified(
