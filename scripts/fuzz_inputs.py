@@ -499,6 +499,49 @@ def _kmeans_pipeline_cases(add: Callable[[str, str, Callable[[], Any]], None]) -
          lambda: kmeans_is_certified_linear(km, x, 0.1, mapping=[0, 1, 0])),
     ):  # fmt: skip
         add(name, token, call)
+    _per_feature_budget_cases(add, km, x)
+
+
+def _per_feature_budget_cases(
+    add: Callable[[str, str, Callable[[], Any]], None], km: Any, x: torch.Tensor
+) -> None:
+    """Per-feature budgets (one L-inf half-width per feature) of the wrong shape, negative,
+    NaN, boolean or empty, in the attacks, the certificates and the verifiers; and in L2."""
+    from advlab.attacks.evasion import FGSM, PGD, KMeansPGD
+    from advlab.defenses import (
+        is_certified,
+        is_certified_linear,
+        kmeans_is_certified,
+        kmeans_is_certified_linear,
+        verify_kmeans_linf,
+        verify_linf,
+    )
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    y = torch.zeros(len(x), dtype=torch.long)
+    wide = torch.full((1, 4, 4), 0.1)
+    for name, token, call in (
+        ("FGSM eps of 3 entries for (1, 4, 4)", "broadcast", lambda: FGSM(net, eps=[0.1] * 3)(x, y)),
+        ("PGD eps with a negative entry", ">= 0", lambda: PGD(net, eps=-wide, max_iter=2)(x, y)),
+        ("PGD eps_step of shape (2, 4, 4)", "eps_step",
+         lambda: PGD(net, eps=0.1, eps_step=torch.ones(2, 4, 4), max_iter=2)(x, y)),
+        ("PGD-l2 with a per-feature eps", "L2", lambda: PGD(net, eps=wide, max_iter=2, norm="l2")),
+        ("PGD eps of booleans", "numbers", lambda: PGD(net, eps=wide > 0, max_iter=2)(x, y)),
+        ("PGD eps empty", "empty", lambda: PGD(net, eps=[], max_iter=2)(x, y)),
+        ("KMeansPGD eps with NaN", "finite", lambda: KMeansPGD(km, None, wide * NAN, 2)(x, y)),
+        ("is_certified eps of shape (16,) for (1, 4, 4)", "broadcast",
+         lambda: is_certified(net, x, y, torch.full((16,), 0.1))),
+        ("is_certified_linear eps with inf", "finite",
+         lambda: is_certified_linear(net, x, y, wide * INF)),
+        ("verify_linf eps of shape (4, 4, 4)", "broadcast",
+         lambda: verify_linf(net, x, y, torch.full((4, 4, 4), 0.1))),
+        ("kmeans_is_certified eps of 3 entries", "broadcast",
+         lambda: kmeans_is_certified(km, x, [0.1, 0.2, 0.3])),
+        ("kmeans_is_certified_linear eps negative", ">= 0",
+         lambda: kmeans_is_certified_linear(km, x, -wide)),
+        ("verify_kmeans_linf eps of strings", "eps", lambda: verify_kmeans_linf(km, x, ["a", "b"])),
+    ):  # fmt: skip
+        add(name, token, call)
 
 
 def _cli_cases(tmp: Path) -> list[tuple[str, str, Callable[[], Any]]]:

@@ -280,7 +280,8 @@ def test_a_device_this_machine_lacks_is_named_by_every_estimator(tmp_path):
 def test_numbers_given_as_zero_dimensional_tensors_are_taken():
     """A budget held as a 0-d tensor or numpy scalar (``eps = torch.tensor(8 / 255)``, a value
     read off an array) is the number it holds (it was refused: 'eps must be a number, got
-    tensor(0.0300)'); tensors of one value per sample, booleans and NaN still are refused."""
+    tensor(0.0300)'); tensors of one value per sample (an array budget is one per feature of
+    an input), booleans and NaN still are refused."""
     import torch
     from torch import nn
 
@@ -294,8 +295,11 @@ def test_numbers_given_as_zero_dimensional_tensors_are_taken():
     for eps in (torch.tensor(0.2), np.float32(0.2), np.array(0.2)):
         ours = PGD(net, eps=eps, max_iter=3, random_state=0)(x, y).x_adv
         torch.testing.assert_close(ours, ref, atol=1e-6, rtol=0)
-    with pytest.raises(ValueError, match=r"eps must be a number, got tensor\(\[0\.2"):
-        FGSM(net, eps=torch.full((10,), 0.2))
+    per_sample = (
+        r"eps has shape \(10,\), which does not broadcast to one input of shape \(1, 3, 4\)"
+    )
+    with pytest.raises(ValueError, match=per_sample):
+        FGSM(net, eps=torch.full((10,), 0.2))(x, y)
     with pytest.raises(ValueError, match="max_iter must be an integer"):
         PGD(net, eps=0.2, max_iter=torch.tensor(2.5))
     with pytest.raises(ValueError, match="eps must be a number, got tensor\\(True\\)"):

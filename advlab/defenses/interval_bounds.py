@@ -55,7 +55,15 @@ from advlab.models.wrapper import (
 )
 from advlab.models.zoo import Classifier, Normalize
 from advlab.utils.progress import progress
-from advlab.utils.validation import check_images, check_label_tensor, check_number
+from advlab.utils.validation import (
+    Budget,
+    BudgetLike,
+    budget_on,
+    check_images,
+    check_input_budget,
+    check_label_tensor,
+    check_number,
+)
 
 Interval = tuple[torch.Tensor, torch.Tensor]
 
@@ -397,7 +405,7 @@ def margin_lower_bounds(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    eps: float,
+    eps: BudgetLike,
     bounds: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """Lower bounds of z_y - z_j over the L-inf ball of radius ``eps`` around each x (clipped
@@ -412,8 +420,9 @@ def margin_lower_bounds(
         Inputs inside ``bounds``.
     y : torch.Tensor of shape (N,)
         True labels.
-    eps : float
-        L-inf radius, >= 0.
+    eps : float or array-like
+        L-inf radius, >= 0; or one per feature (the shape of one input, or broadcastable to
+        it): the box |x'_d - x_d| <= eps_d.
     bounds : (float, float) or None, default=None
         The input box; None: the ``Model``'s bounds, (0, 1) for a bare module.
 
@@ -422,7 +431,7 @@ def margin_lower_bounds(
     torch.Tensor of shape (N, n_classes)
         The margin lower bounds; the network is certified at x when all j != y are > 0.
     """
-    eps = check_number("eps", eps, 0.0)
+    eps = check_input_budget("eps", eps, x)
     model, bounds = at_least_float32(model), input_box(model, x, bounds)
     return _margin_bounds(model, x, _labels(model, x, y), eps, bounds)
 
@@ -438,11 +447,12 @@ def _labels(model: nn.Module, x: torch.Tensor, y: Any) -> torch.Tensor:
 
 
 def _margin_bounds(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Budget, bounds: tuple[float, float]
 ) -> torch.Tensor:
-    """``margin_lower_bounds`` on inputs, labels and box already checked (the callers that
-    loop over batches check them once)."""
+    """``margin_lower_bounds`` on inputs, labels, budget and box already checked (the callers
+    that loop over batches check them once)."""
     x = x.to(model_dtype(model))
+    eps = budget_on(eps, x)
     lo, hi = (x - eps).clamp(*bounds), (x + eps).clamp(*bounds)
     lo, hi, last = penultimate_bounds(_layers(model), lo, hi)
     if last is None:  # no linear layer to merge: the logits' bounds, z_y >= lo_y, z_j <= hi_j
@@ -509,7 +519,7 @@ def is_certified(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    eps: float,
+    eps: BudgetLike,
     bounds: tuple[float, float] | None = None,
     batch_size: int = 512,
 ) -> torch.Tensor:
@@ -524,8 +534,9 @@ def is_certified(
         Inputs inside ``bounds``.
     y : torch.Tensor of shape (N,)
         True labels.
-    eps : float
-        L-inf radius, >= 0.
+    eps : float or array-like
+        L-inf radius, >= 0; or one per feature (the shape of one input, or broadcastable to
+        it): the box |x'_d - x_d| <= eps_d.
     bounds : (float, float) or None, default=None
         The input box; None: the ``Model``'s bounds, (0, 1) for a bare module.
     batch_size : int, default=512
@@ -536,7 +547,7 @@ def is_certified(
     torch.Tensor of bool, shape (N,)
         True where the sample is certified.
     """
-    eps = check_number("eps", eps, 0.0)
+    eps = check_input_budget("eps", eps, x)
     model = at_least_float32(model)
     bounds, out, y = input_box(model, x, bounds), [], _labels(model, x, y)
     with torch.no_grad():
@@ -550,7 +561,7 @@ def certified_accuracy(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    eps: float,
+    eps: BudgetLike,
     bounds: tuple[float, float] | None = None,
     batch_size: int = 512,
 ) -> float:
@@ -565,8 +576,9 @@ def certified_accuracy(
         Inputs inside ``bounds``.
     y : torch.Tensor of shape (N,)
         True labels.
-    eps : float
-        L-inf radius, >= 0.
+    eps : float or array-like
+        L-inf radius, >= 0; or one per feature (the shape of one input, or broadcastable to
+        it): the box |x'_d - x_d| <= eps_d.
     bounds : (float, float) or None, default=None
         The input box; None: the ``Model``'s bounds, (0, 1) for a bare module.
     batch_size : int, default=512

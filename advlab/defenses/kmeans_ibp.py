@@ -34,13 +34,13 @@ from torch import nn
 from advlab.cluster import KMeansCells, check_mapping, kmeans_cells
 from advlab.defenses.interval_bounds import _layers, _propagate, input_box, penultimate_bounds
 from advlab.models.wrapper import at_least_float32, eval_mode, model_dtype
-from advlab.utils.validation import check_number
+from advlab.utils.validation import BudgetLike, budget_on, check_input_budget
 
 
 def kmeans_is_certified(
     kmeans: Any,
     x: torch.Tensor,
-    eps: float,
+    eps: BudgetLike,
     mapping: Any | None = None,
     features: nn.Module | None = None,
     bounds: tuple[float, float] | None = None,
@@ -55,8 +55,9 @@ def kmeans_is_certified(
         A fitted k-means (alone or behind the affine steps of its pipeline) on the features.
     x : torch.Tensor of shape (N, ...)
         The inputs, inside ``bounds``.
-    eps : float
-        L-inf radius, >= 0, in the inputs' units.
+    eps : float or array-like
+        L-inf radius, >= 0, in the inputs' units; or one per feature (the shape of one input,
+        or broadcastable to it).
     mapping : array of shape (k,) or None, default=None
         Cluster -> class; None: the cluster itself must not change.
     features : torch.nn.Module or None, default=None
@@ -72,7 +73,7 @@ def kmeans_is_certified(
     torch.Tensor of bool, shape (N,)
         True where the input is certified.
     """
-    eps = check_number("eps", eps, 0.0)
+    eps = check_input_budget("eps", eps, x)
     cells = kmeans_cells(kmeans)
     classes = check_mapping(mapping, len(cells.centers))
     network = nn.Identity() if features is None else features
@@ -81,7 +82,8 @@ def kmeans_is_certified(
     folded: KMeansCells | None = None
     with torch.no_grad(), eval_mode(network):
         for xb in x.split(batch_size):
-            lower, upper = (xb - eps).clamp(lo, hi), (xb + eps).clamp(lo, hi)
+            half_widths = budget_on(eps, xb)
+            lower, upper = (xb - half_widths).clamp(lo, hi), (xb + half_widths).clamp(lo, hi)
             last = None
             if features is not None:
                 lower, upper, last = _feature_box(features, cells, lower, upper)

@@ -58,7 +58,7 @@ from advlab.defenses.milp_verification import (
 )
 from advlab.models.wrapper import eval_mode
 from advlab.utils.progress import progress
-from advlab.utils.validation import check_number
+from advlab.utils.validation import BudgetLike, check_input_budget, check_number, flat_budget
 
 
 @dataclass
@@ -91,7 +91,7 @@ class KMeansVerification:
 def verify_kmeans_linf(
     kmeans: Any,
     x: torch.Tensor,
-    eps: float,
+    eps: BudgetLike,
     mapping: Any | None = None,
     features: nn.Module | None = None,
     bounds: tuple[float, float] | None = None,
@@ -107,9 +107,11 @@ def verify_kmeans_linf(
         A fitted k-means (alone or behind the affine steps of its pipeline) on the features.
     x : torch.Tensor of shape (N, ...)
         The inputs, inside ``bounds``.
-    eps : float
+    eps : float or array-like
         The L-inf budget, >= 0, in the inputs' units (with ``minimal=True``: the largest
-        perturbation searched).
+        perturbation searched); or one per feature (the shape of one input, or broadcastable
+        to it): the box |x'_d - x_d| <= eps_d, and distances in its units (max_d
+        |x'_d - x_d| / eps_d, 1 at its edge).
     mapping : array of shape (k,) or None, default=None
         Cluster -> class; None: the cluster itself must not change.
     features : torch.nn.Module or None, default=None
@@ -128,18 +130,19 @@ def verify_kmeans_linf(
     KMeansVerification
         Status, counterexample, its size and the number of binaries, per input.
     """
-    eps = check_number("eps", eps, 0.0)
+    budget = check_input_budget("eps", eps, x)
     time_limit = check_number("time_limit", time_limit, 0.0, low_open=True)
     if not isinstance(minimal, bool):
         raise ValueError(f"minimal must be True or False, got {minimal!r}")
     problem = _Problem.build(kmeans, x, mapping, features, bounds)
     x, flat = problem.x, problem.flat
+    half_widths = flat_budget(budget, tuple(x.shape[1:]))
     status = np.full(len(x), UNKNOWN, dtype=np.int8)
     distances = np.full(len(x), np.nan)
     unstable = np.zeros(len(x), dtype=np.int64)
     x_adv = x.clone()
     for n in progress(range(len(x)), desc="MILP verification of k-means"):
-        lo, hi, layer_bounds, ours, reachable = problem.reachable(n, eps)
+        lo, hi, layer_bounds, ours, reachable = problem.reachable(n, half_widths)
         if not reachable.size:
             status[n], distances[n] = ROBUST, np.inf
             continue
@@ -155,7 +158,9 @@ def verify_kmeans_linf(
             candidate = torch.from_numpy(v[: flat.shape[1]]).reshape(x[n : n + 1].shape).to(x)
             return not problem.same_class(n, candidate)
 
-        found = _search(program, ours, order, flat[n], eps, margin, minimal, time_limit, confirm)
+        found = _search(
+            program, ours, order, flat[n], half_widths, margin, minimal, time_limit, confirm
+        )
         status[n], distances[n] = found[0], found[1]
         if found[2] is not None:
             x_adv[n] = torch.from_numpy(found[2][: flat.shape[1]]).reshape(x.shape[1:]).to(x)
@@ -165,7 +170,7 @@ def verify_kmeans_linf(
 def kmeans_is_certified_linear(
     kmeans: Any,
     x: torch.Tensor,
-    eps: float,
+    eps: BudgetLike,
     mapping: Any | None = None,
     features: nn.Module | None = None,
     bounds: tuple[float, float] | None = None,
@@ -183,8 +188,9 @@ def kmeans_is_certified_linear(
         A fitted k-means (alone or behind the affine steps of its pipeline) on the features.
     x : torch.Tensor of shape (N, ...)
         The inputs, inside ``bounds``.
-    eps : float
-        L-inf radius, >= 0, in the inputs' units.
+    eps : float or array-like
+        L-inf radius, >= 0, in the inputs' units; or one per feature (the shape of one input,
+        or broadcastable to it).
     mapping : array of shape (k,) or None, default=None
         Cluster -> class; None: the cluster itself must not change.
     features : torch.nn.Module or None, default=None
@@ -197,9 +203,10 @@ def kmeans_is_certified_linear(
     torch.Tensor of bool, shape (N,)
         True where the input is certified.
     """
-    eps = check_number("eps", eps, 0.0)
+    budget = check_input_budget("eps", eps, x)
     problem = _Problem.build(kmeans, x, mapping, features, bounds)
-    certified = [not problem.reachable(n, eps)[-1].size for n in range(len(problem.flat))]
+    half_widths = flat_budget(budget, tuple(problem.x.shape[1:]))
+    certified = [not problem.reachable(n, half_widths)[-1].size for n in range(len(problem.flat))]
     return torch.tensor(certified, dtype=torch.bool)
 
 
@@ -238,9 +245,10 @@ class _Problem:
             group = classes[own][:, None] == classes[None, :]
         return cls(x, flat, chain, box, group, network, cells)
 
-    def reachable(self, n: int, eps: float) -> tuple:
+    def reachable(self, n: int, eps: float | np.ndarray) -> tuple:
         """(lo, hi, layer bounds, own-class clusters, clusters of other classes that linear
-        bounds cannot rule out) for input n at budget eps."""
+        bounds cannot rule out) for input n at budget eps (a float, or ``flat_budget``'s
+        half-widths)."""
         lo = np.clip(self.flat[n] - eps, *self.box)
         hi = np.clip(self.flat[n] + eps, *self.box)
         ours = np.flatnonzero(self.group[n].numpy())

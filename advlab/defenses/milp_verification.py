@@ -24,6 +24,11 @@ With ``minimal=True`` each class's program minimises t subject to z_j - z_y >= 0
 -t <= x' - x <= t instead (bounded by eps and by the best t so far), which gives the exact
 minimal L-inf adversarial perturbation within eps (Tjeng et al. section 4.1).
 
+A per-feature budget eps_d (``check_budget``) makes B the box |x'_d - x_d| <= eps_d, and the
+minimal programs' rows -t eps_d <= x'_d - x_d <= t eps_d: t is then the size of the
+perturbation in units of the budget, the weighted norm max_d |x'_d - x_d| / eps_d (1 at the
+budget's edge; a feature with eps_d = 0 does not move).
+
 Each input ends ``ROBUST`` (proved), ``ATTACKED`` (a confirmed counterexample, or misclassified
 already) or ``UNKNOWN`` (a program hit ``time_limit``, or a solution the forward pass does not
 confirm, on the boundary within rounding). The cost grows with the number of unstable ReLUs:
@@ -51,7 +56,14 @@ from advlab.defenses.interval_bounds import BATCH_NORM, Standardise, _layers
 from advlab.models.wrapper import as_model, at_least_float32, model_dtype
 from advlab.models.zoo import Normalize
 from advlab.utils.progress import progress
-from advlab.utils.validation import check_images, check_label_tensor, check_number
+from advlab.utils.validation import (
+    BudgetLike,
+    check_images,
+    check_input_budget,
+    check_label_tensor,
+    check_number,
+    flat_budget,
+)
 
 ROBUST, ATTACKED, UNKNOWN = 1, 0, -1
 
@@ -74,7 +86,8 @@ class Verification:
         The binaries (unstable ReLUs) of each input's program; 0 where no program was needed
         (misclassified, or proved by linear bounds alone).
     distances : ndarray of float, shape (N,)
-        The L-inf size of each counterexample; with ``minimal=True`` the exact minimal
+        The L-inf size of each counterexample (for a per-feature budget, in its units:
+        max_d |x'_d - x_d| / eps_d, at most 1); with ``minimal=True`` the exact minimal
         perturbation (the distance to the nearest boundary point, to the solver's tolerance;
         the counterexample lies a hair past it). 0 where misclassified, inf where ``ROBUST``,
         nan where ``UNKNOWN``.
@@ -329,15 +342,26 @@ def _verify_one(program: _Program, y: int, classes: list[int], time_limit: float
     return (UNKNOWN if unsure else ROBUST), None
 
 
-def _search(program: _Program, ours: np.ndarray, order: np.ndarray, x: np.ndarray, eps: float,
-            margin: float, minimal: bool, time_limit: float,
+def perturbation_size(delta: np.ndarray, eps: float | np.ndarray) -> float:
+    """max_d |delta_d|, or for a per-feature budget max_d |delta_d| / eps_d (features with
+    eps_d = 0 left out: they do not move), the distance the minimal programs minimise."""
+    if isinstance(eps, np.ndarray):
+        moving = eps > 0
+        return float(np.max(np.abs(delta[moving]) / eps[moving], initial=0.0))
+    return float(np.abs(delta).max(initial=0.0))
+
+
+def _search(program: _Program, ours: np.ndarray, order: np.ndarray, x: np.ndarray,
+            eps: float | np.ndarray, margin: float, minimal: bool, time_limit: float,
             confirm) -> tuple[int, float, np.ndarray | None]:  # fmt: skip
     """(status, distance, counterexample) over the outputs ``order``, output j reached when
     z_j - z_i >= 0 for every i in ``ours`` (a classifier's label; for a k-means the clusters of
     the own class, eq. R of ``kmeans_milp``), a counterexample ``margin`` past the boundary;
     with ``minimal`` the smallest boundary distance over all of them and a counterexample past
-    that boundary, else the first confirmed counterexample and its size."""
+    that boundary, else the first confirmed counterexample and its size (both in units of a
+    per-feature budget ``eps``, ``perturbation_size``)."""
     best: tuple[float, np.ndarray | None] = (np.inf, None)
+    scale, t_max = (eps, 1.0) if isinstance(eps, np.ndarray) else (None, eps)
     unsure = False
     for j in order:
         rows = [program.margin(int(j), int(i)) for i in ours]
@@ -352,17 +376,17 @@ def _search(program: _Program, ours: np.ndarray, order: np.ndarray, x: np.ndarra
                 fit = program.solve(np.zeros(program.n), (g, margin - const), relax=False,
                                     time_limit=time_limit)  # fmt: skip
                 if fit.status == 0 and fit.x is not None and confirm(fit.x):
-                    v = fit.x[: len(x)]
-                    return ATTACKED, float(np.abs(v - x).max()), fit.x
+                    return ATTACKED, perturbation_size(fit.x[: len(x)] - x, eps), fit.x
             unsure = True
             continue
         # the boundary's distance first (the infimum: boundary points are ties), bounded by
         # the best so far; then a point a hair past it, which the forward pass must confirm
-        boundary = _minimise_distance(program, (g, -const), x, min(best[0], eps), time_limit)
+        boundary = _minimise_distance(program, (g, -const), x, min(best[0], t_max), time_limit,
+                                      scale)  # fmt: skip
         if boundary.status == 2:  # out of reach, or no nearer than the best so far
             continue
         if boundary.status == 0:
-            past = _minimise_distance(program, (g, margin - const), x, eps, time_limit)
+            past = _minimise_distance(program, (g, margin - const), x, t_max, time_limit, scale)
             if past.status == 0 and past.x is not None and confirm(past.x[: program.n]):
                 best = (float(boundary.fun), past.x[: program.n])
                 continue
@@ -373,12 +397,13 @@ def _search(program: _Program, ours: np.ndarray, order: np.ndarray, x: np.ndarra
 
 
 def _minimise_distance(program: _Program, floor: tuple, x: np.ndarray, t_max: float,
-                       time_limit: float):  # fmt: skip
+                       time_limit: float, scale: np.ndarray | None = None):  # fmt: skip
     """min t over the encoding with the rows ``floor`` (g . v >= b) and |x' - x| <= t
-    elementwise, t in [0, t_max] (t_max: the budget, or the best distance found so far)."""
+    elementwise (|x'_d - x_d| <= t scale_d with a per-feature ``scale``), t in [0, t_max]
+    (t_max: the budget, or the best distance found so far)."""
     d, n = len(x), program.n
     eye = sp.eye(d, n, format="csr")
-    t_col = sp.csr_matrix(np.ones((d, 1)))
+    t_col = sp.csr_matrix(np.ones((d, 1)) if scale is None else scale[:, None])
     rows = [
         sp.hstack([eye, -t_col]),  # x' - t <= x
         sp.hstack([eye, t_col]),  # x' + t >= x
@@ -402,7 +427,7 @@ def verify_linf(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    eps: float,
+    eps: BudgetLike,
     time_limit: float = 30.0,
     layer_bounds: str = "linear",
     minimal: bool = False,
@@ -419,8 +444,9 @@ def verify_linf(
         Inputs inside the model's bounds.
     y : torch.Tensor of shape (N,)
         Their labels.
-    eps : float
-        The L-inf budget, >= 0, in input units.
+    eps : float or array-like
+        The L-inf budget, >= 0, in input units; or one per feature (the shape of one input, or
+        broadcastable to it): the box |x'_d - x_d| <= eps_d, and distances in its units.
     time_limit : float, default=30.0
         Seconds per mixed-integer program; an input whose program hits it ends ``UNKNOWN``.
     layer_bounds : {"linear", "interval"}, default="linear"
@@ -445,7 +471,7 @@ def verify_linf(
     if layer_bounds not in LAYER_BOUNDS:
         raise ValueError(f"layer_bounds={layer_bounds!r}: use one of {LAYER_BOUNDS}")
     time_limit = check_number("time_limit", time_limit, 0.0, low_open=True)
-    wrapped, x, y, eps, chain, logits = _checked(model, x, y, eps)
+    wrapped, x, y, budget, chain, logits = _checked(model, x, y, eps)
     lo_b, hi_b = wrapped.bounds
     flat = x.reshape(len(x), -1).double().cpu().numpy()
     status = np.full(len(x), UNKNOWN, dtype=np.int8)
@@ -458,8 +484,8 @@ def verify_linf(
         if int(predicted[i]) != label:
             status[i], distances[i] = ATTACKED, 0.0  # misclassified without a perturbation
             continue
-        lo = np.clip(flat[i] - eps, lo_b, hi_b)
-        hi = np.clip(flat[i] + eps, lo_b, hi_b)
+        lo = np.clip(flat[i] - budget, lo_b, hi_b)
+        hi = np.clip(flat[i] + budget, lo_b, hi_b)
 
         def confirm(v: np.ndarray, i: int = i, label: int = label) -> bool:
             """Whether the model's forward pass puts another class strictly above ``label``."""
@@ -483,23 +509,25 @@ def verify_linf(
         if minimal:  # the classes of the largest logits first
             order = np.array(sorted(classes, key=lambda j: -float(logits[i, j])))
             status[i], distances[i], found = _search(program, np.array([label]), order, flat[i],
-                                                     eps, 2 * tie, True, time_limit, confirm)  # fmt: skip
+                                                     budget, 2 * tie, True, time_limit, confirm)  # fmt: skip
         else:
             status[i], found = _verify_one(program, label, classes, time_limit, 2 * tie, confirm)
             distances[i] = {ROBUST: np.inf, UNKNOWN: np.nan}.get(int(status[i]), 0.0)
             if found is not None:
-                distances[i] = float(np.abs(found[: flat.shape[1]] - flat[i]).max())
+                distances[i] = perturbation_size(found[: flat.shape[1]] - flat[i], budget)
         if found is not None:
             x_adv[i] = torch.from_numpy(found[: flat.shape[1]]).reshape(x.shape[1:]).to(x)
     return Verification(status, x_adv, unstable, distances)
 
 
-def _checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> tuple:
-    """The wrapped model, checked inputs, labels and budget, the affine-ReLU chain and the
-    float64 CPU logits; ``ValueError`` naming the first problem."""
+def _checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: BudgetLike) -> tuple:
+    """The wrapped model, checked inputs, labels and budget (a float, or for a per-feature
+    budget the flattened half-widths, ``flat_budget``), the affine-ReLU chain and the float64
+    CPU logits; ``ValueError`` naming the first problem."""
     wrapped = at_least_float32(as_model(model))
-    eps = check_number("eps", eps, 0.0)
+    budget = check_input_budget("eps", eps, x)
     x = check_images(x, "x", wrapped.bounds, model_dtype(wrapped)).detach()
+    eps = flat_budget(budget, tuple(x.shape[1:]))
     chain = check_verifiable(wrapped, x)
     with torch.no_grad():
         logits = wrapped(x).double().cpu()
@@ -508,7 +536,7 @@ def _checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> 
 
 
 def is_certified_linear(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: BudgetLike
 ) -> torch.Tensor:
     """Per input, whether linear (CROWN) bounds prove that every point of its L-inf ball
     (inside the model's bounds) is classified as its label: every lower bound of z_y - z_j is
@@ -526,22 +554,23 @@ def is_certified_linear(
         Inputs inside the model's bounds.
     y : torch.Tensor of shape (N,)
         Their labels.
-    eps : float
-        The L-inf budget, >= 0, in input units.
+    eps : float or array-like
+        The L-inf budget, >= 0, in input units; or one per feature (the shape of one input, or
+        broadcastable to it).
 
     Returns
     -------
     torch.Tensor of bool, shape (N,)
         True where the input is certified (never where it is misclassified).
     """
-    wrapped, x, y, eps, chain, logits = _checked(model, x, y, eps)
+    wrapped, x, y, budget, chain, logits = _checked(model, x, y, eps)
     lo_b, hi_b = wrapped.bounds
     certified = np.zeros(len(x), dtype=bool)
     for i, flat in enumerate(x.reshape(len(x), -1).double().cpu().numpy()):
         label = int(y[i])
         if int(logits[i].argmax()) != label:
             continue
-        lo, hi = np.clip(flat - eps, lo_b, hi_b), np.clip(flat + eps, lo_b, hi_b)
+        lo, hi = np.clip(flat - budget, lo_b, hi_b), np.clip(flat + budget, lo_b, hi_b)
         low = _margin_lower(chain, _layer_bounds(chain, lo, hi, "linear"), lo, hi, label)
         certified[i] = bool(np.all(low > 0))
     return torch.from_numpy(certified)

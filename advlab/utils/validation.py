@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Sequence
 from numbers import Real
 
 import numpy as np
@@ -120,6 +121,74 @@ def check_number(
     if high is not None and v > high:
         raise ValueError(f"{name} must be <= {high:g}, got {value!r}")
     return v
+
+
+Budget = float | torch.Tensor  # one L-inf budget for every feature, or one per feature
+BudgetLike = float | Sequence[float] | np.ndarray | torch.Tensor  # what check_budget takes
+
+
+def check_budget(name: str, value: object) -> Budget:
+    """An L-inf budget: one number (``check_number``: >= 0 and finite), returned as a float, or
+    one per feature (a sequence, array or tensor of them, the shape of one input or
+    broadcastable to it: (D,) for tabular rows, (C, 1, 1) per channel of an image, 0 where a
+    feature must not move), returned as a float64 CPU tensor; ``ValueError`` naming the first
+    problem. ``check_budget_shape`` checks the shape against the inputs."""
+    if getattr(value, "ndim", None) == 0 or isinstance(value, Real):
+        return check_number(name, value, 0.0)
+    if isinstance(value, str | bytes) or not hasattr(value, "__len__"):
+        raise ValueError(f"{name} must be a number or an array of them, got {value!r}")
+    try:
+        held = value.detach().cpu() if isinstance(value, torch.Tensor) else np.asarray(value)
+        budget = torch.as_tensor(held, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{name} must be a number or an array of numbers, got {value!r}") from err
+    if held.dtype in (torch.bool, np.bool_):
+        raise ValueError(f"{name} must hold numbers, got booleans")
+    if budget.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(budget.shape)})")
+    if not bool(torch.isfinite(budget).all()):
+        raise ValueError(f"{name} must be finite, got NaN or infinite entries")
+    if bool((budget < 0).any()):
+        raise ValueError(f"{name} must be >= 0, got {float(budget.min()):g} in one entry")
+    return budget
+
+
+def check_budget_shape(name: str, budget: Budget | None, sample_shape: tuple[int, ...]) -> None:
+    """Refuse a per-feature ``budget`` (``check_budget``) that does not broadcast to one input
+    of shape ``sample_shape`` without growing it."""
+    if not isinstance(budget, torch.Tensor):
+        return
+    try:
+        fits = torch.broadcast_shapes(budget.shape, sample_shape) == tuple(sample_shape)
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"{name} has shape {tuple(budget.shape)}, which does not broadcast to one input of "
+            f"shape {tuple(sample_shape)}: give one budget per feature in that shape (or a "
+            "shape that broadcasts to it, such as (C, 1, 1) per channel)"
+        )
+
+
+def check_input_budget(name: str, value: object, x: torch.Tensor) -> Budget:
+    """``check_budget`` and ``check_budget_shape`` against one input of the batch ``x``."""
+    budget = check_budget(name, value)
+    if getattr(x, "ndim", 0) >= 1:
+        check_budget_shape(name, budget, tuple(x.shape[1:]))
+    return budget
+
+
+def budget_on(budget: Budget, x: torch.Tensor) -> Budget:
+    """A checked budget to add to x: a float as it is, a tensor on x's device, in its dtype."""
+    return budget.to(x.device, x.dtype) if isinstance(budget, torch.Tensor) else budget
+
+
+def flat_budget(budget: Budget, sample_shape: tuple[int, ...]) -> float | np.ndarray:
+    """A checked budget for one flattened input of ``sample_shape``: a float as it is, a
+    per-feature tensor as a float64 array of its prod(sample_shape) half-widths."""
+    if not isinstance(budget, torch.Tensor):
+        return budget
+    return np.broadcast_to(budget.numpy(), sample_shape).reshape(-1).copy()
 
 
 def integral_labels(labels: np.ndarray) -> bool:

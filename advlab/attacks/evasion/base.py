@@ -40,7 +40,10 @@ from advlab.attacks.evasion.criteria import (
 from advlab.models.wrapper import Model, as_model, autograd_enabled, eval_mode, model_dtype
 from advlab.utils.progress import progress
 from advlab.utils.validation import (
+    BudgetLike,
     caller_stacklevel,
+    check_budget,
+    check_budget_shape,
     check_images,
     check_label_tensor,
     check_number,
@@ -90,7 +93,7 @@ class AttackResult:
 
 
 def eps_to_pixels(
-    eps: float,
+    eps: BudgetLike,
     eps_units: str,
     std: float | torch.Tensor | list[float] | None = None,
     axis: int = -3,
@@ -100,12 +103,14 @@ def eps_to_pixels(
     ``"pixel"``: eps as is. ``"standardized"``: eps in units of the model's input standard
     deviation (as if the model ran on mean/std-normalised inputs): eps_c = eps * std_c per
     channel, a tensor shaped to broadcast along the channel ``axis`` (C, 1, 1) for NCHW, (C,)
-    for channels last) when std has one value per channel.
+    for channels last) when std has one value per channel. A per-feature budget (an array of
+    the shape of one input, or broadcastable to it; ``check_budget``) is a box of half-widths
+    eps_d instead of a cube, kept as a float64 tensor (times std in 'standardized' units).
 
     Parameters
     ----------
-    eps : float
-        The budget, >= 0 and finite.
+    eps : float or array-like
+        The budget, >= 0 and finite; an array: one L-inf budget per feature.
     eps_units : {'pixel', 'standardized'}
         Unit of eps.
     std : float, sequence of float, torch.Tensor or None, default=None
@@ -116,18 +121,22 @@ def eps_to_pixels(
     Returns
     -------
     float or torch.Tensor
-        eps in input units; a (C, 1, 1) tensor for a per-channel std.
+        eps in input units; a (C, 1, 1) tensor for a per-channel std, a tensor for a
+        per-feature budget.
     """
     if eps_units not in EPS_UNITS:
         raise ValueError(f"eps_units={eps_units!r}: use one of {EPS_UNITS}")
-    eps = check_number("eps", eps, 0.0)
+    eps = check_budget("eps", eps)
     if eps_units == "pixel":
-        return float(eps)
+        return eps
     if std is None:
         raise ValueError(
             "eps_units='standardized' needs the input's std: pass "
             "Model(module, preprocessing=dict(mean=..., std=...)) or a module with `input_std`"
         )
+    if isinstance(eps, torch.Tensor):  # per feature: eps_d * std (of d's channel), float64
+        std_f = torch.as_tensor(std, dtype=torch.float64)
+        return eps * (std_f if std_f.ndim == 0 else std_f.reshape(-1, *([1] * (-axis - 1))))
     if isinstance(std, int | float):
         return float(eps) * float(std)
     std_t = torch.as_tensor(std, dtype=torch.float32)
@@ -275,6 +284,8 @@ class Attack:
         device = model_device(self.model)
         with autograd_enabled(), frozen_eval(self.model):  # (the caller may be under no_grad)
             x = check_images(x, "x", self.bounds, self.dtype).detach()  # (x may need grad)
+            for budget in ("eps", "eps_step"):  # per-feature budgets fit one input
+                check_budget_shape(budget, getattr(self, budget, None), tuple(x.shape[1:]))
             if x.is_inference():  # made under torch.inference_mode: autograd refuses it
                 x = x.clone()
             _check_batch_axis(x, y)

@@ -19,6 +19,7 @@ from torch import nn
 
 from advlab.attacks.evasion.criteria import Criterion
 from advlab.attacks.evasion.pgd import PGD
+from advlab.utils.validation import BudgetLike
 
 
 class IFGSM(PGD):
@@ -30,12 +31,13 @@ class IFGSM(PGD):
     model : Model or torch.nn.Module
         The classifier: an ``Model`` (module, input bounds,
         preprocessing) or a bare module, read as bounds (0, 1) and no preprocessing.
-    eps : float
-        L-inf budget, >= 0 and finite, in ``eps_units``.
+    eps : float or array-like
+        L-inf budget, >= 0 and finite, in ``eps_units``; or one per feature (an array of the
+        shape of one input, or broadcastable to it; 0 where a feature must not move).
     max_iter : int
         Number of steps, >= 1.
-    eps_step : float or None, default=None
-        Step size in ``eps_units``; None means eps / 4.
+    eps_step : float, array-like or None, default=None
+        Step size in ``eps_units`` (one per feature as ``eps``); None means eps / 4.
     eps_units : {"pixel", "standardized"}, default="pixel"
         Unit of ``eps`` and ``eps_step``: input units, or multiples of the model's per-channel
         input std (``Model.input_std``).
@@ -51,9 +53,9 @@ class IFGSM(PGD):
     def __init__(
         self,
         model: nn.Module,
-        eps: float,
+        eps: BudgetLike,
         max_iter: int,
-        eps_step: float | None = None,
+        eps_step: BudgetLike | None = None,
         eps_units: str = "pixel",
         early_stop: bool = False,
         criterion: Criterion | None = None,

@@ -17,6 +17,7 @@ from torch import nn
 
 from advlab.attacks.evasion.base import Attack, eps_to_pixels, input_gradient
 from advlab.attacks.evasion.criteria import Criterion
+from advlab.utils.validation import BudgetLike, budget_on
 
 
 class FGSM(Attack):
@@ -27,8 +28,9 @@ class FGSM(Attack):
     model : Model or torch.nn.Module
         The classifier: an ``Model`` (module, input bounds,
         preprocessing) or a bare module, read as bounds (0, 1) and no preprocessing.
-    eps : float
-        L-inf budget, >= 0 and finite, in ``eps_units``.
+    eps : float or array-like
+        L-inf budget, >= 0 and finite, in ``eps_units``; or one per feature (an array of the
+        shape of one input, or broadcastable to it; 0 where a feature must not move).
     eps_units : {"pixel", "standardized"}, default="pixel"
         Unit of ``eps`` and ``eps_step``: input units, or multiples of the model's per-channel
         input std (``Model.input_std``).
@@ -42,7 +44,7 @@ class FGSM(Attack):
     def __init__(
         self,
         model: nn.Module,
-        eps: float,
+        eps: BudgetLike,
         eps_units: str = "pixel",
         criterion: Criterion | None = None,
         batch_size: int = 256,
@@ -54,5 +56,4 @@ class FGSM(Attack):
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
         grad = input_gradient(self.model, x, y, target)
-        eps = self.eps.to(x.device) if isinstance(self.eps, torch.Tensor) else self.eps
-        return torch.clamp(x + eps * grad.sign(), *self.bounds)
+        return torch.clamp(x + budget_on(self.eps, x) * grad.sign(), *self.bounds)

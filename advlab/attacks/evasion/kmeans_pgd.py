@@ -27,6 +27,7 @@ from advlab.attacks.evasion.pgd import PGD
 from advlab.cluster.cells import kmeans_cells
 from advlab.cluster.differentiable import AffineFeatures, KMeansClassifier
 from advlab.models.wrapper import Bounds, Model
+from advlab.utils.validation import BudgetLike
 
 
 def kmeans_model(
@@ -62,12 +63,14 @@ class KMeansPGD(PGD):
         (eps then in its input units), or the centres.
     mapping : array of shape (k,) or None
         Cluster -> class; None attacks the cluster ids themselves.
-    eps : float
-        Budget, >= 0 and finite, in input units.
+    eps : float or array-like
+        Budget, >= 0 and finite, in input units; in L-inf also one per feature (an array of
+        shape (D,), or of one input's shape; 0 where a feature must not move, such as a
+        tabular feature the attacker cannot change).
     max_iter : int
         Number of steps, >= 1.
-    eps_step : float or None, default=None
-        Step size; None means eps / 4.
+    eps_step : float, array-like or None, default=None
+        Step size (one per feature as ``eps``); None means eps / 4.
     norm : {"linf", "l2"}, default="linf"
         The norm of the budget.
     random_start : bool, default=False
@@ -91,9 +94,9 @@ class KMeansPGD(PGD):
         self,
         kmeans: Any,
         mapping: Any | None,
-        eps: float,
+        eps: BudgetLike,
         max_iter: int,
-        eps_step: float | None = None,
+        eps_step: BudgetLike | None = None,
         norm: str = "linf",
         random_start: bool = False,
         random_state: int | None = None,

@@ -24,17 +24,11 @@ from torch import nn
 
 from advlab.attacks.evasion.base import NORMS, Attack, eps_to_pixels, input_gradient
 from advlab.attacks.evasion.criteria import Criterion
-from advlab.utils.validation import check_number
-
-Budget = float | torch.Tensor
+from advlab.utils.validation import Budget, BudgetLike, budget_on, check_budget, check_number
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(dim=1).clamp(min=1e-12).view(-1, *([1] * (t.ndim - 1)))
-
-
-def _on(value: Budget, x: torch.Tensor) -> Budget:
-    return value.to(x.device) if isinstance(value, torch.Tensor) else value
 
 
 def project_l2(delta: torch.Tensor, eps: Budget) -> torch.Tensor:
@@ -61,12 +55,14 @@ class PGD(Attack):
     model : Model or torch.nn.Module
         The classifier: an ``Model`` (module, input bounds,
         preprocessing) or a bare module, read as bounds (0, 1) and no preprocessing.
-    eps : float
-        Budget, >= 0 and finite, in ``eps_units``.
+    eps : float or array-like
+        Budget, >= 0 and finite, in ``eps_units``; in L-inf also one per feature (an array of
+        the shape of one input, or broadcastable to it, such as (D,) for tabular rows; 0 where
+        a feature must not move): the box |x'_d - x_d| <= eps_d.
     max_iter : int
         Number of steps, >= 1.
-    eps_step : float or None, default=None
-        Step size in ``eps_units``; None means eps / 4.
+    eps_step : float, array-like or None, default=None
+        Step size in ``eps_units`` (one per feature as ``eps``); None means eps / 4.
     norm : {"linf", "l2"}, default="linf"
         The norm of the budget.
     random_start : bool, default=True
@@ -90,9 +86,9 @@ class PGD(Attack):
     def __init__(
         self,
         model: nn.Module,
-        eps: float,
+        eps: BudgetLike,
         max_iter: int,
-        eps_step: float | None = None,
+        eps_step: BudgetLike | None = None,
         norm: str = "linf",
         random_start: bool = True,
         random_state: int | None = None,
@@ -113,14 +109,19 @@ class PGD(Attack):
         std = self.model.input_std
         self.eps = eps_to_pixels(eps, eps_units, std, self.model.axis)
         if eps_step is not None:
-            check_number("eps_step", eps_step, 0.0)
+            check_budget("eps_step", eps_step)
         self.eps_step = (
             self.eps / 4
             if eps_step is None
             else eps_to_pixels(eps_step, eps_units, std, self.model.axis)
         )
-        if norm == "l2" and isinstance(self.eps, torch.Tensor) and self.eps.numel() > 1:
-            raise ValueError("an L2 budget in standardized units needs one std for all channels")
+        if norm == "l2" and any(
+            isinstance(b, torch.Tensor) and b.numel() > 1 for b in (self.eps, self.eps_step)
+        ):
+            raise ValueError(
+                "an L2 budget is one number: per-feature budgets (an array eps, or "
+                "standardized units with one std per channel) are L-inf boxes; use norm='linf'"
+            )
         self.max_iter, self.loss = int(max_iter), loss
         self.random_start = random_start
         self.generator = seeded_generator(random_state)
@@ -128,7 +129,7 @@ class PGD(Attack):
     def _random_delta(self, x: torch.Tensor) -> torch.Tensor:
         if self.norm == "linf":
             u = torch.rand(x.shape, generator=self.generator)
-            return ((2 * u - 1) * self.eps).to(x.device)
+            return ((2 * u - 1) * budget_on(self.eps, u)).to(x.device, x.dtype)
         d = x[0].numel()
         # uniforms only: torch draws them one by one, normals in blocks (randn's stream
         # depends on the batch's size); direction Phi^-1(U_1..d) ~ N(0, I), radius by U_d+1
@@ -142,7 +143,7 @@ class PGD(Attack):
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
         lo, hi = self.bounds
-        eps, eps_step = _on(self.eps, x), _on(self.eps_step, x)
+        eps, eps_step = budget_on(self.eps, x), budget_on(self.eps_step, x)
         x_adv = torch.clamp(x + self._random_delta(x), lo, hi) if self.random_start else x.clone()
         active = torch.ones(len(x), dtype=torch.bool, device=x.device)
         if self.norm == "linf":  # the bounds box intersected with the eps-ball, a box per pixel

@@ -1,0 +1,228 @@
+"""Per-feature L-inf budgets: ``eps`` as one half-width per feature (the box
+|x'_d - x_d| <= eps_d, 0 where a feature must not move) in the attacks, the certificates and
+the exact verifiers, against their scalar form, grid searches and the exact LP attack."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans
+from sklearn.datasets import load_wine
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from advlab.attacks.evasion import FGSM, IFGSM, PGD, KMeansMinimalAttack, KMeansPGD
+from advlab.cluster import majority_vote_mapping
+from advlab.defenses.interval_bounds import is_certified, margin_lower_bounds
+from advlab.defenses.kmeans_ibp import kmeans_is_certified
+from advlab.defenses.kmeans_milp import kmeans_is_certified_linear, verify_kmeans_linf
+from advlab.defenses.milp_verification import ATTACKED, ROBUST, is_certified_linear, verify_linf
+from advlab.models import Model
+from tests.test_milp_verification import _in_2d, _net
+
+BOX = torch.tensor([0.02, 0.08])  # a box twice as wide along the second feature as along the first
+
+
+def _tabular() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A 5 -> 16 -> 3 ReLU network on [0, 1]^5 with preprocessing, 64 inputs and its own
+    labels."""
+    net = Model(_net([5, 16, 3], seed=3), preprocessing={"mean": 0.5, "std": 0.2})
+    x = torch.rand(64, 5, generator=torch.Generator().manual_seed(4))
+    return net, x, net(x).argmax(1)
+
+
+ATTACKS = [
+    (FGSM, {}),
+    (IFGSM, {"max_iter": 10}),
+    (PGD, {"max_iter": 10, "random_state": 0}),
+]
+
+
+@pytest.mark.parametrize(("attack", "kwargs"), ATTACKS)
+def test_attacks_keep_each_feature_in_its_own_budget(attack, kwargs):
+    """Every feature moves at most its own eps_d, a feature with eps_d = 0 not at all, some
+    feature reaches its edge; a budget of equal entries gives the scalar attack bit for bit,
+    and the budget comes back in the input's dtype."""
+    net, x, y = _tabular()
+    eps = torch.tensor([0.1, 0.0, 0.3, 0.05, 0.2])
+    result = attack(net, eps=eps, **kwargs)(x, y)
+    moved = (result.x_adv - x).abs()
+    assert result.x_adv.dtype == x.dtype
+    assert bool((moved <= eps + 1e-7).all()) and float(moved[:, 1].max()) == 0.0
+    assert bool((moved >= eps - 1e-6).any(0)[eps > 0].all())  # each budget is used somewhere
+    scalar = attack(net, eps=0.2, **kwargs)(x, y).x_adv
+    assert torch.equal(attack(net, eps=np.full(5, 0.2), **kwargs)(x, y).x_adv, scalar)
+
+
+def test_a_per_feature_budget_breaks_more_than_its_smallest_entry_and_less_than_its_largest():
+    """PGD's success with the budget (0.05, 0.05, 0.4, 0.05, 0.4) lies between the cubes of its
+    smallest and largest entries, strictly above the first: the wide features are used."""
+    net, x, y = _tabular()
+    eps = torch.tensor([0.05, 0.05, 0.4, 0.05, 0.4])
+
+    def broken(budget):
+        return int(PGD(net, eps=budget, max_iter=30, random_state=0)(x, y).success.sum())
+
+    low, mixed, high = broken(0.05), broken(eps), broken(0.4)
+    assert low < mixed <= high
+
+
+def test_standardized_units_multiply_each_features_budget_by_its_channels_std():
+    """On a 3-channel model with per-channel std, an image-shaped budget in standardized units
+    is the pixel budget eps_d * std_c, attack for attack."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(64, 4))
+    std = [0.2, 0.3, 0.25]
+    model = Model(net, preprocessing={"mean": [0.5] * 3, "std": std})
+    x = torch.rand(8, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    y = model(x).argmax(1)
+    eps = torch.rand(3, 6, 6, generator=torch.Generator().manual_seed(2)) * 0.2
+    pixels = eps * model.input_std.double().reshape(3, 1, 1)  # (the std the model holds)
+    standardized = PGD(model, eps=eps, max_iter=5, eps_units="standardized", random_state=1)
+    assert torch.equal(standardized(x, y).x_adv, PGD(model, eps=pixels, max_iter=5,
+                                                     random_state=1)(x, y).x_adv)  # fmt: skip
+    per_channel = PGD(model, eps=[[[0.1]], [[0.2]], [[0.0]]], max_iter=5, random_state=1)
+    moved = (per_channel(x, y).x_adv - x).abs().amax((0, 2, 3))
+    assert float(moved[2]) == 0.0 and float(moved[1]) > float(moved[0]) > 0
+
+
+@pytest.mark.parametrize(
+    ("eps", "message"),
+    [
+        ([0.1, 0.2], r"shape \(2,\), which does not broadcast to one input of shape \(5,\)"),
+        ([0.1, -0.2, 0, 0, 0], "must be >= 0"),
+        ([0.1, np.nan, 0, 0, 0], "must be finite"),
+        ([True, False, True, True, True], "must hold numbers"),
+        ([], "is empty"),
+        ("0.1", "must be a number or an array"),
+    ],
+)
+def test_bad_per_feature_budgets_are_named_before_any_work(eps, message):
+    net, x, y = _tabular()
+    with pytest.raises(ValueError, match=message):
+        PGD(net, eps=eps, max_iter=3)(x, y)
+    with pytest.raises(ValueError, match=message):
+        is_certified(net, x, y, eps)
+    with pytest.raises(ValueError, match=message):
+        verify_linf(net, x, y, eps)
+
+
+def test_an_l2_budget_stays_one_number():
+    net, _, _ = _tabular()
+    with pytest.raises(ValueError, match="an L2 budget is one number"):
+        PGD(net, eps=[0.1] * 5, max_iter=3, norm="l2")
+    with pytest.raises(ValueError, match="an L2 budget is one number"):
+        PGD(net, eps=0.1, eps_step=[0.1] * 5, max_iter=3, norm="l2")
+
+
+def _grid_box(eps: torch.Tensor, points: int) -> torch.Tensor:
+    """The offsets of a points x points grid of the box [-eps_1, eps_1] x [-eps_2, eps_2]."""
+    step = torch.linspace(-1, 1, points)
+    return torch.stack(torch.meshgrid(step, step, indexing="ij"), -1).reshape(-1, 2) * eps
+
+
+def test_verification_of_a_box_agrees_with_a_grid_and_measures_in_the_budgets_units():
+    """The 2-D network of the MILP tests in the box (0.02, 0.08): an input is attacked exactly
+    where a 161 x 161 grid of its box holds another class; its counterexample stays in the box;
+    the minimal distance, in units of the budget (max_d |d_d| / eps_d), is the grid's nearest
+    attacking point to one grid step; a budget of equal entries gives the scalar answers."""
+    net, x, y, _ = _in_2d()
+    plain = verify_linf(net, x, y, BOX)
+    least = verify_linf(net, x, y, BOX, minimal=True)
+    np.testing.assert_array_equal(plain.status, least.status)
+    offsets = _grid_box(BOX, 161)
+    for i in range(len(x)):
+        box = (x[i] + offsets).clamp(0, 1)
+        hits = (net(box).argmax(1) != y[i]).numpy()
+        assert (plain.status[i] == ATTACKED) == bool(hits.any())
+        if hits.any():
+            nearest = float(((box[hits] - x[i]).abs() / BOX).max(1).values.min())
+            assert least.distances[i] - 1e-6 <= nearest <= least.distances[i] + 2 / 160
+            for found in (plain, least):
+                z = found.x_adv[i : i + 1]
+                assert bool(((z - x[i]).abs() <= BOX + 1e-6).all())
+                assert int(net(z).argmax()) != int(y[i])
+    attacked = plain.status == ATTACKED
+    assert 5 < attacked.sum() < len(x) - 5
+    assert np.all((least.distances[attacked] > 0) & (least.distances[attacked] <= 1 + 1e-6))
+    equal = verify_linf(net, x, y, torch.tensor([0.05, 0.05]), minimal=True)
+    scalar = verify_linf(net, x, y, 0.05, minimal=True)
+    np.testing.assert_array_equal(equal.status, scalar.status)
+    finite = np.isfinite(scalar.distances)
+    np.testing.assert_allclose(20 * scalar.distances[finite], equal.distances[finite], atol=1e-5)
+
+
+def test_certificates_of_a_box_lie_below_the_exact_answer_and_above_a_cube_that_contains_it():
+    """Interval and linear certificates of the box (0.02, 0.08) are sound (every certified
+    input is proved robust by the programs), ordered (interval within linear), and certify at
+    least what they certify for the cube of its larger half-width, which contains the box;
+    margin bounds of a box grow when a feature's budget falls to 0."""
+    net, x, y, _ = _in_2d()
+    exact = torch.from_numpy(verify_linf(net, x, y, BOX).status == ROBUST)
+    interval, linear = is_certified(net, x, y, BOX), is_certified_linear(net, x, y, BOX)
+    assert bool((interval <= linear).all()) and bool((linear <= exact).all())
+    assert bool((is_certified(net, x, y, 0.08) <= interval).all())
+    assert bool((is_certified_linear(net, x, y, 0.08) <= linear).all())
+    assert int(linear.sum()) > int(is_certified_linear(net, x, y, 0.08).sum())
+    fixed = margin_lower_bounds(net, x, y, torch.tensor([0.0, 0.08]))
+    assert bool((fixed >= margin_lower_bounds(net, x, y, BOX) - 1e-6).all())
+
+
+def _wine() -> tuple[Pipeline, torch.Tensor, np.ndarray, torch.Tensor, np.ndarray]:
+    """Scaler + k-means (k = 6) on the raw wine features, the first 60 rows, the cluster ->
+    class mapping, their classes and a budget of a tenth of each feature's std (13 features
+    whose scales differ by 10^4: one number cannot be the budget of all)."""
+    X, classes = load_wine(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), KMeans(6, n_init=3, random_state=0)).fit(X)
+    mapping = majority_vote_mapping(pipe[-1].labels_, classes, 6)
+    x = torch.tensor(X[:60])
+    return pipe, x, mapping, torch.tensor(mapping[pipe.predict(X[:60])]), 0.1 * X.std(0)
+
+
+def test_kmeans_verification_of_a_box_equals_the_exact_lp_attack_on_rescaled_inputs():
+    """Minimal distances in units of the budget equal the exact LP attack on z = x / eps
+    through a scaler that multiplies back (there the box is the unit cube); the certificates
+    hold for no input the programs attack, and KMeansPGD keeps the budget and breaks no
+    certified input."""
+    pipe, x, mapping, y, eps = _wine()
+    unbounded = (-np.inf, np.inf)
+    found = verify_kmeans_linf(pipe, x, eps, mapping, bounds=unbounded, minimal=True)
+    rescale = StandardScaler().fit(x.numpy())
+    rescale.mean_, rescale.scale_ = np.zeros(13), 1 / eps  # transform(z) = z * eps
+    through = Pipeline([("rescale", rescale), *pipe.steps])
+    lp = KMeansMinimalAttack(through, mapping, "linf", "other-class", exact=True, bounds=None)
+    sizes = lp(x / torch.tensor(eps), y).distances.numpy()
+    attacked = found.status == ATTACKED
+    assert 3 <= attacked.sum() <= len(x) - 3 and not (found.status == -1).any()
+    np.testing.assert_array_equal(attacked, sizes <= 1)
+    np.testing.assert_allclose(found.distances[attacked], sizes[attacked], atol=1e-5)
+    for certified in (
+        kmeans_is_certified(pipe, x, eps, mapping, bounds=unbounded),
+        kmeans_is_certified_linear(pipe, x, eps, mapping, bounds=unbounded),
+    ):
+        assert not bool(certified[torch.from_numpy(attacked)].any())
+        assert int(certified.sum()) > len(x) // 2
+    pgd = KMeansPGD(pipe, mapping, eps=eps, max_iter=50, bounds=None)(x, y)
+    relative = ((pgd.x_adv.double() - x).abs() - torch.tensor(eps)) / x.abs().clamp(min=1)
+    assert float(relative.max()) < 1e-6  # (float32 rounding of the attack's computation)
+    assert not bool(pgd.success[torch.from_numpy(found.status == ROBUST)].any())
+    assert int(pgd.success.sum()) >= 1
+
+
+def test_a_feature_the_attacker_cannot_change_stays_put_and_its_budget_of_zero_is_exact():
+    """With the wine budget but alcohol (feature 0) frozen at 0: PGD and the exact programs
+    never move it, and the programs' minimal distances are never below those with it free."""
+    pipe, x, mapping, y, eps = _wine()
+    frozen = eps.copy()
+    frozen[0] = 0.0
+    unbounded = (-np.inf, np.inf)
+    free = verify_kmeans_linf(pipe, x, eps, mapping, bounds=unbounded, minimal=True)
+    fixed = verify_kmeans_linf(pipe, x, frozen, mapping, bounds=unbounded, minimal=True)
+    assert float((fixed.x_adv - x)[:, 0].abs().max()) == 0.0
+    both = np.isfinite(fixed.distances) & np.isfinite(free.distances)
+    assert np.all(fixed.distances[both] >= free.distances[both] - 1e-6)
+    assert np.all(np.isinf(fixed.distances[np.isinf(free.distances)]))
+    pgd = KMeansPGD(pipe, mapping, eps=frozen, max_iter=20, bounds=None)(x, y)
+    assert float((pgd.x_adv.double() - x)[:, 0].abs().max()) < 1e-4  # float32 of 10-15
