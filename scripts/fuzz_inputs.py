@@ -506,8 +506,15 @@ def _per_feature_budget_cases(
     add: Callable[[str, str, Callable[[], Any]], None], km: Any, x: torch.Tensor
 ) -> None:
     """Per-feature budgets (one L-inf half-width per feature) of the wrong shape, negative,
-    NaN, boolean or empty, in the attacks, the certificates and the verifiers; and in L2."""
-    from advlab.attacks.evasion import FGSM, PGD, KMeansPGD
+    NaN, boolean or empty, in the attacks, the certificates and the verifiers, and in L2; the
+    k-means radius' and minimal attack's per-feature units (``scale``)."""
+    from advlab.attacks.evasion import (
+        FGSM,
+        PGD,
+        KMeansMinimalAttack,
+        KMeansPGD,
+        kmeans_certified_radius,
+    )
     from advlab.defenses import (
         is_certified,
         is_certified_linear,
@@ -520,6 +527,7 @@ def _per_feature_budget_cases(
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
     y = torch.zeros(len(x), dtype=torch.long)
     wide = torch.full((1, 4, 4), 0.1)
+    rows = x.flatten(1).numpy()
     for name, token, call in (
         ("FGSM eps of 3 entries for (1, 4, 4)", "broadcast", lambda: FGSM(net, eps=[0.1] * 3)(x, y)),
         ("PGD eps with a negative entry", ">= 0", lambda: PGD(net, eps=-wide, max_iter=2)(x, y)),
@@ -540,6 +548,12 @@ def _per_feature_budget_cases(
         ("kmeans_is_certified_linear eps negative", ">= 0",
          lambda: kmeans_is_certified_linear(km, x, -wide)),
         ("verify_kmeans_linf eps of strings", "eps", lambda: verify_kmeans_linf(km, x, ["a", "b"])),
+        ("kmeans_certified_radius scale of 3 for 16 features", "scale",
+         lambda: kmeans_certified_radius(km, rows, "linf", scale=[1.0, 2.0, 3.0])),
+        ("kmeans_certified_radius scale all 0", "scale",
+         lambda: kmeans_certified_radius(km, rows, "linf", scale=np.zeros(16))),
+        ("KMeansMinimalAttack scale negative", "scale", lambda: KMeansMinimalAttack(km, scale=-np.ones(16))),
+        ("KMeansMinimalAttack scale NaN", "scale", lambda: KMeansMinimalAttack(km, scale=[NAN] * 16)),
     ):  # fmt: skip
         add(name, token, call)
 

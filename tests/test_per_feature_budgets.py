@@ -13,7 +13,14 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from advlab.attacks.evasion import FGSM, IFGSM, PGD, KMeansMinimalAttack, KMeansPGD
+from advlab.attacks.evasion import (
+    FGSM,
+    IFGSM,
+    PGD,
+    KMeansMinimalAttack,
+    KMeansPGD,
+    kmeans_certified_radius,
+)
 from advlab.cluster import majority_vote_mapping
 from advlab.defenses.interval_bounds import is_certified, margin_lower_bounds
 from advlab.defenses.kmeans_ibp import kmeans_is_certified
@@ -226,3 +233,111 @@ def test_a_feature_the_attacker_cannot_change_stays_put_and_its_budget_of_zero_i
     assert np.all(np.isinf(fixed.distances[np.isinf(free.distances)]))
     pgd = KMeansPGD(pipe, mapping, eps=frozen, max_iter=20, bounds=None)(x, y)
     assert float((pgd.x_adv.double() - x)[:, 0].abs().max()) < 1e-4  # float32 of 10-15
+
+
+def _rescaled(pipe: Pipeline, units: np.ndarray) -> Pipeline:
+    """``pipe`` behind a scaler whose transform multiplies by ``units``: on z = x / units it
+    computes what ``pipe`` computes on x, so plain norms of z are weighted norms of x."""
+    rescale = StandardScaler().fit(np.eye(len(units)))
+    rescale.mean_, rescale.scale_ = np.zeros(len(units)), 1 / units
+    return Pipeline([("rescale", rescale), *pipe.steps])
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_weighted_norms_are_the_plain_norms_of_rescaled_inputs(norm):
+    """With ``scale`` = each wine feature's std, the certified radius, the closed-form and the
+    exact minimal attack measure ||delta / s||: they equal the same functions, without
+    ``scale``, on z = x / s through a pipeline that multiplies back (to the overshoot margin,
+    which is set in each space's own units); the attack succeeds everywhere."""
+    pipe, x, mapping, y, _ = _wine()
+    units = load_wine().data.std(0)
+    through, z = _rescaled(pipe, units), x / torch.tensor(units)
+    np.testing.assert_allclose(
+        kmeans_certified_radius(pipe, x.numpy(), norm, mapping, scale=units),
+        kmeans_certified_radius(through, z.numpy(), norm, mapping), rtol=1e-12,
+    )  # fmt: skip
+    for exact in (False, True):
+        ours = KMeansMinimalAttack(pipe, mapping, norm, "other-class", bounds=None, exact=exact,
+                                   scale=units)(x, y)  # fmt: skip
+        theirs = KMeansMinimalAttack(through, mapping, norm, "other-class", bounds=None,
+                                     exact=exact)(z, y)  # fmt: skip
+        assert bool(ours.success.all())
+        torch.testing.assert_close(ours.distances, theirs.distances, atol=1e-5, rtol=0)
+        delta = (ours.x_adv - x) / torch.tensor(units)
+        size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+        torch.testing.assert_close(ours.distances, size, atol=1e-9, rtol=0)
+
+
+def test_frozen_features_never_move_and_the_lp_attack_agrees_with_the_programs():
+    """Alcohol and proline frozen (scale 0), the other wine features in units of their std:
+    the exact LP attack never moves the frozen ones, its sizes equal the mixed-integer
+    programs' minimal distances under the per-feature budget 0.6 s (times 0.6), an input is
+    attacked by the programs exactly where its size is at most 0.6, and the certified radius
+    lies below every size and above the radius with every feature free."""
+    pipe, x, mapping, y, _ = _wine()
+    units = load_wine().data.std(0)
+    frozen = units.copy()
+    frozen[[0, 12]] = 0.0
+    attack = KMeansMinimalAttack(pipe, mapping, "linf", "other-class", bounds=None, exact=True,
+                                 scale=frozen)(x, y)  # fmt: skip
+    assert float((attack.x_adv - x)[:, [0, 12]].abs().max()) == 0.0
+    sizes = attack.distances.numpy()
+    found = verify_kmeans_linf(pipe, x, 0.6 * frozen, mapping, bounds=(-np.inf, np.inf),
+                               minimal=True)  # fmt: skip
+    np.testing.assert_array_equal(found.status == ATTACKED, sizes <= 0.6)
+    reached = found.status == ATTACKED
+    assert 5 < reached.sum() < len(x) - 5
+    np.testing.assert_allclose(0.6 * found.distances[reached], sizes[reached], atol=1e-5)
+    radius = kmeans_certified_radius(pipe, x.numpy(), "linf", mapping, scale=frozen)
+    assert np.all(radius <= sizes + 1e-9)
+    free = kmeans_certified_radius(pipe, x.numpy(), "linf", mapping, scale=units)
+    assert np.all(radius >= free - 1e-12) and np.any(radius > free + 1e-3)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_in_a_box_the_weighted_exact_attack_finds_a_grids_nearest_point(norm):
+    """2-D k-means (k = 8, 4 classes) in the box [0, 1]^2 with units (1, 4) (the second
+    feature moves 4 times as far for the same size): over a 401 x 401 grid of the box, the
+    nearest point of another class in ||delta / s|| lies within a grid step of the exact
+    attack's size and never below it; the boxed certified radius is at most that size and the
+    closed form at least."""
+    rng = np.random.default_rng(0)
+    data = rng.uniform(0, 1, (400, 2))
+    km = KMeans(8, n_init=3, random_state=0).fit(data)
+    mapping = np.arange(8) % 4
+    x = torch.from_numpy(rng.uniform(0.05, 0.95, (30, 2)))
+    units = np.array([1.0, 4.0])
+    kwargs = {"target": "other-class", "bounds": (0.0, 1.0), "scale": units}
+    exact = KMeansMinimalAttack(km, mapping, norm, exact=True, **kwargs)(x)
+    closed = KMeansMinimalAttack(km, mapping, norm, **kwargs)(x)
+    radius = kmeans_certified_radius(km, x.numpy(), norm, mapping, bounds=(0, 1), scale=units)
+    step = np.linspace(0, 1, 401)
+    grid = np.stack(np.meshgrid(step, step, indexing="ij"), -1).reshape(-1, 2)
+    grid_class = mapping[km.predict(grid)]
+    sizes = exact.distances.numpy()
+    for i, point in enumerate(x.numpy()):
+        other = grid[grid_class != mapping[km.predict(point[None])[0]]] - point
+        weighted = other / units
+        nearest = (
+            np.abs(weighted).max(1) if norm == "linf" else np.linalg.norm(weighted, axis=1)
+        ).min()
+        assert sizes[i] - 1e-6 <= nearest <= sizes[i] + np.linalg.norm(1 / 400 / units)
+        assert radius[i] <= sizes[i] + 1e-9 <= closed.distances[i].item() + 2e-9
+    assert bool(exact.success.all())
+
+
+@pytest.mark.parametrize(
+    ("scale", "message"),
+    [
+        (np.ones(5), "scale has 5 entries, the k-means takes 13"),
+        (np.zeros(13), "scale is 0 for every feature"),
+        (-np.ones(13), "scale must be >= 0"),
+        ([np.nan] * 13, "scale must be finite"),
+    ],
+)
+def test_bad_units_are_named(scale, message):
+    pipe, x, mapping, _, _ = _wine()
+    with pytest.raises(ValueError, match=message):
+        kmeans_certified_radius(pipe, x.numpy(), "linf", mapping, scale=scale)
+    with pytest.raises(ValueError, match=message):
+        KMeansMinimalAttack(pipe, mapping, "linf", "other-class", bounds=None, scale=scale)

@@ -42,6 +42,12 @@ projection onto a polytope, solved through its dual (eq. D):
 concave and differentiable with gradient W delta(lam) - b (W, b: the cell's rows in delta = z -
 x); every lam >= 0 gives the lower bound sqrt(2 g(lam)) on the distance, and at the optimum
 delta(lam) is the projection.
+
+Per-feature units (``scale``): with s_d >= 0 per feature, a perturbation's size is the weighted
+norm ||delta / s||_p, and s_d = 0 freezes feature d (the L-inf ball of radius r is then the
+per-feature budget r s_d). Everything above carries over with the dual norm ||s * w||_q in
+eq. R, the moves s * sign(w) (L-inf) and s^2 * w (L2) in the closed form, the rows
+|delta_d| <= t s_d in eq. LP, and delta = s * delta' in eq. D (the projection in delta').
 """
 
 from __future__ import annotations
@@ -59,21 +65,28 @@ from advlab.attacks.evasion.kmeans_pgd import kmeans_model
 from advlab.cluster._validation import ArrayLike, as_float_matrix
 from advlab.cluster.cells import KMeansCells, check_mapping, kmeans_cells
 from advlab.models.wrapper import Bounds
-from advlab.utils.validation import check_number
+from advlab.utils.validation import BudgetLike, check_budget, check_number
 
 NORMS = ("l2", "linf")
 TARGETS = ("any-cluster", "other-class")
 
 
 def _bisector_distances(
-    x: torch.Tensor, cells: KMeansCells, norm: str, mapping: torch.Tensor | None
+    x: torch.Tensor,
+    cells: KMeansCells,
+    norm: str,
+    mapping: torch.Tensor | None,
+    scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(own cluster (n,), r_ij (n, k) from eq. R, inf where j is excluded)."""
+    """(own cluster (n,), r_ij (n, k) from eq. R, inf where j is excluded; with ``scale`` in
+    the weighted norm, through the dual norm ||s * (u_j - u_i)||_q, inf where the features
+    that may move do not reach H_ij)."""
     d2 = cells.sq_distances(x)
     own = d2.argmin(1)
-    u = cells.sites
+    u = cells.sites if scale is None else cells.sites * scale
     dual = torch.cdist(u, u, p=2.0 if norm == "l2" else 1.0)
-    r = (d2 - d2.gather(1, own[:, None])) / (2 * dual[own])
+    gap = d2 - d2.gather(1, own[:, None])
+    r = torch.where(dual[own] > 0, gap / (2 * dual[own]), torch.where(gap > 0, torch.inf, 0.0))
     excluded = torch.zeros_like(r, dtype=torch.bool)
     excluded.scatter_(1, own[:, None], True)
     if mapping is not None:
@@ -82,10 +95,17 @@ def _bisector_distances(
 
 
 def _smallest_step(
-    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, bounds: Bounds | None, norm: str
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor,
+    bounds: Bounds | None,
+    norm: str,
+    scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Smallest t >= 0 with ``w . clip(x + t u) >= b``, u = w (L2) or sign(w) (L-inf), in
-    closed form; inf where the box makes it unreachable.
+    closed form; inf where the box makes it unreachable. With per-feature ``scale`` s, the
+    move of the weighted norm: u = s^2 * w (L2), s * sign(w) (L-inf); a feature with s_d = 0
+    does not move.
 
     Coordinate d moves at speed |u_d| until it hits the box after t_d = room_d / |u_d|
     (room_d = hi - x_d if w_d > 0 else x_d - lo), so the left side is piecewise linear and
@@ -98,6 +118,8 @@ def _smallest_step(
     as fast as one sort).
     """
     speed = w.abs() if norm == "l2" else (w != 0).to(w.dtype)
+    if scale is not None:
+        speed = speed * (scale.square() if norm == "l2" else scale)
     rate = w.abs() * speed  # df/dt of a coordinate still moving
     need = b - (x * w).sum(-1)
     if bounds is None:
@@ -108,8 +130,8 @@ def _smallest_step(
     t_sat = torch.where(speed > 0, room / speed.clamp(min=1e-300), torch.zeros_like(room))
     order = t_sat.argsort(-1)
     t_sorted = t_sat.gather(-1, order)
-    # saturated contribution up to d (a coordinate w_d = 0 never moves: 0, even with no box)
-    gain = torch.where(w != 0, w.abs() * room, 0.0).gather(-1, order).cumsum(-1)
+    # saturated contribution up to d (a coordinate of speed 0 never moves: 0, even with no box)
+    gain = torch.where(speed > 0, w.abs() * room, 0.0).gather(-1, order).cumsum(-1)
     moving = rate.sum(-1, keepdim=True) - rate.gather(-1, order).cumsum(-1)  # rate after d
     reached = gain + t_sorted * moving >= need[..., None]  # f(t_d) >= b
     first = reached.to(torch.int8).argmax(-1, keepdim=True)  # first breakpoint that reaches b
@@ -130,6 +152,7 @@ def kmeans_certified_radius(
     mapping: object | None = None,
     chunk_size: int = 1024,
     bounds: Bounds | None = None,
+    scale: BudgetLike | None = None,
 ) -> np.ndarray:
     """Smallest perturbation (norm ``"l2"`` or ``"linf"``) that moves each x out of its Voronoi
     cell (eq. R, min over j). With ``mapping`` (cluster -> class), the min runs over clusters
@@ -157,11 +180,15 @@ def kmeans_certified_radius(
         (points, k, D) arrays).
     bounds : (float, float) or None, default=None
         The box of the inputs; None: ignored (eq. R).
+    scale : float, array-like of shape (D,) or None, default=None
+        Per-feature units s_d >= 0: the radius in the weighted norm ||delta / s||, so that
+        every per-feature budget r * s_d with r below the radius leaves the class as it is
+        (s_d = 0: feature d is frozen); None: the plain norm.
 
     Returns
     -------
     ndarray of shape (n,), float64
-        The certified radius of each point, in input units.
+        The certified radius of each point, in input units (in units of ``scale``).
     """
     if norm not in NORMS:
         raise ValueError(f"norm={norm!r}: use one of {NORMS}")
@@ -172,11 +199,50 @@ def kmeans_certified_radius(
     X = as_float_matrix(x, dtype=torch.float64)
     if X.shape[1] != cells.n_features:
         raise ValueError(f"x has {X.shape[1]} features, the k-means takes {cells.n_features}")
+    units = check_scale(scale, cells.n_features)
     return (
-        _lower_bounds(X, cells, norm, check_mapping(mapping, k), bounds, chunk_size)
+        _lower_bounds(X, cells, norm, check_mapping(mapping, k), bounds, chunk_size, units)
         .min(1)
         .values.numpy()
     )
+
+
+def check_scale(scale: BudgetLike | None, n_features: int) -> torch.Tensor | None:
+    """Per-feature units: None stays None; one number or ``n_features`` of them (any shape,
+    flattened), >= 0 and finite, not all 0, as a float64 tensor of shape (n_features,).
+
+    Parameters
+    ----------
+    scale : float, array-like or None
+        The units s_d of the weighted norm ||delta / s||.
+    n_features : int
+        D, the number of input features.
+
+    Returns
+    -------
+    torch.Tensor of shape (D,) or None
+        The units.
+    """
+    if scale is None:
+        return None
+    units = check_budget("scale", scale)
+    units = torch.as_tensor(units, dtype=torch.float64).reshape(-1)
+    if units.numel() == 1:
+        units = units.expand(n_features).clone()
+    if units.numel() != n_features:
+        raise ValueError(f"scale has {units.numel()} entries, the k-means takes {n_features} "
+                         "features: give one unit per feature")  # fmt: skip
+    if not bool((units > 0).any()):
+        raise ValueError("scale is 0 for every feature: no perturbation is possible")
+    return units
+
+
+def weighted_size(delta: torch.Tensor, norm: str, scale: torch.Tensor | None) -> torch.Tensor:
+    """||delta / s|| in ``norm`` over the last axis (a frozen feature, s_d = 0, has
+    delta_d = 0 and adds nothing); the plain norm for ``scale`` None."""
+    if scale is not None:
+        delta = delta / torch.where(scale > 0, scale, 1.0)
+    return delta.norm(dim=-1) if norm == "l2" else delta.abs().amax(-1)
 
 
 def _lower_bounds(
@@ -186,6 +252,7 @@ def _lower_bounds(
     mapping: torch.Tensor | None,
     bounds: Bounds | None,
     chunk_size: int = 1024,
+    scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(n, k): per point and cluster j, the distance to H_ij (eq. R), or to box ∩ H_ij with
     ``bounds``, a lower bound on the distance to the cell of c_j; inf for the own cluster and,
@@ -195,29 +262,47 @@ def _lower_bounds(
         chunk_size = max(1, min(chunk_size, 2**24 // (k * d)))
     out = []
     for s in range(0, len(X), chunk_size):
-        own, r = _bisector_distances(X[s : s + chunk_size], cells, norm, mapping)
+        xs = X[s : s + chunk_size]
+        own, r = _bisector_distances(xs, cells, norm, mapping, scale)
         if bounds is not None:
-            r = torch.maximum(r, _boxed_distances(X[s : s + chunk_size], cells, own, bounds, norm))
+            r = torch.maximum(r, _boxed_distances(xs, cells, own, bounds, norm, scale))
         out.append(r)
     return torch.cat(out) if out else torch.empty(0, k, dtype=X.dtype)
 
 
 def _boxed_distances(
-    x: torch.Tensor, cells: KMeansCells, own: torch.Tensor, bounds: Bounds, norm: str
+    x: torch.Tensor,
+    cells: KMeansCells,
+    own: torch.Tensor,
+    bounds: Bounds,
+    norm: str,
+    scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(n, k): the ``norm`` distance from each x to box ∩ H_ij, H_ij = {z : 2 z.(u_j - u_i) >=
-    gamma_j - gamma_i} (eq. H; u = c, gamma = ||c||^2 for a plain k-means) with i its own
-    cluster (inf where the box misses H_ij)."""
+    """(n, k): the ``norm`` distance (weighted by ``scale``) from each x to box ∩ H_ij, H_ij =
+    {z : 2 z.(u_j - u_i) >= gamma_j - gamma_i} (eq. H; u = c, gamma = ||c||^2 for a plain
+    k-means) with i its own cluster (inf where the box misses H_ij)."""
     u, sq = cells.sites, cells.levels
     w = u[None, :, :] - u[own][:, None, :]
     b = (sq[None, :] - sq[own][:, None]) / 2
     xs = x[:, None, :].expand_as(w)
-    t = _smallest_step(xs, w, b, bounds, norm)
-    if norm == "linf":  # every coordinate moves by t or until the box: the move's size is t
+    t = _smallest_step(xs, w, b, bounds, norm, scale)
+    if norm == "linf":  # every coordinate moves by t s_d or until the box: the size is t
         return t
-    step = torch.where(torch.isfinite(t), t, torch.zeros_like(t))[..., None] * w
+    step = torch.where(torch.isfinite(t), t, torch.zeros_like(t))[..., None] * _l2_move(w, scale)
     moved = (xs + step).clamp(*bounds) - xs
-    return torch.where(torch.isfinite(t), moved.norm(dim=-1), t)
+    return torch.where(torch.isfinite(t), weighted_size(moved, norm, scale), t)
+
+
+def _linf_move(w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """The direction the L-inf closed form moves along: sign(w), or s * sign(w) in the
+    weighted norm."""
+    return w.sign() if scale is None else w.sign() * scale
+
+
+def _l2_move(w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """The direction the L2 closed form moves along: w, or s^2 * w in the weighted norm (the
+    minimiser of ||delta / s||_2 with w . delta fixed)."""
+    return w if scale is None else w * scale.square()
 
 
 def _numpy_cells(
@@ -233,11 +318,16 @@ def _numpy_cells(
 
 
 def _cell_distance_linf(
-    x: np.ndarray, cells: KMeansCells, j: int, bounds: Bounds | None, overshoot: float
+    x: np.ndarray,
+    cells: KMeansCells,
+    j: int,
+    bounds: Bounds | None,
+    overshoot: float,
+    scale: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray | None]:
-    """The L-inf distance from x to the cell of c_j inside the box, shrunk by the overshoot
-    margin m_l = overshoot ||u_l - u_j||_1 (eq. LP in delta = z - x), and the closest point;
-    (inf, None) where that set is empty.
+    """The L-inf distance (weighted by ``scale``: rows |delta_d| <= t s_d) from x to the cell
+    of c_j inside the box, shrunk by the overshoot margin m_l = overshoot ||u_l - u_j||_1
+    (eq. LP in delta = z - x), and the closest point; (inf, None) where that set is empty.
 
     Solved by HiGHS (``scipy.optimize.linprog``) with the cell's k - 1 constraints generated
     lazily: the LP starts with the constraints of the 8 centres nearest c_j and the 8 nearest
@@ -252,7 +342,9 @@ def _cell_distance_linf(
     rhs = (sq - sq[j]) / 2 - overshoot * np.abs(w).sum(1) - w @ x  # in delta
     lo, hi = (-np.inf, np.inf) if bounds is None else bounds
     box = np.column_stack([np.r_[lo - x, 0.0], np.r_[hi - x, np.inf]])
-    eye, minus_t = sp.identity(d, format="csr"), sp.csr_matrix(-np.ones((d, 1)))
+    units = np.ones(d) if scale is None else scale
+    box[:d][units == 0] = 0.0  # a frozen feature: delta_d = 0 exactly, not to the tolerance
+    eye, minus_t = sp.identity(d, format="csr"), sp.csr_matrix(-units[:, None])
     ball = sp.vstack([sp.hstack([eye, minus_t]), sp.hstack([-eye, minus_t])])  # |delta_d| <= t
     cost = np.r_[np.zeros(d), 1.0]
     while True:
@@ -274,10 +366,15 @@ def _cell_distance_linf(
 
 
 def _cell_distance_l2(
-    x: np.ndarray, cells: KMeansCells, j: int, bounds: Bounds | None, overshoot: float
+    x: np.ndarray,
+    cells: KMeansCells,
+    j: int,
+    bounds: Bounds | None,
+    overshoot: float,
+    scale: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray | None]:
-    """The L2 distance from x to the cell of c_j inside the box, shrunk by the overshoot
-    margin, and the closest point; (inf, None) where that set is empty.
+    """The L2 distance (weighted by ``scale``) from x to the cell of c_j inside the box, shrunk
+    by the overshoot margin, and the closest point; (inf, None) where that set is empty.
 
     The projection's dual (eq. D) is maximised by L-BFGS-B (``scipy.optimize.minimize``) over
     the cell constraints generated lazily as in ``_cell_distance_linf`` (a dual of about 17
@@ -294,6 +391,11 @@ def _cell_distance_l2(
         if bounds is None
         else (bounds[0] - x, bounds[1] - x)
     )
+    if scale is not None:  # in delta' = delta / s (a frozen feature: delta'_d in [0, 0])
+        w = w * scale
+        moving = scale > 0
+        lo = np.where(moving, lo / np.where(moving, scale, 1.0), 0.0)
+        hi = np.where(moving, hi / np.where(moving, scale, 1.0), 0.0)
     reach = float(np.sqrt((np.maximum(np.abs(lo), np.abs(hi)) ** 2).sum()))  # inf without a box
     lam = np.zeros(len(rows))
     while True:
@@ -314,7 +416,7 @@ def _cell_distance_l2(
         violated = np.flatnonzero(w @ delta > rhs)
         violated = violated[(violated != j) & ~np.isin(violated, rows)]
         if not len(violated):
-            return float(np.linalg.norm(delta)), x + delta
+            return float(np.linalg.norm(delta)), x + (delta if scale is None else scale * delta)
         rows += violated.tolist()
         lam = np.r_[lam, np.zeros(len(violated))]
 
@@ -358,6 +460,10 @@ class KMeansMinimalAttack(MinimizationAttack):
         With ``exact``: sizes up to ``max_size`` are exact; clusters whose lower bound is at
         least ``max_size`` are not solved for, so a larger size is an upper bound and the true
         minimum is at least ``max_size`` (the cost of a run that needs budgets up to it only).
+    scale : float, array-like of shape (D,) or None, default=None
+        Per-feature units s_d >= 0: sizes (and ``AttackResult.distances``) in the weighted
+        norm ||delta / s||, so that a size r is the per-feature budget r * s_d (s_d = 0: the
+        feature is never moved); None: the plain norm.
     """
 
     input_dtype = torch.float64
@@ -377,6 +483,7 @@ class KMeansMinimalAttack(MinimizationAttack):
         batch_size: int = 256,
         exact: bool = False,
         max_size: float = float("inf"),
+        scale: BudgetLike | None = None,
     ) -> None:
         if norm not in NORMS:
             raise ValueError(f"norm={norm!r}: use one of {NORMS}")
@@ -396,6 +503,7 @@ class KMeansMinimalAttack(MinimizationAttack):
         self.steps = int(check_number("bisection_steps", bisection_steps, 1, integer=True))
         self.exact = bool(exact) and target == "other-class"
         self.max_size = check_number("max_size", max_size, 0.0, allow_inf=True)
+        self.scale = check_scale(scale, self.cells.n_features)
 
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor | None = None, target: torch.Tensor | None = None
@@ -409,7 +517,12 @@ class KMeansMinimalAttack(MinimizationAttack):
         if y is None:
             with torch.no_grad():
                 y = self.model(x.detach().cpu().double()).argmax(1).to(x.device)
-        return super().__call__(x, y, target)
+        result = super().__call__(x, y, target)
+        if self.scale is not None:  # the sizes in the norm the attack minimised
+            delta = (result.x_adv - x.detach().to(result.x_adv)).flatten(1).double().cpu()
+            size = weighted_size(delta, self.norm, self.scale).to(result.success.device)
+            result.distances = torch.where(result.success, size, torch.inf)
+        return result
 
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
@@ -420,7 +533,7 @@ class KMeansMinimalAttack(MinimizationAttack):
 
     def _batch(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mask_map = self.mapping if self.target == "other-class" else None
-        own, r = _bisector_distances(X, self.cells, self.norm, mask_map)
+        own, r = _bisector_distances(X, self.cells, self.norm, mask_map, self.scale)
         order = r.argsort(1)
         best = X.clone()
         best_size = torch.full((len(X),), float("inf"), dtype=torch.float64)
@@ -460,24 +573,25 @@ class KMeansMinimalAttack(MinimizationAttack):
         ``max_size``). Written by hand around scipy's solvers: no library computes k-means'
         minimal adversarial perturbation."""
         assert self.mapping is not None
-        lower = _lower_bounds(X, self.cells, self.norm, self.mapping, self.bounds)
+        lower = _lower_bounds(X, self.cells, self.norm, self.mapping, self.bounds,
+                              scale=self.scale)  # fmt: skip
         x_all = X.numpy()
         distance = _cell_distance_linf if self.norm == "linf" else _cell_distance_l2
+        units = None if self.scale is None else self.scale.numpy()
         missed = 0
         for i in range(len(X)):
             for j in lower[i].argsort().tolist():
                 if not float(lower[i, j]) < min(float(best_size[i]), self.max_size):
                     break  # sorted: no later cluster can be closer
-                size, z = distance(x_all[i], self.cells, j, self.bounds, self.overshoot)
+                size, z = distance(x_all[i], self.cells, j, self.bounds, self.overshoot, units)
                 if z is None or not size < float(best_size[i]):
                     continue
                 zt = torch.from_numpy(z)[None, None]
                 if not bool(self._lands(zt, own[i : i + 1], torch.zeros(1, 1))[0, 0]):
                     missed += 1  # the solver's tolerance beat the margin: keep the bound
                     continue
-                moved = torch.from_numpy(z - x_all[i])
                 best[i] = zt[0, 0]
-                best_size[i] = float(moved.abs().max() if self.norm == "linf" else moved.norm())
+                best_size[i] = float(weighted_size(zt[0, 0] - X[i], self.norm, self.scale))
         if missed:
             warnings.warn(f"{missed} solutions of a cell's program did not change the class (raise "
                           "overshoot); those sizes stay upper bounds", RuntimeWarning, stacklevel=3)  # fmt: skip
@@ -496,6 +610,8 @@ class KMeansMinimalAttack(MinimizationAttack):
         whenever that end lies in the cell (a centre of data inside the box does), used when it
         is smaller."""
         x, cj = X[:, None, :], self.cells.anchors(X, cand).clamp(*self.bounds)
+        if self.scale is not None:  # frozen features keep x's values
+            cj = torch.where(self.scale > 0, cj, x)
         lo = torch.zeros(cand.shape, dtype=torch.float64)
         hi = torch.ones_like(lo)
         for _ in range(self.steps):
@@ -507,8 +623,7 @@ class KMeansMinimalAttack(MinimizationAttack):
             max=1.0
         )  # step past the boundary
         z = x + hi[..., None] * (cj - x)
-        delta = z - x
-        size = delta.norm(dim=-1) if self.norm == "l2" else delta.abs().amax(-1)
+        size = weighted_size(z - x, self.norm, self.scale)
         size = torch.where(
             valid & self._lands(z, own, size), size, torch.full_like(size, float("inf"))
         )
@@ -529,14 +644,13 @@ class KMeansMinimalAttack(MinimizationAttack):
         # land past the hyperplane by a margin that float32 rounding of the output cannot undo
         b = b + self.overshoot * w.abs().sum(-1)
 
-        t = _smallest_step(x, w, b, self.bounds, self.norm)
-        step = w * t[..., None] if self.norm == "l2" else w.sign() * t[..., None]
-        z = x + step.nan_to_num(0.0, posinf=0.0, neginf=0.0)
+        t = _smallest_step(x, w, b, self.bounds, self.norm, self.scale)
+        move = _l2_move(w, self.scale) if self.norm == "l2" else _linf_move(w, self.scale)
+        z = x + (move * t[..., None]).nan_to_num(0.0, posinf=0.0, neginf=0.0)
         if self.bounds is not None:
             z = z.clamp(*self.bounds)
         reachable = torch.isfinite(t)
-        delta = (z - x).flatten(2)
-        size = delta.norm(dim=-1) if self.norm == "l2" else delta.abs().amax(-1)
+        size = weighted_size((z - x).flatten(2), self.norm, self.scale)
         return z, torch.where(reachable, size, torch.full_like(size, float("inf")))
 
     def _lands(self, z: torch.Tensor, own: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
