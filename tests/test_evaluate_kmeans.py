@@ -31,9 +31,9 @@ from tests.conftest import run_config
 CHUNK = 40
 
 
-def rows_net(n_features: int = 30, width: int = 16) -> nn.Module:
+def rows_net(n_features: int = 30, width: int = 16, n_classes: int = 2) -> nn.Module:
     """The user's network on tabular rows (``tests.test_evaluate_kmeans:rows_net``)."""
-    return nn.Sequential(nn.Linear(n_features, width), nn.ReLU(), nn.Linear(width, 2))
+    return nn.Sequential(nn.Linear(n_features, width), nn.ReLU(), nn.Linear(width, n_classes))
 
 
 def encoder(width: int = 32, out: int = 8) -> nn.Module:
@@ -167,6 +167,72 @@ def test_rows_of_a_users_own_file_and_network(tmp_path):
     assert "whitebox.linf.eps0.2.accuracy" in ids and not any(i.startswith("transfer") for i in ids)
 
 
+def test_budgets_in_each_features_std_on_raw_tabular_rows(tmp_path, capsys):
+    """The raw wine features (units from 0.1 to 1,000) as the user's files, unbounded, behind a
+    StandardScaler, with ``eps_units: feature_std``: each budget eps is the per-feature box
+    eps * std_d of the training rows, and every number is that of the attacks called directly
+    with that box (the transfer I-FGSM through the user's network, the white-box PGD) or in the
+    norm weighted by std (the certified radius and the exact minimum); the bounds stay
+    ordered, and the report names the units."""
+    from sklearn.datasets import load_wine
+
+    X, labels = load_wine(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(X))
+    X, labels = X[order].astype(np.float32), labels[order]
+    np.savez(tmp_path / "train.npz", x=X[:130], y=labels[:130])
+    np.savez(tmp_path / "test.npz", x=X[130:], y=labels[130:])
+    torch.manual_seed(0)
+    net = rows_net(13, 16, 3).eval()
+    save_model(net, str(tmp_path / "net.safetensors"))
+    config = {"train": {"path": str(tmp_path / "train.npz")},
+              "test": {"path": str(tmp_path / "test.npz")}, "n_clusters": 6,
+              "surrogate": {"factory": "tests.test_evaluate_kmeans:rows_net",
+                            "kwargs": {"n_features": 13, "n_classes": 3},
+                            "weights": str(tmp_path / "net.safetensors"), "bounds": [None, None]},
+              "bounds": [None, None], "eps_units": "feature_std", "eps": [0.1, 0.3],
+              "preprocess": {"factory": "sklearn.preprocessing:StandardScaler"},
+              "chunk_size": 20}  # fmt: skip
+    results = _run(tmp_path / "a", config)
+    got = {c["id"]: c["ours"] for c in results["comparisons"]}
+    train, test = X[:130], X[130:]
+    std = train.astype(np.float64).std(0)
+    pipe = make_pipeline(StandardScaler(), KMeans(6, random_state=0)).fit(train)
+    mapping = majority_vote_mapping(pipe.predict(train), labels[:130], 6)
+    truth = labels[130:]
+    correct = mapping[pipe.predict(test)] == truth
+    assert got["kmeans.clean_accuracy"] == pytest.approx(100 * correct.mean())
+    x, y = torch.from_numpy(test), torch.from_numpy(truth)
+    radius = kmeans_certified_radius(pipe, test, "linf", mapping=mapping, scale=std)
+    exact_sizes = KMeansMinimalAttack(pipe, mapping, "linf", "other-class", bounds=None,
+                                      exact=True, max_size=0.3, scale=std)(x, y).distances.numpy()  # fmt: skip
+    surrogate = Model(net, bounds=(-np.inf, np.inf))
+    for eps in (0.1, 0.3):
+        box = torch.from_numpy(eps * std)
+        for attack, adv in (
+            ("whitebox", _chunked(KMeansPGD(pipe, mapping, eps=box, max_iter=20, bounds=None), x, y)),
+            ("transfer", _chunked(IFGSM(surrogate, eps=box, max_iter=10, eps_step=box / 4), x, y)),
+        ):  # fmt: skip
+            rounding = 1e-6 * x.double().abs()  # (the attacks compute in float32)
+            assert bool(((adv.double() - x.double()).abs() <= box + rounding).all())
+            still = mapping[pipe.predict(adv.numpy())] == truth
+            assert got[f"{attack}.linf.eps{eps:g}.accuracy"] == pytest.approx(100 * still.mean())
+        certified = got[f"certified.linf.eps{eps:g}.accuracy"]
+        assert certified == pytest.approx(100 * (correct & (radius > eps)).mean())
+        exact = got[f"exact.linf.eps{eps:g}.accuracy"]
+        assert exact == pytest.approx(100 * (correct & (exact_sizes > eps)).mean())
+        assert certified <= exact <= got[f"whitebox.linf.eps{eps:g}.accuracy"]
+    assert (
+        got["exact.linf.eps0.3.accuracy"] < got["exact.linf.eps0.1.accuracy"] < 100 * correct.mean()
+    )
+    assert results["eps_units"] == "feature_std"
+    assert results["certified_but_attacked"] == {"eps0.1": 0, "eps0.3": 0}
+    assert results["exact_but_attacked"] == {"eps0.1": 0, "eps0.3": 0}
+    assert main(["report", str(tmp_path / "a" / "run"), "--markdown"]) == 0
+    assert "under L-inf attacks (eps in multiples of each feature's training std)" in (
+        capsys.readouterr().out
+    )
+
+
 def test_a_preprocessing_is_attacked_in_the_inputs_units(tmp_path):
     """With ``preprocess`` (a StandardScaler and PCA from the user's factory), k-means clusters
     the transformed digits and every number is that of the pipeline attacked directly: its
@@ -231,6 +297,10 @@ MISTAKES = {
         {"features": {"factory": "tests.test_evaluate_kmeans:encoder", "weights": "x"},
          "adversarial_training": {"eps_max": 0.1}},
         "adversarial_training refits k-means on perturbed inputs, not on a network's features"),
+    "per-feature budgets with Algorithm 1": (
+        {"eps_units": "feature_std", "adversarial_training": {"eps_max": 0.1}},
+        "adversarial_training takes one budget for every feature"),
+    "unknown budget units": ({"eps_units": "pixels"}, "eps_units"),
     "a feature network to train": (
         {"features": {"factory": "mlp", "train_epochs": 1}}, "features takes your network with"),
     "an exact verification through a Tanh": (

@@ -308,8 +308,10 @@ def plot_attack_curves(
     path: str | Path,
     title: str,
     certified_label: str = CERTIFIED_LABELS["certified"],
+    units: str = "input units",
 ) -> list[Path]:
-    """Robust accuracy against the budget in one norm: one line per attack (a budgeted attack
+    """Robust accuracy against the budget in one norm (``units``: what eps counts, for the
+    axis label): one line per attack (a budgeted attack
     at its budgets, a minimisation attack read off its distances) and the worst case over all
     of them (each an upper bound on the true robust accuracy), and where given the certified
     accuracy (a lower bound).
@@ -337,7 +339,7 @@ def plot_attack_curves(
     if "verified" in curve:
         ax.plot(curve["verified"]["eps"], curve["verified"]["accuracy"], "D-", color="darkred",
                 label="verified (MILP), exact but for unknowns", linewidth=2)  # fmt: skip
-    ax.set_xlabel(f"{norm} budget eps (input units)")
+    ax.set_xlabel(f"{norm} budget eps ({units})")
     ax.set_ylabel("robust accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title)

@@ -68,6 +68,13 @@ closed-form ``minimal`` attack and the median certified radius have no counterpa
 network and are left out; so is Algorithm 1 (it refits k-means on perturbed inputs, not on a
 network's features).
 
+With ``eps_units: feature_std`` (tabular features in their own units), each eps is a multiple
+of every input feature's standard deviation over the training inputs: the per-feature L-inf
+budget eps * std_d (0 for a constant feature, which no attack moves). The transfer I-FGSM, the
+white-box PGD and the certificates through ``features`` take that box; the minimal
+perturbations and the certified radius are measured in the weighted norm max_d |delta_d| / std_d
+(``scale``), so "size > eps" is still "beyond the budget".
+
 The true robust accuracy lies between the certified and the worst-case figure, and with
 ``exact`` it is the exact figure; the transfer attack says how much of it a black-box attacker
 without k-means reaches. ``certified_but_attacked`` counts inputs certified yet broken by an
@@ -191,7 +198,10 @@ class EvaluateKMeansConfig(ExperimentConfig):
         The network the transfer attack is crafted on (a zoo name with ``train_epochs`` is
         trained on ``train``); None: no transfer attack.
     eps : tuple of float
-        L-inf budgets, > 0, in the inputs' units.
+        L-inf budgets, > 0, in the inputs' units (``eps_units``).
+    eps_units : {"input", "feature_std"}
+        "input": every feature gets the budget eps, in the inputs' units; "feature_std": each
+        feature d gets eps * std_d, its standard deviation over the training inputs.
     bounds : (float, float)
         The inputs' range, which both attacks stay inside (a surrogate's own bounds must agree);
         null leaves a side open.
@@ -228,6 +238,7 @@ class EvaluateKMeansConfig(ExperimentConfig):
     surrogate: ModelSpec | None = None
     heldout_surrogate: ModelSpec | None = None
     eps: tuple[float, ...]
+    eps_units: Literal["input", "feature_std"] = "input"
     bounds: tuple[float, float] = (0.0, 1.0)
     adversarial_training: AdversarialTrainingSpec | None = None
     preprocess: PreprocessSpec | None = None
@@ -259,6 +270,9 @@ class EvaluateKMeansConfig(ExperimentConfig):
         if self.features is not None and self.adversarial_training is not None:
             raise ValueError("adversarial_training refits k-means on perturbed inputs, not on "
                              "a network's features: leave one of them out")  # fmt: skip
+        if self.adversarial_training is not None and self.eps_units != "input":
+            raise ValueError("adversarial_training takes one budget for every feature: use "
+                             "eps_units: input with it")  # fmt: skip
         if self.features is not None and self.features.weights is None:
             raise ValueError("features takes your network with its weights (train_epochs "
                              "trains a classifier)")  # fmt: skip
@@ -358,8 +372,11 @@ def _clustered(config: EvaluateKMeansConfig, features: Model | None, x: Any) -> 
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
-_LOADED: dict[str, tuple[Dataset, Dataset, dict[str, Model], Model | None, str]] = {}
+Units = np.ndarray | None  # per-feature units of the budgets (eps_units: feature_std), or None
+_LOADED: dict[str, tuple[Dataset, Dataset, dict[str, Model], Model | None, str, Units]] = {}
 NETWORKS = {"surrogate": "transfer", "heldout_surrogate": "heldout"}  # config key -> attack id
+EPS_UNITS = {"input": "", "feature_std": " (eps in multiples of each feature's training std)"}
+AXIS_UNITS = {"input": "input units", "feature_std": "multiples of each feature's training std"}
 
 
 def _loaded(
@@ -380,11 +397,40 @@ def _certificate(ctx: RunContext, config: EvaluateKMeansConfig) -> str:
     return _load_all(ctx, config)[4]
 
 
+def _units(ctx: RunContext, config: EvaluateKMeansConfig) -> Units:
+    """The per-feature units of the budgets (``_feature_units``), loaded once with the data."""
+    return _load_all(ctx, config)[5]
+
+
+def _feature_units(config: EvaluateKMeansConfig, train: Dataset) -> Units:
+    """With ``eps_units: feature_std``, each input feature's standard deviation over the
+    training inputs (float64, the shape of one input; 0 for a constant feature), so that eps
+    stands for the per-feature budget eps * std_d; None with ``eps_units: input``."""
+    if config.eps_units == "input":
+        return None
+    assert train.images is not None
+    std = train.images.astype(np.float64).std(0)
+    if not (std > 0).any():
+        raise ValueError("eps_units: feature_std, but every feature of the training inputs is "
+                         "constant (std 0): no feature could move")  # fmt: skip
+    return std
+
+
+def _budget(eps: float, units: Units) -> float | torch.Tensor:
+    """The L-inf budget eps in the inputs' units: eps itself, or per feature eps * std_d."""
+    return eps if units is None else torch.from_numpy(eps * units)
+
+
+def _scale(units: Units) -> np.ndarray | None:
+    """The minimal attacks' and radius' ``scale`` (flattened ``units``), None without one."""
+    return None if units is None else units.reshape(-1)
+
+
 def _load_all(
     ctx: RunContext, config: EvaluateKMeansConfig
-) -> tuple[Dataset, Dataset, dict[str, Model], Model | None, str]:
-    """``_loaded``'s data and networks, the ``features`` network and its certificate, checked,
-    cached."""
+) -> tuple[Dataset, Dataset, dict[str, Model], Model | None, str, Units]:
+    """``_loaded``'s data and networks, the ``features`` network and its certificate and the
+    budgets' per-feature units, checked, cached."""
     files = [config.train.path, config.test.path]
     specs = (config.surrogate, config.heldout_surrogate, config.features)
     files += [spec.weights for spec in specs if spec]
@@ -406,7 +452,7 @@ def _load_all(
             if network is not None:
                 check_classifier(network, x, labels, which)
         kept = {a: net for a, net in networks.items() if net is not None}
-        _LOADED[key] = train, test, kept, features, certificate
+        _LOADED[key] = train, test, kept, features, certificate, _feature_units(config, train)
     return _LOADED[key]
 
 
@@ -424,7 +470,7 @@ def _unit(
     correctly under each network's transfer attack (crafted once, judged by every k-means) and
     under the white-box PGD on that k-means."""
     _, test, networks = _loaded(ctx, config)
-    features = _features(ctx, config)
+    features, budget = _features(ctx, config), _budget(eps, _units(ctx, config))
     assert test.images is not None
     sl = slice(start, start + config.chunk_size)
     x = torch.from_numpy(test.images[sl]).to(config.device)
@@ -434,13 +480,13 @@ def _unit(
         pred = mapping[km.predict(_clustered(config, features, adv))]
         return (pred == test.labels[sl]).tolist()
 
-    transfer = {attack: IFGSM(network, eps=eps, max_iter=config.max_iter, eps_step=eps / 4,
-                              batch_size=config.batch_size)(x, y).x_adv
+    transfer = {attack: IFGSM(network, eps=budget, max_iter=config.max_iter,
+                              eps_step=budget / 4, batch_size=config.batch_size)(x, y).x_adv
                 for attack, network in networks.items()}  # fmt: skip
     out: dict[str, Any] = {}
     for prefix, (km, mapping) in models.items():
         part = {attack: still_correct(km, mapping, adv) for attack, adv in transfer.items()}
-        whitebox = KMeansPGD(km, mapping, eps=eps, max_iter=config.whitebox_iter,
+        whitebox = KMeansPGD(km, mapping, eps=budget, max_iter=config.whitebox_iter,
                              bounds=config.bounds, batch_size=config.batch_size,
                              features=features)  # fmt: skip
         part["whitebox"] = still_correct(km, mapping, whitebox(x, y).x_adv)
@@ -463,7 +509,8 @@ def _minimal_unit(
     sl = slice(start, start + config.chunk_size)
     x, y = torch.from_numpy(test.images[sl]), torch.from_numpy(test.labels[sl])
     data = _clustered(config, features, x) if features is not None else test.data[sl]
-    return {prefix: _minimal_sizes(config, km, mapping, x, y, data, features)
+    units = _units(ctx, config)
+    return {prefix: _minimal_sizes(config, km, mapping, x, y, data, features, units)
             for prefix, (km, mapping) in models.items()}  # fmt: skip
 
 
@@ -475,14 +522,17 @@ def _minimal_sizes(
     y: torch.Tensor,
     data: np.ndarray,
     features: Model | None = None,
+    units: Units = None,
 ) -> dict[str, list[float]]:
     """``_minimal_unit``'s sizes for one k-means on inputs ``x`` (``data``: what k-means
     clusters of them): the closed form (not through ``features``) and, with ``exact``, the
-    exact size of each correct input (0 for the others, which need no perturbation)."""
+    exact size of each correct input (0 for the others, which need no perturbation); in the
+    weighted norm of the per-feature ``units``, if any."""
     out = {}
     if features is None:
         closed = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
-                                     bounds=config.bounds, batch_size=config.batch_size)  # fmt: skip
+                                     bounds=config.bounds, batch_size=config.batch_size,
+                                     scale=_scale(units))  # fmt: skip
         distances = closed(x, y).distances
         assert distances is not None
         out["minimal"] = distances.double().cpu().tolist()
@@ -490,7 +540,8 @@ def _minimal_sizes(
         correct = mapping[km.predict(data)] == y.cpu().numpy()
         sizes = np.zeros(len(y))
         if correct.any():
-            sizes[correct] = _exact_sizes(config, km, mapping, x[correct], y[correct], features)
+            sizes[correct] = _exact_sizes(config, km, mapping, x[correct], y[correct], features,
+                                          units)  # fmt: skip
         out["exact"] = sizes.tolist()
     return out
 
@@ -502,20 +553,25 @@ def _exact_sizes(
     x: torch.Tensor,
     y: torch.Tensor,
     features: Model | None,
+    units: Units = None,
 ) -> np.ndarray:
-    """The exact minimal L-inf perturbation of inputs k-means classifies correctly, up to the
-    largest eps (inf beyond it): a linear program per candidate cell, or through ``features``
-    mixed-integer programs (nan where one hit the time limit)."""
+    """The exact minimal L-inf perturbation (weighted by the per-feature ``units``, if any) of
+    inputs k-means classifies correctly, up to the largest eps (inf beyond it): a linear
+    program per candidate cell, or through ``features`` mixed-integer programs (nan where one
+    hit the time limit)."""
+    largest = max(config.eps)
     if features is None:
         exact = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
                                     bounds=config.bounds, batch_size=config.batch_size,
-                                    exact=True, max_size=max(config.eps))  # fmt: skip
+                                    exact=True, max_size=largest, scale=_scale(units))  # fmt: skip
         found = exact(x, y).distances
         assert found is not None
         return found.double().cpu().numpy()
-    return verify_kmeans_linf(km, x.to(config.device), max(config.eps), mapping,
-                              features=features, minimal=True,
-                              time_limit=config.time_limit).distances  # fmt: skip
+    verified = verify_kmeans_linf(km, x.to(config.device), _budget(largest, units), mapping,
+                                  features=features, minimal=True,
+                                  time_limit=config.time_limit)  # fmt: skip
+    # (a per-feature budget measures in its own units: 1 is the budget eps * std)
+    return verified.distances if units is None else largest * verified.distances
 
 
 def _kmeans_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, Any]:
@@ -584,12 +640,17 @@ def _fit_kmeans(
 
 
 def _radius(
-    config: EvaluateKMeansConfig, km: Clusterer, data: np.ndarray, mapping: np.ndarray
+    config: EvaluateKMeansConfig,
+    km: Clusterer,
+    data: np.ndarray,
+    mapping: np.ndarray,
+    units: Units = None,
 ) -> np.ndarray:
     """The certified class-aware L-inf radius of each row of ``data`` inside the inputs' box
-    (no box when a side is open)."""
+    (no box when a side is open), weighted by the per-feature ``units``, if any."""
     box = config.bounds if all(math.isfinite(b) for b in config.bounds) else None
-    return kmeans_certified_radius(km, data, "linf", mapping=mapping, bounds=box)
+    return kmeans_certified_radius(km, data, "linf", mapping=mapping, bounds=box,
+                                   scale=_scale(units))  # fmt: skip
 
 
 def _fitted(config: EvaluateKMeansConfig, unit: dict[str, Any]) -> tuple[Clusterer, np.ndarray]:
@@ -671,7 +732,8 @@ def summarise(
     """
     comparisons = [rate_comparison(f"{prefix}kmeans.clean_accuracy", correct)]
     if not isinstance(radius, dict):
-        comparisons.append({"id": f"{prefix}kmeans.median_certified_radius", "paper": None, "unit": "linf",
+        unit = "linf" if config.eps_units == "input" else "linf (feature std)"
+        comparisons.append({"id": f"{prefix}kmeans.median_certified_radius", "paper": None, "unit": unit,
                             "ours": float(np.median(radius[correct])) if correct.any() else 0.0})  # fmt: skip
     attacks = sorted(outcomes[config.eps[0]])
     curve: dict[str, Any] = {"eps": list(config.eps), "attacks": {a: {"eps": list(config.eps),
@@ -720,7 +782,8 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
             name += f" behind {config['preprocess']['factory']}"
         title = (f"{name} (k = {config['n_clusters']}) accuracy (%) on {results['n_test']} test "
                  f"inputs of {results['data']}, clean {by_id[f'{prefix}kmeans.clean_accuracy']:.1f} %, "
-                 "under L-inf attacks, and its certified lower bound")  # fmt: skip
+                 f"under L-inf attacks{EPS_UNITS[config.get('eps_units', 'input')]}, and its "
+                 "certified lower bound")  # fmt: skip
         if "certificate" in results:  # through a features network: which bounds, and the
             title += f" ({results['certificate']} bounds through the network"  # exact's gaps
             unknown = results.get("exact_unknown")
@@ -825,15 +888,17 @@ def _timed_kmeans(
     assert test.images is not None
     pick = spread_sample(len(test))
     x, y = torch.from_numpy(test.images[pick]), torch.from_numpy(test.labels[pick])
+    units = _feature_units(config, train)
 
     def check(group: np.ndarray) -> None:
         if features is None:
-            _minimal_sizes(config, km, mapping, x[group], y[group], test.data[pick[group]])
-            _radius(config, km, test.data[pick[group]], mapping)
+            data = test.data[pick[group]]
+            _minimal_sizes(config, km, mapping, x[group], y[group], data, units=units)
+            _radius(config, km, data, mapping, units)
             return
         data = _clustered(config, features, x[group])
-        _minimal_sizes(config, km, mapping, x[group], y[group], data, features)
-        _certified_through(config, km, mapping, x[group], features, certificate)
+        _minimal_sizes(config, km, mapping, x[group], y[group], data, features, units)
+        _certified_through(config, km, mapping, x[group], features, certificate, units)
 
     rate, timed = inputs_per_second(check, np.array_split(np.arange(len(x)), -(-len(x) // 32)))
     what = ("minimal perturbation and certified radius" if features is None
@@ -908,8 +973,11 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
             name += f" behind {config.preprocess.factory}"
         plot_attack_curves(part["curve"], "linf", ctx.path(f"kmeans-{prefix}linf".replace(".", "-")),
                            f"{name} (k = {config.n_clusters}) on {test.name} ({len(test)} inputs)",
-                           f"certified ({certificate}{' bounds' if features else ''}), lower bound")  # fmt: skip
+                           f"certified ({certificate}{' bounds' if features else ''}), lower bound",
+                           AXIS_UNITS[config.eps_units])  # fmt: skip
     out = {"data": test.name, "n_test": len(test), **stamp, **summary}
+    if config.eps_units != "input":
+        out["eps_units"] = config.eps_units
     if config.preprocess is not None:
         out["preprocess"] = config.preprocess.factory
     if config.features is not None:
@@ -936,13 +1004,13 @@ def _measure(
     jobs |= {f"minimal-{s:07d}": partial(_minimal_unit, ctx, config, models, s) for s in starts}
     done = ctx.units(jobs, desc="attacks")
     summaries = {}
-    features = _features(ctx, config)
+    features, units = _features(ctx, config), _units(ctx, config)
     data = test.data if features is None else _clustered(config, features, test.images)
     for prefix, (km, mapping) in models.items():
         correct = mapping[km.predict(data)] == test.labels
-        radius = (_radius(config, km, data, mapping) if features is None
+        radius = (_radius(config, km, data, mapping, units) if features is None
                   else _certified_through(config, km, mapping, torch.from_numpy(test.images),
-                                          features, _certificate(ctx, config)))  # fmt: skip
+                                          features, _certificate(ctx, config), units))  # fmt: skip
         ctx.log.info("%sk-means clean accuracy %.2f %% on %d test inputs", prefix,
                      100 * correct.mean(), len(test))  # fmt: skip
         first = done[f"{eps_key(config.eps[0])}-{starts[0]:07d}"][prefix]
@@ -968,10 +1036,12 @@ def _certified_through(
     x: torch.Tensor,
     features: Model,
     certificate: str,
+    units: Units = None,
 ) -> dict[float, np.ndarray]:
     """Per eps, whether each input of x is certified through ``features`` (its own cluster's
-    class kept over its ball), by the ``certificate`` ("linear" or "interval") bounds."""
+    class kept over its ball, a box with the per-feature ``units``), by the ``certificate``
+    ("linear" or "interval") bounds."""
     x = x.to(config.device)
     certify = kmeans_is_certified_linear if certificate == "linear" else kmeans_is_certified
-    return {eps: certify(km, x, eps, mapping, features=features).cpu().numpy()
+    return {eps: certify(km, x, _budget(eps, units), mapping, features=features).cpu().numpy()
             for eps in config.eps}  # fmt: skip
