@@ -11,6 +11,10 @@ Prints JSON:
   share of test images still correct (20 steps of eps / 4 leave 73.1 %, the exact attack 10.4 %);
 - ``breast_cancer_closed_vs_exact``: StandardScaler + KMeans(10) on raw breast-cancer rows, no
   box: median L-inf size of the closed-form other-class perturbation and of the exact one;
+- ``breast_cancer_per_feature_budgets``: the same pipeline under the per-feature budgets
+  eps * std_d (eps 0.25, 0.5, 1), all features free or only the 10 "mean" measurements:
+  the shares correct and certified, exactly robust and unbroken by PGD, and the ordering
+  violations (both 0 when sound);
 - ``ibp_through_relu_net``: k-means (k = 12) on an untrained ReLU network's 8-d embedding of
   300 digits: per eps the certified share (``kmeans_is_certified``) and the share PGD (60
   steps, random start) breaks, and how many certified inputs it breaks (must be 0); beside
@@ -34,7 +38,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from advlab.attacks.evasion import KMeansMinimalAttack, KMeansPGD
+from advlab.attacks.evasion import KMeansMinimalAttack, KMeansPGD, kmeans_certified_radius
 from advlab.cluster import KMeans, majority_vote_mapping
 from advlab.defenses import (
     ATTACKED,
@@ -79,6 +83,39 @@ def breast_cancer_closed_vs_exact() -> dict[str, float]:
     return sizes
 
 
+def breast_cancer_per_feature_budgets() -> list[dict[str, float]]:
+    """The pipeline of ``breast_cancer_closed_vs_exact`` under per-feature budgets eps * std_d
+    (std over the training rows), all 30 features free, then only the 10 "mean" measurements
+    free (the standard errors and worst values frozen): per eps, the shares of test rows
+    correct and certified (the radius in the std-weighted norm), robust by the exact attack
+    (same norm) and not broken by PGD (50 steps of the box); with the ordering violations
+    (certified but not robust, robust but broken by PGD: both must be 0)."""
+    X, y = load_breast_cancer(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(X))
+    train, test = order[:400], order[400:]
+    pipe = make_pipeline(StandardScaler(), KMeans(10, random_state=0)).fit(X[train])
+    mapping = majority_vote_mapping(pipe.predict(X[train]), y[train], 10)
+    x, labels = torch.from_numpy(X[test]), y[test]
+    correct = mapping[pipe.predict(X[test])] == labels
+    std = X[train].std(0)
+    rows = []
+    for free, units in (("all 30", std), ("10 means", np.where(np.arange(30) < 10, std, 0.0))):
+        radius = kmeans_certified_radius(pipe, X[test], "linf", mapping, scale=units)
+        exact = KMeansMinimalAttack(pipe, mapping, "linf", "other-class", bounds=None,
+                                    exact=True, scale=units)(x).distances.numpy()  # fmt: skip
+        for eps in (0.25, 0.5, 1.0):
+            pgd = KMeansPGD(pipe, mapping, eps=eps * units, max_iter=50, bounds=None)
+            adv = pgd(x.float(), torch.from_numpy(labels)).x_adv.double().numpy()
+            unbroken = mapping[pipe.predict(adv)] == labels
+            certified, robust = correct & (radius > eps), correct & (exact > eps)
+            rows.append({"features_free": free, "eps_std": eps, "correct": float(correct.mean()),
+                         "certified": float(certified.mean()), "exact_robust": float(robust.mean()),
+                         "pgd_unbroken": float(unbroken.mean()),
+                         "certified_not_robust": int((certified & ~robust).sum()),
+                         "robust_and_broken": int((robust & ~unbroken).sum())})  # fmt: skip
+    return rows
+
+
 def ibp_through_relu_net() -> list[dict[str, float]]:
     X, y = load_digits(return_X_y=True)
     x, y = torch.from_numpy(X[:300] / 16).float().reshape(-1, 1, 8, 8), y[:300]
@@ -117,6 +154,7 @@ def main() -> None:
         "bisecting_off_voronoi": bisecting_off_voronoi(),
         "readme_example_2_pgd_400_small_steps": readme_pgd_small_steps(),
         "breast_cancer_closed_vs_exact": breast_cancer_closed_vs_exact(),
+        "breast_cancer_per_feature_budgets": breast_cancer_per_feature_budgets(),
         "ibp_through_relu_net": ibp_through_relu_net(),
     }, indent=1))  # fmt: skip
 
