@@ -391,6 +391,12 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
                        certify_bounds=["interval", "linear"])  # fmt: skip
     if what == "a certificate named twice":
         return _config(files, certify=[0.01], certify_bounds=["linear", "linear"])
+    if what == "per-feature budgets for torchattacks":
+        return _config(files, eps_units="feature_std",
+                       attacks=[{"name": "torchattacks:PGD", "eps": [0.1]}])  # fmt: skip
+    if what == "per-feature budgets for an L2 attack":
+        return _config(files, eps_units="feature_std",
+                       attacks=[{"name": "pgd", "eps": [0.1], "params": {"norm": "l2"}}])  # fmt: skip
     raise AssertionError(what)
 
 
@@ -414,6 +420,8 @@ MISTAKES = {
     "certify a network that is not its layers": "unsupported operation 'flip'",
     "linear bounds on a network with max pooling": "unsupported layer AdaptiveMaxPool2d",
     "a certificate named twice": "certify_bounds must name each of its methods once",
+    "per-feature budgets for torchattacks": "torchattacks:PGD does not take",
+    "per-feature budgets for an L2 attack": "pgd is an L2 attack with a budget",
 }
 
 
@@ -547,6 +555,62 @@ def test_a_double_or_bfloat16_network_is_attacked_certified_and_verified(tmp_pat
     )
     exact, pgd = got["milp.linf.eps0.3.robust_accuracy"], got["pgd.linf.eps0.3.robust_accuracy"]
     assert ibp <= linear <= exact <= pgd and pgd < 100.0 and linear > 0.0
+
+
+def test_budgets_in_each_features_std_on_rows_in_their_own_units(tmp_path, capsys):
+    """Rows whose 6 features have units from 0.01 to 1000 (the network standardises them in its
+    preprocessing) with ``eps_units: feature_std``: PGD and FGSM attack the box eps * std_d
+    (std over the attacked rows), DeepFool's distances are its perturbations' std-weighted L2
+    norms, the certificates and programs bound that box, and every figure equals the functions
+    called directly; interval <= linear <= exact <= PGD, and the report names the units. With
+    the same eps in the inputs' units, the features of unit 0.01 may move by 50 of their std
+    and PGD breaks more."""
+    units = np.array([1.0, 10.0, 100.0, 1000.0, 0.1, 0.01])
+    torch.manual_seed(0)
+    net = tabular().eval()
+    x = (torch.randn(60, 6) * torch.from_numpy(units)).float()
+    pre = {"mean": [0.0] * 6, "std": units.tolist(), "axis": -1}
+    model = Model(net, (-np.inf, np.inf), pre)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    np.savez(tmp_path / "rows.npz", x=x.numpy(), y=y.numpy())
+    save_file(net.state_dict(), str(tmp_path / "tab.safetensors"))
+    config = {"data": {"path": str(tmp_path / "rows.npz")},
+              "model": {"factory": "tests.test_evaluate:tabular", "preprocessing": pre,
+                        "weights": str(tmp_path / "tab.safetensors"), "bounds": [None, None]},
+              "attacks": [{"name": "pgd", "eps": [0.2, 0.5], "params": {"max_iter": 10}},
+                          {"name": "fgsm", "eps": [0.5]}, {"name": "deepfool"}],
+              "eps_units": "feature_std", "certify": [0.2], "verify": [0.2],
+              "certify_bounds": ["interval", "linear"], "chunk_size": 20}  # fmt: skip
+    results = _run(tmp_path / "a", config)
+    got = _by_id(results)
+    std = x.numpy().astype(np.float64).std(0)
+    for eps in (0.2, 0.5):
+        box = torch.from_numpy(eps * std)
+        broken = np.concatenate([PGD(model, eps=box, max_iter=10, random_state=s,
+                                     batch_size=64)(x[s : s + 20], y[s : s + 20]).success.numpy()
+                                 for s in range(0, 60, 20)])  # fmt: skip
+        assert got[f"pgd.linf.eps{eps:g}.robust_accuracy"] == pytest.approx(100 * (~broken).mean())
+    fgsm = FGSM(model, eps=torch.from_numpy(0.5 * std))(x, y).success.numpy()
+    assert got["fgsm.linf.eps0.5.robust_accuracy"] == pytest.approx(100 * (~fgsm).mean())
+    fool = DeepFool(model)(x, y)
+    weighted = ((fool.x_adv - x).double() / torch.from_numpy(std)).norm(dim=1).numpy()
+    found = fool.success.numpy()
+    assert got["deepfool.l2.median_distance"] == pytest.approx(np.median(weighted[found]))
+    ibp = is_certified(model, x, y, torch.from_numpy(0.2 * std)).numpy()
+    linear = is_certified_linear(model, x, y, torch.from_numpy(0.2 * std)).numpy()
+    assert got["ibp.linf.eps0.2.certified_accuracy"] == pytest.approx(100 * ibp.mean())
+    assert got["linear.linf.eps0.2.certified_accuracy"] == pytest.approx(100 * linear.mean())
+    ordered = [got["ibp.linf.eps0.2.certified_accuracy"], got["linear.linf.eps0.2.certified_accuracy"],
+               got["milp.linf.eps0.2.robust_accuracy"], got["pgd.linf.eps0.2.robust_accuracy"]]  # fmt: skip
+    assert ordered == sorted(ordered) and 0 < ordered[0] and ordered[-1] < 100
+    assert got["milp.linf.eps0.2.unknown"] == 0.0
+    assert results["eps_units"] == "feature_std"
+    assert main(["report", str(tmp_path / "a" / "run"), "--markdown"]) == 0
+    assert "eps in multiples of each feature's std)" in capsys.readouterr().out
+    plain = _by_id(_run(tmp_path / "b", {**config, "eps_units": "input", "certify": [],
+                                         "verify": []}))  # fmt: skip
+    assert plain["pgd.linf.eps0.5.robust_accuracy"] < got["pgd.linf.eps0.5.robust_accuracy"]
 
 
 def test_rows_of_a_csv_file_give_the_npz_results(tmp_path, capsys):

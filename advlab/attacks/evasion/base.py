@@ -166,10 +166,36 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def perturbation_size(delta: torch.Tensor, norm: str) -> torch.Tensor:
-    """||delta_i|| per sample in ``norm`` ("linf" or "l2")."""
-    flat = delta.flatten(1)
-    return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
+def perturbation_size(
+    delta: torch.Tensor, norm: str, scale: torch.Tensor | None = None
+) -> torch.Tensor:
+    """||delta_i|| per sample in ``norm`` ("linf" or "l2"); with per-feature units ``scale``
+    (flattened, one per feature) the weighted norm ||delta_i / scale|| (``weighted_norm``)."""
+    return weighted_norm(delta.flatten(1), norm, scale)
+
+
+def weighted_norm(delta: torch.Tensor, norm: str, scale: torch.Tensor | None) -> torch.Tensor:
+    """||delta / s|| in ``norm`` ("linf" or "l2") over the last axis; a frozen feature (s_d = 0,
+    which no attack moves: delta_d = 0) adds nothing; the plain norm for ``scale`` None.
+
+    Parameters
+    ----------
+    delta : torch.Tensor of shape (..., D)
+        Perturbations.
+    norm : {"linf", "l2"}
+        The norm.
+    scale : torch.Tensor of shape (D,) or None
+        Per-feature units s_d >= 0.
+
+    Returns
+    -------
+    torch.Tensor of shape (...)
+        The sizes.
+    """
+    if scale is not None:
+        scale = scale.to(delta.device, delta.dtype)
+        delta = delta / torch.where(scale > 0, scale, 1.0)
+    return delta.abs().amax(-1) if norm == "linf" else delta.norm(dim=-1)
 
 
 class Attack:

@@ -60,7 +60,7 @@ import scipy.sparse as sp
 import torch
 from scipy.optimize import linprog, minimize
 
-from advlab.attacks.evasion.base import AttackResult, MinimizationAttack
+from advlab.attacks.evasion.base import AttackResult, MinimizationAttack, weighted_norm
 from advlab.attacks.evasion.kmeans_pgd import kmeans_model
 from advlab.cluster._validation import ArrayLike, as_float_matrix
 from advlab.cluster.cells import KMeansCells, check_mapping, kmeans_cells
@@ -237,14 +237,6 @@ def check_scale(scale: BudgetLike | None, n_features: int) -> torch.Tensor | Non
     return units
 
 
-def weighted_size(delta: torch.Tensor, norm: str, scale: torch.Tensor | None) -> torch.Tensor:
-    """||delta / s|| in ``norm`` over the last axis (a frozen feature, s_d = 0, has
-    delta_d = 0 and adds nothing); the plain norm for ``scale`` None."""
-    if scale is not None:
-        delta = delta / torch.where(scale > 0, scale, 1.0)
-    return delta.norm(dim=-1) if norm == "l2" else delta.abs().amax(-1)
-
-
 def _lower_bounds(
     X: torch.Tensor,
     cells: KMeansCells,
@@ -290,7 +282,7 @@ def _boxed_distances(
         return t
     step = torch.where(torch.isfinite(t), t, torch.zeros_like(t))[..., None] * _l2_move(w, scale)
     moved = (xs + step).clamp(*bounds) - xs
-    return torch.where(torch.isfinite(t), weighted_size(moved, norm, scale), t)
+    return torch.where(torch.isfinite(t), weighted_norm(moved, norm, scale), t)
 
 
 def _linf_move(w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
@@ -520,7 +512,7 @@ class KMeansMinimalAttack(MinimizationAttack):
         result = super().__call__(x, y, target)
         if self.scale is not None:  # the sizes in the norm the attack minimised
             delta = (result.x_adv - x.detach().to(result.x_adv)).flatten(1).double().cpu()
-            size = weighted_size(delta, self.norm, self.scale).to(result.success.device)
+            size = weighted_norm(delta, self.norm, self.scale).to(result.success.device)
             result.distances = torch.where(result.success, size, torch.inf)
         return result
 
@@ -591,7 +583,7 @@ class KMeansMinimalAttack(MinimizationAttack):
                     missed += 1  # the solver's tolerance beat the margin: keep the bound
                     continue
                 best[i] = zt[0, 0]
-                best_size[i] = float(weighted_size(zt[0, 0] - X[i], self.norm, self.scale))
+                best_size[i] = float(weighted_norm(zt[0, 0] - X[i], self.norm, self.scale))
         if missed:
             warnings.warn(f"{missed} solutions of a cell's program did not change the class (raise "
                           "overshoot); those sizes stay upper bounds", RuntimeWarning, stacklevel=3)  # fmt: skip
@@ -623,7 +615,7 @@ class KMeansMinimalAttack(MinimizationAttack):
             max=1.0
         )  # step past the boundary
         z = x + hi[..., None] * (cj - x)
-        size = weighted_size(z - x, self.norm, self.scale)
+        size = weighted_norm(z - x, self.norm, self.scale)
         size = torch.where(
             valid & self._lands(z, own, size), size, torch.full_like(size, float("inf"))
         )
@@ -650,7 +642,7 @@ class KMeansMinimalAttack(MinimizationAttack):
         if self.bounds is not None:
             z = z.clamp(*self.bounds)
         reachable = torch.isfinite(t)
-        size = weighted_size((z - x).flatten(2), self.norm, self.scale)
+        size = weighted_norm((z - x).flatten(2), self.norm, self.scale)
         return z, torch.where(reachable, size, torch.full_like(size, float("inf")))
 
     def _lands(self, z: torch.Tensor, own: torch.Tensor, size: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,13 @@ What is measured, per image i of the n attacked (all in the input's units):
   (``advlab.defenses.is_certified_linear``, Zhang et al. 2018), tighter on networks of affine
   layers and ReLUs (``advlab.defenses.check_verifiable``).
 
+With ``eps_units: feature_std`` (tabular features in their own units) every budget eps stands
+for the per-feature L-inf box eps * std_d, std_d the standard deviation of feature d over the
+attacked inputs (0 for a constant feature, which no attack moves), and every distance is the
+weighted norm ||delta / std|| of the attack's norm: the budgeted attacks, the certificates and
+the programs take that box, and the minimisation attacks' perturbations are measured in that
+norm. Budgeted attacks are then L-inf (an L2 ball has no per-feature box) and advlab's own.
+
 Every rate is over n images and carries ``n``: the report draws its Wilson 95 % interval. The
 units are (attack, budget, chunk of images) jobs that any executor runs; every worker must be
 able to import the model's factory and read the weights and data files.
@@ -68,6 +75,7 @@ from advlab.attacks.evasion import (
     DeepFool,
     TorchattacksAdapter,
 )
+from advlab.attacks.evasion.base import perturbation_size
 from advlab.data import Dataset, load_dataset
 from advlab.defenses import (
     ATTACKED,
@@ -117,6 +125,7 @@ CERTIFICATES = {"interval": ("ibp", "certified"), "linear": ("linear", "certifie
 DENSE_POINTS = 101  # budgets at which the figure draws a minimisation attack's curve
 N_EXAMPLES = 8  # inputs shown clean and attacked in the examples figure
 CURVE_POINTS = 8  # budgets of a norm's curve when the config gives none and no attack has one
+UNITS = {"input": "input units", "feature_std": "multiples of each feature's std"}  # eps_units
 
 
 class DataSpec(DataSource):
@@ -294,6 +303,10 @@ class EvaluateConfig(ExperimentConfig):
         any work); needs an L-inf attack beside it.
     verify_time_limit : float
         Seconds per mixed-integer program; an image whose program hits it stays unknown.
+    eps_units : {"input", "feature_std"}
+        What every budget and distance counts: the inputs' units, or multiples of each
+        feature's standard deviation over the attacked inputs (per-feature L-inf boxes, norms
+        weighted by std).
     chunk_size : int
         Images per unit of work.
     batch_size : int
@@ -310,6 +323,7 @@ class EvaluateConfig(ExperimentConfig):
     certify_bounds: tuple[Literal["interval", "linear"], ...] = ("interval",)
     verify: tuple[float, ...] = ()
     verify_time_limit: float = Field(30.0, gt=0)
+    eps_units: Literal["input", "feature_std"] = "input"
     chunk_size: int = Field(250, ge=1)
     batch_size: int = Field(64, ge=1)
     device: str = "cpu"
@@ -324,6 +338,20 @@ class EvaluateConfig(ExperimentConfig):
         if twice:
             raise ValueError(f"attacks {twice} appear twice: give each setting its own label")
         return attacks
+
+    @model_validator(mode="after")
+    def _per_feature_budgets(self) -> EvaluateConfig:
+        if self.eps_units == "input":
+            return self
+        for entry in self.attacks:
+            if entry.name.startswith(TORCHATTACKS):
+                raise ValueError(f"eps_units: feature_std gives per-feature budgets, which "
+                                 f"{entry.name} does not take: use advlab's fgsm, bim or pgd")  # fmt: skip
+            if entry.budgeted and str(entry.params.get("norm", "linf")).lower() == "l2":
+                raise ValueError(f"eps_units: feature_std gives per-feature L-inf boxes; "
+                                 f"{entry.id} is an L2 attack with a budget: give it norm linf, "
+                                 "or use eps_units: input")  # fmt: skip
+        return self
 
     @field_validator("certify_bounds")
     @classmethod
@@ -538,7 +566,9 @@ def fingerprint(ds: Dataset, model: Model) -> dict[str, str]:
 # ---- units ----
 
 
-def _torchattacks(entry: AttackEntry, model: Model, eps: float | None, batch: int) -> Attack:
+def _torchattacks(
+    entry: AttackEntry, model: Model, eps: float | torch.Tensor | None, batch: int
+) -> Attack:
     """``torchattacks:CLASS`` at ``eps`` through ``TorchattacksAdapter``, its distances in the
     norm its ``norm`` parameter names (torchattacks' default: Linf)."""
     cls = import_object(entry.name, "attacks.name")
@@ -550,7 +580,9 @@ def _torchattacks(entry: AttackEntry, model: Model, eps: float | None, batch: in
     return adapter
 
 
-def _attack_kwargs(entry: AttackEntry, eps: float | None, seed: int, batch: int) -> dict:
+def _attack_kwargs(
+    entry: AttackEntry, eps: float | torch.Tensor | None, seed: int, batch: int
+) -> dict:
     """The arguments advlab's attack class of ``entry`` is built with: its params, the budget,
     PGD's seed, and 10 iterations for BIM and PGD unless params give max_iter."""
     kwargs: dict[str, Any] = {"batch_size": batch, **entry.params}
@@ -563,7 +595,9 @@ def _attack_kwargs(entry: AttackEntry, eps: float | None, seed: int, batch: int)
     return kwargs
 
 
-def _make_attack(entry: AttackEntry, model: Model, eps: float | None, seed: int, batch: int):
+def _make_attack(
+    entry: AttackEntry, model: Model, eps: float | torch.Tensor | None, seed: int, batch: int
+) -> Attack:
     if entry.name.startswith(TORCHATTACKS):
         return _torchattacks(entry, model, eps, batch)
     return ATTACKS[entry.name][0](model, **_attack_kwargs(entry, eps, seed, batch))
@@ -588,7 +622,8 @@ def _attack_unit(
     sl = slice(start, start + config.chunk_size)
     x, y = torch.from_numpy(ds.images[sl]), torch.from_numpy(ds.labels[sl])
     return _attack_outcome(entry, model, eps, config.seed + start, config.batch_size,
-                           x.to(config.device), y.to(config.device))  # fmt: skip
+                           x.to(config.device), y.to(config.device),
+                           feature_units(config, ds))  # fmt: skip
 
 
 def _attack_outcome(
@@ -599,17 +634,55 @@ def _attack_outcome(
     batch: int,
     x: torch.Tensor,
     y: torch.Tensor,
+    units: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """``entry``'s attack at ``eps`` on (x, y): per input, success and the perturbation's
-    size, and the attack's norm (an attack unit's result; the plan's too)."""
-    attack = _make_attack(entry, model, eps, seed, batch)
+    size, and the attack's norm (an attack unit's result; the plan's too). With per-feature
+    ``units`` the budget is the box eps * units and the size the weighted norm."""
+    attack = _make_attack(entry, model, None if eps is None else _budget(eps, units), seed, batch)
     result = attack(x, y)
     assert result.distances is not None
+    distances = result.distances.double().cpu()
+    if units is not None:  # (inf where a minimisation attack failed stays inf)
+        delta = (result.x_adv - x.to(result.x_adv)).double().cpu()
+        weighted = perturbation_size(delta, attack.norm, torch.from_numpy(units.reshape(-1)))
+        distances = torch.where(torch.isfinite(distances), weighted, distances)
     return {
         "success": result.success.cpu().tolist(),
-        "distance": result.distances.double().cpu().tolist(),
+        "distance": distances.tolist(),
         "norm": attack.norm,
     }
+
+
+def feature_units(config: EvaluateConfig, ds: Dataset) -> np.ndarray | None:
+    """With ``eps_units: feature_std``, each feature's standard deviation over the attacked
+    inputs (float64, the shape of one input); None with ``eps_units: input``.
+
+    Parameters
+    ----------
+    config : EvaluateConfig
+        The run's config.
+    ds : Dataset
+        The attacked inputs.
+
+    Returns
+    -------
+    ndarray or None
+        The per-feature units of every budget and distance.
+    """
+    if config.eps_units == "input":
+        return None
+    assert ds.images is not None
+    std = ds.images.astype(np.float64).std(0)
+    if not (std > 0).any():
+        raise ValueError("eps_units: feature_std, but every feature of the inputs is constant "
+                         "(std 0): no feature could move")  # fmt: skip
+    return std
+
+
+def _budget(eps: float, units: np.ndarray | None) -> float | torch.Tensor:
+    """A budget in the inputs' units: eps itself, or the per-feature box eps * units."""
+    return eps if units is None else torch.from_numpy(eps * units)
 
 
 def _certify_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[str, Any]:
@@ -619,19 +692,25 @@ def _certify_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[s
     sl = slice(start, start + config.chunk_size)
     x = torch.from_numpy(ds.images[sl]).to(config.device)
     y = torch.from_numpy(ds.labels[sl]).to(config.device)
-    return _certificates(config, model, x, y, config.certify)
+    return _certificates(config, model, x, y, config.certify, feature_units(config, ds))
 
 
 def _certificates(
-    config: EvaluateConfig, model: Model, x: torch.Tensor, y: torch.Tensor, budgets: Any
+    config: EvaluateConfig,
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    budgets: Any,
+    units: np.ndarray | None = None,
 ) -> dict[str, dict[str, list[bool]]]:
     """Per ``certify_bounds`` method and budget (``eps_key``), which of (x, y) it certifies
-    (a certify unit's result; the plan's too)."""
+    (a certify unit's result; the plan's too); per-feature boxes with ``units``."""
 
     def certified(method: str, eps: float) -> list[bool]:
+        box = _budget(eps, units)
         if method == "linear":
-            return is_certified_linear(model, x, y, eps).tolist()
-        return is_certified(model, x, y, eps, model.bounds, config.batch_size).cpu().tolist()
+            return is_certified_linear(model, x, y, box).tolist()
+        return is_certified(model, x, y, box, model.bounds, config.batch_size).cpu().tolist()
 
     return {method: {eps_key(eps): certified(method, eps) for eps in budgets}
             for method in config.certify_bounds}  # fmt: skip
@@ -650,7 +729,8 @@ def _verify_unit(
     if len(todo):
         x = torch.from_numpy(ds.images[start + todo]).to(config.device)
         y = torch.from_numpy(ds.labels[start + todo]).to(config.device)
-        status[todo] = verify_linf(model, x, y, eps, config.verify_time_limit).status
+        box = _budget(eps, feature_units(config, ds))
+        status[todo] = verify_linf(model, x, y, box, config.verify_time_limit).status
     return {"status": status.tolist()}
 
 
@@ -973,8 +1053,9 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
                          f"{acc:.1f}", ""])  # fmt: skip
     n = results["n_images"]
     clean = by_id["clean.accuracy"]["ours"]
+    measured = "" if results.get("eps_units") is None else f"; eps in {UNITS[results['eps_units']]}"
     tables = [Table(f"Robust accuracy (%) of {n} images (clean accuracy {clean:.1f} %; an "
-                    "attack's success rate is over the correctly classified images)",
+                    f"attack's success rate is over the correctly classified images{measured})",
                     ("attack", "norm", "eps", "robust accuracy", "success rate"), rows)]  # fmt: skip
     distances = [[c["id"].split(".")[0], c["unit"], f"{c['ours']:.4g}",
                   f"{by_id[c['id'].replace('median_distance', 'success_rate')]['ours']:.1f}"]
@@ -1107,20 +1188,22 @@ def _timed_certificates(
     pick = spread_sample(len(ds))
     x, y = torch.from_numpy(ds.images[pick]), torch.from_numpy(ds.labels[pick])
     entries, chunked = [], -(-len(x) // config.chunk_size)
+    units = feature_units(config, ds)
     for eps in linear:
-        check = partial(_certify_inputs, model, x, y, eps)  # chunks, as the run calls it
+        check = partial(_certify_inputs, model, x, y, _budget(eps, units))  # chunks, as the run
         rate, timed = inputs_per_second(check, np.array_split(np.arange(len(x)), chunked))
         entries.append({"what": f"linear certificate at eps {eps:g} (timed on {timed} inputs)",
                         "images": len(ds), "steps": 1, "rate": rate, "units": chunks})  # fmt: skip
     if config.verify:
-        undecided = _undecided(config, model, x, y)
+        undecided = _undecided(config, model, x, y, units)
         for eps in config.verify:
             todo = np.flatnonzero(undecided[eps])
             if not len(todo):
                 notes.append(f"verify at eps {eps:g}: the attacks and certificates decided every "
                              "sampled input (no program timed).")  # fmt: skip
                 continue
-            check = partial(_verify_inputs, model, x, y, eps, config.verify_time_limit)
+            check = partial(_verify_inputs, model, x, y, _budget(eps, units),
+                            config.verify_time_limit)  # fmt: skip
             rate, timed = inputs_per_second(check, [todo[i : i + 1] for i in range(len(todo))])
             entries.append({"what": f"verify at eps {eps:g} (programs for {len(todo)} of {len(x)} "
                             f"sampled inputs, {timed} timed)", "images": round(len(ds) * len(todo) / len(x)),
@@ -1129,32 +1212,42 @@ def _timed_certificates(
     return entries
 
 
-def _certify_inputs(model: Model, x: torch.Tensor, y: torch.Tensor, eps: float,
+def _certify_inputs(model: Model, x: torch.Tensor, y: torch.Tensor, eps: float | torch.Tensor,
                     group: np.ndarray) -> None:  # fmt: skip
     """The linear certificate of the inputs ``group`` in one call, as a run's chunk (timed)."""
     is_certified_linear(model, x[group], y[group], eps)
 
 
 def _verify_inputs(
-    model: Model, x: torch.Tensor, y: torch.Tensor, eps: float, limit: float, group: np.ndarray
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float | torch.Tensor,
+    limit: float,
+    group: np.ndarray,
 ) -> None:
     """``verify_linf`` on the inputs ``group`` (timed)."""
     verify_linf(model, x[group], y[group], eps, limit)
 
 
 def _undecided(
-    config: EvaluateConfig, model: Model, x: torch.Tensor, y: torch.Tensor
+    config: EvaluateConfig,
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    units: np.ndarray | None = None,
 ) -> dict[float, np.ndarray]:
     """Per ``verify`` budget, which of the inputs (x, y) the run would give a program: the
-    config's attacks and the certificates at the verify budgets run on them, then the run's own
-    ``_decided``."""
+    config's attacks and the certificates at the verify budgets run on them (per-feature boxes
+    with ``units``), then the run's own ``_decided``."""
     with torch.no_grad():
         correct = (model(x).argmax(1) == y).numpy()
-    outcomes = {entry.id: {eps: _attack_outcome(entry, model, eps, config.seed, config.batch_size, x, y)
+    outcomes = {entry.id: {eps: _attack_outcome(entry, model, eps, config.seed, config.batch_size,
+                                                x, y, units)
                            for eps in entry.eps or (None,)}
                 for entry in config.attacks}  # fmt: skip
     certified = _certificates(
-        config, model, x, y, [e for e in config.verify if e in config.certify]
+        config, model, x, y, [e for e in config.verify if e in config.certify], units
     )
     return {eps: status == UNKNOWN
             for eps, status in _decided(config, correct, outcomes, certified).items()}  # fmt: skip
@@ -1226,10 +1319,12 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
                             "rounding", count, key)  # fmt: skip
     for norm, curve in summary["curves"].items():
         plot_attack_curves(curve, norm, ctx.path(f"robustness-{norm}"),
-                           f"{config.model.factory} on {ds.name} ({len(ds)} inputs)")  # fmt: skip
+                           f"{config.model.factory} on {ds.name} ({len(ds)} inputs)",
+                           units=UNITS[config.eps_units])  # fmt: skip
     if ds.images is not None and ds.images.ndim == 4 and ds.images.shape[1] in (1, 3):
         _examples_figure(ctx, config, ds, model)
-    return {"n_images": len(ds), "data": ds.name, **current, **summary}
+    units = {} if config.eps_units == "input" else {"eps_units": config.eps_units}
+    return {"n_images": len(ds), "data": ds.name, **current, **units, **summary}
 
 
 def _verify(
