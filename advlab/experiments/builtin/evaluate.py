@@ -623,7 +623,7 @@ def _attack_unit(
     x, y = torch.from_numpy(ds.images[sl]), torch.from_numpy(ds.labels[sl])
     return _attack_outcome(entry, model, eps, config.seed + start, config.batch_size,
                            x.to(config.device), y.to(config.device),
-                           feature_units(config, ds))  # fmt: skip
+                           feature_units(config.eps_units, ds))  # fmt: skip
 
 
 def _attack_outcome(
@@ -639,7 +639,9 @@ def _attack_outcome(
     """``entry``'s attack at ``eps`` on (x, y): per input, success and the perturbation's
     size, and the attack's norm (an attack unit's result; the plan's too). With per-feature
     ``units`` the budget is the box eps * units and the size the weighted norm."""
-    attack = _make_attack(entry, model, None if eps is None else _budget(eps, units), seed, batch)
+    attack = _make_attack(
+        entry, model, None if eps is None else per_feature_budget(eps, units), seed, batch
+    )
     result = attack(x, y)
     assert result.distances is not None
     distances = result.distances.double().cpu()
@@ -654,34 +656,49 @@ def _attack_outcome(
     }
 
 
-def feature_units(config: EvaluateConfig, ds: Dataset) -> np.ndarray | None:
-    """With ``eps_units: feature_std``, each feature's standard deviation over the attacked
-    inputs (float64, the shape of one input); None with ``eps_units: input``.
+def feature_units(eps_units: str, ds: Dataset, which: str = "inputs") -> np.ndarray | None:
+    """With ``eps_units: feature_std``, each feature's standard deviation over ``ds`` (float64,
+    the shape of one input; 0 for a constant feature); None with ``eps_units: input``.
 
     Parameters
     ----------
-    config : EvaluateConfig
-        The run's config.
+    eps_units : {"input", "feature_std"}
+        The config's units of the budgets.
     ds : Dataset
-        The attacked inputs.
+        The inputs the std is taken over (``which`` names them in the error).
+    which : str, default="inputs"
+        What ``ds`` is, for the error when every feature is constant.
 
     Returns
     -------
     ndarray or None
         The per-feature units of every budget and distance.
     """
-    if config.eps_units == "input":
+    if eps_units == "input":
         return None
     assert ds.images is not None
-    std = ds.images.astype(np.float64).std(0)
+    std = ds.images.std(0, dtype=np.float64)
     if not (std > 0).any():
-        raise ValueError("eps_units: feature_std, but every feature of the inputs is constant "
+        raise ValueError(f"eps_units: feature_std, but every feature of the {which} is constant "
                          "(std 0): no feature could move")  # fmt: skip
     return std
 
 
-def _budget(eps: float, units: np.ndarray | None) -> float | torch.Tensor:
-    """A budget in the inputs' units: eps itself, or the per-feature box eps * units."""
+def per_feature_budget(eps: float, units: np.ndarray | None) -> float | torch.Tensor:
+    """A budget in the inputs' units: eps itself, or the per-feature box eps * ``units``.
+
+    Parameters
+    ----------
+    eps : float
+        The budget.
+    units : ndarray or None
+        ``feature_units``.
+
+    Returns
+    -------
+    float or torch.Tensor
+        The budget, float64 per feature.
+    """
     return eps if units is None else torch.from_numpy(eps * units)
 
 
@@ -692,7 +709,7 @@ def _certify_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[s
     sl = slice(start, start + config.chunk_size)
     x = torch.from_numpy(ds.images[sl]).to(config.device)
     y = torch.from_numpy(ds.labels[sl]).to(config.device)
-    return _certificates(config, model, x, y, config.certify, feature_units(config, ds))
+    return _certificates(config, model, x, y, config.certify, feature_units(config.eps_units, ds))
 
 
 def _certificates(
@@ -707,7 +724,7 @@ def _certificates(
     (a certify unit's result; the plan's too); per-feature boxes with ``units``."""
 
     def certified(method: str, eps: float) -> list[bool]:
-        box = _budget(eps, units)
+        box = per_feature_budget(eps, units)
         if method == "linear":
             return is_certified_linear(model, x, y, box).tolist()
         return is_certified(model, x, y, box, model.bounds, config.batch_size).cpu().tolist()
@@ -729,7 +746,7 @@ def _verify_unit(
     if len(todo):
         x = torch.from_numpy(ds.images[start + todo]).to(config.device)
         y = torch.from_numpy(ds.labels[start + todo]).to(config.device)
-        box = _budget(eps, feature_units(config, ds))
+        box = per_feature_budget(eps, feature_units(config.eps_units, ds))
         status[todo] = verify_linf(model, x, y, box, config.verify_time_limit).status
     return {"status": status.tolist()}
 
@@ -1188,9 +1205,11 @@ def _timed_certificates(
     pick = spread_sample(len(ds))
     x, y = torch.from_numpy(ds.images[pick]), torch.from_numpy(ds.labels[pick])
     entries, chunked = [], -(-len(x) // config.chunk_size)
-    units = feature_units(config, ds)
+    units = feature_units(config.eps_units, ds)
     for eps in linear:
-        check = partial(_certify_inputs, model, x, y, _budget(eps, units))  # chunks, as the run
+        check = partial(
+            _certify_inputs, model, x, y, per_feature_budget(eps, units)
+        )  # chunks, as the run
         rate, timed = inputs_per_second(check, np.array_split(np.arange(len(x)), chunked))
         entries.append({"what": f"linear certificate at eps {eps:g} (timed on {timed} inputs)",
                         "images": len(ds), "steps": 1, "rate": rate, "units": chunks})  # fmt: skip
@@ -1202,7 +1221,7 @@ def _timed_certificates(
                 notes.append(f"verify at eps {eps:g}: the attacks and certificates decided every "
                              "sampled input (no program timed).")  # fmt: skip
                 continue
-            check = partial(_verify_inputs, model, x, y, _budget(eps, units),
+            check = partial(_verify_inputs, model, x, y, per_feature_budget(eps, units),
                             config.verify_time_limit)  # fmt: skip
             rate, timed = inputs_per_second(check, [todo[i : i + 1] for i in range(len(todo))])
             entries.append({"what": f"verify at eps {eps:g} (programs for {len(todo)} of {len(x)} "

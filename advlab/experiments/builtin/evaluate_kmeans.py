@@ -122,10 +122,12 @@ from advlab.experiments.builtin.evaluate import (
     ModelSpec,
     check_classifier,
     eps_key,
+    feature_units,
     fingerprint,
     fresh_module,
     load_inputs,
     load_weights,
+    per_feature_budget,
     rate_comparison,
     untrained_model,
 )
@@ -398,27 +400,9 @@ def _certificate(ctx: RunContext, config: EvaluateKMeansConfig) -> str:
 
 
 def _units(ctx: RunContext, config: EvaluateKMeansConfig) -> Units:
-    """The per-feature units of the budgets (``_feature_units``), loaded once with the data."""
+    """The per-feature units of the budgets (``feature_units`` over the training inputs), loaded
+    once with the data."""
     return _load_all(ctx, config)[5]
-
-
-def _feature_units(config: EvaluateKMeansConfig, train: Dataset) -> Units:
-    """With ``eps_units: feature_std``, each input feature's standard deviation over the
-    training inputs (float64, the shape of one input; 0 for a constant feature), so that eps
-    stands for the per-feature budget eps * std_d; None with ``eps_units: input``."""
-    if config.eps_units == "input":
-        return None
-    assert train.images is not None
-    std = train.images.astype(np.float64).std(0)
-    if not (std > 0).any():
-        raise ValueError("eps_units: feature_std, but every feature of the training inputs is "
-                         "constant (std 0): no feature could move")  # fmt: skip
-    return std
-
-
-def _budget(eps: float, units: Units) -> float | torch.Tensor:
-    """The L-inf budget eps in the inputs' units: eps itself, or per feature eps * std_d."""
-    return eps if units is None else torch.from_numpy(eps * units)
 
 
 def _scale(units: Units) -> np.ndarray | None:
@@ -452,7 +436,14 @@ def _load_all(
             if network is not None:
                 check_classifier(network, x, labels, which)
         kept = {a: net for a, net in networks.items() if net is not None}
-        _LOADED[key] = train, test, kept, features, certificate, _feature_units(config, train)
+        _LOADED[key] = (
+            train,
+            test,
+            kept,
+            features,
+            certificate,
+            feature_units(config.eps_units, train, "training inputs"),
+        )
     return _LOADED[key]
 
 
@@ -470,7 +461,7 @@ def _unit(
     correctly under each network's transfer attack (crafted once, judged by every k-means) and
     under the white-box PGD on that k-means."""
     _, test, networks = _loaded(ctx, config)
-    features, budget = _features(ctx, config), _budget(eps, _units(ctx, config))
+    features, budget = _features(ctx, config), per_feature_budget(eps, _units(ctx, config))
     assert test.images is not None
     sl = slice(start, start + config.chunk_size)
     x = torch.from_numpy(test.images[sl]).to(config.device)
@@ -567,7 +558,7 @@ def _exact_sizes(
         found = exact(x, y).distances
         assert found is not None
         return found.double().cpu().numpy()
-    verified = verify_kmeans_linf(km, x.to(config.device), _budget(largest, units), mapping,
+    verified = verify_kmeans_linf(km, x.to(config.device), per_feature_budget(largest, units), mapping,
                                   features=features, minimal=True,
                                   time_limit=config.time_limit)  # fmt: skip
     # (a per-feature budget measures in its own units: 1 is the budget eps * std)
@@ -888,7 +879,7 @@ def _timed_kmeans(
     assert test.images is not None
     pick = spread_sample(len(test))
     x, y = torch.from_numpy(test.images[pick]), torch.from_numpy(test.labels[pick])
-    units = _feature_units(config, train)
+    units = feature_units(config.eps_units, train, "training inputs")
 
     def check(group: np.ndarray) -> None:
         if features is None:
@@ -1043,5 +1034,5 @@ def _certified_through(
     ("linear" or "interval") bounds."""
     x = x.to(config.device)
     certify = kmeans_is_certified_linear if certificate == "linear" else kmeans_is_certified
-    return {eps: certify(km, x, _budget(eps, units), mapping, features=features).cpu().numpy()
+    return {eps: certify(km, x, per_feature_budget(eps, units), mapping, features=features).cpu().numpy()
             for eps in config.eps}  # fmt: skip
