@@ -507,7 +507,8 @@ def _per_feature_budget_cases(
 ) -> None:
     """Per-feature budgets (one L-inf half-width per feature) of the wrong shape, negative,
     NaN, boolean or empty, in the attacks, the certificates and the verifiers, and in L2; the
-    k-means radius' and minimal attack's per-feature units (``scale``)."""
+    k-means radius' and minimal attack's per-feature units (``scale``) and Algorithm 1's
+    training attacks' (``units``)."""
     from advlab.attacks.evasion import (
         FGSM,
         PGD,
@@ -516,6 +517,9 @@ def _per_feature_budget_cases(
         kmeans_certified_radius,
     )
     from advlab.defenses import (
+        KMeansAdversarialTraining,
+        KMeansWhiteBoxAttack,
+        SurrogateAttack,
         is_certified,
         is_certified_linear,
         kmeans_is_certified,
@@ -554,6 +558,11 @@ def _per_feature_budget_cases(
          lambda: kmeans_certified_radius(km, rows, "linf", scale=np.zeros(16))),
         ("KMeansMinimalAttack scale negative", "scale", lambda: KMeansMinimalAttack(km, scale=-np.ones(16))),
         ("KMeansMinimalAttack scale NaN", "scale", lambda: KMeansMinimalAttack(km, scale=[NAN] * 16)),
+        ("SurrogateAttack units in standardized units", "units",
+         lambda: SurrogateAttack(net, y, "standardized", units=np.ones(16))),
+        ("Algorithm 1 with units of 3 for 16 features", "units",
+         lambda: KMeansAdversarialTraining(3, beta=1, attack=KMeansWhiteBoxAttack(units=[1.0] * 3),
+                                           random_state=0).fit(rows)),
     ):  # fmt: skip
         add(name, token, call)
 

@@ -173,7 +173,8 @@ def test_budgets_in_each_features_std_on_raw_tabular_rows(tmp_path, capsys):
     eps * std_d of the training rows, and every number is that of the attacks called directly
     with that box (the transfer I-FGSM through the user's network, the white-box PGD) or in the
     norm weighted by std (the certified radius and the exact minimum); the bounds stay
-    ordered, and the report names the units."""
+    ordered, and the report names the units. Algorithm 1 takes the same box at each step: its
+    k-means is ``KMeansAdversarialTraining`` with ``SurrogateAttack(units=std)``."""
     from sklearn.datasets import load_wine
 
     X, labels = load_wine(return_X_y=True)
@@ -231,6 +232,17 @@ def test_budgets_in_each_features_std_on_raw_tabular_rows(tmp_path, capsys):
     assert "under L-inf attacks (eps in multiples of each feature's training std)" in (
         capsys.readouterr().out
     )
+    training = {"eta": 0.5, "beta": 2, "eps_max": 0.3}
+    trained = _run(tmp_path / "b", {**config, "adversarial_training": training, "eps": [0.3]})
+    attack = SurrogateAttack(surrogate, labels[:130], "pixel", max_iter=10, units=std)
+    est = KMeansAdversarialTraining(6, eta=0.5, beta=2, attack=attack, eps_max=0.3,
+                                    random_state=0, preprocess=StandardScaler()).fit(train)  # fmt: skip
+    mapping = majority_vote_mapping(est.labels_, labels[:130], 6)  # (on the last D', as the run)
+    pipe = make_pipeline(est.preprocess_, est.kmeans_)
+    got = {c["id"]: c["ours"] for c in trained["comparisons"]}
+    clean = mapping[pipe.predict(test)] == truth
+    assert got["trained.kmeans.clean_accuracy"] == pytest.approx(100 * clean.mean())
+    assert [h["eps"] for h in trained["training_history"]] == [0.0, 0.15, 0.3]
 
 
 def test_a_preprocessing_is_attacked_in_the_inputs_units(tmp_path):
@@ -297,9 +309,6 @@ MISTAKES = {
         {"features": {"factory": "tests.test_evaluate_kmeans:encoder", "weights": "x"},
          "adversarial_training": {"eps_max": 0.1}},
         "adversarial_training refits k-means on perturbed inputs, not on a network's features"),
-    "per-feature budgets with Algorithm 1": (
-        {"eps_units": "feature_std", "adversarial_training": {"eps_max": 0.1}},
-        "adversarial_training takes one budget for every feature"),
     "unknown budget units": ({"eps_units": "pixels"}, "eps_units"),
     "a feature network to train": (
         {"features": {"factory": "mlp", "train_epochs": 1}}, "features takes your network with"),

@@ -341,3 +341,43 @@ def test_bad_units_are_named(scale, message):
         kmeans_certified_radius(pipe, x.numpy(), "linf", mapping, scale=scale)
     with pytest.raises(ValueError, match=message):
         KMeansMinimalAttack(pipe, mapping, "linf", "other-class", bounds=None, scale=scale)
+
+
+def test_algorithm_1s_attacks_take_per_feature_units():
+    """Algorithm 1 on the raw wine rows behind a StandardScaler with ``units`` = each feature's
+    std (alcohol frozen): every step's D' moves each feature of A by at most eps * std_d and
+    alcohol not at all, the surrogate's A' is I-FGSM called directly with that box, and the
+    label-free white-box attack moves A too; units beside standardized eps units, or of the
+    wrong shape, are refused before any fit."""
+    from advlab.defenses import KMeansAdversarialTraining, KMeansWhiteBoxAttack, SurrogateAttack
+
+    X, labels = load_wine(return_X_y=True)
+    X = X.astype(np.float32)
+    units = X.astype(np.float64).std(0)
+    units[0] = 0.0
+    torch.manual_seed(0)
+    net = Model(_net([13, 16, 3], seed=5), bounds=(-np.inf, np.inf),
+                preprocessing={"mean": X.mean(0).tolist(), "std": X.std(0).tolist(), "axis": -1})  # fmt: skip
+    for attack in (SurrogateAttack(net, labels, "pixel", max_iter=5, units=units),
+                   KMeansWhiteBoxAttack(max_iter=5, units=units)):  # fmt: skip
+        est = KMeansAdversarialTraining(6, eta=0.5, beta=2, attack=attack, eps_max=0.4,
+                                        random_state=0, preprocess=StandardScaler())  # fmt: skip
+        steps = list(est.iter_steps(X))
+        a = est.adv_indices_
+        for step in steps[1:]:
+            moved = np.abs(step.data[a].astype(np.float64) - X[a])
+            assert (
+                np.all(moved <= step.eps * units + 1e-6 * np.abs(X[a])) and moved[:, 0].max() == 0
+            )
+            assert moved.max(0)[1:].min() > 0  # every free feature moves somewhere
+            if isinstance(attack, SurrogateAttack):
+                box = torch.from_numpy(step.eps * units)
+                direct = IFGSM(net, eps=box, max_iter=5, eps_step=box / 4)(
+                    torch.from_numpy(X[a]), torch.from_numpy(labels[a])).x_adv.numpy()  # fmt: skip
+                np.testing.assert_array_equal(step.data[a], direct)
+    with pytest.raises(ValueError, match="use eps_units='pixel' with them"):
+        SurrogateAttack(net, labels, "standardized", units=units)
+    wrong = KMeansAdversarialTraining(6, beta=1, attack=KMeansWhiteBoxAttack(units=units[:5]),
+                                      random_state=0)  # fmt: skip
+    with pytest.raises(ValueError, match=r"units has shape \(5,\)"):
+        wrong.fit(X)

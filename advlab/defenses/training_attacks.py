@@ -24,6 +24,19 @@ from torch import nn
 from advlab.attacks.evasion import IFGSM, KMeansPGD, eps_to_pixels
 from advlab.cluster import KMeans, kmeans_cells, majority_vote_mapping
 from advlab.models.wrapper import Bounds
+from advlab.utils.validation import check_budget, check_budget_shape
+
+
+def _check_units(units: Any, eps_units: str) -> torch.Tensor | None:
+    """Per-feature units as a float64 tensor (``check_budget``: >= 0, finite), None as None;
+    refused beside 'standardized' eps units, which scale eps already."""
+    if units is None:
+        return None
+    if eps_units != "pixel":
+        raise ValueError(f"units scale eps per feature: use eps_units='pixel' with them, not "
+                         f"{eps_units!r}")  # fmt: skip
+    checked = check_budget("units", units)
+    return torch.as_tensor(checked, dtype=torch.float64)
 
 
 class TrainingAttack(Protocol):
@@ -57,6 +70,10 @@ class SurrogateAttack:
         Images per batch.
     attack_cls : type, default=IFGSM
         An advlab attack taking eps, max_iter, eps_step, eps_units and batch_size.
+    units : array-like or None, default=None
+        Per-feature units (the shape of one input, or broadcastable to it; 0 freezes a
+        feature): eps then stands for the per-feature L-inf budget eps * units_d, in input
+        units (``eps_units`` must be 'pixel'). None: one budget for every feature.
     """
 
     def __init__(
@@ -68,15 +85,19 @@ class SurrogateAttack:
         step_ratio: float = 0.25,
         batch_size: int = 256,
         attack_cls: Any = IFGSM,
+        units: Any = None,
     ) -> None:
         self.surrogate, self.labels = surrogate, np.asarray(labels)
         self.eps_units, self.max_iter, self.step_ratio = eps_units, max_iter, step_ratio
         self.batch_size, self.attack_cls = batch_size, attack_cls
+        self.units = _check_units(units, eps_units)
 
     def _attack(self, eps: float) -> Any:
+        budget = eps if self.units is None else eps * self.units
         return self.attack_cls(
-            self.surrogate, eps=eps, max_iter=self.max_iter, eps_step=eps * self.step_ratio,
-            eps_units=self.eps_units, batch_size=self.batch_size,
+            self.surrogate, eps=budget, max_iter=self.max_iter,
+            eps_step=budget * self.step_ratio, eps_units=self.eps_units,
+            batch_size=self.batch_size,
         )  # fmt: skip
 
     def check_training_set(self, x: np.ndarray, n_samples: int) -> None:
@@ -89,6 +110,7 @@ class SurrogateAttack:
                 f"SurrogateAttack has {len(self.labels)} labels for a training set of "
                 f"{n_samples} samples; pass the labels of the whole training set"
             )
+        check_budget_shape("units", self.units, tuple(x.shape[1:]))
         self(x[:1], np.zeros(1, dtype=np.int64), 0.0, None)
 
     def __call__(
@@ -122,6 +144,10 @@ class KMeansWhiteBoxAttack:
         Box of the inputs: None unbounded (arbitrary feature spaces), (0, 1) for images.
     pixel_std : float or None, default=None
         The data's standard deviation, for standardized units.
+    units : array-like or None, default=None
+        Per-feature units (the shape of one input, or broadcastable to it; 0 freezes a
+        feature): eps then stands for the per-feature L-inf budget eps * units_d, in input
+        units (``eps_units`` must be 'pixel'). None: one budget for every feature.
     """
 
     def __init__(
@@ -133,6 +159,7 @@ class KMeansWhiteBoxAttack:
         train_data: np.ndarray | None = None,
         bounds: Bounds | None = None,
         pixel_std: float | None = None,
+        units: Any = None,
     ) -> None:
         if labels is not None and train_data is None:
             raise ValueError("the class-label variant needs train_data to map clusters to classes")
@@ -141,16 +168,19 @@ class KMeansWhiteBoxAttack:
         self.eps_units, self.max_iter, self.step_ratio = eps_units, max_iter, step_ratio
         self.bounds, self.pixel_std = bounds, pixel_std
         eps_to_pixels(1.0, eps_units, pixel_std)  # refuse bad units before any fit
+        self.units = _check_units(units, eps_units)
 
     def check_training_set(self, x: np.ndarray, n_samples: int) -> None:
         """Refuse, before any k-means fit, a training set of ``n_samples`` that ``labels`` or
-        ``train_data`` do not describe (``x``: its first rows, unused here)."""
+        ``train_data`` do not describe, or whose rows (``x``: the first ones) ``units`` does
+        not fit."""
         for name, value in (("labels", self.labels), ("train_data", self.train_data)):
             if value is not None and len(value) != n_samples:
                 raise ValueError(
                     f"KMeansWhiteBoxAttack's {name} has {len(value)} rows for a training set "
                     f"of {n_samples} samples"
                 )
+        check_budget_shape("units", self.units, tuple(x.shape[1:]))
 
     def __call__(self, x: np.ndarray, indices: np.ndarray, eps: float, kmeans: Any) -> np.ndarray:
         """``kmeans``: the current k-means, or the pipeline of Algorithm 1's preprocessing and
@@ -164,7 +194,9 @@ class KMeansWhiteBoxAttack:
             train = self.train_data.reshape(len(self.train_data), -1)
             mapping = majority_vote_mapping(kmeans.predict(train), self.labels, len(cells.centers))
             y = torch.from_numpy(self.labels[indices])
-        eps_px = float(eps_to_pixels(eps, self.eps_units, self.pixel_std))
+        eps_px: float | torch.Tensor = float(eps_to_pixels(eps, self.eps_units, self.pixel_std))
+        if self.units is not None:
+            eps_px = eps * self.units
         atk = KMeansPGD(cells, mapping, eps=eps_px, max_iter=self.max_iter,
                         eps_step=eps_px * self.step_ratio, bounds=self.bounds)  # fmt: skip
         return atk.generate(xt, y).cpu().numpy().astype(x.dtype, copy=False)

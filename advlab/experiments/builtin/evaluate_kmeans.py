@@ -71,7 +71,8 @@ network's features).
 With ``eps_units: feature_std`` (tabular features in their own units), each eps is a multiple
 of every input feature's standard deviation over the training inputs: the per-feature L-inf
 budget eps * std_d (0 for a constant feature, which no attack moves). The transfer I-FGSM, the
-white-box PGD and the certificates through ``features`` take that box; the minimal
+white-box PGD, Algorithm 1's I-FGSM (at each step's eps, with ``eps_max`` in the same units)
+and the certificates through ``features`` take that box; the minimal
 perturbations and the certified radius are measured in the weighted norm max_d |delta_d| / std_d
 (``scale``), so "size > eps" is still "beyond the budget".
 
@@ -272,9 +273,6 @@ class EvaluateKMeansConfig(ExperimentConfig):
         if self.features is not None and self.adversarial_training is not None:
             raise ValueError("adversarial_training refits k-means on perturbed inputs, not on "
                              "a network's features: leave one of them out")  # fmt: skip
-        if self.adversarial_training is not None and self.eps_units != "input":
-            raise ValueError("adversarial_training takes one budget for every feature: use "
-                             "eps_units: input with it")  # fmt: skip
         if self.features is not None and self.features.weights is None:
             raise ValueError("features takes your network with its weights (train_epochs "
                              "trains a classifier)")  # fmt: skip
@@ -672,7 +670,7 @@ def _training_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, A
     history, state = ctx.load_steps(TRAINING)
     resume = None if state is None else (history[-1]["step"], state["centers"])
     attack = SurrogateAttack(surrogate, train.labels, "pixel", config.max_iter,
-                             batch_size=config.batch_size)  # fmt: skip
+                             batch_size=config.batch_size, units=_units(ctx, config))  # fmt: skip
     est = KMeansAdversarialTraining(config.n_clusters, eta=spec.eta, beta=spec.beta,
                                     attack=attack, eps_max=spec.eps_max,
                                     continuous=spec.continuous, random_state=config.seed,
