@@ -5,6 +5,7 @@ certificates of k-means on a network's features) and
 exact L-inf verification of small ReLU networks, and of k-means on their features, by
 mixed-integer programming."""
 
+from advlab.defenses.certified_radius import certified_radius, kmeans_certified_radius_through
 from advlab.defenses.interval_bounds import (
     IBPHistory,
     certified_accuracy,
@@ -53,11 +54,13 @@ __all__ = [
     "TrimmedKMeans",
     "Verification",
     "certified_accuracy",
+    "certified_radius",
     "check_certifiable",
     "check_verifiable",
     "interval_bounds",
     "is_certified",
     "is_certified_linear",
+    "kmeans_certified_radius_through",
     "kmeans_is_certified",
     "kmeans_is_certified_linear",
     "margin_lower_bounds",
