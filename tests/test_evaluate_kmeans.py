@@ -504,8 +504,14 @@ def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):
     perturbation by mixed-integer programs; the bounds stay ordered, a resumed run recomputes
     nothing, two workers give the same results, ``advlab plan`` times the work through the
     encoder, the transfer attack is judged through it, a preprocessing behind the encoder is fitted on its outputs, and a Tanh encoder
-    gets interval bounds."""
-    from advlab.defenses import kmeans_is_certified, kmeans_is_certified_linear, verify_kmeans_linf
+    gets interval bounds; the median certified radius is that of the linear bounds'
+    bisection."""
+    from advlab.defenses import (
+        kmeans_certified_radius_through,
+        kmeans_is_certified,
+        kmeans_is_certified_linear,
+        verify_kmeans_linf,
+    )
 
     torch.manual_seed(0)
     net = encoder().eval()
@@ -538,7 +544,10 @@ def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):
         assert (got[f"certified.linf.eps{eps:g}.accuracy"] <= got[f"exact.linf.eps{eps:g}.accuracy"]
                 <= got[f"whitebox.linf.eps{eps:g}.accuracy"])  # fmt: skip
     assert got["exact.linf.eps0.02.accuracy"] < got["kmeans.clean_accuracy"]
-    assert not any(i.startswith("minimal.") or "radius" in i for i in got)
+    assert not any(i.startswith("minimal.") for i in got)
+    radii = kmeans_certified_radius_through(km, x[correct], 4 * 0.02, mapping, features=net)
+    assert got["kmeans.median_certified_radius"] == pytest.approx(np.median(radii))
+    assert 0 < got["kmeans.median_certified_radius"] < 4 * 0.02
     assert results["certificate"] == "linear" and results["exact_unknown"] == 0
     assert results["features"] == "tests.test_evaluate_kmeans:encoder"
     assert results["certified_but_attacked"] == {"eps0.01": 0, "eps0.02": 0}
@@ -560,7 +569,7 @@ def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):
     assert main(["plan", str(path), "--json"]) == 0
     plan = {a["what"]: a for a in json.loads(capsys.readouterr().out)["attacks"]}
     assert plan["white-box PGD (1 k-means x 2 budgets)"]["image_steps"] == 2 * 100 * 10
-    timed = "exact minimal perturbation and certificates through the features (1 k-means; "
+    timed = "exact minimal perturbation, certificates and radii through the features (1 k-means; "
     assert plan[timed + "timed on 100 inputs)"]["image_steps_per_second"] > 0
     reduce = {
         "factory": "tests.test_evaluate_kmeans:scale_and_reduce",

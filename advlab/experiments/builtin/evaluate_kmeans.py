@@ -64,9 +64,11 @@ bounds (``kmeans_is_certified``), named in ``results.json``'s ``certificate``; `
 such an f and finds each correct input's exact minimal perturbation, up to the largest eps, by
 mixed-integer programs (``verify_kmeans_linf(minimal=True)``, ``time_limit`` seconds each; an
 input whose program hits it counts as not robust, and ``exact_unknown`` counts them). The
-closed-form ``minimal`` attack and the median certified radius have no counterpart through a
-network and are left out; so is Algorithm 1 (it refits k-means on perturbed inputs, not on a
-network's features).
+median certified radius is that of the same bounds, found by bisection
+(``kmeans_certified_radius_through``, to 1e-3 of its cap, searched up to ``RADIUS_CAP`` = 4
+times the largest eps: an input certified there counts at the cap). The closed-form
+``minimal`` attack has no counterpart through a network and is left out; so is Algorithm 1
+(it refits k-means on perturbed inputs, not on a network's features).
 
 With ``eps_units: feature_std`` (tabular features in their own units), each eps is a multiple
 of every input feature's standard deviation over the training inputs: the per-feature L-inf
@@ -106,6 +108,7 @@ from advlab.defenses import (
     KMeansAdversarialTraining,
     SurrogateAttack,
     check_verifiable,
+    kmeans_certified_radius_through,
     kmeans_is_certified,
     kmeans_is_certified_linear,
     verify_kmeans_linf,
@@ -491,15 +494,16 @@ def _minimal_unit(
     form (``minimal``; inf where none) and, with ``exact``, the exact one up to the largest
     eps (``exact``; computed for the inputs k-means classifies correctly, 0 for the others,
     which need no perturbation). Through ``features``: only the exact one, by mixed-integer
-    programs (nan where a program hit the time limit)."""
+    programs (nan where a program hit the time limit), and the certified radius of each
+    correct input (``radius``, ``_radius_through``)."""
     _, test, _ = _loaded(ctx, config)
     features = _features(ctx, config)
     assert test.images is not None
     sl = slice(start, start + config.chunk_size)
     x, y = torch.from_numpy(test.images[sl]), torch.from_numpy(test.labels[sl])
     data = _clustered(config, features, x) if features is not None else test.data[sl]
-    units = _units(ctx, config)
-    return {prefix: _minimal_sizes(config, km, mapping, x, y, data, features, units)
+    units, certificate = _units(ctx, config), _certificate(ctx, config)
+    return {prefix: _minimal_sizes(config, km, mapping, x, y, data, features, units, certificate)
             for prefix, (km, mapping) in models.items()}  # fmt: skip
 
 
@@ -512,11 +516,13 @@ def _minimal_sizes(
     data: np.ndarray,
     features: Model | None = None,
     units: Units = None,
+    certificate: str = "Voronoi radius",
 ) -> dict[str, list[float]]:
     """``_minimal_unit``'s sizes for one k-means on inputs ``x`` (``data``: what k-means
     clusters of them): the closed form (not through ``features``) and, with ``exact``, the
     exact size of each correct input (0 for the others, which need no perturbation); in the
-    weighted norm of the per-feature ``units``, if any."""
+    weighted norm of the per-feature ``units``, if any. Through ``features`` also the
+    ``certificate``'s radius of each correct input (``radius``)."""
     out = {}
     if features is None:
         closed = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
@@ -532,7 +538,47 @@ def _minimal_sizes(
             sizes[correct] = _exact_sizes(config, km, mapping, x[correct], y[correct], features,
                                           units)  # fmt: skip
         out["exact"] = sizes.tolist()
+    if features is not None:
+        correct = mapping[km.predict(data)] == y.cpu().numpy()
+        radii = np.zeros(len(y))
+        if correct.any():
+            radii[correct] = _radius_through(config, km, mapping, x[correct], features,
+                                             certificate, units)  # fmt: skip
+        out["radius"] = radii.tolist()
     return out
+
+
+RADIUS_CAP = 4  # through a network, certified radii are searched up to 4 times the largest eps
+
+
+def _radius_through(
+    config: EvaluateKMeansConfig,
+    km: Clusterer,
+    mapping: np.ndarray,
+    x: torch.Tensor,
+    features: Model,
+    certificate: str,
+    units: Units = None,
+) -> np.ndarray:
+    """The certified radius through ``features`` of each input of x by the ``certificate``'s
+    bounds ("linear" or "interval"; ``kmeans_certified_radius_through``, a bisection to 1e-3
+    of its cap), searched up to ``RADIUS_CAP`` times the largest eps (an input certified there
+    gets the cap), in the per-feature ``units``, if any."""
+    cap = RADIUS_CAP * max(config.eps)
+    return kmeans_certified_radius_through(km, x.to(config.device), cap, mapping,
+                                           features=features, method=certificate,
+                                           scale=units)  # fmt: skip
+
+
+def _median_radius(
+    config: EvaluateKMeansConfig, prefix: str, radius: np.ndarray, correct: np.ndarray
+) -> dict[str, Any]:
+    """The comparison ``<prefix>kmeans.median_certified_radius``: the median certified radius
+    of the correctly classified inputs (0 without any), in the budgets' units."""
+    unit = "linf" if config.eps_units == "input" else "linf (feature std)"
+    median = float(np.median(radius[correct])) if correct.any() else 0.0
+    return {"id": f"{prefix}kmeans.median_certified_radius", "paper": None, "unit": unit,
+            "ours": median}  # fmt: skip
 
 
 def _exact_sizes(
@@ -721,9 +767,7 @@ def summarise(
     """
     comparisons = [rate_comparison(f"{prefix}kmeans.clean_accuracy", correct)]
     if not isinstance(radius, dict):
-        unit = "linf" if config.eps_units == "input" else "linf (feature std)"
-        comparisons.append({"id": f"{prefix}kmeans.median_certified_radius", "paper": None, "unit": unit,
-                            "ours": float(np.median(radius[correct])) if correct.any() else 0.0})  # fmt: skip
+        comparisons.append(_median_radius(config, prefix, radius, correct))
     attacks = sorted(outcomes[config.eps[0]])
     curve: dict[str, Any] = {"eps": list(config.eps), "attacks": {a: {"eps": list(config.eps),
                              "accuracy": []} for a in attacks}, "worst_case": [],
@@ -886,12 +930,12 @@ def _timed_kmeans(
             _radius(config, km, data, mapping, units)
             return
         data = _clustered(config, features, x[group])
-        _minimal_sizes(config, km, mapping, x[group], y[group], data, features, units)
+        _minimal_sizes(config, km, mapping, x[group], y[group], data, features, units, certificate)
         _certified_through(config, km, mapping, x[group], features, certificate, units)
 
     rate, timed = inputs_per_second(check, np.array_split(np.arange(len(x)), -(-len(x) // 32)))
     what = ("minimal perturbation and certified radius" if features is None
-            else "exact minimal perturbation and certificates through the features")  # fmt: skip
+            else "exact minimal perturbation, certificates and radii through the features")  # fmt: skip
     entries.append({"model": "k-means", "what": f"{what} "
                     f"({models} k-means; timed on {timed} inputs)", "images": models * len(test),
                     "steps": 1, "rate": rate, "units": chunks})  # fmt: skip
@@ -1007,12 +1051,18 @@ def _measure(
                                              for s in starts]) for a in first}
                     for eps in config.eps}  # fmt: skip
         unknown = 0
-        for name in done[f"minimal-{starts[0]:07d}"][prefix]:
-            size = np.concatenate([done[f"minimal-{s:07d}"][prefix][name] for s in starts])
+        minimal = [done[f"minimal-{s:07d}"][prefix] for s in starts]
+        for name in (n for n in minimal[0] if n != "radius"):
+            size = np.concatenate([part[name] for part in minimal])
             unknown += int(np.isnan(size).sum())
             for eps in config.eps:
                 outcomes[eps][name] = correct & (size > eps)  # (nan: not proved robust)
         summaries[prefix] = summarise(config, correct, radius, outcomes, prefix)
+        if "radius" in minimal[0]:  # through a network: the bisection's radii
+            radii = np.concatenate([part["radius"] for part in minimal])
+            summaries[prefix]["comparisons"].insert(
+                1, _median_radius(config, prefix, radii, correct)
+            )
         if features is not None and config.exact:
             summaries[prefix]["exact_unknown"] = unknown
     return summaries
