@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from advlab.cluster import kmeans_cells
 from advlab.defenses.interval_bounds import _labels, _margin_bounds, input_box
 from advlab.defenses.kmeans_ibp import kmeans_is_certified
 from advlab.defenses.kmeans_milp import _Problem
@@ -219,9 +220,10 @@ def kmeans_certified_radius_through(
     x = torch.as_tensor(x).detach()
     units = _units(scale, x)
     if method == "interval":
+        cells = kmeans_cells(kmeans)  # once: read off (and checked) here, not per probe
 
         def interval(i: int, eps: float) -> bool:
-            return bool(kmeans_is_certified(kmeans, x[i : i + 1], eps * units, mapping,
+            return bool(kmeans_is_certified(cells, x[i : i + 1], eps * units, mapping,
                                             features, bounds)[0])  # fmt: skip
 
         return bisect_radius(interval, len(x), eps_max, tol, "certified radius (interval)")
