@@ -508,7 +508,7 @@ def _per_feature_budget_cases(
     """Per-feature budgets (one L-inf half-width per feature) of the wrong shape, negative,
     NaN, boolean or empty, in the attacks, the certificates and the verifiers, and in L2; the
     k-means radius' and minimal attack's per-feature units (``scale``) and Algorithm 1's
-    training attacks' (``units``)."""
+    training attacks' (``units``); the certified radii's searches."""
     from advlab.attacks.evasion import (
         FGSM,
         PGD,
@@ -520,8 +520,10 @@ def _per_feature_budget_cases(
         KMeansAdversarialTraining,
         KMeansWhiteBoxAttack,
         SurrogateAttack,
+        certified_radius,
         is_certified,
         is_certified_linear,
+        kmeans_certified_radius_through,
         kmeans_is_certified,
         kmeans_is_certified_linear,
         verify_kmeans_linf,
@@ -560,6 +562,13 @@ def _per_feature_budget_cases(
         ("KMeansMinimalAttack scale NaN", "scale", lambda: KMeansMinimalAttack(km, scale=[NAN] * 16)),
         ("SurrogateAttack units in standardized units", "units",
          lambda: SurrogateAttack(net, y, "standardized", units=np.ones(16))),
+        ("certified_radius(method='exact')", "method",
+         lambda: certified_radius(net, x, y, 0.1, method="exact")),
+        ("certified_radius(eps_max=0)", "eps_max", lambda: certified_radius(net, x, y, 0.0)),
+        ("kmeans_certified_radius_through(tol=2)", "tol",
+         lambda: kmeans_certified_radius_through(km, x, 0.1, tol=2.0)),
+        ("kmeans_certified_radius_through scale of 3", "scale",
+         lambda: kmeans_certified_radius_through(km, x, 0.1, scale=[1.0, 1.0, 1.0])),
         ("Algorithm 1 with units of 3 for 16 features", "units",
          lambda: KMeansAdversarialTraining(3, beta=1, attack=KMeansWhiteBoxAttack(units=[1.0] * 3),
                                            random_state=0).fit(rows)),

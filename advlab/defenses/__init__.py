@@ -1,7 +1,8 @@
 """Defenses: adversarial training of k-means (Algorithm 1), its training attacks, and
 outlier-discarding k-means variants against poisoning, the M-SVDD-D classifier defense, and
 interval bound propagation (certified accuracy and certified training of ReLU networks, and
-certificates of k-means on a network's features) and
+certificates of k-means on a network's features), certified radii by bisection on those
+certificates, and
 exact L-inf verification of small ReLU networks, and of k-means on their features, by
 mixed-integer programming."""
 
