@@ -16,7 +16,14 @@ from torch import nn
 
 from advlab.attacks.evasion import FGSM, PGD, DeepFool
 from advlab.cli.main import main
-from advlab.defenses import ROBUST, UNKNOWN, is_certified, is_certified_linear, verify_linf
+from advlab.defenses import (
+    ROBUST,
+    UNKNOWN,
+    certified_radius,
+    is_certified,
+    is_certified_linear,
+    verify_linf,
+)
 from advlab.experiments import ConfigError
 from advlab.experiments.executors import LocalExecutor
 from advlab.metrics import robust_accuracy_curve
@@ -321,6 +328,33 @@ def test_linear_bounds_certify_between_interval_bounds_and_the_programs(user_fil
     assert only["curves"]["linf"]["certified_linear"] == curves["certified_linear"]
 
 
+def test_certified_radii_are_those_of_the_bisection_and_below_every_attack(
+    user_files, tmp_path, capsys
+):
+    """``certify_radius: 0.3`` with both certificates: each median is that of
+    ``certified_radius`` on the user's network over the correctly classified images, linear
+    above interval, no radius exceeds the smallest L-inf attack found, and the plan times the
+    radii on the user's weights."""
+    config = _config(user_files, certify_radius=0.3, certify_bounds=["interval", "linear"])
+    results = _run(tmp_path, config)
+    got, x, y, net = _by_id(results), user_files["x"], user_files["y"], user_files["net"]
+    correct = (net(x).argmax(1) == y).numpy()
+    medians = {}
+    for method, prefix in (("interval", "ibp"), ("linear", "linear")):
+        radii = certified_radius(Model(net), x, y, 0.3, method)
+        medians[prefix] = got[f"{prefix}.linf.median_certified_radius"]
+        assert medians[prefix] == pytest.approx(np.median(radii[correct]))
+    assert 0 < medians["ibp"] < medians["linear"] < 0.3
+    assert results["radius_but_attacked"] == {"ibp": 0, "linear": 0}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "evaluate", **config}))
+    assert main(["plan", str(path), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["units"]["certified radius chunks"] == -(-N // CHUNK)
+    timed = [a["what"] for a in plan["attacks"] if a["what"].startswith("certified radius")]
+    assert len(timed) == 2 and "(linear bounds) up to 0.3" in timed[1]
+
+
 def test_the_quick_profile_trains_a_zoo_model_on_the_digits(tmp_path):
     """The built-in default: an MLP trained here on the 8x8 digits' training split, attacked on
     their test split (no file of the user's, no download)."""
@@ -391,6 +425,8 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
                        certify_bounds=["interval", "linear"])  # fmt: skip
     if what == "a certificate named twice":
         return _config(files, certify=[0.01], certify_bounds=["linear", "linear"])
+    if what == "radii without an L-inf attack":
+        return _config(files, attacks=[{"name": "deepfool"}], certify_radius=0.1)
     if what == "per-feature budgets for torchattacks":
         return _config(files, eps_units="feature_std",
                        attacks=[{"name": "torchattacks:PGD", "eps": [0.1]}])  # fmt: skip
@@ -420,6 +456,7 @@ MISTAKES = {
     "certify a network that is not its layers": "unsupported operation 'flip'",
     "linear bounds on a network with max pooling": "unsupported layer AdaptiveMaxPool2d",
     "a certificate named twice": "certify_bounds must name each of its methods once",
+    "radii without an L-inf attack": "certify_radius gives a lower bound on L-inf robust",
     "per-feature budgets for torchattacks": "torchattacks:PGD does not take",
     "per-feature budgets for an L2 attack": "pgd is an L2 attack with a budget",
 }

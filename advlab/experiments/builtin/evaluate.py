@@ -38,7 +38,12 @@ What is measured, per image i of the n attacked (all in the input's units):
   modules are traced with ``torch.fx``; ``advlab.defenses.check_certifiable``);
   ``certify_bounds: [interval, linear]`` adds the certificate of linear (CROWN) bounds
   (``advlab.defenses.is_certified_linear``, Zhang et al. 2018), tighter on networks of affine
-  layers and ReLUs (``advlab.defenses.check_verifiable``).
+  layers and ReLUs (``advlab.defenses.check_verifiable``);
+- with ``certify_radius: r``, each image's certified L-inf radius under each
+  ``certify_bounds`` method, by bisection up to r (``advlab.defenses.certified_radius``), and
+  its median over the correctly classified images, ``<ibp|linear>.linf.median_certified_radius``
+  (an image certified at r counts at r); ``radius_but_attacked`` counts the images whose radius
+  exceeds the smallest perturbation an L-inf attack found (must be 0).
 
 With ``eps_units: feature_std`` (tabular features in their own units) every budget eps stands
 for the per-feature L-inf box eps * std_d, std_d the standard deviation of feature d over the
@@ -81,6 +86,7 @@ from advlab.defenses import (
     ATTACKED,
     ROBUST,
     UNKNOWN,
+    certified_radius,
     check_certifiable,
     check_verifiable,
     is_certified,
@@ -296,6 +302,9 @@ class EvaluateConfig(ExperimentConfig):
         The certificates computed at each ``certify`` budget: 'interval' (interval bound
         propagation, ids ``ibp.linf.eps<e>.certified_accuracy``) and 'linear' (linear bounds,
         ``linear.linf.eps<e>.certified_accuracy``; affine layers and ReLUs only).
+    certify_radius : float or None
+        The largest radius (input units, > 0) searched for each image's certified radius under
+        each ``certify_bounds`` method; None: no radii.
     verify : tuple of float
         L-inf budgets (input units, > 0) at which each image the attacks did not break (nor
         a certificate proved) is verified exactly by mixed-integer programming
@@ -321,6 +330,7 @@ class EvaluateConfig(ExperimentConfig):
     eps_grid: dict[Literal["linf", "l2"], tuple[float, ...]] = Field(default_factory=dict)
     certify: tuple[float, ...] = ()
     certify_bounds: tuple[Literal["interval", "linear"], ...] = ("interval",)
+    certify_radius: float | None = Field(None, gt=0, allow_inf_nan=False)
     verify: tuple[float, ...] = ()
     verify_time_limit: float = Field(30.0, gt=0)
     eps_units: Literal["input", "feature_std"] = "input"
@@ -702,6 +712,19 @@ def per_feature_budget(eps: float, units: np.ndarray | None) -> float | torch.Te
     return eps if units is None else torch.from_numpy(eps * units)
 
 
+def _radius_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[str, list[float]]:
+    """Per ``certify_bounds`` method and image of one chunk, its certified L-inf radius up to
+    ``certify_radius`` (``certified_radius``, in per-feature units with ``feature_std``)."""
+    ds, model = _data_and_model(ctx, config)
+    assert ds.images is not None and config.certify_radius is not None
+    sl = slice(start, start + config.chunk_size)
+    x = torch.from_numpy(ds.images[sl]).to(config.device)
+    y = torch.from_numpy(ds.labels[sl]).to(config.device)
+    units = feature_units(config.eps_units, ds)
+    return {method: certified_radius(model, x, y, config.certify_radius, method, units).tolist()
+            for method in config.certify_bounds}  # fmt: skip
+
+
 def _certify_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[str, Any]:
     """Per ``certify_bounds`` method, ``certify`` budget and image of one chunk: certified?"""
     ds, model = _data_and_model(ctx, config)
@@ -837,6 +860,7 @@ def summarise(
     outcomes: dict[str, Any],
     certified: dict[str, dict[str, list[bool]]] | None = None,
     verified: dict[str, np.ndarray] | None = None,
+    radii: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """Comparisons (every rate with its n) and the curves of the figure.
 
@@ -854,6 +878,9 @@ def summarise(
         budget e (None: no ``certify``).
     verified : dict or None, default=None
         ``eps<e>`` -> per image, its ``verify_linf`` status at the ``verify`` budget e.
+    radii : dict or None, default=None
+        ``certify_bounds`` method -> per image, its certified radius (None: no
+        ``certify_radius``).
 
     Returns
     -------
@@ -863,7 +890,8 @@ def summarise(
         with ``certify``, ``certified_but_attacked``: per budget (``eps<e>`` for interval
         bounds, ``linear.eps<e>`` for linear ones) the images certified yet broken within it
         by an attack, which must be 0 (more: the certified network is not the attacked one,
-        or a margin within rounding).
+        or a margin within rounding); with ``radii``, the medians and ``radius_but_attacked``
+        (per method, the images whose radius exceeds the smallest L-inf attack found; 0).
     """
     comparisons = [rate_comparison("clean.accuracy", correct)]
     broken = {e.id: _broken_at(outcomes, e) for e in config.attacks}
@@ -913,6 +941,9 @@ def summarise(
         assert verified is not None
         out["verified_missed_by_attacks"] = _verified(config, correct, comparisons, curves, worst,
                                                       verified)  # fmt: skip
+    if radii is not None:
+        unit = "linf" if config.eps_units == "input" else "linf (feature std)"
+        out["radius_but_attacked"] = _radii(comparisons, correct, worst["linf"], radii, unit)
     if not config.certify:
         return out
     assert certified is not None
@@ -932,6 +963,26 @@ def summarise(
         contradicted |= {f"{key}{eps_key(eps)}": int((hits[eps] & (worst["linf"] <= eps)).sum())
                          for eps in config.certify}  # fmt: skip
     return out | {"certified_but_attacked": contradicted}
+
+
+def _radii(
+    comparisons: list[dict],
+    correct: np.ndarray,
+    worst: np.ndarray,
+    radii: dict[str, np.ndarray],
+    unit: str = "linf",
+) -> dict[str, int]:
+    """The ``<ibp|linear>.linf.median_certified_radius`` comparisons (over the correctly
+    classified images, in ``unit``); per method, the images whose radius exceeds the smallest
+    L-inf perturbation an attack found (``worst``), which must be 0."""
+    beaten = {}
+    for method, radius in radii.items():
+        prefix = CERTIFICATES[method][0]
+        median = float(np.median(radius[correct])) if correct.any() else float("nan")
+        comparisons.append({"id": f"{prefix}.linf.median_certified_radius", "ours": median,
+                            "paper": None, "unit": unit})  # fmt: skip
+        beaten[prefix] = int((radius > worst).sum())
+    return beaten
 
 
 def _verified(
@@ -1034,15 +1085,16 @@ def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Da
         raise ValueError(
             f"eps_grid has {unused}, a norm no attack measures (they measure {sorted(norms)})"
         )
-    for key in ("certify", "verify"):
+    for key in ("certify", "certify_radius", "verify"):
         if getattr(config, key) and "linf" not in norms:
             raise ValueError(
                 f"{key} gives a lower bound on L-inf robust accuracy: add an L-inf attack (fgsm, "
                 "bim, pgd) for the upper bound beside it"
             )
-    if config.certify and "interval" in config.certify_bounds:
+    certifies = bool(config.certify or config.certify_radius)
+    if certifies and "interval" in config.certify_bounds:
         check_certifiable(model, x)
-    if config.verify or (config.certify and "linear" in config.certify_bounds):
+    if config.verify or (certifies and "linear" in config.certify_bounds):
         check_verifiable(model, x)
     return ds, model
 
@@ -1152,6 +1204,8 @@ def _plan(config: EvaluateConfig) -> dict[str, Any]:
     units = {"clean chunks": chunks}
     if config.certify:
         units["certify chunks"] = chunks
+    if config.certify_radius:
+        units["certified radius chunks"] = chunks
     attacks = []
     if config.model.train_epochs is not None:
         other = "train" if config.data.split == "test" else "test"
@@ -1189,12 +1243,12 @@ def _timed_certificates(
     programs' rate. A model trained in the run has no weights to time yet: the plan says so in
     ``notes``."""
     linear = [e for e in config.certify if "linear" in config.certify_bounds]
-    if not linear and not config.verify:
+    if not linear and not config.verify and not config.certify_radius:
         return []
     if config.model.weights is None:
         notes += [
-            "Not counted: the linear certificate and verify's mixed-integer programs; their cost",
-            "depends on the trained weights (how many ReLUs each budget leaves unstable), and",
+            "Not counted: the linear certificate, the certified radii and verify's programs;",
+            "their cost depends on the trained weights (how many ReLUs each budget leaves unstable), and",
             "this model is trained in the run (give model.weights to have them timed here).",
         ]
         return []
@@ -1213,6 +1267,14 @@ def _timed_certificates(
         rate, timed = inputs_per_second(check, np.array_split(np.arange(len(x)), chunked))
         entries.append({"what": f"linear certificate at eps {eps:g} (timed on {timed} inputs)",
                         "images": len(ds), "steps": 1, "rate": rate, "units": chunks})  # fmt: skip
+    radius = config.certify_radius
+    if radius is not None:
+        for method in config.certify_bounds:
+            check = partial(_radius_inputs, model, x, y, radius, method, units)
+            rate, timed = inputs_per_second(check, np.array_split(np.arange(len(x)), chunked))
+            entries.append({"what": f"certified radius ({method} bounds) up to {radius:g} "
+                            f"(timed on {timed} inputs)",
+                            "images": len(ds), "steps": 1, "rate": rate, "units": chunks})  # fmt: skip
     if config.verify:
         undecided = _undecided(config, model, x, y, units)
         for eps in config.verify:
@@ -1229,6 +1291,19 @@ def _timed_certificates(
                             "steps": 1, "rate": rate, "units": chunks})  # fmt: skip
     notes += ["The certificates are timed on the given weights (see the lines' sample sizes)."]
     return entries
+
+
+def _radius_inputs(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps_max: float,
+    method: str,
+    units: np.ndarray | None,
+    group: np.ndarray,
+) -> None:
+    """The certified radii of the inputs ``group`` in one call, as a run's chunk (timed)."""
+    certified_radius(model, x[group], y[group], eps_max, method, units)
 
 
 def _certify_inputs(model: Model, x: torch.Tensor, y: torch.Tensor, eps: float | torch.Tensor,
@@ -1330,7 +1405,13 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
         merged["success"] += done[key]["success"]
         merged["distance"] += done[key]["distance"]
     verified = _verify(ctx, config, correct, outcomes, certified) if config.verify else None
-    summary = summarise(config, correct, outcomes, certified, verified)
+    radii: dict[str, np.ndarray] | None = None
+    if config.certify_radius:
+        found = ctx.units({f"radius-{s:07d}": partial(_radius_unit, ctx, config, s)
+                           for s in starts}, desc="certified radii")  # fmt: skip
+        radii = {method: np.concatenate([found[f"radius-{s:07d}"][method] for s in starts])
+                 for method in config.certify_bounds}  # fmt: skip
+    summary = summarise(config, correct, outcomes, certified, verified, radii)
     for key, count in summary.get("certified_but_attacked", {}).items():
         if count:
             ctx.log.warning("%d images certified at %s were broken within it by an attack: the "
