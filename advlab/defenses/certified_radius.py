@@ -37,7 +37,7 @@ from advlab.defenses.kmeans_milp import _Problem
 from advlab.defenses.milp_verification import _checked, _layer_bounds, _margin_lower
 from advlab.models.wrapper import at_least_float32
 from advlab.utils.progress import progress
-from advlab.utils.validation import BudgetLike, check_input_budget, check_number
+from advlab.utils.validation import BudgetLike, check_input_budget, check_number, flat_budget
 
 METHODS = ("linear", "interval")
 
@@ -139,38 +139,49 @@ def certified_radius(
         The radii: eps_max where certified at eps_max, 0 where at no positive eps.
     """
     eps_max, tol = _search_checks(eps_max, tol, method)
-    if method == "linear":
-        wrapped, x, y, _, chain, logits = _checked(model, x, y, 0.0)
-        units = _units(scale, x)
-        lo_b, hi_b = wrapped.bounds
-        flat = x.reshape(len(x), -1).double().cpu().numpy()
-        widths = np.broadcast_to(
-            units.numpy() if isinstance(units, torch.Tensor) else units, x.shape[1:]
-        ).reshape(-1)
-        correct = (logits.argmax(1) == y.cpu()).numpy()
+    build = _linear_certificate if method == "linear" else _interval_certificate
+    return bisect_radius(build(model, x, y, scale), len(x), eps_max, tol,
+                         f"certified radius ({method})")  # fmt: skip
 
-        def linear(i: int, eps: float) -> bool:
-            if not correct[i]:
-                return False
-            lo = np.clip(flat[i] - eps * widths, lo_b, hi_b)
-            hi = np.clip(flat[i] + eps * widths, lo_b, hi_b)
-            low = _margin_lower(chain, _layer_bounds(chain, lo, hi, "linear"), lo, hi, int(y[i]))
-            return bool(np.all(low > 0))
 
-        return bisect_radius(linear, len(x), eps_max, tol, "certified radius (linear)")
+def _linear_certificate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, scale: BudgetLike | None
+) -> Callable[[int, float], bool]:
+    """``is_certified_linear`` of input i at eps (box eps * scale), its network's chain read
+    once: every linear lower bound of z_y - z_j above 0 (never for a misclassified input)."""
+    wrapped, x, y, _, chain, logits = _checked(model, x, y, 0.0)
+    widths = flat_budget(_units(scale, x), tuple(x.shape[1:]))
+    lo_b, hi_b = wrapped.bounds
+    flat = x.reshape(len(x), -1).double().cpu().numpy()
+    correct = (logits.argmax(1) == y.cpu()).numpy()
+
+    def certified(i: int, eps: float) -> bool:
+        if not correct[i]:
+            return False
+        lo = np.clip(flat[i] - eps * widths, lo_b, hi_b)
+        hi = np.clip(flat[i] + eps * widths, lo_b, hi_b)
+        low = _margin_lower(chain, _layer_bounds(chain, lo, hi, "linear"), lo, hi, int(y[i]))
+        return bool(np.all(low > 0))
+
+    return certified
+
+
+def _interval_certificate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, scale: BudgetLike | None
+) -> Callable[[int, float], bool]:
+    """``is_certified`` of input i at eps (box eps * scale), the box and labels checked once."""
     network = at_least_float32(model)
     box = input_box(network, x, None)
     labels = _labels(network, x, y)
     units = _units(scale, x)
 
-    def interval(i: int, eps: float) -> bool:
-        half = eps * units
+    def certified(i: int, eps: float) -> bool:
         with torch.no_grad():
-            margins = _margin_bounds(network, x[i : i + 1], labels[i : i + 1], half, box)
+            margins = _margin_bounds(network, x[i : i + 1], labels[i : i + 1], eps * units, box)
         margins = margins.scatter(1, labels[i : i + 1, None], float("inf"))
         return bool((margins > 0).all())
 
-    return bisect_radius(interval, len(x), eps_max, tol, "certified radius (interval)")
+    return certified
 
 
 def kmeans_certified_radius_through(
@@ -228,9 +239,7 @@ def kmeans_certified_radius_through(
 
         return bisect_radius(interval, len(x), eps_max, tol, "certified radius (interval)")
     problem = _Problem.build(kmeans, x, mapping, features, bounds)
-    widths = np.broadcast_to(
-        units.numpy() if isinstance(units, torch.Tensor) else units, x.shape[1:]
-    ).reshape(-1)
+    widths = flat_budget(units, tuple(x.shape[1:]))
 
     def linear(i: int, eps: float) -> bool:
         return not problem.reachable(i, eps * widths)[-1].size
