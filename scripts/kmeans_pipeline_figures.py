@@ -28,8 +28,12 @@ Prints JSON:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -182,15 +186,32 @@ def radius_through_relu_net() -> dict[str, float]:
             "unknown": int((~decided).sum()), "milp_seconds": round(seconds, 1)}  # fmt: skip
 
 
+@contextlib.contextmanager
+def _c_stdout_to_stderr() -> Iterator[None]:
+    """Send what C code writes to stdout (HiGHS prints solver notes there) to stderr, so that
+    stdout holds the JSON alone."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def main() -> None:
-    print(json.dumps({
-        "bisecting_off_voronoi": bisecting_off_voronoi(),
-        "readme_example_2_pgd_400_small_steps": readme_pgd_small_steps(),
-        "breast_cancer_closed_vs_exact": breast_cancer_closed_vs_exact(),
-        "breast_cancer_per_feature_budgets": breast_cancer_per_feature_budgets(),
-        "ibp_through_relu_net": ibp_through_relu_net(),
-        "radius_through_relu_net": radius_through_relu_net(),
-    }, indent=1))  # fmt: skip
+    with _c_stdout_to_stderr():
+        figures = {
+            "bisecting_off_voronoi": bisecting_off_voronoi(),
+            "readme_example_2_pgd_400_small_steps": readme_pgd_small_steps(),
+            "breast_cancer_closed_vs_exact": breast_cancer_closed_vs_exact(),
+            "breast_cancer_per_feature_budgets": breast_cancer_per_feature_budgets(),
+            "ibp_through_relu_net": ibp_through_relu_net(),
+            "radius_through_relu_net": radius_through_relu_net(),
+        }
+    print(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":
