@@ -165,6 +165,30 @@ def test_chhabra_spills_over_with_budget_and_keeps_its_point() -> None:
         Chhabra(km, budget=0)
 
 
+def test_chhabra_takes_a_budget_per_feature() -> None:
+    """The spill-over setting of the test above: a budget of equal entries gives the scalar
+    attack's data; with the second feature frozen (budget 0) the point moves along the first
+    only, within its budget, and still spills over (the boundary lies across the first);
+    freezing the first instead spills nothing; a budget of the wrong length is named."""
+    rng = np.random.default_rng(0)
+    A = np.array([0.3, 0.5]) + rng.uniform(-0.01, 0.01, (5, 2))
+    B = np.array([0.7, 0.5]) + rng.uniform(-0.01, 0.01, (20, 2))
+    X = np.vstack([A, B, [[0.51, 0.5]]])
+    km = warm_kmeans(X)
+    scalar = Chhabra(km, budget=0.5, n_random=10).attack(X, random_state=0)
+    equal = Chhabra(km, budget=[0.5, 0.5], n_random=10).attack(X, random_state=0)
+    np.testing.assert_array_equal(scalar.data, equal.data)
+    along = Chhabra(km, budget=[0.5, 0.0], n_random=10).attack(X, random_state=0)
+    assert along.delta[0, 1] == 0.0 and abs(along.delta[0, 0]) <= 0.5
+    assert along.meta["spillover"] >= 1 and along.meta["budget"] == [0.5, 0.0]
+    across = Chhabra(km, budget=[0.0, 0.5], n_random=10).attack(X, random_state=0)
+    assert across.meta["spillover"] == 0
+    with pytest.raises(ValueError, match=r"budget has shape \(3,\), X has 2 features"):
+        Chhabra(km, budget=[0.5, 0.5, 0.5]).attack(X, random_state=0)
+    with pytest.raises(ValueError, match="at least one > 0"):
+        Chhabra(km, budget=[0.0, 0.0])
+
+
 # --- Biggio et al. --------------------------------------------------------------------------
 
 

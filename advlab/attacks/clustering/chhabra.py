@@ -2,7 +2,8 @@
 algorithms", AAAI: perturb one point so that *other*, unperturbed points change cluster.
 
 The attacker moves a single point x_t of cluster A (the one nearest to the centroid of the
-cluster B it attacks, i.e. near the boundary) to x_t + delta, ||delta||_inf <= budget, and
+cluster B it attacks, i.e. near the boundary) to x_t + delta, ||delta||_inf <= budget (or
+|delta_d| <= budget_d per feature), and
 maximises the spill-over
 
     S(delta) = #{ i != t : cluster_i(X + delta e_t) != cluster_i(X) }        (ids matched)
@@ -39,7 +40,19 @@ from advlab.attacks.clustering.base import (
     closest_pair,
 )
 from advlab.metrics import changed_cluster
-from advlab.utils.validation import check_number
+from advlab.utils.validation import BudgetLike, check_budget, check_number
+
+
+def _point_budget(budget: Any) -> float | np.ndarray:
+    """One L-inf budget (> 0) as a float, or one per feature (``check_budget``: >= 0, finite;
+    not all 0) as a float64 array."""
+    checked = check_budget("budget", budget)
+    if isinstance(checked, float):
+        return check_number("budget", checked, 0, low_open=True)
+    if checked.ndim != 1 or not bool((checked > 0).any()):
+        raise ValueError("budget must be one number > 0, or one per feature (n_features,) with "
+                         f"at least one > 0; got shape {tuple(checked.shape)}")  # fmt: skip
+    return checked.numpy()
 
 
 class Chhabra(ClusteringAttack):
@@ -49,8 +62,9 @@ class Chhabra(ClusteringAttack):
     ----------
     clusterer : estimator with fit_predict
         The victim (queried as a black box).
-    budget : float, default=0.5
-        L-inf bound of the perturbation of the one point, in the units of X (> 0).
+    budget : float or array-like of shape (n_features,), default=0.5
+        L-inf bound of the perturbation of the one point, in the units of X (> 0); or one per
+        feature (>= 0, 0 freezing a feature, not all 0): |delta_d| <= budget_d.
     box : (float, float) or None, default=(0.0, 1.0)
         Domain of the data; None leaves it unbounded.
     source, toward : int or None, default=None
@@ -71,7 +85,7 @@ class Chhabra(ClusteringAttack):
     def __init__(
         self,
         clusterer: Any,
-        budget: float = 0.5,
+        budget: BudgetLike = 0.5,
         box: tuple[float, float] | None = (0.0, 1.0),
         source: int | None = None,
         toward: int | None = None,
@@ -81,7 +95,7 @@ class Chhabra(ClusteringAttack):
         batch: int = 8,
     ) -> None:
         super().__init__(clusterer)
-        self.budget = check_number("budget", budget, 0, low_open=True)
+        self.budget = _point_budget(budget)
         self.box = check_box(box)
         self.source, self.toward, self.target_index = source, toward, target_index
         self.n_line = int(check_number("n_line", n_line, 1, integer=True))
@@ -178,6 +192,9 @@ class Chhabra(ClusteringAttack):
         reference = self.fit_predict(data)
         source, toward, t = self.choose(data, reference)
         d = data.shape[1]
+        if isinstance(self.budget, np.ndarray) and self.budget.shape != (d,):
+            raise ValueError(f"budget has shape {self.budget.shape}, X has {d} features: give "
+                             "one budget per feature")  # fmt: skip
         line = np.geomspace(1.0 / 64, 1.0, self.n_line)[:, None] * self.budget
         radii = rng.uniform(0.1, 1.0, (self.batch, 1))
         corners = self.budget * radii * rng.choice([-1.0, 1.0], size=(self.batch, d))
@@ -216,5 +233,5 @@ class Chhabra(ClusteringAttack):
             is_injected=np.zeros(len(data), dtype=bool),
             objective=np.asarray(history, dtype=float),
             meta={"spillover": best_spill, "source": source, "toward": toward,
-                  "budget": self.budget},
+                  "budget": np.asarray(self.budget).tolist()},
         )  # fmt: skip
