@@ -185,7 +185,7 @@ def test_chhabra_takes_a_budget_per_feature() -> None:
     assert across.meta["spillover"] == 0
     with pytest.raises(ValueError, match=r"budget has shape \(3,\), X has 2 features"):
         Chhabra(km, budget=[0.5, 0.5, 0.5]).attack(X, random_state=0)
-    with pytest.raises(ValueError, match="at least one > 0"):
+    with pytest.raises(ValueError, match="budget is 0 for every feature"):
         Chhabra(km, budget=[0.0, 0.0])
 
 

@@ -37,7 +37,13 @@ from advlab.defenses.kmeans_milp import _Problem
 from advlab.defenses.milp_verification import _checked, _layer_bounds, _margin_lower
 from advlab.models.wrapper import at_least_float32
 from advlab.utils.progress import progress
-from advlab.utils.validation import BudgetLike, check_input_budget, check_number, flat_budget
+from advlab.utils.validation import (
+    BudgetLike,
+    check_budget_shape,
+    check_number,
+    check_units,
+    flat_budget,
+)
 
 METHODS = ("linear", "interval")
 
@@ -88,17 +94,12 @@ def _search_checks(eps_max: Any, tol: Any, method: str) -> tuple[float, float]:
 
 
 def _units(scale: BudgetLike | None, x: torch.Tensor) -> torch.Tensor | float:
-    """The box's half-widths at eps = 1: 1, or the per-feature ``scale`` checked against one
-    input of x (``check_input_budget``), not all 0."""
+    """The box's half-widths at eps = 1: 1, or the per-feature ``scale`` (``check_units``)
+    checked against one input of x."""
     if scale is None:
         return 1.0
-    units = check_input_budget("scale", scale, x)
-    if isinstance(units, float):
-        if units == 0:
-            raise ValueError("scale is 0: no perturbation is possible")
-        return units
-    if not bool((units > 0).any()):
-        raise ValueError("scale is 0 for every feature: no perturbation is possible")
+    units = check_units("scale", scale)
+    check_budget_shape("scale", units, tuple(x.shape[1:]))
     return units
 
 

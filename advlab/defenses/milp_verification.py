@@ -52,6 +52,7 @@ import torch
 from scipy.optimize import Bounds, LinearConstraint, milp
 from torch import nn
 
+from advlab.attacks.evasion.base import weighted_norm
 from advlab.defenses.interval_bounds import BATCH_NORM, Standardise, _layers
 from advlab.models.wrapper import as_model, at_least_float32, model_dtype
 from advlab.models.zoo import Normalize
@@ -342,13 +343,11 @@ def _verify_one(program: _Program, y: int, classes: list[int], time_limit: float
     return (UNKNOWN if unsure else ROBUST), None
 
 
-def perturbation_size(delta: np.ndarray, eps: float | np.ndarray) -> float:
-    """max_d |delta_d|, or for a per-feature budget max_d |delta_d| / eps_d (features with
-    eps_d = 0 left out: they do not move), the distance the minimal programs minimise."""
-    if isinstance(eps, np.ndarray):
-        moving = eps > 0
-        return float(np.max(np.abs(delta[moving]) / eps[moving], initial=0.0))
-    return float(np.abs(delta).max(initial=0.0))
+def _size(delta: np.ndarray, eps: float | np.ndarray) -> float:
+    """max_d |delta_d|, or for a per-feature budget max_d |delta_d| / eps_d (``weighted_norm``;
+    features with eps_d = 0 do not move), the distance the minimal programs minimise."""
+    scale = torch.from_numpy(eps) if isinstance(eps, np.ndarray) else None
+    return float(weighted_norm(torch.from_numpy(delta), "linf", scale)) if delta.size else 0.0
 
 
 def _search(program: _Program, ours: np.ndarray, order: np.ndarray, x: np.ndarray,
@@ -359,7 +358,7 @@ def _search(program: _Program, ours: np.ndarray, order: np.ndarray, x: np.ndarra
     the own class, eq. R of ``kmeans_milp``), a counterexample ``margin`` past the boundary;
     with ``minimal`` the smallest boundary distance over all of them and a counterexample past
     that boundary, else the first confirmed counterexample and its size (both in units of a
-    per-feature budget ``eps``, ``perturbation_size``)."""
+    per-feature budget ``eps``, ``_size``)."""
     best: tuple[float, np.ndarray | None] = (np.inf, None)
     scale, t_max = (eps, 1.0) if isinstance(eps, np.ndarray) else (None, eps)
     unsure = False
@@ -376,7 +375,7 @@ def _search(program: _Program, ours: np.ndarray, order: np.ndarray, x: np.ndarra
                 fit = program.solve(np.zeros(program.n), (g, margin - const), relax=False,
                                     time_limit=time_limit)  # fmt: skip
                 if fit.status == 0 and fit.x is not None and confirm(fit.x):
-                    return ATTACKED, perturbation_size(fit.x[: len(x)] - x, eps), fit.x
+                    return ATTACKED, _size(fit.x[: len(x)] - x, eps), fit.x
             unsure = True
             continue
         # the boundary's distance first (the infimum: boundary points are ties), bounded by
@@ -514,7 +513,7 @@ def verify_linf(
             status[i], found = _verify_one(program, label, classes, time_limit, 2 * tie, confirm)
             distances[i] = {ROBUST: np.inf, UNKNOWN: np.nan}.get(int(status[i]), 0.0)
             if found is not None:
-                distances[i] = perturbation_size(found[: flat.shape[1]] - flat[i], budget)
+                distances[i] = _size(found[: flat.shape[1]] - flat[i], budget)
         if found is not None:
             x_adv[i] = torch.from_numpy(found[: flat.shape[1]]).reshape(x.shape[1:]).to(x)
     return Verification(status, x_adv, unstable, distances)

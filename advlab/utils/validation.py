@@ -153,6 +153,16 @@ def check_budget(name: str, value: object) -> Budget:
     return budget
 
 
+def check_units(name: str, value: object) -> Budget:
+    """Per-feature units, or a budget that must let something move: ``check_budget``, and not
+    0 (one number) nor 0 for every feature (one per feature); ``ValueError`` otherwise."""
+    units = check_budget(name, value)
+    moves = units > 0 if isinstance(units, float) else bool((units > 0).any())
+    if not moves:
+        raise ValueError(f"{name} is 0 for every feature: no perturbation is possible")
+    return units
+
+
 def check_budget_shape(name: str, budget: Budget | None, sample_shape: tuple[int, ...]) -> None:
     """Refuse a per-feature ``budget`` (``check_budget``) that does not broadcast to one input
     of shape ``sample_shape`` without growing it."""

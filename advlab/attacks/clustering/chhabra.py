@@ -40,18 +40,18 @@ from advlab.attacks.clustering.base import (
     closest_pair,
 )
 from advlab.metrics import changed_cluster
-from advlab.utils.validation import BudgetLike, check_budget, check_number
+from advlab.utils.validation import BudgetLike, check_number, check_units
 
 
 def _point_budget(budget: Any) -> float | np.ndarray:
-    """One L-inf budget (> 0) as a float, or one per feature (``check_budget``: >= 0, finite;
-    not all 0) as a float64 array."""
-    checked = check_budget("budget", budget)
+    """One L-inf budget (> 0) as a float, or one per feature (``check_units``: >= 0, finite,
+    not all 0) as a float64 array of shape (n_features,)."""
+    checked = check_units("budget", budget)
     if isinstance(checked, float):
-        return check_number("budget", checked, 0, low_open=True)
-    if checked.ndim != 1 or not bool((checked > 0).any()):
-        raise ValueError("budget must be one number > 0, or one per feature (n_features,) with "
-                         f"at least one > 0; got shape {tuple(checked.shape)}")  # fmt: skip
+        return checked
+    if checked.ndim != 1:
+        raise ValueError(f"budget must be one number, or one per feature (n_features,); got "
+                         f"shape {tuple(checked.shape)}")  # fmt: skip
     return checked.numpy()
 
 

@@ -221,11 +221,15 @@ class Attack:
         The dtype inputs are computed in (class attribute); None: the model's own
         floating-point dtype (``model_dtype``) where it is float32 or float64, float32 for a
         half or bfloat16 model and for a model without parameters.
+    scale : torch.Tensor or None
+        Per-feature units of ``AttackResult.distances`` (flattened, one per feature: the
+        weighted norm ||delta / scale||); None (the class default): the plain norm.
     """
 
     norm = "linf"
     _init_args: dict[str, Any]
     input_dtype: torch.dtype | None = None  # inputs are cast to this dtype after the checks
+    scale: torch.Tensor | None = None  # the units distances are measured in
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Attack:
         self = super().__new__(cls)
@@ -290,7 +294,8 @@ class Attack:
         assert logits is not None
         dev = logits.device
         success = self.criterion(logits, y.to(dev), None if target is None else target.to(dev))
-        distances = perturbation_size(x_adv - x.detach().to(x_adv.device, x_adv.dtype), self.norm)
+        delta = x_adv - x.detach().to(x_adv.device, x_adv.dtype)
+        distances = perturbation_size(delta, self.norm, self.scale)
         return AttackResult(x_adv, success.to(x.device), logits.argmax(1).to(x.device), distances)
 
     def generate(

@@ -65,7 +65,7 @@ from advlab.attacks.evasion.kmeans_pgd import kmeans_model
 from advlab.cluster._validation import ArrayLike, as_float_matrix
 from advlab.cluster.cells import KMeansCells, check_mapping, kmeans_cells
 from advlab.models.wrapper import Bounds
-from advlab.utils.validation import BudgetLike, check_budget, check_number
+from advlab.utils.validation import BudgetLike, check_number, check_units
 
 NORMS = ("l2", "linf")
 TARGETS = ("any-cluster", "other-class")
@@ -225,15 +225,12 @@ def check_scale(scale: BudgetLike | None, n_features: int) -> torch.Tensor | Non
     """
     if scale is None:
         return None
-    units = check_budget("scale", scale)
-    units = torch.as_tensor(units, dtype=torch.float64).reshape(-1)
+    units = torch.as_tensor(check_units("scale", scale), dtype=torch.float64).reshape(-1)
     if units.numel() == 1:
         units = units.expand(n_features).clone()
     if units.numel() != n_features:
         raise ValueError(f"scale has {units.numel()} entries, the k-means takes {n_features} "
                          "features: give one unit per feature")  # fmt: skip
-    if not bool((units > 0).any()):
-        raise ValueError("scale is 0 for every feature: no perturbation is possible")
     return units
 
 
@@ -509,12 +506,7 @@ class KMeansMinimalAttack(MinimizationAttack):
         if y is None:
             with torch.no_grad():
                 y = self.model(x.detach().cpu().double()).argmax(1).to(x.device)
-        result = super().__call__(x, y, target)
-        if self.scale is not None:  # the sizes in the norm the attack minimised
-            delta = (result.x_adv - x.detach().to(result.x_adv)).flatten(1).double().cpu()
-            size = weighted_norm(delta, self.norm, self.scale).to(result.success.device)
-            result.distances = torch.where(result.success, size, torch.inf)
-        return result
+        return super().__call__(x, y, target)
 
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None

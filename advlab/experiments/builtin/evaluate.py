@@ -80,7 +80,6 @@ from advlab.attacks.evasion import (
     DeepFool,
     TorchattacksAdapter,
 )
-from advlab.attacks.evasion.base import perturbation_size
 from advlab.data import Dataset, load_dataset
 from advlab.defenses import (
     ATTACKED,
@@ -541,16 +540,27 @@ def _trained_zoo_model(spec: ModelSpec, config: Any, ctx: RunContext) -> nn.Modu
     return trained.model
 
 
-_LOADED: dict[str, tuple[Dataset, Model]] = {}
+_LOADED: dict[str, tuple[Dataset, Model, np.ndarray | None]] = {}
 
 
 def _data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Dataset, Model]:
     """The attacked inputs and model, loaded once per process, config and file version."""
+    ds, model, _ = _loaded(ctx, config)
+    return ds, model
+
+
+def _units(ctx: RunContext, config: EvaluateConfig) -> np.ndarray | None:
+    """The budgets' per-feature units (``feature_units``), computed once with the data."""
+    return _loaded(ctx, config)[2]
+
+
+def _loaded(ctx: RunContext, config: EvaluateConfig) -> tuple[Dataset, Model, np.ndarray | None]:
     stamps = f"{file_stamp(config.data.path)}|{file_stamp(config.model.weights)}"
     key = sha256_bytes(f"{ctx.cache.root}|{stamps}|{config.model_dump_json()}".encode())
     if key not in _LOADED:
         ds = load_inputs(config.data)
-        _LOADED[key] = ds, build_attacked_model(config.model, ds, ctx, config)
+        model = build_attacked_model(config.model, ds, ctx, config)
+        _LOADED[key] = ds, model, feature_units(config.eps_units, ds)
     return _LOADED[key]
 
 
@@ -633,7 +643,7 @@ def _attack_unit(
     x, y = torch.from_numpy(ds.images[sl]), torch.from_numpy(ds.labels[sl])
     return _attack_outcome(entry, model, eps, config.seed + start, config.batch_size,
                            x.to(config.device), y.to(config.device),
-                           feature_units(config.eps_units, ds))  # fmt: skip
+                           _units(ctx, config))  # fmt: skip
 
 
 def _attack_outcome(
@@ -652,16 +662,13 @@ def _attack_outcome(
     attack = _make_attack(
         entry, model, None if eps is None else per_feature_budget(eps, units), seed, batch
     )
+    if units is not None:  # distances in the weighted norm (``Attack.scale``)
+        attack.scale = torch.from_numpy(units.reshape(-1))
     result = attack(x, y)
     assert result.distances is not None
-    distances = result.distances.double().cpu()
-    if units is not None:  # (inf where a minimisation attack failed stays inf)
-        delta = (result.x_adv - x.to(result.x_adv)).double().cpu()
-        weighted = perturbation_size(delta, attack.norm, torch.from_numpy(units.reshape(-1)))
-        distances = torch.where(torch.isfinite(distances), weighted, distances)
     return {
         "success": result.success.cpu().tolist(),
-        "distance": distances.tolist(),
+        "distance": result.distances.double().cpu().tolist(),
         "norm": attack.norm,
     }
 
@@ -720,7 +727,7 @@ def _radius_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[st
     sl = slice(start, start + config.chunk_size)
     x = torch.from_numpy(ds.images[sl]).to(config.device)
     y = torch.from_numpy(ds.labels[sl]).to(config.device)
-    units = feature_units(config.eps_units, ds)
+    units = _units(ctx, config)
     return {method: certified_radius(model, x, y, config.certify_radius, method, units).tolist()
             for method in config.certify_bounds}  # fmt: skip
 
@@ -732,7 +739,7 @@ def _certify_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[s
     sl = slice(start, start + config.chunk_size)
     x = torch.from_numpy(ds.images[sl]).to(config.device)
     y = torch.from_numpy(ds.labels[sl]).to(config.device)
-    return _certificates(config, model, x, y, config.certify, feature_units(config.eps_units, ds))
+    return _certificates(config, model, x, y, config.certify, _units(ctx, config))
 
 
 def _certificates(
@@ -769,7 +776,7 @@ def _verify_unit(
     if len(todo):
         x = torch.from_numpy(ds.images[start + todo]).to(config.device)
         y = torch.from_numpy(ds.labels[start + todo]).to(config.device)
-        box = per_feature_budget(eps, feature_units(config.eps_units, ds))
+        box = per_feature_budget(eps, _units(ctx, config))
         status[todo] = verify_linf(model, x, y, box, config.verify_time_limit).status
     return {"status": status.tolist()}
 

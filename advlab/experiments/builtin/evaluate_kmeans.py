@@ -406,11 +406,6 @@ def _units(ctx: RunContext, config: EvaluateKMeansConfig) -> Units:
     return _load_all(ctx, config)[5]
 
 
-def _scale(units: Units) -> np.ndarray | None:
-    """The minimal attacks' and radius' ``scale`` (flattened ``units``), None without one."""
-    return None if units is None else units.reshape(-1)
-
-
 def _load_all(
     ctx: RunContext, config: EvaluateKMeansConfig
 ) -> tuple[Dataset, Dataset, dict[str, Model], Model | None, str, Units]:
@@ -527,19 +522,18 @@ def _minimal_sizes(
     if features is None:
         closed = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
                                      bounds=config.bounds, batch_size=config.batch_size,
-                                     scale=_scale(units))  # fmt: skip
+                                     scale=units)  # fmt: skip
         distances = closed(x, y).distances
         assert distances is not None
         out["minimal"] = distances.double().cpu().tolist()
+    correct = mapping[km.predict(data)] == y.cpu().numpy()
     if config.exact:
-        correct = mapping[km.predict(data)] == y.cpu().numpy()
         sizes = np.zeros(len(y))
         if correct.any():
             sizes[correct] = _exact_sizes(config, km, mapping, x[correct], y[correct], features,
                                           units)  # fmt: skip
         out["exact"] = sizes.tolist()
     if features is not None:
-        correct = mapping[km.predict(data)] == y.cpu().numpy()
         radii = np.zeros(len(y))
         if correct.any():
             radii[correct] = _radius_through(config, km, mapping, x[correct], features,
@@ -598,7 +592,7 @@ def _exact_sizes(
     if features is None:
         exact = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
                                     bounds=config.bounds, batch_size=config.batch_size,
-                                    exact=True, max_size=largest, scale=_scale(units))  # fmt: skip
+                                    exact=True, max_size=largest, scale=units)  # fmt: skip
         found = exact(x, y).distances
         assert found is not None
         return found.double().cpu().numpy()
@@ -685,7 +679,7 @@ def _radius(
     (no box when a side is open), weighted by the per-feature ``units``, if any."""
     box = config.bounds if all(math.isfinite(b) for b in config.bounds) else None
     return kmeans_certified_radius(km, data, "linf", mapping=mapping, bounds=box,
-                                   scale=_scale(units))  # fmt: skip
+                                   scale=units)  # fmt: skip
 
 
 def _fitted(config: EvaluateKMeansConfig, unit: dict[str, Any]) -> tuple[Clusterer, np.ndarray]:
