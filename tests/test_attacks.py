@@ -64,7 +64,7 @@ def test_torchattacks_adapter_refuses_a_model_not_read_on_the_unit_box():
     torchattacks = pytest.importorskip("torchattacks")
     net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
     with pytest.raises(
-        ValueError, match=r"clamps inputs to \[0, 1\], but the model's bounds are \(0.0, 255.0\)"
+        ValueError, match=r"clamps inputs to \[0, 1\], but the model's bounds are \[0, 255\]"
     ):
         TorchattacksAdapter(torchattacks.PGD(Model(net, bounds=(0, 255)), eps=8, alpha=2, steps=5))
     TorchattacksAdapter(torchattacks.PGD(Model(net), eps=0.03))  # (0, 1): accepted
@@ -493,7 +493,7 @@ def test_minimal_attack_projection_is_exact_when_the_box_binds(norm):
     X = torch.as_tensor(x)
     own = torch.cdist(X, torch.as_tensor(centres)).argmin(1)
     cand = torch.stack([torch.tensor([j for j in range(4) if j != int(o)]) for o in own])
-    z, size = atk._project(X, own, cand)
+    z, size = atk._project(X, own, cand, atk.bounds)
     checked = 0
     for i in range(len(x)):
         for m in range(3):

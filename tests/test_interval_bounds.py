@@ -253,7 +253,9 @@ def test_a_models_own_bounds_clip_the_ball_and_other_boxes_are_refused():
     assert 0.2 < float(certified.float().mean()) < 0.9  # neither vacuous nor trivial
     broken = PGD(model, eps=eps, max_iter=40, random_state=0)(x, y).success
     assert not bool((certified & broken).any())
-    with pytest.raises(ValueError, match=r"differ from the Model's bounds \(0.0, 255.0\)"):
+    with pytest.raises(
+        ValueError, match=r"bounds=\[0, 1\] differ from the Model's bounds \[0, 255\]"
+    ):
         is_certified(model, x, y, eps, bounds=(0, 1))
     with pytest.raises(
         ValueError, match=r"x must lie in \[0, 1\]; got range \[.*, 25.*inputs. box"

@@ -38,10 +38,12 @@ from advlab.defenses.milp_verification import _checked, _layer_bounds, _margin_l
 from advlab.models.wrapper import at_least_float32
 from advlab.utils.progress import progress
 from advlab.utils.validation import (
+    BoundsLike,
     BudgetLike,
     check_budget_shape,
     check_number,
     check_units,
+    flat_bounds,
     flat_budget,
 )
 
@@ -152,7 +154,7 @@ def _linear_certificate(
     once: every linear lower bound of z_y - z_j above 0 (never for a misclassified input)."""
     wrapped, x, y, _, chain, logits = _checked(model, x, y, 0.0)
     widths = flat_budget(_units(scale, x), tuple(x.shape[1:]))
-    lo_b, hi_b = wrapped.bounds
+    lo_b, hi_b = flat_bounds(wrapped.bounds, tuple(x.shape[1:]))
     flat = x.reshape(len(x), -1).double().cpu().numpy()
     correct = (logits.argmax(1) == y.cpu()).numpy()
 
@@ -191,7 +193,7 @@ def kmeans_certified_radius_through(
     eps_max: float,
     mapping: Any | None = None,
     features: nn.Module | None = None,
-    bounds: tuple[float, float] | None = None,
+    bounds: BoundsLike | None = None,
     method: str = "linear",
     scale: BudgetLike | None = None,
     tol: float = 1e-3,
@@ -213,8 +215,9 @@ def kmeans_certified_radius_through(
     features : torch.nn.Module or None, default=None
         The network whose flattened outputs k-means clusters (affine layers and ReLUs for
         "linear"); None: k-means clusters the inputs.
-    bounds : (float, float) or None, default=None
-        The input box; None: the ``Model``'s bounds, (0, 1) for a bare module or no network.
+    bounds : (float, float), (array_like, array_like) or None, default=None
+        The input box, two numbers or one box per feature; None: the ``Model``'s bounds,
+        (0, 1) for a bare module or no network.
     method : {"linear", "interval"}, default="linear"
         The certificate.
     scale : float, array-like or None, default=None

@@ -56,13 +56,20 @@ from advlab.models.wrapper import (
 from advlab.models.zoo import Classifier, Normalize
 from advlab.utils.progress import progress
 from advlab.utils.validation import (
+    Bounds,
+    BoundsLike,
     Budget,
     BudgetLike,
     budget_on,
+    check_bounds,
+    check_bounds_shape,
     check_images,
     check_input_budget,
     check_label_tensor,
     check_number,
+    clip,
+    describe_bounds,
+    same_bounds,
 )
 
 Interval = tuple[torch.Tensor, torch.Tensor]
@@ -364,13 +371,12 @@ def _functional_affine(target: Any, box: _Box, rest: tuple, kwargs: dict) -> _Bo
     return _Box(out_mid - out_rad, out_mid + out_rad)
 
 
-def input_box(
-    model: nn.Module, x: torch.Tensor, bounds: tuple[float, float] | None = None
-) -> tuple[float, float]:
+def input_box(model: nn.Module, x: torch.Tensor, bounds: BoundsLike | None = None) -> Bounds:
     """The input box the eps-balls are clipped to: ``bounds``, else the ``Model``'s bounds,
     else (0, 1); ``ValueError`` when ``bounds`` contradicts the ``Model``'s (a ball clipped to
-    the wrong box is not the one the model is attacked in: the certificate would not hold) or
-    when ``x`` lies outside the box.
+    the wrong box is not the one the model is attacked in: the certificate would not hold),
+    when per-feature bounds do not broadcast to one input, or when ``x`` lies outside the
+    box.
 
     Parameters
     ----------
@@ -378,22 +384,25 @@ def input_box(
         An advlab ``Model`` (its ``bounds``) or a bare network.
     x : torch.Tensor
         The inputs.
-    bounds : (float, float) or None, default=None
-        The box the caller names, if any.
+    bounds : (float, float), (array_like, array_like) or None, default=None
+        The box the caller names, if any: two numbers or per-feature bounds
+        (``check_bounds``).
 
     Returns
     -------
-    (float, float)
-        The box.
+    (float, float) or (torch.Tensor, torch.Tensor)
+        The box, checked (``check_bounds``).
     """
-    own = (float(model.bounds[0]), float(model.bounds[1])) if isinstance(model, Model) else None
-    given = None if bounds is None else (float(bounds[0]), float(bounds[1]))
+    own = model.bounds if isinstance(model, Model) else None
+    given = None if bounds is None else check_bounds(bounds)
     box = given or own or (0.0, 1.0)
-    if own is not None and box != own:
+    if own is not None and not same_bounds(box, own):
         raise ValueError(
-            f"bounds={box} differ from the Model's bounds {own}; leave bounds out to use the "
-            "Model's"
+            f"bounds={describe_bounds(box)} differ from the Model's bounds "
+            f"{describe_bounds(own)}; leave bounds out to use the Model's"
         )
+    if getattr(x, "ndim", 0) >= 2:
+        check_bounds_shape(box, tuple(x.shape[1:]))
     if x.numel():  # (an empty batch certifies nothing, as before)
         check_images(
             x, "x", box, x.dtype, "pass the inputs' box: bounds=..., or Model(net, bounds=...)"
@@ -406,7 +415,7 @@ def margin_lower_bounds(
     x: torch.Tensor,
     y: torch.Tensor,
     eps: BudgetLike,
-    bounds: tuple[float, float] | None = None,
+    bounds: BoundsLike | None = None,
 ) -> torch.Tensor:
     """Lower bounds of z_y - z_j over the L-inf ball of radius ``eps`` around each x (clipped
     to ``bounds``), with the last linear layer merged into the margin (elision) when the
@@ -423,8 +432,9 @@ def margin_lower_bounds(
     eps : float or array-like
         L-inf radius, >= 0; or one per feature (the shape of one input, or broadcastable to
         it): the box |x'_d - x_d| <= eps_d.
-    bounds : (float, float) or None, default=None
-        The input box; None: the ``Model``'s bounds, (0, 1) for a bare module.
+    bounds : (float, float), (array_like, array_like) or None, default=None
+        The input box, two numbers or one box per feature; None: the ``Model``'s bounds,
+        (0, 1) for a bare module.
 
     Returns
     -------
@@ -447,13 +457,13 @@ def _labels(model: nn.Module, x: torch.Tensor, y: Any) -> torch.Tensor:
 
 
 def _margin_bounds(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Budget, bounds: tuple[float, float]
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Budget, bounds: Bounds
 ) -> torch.Tensor:
     """``margin_lower_bounds`` on inputs, labels, budget and box already checked (the callers
     that loop over batches check them once)."""
     x = x.to(model_dtype(model))
     eps = budget_on(eps, x)
-    lo, hi = (x - eps).clamp(*bounds), (x + eps).clamp(*bounds)
+    lo, hi = clip(x - eps, bounds), clip(x + eps, bounds)
     lo, hi, last = penultimate_bounds(_layers(model), lo, hi)
     if last is None:  # no linear layer to merge: the logits' bounds, z_y >= lo_y, z_j <= hi_j
         return (lo.gather(1, y[:, None]) - hi).scatter(1, y[:, None], 0.0)
@@ -520,7 +530,7 @@ def is_certified(
     x: torch.Tensor,
     y: torch.Tensor,
     eps: BudgetLike,
-    bounds: tuple[float, float] | None = None,
+    bounds: BoundsLike | None = None,
     batch_size: int = 512,
 ) -> torch.Tensor:
     """Per sample, whether every margin lower bound (``margin_lower_bounds``) is > 0: the
@@ -537,8 +547,9 @@ def is_certified(
     eps : float or array-like
         L-inf radius, >= 0; or one per feature (the shape of one input, or broadcastable to
         it): the box |x'_d - x_d| <= eps_d.
-    bounds : (float, float) or None, default=None
-        The input box; None: the ``Model``'s bounds, (0, 1) for a bare module.
+    bounds : (float, float), (array_like, array_like) or None, default=None
+        The input box, two numbers or one box per feature; None: the ``Model``'s bounds,
+        (0, 1) for a bare module.
     batch_size : int, default=512
         Samples per batch (memory, not results).
 
@@ -562,7 +573,7 @@ def certified_accuracy(
     x: torch.Tensor,
     y: torch.Tensor,
     eps: BudgetLike,
-    bounds: tuple[float, float] | None = None,
+    bounds: BoundsLike | None = None,
     batch_size: int = 512,
 ) -> float:
     """Percentage of samples ``is_certified``: correctly classified for every input in the
@@ -579,8 +590,9 @@ def certified_accuracy(
     eps : float or array-like
         L-inf radius, >= 0; or one per feature (the shape of one input, or broadcastable to
         it): the box |x'_d - x_d| <= eps_d.
-    bounds : (float, float) or None, default=None
-        The input box; None: the ``Model``'s bounds, (0, 1) for a bare module.
+    bounds : (float, float), (array_like, array_like) or None, default=None
+        The input box, two numbers or one box per feature; None: the ``Model``'s bounds,
+        (0, 1) for a bare module.
     batch_size : int, default=512
         Samples per batch (memory, not results).
 
@@ -623,7 +635,7 @@ def train_ibp(
     kappa_end: float = 0.5,
     batch_size: int = 100,
     lr: float = 1e-3,
-    bounds: tuple[float, float] | None = None,
+    bounds: BoundsLike | None = None,
     seed: int = 0,
 ) -> IBPHistory:
     """Train ``model`` in place on (x, y) against its IBP certificate (Gowal et al. eq. 12):
@@ -648,8 +660,9 @@ def train_ibp(
         Samples per step.
     lr : float, default=1e-3
         Adam's learning rate.
-    bounds : (float, float) or None, default=None
-        The input box; None: the ``Model``'s bounds, (0, 1) for a bare module.
+    bounds : (float, float), (array_like, array_like) or None, default=None
+        The input box, two numbers or one box per feature; None: the ``Model``'s bounds,
+        (0, 1) for a bare module.
     seed : int, default=0
         Seed of the batch order.
 

@@ -34,7 +34,7 @@ from torch import nn
 from advlab.cluster import KMeansCells, check_mapping, kmeans_cells
 from advlab.defenses.interval_bounds import _layers, _propagate, input_box, penultimate_bounds
 from advlab.models.wrapper import at_least_float32, eval_mode, model_dtype
-from advlab.utils.validation import BudgetLike, budget_on, check_input_budget
+from advlab.utils.validation import BoundsLike, BudgetLike, budget_on, check_input_budget, clip
 
 
 def kmeans_is_certified(
@@ -43,7 +43,7 @@ def kmeans_is_certified(
     eps: BudgetLike,
     mapping: Any | None = None,
     features: nn.Module | None = None,
-    bounds: tuple[float, float] | None = None,
+    bounds: BoundsLike | None = None,
     batch_size: int = 512,
 ) -> torch.Tensor:
     """Per input, whether k-means gives every input of the L-inf ball of radius ``eps`` around
@@ -63,8 +63,9 @@ def kmeans_is_certified(
     features : torch.nn.Module or None, default=None
         The network whose (flattened) outputs k-means clusters, bounded by IBP (see
         ``interval_bounds`` for the layers it takes); None: k-means clusters the inputs.
-    bounds : (float, float) or None, default=None
-        The input box; None: the ``Model``'s bounds, (0, 1) for a bare module or no network.
+    bounds : (float, float), (array_like, array_like) or None, default=None
+        The input box, two numbers or one box per feature; None: the ``Model``'s bounds,
+        (0, 1) for a bare module or no network.
     batch_size : int, default=512
         Inputs per batch (memory, not results).
 
@@ -77,13 +78,13 @@ def kmeans_is_certified(
     cells = kmeans_cells(kmeans)
     classes = check_mapping(mapping, len(cells.centers))
     network = nn.Identity() if features is None else features
-    lo, hi = input_box(network, x, bounds)
+    box = input_box(network, x, bounds)
     out: list[torch.Tensor] = []
     folded: KMeansCells | None = None
     with torch.no_grad(), eval_mode(network):
         for xb in x.split(batch_size):
             half_widths = budget_on(eps, xb)
-            lower, upper = (xb - half_widths).clamp(lo, hi), (xb + half_widths).clamp(lo, hi)
+            lower, upper = clip(xb - half_widths, box), clip(xb + half_widths, box)
             last = None
             if features is not None:
                 lower, upper, last = _feature_box(features, cells, lower, upper)

@@ -58,7 +58,14 @@ from advlab.defenses.milp_verification import (
 )
 from advlab.models.wrapper import eval_mode
 from advlab.utils.progress import progress
-from advlab.utils.validation import BudgetLike, check_input_budget, check_number, flat_budget
+from advlab.utils.validation import (
+    BoundsLike,
+    BudgetLike,
+    check_input_budget,
+    check_number,
+    flat_bounds,
+    flat_budget,
+)
 
 
 @dataclass
@@ -94,7 +101,7 @@ def verify_kmeans_linf(
     eps: BudgetLike,
     mapping: Any | None = None,
     features: nn.Module | None = None,
-    bounds: tuple[float, float] | None = None,
+    bounds: BoundsLike | None = None,
     minimal: bool = False,
     time_limit: float = 30.0,
 ) -> KMeansVerification:
@@ -117,8 +124,9 @@ def verify_kmeans_linf(
     features : torch.nn.Module or None, default=None
         The network (affine layers and ReLUs, as ``verify_linf`` takes) whose flattened
         outputs k-means clusters; None: k-means clusters the inputs.
-    bounds : (float, float) or None, default=None
-        The input box; None: the ``Model``'s bounds, (0, 1) for a bare module or no network.
+    bounds : (float, float), (array_like, array_like) or None, default=None
+        The input box, two numbers or one box per feature; None: the ``Model``'s bounds,
+        (0, 1) for a bare module or no network.
     minimal : bool, default=False
         Find the exact minimal perturbation (optimisation programs) rather than any
         counterexample (feasibility programs, faster).
@@ -173,7 +181,7 @@ def kmeans_is_certified_linear(
     eps: BudgetLike,
     mapping: Any | None = None,
     features: nn.Module | None = None,
-    bounds: tuple[float, float] | None = None,
+    bounds: BoundsLike | None = None,
 ) -> torch.Tensor:
     """Per input, whether linear (CROWN) bounds prove that k-means gives every input of its
     L-inf ball (clipped to ``bounds``) the class of its own cluster: for every cluster j of
@@ -195,8 +203,9 @@ def kmeans_is_certified_linear(
         Cluster -> class; None: the cluster itself must not change.
     features : torch.nn.Module or None, default=None
         The network whose flattened outputs k-means clusters; None: the inputs.
-    bounds : (float, float) or None, default=None
-        The input box; None: the ``Model``'s bounds, (0, 1) for a bare module or no network.
+    bounds : (float, float), (array_like, array_like) or None, default=None
+        The input box, two numbers or one box per feature; None: the ``Model``'s bounds,
+        (0, 1) for a bare module or no network.
 
     Returns
     -------
@@ -218,20 +227,22 @@ class _Problem:
     x: torch.Tensor
     flat: np.ndarray
     chain: Chain
-    box: tuple[float, float]
+    box: tuple[float | np.ndarray, float | np.ndarray]  # flat_bounds of the input box
     group: torch.Tensor  # (N, k): cluster j is of input n's own class
     network: nn.Module
     cells: KMeansCells
 
     @classmethod
     def build(cls, kmeans: Any, x: Any, mapping: Any | None, features: nn.Module | None,
-              bounds: tuple[float, float] | None) -> _Problem:  # fmt: skip
+              bounds: BoundsLike | None) -> _Problem:  # fmt: skip
         """Checked inputs (``ValueError`` naming the problem), the chain and the groups."""
         cells = kmeans_cells(kmeans)
         classes = check_mapping(mapping, len(cells.centers))
         network = nn.Flatten() if features is None else nn.Sequential(features, nn.Flatten())
         x = torch.as_tensor(x).detach()
-        box = input_box(features if features is not None else network, x, bounds)
+        box = flat_bounds(
+            input_box(features if features is not None else network, x, bounds), tuple(x.shape[1:])
+        )
         flat = x.reshape(len(x), -1).double().cpu().numpy() if len(x) else np.zeros((0, 0))
         chain: Chain = []
         own = torch.zeros(0, dtype=torch.long)

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -63,6 +64,7 @@ from advlab.utils.validation import (
     check_input_budget,
     check_label_tensor,
     check_number,
+    flat_bounds,
     flat_budget,
 )
 
@@ -305,9 +307,13 @@ class _Program:
         if floor is not None:
             constraints.append(LinearConstraint(sp.csr_matrix(np.atleast_2d(floor[0])), floor[1],
                                                 np.inf))  # fmt: skip
-        return milp(objective, constraints=constraints or None, bounds=self.bounds,
-                    integrality=np.zeros(self.n) if relax else self.integer,
-                    options={"time_limit": time_limit, "disp": False})  # fmt: skip
+        return _highs(
+            objective,
+            constraints or None,
+            self.bounds,
+            np.zeros(self.n) if relax else self.integer,
+            time_limit,
+        )
 
 
 RELAXED_SLACK = 1e-6  # a relaxed maximum below -RELAXED_SLACK proves a class out of reach
@@ -417,9 +423,25 @@ def _minimise_distance(program: _Program, floor: tuple, x: np.ndarray, t_max: fl
     objective = np.zeros(n + 1)
     objective[n] = 1.0
     bounds = Bounds(np.append(program.bounds.lb, 0.0), np.append(program.bounds.ub, t_max))
-    return milp(objective, constraints=constraints, bounds=bounds,
-                integrality=np.append(program.integer, 0),
-                options={"time_limit": time_limit, "disp": False})  # fmt: skip
+    return _highs(objective, constraints, bounds, np.append(program.integer, 0), time_limit)
+
+
+SOLVE_ERROR = 4  # scipy.optimize.milp's status for a HiGHS solve error
+
+
+def _highs(objective: np.ndarray, constraints: list | None, bounds: Bounds,
+           integrality: np.ndarray, time_limit: float) -> Any:  # fmt: skip
+    """``scipy.optimize.milp`` (HiGHS) on one program; on a solve error (status 4, HiGHS
+    failing numerically on a program it should solve) once more without presolve. A 2-D
+    network's minimal-distance program at eps = 0.08 failed with presolve and solved without
+    (``tests/test_per_feature_bounds.py``): without the retry its input came out UNKNOWN."""
+    options = {"time_limit": time_limit, "disp": False}
+    fit = milp(objective, constraints=constraints, bounds=bounds, integrality=integrality,
+               options=options)  # fmt: skip
+    if fit.status == SOLVE_ERROR:
+        fit = milp(objective, constraints=constraints, bounds=bounds, integrality=integrality,
+                   options={**options, "presolve": False})  # fmt: skip
+    return fit
 
 
 def verify_linf(
@@ -471,7 +493,7 @@ def verify_linf(
         raise ValueError(f"layer_bounds={layer_bounds!r}: use one of {LAYER_BOUNDS}")
     time_limit = check_number("time_limit", time_limit, 0.0, low_open=True)
     wrapped, x, y, budget, chain, logits = _checked(model, x, y, eps)
-    lo_b, hi_b = wrapped.bounds
+    lo_b, hi_b = flat_bounds(wrapped.bounds, tuple(x.shape[1:]))
     flat = x.reshape(len(x), -1).double().cpu().numpy()
     status = np.full(len(x), UNKNOWN, dtype=np.int8)
     unstable = np.zeros(len(x), dtype=np.int64)
@@ -563,7 +585,7 @@ def is_certified_linear(
         True where the input is certified (never where it is misclassified).
     """
     wrapped, x, y, budget, chain, logits = _checked(model, x, y, eps)
-    lo_b, hi_b = wrapped.bounds
+    lo_b, hi_b = flat_bounds(wrapped.bounds, tuple(x.shape[1:]))
     certified = np.zeros(len(x), dtype=bool)
     for i, flat in enumerate(x.reshape(len(x), -1).double().cpu().numpy()):
         label = int(y[i])

@@ -140,7 +140,7 @@ class KMeansWhiteBoxAttack:
         eps_step = eps * step_ratio.
     train_data : ndarray of shape (N, D) or None, default=None
         The training set, needed with labels to map clusters to classes.
-    bounds : (float, float) or None, default=None
+    bounds : (float, float), (array_like, array_like) or None, default=None
         Box of the inputs: None unbounded (arbitrary feature spaces), (0, 1) for images.
     pixel_std : float or None, default=None
         The data's standard deviation, for standardized units.

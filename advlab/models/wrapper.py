@@ -21,14 +21,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
-import math
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-Bounds = tuple[float, float]
+from advlab.utils.validation import Bounds, check_bounds
+
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
@@ -91,9 +91,12 @@ class Model(nn.Module):
     ----------
     module : torch.nn.Module
         Maps preprocessed inputs (N, ...) to logits (N, n_classes).
-    bounds : (float, float), default=(0.0, 1.0)
+    bounds : (float, float) or (array_like, array_like), default=(0.0, 1.0)
         (lower, upper) of the inputs attacks produce: (0, 1) for images in [0, 1], infinite
-        bounds ``(-inf, inf)`` for unbounded feature spaces.
+        bounds ``(-inf, inf)`` for unbounded feature spaces, or one box per feature (either
+        side an array of one input's shape or broadcastable to it, such as (D,) for tabular
+        rows; ``(0, inf)`` per side is a non-negative feature). Attacks clip to it,
+        certificates and verifiers bound the eps-ball intersected with it.
     preprocessing : dict or None, default=None
         ``dict(mean=..., std=..., axis=-3)``: mean and std are numbers or one value per channel
         along ``axis`` (default -3, the channel axis of NCHW); ``model(x) = module((x - mean) /
@@ -102,8 +105,8 @@ class Model(nn.Module):
 
     Attributes
     ----------
-    bounds : (float, float)
-        As given.
+    bounds : (float, float) or (torch.Tensor, torch.Tensor)
+        As given: two floats, or two float64 CPU tensors of one shape (``check_bounds``).
     mean, std : torch.Tensor
         Buffers, broadcastable to the input.
     input_std : torch.Tensor or None
@@ -123,12 +126,9 @@ class Model(nn.Module):
         super().__init__()
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be a torch nn.Module, got {type(module).__name__}")
-        lower, upper = (float(b) for b in bounds)
-        if math.isnan(lower) or math.isnan(upper) or not lower < upper:
-            raise ValueError(f"bounds must be (lower, upper) with lower < upper, got {bounds!r}")
+        self.bounds: Bounds = check_bounds(bounds)
         self.module = module
         self.training = module.training  # the wrapper's mode is the network's
-        self.bounds: Bounds = (lower, upper)
         pre = dict(preprocessing or {})
         unknown = set(pre) - {"mean", "std", "axis"}
         if unknown:
@@ -158,7 +158,9 @@ class Model(nn.Module):
         return self.module(x.to(model_dtype(self)))
 
     def extra_repr(self) -> str:
-        return f"bounds={self.bounds}, preprocessing={self.has_preprocessing}"
+        lo = self.bounds[0]
+        bounds = f"per-feature {tuple(lo.shape)}" if isinstance(lo, torch.Tensor) else self.bounds
+        return f"bounds={bounds}, preprocessing={self.has_preprocessing}"
 
 
 def as_model(model: nn.Module) -> Model:

@@ -65,18 +65,168 @@ def check_device(device: str | torch.device) -> str | torch.device:
     return device
 
 
+BoundValue = float | torch.Tensor  # one bound for every feature, or one per feature
+Bounds = tuple[BoundValue, BoundValue]  # (lower, upper) of the inputs, as ``check_bounds`` gives
+
+
+def _held(value: object) -> float | None:
+    """``value`` as a float when it is one number (a 0-d tensor or array included), else
+    None."""
+    held = value.item() if getattr(value, "ndim", None) == 0 and hasattr(value, "item") else value
+    return float(held) if isinstance(held, Real) and not isinstance(held, bool) else None
+
+
+def check_bounds(value: object, name: str = "bounds") -> Bounds:
+    """The box of the inputs, (lower, upper): two numbers, returned as floats (-inf and inf
+    for an open side), or per-feature bounds (either side a sequence, array or tensor of one
+    input's shape or one that broadcasts to it, such as (D,) for tabular rows; the other side
+    may be one number), returned as two float64 CPU tensors of one shape. ``ValueError``
+    naming the problem unless every lower bound is below its upper bound (NaN, booleans,
+    strings and empty arrays refused). ``check_bounds_shape`` checks the shape against the
+    inputs."""
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes) or len(value) != 2:
+        raise ValueError(f"{name} must be (lower, upper), got {value!r}")
+    low, high = _held(value[0]), _held(value[1])
+    if low is not None and high is not None:
+        if math.isnan(low) or math.isnan(high) or not low < high:
+            raise ValueError(f"{name} must be (lower, upper) with lower < upper, got {value!r}")
+        return low, high
+    sides = []
+    for side, given in zip(("lower", "upper"), value, strict=True):
+        if isinstance(given, str | bytes):
+            raise ValueError(f"{name}' {side} side must be a number or an array, got {given!r}")
+        try:
+            held = given.detach().cpu() if isinstance(given, torch.Tensor) else np.asarray(given)
+            tensor = torch.as_tensor(held, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"{name}' {side} side must be a number or an array of numbers, "
+                             f"got {given!r}") from err  # fmt: skip
+        if held.dtype in (torch.bool, np.bool_):
+            raise ValueError(f"{name}' {side} side must hold numbers, got booleans")
+        if tensor.numel() == 0:
+            raise ValueError(f"{name}' {side} side is empty (shape {tuple(tensor.shape)})")
+        if bool(torch.isnan(tensor).any()):
+            raise ValueError(f"{name}' {side} side contains NaN")
+        sides.append(tensor)
+    try:
+        lo, hi = (t.clone() for t in torch.broadcast_tensors(*sides))
+    except RuntimeError as err:
+        raise ValueError(
+            f"{name}' lower side has shape {tuple(sides[0].shape)} and its upper side "
+            f"{tuple(sides[1].shape)}, which do not broadcast to one shape"
+        ) from err
+    wrong = torch.nonzero(~(lo < hi))
+    if len(wrong):
+        at = tuple(int(i) for i in wrong[0])
+        raise ValueError(
+            f"{name} must have lower < upper for every feature; at index {at} the lower bound is "
+            f"{float(lo[at]):g} and the upper bound {float(hi[at]):g}"
+        )
+    return lo, hi
+
+
+def per_feature(bounds: Bounds) -> bool:
+    """Whether checked ``bounds`` hold one box per feature (tensors), not two numbers."""
+    return isinstance(bounds[0], torch.Tensor)
+
+
+def describe_bounds(bounds: Bounds) -> str:
+    """Checked ``bounds`` in words for messages: "[0, 1]", or "per-feature bounds of shape
+    (30,) (lower from 0 to 1, upper from 1 to inf)"."""
+    lo, hi = bounds
+    if not isinstance(lo, torch.Tensor) or not isinstance(hi, torch.Tensor):
+        return f"[{lo:g}, {hi:g}]"
+    return (
+        f"per-feature bounds of shape {tuple(lo.shape)} (lower from {float(lo.min()):g} to "
+        f"{float(lo.max()):g}, upper from {float(hi.min()):g} to {float(hi.max()):g})"
+    )
+
+
+def _broadcasts_to(shape: tuple[int, ...], sample_shape: tuple[int, ...]) -> bool:
+    """Whether ``shape`` broadcasts to ``sample_shape`` without growing it."""
+    try:
+        return torch.broadcast_shapes(shape, sample_shape) == tuple(sample_shape)
+    except RuntimeError:
+        return False
+
+
+def check_bounds_shape(bounds: Bounds, sample_shape: tuple[int, ...], name: str = "bounds") -> None:
+    """Refuse per-feature ``bounds`` (``check_bounds``) that do not broadcast to one input of
+    shape ``sample_shape`` without growing it."""
+    lo = bounds[0]
+    if isinstance(lo, torch.Tensor) and not _broadcasts_to(tuple(lo.shape), sample_shape):
+        raise ValueError(
+            f"{name} have shape {tuple(lo.shape)}, which does not broadcast to one input "
+            f"of shape {tuple(sample_shape)}: give one bound per feature in that shape (or a "
+            "shape that broadcasts to it, such as (C, 1, 1) per channel)"
+        )
+
+
+def bounds_on(bounds: Bounds, x: torch.Tensor) -> Bounds:
+    """Checked ``bounds`` to clip x with: floats as they are; per-feature tensors on x's device
+    in its dtype, rounded inwards (a lower bound up, an upper bound down, to the next value of
+    x's dtype) so that a clipped value never leaves the float64 box."""
+    lo, hi = bounds
+    if not isinstance(lo, torch.Tensor) or not isinstance(hi, torch.Tensor):
+        return bounds
+    low, high = lo.to(x.dtype), hi.to(x.dtype)
+    low = torch.where(low.double() < lo, torch.nextafter(low, low.new_tensor(math.inf)), low)
+    high = torch.where(high.double() > hi, torch.nextafter(high, high.new_tensor(-math.inf)), high)
+    return low.to(x.device), high.to(x.device)
+
+
+def clip(x: torch.Tensor, bounds: Bounds) -> torch.Tensor:
+    """x clipped to checked ``bounds`` (two numbers, or one box per feature)."""
+    return clamp_between(x, *bounds_on(bounds, x))
+
+
+def clamp_between(x: torch.Tensor, lo: BoundValue, hi: BoundValue) -> torch.Tensor:
+    """``torch.clamp(x, lo, hi)`` for two numbers or two tensors (torch takes no mix)."""
+    if isinstance(lo, torch.Tensor) or isinstance(hi, torch.Tensor):
+        return torch.clamp(x, torch.as_tensor(lo, dtype=x.dtype, device=x.device),
+                           torch.as_tensor(hi, dtype=x.dtype, device=x.device))  # fmt: skip
+    return torch.clamp(x, lo, hi)
+
+
+def flat_bounds(
+    bounds: Bounds, sample_shape: tuple[int, ...]
+) -> tuple[float | np.ndarray, float | np.ndarray]:
+    """Checked ``bounds`` for one flattened input of ``sample_shape``: floats as they are, or
+    float64 arrays of prod(sample_shape) lower and upper bounds."""
+    lo, hi = bounds
+    if not isinstance(lo, torch.Tensor) or not isinstance(hi, torch.Tensor):
+        return float(lo), float(hi)
+    return (
+        np.broadcast_to(lo.numpy(), sample_shape).reshape(-1).copy(),
+        np.broadcast_to(hi.numpy(), sample_shape).reshape(-1).copy(),
+    )
+
+
+def same_bounds(first: Bounds, second: Bounds) -> bool:
+    """Whether two checked boxes are the same box (a number equals per-feature bounds that
+    hold it everywhere)."""
+    try:
+        pairs = [torch.broadcast_tensors(torch.as_tensor(a, dtype=torch.float64),
+                                         torch.as_tensor(b, dtype=torch.float64))
+                 for a, b in zip(first, second, strict=True)]  # fmt: skip
+    except RuntimeError:
+        return False
+    return all(bool(torch.equal(a, b)) for a, b in pairs)
+
+
 def check_images(
     x: torch.Tensor,
     name: str = "x",
-    bounds: tuple[float, float] = (0.0, 1.0),
+    bounds: Bounds = (0.0, 1.0),
     dtype: torch.dtype = torch.float32,
     remedy: str = BOUNDS_REMEDY,
 ) -> torch.Tensor:
-    """A floating-point batch (N, ...) of finite values inside ``bounds``, returned in ``dtype``;
-    ``remedy`` ends the out-of-bounds error (what the caller should change)."""
-    lo, hi = bounds
+    """A floating-point batch (N, ...) of finite values inside ``bounds`` (two numbers, or
+    per-feature bounds from ``check_bounds``, whose shape must broadcast to one input),
+    returned in ``dtype``; ``remedy`` ends the out-of-bounds error (what the caller should
+    change)."""
     if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
-        raise ValueError(f"{name} must be a floating-point tensor in [{lo:g}, {hi:g}], got {type(x).__name__}"
+        raise ValueError(f"{name} must be a floating-point tensor in {describe_bounds(bounds)}, got {type(x).__name__}"
                          f"{'' if not isinstance(x, torch.Tensor) else ' of dtype ' + str(x.dtype)}")  # fmt: skip
     if x.ndim < 2:
         raise ValueError(f"{name} must have shape (N, ...), got {tuple(x.shape)}")
@@ -85,12 +235,34 @@ def check_images(
     values = x.detach()  # (the checks only read x; what is returned keeps its graph)
     if not bool(torch.isfinite(values).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
+    if per_feature(bounds):
+        _check_inside(values, name, bounds, remedy)
+        return x.to(dtype)
+    lo, hi = bounds
     low, high = float(values.min()), float(values.max())
     if low < lo or high > hi:
         raise ValueError(
             f"{name} must lie in [{lo:g}, {hi:g}]; got range [{low:.3g}, {high:.3g}]; {remedy}"
         )
     return x.to(dtype)
+
+
+def _check_inside(values: torch.Tensor, name: str, bounds: Bounds, remedy: str) -> None:
+    """Refuse ``values`` (N, ...) with an entry outside its feature's bounds, naming it."""
+    sample_shape = tuple(values.shape[1:])
+    check_bounds_shape(bounds, sample_shape)
+    lo, hi = (torch.as_tensor(b).to(values.device) for b in bounds)
+    as_double = values.double()
+    outside = torch.nonzero((as_double < lo) | (as_double > hi))
+    if len(outside):
+        at = tuple(int(i) for i in outside[0])
+        feature = at[1:]
+        low, high = (float(torch.broadcast_to(b, sample_shape)[feature]) for b in (lo, hi))
+        raise ValueError(
+            f"{name} must lie in its per-feature bounds; input {at[0]}, feature "
+            f"{feature if len(feature) > 1 else feature[0]} is {float(values[at]):.6g}, outside "
+            f"[{low:g}, {high:g}] ({len(outside)} entries outside); {remedy}"
+        )
 
 
 def check_number(
@@ -125,6 +297,7 @@ def check_number(
 
 Budget = float | torch.Tensor  # one L-inf budget for every feature, or one per feature
 BudgetLike = float | Sequence[float] | np.ndarray | torch.Tensor  # what check_budget takes
+BoundsLike = tuple[BudgetLike, BudgetLike]  # what check_bounds takes: (lower, upper)
 
 
 def check_budget(name: str, value: object) -> Budget:
@@ -166,13 +339,7 @@ def check_units(name: str, value: object) -> Budget:
 def check_budget_shape(name: str, budget: Budget | None, sample_shape: tuple[int, ...]) -> None:
     """Refuse a per-feature ``budget`` (``check_budget``) that does not broadcast to one input
     of shape ``sample_shape`` without growing it."""
-    if not isinstance(budget, torch.Tensor):
-        return
-    try:
-        fits = torch.broadcast_shapes(budget.shape, sample_shape) == tuple(sample_shape)
-    except RuntimeError:
-        fits = False
-    if not fits:
+    if isinstance(budget, torch.Tensor) and not _broadcasts_to(tuple(budget.shape), sample_shape):
         raise ValueError(
             f"{name} has shape {tuple(budget.shape)}, which does not broadcast to one input of "
             f"shape {tuple(sample_shape)}: give one budget per feature in that shape (or a "

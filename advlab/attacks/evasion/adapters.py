@@ -15,6 +15,7 @@ import torch
 
 from advlab.attacks.evasion.base import Attack
 from advlab.attacks.evasion.criteria import Criterion
+from advlab.utils.validation import describe_bounds, same_bounds
 
 
 class TorchattacksAdapter(Attack):
@@ -39,10 +40,10 @@ class TorchattacksAdapter(Attack):
         if not callable(attack) or not hasattr(attack, "model"):
             raise TypeError("expected a torchattacks attack instance (callable, with a .model)")
         super().__init__(attack.model, criterion, batch_size)
-        if tuple(map(float, self.model.bounds)) != (0.0, 1.0):  # its steps end in clamp(0, 1)
+        if not same_bounds(self.model.bounds, (0.0, 1.0)):  # its steps end in clamp(0, 1)
             raise ValueError(
                 f"torchattacks clamps inputs to [0, 1], but the model's bounds are "
-                f"{tuple(self.model.bounds)}; use advlab's attacks for this model"
+                f"{describe_bounds(self.model.bounds)}; use advlab's attacks for this model"
             )
         self.attack = attack
         if self.criterion.needs_target:

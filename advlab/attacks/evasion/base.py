@@ -40,6 +40,7 @@ from advlab.attacks.evasion.criteria import (
 from advlab.models.wrapper import Model, as_model, autograd_enabled, eval_mode, model_dtype
 from advlab.utils.progress import progress
 from advlab.utils.validation import (
+    Bounds,
     BudgetLike,
     caller_stacklevel,
     check_budget,
@@ -271,7 +272,7 @@ class Attack:
         return self.criterion.needs_target
 
     @property
-    def bounds(self) -> tuple[float, float]:
+    def bounds(self) -> Bounds:
         return self.model.bounds
 
     @property

@@ -10,7 +10,9 @@ and the smallest successful x' is kept; c is bisected per sample (multiplied by 
 first success). The distance is measured in units of the input range, as in Carlini & Wagner's
 code, whose images span a range of 1: c then means the same for a model on [0, 255] as on
 [0, 1] (in raw units it would have to be 255^2 times larger there, beyond the default search's
-reach); on [0, 1] nothing changes. Defaults as Foolbox 3: 9 binary-search steps, initial
+reach); on [0, 1] nothing changes. With per-feature bounds (``Model(net, bounds=(lo, hi))``
+with arrays) each feature is measured in units of its own range, sum_d ((x'_d - x_d) /
+(hi_d - lo_d))^2, the unit box of L-BFGS. Defaults as Foolbox 3: 9 binary-search steps, initial
 c = 1e-3, lr 1e-2, kappa = 0, 10,000 Adam steps per c (``steps``; fewer for quick runs), and
 early abort: every steps / 10 steps the optimisation for the current c stops when the total
 loss has not fallen below 0.9999 times its value at the previous check.
@@ -27,7 +29,14 @@ from torch import nn
 
 from advlab.attacks.evasion.base import MinimizationAttack, margin
 from advlab.attacks.evasion.criteria import Criterion
-from advlab.utils.validation import check_number
+from advlab.utils.validation import bounds_on, check_number, describe_bounds
+
+
+def _squared_distance(delta: torch.Tensor, span: float | torch.Tensor) -> torch.Tensor:
+    """||delta / span||_2^2 per sample: span one number (the range) or one per feature."""
+    if isinstance(span, torch.Tensor):
+        return (delta / span).flatten(1).pow(2).sum(1)
+    return delta.flatten(1).pow(2).sum(1) / span**2
 
 
 class CarliniWagnerL2(MinimizationAttack):
@@ -81,16 +90,18 @@ class CarliniWagnerL2(MinimizationAttack):
         self.c0 = check_number("initial_const", initial_const, 0.0, low_open=True)
         self.kappa = check_number("confidence", confidence, 0.0)
         self.abort_early = abort_early
-        lo, hi = self.bounds
-        if not (abs(lo) < float("inf") and abs(hi) < float("inf")):
-            raise ValueError(f"CarliniWagnerL2 needs finite model bounds, got {self.bounds}")
+        finite = all(bool(torch.isfinite(torch.as_tensor(b)).all()) for b in self.bounds)
+        if not finite:
+            raise ValueError(
+                f"CarliniWagnerL2 needs finite model bounds, got {describe_bounds(self.bounds)}"
+            )
 
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
         label = target if target is not None else y
         targeted = target is not None
-        lo, hi = self.bounds
+        lo, hi = bounds_on(self.bounds, x)
         span = hi - lo
         w0 = torch.atanh((2 * (x - lo) / (hi - lo) - 1).clamp(-1 + 1e-6, 1 - 1e-6))
         c = torch.full((len(x),), self.c0, device=x.device, dtype=x.dtype)
@@ -103,7 +114,7 @@ class CarliniWagnerL2(MinimizationAttack):
             check_every, previous = max(1, -(-self.steps // 10)), float("inf")
             for step in range(self.steps):
                 x_adv = lo + (torch.tanh(w) + 1) / 2 * (hi - lo)
-                l2 = (x_adv - x).flatten(1).pow(2).sum(1) / span**2  # in units of the range
+                l2 = _squared_distance(x_adv - x, span)  # in units of the range
                 m = margin(self.model(x_adv), label, targeted)  # > 0 once the attack succeeds
                 loss = (l2 + c * torch.clamp(self.kappa - m, min=0)).sum()
                 optimizer.zero_grad()

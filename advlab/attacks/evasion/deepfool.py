@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from advlab.attacks.evasion.base import MinimizationAttack
-from advlab.utils.validation import check_number
+from advlab.utils.validation import check_number, clip
 
 
 class DeepFool(MinimizationAttack):
@@ -99,5 +99,5 @@ class DeepFool(MinimizationAttack):
             w_l, f_l = w[rows, best], f[rows, best]
             step = ((f_l.abs() + 1e-4) / w_l.pow(2).sum(1).clamp(min=1e-12))[:, None] * w_l
             r_tot = r_tot + step * active[:, None]
-            x_adv = torch.clamp(x + (1 + self.overshoot) * r_tot.view_as(x), *self.bounds)
+            x_adv = clip(x + (1 + self.overshoot) * r_tot.view_as(x), self.bounds)
         return x_adv

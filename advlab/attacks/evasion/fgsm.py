@@ -17,7 +17,7 @@ from torch import nn
 
 from advlab.attacks.evasion.base import Attack, eps_to_pixels, input_gradient
 from advlab.attacks.evasion.criteria import Criterion
-from advlab.utils.validation import BudgetLike, budget_on
+from advlab.utils.validation import BudgetLike, budget_on, clip
 
 
 class FGSM(Attack):
@@ -56,4 +56,4 @@ class FGSM(Attack):
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
         grad = input_gradient(self.model, x, y, target)
-        return torch.clamp(x + budget_on(self.eps, x) * grad.sign(), *self.bounds)
+        return clip(x + budget_on(self.eps, x) * grad.sign(), self.bounds)

@@ -64,11 +64,36 @@ from advlab.attacks.evasion.base import AttackResult, MinimizationAttack, weight
 from advlab.attacks.evasion.kmeans_pgd import kmeans_model
 from advlab.cluster._validation import ArrayLike, as_float_matrix
 from advlab.cluster.cells import KMeansCells, check_mapping, kmeans_cells
-from advlab.models.wrapper import Bounds
-from advlab.utils.validation import BudgetLike, check_number, check_units
+from advlab.utils.validation import (
+    Bounds,
+    BoundsLike,
+    BudgetLike,
+    check_bounds,
+    check_bounds_shape,
+    check_number,
+    check_units,
+    clamp_between,
+    flat_bounds,
+    per_feature,
+)
 
 NORMS = ("l2", "linf")
 TARGETS = ("any-cluster", "other-class")
+
+
+def _flat_box(bounds: Bounds | None, sample_shape: tuple[int, ...]) -> Bounds | None:
+    """Checked ``bounds`` for inputs flattened from ``sample_shape``: None, two floats, or
+    per-feature bounds as two float64 tensors of shape (D,)."""
+    if bounds is None or not per_feature(bounds):
+        return bounds
+    lo, hi = flat_bounds(bounds, sample_shape)
+    return torch.as_tensor(lo), torch.as_tensor(hi)
+
+
+def _numpy_box(bounds: Bounds) -> tuple[float | np.ndarray, float | np.ndarray]:
+    """A flat box (``_flat_box``) for numpy: per-feature tensors as arrays."""
+    lo, hi = bounds
+    return tuple(b.numpy() if isinstance(b, torch.Tensor) else b for b in (lo, hi))  # type: ignore[return-value]
 
 
 def _bisector_distances(
@@ -151,7 +176,7 @@ def kmeans_certified_radius(
     norm: str = "l2",
     mapping: object | None = None,
     chunk_size: int = 1024,
-    bounds: Bounds | None = None,
+    bounds: BoundsLike | None = None,
     scale: BudgetLike | None = None,
 ) -> np.ndarray:
     """Smallest perturbation (norm ``"l2"`` or ``"linf"``) that moves each x out of its Voronoi
@@ -178,8 +203,9 @@ def kmeans_certified_radius(
     chunk_size : int, default=1024
         Points per chunk (memory, not results; smaller with ``bounds``, which holds
         (points, k, D) arrays).
-    bounds : (float, float) or None, default=None
-        The box of the inputs; None: ignored (eq. R).
+    bounds : (float, float), (array_like, array_like) or None, default=None
+        The box of the inputs, two numbers or per-feature bounds of shape (D,); None:
+        ignored (eq. R).
     scale : float, array-like of shape (D,) or None, default=None
         Per-feature units s_d >= 0: the radius in the weighted norm ||delta / s||, so that
         every per-feature budget r * s_d with r below the radius leaves the class as it is
@@ -200,8 +226,12 @@ def kmeans_certified_radius(
     if X.shape[1] != cells.n_features:
         raise ValueError(f"x has {X.shape[1]} features, the k-means takes {cells.n_features}")
     units = check_scale(scale, cells.n_features)
+    box = None if bounds is None else check_bounds(bounds)
+    if box is not None:
+        check_bounds_shape(box, (cells.n_features,))
+        box = _flat_box(box, (cells.n_features,))
     return (
-        _lower_bounds(X, cells, norm, check_mapping(mapping, k), bounds, chunk_size, units)
+        _lower_bounds(X, cells, norm, check_mapping(mapping, k), box, chunk_size, units)
         .min(1)
         .values.numpy()
     )
@@ -278,7 +308,7 @@ def _boxed_distances(
     if norm == "linf":  # every coordinate moves by t s_d or until the box: the size is t
         return t
     step = torch.where(torch.isfinite(t), t, torch.zeros_like(t))[..., None] * _l2_move(w, scale)
-    moved = (xs + step).clamp(*bounds) - xs
+    moved = clamp_between(xs + step, *bounds) - xs
     return torch.where(torch.isfinite(t), weighted_norm(moved, norm, scale), t)
 
 
@@ -329,7 +359,7 @@ def _cell_distance_linf(
     u, sq, rows = _numpy_cells(cells, x, j)
     w = u - u[j]  # row l: (u_l - u_j).z <= (gamma_l - gamma_j) / 2 - m_l  (eq. H)
     rhs = (sq - sq[j]) / 2 - overshoot * np.abs(w).sum(1) - w @ x  # in delta
-    lo, hi = (-np.inf, np.inf) if bounds is None else bounds
+    lo, hi = (-np.inf, np.inf) if bounds is None else _numpy_box(bounds)
     box = np.column_stack([np.r_[lo - x, 0.0], np.r_[hi - x, np.inf]])
     units = np.ones(d) if scale is None else scale
     box[:d][units == 0] = 0.0  # a frozen feature: delta_d = 0 exactly, not to the tolerance
@@ -375,11 +405,8 @@ def _cell_distance_l2(
     u, sq, rows = _numpy_cells(cells, x, j)
     w = u - u[j]
     rhs = (sq - sq[j]) / 2 - overshoot * np.abs(w).sum(1) - w @ x  # rows: w_l . delta <= rhs_l
-    lo, hi = (
-        (np.full(d, -np.inf), np.full(d, np.inf))
-        if bounds is None
-        else (bounds[0] - x, bounds[1] - x)
-    )
+    low, high = (-np.inf, np.inf) if bounds is None else _numpy_box(bounds)
+    lo, hi = np.broadcast_to(low - x, (d,)), np.broadcast_to(high - x, (d,))
     if scale is not None:  # in delta' = delta / s (a frozen feature: delta'_d in [0, 0])
         w = w * scale
         moving = scale > 0
@@ -436,7 +463,7 @@ class KMeansMinimalAttack(MinimizationAttack):
         Candidate clusters examined at first (more if optimality is not proven).
     bisection_steps : int, default=60
         Steps of each bisection.
-    bounds : (float, float) or None, default=(0.0, 1.0)
+    bounds : (float, float), (array_like, array_like) or None, default=(0.0, 1.0)
         The box of the inputs; None: no box (the exact eq. R projection).
     batch_size : int, default=256
         Samples per batch.
@@ -512,10 +539,13 @@ class KMeansMinimalAttack(MinimizationAttack):
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
         X = x.flatten(1).double().cpu()
-        best, _ = self._batch(X)
+        box = _flat_box(self.bounds, tuple(x.shape[1:]))
+        assert box is not None  # (the model's bounds: (-inf, inf) when the attack has none)
+        best, _ = self._batch(X, box)
         return best.reshape(x.shape).to(x.device, x.dtype)
 
-    def _batch(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch(self, X: torch.Tensor, box: Bounds) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best perturbed rows of X (n, D) and their sizes, inside the flat ``box``."""
         mask_map = self.mapping if self.target == "other-class" else None
         own, r = _bisector_distances(X, self.cells, self.norm, mask_map, self.scale)
         order = r.argsort(1)
@@ -527,7 +557,7 @@ class KMeansMinimalAttack(MinimizationAttack):
         start = 0
         while start < k and len(active):
             cand = order[active, start : start + m]
-            z, size = self._project(X[active], own[active], cand)
+            z, size = self._project(X[active], own[active], cand, box)
             ok = self._lands(z, own[active], size)
             size = torch.where(ok, size, torch.full_like(size, float("inf")))
             pick = size.argmin(1)
@@ -544,21 +574,26 @@ class KMeansMinimalAttack(MinimizationAttack):
             m *= 2
         if self.target == "other-class":
             cand = order[:, : self.n_candidates]
-            self._segment_fallback(X, own, cand, torch.isfinite(r.gather(1, cand)), best, best_size)
+            finite = torch.isfinite(r.gather(1, cand))
+            self._segment_fallback(X, own, cand, finite, best, best_size, box)
         if self.exact:
-            self._exact(X, own, best, best_size)
+            self._exact(X, own, best, best_size, box)
         return best, best_size
 
     def _exact(
-        self, X: torch.Tensor, own: torch.Tensor, best: torch.Tensor, best_size: torch.Tensor
+        self,
+        X: torch.Tensor,
+        own: torch.Tensor,
+        best: torch.Tensor,
+        best_size: torch.Tensor,
+        box: Bounds,
     ) -> None:
         """Lower ``best`` to the exact minimum: eq. LP or D for each cluster of another class, in
         increasing order of its lower bound, until the bound reaches the best size (or
         ``max_size``). Written by hand around scipy's solvers: no library computes k-means'
         minimal adversarial perturbation."""
         assert self.mapping is not None
-        lower = _lower_bounds(X, self.cells, self.norm, self.mapping, self.bounds,
-                              scale=self.scale)  # fmt: skip
+        lower = _lower_bounds(X, self.cells, self.norm, self.mapping, box, scale=self.scale)
         x_all = X.numpy()
         distance = _cell_distance_linf if self.norm == "linf" else _cell_distance_l2
         units = None if self.scale is None else self.scale.numpy()
@@ -567,7 +602,7 @@ class KMeansMinimalAttack(MinimizationAttack):
             for j in lower[i].argsort().tolist():
                 if not float(lower[i, j]) < min(float(best_size[i]), self.max_size):
                     break  # sorted: no later cluster can be closer
-                size, z = distance(x_all[i], self.cells, j, self.bounds, self.overshoot, units)
+                size, z = distance(x_all[i], self.cells, j, box, self.overshoot, units)
                 if z is None or not size < float(best_size[i]):
                     continue
                 zt = torch.from_numpy(z)[None, None]
@@ -588,12 +623,13 @@ class KMeansMinimalAttack(MinimizationAttack):
         valid: torch.Tensor,
         best: torch.Tensor,
         best_size: torch.Tensor,
+        box: Bounds,
     ) -> None:
         """Bisection on the segment from x to a point of each candidate cell, of another class
         (its centre c_j for a plain k-means), clipped to the box: yields a successful point
         whenever that end lies in the cell (a centre of data inside the box does), used when it
         is smaller."""
-        x, cj = X[:, None, :], self.cells.anchors(X, cand).clamp(*self.bounds)
+        x, cj = X[:, None, :], clamp_between(self.cells.anchors(X, cand), *box)
         if self.scale is not None:  # frozen features keep x's values
             cj = torch.where(self.scale > 0, cj, x)
         lo = torch.zeros(cand.shape, dtype=torch.float64)
@@ -618,7 +654,7 @@ class KMeansMinimalAttack(MinimizationAttack):
         best_size[better] = pick_size[better]
 
     def _project(
-        self, X: torch.Tensor, own: torch.Tensor, cand: torch.Tensor
+        self, X: torch.Tensor, own: torch.Tensor, cand: torch.Tensor, box: Bounds
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Closest point of box ∩ H_ij (just past the hyperplane) for each candidate j."""
         u, sq = self.cells.sites, self.cells.levels
@@ -628,11 +664,9 @@ class KMeansMinimalAttack(MinimizationAttack):
         # land past the hyperplane by a margin that float32 rounding of the output cannot undo
         b = b + self.overshoot * w.abs().sum(-1)
 
-        t = _smallest_step(x, w, b, self.bounds, self.norm, self.scale)
+        t = _smallest_step(x, w, b, box, self.norm, self.scale)
         move = _l2_move(w, self.scale) if self.norm == "l2" else _linf_move(w, self.scale)
-        z = x + (move * t[..., None]).nan_to_num(0.0, posinf=0.0, neginf=0.0)
-        if self.bounds is not None:
-            z = z.clamp(*self.bounds)
+        z = clamp_between(x + (move * t[..., None]).nan_to_num(0.0, posinf=0.0, neginf=0.0), *box)
         reachable = torch.isfinite(t)
         size = weighted_norm((z - x).flatten(2), self.norm, self.scale)
         return z, torch.where(reachable, size, torch.full_like(size, float("inf")))

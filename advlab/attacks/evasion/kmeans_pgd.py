@@ -77,7 +77,7 @@ class KMeansPGD(PGD):
         Start uniformly in the eps-ball.
     random_state : int or None, default=None
         Seed of the random start; None draws fresh randomness.
-    bounds : (float, float) or None, default=(0.0, 1.0)
+    bounds : (float, float), (array_like, array_like) or None, default=(0.0, 1.0)
         The box of the inputs ((0, 1) for images); None: unbounded.
     batch_size : int, default=256
         Samples per batch.

@@ -14,7 +14,9 @@ Units: the problem is solved on the unit box, x_u = (x - lo) / (hi - lo) for the
 v1's L-BFGS divides its distance by the squared range. c then means the same for a model on
 [0, 255] as on [0, 1], and the attack gives the same examples, scaled; with ||n||_2 in raw
 units c would have to be 255 times smaller there, beyond reach of the default c search. On
-[0, 1] the map is the identity.
+[0, 1] the map is the identity. With per-feature bounds each feature is mapped by its own
+range (x_u,d = (x_d - lo_d) / (hi_d - lo_d); a feature with an open side is left in its
+units), so ||n||_2 weighs every feature in units of its range.
 
 Batching: the objective is a sum of independent per-sample terms (each with its own c), so
 a whole batch is solved as one L-BFGS-B problem over the concatenated perturbations: one
@@ -46,7 +48,14 @@ from torch import nn
 
 from advlab.attacks.evasion.base import AttackResult, MinimizationAttack, model_device
 from advlab.attacks.evasion.criteria import Criterion, TargetedMisclassification
-from advlab.utils.validation import check_images, check_number
+from advlab.utils.validation import (
+    BoundValue,
+    bounds_on,
+    check_images,
+    check_number,
+    clamp_between,
+    clip,
+)
 
 _SMOOTH = 1e-12
 SCIPY_BLAS_THREADS: int | None = 1  # None leaves scipy's BLAS at its own thread count
@@ -145,23 +154,28 @@ class LBFGS(MinimizationAttack):
         picked = logp.gather(1, targets.clamp_min(0))
         return -(picked * valid).sum(1)
 
-    def _unit_map(self) -> tuple[float, float]:
+    def _unit_map(self, like: torch.Tensor) -> tuple[BoundValue, BoundValue]:
         """(offset, span) of the map x -> (x - offset) / span onto the space the problem is
         solved in: the unit box for finite bounds (so that c weighs the perturbation in units
-        of the input range), the inputs as they are for unbounded ones."""
-        low, high = self.bounds
+        of the input range), the inputs as they are for unbounded ones; per feature (tensors
+        on ``like``'s device, in its dtype) for per-feature bounds."""
+        low, high = bounds_on(self.bounds, like)
+        if isinstance(low, torch.Tensor) and isinstance(high, torch.Tensor):
+            finite = torch.isfinite(low) & torch.isfinite(high)
+            return torch.where(finite, low, 0.0), torch.where(finite, high - low, 1.0)
         if math.isfinite(low) and math.isfinite(high):
             return low, high - low
         return 0.0, 1.0
 
-    def _box(self) -> tuple[float, float]:
-        """The model's bounds in the problem's space: (0, 1), or infinite."""
-        (low, high), (offset, span) = self.bounds, self._unit_map()
+    def _box(self, like: torch.Tensor) -> tuple[BoundValue, BoundValue]:
+        """The model's bounds in the problem's space: (0, 1), or infinite (per feature for
+        per-feature bounds)."""
+        (low, high), (offset, span) = bounds_on(self.bounds, like), self._unit_map(like)
         return (low - offset) / span, (high - offset) / span
 
     def _from_unit(self, xu: torch.Tensor) -> torch.Tensor:
         """Problem-space inputs back in the model's units: offset + xu span (exact on [0, 1])."""
-        offset, span = self._unit_map()
+        offset, span = self._unit_map(xu)
         return offset + xu * span
 
     def _logits(self, xu: torch.Tensor) -> torch.Tensor:
@@ -188,9 +202,9 @@ class LBFGS(MinimizationAttack):
             (grad,) = torch.autograd.grad(value, n)
             return float(value.detach()), grad.cpu().double().numpy().ravel()
 
-        box_low, box_high = self._box()
-        lower = (box_low - flat_x).double().cpu().numpy().ravel()
-        upper = (box_high - flat_x).double().cpu().numpy().ravel()
+        box_low, box_high = self._box(x)
+        lower = (box_low - x.detach()).double().cpu().numpy().ravel()
+        upper = (box_high - x.detach()).double().cpu().numpy().ravel()
         with threadpool_limits(SCIPY_BLAS_THREADS, user_api="blas"):
             res = minimize(
                 objective,
@@ -201,14 +215,13 @@ class LBFGS(MinimizationAttack):
                 options={"maxiter": int(self.max_iter * math.sqrt(b))},
             )
         n = torch.as_tensor(res.x, dtype=x.dtype, device=x.device).view(b, -1)
-        return (flat_x + n).clamp(box_low, box_high).view(shape)
+        return clamp_between((flat_x + n).view(shape), box_low, box_high)
 
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
         targets = self._targets(target).to(x.device)
-        low, high = self.bounds
-        offset, span = self._unit_map()
+        offset, span = self._unit_map(x)
         best, x = x.clone(), (x - offset) / span  # the problem on the unit box (if bounded)
         b = len(x)
         best_norm = torch.full((b,), math.inf, device=x.device, dtype=x.dtype)
@@ -224,7 +237,7 @@ class LBFGS(MinimizationAttack):
             with torch.no_grad():
                 norm = self._selection_size(x, xa)
             better = ok & (norm < best_norm)
-            best[better] = self._from_unit(xa[better]).clamp(low, high)
+            best[better] = clip(self._from_unit(xa[better]), self.bounds)
             best_norm[better] = norm[better]
             lo, hi = torch.where(ok, c, lo), torch.where(ok, hi, c)
             grow = torch.where(torch.isinf(hi), 2 * c, (c + hi) / 2)

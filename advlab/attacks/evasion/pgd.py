@@ -24,7 +24,15 @@ from torch import nn
 
 from advlab.attacks.evasion.base import NORMS, Attack, eps_to_pixels, input_gradient
 from advlab.attacks.evasion.criteria import Criterion
-from advlab.utils.validation import Budget, BudgetLike, budget_on, check_budget, check_number
+from advlab.utils.validation import (
+    Budget,
+    BudgetLike,
+    bounds_on,
+    budget_on,
+    check_budget,
+    check_number,
+    clip,
+)
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:
@@ -142,9 +150,9 @@ class PGD(Attack):
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
-        lo, hi = self.bounds
+        lo, hi = bounds_on(self.bounds, x)
         eps, eps_step = budget_on(self.eps, x), budget_on(self.eps_step, x)
-        x_adv = torch.clamp(x + self._random_delta(x), lo, hi) if self.random_start else x.clone()
+        x_adv = clip(x + self._random_delta(x), self.bounds) if self.random_start else x.clone()
         active = torch.ones(len(x), dtype=torch.bool, device=x.device)
         if self.norm == "linf":  # the bounds box intersected with the eps-ball, a box per pixel
             lower, upper = (x - eps).clamp_(min=lo), (x + eps).clamp_(max=hi)
@@ -160,7 +168,7 @@ class PGD(Attack):
                     x_adv = torch.clamp(x_adv.add_(step, alpha=eps_step), lower, upper)
             else:
                 delta = project_l2(x_adv + eps_step * step - x, eps)
-                x_adv = torch.clamp(x + delta, lo, hi)
+                x_adv = clip(x + delta, self.bounds)
             if self.early_stop:
                 with torch.no_grad():
                     active = ~self.criterion(self.model(x_adv), y, target)

@@ -1,0 +1,296 @@
+"""Per-feature input bounds: ``Model(net, bounds=(lo, hi))`` and the k-means attacks'
+``bounds`` with one box [lo_d, hi_d] per feature (a range of valid values per tabular
+column, an open side where a feature has none), in the attacks, the certificates and the
+exact verifiers, against their two-number form and grid searches of ball ∩ box."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans
+
+from advlab.attacks.evasion import (
+    BIM,
+    FGSM,
+    LBFGS,
+    PGD,
+    CarliniWagnerL2,
+    DeepFool,
+    KMeansMinimalAttack,
+    KMeansPGD,
+    kmeans_certified_radius,
+)
+from advlab.defenses.interval_bounds import certified_accuracy, is_certified
+from advlab.defenses.kmeans_ibp import kmeans_is_certified
+from advlab.defenses.kmeans_milp import kmeans_is_certified_linear, verify_kmeans_linf
+from advlab.defenses.milp_verification import ATTACKED, ROBUST, is_certified_linear, verify_linf
+from advlab.models import Model
+from tests.test_milp_verification import _net
+
+LOWER = torch.tensor([0.0, -1.0, 0.0, 0.2, -np.inf], dtype=torch.float64)
+UPPER = torch.tensor([1.0, 1.0, 0.5, 0.8, np.inf], dtype=torch.float64)
+
+
+def _tabular() -> tuple[Model, Model, torch.Tensor, torch.Tensor]:
+    """A 5 -> 16 -> 3 ReLU network as one Model on per-feature bounds (feature 4 unbounded)
+    and one on (-inf, inf), 64 inputs inside the box and their predicted labels."""
+    net = _net([5, 16, 3], seed=3)
+    pre = {"mean": 0.3, "std": 0.4}
+    boxed = Model(net, bounds=(LOWER, UPPER), preprocessing=pre)
+    free = Model(net, bounds=(-np.inf, np.inf), preprocessing=pre)
+    g = torch.Generator().manual_seed(4)
+    finite = torch.tensor([1.0, 2.0, 0.5, 0.6, 1.0]), torch.tensor([0.0, -1.0, 0.0, 0.2, 0.0])
+    x = (torch.rand(64, 5, generator=g) * finite[0] + finite[1]).float()
+    x[:, 4] = torch.randn(64, generator=g)
+    return boxed, free, x, boxed(x).argmax(1)
+
+
+ATTACKS = [
+    (FGSM, {"eps": 0.3}),
+    (BIM, {"eps": 0.3, "max_iter": 10}),
+    (PGD, {"eps": 0.3, "max_iter": 10, "random_state": 0}),
+    (PGD, {"eps": 0.6, "norm": "l2", "max_iter": 10, "random_state": 0}),
+    (DeepFool, {"max_iter": 20}),
+    (LBFGS, {"max_iter": 20}),
+]
+
+
+def _inside(x_adv: torch.Tensor) -> bool:
+    return bool(((x_adv.double() >= LOWER) & (x_adv.double() <= UPPER)).all())
+
+
+@pytest.mark.parametrize(("attack", "kwargs"), ATTACKS)
+def test_attacks_keep_every_feature_in_its_own_bounds(attack, kwargs):
+    """Every example lies in its feature's [lo_d, hi_d], and the box binds: without it, the
+    same attack leaves it; bounds of equal entries give the two-number attack bit for bit."""
+    boxed, free, x, y = _tabular()
+    result = attack(boxed, **kwargs)(x, y)
+    assert _inside(result.x_adv) and result.x_adv.dtype == x.dtype
+    assert not _inside(attack(free, **kwargs)(x, y).x_adv)
+    pre = {"mean": 0.3, "std": 0.4}
+    four = Model(_net([4, 16, 3], seed=5), bounds=(-1.0, 1.0), preprocessing=pre)
+    same = Model(four.module, bounds=(-torch.ones(4), torch.ones(4)), preprocessing=pre)
+    z = x[:, :4].clamp(-1, 1)
+    labels = four(z).argmax(1)
+    ours, theirs = attack(same, **kwargs)(z, labels), attack(four, **kwargs)(z, labels)
+    assert torch.equal(ours.x_adv, theirs.x_adv)
+
+
+def test_carlini_wagner_measures_each_feature_in_its_range_and_needs_finite_bounds():
+    """C&W maps each feature onto its own [lo_d, hi_d] (tanh): its examples stay inside; with
+    bounds of equal entries it is the two-number attack; an open side is refused by name."""
+    boxed, _, x, y = _tabular()
+    finite_upper = UPPER.clone()
+    finite_upper[4], lower = 4.0, LOWER.clone()
+    lower[4] = -4.0
+    model = Model(
+        boxed.module, bounds=(lower, finite_upper), preprocessing={"mean": 0.3, "std": 0.4}
+    )
+    result = CarliniWagnerL2(model, steps=30, binary_search_steps=3)(x, y)
+    assert bool(((result.x_adv.double() >= lower) & (result.x_adv.double() <= finite_upper)).all())
+    assert int(result.success.sum()) > 10
+    with pytest.raises(ValueError, match=r"needs finite model bounds, got per-feature bounds"):
+        CarliniWagnerL2(boxed)
+    four = Model(_net([4, 16, 3], seed=5), bounds=(0.0, 1.0))
+    same = Model(four.module, bounds=(torch.zeros(4), torch.ones(4)))
+    z = x[:, :4].clamp(0, 1)
+    labels = four(z).argmax(1)
+    kwargs = {"steps": 20, "binary_search_steps": 2}
+    assert torch.equal(CarliniWagnerL2(same, **kwargs)(z, labels).x_adv,
+                       CarliniWagnerL2(four, **kwargs)(z, labels).x_adv)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("bounds", "message"),
+    [
+        ((1.0, 0.0), r"lower < upper, got \(1.0, 0.0\)"),
+        (([0, 2, 0], [1, 1, 1]), r"at index \(1,\) the lower bound is 2 and the upper bound 1"),
+        (([0, np.nan], 1.0), "lower side contains NaN"),
+        (([True, False], 1.0), "lower side must hold numbers, got booleans"),
+        ((0.0, "1"), "upper side must be a number or an array"),
+        (([], 1.0), r"lower side is empty \(shape \(0,\)\)"),
+        (([0, 0, 0], [1, 1]), r"shape \(3,\) and its upper side \(2,\), which do not broadcast"),
+        ((0.0,), r"must be \(lower, upper\)"),
+    ],
+)
+def test_bad_bounds_are_named_before_any_work(bounds, message):
+    with pytest.raises(ValueError, match=message):
+        Model(_net([3, 4, 2], seed=0), bounds=bounds)
+
+
+def test_inputs_and_shapes_against_per_feature_bounds_are_named_at_the_call():
+    """An input outside its feature's bounds is named by input, feature and box; bounds that do
+    not broadcast to one input are named with both shapes (before any attack step)."""
+    boxed, _, x, y = _tabular()
+    bad = x.clone()
+    bad[3, 2] = 0.7
+    with pytest.raises(ValueError, match=r"input 3, feature 2 is 0.7, outside \[0, 0.5\] \(1 "):
+        PGD(boxed, eps=0.1, max_iter=2)(bad, y)
+    with pytest.raises(ValueError, match=r"input 3, feature 2 is 0.7"):
+        is_certified(boxed, bad, y, 0.1)
+    wrong = Model(boxed.module, bounds=(torch.zeros(3), 1.0))
+    with pytest.raises(ValueError, match=r"bounds have shape \(3,\), which does not broadcast to "
+                                         r"one input of shape \(5,\)"):  # fmt: skip
+        FGSM(wrong, eps=0.1)(x.clamp(0, 1), y)
+    with pytest.raises(ValueError, match="differ from the Model's bounds per-feature bounds"):
+        is_certified(boxed, x, y, 0.1, bounds=(0.0, 1.0))
+    same = (LOWER.numpy(), UPPER.numpy())
+    assert torch.equal(is_certified(boxed, x, y, 0.1, bounds=same), is_certified(boxed, x, y, 0.1))
+
+
+def _in_box_2d() -> tuple[Model, Model, torch.Tensor, torch.Tensor, tuple]:
+    """The 2 -> 12 -> 12 -> 3 network of the MILP tests on the box [0.3, 0.7] x [0, 1] and on
+    [0, 1]^2, 60 inputs inside the box and their predicted labels."""
+    net = _net([2, 12, 12, 3], seed=0)
+    pre = {"mean": 0.5, "std": 0.1}
+    box = (torch.tensor([0.3, 0.0]), torch.tensor([0.7, 1.0]))
+    boxed, square = Model(net, bounds=box, preprocessing=pre), Model(net, preprocessing=pre)
+    x = torch.rand(60, 2, generator=torch.Generator().manual_seed(1)) * torch.tensor([0.4, 1.0])
+    x[:, 0] += 0.3
+    return boxed, square, x, boxed(x).argmax(1), box
+
+
+def test_verification_in_a_per_feature_box_agrees_with_a_grid_of_ball_and_box():
+    """At eps = 0.08: an input is attacked exactly where a 321 x 321 grid of its ball clipped
+    to [0.3, 0.7] x [0, 1] holds another class, its counterexample inside the box, the minimal
+    distance the grid's nearest attacking point to two grid steps (a thin region of another
+    class can slip between grid points); the box certifies at least
+    what [0, 1]^2 certifies, and more inputs; the certificates are sound and ordered."""
+    boxed, square, x, y, (lo, hi) = _in_box_2d()
+    eps = 0.08
+    plain = verify_linf(boxed, x, y, eps)
+    least = verify_linf(boxed, x, y, eps, minimal=True)
+    np.testing.assert_array_equal(plain.status, least.status)
+    step = torch.linspace(-eps, eps, 321)
+    offsets = torch.stack(torch.meshgrid(step, step, indexing="ij"), -1).reshape(-1, 2)
+    for i in range(len(x)):
+        ball = torch.maximum(torch.minimum(x[i] + offsets, hi), lo)
+        hits = (boxed(ball).argmax(1) != y[i]).numpy()
+        assert (plain.status[i] == ATTACKED) == bool(hits.any())
+        if hits.any():
+            nearest = float((ball[hits] - x[i]).abs().max(1).values.min())
+            assert least.distances[i] - 1e-6 <= nearest <= least.distances[i] + 4 * eps / 320
+            for found in (plain, least):
+                z = found.x_adv[i]
+                assert bool(((z >= lo) & (z <= hi)).all()) and int(boxed(z[None]).argmax()) != y[i]
+    exact = torch.from_numpy(plain.status == ROBUST)
+    in_square = torch.from_numpy(verify_linf(square, x, y, eps).status == ROBUST)
+    assert bool((in_square <= exact).all()) and int(exact.sum()) > int(in_square.sum())
+    assert 5 < int((~exact).sum()) < len(x) - 5
+    interval, linear = is_certified(boxed, x, y, eps), is_certified_linear(boxed, x, y, eps)
+    assert bool((interval <= linear).all()) and bool((linear <= exact).all())
+    linear_square = is_certified_linear(square, x, y, eps)
+    assert bool((linear_square <= linear).all()) and int(linear.sum()) > int(linear_square.sum())
+    interval, interval_square = is_certified(boxed, x, y, 0.04), is_certified(square, x, y, 0.04)
+    assert bool((interval_square <= interval).all())  # (at 0.08 intervals certify nothing)
+    assert int(interval.sum()) > int(interval_square.sum())
+    assert certified_accuracy(boxed, x, y, 0.04) == pytest.approx(
+        100 * float(interval.float().mean())
+    )
+    pgd = PGD(boxed, eps=eps, max_iter=40, random_state=0)(x, y)
+    assert not bool(pgd.success[exact].any()) and int(pgd.success.sum()) >= 1
+
+
+def test_verification_with_bounds_of_equal_entries_is_the_two_number_verification():
+    """Bounds of equal entries (0, 1) per feature: the same statuses, distances and
+    certificates as the two numbers."""
+    _, square, x, y, _ = _in_box_2d()
+    pre = {"mean": 0.5, "std": 0.1}
+    same = Model(square.module, bounds=(torch.zeros(2), torch.ones(2)), preprocessing=pre)
+    for method in (verify_linf, lambda *a: verify_linf(*a, minimal=True)):
+        ours, theirs = method(same, x, y, 0.08), method(square, x, y, 0.08)
+        np.testing.assert_array_equal(ours.status, theirs.status)
+        np.testing.assert_array_equal(ours.distances, theirs.distances)
+    assert torch.equal(is_certified(same, x, y, 0.08), is_certified(square, x, y, 0.08))
+    assert torch.equal(
+        is_certified_linear(same, x, y, 0.08), is_certified_linear(square, x, y, 0.08)
+    )
+
+
+def _kmeans_2d() -> tuple[KMeans, np.ndarray, torch.Tensor, tuple]:
+    """2-D k-means (k = 8, 4 classes) fitted on [0, 1]^2, 30 points inside the box
+    [0.2, 0.6] x [0.1, 1]."""
+    rng = np.random.default_rng(0)
+    km = KMeans(8, n_init=3, random_state=0).fit(rng.uniform(0, 1, (400, 2)))
+    lo, hi = np.array([0.2, 0.1]), np.array([0.6, 1.0])
+    x = torch.from_numpy(rng.uniform(lo, hi, (30, 2)))
+    return km, np.arange(8) % 4, x, (lo, hi)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_the_exact_kmeans_attack_in_a_per_feature_box_finds_a_grids_nearest_point(norm):
+    """Over a 401 x 401 grid of the box [0.2, 0.6] x [0.1, 1], the nearest point of another
+    class lies within a grid step of the exact attack's size and never below it, the example
+    inside the box (inf where the box holds no other class); the certified radius with the box
+    is at most that size, at least the radius without it, and the closed form at least."""
+    km, mapping, x, (lo, hi) = _kmeans_2d()
+    kwargs = {"target": "other-class", "bounds": (lo, hi)}
+    exact = KMeansMinimalAttack(km, mapping, norm, exact=True, **kwargs)(x)
+    closed = KMeansMinimalAttack(km, mapping, norm, **kwargs)(x)
+    radius = kmeans_certified_radius(km, x.numpy(), norm, mapping, bounds=(lo, hi))
+    free = kmeans_certified_radius(km, x.numpy(), norm, mapping)
+    grid = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 401), np.linspace(lo[1], hi[1], 401),
+                                indexing="ij"), -1).reshape(-1, 2)  # fmt: skip
+    grid_class = mapping[km.predict(grid)]
+    sizes = exact.distances.numpy()
+    assert np.all((exact.x_adv.numpy() >= lo - 1e-12) & (exact.x_adv.numpy() <= hi + 1e-12))
+    for i, point in enumerate(x.numpy()):
+        other = grid[grid_class != mapping[km.predict(point[None])[0]]] - point
+        nearest = (np.abs(other).max(1) if norm == "linf" else np.linalg.norm(other, axis=1)).min()
+        assert sizes[i] - 1e-6 <= nearest <= sizes[i] + np.linalg.norm((hi - lo) / 400)
+        assert free[i] - 1e-12 <= radius[i] <= sizes[i] + 1e-9 <= closed.distances[i].item() + 2e-9
+    assert np.any(radius > free + 1e-3)  # the box tightens the bound somewhere
+
+
+def test_kmeans_verification_in_a_per_feature_box_equals_the_exact_lp_attack():
+    """``verify_kmeans_linf`` with the box: attacked exactly where the LP attack in the box
+    needs at most eps, at the same minimal distance; the interval and linear certificates hold
+    for no attacked input; KMeansPGD stays in the box and breaks no robust input."""
+    km, mapping, x, (lo, hi) = _kmeans_2d()
+    y = torch.from_numpy(mapping[km.predict(x.numpy())])
+    eps = 0.1
+    found = verify_kmeans_linf(km, x, eps, mapping, bounds=(lo, hi), minimal=True)
+    lp = KMeansMinimalAttack(km, mapping, "linf", "other-class", exact=True, bounds=(lo, hi))
+    sizes = lp(x, y).distances.numpy()
+    attacked = found.status == ATTACKED
+    assert 3 <= attacked.sum() <= len(x) - 3
+    np.testing.assert_array_equal(attacked, sizes <= eps)
+    np.testing.assert_allclose(found.distances[attacked], sizes[attacked], atol=1e-5)
+    assert np.all((found.x_adv.numpy() >= lo - 1e-9) & (found.x_adv.numpy() <= hi + 1e-9))
+    for certified in (
+        kmeans_is_certified(km, x, eps, mapping, bounds=(lo, hi)),
+        kmeans_is_certified_linear(km, x, eps, mapping, bounds=(lo, hi)),
+    ):
+        assert not bool(certified[torch.from_numpy(attacked)].any())
+        assert bool((kmeans_is_certified(km, x, eps, mapping, bounds=(0, 1)) <= certified).all())
+    pgd = KMeansPGD(km, mapping, eps=eps, max_iter=40, bounds=(lo, hi))(x.float(), y)
+    adv = pgd.x_adv.double().numpy()
+    assert np.all((adv >= lo - 1e-7) & (adv <= hi + 1e-7))
+    assert not bool(pgd.success[torch.from_numpy(found.status == ROBUST)].any())
+
+
+def test_a_highs_solve_error_is_retried_without_presolve(monkeypatch):
+    """HiGHS failed (status 4, "Solve error") on the minimal-distance program of input 0 of
+    the grid test at eps = 0.08, with presolve, on this machine, and left it UNKNOWN: every
+    solve error is now retried once without presolve. A solver that fails every first try
+    still gives the answers of the unpatched run."""
+    import advlab.defenses.milp_verification as mv
+
+    boxed, _, x, y, _ = _in_box_2d()
+    expected = verify_linf(boxed, x[:12], y[:12], 0.08, minimal=True)
+    assert expected.status[0] == ATTACKED  # (UNKNOWN before the retry)
+    real, calls = mv.milp, {"failed": 0, "retried": 0}
+
+    def failing_first(*args, **kwargs):
+        if kwargs["options"].get("presolve", True):
+            calls["failed"] += 1
+            return type("Fit", (), {"status": mv.SOLVE_ERROR, "x": None, "fun": None})()
+        calls["retried"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mv, "milp", failing_first)
+    again = verify_linf(boxed, x[:12], y[:12], 0.08, minimal=True)
+    np.testing.assert_array_equal(again.status, expected.status)
+    np.testing.assert_allclose(again.distances, expected.distances, atol=1e-5)  # (HiGHS' gap)
+    assert calls["failed"] == calls["retried"] > 0
