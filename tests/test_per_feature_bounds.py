@@ -112,6 +112,8 @@ def test_carlini_wagner_measures_each_feature_in_its_range_and_needs_finite_boun
         (([], 1.0), r"lower side is empty \(shape \(0,\)\)"),
         (([0, 0, 0], [1, 1]), r"shape \(3,\) and its upper side \(2,\), which do not broadcast"),
         ((0.0,), r"must be \(lower, upper\)"),
+        (([0, 0], [0, 0]), r"fix every feature \(lower == upper\)"),
+        (([np.inf, 0], [np.inf, 1]), r"finite where equal.*index \(0,\) the lower bound is inf"),
     ],
 )
 def test_bad_bounds_are_named_before_any_work(bounds, message):
@@ -294,3 +296,62 @@ def test_a_highs_solve_error_is_retried_without_presolve(monkeypatch):
     np.testing.assert_array_equal(again.status, expected.status)
     np.testing.assert_allclose(again.distances, expected.distances, atol=1e-5)  # (HiGHS' gap)
     assert calls["failed"] == calls["retried"] > 0
+
+
+ALL_ATTACKS = [*ATTACKS, (CarliniWagnerL2, {"steps": 30, "binary_search_steps": 3})]
+
+
+@pytest.mark.parametrize(("attack", "kwargs"), ALL_ATTACKS)
+def test_a_feature_with_equal_bounds_is_fixed_in_every_attack(attack, kwargs):
+    """Feature 1 with lower = upper = 0.25 (a value the attacker cannot change, as a
+    constant pixel's range over the data is): no attack moves it, none returns NaN, and the
+    others still move."""
+    net = _net([3, 16, 3], seed=7)
+    box = (torch.tensor([0.0, 0.25, -1.0]), torch.tensor([1.0, 0.25, 1.0]))
+    model = Model(net, bounds=box)
+    x = torch.rand(40, 3, generator=torch.Generator().manual_seed(8))
+    x[:, 1], x[:, 2] = 0.25, 2 * x[:, 2] - 1
+    result = attack(model, **kwargs)(x, model(x).argmax(1))
+    assert bool(torch.isfinite(result.x_adv).all())
+    assert bool((result.x_adv[:, 1] == 0.25).all())
+    assert float((result.x_adv - x).abs().max()) > 0.01 and int(result.success.sum()) >= 1
+    found = verify_linf(model, x[:10], model(x[:10]).argmax(1), 0.2)
+    assert bool((found.x_adv[:, 1] == 0.25).all())
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_the_closed_form_step_in_a_box_with_open_sides_equals_a_bisection(norm):
+    """``_smallest_step`` (the smallest t with w . clip(x + t u) >= b) against a bisection of
+    that non-decreasing function, in boxes that mix finite and open sides per feature and
+    for directions with zero entries. With exactly one moving feature of infinite room it
+    read inf * 0 as NaN and called reachable steps unreachable (the step of w = (0, 1) from
+    (0.5, 0.5) to b = 2 came out inf, not 1.5)."""
+    from advlab.attacks.evasion.kmeans_minimal import _smallest_step
+
+    rng = np.random.default_rng(11)
+    n, d = 300, 4
+    x = torch.from_numpy(rng.uniform(0.2, 0.8, (n, d)))
+    w = torch.from_numpy(rng.normal(size=(n, d)) * (rng.uniform(size=(n, d)) > 0.4))
+    b = (x * w).sum(1) + torch.from_numpy(rng.uniform(-0.2, 2.0, n))
+    lo = torch.tensor([0.0, -np.inf, 0.1, -np.inf], dtype=torch.float64)
+    hi = torch.tensor([1.0, np.inf, 0.9, 1.0], dtype=torch.float64)
+    t = _smallest_step(x, w, b, (lo, hi), norm)
+    u = w.sign() if norm == "linf" else w
+
+    def f(steps: torch.Tensor) -> torch.Tensor:
+        return (torch.maximum(torch.minimum(x + steps[:, None] * u, hi), lo) * w).sum(1)
+
+    far = torch.full((n,), 1e6, dtype=torch.float64)
+    reachable = f(far) >= b
+    np.testing.assert_array_equal(torch.isfinite(t).numpy(), reachable.numpy())
+    low, high = torch.zeros(n, dtype=torch.float64), far.clone()
+    for _ in range(200):
+        mid = (low + high) / 2
+        ok = f(mid) >= b
+        low, high = torch.where(ok, low, mid), torch.where(ok, mid, high)
+    np.testing.assert_allclose(t[reachable].numpy(), high[reachable].numpy(), rtol=1e-9, atol=1e-9)
+    assert int(reachable.sum()) > n // 2 and int((~reachable).sum()) > 5
+    one_open = (torch.tensor([0.0, -np.inf]), torch.tensor([1.0, np.inf]))
+    step = _smallest_step(torch.tensor([[0.5, 0.5]]), torch.tensor([[0.0, 1.0]]),
+                          torch.tensor([2.0]), one_open, norm)  # fmt: skip
+    assert float(step) == pytest.approx(1.5)

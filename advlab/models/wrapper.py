@@ -95,8 +95,9 @@ class Model(nn.Module):
         (lower, upper) of the inputs attacks produce: (0, 1) for images in [0, 1], infinite
         bounds ``(-inf, inf)`` for unbounded feature spaces, or one box per feature (either
         side an array of one input's shape or broadcastable to it, such as (D,) for tabular
-        rows; ``(0, inf)`` per side is a non-negative feature). Attacks clip to it,
-        certificates and verifiers bound the eps-ball intersected with it.
+        rows; a lower bound of 0 with an upper of inf is a non-negative feature, equal finite
+        bounds a fixed one). Attacks clip to it, certificates and verifiers bound the eps-ball
+        intersected with it.
     preprocessing : dict or None, default=None
         ``dict(mean=..., std=..., axis=-3)``: mean and std are numbers or one value per channel
         along ``axis`` (default -3, the channel axis of NCHW); ``model(x) = module((x - mean) /

@@ -80,10 +80,11 @@ def check_bounds(value: object, name: str = "bounds") -> Bounds:
     """The box of the inputs, (lower, upper): two numbers, returned as floats (-inf and inf
     for an open side), or per-feature bounds (either side a sequence, array or tensor of one
     input's shape or one that broadcasts to it, such as (D,) for tabular rows; the other side
-    may be one number), returned as two float64 CPU tensors of one shape. ``ValueError``
-    naming the problem unless every lower bound is below its upper bound (NaN, booleans,
-    strings and empty arrays refused). ``check_bounds_shape`` checks the shape against the
-    inputs."""
+    may be one number), returned as two float64 CPU tensors of one shape; a feature whose
+    lower and upper bounds are equal (finite) is fixed: no attack moves it. ``ValueError``
+    naming the problem unless every lower bound is below its upper bound (at most equal to it
+    per feature, and not for every feature; NaN, booleans, strings and empty arrays refused).
+    ``check_bounds_shape`` checks the shape against the inputs."""
     if not isinstance(value, Sequence) or isinstance(value, str | bytes) or len(value) != 2:
         raise ValueError(f"{name} must be (lower, upper), got {value!r}")
     low, high = _held(value[0]), _held(value[1])
@@ -115,13 +116,15 @@ def check_bounds(value: object, name: str = "bounds") -> Bounds:
             f"{name}' lower side has shape {tuple(sides[0].shape)} and its upper side "
             f"{tuple(sides[1].shape)}, which do not broadcast to one shape"
         ) from err
-    wrong = torch.nonzero(~(lo < hi))
+    wrong = torch.nonzero((lo > hi) | ((lo == hi) & torch.isinf(lo)))
     if len(wrong):
         at = tuple(int(i) for i in wrong[0])
         raise ValueError(
-            f"{name} must have lower < upper for every feature; at index {at} the lower bound is "
-            f"{float(lo[at]):g} and the upper bound {float(hi[at]):g}"
+            f"{name} must have lower <= upper (finite where equal) for every feature; at index "
+            f"{at} the lower bound is {float(lo[at]):g} and the upper bound {float(hi[at]):g}"
         )
+    if bool((lo == hi).all()):
+        raise ValueError(f"{name} fix every feature (lower == upper): no input can move")
     return lo, hi
 
 

@@ -102,8 +102,9 @@ class CarliniWagnerL2(MinimizationAttack):
         label = target if target is not None else y
         targeted = target is not None
         lo, hi = bounds_on(self.bounds, x)
-        span = hi - lo
-        w0 = torch.atanh((2 * (x - lo) / (hi - lo) - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+        width = hi - lo  # 0 for a fixed feature: x' = lo whatever w
+        span = torch.where(width > 0, width, 1.0) if isinstance(width, torch.Tensor) else width
+        w0 = torch.atanh((2 * (x - lo) / span - 1).clamp(-1 + 1e-6, 1 - 1e-6))
         c = torch.full((len(x),), self.c0, device=x.device, dtype=x.dtype)
         lower, upper = torch.zeros_like(c), torch.full_like(c, float("inf"))
         best, best_l2 = x.clone(), torch.full_like(c, float("inf"))
@@ -113,7 +114,7 @@ class CarliniWagnerL2(MinimizationAttack):
             succeeded = torch.zeros_like(c, dtype=torch.bool)
             check_every, previous = max(1, -(-self.steps // 10)), float("inf")
             for step in range(self.steps):
-                x_adv = lo + (torch.tanh(w) + 1) / 2 * (hi - lo)
+                x_adv = lo + (torch.tanh(w) + 1) / 2 * width
                 l2 = _squared_distance(x_adv - x, span)  # in units of the range
                 m = margin(self.model(x_adv), label, targeted)  # > 0 once the attack succeeds
                 loss = (l2 + c * torch.clamp(self.kappa - m, min=0)).sum()

@@ -158,7 +158,9 @@ def _smallest_step(
     # saturated contribution up to d (a coordinate of speed 0 never moves: 0, even with no box)
     gain = torch.where(speed > 0, w.abs() * room, 0.0).gather(-1, order).cumsum(-1)
     moving = rate.sum(-1, keepdim=True) - rate.gather(-1, order).cumsum(-1)  # rate after d
-    reached = gain + t_sorted * moving >= need[..., None]  # f(t_d) >= b
+    # f(t_d) >= b; f is unbounded from the first coordinate of infinite room on (its gain is
+    # inf, and inf * 0 would read a NaN where it is the last one still moving)
+    reached = (gain + t_sorted * moving >= need[..., None]) | torch.isinf(gain)
     first = reached.to(torch.int8).argmax(-1, keepdim=True)  # first breakpoint that reaches b
     # on the segment before it: f(t) = G_prev + t R_prev
     prev = (first - 1).clamp(min=0)

@@ -161,7 +161,7 @@ class LBFGS(MinimizationAttack):
         on ``like``'s device, in its dtype) for per-feature bounds."""
         low, high = bounds_on(self.bounds, like)
         if isinstance(low, torch.Tensor) and isinstance(high, torch.Tensor):
-            finite = torch.isfinite(low) & torch.isfinite(high)
+            finite = torch.isfinite(low) & torch.isfinite(high) & (high > low)  # (not fixed)
             return torch.where(finite, low, 0.0), torch.where(finite, high - low, 1.0)
         if math.isfinite(low) and math.isfinite(high):
             return low, high - low
