@@ -463,7 +463,7 @@ def _margin_bounds(
     that loop over batches check them once)."""
     x = x.to(model_dtype(model))
     eps = budget_on(eps, x)
-    lo, hi = clip(x - eps, bounds), clip(x + eps, bounds)
+    lo, hi = clip(x - eps, bounds, outward=True), clip(x + eps, bounds, outward=True)
     lo, hi, last = penultimate_bounds(_layers(model), lo, hi)
     if last is None:  # no linear layer to merge: the logits' bounds, z_y >= lo_y, z_j <= hi_j
         return (lo.gather(1, y[:, None]) - hi).scatter(1, y[:, None], 0.0)

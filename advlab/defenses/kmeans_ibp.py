@@ -84,7 +84,8 @@ def kmeans_is_certified(
     with torch.no_grad(), eval_mode(network):
         for xb in x.split(batch_size):
             half_widths = budget_on(eps, xb)
-            lower, upper = clip(xb - half_widths, box), clip(xb + half_widths, box)
+            lower = clip(xb - half_widths, box, outward=True)  # (a box holding xb itself)
+            upper = clip(xb + half_widths, box, outward=True)
             last = None
             if features is not None:
                 lower, upper, last = _feature_box(features, cells, lower, upper)

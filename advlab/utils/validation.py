@@ -165,22 +165,30 @@ def check_bounds_shape(bounds: Bounds, sample_shape: tuple[int, ...], name: str 
         )
 
 
-def bounds_on(bounds: Bounds, x: torch.Tensor) -> Bounds:
+def bounds_on(bounds: Bounds, x: torch.Tensor, outward: bool = False) -> Bounds:
     """Checked ``bounds`` to clip x with: floats as they are; per-feature tensors on x's device
     in its dtype, rounded inwards (a lower bound up, an upper bound down, to the next value of
-    x's dtype) so that a clipped value never leaves the float64 box."""
+    x's dtype) so that a clipped value never leaves the float64 box, or with ``outward`` the
+    other way, so that the box holds every value of x's dtype that rounds into it (the
+    inputs ``check_images`` accepts: a certificate's box must contain x itself)."""
     lo, hi = bounds
     if not isinstance(lo, torch.Tensor) or not isinstance(hi, torch.Tensor):
         return bounds
     low, high = lo.to(x.dtype), hi.to(x.dtype)
-    low = torch.where(low.double() < lo, torch.nextafter(low, low.new_tensor(math.inf)), low)
-    high = torch.where(high.double() > hi, torch.nextafter(high, high.new_tensor(-math.inf)), high)
+    up, down = low.new_tensor(math.inf), high.new_tensor(-math.inf)
+    if outward:
+        low = torch.where(low.double() > lo, torch.nextafter(low, -up), low)
+        high = torch.where(high.double() < hi, torch.nextafter(high, -down), high)
+    else:
+        low = torch.where(low.double() < lo, torch.nextafter(low, up), low)
+        high = torch.where(high.double() > hi, torch.nextafter(high, down), high)
     return low.to(x.device), high.to(x.device)
 
 
-def clip(x: torch.Tensor, bounds: Bounds) -> torch.Tensor:
-    """x clipped to checked ``bounds`` (two numbers, or one box per feature)."""
-    return clamp_between(x, *bounds_on(bounds, x))
+def clip(x: torch.Tensor, bounds: Bounds, outward: bool = False) -> torch.Tensor:
+    """x clipped to checked ``bounds`` (two numbers, or one box per feature; per-feature
+    bounds rounded to x's dtype as ``bounds_on`` does)."""
+    return clamp_between(x, *bounds_on(bounds, x, outward))
 
 
 def clamp_between(x: torch.Tensor, lo: BoundValue, hi: BoundValue) -> torch.Tensor:
@@ -251,20 +259,22 @@ def check_images(
 
 
 def _check_inside(values: torch.Tensor, name: str, bounds: Bounds, remedy: str) -> None:
-    """Refuse ``values`` (N, ...) with an entry outside its feature's bounds, naming it."""
+    """Refuse ``values`` (N, ...) with an entry outside its feature's bounds, naming it. The
+    bounds are rounded outwards to the values' dtype: float32 data whose largest value rounds
+    above a float64 maximum taken from the same data is inside."""
     sample_shape = tuple(values.shape[1:])
     check_bounds_shape(bounds, sample_shape)
     lo, hi = (torch.as_tensor(b).to(values.device) for b in bounds)
-    as_double = values.double()
-    outside = torch.nonzero((as_double < lo) | (as_double > hi))
+    low, high = bounds_on(bounds, values, outward=True)
+    outside = torch.nonzero((values < low) | (values > high))
     if len(outside):
         at = tuple(int(i) for i in outside[0])
         feature = at[1:]
-        low, high = (float(torch.broadcast_to(b, sample_shape)[feature]) for b in (lo, hi))
+        lo_d, hi_d = (float(torch.broadcast_to(b, sample_shape)[feature]) for b in (lo, hi))
         raise ValueError(
             f"{name} must lie in its per-feature bounds; input {at[0]}, feature "
             f"{feature if len(feature) > 1 else feature[0]} is {float(values[at]):.6g}, outside "
-            f"[{low:g}, {high:g}] ({len(outside)} entries outside); {remedy}"
+            f"[{lo_d:g}, {hi_d:g}] ({len(outside)} entries outside); {remedy}"
         )
 
 
