@@ -503,6 +503,62 @@ def _kmeans_pipeline_cases(add: Callable[[str, str, Callable[[], Any]], None]) -
     ):  # fmt: skip
         add(name, token, call)
     _per_feature_budget_cases(add, km, x)
+    _per_feature_bounds_cases(add, km, x)
+
+
+def _per_feature_bounds_cases(
+    add: Callable[[str, str, Callable[[], Any]], None], km: Any, x: torch.Tensor
+) -> None:
+    """Per-feature input bounds (one [lo_d, hi_d] per feature) that cross, hold NaN,
+    booleans or strings, are empty, fix every feature, do not broadcast to one input or
+    leave an input outside, in ``Model``, the attacks, the certificates, the verifiers and
+    the k-means attacks and radius."""
+    from advlab.attacks.evasion import (
+        PGD,
+        CarliniWagnerL2,
+        KMeansMinimalAttack,
+        KMeansPGD,
+        kmeans_certified_radius,
+    )
+    from advlab.defenses import is_certified, kmeans_is_certified, verify_kmeans_linf, verify_linf
+    from advlab.models import Model
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    y = torch.zeros(len(x), dtype=torch.long)
+    lo, hi = torch.zeros(1, 4, 4), torch.ones(1, 4, 4)
+    narrow = (lo, torch.full((1, 4, 4), 0.05))  # x (uniform on [0, 1]) lies outside
+    rows = x.flatten(1).numpy()
+    for name, token, call in (
+        ("Model bounds crossing at one feature", "lower <= upper",
+         lambda: Model(net, bounds=(torch.tensor([0.0, 2.0]), 1.0))),
+        ("Model bounds with NaN", "NaN", lambda: Model(net, bounds=(lo * NAN, hi))),
+        ("Model bounds of booleans", "booleans", lambda: Model(net, bounds=(lo > 0, hi))),
+        ("Model bounds of strings", "number", lambda: Model(net, bounds=(["a"], hi))),
+        ("Model bounds empty", "empty", lambda: Model(net, bounds=([], 1.0))),
+        ("Model bounds fixing every feature", "fix every feature", lambda: Model(net, bounds=(hi, hi))),
+        ("Model bounds of three values", "(lower, upper)", lambda: Model(net, bounds=(0.0, 0.5, 1.0))),
+        ("PGD with bounds of shape (3,) for (1, 4, 4)", "broadcast",
+         lambda: PGD(Model(net, bounds=(torch.zeros(3), 1.0)), eps=0.1, max_iter=2)(x, y)),
+        ("PGD with inputs outside their feature's bounds", "per-feature bounds",
+         lambda: PGD(Model(net, bounds=narrow), eps=0.1, max_iter=2)(x, y)),
+        ("CarliniWagnerL2 with one open feature", "finite",
+         lambda: CarliniWagnerL2(Model(net, bounds=(lo, hi.masked_fill(hi > 0, INF))))),
+        ("is_certified with bounds other than the Model's", "differ",
+         lambda: is_certified(Model(net, bounds=(lo, hi * 2)), x, y, 0.1, bounds=(0.0, 1.0))),
+        ("verify_linf with inputs outside per-feature bounds", "per-feature bounds",
+         lambda: verify_linf(Model(net, bounds=narrow), x, y, 0.1)),
+        ("KMeansPGD with crossing bounds", "lower <= upper",
+         lambda: KMeansPGD(km, None, 0.1, 2, bounds=(hi, lo))(x, y)),
+        ("KMeansMinimalAttack with inputs outside", "per-feature bounds",
+         lambda: KMeansMinimalAttack(km, bounds=narrow)(x)),
+        ("kmeans_is_certified with bounds of shape (5,)", "broadcast",
+         lambda: kmeans_is_certified(km, x, 0.1, bounds=(torch.zeros(5), 1.0))),
+        ("verify_kmeans_linf with NaN bounds", "NaN",
+         lambda: verify_kmeans_linf(km, x, 0.1, bounds=(lo * NAN, hi))),
+        ("kmeans_certified_radius with bounds of shape (1, 4, 4) for rows", "broadcast",
+         lambda: kmeans_certified_radius(km, rows, "linf", bounds=(lo, hi))),
+    ):  # fmt: skip
+        add(name, token, call)
 
 
 def _per_feature_budget_cases(

@@ -769,3 +769,63 @@ def test_torchattacks_classes_join_the_worst_case(user_files, tmp_path, capsys):
         main(["run", str(path), "--out", str(tmp_path / "r2"), "--cache", str(tmp_path / "c")]) == 2
     )
     assert "torchattacks clamps inputs to [0, 1]" in capsys.readouterr().err
+
+
+def test_per_feature_model_bounds_on_rows_in_their_own_units(tmp_path):
+    """``model.bounds`` per feature on the 6-feature rows of units 0.01 to 1000: written out
+    as lists (a lower bound of 0 for the two features the rows hold as non-negative, others
+    open) and as ``feature_range`` (each feature's range over the rows); PGD, FGSM, the
+    interval and linear certificates and the programs equal the functions called with a
+    ``Model`` on that box, and every attacked row stays in it; with ``feature_range`` the box
+    binds (PGD breaks fewer rows than with open bounds)."""
+    units = np.array([1.0, 10.0, 100.0, 1000.0, 0.1, 0.01])
+    torch.manual_seed(0)
+    net = tabular().eval()
+    x = (torch.randn(60, 6) * torch.from_numpy(units)).float()
+    x[:, :2] = x[:, :2].abs()
+    pre = {"mean": [0.0] * 6, "std": units.tolist(), "axis": -1}
+    with torch.no_grad():
+        y = Model(net, (-np.inf, np.inf), pre)(x).argmax(1)
+    np.savez(tmp_path / "rows.npz", x=x.numpy(), y=y.numpy())
+    save_file(net.state_dict(), str(tmp_path / "tab.safetensors"))
+    config = {"data": {"path": str(tmp_path / "rows.npz")},
+              "model": {"factory": "tests.test_evaluate:tabular", "preprocessing": pre,
+                        "weights": str(tmp_path / "tab.safetensors")},
+              "attacks": [{"name": "pgd", "eps": [0.5], "params": {"max_iter": 10}},
+                          {"name": "fgsm", "eps": [0.5]}],
+              "eps_units": "feature_std", "certify": [0.2], "verify": [0.2],
+              "certify_bounds": ["interval", "linear"], "chunk_size": 20}  # fmt: skip
+    std = x.numpy().astype(np.float64).std(0)
+    lists = [[0, 0, None, None, None, None], [None] * 6]
+    observed = (
+        torch.from_numpy(x.numpy().min(0)).double(),
+        torch.from_numpy(x.numpy().max(0)).double(),
+    )
+    inf = torch.full((6,), np.inf, dtype=torch.float64)
+    for name, bounds, box in (("lists", lists, (torch.tensor([0, 0, -np.inf, -np.inf, -np.inf, -np.inf], dtype=torch.float64), inf)),
+                              ("range", "feature_range", observed)):  # fmt: skip
+        got = _by_id(
+            _run(tmp_path / name, {**config, "model": {**config["model"], "bounds": bounds}})
+        )
+        model = Model(net, box, pre)
+        budget = torch.from_numpy(0.5 * std)
+        pgd = [PGD(model, eps=budget, max_iter=10, random_state=s, batch_size=64)(x[s : s + 20], y[s : s + 20])
+               for s in range(0, 60, 20)]  # fmt: skip
+        broken = np.concatenate([r.success.numpy() for r in pgd])
+        for r in pgd:
+            assert bool(((r.x_adv.double() >= box[0]) & (r.x_adv.double() <= box[1])).all())
+        assert got["pgd.linf.eps0.5.robust_accuracy"] == pytest.approx(100 * (~broken).mean())
+        fgsm = FGSM(model, eps=budget)(x, y).success.numpy()
+        assert got["fgsm.linf.eps0.5.robust_accuracy"] == pytest.approx(100 * (~fgsm).mean())
+        small = torch.from_numpy(0.2 * std)
+        ibp, linear = is_certified(model, x, y, small), is_certified_linear(model, x, y, small)
+        assert got["ibp.linf.eps0.2.certified_accuracy"] == pytest.approx(100 * ibp.float().mean())
+        assert got["linear.linf.eps0.2.certified_accuracy"] == pytest.approx(
+            100 * linear.float().mean()
+        )
+        exact = verify_linf(model, x, y, small).status == 1
+        assert got["milp.linf.eps0.2.robust_accuracy"] == pytest.approx(100 * exact.mean())
+        if name == "range":
+            free = PGD(Model(net, (-np.inf, np.inf), pre), eps=budget, max_iter=10, random_state=0,
+                       batch_size=64)  # fmt: skip
+            assert int(broken.sum()) < int(free(x, y).success.sum())

@@ -24,6 +24,7 @@ from advlab.cluster import KMeans, majority_vote_mapping
 from advlab.data import load_dataset
 from advlab.defenses import KMeansAdversarialTraining, SurrogateAttack
 from advlab.experiments import Cache
+from advlab.experiments.config import ConfigError
 from advlab.experiments.executors import LocalExecutor
 from advlab.models import Model, train_classifier
 from tests.conftest import run_config
@@ -290,7 +291,7 @@ MISTAKES = {
     "k above the rows": ({"n_clusters": 5000}, "n_clusters = 5000 > the 1437 training inputs"),
     "budget zero": ({"eps": [0.0]}, "eps must hold finite L-inf budgets > 0"),
     "other bounds": ({"surrogate": {"factory": "mlp", "train_epochs": 1, "bounds": [0, 255]}},
-                     "surrogate.bounds [0.0, 255.0] differ from bounds"),
+                     "surrogate.bounds [0, 255] differ from bounds [0, 1]"),
     "other shapes": ({"test": {"path": "SMALL"}}, "they must match"),
     "test file without labels": ({"test": {"path": "NOLABELS"}}, "test.path"),
     "a network of other inputs": ({"surrogate": {"factory": "tests.test_evaluate_kmeans:rows_net",
@@ -613,3 +614,92 @@ def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):
     got = {c["id"]: c["ours"] for c in bounded["comparisons"]}
     assert got["certified.linf.eps0.02.accuracy"] == pytest.approx(100 * certified.mean())
     assert "exact.linf.eps0.02.accuracy" not in got
+
+
+def _breast_cancer_files(tmp_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Raw breast-cancer rows (30 features, all >= 0, units from 0.001 to 4,000) as the user's
+    files: 450 training rows and 119 test rows."""
+    X, labels = load_breast_cancer(return_X_y=True)
+    order = np.random.default_rng(1).permutation(len(X))
+    X, labels = X[order].astype(np.float32), labels[order]
+    np.savez(tmp_path / "train.npz", x=X[:450], y=labels[:450])
+    np.savez(tmp_path / "test.npz", x=X[450:], y=labels[450:])
+    return X, labels
+
+
+def test_per_feature_bounds_from_the_features_range_on_raw_tabular_rows(tmp_path):
+    """``bounds: feature_range`` on raw breast-cancer rows behind a StandardScaler: each
+    feature's box is its minimum and maximum over the training and test rows, and every
+    number is that of the attacks called directly with that box (the transfer I-FGSM through
+    the user's network, the white-box PGD, the exact minimum and the certified radius, budgets
+    eps * std_d); the attacked rows never leave it, the bounds stay ordered, and the box
+    binds: the exact minimal perturbation in it is never smaller than without it, and larger
+    for some rows."""
+    X, labels = _breast_cancer_files(tmp_path)
+    torch.manual_seed(0)
+    net = rows_net(30, 16, 2).eval()
+    save_model(net, str(tmp_path / "net.safetensors"))
+    config = {"train": {"path": str(tmp_path / "train.npz")},
+              "test": {"path": str(tmp_path / "test.npz")}, "n_clusters": 10,
+              "surrogate": {"factory": "tests.test_evaluate_kmeans:rows_net",
+                            "weights": str(tmp_path / "net.safetensors"),
+                            "bounds": "feature_range"},
+              "bounds": "feature_range", "eps_units": "feature_std", "eps": [0.5, 1.0],
+              "preprocess": {"factory": "sklearn.preprocessing:StandardScaler"},
+              "chunk_size": CHUNK}  # fmt: skip
+    results = _run(tmp_path / "a", config)
+    got = {c["id"]: c["ours"] for c in results["comparisons"]}
+    train, test, truth = X[:450], X[450:], labels[450:]
+    lo, hi = torch.from_numpy(X.min(0)).double(), torch.from_numpy(X.max(0)).double()
+    std = train.astype(np.float64).std(0)
+    pipe = make_pipeline(StandardScaler(), KMeans(10, random_state=0)).fit(train)
+    mapping = majority_vote_mapping(pipe.predict(train), labels[:450], 10)
+    correct = mapping[pipe.predict(test)] == truth
+    assert got["kmeans.clean_accuracy"] == pytest.approx(100 * correct.mean())
+    x, y = torch.from_numpy(test), torch.from_numpy(truth)
+    radius = kmeans_certified_radius(pipe, test, "linf", mapping=mapping, bounds=(lo, hi),
+                                     scale=std)  # fmt: skip
+    exact = KMeansMinimalAttack(pipe, mapping, "linf", "other-class", bounds=(lo, hi),
+                                exact=True, max_size=1.0, scale=std)(x, y).distances.numpy()  # fmt: skip
+    unboxed = KMeansMinimalAttack(pipe, mapping, "linf", "other-class", bounds=None,
+                                  exact=True, max_size=1.0, scale=std)(x, y).distances.numpy()  # fmt: skip
+    surrogate = Model(net, bounds=(lo, hi))
+    for eps in (0.5, 1.0):
+        box = torch.from_numpy(eps * std)
+        for attack, adv in (
+            ("whitebox", _chunked(KMeansPGD(pipe, mapping, eps=box, max_iter=20, bounds=(lo, hi)), x, y)),
+            ("transfer", _chunked(IFGSM(surrogate, eps=box, max_iter=10, eps_step=box / 4), x, y)),
+        ):  # fmt: skip
+            assert bool(((adv.double() >= lo) & (adv.double() <= hi)).all())
+            still = mapping[pipe.predict(adv.numpy())] == truth
+            assert got[f"{attack}.linf.eps{eps:g}.accuracy"] == pytest.approx(100 * still.mean())
+        certified = got[f"certified.linf.eps{eps:g}.accuracy"]
+        assert certified == pytest.approx(100 * (correct & (radius > eps)).mean())
+        robust = got[f"exact.linf.eps{eps:g}.accuracy"]
+        assert robust == pytest.approx(100 * (correct & (exact > eps)).mean())
+        assert certified <= robust <= got[f"whitebox.linf.eps{eps:g}.accuracy"]
+        assert robust >= 100 * (correct & (unboxed > eps)).mean()
+    finite = np.isfinite(unboxed) & (unboxed <= 1.0)  # (exact up to max_size)
+    assert np.all(exact[finite] >= unboxed[finite] - 1e-9)
+    assert np.sum(exact[finite] > unboxed[finite] + 1e-3) >= 5  # the box binds for some rows
+    assert results["exact_but_attacked"] == {"eps0.5": 0, "eps1": 0}
+    assert results["certified_but_attacked"] == {"eps0.5": 0, "eps1": 0}
+
+
+def test_per_feature_bounds_in_a_config_are_checked_before_any_work(tmp_path):
+    """A side given as a list needs one number per feature; rows outside their feature's
+    bounds are named by row and feature; a network whose bounds are not the run's is refused."""
+    X, _ = _breast_cancer_files(tmp_path)
+    base = {"train": {"path": str(tmp_path / "train.npz")},
+            "test": {"path": str(tmp_path / "test.npz")}, "n_clusters": 10, "eps": [0.1]}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"the lower side has 3 entries, but one input has 30 "):
+        _run(tmp_path / "a", {**base, "bounds": [[0, 0, 0], None]})
+    upper = [float(v) for v in X.max(0)]
+    upper[4] = float(np.median(X[:, 4]))
+    with pytest.raises(ConfigError, match=r"inputs must lie in its per-feature bounds; input \d+, "
+                                          r"feature 4 is .*, outside \[0, "):  # fmt: skip
+        _run(tmp_path / "b", {**base, "bounds": [0, upper]})
+    net = {"factory": "tests.test_evaluate_kmeans:rows_net", "weights": "net.safetensors"}
+    with pytest.raises(ConfigError, match=r"surrogate.bounds \[0, 1\] differ from bounds "
+                                          r"'feature_range'"):  # fmt: skip
+        _run(tmp_path / "c", {**base, "bounds": "feature_range", "surrogate": net})

@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from advlab.attacks.evasion import IFGSM, KA3, LBFGS, CarliniWagnerL2, DeepFool
-from advlab.models import build_model
+from advlab.models import Model, build_model
 from advlab.utils.perf import is_cuda
+from advlab.utils.validation import clip
 
 ATTACKS = ("ifgsm", "lbfgs", "ka3", "deepfool", "cw")  # what measure_throughput can run
 
@@ -143,7 +144,8 @@ def measure_throughput(
     attack : str, default="ifgsm"
         One of ``ATTACKS``.
     bounds : (float, float), default=(0.0, 1.0)
-        The range the random inputs are drawn in (infinite bounds: standard normal inputs).
+        The range the random inputs are drawn in (infinite bounds: standard normal inputs),
+        clipped to an advlab ``Model``'s own bounds.
 
     Returns
     -------
@@ -160,6 +162,8 @@ def measure_throughput(
     lo, hi = bounds
     x = torch.rand((batch, *shape), generator=generator)
     x = lo + (hi - lo) * x if math.isfinite(lo) and math.isfinite(hi) else torch.randn_like(x)
+    if isinstance(model, Model):  # (per-feature bounds narrower than ``bounds`` hold them)
+        x = clip(x, model.bounds)
     x = x.to(device)
     y = torch.randint(0, n_classes, (batch,), generator=generator).to(device)
     run = _probe(attack, model, steps, batch)

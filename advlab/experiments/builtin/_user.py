@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.base import clone
 
@@ -21,7 +22,16 @@ from advlab.data import DATASETS, load_dataset
 from advlab.data.sources import DataNotFoundError
 from advlab.experiments.config import ConfigError
 from advlab.experiments.runner import RunContext
-from advlab.utils.validation import check_class_labels, integral_labels
+from advlab.utils.validation import (
+    Bounds,
+    check_bounds,
+    check_class_labels,
+    integral_labels,
+)
+
+FEATURE_RANGE = "feature_range"
+# a config's bounds: two numbers, one side (or both) one number per feature, or "feature_range"
+BoundsSpec = tuple[float | tuple[float, ...], float | tuple[float, ...]] | Literal["feature_range"]
 
 
 class Strict(BaseModel):
@@ -54,7 +64,8 @@ class DataSource(Strict):
 def open_bounds(value: Any) -> Any:
     """A config's ``bounds`` with ``null`` read as an open side: [null, null] is (-inf, inf),
     the bounds of tabular features (``config.json`` writes infinite bounds as null, JSON having
-    no infinity); anything else is left to the field's own validation.
+    no infinity), and so is a null entry of a per-feature list; anything else is left to the
+    field's own validation.
 
     Parameters
     ----------
@@ -64,12 +75,99 @@ def open_bounds(value: Any) -> Any:
     Returns
     -------
     Any
-        ``value`` with None replaced by -inf (first) or inf (second).
+        ``value`` with None replaced by -inf (lower side) or inf (upper side).
     """
     if isinstance(value, (list, tuple)) and len(value) == 2:
-        low, high = value
-        return (-math.inf if low is None else low, math.inf if high is None else high)
+        return tuple(
+            [fill if v is None else v for v in side] if isinstance(side, (list, tuple))
+            else (fill if side is None else side)
+            for side, fill in zip(value, (-math.inf, math.inf), strict=True)
+        )  # fmt: skip
     return value
+
+
+def resolve_bounds(value: BoundsSpec, inputs: list[np.ndarray], name: str = "bounds") -> Bounds:
+    """The box a config's ``bounds`` names, checked (``advlab.utils.validation.check_bounds``):
+    two numbers as they are; a side given as a list holds one number per feature (the
+    flattened shape of one input, reshaped to it); ``"feature_range"`` is each feature's
+    minimum and maximum over ``inputs`` (a feature constant over them is fixed: no attack
+    moves it). ``ValueError`` naming the problem.
+
+    Parameters
+    ----------
+    value : (float or list, float or list) or "feature_range"
+        The config's ``bounds`` (after ``open_bounds``).
+    inputs : list of ndarray
+        Arrays (N, ...) of the inputs the run reads (training and attacked), of one shape per
+        input.
+    name : str, default="bounds"
+        The config key, for messages.
+
+    Returns
+    -------
+    (float, float) or (torch.Tensor, torch.Tensor)
+        Two numbers, or per-feature bounds of one input's shape.
+    """
+    shape = tuple(inputs[0].shape[1:])
+    if value == FEATURE_RANGE:
+        low = np.min([a.reshape(len(a), -1).min(0) for a in inputs if len(a)], axis=0)
+        high = np.max([a.reshape(len(a), -1).max(0) for a in inputs if len(a)], axis=0)
+        return check_bounds((low.reshape(shape), high.reshape(shape)), name)
+    sides: list[float | np.ndarray] = []
+    for side, given in zip(("lower", "upper"), value, strict=True):
+        if not isinstance(given, (list, tuple)):
+            sides.append(float(given))
+            continue
+        entries = np.asarray(given, dtype=np.float64)
+        if entries.size != int(np.prod(shape)):
+            raise ValueError(
+                f"{name}: the {side} side has {entries.size} entries, but one input has "
+                f"{int(np.prod(shape))} features (shape {shape}): give one number per "
+                "feature, or one number for all"
+            )
+        sides.append(entries.reshape(shape))
+    return check_bounds(tuple(sides), name)
+
+
+def two_numbers(value: BoundsSpec) -> tuple[float, float] | None:
+    """A config's ``bounds`` as two numbers, or None when it names per-feature bounds.
+
+    Parameters
+    ----------
+    value : (float or list, float or list) or "feature_range"
+        The config's ``bounds``.
+
+    Returns
+    -------
+    (float, float) or None
+        The two numbers.
+    """
+    if isinstance(value, str):
+        return None
+    low, high = value
+    if isinstance(low, tuple) or isinstance(high, tuple):
+        return None
+    return float(low), float(high)
+
+
+def display_range(bounds: Bounds) -> tuple[float, float]:
+    """One (lower, upper) for pictures and throughput probes: the bounds themselves, or the
+    smallest lower and the largest upper bound of per-feature ones.
+
+    Parameters
+    ----------
+    bounds : (float, float) or (torch.Tensor, torch.Tensor)
+        Checked bounds.
+
+    Returns
+    -------
+    (float, float)
+        The range.
+    """
+    low, high = bounds
+    if isinstance(low, torch.Tensor) and isinstance(high, torch.Tensor):
+        return float(low.min()), float(high.max())
+    return float(low), float(high)
 
 
 def missing_file(key: str, path: str) -> str:

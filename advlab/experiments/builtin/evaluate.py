@@ -93,15 +93,19 @@ from advlab.defenses import (
     verify_linf,
 )
 from advlab.experiments.builtin._user import (
+    BoundsSpec,
     DataSource,
     Strict,
     config_errors,
+    display_range,
     file_stamp,
     import_object,
     load_source,
     missing_file,
     open_bounds,
     refuse_changed_files,
+    resolve_bounds,
+    two_numbers,
 )
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.planning import inputs_per_second, lbfgs_pass_budget, spread_sample
@@ -114,6 +118,7 @@ from advlab.report.plots import CERTIFIED_LABELS, plot_adversarial_examples, plo
 from advlab.report.tables import Table
 from advlab.utils.cache import arrays_sha256
 from advlab.utils.io import sha256_bytes
+from advlab.utils.validation import check_images, per_feature
 
 # name -> (class, budgeted?); a budgeted attack takes ``eps`` and is run once per budget
 ATTACKS: dict[str, tuple[type[Attack], bool]] = {
@@ -172,9 +177,12 @@ class ModelSpec(Strict):
         ``weights_only=True``, no pickle). None only for a zoo model trained here.
     train_epochs : int or None
         Train the zoo model on the other split of the built-in data set (cached by content).
-    bounds : (float, float)
+    bounds : (float, float), (list, list) or "feature_range"
         The range of the model's inputs; attacks stay inside it. null (or -.inf / .inf in
-        YAML) leaves a side open: [null, null] for unbounded tabular features.
+        YAML) leaves a side open: [null, null] for unbounded tabular features. A side given
+        as a list holds one number per feature (of the flattened input; null entries open);
+        "feature_range" is each feature's minimum and maximum over the inputs the run reads
+        (a feature constant there is fixed: no attack moves it).
     preprocessing : dict or None
         ``{mean, std, axis}`` applied inside the model (``Model``'s preprocessing) of a network
         with ``weights``; a zoo model trained here normalises with its kwargs mean and std.
@@ -184,7 +192,7 @@ class ModelSpec(Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     weights: str | None = None
     train_epochs: int | None = Field(None, ge=1)
-    bounds: tuple[float, float] = (0.0, 1.0)
+    bounds: BoundsSpec = (0.0, 1.0)
     preprocessing: dict[str, Any] | None = None
 
     @field_validator("bounds", mode="before")
@@ -476,7 +484,8 @@ def build_attacked_model(spec: ModelSpec, ds: Dataset, ctx: RunContext, config: 
     Returns
     -------
     Model
-        ``Model(module, spec.bounds, spec.preprocessing)``.
+        ``Model(module, bounds, spec.preprocessing)``, the bounds ``spec.bounds`` names for
+        the inputs (``resolve_bounds``).
     """
     assert ds.images is not None
     if spec.train_epochs is not None:
@@ -485,7 +494,8 @@ def build_attacked_model(spec: ModelSpec, ds: Dataset, ctx: RunContext, config: 
         assert spec.weights is not None
         module = fresh_module(spec, tuple(ds.images.shape[1:]), ds.n_classes)
         load_weights(module, spec.weights)
-    return Model(module.eval(), spec.bounds, spec.preprocessing).to(config.device)
+    bounds = resolve_bounds(spec.bounds, [ds.images], "model.bounds")
+    return Model(module.eval(), bounds, spec.preprocessing).to(config.device)
 
 
 def fresh_module(spec: ModelSpec, shape: tuple[int, ...], n_classes: int) -> nn.Module:
@@ -1072,7 +1082,10 @@ def _check_before_work(ctx: RunContext, config: EvaluateConfig) -> tuple[Dataset
 def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Dataset, Model]:
     ds, model = _data_and_model(ctx, config)
     assert ds.images is not None
-    lo, hi = config.model.bounds
+    if per_feature(model.bounds):
+        check_images(torch.from_numpy(ds.images), "the inputs", model.bounds, torch.float64,
+                     "set model.bounds to the range the model reads")  # fmt: skip
+    lo, hi = display_range(model.bounds)
     if float(ds.images.min()) < lo or float(ds.images.max()) > hi:
         raise ValueError(
             f"the inputs range over [{ds.images.min():.4g}, {ds.images.max():.4g}], outside "
@@ -1175,7 +1188,8 @@ def _passes_per_image(entry: AttackEntry, batch: int) -> int:
 
 def untrained_model(spec: ModelSpec, shape: tuple[int, ...], n_classes: int) -> Model:
     """The model of ``spec`` with its initial weights (as fast as the trained one): what
-    ``advlab plan`` measures.
+    ``advlab plan`` measures; per-feature bounds (which need the data) are left open, as the
+    timing does not depend on them.
 
     Parameters
     ----------
@@ -1190,7 +1204,8 @@ def untrained_model(spec: ModelSpec, shape: tuple[int, ...], n_classes: int) -> 
     -------
     Model
     """
-    return Model(fresh_module(spec, shape, n_classes).eval(), spec.bounds, spec.preprocessing)
+    bounds = two_numbers(spec.bounds) or (-math.inf, math.inf)
+    return Model(fresh_module(spec, shape, n_classes).eval(), bounds, spec.preprocessing)
 
 
 @config_errors()  # a mistake in the user's files or factory: one line, as in a run
@@ -1206,7 +1221,8 @@ def _plan(config: EvaluateConfig) -> dict[str, Any]:
     chunks = -(-len(ds) // config.chunk_size)
     batch = min(config.batch_size, config.chunk_size, len(ds))
     common = {"model": config.model.factory, "shape": list(shape), "batch": batch,
-              "n_classes": ds.n_classes, "bounds": list(config.model.bounds),
+              "n_classes": ds.n_classes,
+              "bounds": list(display_range(resolve_bounds(config.model.bounds, [ds.images]))),
               "module": partial(untrained_model, config.model, shape, ds.n_classes)}  # fmt: skip
     units = {"clean chunks": chunks}
     if config.certify:
@@ -1262,7 +1278,8 @@ def _timed_certificates(
     assert ds.images is not None
     module = fresh_module(config.model, tuple(ds.images.shape[1:]), ds.n_classes)
     load_weights(module, config.model.weights)
-    model = Model(module.eval(), config.model.bounds, config.model.preprocessing)
+    bounds = resolve_bounds(config.model.bounds, [ds.images], "model.bounds")
+    model = Model(module.eval(), bounds, config.model.preprocessing)
     pick = spread_sample(len(ds))
     x, y = torch.from_numpy(ds.images[pick]), torch.from_numpy(ds.labels[pick])
     entries, chunked = [], -(-len(x) // config.chunk_size)
@@ -1493,4 +1510,4 @@ def _examples_figure(ctx: RunContext, config: EvaluateConfig, ds: Dataset, model
         captions[name] = [str(p) for p in result.pred.tolist()]
     plot_adversarial_examples(rows, ctx.path("examples"), f"{config.model.factory}: the first "
                               f"{len(x)} inputs and the model's labels, clean and attacked",
-                              config.model.bounds, captions)  # fmt: skip
+                              display_range(model.bounds), captions)  # fmt: skip

@@ -114,12 +114,15 @@ from advlab.defenses import (
     verify_kmeans_linf,
 )
 from advlab.experiments.builtin._user import (
+    BoundsSpec,
     Strict,
     build_seeded,
     config_errors,
+    display_range,
     file_stamp,
     open_bounds,
     refuse_changed_files,
+    resolve_bounds,
 )
 from advlab.experiments.builtin.evaluate import (
     DataSpec,
@@ -143,6 +146,7 @@ from advlab.models import Model, train_classifier
 from advlab.report.plots import plot_attack_curves
 from advlab.report.tables import Table
 from advlab.utils.io import sha256_bytes
+from advlab.utils.validation import Bounds, check_images, flat_bounds, per_feature
 
 
 class TrainSpec(DataSpec):
@@ -208,9 +212,12 @@ class EvaluateKMeansConfig(ExperimentConfig):
     eps_units : {"input", "feature_std"}
         "input": every feature gets the budget eps, in the inputs' units; "feature_std": each
         feature d gets eps * std_d, its standard deviation over the training inputs.
-    bounds : (float, float)
-        The inputs' range, which both attacks stay inside (a surrogate's own bounds must agree);
-        null leaves a side open.
+    bounds : (float, float), (list, list) or "feature_range"
+        The inputs' range, which both attacks stay inside (a network's own bounds must be the
+        same value): two numbers, null leaving a side open; a side given as a list holds one
+        number per feature (of the flattened input; null entries open); "feature_range" is
+        each feature's minimum and maximum over the training and test inputs (a feature
+        constant there is fixed).
     heldout_surrogate : ModelSpec or None
         A second network for a transfer attack Algorithm 1 never trained against (a zoo name
         with ``train_epochs`` is trained with seed + 1); None: none.
@@ -245,7 +252,7 @@ class EvaluateKMeansConfig(ExperimentConfig):
     heldout_surrogate: ModelSpec | None = None
     eps: tuple[float, ...]
     eps_units: Literal["input", "feature_std"] = "input"
-    bounds: tuple[float, float] = (0.0, 1.0)
+    bounds: BoundsSpec = (0.0, 1.0)
     adversarial_training: AdversarialTrainingSpec | None = None
     preprocess: PreprocessSpec | None = None
     features: ModelSpec | None = None
@@ -296,7 +303,7 @@ def _network(
         return None
     if spec.bounds != config.bounds:
         raise ValueError(
-            f"{which}.bounds {list(spec.bounds)} differ from bounds {list(config.bounds)}: "
+            f"{which}.bounds {_shown(spec.bounds)} differ from bounds {_shown(config.bounds)}: "
             "the attacks must stay in the inputs' range"
         )
     assert train.images is not None
@@ -311,7 +318,23 @@ def _network(
         assert spec.weights is not None
         module = fresh_module(spec, tuple(train.images.shape[1:]), train.n_classes)
         load_weights(module, spec.weights)
-    return Model(module.eval(), spec.bounds, spec.preprocessing).to(config.device)
+    box = _resolved_box(config, train, test)
+    return Model(module.eval(), box, spec.preprocessing).to(config.device)
+
+
+def _shown(bounds: BoundsSpec) -> str:
+    """A config's bounds for a message: "feature_range", [lo, hi], or per-feature lists named
+    by their length."""
+    if isinstance(bounds, str):
+        return repr(bounds)
+    return "[" + ", ".join(f"{len(side)} numbers" if isinstance(side, tuple) else f"{side:g}"
+                           for side in bounds) + "]"  # fmt: skip
+
+
+def _resolved_box(config: EvaluateKMeansConfig, train: Dataset, test: Dataset) -> Bounds:
+    """The box ``config.bounds`` names for these inputs (``resolve_bounds``)."""
+    assert train.images is not None and test.images is not None
+    return resolve_bounds(config.bounds, [train.images, test.images])
 
 
 def _check_inputs(config: EvaluateKMeansConfig, train: Dataset, test: Dataset) -> None:
@@ -324,9 +347,14 @@ def _check_inputs(config: EvaluateKMeansConfig, train: Dataset, test: Dataset) -
         )
     if config.n_clusters > len(train):
         raise ValueError(f"n_clusters = {config.n_clusters} > the {len(train)} training inputs")
-    lo, hi = config.bounds
+    box = _resolved_box(config, train, test)
     for name, ds in (("train", train), ("test", test)):
         assert ds.images is not None
+        if per_feature(box):
+            check_images(torch.from_numpy(ds.images), f"{name} inputs", box, torch.float64,
+                         "set bounds to the inputs' range, or bounds: feature_range")  # fmt: skip
+            continue
+        lo, hi = box
         if float(ds.images.min()) < lo or float(ds.images.max()) > hi:
             raise ValueError(
                 f"{name} inputs range over [{ds.images.min():.4g}, {ds.images.max():.4g}], "
@@ -337,13 +365,15 @@ def _check_inputs(config: EvaluateKMeansConfig, train: Dataset, test: Dataset) -
         raise ValueError(f"test labels {unseen} never occur in the training labels")
 
 
-def _feature_network(config: EvaluateKMeansConfig, train: Dataset) -> tuple[Model | None, str]:
+def _feature_network(
+    config: EvaluateKMeansConfig, train: Dataset, test: Dataset
+) -> tuple[Model | None, str]:
     """The user's ``features`` network with its weights, in eval mode, checked to take the
     inputs and, with ``exact``, to be made of affine layers and ReLUs (``ValueError`` naming
     the problem), and the certificate k-means gets through it: "linear" (CROWN,
     ``kmeans_is_certified_linear``) for such a network, else "interval"
     (``kmeans_is_certified``); (None, "Voronoi radius") without ``features``."""
-    network = _network(config, "features", train, train, None)  # (with weights: no training)
+    network = _network(config, "features", train, test, None)  # (with weights: no training)
     if network is None:
         return None, "Voronoi radius"
     assert train.images is not None
@@ -376,7 +406,7 @@ def _clustered(config: EvaluateKMeansConfig, features: Model | None, x: Any) -> 
 
 
 Units = np.ndarray | None  # per-feature units of the budgets (eps_units: feature_std), or None
-_LOADED: dict[str, tuple[Dataset, Dataset, dict[str, Model], Model | None, str, Units]] = {}
+_LOADED: dict[str, tuple[Dataset, Dataset, dict[str, Model], Model | None, str, Units, Bounds]] = {}
 NETWORKS = {"surrogate": "transfer", "heldout_surrogate": "heldout"}  # config key -> attack id
 EPS_UNITS = {"input": "", "feature_std": " (eps in multiples of each feature's training std)"}
 AXIS_UNITS = {"input": "input units", "feature_std": "multiples of each feature's training std"}
@@ -406,11 +436,16 @@ def _units(ctx: RunContext, config: EvaluateKMeansConfig) -> Units:
     return _load_all(ctx, config)[5]
 
 
+def _box(ctx: RunContext, config: EvaluateKMeansConfig) -> Bounds:
+    """The inputs' box (``_resolved_box``), resolved once with the data."""
+    return _load_all(ctx, config)[6]
+
+
 def _load_all(
     ctx: RunContext, config: EvaluateKMeansConfig
-) -> tuple[Dataset, Dataset, dict[str, Model], Model | None, str, Units]:
-    """``_loaded``'s data and networks, the ``features`` network and its certificate and the
-    budgets' per-feature units, checked, cached."""
+) -> tuple[Dataset, Dataset, dict[str, Model], Model | None, str, Units, Bounds]:
+    """``_loaded``'s data and networks, the ``features`` network and its certificate, the
+    budgets' per-feature units and the inputs' box, checked, cached."""
     files = [config.train.path, config.test.path]
     specs = (config.surrogate, config.heldout_surrogate, config.features)
     files += [spec.weights for spec in specs if spec]
@@ -419,7 +454,7 @@ def _load_all(
     if key not in _LOADED:
         train, test = load_inputs(config.train, "train"), load_inputs(config.test, "test")
         _check_inputs(config, train, test)
-        features, certificate = _feature_network(config, train)
+        features, certificate = _feature_network(config, train, test)
         if config.preprocess is not None:
             _check_preprocessing(config, train, features)
         networks = {attack: _network(config, which, train, test, ctx)
@@ -439,6 +474,7 @@ def _load_all(
             features,
             certificate,
             feature_units(config.eps_units, train, "training inputs"),
+            _resolved_box(config, train, test),
         )
     return _LOADED[key]
 
@@ -474,7 +510,7 @@ def _unit(
     for prefix, (km, mapping) in models.items():
         part = {attack: still_correct(km, mapping, adv) for attack, adv in transfer.items()}
         whitebox = KMeansPGD(km, mapping, eps=budget, max_iter=config.whitebox_iter,
-                             bounds=config.bounds, batch_size=config.batch_size,
+                             bounds=_box(ctx, config), batch_size=config.batch_size,
                              features=features)  # fmt: skip
         part["whitebox"] = still_correct(km, mapping, whitebox(x, y).x_adv)
         out[prefix] = part
@@ -498,12 +534,15 @@ def _minimal_unit(
     x, y = torch.from_numpy(test.images[sl]), torch.from_numpy(test.labels[sl])
     data = _clustered(config, features, x) if features is not None else test.data[sl]
     units, certificate = _units(ctx, config), _certificate(ctx, config)
-    return {prefix: _minimal_sizes(config, km, mapping, x, y, data, features, units, certificate)
+    box = _box(ctx, config)
+    return {prefix: _minimal_sizes(config, box, km, mapping, x, y, data, features, units,
+                                   certificate)
             for prefix, (km, mapping) in models.items()}  # fmt: skip
 
 
 def _minimal_sizes(
     config: EvaluateKMeansConfig,
+    box: Bounds,
     km: Clusterer,
     mapping: np.ndarray,
     x: torch.Tensor,
@@ -516,12 +555,12 @@ def _minimal_sizes(
     """``_minimal_unit``'s sizes for one k-means on inputs ``x`` (``data``: what k-means
     clusters of them): the closed form (not through ``features``) and, with ``exact``, the
     exact size of each correct input (0 for the others, which need no perturbation); in the
-    weighted norm of the per-feature ``units``, if any. Through ``features`` also the
-    ``certificate``'s radius of each correct input (``radius``)."""
+    weighted norm of the per-feature ``units``, if any, inside the inputs' ``box``. Through
+    ``features`` also the ``certificate``'s radius of each correct input (``radius``)."""
     out = {}
     if features is None:
         closed = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
-                                     bounds=config.bounds, batch_size=config.batch_size,
+                                     bounds=box, batch_size=config.batch_size,
                                      scale=units)  # fmt: skip
         distances = closed(x, y).distances
         assert distances is not None
@@ -530,8 +569,8 @@ def _minimal_sizes(
     if config.exact:
         sizes = np.zeros(len(y))
         if correct.any():
-            sizes[correct] = _exact_sizes(config, km, mapping, x[correct], y[correct], features,
-                                          units)  # fmt: skip
+            sizes[correct] = _exact_sizes(config, box, km, mapping, x[correct], y[correct],
+                                          features, units)  # fmt: skip
         out["exact"] = sizes.tolist()
     if features is not None:
         radii = np.zeros(len(y))
@@ -577,6 +616,7 @@ def _median_radius(
 
 def _exact_sizes(
     config: EvaluateKMeansConfig,
+    box: Bounds,
     km: Clusterer,
     mapping: np.ndarray,
     x: torch.Tensor,
@@ -591,7 +631,7 @@ def _exact_sizes(
     largest = max(config.eps)
     if features is None:
         exact = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
-                                    bounds=config.bounds, batch_size=config.batch_size,
+                                    bounds=box, batch_size=config.batch_size,
                                     exact=True, max_size=largest, scale=units)  # fmt: skip
         found = exact(x, y).distances
         assert found is not None
@@ -669,17 +709,19 @@ def _fit_kmeans(
 
 
 def _radius(
-    config: EvaluateKMeansConfig,
+    box: Bounds,
     km: Clusterer,
     data: np.ndarray,
     mapping: np.ndarray,
     units: Units = None,
 ) -> np.ndarray:
-    """The certified class-aware L-inf radius of each row of ``data`` inside the inputs' box
-    (no box when a side is open), weighted by the per-feature ``units``, if any."""
-    box = config.bounds if all(math.isfinite(b) for b in config.bounds) else None
-    return kmeans_certified_radius(km, data, "linf", mapping=mapping, bounds=box,
-                                   scale=units)  # fmt: skip
+    """The certified class-aware L-inf radius of each row of ``data`` (flattened inputs)
+    inside the inputs' ``box`` (none when every side is open), weighted by the per-feature
+    ``units``, if any."""
+    lo, hi = flat_bounds(box, tuple(data.shape[1:]))
+    bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
+    return kmeans_certified_radius(km, data, "linf", mapping=mapping,
+                                   bounds=(lo, hi) if bounded else None, scale=units)  # fmt: skip
 
 
 def _fitted(config: EvaluateKMeansConfig, unit: dict[str, Any]) -> tuple[Clusterer, np.ndarray]:
@@ -823,7 +865,7 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
 
 
 def _random_kmeans(
-    k: int, shape: tuple[int, ...], n_classes: int, bounds: tuple, features: Model | None = None
+    k: int, shape: tuple[int, ...], n_classes: int, bounds: Bounds, features: Model | None = None
 ) -> Model:
     """A k-means classifier with random centres and mapping (as fast as the fitted one), on
     the inputs or on the outputs of ``features``."""
@@ -853,8 +895,9 @@ def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
     budgets = len(config.eps)
     units = {"k-means fit": 1, "attacks (budgets x chunks)": budgets * chunks,
              "minimal perturbation (chunks)": chunks}  # fmt: skip
+    box = _resolved_box(config, train, test)
     common = {"shape": list(shape), "batch": batch, "n_classes": n_classes,
-              "bounds": list(config.bounds)}  # fmt: skip
+              "bounds": list(display_range(box))}  # fmt: skip
     attacks = []
     for which, label in NETWORKS.items():
         spec: ModelSpec | None = getattr(config, which)
@@ -875,8 +918,8 @@ def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
             attacks.append({**net, "what": f"Algorithm 1 ({training.beta} steps)",
                             "images": round(training.beta * training.eta * len(train)),
                             "steps": config.max_iter, "units": 1})  # fmt: skip
-    features, certificate = _feature_network(config, train)
-    kmeans = partial(_random_kmeans, config.n_clusters, shape, n_classes, config.bounds, features)
+    features, certificate = _feature_network(config, train, test)
+    kmeans = partial(_random_kmeans, config.n_clusters, shape, n_classes, box, features)
     attacks.append({**common, "model": f"k-means (k = {config.n_clusters})", "module": kmeans,
                     "what": f"white-box PGD ({models} k-means x {budgets} budgets)",
                     "images": models * budgets * len(test), "steps": config.whitebox_iter,
@@ -916,15 +959,17 @@ def _timed_kmeans(
     pick = spread_sample(len(test))
     x, y = torch.from_numpy(test.images[pick]), torch.from_numpy(test.labels[pick])
     units = feature_units(config.eps_units, train, "training inputs")
+    box = _resolved_box(config, train, test)
 
     def check(group: np.ndarray) -> None:
         if features is None:
             data = test.data[pick[group]]
-            _minimal_sizes(config, km, mapping, x[group], y[group], data, units=units)
-            _radius(config, km, data, mapping, units)
+            _minimal_sizes(config, box, km, mapping, x[group], y[group], data, units=units)
+            _radius(box, km, data, mapping, units)
             return
         data = _clustered(config, features, x[group])
-        _minimal_sizes(config, km, mapping, x[group], y[group], data, features, units, certificate)
+        _minimal_sizes(config, box, km, mapping, x[group], y[group], data, features, units,
+                       certificate)  # fmt: skip
         _certified_through(config, km, mapping, x[group], features, certificate, units)
 
     rate, timed = inputs_per_second(check, np.array_split(np.arange(len(x)), -(-len(x) // 32)))
@@ -1035,7 +1080,7 @@ def _measure(
     data = test.data if features is None else _clustered(config, features, test.images)
     for prefix, (km, mapping) in models.items():
         correct = mapping[km.predict(data)] == test.labels
-        radius = (_radius(config, km, data, mapping, units) if features is None
+        radius = (_radius(_box(ctx, config), km, data, mapping, units) if features is None
                   else _certified_through(config, km, mapping, torch.from_numpy(test.images),
                                           features, _certificate(ctx, config), units))  # fmt: skip
         ctx.log.info("%sk-means clean accuracy %.2f %% on %d test inputs", prefix,
