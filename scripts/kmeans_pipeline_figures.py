@@ -90,13 +90,11 @@ def breast_cancer_closed_vs_exact() -> dict[str, float]:
     return sizes
 
 
-def breast_cancer_per_feature_budgets() -> list[dict[str, float]]:
-    """The pipeline of ``breast_cancer_closed_vs_exact`` under per-feature budgets eps * std_d
-    (std over the training rows), all 30 features free, then only the 10 "mean" measurements
-    free (the standard errors and worst values frozen): per eps, the shares of test rows
-    correct and certified (the radius in the std-weighted norm), robust by the exact attack
-    (same norm) and not broken by PGD (50 steps of the box); with the ordering violations
-    (certified but not robust, robust but broken by PGD: both must be 0)."""
+def _breast_cancer_pipeline() -> tuple:
+    """Raw breast-cancer rows (400 training, 169 test, seeded split), a StandardScaler and
+    k-means (k = 10) fitted on the training rows with its majority-vote mapping: (all rows,
+    test indices, pipeline, mapping, test rows as a tensor, their labels, which are correct,
+    each feature's training std)."""
     X, y = load_breast_cancer(return_X_y=True)
     order = np.random.default_rng(0).permutation(len(X))
     train, test = order[:400], order[400:]
@@ -104,7 +102,17 @@ def breast_cancer_per_feature_budgets() -> list[dict[str, float]]:
     mapping = majority_vote_mapping(pipe.predict(X[train]), y[train], 10)
     x, labels = torch.from_numpy(X[test]), y[test]
     correct = mapping[pipe.predict(X[test])] == labels
-    std = X[train].std(0)
+    return X, test, pipe, mapping, x, labels, correct, X[train].std(0)
+
+
+def breast_cancer_per_feature_budgets() -> list[dict[str, float]]:
+    """The pipeline of ``breast_cancer_closed_vs_exact`` under per-feature budgets eps * std_d
+    (std over the training rows), all 30 features free, then only the 10 "mean" measurements
+    free (the standard errors and worst values frozen): per eps, the shares of test rows
+    correct and certified (the radius in the std-weighted norm), robust by the exact attack
+    (same norm) and not broken by PGD (50 steps of the box); with the ordering violations
+    (certified but not robust, robust but broken by PGD: both must be 0)."""
+    X, test, pipe, mapping, x, labels, correct, std = _breast_cancer_pipeline()
     rows = []
     for free, units in (("all 30", std), ("10 means", np.where(np.arange(30) < 10, std, 0.0))):
         radius = kmeans_certified_radius(pipe, X[test], "linf", mapping, scale=units)
@@ -132,14 +140,7 @@ def breast_cancer_per_feature_bounds() -> list[dict[str, float]]:
     the median exact minimal perturbation of the correct rows (in std units, inf where no
     other class is reachable in the box), and the rows whose exact perturbation the box makes
     larger than the open one's."""
-    X, y = load_breast_cancer(return_X_y=True)
-    order = np.random.default_rng(0).permutation(len(X))
-    train, test = order[:400], order[400:]
-    pipe = make_pipeline(StandardScaler(), KMeans(10, random_state=0)).fit(X[train])
-    mapping = majority_vote_mapping(pipe.predict(X[train]), y[train], 10)
-    x, labels = torch.from_numpy(X[test]), y[test]
-    correct = mapping[pipe.predict(X[test])] == labels
-    std = X[train].std(0)
+    X, _, pipe, mapping, x, labels, correct, std = _breast_cancer_pipeline()
     boxes = {"open": None, "non-negative": (0.0, np.inf), "observed range": (X.min(0), X.max(0))}
     open_sizes = None
     rows = []
