@@ -541,8 +541,8 @@ def _per_feature_bounds_cases(
          lambda: PGD(Model(net, bounds=(torch.zeros(3), 1.0)), eps=0.1, max_iter=2)(x, y)),
         ("PGD with inputs outside their feature's bounds", "per-feature bounds",
          lambda: PGD(Model(net, bounds=narrow), eps=0.1, max_iter=2)(x, y)),
-        ("CarliniWagnerL2 with one open feature", "finite",
-         lambda: CarliniWagnerL2(Model(net, bounds=(lo, hi.masked_fill(hi > 0, INF))))),
+        ("CarliniWagnerL2 with bounds of shape (3,) for (1, 4, 4)", "broadcast",
+         lambda: CarliniWagnerL2(Model(net, bounds=(torch.zeros(3), 1.0)), steps=2)(x, y)),
         ("is_certified with bounds other than the Model's", "differ",
          lambda: is_certified(Model(net, bounds=(lo, hi * 2)), x, y, 0.1, bounds=(0.0, 1.0))),
         ("verify_linf with inputs outside per-feature bounds", "per-feature bounds",
@@ -557,6 +557,8 @@ def _per_feature_bounds_cases(
          lambda: verify_kmeans_linf(km, x, 0.1, bounds=(lo * NAN, hi))),
         ("kmeans_certified_radius with bounds of shape (1, 4, 4) for rows", "broadcast",
          lambda: kmeans_certified_radius(km, rows, "linf", bounds=(lo, hi))),
+        ("kmeans_certified_radius with rows outside per-feature bounds", "per-feature bounds",
+         lambda: kmeans_certified_radius(km, rows, "linf", bounds=(np.zeros(16), np.full(16, 0.05)))),
     ):  # fmt: skip
         add(name, token, call)
 

@@ -729,10 +729,10 @@ def test_unbounded_features_resume_and_a_corrected_config_reuses_the_folder(tmp_
         "attacks": [{"name": "lbfgs", "params": {"doublings": 2, "bisections": 2}}],
     }
     path, out = tmp_path / "config.yaml", tmp_path / "run"
-    bad = {**config, "attacks": [{"name": "cw"}]}  # C&W needs finite bounds: refused at the check
+    bad = {**config, "attacks": [{"name": "cw", "params": {"steps": 0}}]}  # refused at the check
     path.write_text(yaml.safe_dump({"experiment": "evaluate", **bad}))
     assert main(["run", str(path), "--out", str(out), "--cache", str(tmp_path / "c")]) == 2
-    assert "needs finite model bounds" in capsys.readouterr().err
+    assert "steps must be >= 1" in capsys.readouterr().err
     path.write_text(yaml.safe_dump({"experiment": "evaluate", **config}))
     for _ in range(2):
         assert main(["run", str(path), "--out", str(out), "--cache", str(tmp_path / "c")]) == 0

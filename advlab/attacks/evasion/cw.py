@@ -12,7 +12,11 @@ code, whose images span a range of 1: c then means the same for a model on [0, 2
 [0, 1] (in raw units it would have to be 255^2 times larger there, beyond the default search's
 reach); on [0, 1] nothing changes. With per-feature bounds (``Model(net, bounds=(lo, hi))``
 with arrays) each feature is measured in units of its own range, sum_d ((x'_d - x_d) /
-(hi_d - lo_d))^2, the unit box of L-BFGS. Defaults as Foolbox 3: 9 binary-search steps, initial
+(hi_d - lo_d))^2, the unit box of L-BFGS. A feature with an open side (unbounded tabular
+features, or a non-negative one, [0, inf)) has no range to map tanh onto: it is optimised
+in its own units, x'_d = clip(w_d, lo_d, hi_d) from w_d = x_d (the clipped gradient descent
+of Carlini & Wagner's section V), and measured in its own units, as L-BFGS leaves unbounded
+features. Defaults as Foolbox 3: 9 binary-search steps, initial
 c = 1e-3, lr 1e-2, kappa = 0, 10,000 Adam steps per c (``steps``; fewer for quick runs), and
 early abort: every steps / 10 steps the optimisation for the current c stops when the total
 loss has not fallen below 0.9999 times its value at the previous check.
@@ -24,12 +28,14 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from advlab.attacks.evasion.base import MinimizationAttack, margin
 from advlab.attacks.evasion.criteria import Criterion
-from advlab.utils.validation import bounds_on, check_number, describe_bounds
+from advlab.utils.validation import BoundValue, bounds_on, check_number, clamp_between
 
 
 def _squared_distance(delta: torch.Tensor, span: float | torch.Tensor) -> torch.Tensor:
@@ -39,9 +45,16 @@ def _squared_distance(delta: torch.Tensor, span: float | torch.Tensor) -> torch.
     return delta.flatten(1).pow(2).sum(1) / span**2
 
 
+def _open_features(lo: BoundValue, hi: BoundValue) -> torch.Tensor | None:
+    """Where a side of the bounds is open (a bool tensor), or None when every feature has a
+    finite range for the tanh map."""
+    open_side = ~(torch.isfinite(torch.as_tensor(lo)) & torch.isfinite(torch.as_tensor(hi)))
+    return open_side if bool(open_side.any()) else None
+
+
 class CarliniWagnerL2(MinimizationAttack):
-    """Carlini & Wagner's L2 attack (2017). Needs finite model bounds: the tanh change of
-    variables maps onto them.
+    """Carlini & Wagner's L2 attack (2017): the tanh change of variables maps onto the
+    model's bounds; a feature with an open side is clipped instead (module docstring).
 
     Parameters
     ----------
@@ -90,21 +103,13 @@ class CarliniWagnerL2(MinimizationAttack):
         self.c0 = check_number("initial_const", initial_const, 0.0, low_open=True)
         self.kappa = check_number("confidence", confidence, 0.0)
         self.abort_early = abort_early
-        finite = all(bool(torch.isfinite(torch.as_tensor(b)).all()) for b in self.bounds)
-        if not finite:
-            raise ValueError(
-                f"CarliniWagnerL2 needs finite model bounds, got {describe_bounds(self.bounds)}"
-            )
 
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
         label = target if target is not None else y
         targeted = target is not None
-        lo, hi = bounds_on(self.bounds, x)
-        width = hi - lo  # 0 for a fixed feature: x' = lo whatever w
-        span = torch.where(width > 0, width, 1.0) if isinstance(width, torch.Tensor) else width
-        w0 = torch.atanh((2 * (x - lo) / span - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+        to_input, w0, span = self._change_of_variables(x)
         c = torch.full((len(x),), self.c0, device=x.device, dtype=x.dtype)
         lower, upper = torch.zeros_like(c), torch.full_like(c, float("inf"))
         best, best_l2 = x.clone(), torch.full_like(c, float("inf"))
@@ -114,7 +119,7 @@ class CarliniWagnerL2(MinimizationAttack):
             succeeded = torch.zeros_like(c, dtype=torch.bool)
             check_every, previous = max(1, -(-self.steps // 10)), float("inf")
             for step in range(self.steps):
-                x_adv = lo + (torch.tanh(w) + 1) / 2 * width
+                x_adv = to_input(w)
                 l2 = _squared_distance(x_adv - x, span)  # in units of the range
                 m = margin(self.model(x_adv), label, targeted)  # > 0 once the attack succeeds
                 loss = (l2 + c * torch.clamp(self.kappa - m, min=0)).sum()
@@ -135,3 +140,32 @@ class CarliniWagnerL2(MinimizationAttack):
             lower = torch.where(succeeded, lower, torch.maximum(lower, c))
             c = torch.where(torch.isinf(upper), c * 10, (lower + upper) / 2)
         return best
+
+    def _change_of_variables(
+        self, x: torch.Tensor
+    ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, BoundValue]:
+        """(w -> x', w at x, the units of the distance): x' = lo + (tanh(w) + 1) / 2 (hi - lo)
+        in units of the range (hi - lo; 0 for a fixed feature, which stays at lo), and where a
+        side is open x' = clip(w, lo, hi) in the feature's own units."""
+        lo, hi = bounds_on(self.bounds, x)
+        open_side = _open_features(lo, hi)
+        if open_side is None:
+            width = hi - lo  # 0 for a fixed feature: x' = lo whatever w
+            span = torch.where(width > 0, width, 1.0) if isinstance(width, torch.Tensor) else width
+            w0 = torch.atanh((2 * (x - lo) / span - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+            return (lambda w: lo + (torch.tanh(w) + 1) / 2 * width), w0, span
+        opened = open_side.to(x.device)
+        low, high = (torch.as_tensor(b, dtype=x.dtype, device=x.device) for b in (lo, hi))
+        base = torch.where(opened, 0.0, low)  # (finite everywhere: no inf in either branch)
+        width = torch.where(opened, 0.0, high - low)
+        span = torch.where(opened | (width <= 0), 1.0, width)
+        w0 = torch.where(
+            opened, x, torch.atanh((2 * (x - base) / span - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+        )
+
+        def to_input(w: torch.Tensor) -> torch.Tensor:
+            return torch.where(
+                opened, clamp_between(w, low, high), base + (torch.tanh(w) + 1) / 2 * width
+            )
+
+        return to_input, w0, span

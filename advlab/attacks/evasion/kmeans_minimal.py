@@ -70,6 +70,7 @@ from advlab.utils.validation import (
     BudgetLike,
     check_bounds,
     check_bounds_shape,
+    check_images,
     check_number,
     check_units,
     clamp_between,
@@ -229,8 +230,9 @@ def kmeans_certified_radius(
         raise ValueError(f"x has {X.shape[1]} features, the k-means takes {cells.n_features}")
     units = check_scale(scale, cells.n_features)
     box = None if bounds is None else check_bounds(bounds)
-    if box is not None:
+    if box is not None:  # (outside its box a point's radius would be meaningless)
         check_bounds_shape(box, (cells.n_features,))
+        check_images(X, "x", box, torch.float64, "pass the points' box as bounds, or None")
         box = _flat_box(box, (cells.n_features,))
     return (
         _lower_bounds(X, cells, norm, check_mapping(mapping, k), box, chunk_size, units)
