@@ -412,3 +412,36 @@ def test_carlini_wagner_on_open_features_finds_a_linear_models_exact_minimum():
         low, high = (torch.as_tensor(b, dtype=torch.float64) for b in box)
         assert bool(((found.x_adv >= low) & (found.x_adv <= high)).all())
         assert bool(torch.isfinite(found.x_adv).all()) and int(found.success.sum()) >= 10
+
+
+def test_algorithm_1s_attacks_keep_the_training_rows_in_per_feature_bounds():
+    """Algorithm 1 on raw wine rows behind a StandardScaler, with each feature's observed
+    range as the box (the surrogate's ``Model`` bounds, and the label-free white-box attack's
+    ``bounds``) and budgets of eps training stds: every step's D' lies in the box, and the box
+    binds (the same steps without it leave it)."""
+    from sklearn.datasets import load_wine
+    from sklearn.preprocessing import StandardScaler
+
+    from advlab.defenses import KMeansAdversarialTraining, KMeansWhiteBoxAttack, SurrogateAttack
+
+    X, labels = load_wine(return_X_y=True)
+    X = X.astype(np.float32)
+    std = X.astype(np.float64).std(0)
+    box = (X.min(0), X.max(0))
+    pre = {"mean": X.mean(0).tolist(), "std": X.std(0).tolist(), "axis": -1}
+
+    def steps(attack: object) -> list[np.ndarray]:
+        est = KMeansAdversarialTraining(6, eta=0.5, beta=2, attack=attack, eps_max=1.5,
+                                        random_state=0, preprocess=StandardScaler())  # fmt: skip
+        return [step.data for step in list(est.iter_steps(X))[1:]]
+
+    net = _net([13, 16, 3], seed=5)
+    for boxed, open_ in (
+        (SurrogateAttack(Model(net, bounds=box, preprocessing=pre), labels, "pixel", max_iter=5, units=std),
+         SurrogateAttack(Model(net, bounds=(-np.inf, np.inf), preprocessing=pre), labels, "pixel", max_iter=5, units=std)),
+        (KMeansWhiteBoxAttack(max_iter=5, units=std, bounds=box),
+         KMeansWhiteBoxAttack(max_iter=5, units=std, bounds=None)),
+    ):  # fmt: skip
+        for data in steps(boxed):
+            assert np.all((data >= box[0]) & (data <= box[1]))
+        assert any(np.any((data < box[0]) | (data > box[1])) for data in steps(open_))
