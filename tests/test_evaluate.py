@@ -771,7 +771,7 @@ def test_torchattacks_classes_join_the_worst_case(user_files, tmp_path, capsys):
     assert "torchattacks clamps inputs to [0, 1]" in capsys.readouterr().err
 
 
-def test_per_feature_model_bounds_on_rows_in_their_own_units(tmp_path):
+def test_per_feature_model_bounds_on_rows_in_their_own_units(tmp_path, capsys):
     """``model.bounds`` per feature on the 6-feature rows of units 0.01 to 1000: written out
     as lists (a lower bound of 0 for the two features the rows hold as non-negative, others
     open) and as ``feature_range`` (each feature's range over the rows); PGD, FGSM, the
@@ -804,9 +804,13 @@ def test_per_feature_model_bounds_on_rows_in_their_own_units(tmp_path):
     inf = torch.full((6,), np.inf, dtype=torch.float64)
     for name, bounds, box in (("lists", lists, (torch.tensor([0, 0, -np.inf, -np.inf, -np.inf, -np.inf], dtype=torch.float64), inf)),
                               ("range", "feature_range", observed)):  # fmt: skip
-        got = _by_id(
-            _run(tmp_path / name, {**config, "model": {**config["model"], "bounds": bounds}})
-        )
+        results = _run(tmp_path / name, {**config, "model": {**config["model"], "bounds": bounds}})
+        got = _by_id(results)
+        assert results["bounds"] == {"lists": "per_feature", "range": "feature_range"}[name]
+        assert main(["report", str(tmp_path / name / "run"), "--markdown"]) == 0
+        words = {"lists": "inputs kept in per-feature bounds",
+                 "range": "inputs kept in each feature's range over the data"}[name]  # fmt: skip
+        assert f"; {words})" in capsys.readouterr().out
         model = Model(net, box, pre)
         budget = torch.from_numpy(0.5 * std)
         pgd = [PGD(model, eps=budget, max_iter=10, random_state=s, batch_size=64)(x[s : s + 20], y[s : s + 20])

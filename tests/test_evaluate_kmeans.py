@@ -627,7 +627,7 @@ def _breast_cancer_files(tmp_path: Path) -> tuple[np.ndarray, np.ndarray]:
     return X, labels
 
 
-def test_per_feature_bounds_from_the_features_range_on_raw_tabular_rows(tmp_path):
+def test_per_feature_bounds_from_the_features_range_on_raw_tabular_rows(tmp_path, capsys):
     """``bounds: feature_range`` on raw breast-cancer rows behind a StandardScaler: each
     feature's box is its minimum and maximum over the training and test rows, and every
     number is that of the attacks called directly with that box (the transfer I-FGSM through
@@ -684,6 +684,11 @@ def test_per_feature_bounds_from_the_features_range_on_raw_tabular_rows(tmp_path
     assert np.sum(exact[finite] > unboxed[finite] + 1e-3) >= 5  # the box binds for some rows
     assert results["exact_but_attacked"] == {"eps0.5": 0, "eps1": 0}
     assert results["certified_but_attacked"] == {"eps0.5": 0, "eps1": 0}
+    assert results["bounds"] == "feature_range"
+    assert main(["report", str(tmp_path / "a" / "run"), "--markdown"]) == 0
+    assert "; inputs kept in each feature's range over the data, and its certified" in (
+        capsys.readouterr().out
+    )
 
 
 def test_per_feature_bounds_in_a_config_are_checked_before_any_work(tmp_path):

@@ -150,6 +150,32 @@ def two_numbers(value: BoundsSpec) -> tuple[float, float] | None:
     return float(low), float(high)
 
 
+PER_FEATURE_WORDS = {  # results.json's "bounds" -> the report's words
+    "feature_range": "inputs kept in each feature's range over the data",
+    "per_feature": "inputs kept in per-feature bounds",
+}
+
+
+def bounds_record(value: BoundsSpec) -> dict[str, str]:
+    """What ``results.json`` records of a config's per-feature ``bounds`` (``{"bounds":
+    "feature_range"}`` or ``{"bounds": "per_feature"}``; the values are in ``config.json``),
+    and nothing for two numbers, whose results read as before.
+
+    Parameters
+    ----------
+    value : (float or list, float or list) or "feature_range"
+        The config's ``bounds``.
+
+    Returns
+    -------
+    dict
+        The entry, or an empty dict.
+    """
+    if two_numbers(value) is not None:
+        return {}
+    return {"bounds": FEATURE_RANGE if value == FEATURE_RANGE else "per_feature"}
+
+
 def display_range(bounds: Bounds) -> tuple[float, float]:
     """One (lower, upper) for pictures and throughput probes: the bounds themselves, or the
     smallest lower and the largest upper bound of per-feature ones.

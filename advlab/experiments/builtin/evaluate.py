@@ -93,9 +93,11 @@ from advlab.defenses import (
     verify_linf,
 )
 from advlab.experiments.builtin._user import (
+    PER_FEATURE_WORDS,
     BoundsSpec,
     DataSource,
     Strict,
+    bounds_record,
     config_errors,
     display_range,
     file_stamp,
@@ -1143,6 +1145,8 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
     n = results["n_images"]
     clean = by_id["clean.accuracy"]["ours"]
     measured = "" if results.get("eps_units") is None else f"; eps in {UNITS[results['eps_units']]}"
+    if "bounds" in results:
+        measured += f"; {PER_FEATURE_WORDS[results['bounds']]}"
     tables = [Table(f"Robust accuracy (%) of {n} images (clean accuracy {clean:.1f} %; an "
                     f"attack's success rate is over the correctly classified images{measured})",
                     ("attack", "norm", "eps", "robust accuracy", "success rate"), rows)]  # fmt: skip
@@ -1448,7 +1452,8 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
     if ds.images is not None and ds.images.ndim == 4 and ds.images.shape[1] in (1, 3):
         _examples_figure(ctx, config, ds, model)
     units = {} if config.eps_units == "input" else {"eps_units": config.eps_units}
-    return {"n_images": len(ds), "data": ds.name, **current, **units, **summary}
+    return {"n_images": len(ds), "data": ds.name, **current, **units,
+            **bounds_record(config.model.bounds), **summary}  # fmt: skip
 
 
 def _verify(

@@ -114,8 +114,10 @@ from advlab.defenses import (
     verify_kmeans_linf,
 )
 from advlab.experiments.builtin._user import (
+    PER_FEATURE_WORDS,
     BoundsSpec,
     Strict,
+    bounds_record,
     build_seeded,
     config_errors,
     display_range,
@@ -851,8 +853,9 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
             name += f" behind {config['preprocess']['factory']}"
         title = (f"{name} (k = {config['n_clusters']}) accuracy (%) on {results['n_test']} test "
                  f"inputs of {results['data']}, clean {by_id[f'{prefix}kmeans.clean_accuracy']:.1f} %, "
-                 f"under L-inf attacks{EPS_UNITS[config.get('eps_units', 'input')]}, and its "
-                 "certified lower bound")  # fmt: skip
+                 f"under L-inf attacks{EPS_UNITS[config.get('eps_units', 'input')]}"
+                 f"{'; ' + PER_FEATURE_WORDS[results['bounds']] if 'bounds' in results else ''}, "
+                 "and its certified lower bound")  # fmt: skip
         if "certificate" in results:  # through a features network: which bounds, and the
             title += f" ({results['certificate']} bounds through the network"  # exact's gaps
             unknown = results.get("exact_unknown")
@@ -1047,7 +1050,8 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
                            f"{name} (k = {config.n_clusters}) on {test.name} ({len(test)} inputs)",
                            f"certified ({certificate}{' bounds' if features else ''}), lower bound",
                            AXIS_UNITS[config.eps_units])  # fmt: skip
-    out = {"data": test.name, "n_test": len(test), **stamp, **summary}
+    out = {"data": test.name, "n_test": len(test), **stamp, **bounds_record(config.bounds),
+           **summary}  # fmt: skip
     if config.eps_units != "input":
         out["eps_units"] = config.eps_units
     if config.preprocess is not None:
