@@ -14,6 +14,7 @@ from torch import nn
 from advlab.attacks.evasion import (
     BIM,
     FGSM,
+    KA3,
     LBFGS,
     PGD,
     CarliniWagnerL2,
@@ -54,6 +55,7 @@ ATTACKS = [
     (PGD, {"eps": 0.6, "norm": "l2", "max_iter": 10, "random_state": 0}),
     (DeepFool, {"max_iter": 20}),
     (LBFGS, {"max_iter": 20}),
+    (KA3, {"K": 2, "ssim_weight": 0.0, "max_iter": 10}),
 ]
 
 
