@@ -175,13 +175,13 @@ def bounds_on(bounds: Bounds, x: torch.Tensor, outward: bool = False) -> Bounds:
     if not isinstance(lo, torch.Tensor) or not isinstance(hi, torch.Tensor):
         return bounds
     low, high = lo.to(x.dtype), hi.to(x.dtype)
-    up, down = low.new_tensor(math.inf), high.new_tensor(-math.inf)
-    if outward:
-        low = torch.where(low.double() > lo, torch.nextafter(low, -up), low)
-        high = torch.where(high.double() < hi, torch.nextafter(high, -down), high)
-    else:
-        low = torch.where(low.double() < lo, torch.nextafter(low, up), low)
-        high = torch.where(high.double() > hi, torch.nextafter(high, down), high)
+    inf = low.new_tensor(math.inf)
+    if outward:  # the next value of x's dtype below lo, above hi, where rounding crossed them
+        low = torch.where(low.double() > lo, torch.nextafter(low, -inf), low)
+        high = torch.where(high.double() < hi, torch.nextafter(high, inf), high)
+    else:  # the next value above lo, below hi
+        low = torch.where(low.double() < lo, torch.nextafter(low, inf), low)
+        high = torch.where(high.double() > hi, torch.nextafter(high, -inf), high)
     return low.to(x.device), high.to(x.device)
 
 

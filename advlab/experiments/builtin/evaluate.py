@@ -1085,7 +1085,8 @@ def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Da
     ds, model = _data_and_model(ctx, config)
     assert ds.images is not None
     if per_feature(model.bounds):
-        check_images(torch.from_numpy(ds.images), "the inputs", model.bounds, torch.float64,
+        inputs = torch.from_numpy(ds.images)  # (checked in their own dtype: no copy)
+        check_images(inputs, "the inputs", model.bounds, inputs.dtype,
                      "set model.bounds to the range the model reads")  # fmt: skip
     lo, hi = display_range(model.bounds)
     if float(ds.images.min()) < lo or float(ds.images.max()) > hi:

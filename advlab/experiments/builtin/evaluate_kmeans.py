@@ -353,7 +353,8 @@ def _check_inputs(config: EvaluateKMeansConfig, train: Dataset, test: Dataset) -
     for name, ds in (("train", train), ("test", test)):
         assert ds.images is not None
         if per_feature(box):
-            check_images(torch.from_numpy(ds.images), f"{name} inputs", box, torch.float64,
+            inputs = torch.from_numpy(ds.images)  # (checked in their own dtype: no copy)
+            check_images(inputs, f"{name} inputs", box, inputs.dtype,
                          "set bounds to the inputs' range, or bounds: feature_range")  # fmt: skip
             continue
         lo, hi = box
