@@ -633,6 +633,16 @@ def _per_feature_budget_cases(
         ("Algorithm 1 with units of 3 for 16 features", "units",
          lambda: KMeansAdversarialTraining(3, beta=1, attack=KMeansWhiteBoxAttack(units=[1.0] * 3),
                                            random_state=0).fit(rows)),
+        ("PGD-l2 units of 3 entries for (1, 4, 4)", "units",
+         lambda: PGD(net, eps=0.5, max_iter=2, norm="l2", units=[1.0] * 3)(x, y)),
+        ("PGD-l2 units all 0", "units", lambda: PGD(net, eps=0.5, max_iter=2, norm="l2", units=wide * 0)),
+        ("PGD-l2 units with NaN", "units", lambda: PGD(net, eps=0.5, max_iter=2, norm="l2", units=wide * NAN)),
+        ("PGD units beside an array eps", "eps is one number",
+         lambda: PGD(net, eps=wide, max_iter=2, units=wide)),
+        ("FGSM units in standardized units", "units",
+         lambda: FGSM(net, eps=0.1, eps_units="standardized", units=wide)),
+        ("KMeansPGD-l2 units negative", "units",
+         lambda: KMeansPGD(km, None, 0.5, 2, norm="l2", units=-wide)(x, y)),
     ):  # fmt: skip
         add(name, token, call)
 

@@ -430,9 +430,9 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
     if what == "per-feature budgets for torchattacks":
         return _config(files, eps_units="feature_std",
                        attacks=[{"name": "torchattacks:PGD", "eps": [0.1]}])  # fmt: skip
-    if what == "per-feature budgets for an L2 attack":
+    if what == "units in an attack's params":
         return _config(files, eps_units="feature_std",
-                       attacks=[{"name": "pgd", "eps": [0.1], "params": {"norm": "l2"}}])  # fmt: skip
+                       attacks=[{"name": "pgd", "eps": [0.1], "params": {"units": [1.0]}}])  # fmt: skip
     raise AssertionError(what)
 
 
@@ -458,7 +458,7 @@ MISTAKES = {
     "a certificate named twice": "certify_bounds must name each of its methods once",
     "radii without an L-inf attack": "certify_radius gives a lower bound on L-inf robust",
     "per-feature budgets for torchattacks": "torchattacks:PGD does not take",
-    "per-feature budgets for an L2 attack": "pgd is an L2 attack with a budget",
+    "units in an attack's params": "params ['units'] are set by evaluate",
 }
 
 
@@ -597,11 +597,11 @@ def test_a_double_or_bfloat16_network_is_attacked_certified_and_verified(tmp_pat
 def test_budgets_in_each_features_std_on_rows_in_their_own_units(tmp_path, capsys):
     """Rows whose 6 features have units from 0.01 to 1000 (the network standardises them in its
     preprocessing) with ``eps_units: feature_std``: PGD and FGSM attack the box eps * std_d
-    (std over the attacked rows), DeepFool's distances are its perturbations' std-weighted L2
-    norms, the certificates and programs bound that box, and every figure equals the functions
-    called directly; interval <= linear <= exact <= PGD, and the report names the units. With
-    the same eps in the inputs' units, the features of unit 0.01 may move by 50 of their std
-    and PGD breaks more."""
+    (std over the attacked rows), L2 PGD the ellipsoid ||delta / std||_2 <= eps, DeepFool's
+    distances are its perturbations' std-weighted L2 norms, the certificates and programs bound
+    that box, and every figure equals the functions called directly; interval <= linear <=
+    exact <= PGD, and the report names the units. With the same eps in the inputs' units, the
+    features of unit 0.01 may move by 50 of their std and PGD breaks more."""
     units = np.array([1.0, 10.0, 100.0, 1000.0, 0.1, 0.01])
     torch.manual_seed(0)
     net = tabular().eval()
@@ -616,7 +616,9 @@ def test_budgets_in_each_features_std_on_rows_in_their_own_units(tmp_path, capsy
               "model": {"factory": "tests.test_evaluate:tabular", "preprocessing": pre,
                         "weights": str(tmp_path / "tab.safetensors"), "bounds": [None, None]},
               "attacks": [{"name": "pgd", "eps": [0.2, 0.5], "params": {"max_iter": 10}},
-                          {"name": "fgsm", "eps": [0.5]}, {"name": "deepfool"}],
+                          {"name": "fgsm", "eps": [0.5]}, {"name": "deepfool"},
+                          {"name": "pgd", "label": "pgd2", "eps": [1.0],
+                           "params": {"max_iter": 10, "norm": "l2"}}],
               "eps_units": "feature_std", "certify": [0.2], "verify": [0.2],
               "certify_bounds": ["interval", "linear"], "chunk_size": 20}  # fmt: skip
     results = _run(tmp_path / "a", config)
@@ -628,6 +630,11 @@ def test_budgets_in_each_features_std_on_rows_in_their_own_units(tmp_path, capsy
                                      batch_size=64)(x[s : s + 20], y[s : s + 20]).success.numpy()
                                  for s in range(0, 60, 20)])  # fmt: skip
         assert got[f"pgd.linf.eps{eps:g}.robust_accuracy"] == pytest.approx(100 * (~broken).mean())
+    ellipsoid = np.concatenate([PGD(model, eps=1.0, max_iter=10, norm="l2", units=std,
+                                    random_state=s, batch_size=64)(x[s : s + 20], y[s : s + 20])
+                                .success.numpy() for s in range(0, 60, 20)])  # fmt: skip
+    assert got["pgd2.l2.eps1.robust_accuracy"] == pytest.approx(100 * (~ellipsoid).mean())
+    assert 0 < ellipsoid.mean() < 1
     fgsm = FGSM(model, eps=torch.from_numpy(0.5 * std))(x, y).success.numpy()
     assert got["fgsm.linf.eps0.5.robust_accuracy"] == pytest.approx(100 * (~fgsm).mean())
     fool = DeepFool(model)(x, y)

@@ -22,21 +22,16 @@ import torch
 from torch import nn
 
 from advlab.attacks.evasion import IFGSM, KMeansPGD, eps_to_pixels
+from advlab.attacks.evasion.base import box_units
 from advlab.cluster import KMeans, kmeans_cells, majority_vote_mapping
 from advlab.models.wrapper import Bounds
-from advlab.utils.validation import check_budget_shape, check_units
+from advlab.utils.validation import check_budget_shape
 
 
 def _check_units(units: Any, eps_units: str) -> torch.Tensor | None:
-    """Per-feature units as a float64 tensor (``check_units``: >= 0, finite, not all 0), None
+    """Per-feature units as a float64 tensor (``box_units``: >= 0, finite, not all 0), None
     as None; refused beside 'standardized' eps units, which scale eps already."""
-    if units is None:
-        return None
-    if eps_units != "pixel":
-        raise ValueError(f"units scale eps per feature: use eps_units='pixel' with them, not "
-                         f"{eps_units!r}")  # fmt: skip
-    checked = check_units("units", units)
-    return torch.as_tensor(checked, dtype=torch.float64)
+    return box_units(units, 0.0, eps_units)
 
 
 class TrainingAttack(Protocol):

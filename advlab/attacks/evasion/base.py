@@ -48,6 +48,7 @@ from advlab.utils.validation import (
     check_images,
     check_label_tensor,
     check_number,
+    check_units,
 )
 
 __all__ = [
@@ -146,6 +147,21 @@ def eps_to_pixels(
     return float(eps) * std_t.reshape(-1, *([1] * (-axis - 1)))
 
 
+def box_units(units: BudgetLike | None, eps: BudgetLike, eps_units: str) -> torch.Tensor | None:
+    """A budgeted attack's per-feature units s_d (``check_units``: >= 0, finite, not all 0) as
+    a float64 tensor, None for None; eps then counts multiples of them, so it must be one
+    number in 'pixel' units (the units carry the per-feature part, eps * s_d)."""
+    if units is None:
+        return None
+    if eps_units != "pixel":
+        raise ValueError(f"units scale eps per feature: use eps_units='pixel' with them, not "
+                         f"{eps_units!r}")  # fmt: skip
+    if isinstance(check_budget("eps", eps), torch.Tensor):
+        raise ValueError("eps is one number when units are given: the units carry the "
+                         "per-feature part of the budget (eps * units_d)")  # fmt: skip
+    return torch.as_tensor(check_units("units", units), dtype=torch.float64)
+
+
 @contextlib.contextmanager
 def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode (``advlab.models.eval_mode``: each module's own mode restored on exit) and
@@ -171,8 +187,11 @@ def perturbation_size(
     delta: torch.Tensor, norm: str, scale: torch.Tensor | None = None
 ) -> torch.Tensor:
     """||delta_i|| per sample in ``norm`` ("linf" or "l2"); with per-feature units ``scale``
-    (flattened, one per feature) the weighted norm ||delta_i / scale|| (``weighted_norm``)."""
-    return weighted_norm(delta.flatten(1), norm, scale)
+    (flattened, one per feature, or broadcastable to one sample's shape, such as (C, 1, 1))
+    the weighted norm ||delta_i / scale|| (``weighted_norm``)."""
+    if scale is not None and scale.numel() != delta[0].numel():
+        scale = torch.broadcast_to(scale, delta.shape[1:])
+    return weighted_norm(delta.flatten(1), norm, None if scale is None else scale.reshape(-1))
 
 
 def weighted_norm(delta: torch.Tensor, norm: str, scale: torch.Tensor | None) -> torch.Tensor:
@@ -223,8 +242,9 @@ class Attack:
         floating-point dtype (``model_dtype``) where it is float32 or float64, float32 for a
         half or bfloat16 model and for a model without parameters.
     scale : torch.Tensor or None
-        Per-feature units of ``AttackResult.distances`` (flattened, one per feature: the
-        weighted norm ||delta / scale||); None (the class default): the plain norm.
+        Per-feature units of ``AttackResult.distances`` (flattened, one per feature, or
+        broadcastable to one input's shape: the weighted norm ||delta / scale||); None (the
+        class default): the plain norm.
     """
 
     norm = "linf"
@@ -316,7 +336,7 @@ class Attack:
         device = model_device(self.model)
         with autograd_enabled(), frozen_eval(self.model):  # (the caller may be under no_grad)
             x = check_images(x, "x", self.bounds, self.dtype).detach()  # (x may need grad)
-            for budget in ("eps", "eps_step"):  # per-feature budgets fit one input
+            for budget in ("eps", "eps_step", "units"):  # per-feature budgets fit one input
                 check_budget_shape(budget, getattr(self, budget, None), tuple(x.shape[1:]))
             if x.is_inference():  # made under torch.inference_mode: autograd refuses it
                 x = x.clone()

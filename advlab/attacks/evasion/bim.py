@@ -48,6 +48,9 @@ class IFGSM(PGD):
         ``Misclassification``.
     batch_size : int, default=256
         Samples per batch (memory, not results).
+    units : array-like or None, default=None
+        Per-feature units s_d >= 0 (0 freezes a feature), with eps and eps_step in multiples
+        of them: the box eps * s_d (see ``PGD``).
     """
 
     def __init__(
@@ -60,11 +63,12 @@ class IFGSM(PGD):
         early_stop: bool = False,
         criterion: Criterion | None = None,
         batch_size: int = 256,
+        units: BudgetLike | None = None,
     ) -> None:
         super().__init__(
             model, eps, max_iter, eps_step, norm="linf", random_start=False, random_state=0,
             loss="ce", eps_units=eps_units, criterion=criterion, batch_size=batch_size,
-            early_stop=early_stop,
+            early_stop=early_stop, units=units,
         )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advlab.attacks.evasion.base import Attack, eps_to_pixels, input_gradient
+from advlab.attacks.evasion.base import Attack, box_units, eps_to_pixels, input_gradient
 from advlab.attacks.evasion.criteria import Criterion
 from advlab.utils.validation import BudgetLike, budget_on, clip
 
@@ -39,6 +39,11 @@ class FGSM(Attack):
         ``Misclassification``.
     batch_size : int, default=256
         Samples per batch (memory, not results).
+    units : array-like or None, default=None
+        Per-feature units s_d >= 0 (the shape of one input, or broadcastable to it; 0 freezes a
+        feature), with eps one number in multiples of them: the box eps * s_d, and
+        ``AttackResult.distances`` in the weighted norm max_d |delta_d| / s_d. ``eps_units``
+        must be 'pixel'.
     """
 
     def __init__(
@@ -48,9 +53,13 @@ class FGSM(Attack):
         eps_units: str = "pixel",
         criterion: Criterion | None = None,
         batch_size: int = 256,
+        units: BudgetLike | None = None,
     ) -> None:
         super().__init__(model, criterion, batch_size)
+        self.units = box_units(units, eps, eps_units)
         self.eps = eps_to_pixels(eps, eps_units, self.model.input_std, self.model.axis)
+        if self.units is not None:  # the box eps * s_d; distances in the weighted norm
+            self.eps, self.scale = self.eps * self.units, self.units
 
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None

@@ -86,6 +86,10 @@ class KMeansPGD(PGD):
         clustering: PGD then perturbs the network's inputs, through it (eps in their units);
         its mode and gradient flags are restored after each call. None: k-means clusters the
         inputs (or its pipeline's transform of them).
+    units : array-like or None, default=None
+        Per-feature units s_d >= 0 (0 freezes a feature), with eps and eps_step in multiples
+        of them: the box eps * s_d in L-inf, the ellipsoid ||delta / s||_2 <= eps in L2 (see
+        ``PGD``); distances in that weighted norm.
     """
 
     min_classes = 1  # one cluster (or class): nothing to attack, every point stays
@@ -103,12 +107,13 @@ class KMeansPGD(PGD):
         bounds: Bounds | None = (0.0, 1.0),
         batch_size: int = 256,
         features: nn.Module | None = None,
+        units: BudgetLike | None = None,
     ) -> None:
         if features is not None and not isinstance(features, nn.Module):
             raise ValueError(f"features must be a torch.nn.Module, got {type(features).__name__}")
         super().__init__(
             kmeans_model(kmeans, mapping, bounds, features=features), eps, max_iter, eps_step,
-            norm, random_start, random_state, "margin", batch_size=batch_size,
+            norm, random_start, random_state, "margin", batch_size=batch_size, units=units,
         )  # fmt: skip
 
     def __call__(

@@ -5,6 +5,17 @@ L2:     x_{t+1} = clip_B( Proj_{B_2(x, eps)}( x_t + a * g_t / ||g_t||_2 ) )
 
 with clip_B the clipping to the model's input bounds ([0, 1] for images).
 
+With per-feature units s (``units``; s_d = 0 freezes feature d) the budget is the weighted ball
+||(x' - x) / s|| <= eps. In L-inf it is the box |x'_d - x_d| <= eps * s_d. In L2 it is the
+ellipsoid sum_d ((x'_d - x_d) / s_d)^2 <= eps^2, and PGD runs in the coordinates
+delta' = delta / s, where it is the plain L2 PGD above (eq. W):
+
+    g' = s * g_t,   x_{t+1} = clip_B( x + Proj_E( x_t - x + a * s * g' / ||g'||_2 ) ),
+    Proj_E(delta) = delta * min(1, eps / ||delta / s||_2),
+
+a steepest-ascent step in the weighted norm and the radial projection onto the ellipsoid in
+its own metric (the Euclidean projection onto an ellipsoid has no closed form).
+
 g_t is the gradient of the loss (``"ce"`` cross-entropy or ``"margin"``, the CW margin).
 Random start: uniform in the L-inf ball, or uniform in the L2 ball (direction ~ N(0, I),
 radius ~ eps * U^(1/d)), drawn from a ``torch.Generator`` seeded by ``random_state`` as
@@ -22,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advlab.attacks.evasion.base import NORMS, Attack, eps_to_pixels, input_gradient
+from advlab.attacks.evasion.base import NORMS, Attack, box_units, eps_to_pixels, input_gradient
 from advlab.attacks.evasion.criteria import Criterion
 from advlab.utils.validation import (
     Budget,
@@ -45,6 +56,28 @@ def project_l2(delta: torch.Tensor, eps: Budget) -> torch.Tensor:
     return delta * torch.clamp(eps / _flat_norm(delta), max=1.0)
 
 
+def _unit_free(delta: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+    """delta / s, the perturbation in the coordinates of eq. W (a frozen feature, s_d = 0,
+    has delta_d = 0 and stays 0)."""
+    return delta / torch.where(units > 0, units, 1.0)
+
+
+def _pgd_units(
+    units: BudgetLike | None, eps: BudgetLike, eps_units: str, std: object, norm: str, axis: int
+) -> torch.Tensor | None:
+    """The per-feature units of the budget as a float64 tensor (``check_units``), None for
+    none. An L2 budget in standardized units with one std per channel is the ellipsoid of the
+    units std_c (eq. W); units beside standardized eps units, or beside an array eps (the
+    units carry the per-feature part), are refused."""
+    if units is not None:
+        return box_units(units, eps, eps_units)
+    if norm == "l2" and eps_units == "standardized" and std is not None:
+        std_t = torch.as_tensor(std, dtype=torch.float64)
+        if std_t.numel() > 1:  # the L2 ball of the standardized inputs
+            return std_t.reshape(-1, *([1] * (-axis - 1)))
+    return None
+
+
 def seeded_generator(random_state: int | None) -> torch.Generator:
     """A local torch generator: seeded by ``random_state``, fresh entropy when None."""
     generator = torch.Generator()
@@ -64,9 +97,9 @@ class PGD(Attack):
         The classifier: an ``Model`` (module, input bounds,
         preprocessing) or a bare module, read as bounds (0, 1) and no preprocessing.
     eps : float or array-like
-        Budget, >= 0 and finite, in ``eps_units``; in L-inf also one per feature (an array of
-        the shape of one input, or broadcastable to it, such as (D,) for tabular rows; 0 where
-        a feature must not move): the box |x'_d - x_d| <= eps_d.
+        Budget, >= 0 and finite, in ``eps_units`` (or in ``units``); in L-inf also one per
+        feature (an array of the shape of one input, or broadcastable to it, such as (D,) for
+        tabular rows; 0 where a feature must not move): the box |x'_d - x_d| <= eps_d.
     max_iter : int
         Number of steps, >= 1.
     eps_step : float, array-like or None, default=None
@@ -81,7 +114,8 @@ class PGD(Attack):
         Cross-entropy or the C&W margin.
     eps_units : {"pixel", "standardized"}, default="pixel"
         Unit of ``eps`` and ``eps_step``: input units, or multiples of the model's per-channel
-        input std (L-inf; L2 needs one std for all channels).
+        input std (in L2 with one std per channel: the ellipsoid of those units, eq. W, the L2
+        ball of the standardized inputs).
     criterion : Criterion or None, default=None
         When a sample counts as adversarial; None means misclassification, targeted attacks
         pass ``TargetedMisclassification``.
@@ -89,6 +123,12 @@ class PGD(Attack):
         Samples per batch (memory, not results).
     early_stop : bool, default=False
         Stop moving a sample once the criterion holds.
+    units : array-like or None, default=None
+        Per-feature units s_d >= 0 (the shape of one input, or broadcastable to it; 0 freezes a
+        feature), with eps and eps_step one number each in multiples of them: the budget is
+        ||(x' - x) / s|| <= eps in ``norm`` (L-inf: the box eps * s_d; L2: an ellipsoid, eq.
+        W), and ``AttackResult.distances`` are measured in that weighted norm. ``eps_units``
+        must be 'pixel'. None: every feature in input units.
     """
 
     def __init__(
@@ -105,6 +145,7 @@ class PGD(Attack):
         criterion: Criterion | None = None,
         batch_size: int = 256,
         early_stop: bool = False,
+        units: BudgetLike | None = None,
     ) -> None:
         super().__init__(model, criterion, batch_size)
         self.early_stop = early_stop
@@ -114,22 +155,27 @@ class PGD(Attack):
         if loss not in ("ce", "margin"):
             raise ValueError(f"loss={loss!r}: use 'ce' or 'margin'")
         self.norm = norm
-        std = self.model.input_std
-        self.eps = eps_to_pixels(eps, eps_units, std, self.model.axis)
+        std, axis = self.model.input_std, self.model.axis
+        self.units = _pgd_units(units, eps, eps_units, std, norm, axis)
+        if self.units is not None:  # eps counts units (eq. W): in input units from here on
+            eps_units = "pixel"
+            if units is not None:  # the user's units: distances in their weighted norm
+                self.scale = self.units
         if eps_step is not None:
             check_budget("eps_step", eps_step)
+        self.eps = eps_to_pixels(eps, eps_units, std, axis)
         self.eps_step = (
-            self.eps / 4
-            if eps_step is None
-            else eps_to_pixels(eps_step, eps_units, std, self.model.axis)
+            self.eps / 4 if eps_step is None else eps_to_pixels(eps_step, eps_units, std, axis)
         )
         if norm == "l2" and any(
             isinstance(b, torch.Tensor) and b.numel() > 1 for b in (self.eps, self.eps_step)
         ):
             raise ValueError(
-                "an L2 budget is one number: per-feature budgets (an array eps, or "
-                "standardized units with one std per channel) are L-inf boxes; use norm='linf'"
+                "an L2 budget is one number: to give each feature its own units, pass "
+                "units=s (the ellipsoid ||delta / s||_2 <= eps), or use norm='linf' for a box"
             )
+        if norm == "linf" and self.units is not None:  # the box eps * s_d
+            self.eps, self.eps_step = self.eps * self.units, self.eps_step * self.units
         self.max_iter, self.loss = int(max_iter), loss
         self.random_start = random_start
         self.generator = seeded_generator(random_state)
@@ -145,20 +191,35 @@ class PGD(Attack):
         direction = torch.special.ndtri(uniform[:, :d].clamp(min=1e-300)).reshape(x.shape)
         radius = self.eps * uniform[:, d] ** (1.0 / d)
         delta = direction / _flat_norm(direction) * radius.view(-1, *([1] * (x.ndim - 1)))
+        if self.units is not None:  # the ball of eq. W's coordinates, back in input units
+            delta = delta * self.units
         return delta.to(x.device, x.dtype)
+
+    def _ellipsoid(self, x: torch.Tensor) -> torch.Tensor | None:
+        """An L2 budget's units on x's device, in its dtype (eq. W); None for the plain ball."""
+        if self.norm == "linf" or self.units is None:
+            return None
+        return self.units.to(x.device, x.dtype)
 
     def _perturb(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
         lo, hi = bounds_on(self.bounds, x)
         eps, eps_step = budget_on(self.eps, x), budget_on(self.eps_step, x)
+        units = self._ellipsoid(x)
         x_adv = clip(x + self._random_delta(x), self.bounds) if self.random_start else x.clone()
         active = torch.ones(len(x), dtype=torch.bool, device=x.device)
         if self.norm == "linf":  # the bounds box intersected with the eps-ball, a box per pixel
             lower, upper = (x - eps).clamp_(min=lo), (x + eps).clamp_(max=hi)
         for _ in range(self.max_iter):
             grad = input_gradient(self.model, x_adv, y, target, self.loss)
-            step = grad.sign_() if self.norm == "linf" else grad / _flat_norm(grad)
+            if self.norm == "linf":
+                step = grad.sign_()
+            elif units is None:
+                step = grad / _flat_norm(grad)
+            else:  # s * g' / ||g'||, g' = s * g: the steepest step in the weighted norm
+                grad = grad * units
+                step = grad * units / _flat_norm(grad)
             if self.early_stop:  # samples that already succeed stop moving
                 step = step * active.view(-1, *([1] * (x.ndim - 1)))
             if self.norm == "linf":  # clip(Proj(x_t + a s)) in one clamp, no x round trip
@@ -167,7 +228,11 @@ class PGD(Attack):
                 else:
                     x_adv = torch.clamp(x_adv.add_(step, alpha=eps_step), lower, upper)
             else:
-                delta = project_l2(x_adv + eps_step * step - x, eps)
+                delta = x_adv + eps_step * step - x
+                if units is None:
+                    delta = project_l2(delta, eps)
+                else:  # the radial projection onto the ellipsoid (eq. W)
+                    delta = delta * torch.clamp(eps / _flat_norm(_unit_free(delta, units)), max=1)
                 x_adv = clip(x + delta, self.bounds)
             if self.early_stop:
                 with torch.no_grad():

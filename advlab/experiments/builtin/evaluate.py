@@ -46,11 +46,13 @@ What is measured, per image i of the n attacked (all in the input's units):
   exceeds the smallest perturbation an L-inf attack found (must be 0).
 
 With ``eps_units: feature_std`` (tabular features in their own units) every budget eps stands
-for the per-feature L-inf box eps * std_d, std_d the standard deviation of feature d over the
-attacked inputs (0 for a constant feature, which no attack moves), and every distance is the
-weighted norm ||delta / std|| of the attack's norm: the budgeted attacks, the certificates and
-the programs take that box, and the minimisation attacks' perturbations are measured in that
-norm. Budgeted attacks are then L-inf (an L2 ball has no per-feature box) and advlab's own.
+for the weighted ball ||delta / std|| <= eps of the attack's norm, std_d the standard deviation
+of feature d over the attacked inputs (0 for a constant feature, which no attack moves): in
+L-inf the per-feature box eps * std_d, which the budgeted attacks, the certificates and the
+programs take, in L2 the ellipsoid sum_d (delta_d / std_d)^2 <= eps^2 of PGD's ``units``; every
+distance, the minimisation attacks' too, is measured in that weighted norm, and a budgeted
+attack's eps_step in params counts std units as eps does. Budgeted attacks are then
+advlab's own (torchattacks' take one budget for every feature).
 
 Every rate is over n images and carries ``n``: the report draws its Wilson 95 % interval. The
 units are (attack, budget, chunk of images) jobs that any executor runs; every worker must be
@@ -268,11 +270,11 @@ class AttackEntry(Strict):
             raise ValueError(f"{self.name} finds the smallest perturbation itself: drop eps")
         if any(not (math.isfinite(e) and e > 0) for e in self.eps):
             raise ValueError(f"eps must be finite and > 0, got {list(self.eps)}")
-        taken = {"model", "eps", "criterion", "eps_units", "random_state"} & set(self.params)
-        if taken:
+        taken = {"model", "eps", "criterion", "eps_units", "random_state", "units"}
+        if taken & set(self.params):
             raise ValueError(
-                f"params {sorted(taken)} are set by evaluate (eps is its own key, in input "
-                "units; the seed comes from the config's seed)"
+                f"params {sorted(taken & set(self.params))} are set by evaluate (eps is its own "
+                "key, in the config's eps_units; the seed comes from the config's seed)"
             )
         return self
 
@@ -323,8 +325,8 @@ class EvaluateConfig(ExperimentConfig):
         Seconds per mixed-integer program; an image whose program hits it stays unknown.
     eps_units : {"input", "feature_std"}
         What every budget and distance counts: the inputs' units, or multiples of each
-        feature's standard deviation over the attacked inputs (per-feature L-inf boxes, norms
-        weighted by std).
+        feature's standard deviation over the attacked inputs (norms weighted by std: per-feature
+        L-inf boxes, L2 ellipsoids).
     chunk_size : int
         Images per unit of work.
     batch_size : int
@@ -366,10 +368,6 @@ class EvaluateConfig(ExperimentConfig):
             if entry.name.startswith(TORCHATTACKS):
                 raise ValueError(f"eps_units: feature_std gives per-feature budgets, which "
                                  f"{entry.name} does not take: use advlab's fgsm, bim or pgd")  # fmt: skip
-            if entry.budgeted and str(entry.params.get("norm", "linf")).lower() == "l2":
-                raise ValueError(f"eps_units: feature_std gives per-feature L-inf boxes; "
-                                 f"{entry.id} is an L2 attack with a budget: give it norm linf, "
-                                 "or use eps_units: input")  # fmt: skip
         return self
 
     @field_validator("certify_bounds")
@@ -628,11 +626,27 @@ def _attack_kwargs(
 
 
 def _make_attack(
-    entry: AttackEntry, model: Model, eps: float | torch.Tensor | None, seed: int, batch: int
+    entry: AttackEntry,
+    model: Model,
+    eps: float | None,
+    seed: int,
+    batch: int,
+    units: np.ndarray | None = None,
 ) -> Attack:
+    """``entry``'s attack at the budget ``eps`` (None for a minimisation attack). With
+    per-feature ``units`` (``feature_units``) a budgeted attack takes them (eps and any
+    eps_step count multiples of them: the box eps * units in L-inf, the ellipsoid
+    ||delta / units||_2 <= eps in L2) and every attack measures its distances in their
+    weighted norm (``Attack.scale``)."""
     if entry.name.startswith(TORCHATTACKS):
         return _torchattacks(entry, model, eps, batch)
-    return ATTACKS[entry.name][0](model, **_attack_kwargs(entry, eps, seed, batch))
+    kwargs = _attack_kwargs(entry, eps, seed, batch)
+    if units is not None and eps is not None:
+        kwargs["units"] = torch.from_numpy(units)
+    attack = ATTACKS[entry.name][0](model, **kwargs)
+    if units is not None:
+        attack.scale = torch.from_numpy(units)
+    return attack
 
 
 def _clean_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[str, Any]:
@@ -670,12 +684,8 @@ def _attack_outcome(
 ) -> dict[str, Any]:
     """``entry``'s attack at ``eps`` on (x, y): per input, success and the perturbation's
     size, and the attack's norm (an attack unit's result; the plan's too). With per-feature
-    ``units`` the budget is the box eps * units and the size the weighted norm."""
-    attack = _make_attack(
-        entry, model, None if eps is None else per_feature_budget(eps, units), seed, batch
-    )
-    if units is not None:  # distances in the weighted norm (``Attack.scale``)
-        attack.scale = torch.from_numpy(units.reshape(-1))
+    ``units`` the budget is eps in their weighted norm, and so is the size (``_make_attack``)."""
+    attack = _make_attack(entry, model, eps, seed, batch, units)
     result = attack(x, y)
     assert result.distances is not None
     return {
@@ -1510,7 +1520,9 @@ def _examples_figure(ctx: RunContext, config: EvaluateConfig, ds: Dataset, model
             f"{p} (label {t})" for p, t in zip(model(x).argmax(1).tolist(), y.tolist(), strict=True)]}  # fmt: skip
     for entry in config.attacks:
         eps = max(entry.eps) if entry.eps else None
-        result = _make_attack(entry, model, eps, config.seed, config.batch_size)(x, y)
+        attack = _make_attack(entry, model, eps, config.seed, config.batch_size,
+                              _units(ctx, config))  # fmt: skip
+        result = attack(x, y)
         name = entry.id if eps is None else f"{entry.id} {eps:g}"
         rows[name] = result.x_adv.detach().cpu().numpy()
         captions[name] = [str(p) for p in result.pred.tolist()]
