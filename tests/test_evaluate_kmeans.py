@@ -18,7 +18,13 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler, minmax_scale
 from torch import nn
 
-from advlab.attacks.evasion import IFGSM, KMeansMinimalAttack, KMeansPGD, kmeans_certified_radius
+from advlab.attacks.evasion import (
+    IFGSM,
+    PGD,
+    KMeansMinimalAttack,
+    KMeansPGD,
+    kmeans_certified_radius,
+)
 from advlab.cli.main import main
 from advlab.cluster import KMeans, majority_vote_mapping
 from advlab.data import load_dataset
@@ -289,7 +295,11 @@ def test_a_preprocessing_is_attacked_in_the_inputs_units(tmp_path):
 
 MISTAKES = {
     "k above the rows": ({"n_clusters": 5000}, "n_clusters = 5000 > the 1437 training inputs"),
-    "budget zero": ({"eps": [0.0]}, "eps must hold finite L-inf budgets > 0"),
+    "budget zero": ({"eps": [0.0]}, "eps must hold finite budgets > 0"),
+    "an L2 budget through a network": (
+        {"features": {"factory": "tests.test_evaluate_kmeans:encoder", "weights": "x"},
+         "norm": "l2"}, "norm: l2 through features"),
+    "an unknown norm": ({"norm": "l1"}, "norm"),
     "other bounds": ({"surrogate": {"factory": "mlp", "train_epochs": 1, "bounds": [0, 255]}},
                      "surrogate.bounds [0, 255] differ from bounds [0, 1]"),
     "other shapes": ({"test": {"path": "SMALL"}}, "they must match"),
@@ -349,6 +359,130 @@ def test_a_mistake_is_one_line_before_any_work(tmp_path, capsys, what):
     assert not (tmp_path / "run" / "units").exists() or not any(
         (tmp_path / "run" / "units").iterdir()
     )
+
+
+def test_l2_budgets_are_those_of_the_l2_attacks_called_directly(serial, tmp_path, capsys):
+    """``norm: l2`` on the digits: every id reads l2 and equals the L2 attacks called directly
+    (the transfer PGD-L2 without random start, the white-box L2 PGD, the closed-form and exact
+    L2 minimal perturbations, the L2 Voronoi radius in [0, 1]^64); the bounds stay ordered,
+    results.json and the report name the norm."""
+    tmp, _ = serial
+    results = _run(tmp_path, _digits_config(norm="l2", eps=[0.5, 1.0]))
+    got = {c["id"]: c["ours"] for c in results["comparisons"]}
+    train = load_dataset("digits", "train")
+    test = load_dataset("digits", "test").subset(slice(0, 100))
+    km = KMeans(20, random_state=0).fit(train.data)
+    mapping = majority_vote_mapping(km.labels_, train.labels, 20)
+
+    def accuracy(x: torch.Tensor) -> float:
+        return 100 * float(
+            (mapping[km.predict(x.numpy().reshape(len(x), -1))] == test.labels).mean()
+        )
+
+    correct = mapping[km.predict(test.data)] == test.labels
+    x, y = torch.from_numpy(test.images), torch.from_numpy(test.labels)
+    radius = kmeans_certified_radius(km, test.data, "l2", mapping=mapping, bounds=(0.0, 1.0))
+    closed = KMeansMinimalAttack(km, mapping, "l2", "other-class")(x, y).distances.numpy()
+    exact = KMeansMinimalAttack(km, mapping, "l2", "other-class", exact=True, max_size=1.0)
+    exact_sizes = exact(x, y).distances.numpy()
+    net = Model(
+        train_classifier("mlp", train, epochs=3, seed=0, cache=Cache(tmp / "cache")).model.eval()
+    )
+    for eps in (0.5, 1.0):
+        transfer = PGD(net, eps=eps, max_iter=5, eps_step=eps / 4, norm="l2", random_start=False)
+        whitebox = KMeansPGD(km, mapping, eps=eps, max_iter=10, norm="l2")
+        assert got[f"transfer.l2.eps{eps:g}.accuracy"] == pytest.approx(
+            accuracy(_chunked(transfer, x, y))
+        )
+        assert got[f"whitebox.l2.eps{eps:g}.accuracy"] == pytest.approx(
+            accuracy(_chunked(whitebox, x, y))
+        )
+        for name, sizes in (("certified", radius), ("minimal", closed), ("exact", exact_sizes)):
+            expected = 100 * float((correct & (sizes > eps)).mean())
+            assert got[f"{name}.l2.eps{eps:g}.accuracy"] == pytest.approx(expected)
+        worst = got[f"worst_case.l2.eps{eps:g}.accuracy"]
+        assert (
+            got[f"certified.l2.eps{eps:g}.accuracy"]
+            <= worst
+            == got[f"exact.l2.eps{eps:g}.accuracy"]
+        )
+        assert all(
+            worst <= got[f"{a}.l2.eps{eps:g}.accuracy"] for a in ("transfer", "whitebox", "minimal")
+        )
+    assert (
+        0 < got["exact.l2.eps1.accuracy"] < got["exact.l2.eps0.5.accuracy"] < 100 * correct.mean()
+    )
+    assert got["kmeans.median_certified_radius"] == pytest.approx(np.median(radius[correct]))
+    assert not any(".linf." in key for key in got)
+    assert results["norm"] == "l2" and results["certified_but_attacked"] == {"eps0.5": 0, "eps1": 0}
+    assert results["exact_but_attacked"] == {"eps0.5": 0, "eps1": 0}
+    assert (tmp_path / "run" / "kmeans-l2.png").exists()
+    assert main(["report", str(tmp_path / "run"), "--markdown"]) == 0
+    assert "under L2 attacks" in capsys.readouterr().out
+
+
+def test_l2_ellipsoids_of_each_features_std_and_algorithm_1_in_l2(tmp_path):
+    """``norm: l2`` with ``eps_units: feature_std`` on raw wine rows behind a StandardScaler:
+    the white-box and transfer PGD attack the ellipsoid ||delta / std||_2 <= eps, the exact
+    minimum and the radius are measured in that norm, each equal to the functions called
+    directly; Algorithm 1 in L2 is ``KMeansAdversarialTraining`` with the surrogate's L2 PGD in
+    the same ellipsoid."""
+    from functools import partial
+
+    from sklearn.datasets import load_wine
+
+    X, labels = load_wine(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(X))
+    X, labels = X[order].astype(np.float32), labels[order]
+    np.savez(tmp_path / "train.npz", x=X[:130], y=labels[:130])
+    np.savez(tmp_path / "test.npz", x=X[130:], y=labels[130:])
+    torch.manual_seed(0)
+    net = rows_net(13, 16, 3).eval()
+    save_model(net, str(tmp_path / "net.safetensors"))
+    config = {"train": {"path": str(tmp_path / "train.npz")},
+              "test": {"path": str(tmp_path / "test.npz")}, "n_clusters": 6,
+              "surrogate": {"factory": "tests.test_evaluate_kmeans:rows_net",
+                            "kwargs": {"n_features": 13, "n_classes": 3},
+                            "weights": str(tmp_path / "net.safetensors"), "bounds": [None, None]},
+              "bounds": [None, None], "eps_units": "feature_std", "eps": [1.0], "norm": "l2",
+              "preprocess": {"factory": "sklearn.preprocessing:StandardScaler"},
+              "adversarial_training": {"eta": 0.5, "beta": 2, "eps_max": 1.0},
+              "chunk_size": 20}  # fmt: skip
+    results = _run(tmp_path / "a", config)
+    got = {c["id"]: c["ours"] for c in results["comparisons"]}
+    train, test, truth = X[:130], X[130:], labels[130:]
+    std = train.astype(np.float64).std(0)
+    pipe = make_pipeline(StandardScaler(), KMeans(6, random_state=0)).fit(train)
+    mapping = majority_vote_mapping(pipe.predict(train), labels[:130], 6)
+    correct = mapping[pipe.predict(test)] == truth
+    x, y = torch.from_numpy(test), torch.from_numpy(truth)
+    radius = kmeans_certified_radius(pipe, test, "l2", mapping=mapping, scale=std)
+    exact_sizes = KMeansMinimalAttack(pipe, mapping, "l2", "other-class", bounds=None,
+                                      exact=True, max_size=1.0, scale=std)(x, y).distances.numpy()  # fmt: skip
+    surrogate = Model(net, bounds=(-np.inf, np.inf))
+    l2 = partial(PGD, norm="l2", random_start=False, units=std)
+    for attack, adv in (
+        ("whitebox", _chunked(KMeansPGD(pipe, mapping, eps=1.0, max_iter=20, norm="l2", bounds=None,
+                                        units=std), x, y)),
+        ("transfer", _chunked(l2(surrogate, eps=1.0, max_iter=10, eps_step=0.25), x, y)),
+    ):  # fmt: skip
+        sizes = ((adv.double() - x.double()) / torch.from_numpy(std)).norm(dim=1)
+        assert float(sizes.max()) <= 1.0 + 1e-5  # (the attacks compute in float32)
+        still = mapping[pipe.predict(adv.numpy())] == truth
+        assert got[f"{attack}.l2.eps1.accuracy"] == pytest.approx(100 * still.mean())
+    assert got["certified.l2.eps1.accuracy"] == pytest.approx(100 * (correct & (radius > 1)).mean())
+    assert got["exact.l2.eps1.accuracy"] == pytest.approx(
+        100 * (correct & (exact_sizes > 1)).mean()
+    )
+    assert got["certified.l2.eps1.accuracy"] <= got["exact.l2.eps1.accuracy"] < 100 * correct.mean()
+    attack = SurrogateAttack(surrogate, labels[:130], "pixel", max_iter=10, attack_cls=l2)
+    est = KMeansAdversarialTraining(6, eta=0.5, beta=2, attack=attack, eps_max=1.0,
+                                    random_state=0, preprocess=StandardScaler()).fit(train)  # fmt: skip
+    trained = make_pipeline(est.preprocess_, est.kmeans_)
+    mapping = majority_vote_mapping(est.labels_, labels[:130], 6)
+    clean = mapping[trained.predict(test)] == truth
+    assert got["trained.kmeans.clean_accuracy"] == pytest.approx(100 * clean.mean())
+    assert [h["eps"] for h in results["training_history"]] == [0.0, 0.5, 1.0]
 
 
 TRAINING = {"eta": 0.5, "beta": 3, "eps_max": 0.2}

@@ -11,7 +11,7 @@ surrogate network, as a run and a report (Omari et al.'s protocol, any data set)
       factory: mypackage.nets:build       # or a zoo name with train_epochs (trained on train)
       weights: net.safetensors
       preprocessing: {mean: [0.5], std: [0.25]}
-    eps: [0.05, 0.1, 0.2]                 # L-inf, in the inputs' units
+    eps: [0.05, 0.1, 0.2]                 # L-inf (norm: l2 for L2), in the inputs' units
     preprocess:                           # optional: what k-means clusters (any affine steps)
       factory: mypackage.pipes:scale_and_reduce   # e.g. returns make_pipeline(StandardScaler(), PCA(50))
     features:                             # optional: k-means clusters your network's embedding
@@ -78,6 +78,17 @@ and the certificates through ``features`` take that box; the minimal
 perturbations and the certified radius are measured in the weighted norm max_d |delta_d| / std_d
 (``scale``), so "size > eps" is still "beyond the budget".
 
+With ``norm: l2`` every budget, size and radius is an L2 one, and every id reads ``l2`` where
+it reads ``linf`` above: the transfer attack (and Algorithm 1's) is I-FGSM's L2 analogue, PGD
+without random start (``max_iter`` steps of eps / 4 along the normalised gradient), the
+white-box PGD is L2, the minimal perturbations are the closest points in L2 (closed form, and
+with ``exact`` the projection onto each candidate cell, eq. D of
+``advlab.attacks.evasion.kmeans_minimal``) and the certified radius is the L2 distance to the
+nearest bisecting hyperplane (eq. R). With ``feature_std`` the ball is the ellipsoid
+||delta / std||_2 <= eps (PGD's ``units``, the minimal attack's and the radius' ``scale``).
+Through ``features`` the certificates and programs are L-inf ones: ``norm: l2`` is refused
+there.
+
 The true robust accuracy lies between the certified and the worst-case figure, and with
 ``exact`` it is the exact figure; the transfer attack says how much of it a black-box attacker
 without k-means reaches. ``certified_but_attacked`` counts inputs certified yet broken by an
@@ -99,7 +110,14 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from sklearn.pipeline import Pipeline
 
-from advlab.attacks.evasion import IFGSM, KMeansMinimalAttack, KMeansPGD, kmeans_certified_radius
+from advlab.attacks.evasion import (
+    IFGSM,
+    PGD,
+    Attack,
+    KMeansMinimalAttack,
+    KMeansPGD,
+    kmeans_certified_radius,
+)
 from advlab.attacks.evasion.base import model_device
 from advlab.attacks.evasion.kmeans_pgd import kmeans_model
 from advlab.cluster import KMeans, KMeansCells, affine_map, kmeans_cells, majority_vote_mapping
@@ -168,7 +186,7 @@ class AdversarialTrainingSpec(Strict):
     beta : int
         Steps; step s trains on eps = s / beta * eps_max.
     eps_max : float
-        L-inf training budget of the last step, > 0, in the inputs' units.
+        Training budget of the last step (in the run's ``norm``), > 0, in the inputs' units.
     continuous : bool
         Start each step from the previous step's centres (the paper).
     """
@@ -210,7 +228,9 @@ class EvaluateKMeansConfig(ExperimentConfig):
         The network the transfer attack is crafted on (a zoo name with ``train_epochs`` is
         trained on ``train``); None: no transfer attack.
     eps : tuple of float
-        L-inf budgets, > 0, in the inputs' units (``eps_units``).
+        Budgets in ``norm``, > 0, in the inputs' units (``eps_units``).
+    norm : {"linf", "l2"}
+        The norm of every budget, perturbation size and radius.
     eps_units : {"input", "feature_std"}
         "input": every feature gets the budget eps, in the inputs' units; "feature_std": each
         feature d gets eps * std_d, its standard deviation over the training inputs.
@@ -253,6 +273,7 @@ class EvaluateKMeansConfig(ExperimentConfig):
     surrogate: ModelSpec | None = None
     heldout_surrogate: ModelSpec | None = None
     eps: tuple[float, ...]
+    norm: Literal["linf", "l2"] = "linf"
     eps_units: Literal["input", "feature_std"] = "input"
     bounds: BoundsSpec = (0.0, 1.0)
     adversarial_training: AdversarialTrainingSpec | None = None
@@ -275,7 +296,7 @@ class EvaluateKMeansConfig(ExperimentConfig):
     @classmethod
     def _budgets(cls, eps: tuple[float, ...]) -> tuple[float, ...]:
         if not eps or any(not (math.isfinite(e) and e > 0) for e in eps):
-            raise ValueError(f"eps must hold finite L-inf budgets > 0, got {list(eps)}")
+            raise ValueError(f"eps must hold finite budgets > 0, got {list(eps)}")
         return tuple(sorted(set(eps)))
 
     @model_validator(mode="after")
@@ -285,6 +306,9 @@ class EvaluateKMeansConfig(ExperimentConfig):
         if self.features is not None and self.adversarial_training is not None:
             raise ValueError("adversarial_training refits k-means on perturbed inputs, not on "
                              "a network's features: leave one of them out")  # fmt: skip
+        if self.features is not None and self.norm == "l2":
+            raise ValueError("norm: l2 through features: the certificates and exact programs "
+                             "through a network are L-inf ones; use norm: linf")  # fmt: skip
         if self.features is not None and self.features.weights is None:
             raise ValueError("features takes your network with its weights (train_epochs "
                              "trains a classifier)")  # fmt: skip
@@ -413,6 +437,7 @@ _LOADED: dict[str, tuple[Dataset, Dataset, dict[str, Model], Model | None, str, 
 NETWORKS = {"surrogate": "transfer", "heldout_surrogate": "heldout"}  # config key -> attack id
 EPS_UNITS = {"input": "", "feature_std": " (eps in multiples of each feature's training std)"}
 AXIS_UNITS = {"input": "input units", "feature_std": "multiples of each feature's training std"}
+NORM_WORDS = {"linf": "L-inf", "l2": "L2"}
 
 
 def _loaded(
@@ -496,7 +521,8 @@ def _unit(
     correctly under each network's transfer attack (crafted once, judged by every k-means) and
     under the white-box PGD on that k-means."""
     _, test, networks = _loaded(ctx, config)
-    features, budget = _features(ctx, config), per_feature_budget(eps, _units(ctx, config))
+    features, units = _features(ctx, config), _units(ctx, config)
+    budget = per_feature_budget(eps, units)
     assert test.images is not None
     sl = slice(start, start + config.chunk_size)
     x = torch.from_numpy(test.images[sl]).to(config.device)
@@ -506,18 +532,43 @@ def _unit(
         pred = mapping[km.predict(_clustered(config, features, adv))]
         return (pred == test.labels[sl]).tolist()
 
-    transfer = {attack: IFGSM(network, eps=budget, max_iter=config.max_iter,
-                              eps_step=budget / 4, batch_size=config.batch_size)(x, y).x_adv
+    transfer = {attack: _transfer_attack(config, network, eps, units)(x, y).x_adv
                 for attack, network in networks.items()}  # fmt: skip
     out: dict[str, Any] = {}
     for prefix, (km, mapping) in models.items():
         part = {attack: still_correct(km, mapping, adv) for attack, adv in transfer.items()}
-        whitebox = KMeansPGD(km, mapping, eps=budget, max_iter=config.whitebox_iter,
-                             bounds=_box(ctx, config), batch_size=config.batch_size,
-                             features=features)  # fmt: skip
+        ball = {"eps": budget} if config.norm == "linf" else {"eps": eps, "units": _torch(units)}
+        whitebox = KMeansPGD(km, mapping, **ball, max_iter=config.whitebox_iter,
+                             norm=config.norm, bounds=_box(ctx, config),
+                             batch_size=config.batch_size, features=features)  # fmt: skip
         part["whitebox"] = still_correct(km, mapping, whitebox(x, y).x_adv)
         out[prefix] = part
     return out
+
+
+def _torch(units: Units) -> torch.Tensor | None:
+    """Per-feature units as an attack's ``units`` (a float64 tensor), None as None."""
+    return None if units is None else torch.from_numpy(units)
+
+
+def _l2_ifgsm(units: Units) -> Any:
+    """I-FGSM's L2 analogue as an attack class taking I-FGSM's arguments: PGD in L2 without
+    random start, in the ellipsoid of the per-feature ``units``, if any."""
+    return partial(PGD, norm="l2", random_start=False, units=_torch(units))
+
+
+def _transfer_attack(
+    config: EvaluateKMeansConfig, network: Model, eps: float, units: Units
+) -> Attack:
+    """The transfer attack at eps on ``network``: I-FGSM (``max_iter`` steps of eps / 4, Omari
+    et al.'s) in the L-inf ball, the box eps * units with per-feature ``units``; with
+    ``norm: l2`` its L2 analogue (``_l2_ifgsm``)."""
+    if config.norm == "linf":
+        budget = per_feature_budget(eps, units)
+        return IFGSM(network, eps=budget, max_iter=config.max_iter, eps_step=budget / 4,
+                     batch_size=config.batch_size)  # fmt: skip
+    return _l2_ifgsm(units)(network, eps=eps, max_iter=config.max_iter,
+                                    eps_step=eps / 4, batch_size=config.batch_size)  # fmt: skip
 
 
 def _minimal_unit(
@@ -562,7 +613,7 @@ def _minimal_sizes(
     ``features`` also the ``certificate``'s radius of each correct input (``radius``)."""
     out = {}
     if features is None:
-        closed = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
+        closed = KMeansMinimalAttack(km, mapping, norm=config.norm, target="other-class",
                                      bounds=box, batch_size=config.batch_size,
                                      scale=units)  # fmt: skip
         distances = closed(x, y).distances
@@ -611,7 +662,7 @@ def _median_radius(
 ) -> dict[str, Any]:
     """The comparison ``<prefix>kmeans.median_certified_radius``: the median certified radius
     of the correctly classified inputs (0 without any), in the budgets' units."""
-    unit = "linf" if config.eps_units == "input" else "linf (feature std)"
+    unit = config.norm if config.eps_units == "input" else f"{config.norm} (feature std)"
     median = float(np.median(radius[correct])) if correct.any() else 0.0
     return {"id": f"{prefix}kmeans.median_certified_radius", "paper": None, "unit": unit,
             "ours": median}  # fmt: skip
@@ -627,13 +678,13 @@ def _exact_sizes(
     features: Model | None,
     units: Units = None,
 ) -> np.ndarray:
-    """The exact minimal L-inf perturbation (weighted by the per-feature ``units``, if any) of
-    inputs k-means classifies correctly, up to the largest eps (inf beyond it): a linear
-    program per candidate cell, or through ``features`` mixed-integer programs (nan where one
-    hit the time limit)."""
+    """The exact minimal perturbation in the run's norm (weighted by the per-feature ``units``,
+    if any) of inputs k-means classifies correctly, up to the largest eps (inf beyond it): a
+    program per candidate cell (eq. LP or D), or through ``features`` mixed-integer programs
+    (L-inf; nan where one hit the time limit)."""
     largest = max(config.eps)
     if features is None:
-        exact = KMeansMinimalAttack(km, mapping, norm="linf", target="other-class",
+        exact = KMeansMinimalAttack(km, mapping, norm=config.norm, target="other-class",
                                     bounds=box, batch_size=config.batch_size,
                                     exact=True, max_size=largest, scale=units)  # fmt: skip
         found = exact(x, y).distances
@@ -717,13 +768,14 @@ def _radius(
     data: np.ndarray,
     mapping: np.ndarray,
     units: Units = None,
+    norm: str = "linf",
 ) -> np.ndarray:
-    """The certified class-aware L-inf radius of each row of ``data`` (flattened inputs)
+    """The certified class-aware radius in ``norm`` of each row of ``data`` (flattened inputs)
     inside the inputs' ``box`` (none when every side is open), weighted by the per-feature
     ``units``, if any."""
     lo, hi = flat_bounds(box, tuple(data.shape[1:]))
     bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
-    return kmeans_certified_radius(km, data, "linf", mapping=mapping,
+    return kmeans_certified_radius(km, data, norm, mapping=mapping,
                                    bounds=(lo, hi) if bounded else None, scale=units)  # fmt: skip
 
 
@@ -754,8 +806,13 @@ def _training_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, A
     assert spec is not None and train.images is not None
     history, state = ctx.load_steps(TRAINING)
     resume = None if state is None else (history[-1]["step"], state["centers"])
-    attack = SurrogateAttack(surrogate, train.labels, "pixel", config.max_iter,
-                             batch_size=config.batch_size, units=_units(ctx, config))  # fmt: skip
+    units = _units(ctx, config)
+    attack = (SurrogateAttack(surrogate, train.labels, "pixel", config.max_iter,
+                              batch_size=config.batch_size, units=units)
+              if config.norm == "linf" else
+              SurrogateAttack(surrogate, train.labels, "pixel", config.max_iter,
+                              batch_size=config.batch_size,
+                              attack_cls=_l2_ifgsm(units)))  # fmt: skip
     est = KMeansAdversarialTraining(config.n_clusters, eta=spec.eta, beta=spec.beta,
                                     attack=attack, eps_max=spec.eps_max,
                                     continuous=spec.continuous, random_state=config.seed,
@@ -791,8 +848,8 @@ def summarise(
     correct : ndarray of bool, shape (n,)
         Clean inputs k-means classifies correctly.
     radius : ndarray of shape (n,), or dict
-        Their class-aware L-inf certified radius; or, through a ``features`` network (no
-        radius), eps -> per input whether it is certified at eps.
+        Their class-aware certified radius in the run's norm; or, through a ``features``
+        network (no radius), eps -> per input whether it is certified at eps.
     outcomes : dict
         eps -> attack (transfer, whitebox, minimal) -> per input, still correctly classified.
     prefix : str, default=''
@@ -811,18 +868,18 @@ def summarise(
     curve: dict[str, Any] = {"eps": list(config.eps), "attacks": {a: {"eps": list(config.eps),
                              "accuracy": []} for a in attacks}, "worst_case": [],
                              "certified": {"eps": list(config.eps), "accuracy": []}}  # fmt: skip
-    contradicted, beaten = {}, {}
+    contradicted, beaten, norm = {}, {}, config.norm
     for eps in config.eps:
         key = eps_key(eps)
         for attack in attacks:
-            rate = rate_comparison(f"{prefix}{attack}.linf.{key}.accuracy", outcomes[eps][attack])
+            rate = rate_comparison(f"{prefix}{attack}.{norm}.{key}.accuracy", outcomes[eps][attack])
             comparisons.append(rate)
             curve["attacks"][attack]["accuracy"].append(rate["ours"])
         worst = np.logical_and.reduce([outcomes[eps][a] for a in attacks]) & correct
         certified = correct & (radius[eps] if isinstance(radius, dict) else radius > eps)
         for name, hits, line in (("worst_case", worst, curve["worst_case"]),
                                  ("certified", certified, curve["certified"]["accuracy"])):  # fmt: skip
-            rate = rate_comparison(f"{prefix}{name}.linf.{key}.accuracy", hits)
+            rate = rate_comparison(f"{prefix}{name}.{norm}.{key}.accuracy", hits)
             comparisons.append(rate)
             line.append(rate["ours"])
         contradicted[key] = int((certified & ~worst).sum())
@@ -836,7 +893,7 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
     """k-means accuracy per budget under each attack, with the certified lower bound (and the
     same for Algorithm 1's k-means)."""
     by_id = {c["id"]: c["ours"] for c in results["comparisons"]}
-    tables = []
+    tables, norm = [], results.get("norm", "linf")
     for prefix, curve in (("", results["curve"]), ("trained.", results.get("trained_curve"))):
         if curve is None:
             continue
@@ -844,9 +901,9 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
         rows = []
         for eps in curve["eps"]:
             key = eps_key(eps)
-            rows.append([f"{eps:g}", *(f"{by_id[f'{prefix}{a}.linf.{key}.accuracy']:.1f}" for a in attacks),
-                         f"{by_id[f'{prefix}worst_case.linf.{key}.accuracy']:.1f}",
-                         f"{by_id[f'{prefix}certified.linf.{key}.accuracy']:.1f}"])  # fmt: skip
+            rows.append([f"{eps:g}", *(f"{by_id[f'{prefix}{a}.{norm}.{key}.accuracy']:.1f}" for a in attacks),
+                         f"{by_id[f'{prefix}worst_case.{norm}.{key}.accuracy']:.1f}",
+                         f"{by_id[f'{prefix}certified.{norm}.{key}.accuracy']:.1f}"])  # fmt: skip
         name = "k-means" if not prefix else "Algorithm 1's k-means"
         if config.get("features"):
             name += f" on {config['features']['factory']}'s features"
@@ -854,7 +911,7 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
             name += f" behind {config['preprocess']['factory']}"
         title = (f"{name} (k = {config['n_clusters']}) accuracy (%) on {results['n_test']} test "
                  f"inputs of {results['data']}, clean {by_id[f'{prefix}kmeans.clean_accuracy']:.1f} %, "
-                 f"under L-inf attacks{EPS_UNITS[config.get('eps_units', 'input')]}"
+                 f"under {NORM_WORDS[norm]} attacks{EPS_UNITS[config.get('eps_units', 'input')]}"
                  f"{'; ' + PER_FEATURE_WORDS[results['bounds']] if 'bounds' in results else ''}, "
                  "and its certified lower bound")  # fmt: skip
         if "certificate" in results:  # through a features network: which bounds, and the
@@ -913,7 +970,8 @@ def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
         if spec.train_epochs is not None:
             attacks.append({**net, "what": f"training {which} ({spec.train_epochs} epochs)",
                             "images": len(train), "steps": spec.train_epochs, "units": 1})  # fmt: skip
-        attacks.append({**net, "what": f"{label} I-FGSM ({budgets} budgets)",
+        name = "I-FGSM" if config.norm == "linf" else "PGD-L2"
+        attacks.append({**net, "what": f"{label} {name} ({budgets} budgets)",
                         "images": budgets * len(test), "steps": config.max_iter,
                         "units": budgets * chunks})  # fmt: skip
         training = config.adversarial_training
@@ -969,7 +1027,7 @@ def _timed_kmeans(
         if features is None:
             data = test.data[pick[group]]
             _minimal_sizes(config, box, km, mapping, x[group], y[group], data, units=units)
-            _radius(box, km, data, mapping, units)
+            _radius(box, km, data, mapping, units, config.norm)
             return
         data = _clustered(config, features, x[group])
         _minimal_sizes(config, box, km, mapping, x[group], y[group], data, features, units,
@@ -1047,7 +1105,8 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
             name += f" on {config.features.factory}'s features"
         if config.preprocess is not None:
             name += f" behind {config.preprocess.factory}"
-        plot_attack_curves(part["curve"], "linf", ctx.path(f"kmeans-{prefix}linf".replace(".", "-")),
+        plot_attack_curves(part["curve"], config.norm,
+                           ctx.path(f"kmeans-{prefix}{config.norm}".replace(".", "-")),
                            f"{name} (k = {config.n_clusters}) on {test.name} ({len(test)} inputs)",
                            f"certified ({certificate}{' bounds' if features else ''}), lower bound",
                            AXIS_UNITS[config.eps_units])  # fmt: skip
@@ -1055,6 +1114,8 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
            **summary}  # fmt: skip
     if config.eps_units != "input":
         out["eps_units"] = config.eps_units
+    if config.norm != "linf":  # (nothing for L-inf, so earlier results read as before)
+        out["norm"] = config.norm
     if config.preprocess is not None:
         out["preprocess"] = config.preprocess.factory
     if config.features is not None:
@@ -1085,7 +1146,8 @@ def _measure(
     data = test.data if features is None else _clustered(config, features, test.images)
     for prefix, (km, mapping) in models.items():
         correct = mapping[km.predict(data)] == test.labels
-        radius = (_radius(_box(ctx, config), km, data, mapping, units) if features is None
+        radius = (_radius(_box(ctx, config), km, data, mapping, units, config.norm)
+                  if features is None
                   else _certified_through(config, km, mapping, torch.from_numpy(test.images),
                                           features, _certificate(ctx, config), units))  # fmt: skip
         ctx.log.info("%sk-means clean accuracy %.2f %% on %d test inputs", prefix,
