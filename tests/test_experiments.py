@@ -205,6 +205,16 @@ def test_profiles_are_yaml_files_that_advlab_run_reads():
     assert get_experiment("omari2024").profiles["quick"]["n_clusters"] == 200
 
 
+def test_the_committed_configs_validate():
+    """Every YAML file in configs/ (the runs the README quotes) names an experiment and holds
+    only keys its config takes, with valid values."""
+    paths = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert len(paths) >= 20
+    for path in paths:
+        name, raw = read_config_file(path)
+        validate_config(get_experiment(name).config_cls, raw, str(path))
+
+
 def test_set_reaches_keys_inside_blocks():
     """--set data.n=100 sets n inside data and keeps the block's other keys; a dotted key
     through a value that is not a block, and an unknown key inside one, are named."""

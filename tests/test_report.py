@@ -115,6 +115,7 @@ def test_readme_has_a_block_for_every_committed_run():
         "evaluate-clustering",
         "evaluate-kmeans",
         "evaluate-kmeans-mnist",
+        "evaluate-kmeans-digits-l2",
         "evaluate-mnist-small_cnn",
     }
     assert set(_readme_blocks()) == committed
