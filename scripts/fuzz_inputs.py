@@ -643,6 +643,13 @@ def _per_feature_budget_cases(
          lambda: FGSM(net, eps=0.1, eps_units="standardized", units=wide)),
         ("KMeansPGD-l2 units negative", "units",
          lambda: KMeansPGD(km, None, 0.5, 2, norm="l2", units=-wide)(x, y)),
+        ("is_certified_linear-l2 with a per-feature eps", "L2",
+         lambda: is_certified_linear(net, x, y, wide, norm="l2")),
+        ("is_certified_linear norm='l3'", "norm", lambda: is_certified_linear(net, x, y, 0.1, norm="l3")),
+        ("is_certified_linear-l2 units of 3 for (1, 4, 4)", "units",
+         lambda: is_certified_linear(net, x, y, 0.1, norm="l2", units=[1.0] * 3)),
+        ("certified_radius-l2 by interval bounds", "interval",
+         lambda: certified_radius(net, x, y, 0.1, method="interval", norm="l2")),
     ):  # fmt: skip
         add(name, token, call)
 

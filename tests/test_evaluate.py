@@ -355,6 +355,38 @@ def test_certified_radii_are_those_of_the_bisection_and_below_every_attack(
     assert len(timed) == 2 and "(linear bounds) up to 0.3" in timed[1]
 
 
+def test_l2_certificates_and_radii_are_the_linear_bounds_and_below_every_l2_attack(
+    user_files, tmp_path, capsys
+):
+    """``certify_norm: l2`` with linear bounds: each certified accuracy and the median radius
+    are those of ``is_certified_linear`` and ``certified_radius`` with norm l2 on the user's
+    network, no certified image or radius is beaten by the L2 attacks (DeepFool, L2 PGD), the
+    L-inf ids are absent, and the plan times the L2 certificate."""
+    attacks = [{"name": "deepfool", "params": {"max_iter": 20}},
+               {"name": "pgd", "label": "pgd2", "eps": [1.0], "params": {"norm": "l2", "max_iter": 10}}]  # fmt: skip
+    config = _config(user_files, attacks=attacks, certify=[0.2, 0.45], certify_radius=1.0,
+                     certify_norm="l2", certify_bounds=["linear"])  # fmt: skip
+    results = _run(tmp_path, config)
+    got, x, y, net = _by_id(results), user_files["x"], user_files["y"], Model(user_files["net"])
+    correct = (net(x).argmax(1) == y).numpy()
+    for eps in (0.2, 0.45):
+        hits = is_certified_linear(net, x, y, eps, norm="l2").numpy()
+        assert got[f"linear.l2.eps{eps:g}.certified_accuracy"] == pytest.approx(100 * hits.mean())
+    assert (
+        0 < got["linear.l2.eps0.45.certified_accuracy"] < got["linear.l2.eps0.2.certified_accuracy"]
+    )
+    radii = certified_radius(net, x, y, 1.0, norm="l2")
+    assert got["linear.l2.median_certified_radius"] == pytest.approx(np.median(radii[correct]))
+    assert results["radius_but_attacked"] == {"linear": 0}
+    assert results["certified_but_attacked"] == {"linear.eps0.2": 0, "linear.eps0.45": 0}
+    assert not any(".linf." in key for key in got)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "evaluate", **config}))
+    assert main(["plan", str(path), "--json"]) == 0
+    timed = [a["what"] for a in json.loads(capsys.readouterr().out)["attacks"]]
+    assert any(w.startswith("linear certificate at eps 0.45") for w in timed)
+
+
 def test_the_quick_profile_trains_a_zoo_model_on_the_digits(tmp_path):
     """The built-in default: an MLP trained here on the 8x8 digits' training split, attacked on
     their test split (no file of the user's, no download)."""
@@ -430,6 +462,11 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
     if what == "per-feature budgets for torchattacks":
         return _config(files, eps_units="feature_std",
                        attacks=[{"name": "torchattacks:PGD", "eps": [0.1]}])  # fmt: skip
+    if what == "L2 certificates by interval bounds":
+        return _config(files, certify=[0.1], certify_norm="l2")
+    if what == "L2 certificates without an L2 attack":
+        return _config(files, attacks=[{"name": "fgsm", "eps": [0.1]}], eps_grid={},
+                       certify=[0.1], certify_norm="l2", certify_bounds=["linear"])  # fmt: skip
     if what == "units in an attack's params":
         return _config(files, eps_units="feature_std",
                        attacks=[{"name": "pgd", "eps": [0.1], "params": {"units": [1.0]}}])  # fmt: skip
@@ -459,6 +496,8 @@ MISTAKES = {
     "radii without an L-inf attack": "certify_radius gives a lower bound on L-inf robust",
     "per-feature budgets for torchattacks": "torchattacks:PGD does not take",
     "units in an attack's params": "params ['units'] are set by evaluate",
+    "L2 certificates by interval bounds": "certify_norm: l2 takes linear bounds only",
+    "L2 certificates without an L2 attack": "certify gives a lower bound on L2 robust accuracy",
 }
 
 

@@ -1,4 +1,4 @@
-"""Certified L-inf radii, by bisection on a sound certificate.
+"""Certified L-inf (and, by linear bounds, L2) radii, by bisection on a sound certificate.
 
 A certificate C(x, eps) that holds only where every input of the eps-box around x keeps its
 class (interval bounds, linear bounds) gives each input the certified radius
@@ -11,7 +11,9 @@ The radius returned is lo, an eps the certificate itself proved, so it is sound 
 is not monotone in eps; where C is monotone (a larger box gives looser bounds) it is within
 tol * eps_max below the largest certified eps. 0 where no positive eps is certified
 (misclassified inputs among them). With per-feature units ``scale`` the box at eps is
-|x'_d - x_d| <= eps * s_d, and the radius is in the weighted norm max_d |delta_d| / s_d.
+|x'_d - x_d| <= eps * s_d, and the radius is in the weighted norm max_d |delta_d| / s_d. With
+``norm="l2"`` (linear bounds of a classifier) the ball at eps is ||(x' - x) / s||_2 <= eps
+(``is_certified_linear(..., norm="l2")``), and the radius is an L2 one.
 
 For a classifier (``certified_radius``) C is ``is_certified`` (interval bounds) or
 ``is_certified_linear`` (linear bounds); for a k-means on the inputs, behind affine steps or on
@@ -34,7 +36,12 @@ from advlab.cluster import kmeans_cells
 from advlab.defenses.interval_bounds import _labels, _margin_bounds, input_box
 from advlab.defenses.kmeans_ibp import kmeans_is_certified
 from advlab.defenses.kmeans_milp import _Problem
-from advlab.defenses.milp_verification import _checked, _layer_bounds, _margin_lower
+from advlab.defenses.milp_verification import (
+    _checked,
+    _layer_bounds,
+    _margin_lower,
+    linear_input_set,
+)
 from advlab.models.wrapper import at_least_float32
 from advlab.utils.progress import progress
 from advlab.utils.validation import (
@@ -86,10 +93,15 @@ def bisect_radius(
     return out
 
 
-def _search_checks(eps_max: Any, tol: Any, method: str) -> tuple[float, float]:
-    """``eps_max`` (> 0, finite), ``tol`` (in (0, 1)) and ``method`` checked."""
+def _search_checks(eps_max: Any, tol: Any, method: str, norm: str = "linf") -> tuple[float, float]:
+    """``eps_max`` (> 0, finite), ``tol`` (in (0, 1)), ``method`` and ``norm`` checked."""
     if method not in METHODS:
         raise ValueError(f"method={method!r}: use one of {METHODS}")
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"norm={norm!r}: use 'linf' or 'l2'")
+    if norm == "l2" and method != "linear":
+        raise ValueError("interval bounds certify L-inf boxes only: use method='linear' for "
+                         "an L2 radius")  # fmt: skip
     eps_max = check_number("eps_max", eps_max, 0.0, low_open=True)
     tol = check_number("tol", tol, 0.0, 1.0, low_open=True)
     return eps_max, tol
@@ -113,9 +125,11 @@ def certified_radius(
     method: str = "linear",
     scale: BudgetLike | None = None,
     tol: float = 1e-3,
+    norm: str = "linf",
 ) -> np.ndarray:
-    """Per input, its certified L-inf radius (eq. B) under linear (``is_certified_linear``)
-    or interval (``is_certified``) bounds, inside the model's bounds.
+    """Per input, its certified radius (eq. B) under linear (``is_certified_linear``) or
+    interval (``is_certified``) bounds, inside the model's bounds: L-inf, or with linear bounds
+    L2.
 
     Parameters
     ----------
@@ -132,38 +146,44 @@ def certified_radius(
         The certificate.
     scale : float, array-like or None, default=None
         Per-feature units (the shape of one input, or broadcastable to it; 0 freezes a
-        feature): the box at eps is eps * scale_d; None: the L-inf ball.
+        feature): the box at eps is eps * scale_d (in L2 the ellipsoid
+        ||delta / scale||_2 <= eps); None: the plain ball.
     tol : float, default=1e-3
         Bisection tolerance, relative to eps_max, in (0, 1).
+    norm : {"linf", "l2"}, default="linf"
+        The norm of the radius; "l2" with ``method="linear"`` only.
 
     Returns
     -------
     ndarray of shape (N,), float64
         The radii: eps_max where certified at eps_max, 0 where at no positive eps.
     """
-    eps_max, tol = _search_checks(eps_max, tol, method)
-    build = _linear_certificate if method == "linear" else _interval_certificate
-    return bisect_radius(build(model, x, y, scale), len(x), eps_max, tol,
-                         f"certified radius ({method})")  # fmt: skip
+    eps_max, tol = _search_checks(eps_max, tol, method, norm)
+    if method == "linear":
+        certificate = _linear_certificate(model, x, y, scale, norm)
+    else:
+        certificate = _interval_certificate(model, x, y, scale)
+    return bisect_radius(certificate, len(x), eps_max, tol, f"certified radius ({method})")
 
 
 def _linear_certificate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, scale: BudgetLike | None
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, scale: BudgetLike | None, norm: str
 ) -> Callable[[int, float], bool]:
-    """``is_certified_linear`` of input i at eps (box eps * scale), its network's chain read
-    once: every linear lower bound of z_y - z_j above 0 (never for a misclassified input)."""
+    """``is_certified_linear`` of input i at eps (box eps * scale, or in L2 its ellipsoid),
+    its network's chain read once: every linear lower bound of z_y - z_j above 0 (never for a
+    misclassified input)."""
     wrapped, x, y, _, chain, logits = _checked(model, x, y, 0.0)
     widths = flat_budget(_units(scale, x), tuple(x.shape[1:]))
-    lo_b, hi_b = flat_bounds(wrapped.bounds, tuple(x.shape[1:]))
+    bounds = flat_bounds(wrapped.bounds, tuple(x.shape[1:]))
     flat = x.reshape(len(x), -1).double().cpu().numpy()
     correct = (logits.argmax(1) == y.cpu()).numpy()
 
     def certified(i: int, eps: float) -> bool:
         if not correct[i]:
             return False
-        lo = np.clip(flat[i] - eps * widths, lo_b, hi_b)
-        hi = np.clip(flat[i] + eps * widths, lo_b, hi_b)
-        low = _margin_lower(chain, _layer_bounds(chain, lo, hi, "linear"), lo, hi, int(y[i]))
+        lo, hi, ball = linear_input_set(flat[i], eps, widths, bounds, norm)
+        low = _margin_lower(chain, _layer_bounds(chain, lo, hi, "linear", ball), lo, hi,
+                            int(y[i]), ball)  # fmt: skip
         return bool(np.all(low > 0))
 
     return certified

@@ -29,6 +29,16 @@ minimal programs' rows -t eps_d <= x'_d - x_d <= t eps_d: t is then the size of 
 perturbation in units of the budget, the weighted norm max_d |x'_d - x_d| / eps_d (1 at the
 budget's edge; a feature with eps_d = 0 does not move).
 
+The linear bounds also certify L2 balls (``is_certified_linear(..., norm="l2")``): over
+S = {x' : ||(x' - x) / s||_2 <= eps} ∩ [lo, hi]^D (s: per-feature units, 1 by default) a linear
+function lam . x' + c is bounded below by the larger of its minimum over the box that holds S,
+[x - eps s, x + eps s] ∩ [lo, hi]^D, and its minimum over the ellipsoid alone,
+
+    min_{||(x' - x) / s||_2 <= eps} lam . x' + c = lam . x + c - eps ||lam * s||_2      (eq. C)
+
+(Cauchy-Schwarz; each is a lower bound over S, so their maximum is one). Eq. C bounds the first
+layer's pre-activations and ends every backward pass; the exact programs stay L-inf.
+
 Each input ends ``ROBUST`` (proved), ``ATTACKED`` (a confirmed counterexample, or misclassified
 already) or ``UNKNOWN`` (a program hit ``time_limit``, or a solution the forward pass does not
 confirm, on the boundary within rounding). The cost grows with the number of unstable ReLUs:
@@ -53,13 +63,14 @@ import torch
 from scipy.optimize import Bounds, LinearConstraint, milp
 from torch import nn
 
-from advlab.attacks.evasion.base import weighted_norm
+from advlab.attacks.evasion.base import box_units, weighted_norm
 from advlab.defenses.interval_bounds import BATCH_NORM, Standardise, _layers
 from advlab.models.wrapper import as_model, at_least_float32, model_dtype
 from advlab.models.zoo import Normalize
 from advlab.utils.progress import progress
 from advlab.utils.validation import (
     BudgetLike,
+    check_budget_shape,
     check_images,
     check_input_budget,
     check_label_tensor,
@@ -158,6 +169,21 @@ def _on_cpu(layer: nn.Module) -> nn.Module:
     return copy.deepcopy(layer).double().cpu()
 
 
+@dataclass(frozen=True)
+class _Ball:
+    """The ellipsoid ||(x' - x) / s||_2 <= radius around one flattened input x (``units`` s,
+    None for 1): an L2 ball of the linear bounds."""
+
+    centre: np.ndarray
+    radius: float
+    units: np.ndarray | None = None
+
+    def lower(self, lam: np.ndarray, const: np.ndarray) -> np.ndarray:
+        """Eq. C: the minimum over the ellipsoid of each row of lam . x' + const."""
+        weighted = lam if self.units is None else lam * self.units
+        return lam @ self.centre + const - self.radius * np.linalg.norm(weighted, axis=-1)
+
+
 def _interval(a: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple:
     """Bounds of A v + c over the box [lo, hi] (exact for one affine map: IBP eq. 6)."""
     mid, rad = (hi + lo) / 2, (hi - lo) / 2
@@ -182,32 +208,43 @@ def _relu_relaxation(l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _linear_lower(lam: np.ndarray, const: np.ndarray, chain: Chain, bounds: list, lo: np.ndarray,
-                  hi: np.ndarray) -> np.ndarray:  # fmt: skip
+                  hi: np.ndarray, ball: _Ball | None = None) -> np.ndarray:  # fmt: skip
     """Lower bounds of the rows of lam . a_m + const over the input box, a_m = relu(h_m) for
     the last hidden layer m in ``bounds`` (its pre-activation bounds (l, u) per layer): lam is
     carried back through each ReLU's relaxation (the lower line where lam > 0, the chord where
     lam < 0) and each affine map, and the final linear function of x is minimised over the box
-    (CROWN's backward pass)."""
+    (CROWN's backward pass), and with an L2 ``ball`` over the ball too (eq. C; the larger
+    bound)."""
     for (a, c), (l, u) in zip(reversed(chain[: len(bounds)]), reversed(bounds), strict=True):
         s_l, s_u, t_u = _relu_relaxation(l, u)
         pos, neg = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
         lam = pos * s_l + neg * s_u
         const = const + neg @ t_u + lam @ c
         lam = lam @ a
-    return const + np.maximum(lam, 0.0) @ lo + np.minimum(lam, 0.0) @ hi
+    box = const + np.maximum(lam, 0.0) @ lo + np.minimum(lam, 0.0) @ hi
+    return box if ball is None else np.maximum(box, ball.lower(lam, const))
 
 
-def _layer_bounds(chain: Chain, lo: np.ndarray, hi: np.ndarray, method: str) -> list:
-    """Pre-activation bounds (l_k, u_k) of every hidden layer over the box [lo, hi]: interval
-    bounds, exact for the first layer, intersected from the second on with linear (CROWN)
+def _layer_bounds(
+    chain: Chain, lo: np.ndarray, hi: np.ndarray, method: str, ball: _Ball | None = None
+) -> list:
+    """Pre-activation bounds (l_k, u_k) of every hidden layer over the box [lo, hi] (and an
+    L2 ``ball`` inside it, if any): interval bounds, exact over the box for the first layer
+    (with a ball intersected with eq. C), intersected from the second on with linear (CROWN)
     bounds when ``method == "linear"``; widened by rounding's size so that they stay sound."""
     bounds: list[tuple[np.ndarray, np.ndarray]] = []
     a_lo, a_hi = lo, hi
     for k, (a, c) in enumerate(chain[:-1]):
         l, u = _interval(a, c, a_lo, a_hi)
+        tightened = False
+        if ball is not None and not k:
+            l, u = np.maximum(l, ball.lower(a, c)), np.minimum(u, -ball.lower(-a, -c))
+            tightened = True
         if method == "linear" and k:
-            l = np.maximum(l, _linear_lower(a, c, chain, bounds, lo, hi))
-            u = np.minimum(u, -_linear_lower(-a, -c, chain, bounds, lo, hi))
+            l = np.maximum(l, _linear_lower(a, c, chain, bounds, lo, hi, ball))
+            u = np.minimum(u, -_linear_lower(-a, -c, chain, bounds, lo, hi, ball))
+            tightened = True
+        if tightened:
             pad = 1e-9 * (1.0 + np.abs(l) + np.abs(u))
             l, u = l - pad, u + pad
         bounds.append((l, u))
@@ -215,18 +252,22 @@ def _layer_bounds(chain: Chain, lo: np.ndarray, hi: np.ndarray, method: str) -> 
     return bounds
 
 
-def _margin_lower(chain: Chain, bounds: list, lo: np.ndarray, hi: np.ndarray, y: int) -> np.ndarray:
-    """Lower bounds of z_y - z_j over the box for every class j (inf at j = y): the larger of
-    the linear (CROWN) bound and the interval bound of the margin over the last hidden layer's
-    bounds (exact, over the box, for a network without hidden layers)."""
+def _margin_lower(chain: Chain, bounds: list, lo: np.ndarray, hi: np.ndarray, y: int,
+                  ball: _Ball | None = None) -> np.ndarray:  # fmt: skip
+    """Lower bounds of z_y - z_j over the box (and an L2 ``ball`` inside it) for every class j
+    (inf at j = y): the larger of the linear (CROWN) bound and the interval bound of the margin
+    over the last hidden layer's bounds (exact, over the box or with eq. C over the ball, for
+    a network without hidden layers)."""
     a, c = chain[-1]
     lam, const = a[y] - a, c[y] - c
     if bounds:
         l, u = bounds[-1]
-        low = np.maximum(_linear_lower(lam, const, chain, bounds, lo, hi),
+        low = np.maximum(_linear_lower(lam, const, chain, bounds, lo, hi, ball),
                          _interval(lam, const, np.maximum(l, 0.0), np.maximum(u, 0.0))[0])  # fmt: skip
     else:
         low = _interval(lam, const, lo, hi)[0]
+        if ball is not None:
+            low = np.maximum(low, ball.lower(lam, const))
     low[y] = np.inf
     return low
 
@@ -556,8 +597,47 @@ def _checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: BudgetLike
     return wrapped, x, y, eps, chain, logits
 
 
+def linear_input_set(
+    flat: np.ndarray,
+    eps: float | np.ndarray,
+    widths: float | np.ndarray,
+    bounds: tuple[Any, Any],
+    norm: str = "linf",
+) -> tuple[np.ndarray, np.ndarray, _Ball | None]:
+    """The input set of the linear bounds around one flattened input x: the box
+    [x - eps w, x + eps w] ∩ ``bounds`` (w: the half-widths at eps = 1, ``widths``), and in
+    L2 the ellipsoid ||(x' - x) / w||_2 <= eps inside it (eq. C)."""
+    lo, hi = np.clip(flat - eps * widths, *bounds), np.clip(flat + eps * widths, *bounds)
+    if norm == "linf":
+        return lo, hi, None
+    units = None if isinstance(widths, float) and widths == 1.0 else np.asarray(widths)
+    return lo, hi, _Ball(flat, float(eps), units)
+
+
+def _ball_checks(eps: BudgetLike, norm: str, units: BudgetLike | None, x: torch.Tensor) -> Any:
+    """``norm`` ("linf" or "l2") and ``units`` (per-feature, with eps one number: eps * units
+    in L-inf, the ellipsoid ||delta / units||_2 <= eps in L2) checked against one input of x;
+    the half-widths at eps = 1 (1.0 without units); ``ValueError`` naming the problem."""
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"norm={norm!r}: use 'linf' or 'l2'")
+    budget = check_input_budget("eps", eps, x)
+    if norm == "l2" and units is None and isinstance(budget, torch.Tensor):
+        raise ValueError("an L2 budget is one number: to give each feature its own units, pass "
+                         "units=s (the ellipsoid ||delta / s||_2 <= eps)")  # fmt: skip
+    checked = box_units(units, eps, "pixel")
+    if checked is None:
+        return 1.0
+    check_budget_shape("units", checked, tuple(x.shape[1:]))
+    return flat_budget(checked, tuple(x.shape[1:]))
+
+
 def is_certified_linear(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: BudgetLike
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: BudgetLike,
+    norm: str = "linf",
+    units: BudgetLike | None = None,
 ) -> torch.Tensor:
     """Per input, whether linear (CROWN) bounds prove that every point of its L-inf ball
     (inside the model's bounds) is classified as its label: every lower bound of z_y - z_j is
@@ -565,7 +645,8 @@ def is_certified_linear(
     hidden layers' bounds of ``verify_linf``) and the interval bound of the margin over the
     last hidden layer's bounds (the bounds ``verify_linf`` settles classes with). A certified lower bound between interval bound propagation and
     the exact answer of ``verify_linf``, without a program: a dense matrix product per layer
-    and input.
+    and input. With ``norm="l2"`` the ball is the L2 one (eq. C bounds the first layer and
+    ends every backward pass; the box that holds it is used too).
 
     Parameters
     ----------
@@ -576,24 +657,30 @@ def is_certified_linear(
     y : torch.Tensor of shape (N,)
         Their labels.
     eps : float or array-like
-        The L-inf budget, >= 0, in input units; or one per feature (the shape of one input, or
-        broadcastable to it).
+        The budget, >= 0, in input units (in ``units``); in L-inf also one per feature (the
+        shape of one input, or broadcastable to it).
+    norm : {"linf", "l2"}, default="linf"
+        The norm of the ball.
+    units : array-like or None, default=None
+        Per-feature units s_d >= 0 (0 freezes a feature), with eps one number: the box
+        eps * s_d in L-inf, the ellipsoid ||delta / s||_2 <= eps in L2; None: input units.
 
     Returns
     -------
     torch.Tensor of bool, shape (N,)
         True where the input is certified (never where it is misclassified).
     """
+    widths = _ball_checks(eps, norm, units, torch.as_tensor(x))
     wrapped, x, y, budget, chain, logits = _checked(model, x, y, eps)
-    lo_b, hi_b = flat_bounds(wrapped.bounds, tuple(x.shape[1:]))
+    bounds = flat_bounds(wrapped.bounds, tuple(x.shape[1:]))
     certified = np.zeros(len(x), dtype=bool)
     for i, flat in enumerate(x.reshape(len(x), -1).double().cpu().numpy()):
         label = int(y[i])
         if int(logits[i].argmax()) != label:
             continue
-        lo, hi = np.clip(flat - budget, lo_b, hi_b), np.clip(flat + budget, lo_b, hi_b)
-        low = _margin_lower(chain, _layer_bounds(chain, lo, hi, "linear"), lo, hi, label)
-        certified[i] = bool(np.all(low > 0))
+        lo, hi, ball = linear_input_set(flat, budget, widths, bounds, norm)
+        bounds_k = _layer_bounds(chain, lo, hi, "linear", ball)
+        certified[i] = bool(np.all(_margin_lower(chain, bounds_k, lo, hi, label, ball) > 0))
     return torch.from_numpy(certified)
 
 

@@ -43,7 +43,12 @@ What is measured, per image i of the n attacked (all in the input's units):
   ``certify_bounds`` method, by bisection up to r (``advlab.defenses.certified_radius``), and
   its median over the correctly classified images, ``<ibp|linear>.linf.median_certified_radius``
   (an image certified at r counts at r); ``radius_but_attacked`` counts the images whose radius
-  exceeds the smallest perturbation an L-inf attack found (must be 0).
+  exceeds the smallest perturbation an L-inf attack found (must be 0);
+- with ``certify_norm: l2`` (and ``certify_bounds: [linear]``) the certificates and radii are
+  L2 ones, by linear bounds over the L2 ball (``is_certified_linear(..., norm="l2")``, eq. C of
+  ``advlab.defenses.milp_verification``): ids ``linear.l2.eps<e>.certified_accuracy`` and
+  ``linear.l2.median_certified_radius``, checked against the L2 attacks (``verify``'s programs
+  stay L-inf).
 
 With ``eps_units: feature_std`` (tabular features in their own units) every budget eps stands
 for the weighted ball ||delta / std|| <= eps of the attack's norm, std_d the standard deviation
@@ -140,6 +145,7 @@ DENSE_POINTS = 101  # budgets at which the figure draws a minimisation attack's 
 N_EXAMPLES = 8  # inputs shown clean and attacked in the examples figure
 CURVE_POINTS = 8  # budgets of a norm's curve when the config gives none and no attack has one
 UNITS = {"input": "input units", "feature_std": "multiples of each feature's std"}  # eps_units
+NORM_WORDS = {"linf": "L-inf", "l2": "L2"}
 
 
 class DataSpec(DataSource):
@@ -316,6 +322,9 @@ class EvaluateConfig(ExperimentConfig):
     certify_radius : float or None
         The largest radius (input units, > 0) searched for each image's certified radius under
         each ``certify_bounds`` method; None: no radii.
+    certify_norm : {"linf", "l2"}
+        The norm of ``certify`` and ``certify_radius``; "l2" takes linear bounds only
+        (``certify_bounds: [linear]``) and an L2 attack beside it.
     verify : tuple of float
         L-inf budgets (input units, > 0) at which each image the attacks did not break (nor
         a certificate proved) is verified exactly by mixed-integer programming
@@ -342,6 +351,7 @@ class EvaluateConfig(ExperimentConfig):
     certify: tuple[float, ...] = ()
     certify_bounds: tuple[Literal["interval", "linear"], ...] = ("interval",)
     certify_radius: float | None = Field(None, gt=0, allow_inf_nan=False)
+    certify_norm: Literal["linf", "l2"] = "linf"
     verify: tuple[float, ...] = ()
     verify_time_limit: float = Field(30.0, gt=0)
     eps_units: Literal["input", "feature_std"] = "input"
@@ -368,6 +378,18 @@ class EvaluateConfig(ExperimentConfig):
             if entry.name.startswith(TORCHATTACKS):
                 raise ValueError(f"eps_units: feature_std gives per-feature budgets, which "
                                  f"{entry.name} does not take: use advlab's fgsm, bim or pgd")  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
+    def _l2_certificates(self) -> EvaluateConfig:
+        if self.certify_norm == "linf":
+            return self
+        if "interval" in self.certify_bounds:
+            raise ValueError("certify_norm: l2 takes linear bounds only (interval bounds "
+                             "certify L-inf boxes): set certify_bounds: [linear]")  # fmt: skip
+        if self.verify:
+            raise ValueError("verify's programs are L-inf ones: leave verify out with "
+                             "certify_norm: l2")  # fmt: skip
         return self
 
     @field_validator("certify_bounds")
@@ -749,8 +771,9 @@ def _radius_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[st
     sl = slice(start, start + config.chunk_size)
     x = torch.from_numpy(ds.images[sl]).to(config.device)
     y = torch.from_numpy(ds.labels[sl]).to(config.device)
-    units = _units(ctx, config)
-    return {method: certified_radius(model, x, y, config.certify_radius, method, units).tolist()
+    units, norm = _units(ctx, config), config.certify_norm
+    return {method: certified_radius(model, x, y, config.certify_radius, method, units,
+                                     norm=norm).tolist()
             for method in config.certify_bounds}  # fmt: skip
 
 
@@ -776,13 +799,28 @@ def _certificates(
     (a certify unit's result; the plan's too); per-feature boxes with ``units``."""
 
     def certified(method: str, eps: float) -> list[bool]:
-        box = per_feature_budget(eps, units)
         if method == "linear":
-            return is_certified_linear(model, x, y, box).tolist()
+            return _linear_certified(config, model, x, y, eps, units).tolist()
+        box = per_feature_budget(eps, units)
         return is_certified(model, x, y, box, model.bounds, config.batch_size).cpu().tolist()
 
     return {method: {eps_key(eps): certified(method, eps) for eps in budgets}
             for method in config.certify_bounds}  # fmt: skip
+
+
+def _linear_certified(
+    config: EvaluateConfig,
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    units: np.ndarray | None,
+) -> torch.Tensor:
+    """``is_certified_linear`` of (x, y) at eps in the config's ``certify_norm``: the L-inf box
+    (eps * units per feature with ``units``), or the L2 ball (the ellipsoid of ``units``)."""
+    if config.certify_norm == "linf":
+        return is_certified_linear(model, x, y, per_feature_budget(eps, units))
+    return is_certified_linear(model, x, y, eps, norm="l2", units=units)
 
 
 def _verify_unit(
@@ -970,9 +1008,10 @@ def summarise(
         assert verified is not None
         out["verified_missed_by_attacks"] = _verified(config, correct, comparisons, curves, worst,
                                                       verified)  # fmt: skip
+    norm = config.certify_norm
     if radii is not None:
-        unit = "linf" if config.eps_units == "input" else "linf (feature std)"
-        out["radius_but_attacked"] = _radii(comparisons, correct, worst["linf"], radii, unit)
+        unit = norm if config.eps_units == "input" else f"{norm} (feature std)"
+        out["radius_but_attacked"] = _radii(comparisons, correct, worst[norm], radii, norm, unit)
     if not config.certify:
         return out
     assert certified is not None
@@ -981,15 +1020,15 @@ def summarise(
         prefix, curve_key = CERTIFICATES[method]
         hits = {eps: np.asarray(certified[method][eps_key(eps)], dtype=bool)
                 for eps in config.certify}  # fmt: skip
-        rates = [rate_comparison(f"{prefix}.linf.{eps_key(eps)}.certified_accuracy", hits[eps])
+        rates = [rate_comparison(f"{prefix}.{norm}.{eps_key(eps)}.certified_accuracy", hits[eps])
                  for eps in config.certify]  # fmt: skip
         comparisons.extend(rates)
-        curves["linf"][curve_key] = {
+        curves[norm][curve_key] = {
             "eps": list(config.certify),
             "accuracy": [r["ours"] for r in rates],
         }
         key = "" if method == "interval" else f"{prefix}."  # interval bounds keep the keys eps<e>
-        contradicted |= {f"{key}{eps_key(eps)}": int((hits[eps] & (worst["linf"] <= eps)).sum())
+        contradicted |= {f"{key}{eps_key(eps)}": int((hits[eps] & (worst[norm] <= eps)).sum())
                          for eps in config.certify}  # fmt: skip
     return out | {"certified_but_attacked": contradicted}
 
@@ -999,16 +1038,17 @@ def _radii(
     correct: np.ndarray,
     worst: np.ndarray,
     radii: dict[str, np.ndarray],
+    norm: str = "linf",
     unit: str = "linf",
 ) -> dict[str, int]:
-    """The ``<ibp|linear>.linf.median_certified_radius`` comparisons (over the correctly
+    """The ``<ibp|linear>.<norm>.median_certified_radius`` comparisons (over the correctly
     classified images, in ``unit``); per method, the images whose radius exceeds the smallest
-    L-inf perturbation an attack found (``worst``), which must be 0."""
+    perturbation an attack of that ``norm`` found (``worst``), which must be 0."""
     beaten = {}
     for method, radius in radii.items():
         prefix = CERTIFICATES[method][0]
         median = float(np.median(radius[correct])) if correct.any() else float("nan")
-        comparisons.append({"id": f"{prefix}.linf.median_certified_radius", "ours": median,
+        comparisons.append({"id": f"{prefix}.{norm}.median_certified_radius", "ours": median,
                             "paper": None, "unit": unit})  # fmt: skip
         beaten[prefix] = int((radius > worst).sum())
     return beaten
@@ -1119,10 +1159,12 @@ def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Da
             f"eps_grid has {unused}, a norm no attack measures (they measure {sorted(norms)})"
         )
     for key in ("certify", "certify_radius", "verify"):
-        if getattr(config, key) and "linf" not in norms:
+        norm = "linf" if key == "verify" else config.certify_norm
+        if getattr(config, key) and norm not in norms:
             raise ValueError(
-                f"{key} gives a lower bound on L-inf robust accuracy: add an L-inf attack (fgsm, "
-                "bim, pgd) for the upper bound beside it"
+                f"{key} gives a lower bound on {NORM_WORDS[norm]} robust accuracy: add an "
+                f"{NORM_WORDS[norm]} attack ({'fgsm, bim, pgd' if norm == 'linf' else 'pgd'}"
+                f"{'' if norm == 'linf' else ' with norm l2'}) for the upper bound beside it"
             )
     certifies = bool(config.certify or config.certify_radius)
     if certifies and "interval" in config.certify_bounds:
@@ -1300,16 +1342,15 @@ def _timed_certificates(
     entries, chunked = [], -(-len(x) // config.chunk_size)
     units = feature_units(config.eps_units, ds)
     for eps in linear:
-        check = partial(
-            _certify_inputs, model, x, y, per_feature_budget(eps, units)
-        )  # chunks, as the run
+        check = partial(_certify_inputs, config, model, x, y, eps, units)  # chunks, as the run
         rate, timed = inputs_per_second(check, np.array_split(np.arange(len(x)), chunked))
         entries.append({"what": f"linear certificate at eps {eps:g} (timed on {timed} inputs)",
                         "images": len(ds), "steps": 1, "rate": rate, "units": chunks})  # fmt: skip
     radius = config.certify_radius
     if radius is not None:
         for method in config.certify_bounds:
-            check = partial(_radius_inputs, model, x, y, radius, method, units)
+            check = partial(_radius_inputs, model, x, y, radius, method, units,
+                            config.certify_norm)  # fmt: skip
             rate, timed = inputs_per_second(check, np.array_split(np.arange(len(x)), chunked))
             entries.append({"what": f"certified radius ({method} bounds) up to {radius:g} "
                             f"(timed on {timed} inputs)",
@@ -1339,16 +1380,24 @@ def _radius_inputs(
     eps_max: float,
     method: str,
     units: np.ndarray | None,
+    norm: str,
     group: np.ndarray,
 ) -> None:
     """The certified radii of the inputs ``group`` in one call, as a run's chunk (timed)."""
-    certified_radius(model, x[group], y[group], eps_max, method, units)
+    certified_radius(model, x[group], y[group], eps_max, method, units, norm=norm)
 
 
-def _certify_inputs(model: Model, x: torch.Tensor, y: torch.Tensor, eps: float | torch.Tensor,
-                    group: np.ndarray) -> None:  # fmt: skip
+def _certify_inputs(
+    config: EvaluateConfig,
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    units: np.ndarray | None,
+    group: np.ndarray,
+) -> None:
     """The linear certificate of the inputs ``group`` in one call, as a run's chunk (timed)."""
-    is_certified_linear(model, x[group], y[group], eps)
+    _linear_certified(config, model, x[group], y[group], eps, units)
 
 
 def _verify_inputs(

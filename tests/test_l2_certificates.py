@@ -1,0 +1,139 @@
+"""L2 certificates by linear bounds (``is_certified_linear(..., norm="l2")`` and
+``certified_radius(..., norm="l2")``, eq. C of ``advlab.defenses.milp_verification``): exact on a
+linear classifier, sound against a dense grid of a 2-D network's inputs and against L2 attacks,
+and in per-feature units the certificate of the rescaled network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from advlab.attacks.evasion import PGD, CarliniWagnerL2
+from advlab.defenses import certified_radius, is_certified_linear
+from advlab.models import Model
+from tests.test_milp_verification import _in_2d, _net
+
+TOL = 1e-3
+
+
+def _linear_classifier() -> tuple[Model, torch.Tensor, torch.Tensor, np.ndarray]:
+    """A 6 -> 4 linear classifier on unbounded rows, 40 rows and their predicted labels, and
+    each row's exact L2 distance to another class: min_j (z_y - z_j) / ||w_y - w_j||_2."""
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 4).double()
+    model = Model(nn.Sequential(layer), bounds=(-np.inf, np.inf))
+    x = torch.randn(40, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        z = model(x)
+    y = z.argmax(1)
+    w = layer.weight.detach()
+    gaps = z.gather(1, y[:, None]) - z  # (N, classes)
+    norms = (w[y][:, None, :] - w[None, :, :]).norm(dim=2)
+    exact = torch.where(gaps > 0, gaps / norms.clamp(min=1e-300), torch.inf).amin(1)
+    return model, x, y, exact.numpy()
+
+
+def test_on_a_linear_classifier_the_l2_certificate_is_exact():
+    """Without hidden layers and bounds the L2 certificate is eq. C itself: it holds 1 % below
+    each row's distance to another class and fails 1 % above, and the bisection's radius is
+    that distance to the tolerance (the box that holds the ball certifies less)."""
+    model, x, y, exact = _linear_classifier()
+    assert bool(is_certified_linear(model, x, y, 0.0, norm="l2").all())
+    for i in range(len(x)):
+        row, label = x[i : i + 1], y[i : i + 1]
+        assert bool(is_certified_linear(model, row, label, 0.99 * exact[i], norm="l2")[0])
+        assert not bool(is_certified_linear(model, row, label, 1.01 * exact[i], norm="l2")[0])
+    eps_max = float(exact.max()) * 1.1
+    radius = certified_radius(model, x, y, eps_max, norm="l2", tol=TOL)
+    np.testing.assert_allclose(radius, exact, atol=TOL * eps_max)
+    assert np.all(radius <= exact)
+    boxed = certified_radius(model, x, y, eps_max, tol=TOL)  # the L-inf cube of the same eps
+    assert np.all(boxed <= radius + TOL * eps_max) and np.median(boxed) < np.median(radius)
+
+
+def _grid(points: int) -> torch.Tensor:
+    step = torch.linspace(0, 1, points, dtype=torch.float64)
+    return torch.stack(torch.meshgrid(step, step, indexing="ij"), -1).reshape(-1, 2)
+
+
+def test_on_a_2d_network_the_l2_radius_never_reaches_another_class_of_a_dense_grid():
+    """The 2-D ReLU network of the MILP tests on [0, 1]^2: no input's L2 radius exceeds its
+    distance to the nearest point of a 401 x 401 grid that the network puts in another class,
+    the median radius is over 70 % of that distance (the bounds bite), and every radius is at
+    least the L-inf radius (the L2 ball of r lies inside the L-inf box of r; the box alone
+    would give the L-inf radius), the median one larger."""
+    net, x, y, _ = _in_2d()
+    radius = certified_radius(net, x, y, 0.5, norm="l2", tol=TOL)
+    grid = _grid(401).float()
+    with torch.no_grad():
+        labels = net(grid).argmax(1)
+    nearest = np.array([float((grid[labels != y[i]] - x[i]).double().norm(dim=1).min())
+                        for i in range(len(x))])  # fmt: skip
+    assert np.all(radius <= nearest + 1e-9)
+    assert np.median(radius / nearest) > 0.7
+    linf = certified_radius(net, x, y, 0.5, tol=TOL)
+    assert np.all(radius >= linf - TOL * 0.5) and np.median(radius) > np.median(linf)
+
+
+def test_l2_attacks_never_break_a_certified_input():
+    """A 5 -> 16 -> 16 -> 3 ReLU network on [0, 1]^5: at eps = 0.1 no input that the L2
+    certificate proves is broken by L2 PGD (50 steps, 5 restarts), both decide some inputs,
+    and every radius is below the distance C&W finds."""
+    net = Model(_net([5, 16, 16, 3], seed=0), preprocessing={"mean": 0.5, "std": 0.1})
+    x = torch.rand(60, 5, generator=torch.Generator().manual_seed(3))
+    y = net(x).argmax(1)
+    certified = is_certified_linear(net, x, y, 0.1, norm="l2")
+    broken = torch.zeros(len(x), dtype=torch.bool)
+    for seed in range(5):
+        broken |= PGD(net, eps=0.1, max_iter=50, norm="l2", random_state=seed)(x, y).success
+    assert not bool((certified & broken).any())
+    assert int(certified.sum()) > 20 and int(broken.sum()) > 10
+    radius = certified_radius(net, x, y, 1.0, norm="l2", tol=TOL)
+    cw = CarliniWagnerL2(net, steps=200)(x, y)
+    found = cw.success.numpy()
+    assert found.sum() > 0.8 * len(x)
+    assert np.all(radius[found] <= cw.distances.numpy()[found] + 1e-6)
+
+
+def test_l2_units_are_the_certificate_of_the_rescaled_network():
+    """With units s the ellipsoid ||delta / s||_2 <= eps on f is the L2 ball on
+    g(x') = f(s x') (a diagonal first layer) at x' = x / s, bounds [0, 1 / s]: the same
+    certificates and radii (to the bisection's tolerance); a frozen feature never lowers a
+    radius."""
+    net, x, y, _ = _in_2d()  # (its preprocessing: (x - 0.5) / 0.1)
+    units = torch.tensor([0.5, 2.0])
+    first = nn.Linear(2, 2)  # x' -> (s x' - 0.5) / 0.1, the preprocessing of s x'
+    first.weight.data, first.bias.data = torch.diag(units / 0.1), torch.full((2,), -5.0)
+    inner = Model(nn.Sequential(first, net.module), bounds=(0.0, 1 / units))
+    z = x / units
+    for eps in (0.05, 0.2):
+        ours = is_certified_linear(net, x, y, eps, norm="l2", units=units)
+        theirs = is_certified_linear(inner, z, y, eps, norm="l2")
+        assert torch.equal(ours, theirs)
+    mine = certified_radius(net, x, y, 0.5, norm="l2", scale=units, tol=TOL)
+    np.testing.assert_allclose(mine, certified_radius(inner, z, y, 0.5, norm="l2", tol=TOL),
+                               atol=1.01 * TOL * 0.5)  # fmt: skip
+    frozen = certified_radius(net, x, y, 0.5, norm="l2", scale=[1.0, 0.0], tol=TOL)
+    plain = certified_radius(net, x, y, 0.5, norm="l2", tol=TOL)
+    assert np.all(frozen >= plain - TOL * 0.5)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda n, x, y: certified_radius(n, x, y, 0.1, method="interval", norm="l2"),
+         "interval bounds certify L-inf boxes only"),
+        (lambda n, x, y: is_certified_linear(n, x, y, [0.1, 0.2], norm="l2"),
+         "an L2 budget is one number"),
+        (lambda n, x, y: is_certified_linear(n, x, y, 0.1, norm="l1"), "norm='l1'"),
+        (lambda n, x, y: is_certified_linear(n, x, y, 0.1, norm="l2", units=[1.0, 1.0, 1.0]),
+         "units has shape (3,)"),
+        (lambda n, x, y: certified_radius(n, x, y, 0.1, norm="L2"), "norm='L2'"),
+    ],
+)  # fmt: skip
+def test_bad_l2_certificate_arguments_are_named(call, message):
+    net, x, y, _ = _in_2d()
+    with pytest.raises(ValueError, match=message.replace("(", "\\(").replace(")", "\\)")):
+        call(net, x, y)
