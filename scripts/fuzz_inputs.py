@@ -580,6 +580,7 @@ def _per_feature_budget_cases(
     from advlab.defenses import (
         KMeansAdversarialTraining,
         KMeansWhiteBoxAttack,
+        RandomizedSmoothing,
         SurrogateAttack,
         certified_radius,
         is_certified,
@@ -650,6 +651,13 @@ def _per_feature_budget_cases(
          lambda: is_certified_linear(net, x, y, 0.1, norm="l2", units=[1.0] * 3)),
         ("certified_radius-l2 by interval bounds", "interval",
          lambda: certified_radius(net, x, y, 0.1, method="interval", norm="l2")),
+        ("RandomizedSmoothing(sigma=0)", "sigma", lambda: RandomizedSmoothing(net, 0.0)),
+        ("RandomizedSmoothing(alpha=1.5)", "alpha", lambda: RandomizedSmoothing(net, 0.1, alpha=1.5)),
+        ("RandomizedSmoothing(n=True)", "n", lambda: RandomizedSmoothing(net, 0.1, n=True)),
+        ("RandomizedSmoothing certify of inputs outside [0, 1]", "bounds",
+         lambda: RandomizedSmoothing(net, 0.1, n=10).certify(x + 5)),
+        ("RandomizedSmoothing predict of NaN inputs", "NaN",
+         lambda: RandomizedSmoothing(net, 0.1, n=10).predict(x * NAN)),
     ):  # fmt: skip
         add(name, token, call)
 

@@ -4,7 +4,7 @@ interval bound propagation (certified accuracy and certified training of ReLU ne
 certificates of k-means on a network's features), certified radii by bisection on those
 certificates, and
 exact L-inf verification of small ReLU networks, and of k-means on their features, by
-mixed-integer programming."""
+mixed-integer programming; randomized smoothing (certified L2 radii of any classifier)."""
 
 from advlab.defenses.certified_radius import certified_radius, kmeans_certified_radius_through
 from advlab.defenses.interval_bounds import (
@@ -33,6 +33,11 @@ from advlab.defenses.milp_verification import (
     verify_linf,
 )
 from advlab.defenses.msvdd import MSVDDDefense, SVDDLayer, SVDDNetwork
+from advlab.defenses.randomized_smoothing import (
+    RandomizedSmoothing,
+    SmoothedCertificate,
+    lower_confidence_bound,
+)
 from advlab.defenses.robust_kmeans import KMeansMinusMinus, NKMeans, SanitizedKMeans, TrimmedKMeans
 from advlab.defenses.training_attacks import KMeansWhiteBoxAttack, SurrogateAttack, TrainingAttack
 
@@ -47,9 +52,11 @@ __all__ = [
     "KMeansWhiteBoxAttack",
     "MSVDDDefense",
     "NKMeans",
+    "RandomizedSmoothing",
     "SVDDLayer",
     "SVDDNetwork",
     "SanitizedKMeans",
+    "SmoothedCertificate",
     "SurrogateAttack",
     "TrainingAttack",
     "TrimmedKMeans",
@@ -64,6 +71,7 @@ __all__ = [
     "kmeans_certified_radius_through",
     "kmeans_is_certified",
     "kmeans_is_certified_linear",
+    "lower_confidence_bound",
     "margin_lower_bounds",
     "train_ibp",
     "verify_kmeans_linf",
