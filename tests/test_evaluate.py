@@ -19,6 +19,7 @@ from advlab.cli.main import main
 from advlab.defenses import (
     ROBUST,
     UNKNOWN,
+    RandomizedSmoothing,
     certified_radius,
     is_certified,
     is_certified_linear,
@@ -387,6 +388,44 @@ def test_l2_certificates_and_radii_are_the_linear_bounds_and_below_every_l2_atta
     assert any(w.startswith("linear certificate at eps 0.45") for w in timed)
 
 
+def test_randomized_smoothing_is_the_librarys_whatever_the_chunks(user_files, tmp_path, capsys):
+    """``smoothing``: the smoothed classifier's figures equal ``RandomizedSmoothing.certify`` on
+    the whole data set (noise seeded by each image's index and the config's seed), chunks of 5
+    give the same as chunks of 24, the report names it as the smoothed classifier's, and the
+    plan times it."""
+    smoothing = {"sigma": 0.1, "radii": [0.05, 0.15], "n0": 20, "n": 300}
+    config = _config(user_files, smoothing=smoothing, seed=3)
+    results = _run(tmp_path / "a", config)
+    got, x, y = _by_id(results), user_files["x"], user_files["y"].numpy()
+    direct = RandomizedSmoothing(Model(user_files["net"]), 0.1, 20, 300, random_state=3).certify(x)
+    right = direct.labels == y
+    assert got["smoothing.clean_accuracy"] == pytest.approx(100 * right.mean())
+    assert got["smoothing.abstained"] == pytest.approx(100 * (direct.labels < 0).mean())
+    for r in (0.05, 0.15):
+        assert got[f"smoothing.l2.eps{r:g}.certified_accuracy"] == pytest.approx(
+            100 * direct.certified_accuracy(y, r)
+        )
+    assert got["smoothing.l2.median_certified_radius"] == pytest.approx(
+        np.median(direct.radii[right])
+    )
+    assert 0 < got["smoothing.l2.eps0.05.certified_accuracy"] < 100
+    chunked = _by_id(_run(tmp_path / "b", {**config, "chunk_size": 5}))
+    assert {k: v for k, v in chunked.items() if k.startswith("smoothing.")} == {
+        k: v for k, v in got.items() if k.startswith("smoothing.")
+    }
+    assert main(["report", str(tmp_path / "a" / "run"), "--markdown"]) == 0
+    assert (
+        "certified accuracy (%) of the smoothed classifier, not of the model"
+        in capsys.readouterr().out
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "evaluate", **config}))
+    assert main(["plan", str(path), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["units"]["randomized smoothing chunks"] == -(-N // CHUNK)
+    assert any(a["what"].startswith("randomized smoothing, sigma 0.1") for a in plan["attacks"])
+
+
 def test_the_quick_profile_trains_a_zoo_model_on_the_digits(tmp_path):
     """The built-in default: an MLP trained here on the 8x8 digits' training split, attacked on
     their test split (no file of the user's, no download)."""
@@ -462,6 +501,10 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
     if what == "per-feature budgets for torchattacks":
         return _config(files, eps_units="feature_std",
                        attacks=[{"name": "torchattacks:PGD", "eps": [0.1]}])  # fmt: skip
+    if what == "smoothing without radii":
+        return _config(files, smoothing={"sigma": 0.1})
+    if what == "smoothing with sigma 0":
+        return _config(files, smoothing={"sigma": 0.0, "radii": [0.1]})
     if what == "L2 certificates by interval bounds":
         return _config(files, certify=[0.1], certify_norm="l2")
     if what == "L2 certificates without an L2 attack":
@@ -497,6 +540,8 @@ MISTAKES = {
     "per-feature budgets for torchattacks": "torchattacks:PGD does not take",
     "units in an attack's params": "params ['units'] are set by evaluate",
     "L2 certificates by interval bounds": "certify_norm: l2 takes linear bounds only",
+    "smoothing without radii": "smoothing.radii",
+    "smoothing with sigma 0": "smoothing.sigma",
     "L2 certificates without an L2 attack": "certify gives a lower bound on L2 robust accuracy",
 }
 

@@ -97,6 +97,43 @@ def test_predict_abstains_on_the_boundary_and_the_noise_is_the_inputs_own():
     np.testing.assert_array_equal(first.p_lower[:5], again.p_lower[:5])
 
 
+def test_indices_seed_the_noise_of_a_chunk_as_of_the_whole_set():
+    """A chunk certified with its indices in the whole set gets the whole set's certificates."""
+    model, x, _ = _halfspace()
+    smoothing = RandomizedSmoothing(model, SIGMA, n0=50, n=500)
+    whole, chunk = smoothing.certify(x), smoothing.certify(x[5:12], indices=np.arange(5, 12))
+    np.testing.assert_array_equal(chunk.p_lower, whole.p_lower[5:12])
+    np.testing.assert_array_equal(chunk.radii, whole.radii[5:12])
+    with pytest.raises(ValueError, match="indices must hold one integer"):
+        smoothing.certify(x[:3], indices=[0, 1])
+
+
+class _Times(nn.Module):
+    def __init__(self, s: torch.Tensor) -> None:
+        super().__init__()
+        self.s = s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.s.to(x.dtype)
+
+
+def test_units_are_the_smoothing_of_the_rescaled_classifier():
+    """Noise s * N(0, sigma^2 I) on f is the smoothing of g(x') = f(s x') at x' = x / s: the
+    same labels, bounds and radii (in the weighted norm ||delta / s||_2); a frozen feature gets
+    no noise."""
+    model, x, _ = _halfspace()
+    s = torch.tensor([0.5, 2.0, 1.0, 3.0, 0.25], dtype=torch.float64)
+    ours = RandomizedSmoothing(model, SIGMA, n0=100, n=N, units=s).certify(x)
+    rescaled = Model(nn.Sequential(_Times(s), model.module), bounds=(-np.inf, np.inf))
+    theirs = RandomizedSmoothing(rescaled, SIGMA, n0=100, n=N).certify(x / s)
+    np.testing.assert_array_equal(ours.labels, theirs.labels)
+    np.testing.assert_allclose(ours.radii, theirs.radii, rtol=1e-9, atol=1e-12)
+    assert 0 < (ours.labels >= 0).mean() < 1
+    w = model.module.w
+    distance = ((x @ w + 0.3).abs() / (w * s).norm()).numpy()  # the weighted distance
+    assert np.all(ours.radii <= distance + 1e-12)
+
+
 def test_a_2d_networks_smoothed_class_holds_inside_its_certified_radius():
     """The 2-D ReLU network of the MILP tests (sigma 0.1): at 8 points 0.9 radii away from each
     certified input, the smoothed classifier predicts the certified class or abstains, never

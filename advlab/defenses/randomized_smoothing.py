@@ -24,8 +24,13 @@ Monte Carlo, as in Cohen et al.'s section 3.2:
 
 The base classifier's inputs are x + delta, unclipped (f composed with a clip is another base
 classifier; the theorem holds for any f). The noise is drawn per input from a generator seeded
-by (random_state, the input's index), as uniforms turned into normals (Phi^-1), so an input's
-certificate does not depend on the batch size or on the other inputs. Written by hand: the
+by (random_state, the input's index: its position in x, or the ``indices`` given), as uniforms
+turned into normals (Phi^-1), so an input's certificate does not depend on the batch size or
+on the other inputs.
+
+With per-feature units s (``units``; tabular features in their own units) the noise is
+s * delta: this is the smoothing above of f(s * .) in the coordinates x / s, so the radius R
+bounds the weighted norm ||(x' - x) / s||_2 (an ellipsoid in the inputs' units). Written by hand: the
 algorithm is short, and ART's ``RandomizedSmoothing`` wraps its own estimator classes.
 """
 
@@ -42,7 +47,7 @@ from torch import nn
 from advlab.attacks.evasion.base import model_device
 from advlab.models.wrapper import as_model, model_dtype
 from advlab.utils.progress import progress
-from advlab.utils.validation import check_images, check_number
+from advlab.utils.validation import check_budget_shape, check_images, check_number, check_units
 
 ABSTAIN = -1
 
@@ -118,6 +123,11 @@ class RandomizedSmoothing:
         Noisy copies per forward pass (memory, not results).
     random_state : int, default=0
         Seed of the noise; input i draws from a generator seeded by (random_state, i).
+    units : float, array-like or None, default=None
+        Per-feature units s_d >= 0 (the shape of one input, or broadcastable to it; 0 freezes a
+        feature, which then gets no noise and no attacker may move): the noise is
+        s * N(0, sigma^2 I) and radii are in the weighted norm ||delta / s||_2; None: input
+        units.
     """
 
     def __init__(
@@ -129,8 +139,10 @@ class RandomizedSmoothing:
         alpha: float = 0.001,
         batch_size: int = 1000,
         random_state: int = 0,
+        units: Any = None,
     ) -> None:
         self.model = as_model(model)
+        self.units = None if units is None else check_units("units", units)
         self.sigma = check_number("sigma", sigma, 0.0, low_open=True)
         self.n0 = int(check_number("n0", n0, 1, integer=True))
         self.n = int(check_number("n", n, 1, integer=True))
@@ -140,9 +152,20 @@ class RandomizedSmoothing:
         self.batch_size = int(check_number("batch_size", batch_size, 1, integer=True))
         self.random_state = int(check_number("random_state", random_state, 0, integer=True))
 
-    def _inputs(self, x: Any) -> torch.Tensor:
+    def _inputs(self, x: Any, indices: Any) -> tuple[torch.Tensor, np.ndarray]:
+        """x checked (bounds, NaN, ``units``' shape) and the indices that seed its noise."""
         dtype = torch.promote_types(model_dtype(self.model), torch.float32)
-        return check_images(torch.as_tensor(x), "x", self.model.bounds, dtype).detach()
+        x = check_images(torch.as_tensor(x), "x", self.model.bounds, dtype).detach()
+        check_budget_shape("units", self.units, tuple(x.shape[1:]))
+        seeds = np.arange(len(x)) if indices is None else np.asarray(indices)
+        if (
+            seeds.shape != (len(x),)
+            or not np.issubdtype(seeds.dtype, np.integer)
+            or (seeds < 0).any()
+        ):
+            raise ValueError(f"indices must hold one integer >= 0 per input ({len(x)}), got "
+                             f"shape {seeds.shape} of {seeds.dtype}")  # fmt: skip
+        return x, seeds
 
     def _counts(self, x: torch.Tensor, draws: int, generator: torch.Generator) -> np.ndarray:
         """Per class, how many of ``draws`` noisy copies of the one input x (C, H, W, or D)
@@ -152,6 +175,8 @@ class RandomizedSmoothing:
             size = min(self.batch_size, draws - start)
             uniform = torch.rand(size, x.numel(), generator=generator, dtype=torch.float64)
             noise = torch.special.ndtri(uniform.clamp(1e-300, 1 - 1e-16)).reshape(size, *x.shape)
+            if self.units is not None:
+                noise = noise * self.units
             batch = (x.double() + self.sigma * noise).to(device, x.dtype)
             with torch.no_grad():
                 logits = self.model(batch)
@@ -164,7 +189,7 @@ class RandomizedSmoothing:
         seed = np.random.SeedSequence([self.random_state, index]).generate_state(1)[0]
         return torch.Generator().manual_seed(int(seed))
 
-    def certify(self, x: Any) -> SmoothedCertificate:
+    def certify(self, x: Any, indices: Any = None) -> SmoothedCertificate:
         """Cohen et al.'s CERTIFY for each input of x: class, certified L2 radius (eq. S) and the
         lower bound on its probability; -1 and 0 where it abstains.
 
@@ -172,16 +197,19 @@ class RandomizedSmoothing:
         ----------
         x : torch.Tensor or array of shape (N, ...)
             Inputs inside the model's bounds.
+        indices : array of int, shape (N,), or None, default=None
+            The indices that seed each input's noise (its index in a whole data set, when x is
+            a chunk of it); None: 0 .. N - 1.
 
         Returns
         -------
         SmoothedCertificate
         """
-        x = self._inputs(x)
+        x, seeds = self._inputs(x, indices)
         labels = np.full(len(x), ABSTAIN)
         radii, p_lower = np.zeros(len(x)), np.zeros(len(x))
         for i in progress(range(len(x)), desc="randomized smoothing (certify)"):
-            generator = self._generator(i)
+            generator = self._generator(int(seeds[i]))
             top = int(self._counts(x[i], self.n0, generator).argmax())
             n_top = int(self._counts(x[i], self.n, generator)[top])
             p_lower[i] = lower_confidence_bound(n_top, self.n, self.alpha)
@@ -189,7 +217,7 @@ class RandomizedSmoothing:
                 labels[i], radii[i] = top, self.sigma * float(norm.ppf(p_lower[i]))
         return SmoothedCertificate(labels, radii, p_lower)
 
-    def predict(self, x: Any) -> np.ndarray:
+    def predict(self, x: Any, indices: Any = None) -> np.ndarray:
         """Cohen et al.'s PREDICT for each input of x: the smoothed classifier's class, -1 where
         the two-sided binomial test of its top two counts cannot tell them apart at alpha.
 
@@ -197,16 +225,18 @@ class RandomizedSmoothing:
         ----------
         x : torch.Tensor or array of shape (N, ...)
             Inputs inside the model's bounds.
+        indices : array of int, shape (N,), or None, default=None
+            The indices that seed each input's noise; None: 0 .. N - 1.
 
         Returns
         -------
         ndarray of int, shape (N,)
             Labels, -1 where it abstains.
         """
-        x = self._inputs(x)
+        x, seeds = self._inputs(x, indices)
         labels = np.full(len(x), ABSTAIN)
         for i in progress(range(len(x)), desc="randomized smoothing (predict)"):
-            counts = self._counts(x[i], self.n, self._generator(i))
+            counts = self._counts(x[i], self.n, self._generator(int(seeds[i])))
             second, first = np.argsort(counts, kind="stable")[-2:]
             n_a, n_b = int(counts[first]), int(counts[second])
             if binomtest(n_a, n_a + n_b, 0.5).pvalue <= self.alpha:

@@ -44,6 +44,13 @@ What is measured, per image i of the n attacked (all in the input's units):
   its median over the correctly classified images, ``<ibp|linear>.linf.median_certified_radius``
   (an image certified at r counts at r); ``radius_but_attacked`` counts the images whose radius
   exceeds the smallest perturbation an L-inf attack found (must be 0);
+- with ``smoothing: {sigma, radii}``, randomized smoothing of the model (Cohen et al. 2019,
+  ``advlab.defenses.RandomizedSmoothing``: n0 and n noisy copies per image, failure
+  probability alpha): the *smoothed* classifier's share of images labelled correctly
+  (``smoothing.clean_accuracy``; an abstention counts as wrong), its certified accuracy at each
+  L2 radius (``smoothing.l2.eps<e>.certified_accuracy``) and its median certified radius over
+  the images it labels correctly (``smoothing.l2.median_certified_radius``). The smoothed
+  classifier is not the model: these figures sit beside the model's, not under them;
 - with ``certify_norm: l2`` (and ``certify_bounds: [linear]``) the certificates and radii are
   L2 ones, by linear bounds over the L2 ball (``is_certified_linear(..., norm="l2")``, eq. C of
   ``advlab.defenses.milp_verification``): ids ``linear.l2.eps<e>.certified_accuracy`` and
@@ -92,6 +99,7 @@ from advlab.defenses import (
     ATTACKED,
     ROBUST,
     UNKNOWN,
+    RandomizedSmoothing,
     certified_radius,
     check_certifiable,
     check_verifiable,
@@ -238,6 +246,35 @@ class ModelSpec(Strict):
         return self
 
 
+class SmoothingSpec(Strict):
+    """Randomized smoothing of the model (``advlab.defenses.RandomizedSmoothing``).
+
+    Attributes
+    ----------
+    sigma : float
+        Noise std, > 0, in the inputs' units (in each feature's std with ``feature_std``).
+    radii : tuple of float
+        L2 radii, > 0, at which the certified accuracy is read.
+    n0, n : int
+        Noisy copies per image that select the class, and that bound its probability.
+    alpha : float
+        Failure probability of each certificate, in (0, 1).
+    """
+
+    sigma: float = Field(gt=0, allow_inf_nan=False)
+    radii: tuple[float, ...]
+    n0: int = Field(100, ge=1)
+    n: int = Field(1000, ge=1)
+    alpha: float = Field(0.001, gt=0, lt=1)
+
+    @field_validator("radii")
+    @classmethod
+    def _radii(cls, radii: tuple[float, ...]) -> tuple[float, ...]:
+        if not radii or any(not (math.isfinite(r) and r > 0) for r in radii):
+            raise ValueError(f"radii must hold finite L2 radii > 0, got {list(radii)}")
+        return tuple(sorted(set(radii)))
+
+
 class AttackEntry(Strict):
     """One attack: ``name``, its budgets ``eps`` (budgeted attacks only, input units) and the
     keyword arguments ``params`` of its class (``label`` tells two settings apart).
@@ -325,6 +362,8 @@ class EvaluateConfig(ExperimentConfig):
     certify_norm : {"linf", "l2"}
         The norm of ``certify`` and ``certify_radius``; "l2" takes linear bounds only
         (``certify_bounds: [linear]``) and an L2 attack beside it.
+    smoothing : SmoothingSpec or None
+        Randomized smoothing of the model and its certified L2 accuracy; None: none.
     verify : tuple of float
         L-inf budgets (input units, > 0) at which each image the attacks did not break (nor
         a certificate proved) is verified exactly by mixed-integer programming
@@ -352,6 +391,7 @@ class EvaluateConfig(ExperimentConfig):
     certify_bounds: tuple[Literal["interval", "linear"], ...] = ("interval",)
     certify_radius: float | None = Field(None, gt=0, allow_inf_nan=False)
     certify_norm: Literal["linf", "l2"] = "linf"
+    smoothing: SmoothingSpec | None = None
     verify: tuple[float, ...] = ()
     verify_time_limit: float = Field(30.0, gt=0)
     eps_units: Literal["input", "feature_std"] = "input"
@@ -775,6 +815,49 @@ def _radius_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[st
     return {method: certified_radius(model, x, y, config.certify_radius, method, units,
                                      norm=norm).tolist()
             for method in config.certify_bounds}  # fmt: skip
+
+
+def _smoothing_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[str, Any]:
+    """Per image of one chunk, the smoothed classifier's label (-1: abstains) and certified L2
+    radius, its noise seeded by the image's index in the data (so any chunking gives the
+    same certificates)."""
+    ds, model = _data_and_model(ctx, config)
+    assert ds.images is not None
+    x = torch.from_numpy(ds.images[start : start + config.chunk_size]).to(config.device)
+    result = _smoothing(config, model, _units(ctx, config)).certify(
+        x, indices=np.arange(start, start + len(x))
+    )
+    return {"label": result.labels.tolist(), "radius": result.radii.tolist()}
+
+
+def _smoothing(config: EvaluateConfig, model: Model, units: np.ndarray | None) -> Any:
+    """The ``RandomizedSmoothing`` of ``config.smoothing`` on the model (seed: the config's),
+    its noise in the per-feature ``units``, if any."""
+    spec = config.smoothing
+    assert spec is not None
+    return RandomizedSmoothing(model, spec.sigma, spec.n0, spec.n, spec.alpha,
+                               batch_size=max(config.batch_size, 100), random_state=config.seed,
+                               units=units)  # fmt: skip
+
+
+def smoothing_comparisons(
+    config: EvaluateConfig, labels: np.ndarray, radii: np.ndarray, truth: np.ndarray
+) -> list[dict[str, Any]]:
+    """The ``smoothing.*`` comparisons: the smoothed classifier's share labelled correctly
+    (abstentions wrong), its certified accuracy at each L2 radius and its median certified
+    radius over the images it labels correctly (0 without any), in the budgets' units."""
+    spec = config.smoothing
+    assert spec is not None
+    right = labels == truth
+    out = [rate_comparison("smoothing.clean_accuracy", right),
+           rate_comparison("smoothing.abstained", labels < 0)]  # fmt: skip
+    out += [rate_comparison(f"smoothing.l2.{eps_key(r)}.certified_accuracy", right & (radii > r))
+            for r in spec.radii]  # fmt: skip
+    unit = "l2" if config.eps_units == "input" else "l2 (feature std)"
+    median = float(np.median(radii[right])) if right.any() else 0.0
+    out.append({"id": "smoothing.l2.median_certified_radius", "ours": median, "paper": None,
+                "unit": unit})  # fmt: skip
+    return out
 
 
 def _certify_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[str, Any]:
@@ -1209,7 +1292,22 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
     if distances:
         tables.append(Table("Minimisation attacks: median size of the adversarial examples found",
                             ("attack", "norm", "median distance", "success rate (%)"), distances))  # fmt: skip
+    if "smoothing" in results:
+        tables.append(_smoothing_table(results["smoothing"], by_id, n))
     return tables
+
+
+def _smoothing_table(spec: dict[str, Any], by_id: dict[str, dict], n: int) -> Table:
+    """The smoothed classifier's certified accuracy per L2 radius (radius 0: labelled
+    correctly), titled with its settings and with the model it is not."""
+    rows = [["0 (labelled correctly)", f"{by_id['smoothing.clean_accuracy']['ours']:.1f}"]]
+    rows += [[f"{r:g}", f"{by_id[f'smoothing.l2.{eps_key(r)}.certified_accuracy']['ours']:.1f}"]
+             for r in spec["radii"]]  # fmt: skip
+    title = (f"Randomized smoothing (sigma {spec['sigma']:g}, {spec['n0']} + {spec['n']} noisy "
+             f"copies, alpha {spec['alpha']:g}): certified accuracy (%) of the smoothed "
+             f"classifier, not of the model, on {n} images; abstained on "
+             f"{by_id['smoothing.abstained']['ours']:.1f} %")  # fmt: skip
+    return Table(title, ("L2 radius", "certified accuracy"), rows)
 
 
 # advlab plan: the probe that measures each attack's rate (FGSM, BIM and PGD pass like I-FGSM)
@@ -1286,6 +1384,8 @@ def _plan(config: EvaluateConfig) -> dict[str, Any]:
         units["certify chunks"] = chunks
     if config.certify_radius:
         units["certified radius chunks"] = chunks
+    if config.smoothing is not None:
+        units["randomized smoothing chunks"] = chunks
     attacks = []
     if config.model.train_epochs is not None:
         other = "train" if config.data.split == "test" else "test"
@@ -1306,7 +1406,26 @@ def _plan(config: EvaluateConfig) -> dict[str, Any]:
     if config.verify:
         units["verify (budgets x chunks)"] = len(config.verify) * chunks
     attacks += _timed_certificates(config, ds, chunks, notes)
+    if config.smoothing is not None:
+        attacks.append(_timed_smoothing(config, ds, chunks))
     return {"units": units, "attacks": attacks, "notes": notes}
+
+
+def _timed_smoothing(config: EvaluateConfig, ds: Dataset, chunks: int) -> dict[str, Any]:
+    """The plan entry of randomized smoothing: n0 + n forward passes per image, timed on the
+    model's initial weights (the cost does not depend on them) over ``spread_sample`` inputs,
+    in groups of 4, for about ``SAMPLE_SECONDS``."""
+    assert ds.images is not None and config.smoothing is not None
+    model = untrained_model(config.model, tuple(ds.images.shape[1:]), ds.n_classes)
+    smoothing = _smoothing(config, model, feature_units(config.eps_units, ds))
+    pick = spread_sample(len(ds))
+    x = torch.from_numpy(ds.images[pick]).to(config.device)
+    rate, timed = inputs_per_second(lambda group: smoothing.certify(x[group]),
+                                    np.array_split(np.arange(len(x)), -(-len(x) // 4)))  # fmt: skip
+    spec = config.smoothing
+    return {"what": f"randomized smoothing, sigma {spec.sigma:g} ({spec.n0} + {spec.n} noisy "
+            f"copies per input; timed on {timed} inputs)", "images": len(ds), "steps": 1,
+            "rate": rate, "units": chunks}  # fmt: skip
 
 
 def _timed_certificates(
@@ -1500,6 +1619,13 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
         radii = {method: np.concatenate([found[f"radius-{s:07d}"][method] for s in starts])
                  for method in config.certify_bounds}  # fmt: skip
     summary = summarise(config, correct, outcomes, certified, verified, radii)
+    if config.smoothing is not None:
+        smoothed = ctx.units({f"smoothing-{s:07d}": partial(_smoothing_unit, ctx, config, s)
+                              for s in starts}, desc="randomized smoothing")  # fmt: skip
+        labels = np.concatenate([smoothed[f"smoothing-{s:07d}"]["label"] for s in starts])
+        radius = np.concatenate([smoothed[f"smoothing-{s:07d}"]["radius"] for s in starts])
+        summary["comparisons"] += smoothing_comparisons(config, labels, radius, ds.labels)
+        summary["smoothing"] = config.smoothing.model_dump()
     for key, count in summary.get("certified_but_attacked", {}).items():
         if count:
             ctx.log.warning("%d images certified at %s were broken within it by an attack: the "
