@@ -501,6 +501,9 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
     if what == "per-feature budgets for torchattacks":
         return _config(files, eps_units="feature_std",
                        attacks=[{"name": "torchattacks:PGD", "eps": [0.1]}])  # fmt: skip
+    if what == "training noise for given weights":
+        return _config(files, model={"factory": "tests.test_evaluate:build",
+                                     "weights": str(files["weights"]), "train_noise": 0.1})  # fmt: skip
     if what == "smoothing without radii":
         return _config(files, smoothing={"sigma": 0.1})
     if what == "smoothing with sigma 0":
@@ -541,6 +544,7 @@ MISTAKES = {
     "units in an attack's params": "params ['units'] are set by evaluate",
     "L2 certificates by interval bounds": "certify_norm: l2 takes linear bounds only",
     "smoothing without radii": "smoothing.radii",
+    "training noise for given weights": "train_noise is noise in the training run",
     "smoothing with sigma 0": "smoothing.sigma",
     "L2 certificates without an L2 attack": "certify gives a lower bound on L2 robust accuracy",
 }

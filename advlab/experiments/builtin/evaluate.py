@@ -195,6 +195,9 @@ class ModelSpec(Strict):
         ``weights_only=True``, no pickle). None only for a zoo model trained here.
     train_epochs : int or None
         Train the zoo model on the other split of the built-in data set (cached by content).
+    train_noise : float
+        Std of Gaussian noise added to the training inputs (``train_epochs`` only; the base
+        classifier of randomized smoothing); 0: none.
     bounds : (float, float), (list, list) or "feature_range"
         The range of the model's inputs; attacks stay inside it. null (or -.inf / .inf in
         YAML) leaves a side open: [null, null] for unbounded tabular features. A side given
@@ -210,6 +213,7 @@ class ModelSpec(Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     weights: str | None = None
     train_epochs: int | None = Field(None, ge=1)
+    train_noise: float = Field(0.0, ge=0, allow_inf_nan=False)
     bounds: BoundsSpec = (0.0, 1.0)
     preprocessing: dict[str, Any] | None = None
 
@@ -230,6 +234,9 @@ class ModelSpec(Strict):
             raise ValueError("train_epochs trains a zoo model that has no weights file")
         if self.weights is None and self.train_epochs is None:
             raise ValueError("give weights (a state-dict file), or train_epochs for a zoo model")
+        if self.train_noise and self.train_epochs is None:
+            raise ValueError("train_noise is noise in the training run of train_epochs; a "
+                             "network with weights was trained elsewhere")  # fmt: skip
         if self.train_epochs is not None and self.preprocessing is not None:
             # it would wrap a network trained without it: the attacked model is not the trained one
             raise ValueError(
@@ -608,7 +615,8 @@ def _trained_zoo_model(spec: ModelSpec, config: Any, ctx: RunContext) -> nn.Modu
     ctx.record_dataset(train)
     assert spec.train_epochs is not None
     trained = train_classifier(spec.factory, train, epochs=spec.train_epochs, seed=config.seed,
-                               device=config.device, cache=ctx.cache, **spec.kwargs)  # fmt: skip
+                               device=config.device, cache=ctx.cache,
+                               noise_sigma=spec.train_noise, **spec.kwargs)  # fmt: skip
     return trained.model
 
 

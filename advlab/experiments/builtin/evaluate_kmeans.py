@@ -339,7 +339,7 @@ def _network(
         module = train_classifier(spec.factory, train, test, epochs=spec.train_epochs,
                                   seed=config.seed + (which == "heldout_surrogate"),
                                   device=config.device, cache=ctx.cache,
-                                  **spec.kwargs).model  # fmt: skip
+                                  noise_sigma=spec.train_noise, **spec.kwargs).model  # fmt: skip
     else:
         assert spec.weights is not None
         module = fresh_module(spec, tuple(train.images.shape[1:]), train.n_classes)
