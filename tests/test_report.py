@@ -116,6 +116,7 @@ def test_readme_has_a_block_for_every_committed_run():
         "evaluate-kmeans",
         "evaluate-kmeans-mnist",
         "evaluate-kmeans-digits-l2",
+        "evaluate-digits-l2-smoothing",
         "evaluate-mnist-small_cnn",
     }
     assert set(_readme_blocks()) == committed
