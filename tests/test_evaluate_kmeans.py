@@ -296,9 +296,12 @@ def test_a_preprocessing_is_attacked_in_the_inputs_units(tmp_path):
 MISTAKES = {
     "k above the rows": ({"n_clusters": 5000}, "n_clusters = 5000 > the 1437 training inputs"),
     "budget zero": ({"eps": [0.0]}, "eps must hold finite budgets > 0"),
-    "an L2 budget through a network": (
+    "an exact L2 minimum through a network": (
         {"features": {"factory": "tests.test_evaluate_kmeans:encoder", "weights": "x"},
-         "norm": "l2"}, "norm: l2 through features"),
+         "norm": "l2"}, "norm: l2 through features takes exact: false"),
+    "L2 through a Tanh network": (
+        {"features": {"factory": "tests.test_evaluate_kmeans:smooth_encoder", "weights": "SMOOTH"},
+         "norm": "l2", "exact": False}, "norm: l2 certifies through linear bounds"),
     "an unknown norm": ({"norm": "l1"}, "norm"),
     "other bounds": ({"surrogate": {"factory": "mlp", "train_epochs": 1, "bounds": [0, 255]}},
                      "surrogate.bounds [0, 255] differ from bounds [0, 1]"),
@@ -343,10 +346,10 @@ def test_a_mistake_is_one_line_before_any_work(tmp_path, capsys, what):
         save_model(rows_net(), str(tmp_path / "rows.safetensors"))
         changes = {"surrogate": {"factory": "tests.test_evaluate_kmeans:rows_net",
                                  "weights": str(tmp_path / "rows.safetensors")}}  # fmt: skip
-    if what == "an exact verification through a Tanh":
+    if what in ("an exact verification through a Tanh", "L2 through a Tanh network"):
         save_model(smooth_encoder(), str(tmp_path / "smooth.safetensors"))
-        changes = {"features": {"factory": "tests.test_evaluate_kmeans:smooth_encoder",
-                                "weights": str(tmp_path / "smooth.safetensors")}}  # fmt: skip
+        changes = {**changes, "features": {"factory": "tests.test_evaluate_kmeans:smooth_encoder",
+                                           "weights": str(tmp_path / "smooth.safetensors")}}  # fmt: skip
     if what == "test file without labels":  # the error names the block: test.path, not data
         np.savez(tmp_path / "x_only.npz", x=np.zeros((5, 1, 8, 8), np.float32))
         changes = {"test": {"path": str(tmp_path / "x_only.npz")}}
@@ -630,6 +633,50 @@ def test_plan_counts_the_units_and_image_steps(tmp_path, capsys):
     _run(tmp_path, config)
     made = json.loads((tmp_path / "run" / "manifest.json").read_text())["units_computed"]
     assert made == sum(plan["units"].values()) + 1  # + the fingerprint of the files
+
+
+def test_l2_through_a_feature_network_is_the_linear_l2_certificate(tmp_path):
+    """``norm: l2`` with ``features`` and ``exact: false``: the white-box L2 PGD through the
+    encoder, the linear L2 certificate and the median L2 radius of its bisection equal the
+    functions called directly, and the certified share lies below the white-box one."""
+    from advlab.defenses import kmeans_certified_radius_through, kmeans_is_certified_linear
+
+    torch.manual_seed(0)
+    net = encoder().eval()
+    save_model(net, str(tmp_path / "encoder.safetensors"))
+    features = {"factory": "tests.test_evaluate_kmeans:encoder",
+                "weights": str(tmp_path / "encoder.safetensors")}  # fmt: skip
+    config = _digits_config(eps=[0.05, 0.1], n_clusters=12, surrogate=None, features=features,
+                            norm="l2", exact=False)  # fmt: skip
+    results = _run(tmp_path / "a", config)
+    got = {c["id"]: c["ours"] for c in results["comparisons"]}
+    train = load_dataset("digits", "train")
+    test = load_dataset("digits", "test").subset(slice(0, 100))
+    x, y = torch.from_numpy(test.images), torch.from_numpy(test.labels)
+    with torch.no_grad():
+        km = KMeans(12, random_state=0).fit(net(torch.from_numpy(train.images)).numpy())
+        mapping = majority_vote_mapping(km.labels_, train.labels, 12)
+        correct = mapping[km.predict(net(x).numpy())] == test.labels
+    for eps in (0.05, 0.1):
+        adv = _chunked(KMeansPGD(km, mapping, eps=eps, max_iter=10, norm="l2", features=net), x, y)
+        with torch.no_grad():
+            still = mapping[km.predict(net(adv).numpy())] == test.labels
+        assert got[f"whitebox.l2.eps{eps:g}.accuracy"] == pytest.approx(100 * still.mean())
+        hits = kmeans_is_certified_linear(km, x, eps, mapping, features=net, norm="l2").numpy()
+        assert got[f"certified.l2.eps{eps:g}.accuracy"] == pytest.approx(
+            100 * (correct & hits).mean()
+        )
+        assert (
+            0 < got[f"certified.l2.eps{eps:g}.accuracy"] <= got[f"whitebox.l2.eps{eps:g}.accuracy"]
+        )
+    radii = kmeans_certified_radius_through(km, x[correct], 4 * 0.1, mapping, features=net,
+                                            norm="l2")  # fmt: skip
+    assert got["kmeans.median_certified_radius"] == pytest.approx(np.median(radii))
+    assert results["norm"] == "l2" and results["certified_but_attacked"] == {
+        "eps0.05": 0,
+        "eps0.1": 0,
+    }
+    assert not any(".linf." in key or key.startswith("exact.") for key in got)
 
 
 def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):

@@ -8,10 +8,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_digits
 from torch import nn
 
-from advlab.attacks.evasion import PGD, CarliniWagnerL2
-from advlab.defenses import certified_radius, is_certified_linear
+from advlab.attacks.evasion import PGD, CarliniWagnerL2, KMeansPGD, kmeans_certified_radius
+from advlab.cluster import KMeans, majority_vote_mapping
+from advlab.defenses import (
+    certified_radius,
+    is_certified_linear,
+    kmeans_certified_radius_through,
+    kmeans_is_certified_linear,
+)
 from advlab.models import Model
 from tests.test_milp_verification import _in_2d, _net
 
@@ -118,6 +125,60 @@ def test_l2_units_are_the_certificate_of_the_rescaled_network():
     frozen = certified_radius(net, x, y, 0.5, norm="l2", scale=[1.0, 0.0], tol=TOL)
     plain = certified_radius(net, x, y, 0.5, norm="l2", tol=TOL)
     assert np.all(frozen >= plain - TOL * 0.5)
+
+
+def _digits() -> tuple[torch.Tensor, np.ndarray]:
+    X, y = load_digits(return_X_y=True)
+    return torch.from_numpy(X[:60] / 16).float().reshape(-1, 1, 8, 8), y[:60]
+
+
+def test_a_kmeans_l2_radius_without_a_network_is_the_l2_voronoi_radius():
+    """A plain k-means on unbounded inputs: the score differences are affine, so eq. C is exact
+    and the linear L2 radius per cluster is the L2 Voronoi radius (eq. R of kmeans_minimal) to
+    the bisection's tolerance, and never above it."""
+    x, _ = _digits()
+    km = KMeans(12, random_state=0).fit(x.reshape(60, -1).numpy())
+    flat = x.reshape(60, -1)
+    voronoi = kmeans_certified_radius(km, flat.numpy(), "l2")
+    eps_max = float(voronoi.max()) * 1.1
+    ours = kmeans_certified_radius_through(km, flat, eps_max, bounds=(-np.inf, np.inf),
+                                           norm="l2", tol=TOL)  # fmt: skip
+    np.testing.assert_allclose(ours, voronoi, atol=TOL * eps_max)
+    assert np.all(ours <= voronoi + 1e-9)
+    boxed = kmeans_certified_radius_through(
+        km, flat, eps_max, bounds=(0.0, 1.0), norm="l2", tol=TOL
+    )
+    assert np.all(boxed >= ours - TOL * eps_max)  # (the box can only help)
+
+
+def test_a_kmeans_l2_certificate_through_a_relu_network_holds_against_l2_pgd():
+    """k-means (k = 12) on an 8-d ReLU embedding of the digits: every input's linear L2 radius
+    is certified by ``kmeans_is_certified_linear(norm="l2")``, L2 PGD through the network
+    (40 steps, 3 restarts) at that radius breaks none of them, the radii are at least the
+    L-inf ones (the L2 ball of r lies inside the L-inf box of r), and in balls 1.5 times as
+    large PGD breaks some (the attack bites)."""
+    x, y = _digits()
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 8)).eval()
+    with torch.no_grad():
+        km = KMeans(12, random_state=0).fit(net(x).numpy())
+    mapping = majority_vote_mapping(km.labels_, y, 12)
+    l2 = kmeans_certified_radius_through(km, x, 0.5, mapping, features=net, norm="l2", tol=TOL)
+    linf = kmeans_certified_radius_through(km, x, 0.5, mapping, features=net, tol=TOL)
+    assert np.all(l2 >= linf - TOL * 0.5) and np.median(l2) > np.median(linf) > 0
+    own = torch.from_numpy(mapping[km.predict(net(x).detach().numpy())])
+    for i in np.flatnonzero(l2 > 0)[:15]:
+        row = x[i : i + 1]
+        assert bool(kmeans_is_certified_linear(km, row, float(l2[i]), mapping, features=net,
+                                               norm="l2")[0])  # fmt: skip
+        for seed in range(3):
+            attack = KMeansPGD(km, mapping, eps=float(l2[i]), max_iter=40, norm="l2",
+                               random_start=True, random_state=seed, features=net)  # fmt: skip
+            assert not bool(attack(row, own[i : i + 1]).success[0])
+    wider = [bool(KMeansPGD(km, mapping, eps=1.5 * float(l2[i]), max_iter=40, norm="l2",
+                            features=net)(x[i : i + 1], own[i : i + 1]).success[0])
+             for i in np.flatnonzero(l2 > 0)[:15]]  # fmt: skip
+    assert any(wider)
 
 
 @pytest.mark.parametrize(

@@ -217,10 +217,11 @@ def kmeans_certified_radius_through(
     method: str = "linear",
     scale: BudgetLike | None = None,
     tol: float = 1e-3,
+    norm: str = "linf",
 ) -> np.ndarray:
-    """Per input, the certified L-inf radius (eq. B) of a k-means on the inputs, behind affine
-    steps or on a network's features, under linear (``kmeans_is_certified_linear``) or
-    interval (``kmeans_is_certified``) bounds.
+    """Per input, the certified L-inf (or, by linear bounds, L2) radius (eq. B) of a k-means on
+    the inputs, behind affine steps or on a network's features, under linear
+    (``kmeans_is_certified_linear``) or interval (``kmeans_is_certified``) bounds.
 
     Parameters
     ----------
@@ -242,16 +243,18 @@ def kmeans_certified_radius_through(
         The certificate.
     scale : float, array-like or None, default=None
         Per-feature units (the shape of one input, or broadcastable to it; 0 freezes a
-        feature); None: the L-inf ball.
+        feature; in L2 the ellipsoid ||delta / scale||_2 <= eps); None: the plain ball.
     tol : float, default=1e-3
         Bisection tolerance, relative to eps_max, in (0, 1).
+    norm : {"linf", "l2"}, default="linf"
+        The norm of the radius; "l2" with ``method="linear"`` only.
 
     Returns
     -------
     ndarray of shape (N,), float64
         The radii: eps_max where certified at eps_max, 0 where at no positive eps.
     """
-    eps_max, tol = _search_checks(eps_max, tol, method)
+    eps_max, tol = _search_checks(eps_max, tol, method, norm)
     x = torch.as_tensor(x).detach()
     units = _units(scale, x)
     if method == "interval":
@@ -266,6 +269,6 @@ def kmeans_certified_radius_through(
     widths = flat_budget(units, tuple(x.shape[1:]))
 
     def linear(i: int, eps: float) -> bool:
-        return not problem.reachable(i, eps * widths)[-1].size
+        return not problem.reachable(i, eps, widths, norm)[-1].size
 
     return bisect_radius(linear, len(x), eps_max, tol, "certified radius (linear)")

@@ -28,6 +28,10 @@ at most eps (MIPVerify's minimal adversarial distance, Tjeng et al. section 4.1)
 cluster that attains it, a second program with the margin gives the counterexample a hair
 past that boundary.
 
+``kmeans_is_certified_linear(..., norm="l2")`` certifies L2 balls with the same linear bounds
+(eq. C of ``advlab.defenses.milp_verification``); the exact programs stay L-inf (an L2 ball
+makes them quadratic, which scipy's MILP solver does not take).
+
 Written by hand around scipy's MILP solver, on ``verify_linf``'s encoding: no verifier bounds
 k-means, and those of networks do not install on torch 2.13.
 """
@@ -49,12 +53,15 @@ from advlab.defenses.milp_verification import (
     TIE,
     UNKNOWN,
     Chain,
+    _Ball,
+    _ball_checks,
     _layer_bounds,
     _margin_lower,
     _Program,
     _replay,
     _search,
     check_verifiable,
+    linear_input_set,
 )
 from advlab.models.wrapper import eval_mode
 from advlab.utils.progress import progress
@@ -182,9 +189,11 @@ def kmeans_is_certified_linear(
     mapping: Any | None = None,
     features: nn.Module | None = None,
     bounds: BoundsLike | None = None,
+    norm: str = "linf",
+    units: BudgetLike | None = None,
 ) -> torch.Tensor:
     """Per input, whether linear (CROWN) bounds prove that k-means gives every input of its
-    L-inf ball (clipped to ``bounds``) the class of its own cluster: for every cluster j of
+    L-inf (or L2) ball (clipped to ``bounds``) the class of its own cluster: for every cluster j of
     another class some cluster i of its own class has a lower bound of s_i - s_j (eq. S) above
     0 over the ball (the bounds ``verify_kmeans_linf`` settles clusters with, before any
     program). Sound; between ``kmeans_is_certified``'s interval bounds and the exact answer,
@@ -206,16 +215,24 @@ def kmeans_is_certified_linear(
     bounds : (float, float), (array_like, array_like) or None, default=None
         The input box, two numbers or one box per feature; None: the ``Model``'s bounds,
         (0, 1) for a bare module or no network.
+    norm : {"linf", "l2"}, default="linf"
+        The norm of the ball.
+    units : array-like or None, default=None
+        Per-feature units s_d >= 0 (0 freezes a feature), with eps one number: the box
+        eps * s_d in L-inf, the ellipsoid ||delta / s||_2 <= eps in L2; None: input units.
 
     Returns
     -------
     torch.Tensor of bool, shape (N,)
         True where the input is certified.
     """
+    x = torch.as_tensor(x).detach()
+    widths = _ball_checks(eps, norm, units, x)
     budget = check_input_budget("eps", eps, x)
     problem = _Problem.build(kmeans, x, mapping, features, bounds)
-    half_widths = flat_budget(budget, tuple(problem.x.shape[1:]))
-    certified = [not problem.reachable(n, half_widths)[-1].size for n in range(len(problem.flat))]
+    radius = flat_budget(budget, tuple(problem.x.shape[1:]))
+    certified = [not problem.reachable(n, radius, widths, norm)[-1].size
+                 for n in range(len(problem.flat))]  # fmt: skip
     return torch.tensor(certified, dtype=torch.bool)
 
 
@@ -256,15 +273,17 @@ class _Problem:
             group = classes[own][:, None] == classes[None, :]
         return cls(x, flat, chain, box, group, network, cells)
 
-    def reachable(self, n: int, eps: float | np.ndarray) -> tuple:
+    def reachable(
+        self, n: int, eps: float | np.ndarray, widths: Any = 1.0, norm: str = "linf"
+    ) -> tuple:
         """(lo, hi, layer bounds, own-class clusters, clusters of other classes that linear
         bounds cannot rule out) for input n at budget eps (a float, or ``flat_budget``'s
-        half-widths)."""
-        lo = np.clip(self.flat[n] - eps, *self.box)
-        hi = np.clip(self.flat[n] + eps, *self.box)
+        half-widths) times the per-feature ``widths``, in ``norm`` (``linear_input_set``)."""
+        lo, hi, ball = linear_input_set(self.flat[n], eps, widths, self.box, norm)
         ours = np.flatnonzero(self.group[n].numpy())
-        layer_bounds = _layer_bounds(self.chain, lo, hi, "linear")
-        return lo, hi, layer_bounds, ours, _reachable(self.chain, layer_bounds, lo, hi, ours)
+        layer_bounds = _layer_bounds(self.chain, lo, hi, "linear", ball)
+        return lo, hi, layer_bounds, ours, _reachable(self.chain, layer_bounds, lo, hi, ours,
+                                                      ball)  # fmt: skip
 
     def same_class(self, n: int, candidate: torch.Tensor) -> bool:
         """Whether the network and the k-means put ``candidate`` (1, ...) in input n's class."""
@@ -306,11 +325,12 @@ def _scores_chain(cells: KMeansCells, chain: Chain, source: str) -> Chain:
 
 
 def _reachable(chain: Chain, layer_bounds: list, lo: np.ndarray, hi: np.ndarray,
-               ours: np.ndarray) -> np.ndarray:  # fmt: skip
+               ours: np.ndarray, ball: _Ball | None = None) -> np.ndarray:  # fmt: skip
     """The clusters j of another class that no i in ``ours`` provably stays ahead of over the
-    box: the largest linear lower bound of s_i - s_j over i is not above 0."""
+    box (and an L2 ``ball`` in it): the largest linear lower bound of s_i - s_j over i is not
+    above 0."""
     ahead = np.full(chain[-1][0].shape[0], -np.inf)
     for i in ours:
-        ahead = np.maximum(ahead, _margin_lower(chain, layer_bounds, lo, hi, int(i)))
+        ahead = np.maximum(ahead, _margin_lower(chain, layer_bounds, lo, hi, int(i), ball))
     ahead[ours] = np.inf
     return np.flatnonzero(ahead <= RELAXED_SLACK)

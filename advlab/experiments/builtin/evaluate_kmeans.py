@@ -86,8 +86,10 @@ with ``exact`` the projection onto each candidate cell, eq. D of
 ``advlab.attacks.evasion.kmeans_minimal``) and the certified radius is the L2 distance to the
 nearest bisecting hyperplane (eq. R). With ``feature_std`` the ball is the ellipsoid
 ||delta / std||_2 <= eps (PGD's ``units``, the minimal attack's and the radius' ``scale``).
-Through ``features`` the certificates and programs are L-inf ones: ``norm: l2`` is refused
-there.
+Through ``features`` the certified figures and radii are those of linear bounds over the L2
+ball (``kmeans_is_certified_linear(..., norm="l2")``), so the network must be made of affine
+layers and ReLUs, and ``exact`` must be false: the exact programs are L-inf ones (an L2 ball
+makes them quadratic).
 
 The true robust accuracy lies between the certified and the worst-case figure, and with
 ``exact`` it is the exact figure; the transfer attack says how much of it a black-box attacker
@@ -306,9 +308,10 @@ class EvaluateKMeansConfig(ExperimentConfig):
         if self.features is not None and self.adversarial_training is not None:
             raise ValueError("adversarial_training refits k-means on perturbed inputs, not on "
                              "a network's features: leave one of them out")  # fmt: skip
-        if self.features is not None and self.norm == "l2":
-            raise ValueError("norm: l2 through features: the certificates and exact programs "
-                             "through a network are L-inf ones; use norm: linf")  # fmt: skip
+        if self.features is not None and self.norm == "l2" and self.exact:
+            raise ValueError("norm: l2 through features takes exact: false (the exact programs "
+                             "through a network are L-inf ones; an L2 ball makes them "
+                             "quadratic)")  # fmt: skip
         if self.features is not None and self.features.weights is None:
             raise ValueError("features takes your network with its weights (train_epochs "
                              "trains a classifier)")  # fmt: skip
@@ -413,6 +416,9 @@ def _feature_network(
     try:
         check_verifiable(network, x)
     except ValueError as exc:
+        if config.norm == "l2":
+            raise ValueError(f"features: {exc}; norm: l2 certifies through linear bounds, which "
+                             "need a network of affine layers and ReLUs") from exc  # fmt: skip
         if config.exact:
             raise ValueError(f"features: {exc}; exact: true needs a network of affine layers "
                              "and ReLUs, set exact: false for the others") from exc  # fmt: skip
@@ -654,7 +660,7 @@ def _radius_through(
     cap = RADIUS_CAP * max(config.eps)
     return kmeans_certified_radius_through(km, x.to(config.device), cap, mapping,
                                            features=features, method=certificate,
-                                           scale=units)  # fmt: skip
+                                           scale=units, norm=config.norm)  # fmt: skip
 
 
 def _median_radius(
@@ -1187,6 +1193,10 @@ def _certified_through(
     class kept over its ball, a box with the per-feature ``units``), by the ``certificate``
     ("linear" or "interval") bounds."""
     x = x.to(config.device)
+    if config.norm == "l2":  # (linear bounds: _feature_network refuses the others in L2)
+        return {eps: kmeans_is_certified_linear(km, x, eps, mapping, features=features,
+                                                norm="l2", units=units).cpu().numpy()
+                for eps in config.eps}  # fmt: skip
     certify = kmeans_is_certified_linear if certificate == "linear" else kmeans_is_certified
     return {eps: certify(km, x, per_feature_budget(eps, units), mapping, features=features).cpu().numpy()
             for eps in config.eps}  # fmt: skip
