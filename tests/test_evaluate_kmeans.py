@@ -174,14 +174,10 @@ def test_rows_of_a_users_own_file_and_network(tmp_path):
     assert "whitebox.linf.eps0.2.accuracy" in ids and not any(i.startswith("transfer") for i in ids)
 
 
-def test_budgets_in_each_features_std_on_raw_tabular_rows(tmp_path, capsys):
-    """The raw wine features (units from 0.1 to 1,000) as the user's files, unbounded, behind a
-    StandardScaler, with ``eps_units: feature_std``: each budget eps is the per-feature box
-    eps * std_d of the training rows, and every number is that of the attacks called directly
-    with that box (the transfer I-FGSM through the user's network, the white-box PGD) or in the
-    norm weighted by std (the certified radius and the exact minimum); the bounds stay
-    ordered, and the report names the units. Algorithm 1 takes the same box at each step: its
-    k-means is ``KMeansAdversarialTraining`` with ``SurrogateAttack(units=std)``."""
+def _wine_files(tmp_path: Path) -> tuple[np.ndarray, np.ndarray, nn.Module, dict]:
+    """The raw wine rows (units from 0.1 to 1,000), shuffled, as the user's train (130 rows)
+    and test files, the user's network on them, and the config's train, test, k and
+    surrogate (unbounded)."""
     from sklearn.datasets import load_wine
 
     X, labels = load_wine(return_X_y=True)
@@ -192,11 +188,24 @@ def test_budgets_in_each_features_std_on_raw_tabular_rows(tmp_path, capsys):
     torch.manual_seed(0)
     net = rows_net(13, 16, 3).eval()
     save_model(net, str(tmp_path / "net.safetensors"))
-    config = {"train": {"path": str(tmp_path / "train.npz")},
-              "test": {"path": str(tmp_path / "test.npz")}, "n_clusters": 6,
-              "surrogate": {"factory": "tests.test_evaluate_kmeans:rows_net",
-                            "kwargs": {"n_features": 13, "n_classes": 3},
-                            "weights": str(tmp_path / "net.safetensors"), "bounds": [None, None]},
+    files = {"train": {"path": str(tmp_path / "train.npz")},
+             "test": {"path": str(tmp_path / "test.npz")}, "n_clusters": 6,
+             "surrogate": {"factory": "tests.test_evaluate_kmeans:rows_net",
+                           "kwargs": {"n_features": 13, "n_classes": 3},
+                           "weights": str(tmp_path / "net.safetensors"), "bounds": [None, None]}}  # fmt: skip
+    return X, labels, net, files
+
+
+def test_budgets_in_each_features_std_on_raw_tabular_rows(tmp_path, capsys):
+    """The raw wine features (units from 0.1 to 1,000) as the user's files, unbounded, behind a
+    StandardScaler, with ``eps_units: feature_std``: each budget eps is the per-feature box
+    eps * std_d of the training rows, and every number is that of the attacks called directly
+    with that box (the transfer I-FGSM through the user's network, the white-box PGD) or in the
+    norm weighted by std (the certified radius and the exact minimum); the bounds stay
+    ordered, and the report names the units. Algorithm 1 takes the same box at each step: its
+    k-means is ``KMeansAdversarialTraining`` with ``SurrogateAttack(units=std)``."""
+    X, labels, net, files = _wine_files(tmp_path)
+    config = {**files,
               "bounds": [None, None], "eps_units": "feature_std", "eps": [0.1, 0.3],
               "preprocess": {"factory": "sklearn.preprocessing:StandardScaler"},
               "chunk_size": 20}  # fmt: skip
@@ -432,21 +441,8 @@ def test_l2_ellipsoids_of_each_features_std_and_algorithm_1_in_l2(tmp_path):
     the same ellipsoid."""
     from functools import partial
 
-    from sklearn.datasets import load_wine
-
-    X, labels = load_wine(return_X_y=True)
-    order = np.random.default_rng(0).permutation(len(X))
-    X, labels = X[order].astype(np.float32), labels[order]
-    np.savez(tmp_path / "train.npz", x=X[:130], y=labels[:130])
-    np.savez(tmp_path / "test.npz", x=X[130:], y=labels[130:])
-    torch.manual_seed(0)
-    net = rows_net(13, 16, 3).eval()
-    save_model(net, str(tmp_path / "net.safetensors"))
-    config = {"train": {"path": str(tmp_path / "train.npz")},
-              "test": {"path": str(tmp_path / "test.npz")}, "n_clusters": 6,
-              "surrogate": {"factory": "tests.test_evaluate_kmeans:rows_net",
-                            "kwargs": {"n_features": 13, "n_classes": 3},
-                            "weights": str(tmp_path / "net.safetensors"), "bounds": [None, None]},
+    X, labels, net, files = _wine_files(tmp_path)
+    config = {**files,
               "bounds": [None, None], "eps_units": "feature_std", "eps": [1.0], "norm": "l2",
               "preprocess": {"factory": "sklearn.preprocessing:StandardScaler"},
               "adversarial_training": {"eta": 0.5, "beta": 2, "eps_max": 1.0},
@@ -635,28 +631,38 @@ def test_plan_counts_the_units_and_image_steps(tmp_path, capsys):
     assert made == sum(plan["units"].values()) + 1  # + the fingerprint of the files
 
 
+def _encoder_run(tmp_path: Path, **changes) -> tuple:
+    """A run on the digits through the user's ReLU encoder (k = 12, no surrogate) with
+    ``changes``, and what it should equal: the config, its results, the encoder, the k-means
+    and mapping fitted on the encoder's training features, the 100 test digits and which of
+    them k-means classifies correctly."""
+    torch.manual_seed(0)
+    net = encoder().eval()
+    save_model(net, str(tmp_path / "encoder.safetensors"))
+    features = {"factory": "tests.test_evaluate_kmeans:encoder",
+                "weights": str(tmp_path / "encoder.safetensors")}  # fmt: skip
+    config = _digits_config(n_clusters=12, surrogate=None, features=features, **changes)
+    results = _run(tmp_path / "a", config)
+    train = load_dataset("digits", "train")
+    test = load_dataset("digits", "test").subset(slice(0, 100))
+    with torch.no_grad():
+        km = KMeans(12, random_state=0).fit(net(torch.from_numpy(train.images)).numpy())
+        mapping = majority_vote_mapping(km.labels_, train.labels, 12)
+        correct = mapping[km.predict(net(torch.from_numpy(test.images)).numpy())] == test.labels
+    return config, results, net, km, mapping, test, correct
+
+
 def test_l2_through_a_feature_network_is_the_linear_l2_certificate(tmp_path):
     """``norm: l2`` with ``features`` and ``exact: false``: the white-box L2 PGD through the
     encoder, the linear L2 certificate and the median L2 radius of its bisection equal the
     functions called directly, and the certified share lies below the white-box one."""
     from advlab.defenses import kmeans_certified_radius_through, kmeans_is_certified_linear
 
-    torch.manual_seed(0)
-    net = encoder().eval()
-    save_model(net, str(tmp_path / "encoder.safetensors"))
-    features = {"factory": "tests.test_evaluate_kmeans:encoder",
-                "weights": str(tmp_path / "encoder.safetensors")}  # fmt: skip
-    config = _digits_config(eps=[0.05, 0.1], n_clusters=12, surrogate=None, features=features,
-                            norm="l2", exact=False)  # fmt: skip
-    results = _run(tmp_path / "a", config)
+    _, results, net, km, mapping, test, correct = _encoder_run(
+        tmp_path, eps=[0.05, 0.1], norm="l2", exact=False
+    )
     got = {c["id"]: c["ours"] for c in results["comparisons"]}
-    train = load_dataset("digits", "train")
-    test = load_dataset("digits", "test").subset(slice(0, 100))
     x, y = torch.from_numpy(test.images), torch.from_numpy(test.labels)
-    with torch.no_grad():
-        km = KMeans(12, random_state=0).fit(net(torch.from_numpy(train.images)).numpy())
-        mapping = majority_vote_mapping(km.labels_, train.labels, 12)
-        correct = mapping[km.predict(net(x).numpy())] == test.labels
     for eps in (0.05, 0.1):
         adv = _chunked(KMeansPGD(km, mapping, eps=eps, max_iter=10, norm="l2", features=net), x, y)
         with torch.no_grad():
@@ -695,21 +701,10 @@ def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):
         verify_kmeans_linf,
     )
 
-    torch.manual_seed(0)
-    net = encoder().eval()
-    save_model(net, str(tmp_path / "encoder.safetensors"))
-    features = {"factory": "tests.test_evaluate_kmeans:encoder",
-                "weights": str(tmp_path / "encoder.safetensors")}  # fmt: skip
-    config = _digits_config(eps=[0.01, 0.02], n_clusters=12, surrogate=None, features=features)
-    results = _run(tmp_path / "a", config)
+    config, results, net, km, mapping, test, correct = _encoder_run(tmp_path, eps=[0.01, 0.02])
     got = {c["id"]: c["ours"] for c in results["comparisons"]}
     train = load_dataset("digits", "train")
-    test = load_dataset("digits", "test").subset(slice(0, 100))
     x, y = torch.from_numpy(test.images), torch.from_numpy(test.labels)
-    with torch.no_grad():
-        km = KMeans(12, random_state=0).fit(net(torch.from_numpy(train.images)).numpy())
-        mapping = majority_vote_mapping(km.labels_, train.labels, 12)
-        correct = mapping[km.predict(net(x).numpy())] == test.labels
     assert got["kmeans.clean_accuracy"] == pytest.approx(100 * correct.mean())
     sizes = np.zeros(len(x))
     sizes[correct] = verify_kmeans_linf(km, x[correct], 0.02, mapping, features=net,
