@@ -166,6 +166,18 @@ def test_kmeans_is_smoothed_through_its_classifier():
     assert 0 < np.median(result.radii[certified]) < 0.1 * norm.ppf(0.001 ** (1 / 1000)) + 1e-12
 
 
+def test_a_model_in_training_mode_is_smoothed_as_deployed_and_left_in_its_mode():
+    """Dropout is off while the noisy copies are labelled (the certificate is the eval-mode
+    model's), and the model is back in training mode afterwards."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+    x = torch.rand(10, 2, generator=torch.Generator().manual_seed(1))
+    deployed = RandomizedSmoothing(net.eval(), 0.1, n0=20, n=200).certify(x)
+    training = RandomizedSmoothing(net.train(), 0.1, n0=20, n=200).certify(x)
+    np.testing.assert_array_equal(training.p_lower, deployed.p_lower)
+    assert net.training
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"sigma": 0.0}, "sigma"), ({"sigma": -1.0}, "sigma"), ({"alpha": 1.0}, "alpha"),

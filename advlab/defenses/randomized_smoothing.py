@@ -45,7 +45,7 @@ from scipy.stats import beta, binomtest, norm
 from torch import nn
 
 from advlab.attacks.evasion.base import model_device
-from advlab.models.wrapper import as_model, model_dtype
+from advlab.models.wrapper import as_model, eval_mode, model_dtype
 from advlab.utils.progress import progress
 from advlab.utils.validation import check_budget_shape, check_images, check_number, check_units
 
@@ -120,7 +120,8 @@ class RandomizedSmoothing:
     alpha : float, default=0.001
         Failure probability of each certificate or prediction, in (0, 1).
     batch_size : int, default=1000
-        Noisy copies per forward pass (memory, not results).
+        Noisy copies per forward pass (memory, not results: the noise of a pass takes
+        batch_size x input size x 8 bytes).
     random_state : int, default=0
         Seed of the noise; input i draws from a generator seeded by (random_state, i).
     units : float, array-like or None, default=None
@@ -178,7 +179,7 @@ class RandomizedSmoothing:
             if self.units is not None:
                 noise = noise * self.units
             batch = (x.double() + self.sigma * noise).to(device, x.dtype)
-            with torch.no_grad():
+            with torch.no_grad(), eval_mode(self.model):  # (dropout and batch norm as deployed)
                 logits = self.model(batch)
             found = torch.bincount(logits.argmax(1).cpu(), minlength=logits.shape[1]).numpy()
             counts = found if counts is None else counts + found
