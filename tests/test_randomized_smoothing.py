@@ -166,6 +166,19 @@ def test_kmeans_is_smoothed_through_its_classifier():
     assert 0 < np.median(result.radii[certified]) < 0.1 * norm.ppf(0.001 ** (1 / 1000)) + 1e-12
 
 
+def test_a_classifier_of_one_class_is_that_class_everywhere():
+    """A k-means whose clusters all map to class 0 (one logit): PREDICT returns 0 (no
+    runner-up) and CERTIFY the largest radius n copies can give."""
+    X, _ = load_digits(return_X_y=True)
+    km = KMeans(5, random_state=0).fit(X[:200] / 16)
+    model = kmeans_model(km, np.zeros(5, dtype=int), (0.0, 1.0))
+    x = torch.from_numpy(X[200:210] / 16).float()
+    assert np.all(RandomizedSmoothing(model, 0.1, n=200).predict(x) == 0)
+    result = RandomizedSmoothing(model, 0.1, n=200).certify(x)
+    cap = 0.1 * norm.ppf(lower_confidence_bound(200, 200, 0.001))
+    assert np.all(result.labels == 0) and np.allclose(result.radii, cap)
+
+
 def test_a_model_in_training_mode_is_smoothed_as_deployed_and_left_in_its_mode():
     """Dropout is off while the noisy copies are labelled (the certificate is the eval-mode
     model's), and the model is back in training mode afterwards."""

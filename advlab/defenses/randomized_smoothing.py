@@ -238,8 +238,9 @@ class RandomizedSmoothing:
         labels = np.full(len(x), ABSTAIN)
         for i in progress(range(len(x)), desc="randomized smoothing (predict)"):
             counts = self._counts(x[i], self.n, self._generator(int(seeds[i])))
-            second, first = np.argsort(counts, kind="stable")[-2:]
-            n_a, n_b = int(counts[first]), int(counts[second])
+            order = np.argsort(counts, kind="stable")  # (one class: no runner-up, n_B = 0)
+            first = int(order[-1])
+            n_a, n_b = int(counts[first]), int(counts[order[-2]]) if len(order) > 1 else 0
             if binomtest(n_a, n_a + n_b, 0.5).pvalue <= self.alpha:
                 labels[i] = int(first)
         return labels
