@@ -745,6 +745,45 @@ def test_budgets_in_each_features_std_on_rows_in_their_own_units(tmp_path, capsy
     assert plain["pgd.linf.eps0.5.robust_accuracy"] < got["pgd.linf.eps0.5.robust_accuracy"]
 
 
+def test_l2_certificates_and_smoothing_in_each_features_std(tmp_path):
+    """``certify_norm: l2`` and ``smoothing`` with ``eps_units: feature_std`` on rows whose
+    features have units from 0.01 to 1000: the certificate is the ellipsoid
+    ||delta / std||_2 <= eps of ``is_certified_linear(..., units=std)``, the smoothing noise
+    is std * N(0, sigma^2), and both equal the library called directly."""
+    units = np.array([1.0, 10.0, 100.0, 1000.0, 0.1, 0.01])
+    torch.manual_seed(0)
+    net = tabular().eval()
+    x = (torch.randn(60, 6) * torch.from_numpy(units)).float()
+    pre = {"mean": [0.0] * 6, "std": units.tolist(), "axis": -1}
+    model = Model(net, (-np.inf, np.inf), pre)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    np.savez(tmp_path / "rows.npz", x=x.numpy(), y=y.numpy())
+    save_file(net.state_dict(), str(tmp_path / "tab.safetensors"))
+    config = {"data": {"path": str(tmp_path / "rows.npz")},
+              "model": {"factory": "tests.test_evaluate:tabular", "preprocessing": pre,
+                        "weights": str(tmp_path / "tab.safetensors"), "bounds": [None, None]},
+              "attacks": [{"name": "deepfool"}], "eps_units": "feature_std",
+              "certify": [0.2, 0.5], "certify_norm": "l2", "certify_bounds": ["linear"],
+              "smoothing": {"sigma": 0.25, "radii": [0.2], "n0": 20, "n": 300},
+              "chunk_size": 20}  # fmt: skip
+    got = _by_id(_run(tmp_path / "a", config))
+    std = x.numpy().astype(np.float64).std(0)
+    for eps in (0.2, 0.5):
+        hits = is_certified_linear(model, x, y, eps, norm="l2", units=std).numpy()
+        assert got[f"linear.l2.eps{eps:g}.certified_accuracy"] == pytest.approx(100 * hits.mean())
+    assert (
+        0
+        < got["linear.l2.eps0.5.certified_accuracy"]
+        < got["linear.l2.eps0.2.certified_accuracy"]
+        < 100
+    )
+    smoothed = RandomizedSmoothing(model, 0.25, 20, 300, units=std).certify(x)
+    assert got["smoothing.l2.eps0.2.certified_accuracy"] == pytest.approx(
+        100 * smoothed.certified_accuracy(y.numpy(), 0.2)
+    )
+
+
 def test_rows_of_a_csv_file_give_the_npz_results(tmp_path, capsys):
     """Tabular rows as a .csv file with a header line (label column 'target'): the .npz run's
     comparisons; class names in the label column are refused (a classifier's classes are its
