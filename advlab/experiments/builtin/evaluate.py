@@ -848,7 +848,7 @@ def _smoothing(config: EvaluateConfig, model: Model, units: np.ndarray | None) -
                                units=units)  # fmt: skip
 
 
-def smoothing_comparisons(
+def _smoothing_comparisons(
     config: EvaluateConfig, labels: np.ndarray, radii: np.ndarray, truth: np.ndarray
 ) -> list[dict[str, Any]]:
     """The ``smoothing.*`` comparisons: the smoothed classifier's share labelled correctly
@@ -1632,7 +1632,7 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
                               for s in starts}, desc="randomized smoothing")  # fmt: skip
         labels = np.concatenate([smoothed[f"smoothing-{s:07d}"]["label"] for s in starts])
         radius = np.concatenate([smoothed[f"smoothing-{s:07d}"]["radius"] for s in starts])
-        summary["comparisons"] += smoothing_comparisons(config, labels, radius, ds.labels)
+        summary["comparisons"] += _smoothing_comparisons(config, labels, radius, ds.labels)
         summary["smoothing"] = config.smoothing.model_dump()
     for key, count in summary.get("certified_but_attacked", {}).items():
         if count:
