@@ -25,10 +25,11 @@ from advlab.attacks.evasion import (
     KMeansPGD,
     kmeans_certified_radius,
 )
+from advlab.attacks.evasion.kmeans_pgd import kmeans_model
 from advlab.cli.main import main
 from advlab.cluster import KMeans, majority_vote_mapping
 from advlab.data import load_dataset
-from advlab.defenses import KMeansAdversarialTraining, SurrogateAttack
+from advlab.defenses import KMeansAdversarialTraining, RandomizedSmoothing, SurrogateAttack
 from advlab.experiments import Cache
 from advlab.experiments.config import ConfigError
 from advlab.experiments.executors import LocalExecutor
@@ -431,6 +432,44 @@ def test_l2_budgets_are_those_of_the_l2_attacks_called_directly(serial, tmp_path
     assert (tmp_path / "run" / "kmeans-l2.png").exists()
     assert main(["report", str(tmp_path / "run"), "--markdown"]) == 0
     assert "under L2 attacks" in capsys.readouterr().out
+
+
+def test_randomized_smoothing_of_each_kmeans_beside_its_exact_l2_robustness(tmp_path, capsys):
+    """``smoothing`` with ``norm: l2``: the smoothed k-means' figures equal
+    ``RandomizedSmoothing`` on ``kmeans_model(km, mapping)`` called directly (noise seeded by
+    each test input's index), Algorithm 1's k-means gets its own ``trained.smoothing.*`` ids,
+    the report gives each a table, and the plan times it."""
+    smoothing = {"sigma": 0.25, "radii": [0.25, 0.5], "n0": 20, "n": 200}
+    config = _digits_config(norm="l2", eps=[0.25, 0.5], smoothing=smoothing,
+                            adversarial_training={"eta": 0.5, "beta": 2, "eps_max": 0.5})  # fmt: skip
+    results = _run(tmp_path, config)
+    got = {c["id"]: c["ours"] for c in results["comparisons"]}
+    train = load_dataset("digits", "train")
+    test = load_dataset("digits", "test").subset(slice(0, 100))
+    km = KMeans(20, random_state=0).fit(train.data)
+    mapping = majority_vote_mapping(km.labels_, train.labels, 20)
+    x = torch.from_numpy(test.images)
+    direct = RandomizedSmoothing(kmeans_model(km, mapping, (0.0, 1.0)), 0.25, 20, 200).certify(x)
+    right = direct.labels == test.labels
+    assert got["smoothing.clean_accuracy"] == pytest.approx(100 * right.mean())
+    for r in (0.25, 0.5):
+        assert got[f"smoothing.l2.eps{r:g}.certified_accuracy"] == pytest.approx(
+            100 * direct.certified_accuracy(test.labels, r)
+        )
+        assert 0 <= got[f"trained.smoothing.l2.eps{r:g}.certified_accuracy"] <= 100
+    assert got["smoothing.l2.median_certified_radius"] == pytest.approx(
+        np.median(direct.radii[right])
+    )
+    assert 0 < got["smoothing.l2.eps0.25.certified_accuracy"] < 100
+    assert main(["report", str(tmp_path / "run"), "--markdown"]) == 0
+    shown = capsys.readouterr().out
+    assert "certified accuracy (%) of the smoothed classifier, not of k-means" in shown
+    assert "not of Algorithm 1's k-means" in shown
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "evaluate-kmeans", **config}))
+    assert main(["plan", str(path), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["units"]["randomized smoothing (chunks)"] == -(-100 // CHUNK)
 
 
 def test_l2_ellipsoids_of_each_features_std_and_algorithm_1_in_l2(tmp_path):

@@ -839,32 +839,78 @@ def _smoothing_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict
 
 
 def _smoothing(config: EvaluateConfig, model: Model, units: np.ndarray | None) -> Any:
-    """The ``RandomizedSmoothing`` of ``config.smoothing`` on the model (seed: the config's),
-    its noise in the per-feature ``units``, if any."""
-    spec = config.smoothing
-    assert spec is not None
+    """The ``RandomizedSmoothing`` of ``config.smoothing`` on the model (``smoothing_of``)."""
+    assert config.smoothing is not None
+    return smoothing_of(config.smoothing, model, config.seed, config.batch_size, units)
+
+
+def smoothing_of(
+    spec: SmoothingSpec, model: nn.Module, seed: int, batch_size: int, units: np.ndarray | None
+) -> RandomizedSmoothing:
+    """The ``RandomizedSmoothing`` of a config's ``smoothing`` block.
+
+    Parameters
+    ----------
+    spec : SmoothingSpec
+        The block: sigma, n0, n, alpha.
+    model : torch.nn.Module
+        The base classifier (a ``Model``, or a k-means through ``kmeans_model``).
+    seed : int
+        The config's seed: the noise's ``random_state``.
+    batch_size : int
+        The config's batch size; noisy copies go through at least 100 per pass.
+    units : ndarray or None
+        Per-feature units of the noise (``eps_units: feature_std``), or None.
+
+    Returns
+    -------
+    RandomizedSmoothing
+    """
     return RandomizedSmoothing(model, spec.sigma, spec.n0, spec.n, spec.alpha,
-                               batch_size=max(config.batch_size, 100), random_state=config.seed,
+                               batch_size=max(batch_size, 100), random_state=seed,
                                units=units)  # fmt: skip
 
 
-def _smoothing_comparisons(
-    config: EvaluateConfig, labels: np.ndarray, radii: np.ndarray, truth: np.ndarray
+def smoothing_comparisons(
+    spec: SmoothingSpec,
+    labels: np.ndarray,
+    radii: np.ndarray,
+    truth: np.ndarray,
+    unit: str = "l2",
+    prefix: str = "",
 ) -> list[dict[str, Any]]:
-    """The ``smoothing.*`` comparisons: the smoothed classifier's share labelled correctly
-    (abstentions wrong), its certified accuracy at each L2 radius and its median certified
-    radius over the images it labels correctly (0 without any), in the budgets' units."""
-    spec = config.smoothing
-    assert spec is not None
+    """The ``<prefix>smoothing.*`` comparisons of a ``smoothing`` block's certificates.
+
+    Parameters
+    ----------
+    spec : SmoothingSpec
+        The block (its ``radii``).
+    labels : ndarray of int, shape (n,)
+        The smoothed classifier's labels, -1 where it abstains.
+    radii : ndarray of float, shape (n,)
+        Its certified L2 radii.
+    truth : ndarray of int, shape (n,)
+        The true labels.
+    unit : str, default="l2"
+        The radii's unit ("l2", or "l2 (feature std)").
+    prefix : str, default=""
+        Put before every id.
+
+    Returns
+    -------
+    list of dict
+        The share labelled correctly (abstentions wrong), the share abstained, the certified
+        accuracy at each radius and the median certified radius over the inputs labelled
+        correctly (0 without any).
+    """
     right = labels == truth
-    out = [rate_comparison("smoothing.clean_accuracy", right),
-           rate_comparison("smoothing.abstained", labels < 0)]  # fmt: skip
-    out += [rate_comparison(f"smoothing.l2.{eps_key(r)}.certified_accuracy", right & (radii > r))
-            for r in spec.radii]  # fmt: skip
-    unit = "l2" if config.eps_units == "input" else "l2 (feature std)"
+    out = [rate_comparison(f"{prefix}smoothing.clean_accuracy", right),
+           rate_comparison(f"{prefix}smoothing.abstained", labels < 0)]  # fmt: skip
+    out += [rate_comparison(f"{prefix}smoothing.l2.{eps_key(r)}.certified_accuracy",
+                            right & (radii > r)) for r in spec.radii]  # fmt: skip
     median = float(np.median(radii[right])) if right.any() else 0.0
-    out.append({"id": "smoothing.l2.median_certified_radius", "ours": median, "paper": None,
-                "unit": unit})  # fmt: skip
+    out.append({"id": f"{prefix}smoothing.l2.median_certified_radius", "ours": median,
+                "paper": None, "unit": unit})  # fmt: skip
     return out
 
 
@@ -1301,20 +1347,41 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
         tables.append(Table("Minimisation attacks: median size of the adversarial examples found",
                             ("attack", "norm", "median distance", "success rate (%)"), distances))  # fmt: skip
     if "smoothing" in results:
-        tables.append(_smoothing_table(results["smoothing"], by_id, n))
+        tables.append(smoothing_table(results["smoothing"], by_id, n))
     return tables
 
 
-def _smoothing_table(spec: dict[str, Any], by_id: dict[str, dict], n: int) -> Table:
-    """The smoothed classifier's certified accuracy per L2 radius (radius 0: labelled
-    correctly), titled with its settings and with the model it is not."""
-    rows = [["0 (labelled correctly)", f"{by_id['smoothing.clean_accuracy']['ours']:.1f}"]]
-    rows += [[f"{r:g}", f"{by_id[f'smoothing.l2.{eps_key(r)}.certified_accuracy']['ours']:.1f}"]
+def smoothing_table(
+    spec: dict[str, Any], by_id: dict[str, dict], n: int, prefix: str = "", model: str = "the model"
+) -> Table:
+    """The report table of ``smoothing_comparisons``.
+
+    Parameters
+    ----------
+    spec : dict
+        The ``smoothing`` block as ``results.json`` records it.
+    by_id : dict
+        The run's comparisons by id.
+    n : int
+        The number of inputs.
+    prefix : str, default=""
+        The ids' prefix.
+    model : str, default="the model"
+        What the smoothed classifier is not, for the title.
+
+    Returns
+    -------
+    Table
+        The smoothed classifier's certified accuracy per L2 radius (radius 0: labelled
+        correctly), titled with its settings.
+    """
+    rows = [["0 (labelled correctly)", f"{by_id[f'{prefix}smoothing.clean_accuracy']['ours']:.1f}"]]
+    rows += [[f"{r:g}", f"{by_id[f'{prefix}smoothing.l2.{eps_key(r)}.certified_accuracy']['ours']:.1f}"]
              for r in spec["radii"]]  # fmt: skip
     title = (f"Randomized smoothing (sigma {spec['sigma']:g}, {spec['n0']} + {spec['n']} noisy "
              f"copies, alpha {spec['alpha']:g}): certified accuracy (%) of the smoothed "
-             f"classifier, not of the model, on {n} images; abstained on "
-             f"{by_id['smoothing.abstained']['ours']:.1f} %")  # fmt: skip
+             f"classifier, not of {model}, on {n} inputs; abstained on "
+             f"{by_id[f'{prefix}smoothing.abstained']['ours']:.1f} %")  # fmt: skip
     return Table(title, ("L2 radius", "certified accuracy"), rows)
 
 
@@ -1632,7 +1699,9 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
                               for s in starts}, desc="randomized smoothing")  # fmt: skip
         labels = np.concatenate([smoothed[f"smoothing-{s:07d}"]["label"] for s in starts])
         radius = np.concatenate([smoothed[f"smoothing-{s:07d}"]["radius"] for s in starts])
-        summary["comparisons"] += _smoothing_comparisons(config, labels, radius, ds.labels)
+        unit = "l2" if config.eps_units == "input" else "l2 (feature std)"
+        summary["comparisons"] += smoothing_comparisons(config.smoothing, labels, radius,
+                                                        ds.labels, unit)  # fmt: skip
         summary["smoothing"] = config.smoothing.model_dump()
     for key, count in summary.get("certified_but_attacked", {}).items():
         if count:

@@ -86,6 +86,15 @@ with ``exact`` the projection onto each candidate cell, eq. D of
 ``advlab.attacks.evasion.kmeans_minimal``) and the certified radius is the L2 distance to the
 nearest bisecting hyperplane (eq. R). With ``feature_std`` the ball is the ellipsoid
 ||delta / std||_2 <= eps (PGD's ``units``, the minimal attack's and the radius' ``scale``).
+With ``smoothing: {sigma, radii}`` (``n0``, ``n``, ``alpha`` optional), randomized smoothing
+of each k-means (``advlab.defenses.RandomizedSmoothing`` on its nearest-centre classifier,
+through ``features`` if any, its noise in each feature's std with ``feature_std``): the
+smoothed classifier's ``smoothing.clean_accuracy``, ``smoothing.abstained``,
+``smoothing.l2.eps<r>.certified_accuracy`` at each L2 radius r and
+``smoothing.l2.median_certified_radius`` (``trained.``-prefixed for Algorithm 1's k-means). It
+is another classifier than k-means; with ``norm: l2`` its figures sit beside k-means' exact
+L2 robust accuracy, which says what smoothing gives up.
+
 Through ``features`` the certified figures and radii are those of linear bounds over the L2
 ball (``kmeans_is_certified_linear(..., norm="l2")``), so the network must be made of affine
 layers and ReLUs, and ``exact`` must be false: the exact programs are L-inf ones (an L2 ball
@@ -149,6 +158,7 @@ from advlab.experiments.builtin._user import (
 from advlab.experiments.builtin.evaluate import (
     DataSpec,
     ModelSpec,
+    SmoothingSpec,
     check_classifier,
     eps_key,
     feature_units,
@@ -158,6 +168,9 @@ from advlab.experiments.builtin.evaluate import (
     load_weights,
     per_feature_budget,
     rate_comparison,
+    smoothing_comparisons,
+    smoothing_of,
+    smoothing_table,
     untrained_model,
 )
 from advlab.experiments.config import ConfigError, ExperimentConfig
@@ -247,6 +260,8 @@ class EvaluateKMeansConfig(ExperimentConfig):
         with ``train_epochs`` is trained with seed + 1); None: none.
     adversarial_training : AdversarialTrainingSpec or None
         Train and measure Algorithm 1's k-means too (needs a surrogate); None: plain only.
+    smoothing : SmoothingSpec or None
+        Randomized smoothing of each k-means and its certified L2 accuracy; None: none.
     preprocess : PreprocessSpec or None
         Affine steps (scalers, PCA, ...) fitted on the training inputs before k-means (and
         before Algorithm 1's k-means, which refits on the preprocessed D'); budgets stay in the
@@ -279,6 +294,7 @@ class EvaluateKMeansConfig(ExperimentConfig):
     eps_units: Literal["input", "feature_std"] = "input"
     bounds: BoundsSpec = (0.0, 1.0)
     adversarial_training: AdversarialTrainingSpec | None = None
+    smoothing: SmoothingSpec | None = None
     preprocess: PreprocessSpec | None = None
     features: ModelSpec | None = None
     time_limit: float = Field(30.0, gt=0)
@@ -925,6 +941,10 @@ def _report_tables(results: dict[str, Any], config: dict[str, Any]) -> list[Tabl
             unknown = results.get("exact_unknown")
             title += f"; {unknown} inputs left undecided by the exact programs)" if unknown else ")"
         tables.append(Table(title, ("eps", *attacks, "worst case", "certified"), rows))
+        if "smoothing" in results:
+            comparisons = {c["id"]: c for c in results["comparisons"]}
+            tables.append(smoothing_table(results["smoothing"], comparisons, results["n_test"],
+                                          prefix, name))  # fmt: skip
     return tables
 
 
@@ -993,11 +1013,33 @@ def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
                     "images": models * budgets * len(test), "steps": config.whitebox_iter,
                     "units": budgets * chunks})  # fmt: skip
     attacks += _timed_kmeans(config, train, test, models, chunks, features, certificate)
+    if config.smoothing is not None:
+        units["randomized smoothing (chunks)"] = chunks
+        attacks.append(_timed_smoothing(config, test, kmeans(), models, chunks))
     notes = [
         "k-means is fitted here once: the minimal perturbation and certified radii are timed on",
         "it; Algorithm 1's fits are counted at that cold fit's rate (its warm starts are faster).",
     ]
     return {"units": units, "attacks": attacks, "notes": notes}
+
+
+def _timed_smoothing(
+    config: EvaluateKMeansConfig, test: Dataset, classifier: Model, models: int, chunks: int
+) -> dict[str, Any]:
+    """The plan entry of randomized smoothing: n0 + n passes of each k-means' classifier per
+    test input, timed on a random k-means (as fast as the fitted one) over ``spread_sample``
+    inputs in groups of 4."""
+    assert test.images is not None and config.smoothing is not None
+    smoothing = smoothing_of(
+        config.smoothing, classifier, config.seed, config.batch_size, None
+    )  # (the noise's units do not change the cost)
+    x = torch.from_numpy(test.images[spread_sample(len(test))]).to(config.device)
+    rate, timed = inputs_per_second(lambda group: smoothing.certify(x[group]),
+                                    np.array_split(np.arange(len(x)), -(-len(x) // 4)))  # fmt: skip
+    spec = config.smoothing
+    return {"model": "k-means", "what": f"randomized smoothing, sigma {spec.sigma:g} ({models} "
+            f"k-means x {spec.n0} + {spec.n} noisy copies per input; timed on {timed} inputs)",
+            "images": models * len(test), "steps": 1, "rate": rate, "units": chunks}  # fmt: skip
 
 
 def _timed_kmeans(
@@ -1122,6 +1164,8 @@ def run_evaluate_kmeans(config: EvaluateKMeansConfig, ctx: RunContext) -> dict[s
         out["eps_units"] = config.eps_units
     if config.norm != "linf":  # (nothing for L-inf, so earlier results read as before)
         out["norm"] = config.norm
+    if config.smoothing is not None:
+        out["smoothing"] = config.smoothing.model_dump()
     if config.preprocess is not None:
         out["preprocess"] = config.preprocess.factory
     if config.features is not None:
@@ -1146,6 +1190,9 @@ def _measure(
     jobs = {f"{eps_key(eps)}-{s:07d}": partial(_unit, ctx, config, models, eps, s)
             for eps in config.eps for s in starts}  # fmt: skip
     jobs |= {f"minimal-{s:07d}": partial(_minimal_unit, ctx, config, models, s) for s in starts}
+    if config.smoothing is not None:
+        jobs |= {f"smoothing-{s:07d}": partial(_smoothing_unit, ctx, config, models, s)
+                 for s in starts}  # fmt: skip
     done = ctx.units(jobs, desc="attacks")
     summaries = {}
     features, units = _features(ctx, config), _units(ctx, config)
@@ -1177,7 +1224,34 @@ def _measure(
             )
         if features is not None and config.exact:
             summaries[prefix]["exact_unknown"] = unknown
+        if config.smoothing is not None:
+            parts = [done[f"smoothing-{s:07d}"][prefix] for s in starts]
+            labels = np.concatenate([part["label"] for part in parts])
+            radii = np.concatenate([part["radius"] for part in parts])
+            unit = "l2" if config.eps_units == "input" else "l2 (feature std)"
+            summaries[prefix]["comparisons"] += smoothing_comparisons(
+                config.smoothing, labels, radii, test.labels, unit, prefix
+            )
     return summaries
+
+
+def _smoothing_unit(
+    ctx: RunContext, config: EvaluateKMeansConfig, models: Models, start: int
+) -> dict[str, Any]:
+    """Per k-means and input of one chunk, its smoothed classifier's label (-1: abstains) and
+    certified L2 radius, the noise seeded by the input's index in the test set."""
+    _, test, _ = _loaded(ctx, config)
+    assert test.images is not None and config.smoothing is not None
+    x = torch.from_numpy(test.images[start : start + config.chunk_size]).to(config.device)
+    indices = np.arange(start, start + len(x))
+    out = {}
+    for prefix, (km, mapping) in models.items():
+        classifier = kmeans_model(km, mapping, _box(ctx, config), features=_features(ctx, config))
+        smoothing = smoothing_of(config.smoothing, classifier, config.seed, config.batch_size,
+                                 _units(ctx, config))  # fmt: skip
+        result = smoothing.certify(x, indices=indices)
+        out[prefix] = {"label": result.labels.tolist(), "radius": result.radii.tolist()}
+    return out
 
 
 def _certified_through(
