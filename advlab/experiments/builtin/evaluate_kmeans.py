@@ -156,6 +156,7 @@ from advlab.experiments.builtin._user import (
     resolve_bounds,
 )
 from advlab.experiments.builtin.evaluate import (
+    NORM_WORDS,
     DataSpec,
     ModelSpec,
     SmoothingSpec,
@@ -459,7 +460,6 @@ _LOADED: dict[str, tuple[Dataset, Dataset, dict[str, Model], Model | None, str, 
 NETWORKS = {"surrogate": "transfer", "heldout_surrogate": "heldout"}  # config key -> attack id
 EPS_UNITS = {"input": "", "feature_std": " (eps in multiples of each feature's training std)"}
 AXIS_UNITS = {"input": "input units", "feature_std": "multiples of each feature's training std"}
-NORM_WORDS = {"linf": "L-inf", "l2": "L2"}
 
 
 def _loaded(
@@ -589,8 +589,9 @@ def _transfer_attack(
         budget = per_feature_budget(eps, units)
         return IFGSM(network, eps=budget, max_iter=config.max_iter, eps_step=budget / 4,
                      batch_size=config.batch_size)  # fmt: skip
-    return _l2_ifgsm(units)(network, eps=eps, max_iter=config.max_iter,
-                                    eps_step=eps / 4, batch_size=config.batch_size)  # fmt: skip
+    l2_ifgsm = _l2_ifgsm(units)
+    return l2_ifgsm(network, eps=eps, max_iter=config.max_iter, eps_step=eps / 4,
+                    batch_size=config.batch_size)  # fmt: skip
 
 
 def _minimal_unit(
