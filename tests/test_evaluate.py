@@ -682,14 +682,10 @@ def test_a_double_or_bfloat16_network_is_attacked_certified_and_verified(tmp_pat
     assert ibp <= linear <= exact <= pgd and pgd < 100.0 and linear > 0.0
 
 
-def test_budgets_in_each_features_std_on_rows_in_their_own_units(tmp_path, capsys):
-    """Rows whose 6 features have units from 0.01 to 1000 (the network standardises them in its
-    preprocessing) with ``eps_units: feature_std``: PGD and FGSM attack the box eps * std_d
-    (std over the attacked rows), L2 PGD the ellipsoid ||delta / std||_2 <= eps, DeepFool's
-    distances are its perturbations' std-weighted L2 norms, the certificates and programs bound
-    that box, and every figure equals the functions called directly; interval <= linear <=
-    exact <= PGD, and the report names the units. With the same eps in the inputs' units, the
-    features of unit 0.01 may move by 50 of their std and PGD breaks more."""
+def _rows_in_their_own_units(tmp_path: Path) -> tuple[Model, torch.Tensor, torch.Tensor, dict]:
+    """60 rows whose 6 features have units from 0.01 to 1000, the user's network that
+    standardises them in its preprocessing (unbounded), its own labels, and the config's data
+    and model blocks (files in ``tmp_path``)."""
     units = np.array([1.0, 10.0, 100.0, 1000.0, 0.1, 0.01])
     torch.manual_seed(0)
     net = tabular().eval()
@@ -700,9 +696,22 @@ def test_budgets_in_each_features_std_on_rows_in_their_own_units(tmp_path, capsy
         y = model(x).argmax(1)
     np.savez(tmp_path / "rows.npz", x=x.numpy(), y=y.numpy())
     save_file(net.state_dict(), str(tmp_path / "tab.safetensors"))
-    config = {"data": {"path": str(tmp_path / "rows.npz")},
-              "model": {"factory": "tests.test_evaluate:tabular", "preprocessing": pre,
-                        "weights": str(tmp_path / "tab.safetensors"), "bounds": [None, None]},
+    files = {"data": {"path": str(tmp_path / "rows.npz")},
+             "model": {"factory": "tests.test_evaluate:tabular", "preprocessing": pre,
+                       "weights": str(tmp_path / "tab.safetensors"), "bounds": [None, None]}}  # fmt: skip
+    return model, x, y, files
+
+
+def test_budgets_in_each_features_std_on_rows_in_their_own_units(tmp_path, capsys):
+    """Rows whose 6 features have units from 0.01 to 1000 (the network standardises them in its
+    preprocessing) with ``eps_units: feature_std``: PGD and FGSM attack the box eps * std_d
+    (std over the attacked rows), L2 PGD the ellipsoid ||delta / std||_2 <= eps, DeepFool's
+    distances are its perturbations' std-weighted L2 norms, the certificates and programs bound
+    that box, and every figure equals the functions called directly; interval <= linear <=
+    exact <= PGD, and the report names the units. With the same eps in the inputs' units, the
+    features of unit 0.01 may move by 50 of their std and PGD breaks more."""
+    model, x, y, files = _rows_in_their_own_units(tmp_path)
+    config = {**files,
               "attacks": [{"name": "pgd", "eps": [0.2, 0.5], "params": {"max_iter": 10}},
                           {"name": "fgsm", "eps": [0.5]}, {"name": "deepfool"},
                           {"name": "pgd", "label": "pgd2", "eps": [1.0],
@@ -750,19 +759,8 @@ def test_l2_certificates_and_smoothing_in_each_features_std(tmp_path):
     features have units from 0.01 to 1000: the certificate is the ellipsoid
     ||delta / std||_2 <= eps of ``is_certified_linear(..., units=std)``, the smoothing noise
     is std * N(0, sigma^2), and both equal the library called directly."""
-    units = np.array([1.0, 10.0, 100.0, 1000.0, 0.1, 0.01])
-    torch.manual_seed(0)
-    net = tabular().eval()
-    x = (torch.randn(60, 6) * torch.from_numpy(units)).float()
-    pre = {"mean": [0.0] * 6, "std": units.tolist(), "axis": -1}
-    model = Model(net, (-np.inf, np.inf), pre)
-    with torch.no_grad():
-        y = model(x).argmax(1)
-    np.savez(tmp_path / "rows.npz", x=x.numpy(), y=y.numpy())
-    save_file(net.state_dict(), str(tmp_path / "tab.safetensors"))
-    config = {"data": {"path": str(tmp_path / "rows.npz")},
-              "model": {"factory": "tests.test_evaluate:tabular", "preprocessing": pre,
-                        "weights": str(tmp_path / "tab.safetensors"), "bounds": [None, None]},
+    model, x, y, files = _rows_in_their_own_units(tmp_path)
+    config = {**files,
               "attacks": [{"name": "deepfool"}], "eps_units": "feature_std",
               "certify": [0.2, 0.5], "certify_norm": "l2", "certify_bounds": ["linear"],
               "smoothing": {"sigma": 0.25, "radii": [0.2], "n0": 20, "n": 300},
