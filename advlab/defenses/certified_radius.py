@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from advlab.attacks.evasion.base import check_norm
 from advlab.cluster import kmeans_cells
 from advlab.defenses.interval_bounds import _labels, _margin_bounds, input_box
 from advlab.defenses.kmeans_ibp import kmeans_is_certified
@@ -97,8 +98,7 @@ def _search_checks(eps_max: Any, tol: Any, method: str, norm: str = "linf") -> t
     """``eps_max`` (> 0, finite), ``tol`` (in (0, 1)), ``method`` and ``norm`` checked."""
     if method not in METHODS:
         raise ValueError(f"method={method!r}: use one of {METHODS}")
-    if norm not in ("linf", "l2"):
-        raise ValueError(f"norm={norm!r}: use 'linf' or 'l2'")
+    check_norm(norm)
     if norm == "l2" and method != "linear":
         raise ValueError("interval bounds certify L-inf boxes only: use method='linear' for "
                          "an L2 radius")  # fmt: skip

@@ -227,10 +227,8 @@ def kmeans_is_certified_linear(
         True where the input is certified.
     """
     x = torch.as_tensor(x).detach()
-    widths = _ball_checks(eps, norm, units, x)
-    budget = check_input_budget("eps", eps, x)
+    radius, widths = _ball_checks(eps, norm, units, x)
     problem = _Problem.build(kmeans, x, mapping, features, bounds)
-    radius = flat_budget(budget, tuple(problem.x.shape[1:]))
     certified = [not problem.reachable(n, radius, widths, norm)[-1].size
                  for n in range(len(problem.flat))]  # fmt: skip
     return torch.tensor(certified, dtype=torch.bool)

@@ -63,7 +63,7 @@ import torch
 from scipy.optimize import Bounds, LinearConstraint, milp
 from torch import nn
 
-from advlab.attacks.evasion.base import box_units, weighted_norm
+from advlab.attacks.evasion.base import box_units, check_norm, weighted_norm
 from advlab.defenses.interval_bounds import BATCH_NORM, Standardise, _layers
 from advlab.models.wrapper import as_model, at_least_float32, model_dtype
 from advlab.models.zoo import Normalize
@@ -614,21 +614,22 @@ def linear_input_set(
     return lo, hi, _Ball(flat, float(eps), units)
 
 
-def _ball_checks(eps: BudgetLike, norm: str, units: BudgetLike | None, x: torch.Tensor) -> Any:
-    """``norm`` ("linf" or "l2") and ``units`` (per-feature, with eps one number: eps * units
-    in L-inf, the ellipsoid ||delta / units||_2 <= eps in L2) checked against one input of x;
-    the half-widths at eps = 1 (1.0 without units); ``ValueError`` naming the problem."""
-    if norm not in ("linf", "l2"):
-        raise ValueError(f"norm={norm!r}: use 'linf' or 'l2'")
+def _ball_checks(eps: BudgetLike, norm: str, units: BudgetLike | None, x: torch.Tensor) -> tuple:
+    """``eps``, ``norm`` ("linf" or "l2") and ``units`` (per-feature, with eps one number:
+    eps * units in L-inf, the ellipsoid ||delta / units||_2 <= eps in L2) checked against one
+    input of x; ``ValueError`` naming the problem. Returns the budget (``flat_budget``) and the
+    half-widths at eps = 1 (1.0 without units)."""
+    check_norm(norm)
     budget = check_input_budget("eps", eps, x)
     if norm == "l2" and units is None and isinstance(budget, torch.Tensor):
         raise ValueError("an L2 budget is one number: to give each feature its own units, pass "
                          "units=s (the ellipsoid ||delta / s||_2 <= eps)")  # fmt: skip
+    sample_shape = tuple(x.shape[1:])
     checked = box_units(units, eps, "pixel")
     if checked is None:
-        return 1.0
-    check_budget_shape("units", checked, tuple(x.shape[1:]))
-    return flat_budget(checked, tuple(x.shape[1:]))
+        return flat_budget(budget, sample_shape), 1.0
+    check_budget_shape("units", checked, sample_shape)
+    return flat_budget(budget, sample_shape), flat_budget(checked, sample_shape)
 
 
 def is_certified_linear(
@@ -670,7 +671,7 @@ def is_certified_linear(
     torch.Tensor of bool, shape (N,)
         True where the input is certified (never where it is misclassified).
     """
-    widths = _ball_checks(eps, norm, units, torch.as_tensor(x))
+    _, widths = _ball_checks(eps, norm, units, torch.as_tensor(x))
     wrapped, x, y, budget, chain, logits = _checked(model, x, y, eps)
     bounds = flat_bounds(wrapped.bounds, tuple(x.shape[1:]))
     certified = np.zeros(len(x), dtype=bool)

@@ -28,12 +28,6 @@ from advlab.models.wrapper import Bounds
 from advlab.utils.validation import check_budget_shape
 
 
-def _check_units(units: Any, eps_units: str) -> torch.Tensor | None:
-    """Per-feature units as a float64 tensor (``box_units``: >= 0, finite, not all 0), None
-    as None; refused beside 'standardized' eps units, which scale eps already."""
-    return box_units(units, 0.0, eps_units)
-
-
 class TrainingAttack(Protocol):
     """What Algorithm 1 calls to perturb its adversarial share A at step s:
     ``attack(x, indices, eps, kmeans) -> x_adv``, with x the rows ``indices`` of the training
@@ -64,11 +58,13 @@ class SurrogateAttack:
     batch_size : int, default=256
         Images per batch.
     attack_cls : type, default=IFGSM
-        An advlab attack taking eps, max_iter, eps_step, eps_units and batch_size.
+        An advlab attack taking eps, max_iter, eps_step, eps_units and batch_size (and
+        ``units`` when units are given), such as ``functools.partial(PGD, norm="l2")``.
     units : array-like or None, default=None
         Per-feature units (the shape of one input, or broadcastable to it; 0 freezes a
-        feature): eps then stands for the per-feature L-inf budget eps * units_d, in input
-        units (``eps_units`` must be 'pixel'). None: one budget for every feature.
+        feature), passed to the attack: eps and eps_step count multiples of them (the
+        L-inf budget eps * units_d, or an L2 attack's ellipsoid; ``eps_units`` must be
+        'pixel'). None: one budget for every feature.
     """
 
     def __init__(
@@ -85,14 +81,13 @@ class SurrogateAttack:
         self.surrogate, self.labels = surrogate, np.asarray(labels)
         self.eps_units, self.max_iter, self.step_ratio = eps_units, max_iter, step_ratio
         self.batch_size, self.attack_cls = batch_size, attack_cls
-        self.units = _check_units(units, eps_units)
+        self.units = box_units(units, 0.0, eps_units)  # (refused beside standardized eps)
 
     def _attack(self, eps: float) -> Any:
-        budget = eps if self.units is None else eps * self.units
+        units = {} if self.units is None else {"units": self.units}  # (the attack's own units)
         return self.attack_cls(
-            self.surrogate, eps=budget, max_iter=self.max_iter,
-            eps_step=budget * self.step_ratio, eps_units=self.eps_units,
-            batch_size=self.batch_size,
+            self.surrogate, eps=eps, max_iter=self.max_iter, eps_step=eps * self.step_ratio,
+            eps_units=self.eps_units, batch_size=self.batch_size, **units,
         )  # fmt: skip
 
     def check_training_set(self, x: np.ndarray, n_samples: int) -> None:
@@ -163,7 +158,7 @@ class KMeansWhiteBoxAttack:
         self.eps_units, self.max_iter, self.step_ratio = eps_units, max_iter, step_ratio
         self.bounds, self.pixel_std = bounds, pixel_std
         eps_to_pixels(1.0, eps_units, pixel_std)  # refuse bad units before any fit
-        self.units = _check_units(units, eps_units)
+        self.units = box_units(units, 0.0, eps_units)  # (refused beside standardized eps)
 
     def check_training_set(self, x: np.ndarray, n_samples: int) -> None:
         """Refuse, before any k-means fit, a training set of ``n_samples`` that ``labels`` or

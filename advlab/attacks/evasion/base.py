@@ -147,6 +147,13 @@ def eps_to_pixels(
     return float(eps) * std_t.reshape(-1, *([1] * (-axis - 1)))
 
 
+def check_norm(norm: object) -> str:
+    """``norm`` if it is one of ``NORMS`` ("linf", "l2"); ``ValueError`` naming it otherwise."""
+    if norm not in NORMS:
+        raise ValueError(f"norm={norm!r}: use 'linf' or 'l2'")
+    return str(norm)
+
+
 def box_units(units: BudgetLike | None, eps: BudgetLike, eps_units: str) -> torch.Tensor | None:
     """A budgeted attack's per-feature units s_d (``check_units``: >= 0, finite, not all 0) as
     a float64 tensor, None for None; eps then counts multiples of them, so it must be one

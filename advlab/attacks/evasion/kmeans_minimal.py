@@ -60,7 +60,12 @@ import scipy.sparse as sp
 import torch
 from scipy.optimize import linprog, minimize
 
-from advlab.attacks.evasion.base import AttackResult, MinimizationAttack, weighted_norm
+from advlab.attacks.evasion.base import (
+    AttackResult,
+    MinimizationAttack,
+    check_norm,
+    weighted_norm,
+)
 from advlab.attacks.evasion.kmeans_pgd import kmeans_model
 from advlab.cluster._validation import ArrayLike, as_float_matrix
 from advlab.cluster.cells import KMeansCells, check_mapping, kmeans_cells
@@ -78,7 +83,6 @@ from advlab.utils.validation import (
     per_feature,
 )
 
-NORMS = ("l2", "linf")
 TARGETS = ("any-cluster", "other-class")
 
 
@@ -219,8 +223,7 @@ def kmeans_certified_radius(
     ndarray of shape (n,), float64
         The certified radius of each point, in input units (in units of ``scale``).
     """
-    if norm not in NORMS:
-        raise ValueError(f"norm={norm!r}: use one of {NORMS}")
+    check_norm(norm)
     cells = kmeans_cells(centers)
     k = len(cells.centers)
     if k < 2:
@@ -505,8 +508,7 @@ class KMeansMinimalAttack(MinimizationAttack):
         max_size: float = float("inf"),
         scale: BudgetLike | None = None,
     ) -> None:
-        if norm not in NORMS:
-            raise ValueError(f"norm={norm!r}: use one of {NORMS}")
+        check_norm(norm)
         if target not in TARGETS:
             raise ValueError(f"target={target!r}: use one of {TARGETS}")
         self.cells = kmeans_cells(kmeans)

@@ -33,7 +33,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advlab.attacks.evasion.base import NORMS, Attack, box_units, eps_to_pixels, input_gradient
+from advlab.attacks.evasion.base import (
+    Attack,
+    box_units,
+    check_norm,
+    eps_to_pixels,
+    input_gradient,
+)
 from advlab.attacks.evasion.criteria import Criterion
 from advlab.utils.validation import (
     Budget,
@@ -149,8 +155,7 @@ class PGD(Attack):
     ) -> None:
         super().__init__(model, criterion, batch_size)
         self.early_stop = early_stop
-        if norm not in NORMS:
-            raise ValueError(f"norm={norm!r}: use 'linf' or 'l2'")
+        check_norm(norm)
         max_iter = int(check_number("max_iter", max_iter, 1, integer=True))
         if loss not in ("ce", "margin"):
             raise ValueError(f"loss={loss!r}: use 'ce' or 'margin'")

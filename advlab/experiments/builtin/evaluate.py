@@ -706,15 +706,15 @@ def _make_attack(
     """``entry``'s attack at the budget ``eps`` (None for a minimisation attack). With
     per-feature ``units`` (``feature_units``) a budgeted attack takes them (eps and any
     eps_step count multiples of them: the box eps * units in L-inf, the ellipsoid
-    ||delta / units||_2 <= eps in L2) and every attack measures its distances in their
-    weighted norm (``Attack.scale``)."""
+    ||delta / units||_2 <= eps in L2, distances in their weighted norm), and a minimisation
+    attack measures its distances in that norm (``Attack.scale``)."""
     if entry.name.startswith(TORCHATTACKS):
         return _torchattacks(entry, model, eps, batch)
     kwargs = _attack_kwargs(entry, eps, seed, batch)
     if units is not None and eps is not None:
         kwargs["units"] = torch.from_numpy(units)
     attack = ATTACKS[entry.name][0](model, **kwargs)
-    if units is not None:
+    if units is not None and eps is None:
         attack.scale = torch.from_numpy(units)
     return attack
 
@@ -791,6 +791,24 @@ def feature_units(eps_units: str, ds: Dataset, which: str = "inputs") -> np.ndar
         raise ValueError(f"eps_units: feature_std, but every feature of the {which} is constant "
                          "(std 0): no feature could move")  # fmt: skip
     return std
+
+
+def distance_unit(norm: str, eps_units: str) -> str:
+    """The unit a comparison of sizes or radii names: the norm, with " (feature std)" when
+    ``eps_units`` is "feature_std" (sizes weighted by each feature's std).
+
+    Parameters
+    ----------
+    norm : {"linf", "l2"}
+        The norm.
+    eps_units : {"input", "feature_std"}
+        The config's units of the budgets.
+
+    Returns
+    -------
+    str
+    """
+    return norm if eps_units == "input" else f"{norm} (feature std)"
 
 
 def per_feature_budget(eps: float, units: np.ndarray | None) -> float | torch.Tensor:
@@ -1147,7 +1165,7 @@ def summarise(
                                                       verified)  # fmt: skip
     norm = config.certify_norm
     if radii is not None:
-        unit = norm if config.eps_units == "input" else f"{norm} (feature std)"
+        unit = distance_unit(norm, config.eps_units)
         out["radius_but_attacked"] = _radii(comparisons, correct, worst[norm], radii, norm, unit)
     if not config.certify:
         return out
@@ -1699,7 +1717,7 @@ def run_evaluate(config: EvaluateConfig, ctx: RunContext) -> dict[str, Any]:
                               for s in starts}, desc="randomized smoothing")  # fmt: skip
         labels = np.concatenate([smoothed[f"smoothing-{s:07d}"]["label"] for s in starts])
         radius = np.concatenate([smoothed[f"smoothing-{s:07d}"]["radius"] for s in starts])
-        unit = "l2" if config.eps_units == "input" else "l2 (feature std)"
+        unit = distance_unit("l2", config.eps_units)
         summary["comparisons"] += smoothing_comparisons(config.smoothing, labels, radius,
                                                         ds.labels, unit)  # fmt: skip
         summary["smoothing"] = config.smoothing.model_dump()

@@ -161,6 +161,7 @@ from advlab.experiments.builtin.evaluate import (
     ModelSpec,
     SmoothingSpec,
     check_classifier,
+    distance_unit,
     eps_key,
     feature_units,
     fingerprint,
@@ -543,8 +544,7 @@ def _unit(
     correctly under each network's transfer attack (crafted once, judged by every k-means) and
     under the white-box PGD on that k-means."""
     _, test, networks = _loaded(ctx, config)
-    features, units = _features(ctx, config), _units(ctx, config)
-    budget = per_feature_budget(eps, units)
+    features, units = _features(ctx, config), _torch(_units(ctx, config))
     assert test.images is not None
     sl = slice(start, start + config.chunk_size)
     x = torch.from_numpy(test.images[sl]).to(config.device)
@@ -559,10 +559,10 @@ def _unit(
     out: dict[str, Any] = {}
     for prefix, (km, mapping) in models.items():
         part = {attack: still_correct(km, mapping, adv) for attack, adv in transfer.items()}
-        ball = {"eps": budget} if config.norm == "linf" else {"eps": eps, "units": _torch(units)}
-        whitebox = KMeansPGD(km, mapping, **ball, max_iter=config.whitebox_iter,
+        whitebox = KMeansPGD(km, mapping, eps=eps, max_iter=config.whitebox_iter,
                              norm=config.norm, bounds=_box(ctx, config),
-                             batch_size=config.batch_size, features=features)  # fmt: skip
+                             batch_size=config.batch_size, features=features,
+                             units=units)  # fmt: skip
         part["whitebox"] = still_correct(km, mapping, whitebox(x, y).x_adv)
         out[prefix] = part
     return out
@@ -573,25 +573,21 @@ def _torch(units: Units) -> torch.Tensor | None:
     return None if units is None else torch.from_numpy(units)
 
 
-def _l2_ifgsm(units: Units) -> Any:
-    """I-FGSM's L2 analogue as an attack class taking I-FGSM's arguments: PGD in L2 without
-    random start, in the ellipsoid of the per-feature ``units``, if any."""
-    return partial(PGD, norm="l2", random_start=False, units=_torch(units))
+def _transfer_class(norm: str) -> Any:
+    """The transfer attack's class in ``norm``: I-FGSM (Omari et al.'s) in L-inf, its L2
+    analogue (PGD in L2 without random start) in L2; both take I-FGSM's arguments, and
+    ``units`` for per-feature units (the box eps * units, or its ellipsoid)."""
+    return IFGSM if norm == "linf" else partial(PGD, norm="l2", random_start=False)
 
 
 def _transfer_attack(
-    config: EvaluateKMeansConfig, network: Model, eps: float, units: Units
+    config: EvaluateKMeansConfig, network: Model, eps: float, units: torch.Tensor | None
 ) -> Attack:
-    """The transfer attack at eps on ``network``: I-FGSM (``max_iter`` steps of eps / 4, Omari
-    et al.'s) in the L-inf ball, the box eps * units with per-feature ``units``; with
-    ``norm: l2`` its L2 analogue (``_l2_ifgsm``)."""
-    if config.norm == "linf":
-        budget = per_feature_budget(eps, units)
-        return IFGSM(network, eps=budget, max_iter=config.max_iter, eps_step=budget / 4,
-                     batch_size=config.batch_size)  # fmt: skip
-    l2_ifgsm = _l2_ifgsm(units)
-    return l2_ifgsm(network, eps=eps, max_iter=config.max_iter, eps_step=eps / 4,
-                    batch_size=config.batch_size)  # fmt: skip
+    """The transfer attack at eps on ``network``: ``max_iter`` steps of eps / 4 of
+    ``_transfer_class``, in the per-feature ``units``, if any."""
+    return _transfer_class(config.norm)(network, eps=eps, max_iter=config.max_iter,
+                                        eps_step=eps / 4, batch_size=config.batch_size,
+                                        units=units)  # fmt: skip
 
 
 def _minimal_unit(
@@ -685,7 +681,7 @@ def _median_radius(
 ) -> dict[str, Any]:
     """The comparison ``<prefix>kmeans.median_certified_radius``: the median certified radius
     of the correctly classified inputs (0 without any), in the budgets' units."""
-    unit = config.norm if config.eps_units == "input" else f"{config.norm} (feature std)"
+    unit = distance_unit(config.norm, config.eps_units)
     median = float(np.median(radius[correct])) if correct.any() else 0.0
     return {"id": f"{prefix}kmeans.median_certified_radius", "paper": None, "unit": unit,
             "ours": median}  # fmt: skip
@@ -830,12 +826,9 @@ def _training_unit(ctx: RunContext, config: EvaluateKMeansConfig) -> dict[str, A
     history, state = ctx.load_steps(TRAINING)
     resume = None if state is None else (history[-1]["step"], state["centers"])
     units = _units(ctx, config)
-    attack = (SurrogateAttack(surrogate, train.labels, "pixel", config.max_iter,
-                              batch_size=config.batch_size, units=units)
-              if config.norm == "linf" else
-              SurrogateAttack(surrogate, train.labels, "pixel", config.max_iter,
-                              batch_size=config.batch_size,
-                              attack_cls=_l2_ifgsm(units)))  # fmt: skip
+    attack = SurrogateAttack(surrogate, train.labels, "pixel", config.max_iter,
+                             batch_size=config.batch_size, attack_cls=_transfer_class(config.norm),
+                             units=units)  # fmt: skip
     est = KMeansAdversarialTraining(config.n_clusters, eta=spec.eta, beta=spec.beta,
                                     attack=attack, eps_max=spec.eps_max,
                                     continuous=spec.continuous, random_state=config.seed,
@@ -1229,7 +1222,7 @@ def _measure(
             parts = [done[f"smoothing-{s:07d}"][prefix] for s in starts]
             labels = np.concatenate([part["label"] for part in parts])
             radii = np.concatenate([part["radius"] for part in parts])
-            unit = "l2" if config.eps_units == "input" else "l2 (feature std)"
+            unit = distance_unit("l2", config.eps_units)
             summaries[prefix]["comparisons"] += smoothing_comparisons(
                 config.smoothing, labels, radii, test.labels, unit, prefix
             )
