@@ -88,6 +88,25 @@ def test_bounds_of_a_users_network_with_batch_norm_and_preprocessing_are_sound()
     assert bool((hi - lo > 0).all())  # not a degenerate box: eps reaches the logits
 
 
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])
+def test_a_convolutions_own_padding_is_bounded_soundly(padding_mode):
+    """Reflected, replicated and circular borders repeat input pixels: their radii are padded in
+    the same way (padded with 0, the corners' outputs escaped the bounds by about 0.1)."""
+    torch.manual_seed(8)
+    net = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, padding_mode=padding_mode), nn.ReLU(),
+        nn.Conv2d(3, 2, 3, padding=2, padding_mode=padding_mode), nn.Flatten(),
+    ).eval()  # fmt: skip
+    g = torch.Generator().manual_seed(9)
+    x, eps = 0.2 + 0.6 * torch.rand(4, 2, 5, 5, generator=g), 0.1
+    check_certifiable(net, x)
+    lo, hi = interval_bounds(net, x - eps, x + eps)
+    with torch.no_grad():
+        for _ in range(200):  # vertices of the box, where an affine map's extremes lie
+            z = net(x + eps * torch.sign(torch.randn(x.shape, generator=g)))
+            assert bool((z >= lo - 1e-5).all() and (z <= hi + 1e-5).all())
+
+
 class ResidualNet(nn.Module):
     """A user's network written as a module with its own forward: a residual block (conv, batch
     norm, skip connection), functional ReLU and pooling, ``view(x.size(0), -1)``, a head."""

@@ -100,9 +100,9 @@ def _affine(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
     out_mid = layer(mid)
     if isinstance(layer, nn.Linear):
         out_rad = F.linear(rad, layer.weight.abs())
-    elif isinstance(layer, nn.Conv2d):
-        out_rad = F.conv2d(rad, layer.weight.abs(), None, layer.stride, layer.padding,
-                           layer.dilation, layer.groups)  # fmt: skip
+    elif isinstance(layer, nn.Conv2d):  # (its own padding: reflected, replicated or circular
+        # borders repeat input pixels, whose radii must be padded in the same way, not with 0)
+        out_rad = layer._conv_forward(rad, layer.weight.abs(), None)
     else:  # batch norm in eval mode: per channel (axis 1) x * gamma / sqrt(var + eps) + beta
         assert isinstance(layer, BATCH_NORM) and layer.running_var is not None
         scale = (layer.running_var + layer.eps).rsqrt()
