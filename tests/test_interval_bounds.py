@@ -14,6 +14,7 @@ from advlab.data import load_dataset
 from advlab.defenses import (
     certified_accuracy,
     check_certifiable,
+    check_verifiable,
     interval_bounds,
     is_certified,
     margin_lower_bounds,
@@ -214,6 +215,11 @@ def test_what_interval_bounds_cannot_follow_is_named():
         interval_bounds(
             _users_net().module.train(), torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8) + 1
         )
+    by_batch = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3, track_running_stats=False),
+                             nn.ReLU(), nn.Linear(3, 2)).eval()  # fmt: skip
+    for check in (check_certifiable, check_verifiable):  # batch statistics in eval mode too
+        with pytest.raises(ValueError, match="without running statistics"):
+            check(by_batch, torch.rand(3, 4))
 
 
 def test_unsupported_layer_and_bad_input_are_named():

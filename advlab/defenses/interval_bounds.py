@@ -104,12 +104,25 @@ def _affine(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
         # borders repeat input pixels, whose radii must be padded in the same way, not with 0)
         out_rad = layer._conv_forward(rad, layer.weight.abs(), None)
     else:  # batch norm in eval mode: per channel (axis 1) x * gamma / sqrt(var + eps) + beta
-        assert isinstance(layer, BATCH_NORM) and layer.running_var is not None
+        assert isinstance(layer, BATCH_NORM) and layer.running_var is not None  # (checked)
         scale = (layer.running_var + layer.eps).rsqrt()
         if layer.weight is not None:
             scale = scale * layer.weight
         out_rad = rad * scale.abs().reshape(-1, *[1] * (rad.ndim - 2))
     return out_mid - out_rad, out_mid + out_rad
+
+
+def check_not_batch_dependent(layer: nn.Module, what: str) -> None:
+    """``ValueError`` when ``layer`` computes each input's output from the batch or at random:
+    dropout or batch norm in training mode, or batch norm without running statistics
+    (``track_running_stats=False`` normalises by the batch's statistics in eval mode too)."""
+    name = type(layer).__name__
+    if isinstance(layer, (nn.Dropout, *BATCH_NORM)) and layer.training:
+        raise ValueError(f"{what}: {name} in training mode is random or depends on the batch; "
+                         "call model.eval() first")  # fmt: skip
+    if isinstance(layer, BATCH_NORM) and layer.running_var is None:
+        raise ValueError(f"{what}: {name} without running statistics (track_running_stats="
+                         "False) normalises each input by its batch's statistics")  # fmt: skip
 
 
 def _layers(model: nn.Module) -> list[nn.Module]:
@@ -184,11 +197,7 @@ def interval_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) 
 
 
 def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
-    if isinstance(layer, (nn.Dropout, *BATCH_NORM)) and layer.training:
-        raise ValueError(
-            f"interval bounds: {type(layer).__name__} in training mode is random or depends on "
-            "the batch; call model.eval() first"
-        )
+    check_not_batch_dependent(layer, "interval bounds")
     if isinstance(layer, nn.LeakyReLU) and layer.negative_slope < 0:
         raise ValueError("interval bounds: LeakyReLU with a negative slope is not monotone")
     if isinstance(layer, (nn.Linear, nn.Conv2d, *BATCH_NORM)):

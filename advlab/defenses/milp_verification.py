@@ -64,7 +64,12 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from torch import nn
 
 from advlab.attacks.evasion.base import box_units, check_norm, weighted_norm
-from advlab.defenses.interval_bounds import BATCH_NORM, Standardise, _layers
+from advlab.defenses.interval_bounds import (
+    BATCH_NORM,
+    Standardise,
+    _layers,
+    check_not_batch_dependent,
+)
 from advlab.models.wrapper import as_model, at_least_float32, model_dtype
 from advlab.models.zoo import Normalize
 from advlab.utils.progress import progress
@@ -126,9 +131,7 @@ def affine_relu_chain(
         if isinstance(layer, nn.ReLU):
             segments.append([])
         elif isinstance(layer, AFFINE):
-            if isinstance(layer, (nn.Dropout, *BATCH_NORM)) and layer.training:
-                raise ValueError(f"exact verification: {type(layer).__name__} in training mode; "
-                                 "call model.eval() first")  # fmt: skip
+            check_not_batch_dependent(layer, "exact verification")
             segments[-1].append(layer)
         else:
             raise ValueError(
