@@ -15,6 +15,7 @@ from advlab.attacks.evasion import PGD, CarliniWagnerL2, KMeansPGD, kmeans_certi
 from advlab.cluster import KMeans, majority_vote_mapping
 from advlab.defenses import (
     certified_radius,
+    is_certified,
     is_certified_linear,
     kmeans_certified_radius_through,
     kmeans_is_certified_linear,
@@ -184,8 +185,10 @@ def test_a_kmeans_l2_certificate_through_a_relu_network_holds_against_l2_pgd():
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda n, x, y: certified_radius(n, x, y, 0.1, method="interval", norm="l2"),
-         "interval bounds certify L-inf boxes only"),
+        (lambda n, x, y: is_certified(n, x, y, [0.1, 0.2], norm="l2"),
+         "an L2 budget is one number"),
+        (lambda n, x, y: certified_radius(n, x, y, 0.1, method="interval", norm="l-2"),
+         "norm='l-2'"),
         (lambda n, x, y: is_certified_linear(n, x, y, [0.1, 0.2], norm="l2"),
          "an L2 budget is one number"),
         (lambda n, x, y: is_certified_linear(n, x, y, 0.1, norm="l1"), "norm='l1'"),

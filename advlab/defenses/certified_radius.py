@@ -12,8 +12,8 @@ is not monotone in eps; where C is monotone (a larger box gives looser bounds) i
 tol * eps_max below the largest certified eps. 0 where no positive eps is certified
 (misclassified inputs among them). With per-feature units ``scale`` the box at eps is
 |x'_d - x_d| <= eps * s_d, and the radius is in the weighted norm max_d |delta_d| / s_d. With
-``norm="l2"`` (linear bounds of a classifier) the ball at eps is ||(x' - x) / s||_2 <= eps
-(``is_certified_linear(..., norm="l2")``), and the radius is an L2 one.
+``norm="l2"`` the ball at eps is ||(x' - x) / s||_2 <= eps (``is_certified_linear`` or
+``is_certified`` with ``norm="l2"``), and the radius is an L2 one.
 
 For a classifier (``certified_radius``) C is ``is_certified`` (interval bounds) or
 ``is_certified_linear`` (linear bounds); for a k-means on the inputs, behind affine steps or on
@@ -34,7 +34,7 @@ from torch import nn
 
 from advlab.attacks.evasion.base import check_norm
 from advlab.cluster import kmeans_cells
-from advlab.defenses.interval_bounds import _labels, _margin_bounds, input_box
+from advlab.defenses.interval_bounds import _labels, _margin_bounds, check_ball, input_box
 from advlab.defenses.kmeans_ibp import kmeans_is_certified
 from advlab.defenses.kmeans_milp import _Problem
 from advlab.defenses.milp_verification import (
@@ -99,9 +99,6 @@ def _search_checks(eps_max: Any, tol: Any, method: str, norm: str = "linf") -> t
     if method not in METHODS:
         raise ValueError(f"method={method!r}: use one of {METHODS}")
     check_norm(norm)
-    if norm == "l2" and method != "linear":
-        raise ValueError("interval bounds certify L-inf boxes only: use method='linear' for "
-                         "an L2 radius")  # fmt: skip
     eps_max = check_number("eps_max", eps_max, 0.0, low_open=True)
     tol = check_number("tol", tol, 0.0, 1.0, low_open=True)
     return eps_max, tol
@@ -128,8 +125,7 @@ def certified_radius(
     norm: str = "linf",
 ) -> np.ndarray:
     """Per input, its certified radius (eq. B) under linear (``is_certified_linear``) or
-    interval (``is_certified``) bounds, inside the model's bounds: L-inf, or with linear bounds
-    L2.
+    interval (``is_certified``) bounds, inside the model's bounds: L-inf or L2.
 
     Parameters
     ----------
@@ -151,7 +147,7 @@ def certified_radius(
     tol : float, default=1e-3
         Bisection tolerance, relative to eps_max, in (0, 1).
     norm : {"linf", "l2"}, default="linf"
-        The norm of the radius; "l2" with ``method="linear"`` only.
+        The norm of the radius.
 
     Returns
     -------
@@ -162,7 +158,7 @@ def certified_radius(
     if method == "linear":
         certificate = _linear_certificate(model, x, y, scale, norm)
     else:
-        certificate = _interval_certificate(model, x, y, scale)
+        certificate = _interval_certificate(model, x, y, scale, norm)
     return bisect_radius(certificate, len(x), eps_max, tol, f"certified radius ({method})")
 
 
@@ -190,17 +186,19 @@ def _linear_certificate(
 
 
 def _interval_certificate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, scale: BudgetLike | None
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, scale: BudgetLike | None, norm: str
 ) -> Callable[[int, float], bool]:
-    """``is_certified`` of input i at eps (box eps * scale), the box and labels checked once."""
+    """``is_certified`` of input i at eps (box eps * scale, or in L2 its ellipsoid), the box,
+    units and labels checked once."""
     network = at_least_float32(model)
     box = input_box(network, x, None)
     labels = _labels(network, x, y)
-    units = _units(scale, x)
+    _, units = check_ball(1.0, norm, None if scale is None else _units(scale, x), x)
 
     def certified(i: int, eps: float) -> bool:
         with torch.no_grad():
-            margins = _margin_bounds(network, x[i : i + 1], labels[i : i + 1], eps * units, box)
+            margins = _margin_bounds(network, x[i : i + 1], labels[i : i + 1], eps, box, norm,
+                                     units)  # fmt: skip
         margins = margins.scatter(1, labels[i : i + 1, None], float("inf"))
         return bool((margins > 0).all())
 
@@ -219,9 +217,9 @@ def kmeans_certified_radius_through(
     tol: float = 1e-3,
     norm: str = "linf",
 ) -> np.ndarray:
-    """Per input, the certified L-inf (or, by linear bounds, L2) radius (eq. B) of a k-means on
-    the inputs, behind affine steps or on a network's features, under linear
-    (``kmeans_is_certified_linear``) or interval (``kmeans_is_certified``) bounds.
+    """Per input, the certified L-inf or L2 radius (eq. B) of a k-means on the inputs, behind
+    affine steps or on a network's features, under linear (``kmeans_is_certified_linear``) or
+    interval (``kmeans_is_certified``) bounds.
 
     Parameters
     ----------
@@ -247,7 +245,7 @@ def kmeans_certified_radius_through(
     tol : float, default=1e-3
         Bisection tolerance, relative to eps_max, in (0, 1).
     norm : {"linf", "l2"}, default="linf"
-        The norm of the radius; "l2" with ``method="linear"`` only.
+        The norm of the radius.
 
     Returns
     -------
@@ -259,10 +257,11 @@ def kmeans_certified_radius_through(
     units = _units(scale, x)
     if method == "interval":
         cells = kmeans_cells(kmeans)  # once: read off (and checked) here, not per probe
+        given = None if scale is None else units
 
         def interval(i: int, eps: float) -> bool:
-            return bool(kmeans_is_certified(cells, x[i : i + 1], eps * units, mapping,
-                                            features, bounds)[0])  # fmt: skip
+            return bool(kmeans_is_certified(cells, x[i : i + 1], eps, mapping, features,
+                                            bounds, norm=norm, units=given)[0])  # fmt: skip
 
         return bisect_radius(interval, len(x), eps_max, tol, "certified radius (interval)")
     problem = _Problem.build(kmeans, x, mapping, features, bounds)

@@ -15,6 +15,21 @@ A network that is not a plain sequence of layers (a user's ``nn.Module`` with it
 besides the layers above, interval arithmetic for sums ([l1 + l2, u1 + u2], the skip connection
 of a residual block), differences, products with constants, concatenation and reshaping.
 
+**L2 balls** (and per-feature units s_d: the ellipsoid E = {x' : ||(x' - x) / s||_2 <= eps},
+clipped to the input box) are carried as E itself, with the box that holds it, through the maps
+that keep an ellipsoid one: reshaping, shifts and per-feature scalings (a ``Model``'s
+preprocessing, batch norm in eval mode, +, -, * and / by constants in a user's forward), where
+the centre c goes through the map and s is multiplied by the scaling's absolute value. The first
+Linear or Conv2d layer (zero padding) bounds each output over E by the dual norm:
+
+    z_i = w_i . x' + b_i over E:   w_i . c + b_i -+ eps ||w_i * s||_2                      (eq. E)
+
+intersected with eq. 6 over the box (both hold every image of E inside the box; for a
+convolution ||w_i * s||_2^2 is the convolution of s^2 with the squared kernel). Past it the
+bounds are intervals as above. A network that is one affine map before its last layer is bounded
+exactly over E, the box aside; any other layer before the first affine one (a ReLU, pooling, a
+convolution with reflected borders) bounds E by its box: sound, and as loose as L-inf.
+
 The last affine layer is merged with the margin specification c_j = e_y - e_j ("elision",
 Gowal et al. sec. 3): the lower bound of z_y - z_j = (W_y - W_j) a + (b_y - b_j) over the
 penultimate interval is (W_y - W_j) m + (b_y - b_j) - |W_y - W_j| r; a network that does not
@@ -26,7 +41,8 @@ bound), and trained in its own dtype.
 
 Training (Gowal et al. eq. 12) minimises kappa CE(z(x), y) + (1 - kappa) CE(z_wc, y), where
 z_wc_j = -(lower bound of z_y - z_j) (0 for j = y) are the worst-case logits; eps ramps up
-linearly from 0 and kappa from 1 to ``kappa_end``.
+linearly from 0 and kappa from 1 to ``kappa_end``. Over E the elided margin is bounded by eq. E
+with w = W_y - W_j too, and the larger of that and the box's bound is taken.
 
 Written by hand: the certified-training library of Wong et al. (convex_adversarial) and
 auto_LiRPA (0.3 requires torch < 1.13) do not install on torch 2.13; this is the documented
@@ -46,6 +62,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from advlab.attacks.evasion.base import box_units, check_norm
 from advlab.models.wrapper import (
     Model,
     at_least_float32,
@@ -63,6 +80,7 @@ from advlab.utils.validation import (
     budget_on,
     check_bounds,
     check_bounds_shape,
+    check_budget_shape,
     check_images,
     check_input_budget,
     check_label_tensor,
@@ -283,7 +301,7 @@ def _graph_bounds(graph: torch.fx.GraphModule, box: _Box, until: Any = None) -> 
             env[node] = value
         elif node.op == "call_module":
             x = load(node.args)[0]
-            env[node] = _Box(*interval_bounds(graph.get_submodule(node.target), x.lo, x.hi))
+            env[node] = _through(_layers(graph.get_submodule(node.target)), x)
         elif node.op in ("call_function", "call_method"):
             env[node] = _apply(node, load(node.args), load(node.kwargs))
         else:  # output
@@ -313,6 +331,9 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
             else target(*args, **kwargs)
         )
     first, rest = args[0], args[1:]
+    kept = _kept_ellipsoid(node, args, kwargs) if len(boxes) == 1 else None
+    if kept is not None:
+        return kept
     monotone = len(boxes) == 1 and isinstance(first, _Box)  # bounded in the first argument only
     if node.op == "call_method":
         if target in SHAPE_METHODS:
@@ -380,6 +401,151 @@ def _functional_affine(target: Any, box: _Box, rest: tuple, kwargs: dict) -> _Bo
     return _Box(out_mid - out_rad, out_mid + out_rad)
 
 
+# ---- L2 balls: the ellipsoid carried to the first affine layer (eq. E) ----
+
+
+@dataclass
+class _Ellipsoid(_Box):
+    """The set {c + s * d : ||d||_2 <= eps} (s >= 0 elementwise, the shape of c) inside the box
+    [lo, hi] that holds it; wherever it is read as a ``_Box`` (any operation that does not keep
+    it an ellipsoid) it is that box, which is sound."""
+
+    centre: torch.Tensor
+    scale: torch.Tensor
+    eps: float
+
+    def reshaped(self, fn: Any) -> _Ellipsoid:
+        """The set through x -> fn(x) where fn moves coordinates (flatten, view, permute):
+        centre, scale and box through fn."""
+        return _Ellipsoid(fn(self.lo), fn(self.hi), fn(self.centre), fn(self.scale), self.eps)
+
+    def scaled(self, fn: Any, factor: Any = 1.0) -> _Ellipsoid:
+        """The set through the per-coordinate affine map x -> fn(x) = factor * x + shift
+        (``factor`` a number or a tensor broadcasting to the set): the centre and the box
+        through fn (a negative factor swaps the box's ends), the scale times |factor|."""
+        lo, hi = fn(self.lo), fn(self.hi)
+        lo, hi = torch.minimum(lo, hi), torch.maximum(lo, hi)
+        return _Ellipsoid(lo, hi, fn(self.centre), self.scale * abs(factor), self.eps)
+
+
+RESHAPING = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)  # (dropout in eval mode)
+RESHAPING_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze,
+                       torch.permute, torch.transpose}  # fmt: skip
+RESHAPING_METHODS = {"flatten", "view", "reshape", "contiguous", "permute", "transpose",
+                     "squeeze", "unsqueeze", "clone"}  # fmt: skip
+
+
+def _through(layers: list[nn.Module], value: _Box) -> _Box:
+    """An input set (a box, or an ellipsoid in its box) through ``layers`` in order."""
+    for layer in layers:
+        value = _set_step(layer, value)
+    return value
+
+
+def _set_step(layer: nn.Module, value: _Box) -> _Box:
+    """One layer on an input set: a box by eq. 6 and the monotone maps (``_propagate``); an
+    ellipsoid kept through reshaping and per-feature affine maps, bounded by eq. E at a Linear
+    or zero-padded Conv2d layer, traced through a module of the user's, and read as its box by
+    any other layer."""
+    if not isinstance(value, _Ellipsoid):
+        return _Box(*_propagate(layer, value.lo, value.hi))
+    check_not_batch_dependent(layer, "interval bounds")
+    if isinstance(layer, RESHAPING):
+        return value.reshaped(layer)
+    if isinstance(layer, (Standardise, Normalize, *BATCH_NORM)):
+        return value.scaled(layer, _diagonal_factor(layer, value.centre.ndim))
+    if isinstance(layer, nn.Linear) or (
+        isinstance(layer, nn.Conv2d) and layer.padding_mode == "zeros"
+    ):
+        rows = (layer.weight**2, None)  # ||w_i * s||_2^2 = (the layer's map of s^2 by w^2)_i
+        squared = (
+            F.linear(value.scale**2, *rows)
+            if isinstance(layer, nn.Linear)
+            else layer._conv_forward(value.scale**2, *rows)
+        )
+        return _dual_norm_box(
+            layer(value.centre), squared, value, _affine(layer, value.lo, value.hi)
+        )
+    if not type(layer).__module__.startswith("torch.nn"):  # the user's module: its graph
+        result: _Box = _graph_bounds(_trace(layer), value)
+        return result
+    return _Box(*_propagate(layer, value.lo, value.hi))
+
+
+def _diagonal_factor(layer: nn.Module, ndim: int) -> torch.Tensor:
+    """The per-feature factor a of a diagonal affine layer x -> a x + b (a preprocessing's
+    1 / std, batch norm's gamma / sqrt(var + eps)), shaped to broadcast to inputs of ``ndim``
+    dimensions (batch norm's channels on axis 1)."""
+    if isinstance(layer, Standardise):
+        return 1.0 / torch.as_tensor(layer.model[0].std)
+    if isinstance(layer, Normalize):
+        return 1.0 / layer.std
+    assert isinstance(layer, BATCH_NORM) and layer.running_var is not None  # (checked)
+    factor = (layer.running_var + layer.eps).rsqrt()
+    if layer.weight is not None:
+        factor = factor * layer.weight
+    return factor.reshape(-1, *[1] * (ndim - 2))
+
+
+def _dual_norm_box(mid: torch.Tensor, squared: torch.Tensor, value: _Ellipsoid,
+                   box: Interval) -> _Box:  # fmt: skip
+    """Eq. E: the output centre ``mid`` -+ eps ||w_i * s||_2 (``squared``: its square per
+    output), intersected with the box bounds ``box`` of the same outputs."""
+    radius = value.eps * squared.clamp_min(0).sqrt()
+    return _Box(torch.maximum(mid - radius, box[0]), torch.minimum(mid + radius, box[1]))
+
+
+def _kept_ellipsoid(node: torch.fx.Node, args: tuple, kwargs: dict) -> _Box | None:
+    """``_ellipsoid_operation`` where the node's one bounded argument is an ellipsoid (the
+    first, or the second of a constant + E or c * E); None where the result would repeat a
+    coordinate (broadcasting that grows the set: no longer the same ellipsoid) or the
+    operation does not keep it."""
+    first, rest = args[0], args[1:]
+    if not isinstance(first, _Ellipsoid):
+        if not (len(args) == 2 and isinstance(args[1], _Ellipsoid)) or kwargs:
+            return None
+        if node.target not in (operator.add, operator.mul, torch.add, torch.mul):
+            return None
+        first, rest = args[1], (args[0],)  # (commutative)
+    kept = _ellipsoid_operation(node, first, rest, kwargs)
+    if isinstance(kept, _Ellipsoid) and kept.centre.numel() != first.centre.numel():
+        return None
+    return kept
+
+
+def _ellipsoid_operation(node: torch.fx.Node, first: _Ellipsoid, rest: tuple,
+                         kwargs: dict) -> _Box | None:  # fmt: skip
+    """A graph node on an ellipsoid (its first argument; the others constant) that keeps it
+    one or bounds it by eq. E: reshaping, + and - a constant, * and / by a constant, F.linear
+    and F.conv2d; None for any other node (then read as its box)."""
+    target: Any = node.target
+    if (node.op == "call_method" and target in RESHAPING_METHODS) or (
+        node.op == "call_function" and target in RESHAPING_FUNCTIONS
+    ):
+        if node.op == "call_method":
+            return first.reshaped(lambda t: getattr(t, target)(*rest, **kwargs))
+        return first.reshaped(lambda t: target(t, *rest, **kwargs))
+    if node.op != "call_function" or (kwargs and target not in (F.linear, F.conv2d)):
+        return None
+    if target in (operator.add, torch.add, operator.sub, torch.sub) and len(rest) == 1:
+        sign = -1 if target in (operator.sub, torch.sub) else 1
+        return first.scaled(lambda t: t + sign * rest[0])
+    if target in (operator.mul, torch.mul) and len(rest) == 1:
+        return first.scaled(lambda t: t * rest[0], rest[0])
+    if target in (operator.truediv, torch.div) and len(rest) == 1:
+        return first.scaled(lambda t: t / rest[0], 1.0 / rest[0])
+    if target in (F.linear, F.conv2d):
+        weight, *more = rest
+        kwargs = dict(kwargs)
+        bias = more[0] if more else kwargs.pop("bias", None)
+        more = more[1:]
+        squared = target(first.scale**2, weight**2, None, *more, **kwargs)
+        mid = target(first.centre, weight, bias, *more, **kwargs)
+        box = _functional_affine(target, _Box(first.lo, first.hi), (weight, bias, *more), kwargs)
+        return _dual_norm_box(mid, squared, first, (box.lo, box.hi))
+    return None
+
+
 def input_box(model: nn.Module, x: torch.Tensor, bounds: BoundsLike | None = None) -> Bounds:
     """The input box the eps-balls are clipped to: ``bounds``, else the ``Model``'s bounds,
     else (0, 1); ``ValueError`` when ``bounds`` contradicts the ``Model``'s (a ball clipped to
@@ -425,10 +591,13 @@ def margin_lower_bounds(
     y: torch.Tensor,
     eps: BudgetLike,
     bounds: BoundsLike | None = None,
+    norm: str = "linf",
+    units: BudgetLike | None = None,
 ) -> torch.Tensor:
-    """Lower bounds of z_y - z_j over the L-inf ball of radius ``eps`` around each x (clipped
-    to ``bounds``), with the last linear layer merged into the margin (elision) when the
-    network ends in one, else lo_y - hi_j from the logits' bounds; 0 at j = y.
+    """Lower bounds of z_y - z_j over the ball of radius ``eps`` around each x (clipped to
+    ``bounds``; L-inf, or L2 by eq. E), with the last linear layer merged into the margin
+    (elision) when the network ends in one, else lo_y - hi_j from the logits' bounds; 0 at
+    j = y.
 
     Parameters
     ----------
@@ -439,20 +608,27 @@ def margin_lower_bounds(
     y : torch.Tensor of shape (N,)
         True labels.
     eps : float or array-like
-        L-inf radius, >= 0; or one per feature (the shape of one input, or broadcastable to
-        it): the box |x'_d - x_d| <= eps_d.
+        Radius, >= 0; in L-inf also one per feature (the shape of one input, or
+        broadcastable to it): the box |x'_d - x_d| <= eps_d.
     bounds : (float, float), (array_like, array_like) or None, default=None
         The input box, two numbers or one box per feature; None: the ``Model``'s bounds,
         (0, 1) for a bare module.
+
+    norm : {"linf", "l2"}, default="linf"
+        The ball's norm (``check_ball``); in L2 eps is one number.
+    units : array-like or None, default=None
+        Per-feature units s_d (>= 0, the shape of one input or broadcastable to it): the box
+        eps * s_d in L-inf, the ellipsoid ||(x' - x) / s||_2 <= eps in L2; eps is then one
+        number. None: 1.
 
     Returns
     -------
     torch.Tensor of shape (N, n_classes)
         The margin lower bounds; the network is certified at x when all j != y are > 0.
     """
-    eps = check_input_budget("eps", eps, x)
+    eps, units = check_ball(eps, norm, units, x)
     model, bounds = at_least_float32(model), input_box(model, x, bounds)
-    return _margin_bounds(model, x, _labels(model, x, y), eps, bounds)
+    return _margin_bounds(model, x, _labels(model, x, y), eps, bounds, norm, units)
 
 
 def _labels(model: nn.Module, x: torch.Tensor, y: Any) -> torch.Tensor:
@@ -466,56 +642,99 @@ def _labels(model: nn.Module, x: torch.Tensor, y: Any) -> torch.Tensor:
 
 
 def _margin_bounds(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Budget, bounds: Bounds
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: Budget,
+    bounds: Bounds,
+    norm: str = "linf",
+    units: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``margin_lower_bounds`` on inputs, labels, budget and box already checked (the callers
-    that loop over batches check them once)."""
+    """``margin_lower_bounds`` on inputs, labels, budget, box and units already checked (the
+    callers that loop over batches check them once)."""
     x = x.to(model_dtype(model))
-    eps = budget_on(eps, x)
-    lo, hi = clip(x - eps, bounds, outward=True), clip(x + eps, bounds, outward=True)
-    lo, hi, last = penultimate_bounds(_layers(model), lo, hi)
+    value, last = penultimate_set(_layers(model), _input_set(x, eps, units, bounds, norm))
+    lo, hi = value.lo, value.hi
     if last is None:  # no linear layer to merge: the logits' bounds, z_y >= lo_y, z_j <= hi_j
         return (lo.gather(1, y[:, None]) - hi).scatter(1, y[:, None], 0.0)
     mid, rad = (hi + lo) / 2, (hi - lo) / 2
     w_diff = last.weight[y][:, None, :] - last.weight[None, :, :]  # (N, C, F): W_y - W_j
     b_diff = 0.0 if last.bias is None else (last.bias[y][:, None] - last.bias[None, :])  # (N, C)
-    return (w_diff * mid[:, None, :]).sum(-1) + b_diff - (w_diff.abs() * rad[:, None, :]).sum(-1)
+    bound = (w_diff * mid[:, None, :]).sum(-1) + b_diff - (w_diff.abs() * rad[:, None, :]).sum(-1)
+    if isinstance(value, _Ellipsoid):  # eq. E with w = W_y - W_j, and the larger bound
+        ball = (w_diff * value.centre[:, None, :]).sum(-1) + b_diff
+        ball = ball - value.eps * (w_diff * value.scale[:, None, :]).norm(dim=-1)
+        bound = torch.maximum(bound, ball)
+    return bound
 
 
-def penultimate_bounds(
-    layers: list[nn.Module], lo: torch.Tensor, hi: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, nn.Linear | None]:
-    """Interval bounds of the input of the network's final Linear layer, and that layer, so
-    that the caller bounds a linear function of its output exactly over them (the elision of
-    the last layer, Gowal et al. 2018, section 3); the bounds of the output and None when the
-    network (the layers of ``_layers``) does not end in one.
+def penultimate_set(layers: list[nn.Module], value: _Box) -> tuple[_Box, nn.Linear | None]:
+    """Bounds of the input of the network's final Linear layer (a box, or the ellipsoid of an
+    L2 ball where no layer before it is more than affine), and that layer, so that the caller
+    bounds a linear function of its output exactly over them (the elision of the last layer,
+    Gowal et al. 2018, section 3); the bounds of the output and None when the network (the
+    layers of ``_layers``) does not end in one.
 
     Parameters
     ----------
     layers : list of torch.nn.Module
         The network as ``_layers`` unfolds it (a user's module last: up to its final Linear
         layer, through its ``torch.fx`` graph).
-    lo, hi : torch.Tensor
-        The input box, in the network's dtype.
+    value : _Box
+        The input set (``_input_set``), in the network's dtype.
 
     Returns
     -------
-    (torch.Tensor, torch.Tensor, torch.nn.Linear or None)
+    (_Box, torch.nn.Linear or None)
     """
     if not layers:
-        return lo, hi, None
-    for layer in layers[:-1]:
-        lo, hi = _propagate(layer, lo, hi)
+        return value, None
+    value = _through(layers[:-1], value)
     head, last = layers[-1], _final_linear(layers[-1])
     if last is None:
-        lo, hi = _propagate(head, lo, hi)
-        return lo, hi, None
+        return _set_step(head, value), None
     if last is not head:  # the user's module ending in a linear layer: up to its input
         final, graph, node = last
-        box = _graph_bounds(graph, _Box(lo, hi), until=node)
-        return box.lo, box.hi, final
+        return _graph_bounds(graph, value, until=node), final
     assert isinstance(head, nn.Linear)
-    return lo, hi, head
+    return value, head
+
+
+def check_ball(
+    eps: BudgetLike, norm: str, units: BudgetLike | None, x: torch.Tensor
+) -> tuple[Budget, torch.Tensor | None]:
+    """The input set's ``eps``, ``norm`` ("linf" or "l2") and per-feature ``units`` checked
+    against one input of x; ``ValueError`` naming the problem. In L-inf the set is the box
+    |x'_d - x_d| <= eps_d (eps one number or per feature) or, with units, eps * units_d; in L2
+    the ellipsoid ||(x' - x) / units||_2 <= eps (units 1 without), eps one number.
+
+    Returns
+    -------
+    (float or torch.Tensor, torch.Tensor or None)
+        The budget (``check_input_budget``) and the units as a float64 tensor (None without).
+    """
+    check_norm(norm)
+    budget = check_input_budget("eps", eps, x)
+    if norm == "l2" and units is None and isinstance(budget, torch.Tensor):
+        raise ValueError("an L2 budget is one number: to give each feature its own units, pass "
+                         "units=s (the ellipsoid ||delta / s||_2 <= eps)")  # fmt: skip
+    checked = box_units(units, eps, "pixel")
+    if checked is not None:
+        check_budget_shape("units", checked, tuple(x.shape[1:]))
+    return budget, checked
+
+
+def _input_set(x: torch.Tensor, eps: Budget, units: torch.Tensor | None, bounds: Bounds,
+               norm: str) -> _Box:  # fmt: skip
+    """The ball around each x (``check_ball``'s) as the box [x - eps s, x + eps s] clipped to
+    ``bounds`` (s = units, 1 without), in L2 with the ellipsoid ||(x' - x) / s||_2 <= eps it
+    holds."""
+    half = budget_on(eps if units is None else float(eps) * units, x)  # (the product in float64)
+    lo, hi = clip(x - half, bounds, outward=True), clip(x + half, bounds, outward=True)
+    if norm == "linf":
+        return _Box(lo, hi)
+    scale = torch.ones_like(x) if units is None else torch.ones_like(x) * budget_on(units, x)
+    return _Ellipsoid(lo, hi, x, scale, float(eps))
 
 
 def _final_linear(head: nn.Module) -> Any:
@@ -541,9 +760,12 @@ def is_certified(
     eps: BudgetLike,
     bounds: BoundsLike | None = None,
     batch_size: int = 512,
+    norm: str = "linf",
+    units: BudgetLike | None = None,
 ) -> torch.Tensor:
     """Per sample, whether every margin lower bound (``margin_lower_bounds``) is > 0: the
-    network classifies every input of the eps-ball (clipped to ``bounds``) as ``y``.
+    network classifies every input of the eps-ball (clipped to ``bounds``; L-inf or L2) as
+    ``y``.
 
     Parameters
     ----------
@@ -554,26 +776,30 @@ def is_certified(
     y : torch.Tensor of shape (N,)
         True labels.
     eps : float or array-like
-        L-inf radius, >= 0; or one per feature (the shape of one input, or broadcastable to
-        it): the box |x'_d - x_d| <= eps_d.
+        Radius, >= 0; in L-inf also one per feature (the shape of one input, or
+        broadcastable to it): the box |x'_d - x_d| <= eps_d.
     bounds : (float, float), (array_like, array_like) or None, default=None
         The input box, two numbers or one box per feature; None: the ``Model``'s bounds,
         (0, 1) for a bare module.
     batch_size : int, default=512
         Samples per batch (memory, not results).
+    norm : {"linf", "l2"}, default="linf"
+        The ball's norm (see ``margin_lower_bounds``).
+    units : array-like or None, default=None
+        Per-feature units (see ``margin_lower_bounds``).
 
     Returns
     -------
     torch.Tensor of bool, shape (N,)
         True where the sample is certified.
     """
-    eps = check_input_budget("eps", eps, x)
+    eps, units = check_ball(eps, norm, units, x)
     model = at_least_float32(model)
     bounds, out, y = input_box(model, x, bounds), [], _labels(model, x, y)
     with torch.no_grad():
         for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
-            m = _margin_bounds(model, xb, yb, eps, bounds).scatter(1, yb[:, None], float("inf"))
-            out.append((m > 0).all(1))
+            m = _margin_bounds(model, xb, yb, eps, bounds, norm, units)
+            out.append((m.scatter(1, yb[:, None], float("inf")) > 0).all(1))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
 
 
@@ -584,6 +810,8 @@ def certified_accuracy(
     eps: BudgetLike,
     bounds: BoundsLike | None = None,
     batch_size: int = 512,
+    norm: str = "linf",
+    units: BudgetLike | None = None,
 ) -> float:
     """Percentage of samples ``is_certified``: correctly classified for every input in the
     eps-ball, a lower bound of robust accuracy.
@@ -597,20 +825,24 @@ def certified_accuracy(
     y : torch.Tensor of shape (N,)
         True labels.
     eps : float or array-like
-        L-inf radius, >= 0; or one per feature (the shape of one input, or broadcastable to
-        it): the box |x'_d - x_d| <= eps_d.
+        Radius, >= 0; in L-inf also one per feature (the shape of one input, or
+        broadcastable to it): the box |x'_d - x_d| <= eps_d.
     bounds : (float, float), (array_like, array_like) or None, default=None
         The input box, two numbers or one box per feature; None: the ``Model``'s bounds,
         (0, 1) for a bare module.
     batch_size : int, default=512
         Samples per batch (memory, not results).
+    norm : {"linf", "l2"}, default="linf"
+        The ball's norm (see ``margin_lower_bounds``).
+    units : array-like or None, default=None
+        Per-feature units (see ``margin_lower_bounds``).
 
     Returns
     -------
     float
         Certified accuracy in percent (0 for no samples).
     """
-    hits = is_certified(model, x, y, eps, bounds, batch_size)
+    hits = is_certified(model, x, y, eps, bounds, batch_size, norm, units)
     return 100.0 * float(hits.sum()) / max(len(x), 1)
 
 
@@ -646,6 +878,8 @@ def train_ibp(
     lr: float = 1e-3,
     bounds: BoundsLike | None = None,
     seed: int = 0,
+    norm: str = "linf",
+    units: BudgetLike | None = None,
 ) -> IBPHistory:
     """Train ``model`` in place on (x, y) against its IBP certificate (Gowal et al. eq. 12):
     loss = kappa CE(z, y) + (1 - kappa) CE(z_wc, y), eps and kappa ramped linearly over the
@@ -658,7 +892,7 @@ def train_ibp(
     x, y : torch.Tensor
         Training inputs (inside ``bounds``) and labels.
     eps : float
-        Training L-inf radius, >= 0.
+        Training radius, >= 0 (in ``norm``).
     epochs : int, default=10
         Passes over the data, >= 1.
     ramp_epochs : int, default=5
@@ -674,6 +908,10 @@ def train_ibp(
         (0, 1) for a bare module.
     seed : int, default=0
         Seed of the batch order.
+    norm : {"linf", "l2"}, default="linf"
+        The ball's norm (see ``margin_lower_bounds``): L2 trains against eq. E's bounds.
+    units : array-like or None, default=None
+        Per-feature units (see ``margin_lower_bounds``).
 
     Returns
     -------
@@ -681,6 +919,7 @@ def train_ibp(
         eps, kappa and mean loss per epoch.
     """
     eps = check_number("eps", eps, 0.0)
+    _, units = check_ball(eps, norm, units, x)
     epochs = int(check_number("epochs", epochs, 1, integer=True))
     ramp_epochs = int(check_number("ramp_epochs", ramp_epochs, 0, integer=True))
     kappa_end = check_number("kappa_end", kappa_end, 0.0, 1.0)
@@ -699,7 +938,7 @@ def train_ibp(
             xb, yb = x[idx].to(device, dtype), y[idx].to(device)
             frac = min(1.0, (step + 1) / ramp_steps) if ramp_steps else 1.0
             eps_now, kappa = eps * frac, 1.0 - (1.0 - kappa_end) * frac
-            worst = -_margin_bounds(model, xb, yb, eps_now, bounds)
+            worst = -_margin_bounds(model, xb, yb, eps_now, bounds, norm, units)
             loss = kappa * F.cross_entropy(model(xb), yb) + (1 - kappa) * F.cross_entropy(worst, yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -21,7 +21,18 @@ without a mapping): no x' in B changes the class k-means gives x. Sound, since t
 every v of B and eq. V is exact over it; without a network it is exactly the boxed Voronoi
 radius of ``kmeans_certified_radius`` compared with eps (u = c, gamma = ||c||^2). Bounding v
 rather than the box of the features z is tighter: the box of an affine image loses the
-correlations of its coordinates. Written by hand: no library bounds k-means.
+correlations of its coordinates.
+
+In L2 (``norm="l2"``, and per-feature ``units`` s: the ellipsoid ||(x' - x) / s||_2 <= eps)
+the set of v is the ellipsoid with centre m_E and scale s_E of ``interval_bounds``' eq. E where
+every layer before the last affine map keeps it one (no network, or only affine layers and
+reshaping), and its box otherwise; over the ellipsoid g_ij's minimum is exact,
+
+    min g_ij = 2 [(u_i - u_j).m_E - eps ||(u_i - u_j) * s_E||_2] + gamma_j - gamma_i,   (eq. V2)
+
+and the larger of eq. V2 and eq. V over the box that holds it is taken (without a network
+and inside the input box, eq. V2 is exactly the L2 Voronoi radius compared with eps). Written
+by hand: no library bounds k-means.
 """
 
 from __future__ import annotations
@@ -32,9 +43,18 @@ import torch
 from torch import nn
 
 from advlab.cluster import KMeansCells, check_mapping, kmeans_cells
-from advlab.defenses.interval_bounds import _layers, _propagate, input_box, penultimate_bounds
+from advlab.defenses.interval_bounds import (
+    _Box,
+    _Ellipsoid,
+    _input_set,
+    _layers,
+    _set_step,
+    check_ball,
+    input_box,
+    penultimate_set,
+)
 from advlab.models.wrapper import at_least_float32, eval_mode, model_dtype
-from advlab.utils.validation import BoundsLike, BudgetLike, budget_on, check_input_budget, clip
+from advlab.utils.validation import BoundsLike, BudgetLike
 
 
 def kmeans_is_certified(
@@ -45,9 +65,11 @@ def kmeans_is_certified(
     features: nn.Module | None = None,
     bounds: BoundsLike | None = None,
     batch_size: int = 512,
+    norm: str = "linf",
+    units: BudgetLike | None = None,
 ) -> torch.Tensor:
-    """Per input, whether k-means gives every input of the L-inf ball of radius ``eps`` around
-    it (clipped to ``bounds``) the class of its own cluster (eq. V).
+    """Per input, whether k-means gives every input of the ball of radius ``eps`` around it
+    (clipped to ``bounds``; L-inf by eq. V, L2 by eq. V2 too) the class of its own cluster.
 
     Parameters
     ----------
@@ -56,8 +78,8 @@ def kmeans_is_certified(
     x : torch.Tensor of shape (N, ...)
         The inputs, inside ``bounds``.
     eps : float or array-like
-        L-inf radius, >= 0, in the inputs' units; or one per feature (the shape of one input,
-        or broadcastable to it).
+        Radius, >= 0, in the inputs' units; in L-inf also one per feature (the shape of one
+        input, or broadcastable to it).
     mapping : array of shape (k,) or None, default=None
         Cluster -> class; None: the cluster itself must not change.
     features : torch.nn.Module or None, default=None
@@ -68,13 +90,18 @@ def kmeans_is_certified(
         (0, 1) for a bare module or no network.
     batch_size : int, default=512
         Inputs per batch (memory, not results).
+    norm : {"linf", "l2"}, default="linf"
+        The ball's norm (``check_ball``); in L2 eps is one number.
+    units : array-like or None, default=None
+        Per-feature units s_d (>= 0): the box eps * s_d in L-inf, the ellipsoid
+        ||(x' - x) / s||_2 <= eps in L2; eps is then one number. None: 1.
 
     Returns
     -------
     torch.Tensor of bool, shape (N,)
         True where the input is certified.
     """
-    eps = check_input_budget("eps", eps, x)
+    eps, units = check_ball(eps, norm, units, x)
     cells = kmeans_cells(kmeans)
     classes = check_mapping(mapping, len(cells.centers))
     network = nn.Identity() if features is None else features
@@ -83,36 +110,36 @@ def kmeans_is_certified(
     folded: KMeansCells | None = None
     with torch.no_grad(), eval_mode(network):
         for xb in x.split(batch_size):
-            half_widths = budget_on(eps, xb)
-            lower = clip(xb - half_widths, box, outward=True)  # (a box holding xb itself)
-            upper = clip(xb + half_widths, box, outward=True)
             last = None
-            if features is not None:
-                lower, upper, last = _feature_box(features, cells, lower, upper)
+            if features is None:
+                value = _input_set(xb, eps, units, box, norm)
+            else:
+                inputs = xb.to(model_dtype(at_least_float32(features)))
+                value = _input_set(inputs, eps, units, box, norm)
+                value, last = _feature_set(features, cells, value)
             if folded is None:  # the same layer for every batch: folded once
                 folded = cells if last is None else _folded(cells, last)
             own = cells.assign(network(xb).flatten(1).double().cpu())
-            out.append(_certified(folded, lower, upper, own, classes))
+            out.append(_certified(folded, value, own, classes))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
 
 
-def _feature_box(
-    features: nn.Module, cells: KMeansCells, lower: torch.Tensor, upper: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, nn.Linear | None]:
-    """Interval bounds through the network to bound eq. V over: when it ends in a Linear layer
+def _feature_set(
+    features: nn.Module, cells: KMeansCells, value: _Box
+) -> tuple[_Box, nn.Linear | None]:
+    """Bounds through the network to bound eq. V (and V2) over: when it ends in a Linear layer
     on flat inputs (trailing Flatten and Identity aside) whose outputs k-means takes, the
     bounds of that layer's inputs and the layer, to be folded into the cells (the elision of
-    the last layer); else the bounds of the network's outputs and None."""
-    model = at_least_float32(features)
-    layers = _layers(model)
+    the last layer); else the bounds of the network's outputs and None. The input set
+    ``value`` is in the network's dtype."""
+    layers = _layers(at_least_float32(features))
     while layers and isinstance(layers[-1], (nn.Flatten, nn.Identity)):
         layers = layers[:-1]
-    dtype = model_dtype(model)
-    lo, hi, last = penultimate_bounds(layers, lower.to(dtype), upper.to(dtype))
-    if last is not None and (lo.ndim != 2 or last.out_features != cells.n_features):
-        lo, hi = _propagate(last, lo, hi)  # (a Linear on each row of a 3-d tensor, or
+    value, last = penultimate_set(layers, value)
+    if last is not None and (value.lo.ndim != 2 or last.out_features != cells.n_features):
+        value = _set_step(last, value)  # (a Linear on each row of a 3-d tensor, or
         last = None  # outputs k-means does not take)
-    return lo, hi, last
+    return value, last
 
 
 def _folded(cells: KMeansCells, last: nn.Linear) -> KMeansCells:
@@ -132,15 +159,19 @@ def _folded(cells: KMeansCells, last: nn.Linear) -> KMeansCells:
 
 def _certified(
     cells: KMeansCells,
-    lower: torch.Tensor,
-    upper: torch.Tensor,
+    value: _Box,
     own: torch.Tensor,
     classes: torch.Tensor | None,
 ) -> torch.Tensor:
-    """eq. V for every cluster j of another class than ``own``'s, over the box [lower, upper]
-    of the inputs of the cells' affine map, in chunks of about 2**24 numbers."""
-    lo, hi = lower.flatten(1).double().cpu(), upper.flatten(1).double().cpu()
+    """eq. V for every cluster j of another class than ``own``'s, over the box of ``value``
+    (the set of inputs of the cells' affine map), and the larger of it and eq. V2 where
+    ``value`` is an ellipsoid; in chunks of about 2**24 numbers."""
+    lo, hi = value.lo.flatten(1).double().cpu(), value.hi.flatten(1).double().cpu()
     m, r = (hi + lo) / 2, (hi - lo) / 2
+    ellipsoid = value if isinstance(value, _Ellipsoid) else None
+    if ellipsoid is not None:
+        centre = ellipsoid.centre.flatten(1).double().cpu()
+        scale = ellipsoid.scale.flatten(1).double().cpu()
     sites, levels = cells.sites, cells.levels
     rows = max(1, 2**24 // sites.numel())
     out = []
@@ -151,6 +182,10 @@ def _certified(
         bound = (
             2 * ((w * ms).sum(-1) - (w.abs() * rs).sum(-1)) + levels[None, :] - levels[i][:, None]
         )
+        if ellipsoid is not None:  # eq. V2
+            cs, ss = centre[s : s + rows, None, :], scale[s : s + rows, None, :]
+            ball = 2 * ((w * cs).sum(-1) - ellipsoid.eps * (w * ss).norm(dim=-1))
+            bound = torch.maximum(bound, ball + levels[None, :] - levels[i][:, None])
         excluded = torch.zeros_like(bound, dtype=torch.bool)
         excluded.scatter_(1, i[:, None], True)
         if classes is not None:

@@ -63,11 +63,12 @@ import torch
 from scipy.optimize import Bounds, LinearConstraint, milp
 from torch import nn
 
-from advlab.attacks.evasion.base import box_units, check_norm, weighted_norm
+from advlab.attacks.evasion.base import weighted_norm
 from advlab.defenses.interval_bounds import (
     BATCH_NORM,
     Standardise,
     _layers,
+    check_ball,
     check_not_batch_dependent,
 )
 from advlab.models.wrapper import as_model, at_least_float32, model_dtype
@@ -75,7 +76,6 @@ from advlab.models.zoo import Normalize
 from advlab.utils.progress import progress
 from advlab.utils.validation import (
     BudgetLike,
-    check_budget_shape,
     check_images,
     check_input_budget,
     check_label_tensor,
@@ -622,16 +622,10 @@ def _ball_checks(eps: BudgetLike, norm: str, units: BudgetLike | None, x: torch.
     eps * units in L-inf, the ellipsoid ||delta / units||_2 <= eps in L2) checked against one
     input of x; ``ValueError`` naming the problem. Returns the budget (``flat_budget``) and the
     half-widths at eps = 1 (1.0 without units)."""
-    check_norm(norm)
-    budget = check_input_budget("eps", eps, x)
-    if norm == "l2" and units is None and isinstance(budget, torch.Tensor):
-        raise ValueError("an L2 budget is one number: to give each feature its own units, pass "
-                         "units=s (the ellipsoid ||delta / s||_2 <= eps)")  # fmt: skip
+    budget, checked = check_ball(eps, norm, units, x)
     sample_shape = tuple(x.shape[1:])
-    checked = box_units(units, eps, "pixel")
     if checked is None:
         return flat_budget(budget, sample_shape), 1.0
-    check_budget_shape("units", checked, sample_shape)
     return flat_budget(budget, sample_shape), flat_budget(checked, sample_shape)
 
 
