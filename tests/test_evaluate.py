@@ -356,30 +356,41 @@ def test_certified_radii_are_those_of_the_bisection_and_below_every_attack(
     assert len(timed) == 2 and "(linear bounds) up to 0.3" in timed[1]
 
 
-def test_l2_certificates_and_radii_are_the_linear_bounds_and_below_every_l2_attack(
+def test_l2_certificates_and_radii_are_the_librarys_and_below_every_l2_attack(
     user_files, tmp_path, capsys
 ):
-    """``certify_norm: l2`` with linear bounds: each certified accuracy and the median radius
-    are those of ``is_certified_linear`` and ``certified_radius`` with norm l2 on the user's
-    network, no certified image or radius is beaten by the L2 attacks (DeepFool, L2 PGD), the
-    L-inf ids are absent, and the plan times the L2 certificate."""
+    """``certify_norm: l2`` with interval and linear bounds: each certified accuracy and the
+    median radius are those of ``is_certified`` / ``is_certified_linear`` and
+    ``certified_radius`` with norm l2 on the user's network, no certified image or radius is
+    beaten by the L2 attacks (DeepFool, L2 PGD), the L-inf ids are absent, and the plan times
+    the L2 certificate."""
     attacks = [{"name": "deepfool", "params": {"max_iter": 20}},
                {"name": "pgd", "label": "pgd2", "eps": [1.0], "params": {"norm": "l2", "max_iter": 10}}]  # fmt: skip
-    config = _config(user_files, attacks=attacks, certify=[0.2, 0.45], certify_radius=1.0,
-                     certify_norm="l2", certify_bounds=["linear"])  # fmt: skip
+    config = _config(user_files, attacks=attacks, certify=[0.15, 0.45], certify_radius=1.0,
+                     certify_norm="l2", certify_bounds=["interval", "linear"])  # fmt: skip
     results = _run(tmp_path, config)
     got, x, y, net = _by_id(results), user_files["x"], user_files["y"], Model(user_files["net"])
     correct = (net(x).argmax(1) == y).numpy()
-    for eps in (0.2, 0.45):
+    for eps in (0.15, 0.45):
         hits = is_certified_linear(net, x, y, eps, norm="l2").numpy()
         assert got[f"linear.l2.eps{eps:g}.certified_accuracy"] == pytest.approx(100 * hits.mean())
+        hits = is_certified(net, x, y, eps, norm="l2").numpy()
+        assert got[f"ibp.l2.eps{eps:g}.certified_accuracy"] == pytest.approx(100 * hits.mean())
     assert (
-        0 < got["linear.l2.eps0.45.certified_accuracy"] < got["linear.l2.eps0.2.certified_accuracy"]
+        0
+        < got["linear.l2.eps0.45.certified_accuracy"]
+        < got["linear.l2.eps0.15.certified_accuracy"]
     )
-    radii = certified_radius(net, x, y, 1.0, norm="l2")
-    assert got["linear.l2.median_certified_radius"] == pytest.approx(np.median(radii[correct]))
-    assert results["radius_but_attacked"] == {"linear": 0}
-    assert results["certified_but_attacked"] == {"linear.eps0.2": 0, "linear.eps0.45": 0}
+    assert 0 < got["ibp.l2.eps0.15.certified_accuracy"]
+    for method, prefix in (("linear", "linear"), ("interval", "ibp")):
+        radii = certified_radius(net, x, y, 1.0, method, norm="l2")
+        assert got[f"{prefix}.l2.median_certified_radius"] == pytest.approx(
+            np.median(radii[correct])
+        )
+    assert results["radius_but_attacked"] == {"ibp": 0, "linear": 0}
+    assert results["certified_but_attacked"] == {
+        "eps0.15": 0, "eps0.45": 0, "linear.eps0.15": 0, "linear.eps0.45": 0,
+    }  # fmt: skip
     assert not any(".linf." in key for key in got)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"experiment": "evaluate", **config}))
@@ -508,8 +519,9 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
         return _config(files, smoothing={"sigma": 0.1})
     if what == "smoothing with sigma 0":
         return _config(files, smoothing={"sigma": 0.0, "radii": [0.1]})
-    if what == "L2 certificates by interval bounds":
-        return _config(files, certify=[0.1], certify_norm="l2")
+    if what == "L2 certificates with verify":
+        return _config(files, certify=[0.1], verify=[0.1], certify_norm="l2",
+                       attacks=[{"name": "pgd", "eps": [0.1], "params": {"norm": "l2"}}])  # fmt: skip
     if what == "L2 certificates without an L2 attack":
         return _config(files, attacks=[{"name": "fgsm", "eps": [0.1]}], eps_grid={},
                        certify=[0.1], certify_norm="l2", certify_bounds=["linear"])  # fmt: skip
@@ -542,7 +554,7 @@ MISTAKES = {
     "radii without an L-inf attack": "certify_radius gives a lower bound on L-inf robust",
     "per-feature budgets for torchattacks": "torchattacks:PGD does not take",
     "units in an attack's params": "params ['units'] are set by evaluate",
-    "L2 certificates by interval bounds": "certify_norm: l2 takes linear bounds only",
+    "L2 certificates with verify": "verify's programs are L-inf ones",
     "smoothing without radii": "smoothing.radii",
     "training noise for given weights": "train_noise is noise in the training run",
     "smoothing with sigma 0": "smoothing.sigma",
@@ -757,12 +769,13 @@ def test_budgets_in_each_features_std_on_rows_in_their_own_units(tmp_path, capsy
 def test_l2_certificates_and_smoothing_in_each_features_std(tmp_path):
     """``certify_norm: l2`` and ``smoothing`` with ``eps_units: feature_std`` on rows whose
     features have units from 0.01 to 1000: the certificate is the ellipsoid
-    ||delta / std||_2 <= eps of ``is_certified_linear(..., units=std)``, the smoothing noise
-    is std * N(0, sigma^2), and both equal the library called directly."""
+    ||delta / std||_2 <= eps of ``is_certified_linear(..., units=std)`` and of
+    ``is_certified(..., units=std)``, the smoothing noise is std * N(0, sigma^2), and all equal
+    the library called directly."""
     model, x, y, files = _rows_in_their_own_units(tmp_path)
     config = {**files,
               "attacks": [{"name": "deepfool"}], "eps_units": "feature_std",
-              "certify": [0.2, 0.5], "certify_norm": "l2", "certify_bounds": ["linear"],
+              "certify": [0.2, 0.5], "certify_norm": "l2", "certify_bounds": ["linear", "interval"],
               "smoothing": {"sigma": 0.25, "radii": [0.2], "n0": 20, "n": 300},
               "chunk_size": 20}  # fmt: skip
     got = _by_id(_run(tmp_path / "a", config))
@@ -770,6 +783,8 @@ def test_l2_certificates_and_smoothing_in_each_features_std(tmp_path):
     for eps in (0.2, 0.5):
         hits = is_certified_linear(model, x, y, eps, norm="l2", units=std).numpy()
         assert got[f"linear.l2.eps{eps:g}.certified_accuracy"] == pytest.approx(100 * hits.mean())
+        hits = is_certified(model, x, y, eps, norm="l2", units=std).numpy()
+        assert got[f"ibp.l2.eps{eps:g}.certified_accuracy"] == pytest.approx(100 * hits.mean())
     assert (
         0
         < got["linear.l2.eps0.5.certified_accuracy"]

@@ -309,9 +309,6 @@ MISTAKES = {
     "an exact L2 minimum through a network": (
         {"features": {"factory": "tests.test_evaluate_kmeans:encoder", "weights": "x"},
          "norm": "l2"}, "norm: l2 through features takes exact: false"),
-    "L2 through a Tanh network": (
-        {"features": {"factory": "tests.test_evaluate_kmeans:smooth_encoder", "weights": "SMOOTH"},
-         "norm": "l2", "exact": False}, "norm: l2 certifies through linear bounds"),
     "an unknown norm": ({"norm": "l1"}, "norm"),
     "other bounds": ({"surrogate": {"factory": "mlp", "train_epochs": 1, "bounds": [0, 255]}},
                      "surrogate.bounds [0, 255] differ from bounds [0, 1]"),
@@ -356,7 +353,7 @@ def test_a_mistake_is_one_line_before_any_work(tmp_path, capsys, what):
         save_model(rows_net(), str(tmp_path / "rows.safetensors"))
         changes = {"surrogate": {"factory": "tests.test_evaluate_kmeans:rows_net",
                                  "weights": str(tmp_path / "rows.safetensors")}}  # fmt: skip
-    if what in ("an exact verification through a Tanh", "L2 through a Tanh network"):
+    if what == "an exact verification through a Tanh":
         save_model(smooth_encoder(), str(tmp_path / "smooth.safetensors"))
         changes = {**changes, "features": {"factory": "tests.test_evaluate_kmeans:smooth_encoder",
                                            "weights": str(tmp_path / "smooth.safetensors")}}  # fmt: skip
@@ -691,11 +688,16 @@ def _encoder_run(tmp_path: Path, **changes) -> tuple:
     return config, results, net, km, mapping, test, correct
 
 
-def test_l2_through_a_feature_network_is_the_linear_l2_certificate(tmp_path):
+def test_l2_through_a_feature_network_is_the_librarys_l2_certificate(tmp_path):
     """``norm: l2`` with ``features`` and ``exact: false``: the white-box L2 PGD through the
     encoder, the linear L2 certificate and the median L2 radius of its bisection equal the
-    functions called directly, and the certified share lies below the white-box one."""
-    from advlab.defenses import kmeans_certified_radius_through, kmeans_is_certified_linear
+    functions called directly, and the certified share lies below the white-box one; through
+    a Tanh encoder the certificate is the interval bounds' L2 one, called directly too."""
+    from advlab.defenses import (
+        kmeans_certified_radius_through,
+        kmeans_is_certified,
+        kmeans_is_certified_linear,
+    )
 
     _, results, net, km, mapping, test, correct = _encoder_run(
         tmp_path, eps=[0.05, 0.1], norm="l2", exact=False
@@ -722,6 +724,29 @@ def test_l2_through_a_feature_network_is_the_linear_l2_certificate(tmp_path):
         "eps0.1": 0,
     }
     assert not any(".linf." in key or key.startswith("exact.") for key in got)
+    torch.manual_seed(0)
+    smooth = smooth_encoder().eval()
+    save_model(smooth, str(tmp_path / "smooth.safetensors"))
+    tanh = {"factory": "tests.test_evaluate_kmeans:smooth_encoder",
+            "weights": str(tmp_path / "smooth.safetensors")}  # fmt: skip
+    config = _digits_config(n_clusters=12, surrogate=None, features=tanh, eps=[0.05, 0.1],
+                            norm="l2", exact=False)  # fmt: skip
+    bounded = _run(tmp_path / "tanh", config)
+    assert bounded["certificate"] == "interval" and bounded["certified_but_attacked"] == {
+        "eps0.05": 0, "eps0.1": 0,
+    }  # fmt: skip
+    train = load_dataset("digits", "train")
+    with torch.no_grad():
+        km = KMeans(12, random_state=0).fit(smooth(torch.from_numpy(train.images)).numpy())
+        mapping = majority_vote_mapping(km.labels_, train.labels, 12)
+        correct = mapping[km.predict(smooth(x).numpy())] == test.labels
+    got = {c["id"]: c["ours"] for c in bounded["comparisons"]}
+    for eps in (0.05, 0.1):
+        hits = kmeans_is_certified(km, x, eps, mapping, features=smooth, norm="l2").numpy()
+        assert got[f"certified.l2.eps{eps:g}.accuracy"] == pytest.approx(
+            100 * (correct & hits).mean()
+        )
+    assert got["certified.l2.eps0.05.accuracy"] > 0
 
 
 def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):

@@ -51,11 +51,13 @@ What is measured, per image i of the n attacked (all in the input's units):
   L2 radius (``smoothing.l2.eps<e>.certified_accuracy``) and its median certified radius over
   the images it labels correctly (``smoothing.l2.median_certified_radius``). The smoothed
   classifier is not the model: these figures sit beside the model's, not under them;
-- with ``certify_norm: l2`` (and ``certify_bounds: [linear]``) the certificates and radii are
-  L2 ones, by linear bounds over the L2 ball (``is_certified_linear(..., norm="l2")``, eq. C of
-  ``advlab.defenses.milp_verification``): ids ``linear.l2.eps<e>.certified_accuracy`` and
-  ``linear.l2.median_certified_radius``, checked against the L2 attacks (``verify``'s programs
-  stay L-inf).
+- with ``certify_norm: l2`` the certificates and radii are L2 ones: interval bounds over the
+  L2 ball (``is_certified(..., norm="l2")``, the rows' dual norm at the first affine layer,
+  eq. E of ``advlab.defenses.interval_bounds``: any network interval bounds take) and linear
+  bounds over it (``is_certified_linear(..., norm="l2")``, eq. C of
+  ``advlab.defenses.milp_verification``: affine layers and ReLUs); ids
+  ``<ibp|linear>.l2.eps<e>.certified_accuracy`` and ``<ibp|linear>.l2.median_certified_radius``,
+  checked against the L2 attacks (``verify``'s programs stay L-inf).
 
 With ``eps_units: feature_std`` (tabular features in their own units) every budget eps stands
 for the weighted ball ||delta / std|| <= eps of the attack's norm, std_d the standard deviation
@@ -367,8 +369,7 @@ class EvaluateConfig(ExperimentConfig):
         The largest radius (input units, > 0) searched for each image's certified radius under
         each ``certify_bounds`` method; None: no radii.
     certify_norm : {"linf", "l2"}
-        The norm of ``certify`` and ``certify_radius``; "l2" takes linear bounds only
-        (``certify_bounds: [linear]``) and an L2 attack beside it.
+        The norm of ``certify`` and ``certify_radius``; "l2" takes an L2 attack beside it.
     smoothing : SmoothingSpec or None
         Randomized smoothing of the model and its certified L2 accuracy; None: none.
     verify : tuple of float
@@ -431,9 +432,6 @@ class EvaluateConfig(ExperimentConfig):
     def _l2_certificates(self) -> EvaluateConfig:
         if self.certify_norm == "linf":
             return self
-        if "interval" in self.certify_bounds:
-            raise ValueError("certify_norm: l2 takes linear bounds only (interval bounds "
-                             "certify L-inf boxes): set certify_bounds: [linear]")  # fmt: skip
         if self.verify:
             raise ValueError("verify's programs are L-inf ones: leave verify out with "
                              "certify_norm: l2")  # fmt: skip
@@ -830,8 +828,9 @@ def per_feature_budget(eps: float, units: np.ndarray | None) -> float | torch.Te
 
 
 def _radius_unit(ctx: RunContext, config: EvaluateConfig, start: int) -> dict[str, list[float]]:
-    """Per ``certify_bounds`` method and image of one chunk, its certified L-inf radius up to
-    ``certify_radius`` (``certified_radius``, in per-feature units with ``feature_std``)."""
+    """Per ``certify_bounds`` method and image of one chunk, its certified radius in the
+    ``certify_norm`` up to ``certify_radius`` (``certified_radius``, in per-feature units with
+    ``feature_std``)."""
     ds, model = _data_and_model(ctx, config)
     assert ds.images is not None and config.certify_radius is not None
     sl = slice(start, start + config.chunk_size)
@@ -956,6 +955,9 @@ def _certificates(
     def certified(method: str, eps: float) -> list[bool]:
         if method == "linear":
             return _linear_certified(config, model, x, y, eps, units).tolist()
+        if config.certify_norm == "l2":  # (the ellipsoid of the units)
+            return is_certified(model, x, y, eps, model.bounds, config.batch_size, "l2",
+                                units).cpu().tolist()  # fmt: skip
         box = per_feature_budget(eps, units)
         return is_certified(model, x, y, box, model.bounds, config.batch_size).cpu().tolist()
 

@@ -96,9 +96,10 @@ is another classifier than k-means; with ``norm: l2`` its figures sit beside k-m
 L2 robust accuracy, which says what smoothing gives up.
 
 Through ``features`` the certified figures and radii are those of linear bounds over the L2
-ball (``kmeans_is_certified_linear(..., norm="l2")``), so the network must be made of affine
-layers and ReLUs, and ``exact`` must be false: the exact programs are L-inf ones (an L2 ball
-makes them quadratic).
+ball (``kmeans_is_certified_linear(..., norm="l2")``) for a network of affine layers and ReLUs,
+else of interval bounds over it (``kmeans_is_certified(..., norm="l2")``, eq. E of
+``advlab.defenses.interval_bounds``), and ``exact`` must be false: the exact programs are
+L-inf ones (an L2 ball makes them quadratic).
 
 The true robust accuracy lies between the certified and the worst-case figure, and with
 ``exact`` it is the exact figure; the transfer attack says how much of it a black-box attacker
@@ -434,9 +435,6 @@ def _feature_network(
     try:
         check_verifiable(network, x)
     except ValueError as exc:
-        if config.norm == "l2":
-            raise ValueError(f"features: {exc}; norm: l2 certifies through linear bounds, which "
-                             "need a network of affine layers and ReLUs") from exc  # fmt: skip
         if config.exact:
             raise ValueError(f"features: {exc}; exact: true needs a network of affine layers "
                              "and ReLUs, set exact: false for the others") from exc  # fmt: skip
@@ -1261,10 +1259,10 @@ def _certified_through(
     class kept over its ball, a box with the per-feature ``units``), by the ``certificate``
     ("linear" or "interval") bounds."""
     x = x.to(config.device)
-    if config.norm == "l2":  # (linear bounds: _feature_network refuses the others in L2)
-        return {eps: kmeans_is_certified_linear(km, x, eps, mapping, features=features,
-                                                norm="l2", units=units).cpu().numpy()
-                for eps in config.eps}  # fmt: skip
     certify = kmeans_is_certified_linear if certificate == "linear" else kmeans_is_certified
+    if config.norm == "l2":  # (the ellipsoid of the units)
+        return {eps: certify(km, x, eps, mapping, features=features, norm="l2",
+                             units=units).cpu().numpy()
+                for eps in config.eps}  # fmt: skip
     return {eps: certify(km, x, per_feature_budget(eps, units), mapping, features=features).cpu().numpy()
             for eps in config.eps}  # fmt: skip
