@@ -16,6 +16,7 @@ from torch import nn
 
 from advlab.attacks.evasion import FGSM, PGD, DeepFool
 from advlab.cli.main import main
+from advlab.data import load_dataset
 from advlab.defenses import (
     ROBUST,
     UNKNOWN,
@@ -23,9 +24,10 @@ from advlab.defenses import (
     certified_radius,
     is_certified,
     is_certified_linear,
+    train_certified_classifier,
     verify_linf,
 )
-from advlab.experiments import ConfigError
+from advlab.experiments import Cache, ConfigError
 from advlab.experiments.executors import LocalExecutor
 from advlab.metrics import robust_accuracy_curve
 from advlab.models import Model
@@ -447,6 +449,36 @@ def test_the_quick_profile_trains_a_zoo_model_on_the_digits(tmp_path):
     assert got["pgd.linf.eps0.3.robust_accuracy"] < got["pgd.linf.eps0.1.robust_accuracy"]
 
 
+def test_a_zoo_model_trained_against_its_l2_interval_bounds(tmp_path, capsys):
+    """``model.train_certified``: the run trains the MLP by ``train_certified_classifier``
+    (the same recipe is then in its cache), its L2 interval certificate is ``is_certified`` on
+    that network, it certifies far more than the same MLP trained plainly, and the plan names
+    the training."""
+    model = {"factory": "mlp", "train_epochs": 10, "train_certified": {"eps": 0.5, "norm": "l2"}}
+    config = {"data": {"name": "digits", "n": 60}, "model": model,
+              "attacks": [{"name": "pgd", "eps": [0.25], "params": {"norm": "l2", "max_iter": 10}}],
+              "certify": [0.25], "certify_norm": "l2"}  # fmt: skip
+    got = _by_id(_run(tmp_path / "a", config))
+    trained = train_certified_classifier("mlp", load_dataset("digits", "train"), 0.5, 10,
+                                         norm="l2", cache=Cache(tmp_path / "a" / "cache"))  # fmt: skip
+    assert trained.from_cache
+    test = load_dataset("digits", "test")
+    x, y = torch.from_numpy(test.images[:60]), torch.from_numpy(test.labels[:60])
+    hits = is_certified(Model(trained.model), x, y, 0.25, norm="l2").numpy()
+    assert got["ibp.l2.eps0.25.certified_accuracy"] == pytest.approx(100 * hits.mean())
+    plain = _by_id(
+        _run(tmp_path / "b", {**config, "model": {"factory": "mlp", "train_epochs": 10}})
+    )
+    assert (
+        got["ibp.l2.eps0.25.certified_accuracy"] > plain["ibp.l2.eps0.25.certified_accuracy"] + 30
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "evaluate", **config}))
+    assert main(["plan", str(path), "--json"]) == 0
+    whats = [a["what"] for a in json.loads(capsys.readouterr().out)["attacks"]]
+    assert "training mlp (10 epochs against its interval bounds, L2 eps 0.5)" in whats
+
+
 def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
     """A config with one mistake."""
     root = files["root"]
@@ -515,6 +547,16 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
     if what == "training noise for given weights":
         return _config(files, model={"factory": "tests.test_evaluate:build",
                                      "weights": str(files["weights"]), "train_noise": 0.1})  # fmt: skip
+    if what == "certified training for given weights":
+        return _config(files, model={"factory": "tests.test_evaluate:build",
+                                     "weights": str(files["weights"]),
+                                     "train_certified": {"eps": 0.1}})  # fmt: skip
+    if what == "certified training with noise":
+        return _config(files, model={"factory": "mlp", "train_epochs": 1, "train_noise": 0.1,
+                                     "train_certified": {"eps": 0.1}})  # fmt: skip
+    if what == "certified training at eps 0":
+        return _config(files, model={"factory": "mlp", "train_epochs": 1,
+                                     "train_certified": {"eps": 0.0}})  # fmt: skip
     if what == "smoothing without radii":
         return _config(files, smoothing={"sigma": 0.1})
     if what == "smoothing with sigma 0":
@@ -557,6 +599,9 @@ MISTAKES = {
     "L2 certificates with verify": "verify's programs are L-inf ones",
     "smoothing without radii": "smoothing.radii",
     "training noise for given weights": "train_noise is noise in the training run",
+    "certified training for given weights": "train_certified is the training run of train_epochs",
+    "certified training with noise": "give one of them",
+    "certified training at eps 0": "train_certified.eps",
     "smoothing with sigma 0": "smoothing.sigma",
     "L2 certificates without an L2 attack": "certify gives a lower bound on L2 robust accuracy",
 }

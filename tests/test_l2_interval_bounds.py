@@ -344,3 +344,34 @@ def test_l2_certified_training_certifies_what_plain_training_cannot():
     assert certified_accuracy(trained, *held_out, 0.5, norm="l2") > 20
     assert certified_accuracy(plain, *held_out, 0.5, norm="l2") < 2
     assert certified_accuracy(trained, *held_out, 0.0) > 80
+
+
+def test_certified_training_of_the_zoo_is_cached_per_recipe(tmp_path):
+    """``train_certified_classifier``: the same recipe twice is one training (loaded the second
+    time, the same weights, in another cache too), another norm or kappa_end another one; the
+    model is in eval mode with its test accuracy; bad arguments are named."""
+    from advlab.data import load_dataset
+    from advlab.defenses import train_certified_classifier
+    from advlab.utils.cache import Cache
+
+    train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
+    cache = Cache(tmp_path / "a")
+
+    def trained(**changes):
+        recipe = {"eps": 0.3, "epochs": 2, "norm": "l2", "n_train": 200, "cache": cache} | changes
+        return train_certified_classifier("mlp", train, test=test, **recipe)
+
+    first, again = trained(), trained()
+    assert not first.from_cache and again.from_cache
+    assert (
+        again.weights_sha256
+        == first.weights_sha256
+        == trained(cache=Cache(tmp_path / "b")).weights_sha256
+    )
+    assert not first.model.training and 0 < first.test_accuracy <= 100
+    others = {trained(norm="linf").weights_sha256, trained(kappa_end=0.8).weights_sha256}
+    assert first.weights_sha256 not in others and len(others) == 2
+    for bad, message in (({"eps": 0.0}, "eps"), ({"norm": "l1"}, "norm='l1'"),
+                         ({"kappa_end": 1.5}, "kappa_end"), ({"epochs": 0}, "epochs")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            trained(**bad)

@@ -1,12 +1,14 @@
 """Defenses: adversarial training of k-means (Algorithm 1), its training attacks, and
 outlier-discarding k-means variants against poisoning, the M-SVDD-D classifier defense, and
-interval bound propagation (certified accuracy and certified training of ReLU networks, and
+interval bound propagation over L-inf boxes and L2 balls (certified accuracy and certified
+training of ReLU networks, cached for the model zoo, and
 certificates of k-means on a network's features), certified radii by bisection on those
 certificates, and
 exact L-inf verification of small ReLU networks, and of k-means on their features, by
 mixed-integer programming; randomized smoothing (certified L2 radii of any classifier)."""
 
 from advlab.defenses.certified_radius import certified_radius, kmeans_certified_radius_through
+from advlab.defenses.certified_training import train_certified_classifier
 from advlab.defenses.interval_bounds import (
     IBPHistory,
     certified_accuracy,
@@ -73,6 +75,7 @@ __all__ = [
     "kmeans_is_certified_linear",
     "lower_confidence_bound",
     "margin_lower_bounds",
+    "train_certified_classifier",
     "train_ibp",
     "verify_kmeans_linf",
     "verify_linf",

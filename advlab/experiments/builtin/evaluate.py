@@ -107,6 +107,7 @@ from advlab.defenses import (
     check_verifiable,
     is_certified,
     is_certified_linear,
+    train_certified_classifier,
     verify_linf,
 )
 from advlab.experiments.builtin._user import (
@@ -132,10 +133,10 @@ from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
 from advlab.metrics import robust_accuracy_curve
 from advlab.models import MODELS, Model, train_classifier
-from advlab.models.train import state_arrays
+from advlab.models.train import TrainedModel, state_arrays
 from advlab.report.plots import CERTIFIED_LABELS, plot_adversarial_examples, plot_attack_curves
 from advlab.report.tables import Table
-from advlab.utils.cache import arrays_sha256
+from advlab.utils.cache import Cache, arrays_sha256
 from advlab.utils.io import sha256_bytes
 from advlab.utils.validation import check_images, per_feature
 
@@ -180,6 +181,30 @@ class DataSpec(DataSource):
     split: Literal["train", "test"] = "test"
 
 
+class CertifiedTrainingSpec(Strict):
+    """Certified training of a zoo model trained here: against its interval bounds over the
+    ball of radius ``eps`` (``advlab.defenses.train_certified_classifier``, Gowal et al. 2018,
+    eq. 12; cached).
+
+    Attributes
+    ----------
+    eps : float
+        Training radius, > 0, in input units (not in ``eps_units``).
+    norm : {"linf", "l2"}
+        The ball trained against.
+    ramp_epochs : int or None
+        Epochs over which eps grows from 0 and the clean loss's weight falls to ``kappa_end``;
+        None: half of ``train_epochs``.
+    kappa_end : float
+        Weight of the clean loss after the ramp, in [0, 1].
+    """
+
+    eps: float = Field(gt=0, allow_inf_nan=False)
+    norm: Literal["linf", "l2"] = "linf"
+    ramp_epochs: int | None = Field(None, ge=0)
+    kappa_end: float = Field(0.5, ge=0, le=1)
+
+
 class ModelSpec(Strict):
     """The attacked classifier: ``factory(**kwargs)`` with ``weights`` loaded, wrapped in
     ``advlab.models.Model(module, bounds, preprocessing)``.
@@ -200,6 +225,9 @@ class ModelSpec(Strict):
     train_noise : float
         Std of Gaussian noise added to the training inputs (``train_epochs`` only; the base
         classifier of randomized smoothing); 0: none.
+    train_certified : CertifiedTrainingSpec or None
+        Train against the model's interval bounds instead (``train_epochs`` only; IBP in
+        L-inf or L2); None: plain training.
     bounds : (float, float), (list, list) or "feature_range"
         The range of the model's inputs; attacks stay inside it. null (or -.inf / .inf in
         YAML) leaves a side open: [null, null] for unbounded tabular features. A side given
@@ -216,6 +244,7 @@ class ModelSpec(Strict):
     weights: str | None = None
     train_epochs: int | None = Field(None, ge=1)
     train_noise: float = Field(0.0, ge=0, allow_inf_nan=False)
+    train_certified: CertifiedTrainingSpec | None = None
     bounds: BoundsSpec = (0.0, 1.0)
     preprocessing: dict[str, Any] | None = None
 
@@ -239,6 +268,12 @@ class ModelSpec(Strict):
         if self.train_noise and self.train_epochs is None:
             raise ValueError("train_noise is noise in the training run of train_epochs; a "
                              "network with weights was trained elsewhere")  # fmt: skip
+        if self.train_certified is not None and self.train_epochs is None:
+            raise ValueError("train_certified is the training run of train_epochs; a network "
+                             "with weights was trained elsewhere")  # fmt: skip
+        if self.train_certified is not None and self.train_noise:
+            raise ValueError("train_certified trains against interval bounds, train_noise with "
+                             "Gaussian noise: give one of them")  # fmt: skip
         if self.train_epochs is not None and self.preprocessing is not None:
             # it would wrap a network trained without it: the attacked model is not the trained one
             raise ValueError(
@@ -611,11 +646,51 @@ def _trained_zoo_model(spec: ModelSpec, config: Any, ctx: RunContext) -> nn.Modu
     if train.images is None:
         raise ValueError(f"{config.data.name} has no images for a zoo model to train on")
     ctx.record_dataset(train)
+    return train_zoo_model(spec, train, None, config.seed, config.device, ctx.cache).model
+
+
+def train_zoo_model(
+    spec: ModelSpec,
+    train: Dataset,
+    test: Dataset | None,
+    seed: int,
+    device: str,
+    cache: Cache,
+) -> TrainedModel:
+    """The zoo model of ``spec`` trained on ``train`` for its ``train_epochs`` (cached): with
+    Adam and cross-entropy (``train_classifier``, Gaussian noise with ``train_noise``), or
+    against its interval bounds with ``train_certified`` (``train_certified_classifier``).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The model config (``train_epochs`` given).
+    train : Dataset
+        Training images.
+    test : Dataset or None
+        Images for the test accuracy; None skips it.
+    seed : int
+        Seed of the initial weights and the batch order.
+    device : str
+        Where to train.
+    cache : Cache
+        The artefact cache.
+
+    Returns
+    -------
+    TrainedModel
+        The model in eval mode, its accuracy and hashes.
+    """
     assert spec.train_epochs is not None
-    trained = train_classifier(spec.factory, train, epochs=spec.train_epochs, seed=config.seed,
-                               device=config.device, cache=ctx.cache,
-                               noise_sigma=spec.train_noise, **spec.kwargs)  # fmt: skip
-    return trained.model
+    certified = spec.train_certified
+    if certified is None:
+        return train_classifier(spec.factory, train, test, epochs=spec.train_epochs, seed=seed,
+                                device=device, cache=cache, noise_sigma=spec.train_noise,
+                                **spec.kwargs)  # fmt: skip
+    return train_certified_classifier(
+        spec.factory, train, certified.eps, spec.train_epochs, certified.norm,
+        certified.ramp_epochs, certified.kappa_end, test, seed, device, cache, **spec.kwargs,
+    )  # fmt: skip
 
 
 _LOADED: dict[str, tuple[Dataset, Model, np.ndarray | None]] = {}
@@ -1485,8 +1560,12 @@ def _plan(config: EvaluateConfig) -> dict[str, Any]:
     if config.model.train_epochs is not None:
         other = "train" if config.data.split == "test" else "test"
         n_train = len(load_dataset(config.data.name or "", other))
+        certified = config.model.train_certified
+        against = "" if certified is None else (
+            f" against its interval bounds, {NORM_WORDS[certified.norm]} eps {certified.eps:g}"
+        )  # fmt: skip
         attacks.append({**common, "what": f"training {config.model.factory} "
-                        f"({config.model.train_epochs} epochs)", "images": n_train,
+                        f"({config.model.train_epochs} epochs{against})", "images": n_train,
                         "steps": config.model.train_epochs, "units": 1})  # fmt: skip
     for entry in config.attacks:
         budgets = len(entry.eps) or 1

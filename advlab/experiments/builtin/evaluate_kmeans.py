@@ -174,13 +174,14 @@ from advlab.experiments.builtin.evaluate import (
     smoothing_comparisons,
     smoothing_of,
     smoothing_table,
+    train_zoo_model,
     untrained_model,
 )
 from advlab.experiments.config import ConfigError, ExperimentConfig
 from advlab.experiments.planning import inputs_per_second, spread_sample
 from advlab.experiments.registry import register
 from advlab.experiments.runner import RunContext
-from advlab.models import Model, train_classifier
+from advlab.models import Model
 from advlab.report.plots import plot_attack_curves
 from advlab.report.tables import Table
 from advlab.utils.io import sha256_bytes
@@ -358,10 +359,8 @@ def _network(
     module: torch.nn.Module
     if spec.train_epochs is not None:
         assert ctx is not None
-        module = train_classifier(spec.factory, train, test, epochs=spec.train_epochs,
-                                  seed=config.seed + (which == "heldout_surrogate"),
-                                  device=config.device, cache=ctx.cache,
-                                  noise_sigma=spec.train_noise, **spec.kwargs).model  # fmt: skip
+        seed = config.seed + (which == "heldout_surrogate")
+        module = train_zoo_model(spec, train, test, seed, config.device, ctx.cache).model
     else:
         assert spec.weights is not None
         module = fresh_module(spec, tuple(train.images.shape[1:]), train.n_classes)

@@ -58,7 +58,7 @@ from advlab.attacks.evasion import (
     TargetedMisclassification,
 )
 from advlab.data import Dataset, load_dataset
-from advlab.defenses import MSVDDDefense, certified_accuracy, train_ibp
+from advlab.defenses import MSVDDDefense, certified_accuracy, train_certified_classifier
 from advlab.experiments.aggregate import aggregate, tidy_row
 from advlab.experiments.config import ExperimentConfig
 from advlab.experiments.planning import lbfgs_pass_budget
@@ -76,11 +76,9 @@ from advlab.metrics import (
     ssim,
     true_label_ranks,
 )
-from advlab.models import build_model, train_classifier
-from advlab.models.train import state_arrays
+from advlab.models import train_classifier
 from advlab.report.plots import plot_adversarial_examples, plot_rank_pmfs
 from advlab.report.tables import Table
-from advlab.utils.cache import arrays_sha256
 from advlab.utils.io import atomic_write_bytes
 
 AttackName = Literal["lbfgs", "deepfool", "cw", "1-A3", "5-A3", "9-A3"]
@@ -93,7 +91,6 @@ PROJECTIONS = {"fc1": 512, "lenet5": 256, "wong_small": 256}  # M of the paper (
 # the paper's numbers are data, with their sources: advlab/experiments/papers/mygdalis2020.yaml
 PAPER_BETA: dict[str, float] = paper_data("mygdalis2020", "tuned_beta")
 DEFENSE_VERSION = "3"
-IBP_TRAINER_VERSION = "1"
 
 PAPER_TABLE1: dict[str, dict[str, float]] = paper_data("mygdalis2020", "table1")
 PAPER_UNDEFENDED: dict[str, dict[str, list[float]]] = paper_data(
@@ -408,35 +405,19 @@ def _run_model(ctx: RunContext, config: MygdalisConfig, name: str) -> dict[str, 
 def _certified_model(
     ctx: RunContext, config: MygdalisConfig, name: str, train: Dataset, epochs: int
 ) -> tuple[nn.Module, str]:
-    """MNIST-PR: zoo network ``name`` trained by interval bound propagation (``train_ibp``,
-    Gowal et al. 2018) at L-inf ``pr_train_eps`` on the training set (or ``pr_train_n`` of it
-    drawn with the seed), eps and the
-    clean-loss weight ramped over the first half of the epochs; cached like every classifier.
-    Returns the model in eval mode and the hash of its weights."""
+    """MNIST-PR: zoo network ``name`` trained by interval bound propagation
+    (``train_certified_classifier``, Gowal et al. 2018) at L-inf ``pr_train_eps`` on the
+    training set (or ``pr_train_n`` of it drawn with the seed), eps and the clean-loss weight
+    ramped over the first half of the epochs; cached like every classifier. Returns the model
+    in eval mode and the hash of its weights."""
     mean, std = config.input_normalization
-    ramp = epochs // 2
-    parts = {"arch": name, "data": train.sha256, "epochs": epochs, "eps": config.pr_train_eps,
-             "ramp_epochs": ramp, "seed": config.seed, "normalization": [mean, std],
-             "subset": config.pr_train_n, "trainer": "ibp"}  # fmt: skip
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)  # the initial weights depend on the seed only
-        model = build_model(name, N_CLASSES, (1, 28, 28), mean, std)
-    stored = ctx.cache.load("weights", parts, IBP_TRAINER_VERSION)
-    if stored is None:
-        x, y = _tensors(train)
-        if config.pr_train_n is not None:
-            pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed))
-            x, y = x[pick[: config.pr_train_n]], y[pick[: config.pr_train_n]]
-        ctx.log.info("%s: certified training (IBP, eps %g, %d epochs)", name, config.pr_train_eps,
-                     epochs)  # fmt: skip
-        history = train_ibp(model.to(config.device), x, y, config.pr_train_eps, epochs=epochs,
-                            ramp_epochs=ramp, seed=config.seed)  # fmt: skip
-        ctx.log.info("%s: IBP loss per epoch %s", name, [round(v, 4) for v in history.loss])
-        stored = state_arrays(model)
-        ctx.cache.save("weights", parts, IBP_TRAINER_VERSION, stored)
-    else:
-        model.load_state_dict({k: torch.from_numpy(v) for k, v in stored.items()})
-    return model.to(config.device).eval(), arrays_sha256(stored)
+    ctx.log.info("%s: certified training (IBP, eps %g, %d epochs; cached once trained)", name,
+                 config.pr_train_eps, epochs)  # fmt: skip
+    trained = train_certified_classifier(name, train, config.pr_train_eps, epochs,
+                                         seed=config.seed, device=config.device,
+                                         cache=ctx.cache, mean=mean, std=std,
+                                         n_train=config.pr_train_n)  # fmt: skip
+    return trained.model, trained.weights_sha256
 
 
 def _ssim_sweep_unit(
