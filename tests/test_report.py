@@ -117,6 +117,7 @@ def test_readme_has_a_block_for_every_committed_run():
         "evaluate-kmeans-mnist",
         "evaluate-kmeans-digits-l2",
         "evaluate-digits-l2-smoothing",
+        "evaluate-digits-l2-ibp",
         "evaluate-mnist-small_cnn",
     }
     assert set(_readme_blocks()) == committed
