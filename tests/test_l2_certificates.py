@@ -18,6 +18,7 @@ from advlab.defenses import (
     is_certified,
     is_certified_linear,
     kmeans_certified_radius_through,
+    kmeans_is_certified,
     kmeans_is_certified_linear,
 )
 from advlab.models import Model
@@ -85,20 +86,26 @@ def test_on_a_2d_network_the_l2_radius_never_reaches_another_class_of_a_dense_gr
     assert np.all(radius >= linf - TOL * 0.5) and np.median(radius) > np.median(linf)
 
 
-def test_l2_attacks_never_break_a_certified_input():
+@pytest.mark.parametrize(("method", "at_least"), [("linear", 20), ("interval", 2)])
+def test_l2_attacks_never_break_a_certified_input(method, at_least):
     """A 5 -> 16 -> 16 -> 3 ReLU network on [0, 1]^5: at eps = 0.1 no input that the L2
-    certificate proves is broken by L2 PGD (50 steps, 5 restarts), both decide some inputs,
-    and every radius is below the distance C&W finds."""
+    certificate (linear or interval bounds) proves is broken by L2 PGD (50 steps, 5
+    restarts), both decide some inputs (interval bounds more than their L-inf cube of the
+    same eps, which certifies none), and every radius is below the distance C&W finds."""
     net = Model(_net([5, 16, 16, 3], seed=0), preprocessing={"mean": 0.5, "std": 0.1})
     x = torch.rand(60, 5, generator=torch.Generator().manual_seed(3))
     y = net(x).argmax(1)
-    certified = is_certified_linear(net, x, y, 0.1, norm="l2")
+    if method == "linear":
+        certified = is_certified_linear(net, x, y, 0.1, norm="l2")
+    else:
+        certified = is_certified(net, x, y, 0.1, norm="l2")
+        assert not bool(is_certified(net, x, y, 0.1).any())
     broken = torch.zeros(len(x), dtype=torch.bool)
     for seed in range(5):
         broken |= PGD(net, eps=0.1, max_iter=50, norm="l2", random_state=seed)(x, y).success
     assert not bool((certified & broken).any())
-    assert int(certified.sum()) > 20 and int(broken.sum()) > 10
-    radius = certified_radius(net, x, y, 1.0, norm="l2", tol=TOL)
+    assert int(certified.sum()) > at_least and int(broken.sum()) > 10
+    radius = certified_radius(net, x, y, 1.0, method, norm="l2", tol=TOL)
     cw = CarliniWagnerL2(net, steps=200)(x, y)
     found = cw.success.numpy()
     assert found.sum() > 0.8 * len(x)
@@ -152,31 +159,35 @@ def test_a_kmeans_l2_radius_without_a_network_is_the_l2_voronoi_radius():
     assert np.all(boxed >= ours - TOL * eps_max)  # (the box can only help)
 
 
-def test_a_kmeans_l2_certificate_through_a_relu_network_holds_against_l2_pgd():
-    """k-means (k = 12) on an 8-d ReLU embedding of the digits: every input's linear L2 radius
-    is certified by ``kmeans_is_certified_linear(norm="l2")``, L2 PGD through the network
-    (40 steps, 3 restarts) at that radius breaks none of them, the radii are at least the
-    L-inf ones (the L2 ball of r lies inside the L-inf box of r), and in balls 1.5 times as
-    large PGD breaks some (the attack bites)."""
+@pytest.mark.parametrize("method", ["linear", "interval"])
+def test_a_kmeans_l2_certificate_through_a_relu_network_holds_against_l2_pgd(method):
+    """k-means (k = 12) on an 8-d ReLU embedding of the digits: every input's L2 radius by
+    linear or interval bounds is certified by ``kmeans_is_certified_linear(norm="l2")`` or
+    ``kmeans_is_certified(norm="l2")``, L2 PGD through the network (40 steps, 3 restarts) at
+    that radius breaks none of them, the radii are at least the L-inf ones (the L2 ball of r
+    lies inside the L-inf box of r), and in balls 1.5 times as large (4 times the looser
+    interval radii) PGD breaks some (the attack bites)."""
     x, y = _digits()
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 8)).eval()
     with torch.no_grad():
         km = KMeans(12, random_state=0).fit(net(x).numpy())
     mapping = majority_vote_mapping(km.labels_, y, 12)
-    l2 = kmeans_certified_radius_through(km, x, 0.5, mapping, features=net, norm="l2", tol=TOL)
-    linf = kmeans_certified_radius_through(km, x, 0.5, mapping, features=net, tol=TOL)
+    search = {"features": net, "method": method, "tol": TOL}
+    l2 = kmeans_certified_radius_through(km, x, 0.5, mapping, norm="l2", **search)
+    linf = kmeans_certified_radius_through(km, x, 0.5, mapping, **search)
     assert np.all(l2 >= linf - TOL * 0.5) and np.median(l2) > np.median(linf) > 0
     own = torch.from_numpy(mapping[km.predict(net(x).detach().numpy())])
+    certify = kmeans_is_certified_linear if method == "linear" else kmeans_is_certified
     for i in np.flatnonzero(l2 > 0)[:15]:
         row = x[i : i + 1]
-        assert bool(kmeans_is_certified_linear(km, row, float(l2[i]), mapping, features=net,
-                                               norm="l2")[0])  # fmt: skip
+        assert bool(certify(km, row, float(l2[i]), mapping, features=net, norm="l2")[0])
         for seed in range(3):
             attack = KMeansPGD(km, mapping, eps=float(l2[i]), max_iter=40, norm="l2",
                                random_start=True, random_state=seed, features=net)  # fmt: skip
             assert not bool(attack(row, own[i : i + 1]).success[0])
-    wider = [bool(KMeansPGD(km, mapping, eps=1.5 * float(l2[i]), max_iter=40, norm="l2",
+    factor = 1.5 if method == "linear" else 4.0
+    wider = [bool(KMeansPGD(km, mapping, eps=factor * float(l2[i]), max_iter=40, norm="l2",
                             features=net)(x[i : i + 1], own[i : i + 1]).success[0])
              for i in np.flatnonzero(l2 > 0)[:15]]  # fmt: skip
     assert any(wider)

@@ -12,8 +12,8 @@ import torch
 from advlab.attacks.evasion.base import check_norm
 from advlab.data.datasets import Dataset
 from advlab.defenses.interval_bounds import train_ibp
-from advlab.models.train import TrainedModel, accuracy, state_arrays
-from advlab.models.zoo import Stat, build_model
+from advlab.models.train import TrainedModel, accuracy, initial_model, state_arrays
+from advlab.models.zoo import Stat
 from advlab.utils.cache import Cache, arrays_sha256
 from advlab.utils.validation import check_device, check_number
 
@@ -94,9 +94,7 @@ def train_certified_classifier(
         parts["norm"] = norm
     if kappa_end != 0.5:
         parts["kappa_end"] = kappa_end
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # the initial weights depend on the seed only
-        model = build_model(name, int(y.max()) + 1, tuple(x.shape[1:]), mean, std)
+    model = initial_model(name, x, y, seed, mean, std)
     stored = cache.load("weights", parts, IBP_TRAINER_VERSION)
     from_cache = stored is not None
     if stored is None:

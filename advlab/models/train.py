@@ -173,9 +173,7 @@ def train_classifier(
         # thread count differ (small_cnn on MNIST, measured): they are another artefact.
         parts["threads"] = torch.get_num_threads()
     key = cache.key("weights", parts, TRAINER_VERSION)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # the initial weights depend on the seed only
-        model = build_model(name, int(y.max()) + 1, tuple(x.shape[1:]), mean, std)
+    model = initial_model(name, x, y, seed, mean, std)
     stored = cache.load("weights", parts, TRAINER_VERSION)
     from_cache = stored is not None
     if stored is None:
@@ -189,6 +187,17 @@ def train_classifier(
     model.to(device).eval()
     acc = accuracy(model, test, device) if test is not None else None
     return TrainedModel(model, name, acc, key, from_cache, arrays_sha256(stored))
+
+
+def initial_model(
+    name: str, x: torch.Tensor, y: torch.Tensor, seed: int, mean: Stat, std: Stat
+) -> Classifier:
+    """Zoo model ``name`` for the inputs x and labels y (one class per label up to the
+    largest) with its initial weights, drawn inside ``torch.random.fork_rng`` seeded by
+    ``seed``: they depend on the seed only, and the global RNG is left untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(name, int(y.max()) + 1, tuple(x.shape[1:]), mean, std)
 
 
 def state_arrays(model: nn.Module) -> dict[str, np.ndarray]:
