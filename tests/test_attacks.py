@@ -70,6 +70,32 @@ def test_torchattacks_adapter_refuses_a_model_not_read_on_the_unit_box():
     TorchattacksAdapter(torchattacks.PGD(Model(net), eps=0.03))  # (0, 1): accepted
 
 
+@pytest.mark.parametrize("attack", ["PGD", "PGDL2"])
+def test_torchattacks_built_for_a_model_read_on_0_255_finds_the_unit_box_examples(attack):
+    """``TorchattacksAdapter.build`` on the same network read on [0, 255] (its preprocessing
+    divides by 255), eps and alpha in those units: 255 times the examples and distances that
+    the attack finds on [0, 1], the same successes (L-inf PGD and L2 PGD, no random start)."""
+    torchattacks = pytest.importorskip("torchattacks")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(48, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+    x = torch.rand(20, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    y = net(x).argmax(1)
+    eps, alpha = (8 / 255, 2 / 255) if attack == "PGD" else (0.5, 0.1)
+    cls = getattr(torchattacks, attack)
+    unit = TorchattacksAdapter(cls(net, eps=eps, alpha=alpha, steps=10, random_start=False))(x, y)
+    byte = Model(net, bounds=(0, 255), preprocessing={"mean": 0.0, "std": 255.0})
+    built = TorchattacksAdapter.build(cls, byte, eps=255 * eps, alpha=255 * alpha, steps=10,
+                                      random_start=False)(255 * x, y)  # fmt: skip
+    assert torch.allclose(built.x_adv, 255 * unit.x_adv, atol=2e-3)
+    assert torch.equal(built.success, unit.success) and 0 < int(unit.success.sum()) < len(x)
+    assert torch.allclose(built.distances, 255 * unit.distances, atol=2e-3)
+    with pytest.raises(ValueError, match="per-feature bounds"):
+        TorchattacksAdapter.build(cls, Model(net, bounds=(torch.zeros(3, 4, 4), torch.ones(3, 4, 4))),
+                                  eps=0.1)  # fmt: skip
+    with pytest.raises(ValueError, match="finite box"):
+        TorchattacksAdapter.build(cls, Model(net, bounds=(0, float("inf"))), eps=0.1)
+
+
 class _CountingModel(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()

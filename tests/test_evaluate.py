@@ -937,7 +937,9 @@ def test_unbounded_features_resume_and_a_corrected_config_reuses_the_folder(tmp_
 
 def test_torchattacks_classes_join_the_worst_case(user_files, tmp_path, capsys):
     """torchattacks:BIM at advlab BIM's settings gives its robust accuracies; torchattacks:APGD
-    runs beside them in the worst case; a model with other bounds than [0, 1] is refused."""
+    runs beside them in the worst case; on the same network read on [0, 255] (data and eps
+    times 255) torchattacks:BIM gives the same robust accuracies; a model with open bounds is
+    refused."""
     pytest.importorskip("torchattacks")
     attacks = [
         {"name": "bim", "eps": [0.3, 0.4], "params": {"max_iter": 5, "eps_step": 0.1}},
@@ -952,15 +954,26 @@ def test_torchattacks_classes_join_the_worst_case(user_files, tmp_path, capsys):
     assert got["worst_case.linf.eps0.3.robust_accuracy"] <= min(
         apgd, got["bim.linf.eps0.3.robust_accuracy"]
     )
+    np.savez(tmp_path / "bytes.npz", x=255 * user_files["x"].numpy(), y=user_files["y"].numpy())
+    model = {"factory": "tests.test_evaluate:build", "weights": str(user_files["weights"]),
+             "bounds": [0, 255], "preprocessing": {"mean": 0.0, "std": 255.0}}  # fmt: skip
+    scaled = [{"name": "torchattacks:BIM", "eps": [76.5, 102.0],
+               "params": {"alpha": 25.5, "steps": 5}}]  # fmt: skip
+    read = _by_id(_run(tmp_path / "bytes", _config(user_files, model=model, attacks=scaled, eps_grid={},
+                                                  data={"path": str(tmp_path / "bytes.npz")})))  # fmt: skip
+    for eps, wide in ((0.3, 76.5), (0.4, 102.0)):
+        assert read[f"torchattacks-BIM.linf.eps{wide:g}.robust_accuracy"] == pytest.approx(
+            got[f"torchattacks-BIM.linf.eps{eps:g}.robust_accuracy"]
+        )
     path = tmp_path / "config.yaml"
     model = {"factory": "tests.test_evaluate:build", "weights": str(user_files["weights"]),
-             "bounds": [0, 2]}  # fmt: skip
+             "bounds": [None, None]}  # fmt: skip
     path.write_text(yaml.safe_dump({"experiment": "evaluate",
                                     **_config(user_files, model=model, attacks=attacks[1:2], eps_grid={})}))  # fmt: skip
     assert (
         main(["run", str(path), "--out", str(tmp_path / "r2"), "--cache", str(tmp_path / "c")]) == 2
     )
-    assert "torchattacks clamps inputs to [0, 1]" in capsys.readouterr().err
+    assert "torchattacks needs a finite box" in capsys.readouterr().err
 
 
 def test_per_feature_model_bounds_on_rows_in_their_own_units(tmp_path, capsys):

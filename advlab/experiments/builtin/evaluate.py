@@ -27,7 +27,7 @@ What is measured, per image i of the n attacked (all in the input's units):
   ``100 * mean(correct_i and d_i > eps)`` (``advlab.metrics.robust_accuracy_curve``), an upper
   bound on the truth, as for every attack;
 - a torchattacks class named ``torchattacks:CLASS`` (APGD, say) is a budgeted attack too, run
-  through ``TorchattacksAdapter`` on models read on [0, 1];
+  through ``TorchattacksAdapter.build`` (a model on another box than [0, 1] read on [0, 1]);
 - the *worst case* per norm: per image, the smallest perturbation any attack of that norm found
   (a budgeted attack's success counts at its budget), so an image is robust at eps only if every
   attack failed within eps (the ensemble idea of AutoAttack, Croce & Hein 2020);
@@ -327,8 +327,9 @@ class AttackEntry(Strict):
     ----------
     name : str
         fgsm, bim, pgd (budgeted), deepfool, cw, lbfgs (minimisation), or a torchattacks
-        class as ``torchattacks:APGD`` (budgeted; for models with bounds (0, 1), which
-        torchattacks assumes; ``params`` are its own, its ``norm`` 'Linf' or 'L2').
+        class as ``torchattacks:APGD`` (budgeted; ``params`` are its own, eps and alpha in the
+        model's input units, its ``norm`` 'Linf' or 'L2'; a model on another box than
+        [0, 1] is read on [0, 1] for it, ``TorchattacksAdapter.build``).
     eps : tuple of float
         Budgets of a budgeted attack, > 0, in the input's units.
     params : dict
@@ -742,12 +743,13 @@ def fingerprint(ds: Dataset, model: Model) -> dict[str, str]:
 def _torchattacks(
     entry: AttackEntry, model: Model, eps: float | torch.Tensor | None, batch: int
 ) -> Attack:
-    """``torchattacks:CLASS`` at ``eps`` through ``TorchattacksAdapter``, its distances in the
-    norm its ``norm`` parameter names (torchattacks' default: Linf)."""
+    """``torchattacks:CLASS`` at ``eps`` through ``TorchattacksAdapter.build`` (the model read
+    on [0, 1] where its bounds are another box; eps and alpha in the model's units), its
+    distances in the norm its ``norm`` parameter names (torchattacks' default: Linf)."""
     cls = import_object(entry.name, "attacks.name")
     try:
-        adapter = TorchattacksAdapter(cls(model, eps=eps, **entry.params), batch_size=batch)
-    except ValueError as exc:  # the adapter refuses models not read on [0, 1]
+        adapter = TorchattacksAdapter.build(cls, model, batch_size=batch, eps=eps, **entry.params)
+    except ValueError as exc:  # per-feature or open bounds
         raise ValueError(f"{entry.name}: {exc}") from exc
     adapter.norm = "l2" if str(entry.params.get("norm", "Linf")).lower() == "l2" else "linf"
     return adapter
