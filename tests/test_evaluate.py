@@ -452,8 +452,8 @@ def test_the_quick_profile_trains_a_zoo_model_on_the_digits(tmp_path):
 def test_a_zoo_model_trained_against_its_l2_interval_bounds(tmp_path, capsys):
     """``model.train_certified``: the run trains the MLP by ``train_certified_classifier``
     (the same recipe is then in its cache), its L2 interval certificate is ``is_certified`` on
-    that network, it certifies far more than the same MLP trained plainly, and the plan names
-    the training."""
+    that network, it certifies far more than the same MLP trained plainly, and the plan times
+    the certified training on the model's initial weights."""
     model = {"factory": "mlp", "train_epochs": 10, "train_certified": {"eps": 0.5, "norm": "l2"}}
     config = {"data": {"name": "digits", "n": 60}, "model": model,
               "attacks": [{"name": "pgd", "eps": [0.25], "params": {"norm": "l2", "max_iter": 10}}],
@@ -475,8 +475,11 @@ def test_a_zoo_model_trained_against_its_l2_interval_bounds(tmp_path, capsys):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"experiment": "evaluate", **config}))
     assert main(["plan", str(path), "--json"]) == 0
-    whats = [a["what"] for a in json.loads(capsys.readouterr().out)["attacks"]]
-    assert "training mlp (10 epochs against its interval bounds, L2 eps 0.5)" in whats
+    lines = {a["what"]: a for a in json.loads(capsys.readouterr().out)["attacks"]}
+    (line,) = [w for w in lines if w.startswith("training mlp (10 epochs against its interval "
+                                                 "bounds, L2 eps 0.5; timed on ")]  # fmt: skip
+    assert lines[line]["image_steps"] == 10 * len(load_dataset("digits", "train"))
+    assert lines[line]["image_steps_per_second"] > 0
 
 
 def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:

@@ -271,6 +271,7 @@ def make_plan(
         attack["image_steps"] = int(attack["images"] * attack["steps"])
         if "rate" in attack:  # work the hook measured itself (a clusterer's fits per second)
             rate = float(attack.pop("rate"))
+            attack.pop("module", None)  # (a builder, not data)
             _hours(attack, rate, workers, total_hours)
             continue
         kind, batch = attack.setdefault("attack", "ifgsm"), int(attack.get("batch", 256))

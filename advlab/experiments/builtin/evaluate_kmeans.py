@@ -175,6 +175,7 @@ from advlab.experiments.builtin.evaluate import (
     smoothing_of,
     smoothing_table,
     train_zoo_model,
+    training_entry,
     untrained_model,
 )
 from advlab.experiments.config import ConfigError, ExperimentConfig
@@ -985,8 +986,7 @@ def _plan(config: EvaluateKMeansConfig) -> dict[str, Any]:
         net = {**common, "model": spec.factory,
                "module": partial(untrained_model, spec, shape, n_classes)}  # fmt: skip
         if spec.train_epochs is not None:
-            attacks.append({**net, "what": f"training {which} ({spec.train_epochs} epochs)",
-                            "images": len(train), "steps": spec.train_epochs, "units": 1})  # fmt: skip
+            attacks.append(training_entry(spec, which, train, net))
         name = "I-FGSM" if config.norm == "linf" else "PGD-L2"
         attacks.append({**net, "what": f"{label} {name} ({budgets} budgets)",
                         "images": budgets * len(test), "steps": config.max_iter,
