@@ -477,7 +477,7 @@ def test_a_zoo_model_trained_against_its_l2_interval_bounds(tmp_path, capsys):
     assert main(["plan", str(path), "--json"]) == 0
     lines = {a["what"]: a for a in json.loads(capsys.readouterr().out)["attacks"]}
     (line,) = [w for w in lines if w.startswith("training mlp (10 epochs against its interval "
-                                                 "bounds, L2 eps 0.5; timed on ")]  # fmt: skip
+                                                 "bounds, L2 eps 0.5; timed on 2 epochs of ")]  # fmt: skip
     assert lines[line]["image_steps"] == 10 * len(load_dataset("digits", "train"))
     assert lines[line]["image_steps_per_second"] > 0
 
