@@ -28,6 +28,7 @@ from advlab.defenses import (
     margin_lower_bounds,
     train_ibp,
 )
+from advlab.defenses.interval_bounds import _input_set, _layers, _repeats, _through
 from advlab.models import Model, build_model
 from tests.test_interval_bounds import ClampingNet, _residual, _users_net
 from tests.test_l2_certificates import _digits, _linear_classifier
@@ -141,6 +142,34 @@ def test_the_first_affine_layer_is_bounded_by_its_rows_dual_norm(first):
     expected = (centre[:, :1] - radius[0]) - (centre + radius)
     bound = margin_lower_bounds(model, x, y, 0.4, norm="l2", units=units)
     assert torch.allclose(bound[:, 1:], expected[:, 1:], atol=1e-5)
+
+
+@pytest.mark.parametrize(("mode", "padding", "stride"),
+                         [("reflect", 1, 1), ("replicate", 2, 1), ("circular", 1, 2)])  # fmt: skip
+def test_a_convolutions_repeated_borders_are_bounded_by_the_copies_they_make(mode, padding, stride):
+    """A first convolution whose borders repeat pixels (reflected, replicated, circular): each
+    output's L2 radius is at least its true row norm times eps (the rows read off by autograd,
+    copies of a pixel summed), equals it where the window repeats no pixel (the interior; a
+    circular border of 1 repeats none in a 3 x 3 window of 6 x 6 images; the corner of a
+    reflected one repeats one 4 times, of a replicated one of 2 one 9 times), and the radii are
+    well below those of the cube that holds the ball (the box the ellipsoid was read as
+    before)."""
+    torch.manual_seed(5)
+    layer = nn.Conv2d(2, 3, 5 if padding == 2 else 3, stride=stride, padding=padding,
+                      padding_mode=mode)  # fmt: skip
+    model = Model(nn.Sequential(layer, nn.Flatten()).eval(), bounds=(-50.0, 50.0))
+    x = torch.rand(1, 2, 6, 6)
+    rows = torch.autograd.functional.jacobian(lambda v: model(v)[0], x)[:, 0].flatten(1)
+    value = _through(_layers(model), _input_set(x, 0.3, None, (-50.0, 50.0), "l2"))
+    radius = (value.hi - value.lo)[0].detach() / 2
+    copies = torch.as_tensor(_repeats(layer, x)).flatten().repeat(3)  # (per output channel)
+    true = 0.3 * rows.norm(dim=1)
+    assert bool((radius >= true - 1e-5).all())
+    assert float(copies.max()) == (1 if mode == "circular" else 4 if mode == "reflect" else 9)
+    interior = copies == 1
+    assert bool(interior.any()) and torch.allclose(radius[interior], true[interior], atol=1e-5)
+    cube = 0.3 * rows.abs().sum(1)
+    assert float(radius.mean()) < 0.7 * float(cube.mean())
 
 
 class NormalisingNet(nn.Module):

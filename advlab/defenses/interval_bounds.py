@@ -20,15 +20,17 @@ clipped to the input box) are carried as E itself, with the box that holds it, t
 that keep an ellipsoid one: reshaping, shifts and per-feature scalings (a ``Model``'s
 preprocessing, batch norm in eval mode, +, -, * and / by constants in a user's forward), where
 the centre c goes through the map and s is multiplied by the scaling's absolute value. The first
-Linear or Conv2d layer (zero padding) bounds each output over E by the dual norm:
+Linear or Conv2d layer bounds each output over E by the dual norm:
 
     z_i = w_i . x' + b_i over E:   w_i . c + b_i -+ eps ||w_i * s||_2                      (eq. E)
 
 intersected with eq. 6 over the box (both hold every image of E inside the box; for a
-convolution ||w_i * s||_2^2 is the convolution of s^2 with the squared kernel). Past it the
-bounds are intervals as above. A network that is one affine map before its last layer is bounded
-exactly over E, the box aside; any other layer before the first affine one (a ReLU, pooling, a
-convolution with reflected borders) bounds E by its box: sound, and as loose as L-inf.
+convolution ||w_i * s||_2^2 is the convolution of s^2 with the squared kernel, times the
+largest number of copies of a pixel in the window where reflected, replicated or circular
+borders repeat pixels: ``_repeats``).
+Past it the bounds are intervals as above. A network that is one affine map before its last
+layer is bounded exactly over E (zero padding), the box aside; any other layer before the
+first affine one (a ReLU, pooling) bounds E by its box: sound, and as loose as L-inf.
 
 The last affine layer is merged with the margin specification c_j = e_y - e_j ("elision",
 Gowal et al. sec. 3): the lower bound of z_y - z_j = (W_y - W_j) a + (b_y - b_j) over the
@@ -445,8 +447,8 @@ def _through(layers: list[nn.Module], value: _Box) -> _Box:
 def _set_step(layer: nn.Module, value: _Box) -> _Box:
     """One layer on an input set: a box by eq. 6 and the monotone maps (``_propagate``); an
     ellipsoid kept through reshaping and per-feature affine maps, bounded by eq. E at a Linear
-    or zero-padded Conv2d layer, traced through a module of the user's, and read as its box by
-    any other layer."""
+    or Conv2d layer, traced through a module of the user's, and read as its box by any other
+    layer."""
     if not isinstance(value, _Ellipsoid):
         return _Box(*_propagate(layer, value.lo, value.hi))
     check_not_batch_dependent(layer, "interval bounds")
@@ -454,15 +456,12 @@ def _set_step(layer: nn.Module, value: _Box) -> _Box:
         return value.reshaped(layer)
     if isinstance(layer, (Standardise, Normalize, *BATCH_NORM)):
         return value.scaled(layer, _diagonal_factor(layer, value.centre.ndim))
-    if isinstance(layer, nn.Linear) or (
-        isinstance(layer, nn.Conv2d) and layer.padding_mode == "zeros"
-    ):
+    if isinstance(layer, (nn.Linear, nn.Conv2d)):
         rows = (layer.weight**2, None)  # ||w_i * s||_2^2 = (the layer's map of s^2 by w^2)_i
-        squared = (
-            F.linear(value.scale**2, *rows)
-            if isinstance(layer, nn.Linear)
-            else layer._conv_forward(value.scale**2, *rows)
-        )
+        if isinstance(layer, nn.Linear):
+            squared = F.linear(value.scale**2, *rows)
+        else:
+            squared = layer._conv_forward(value.scale**2, *rows) * _repeats(layer, value.centre)
         return _dual_norm_box(
             layer(value.centre), squared, value, _affine(layer, value.lo, value.hi)
         )
@@ -470,6 +469,26 @@ def _set_step(layer: nn.Module, value: _Box) -> _Box:
         result: _Box = _graph_bounds(_trace(layer), value)
         return result
     return _Box(*_propagate(layer, value.lo, value.hi))
+
+
+def _repeats(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor | float:
+    """Per output position of ``layer`` on inputs shaped as x, the most times one input pixel
+    appears in its window: 1 with zero padding, more near reflected, replicated or circular
+    borders, which repeat pixels. Such a row sums the weights w_p of a pixel's copies, and
+    (sum_p w_p)^2 <= m sum_p w_p^2 for m copies (Cauchy-Schwarz), so this factor times the
+    convolution of s^2 with the squared kernel (its own padding) bounds ||r_i * s||_2^2."""
+    if layer.padding_mode == "zeros":
+        return 1.0
+    height, width = x.shape[-2:]
+    index = torch.arange(height * width, dtype=torch.float64, device=x.device)
+    padded = F.pad(index.reshape(1, 1, height, width), layer._reversed_padding_repeated_twice,
+                   mode=layer.padding_mode)  # fmt: skip
+    windows = F.unfold(padded, layer.kernel_size, layer.dilation, 0, layer.stride)[0]  # (K, L)
+    repeats = (windows[:, None, :] == windows[None, :, :]).sum(0).amax(0)  # (L,)
+    out_h = (padded.shape[-2] - layer.dilation[0] * (layer.kernel_size[0] - 1) - 1) // layer.stride[
+        0
+    ] + 1
+    return repeats.reshape(1, 1, out_h, -1).to(x.dtype)
 
 
 def _diagonal_factor(layer: nn.Module, ndim: int) -> torch.Tensor:
