@@ -34,7 +34,7 @@ from torch import nn
 
 from advlab.attacks.evasion.base import check_norm
 from advlab.cluster import kmeans_cells
-from advlab.defenses.interval_bounds import _labels, _margin_bounds, check_ball, input_box
+from advlab.defenses.interval_bounds import _labels, _margin_bounds, input_box
 from advlab.defenses.kmeans_ibp import kmeans_is_certified
 from advlab.defenses.kmeans_milp import _Problem
 from advlab.defenses.milp_verification import (
@@ -193,7 +193,7 @@ def _interval_certificate(
     network = at_least_float32(model)
     box = input_box(network, x, None)
     labels = _labels(network, x, y)
-    _, units = check_ball(1.0, norm, None if scale is None else _units(scale, x), x)
+    units = None if scale is None else torch.as_tensor(_units(scale, x), dtype=torch.float64)
 
     def certified(i: int, eps: float) -> bool:
         with torch.no_grad():

@@ -1031,32 +1031,27 @@ def _certificates(
     """Per ``certify_bounds`` method and budget (``eps_key``), which of (x, y) it certifies
     (a certify unit's result; the plan's too); per-feature boxes with ``units``."""
 
-    def certified(method: str, eps: float) -> list[bool]:
-        if method == "linear":
-            return _linear_certified(config, model, x, y, eps, units).tolist()
-        if config.certify_norm == "l2":  # (the ellipsoid of the units)
-            return is_certified(model, x, y, eps, model.bounds, config.batch_size, "l2",
-                                units).cpu().tolist()  # fmt: skip
-        box = per_feature_budget(eps, units)
-        return is_certified(model, x, y, box, model.bounds, config.batch_size).cpu().tolist()
-
-    return {method: {eps_key(eps): certified(method, eps) for eps in budgets}
+    return {method: {eps_key(eps): _certified(config, model, x, y, method, eps, units).tolist()
+                     for eps in budgets}
             for method in config.certify_bounds}  # fmt: skip
 
 
-def _linear_certified(
+def _certified(
     config: EvaluateConfig,
     model: Model,
     x: torch.Tensor,
     y: torch.Tensor,
+    method: str,
     eps: float,
     units: np.ndarray | None,
 ) -> torch.Tensor:
-    """``is_certified_linear`` of (x, y) at eps in the config's ``certify_norm``: the L-inf box
-    (eps * units per feature with ``units``), or the L2 ball (the ellipsoid of ``units``)."""
-    if config.certify_norm == "linf":
-        return is_certified_linear(model, x, y, per_feature_budget(eps, units))
-    return is_certified_linear(model, x, y, eps, norm="l2", units=units)
+    """Which of (x, y) the ``method``'s certificate (``is_certified_linear`` or
+    ``is_certified``) proves at eps in the config's ``certify_norm``: the L-inf box (eps *
+    units per feature with ``units``), or the L2 ball (the ellipsoid of ``units``)."""
+    norm = config.certify_norm
+    if method == "linear":
+        return is_certified_linear(model, x, y, eps, norm, units)
+    return is_certified(model, x, y, eps, model.bounds, config.batch_size, norm, units).cpu()
 
 
 def _verify_unit(
@@ -1683,7 +1678,10 @@ def _timed_certificates(
     entries, chunked = [], -(-len(x) // config.chunk_size)
     units = feature_units(config.eps_units, ds)
     for eps in linear:
-        check = partial(_certify_inputs, config, model, x, y, eps, units)  # chunks, as the run
+
+        def check(group: np.ndarray, eps: float = eps) -> None:  # (in chunks, as the run)
+            _certified(config, model, x[group], y[group], "linear", eps, units)
+
         rate, timed = inputs_per_second(check, np.array_split(np.arange(len(x)), chunked))
         entries.append({"what": f"linear certificate at eps {eps:g} (timed on {timed} inputs)",
                         "images": len(ds), "steps": 1, "rate": rate, "units": chunks})  # fmt: skip
@@ -1726,19 +1724,6 @@ def _radius_inputs(
 ) -> None:
     """The certified radii of the inputs ``group`` in one call, as a run's chunk (timed)."""
     certified_radius(model, x[group], y[group], eps_max, method, units, norm=norm)
-
-
-def _certify_inputs(
-    config: EvaluateConfig,
-    model: Model,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
-    units: np.ndarray | None,
-    group: np.ndarray,
-) -> None:
-    """The linear certificate of the inputs ``group`` in one call, as a run's chunk (timed)."""
-    _linear_certified(config, model, x[group], y[group], eps, units)
 
 
 def _verify_inputs(

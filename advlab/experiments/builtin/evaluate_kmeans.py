@@ -1255,13 +1255,10 @@ def _certified_through(
     units: Units = None,
 ) -> dict[float, np.ndarray]:
     """Per eps, whether each input of x is certified through ``features`` (its own cluster's
-    class kept over its ball, a box with the per-feature ``units``), by the ``certificate``
-    ("linear" or "interval") bounds."""
+    class kept over its ball: the box eps * units in L-inf, the ellipsoid of the units in L2),
+    by the ``certificate`` ("linear" or "interval") bounds."""
     x = x.to(config.device)
     certify = kmeans_is_certified_linear if certificate == "linear" else kmeans_is_certified
-    if config.norm == "l2":  # (the ellipsoid of the units)
-        return {eps: certify(km, x, eps, mapping, features=features, norm="l2",
-                             units=units).cpu().numpy()
-                for eps in config.eps}  # fmt: skip
-    return {eps: certify(km, x, per_feature_budget(eps, units), mapping, features=features).cpu().numpy()
+    return {eps: certify(km, x, eps, mapping, features=features, norm=config.norm,
+                         units=units).cpu().numpy()
             for eps in config.eps}  # fmt: skip
