@@ -109,14 +109,13 @@ def kmeans_is_certified(
     out: list[torch.Tensor] = []
     folded: KMeansCells | None = None
     with torch.no_grad(), eval_mode(network):
+        bounded = network if features is None else at_least_float32(features)  # (once)
         for xb in x.split(batch_size):
             last = None
-            if features is None:
-                value = _input_set(xb, eps, units, box, norm)
-            else:
-                inputs = xb.to(model_dtype(at_least_float32(features)))
-                value = _input_set(inputs, eps, units, box, norm)
-                value, last = _feature_set(features, cells, value)
+            value = _input_set(xb.to(model_dtype(bounded)) if features is not None else xb, eps,
+                               units, box, norm)  # fmt: skip
+            if features is not None:
+                value, last = _feature_set(bounded, cells, value)
             if folded is None:  # the same layer for every batch: folded once
                 folded = cells if last is None else _folded(cells, last)
             own = cells.assign(network(xb).flatten(1).double().cpu())
@@ -130,9 +129,9 @@ def _feature_set(
     """Bounds through the network to bound eq. V (and V2) over: when it ends in a Linear layer
     on flat inputs (trailing Flatten and Identity aside) whose outputs k-means takes, the
     bounds of that layer's inputs and the layer, to be folded into the cells (the elision of
-    the last layer); else the bounds of the network's outputs and None. The input set
-    ``value`` is in the network's dtype."""
-    layers = _layers(at_least_float32(features))
+    the last layer); else the bounds of the network's outputs and None. The network computes
+    in float32 or float64 (``at_least_float32``), the input set ``value`` in its dtype."""
+    layers = _layers(features)
     while layers and isinstance(layers[-1], (nn.Flatten, nn.Identity)):
         layers = layers[:-1]
     value, last = penultimate_set(layers, value)

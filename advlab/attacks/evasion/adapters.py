@@ -72,7 +72,8 @@ class TorchattacksAdapter(Attack):
                 "model on [0, 1]"
             )
         self.attack = attack
-        self._box: tuple[float, float] | None = None  # (lo, hi - lo) of a model built for
+        self._box: tuple[float, float] | None = None  # (lo, hi - lo) where build reads the
+        # model on [0, 1]
         if self.criterion.needs_target:
             attack.set_mode_targeted_by_label(quiet=True)
 

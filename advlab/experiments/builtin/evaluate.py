@@ -1550,7 +1550,8 @@ def training_entry(
     train : Dataset
         The training images.
     common : dict
-        The plan's fields of the model (shape, batch, bounds, its builder).
+        The plan's fields of the model (shape, batch, bounds, and ``module``: a builder of the
+        model with its initial weights).
 
     Returns
     -------
@@ -1563,8 +1564,7 @@ def training_entry(
              "images": len(train), "steps": spec.train_epochs}  # fmt: skip
     if certified is None:
         return entry
-    shape, classes = tuple(train.images.shape[1:]), int(train.labels.max()) + 1
-    module = fresh_module(spec, shape, classes)
+    module = common["module"]()  # (the model's initial weights, as the attacks are timed on)
     pick = spread_sample(len(train))
     x, y = torch.from_numpy(train.images[pick]).float(), torch.from_numpy(train.labels[pick])
 
