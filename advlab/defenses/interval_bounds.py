@@ -124,11 +124,7 @@ def _affine(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
         # borders repeat input pixels, whose radii must be padded in the same way, not with 0)
         out_rad = layer._conv_forward(rad, layer.weight.abs(), None)
     else:  # batch norm in eval mode: per channel (axis 1) x * gamma / sqrt(var + eps) + beta
-        assert isinstance(layer, BATCH_NORM) and layer.running_var is not None  # (checked)
-        scale = (layer.running_var + layer.eps).rsqrt()
-        if layer.weight is not None:
-            scale = scale * layer.weight
-        out_rad = rad * scale.abs().reshape(-1, *[1] * (rad.ndim - 2))
+        out_rad = rad * _diagonal_factor(layer, rad.ndim).abs()
     return out_mid - out_rad, out_mid + out_rad
 
 
