@@ -23,6 +23,7 @@ from advlab.defenses import (
     verify_kmeans_linf,
     verify_linf,
 )
+from advlab.defenses.certified_radius import bisect_radius
 from tests.test_milp_verification import _in_2d
 
 EPS_MAX, TOL = 0.2, 1e-3
@@ -110,9 +111,65 @@ def test_per_feature_units():
     assert np.all(frozen >= plain - TOL * EPS_MAX) and np.any(frozen > plain + 0.01)
 
 
+def test_the_bisection_probes_a_batch_together_as_one_input_at_a_time():
+    """A certificate that holds up to a threshold per input (and, for input 3, also at one
+    isolated eps above it: not monotone): batches of 1, 7 and all inputs give the same radii,
+    each one a proven eps within the tolerance below the threshold (eps_max where it holds
+    there), and a batch of all inputs asks the certificate log2(1 / tol) + 1 times, not once
+    per input and probe."""
+    thresholds = np.random.default_rng(0).uniform(0.0, 1.2, 20)
+    thresholds[:2] = (0.0, 1.0)
+
+    def certificate(index, eps):
+        calls.append(len(index))
+        assert index.shape == eps.shape and eps.dtype == np.float64
+        return (eps <= thresholds[index]) | ((index == 3) & (eps == 0.75))
+
+    radii = {}
+    for batch_size in (1, 7, 20):
+        calls: list[int] = []
+        radii[batch_size] = bisect_radius(certificate, 20, 1.0, TOL, "test", batch_size)
+        if batch_size == 20:
+            assert len(calls) == int(np.ceil(np.log2(1 / TOL))) + 1
+    np.testing.assert_array_equal(radii[1], radii[7])
+    np.testing.assert_array_equal(radii[1], radii[20])
+    proven = certificate(np.arange(20), radii[1]) | (radii[1] == 0)
+    assert proven.all()
+    capped = np.minimum(thresholds, 1.0)
+    assert np.all(radii[1] <= capped) and np.all(radii[1] > capped - TOL)
+    assert radii[1][1] == 1.0 and radii[1][0] == 0.0
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_interval_radii_are_the_same_whatever_the_batch(norm):
+    """Interval radii of a convolutional classifier (per-feature units) and of a k-means on
+    a ReLU network's features: batches of 1 and of 13 inputs (eps_i folded into the units)
+    give the same radii."""
+    X, _ = load_digits(return_X_y=True)
+    x = torch.from_numpy(X[:40] / 16).float().reshape(-1, 1, 8, 8)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(256, 10)).eval()  # fmt: skip
+    labels = net(x).argmax(1)
+    units = torch.rand(1, 8, 8) + 0.5
+    eps_max = 0.2 if norm == "linf" else 2.0
+    one, many = (certified_radius(net, x, labels, eps_max, "interval", units, norm=norm,
+                                  batch_size=b) for b in (1, 13))  # fmt: skip
+    np.testing.assert_array_equal(one, many)
+    assert np.median(one) > 0
+    features = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU()).eval()
+    with torch.no_grad():
+        km = KMeans(8, random_state=0).fit(features(x).numpy())
+    one, many = (kmeans_certified_radius_through(km, x, eps_max, None, features, method=
+                 "interval", norm=norm, batch_size=b) for b in (1, 13))  # fmt: skip
+    np.testing.assert_array_equal(one, many)
+    assert np.any(one > 0)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
+        ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"method": "exact"}, "method='exact'"),
         ({"eps_max": 0.0}, "eps_max must be > 0"),
         ({"tol": 1.5}, "tol must be <= 1"),

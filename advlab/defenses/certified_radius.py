@@ -9,7 +9,10 @@ found by bisection: C at eps_max first (r = eps_max, "at least", where it holds)
 [lo, hi] with lo always an eps that C proved (0 at the start) until hi - lo <= tol * eps_max.
 The radius returned is lo, an eps the certificate itself proved, so it is sound even where C
 is not monotone in eps; where C is monotone (a larger box gives looser bounds) it is within
-tol * eps_max below the largest certified eps. 0 where no positive eps is certified
+tol * eps_max below the largest certified eps. Interval bounds bisect a batch of inputs
+together, each probe bounding every input still searching at its own eps: the ball of radius
+eps_i in units s is the ball of radius 1 in units eps_i * s, so one pass of the network takes
+one radius per input. The probes are those of one input at a time. 0 where no positive eps is certified
 (misclassified inputs among them). With per-feature units ``scale`` the box at eps is
 |x'_d - x_d| <= eps * s_d, and the radius is in the weighted norm max_d |delta_d| / s_d. With
 ``norm="l2"`` the ball at eps is ||(x' - x) / s||_2 <= eps (``is_certified_linear`` or
@@ -33,9 +36,9 @@ import torch
 from torch import nn
 
 from advlab.attacks.evasion.base import check_norm
-from advlab.cluster import kmeans_cells
+from advlab.cluster import check_mapping, kmeans_cells
 from advlab.defenses.interval_bounds import _labels, _margin_bounds, input_box
-from advlab.defenses.kmeans_ibp import kmeans_is_certified
+from advlab.defenses.kmeans_ibp import ball_certificate
 from advlab.defenses.kmeans_milp import _Problem
 from advlab.defenses.milp_verification import (
     _checked,
@@ -58,15 +61,22 @@ from advlab.utils.validation import (
 METHODS = ("linear", "interval")
 
 
+Certificate = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
 def bisect_radius(
-    certified: Callable[[int, float], bool], n: int, eps_max: float, tol: float, desc: str
+    certified: Certificate, n: int, eps_max: float, tol: float, desc: str, batch_size: int = 1
 ) -> np.ndarray:
-    """Eq. B for inputs 0..n-1 of the certificate ``certified(i, eps)``.
+    """Eq. B for inputs 0..n-1 of the certificate ``certified(index, eps)``, ``batch_size``
+    inputs at a time: every probe asks the certificate about the inputs of the batch still
+    searching, each at its own eps (the probes of one input at a time, in fewer calls).
 
     Parameters
     ----------
     certified : callable
-        ``certified(i, eps)``: whether the certificate proves input i at eps.
+        ``certified(index, eps)``: for the inputs ``index`` (int array) and one radius each
+        (``eps``, float64 array of the same length), a bool array: whether the certificate
+        proves each input at its radius.
     n : int
         The number of inputs.
     eps_max : float
@@ -75,6 +85,8 @@ def bisect_radius(
         The bisection stops when hi - lo <= tol * eps_max.
     desc : str
         The progress bar's label.
+    batch_size : int, default=1
+        Inputs bisected together (memory, not results).
 
     Returns
     -------
@@ -82,16 +94,37 @@ def bisect_radius(
         The radii (eps_max where the certificate holds at eps_max).
     """
     out = np.zeros(n)
-    for i in progress(range(n), desc=desc):
-        if certified(i, eps_max):
-            out[i] = eps_max
-            continue
-        lo, hi = 0.0, eps_max
-        while hi - lo > tol * eps_max:
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if certified(i, mid) else (lo, mid)
-        out[i] = lo
+    for start in progress(range(0, n, batch_size), desc=desc, total=-(-n // batch_size)):
+        index = np.arange(start, min(start + batch_size, n))
+        lo, hi = np.zeros(len(index)), np.full(len(index), float(eps_max))
+        lo[np.asarray(certified(index, hi), dtype=bool)] = eps_max  # (then hi - lo = 0)
+        searching = hi - lo > tol * eps_max
+        while searching.any():
+            mid = 0.5 * (lo[searching] + hi[searching])
+            held = np.asarray(certified(index[searching], mid), dtype=bool)
+            lo[searching] = np.where(held, mid, lo[searching])
+            hi[searching] = np.where(held, hi[searching], mid)
+            searching = hi - lo > tol * eps_max
+        out[index] = lo
     return out
+
+
+def _one_at_a_time(certified: Callable[[int, float], bool]) -> Certificate:
+    """A certificate of one input at one radius as ``bisect_radius`` calls it."""
+
+    def batch(index: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        pairs = zip(index, eps, strict=True)
+        return np.array([certified(int(i), float(e)) for i, e in pairs], dtype=bool)
+
+    return batch
+
+
+def _ball_units(eps: np.ndarray, units: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """Per input i the units eps_i * s (float64; shape (len(eps), ...) broadcasting to x's
+    inputs): its ball of radius eps_i in units s (the box eps_i * s_d in L-inf, the ellipsoid
+    ||delta / s||_2 <= eps_i in L2) is the ball of radius 1 in these units."""
+    radii = torch.as_tensor(eps, dtype=torch.float64).reshape(-1, *[1] * (x.ndim - 1))
+    return radii * units
 
 
 def _search_checks(eps_max: Any, tol: Any, method: str, norm: str = "linf") -> tuple[float, float]:
@@ -105,13 +138,13 @@ def _search_checks(eps_max: Any, tol: Any, method: str, norm: str = "linf") -> t
 
 
 def _units(scale: BudgetLike | None, x: torch.Tensor) -> torch.Tensor | float:
-    """The box's half-widths at eps = 1: 1, or the per-feature ``scale`` (``check_units``)
-    checked against one input of x."""
+    """The box's half-widths at eps = 1: 1, or the per-feature ``scale`` (``check_units``,
+    float64) checked against one input of x."""
     if scale is None:
         return 1.0
     units = check_units("scale", scale)
     check_budget_shape("scale", units, tuple(x.shape[1:]))
-    return units
+    return units.double() if isinstance(units, torch.Tensor) else units
 
 
 def certified_radius(
@@ -123,6 +156,7 @@ def certified_radius(
     scale: BudgetLike | None = None,
     tol: float = 1e-3,
     norm: str = "linf",
+    batch_size: int = 512,
 ) -> np.ndarray:
     """Per input, its certified radius (eq. B) under linear (``is_certified_linear``) or
     interval (``is_certified``) bounds, inside the model's bounds: L-inf or L2.
@@ -148,6 +182,9 @@ def certified_radius(
         Bisection tolerance, relative to eps_max, in (0, 1).
     norm : {"linf", "l2"}, default="linf"
         The norm of the radius.
+    batch_size : int, default=512
+        Inputs bisected together by interval bounds (memory, not results); linear bounds
+        solve one input at a time.
 
     Returns
     -------
@@ -155,11 +192,13 @@ def certified_radius(
         The radii: eps_max where certified at eps_max, 0 where at no positive eps.
     """
     eps_max, tol = _search_checks(eps_max, tol, method, norm)
+    batch_size = int(check_number("batch_size", batch_size, 1, integer=True))
+    desc = f"certified radius ({method})"
     if method == "linear":
-        certificate = _linear_certificate(model, x, y, scale, norm)
-    else:
-        certificate = _interval_certificate(model, x, y, scale, norm)
-    return bisect_radius(certificate, len(x), eps_max, tol, f"certified radius ({method})")
+        linear = _linear_certificate(model, x, y, scale, norm)
+        return bisect_radius(_one_at_a_time(linear), len(x), eps_max, tol, desc)
+    interval = _interval_certificate(model, x, y, scale, norm)
+    return bisect_radius(interval, len(x), eps_max, tol, desc, batch_size)
 
 
 def _linear_certificate(
@@ -187,20 +226,21 @@ def _linear_certificate(
 
 def _interval_certificate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, scale: BudgetLike | None, norm: str
-) -> Callable[[int, float], bool]:
-    """``is_certified`` of input i at eps (box eps * scale, or in L2 its ellipsoid), the box,
-    units and labels checked once."""
+) -> Certificate:
+    """``is_certified`` of the inputs ``index``, each at its own eps (box eps * scale, or in L2
+    its ellipsoid: ``_ball_units``), the box, units and labels checked once."""
     network = at_least_float32(model)
     box = input_box(network, x, None)
     labels = _labels(network, x, y)
-    units = None if scale is None else torch.as_tensor(_units(scale, x), dtype=torch.float64)
+    units = _units(scale, x)
 
-    def certified(i: int, eps: float) -> bool:
+    def certified(index: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        rows = torch.as_tensor(index, device=x.device)
         with torch.no_grad():
-            margins = _margin_bounds(network, x[i : i + 1], labels[i : i + 1], eps, box, norm,
-                                     units)  # fmt: skip
-        margins = margins.scatter(1, labels[i : i + 1, None], float("inf"))
-        return bool((margins > 0).all())
+            margins = _margin_bounds(network, x[rows], labels[rows], 1.0, box, norm,
+                                     _ball_units(eps, units, x))  # fmt: skip
+        margins = margins.scatter(1, labels[rows, None], float("inf"))
+        return (margins > 0).all(1).cpu().numpy()
 
     return certified
 
@@ -216,6 +256,7 @@ def kmeans_certified_radius_through(
     scale: BudgetLike | None = None,
     tol: float = 1e-3,
     norm: str = "linf",
+    batch_size: int = 512,
 ) -> np.ndarray:
     """Per input, the certified L-inf or L2 radius (eq. B) of a k-means on the inputs, behind
     affine steps or on a network's features, under linear (``kmeans_is_certified_linear``) or
@@ -246,6 +287,9 @@ def kmeans_certified_radius_through(
         Bisection tolerance, relative to eps_max, in (0, 1).
     norm : {"linf", "l2"}, default="linf"
         The norm of the radius.
+    batch_size : int, default=512
+        Inputs bisected together by interval bounds (memory, not results); linear bounds
+        solve one input at a time.
 
     Returns
     -------
@@ -253,21 +297,25 @@ def kmeans_certified_radius_through(
         The radii: eps_max where certified at eps_max, 0 where at no positive eps.
     """
     eps_max, tol = _search_checks(eps_max, tol, method, norm)
+    batch_size = int(check_number("batch_size", batch_size, 1, integer=True))
     x = torch.as_tensor(x).detach()
     units = _units(scale, x)
-    if method == "interval":
-        cells = kmeans_cells(kmeans)  # once: read off (and checked) here, not per probe
-        given = None if scale is None else units
+    desc = f"certified radius ({method})"
+    if method == "interval":  # (cells, mapping, box and units checked once, not per probe)
+        cells = kmeans_cells(kmeans)
+        classes = check_mapping(mapping, len(cells.centers))
+        box = input_box(nn.Identity() if features is None else features, x, bounds)
+        ball = ball_certificate(cells, classes, features, box, norm)
 
-        def interval(i: int, eps: float) -> bool:
-            return bool(kmeans_is_certified(cells, x[i : i + 1], eps, mapping, features,
-                                            bounds, norm=norm, units=given)[0])  # fmt: skip
+        def interval(index: np.ndarray, eps: np.ndarray) -> np.ndarray:
+            rows = torch.as_tensor(index, device=x.device)
+            return ball(x[rows], 1.0, _ball_units(eps, units, x)).numpy()
 
-        return bisect_radius(interval, len(x), eps_max, tol, "certified radius (interval)")
+        return bisect_radius(interval, len(x), eps_max, tol, desc, batch_size)
     problem = _Problem.build(kmeans, x, mapping, features, bounds)
     widths = flat_budget(units, tuple(x.shape[1:]))
 
     def linear(i: int, eps: float) -> bool:
         return not problem.reachable(i, eps, widths, norm)[-1].size
 
-    return bisect_radius(linear, len(x), eps_max, tol, "certified radius (linear)")
+    return bisect_radius(_one_at_a_time(linear), len(x), eps_max, tol, desc)

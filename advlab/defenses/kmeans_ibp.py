@@ -37,6 +37,7 @@ by hand: no library bounds k-means.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -54,7 +55,7 @@ from advlab.defenses.interval_bounds import (
     penultimate_set,
 )
 from advlab.models.wrapper import at_least_float32, eval_mode, model_dtype
-from advlab.utils.validation import BoundsLike, BudgetLike
+from advlab.utils.validation import Bounds, BoundsLike, Budget, BudgetLike
 
 
 def kmeans_is_certified(
@@ -104,23 +105,41 @@ def kmeans_is_certified(
     eps, units = check_ball(eps, norm, units, x)
     cells = kmeans_cells(kmeans)
     classes = check_mapping(mapping, len(cells.centers))
+    box = input_box(nn.Identity() if features is None else features, x, bounds)
+    certified = ball_certificate(cells, classes, features, box, norm)
+    out = [certified(xb, eps, units) for xb in x.split(batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+
+
+def ball_certificate(
+    cells: KMeansCells,
+    classes: torch.Tensor | None,
+    features: nn.Module | None,
+    box: Bounds,
+    norm: str,
+) -> Callable[[torch.Tensor, Budget, torch.Tensor | None], torch.Tensor]:
+    """``kmeans_is_certified`` on one batch, with the cells, mapping, network, box and norm
+    checked by the caller: ``certified(xb, eps, units)`` for inputs xb inside ``box`` and the
+    ball's budget and units as ``check_ball`` returns them (units may also hold one row per
+    input of xb: each input's own ball). The network's float32 copy is made once, and the last
+    layer folded into the cells once."""
     network = nn.Identity() if features is None else features
-    box = input_box(network, x, bounds)
-    out: list[torch.Tensor] = []
-    folded: KMeansCells | None = None
-    with torch.no_grad(), eval_mode(network):
-        bounded = network if features is None else at_least_float32(features)  # (once)
-        for xb in x.split(batch_size):
+    bounded = network if features is None else at_least_float32(features)
+    folded: list[KMeansCells] = []  # (the same layer for every batch)
+
+    def certified(xb: torch.Tensor, eps: Budget, units: torch.Tensor | None) -> torch.Tensor:
+        with torch.no_grad(), eval_mode(network), eval_mode(bounded):
             last = None
             value = _input_set(xb.to(model_dtype(bounded)) if features is not None else xb, eps,
                                units, box, norm)  # fmt: skip
             if features is not None:
                 value, last = _feature_set(bounded, cells, value)
-            if folded is None:  # the same layer for every batch: folded once
-                folded = cells if last is None else _folded(cells, last)
+            if not folded:
+                folded.append(cells if last is None else _folded(cells, last))
             own = cells.assign(network(xb).flatten(1).double().cpu())
-            out.append(_certified(folded, value, own, classes))
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+            return _certified(folded[0], value, own, classes)
+
+    return certified
 
 
 def _feature_set(
