@@ -9,6 +9,9 @@ For the box B = {x' : ||x' - x||_inf <= eps} ∩ [lo, hi]^D, each layer maps an 
         (Linear, Conv2d, and BatchNorm in eval mode: W = diag(gamma / sqrt(var + eps)))
     non-decreasing g (ReLU and its kin, sigmoid, tanh, pooling, flatten, a positive-std
         standardisation, dropout in eval mode):   [g(l), g(u)]
+    quasi-convex g, non-increasing up to its minimiser x* and non-decreasing after it (GELU,
+        SiLU, Mish, Hardswish; LeakyReLU and PReLU of any slope, x* = 0):
+        [min(g(l), g(u), g(min(max(x*, l), u))), max(g(l), g(u))]                  (eq. Q)
 
 A network that is not a plain sequence of layers (a user's ``nn.Module`` with its own
 ``forward``, residual blocks) is traced with ``torch.fx`` and its graph propagated node by node:
@@ -54,6 +57,7 @@ but trains networks with comparable certified accuracy on MNIST).
 
 from __future__ import annotations
 
+import functools
 import operator
 import weakref
 from dataclasses import dataclass, field
@@ -62,6 +66,7 @@ from typing import Any
 import torch
 import torch.fx
 import torch.nn.functional as F
+from scipy.optimize import minimize_scalar
 from torch import nn
 
 from advlab.attacks.evasion.base import box_units, check_norm
@@ -106,12 +111,50 @@ class Standardise(nn.Module):
         return (x - self.model[0].mean) / self.model[0].std
 
 
+DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 # non-decreasing maps (elementwise, or pooling / reshaping), bounded by their values at l and u
-MONOTONE = (Normalize, Standardise, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.Sigmoid,
-            nn.Tanh, nn.Softplus, nn.Hardtanh, nn.MaxPool1d, nn.MaxPool2d,
-            nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
-            nn.AdaptiveMaxPool2d, nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)  # fmt: skip
-BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d)
+MONOTONE = (Normalize, Standardise, nn.ReLU, nn.ReLU6, nn.ELU, nn.CELU, nn.SELU, nn.Sigmoid,
+            nn.Hardsigmoid, nn.LogSigmoid, nn.Tanh, nn.Softsign, nn.Softplus, nn.Hardtanh,
+            nn.Tanhshrink, nn.Softshrink, nn.Hardshrink, nn.MaxPool1d, nn.MaxPool2d,
+            nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
+            nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+            nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Flatten, nn.Unflatten, nn.Identity,
+            *DROPOUT)  # fmt: skip
+# quasi-convex activations, bounded by eq. Q around their minimiser (``_minimiser``)
+QUASI_CONVEX = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.LeakyReLU, nn.PReLU)
+BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+CONVOLUTION = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@functools.cache
+def _minimiser(name: str, approximate: str = "none") -> float:
+    """The minimiser x* of the activation ``name`` ("gelu" with its ``approximate``, "silu",
+    "mish", "hardswish"), found once in float64 to 1e-12 (bounded Brent on [-5, 0], where each
+    has its one minimum; ``tests/test_ibp_activations.py`` checks the shape eq. Q needs); 0 for
+    the leaky ReLUs, whose kink is their minimum where the slope is negative."""
+    if name in ("leaky_relu", "prelu"):
+        return 0.0
+    fn: Any = {"gelu": functools.partial(F.gelu, approximate=approximate), "silu": F.silu,
+               "mish": F.mish, "hardswish": F.hardswish}[name]  # fmt: skip
+    found = minimize_scalar(lambda t: float(fn(torch.tensor(t, dtype=torch.float64))),
+                            bounds=(-5.0, 0.0), method="bounded", options={"xatol": 1e-12})  # fmt: skip
+    return float(found.x)
+
+
+def _quasi_convex(fn: Any, x_star: float, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
+    """Eq. Q: fn over [lo, hi] for fn non-increasing up to ``x_star`` and non-decreasing after
+    it (or monotone: then its value at an end is the lower of the three)."""
+    at_lo, at_hi = fn(lo), fn(hi)
+    lowest = fn(torch.full_like(lo, x_star).clamp(lo, hi))
+    return torch.minimum(torch.minimum(at_lo, at_hi), lowest), torch.maximum(at_lo, at_hi)
+
+
+def _layer_minimiser(layer: nn.Module) -> float:
+    """x* of a ``QUASI_CONVEX`` layer."""
+    if isinstance(layer, (nn.LeakyReLU, nn.PReLU)):
+        return 0.0
+    name = {nn.GELU: "gelu", nn.SiLU: "silu", nn.Mish: "mish", nn.Hardswish: "hardswish"}
+    return _minimiser(name[type(layer)], getattr(layer, "approximate", "none"))
 
 
 def _affine(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
@@ -120,7 +163,7 @@ def _affine(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
     out_mid = layer(mid)
     if isinstance(layer, nn.Linear):
         out_rad = F.linear(rad, layer.weight.abs())
-    elif isinstance(layer, nn.Conv2d):  # (its own padding: reflected, replicated or circular
+    elif isinstance(layer, CONVOLUTION):  # (its own padding: reflected, replicated or circular
         # borders repeat input pixels, whose radii must be padded in the same way, not with 0)
         out_rad = layer._conv_forward(rad, layer.weight.abs(), None)
     else:  # batch norm in eval mode: per channel (axis 1) x * gamma / sqrt(var + eps) + beta
@@ -133,7 +176,7 @@ def check_not_batch_dependent(layer: nn.Module, what: str) -> None:
     dropout or batch norm in training mode, or batch norm without running statistics
     (``track_running_stats=False`` normalises by the batch's statistics in eval mode too)."""
     name = type(layer).__name__
-    if isinstance(layer, (nn.Dropout, *BATCH_NORM)) and layer.training:
+    if isinstance(layer, (*DROPOUT, *BATCH_NORM)) and layer.training:
         raise ValueError(f"{what}: {name} in training mode is random or depends on the batch; "
                          "call model.eval() first")  # fmt: skip
     if isinstance(layer, BATCH_NORM) and layer.running_var is None:
@@ -190,8 +233,9 @@ def interval_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) 
     ----------
     model : torch.nn.Module
         An advlab ``Model`` (its preprocessing included), ``Classifier`` or ``nn.Sequential`` of
-        Linear, Conv2d, BatchNorm (eval mode) and non-decreasing layers (``MONOTONE``: ReLU,
-        sigmoid, tanh, pooling, flatten, ...), or a module of the user's whose ``torch.fx``
+        Linear, Conv1d-3d, BatchNorm (eval mode), non-decreasing layers (``MONOTONE``: ReLU,
+        sigmoid, tanh, pooling, flatten, ...) and quasi-convex activations (``QUASI_CONVEX``:
+        GELU, SiLU, Mish, Hardswish, leaky ReLUs), or a module of the user's whose ``torch.fx``
         graph uses these and +, -, scaling, cat and reshaping (residual networks);
         ``check_certifiable`` tests that the propagation computes the model.
     lower, upper : torch.Tensor
@@ -214,18 +258,19 @@ def interval_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) 
 
 def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
     check_not_batch_dependent(layer, "interval bounds")
-    if isinstance(layer, nn.LeakyReLU) and layer.negative_slope < 0:
-        raise ValueError("interval bounds: LeakyReLU with a negative slope is not monotone")
-    if isinstance(layer, (nn.Linear, nn.Conv2d, *BATCH_NORM)):
+    if isinstance(layer, (nn.Linear, *CONVOLUTION, *BATCH_NORM)):
         return _affine(layer, lo, hi)
     if isinstance(layer, MONOTONE):
         return layer(lo), layer(hi)
+    if isinstance(layer, QUASI_CONVEX):
+        return _quasi_convex(layer, _layer_minimiser(layer), lo, hi)
     if not type(layer).__module__.startswith("torch.nn"):  # the user's module: its graph
         box = _graph_bounds(_trace(layer), _Box(lo, hi))
         return box.lo, box.hi
     raise ValueError(
-        f"interval bounds: unsupported layer {type(layer).__name__} (supported: Linear, Conv2d, "
-        "BatchNorm in eval mode, and non-decreasing layers: "
+        f"interval bounds: unsupported layer {type(layer).__name__} (supported: Linear, "
+        "Conv1d-3d, BatchNorm in eval mode, the activations "
+        f"{', '.join(sorted(t.__name__ for t in QUASI_CONVEX))}, and non-decreasing layers: "
         f"{', '.join(sorted(t.__name__ for t in MONOTONE))}; a module of your own is traced)"
     )
 
@@ -244,16 +289,23 @@ class _Box:
 # non-decreasing in their first argument (the others constant): bounded by their values at l, u
 # (clamp and clip with constant limits; mean and sum over dimensions, e.g. global pooling;
 # indexing and slicing with constant indices)
-MONOTONE_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.elu, F.selu, F.hardtanh, F.softplus,
-                      torch.sigmoid, torch.tanh, F.max_pool1d, F.max_pool2d, F.avg_pool1d,
-                      F.avg_pool2d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
-                      F.adaptive_max_pool2d, torch.flatten, torch.reshape, torch.squeeze,
+MONOTONE_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.elu, F.celu, F.selu, F.hardtanh, F.softplus,
+                      torch.sigmoid, F.sigmoid, F.hardsigmoid, F.logsigmoid, torch.tanh, F.tanh,
+                      F.softsign, F.tanhshrink, F.softshrink, F.hardshrink, F.max_pool1d,
+                      F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+                      F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
+                      F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d,
+                      torch.flatten, torch.reshape, torch.squeeze,
                       torch.unsqueeze, torch.permute, torch.transpose, torch.clamp, torch.clip,
                       torch.mean, torch.sum, operator.getitem}  # fmt: skip
 MONOTONE_METHODS = {"relu", "sigmoid", "tanh", "flatten", "view", "reshape", "contiguous",
                     "permute", "transpose", "squeeze", "unsqueeze", "clone", "clamp", "clip",
                     "clamp_min", "clamp_max", "mean", "sum"}  # fmt: skip
 SHAPE_METHODS = {"size", "dim"}  # read off the box's shape
+# quasi-convex in their first argument (eq. Q), by the name of their minimiser
+QUASI_CONVEX_FUNCTIONS = {F.gelu: "gelu", F.silu: "silu", F.mish: "mish",
+                          F.hardswish: "hardswish", F.leaky_relu: "leaky_relu",
+                          F.prelu: "prelu", torch.prelu: "prelu"}  # fmt: skip
 
 
 # a module's graph, traced once: certifying traces the same network for every batch and budget
@@ -343,10 +395,12 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
             )
     elif target is getattr and rest[0] in ("shape", "ndim"):
         return getattr(first.lo, rest[0])
-    elif monotone and (
-        target in MONOTONE_FUNCTIONS or (target is F.leaky_relu and _slope(args, kwargs) >= 0)
-    ):
+    elif monotone and target in MONOTONE_FUNCTIONS:
         return _Box(target(first.lo, *rest, **kwargs), target(first.hi, *rest, **kwargs))
+    elif monotone and target in QUASI_CONVEX_FUNCTIONS:
+        x_star = _minimiser(QUASI_CONVEX_FUNCTIONS[target], kwargs.get("approximate", "none"))
+        return _Box(*_quasi_convex(lambda t: target(t, *rest, **kwargs), x_star, first.lo,
+                                   first.hi))  # fmt: skip
     elif target is F.dropout and not kwargs.get("training", args[2] if len(args) > 2 else True):
         return first
     elif target in (operator.add, torch.add) and len(args) == 2 and not kwargs:
@@ -378,14 +432,10 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
     name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
     raise ValueError(
         f"interval bounds: unsupported operation {name!r} on a bounded value (node {node.name}); "
-        "supported: Linear, Conv2d, BatchNorm, monotone activations and pooling, clamp with "
+        "supported: Linear, Conv2d, BatchNorm, monotone and quasi-convex activations, pooling, "
+        "clamp with "
         "constant limits, mean and sum, indexing, +, -, * and / by constants, cat, reshaping"
     )
-
-
-def _slope(args: tuple, kwargs: dict) -> float:
-    """F.leaky_relu's negative slope (0.01 by default)."""
-    return float(kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01))
 
 
 def _functional_affine(target: Any, box: _Box, rest: tuple, kwargs: dict) -> _Box:
@@ -426,7 +476,7 @@ class _Ellipsoid(_Box):
         return _Ellipsoid(lo, hi, fn(self.centre), self.scale * abs(factor), self.eps)
 
 
-RESHAPING = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)  # (dropout in eval mode)
+RESHAPING = (nn.Flatten, nn.Unflatten, nn.Identity, *DROPOUT)  # (dropout in eval mode)
 RESHAPING_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze,
                        torch.permute, torch.transpose}  # fmt: skip
 RESHAPING_METHODS = {"flatten", "view", "reshape", "contiguous", "permute", "transpose",

@@ -66,6 +66,8 @@ from torch import nn
 from advlab.attacks.evasion.base import weighted_norm
 from advlab.defenses.interval_bounds import (
     BATCH_NORM,
+    CONVOLUTION,
+    DROPOUT,
     Standardise,
     _layers,
     check_ball,
@@ -87,8 +89,9 @@ from advlab.utils.validation import (
 ROBUST, ATTACKED, UNKNOWN = 1, 0, -1
 
 # layers that are affine maps (in eval mode); ReLU separates them
-AFFINE = (nn.Linear, nn.Conv2d, *BATCH_NORM, Normalize, Standardise, nn.Flatten, nn.Unflatten,
-          nn.Identity, nn.Dropout, nn.AvgPool2d, nn.AdaptiveAvgPool2d)  # fmt: skip
+AFFINE = (nn.Linear, *CONVOLUTION, *BATCH_NORM, Normalize, Standardise, nn.Flatten,
+          nn.Unflatten, nn.Identity, *DROPOUT, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+          nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)  # fmt: skip
 
 
 @dataclass
@@ -136,8 +139,9 @@ def affine_relu_chain(
         else:
             raise ValueError(
                 f"exact verification: unsupported layer {type(layer).__name__}; it verifies "
-                "networks of affine layers (Linear, Conv2d, BatchNorm, average pooling, "
-                "flatten, your preprocessing) and ReLU"
+                "networks of affine layers (Linear, Conv1d-3d, BatchNorm, average pooling, "
+                "flatten, your preprocessing) and ReLU (interval bounds, is_certified, take "
+                "other activations and your own modules)"
             )
     chain = []
     for segment in segments:
