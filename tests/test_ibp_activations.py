@@ -1,7 +1,9 @@
 """Interval bounds through the activations of networks beyond ReLU: quasi-convex ones (GELU,
 SiLU, Mish, Hardswish, leaky ReLUs of any slope) by eq. Q around their minimiser, the other
-monotone ones by their ends, as layers and as functions in a user's forward, and 1-d and 3-d
-convolutions: the shape eq. Q needs holds, the bounds hold every value and are attained."""
+monotone ones by their ends, softmax and log-softmax by eq. S, as layers and as functions in a
+user's forward, and 1-d and 3-d convolutions: the shape eq. Q needs holds, the bounds hold
+every value and are attained; a classifier's trailing softmax is left out of its margins (and
+of exact verification), a k-means' softmax features are not."""
 
 from __future__ import annotations
 
@@ -13,7 +15,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.defenses import interval_bounds, is_certified, margin_lower_bounds
+from advlab.cluster import KMeans
+from advlab.defenses import (
+    ATTACKED,
+    ROBUST,
+    certified_radius,
+    interval_bounds,
+    is_certified,
+    is_certified_linear,
+    kmeans_is_certified,
+    margin_lower_bounds,
+    verify_linf,
+)
 from advlab.defenses.interval_bounds import _minimiser, check_certifiable
 from advlab.defenses.milp_verification import check_verifiable
 
@@ -176,3 +189,116 @@ def test_exact_verification_takes_1d_and_3d_convolutions_and_names_other_activat
     gelu = nn.Sequential(nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 2)).eval()
     with pytest.raises(ValueError, match=r"unsupported layer GELU.*interval bounds"):
         check_verifiable(gelu, torch.rand(3, 4))
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_bounds_hold_every_point_and_are_attained_at_their_vertex(log):
+    """Eq. S over random boxes of 6 logits (some of width 40, at +-100): every sampled point's
+    (log-)softmax lies within the bounds, each bound is the value at its vertex (z_j at one end,
+    every other z_k at the other; to float32's rounding of logits near 100), and none is NaN
+    or infinite."""
+    g = torch.Generator().manual_seed(2)
+    centre = 10 * torch.randn(200, 6, generator=g)
+    centre[:20] += 100 * torch.sign(torch.randn(20, 1, generator=g))
+    width = torch.rand(200, 6, generator=g) * torch.tensor([0.1, 1.0, 3.0, 10.0, 40.0, 1.0])
+    lo, hi = centre - width, centre + width
+    layer = nn.LogSoftmax(dim=1) if log else nn.Softmax(dim=-1)
+    low, high = interval_bounds(layer, lo, hi)
+    assert bool(torch.isfinite(low).all() and torch.isfinite(high).all())
+    for _ in range(200):
+        z = layer(lo + (hi - lo) * torch.rand(lo.shape, generator=g))
+        assert bool((z >= low - 1e-6).all() and (z <= high + 1e-6).all())
+    for j in range(6):
+        own = torch.zeros(6, dtype=torch.bool)
+        own[j] = True
+        lowest = layer(torch.where(own, lo, hi).double())[:, j]
+        highest = layer(torch.where(own, hi, lo).double())[:, j]
+        np.testing.assert_allclose(low[:, j], lowest, rtol=1e-5, atol=5e-5)
+        np.testing.assert_allclose(high[:, j], highest, rtol=1e-5, atol=5e-5)
+
+
+class _EndsInSoftmax(nn.Module):
+    """The PyTorch MNIST example's shape on 4x4 inputs: its forward ends in
+    ``F.log_softmax(x, dim=1)`` (or ``x.softmax(-1)``, or the logits themselves)."""
+
+    def __init__(self, end: str) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.conv, self.fc1, self.fc2 = nn.Conv2d(1, 4, 3), nn.Linear(16, 12), nn.Linear(12, 5)
+        self.end = end
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.fc1(torch.flatten(F.relu(self.conv(x)), 1)))
+        x = self.fc2(x)
+        if self.end == "log_softmax":
+            return F.log_softmax(x, dim=1)
+        return x.softmax(-1) if self.end == "softmax" else x
+
+
+def test_a_classifiers_margins_are_its_logits_through_a_trailing_softmax():
+    """Margin bounds, certificates and radii of a network ending in a (log-)softmax layer or
+    a forward ending in one are those of its logits; its output bounds are eq. S's (sound,
+    ``check_certifiable``); exact verification and linear bounds of a sequence ending in
+    LogSoftmax or Softmax equal those of the sequence without it."""
+    g = torch.Generator().manual_seed(4)
+    x, eps = torch.rand(20, 1, 4, 4, generator=g), 0.03
+    logits = _EndsInSoftmax("logits").eval()
+    y = logits(x).argmax(1)
+    reference = margin_lower_bounds(logits, x, y, eps)
+    assert bool((reference.scatter(1, y[:, None], 1.0) < 0).any())  # some not certified
+    for end in ("log_softmax", "softmax"):
+        net = _EndsInSoftmax(end).eval()
+        check_certifiable(net, x)
+        assert torch.equal(margin_lower_bounds(net, x, y, eps), reference)
+        np.testing.assert_array_equal(
+            certified_radius(net, x, y, 0.2, "interval"),
+            certified_radius(logits, x, y, 0.2, "interval"),
+        )
+        lo, hi = interval_bounds(net, (x - eps).clamp(0, 1), (x + eps).clamp(0, 1))
+        with torch.no_grad():
+            for _ in range(50):
+                out = net((x + eps * (2 * torch.rand(x.shape, generator=g) - 1)).clamp(0, 1))
+                assert bool((out >= lo - 1e-6).all() and (out <= hi + 1e-6).all())
+    body = [nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 5)]
+    plain = nn.Sequential(*body).eval()
+    y = plain(x).argmax(1)
+    expected = verify_linf(plain, x, y, 0.08, minimal=True)
+    assert set(expected.status.tolist()) == {ROBUST, ATTACKED}
+    for tail in (nn.LogSoftmax(dim=1), nn.Softmax(dim=-1)):
+        net = nn.Sequential(*body, tail).eval()
+        check_verifiable(net, x, logits=True)
+        result = verify_linf(net, x, y, 0.08, minimal=True)
+        np.testing.assert_array_equal(result.status, expected.status)
+        np.testing.assert_allclose(result.distances, expected.distances, atol=1e-6)
+        assert torch.equal(
+            is_certified_linear(net, x, y, 0.05), is_certified_linear(plain, x, y, 0.05)
+        )
+        assert torch.equal(
+            margin_lower_bounds(net, x, y, 0.05), margin_lower_bounds(plain, x, y, 0.05)
+        )
+
+
+def test_kmeans_on_softmax_features_bounds_the_softmax_itself():
+    """k-means clusters a network's softmax outputs: its certificate bounds them (eq. S; the
+    softmax is not left out), and no sampled point of a certified input's box changes its
+    cluster; exact verification refuses the softmax."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(200, 4, generator=g)
+    torch.manual_seed(5)
+    features = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), nn.Softmax(dim=1)).eval()
+    with torch.no_grad():
+        km = KMeans(4, random_state=0).fit(features(x).numpy())
+        own = km.predict(features(x).numpy())
+    eps = 0.05
+    certified = kmeans_is_certified(km, x, eps, features=features)
+    assert 0 < int(certified.sum()) < len(x)
+    with torch.no_grad():
+        for _ in range(100):
+            moved = (x + eps * (2 * torch.rand(x.shape, generator=g) - 1)).clamp(0, 1)
+            assert bool(
+                (
+                    km.predict(features(moved).numpy())[certified.numpy()] == own[certified.numpy()]
+                ).all()
+            )
+    with pytest.raises(ValueError, match="unsupported layer Softmax"):
+        check_verifiable(features, x)

@@ -12,6 +12,9 @@ For the box B = {x' : ||x' - x||_inf <= eps} ∩ [lo, hi]^D, each layer maps an 
     quasi-convex g, non-increasing up to its minimiser x* and non-decreasing after it (GELU,
         SiLU, Mish, Hardswish; LeakyReLU and PReLU of any slope, x* = 0):
         [min(g(l), g(u), g(min(max(x*, l), u))), max(g(l), g(u))]                  (eq. Q)
+    log-softmax over a dimension, increasing in its own z_j and decreasing in every other z_k:
+        [l_j - log(e^l_j + sum_{k != j} e^u_k),  u_j - log(e^u_j + sum_{k != j} e^l_k)]  (eq. S)
+        (softmax: their exponentials)
 
 A network that is not a plain sequence of layers (a user's ``nn.Module`` with its own
 ``forward``, residual blocks) is traced with ``torch.fx`` and its graph propagated node by node:
@@ -35,7 +38,10 @@ Past it the bounds are intervals as above. A network that is one affine map befo
 layer is bounded exactly over E (zero padding), the box aside; any other layer before the
 first affine one (a ReLU, pooling) bounds E by its box: sound, and as loose as L-inf.
 
-The last affine layer is merged with the margin specification c_j = e_y - e_j ("elision",
+A classifier's margins are those of its logits: a trailing softmax or log-softmax over the
+classes (a layer, or the last operation of a user's forward) keeps their order (p_y > p_j iff
+z_y > z_j, and log-softmax's differences are the logits'), so it is left out of them. The last
+affine layer is merged with the margin specification c_j = e_y - e_j ("elision",
 Gowal et al. sec. 3): the lower bound of z_y - z_j = (W_y - W_j) a + (b_y - b_j) over the
 penultimate interval is (W_y - W_j) m + (b_y - b_j) - |W_y - W_j| r; a network that does not
 end in a linear layer gets the looser lo_y - hi_j of its logits' bounds. The network is
@@ -264,13 +270,17 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
         return layer(lo), layer(hi)
     if isinstance(layer, QUASI_CONVEX):
         return _quasi_convex(layer, _layer_minimiser(layer), lo, hi)
+    if isinstance(layer, SOFTMAX):
+        log = isinstance(layer, nn.LogSoftmax)
+        return _softmax_bounds(lo, hi, _softmax_dim(layer.dim, lo.ndim), log)
     if not type(layer).__module__.startswith("torch.nn"):  # the user's module: its graph
         box = _graph_bounds(_trace(layer), _Box(lo, hi))
         return box.lo, box.hi
     raise ValueError(
         f"interval bounds: unsupported layer {type(layer).__name__} (supported: Linear, "
         "Conv1d-3d, BatchNorm in eval mode, the activations "
-        f"{', '.join(sorted(t.__name__ for t in QUASI_CONVEX))}, and non-decreasing layers: "
+        f"{', '.join(sorted(t.__name__ for t in QUASI_CONVEX))}, Softmax, LogSoftmax, and "
+        "non-decreasing layers: "
         f"{', '.join(sorted(t.__name__ for t in MONOTONE))}; a module of your own is traced)"
     )
 
@@ -393,10 +403,14 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
                 getattr(first.lo, target)(*rest, **kwargs),
                 getattr(first.hi, target)(*rest, **kwargs),
             )
+        if target in SOFTMAX_METHODS and monotone:
+            return _softmax_box(first, SOFTMAX_METHODS[target], rest, kwargs)
     elif target is getattr and rest[0] in ("shape", "ndim"):
         return getattr(first.lo, rest[0])
     elif monotone and target in MONOTONE_FUNCTIONS:
         return _Box(target(first.lo, *rest, **kwargs), target(first.hi, *rest, **kwargs))
+    elif monotone and target in SOFTMAX_FUNCTIONS:
+        return _softmax_box(first, SOFTMAX_FUNCTIONS[target], rest, kwargs)
     elif monotone and target in QUASI_CONVEX_FUNCTIONS:
         x_star = _minimiser(QUASI_CONVEX_FUNCTIONS[target], kwargs.get("approximate", "none"))
         return _Box(*_quasi_convex(lambda t: target(t, *rest, **kwargs), x_star, first.lo,
@@ -432,8 +446,8 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
     name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
     raise ValueError(
         f"interval bounds: unsupported operation {name!r} on a bounded value (node {node.name}); "
-        "supported: Linear, Conv2d, BatchNorm, monotone and quasi-convex activations, pooling, "
-        "clamp with "
+        "supported: Linear, Conv2d, BatchNorm, monotone and quasi-convex activations, softmax, "
+        "pooling, clamp with "
         "constant limits, mean and sum, indexing, +, -, * and / by constants, cat, reshaping"
     )
 
@@ -447,6 +461,111 @@ def _functional_affine(target: Any, box: _Box, rest: tuple, kwargs: dict) -> _Bo
     out_mid = target(mid, weight, bias, *more, **kwargs)
     out_rad = target(rad, weight.abs(), None, *more, **kwargs)
     return _Box(out_mid - out_rad, out_mid + out_rad)
+
+
+# ---- softmax: bounded by eq. S, and left out of a classifier's margins ----
+
+SOFTMAX = (nn.Softmax, nn.LogSoftmax)
+SOFTMAX_FUNCTIONS = {
+    F.softmax: False,
+    torch.softmax: False,
+    F.log_softmax: True,
+    torch.log_softmax: True,
+}  # (the value: whether it is the log-softmax)
+SOFTMAX_METHODS = {"softmax": False, "log_softmax": True}
+# logits not yet seen through their softmax: a user's module as its graph without it
+_LOGITS: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDictionary()
+
+
+def _softmax_dim(dim: int | None, ndim: int) -> int:
+    """The dimension a softmax normalises: ``dim``, or where it is None torch's legacy choice
+    (0 for 0-, 1- and 3-d inputs, else 1)."""
+    return (0 if ndim in (0, 1, 3) else 1) if dim is None else dim
+
+
+def _log_softmax_end(own: torch.Tensor, others: torch.Tensor, dim: int) -> torch.Tensor:
+    """own_j - log(e^own_j + sum_{k != j} e^others_k) along ``dim`` (an end of eq. S): the
+    sums over k != j from exclusive prefix and suffix log-cumulative sums (no cancellation,
+    no overflow)."""
+    pad = torch.full_like(others.narrow(dim, 0, 1), float("-inf"))
+    before = torch.cat([pad, others.logcumsumexp(dim).narrow(dim, 0, others.shape[dim] - 1)], dim)
+    after = torch.cat([others.flip(dim).logcumsumexp(dim).narrow(dim, 0, others.shape[dim] - 1)
+                       .flip(dim), pad], dim)  # fmt: skip
+    return own - torch.logaddexp(own, torch.logaddexp(before, after))
+
+
+def _softmax_bounds(lo: torch.Tensor, hi: torch.Tensor, dim: int, log: bool) -> Interval:
+    """Eq. S over the box [lo, hi]: the log-softmax's bounds, or the softmax's (their
+    exponentials: exp is increasing)."""
+    low, high = _log_softmax_end(lo, hi, dim), _log_softmax_end(hi, lo, dim)
+    return (low, high) if log else (low.exp(), high.exp())
+
+
+def _softmax_box(box: _Box, log: bool, rest: tuple, kwargs: dict) -> _Box:
+    """A softmax node of a graph (F.softmax, torch.log_softmax, x.softmax(dim), ...) on a box,
+    by eq. S, in the node's ``dtype`` where it names one."""
+    dim = rest[0] if rest else kwargs.get("dim")
+    low, high = _softmax_bounds(box.lo, box.hi, _softmax_dim(dim, box.lo.ndim), log)
+    dtype = kwargs.get("dtype")
+    return _Box(low, high) if dtype is None else _Box(low.to(dtype), high.to(dtype))
+
+
+def _class_softmax(node: Any, graph: torch.fx.GraphModule) -> bool:
+    """Whether a graph node is a softmax or log-softmax over the classes (dim 1 or -1 of the
+    logits), in the logits' dtype."""
+    if not isinstance(node, torch.fx.Node) or node.kwargs.get("dtype") is not None:
+        return False
+    if node.op == "call_module":
+        layer = graph.get_submodule(str(node.target))
+        return isinstance(layer, SOFTMAX) and layer.dim in (None, 1, -1)
+    softmax = (node.op == "call_function" and node.target in SOFTMAX_FUNCTIONS) or (
+        node.op == "call_method" and node.target in SOFTMAX_METHODS
+    )
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    return softmax and dim in (1, -1)
+
+
+def split_softmax(layers: list[nn.Module]) -> tuple[list[nn.Module], list[nn.Module]]:
+    """``layers`` (``_layers``) up to the logits, and the softmax or log-softmax layers over
+    the classes that end them (the tail a classifier's decisions do not depend on)."""
+    end = len(layers)
+    while end and isinstance(layers[end - 1], SOFTMAX) and layers[end - 1].dim in (None, 1, -1):
+        end -= 1
+    return layers[:end], layers[end:]
+
+
+def logit_layers(layers: list[nn.Module]) -> list[nn.Module]:
+    """``layers`` up to the logits: without a trailing softmax layer (``split_softmax``), and a
+    user's module at the end as its graph without the softmax its forward ends in."""
+    layers = split_softmax(layers)[0]
+    if not layers or isinstance(layers[-1], MONOTONE + QUASI_CONVEX):
+        return layers
+    if type(layers[-1]).__module__.startswith("torch.nn"):
+        return layers
+    return [*layers[:-1], _logit_graph(layers[-1])]
+
+
+def _logit_graph(module: nn.Module) -> nn.Module:
+    """``module`` itself, or where its graph's output is a softmax over the classes, the graph
+    that outputs the softmax's input (the same layers; built once)."""
+    if module in _LOGITS:
+        return _LOGITS[module]
+    graph = _trace(module)
+    output = next(n for n in graph.graph.nodes if n.op == "output")
+    logits = output.args[0]
+    while _class_softmax(logits, graph):
+        logits = logits.args[0]
+    result: nn.Module = module
+    if logits is not output.args[0]:
+        copied = torch.fx.Graph()
+        env: dict[torch.fx.Node, torch.fx.Node] = {}
+        copied.graph_copy(graph.graph, env)
+        copied.output(env[logits])
+        result = torch.fx.GraphModule(graph, copied)
+        result.graph.eliminate_dead_code()
+        result.recompile()
+    _LOGITS[module] = result
+    return result
 
 
 # ---- L2 balls: the ellipsoid carried to the first affine layer (eq. E) ----
@@ -660,7 +779,8 @@ def margin_lower_bounds(
     units: BudgetLike | None = None,
 ) -> torch.Tensor:
     """Lower bounds of z_y - z_j over the ball of radius ``eps`` around each x (clipped to
-    ``bounds``; L-inf, or L2 by eq. E), with the last linear layer merged into the margin
+    ``bounds``; L-inf, or L2 by eq. E; z the logits, before a trailing softmax or log-softmax
+    over the classes, whose order they decide), with the last linear layer merged into the margin
     (elision) when the network ends in one, else lo_y - hi_j from the logits' bounds; 0 at
     j = y.
 
@@ -718,7 +838,8 @@ def _margin_bounds(
     """``margin_lower_bounds`` on inputs, labels, budget, box and units already checked (the
     callers that loop over batches check them once)."""
     x = x.to(model_dtype(model))
-    value, last = penultimate_set(_layers(model), _input_set(x, eps, units, bounds, norm))
+    layers = logit_layers(_layers(model))
+    value, last = penultimate_set(layers, _input_set(x, eps, units, bounds, norm))
     lo, hi = value.lo, value.hi
     if last is None:  # no linear layer to merge: the logits' bounds, z_y >= lo_y, z_j <= hi_j
         return (lo.gather(1, y[:, None]) - hi).scatter(1, y[:, None], 0.0)

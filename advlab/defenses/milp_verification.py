@@ -72,6 +72,7 @@ from advlab.defenses.interval_bounds import (
     _layers,
     check_ball,
     check_not_batch_dependent,
+    split_softmax,
 )
 from advlab.models.wrapper import as_model, at_least_float32, model_dtype
 from advlab.models.zoo import Normalize
@@ -122,15 +123,18 @@ class Verification:
 
 
 def affine_relu_chain(
-    model: nn.Module, shape: tuple[int, ...]
+    model: nn.Module, shape: tuple[int, ...], logits: bool = False
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The network as dense affine maps (A_k, c_k) in float64 with a ReLU between consecutive
-    ones (inputs flattened), found by applying each affine segment to the basis vectors.
+    ones (inputs flattened), found by applying each affine segment to the basis vectors; with
+    ``logits`` a classifier's up to its logits (a trailing softmax or log-softmax over the
+    classes left out: ``split_softmax``).
 
     Raises ``ValueError`` naming a layer that is neither affine (``AFFINE``) nor a ReLU.
     """
     segments: list[list[nn.Module]] = [[]]
-    for layer in _layers(model):
+    layers = _layers(model)
+    for layer in split_softmax(layers)[0] if logits else layers:
         if isinstance(layer, nn.ReLU):
             segments.append([])
         elif isinstance(layer, AFFINE):
@@ -541,6 +545,7 @@ def verify_linf(
         raise ValueError(f"layer_bounds={layer_bounds!r}: use one of {LAYER_BOUNDS}")
     time_limit = check_number("time_limit", time_limit, 0.0, low_open=True)
     wrapped, x, y, budget, chain, logits = _checked(model, x, y, eps)
+    scores = logit_model(wrapped)  # (counterexamples are confirmed on the logits)
     lo_b, hi_b = flat_bounds(wrapped.bounds, tuple(x.shape[1:]))
     flat = x.reshape(len(x), -1).double().cpu().numpy()
     status = np.full(len(x), UNKNOWN, dtype=np.int8)
@@ -560,7 +565,7 @@ def verify_linf(
             """Whether the model's forward pass puts another class strictly above ``label``."""
             candidate = torch.from_numpy(v[: flat.shape[1]]).reshape(x[i : i + 1].shape).to(x)
             with torch.no_grad():
-                z = wrapped(candidate)[0].double()
+                z = scores(candidate)[0].double()
             others = torch.cat([z[:label], z[label + 1 :]])
             return bool(others.max() - z[label] > TIE * max(1.0, float(z.abs().max())))
 
@@ -597,11 +602,18 @@ def _checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: BudgetLike
     budget = check_input_budget("eps", eps, x)
     x = check_images(x, "x", wrapped.bounds, model_dtype(wrapped)).detach()
     eps = flat_budget(budget, tuple(x.shape[1:]))
-    chain = check_verifiable(wrapped, x)
+    chain = check_verifiable(wrapped, x, logits=True)
     with torch.no_grad():
-        logits = wrapped(x).double().cpu()
+        logits = logit_model(wrapped)(x).double().cpu()
     y = check_label_tensor(y, len(x), n_classes=logits.shape[1])
     return wrapped, x, y, eps, chain, logits
+
+
+def logit_model(model: nn.Module) -> nn.Module:
+    """The classifier up to its logits: ``model`` itself, or where it ends in a softmax or
+    log-softmax over the classes (``split_softmax``), the sequence of its layers before it."""
+    layers, tail = split_softmax(_layers(model))
+    return nn.Sequential(*layers) if tail else model
 
 
 def linear_input_set(
@@ -686,10 +698,13 @@ def is_certified_linear(
     return torch.from_numpy(certified)
 
 
-def check_verifiable(model: nn.Module, x: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+def check_verifiable(
+    model: nn.Module, x: torch.Tensor, logits: bool = False
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """The network's affine-ReLU chain (``affine_relu_chain``), after checking that it computes
-    the model's logits on ``x`` (within 1e-4 of their scale); ``ValueError`` naming the problem
-    otherwise (an unsupported layer, or a forward that is not the sequence of its modules).
+    the model's outputs on ``x`` (within 1e-4 of their scale; with ``logits``, through the
+    softmax left out); ``ValueError`` naming the problem otherwise (an unsupported layer, or a
+    forward that is not the sequence of its modules).
 
     Parameters
     ----------
@@ -697,6 +712,9 @@ def check_verifiable(model: nn.Module, x: torch.Tensor) -> list[tuple[np.ndarray
         The network (an advlab ``Model``, its preprocessing included, or a bare module).
     x : torch.Tensor of shape (N, ...)
         A few inputs it takes.
+    logits : bool, default=False
+        A classifier: the chain up to its logits, without a trailing softmax or log-softmax
+        over the classes (which keeps their order).
 
     Returns
     -------
@@ -704,13 +722,17 @@ def check_verifiable(model: nn.Module, x: torch.Tensor) -> list[tuple[np.ndarray
         The affine maps (A_k, c_k) in float64, a ReLU between consecutive ones.
     """
     model = at_least_float32(model)
-    chain = affine_relu_chain(model, tuple(x.shape[1:]))
+    chain = affine_relu_chain(model, tuple(x.shape[1:]), logits)
     x = x.detach().to(model_dtype(model))
     with torch.no_grad():
-        logits = model(x).double().cpu().numpy()
+        outputs = model(x).double().cpu().numpy()
     replayed = _replay(chain, x.reshape(len(x), -1).double().cpu().numpy())
-    scale = max(1.0, float(np.abs(logits).max()))
-    if replayed.shape != logits.shape or np.abs(replayed - logits).max() > 1e-4 * scale:
+    if logits:  # through the softmax left out
+        tail = nn.Sequential(*split_softmax(_layers(model))[1])
+        with torch.no_grad():
+            replayed = tail(torch.from_numpy(replayed)).numpy()
+    scale = max(1.0, float(np.abs(outputs).max()))
+    if replayed.shape != outputs.shape or np.abs(replayed - outputs).max() > 1e-4 * scale:
         raise ValueError("exact verification: the affine layers and ReLUs found do not compute "
                          "the model's output (its forward is not the sequence of its modules)")  # fmt: skip
     return chain

@@ -1401,7 +1401,7 @@ def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Da
     if certifies and "interval" in config.certify_bounds:
         check_certifiable(model, x)
     if config.verify or (certifies and "linear" in config.certify_bounds):
-        check_verifiable(model, x)
+        check_verifiable(model, x, logits=True)
     return ds, model
 
 
