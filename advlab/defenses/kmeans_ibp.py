@@ -183,30 +183,27 @@ def _certified(
 ) -> torch.Tensor:
     """eq. V for every cluster j of another class than ``own``'s, over the box of ``value``
     (the set of inputs of the cells' affine map), and the larger of it and eq. V2 where
-    ``value`` is an ellipsoid; in chunks of about 2**24 numbers."""
+    ``value`` is an ellipsoid. The inputs are taken by own cluster c, whose differences
+    u_c - u_j (k x D') make each term one matrix product over the group:
+    (u_c - u_j).m = m W^T, |u_c - u_j|.r = r |W|^T and ||(u_c - u_j) * s||_2^2 = s^2 (W^2)^T."""
     lo, hi = value.lo.flatten(1).double().cpu(), value.hi.flatten(1).double().cpu()
     m, r = (hi + lo) / 2, (hi - lo) / 2
     ellipsoid = value if isinstance(value, _Ellipsoid) else None
     if ellipsoid is not None:
         centre = ellipsoid.centre.flatten(1).double().cpu()
-        scale = ellipsoid.scale.flatten(1).double().cpu()
+        squared = ellipsoid.scale.flatten(1).double().cpu() ** 2
     sites, levels = cells.sites, cells.levels
-    rows = max(1, 2**24 // sites.numel())
-    out = []
-    for s in range(0, len(m), rows):
-        i = own[s : s + rows]
-        w = sites[i][:, None, :] - sites[None, :, :]  # u_i - u_j, (n, k, D)
-        ms, rs = m[s : s + rows, None, :], r[s : s + rows, None, :]
-        bound = (
-            2 * ((w * ms).sum(-1) - (w.abs() * rs).sum(-1)) + levels[None, :] - levels[i][:, None]
-        )
+    bound = torch.empty(len(m), len(sites), dtype=torch.float64)
+    for c in own.unique().tolist():
+        rows = (own == c).nonzero()[:, 0]
+        w = sites[c] - sites  # u_c - u_j, (k, D')
+        group = 2 * (m[rows] @ w.T - r[rows] @ w.abs().T)
         if ellipsoid is not None:  # eq. V2
-            cs, ss = centre[s : s + rows, None, :], scale[s : s + rows, None, :]
-            ball = 2 * ((w * cs).sum(-1) - ellipsoid.eps * (w * ss).norm(dim=-1))
-            bound = torch.maximum(bound, ball + levels[None, :] - levels[i][:, None])
-        excluded = torch.zeros_like(bound, dtype=torch.bool)
-        excluded.scatter_(1, i[:, None], True)
-        if classes is not None:
-            excluded |= classes[None, :] == classes[i][:, None]
-        out.append((bound.masked_fill(excluded, float("inf")) > 0).all(1))
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+            ball = 2 * (centre[rows] @ w.T - ellipsoid.eps * (squared[rows] @ (w**2).T).sqrt())
+            group = torch.maximum(group, ball)
+        bound[rows] = group + levels[None, :] - levels[c]
+    excluded = torch.zeros_like(bound, dtype=torch.bool)
+    excluded.scatter_(1, own[:, None], True)
+    if classes is not None:
+        excluded |= classes[None, :] == classes[own][:, None]
+    return (bound.masked_fill(excluded, float("inf")) > 0).all(1)
