@@ -118,7 +118,7 @@ def test_the_ellipsoid_goes_through_preprocessing_and_flatten_exactly():
                 assert abs(float(worst - bound[i, j])) < 1e-4
 
 
-@pytest.mark.parametrize("first", ["linear", "conv", "strided conv, units"])
+@pytest.mark.parametrize("first", ["linear", "conv", "strided conv, units", "conv1d", "conv3d"])
 def test_the_first_affine_layer_is_bounded_by_its_rows_dual_norm(first):
     """A network that is one affine layer, then Flatten (no Linear head to merge): every
     margin bound is lo_y - hi_j with the exact bounds of eq. E, c_i -+ eps ||r_i * s||_2, the
@@ -128,6 +128,10 @@ def test_the_first_affine_layer_is_bounded_by_its_rows_dual_norm(first):
     units = None
     if first == "linear":
         layer, x = nn.Linear(12, 5), torch.rand(3, 12)
+    elif first == "conv1d":
+        layer, x = nn.Conv1d(2, 3, 3, padding=1), torch.rand(3, 2, 6)
+    elif first == "conv3d":
+        layer, x = nn.Conv3d(2, 2, 2, padding=1), torch.rand(3, 2, 2, 3, 3)
     else:
         stride = 1 if first == "conv" else 2
         layer, x = nn.Conv2d(2, 2, 3, stride=stride, padding=1), torch.rand(3, 2, 4, 4)

@@ -26,14 +26,15 @@ clipped to the input box) are carried as E itself, with the box that holds it, t
 that keep an ellipsoid one: reshaping, shifts and per-feature scalings (a ``Model``'s
 preprocessing, batch norm in eval mode, +, -, * and / by constants in a user's forward), where
 the centre c goes through the map and s is multiplied by the scaling's absolute value. The first
-Linear or Conv2d layer bounds each output over E by the dual norm:
+Linear layer or convolution (1-d to 3-d) bounds each output over E by the dual norm:
 
     z_i = w_i . x' + b_i over E:   w_i . c + b_i -+ eps ||w_i * s||_2                      (eq. E)
 
 intersected with eq. 6 over the box (both hold every image of E inside the box; for a
 convolution ||w_i * s||_2^2 is the convolution of s^2 with the squared kernel, times the
 largest number of copies of a pixel in the window where reflected, replicated or circular
-borders repeat pixels: ``_repeats``).
+borders repeat pixels: ``_repeats``, in 2-d; a 1-d or 3-d convolution with such borders reads E
+as its box).
 Past it the bounds are intervals as above. A network that is one affine map before its last
 layer is bounded exactly over E (zero padding), the box aside; any other layer before the
 first affine one (a ReLU, pooling) bounds E by its box: sound, and as loose as L-inf.
@@ -130,6 +131,7 @@ MONOTONE = (Normalize, Standardise, nn.ReLU, nn.ReLU6, nn.ELU, nn.CELU, nn.SELU,
 QUASI_CONVEX = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.LeakyReLU, nn.PReLU)
 BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 CONVOLUTION = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+AFFINE_FUNCTIONS = (F.linear, F.conv1d, F.conv2d, F.conv3d)  # (with constant weights)
 
 
 @functools.cache
@@ -441,7 +443,7 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
             torch.cat([p.lo for p in parts], *rest, **kwargs),
             torch.cat([p.hi for p in parts], *rest, **kwargs),
         )
-    elif target in (F.linear, F.conv2d):
+    elif target in AFFINE_FUNCTIONS:
         return _functional_affine(target, first, rest, kwargs)
     name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
     raise ValueError(
@@ -453,7 +455,7 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
 
 
 def _functional_affine(target: Any, box: _Box, rest: tuple, kwargs: dict) -> _Box:
-    """F.linear / F.conv2d with constant weights: m' = f(m, W, b), r' = f(r, |W|) (eq. 6)."""
+    """F.linear / F.conv1d-3d with constant weights: m' = f(m, W, b), r' = f(r, |W|) (eq. 6)."""
     weight, *more = rest
     bias = more[0] if more else kwargs.pop("bias", None)
     more = more[1:]
@@ -621,7 +623,10 @@ def _set_step(layer: nn.Module, value: _Box) -> _Box:
         return value.reshaped(layer)
     if isinstance(layer, (Standardise, Normalize, *BATCH_NORM)):
         return value.scaled(layer, _diagonal_factor(layer, value.centre.ndim))
-    if isinstance(layer, (nn.Linear, nn.Conv2d)):
+    if isinstance(layer, nn.Linear) or (  # (repeated borders counted in 2-d: ``_repeats``)
+        isinstance(layer, CONVOLUTION)
+        and (layer.padding_mode == "zeros" or isinstance(layer, nn.Conv2d))
+    ):
         rows = (layer.weight**2, None)  # ||w_i * s||_2^2 = (the layer's map of s^2 by w^2)_i
         if isinstance(layer, nn.Linear):
             squared = F.linear(value.scale**2, *rows)
@@ -636,10 +641,10 @@ def _set_step(layer: nn.Module, value: _Box) -> _Box:
     return _Box(*_propagate(layer, value.lo, value.hi))
 
 
-def _repeats(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor | float:
+def _repeats(layer: nn.modules.conv._ConvNd, x: torch.Tensor) -> torch.Tensor | float:
     """Per output position of ``layer`` on inputs shaped as x, the most times one input pixel
     appears in its window: 1 with zero padding, more near reflected, replicated or circular
-    borders, which repeat pixels. Such a row sums the weights w_p of a pixel's copies, and
+    borders of a 2-d convolution, which repeat pixels. Such a row sums the weights w_p of a pixel's copies, and
     (sum_p w_p)^2 <= m sum_p w_p^2 for m copies (Cauchy-Schwarz), so this factor times the
     convolution of s^2 with the squared kernel (its own padding) bounds ||r_i * s||_2^2."""
     if layer.padding_mode == "zeros":
@@ -701,7 +706,7 @@ def _ellipsoid_operation(node: torch.fx.Node, first: _Ellipsoid, rest: tuple,
                          kwargs: dict) -> _Box | None:  # fmt: skip
     """A graph node on an ellipsoid (its first argument; the others constant) that keeps it
     one or bounds it by eq. E: reshaping, + and - a constant, * and / by a constant, F.linear
-    and F.conv2d; None for any other node (then read as its box)."""
+    and F.conv1d-3d; None for any other node (then read as its box)."""
     target: Any = node.target
     if (node.op == "call_method" and target in RESHAPING_METHODS) or (
         node.op == "call_function" and target in RESHAPING_FUNCTIONS
@@ -709,7 +714,7 @@ def _ellipsoid_operation(node: torch.fx.Node, first: _Ellipsoid, rest: tuple,
         if node.op == "call_method":
             return first.reshaped(lambda t: getattr(t, target)(*rest, **kwargs))
         return first.reshaped(lambda t: target(t, *rest, **kwargs))
-    if node.op != "call_function" or (kwargs and target not in (F.linear, F.conv2d)):
+    if node.op != "call_function" or (kwargs and target not in AFFINE_FUNCTIONS):
         return None
     if target in (operator.add, torch.add, operator.sub, torch.sub) and len(rest) == 1:
         sign = -1 if target in (operator.sub, torch.sub) else 1
@@ -718,7 +723,7 @@ def _ellipsoid_operation(node: torch.fx.Node, first: _Ellipsoid, rest: tuple,
         return first.scaled(lambda t: t * rest[0], rest[0])
     if target in (operator.truediv, torch.div) and len(rest) == 1:
         return first.scaled(lambda t: t / rest[0], 1.0 / rest[0])
-    if target in (F.linear, F.conv2d):
+    if target in AFFINE_FUNCTIONS:
         weight, *more = rest
         kwargs = dict(kwargs)
         bias = more[0] if more else kwargs.pop("bias", None)
