@@ -1,7 +1,7 @@
 """Interval bounds through the activations of networks beyond ReLU: quasi-convex ones (GELU,
 SiLU, Mish, Hardswish, leaky ReLUs of any slope) by eq. Q around their minimiser, the other
-monotone ones by their ends, softmax and log-softmax by eq. S, as layers and as functions in a
-user's forward, and 1-d and 3-d convolutions: the shape eq. Q needs holds, the bounds hold
+monotone ones by their ends, softmax and log-softmax by eq. S, layer and group normalisation by
+eq. N, as layers and as functions in a user's forward, and 1-d and 3-d convolutions: the shape eq. Q needs holds, the bounds hold
 every value and are attained; a classifier's trailing softmax is left out of its margins (and
 of exact verification), a k-means' softmax features are not."""
 
@@ -105,6 +105,28 @@ class _UsersForward(nn.Module):
         return self.head(F.logsigmoid(x) + F.softsign(x) + F.hardsigmoid(x))
 
 
+class _ConvNeXtBlock(nn.Module):
+    """A ConvNeXt block (Liu et al. 2022) behind a stem: a depthwise convolution, layer norm
+    over the channels (channels last), an inverted bottleneck with GELU, a layer scale and the
+    skip connection; then global average pooling and a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.stem = nn.Conv2d(1, 8, 2)
+        self.depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.norm = nn.LayerNorm(8)
+        self.up, self.down = nn.Linear(8, 16), nn.Linear(16, 8)
+        self.gamma = nn.Parameter(torch.full((8,), 0.5))
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.down(F.gelu(self.up(self.norm(self.depthwise(x).permute(0, 2, 3, 1)))))
+        x = x + (self.gamma * y).permute(0, 3, 1, 2)
+        return self.head(F.layer_norm(x.mean((2, 3)), (8,)))
+
+
 @pytest.mark.parametrize(
     "make",
     [
@@ -140,8 +162,16 @@ class _UsersForward(nn.Module):
             nn.Flatten(),
             nn.Linear(9, 5),
         ),
+        lambda: _ConvNeXtBlock(),
+        lambda: nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.GroupNorm(2, 4),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64, 5),
+        ),
     ],
-    ids=["sequential", "users_forward", "conv1d", "conv3d"],
+    ids=["sequential", "users_forward", "conv1d", "conv3d", "convnext_block", "group_norm"],
 )
 def test_networks_with_these_layers_are_bounded_soundly(make):
     """Bounds of the point box equal the outputs (``check_certifiable``); the margin bounds lie
@@ -302,3 +332,47 @@ def test_kmeans_on_softmax_features_bounds_the_softmax_itself():
             )
     with pytest.raises(ValueError, match="unsupported layer Softmax"):
         check_verifiable(features, x)
+
+
+@pytest.mark.parametrize(
+    "layer", [nn.LayerNorm((2, 3)), nn.GroupNorm(2, 4)], ids=["layer", "group"]
+)
+def test_normalisation_bounds_hold_every_vertex_and_narrow_with_the_box(layer):
+    """Eq. N on random boxes (gamma of both signs): every sampled point and vertex of the box
+    lies within the bounds, the point box gives the layer's output, F.layer_norm and
+    F.group_norm in a forward give the layer's bounds, and on boxes of width 2e-3 the bounds
+    are under 3 times as wide as the sampled range (not the loose 1 / sqrt(eps) scale)."""
+    torch.manual_seed(7)
+    with torch.no_grad():
+        layer.weight.uniform_(-2, 2)
+        layer.bias.uniform_(-1, 1)
+    shape = (40, 4, 2, 3)
+    centre = 2 * torch.randn(shape)
+    for half in (0.3, 1e-3):
+        lo, hi = centre - half * torch.rand(shape), centre + half * torch.rand(shape)
+        low, high = (b.detach() for b in interval_bounds(layer, lo, hi))
+        values = [layer(lo + (hi - lo) * torch.rand(shape)) for _ in range(500)]
+        values += [layer(torch.where(torch.rand(shape) < 0.5, lo, hi)) for _ in range(500)]
+        stacked = torch.stack(values).detach()
+        assert bool((stacked >= low - 1e-5).all() and (stacked <= high + 1e-5).all())
+        if half < 0.01:
+            spread = stacked.amax(0) - stacked.amin(0)
+            assert float(((high - low) / spread.clamp_min(1e-6)).median()) < 3
+    point = [b.detach() for b in interval_bounds(layer, centre, centre)]
+    np.testing.assert_allclose(point[0], layer(centre).detach(), atol=1e-5)
+    np.testing.assert_allclose(point[1], layer(centre).detach(), atol=1e-5)
+
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight, self.bias, self.eps = layer.weight, layer.bias, layer.eps
+            self.by_layer = isinstance(layer, nn.LayerNorm)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.by_layer:
+                return F.layer_norm(x, (2, 3), self.weight, self.bias, eps=self.eps)
+            return F.group_norm(x, 2, self.weight, self.bias, self.eps)
+
+    own = interval_bounds(Functional(), lo, hi)
+    assert torch.equal(own[0], interval_bounds(layer, lo, hi)[0])
+    assert torch.equal(own[1], interval_bounds(layer, lo, hi)[1])

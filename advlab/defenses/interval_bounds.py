@@ -15,6 +15,10 @@ For the box B = {x' : ||x' - x||_inf <= eps} ∩ [lo, hi]^D, each layer maps an 
     log-softmax over a dimension, increasing in its own z_j and decreasing in every other z_k:
         [l_j - log(e^l_j + sum_{k != j} e^u_k),  u_j - log(e^u_j + sum_{k != j} e^l_k)]  (eq. S)
         (softmax: their exponentials)
+    layer and group normalisation, (x_i - mean x) / sqrt(var x + eps) over a layer or group:
+        the centred d_i = x_i - mean x exactly (a linear map), var x = mean d^2 between the
+        means of the least (0 where d_i's interval holds 0) and the largest d_i^2, and d_i over
+        the square root of that by the signs of d_i's ends; then gamma and beta      (eq. N)
 
 A network that is not a plain sequence of layers (a user's ``nn.Module`` with its own
 ``forward``, residual blocks) is traced with ``torch.fx`` and its graph propagated node by node:
@@ -242,8 +246,9 @@ def interval_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) 
     model : torch.nn.Module
         An advlab ``Model`` (its preprocessing included), ``Classifier`` or ``nn.Sequential`` of
         Linear, Conv1d-3d, BatchNorm (eval mode), non-decreasing layers (``MONOTONE``: ReLU,
-        sigmoid, tanh, pooling, flatten, ...) and quasi-convex activations (``QUASI_CONVEX``:
-        GELU, SiLU, Mish, Hardswish, leaky ReLUs), or a module of the user's whose ``torch.fx``
+        sigmoid, tanh, pooling, flatten, ...), quasi-convex activations (``QUASI_CONVEX``:
+        GELU, SiLU, Mish, Hardswish, leaky ReLUs), LayerNorm, GroupNorm, Softmax and
+        LogSoftmax, or a module of the user's whose ``torch.fx``
         graph uses these and +, -, scaling, cat and reshaping (residual networks);
         ``check_certifiable`` tests that the propagation computes the model.
     lower, upper : torch.Tensor
@@ -272,6 +277,10 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
         return layer(lo), layer(hi)
     if isinstance(layer, QUASI_CONVEX):
         return _quasi_convex(layer, _layer_minimiser(layer), lo, hi)
+    if isinstance(layer, nn.LayerNorm):
+        return _layer_norm(lo, hi, layer.normalized_shape, layer.weight, layer.bias, layer.eps)
+    if isinstance(layer, nn.GroupNorm):
+        return _group_norm(lo, hi, layer.num_groups, layer.weight, layer.bias, layer.eps)
     if isinstance(layer, SOFTMAX):
         log = isinstance(layer, nn.LogSoftmax)
         return _softmax_bounds(lo, hi, _softmax_dim(layer.dim, lo.ndim), log)
@@ -281,8 +290,8 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
     raise ValueError(
         f"interval bounds: unsupported layer {type(layer).__name__} (supported: Linear, "
         "Conv1d-3d, BatchNorm in eval mode, the activations "
-        f"{', '.join(sorted(t.__name__ for t in QUASI_CONVEX))}, Softmax, LogSoftmax, and "
-        "non-decreasing layers: "
+        f"{', '.join(sorted(t.__name__ for t in QUASI_CONVEX))}, LayerNorm, GroupNorm, Softmax, "
+        "LogSoftmax, and non-decreasing layers: "
         f"{', '.join(sorted(t.__name__ for t in MONOTONE))}; a module of your own is traced)"
     )
 
@@ -411,6 +420,8 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
         return getattr(first.lo, rest[0])
     elif monotone and target in MONOTONE_FUNCTIONS:
         return _Box(target(first.lo, *rest, **kwargs), target(first.hi, *rest, **kwargs))
+    elif monotone and target in (F.layer_norm, F.group_norm):
+        return _Box(*_normalisation_node(target, first, rest, kwargs))
     elif monotone and target in SOFTMAX_FUNCTIONS:
         return _softmax_box(first, SOFTMAX_FUNCTIONS[target], rest, kwargs)
     elif monotone and target in QUASI_CONVEX_FUNCTIONS:
@@ -448,7 +459,8 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
     name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
     raise ValueError(
         f"interval bounds: unsupported operation {name!r} on a bounded value (node {node.name}); "
-        "supported: Linear, Conv2d, BatchNorm, monotone and quasi-convex activations, softmax, "
+        "supported: Linear, Conv2d, BatchNorm, layer and group norm, monotone and quasi-convex "
+        "activations, softmax, "
         "pooling, clamp with "
         "constant limits, mean and sum, indexing, +, -, * and / by constants, cat, reshaping"
     )
@@ -463,6 +475,61 @@ def _functional_affine(target: Any, box: _Box, rest: tuple, kwargs: dict) -> _Bo
     out_mid = target(mid, weight, bias, *more, **kwargs)
     out_rad = target(rad, weight.abs(), None, *more, **kwargs)
     return _Box(out_mid - out_rad, out_mid + out_rad)
+
+
+# ---- layer and group normalisation: eq. N ----
+
+
+def _standardised(lo: torch.Tensor, hi: torch.Tensor, eps: float) -> Interval:
+    """(x - mean x) / sqrt(var x + eps) over the last dimension of the box [lo, hi] (eq. N,
+    var the biased variance, as torch's normalisations take it)."""
+    n = lo.shape[-1]
+    low = (1 - 1 / n) * lo - (hi.sum(-1, keepdim=True) - hi) / n  # d_i = x_i - mean x
+    high = (1 - 1 / n) * hi - (lo.sum(-1, keepdim=True) - lo) / n
+    straddles = (low <= 0) & (high >= 0)
+    least = torch.where(straddles, torch.zeros_like(low), torch.minimum(low**2, high**2))
+    root_lo = (least.mean(-1, keepdim=True) + eps).sqrt()
+    root_hi = (torch.maximum(low**2, high**2).mean(-1, keepdim=True) + eps).sqrt()
+    return (torch.minimum(low / root_lo, low / root_hi),
+            torch.maximum(high / root_lo, high / root_hi))  # fmt: skip
+
+
+def _affine_after(lo: torch.Tensor, hi: torch.Tensor, weight: Any, bias: Any) -> Interval:
+    """gamma * x + beta over the box (either may be None), gamma's sign picking the ends."""
+    box = _Box(lo, hi) if weight is None else _scale(_Box(lo, hi), weight)
+    return (box.lo, box.hi) if bias is None else (box.lo + bias, box.hi + bias)
+
+
+def _layer_norm(lo: torch.Tensor, hi: torch.Tensor, shape: Any, weight: Any, bias: Any,
+                eps: float) -> Interval:  # fmt: skip
+    """Eq. N for layer normalisation over the last ``len(shape)`` dimensions."""
+    flat = (*lo.shape[: lo.ndim - len(tuple(shape))], -1)
+    low, high = _standardised(lo.reshape(flat), hi.reshape(flat), eps)
+    return _affine_after(low.reshape(lo.shape), high.reshape(lo.shape), weight, bias)
+
+
+def _group_norm(lo: torch.Tensor, hi: torch.Tensor, groups: int, weight: Any, bias: Any,
+                eps: float) -> Interval:  # fmt: skip
+    """Eq. N for group normalisation: each sample's channels (axis 1) in ``groups`` groups,
+    gamma and beta per channel."""
+    grouped = (lo.shape[0], groups, -1)
+    low, high = _standardised(lo.reshape(grouped), hi.reshape(grouped), eps)
+    per_channel = (-1, *[1] * (lo.ndim - 2))
+    return _affine_after(low.reshape(lo.shape), high.reshape(lo.shape),
+                         None if weight is None else weight.reshape(per_channel),
+                         None if bias is None else bias.reshape(per_channel))  # fmt: skip
+
+
+def _normalisation_node(target: Any, box: _Box, rest: tuple, kwargs: dict) -> Interval:
+    """F.layer_norm(x, normalized_shape, weight, bias, eps) or F.group_norm(x, num_groups,
+    weight, bias, eps) of a graph on a box (eq. N)."""
+    names = ("normalized_shape" if target is F.layer_norm else "num_groups", "weight", "bias",
+             "eps")  # fmt: skip
+    given = {**dict(zip(names, rest, strict=False)), **kwargs}
+    weight, bias, eps = given.get("weight"), given.get("bias"), given.get("eps", 1e-5)
+    if target is F.layer_norm:
+        return _layer_norm(box.lo, box.hi, given[names[0]], weight, bias, eps)
+    return _group_norm(box.lo, box.hi, given[names[0]], weight, bias, eps)
 
 
 # ---- softmax: bounded by eq. S, and left out of a classifier's margins ----
