@@ -69,6 +69,11 @@ def build_pooled(width: int = 8) -> nn.Module:
     return net
 
 
+def build_log_softmax(width: int = 8) -> nn.Module:
+    """``build``'s weights ending in log-softmax, as PyTorch's MNIST example ends."""
+    return nn.Sequential(*build(width), nn.LogSoftmax(dim=1))
+
+
 def build_pair(width: int = 8) -> nn.Module:
     return Pair(*build(width))
 
@@ -329,6 +334,25 @@ def test_linear_bounds_certify_between_interval_bounds_and_the_programs(user_fil
     assert "certified" not in only["curves"]["linf"]
     assert not any(c["id"].startswith("ibp.") for c in only["comparisons"])
     assert only["curves"]["linf"]["certified_linear"] == curves["certified_linear"]
+
+
+def test_a_network_ending_in_log_softmax_is_certified_and_verified_on_its_logits(
+    user_files, tmp_path
+):
+    """The same weights with a trailing LogSoftmax: every certificate, radius and verification
+    id equals the network's without it (the margins are the logits'), and the attacks' ids too
+    (log-softmax keeps the cross-entropy and the logits' differences)."""
+    budgets = [0.02, 0.036]
+    changes = dict(certify=budgets, certify_bounds=["interval", "linear"], certify_radius=0.3,
+                   verify=budgets, eps_grid={"linf": [0.02, 0.036, 0.3, 0.4]})  # fmt: skip
+    plain = _by_id(_run(tmp_path / "plain", _config(user_files, **changes)))
+    model = {"factory": "tests.test_evaluate:build_log_softmax",
+             "weights": str(user_files["weights"])}  # fmt: skip
+    ending = _by_id(_run(tmp_path / "log-softmax", _config(user_files, model=model, **changes)))
+    certificates = [k for k in plain if k.split(".")[0] in ("ibp", "linear", "milp")]
+    assert len(certificates) >= 7
+    assert {k: ending[k] for k in certificates} == {k: plain[k] for k in certificates}
+    assert ending["pgd.linf.eps0.3.robust_accuracy"] == plain["pgd.linf.eps0.3.robust_accuracy"]
 
 
 def test_certified_radii_are_those_of_the_bisection_and_below_every_attack(
