@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from advlab.attacks.evasion import PGD
@@ -20,6 +21,7 @@ from advlab.defenses import (
     is_certified_linear,
     verify_linf,
 )
+from advlab.defenses.milp_verification import affine_relu_chain
 from advlab.models import Model
 
 
@@ -244,3 +246,80 @@ def test_certificates_and_programs_take_a_network_of_any_float_dtype(dtype):
     assert next(net.parameters()).dtype == dtype  # (the user's network is left as it was)
     history = train_ibp(copy.deepcopy(net), x, y, eps, epochs=1, ramp_epochs=0)
     assert np.isfinite(history.loss).all()
+
+
+class _UsersChain(nn.Module):
+    """A forward written as users write them: functional ReLUs, average pooling, a view by
+    the batch's own size, dropout, a constant scale and shift, F.linear with its own parameter,
+    and a final log-softmax."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(11)
+        self.conv1, self.fc1 = nn.Conv2d(1, 4, 3), nn.Linear(16, 12)
+        self.w = nn.Parameter(torch.randn(5, 12) / 3)
+        self.dropout = nn.Dropout(0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.avg_pool2d(F.relu(self.conv1(x)), 2)
+        x = self.dropout(x.view(x.size(0), -1))
+        x = torch.relu(self.fc1(x)) * 2.0
+        return F.log_softmax(F.linear(x, self.w) - 0.5, dim=1)
+
+
+def test_a_users_forward_that_is_a_chain_is_verified_as_its_sequence():
+    """``_UsersChain`` traced: the chain, the exact verification (statuses and minimal
+    distances, some inputs attacked) and the linear certificates equal those of the same
+    weights as an ``nn.Sequential`` (the scale folded into the last layer); a skip connection
+    and max pooling are named."""
+    net = _UsersChain().eval()
+    last = nn.Linear(12, 5)
+    with torch.no_grad():
+        last.weight.copy_(2.0 * net.w)
+        last.bias.fill_(-0.5)
+    sequence = nn.Sequential(net.conv1, nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), net.fc1,
+                             nn.ReLU(), last).eval()  # fmt: skip
+    x = torch.rand(24, 1, 6, 6, generator=torch.Generator().manual_seed(12))
+    y = sequence(x).argmax(1)
+    ours, theirs = (affine_relu_chain(m, (1, 6, 6), logits=True) for m in (net, sequence))
+    assert len(ours) == len(theirs) == 3
+    for (a, c), (b, d) in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+        np.testing.assert_allclose(c, d, atol=1e-12)
+    expected = verify_linf(sequence, x, y, 0.05, minimal=True)
+    result = verify_linf(net, x, y, 0.05, minimal=True)
+    assert set(expected.status.tolist()) == {ROBUST, ATTACKED}
+    np.testing.assert_array_equal(result.status, expected.status)
+    np.testing.assert_allclose(result.distances, expected.distances, atol=1e-6)
+    assert torch.equal(
+        is_certified_linear(net, x, y, 0.03), is_certified_linear(sequence, x, y, 0.03)
+    )
+
+    class Skip(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(16, 16), nn.Linear(16, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = x.flatten(1)
+            return self.b(F.relu(self.a(x)) + x)
+
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(16, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.a(F.max_pool1d(x, 1))
+
+    with pytest.raises(ValueError, match="two varying values, 'add'"):
+        check_verifiable(Skip(), torch.rand(3, 16))
+    with pytest.raises(ValueError, match="the operation 'max_pool1d'"):
+        check_verifiable(Pooled(), torch.rand(3, 1, 16))
+
+    class Squared(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * x
+
+    with pytest.raises(ValueError, match="not affine in its input, 'mul'"):
+        check_verifiable(Squared(), torch.rand(3, 4))

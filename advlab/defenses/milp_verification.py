@@ -54,25 +54,33 @@ auto_LiRPA / alpha-beta-CROWN) do not install on torch 2.13.
 from __future__ import annotations
 
 import copy
+import operator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torch.fx
+import torch.nn.functional as F
 from scipy.optimize import Bounds, LinearConstraint, milp
 from torch import nn
 
 from advlab.attacks.evasion.base import weighted_norm
 from advlab.defenses.interval_bounds import (
+    AFFINE_FUNCTIONS,
     BATCH_NORM,
     CONVOLUTION,
     DROPOUT,
+    RESHAPING_FUNCTIONS,
+    RESHAPING_METHODS,
+    SHAPE_METHODS,
     Standardise,
     _layers,
+    _trace,
     check_ball,
     check_not_batch_dependent,
-    split_softmax,
+    logit_layers,
 )
 from advlab.models.wrapper import as_model, at_least_float32, model_dtype
 from advlab.models.zoo import Normalize
@@ -133,11 +141,11 @@ def affine_relu_chain(
     Raises ``ValueError`` naming a layer that is neither affine (``AFFINE``) nor a ReLU.
     """
     segments: list[list[nn.Module]] = [[]]
-    layers = _layers(model)
-    for layer in split_softmax(layers)[0] if logits else layers:
+    layers = logit_layers(_layers(model)) if logits else _layers(model)
+    for layer in [step for each in layers for step in _steps(each)]:
         if isinstance(layer, nn.ReLU):
             segments.append([])
-        elif isinstance(layer, AFFINE):
+        elif isinstance(layer, (*AFFINE, _GraphStep)):
             check_not_batch_dependent(layer, "exact verification")
             segments[-1].append(layer)
         else:
@@ -157,6 +165,111 @@ def affine_relu_chain(
         flat = out.reshape(d + 1, -1)
         chain.append(((flat[1:] - flat[0]).T.numpy(), flat[0].numpy()))
     return chain
+
+
+def _steps(layer: nn.Module) -> list[nn.Module]:
+    """``layer`` as the chain's steps: itself, or for a module of the user's (not torch's, not
+    affine) the steps of its ``torch.fx`` graph (``_graph_steps``)."""
+    if isinstance(layer, (nn.ReLU, *AFFINE)) or type(layer).__module__.startswith("torch.nn"):
+        return [layer]
+    return _graph_steps(_trace(layer))
+
+
+# operations of a user's forward that are affine in their first argument (the others constant)
+AFFINE_CALLS = {*RESHAPING_FUNCTIONS, *AFFINE_FUNCTIONS, F.avg_pool1d, F.avg_pool2d,
+                F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
+                F.adaptive_avg_pool3d, operator.getitem, operator.add, operator.sub,
+                operator.mul, operator.truediv, operator.neg, torch.add, torch.sub, torch.mul,
+                torch.div}  # fmt: skip
+RELU_CALLS = {F.relu, torch.relu, "relu"}
+
+
+def _graph_steps(graph: torch.fx.GraphModule) -> list[nn.Module]:
+    """A user's forward that is one chain (each operation takes the previous one's value) of
+    its affine layers, ReLUs and affine operations (``AFFINE_CALLS``, reshaping methods,
+    dropout outside training), as the chain's steps; ``ValueError`` naming the first node that
+    is none of them or leaves the chain (a skip connection: use interval bounds)."""
+    steps: list[nn.Module] = []
+    value: torch.fx.Node | None = None  # the node that holds the chain's value
+    for node in graph.graph.nodes:
+        if node.op == "placeholder":
+            value = node
+        elif node.op == "get_attr" or (node.op == "call_method" and node.target in SHAPE_METHODS):
+            continue  # constants, and the value's own sizes (read again by the step using them)
+        elif node.op == "output":
+            if node.args[0] is not value:
+                raise ValueError("exact verification: the forward's output is not its chain")
+            return steps
+        else:
+            steps += _graph_step(graph, node, value)
+            value = node
+    raise AssertionError("a graph ends with its output")
+
+
+def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) -> list[nn.Module]:
+    """One node of ``_graph_steps`` on the chain's ``value`` as steps, or ``ValueError``."""
+
+    def unsupported(why: str) -> ValueError:
+        name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__",
+                                                                        str(node.target))  # fmt: skip
+        return ValueError(f"exact verification: {why} {name!r} (node {node.name}) in the forward "
+                          "of your module; it verifies chains of affine operations and ReLUs "
+                          "(interval bounds, is_certified, take the rest)")  # fmt: skip
+
+    if value not in node.all_input_nodes:
+        raise unsupported("an operation off the chain,")
+    if node.op == "call_module":
+        layers = _layers(graph.get_submodule(str(node.target)))
+        if all(isinstance(layer, (nn.ReLU, *AFFINE)) for layer in layers) and len(node.args) == 1:
+            return layers
+        raise unsupported("the layer")
+    if node.target in RELU_CALLS and len(node.args) == 1 and not node.kwargs.get("inplace"):
+        return [nn.ReLU()]
+    dropout = node.target is F.dropout and node.kwargs.get("training", True) is False
+    if not (dropout or node.target in AFFINE_CALLS or (node.op == "call_method" and
+                                                       node.target in RESHAPING_METHODS)):  # fmt: skip
+        raise unsupported("the operation")
+    uses: list[Any] = []
+    torch.fx.node.map_arg((node.args, node.kwargs), lambda a: uses.append(a))
+    divisor = node.target in (operator.truediv, torch.div) and node.args[0] is not value
+    if uses.count(value) != 1 or divisor:  # (x * x, 1 / x: not affine)
+        raise unsupported("an operation that is not affine in its input,")
+    others = [a for a in node.all_input_nodes if a is not value]
+    if any(a.op != "get_attr" and not (a.op == "call_method" and a.target in SHAPE_METHODS
+                                       and a.args[0] is value) for a in others):  # fmt: skip
+        raise unsupported("an operation of two varying values,")
+    return [_GraphStep(graph, node, value)]
+
+
+class _GraphStep(nn.Module):
+    """A function or method node of a user's graph applied to the chain's value t: its other
+    arguments are constants (the module's tensors, held as buffers so that ``_on_cpu`` converts
+    them) or the value's own sizes, read again from t."""
+
+    def __init__(self, graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) -> None:
+        super().__init__()
+        self.node, self.value = node, value
+        for i, arg in enumerate(a for a in node.all_input_nodes if a.op == "get_attr"):
+            tensor: Any = graph
+            for part in str(arg.target).split("."):
+                tensor = getattr(tensor, part)
+            self.register_buffer(f"constant{i}", torch.as_tensor(tensor).detach().clone())
+        self.constants = [a for a in node.all_input_nodes if a.op == "get_attr"]
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        def load(arg: torch.fx.Node) -> Any:
+            if arg is self.value:
+                return t
+            if arg in self.constants:
+                return getattr(self, f"constant{self.constants.index(arg)}")
+            return getattr(t, str(arg.target))(*arg.args[1:], **arg.kwargs)  # t.size(0), ...
+
+        args = torch.fx.node.map_arg(self.node.args, load)
+        kwargs = torch.fx.node.map_arg(self.node.kwargs, load)
+        if self.node.op == "call_method":
+            return getattr(args[0], str(self.node.target))(*args[1:], **kwargs)
+        target: Any = self.node.target
+        return target(*args, **kwargs)
 
 
 class _Standardise(nn.Module):
@@ -611,9 +724,11 @@ def _checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: BudgetLike
 
 def logit_model(model: nn.Module) -> nn.Module:
     """The classifier up to its logits: ``model`` itself, or where it ends in a softmax or
-    log-softmax over the classes (``split_softmax``), the sequence of its layers before it."""
-    layers, tail = split_softmax(_layers(model))
-    return nn.Sequential(*layers) if tail else model
+    log-softmax over the classes (``logit_layers``), the sequence of its layers before it."""
+    layers = _layers(model)
+    logits = logit_layers(layers)
+    same = len(logits) == len(layers) and all(a is b for a, b in zip(logits, layers, strict=True))
+    return model if same else nn.Sequential(*logits)
 
 
 def linear_input_set(
@@ -724,13 +839,9 @@ def check_verifiable(
     model = at_least_float32(model)
     chain = affine_relu_chain(model, tuple(x.shape[1:]), logits)
     x = x.detach().to(model_dtype(model))
-    with torch.no_grad():
-        outputs = model(x).double().cpu().numpy()
+    with torch.no_grad():  # (with ``logits``, the network's before the softmax left out)
+        outputs = (logit_model(model) if logits else model)(x).double().cpu().numpy()
     replayed = _replay(chain, x.reshape(len(x), -1).double().cpu().numpy())
-    if logits:  # through the softmax left out
-        tail = nn.Sequential(*split_softmax(_layers(model))[1])
-        with torch.no_grad():
-            replayed = tail(torch.from_numpy(replayed)).numpy()
     scale = max(1.0, float(np.abs(outputs).max()))
     if replayed.shape != outputs.shape or np.abs(replayed - outputs).max() > 1e-4 * scale:
         raise ValueError("exact verification: the affine layers and ReLUs found do not compute "
