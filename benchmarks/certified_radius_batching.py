@@ -16,9 +16,8 @@ test: compare numbers from one run.
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -30,7 +29,9 @@ from torch import nn
 from advlab.cluster import KMeans
 from advlab.defenses import certified_radius, kmeans_certified_radius_through
 from advlab.models import build_model
-from advlab.utils.io import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+from benchmarks._cli import rounds_parser, write_rows
 
 EPS_MAX = {"linf": 0.2, "l2": 2.0}
 
@@ -62,13 +63,9 @@ def _timed(radii, rounds: int, batch: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = rounds_parser(__doc__)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     digits = load_digits()
     x = torch.from_numpy((digits.images / 16).astype(np.float32))[:, None]
@@ -97,10 +94,7 @@ def main() -> None:
         rows.append({"certificate": "kmeans", "model": "mlp hidden layer", "norm": norm,
                      "eps_max": eps_max, "n": args.n, "batch": args.batch, **timing})  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
-    if args.out is not None:
-        meta = {"machine": platform.machine(), "torch": torch.__version__,
-                "threads": torch.get_num_threads(), "rounds": args.rounds}  # fmt: skip
-        atomic_write_text(args.out, json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    write_rows(args.out, rows, args.rounds)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,8 @@ numbers from one run.
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -30,7 +29,9 @@ from advlab.cluster import KMeans, KMeansCells, kmeans_cells, majority_vote_mapp
 from advlab.data import load_dataset
 from advlab.defenses.interval_bounds import _Box, _Ellipsoid, _input_set
 from advlab.defenses.kmeans_ibp import _certified
-from advlab.utils.io import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+from benchmarks._cli import rounds_parser, write_rows
 
 SETTINGS = (("linf", 0.01), ("linf", 0.05), ("l2", 0.5), ("l2", 2.0))
 
@@ -65,13 +66,9 @@ def _elementwise(cells: KMeansCells, value: _Box, own: torch.Tensor, classes: to
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = rounds_parser(__doc__)
     parser.add_argument("--k", type=int, default=856)
     parser.add_argument("--n", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
     data = train.data[:10_000].astype(np.float64)
@@ -97,10 +94,7 @@ def main() -> None:
                      "ratio": round(one / many, 1), "same_certified": bool(torch.equal(old, new)),
                      "certified": int(new.sum())})  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
-    if args.out is not None:
-        meta = {"machine": platform.machine(), "torch": torch.__version__,
-                "threads": torch.get_num_threads(), "rounds": args.rounds}  # fmt: skip
-        atomic_write_text(args.out, json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    write_rows(args.out, rows, args.rounds)
 
 
 if __name__ == "__main__":
