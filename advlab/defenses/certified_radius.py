@@ -9,11 +9,11 @@ found by bisection: C at eps_max first (r = eps_max, "at least", where it holds)
 [lo, hi] with lo always an eps that C proved (0 at the start) until hi - lo <= tol * eps_max.
 The radius returned is lo, an eps the certificate itself proved, so it is sound even where C
 is not monotone in eps; where C is monotone (a larger box gives looser bounds) it is within
-tol * eps_max below the largest certified eps. Interval bounds bisect a batch of inputs
-together, each probe bounding every input still searching at its own eps: the ball of radius
-eps_i in units s is the ball of radius 1 in units eps_i * s, so one pass of the network takes
-one radius per input. The probes are those of one input at a time. 0 where no positive eps is certified
-(misclassified inputs among them). With per-feature units ``scale`` the box at eps is
+tol * eps_max below the largest certified eps; 0 where no positive eps is certified
+(misclassified inputs among them). Interval bounds bisect a batch of inputs together, each
+probe bounding every input still searching at its own eps: the ball of radius eps_i in units s
+is the ball of radius 1 in units eps_i * s, so one pass of the network takes one radius per
+input, and the probes are those of one input at a time. With per-feature units ``scale`` the box at eps is
 |x'_d - x_d| <= eps * s_d, and the radius is in the weighted norm max_d |delta_d| / s_d. With
 ``norm="l2"`` the ball at eps is ||(x' - x) / s||_2 <= eps (``is_certified_linear`` or
 ``is_certified`` with ``norm="l2"``), and the radius is an L2 one.

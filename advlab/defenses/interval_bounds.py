@@ -459,10 +459,9 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
     name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
     raise ValueError(
         f"interval bounds: unsupported operation {name!r} on a bounded value (node {node.name}); "
-        "supported: Linear, Conv2d, BatchNorm, layer and group norm, monotone and quasi-convex "
-        "activations, softmax, "
-        "pooling, clamp with "
-        "constant limits, mean and sum, indexing, +, -, * and / by constants, cat, reshaping"
+        "supported: Linear, Conv1d-3d, BatchNorm, layer and group norm, monotone and "
+        "quasi-convex activations, softmax, pooling, clamp with constant limits, mean and sum, "
+        "indexing, +, -, * and / by constants, cat, reshaping"
     )
 
 
@@ -594,24 +593,19 @@ def _class_softmax(node: Any, graph: torch.fx.GraphModule) -> bool:
     return softmax and dim in (1, -1)
 
 
-def split_softmax(layers: list[nn.Module]) -> tuple[list[nn.Module], list[nn.Module]]:
-    """``layers`` (``_layers``) up to the logits, and the softmax or log-softmax layers over
-    the classes that end them (the tail a classifier's decisions do not depend on)."""
+def logit_layers(layers: list[nn.Module]) -> list[nn.Module]:
+    """``layers`` (``_layers``) up to the logits: without the softmax or log-softmax layers
+    over the classes that end them, and a user's module at the end as its graph without the
+    softmax its forward ends in (the tail a classifier's decisions do not depend on)."""
     end = len(layers)
     while end and isinstance(layers[end - 1], SOFTMAX) and layers[end - 1].dim in (None, 1, -1):
         end -= 1
-    return layers[:end], layers[end:]
-
-
-def logit_layers(layers: list[nn.Module]) -> list[nn.Module]:
-    """``layers`` up to the logits: without a trailing softmax layer (``split_softmax``), and a
-    user's module at the end as its graph without the softmax its forward ends in."""
-    layers = split_softmax(layers)[0]
-    if not layers or isinstance(layers[-1], MONOTONE + QUASI_CONVEX):
-        return layers
-    if type(layers[-1]).__module__.startswith("torch.nn"):
-        return layers
-    return [*layers[:-1], _logit_graph(layers[-1])]
+    last = layers[end - 1] if end else None
+    if last is None or isinstance(last, (Normalize, Standardise)):
+        return layers[:end]
+    if type(last).__module__.startswith("torch.nn"):
+        return layers[:end]
+    return [*layers[: end - 1], _logit_graph(last)]
 
 
 def _logit_graph(module: nn.Module) -> nn.Module:
@@ -711,9 +705,10 @@ def _set_step(layer: nn.Module, value: _Box) -> _Box:
 def _repeats(layer: nn.modules.conv._ConvNd, x: torch.Tensor) -> torch.Tensor | float:
     """Per output position of ``layer`` on inputs shaped as x, the most times one input pixel
     appears in its window: 1 with zero padding, more near reflected, replicated or circular
-    borders of a 2-d convolution, which repeat pixels. Such a row sums the weights w_p of a pixel's copies, and
-    (sum_p w_p)^2 <= m sum_p w_p^2 for m copies (Cauchy-Schwarz), so this factor times the
-    convolution of s^2 with the squared kernel (its own padding) bounds ||r_i * s||_2^2."""
+    borders of a 2-d convolution, which repeat pixels. Such a row sums the weights w_p of a
+    pixel's copies, and (sum_p w_p)^2 <= m sum_p w_p^2 for m copies (Cauchy-Schwarz), so this
+    factor times the convolution of s^2 with the squared kernel (its own padding) bounds
+    ||r_i * s||_2^2."""
     if layer.padding_mode == "zeros":
         return 1.0
     height, width = x.shape[-2:]

@@ -136,7 +136,7 @@ def affine_relu_chain(
     """The network as dense affine maps (A_k, c_k) in float64 with a ReLU between consecutive
     ones (inputs flattened), found by applying each affine segment to the basis vectors; with
     ``logits`` a classifier's up to its logits (a trailing softmax or log-softmax over the
-    classes left out: ``split_softmax``).
+    classes left out: ``logit_layers``).
 
     Raises ``ValueError`` naming a layer that is neither affine (``AFFINE``) nor a ReLU.
     """
@@ -223,7 +223,7 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
         if all(isinstance(layer, (nn.ReLU, *AFFINE)) for layer in layers) and len(node.args) == 1:
             return layers
         raise unsupported("the layer")
-    if node.target in RELU_CALLS and len(node.args) == 1 and not node.kwargs.get("inplace"):
+    if node.target in RELU_CALLS and node.args[1:] in ((), (False,)):
         return [nn.ReLU()]
     dropout = node.target is F.dropout and node.kwargs.get("training", True) is False
     if not (dropout or node.target in AFFINE_CALLS or (node.op == "call_method" and
@@ -241,34 +241,66 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
     return [_GraphStep(graph, node, value)]
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """Where a ``_GraphStep`` argument comes from: the chain's value t ("value"), the step's
+    constant ``index`` ("constant"), or ``getattr(t, method)(*extra)`` ("size": t.size(0))."""
+
+    kind: str
+    index: int = 0
+    method: str = ""
+    extra: tuple = ()
+
+
 class _GraphStep(nn.Module):
     """A function or method node of a user's graph applied to the chain's value t: its other
     arguments are constants (the module's tensors, held as buffers so that ``_on_cpu`` converts
-    them) or the value's own sizes, read again from t."""
+    them) or the value's own sizes, read again from t. It keeps no graph node (a copy of the
+    step copies its buffers, not the user's module)."""
 
     def __init__(self, graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) -> None:
         super().__init__()
-        self.node, self.value = node, value
-        for i, arg in enumerate(a for a in node.all_input_nodes if a.op == "get_attr"):
-            tensor: Any = graph
-            for part in str(arg.target).split("."):
-                tensor = getattr(tensor, part)
-            self.register_buffer(f"constant{i}", torch.as_tensor(tensor).detach().clone())
-        self.constants = [a for a in node.all_input_nodes if a.op == "get_attr"]
+        self.op, self.target = node.op, node.target
+        constants: list[torch.fx.Node] = []
+
+        def slot(arg: torch.fx.Node) -> _Slot:
+            if arg is value:
+                return _Slot("value")
+            if arg.op == "get_attr":
+                if arg not in constants:
+                    tensor: Any = graph
+                    for part in str(arg.target).split("."):
+                        tensor = getattr(tensor, part)
+                    self.register_buffer(f"constant{len(constants)}",
+                                         torch.as_tensor(tensor).detach().clone())  # fmt: skip
+                    constants.append(arg)
+                return _Slot("constant", constants.index(arg))
+            return _Slot("size", method=str(arg.target), extra=tuple(arg.args[1:]))  # t.size(0)
+
+        as_slot: Any = slot  # (map_arg is typed for nodes in, nodes out)
+        self.args = torch.fx.node.map_arg(node.args, as_slot)
+        self.kwargs = torch.fx.node.map_arg(node.kwargs, as_slot)
+
+    def _load(self, arg: Any, t: torch.Tensor) -> Any:
+        if isinstance(arg, _Slot):
+            if arg.kind == "value":
+                return t
+            if arg.kind == "constant":
+                return getattr(self, f"constant{arg.index}")
+            return getattr(t, arg.method)(*arg.extra)
+        if isinstance(arg, tuple | list):
+            return type(arg)(self._load(a, t) for a in arg)
+        if isinstance(arg, dict):
+            return {k: self._load(v, t) for k, v in arg.items()}
+        if isinstance(arg, slice):
+            return slice(*(self._load(a, t) for a in (arg.start, arg.stop, arg.step)))
+        return arg
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        def load(arg: torch.fx.Node) -> Any:
-            if arg is self.value:
-                return t
-            if arg in self.constants:
-                return getattr(self, f"constant{self.constants.index(arg)}")
-            return getattr(t, str(arg.target))(*arg.args[1:], **arg.kwargs)  # t.size(0), ...
-
-        args = torch.fx.node.map_arg(self.node.args, load)
-        kwargs = torch.fx.node.map_arg(self.node.kwargs, load)
-        if self.node.op == "call_method":
-            return getattr(args[0], str(self.node.target))(*args[1:], **kwargs)
-        target: Any = self.node.target
+        args, kwargs = self._load(self.args, t), self._load(self.kwargs, t)
+        if self.op == "call_method":
+            return getattr(args[0], str(self.target))(*args[1:], **kwargs)
+        target: Any = self.target
         return target(*args, **kwargs)
 
 
