@@ -123,6 +123,15 @@ class Standardise(nn.Module):
 
 
 DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+# padding, pixel shuffles and upsampling by non-negative weights: linear maps that copy or
+# average their inputs (a constant pad adds its value), so non-decreasing and affine
+PADDING = (nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d,
+           nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
+           nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d, nn.CircularPad1d,
+           nn.CircularPad2d, nn.CircularPad3d, nn.PixelShuffle, nn.PixelUnshuffle,
+           nn.ChannelShuffle)  # fmt: skip
+UPSAMPLING = (nn.Upsample,)  # (UpsamplingNearest2d and UpsamplingBilinear2d are Upsample)
+NEGATIVE_WEIGHTS = ("bicubic",)  # the upsampling modes that are not monotone
 # non-decreasing maps (elementwise, or pooling / reshaping), bounded by their values at l and u
 MONOTONE = (Normalize, Standardise, nn.ReLU, nn.ReLU6, nn.ELU, nn.CELU, nn.SELU, nn.Sigmoid,
             nn.Hardsigmoid, nn.LogSigmoid, nn.Tanh, nn.Softsign, nn.Softplus, nn.Hardtanh,
@@ -130,7 +139,7 @@ MONOTONE = (Normalize, Standardise, nn.ReLU, nn.ReLU6, nn.ELU, nn.CELU, nn.SELU,
             nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
             nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
             nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Flatten, nn.Unflatten, nn.Identity,
-            *DROPOUT)  # fmt: skip
+            *DROPOUT, *PADDING)  # fmt: skip
 # quasi-convex activations, bounded by eq. Q around their minimiser (``_minimiser``)
 QUASI_CONVEX = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.LeakyReLU, nn.PReLU)
 BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -273,7 +282,9 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
     check_not_batch_dependent(layer, "interval bounds")
     if isinstance(layer, (nn.Linear, *CONVOLUTION, *BATCH_NORM)):
         return _affine(layer, lo, hi)
-    if isinstance(layer, MONOTONE):
+    if isinstance(layer, MONOTONE) or (
+        isinstance(layer, UPSAMPLING) and layer.mode not in NEGATIVE_WEIGHTS
+    ):
         return layer(lo), layer(hi)
     if isinstance(layer, QUASI_CONVEX):
         return _quasi_convex(layer, _layer_minimiser(layer), lo, hi)
@@ -291,7 +302,7 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
         f"interval bounds: unsupported layer {type(layer).__name__} (supported: Linear, "
         "Conv1d-3d, BatchNorm in eval mode, the activations "
         f"{', '.join(sorted(t.__name__ for t in QUASI_CONVEX))}, LayerNorm, GroupNorm, Softmax, "
-        "LogSoftmax, and non-decreasing layers: "
+        "LogSoftmax, Upsample but bicubic, and non-decreasing layers: "
         f"{', '.join(sorted(t.__name__ for t in MONOTONE))}; a module of your own is traced)"
     )
 
@@ -316,7 +327,7 @@ MONOTONE_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.elu, F.celu, F.selu, F.hard
                       F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
                       F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
                       F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d,
-                      torch.flatten, torch.reshape, torch.squeeze,
+                      F.pad, F.pixel_shuffle, F.pixel_unshuffle, torch.flatten, torch.reshape, torch.squeeze,
                       torch.unsqueeze, torch.permute, torch.transpose, torch.clamp, torch.clip,
                       torch.mean, torch.sum, operator.getitem}  # fmt: skip
 MONOTONE_METHODS = {"relu", "sigmoid", "tanh", "flatten", "view", "reshape", "contiguous",
@@ -418,7 +429,7 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
             return _softmax_box(first, SOFTMAX_METHODS[target], rest, kwargs)
     elif target is getattr and rest[0] in ("shape", "ndim"):
         return getattr(first.lo, rest[0])
-    elif monotone and target in MONOTONE_FUNCTIONS:
+    elif monotone and (target in MONOTONE_FUNCTIONS or _monotone_interpolation(node, kwargs)):
         return _Box(target(first.lo, *rest, **kwargs), target(first.hi, *rest, **kwargs))
     elif monotone and target in (F.layer_norm, F.group_norm):
         return _Box(*_normalisation_node(target, first, rest, kwargs))
@@ -463,6 +474,12 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
         "quasi-convex activations, softmax, pooling, clamp with constant limits, mean and sum, "
         "indexing, +, -, * and / by constants, cat, reshaping"
     )
+
+
+def _monotone_interpolation(node: torch.fx.Node, kwargs: dict) -> bool:
+    """Whether a node is F.interpolate by non-negative weights (any mode but bicubic)."""
+    mode = node.args[3] if len(node.args) > 3 else kwargs.get("mode", "nearest")
+    return node.target is F.interpolate and mode not in NEGATIVE_WEIGHTS
 
 
 def _functional_affine(target: Any, box: _Box, rest: tuple, kwargs: dict) -> _Box:

@@ -72,9 +72,11 @@ from advlab.defenses.interval_bounds import (
     BATCH_NORM,
     CONVOLUTION,
     DROPOUT,
+    PADDING,
     RESHAPING_FUNCTIONS,
     RESHAPING_METHODS,
     SHAPE_METHODS,
+    UPSAMPLING,
     Standardise,
     _layers,
     _trace,
@@ -100,7 +102,8 @@ ROBUST, ATTACKED, UNKNOWN = 1, 0, -1
 # layers that are affine maps (in eval mode); ReLU separates them
 AFFINE = (nn.Linear, *CONVOLUTION, *BATCH_NORM, Normalize, Standardise, nn.Flatten,
           nn.Unflatten, nn.Identity, *DROPOUT, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-          nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)  # fmt: skip
+          nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, *PADDING,
+          *UPSAMPLING)  # fmt: skip
 
 
 @dataclass
@@ -178,7 +181,8 @@ def _steps(layer: nn.Module) -> list[nn.Module]:
 # operations of a user's forward that are affine in their first argument (the others constant)
 AFFINE_CALLS = {*RESHAPING_FUNCTIONS, *AFFINE_FUNCTIONS, F.avg_pool1d, F.avg_pool2d,
                 F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
-                F.adaptive_avg_pool3d, operator.getitem, operator.add, operator.sub,
+                F.adaptive_avg_pool3d, F.pad, F.pixel_shuffle, F.pixel_unshuffle, F.interpolate,
+                operator.getitem, operator.add, operator.sub,
                 operator.mul, operator.truediv, operator.neg, torch.add, torch.sub, torch.mul,
                 torch.div}  # fmt: skip
 RELU_CALLS = {F.relu, torch.relu, "relu"}
