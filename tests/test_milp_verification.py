@@ -249,8 +249,8 @@ def test_certificates_and_programs_take_a_network_of_any_float_dtype(dtype):
 
 
 class _UsersChain(nn.Module):
-    """A forward written as users write them: functional ReLUs, average pooling, a view by
-    the batch's own size, dropout, a constant scale and shift, F.linear with its own parameter,
+    """A forward written as users write them: functional ReLUs, average pooling, views by
+    the batch's own size (``x.size(0)``, ``x.shape[0]``), dropout, a constant scale and shift, F.linear with its own parameter,
     and a final log-softmax."""
 
     def __init__(self) -> None:
@@ -262,6 +262,7 @@ class _UsersChain(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.avg_pool2d(F.relu(self.conv1(x)), 2)
+        x = x.reshape(x.shape[0], 1, -1)
         x = self.dropout(x.view(x.size(0), -1))
         x = torch.relu(self.fc1(x)) * 2.0
         return F.log_softmax(F.linear(x, self.w) - 0.5, dim=1)

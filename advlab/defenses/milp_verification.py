@@ -198,7 +198,7 @@ def _graph_steps(graph: torch.fx.GraphModule) -> list[nn.Module]:
     for node in graph.graph.nodes:
         if node.op == "placeholder":
             value = node
-        elif node.op == "get_attr" or (node.op == "call_method" and node.target in SHAPE_METHODS):
+        elif node.op == "get_attr" or _reads_shape(node, value):
             continue  # constants, and the value's own sizes (read again by the step using them)
         elif node.op == "output":
             if node.args[0] is not value:
@@ -239,21 +239,37 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
     if uses.count(value) != 1 or divisor:  # (x * x, 1 / x: not affine)
         raise unsupported("an operation that is not affine in its input,")
     others = [a for a in node.all_input_nodes if a is not value]
-    if any(a.op != "get_attr" and not (a.op == "call_method" and a.target in SHAPE_METHODS
-                                       and a.args[0] is value) for a in others):  # fmt: skip
+    if any(a.op != "get_attr" and not _reads_shape(a, value) for a in others):
         raise unsupported("an operation of two varying values,")
     return [_GraphStep(graph, node, value)]
+
+
+def _reads_shape(node: torch.fx.Node, value: Any) -> bool:
+    """Whether ``node`` reads only the shape of the chain's ``value``: value.size(...),
+    value.dim(), value.shape, value.ndim, and indexing or arithmetic of those numbers
+    (``x.view(x.shape[0], -1)``)."""
+    if node.op not in ("call_function", "call_method"):
+        return False
+    if node.op == "call_method" and node.target in SHAPE_METHODS and node.args[0] is value:
+        return True
+    if node.target is getattr and node.args[0] is value and node.args[1] in ("shape", "ndim"):
+        return True
+    inputs = node.all_input_nodes
+    return bool(inputs) and value not in inputs and all(_reads_shape(a, value) for a in inputs)
 
 
 @dataclass(frozen=True)
 class _Slot:
     """Where a ``_GraphStep`` argument comes from: the chain's value t ("value"), the step's
-    constant ``index`` ("constant"), or ``getattr(t, method)(*extra)`` ("size": t.size(0))."""
+    constant ``index`` ("constant"), or a node reading t's shape ("shape": its ``op`` and
+    ``target`` on ``args`` and ``kwargs``, themselves slots or constants)."""
 
     kind: str
     index: int = 0
-    method: str = ""
-    extra: tuple = ()
+    op: str = ""
+    target: Any = None
+    args: tuple = ()
+    kwargs: Any = None
 
 
 class _GraphStep(nn.Module):
@@ -279,11 +295,12 @@ class _GraphStep(nn.Module):
                                          torch.as_tensor(tensor).detach().clone())  # fmt: skip
                     constants.append(arg)
                 return _Slot("constant", constants.index(arg))
-            return _Slot("size", method=str(arg.target), extra=tuple(arg.args[1:]))  # t.size(0)
+            return _Slot("shape", op=arg.op, target=arg.target, args=map_arg(arg.args, as_slot),
+                         kwargs=map_arg(arg.kwargs, as_slot))  # fmt: skip
 
         as_slot: Any = slot  # (map_arg is typed for nodes in, nodes out)
-        self.args = torch.fx.node.map_arg(node.args, as_slot)
-        self.kwargs = torch.fx.node.map_arg(node.kwargs, as_slot)
+        map_arg = torch.fx.node.map_arg
+        self.args, self.kwargs = map_arg(node.args, as_slot), map_arg(node.kwargs, as_slot)
 
     def _load(self, arg: Any, t: torch.Tensor) -> Any:
         if isinstance(arg, _Slot):
@@ -291,7 +308,7 @@ class _GraphStep(nn.Module):
                 return t
             if arg.kind == "constant":
                 return getattr(self, f"constant{arg.index}")
-            return getattr(t, arg.method)(*arg.extra)
+            return _call(arg.op, arg.target, self._load(arg.args, t), self._load(arg.kwargs, t))
         if isinstance(arg, tuple | list):
             return type(arg)(self._load(a, t) for a in arg)
         if isinstance(arg, dict):
@@ -301,11 +318,14 @@ class _GraphStep(nn.Module):
         return arg
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        args, kwargs = self._load(self.args, t), self._load(self.kwargs, t)
-        if self.op == "call_method":
-            return getattr(args[0], str(self.target))(*args[1:], **kwargs)
-        target: Any = self.target
-        return target(*args, **kwargs)
+        return _call(self.op, self.target, self._load(self.args, t), self._load(self.kwargs, t))
+
+
+def _call(op: str, target: Any, args: tuple, kwargs: dict) -> Any:
+    """A graph node's call on loaded arguments: a method of its first argument, or a function."""
+    if op == "call_method":
+        return getattr(args[0], str(target))(*args[1:], **kwargs)
+    return target(*args, **kwargs)
 
 
 class _Standardise(nn.Module):
