@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.datasets import load_digits
 from torch import nn
 
 from advlab.attacks.evasion import PGD
@@ -125,9 +126,13 @@ def test_misclassified_inputs_and_a_time_limit():
 
 
 def test_what_it_cannot_verify_is_named():
-    pooled = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(18, 2))
-    with pytest.raises(ValueError, match="unsupported layer MaxPool2d"):
+    pooled = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, padding=1), nn.Flatten(),
+                           nn.Linear(32, 2))  # fmt: skip
+    with pytest.raises(ValueError, match="max pooling with padding"):
         check_verifiable(pooled.eval(), torch.rand(2, 1, 8, 8))
+    squashed = nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.Tanh(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="unsupported layer Tanh"):
+        check_verifiable(squashed.eval(), torch.rand(2, 1, 8, 8))
     swapped = _net([4, 3, 2], seed=0)
     swapped.forward = lambda v: -nn.Sequential.forward(swapped, v)  # type: ignore[method-assign]
     with pytest.raises(ValueError, match="do not compute the model's output"):
@@ -272,7 +277,7 @@ def test_a_users_forward_that_is_a_chain_is_verified_as_its_sequence():
     """``_UsersChain`` traced: the chain, the exact verification (statuses and minimal
     distances, some inputs attacked) and the linear certificates equal those of the same
     weights as an ``nn.Sequential`` (the scale folded into the last layer); a skip connection
-    and max pooling are named."""
+    and an ELU are named."""
     net = _UsersChain().eval()
     last = nn.Linear(12, 5)
     with torch.no_grad():
@@ -305,18 +310,18 @@ def test_a_users_forward_that_is_a_chain_is_verified_as_its_sequence():
             x = x.flatten(1)
             return self.b(F.relu(self.a(x)) + x)
 
-    class Pooled(nn.Module):
+    class Smooth(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.a = nn.Linear(16, 3)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.a(F.max_pool1d(x, 1))
+            return self.a(F.elu(x))
 
     with pytest.raises(ValueError, match="two varying values, 'add'"):
         check_verifiable(Skip(), torch.rand(3, 16))
-    with pytest.raises(ValueError, match="the operation 'max_pool1d'"):
-        check_verifiable(Pooled(), torch.rand(3, 1, 16))
+    with pytest.raises(ValueError, match="the operation 'elu'"):
+        check_verifiable(Smooth(), torch.rand(3, 16))
 
     class Squared(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -324,3 +329,68 @@ def test_a_users_forward_that_is_a_chain_is_verified_as_its_sequence():
 
     with pytest.raises(ValueError, match="not affine in its input, 'mul'"):
         check_verifiable(Squared(), torch.rand(3, 4))
+
+
+class _PyTorchExample(nn.Module):
+    """PyTorch's MNIST example network, shrunk to 8x8 inputs: two convolutions with ReLUs,
+    F.max_pool2d, a hidden layer and a log-softmax."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(13)
+        self.conv1, self.conv2 = nn.Conv2d(1, 3, 3), nn.Conv2d(3, 4, 3)
+        self.fc1, self.fc2 = nn.Linear(16, 12), nn.Linear(12, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)
+        x = F.relu(self.fc1(torch.flatten(x, 1)))
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        _PyTorchExample,
+        lambda: nn.Sequential(
+            nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Flatten(), nn.Linear(12, 4)
+        ),
+        lambda: nn.Sequential(
+            nn.Flatten(), nn.Unflatten(1, (1, 64)), nn.MaxPool1d(3), nn.Flatten(), nn.Linear(21, 4)
+        ),
+    ],
+    ids=["pytorch_example", "maxpool_3_stride_2", "maxpool1d_odd"],
+)
+def test_max_pooling_is_verified_as_a_relu_network(make):
+    """Max pooling as pairwise maxima through ReLUs (eq. M; windows of 4, 9 and 3), on networks
+    trained on 500 digits (4 classes): the chain computes the network (``check_verifiable``),
+    no PGD example breaks an input proved robust, every counterexample is misclassified
+    within eps, interval and linear certificates hold only where the programs prove
+    robustness, and both statuses occur."""
+    digits = load_digits()
+    images = torch.from_numpy(digits.images / 16).float()[:, None]
+    torch.manual_seed(0)
+    net = make()
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(100):
+        optimiser.zero_grad()
+        F.cross_entropy(net(images[:500]), torch.from_numpy(digits.target[:500] % 4)).backward()
+        optimiser.step()
+    net.eval()
+    x = images[1000:1016]
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    check_verifiable(net, x, logits=True)
+    statuses = []
+    for eps in (0.02, 0.05):
+        result = verify_linf(net, x, y, eps, time_limit=10)
+        statuses += result.status.tolist()
+        robust, attacked = result.status == ROBUST, result.status == ATTACKED
+        broken = PGD(net, eps=eps, max_iter=40, random_state=0)(x, y).success.numpy()
+        assert not (broken & robust).any()
+        with torch.no_grad():
+            moved = net(result.x_adv).argmax(1) != y
+        assert bool(moved[torch.from_numpy(attacked)].all())
+        assert float((result.x_adv - x).abs().amax()) <= eps + 1e-6
+        for certified in (is_certified_linear(net, x, y, eps), is_certified(net, x, y, eps)):
+            assert not (certified.numpy() & ~robust).any()
+    assert {ROBUST, ATTACKED} <= set(statuses)

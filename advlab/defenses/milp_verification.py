@@ -47,6 +47,12 @@ small networks at small budgets are verified in well under a second per input; l
 verified, and its counterexamples confirmed, through a float32 copy of its weights
 (``at_least_float32``).
 
+The network comes as affine layers and ReLUs (``AFFINE``), a module of the user's whose
+``forward`` is one chain of them (traced with ``torch.fx``: ``_graph_steps``), a trailing
+softmax left out for a classifier (``logit_layers``), and max pooling rewritten as a ReLU
+network (``_max_pool_steps``, eq. M: pairwise maxima); ``check_verifiable`` checks that the
+chain computes the network.
+
 Written by hand around scipy's MILP solver: the verifiers that do this (MIPVerify in Julia,
 auto_LiRPA / alpha-beta-CROWN) do not install on torch 2.13.
 """
@@ -148,15 +154,15 @@ def affine_relu_chain(
     for layer in [step for each in layers for step in _steps(each)]:
         if isinstance(layer, nn.ReLU):
             segments.append([])
-        elif isinstance(layer, (*AFFINE, _GraphStep)):
+        elif isinstance(layer, (*AFFINE, _GraphStep, _Windows, _PairUp, _Combine, _Squeeze)):
             check_not_batch_dependent(layer, "exact verification")
             segments[-1].append(layer)
         else:
             raise ValueError(
                 f"exact verification: unsupported layer {type(layer).__name__}; it verifies "
                 "networks of affine layers (Linear, Conv1d-3d, BatchNorm, average pooling, "
-                "flatten, your preprocessing) and ReLU (interval bounds, is_certified, take "
-                "other activations and your own modules)"
+                "flatten, your preprocessing), ReLU and max pooling (interval bounds, "
+                "is_certified, take other activations and layers)"
             )
     chain = []
     for segment in segments:
@@ -171,11 +177,95 @@ def affine_relu_chain(
 
 
 def _steps(layer: nn.Module) -> list[nn.Module]:
-    """``layer`` as the chain's steps: itself, or for a module of the user's (not torch's, not
-    affine) the steps of its ``torch.fx`` graph (``_graph_steps``)."""
+    """``layer`` as the chain's steps: itself, max pooling as ReLU layers (``_max_pool_steps``),
+    or for a module of the user's (not torch's, not affine) the steps of its ``torch.fx`` graph
+    (``_graph_steps``)."""
+    if isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d)):
+        return _max_pool_steps(layer, layer.kernel_size, layer.stride, layer.padding,
+                               layer.dilation, layer.ceil_mode or layer.return_indices)  # fmt: skip
     if isinstance(layer, (nn.ReLU, *AFFINE)) or type(layer).__module__.startswith("torch.nn"):
         return [layer]
     return _graph_steps(_trace(layer))
+
+
+# ---- max pooling as a ReLU network: max(a, b) = relu(a - b) + relu(b) - relu(-b) ----
+
+
+def _max_pool_steps(layer: Any, kernel: Any, stride: Any, padding: Any, dilation: Any,
+                    unusual: bool) -> list[nn.Module]:  # fmt: skip
+    """Max pooling (1-d or 2-d; no padding, dilation, ceil mode or indices) as the chain's
+    steps: each window's K inputs laid out on an axis (``_Windows``), then rounds of pairwise
+    maxima, each an affine map (``_PairUp``), a ReLU and an affine map (``_Combine``), with
+
+        max(a, b) = relu(a - b) + relu(b) - relu(-b)                                   (eq. M)
+
+    (b itself passes a ReLU as relu(b) - relu(-b)), ceil(log2 K) rounds in all: the same
+    function, a ReLU network exact verification and linear bounds take."""
+    dims = 1 if isinstance(layer, nn.MaxPool1d) or layer is F.max_pool1d else 2
+    kernel = _pair(kernel, dims)
+    stride = kernel if stride is None or stride == [] else _pair(stride, dims)
+    if unusual or any(_pair(padding, dims)) or any(d != 1 for d in _pair(dilation, dims)):
+        raise ValueError("exact verification: max pooling with padding, dilation, ceil mode or "
+                         "indices is not supported (interval bounds, is_certified, take it)")  # fmt: skip
+    steps: list[nn.Module] = [_Windows(kernel, stride)]
+    k = int(np.prod(kernel))
+    while k > 1:
+        steps += [_PairUp(), nn.ReLU(), _Combine(k)]
+        k = (k + 1) // 2
+    return [*steps, _Squeeze()]
+
+
+def _pair(value: Any, dims: int) -> tuple[int, ...]:
+    """A pooling parameter as one int per spatial dimension."""
+    return tuple(value) if isinstance(value, tuple | list) else (int(value),) * dims
+
+
+class _Windows(nn.Module):
+    """(N, C, *S) -> (N, C, K, *S_out): each pooling window's K inputs along axis 2."""
+
+    def __init__(self, kernel: tuple[int, ...], stride: tuple[int, ...]) -> None:
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = len(self.kernel)
+        for axis, (k, s) in enumerate(zip(self.kernel, self.stride, strict=True)):
+            x = x.unfold(2 + axis, k, s)  # (N, C, *S_out, *kernel)
+        out = x.shape[2 : 2 + dims]
+        x = x.reshape(*x.shape[: 2 + dims], -1)
+        return x.movedim(-1, 2).reshape(x.shape[0], x.shape[1], -1, *out)
+
+
+class _PairUp(nn.Module):
+    """Eq. M's inputs: the window's K values (axis 2) in pairs (a, b) as a - b, b, -b, and an
+    unpaired last value u as u, -u."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = x.shape[2] // 2
+        a, b, u = x[:, :, 0 : 2 * p : 2], x[:, :, 1 : 2 * p : 2], x[:, :, 2 * p :]
+        return torch.cat([a - b, b, -b, u, -u], dim=2)
+
+
+class _Combine(nn.Module):
+    """Eq. M's sums after the ReLU: relu(a - b) + relu(b) - relu(-b) per pair, relu(u) -
+    relu(-u) for an unpaired value: the pairs' maxima, ceil(K / 2) values on axis 2."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.p, self.odd = k // 2, k % 2
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        p, odd = self.p, self.odd
+        pairs = r[:, :, :p] + r[:, :, p : 2 * p] - r[:, :, 2 * p : 3 * p]
+        single = r[:, :, 3 * p : 3 * p + odd] - r[:, :, 3 * p + odd : 3 * p + 2 * odd]
+        return torch.cat([pairs, single], dim=2)
+
+
+class _Squeeze(nn.Module):
+    """(N, C, 1, *S_out) -> (N, C, *S_out): the window's maximum."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, 0]
 
 
 # operations of a user's forward that are affine in their first argument (the others constant)
@@ -229,6 +319,14 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
         raise unsupported("the layer")
     if node.target in RELU_CALLS and node.args[1:] in ((), (False,)):
         return [nn.ReLU()]
+    if node.target in (F.max_pool1d, F.max_pool2d) and len(node.all_input_nodes) == 1:
+        names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+        given = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False,
+                 "return_indices": False, **dict(zip(names, node.args[1:], strict=False)),
+                 **node.kwargs}  # fmt: skip
+        return _max_pool_steps(node.target, given["kernel_size"], given["stride"],
+                               given["padding"], given["dilation"],
+                               bool(given["ceil_mode"] or given["return_indices"]))  # fmt: skip
     dropout = node.target is F.dropout and node.kwargs.get("training", True) is False
     if not (dropout or node.target in AFFINE_CALLS or (node.op == "call_method" and
                                                        node.target in RESHAPING_METHODS)):  # fmt: skip
