@@ -355,13 +355,19 @@ class _PyTorchExample(nn.Module):
             nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Flatten(), nn.Linear(12, 4)
         ),
         lambda: nn.Sequential(
-            nn.Flatten(), nn.Unflatten(1, (1, 64)), nn.MaxPool1d(3), nn.Flatten(), nn.Linear(21, 4)
+            nn.Flatten(),
+            nn.Linear(64, 24),
+            nn.Unflatten(1, (1, 24)),
+            nn.MaxPool1d(3),
+            nn.Flatten(),
+            nn.Linear(8, 4),
         ),
     ],
     ids=["pytorch_example", "maxpool_3_stride_2", "maxpool1d_odd"],
 )
 def test_max_pooling_is_verified_as_a_relu_network(make):
-    """Max pooling as pairwise maxima through ReLUs (eq. M; windows of 4, 9 and 3), on networks
+    """Max pooling as pairwise maxima through ReLUs (eq. M; windows of 4, 9 and 3, the last of
+    values of either sign), on networks
     trained on 500 digits (4 classes): the chain computes the network (``check_verifiable``),
     no PGD example breaks an input proved robust, every counterexample is misclassified
     within eps, interval and linear certificates hold only where the programs prove
