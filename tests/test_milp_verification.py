@@ -323,6 +323,18 @@ def test_a_users_forward_that_is_a_chain_is_verified_as_its_sequence():
     with pytest.raises(ValueError, match="the operation 'elu'"):
         check_verifiable(Smooth(), torch.rand(3, 16))
 
+    class EarlyShape(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Conv2d(1, 2, 3), nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            n = x.size(0)  # the input's batch size, used after the convolution
+            return self.b(F.relu(self.a(x)).view(n, -1))
+
+    with pytest.raises(ValueError, match="the shape of an earlier value"):
+        check_verifiable(EarlyShape(), torch.rand(3, 1, 4, 4))
+
     class Squared(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x * x

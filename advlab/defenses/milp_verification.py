@@ -337,20 +337,25 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
     if uses.count(value) != 1 or divisor:  # (x * x, 1 / x: not affine)
         raise unsupported("an operation that is not affine in its input,")
     others = [a for a in node.all_input_nodes if a is not value]
-    if any(a.op != "get_attr" and not _reads_shape(a, value) for a in others):
+    varying = [a for a in others if a.op != "get_attr" and not _reads_shape(a, value)]
+    if any(_reads_shape(a, None) for a in varying):
+        raise unsupported("the shape of an earlier value (read it from the value the operation "
+                          "takes: x.view(x.size(0), -1) after x = layer(x)) read by")  # fmt: skip
+    if varying:
         raise unsupported("an operation of two varying values,")
     return [_GraphStep(graph, node, value)]
 
 
 def _reads_shape(node: torch.fx.Node, value: Any) -> bool:
-    """Whether ``node`` reads only the shape of the chain's ``value``: value.size(...),
-    value.dim(), value.shape, value.ndim, and indexing or arithmetic of those numbers
-    (``x.view(x.shape[0], -1)``)."""
+    """Whether ``node`` reads only the shape of the chain's ``value`` (of any node where
+    ``value`` is None): value.size(...), value.dim(), value.shape, value.ndim, and indexing or
+    arithmetic of those numbers (``x.view(x.shape[0], -1)``)."""
     if node.op not in ("call_function", "call_method"):
         return False
-    if node.op == "call_method" and node.target in SHAPE_METHODS and node.args[0] is value:
-        return True
-    if node.target is getattr and node.args[0] is value and node.args[1] in ("shape", "ndim"):
+    reads = (node.op == "call_method" and node.target in SHAPE_METHODS) or (
+        node.target is getattr and node.args[1] in ("shape", "ndim")
+    )
+    if reads and (value is None or node.args[0] is value):
         return True
     inputs = node.all_input_nodes
     return bool(inputs) and value not in inputs and all(_reads_shape(a, value) for a in inputs)
