@@ -345,7 +345,7 @@ def test_a_users_forward_that_is_a_chain_is_verified_as_its_sequence():
 
 class _PyTorchExample(nn.Module):
     """PyTorch's MNIST example network, shrunk to 8x8 inputs: two convolutions with ReLUs,
-    F.max_pool2d, a hidden layer and a log-softmax."""
+    max pooling (a module its forward calls), a hidden layer and a log-softmax."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -353,16 +353,30 @@ class _PyTorchExample(nn.Module):
         self.conv1, self.conv2 = nn.Conv2d(1, 3, 3), nn.Conv2d(3, 4, 3)
         self.fc1, self.fc2 = nn.Linear(16, 12), nn.Linear(12, 4)
 
+        self.pool = nn.MaxPool2d(2)  # (called as a module of the forward)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)
+        x = self.pool(F.relu(self.conv2(F.relu(self.conv1(x)))))
         x = F.relu(self.fc1(torch.flatten(x, 1)))
         return F.log_softmax(self.fc2(x), dim=1)
+
+
+class _FunctionalPool(nn.Module):
+    """F.max_pool2d in a forward, over a convolution's values of either sign."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(1, 3, 3), nn.Linear(27, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.max_pool2d(self.conv(x), 2).flatten(1))
 
 
 @pytest.mark.parametrize(
     "make",
     [
         _PyTorchExample,
+        _FunctionalPool,
         lambda: nn.Sequential(
             nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Flatten(), nn.Linear(12, 4)
         ),
@@ -375,7 +389,7 @@ class _PyTorchExample(nn.Module):
             nn.Linear(8, 4),
         ),
     ],
-    ids=["pytorch_example", "maxpool_3_stride_2", "maxpool1d_odd"],
+    ids=["pytorch_example", "functional", "maxpool_3_stride_2", "maxpool1d_odd"],
 )
 def test_max_pooling_is_verified_as_a_relu_network(make):
     """Max pooling as pairwise maxima through ReLUs (eq. M; windows of 4, 9 and 3, the last of

@@ -171,10 +171,9 @@ def _quasi_convex(fn: Any, x_star: float, lo: torch.Tensor, hi: torch.Tensor) ->
 
 
 def _layer_minimiser(layer: nn.Module) -> float:
-    """x* of a ``QUASI_CONVEX`` layer."""
-    if isinstance(layer, (nn.LeakyReLU, nn.PReLU)):
-        return 0.0
-    name = {nn.GELU: "gelu", nn.SiLU: "silu", nn.Mish: "mish", nn.Hardswish: "hardswish"}
+    """x* of a ``QUASI_CONVEX`` layer (``_minimiser`` of its function)."""
+    name = {nn.GELU: "gelu", nn.SiLU: "silu", nn.Mish: "mish", nn.Hardswish: "hardswish",
+            nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu"}  # fmt: skip
     return _minimiser(name[type(layer)], getattr(layer, "approximate", "none"))
 
 

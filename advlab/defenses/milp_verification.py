@@ -154,7 +154,7 @@ def affine_relu_chain(
     for layer in [step for each in layers for step in _steps(each)]:
         if isinstance(layer, nn.ReLU):
             segments.append([])
-        elif isinstance(layer, (*AFFINE, _GraphStep, _Windows, _PairUp, _Combine, _Squeeze)):
+        elif isinstance(layer, (*AFFINE, *REWRITTEN)):
             check_not_batch_dependent(layer, "exact verification")
             segments[-1].append(layer)
         else:
@@ -312,9 +312,13 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
 
     if value not in node.all_input_nodes:
         raise unsupported("an operation off the chain,")
-    if node.op == "call_module":
-        layers = _layers(graph.get_submodule(str(node.target)))
-        if all(isinstance(layer, (nn.ReLU, *AFFINE)) for layer in layers) and len(node.args) == 1:
+    if node.op == "call_module":  # (its own steps: max pooling, a chain of the user's, ...)
+        layers = [step for each in _layers(graph.get_submodule(str(node.target)))
+                  for step in _steps(each)]  # fmt: skip
+        if (
+            all(isinstance(layer, (nn.ReLU, *AFFINE, *REWRITTEN)) for layer in layers)
+            and len(node.args) == 1
+        ):
             return layers
         raise unsupported("the layer")
     if node.target in RELU_CALLS and node.args[1:] in ((), (False,)):
@@ -429,6 +433,10 @@ def _call(op: str, target: Any, args: tuple, kwargs: dict) -> Any:
     if op == "call_method":
         return getattr(args[0], str(target))(*args[1:], **kwargs)
     return target(*args, **kwargs)
+
+
+# the steps the chain is rewritten into: affine, like ``AFFINE``
+REWRITTEN = (_GraphStep, _Windows, _PairUp, _Combine, _Squeeze)
 
 
 class _Standardise(nn.Module):
