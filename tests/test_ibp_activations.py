@@ -1,5 +1,5 @@
 """Interval bounds through the activations of networks beyond ReLU: quasi-convex ones (GELU,
-SiLU, Mish, Hardswish, leaky ReLUs of any slope) by eq. Q around their minimiser, the other
+SiLU, Mish, Hardswish, leaky ReLUs of any slope, abs) by eq. Q around their minimiser, the other
 monotone ones by their ends, softmax and log-softmax by eq. S, layer and group normalisation by
 eq. N, as layers and as functions in a user's forward, and 1-d and 3-d convolutions: the shape eq. Q needs holds, the bounds hold
 every value and are attained; a classifier's trailing softmax is left out of its margins (and
@@ -30,6 +30,18 @@ from advlab.defenses import (
 from advlab.defenses.interval_bounds import _minimiser, check_certifiable
 from advlab.defenses.milp_verification import check_verifiable
 
+
+class _Abs(nn.Module):
+    """|x| in a user's forward: torch.abs, or the tensor's method."""
+
+    def __init__(self, method: bool = False) -> None:
+        super().__init__()
+        self.method = method
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.abs() if self.method else torch.abs(x)
+
+
 QUASI_CONVEX = {
     "gelu": nn.GELU(),
     "gelu_tanh": nn.GELU(approximate="tanh"),
@@ -38,6 +50,8 @@ QUASI_CONVEX = {
     "hardswish": nn.Hardswish(),
     "leaky_negative": nn.LeakyReLU(-0.3),
     "leaky": nn.LeakyReLU(0.2),
+    "abs": _Abs(),
+    "abs_method": _Abs(method=True),
 }
 MONOTONE = {
     "hardsigmoid": nn.Hardsigmoid(),

@@ -17,6 +17,7 @@ from advlab.defenses import (
     ATTACKED,
     ROBUST,
     UNKNOWN,
+    certified_radius,
     check_verifiable,
     is_certified,
     is_certified_linear,
@@ -426,3 +427,191 @@ def test_max_pooling_is_verified_as_a_relu_network(make):
         for certified in (is_certified_linear(net, x, y, eps), is_certified(net, x, y, eps)):
             assert not (certified.numpy() & ~robust).any()
     assert {ROBUST, ATTACKED} <= set(statuses)
+
+
+class _Call(nn.Module):
+    """One function of a user's forward on its input."""
+
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+class _Prelu(nn.Module):
+    """F.prelu with the module's own slopes, one per channel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slopes = nn.Parameter(torch.tensor([0.25, -0.5, 2.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.prelu(x, self.slopes)
+
+
+PIECEWISE_LINEAR = {
+    "leaky": nn.LeakyReLU(0.1),
+    "leaky_negative": nn.LeakyReLU(-0.3),
+    "prelu_per_channel": nn.PReLU(3, init=0.3),
+    "prelu_one": nn.PReLU(init=-0.2),
+    "hardtanh": nn.Hardtanh(-0.5, 1.5),
+    "relu6": nn.ReLU6(),
+    "hardsigmoid": nn.Hardsigmoid(),
+    "softshrink": nn.Softshrink(0.25),
+    "f_leaky": _Call(lambda x: F.leaky_relu(x, 0.2)),
+    "f_prelu": _Prelu(),
+    "f_hardtanh": _Call(lambda x: F.hardtanh(x, max_val=2.0)),
+    "f_relu6": _Call(F.relu6),
+    "f_hardsigmoid": _Call(F.hardsigmoid),
+    "f_softshrink": _Call(lambda x: F.softshrink(x, 0.5)),
+    "abs": _Call(torch.abs),
+    "abs_method": _Call(lambda x: x.abs()),
+    "clamp": _Call(lambda x: x.clamp(-1, 2)),
+    "clamp_min": _Call(lambda x: torch.clamp(x, min=0.5)),
+    "clamp_max": _Call(lambda x: x.clamp(max=-0.5)),
+    "clip": _Call(lambda x: torch.clip(x, -2.0, 0.0)),
+    "clamp_min_method": _Call(lambda x: x.clamp_min(1.0)),
+    "clamp_max_method": _Call(lambda x: x.clamp_max(3.0)),
+}
+
+
+@pytest.mark.parametrize("name", list(PIECEWISE_LINEAR))
+@pytest.mark.parametrize("shape", [(3, 4, 4), (3,)], ids=["image", "flat"])
+def test_piecewise_linear_activations_are_rewritten_as_relu_networks_exactly(name, shape):
+    """Eq. H: each continuous piecewise-linear activation, as a layer and as a function of a
+    forward, becomes hinges through ReLUs whose chain computes it in float64 to rounding, on
+    values from -8 to 8 with every kink among them (per-channel PReLU slopes on images and on
+    flat vectors of 3 channels)."""
+    layer = PIECEWISE_LINEAR[name].double().eval()
+    g = torch.Generator().manual_seed(0)
+    x = 16 * torch.rand(40, *shape, generator=g, dtype=torch.float64) - 8
+    kinks = torch.tensor([0.0, 0.5, -0.5, 1.0, -1.0, 1.5, 2.0, -2.0, 3.0, -3.0, 6.0, 0.25, -0.25])
+    x.view(40, -1)[:, : len(kinks)] = kinks.double()[: x[0].numel()]
+    chain = affine_relu_chain(layer, shape)
+    flat = x.reshape(40, -1).numpy()
+    replayed = flat
+    for k, (a, c) in enumerate(chain):
+        replayed = replayed @ a.T + c
+        replayed = np.maximum(replayed, 0.0) if k < len(chain) - 1 else replayed
+    with torch.no_grad():
+        expected = layer(x).reshape(40, -1).numpy()
+    np.testing.assert_allclose(replayed, expected, rtol=0, atol=1e-12)
+
+
+class _PiecewiseForward(nn.Module):
+    """A user's forward of piecewise-linear functions between its layers: PReLU with its own
+    slopes, a leaky ReLU, a soft shrink, clamps, hardtanh, abs, ReLU6 and a hard sigmoid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc, self.head = nn.Conv2d(1, 3, 3), nn.Linear(108, 16), nn.Linear(16, 4)
+        self.slopes = nn.Parameter(torch.tensor([0.1, -0.2, 0.3]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.softshrink(F.leaky_relu(F.prelu(self.conv(x), self.slopes), 0.2), 0.05)
+        x = F.hardtanh(self.fc(x.clamp(-1.0, 2.0).flatten(1)), -3.0, 3.0).abs()
+        return self.head(F.hardsigmoid(F.relu6(x).clamp_max(5.0)))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        _PiecewiseForward,
+        lambda: nn.Sequential(
+            nn.Conv2d(1, 3, 3),
+            nn.PReLU(3),
+            nn.Flatten(),
+            nn.Linear(108, 16),
+            nn.LeakyReLU(0.1),
+            nn.Linear(16, 16),
+            nn.Hardtanh(-1.0, 1.0),
+            nn.Linear(16, 4),
+        ),
+        lambda: nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64, 16),
+            nn.ReLU6(),
+            nn.Linear(16, 16),
+            nn.Softshrink(0.1),
+            nn.Hardsigmoid(),
+            nn.Linear(16, 4),
+        ),
+    ],
+    ids=["users_forward", "prelu_leaky_hardtanh", "relu6_softshrink_hardsigmoid"],
+)
+def test_piecewise_linear_networks_are_verified(make):
+    """Networks of piecewise-linear activations trained on 500 digits (4 classes): the chain
+    computes the network, no PGD example breaks an input proved robust, every counterexample is
+    misclassified within eps, interval and linear certificates hold only where the programs
+    prove robustness, and both statuses occur."""
+    digits = load_digits()
+    images = torch.from_numpy(digits.images / 16).float()[:, None]
+    torch.manual_seed(0)
+    net = make()
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(100):
+        optimiser.zero_grad()
+        F.cross_entropy(net(images[:500]), torch.from_numpy(digits.target[:500] % 4)).backward()
+        optimiser.step()
+    net.eval()
+    x = images[1000:1016]
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    check_verifiable(net, x, logits=True)
+    statuses = []
+    for eps in (0.02, 0.05):
+        result = verify_linf(net, x, y, eps, time_limit=10)
+        statuses += result.status.tolist()
+        robust, attacked = result.status == ROBUST, result.status == ATTACKED
+        broken = PGD(net, eps=eps, max_iter=40, random_state=0)(x, y).success.numpy()
+        assert not (broken & robust).any()
+        with torch.no_grad():
+            moved = net(result.x_adv).argmax(1) != y
+        assert bool(moved[torch.from_numpy(attacked)].all())
+        assert float((result.x_adv - x).abs().amax()) <= eps + 1e-6
+        for certified in (is_certified_linear(net, x, y, eps), is_certified(net, x, y, eps)):
+            assert not (certified.numpy() & ~robust).any()
+    assert {ROBUST, ATTACKED} <= set(statuses)
+
+
+def test_piecewise_linear_functions_it_cannot_rewrite_are_named():
+    """A clamp whose limit is a tensor, a clamp with its min above its max, and the hard
+    shrink (not continuous) are refused by name."""
+    limits = _Call(lambda x: x.clamp(min=torch.zeros(3)))
+    with pytest.raises(ValueError, match="parameters vary or are not numbers, 'clamp'"):
+        check_verifiable(limits, torch.rand(2, 3))
+    with pytest.raises(ValueError, match=r"min 1\.0 above max 0\.0"):
+        check_verifiable(_Call(lambda x: x.clamp(1.0, 0.0)), torch.rand(2, 3))
+    with pytest.raises(ValueError, match="unsupported layer Hardshrink"):
+        check_verifiable(nn.Hardshrink(), torch.rand(2, 3))
+
+
+def test_certified_radii_of_a_piecewise_linear_network_lie_below_its_exact_minimal_attack():
+    """A leaky-ReLU and hardtanh network trained on 500 digits: on 8 held-out digits, the
+    interval radius <= the linear (CROWN) radius <= the exact minimal L-inf perturbation
+    (``verify_linf(minimal=True)``) wherever the programs find one within 0.06, and the linear
+    radius is above the interval one somewhere."""
+    digits = load_digits()
+    images = torch.from_numpy(digits.images / 16).float()[:, None]
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.LeakyReLU(0.1), nn.Linear(16, 16),
+                        nn.Hardtanh(-1.0, 1.0), nn.Linear(16, 4))  # fmt: skip
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(100):
+        optimiser.zero_grad()
+        F.cross_entropy(net(images[:500]), torch.from_numpy(digits.target[:500] % 4)).backward()
+        optimiser.step()
+    net.eval()
+    x = images[1000:1008]
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    eps_max, slack = 0.06, 1e-3 * 0.06  # (the bisection's tolerance)
+    exact = verify_linf(net, x, y, eps_max, minimal=True, time_limit=10)
+    interval = np.asarray(certified_radius(net, x, y, eps_max=eps_max, method="interval"))
+    linear = np.asarray(certified_radius(net, x, y, eps_max=eps_max, method="linear"))
+    attacked = exact.status == ATTACKED
+    assert attacked.any() and not (exact.status == UNKNOWN).any()
+    assert np.all(interval <= linear + slack) and np.any(linear > interval + 0.005)
+    assert np.all(linear[attacked] <= exact.distances[attacked] + slack)

@@ -152,8 +152,8 @@ def _minimiser(name: str, approximate: str = "none") -> float:
     """The minimiser x* of the activation ``name`` ("gelu" with its ``approximate``, "silu",
     "mish", "hardswish"), found once in float64 to 1e-12 (bounded Brent on [-5, 0], where each
     has its one minimum; ``tests/test_ibp_activations.py`` checks the shape eq. Q needs); 0 for
-    the leaky ReLUs, whose kink is their minimum where the slope is negative."""
-    if name in ("leaky_relu", "prelu"):
+    the leaky ReLUs, whose kink is their minimum where the slope is negative, and for abs."""
+    if name in ("leaky_relu", "prelu", "abs"):
         return 0.0
     fn: Any = {"gelu": functools.partial(F.gelu, approximate=approximate), "silu": F.silu,
                "mish": F.mish, "hardswish": F.hardswish}[name]  # fmt: skip
@@ -336,7 +336,8 @@ SHAPE_METHODS = {"size", "dim"}  # read off the box's shape
 # quasi-convex in their first argument (eq. Q), by the name of their minimiser
 QUASI_CONVEX_FUNCTIONS = {F.gelu: "gelu", F.silu: "silu", F.mish: "mish",
                           F.hardswish: "hardswish", F.leaky_relu: "leaky_relu",
-                          F.prelu: "prelu", torch.prelu: "prelu"}  # fmt: skip
+                          F.prelu: "prelu", torch.prelu: "prelu", torch.abs: "abs"}  # fmt: skip
+QUASI_CONVEX_METHODS = {"abs": "abs"}
 
 
 # a module's graph, traced once: certifying traces the same network for every batch and budget
@@ -360,6 +361,14 @@ def _trace_now(module: nn.Module) -> torch.fx.GraphModule:
         ) from exc
 
 
+def _constant(graph: torch.fx.GraphModule, node: torch.fx.Node) -> Any:
+    """The parameter or buffer a ``get_attr`` node of ``graph`` reads."""
+    value: Any = graph
+    for part in str(node.target).split("."):
+        value = getattr(value, part)
+    return value
+
+
 def _graph_bounds(graph: torch.fx.GraphModule, box: _Box, until: Any = None) -> Any:
     """Propagate ``box`` through ``graph``'s nodes in order: the value of the output, or with
     ``until`` (a node) the value of its first argument."""
@@ -376,10 +385,7 @@ def _graph_bounds(graph: torch.fx.GraphModule, box: _Box, until: Any = None) -> 
                 raise ValueError("interval bounds: a network of more than one input")
             env[node] = box
         elif node.op == "get_attr":  # a parameter or buffer used in the forward itself
-            value: Any = graph
-            for part in node.target.split("."):
-                value = getattr(value, part)
-            env[node] = value
+            env[node] = _constant(graph, node)
         elif node.op == "call_module":
             x = load(node.args)[0]
             env[node] = _through(_layers(graph.get_submodule(node.target)), x)
@@ -426,6 +432,9 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
             )
         if target in SOFTMAX_METHODS and monotone:
             return _softmax_box(first, SOFTMAX_METHODS[target], rest, kwargs)
+        if target in QUASI_CONVEX_METHODS and monotone and not rest and not kwargs:
+            x_star = _minimiser(QUASI_CONVEX_METHODS[target])
+            return _Box(*_quasi_convex(getattr(torch, target), x_star, first.lo, first.hi))
     elif target is getattr and rest[0] in ("shape", "ndim"):
         return getattr(first.lo, rest[0])
     elif monotone and (target in MONOTONE_FUNCTIONS or _monotone_interpolation(node, kwargs)):

@@ -49,9 +49,11 @@ verified, and its counterexamples confirmed, through a float32 copy of its weigh
 
 The network comes as affine layers and ReLUs (``AFFINE``), a module of the user's whose
 ``forward`` is one chain of them (traced with ``torch.fx``: ``_graph_steps``), a trailing
-softmax left out for a classifier (``logit_layers``), and max pooling rewritten as a ReLU
-network (``_max_pool_steps``, eq. M: pairwise maxima); ``check_verifiable`` checks that the
-chain computes the network.
+softmax left out for a classifier (``logit_layers``), max pooling rewritten as a ReLU
+network (``_max_pool_steps``, eq. M: pairwise maxima), and continuous piecewise-linear
+activations (LeakyReLU, PReLU, Hardtanh, ReLU6, Hardsigmoid, Softshrink, abs, clamps with
+constant limits; ``PIECEWISE_LINEAR``, ``PIECEWISE_CALLS``) rewritten as sums of hinges
+(``_hinge_steps``, eq. H); ``check_verifiable`` checks that the chain computes the network.
 
 Written by hand around scipy's MILP solver: the verifiers that do this (MIPVerify in Julia,
 auto_LiRPA / alpha-beta-CROWN) do not install on torch 2.13.
@@ -84,6 +86,7 @@ from advlab.defenses.interval_bounds import (
     SHAPE_METHODS,
     UPSAMPLING,
     Standardise,
+    _constant,
     _layers,
     _trace,
     check_ball,
@@ -161,8 +164,9 @@ def affine_relu_chain(
             raise ValueError(
                 f"exact verification: unsupported layer {type(layer).__name__}; it verifies "
                 "networks of affine layers (Linear, Conv1d-3d, BatchNorm, average pooling, "
-                "flatten, your preprocessing), ReLU and max pooling (interval bounds, "
-                "is_certified, take other activations and layers)"
+                "flatten, your preprocessing), ReLU, max pooling and piecewise-linear "
+                "activations (LeakyReLU, PReLU, Hardtanh, ReLU6, Hardsigmoid, Softshrink) "
+                "(interval bounds, is_certified, take other activations and layers)"
             )
     chain = []
     for segment in segments:
@@ -183,9 +187,110 @@ def _steps(layer: nn.Module) -> list[nn.Module]:
     if isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d)):
         return _max_pool_steps(layer, layer.kernel_size, layer.stride, layer.padding,
                                layer.dilation, layer.ceil_mode or layer.return_indices)  # fmt: skip
+    if isinstance(layer, PIECEWISE_LINEAR):
+        return _hinge_steps(*_layer_hinges(layer))
     if isinstance(layer, (nn.ReLU, *AFFINE)) or type(layer).__module__.startswith("torch.nn"):
         return [layer]
     return _graph_steps(_trace(layer))
+
+
+# ---- piecewise-linear activations as ReLU networks: f(x) = b + sum_i c_i relu(w_i x + t_i) ----
+
+# activations that are continuous and piecewise linear, rewritten as sums of hinges (eq. H)
+PIECEWISE_LINEAR = (nn.LeakyReLU, nn.PReLU, nn.Hardtanh, nn.Hardsigmoid, nn.Softshrink)
+Hinges = tuple[list[float], list[float], list[Any], float]  # (w, t, c, b) of eq. H
+
+
+def _leaky_hinges(slope: Any) -> Hinges:
+    """leaky(x) = relu(x) - a relu(-x) (a: the slope below 0, a number or one per channel)."""
+    return [1.0, -1.0], [0.0, 0.0], [1.0, -slope], 0.0
+
+
+def _clamp_hinges(low: float | None, high: float | None) -> Hinges:
+    """clamp(x, m, M) = m + relu(x - m) - relu(x - M); with one limit m + relu(x - m) or
+    M - relu(M - x)."""
+    if low is not None and high is not None:
+        if low > high:
+            raise ValueError(f"exact verification: a clamp with min {low} above max {high}")
+        return [1.0, 1.0], [-low, -high], [1.0, -1.0], low
+    if low is not None:
+        return [1.0], [-low], [1.0], low
+    if high is not None:
+        return [-1.0], [high], [-1.0], high
+    return [1.0, -1.0], [0.0, 0.0], [1.0, -1.0], 0.0  # (no limits: x = relu(x) - relu(-x))
+
+
+HARDSIGMOID = [1.0, 1.0], [3.0, -3.0], [1 / 6, -1 / 6], 0.0  # (clamp(x, -3, 3) + 3) / 6
+ABS = [1.0, -1.0], [0.0, 0.0], [1.0, 1.0], 0.0  # |x| = relu(x) + relu(-x)
+
+
+def _softshrink_hinges(lambd: float) -> Hinges:
+    """softshrink(x) = relu(x - lambda) - relu(-x - lambda)."""
+    return [1.0, -1.0], [-lambd, -lambd], [1.0, -1.0], 0.0
+
+
+def _layer_hinges(layer: nn.Module) -> Hinges:
+    """Eq. H's hinges of a ``PIECEWISE_LINEAR`` layer (PReLU: its learned slopes)."""
+    if isinstance(layer, nn.PReLU):
+        return _leaky_hinges(layer.weight.detach())
+    if isinstance(layer, nn.LeakyReLU):
+        return _leaky_hinges(layer.negative_slope)
+    if isinstance(layer, nn.Hardtanh):  # (ReLU6 too)
+        return _clamp_hinges(layer.min_val, layer.max_val)
+    if isinstance(layer, nn.Softshrink):
+        return _softshrink_hinges(layer.lambd)
+    return HARDSIGMOID
+
+
+def _hinge_steps(slopes: list[float], shifts: list[float], weights: list[Any],
+                 bias: float) -> list[nn.Module]:  # fmt: skip
+    """A continuous piecewise-linear activation as the chain's steps: the K hinges' inputs
+    (an affine map, ``_Hinges``), a ReLU, and their weighted sum (``_SumHinges``), with
+
+        f(x) = b + sum_i c_i relu(w_i x + t_i)                                         (eq. H)
+
+    (c_i a number, or one per channel for PReLU): the same function, a ReLU network exact
+    verification and linear bounds take."""
+    return [_Hinges(slopes, shifts), nn.ReLU(), _SumHinges(weights, bias)]
+
+
+def _per_channel(p: torch.Tensor, sample_dims: int) -> torch.Tensor:
+    """(K, C) parameters shaped to broadcast against (K, *sample) values whose channels are
+    the first sample axis (PReLU's rule; C = 1 broadcasts everywhere)."""
+    return p.reshape(p.shape[0], *p.shape[1 : sample_dims + 1], *([1] * (sample_dims - 1)))
+
+
+class _Hinges(nn.Module):
+    """(N, *S) -> (N, K, *S): eq. H's hinge inputs w_i x + t_i."""
+
+    slopes: torch.Tensor
+    shifts: torch.Tensor
+
+    def __init__(self, slopes: list[float], shifts: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("slopes", torch.tensor(slopes)[:, None])
+        self.register_buffer("shifts", torch.tensor(shifts)[:, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = x.ndim - 1
+        return _per_channel(self.slopes, dims) * x[:, None] + _per_channel(self.shifts, dims)
+
+
+class _SumHinges(nn.Module):
+    """(N, K, *S) -> (N, *S): eq. H's b + sum_i c_i r_i after the ReLU."""
+
+    weights: torch.Tensor
+
+    def __init__(self, weights: list[Any], bias: float) -> None:
+        super().__init__()
+        rows = [torch.as_tensor(c, dtype=torch.float64).reshape(-1) for c in weights]
+        width = max(len(r) for r in rows)
+        self.register_buffer("weights", torch.stack([r.expand(width) for r in rows]))
+        self.bias = float(bias)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        weights = _per_channel(self.weights.to(r.dtype), r.ndim - 2)
+        return self.bias + (weights * r).sum(1)
 
 
 # ---- max pooling as a ReLU network: max(a, b) = relu(a - b) + relu(b) - relu(-b) ----
@@ -307,7 +412,8 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
         name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__",
                                                                         str(node.target))  # fmt: skip
         return ValueError(f"exact verification: {why} {name!r} (node {node.name}) in the forward "
-                          "of your module; it verifies chains of affine operations and ReLUs "
+                          "of your module; it verifies chains of affine operations, ReLUs and "
+                          "piecewise-linear activations "
                           "(interval bounds, is_certified, take the rest)")  # fmt: skip
 
     if value not in node.all_input_nodes:
@@ -331,6 +437,11 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
         return _max_pool_steps(node.target, given["kernel_size"], given["stride"],
                                given["padding"], given["dilation"],
                                bool(given["ceil_mode"] or given["return_indices"]))  # fmt: skip
+    if node.target in PIECEWISE_CALLS and node.args[:1] == (value,):
+        hinges = _call_hinges(graph, node)
+        if hinges is None:
+            raise unsupported("an activation whose parameters vary or are not numbers,")
+        return _hinge_steps(*hinges)
     dropout = node.target is F.dropout and node.kwargs.get("training", True) is False
     if not (dropout or node.target in AFFINE_CALLS or (node.op == "call_method" and
                                                        node.target in RESHAPING_METHODS)):  # fmt: skip
@@ -348,6 +459,54 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
     if varying:
         raise unsupported("an operation of two varying values,")
     return [_GraphStep(graph, node, value)]
+
+
+# piecewise-linear functions of a forward (``PIECEWISE_LINEAR``'s, abs and clamps): their
+# parameters' names and defaults after the input
+_CLAMP = (("min", None), ("max", None))
+PIECEWISE_CALLS: dict[Any, tuple[tuple[str, Any], ...]] = {
+    F.leaky_relu: (("negative_slope", 0.01),),
+    F.hardtanh: (("min_val", -1.0), ("max_val", 1.0)),
+    F.relu6: (),
+    F.hardsigmoid: (),
+    F.softshrink: (("lambd", 0.5),),
+    F.prelu: (("weight", None),),
+    torch.abs: (),
+    "abs": (),
+    torch.clamp: _CLAMP,
+    torch.clip: _CLAMP,
+    "clamp": _CLAMP,
+    "clip": _CLAMP,
+    "clamp_min": (("min", None),),
+    "clamp_max": (("max", None),),
+}
+
+
+def _call_hinges(graph: torch.fx.GraphModule, node: torch.fx.Node) -> Hinges | None:
+    """Eq. H's hinges of a ``PIECEWISE_CALLS`` node on the chain's value (its first argument),
+    or None where a parameter is another varying value or a clamp's limit is not a number."""
+    names = PIECEWISE_CALLS[node.target]
+    given = {**dict(names), **dict(zip([n for n, _ in names], node.args[1:], strict=False)),
+             **{k: v for k, v in node.kwargs.items() if k != "inplace"}}  # fmt: skip
+    for name, arg in given.items():
+        if isinstance(arg, torch.fx.Node):
+            if arg.op != "get_attr":
+                return None
+            given[name] = _constant(graph, arg).detach()
+    if node.target in (F.leaky_relu, F.prelu):
+        return _leaky_hinges(given.get("negative_slope", given.get("weight")))
+    if node.target in (torch.abs, "abs"):
+        return ABS
+    if node.target is F.hardsigmoid:
+        return HARDSIGMOID
+    if node.target is F.softshrink:
+        return _softshrink_hinges(float(given["lambd"]))
+    if node.target is F.relu6:
+        return _clamp_hinges(0.0, 6.0)
+    low, high = given.get("min", given.get("min_val")), given.get("max", given.get("max_val"))
+    if not all(v is None or isinstance(v, int | float) for v in (low, high)):
+        return None
+    return _clamp_hinges(*(None if v is None else float(v) for v in (low, high)))
 
 
 def _reads_shape(node: torch.fx.Node, value: Any) -> bool:
@@ -395,9 +554,7 @@ class _GraphStep(nn.Module):
                 return _Slot("value")
             if arg.op == "get_attr":
                 if arg not in constants:
-                    tensor: Any = graph
-                    for part in str(arg.target).split("."):
-                        tensor = getattr(tensor, part)
+                    tensor = _constant(graph, arg)
                     self.register_buffer(f"constant{len(constants)}",
                                          torch.as_tensor(tensor).detach().clone())  # fmt: skip
                     constants.append(arg)
@@ -436,7 +593,7 @@ def _call(op: str, target: Any, args: tuple, kwargs: dict) -> Any:
 
 
 # the steps the chain is rewritten into: affine, like ``AFFINE``
-REWRITTEN = (_GraphStep, _Windows, _PairUp, _Combine, _Squeeze)
+REWRITTEN = (_GraphStep, _Windows, _PairUp, _Combine, _Squeeze, _Hinges, _SumHinges)
 
 
 class _Standardise(nn.Module):
@@ -792,7 +949,8 @@ def verify_linf(
     ----------
     model : torch.nn.Module
         An advlab ``Model`` (its bounds and preprocessing used) or a bare network (bounds
-        (0, 1)) of affine layers and ReLUs, in eval mode.
+        (0, 1)) of affine layers, ReLUs, max pooling and piecewise-linear activations
+        (``check_verifiable``), in eval mode.
     x : torch.Tensor of shape (N, ...)
         Inputs inside the model's bounds.
     y : torch.Tensor of shape (N,)
@@ -947,7 +1105,8 @@ def is_certified_linear(
     Parameters
     ----------
     model : torch.nn.Module
-        As for ``verify_linf``: affine layers and ReLUs, in eval mode.
+        As for ``verify_linf``: affine layers, ReLUs, max pooling and piecewise-linear
+        activations, in eval mode.
     x : torch.Tensor of shape (N, ...)
         Inputs inside the model's bounds.
     y : torch.Tensor of shape (N,)
