@@ -4,8 +4,9 @@ interval bound propagation over L-inf boxes and L2 balls (certified accuracy and
 training of ReLU networks, cached for the model zoo, and
 certificates of k-means on a network's features), certified radii by bisection on those
 certificates, and
-exact L-inf verification of small ReLU networks, and of k-means on their features, by
-mixed-integer programming; randomized smoothing (certified L2 radii of any classifier)."""
+linear (CROWN) bounds through ReLU, piecewise-linear and smooth activations, exact L-inf
+verification of small ReLU networks, and of k-means on their features, by mixed-integer
+programming; randomized smoothing (certified L2 radii of any classifier)."""
 
 from advlab.defenses.certified_radius import certified_radius, kmeans_certified_radius_through
 from advlab.defenses.certified_training import train_certified_classifier
@@ -32,6 +33,7 @@ from advlab.defenses.milp_verification import (
     Verification,
     check_verifiable,
     is_certified_linear,
+    linear_bound_chain,
     verify_linf,
 )
 from advlab.defenses.msvdd import MSVDDDefense, SVDDLayer, SVDDNetwork
@@ -73,6 +75,7 @@ __all__ = [
     "kmeans_certified_radius_through",
     "kmeans_is_certified",
     "kmeans_is_certified_linear",
+    "linear_bound_chain",
     "lower_confidence_bound",
     "margin_lower_bounds",
     "train_certified_classifier",

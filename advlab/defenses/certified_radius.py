@@ -207,7 +207,7 @@ def _linear_certificate(
     """``is_certified_linear`` of input i at eps (box eps * scale, or in L2 its ellipsoid),
     its network's chain read once: every linear lower bound of z_y - z_j above 0 (never for a
     misclassified input)."""
-    wrapped, x, y, _, chain, logits = _checked(model, x, y, 0.0)
+    wrapped, x, y, _, chain, logits, activations = _checked(model, x, y, 0.0, smooth=True)
     widths = flat_budget(_units(scale, x), tuple(x.shape[1:]))
     bounds = flat_bounds(wrapped.bounds, tuple(x.shape[1:]))
     flat = x.reshape(len(x), -1).double().cpu().numpy()
@@ -217,8 +217,8 @@ def _linear_certificate(
         if not correct[i]:
             return False
         lo, hi, ball = linear_input_set(flat[i], eps, widths, bounds, norm)
-        low = _margin_lower(chain, _layer_bounds(chain, lo, hi, "linear", ball), lo, hi,
-                            int(y[i]), ball)  # fmt: skip
+        layers = _layer_bounds(chain, lo, hi, "linear", ball, activations)
+        low = _margin_lower(chain, layers, lo, hi, int(y[i]), ball, activations)
         return bool(np.all(low > 0))
 
     return certified

@@ -93,6 +93,7 @@ from advlab.defenses.interval_bounds import (
     check_not_batch_dependent,
     logit_layers,
 )
+from advlab.defenses.linear_relaxations import SmoothActivation, smooth_call, smooth_layer
 from advlab.models.wrapper import as_model, at_least_float32, model_dtype
 from advlab.models.zoo import Normalize
 from advlab.utils.progress import progress
@@ -152,22 +153,39 @@ def affine_relu_chain(
 
     Raises ``ValueError`` naming a layer that is neither affine (``AFFINE``) nor a ReLU.
     """
+    return affine_activation_chain(model, shape, logits, smooth=False)[0]
+
+
+def affine_activation_chain(
+    model: nn.Module, shape: tuple[int, ...], logits: bool = False, smooth: bool = True
+) -> tuple[Chain, list[SmoothActivation | None]]:
+    """``affine_relu_chain`` with, where ``smooth``, the smooth activations of
+    ``linear_relaxations`` between the affine maps too: the chain and the activation after
+    each hidden affine map (None for a ReLU)."""
     segments: list[list[nn.Module]] = [[]]
+    activations: list[SmoothActivation | None] = []
     layers = logit_layers(_layers(model)) if logits else _layers(model)
     for layer in [step for each in layers for step in _steps(each)]:
-        if isinstance(layer, nn.ReLU):
+        activation = layer if isinstance(layer, SmoothActivation) else smooth_layer(layer)
+        if isinstance(layer, nn.ReLU) or (smooth and activation is not None):
             segments.append([])
+            activations.append(activation)
         elif isinstance(layer, (*AFFINE, *REWRITTEN)):
             check_not_batch_dependent(layer, "exact verification")
             segments[-1].append(layer)
         else:
+            name = layer.name if isinstance(layer, SmoothActivation) else type(layer).__name__
             raise ValueError(
-                f"exact verification: unsupported layer {type(layer).__name__}; it verifies "
-                "networks of affine layers (Linear, Conv1d-3d, BatchNorm, average pooling, "
-                "flatten, your preprocessing), ReLU, max pooling and piecewise-linear "
-                "activations (LeakyReLU, PReLU, Hardtanh, ReLU6, Hardsigmoid, Softshrink) "
-                "(interval bounds, is_certified, take other activations and layers)"
-            )
+                f"{'linear bounds' if smooth else 'exact verification'}: unsupported layer "
+                f"{name}; {'they take' if smooth else 'it verifies'} networks of affine layers "
+                "(Linear, Conv1d-3d, BatchNorm, average pooling, flatten, your "
+                "preprocessing), ReLU, max pooling and piecewise-linear activations "
+                "(LeakyReLU, PReLU, Hardtanh, ReLU6, Hardsigmoid, Softshrink)"
+                + (", and smooth ones (sigmoid, tanh, GELU, SiLU, Mish, softplus, ELU, ...)"
+                   if smooth else "; linear bounds also take smooth activations (sigmoid, "
+                   "tanh, GELU, ...)")
+                + " (interval bounds, is_certified, take other activations and layers)"
+            )  # fmt: skip
     chain = []
     for segment in segments:
         d = int(np.prod(shape))
@@ -177,7 +195,7 @@ def affine_relu_chain(
         shape = tuple(out.shape[1:])
         flat = out.reshape(d + 1, -1)
         chain.append(((flat[1:] - flat[0]).T.numpy(), flat[0].numpy()))
-    return chain
+    return chain, activations
 
 
 def _steps(layer: nn.Module) -> list[nn.Module]:
@@ -422,9 +440,10 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
         layers = [step for each in _layers(graph.get_submodule(str(node.target)))
                   for step in _steps(each)]  # fmt: skip
         if (
-            all(isinstance(layer, (nn.ReLU, *AFFINE, *REWRITTEN)) for layer in layers)
+            all(isinstance(layer, (nn.ReLU, *AFFINE, *REWRITTEN)) or smooth_layer(layer)
+                for layer in layers)
             and len(node.args) == 1
-        ):
+        ):  # fmt: skip
             return layers
         raise unsupported("the layer")
     if node.target in RELU_CALLS and node.args[1:] in ((), (False,)):
@@ -437,6 +456,9 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
         return _max_pool_steps(node.target, given["kernel_size"], given["stride"],
                                given["padding"], given["dilation"],
                                bool(given["ceil_mode"] or given["return_indices"]))  # fmt: skip
+    smooth = smooth_call(node.target, node.args, node.kwargs) if node.args[:1] == (value,) else None
+    if smooth is not None:
+        return [smooth]
     if node.target in PIECEWISE_CALLS and node.args[:1] == (value,):
         hinges = _call_hinges(graph, node)
         if hinges is None:
@@ -594,6 +616,8 @@ def _call(op: str, target: Any, args: tuple, kwargs: dict) -> Any:
 
 # the steps the chain is rewritten into: affine, like ``AFFINE``
 REWRITTEN = (_GraphStep, _Windows, _PairUp, _Combine, _Squeeze, _Hinges, _SumHinges)
+# (a smooth activation of a forward becomes a ``SmoothActivation`` step, which only linear
+# bounds take)
 
 
 class _Standardise(nn.Module):
@@ -655,26 +679,56 @@ def _relu_relaxation(l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return s_l, s_u, t_u
 
 
+Activations = list[SmoothActivation | None] | None  # after each hidden layer; None: ReLUs
+
+
+def _activation(activations: Activations, k: int) -> SmoothActivation | None:
+    """The activation after hidden layer k (None for a ReLU)."""
+    return None if activations is None else activations[k]
+
+
+def _activation_interval(activation: SmoothActivation | None, l: np.ndarray,
+                         u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Bounds of the activation's outputs given its inputs' [l, u] (relu(l), relu(u), or eq.
+    R's grid)."""
+    if activation is None:
+        return np.maximum(l, 0.0), np.maximum(u, 0.0)
+    return activation.interval(l, u)
+
+
 def _linear_lower(lam: np.ndarray, const: np.ndarray, chain: Chain, bounds: list, lo: np.ndarray,
-                  hi: np.ndarray, ball: _Ball | None = None) -> np.ndarray:  # fmt: skip
+                  hi: np.ndarray, ball: _Ball | None = None,
+                  activations: Activations = None) -> np.ndarray:  # fmt: skip
     """Lower bounds of the rows of lam . a_m + const over the input box, a_m = relu(h_m) for
     the last hidden layer m in ``bounds`` (its pre-activation bounds (l, u) per layer): lam is
     carried back through each ReLU's relaxation (the lower line where lam > 0, the chord where
-    lam < 0) and each affine map, and the final linear function of x is minimised over the box
-    (CROWN's backward pass), and with an L2 ``ball`` over the ball too (eq. C; the larger
-    bound)."""
-    for (a, c), (l, u) in zip(reversed(chain[: len(bounds)]), reversed(bounds), strict=True):
-        s_l, s_u, t_u = _relu_relaxation(l, u)
+    lam < 0), or a smooth activation's (eq. R of ``linear_relaxations``), and each affine map,
+    and the final linear function of x is minimised over the box (CROWN's backward pass), and
+    with an L2 ``ball`` over the ball too (eq. C; the larger bound)."""
+    for k in reversed(range(len(bounds))):
+        (a, c), (l, u) = chain[k], bounds[k]
         pos, neg = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
-        lam = pos * s_l + neg * s_u
-        const = const + neg @ t_u + lam @ c
+        activation = _activation(activations, k)
+        if activation is None:
+            s_l, s_u, t_u = _relu_relaxation(l, u)
+            lam = pos * s_l + neg * s_u
+            const = const + neg @ t_u + lam @ c
+        else:
+            slope, t_l, t_u = activation.relaxation(l, u)
+            lam = (pos + neg) * slope
+            const = const + pos @ t_l + neg @ t_u + lam @ c
         lam = lam @ a
     box = const + np.maximum(lam, 0.0) @ lo + np.minimum(lam, 0.0) @ hi
     return box if ball is None else np.maximum(box, ball.lower(lam, const))
 
 
 def _layer_bounds(
-    chain: Chain, lo: np.ndarray, hi: np.ndarray, method: str, ball: _Ball | None = None
+    chain: Chain,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    method: str,
+    ball: _Ball | None = None,
+    activations: Activations = None,
 ) -> list:
     """Pre-activation bounds (l_k, u_k) of every hidden layer over the box [lo, hi] (and an
     L2 ``ball`` inside it, if any): interval bounds, exact over the box for the first layer
@@ -689,19 +743,20 @@ def _layer_bounds(
             l, u = np.maximum(l, ball.lower(a, c)), np.minimum(u, -ball.lower(-a, -c))
             tightened = True
         if method == "linear" and k:
-            l = np.maximum(l, _linear_lower(a, c, chain, bounds, lo, hi, ball))
-            u = np.minimum(u, -_linear_lower(-a, -c, chain, bounds, lo, hi, ball))
+            l = np.maximum(l, _linear_lower(a, c, chain, bounds, lo, hi, ball, activations))
+            u = np.minimum(u, -_linear_lower(-a, -c, chain, bounds, lo, hi, ball, activations))
             tightened = True
         if tightened:
             pad = 1e-9 * (1.0 + np.abs(l) + np.abs(u))
             l, u = l - pad, u + pad
         bounds.append((l, u))
-        a_lo, a_hi = np.maximum(l, 0.0), np.maximum(u, 0.0)
+        a_lo, a_hi = _activation_interval(_activation(activations, k), l, u)
     return bounds
 
 
 def _margin_lower(chain: Chain, bounds: list, lo: np.ndarray, hi: np.ndarray, y: int,
-                  ball: _Ball | None = None) -> np.ndarray:  # fmt: skip
+                  ball: _Ball | None = None,
+                  activations: Activations = None) -> np.ndarray:  # fmt: skip
     """Lower bounds of z_y - z_j over the box (and an L2 ``ball`` inside it) for every class j
     (inf at j = y): the larger of the linear (CROWN) bound and the interval bound of the margin
     over the last hidden layer's bounds (exact, over the box or with eq. C over the ball, for
@@ -709,9 +764,9 @@ def _margin_lower(chain: Chain, bounds: list, lo: np.ndarray, hi: np.ndarray, y:
     a, c = chain[-1]
     lam, const = a[y] - a, c[y] - c
     if bounds:
-        l, u = bounds[-1]
-        low = np.maximum(_linear_lower(lam, const, chain, bounds, lo, hi, ball),
-                         _interval(lam, const, np.maximum(l, 0.0), np.maximum(u, 0.0))[0])  # fmt: skip
+        last = _activation_interval(_activation(activations, len(bounds) - 1), *bounds[-1])
+        low = np.maximum(_linear_lower(lam, const, chain, bounds, lo, hi, ball, activations),
+                         _interval(lam, const, *last)[0])  # fmt: skip
     else:
         low = _interval(lam, const, lo, hi)[0]
         if ball is not None:
@@ -982,7 +1037,7 @@ def verify_linf(
     if layer_bounds not in LAYER_BOUNDS:
         raise ValueError(f"layer_bounds={layer_bounds!r}: use one of {LAYER_BOUNDS}")
     time_limit = check_number("time_limit", time_limit, 0.0, low_open=True)
-    wrapped, x, y, budget, chain, logits = _checked(model, x, y, eps)
+    wrapped, x, y, budget, chain, logits, _ = _checked(model, x, y, eps)
     scores = logit_model(wrapped)  # (counterexamples are confirmed on the logits)
     lo_b, hi_b = flat_bounds(wrapped.bounds, tuple(x.shape[1:]))
     flat = x.reshape(len(x), -1).double().cpu().numpy()
@@ -1032,19 +1087,21 @@ def verify_linf(
     return Verification(status, x_adv, unstable, distances)
 
 
-def _checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: BudgetLike) -> tuple:
+def _checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: BudgetLike,
+             smooth: bool = False) -> tuple:  # fmt: skip
     """The wrapped model, checked inputs, labels and budget (a float, or for a per-feature
-    budget the flattened half-widths, ``flat_budget``), the affine-ReLU chain and the float64
-    CPU logits; ``ValueError`` naming the first problem."""
+    budget the flattened half-widths, ``flat_budget``), the affine-ReLU chain (where
+    ``smooth``, with smooth activations too: ``linear_bound_chain``), the float64 CPU logits
+    and the chain's activations (None: ReLUs); ``ValueError`` naming the first problem."""
     wrapped = at_least_float32(as_model(model))
     budget = check_input_budget("eps", eps, x)
     x = check_images(x, "x", wrapped.bounds, model_dtype(wrapped)).detach()
     eps = flat_budget(budget, tuple(x.shape[1:]))
-    chain = check_verifiable(wrapped, x, logits=True)
+    chain, activations = _checked_chain(wrapped, x, True, smooth)
     with torch.no_grad():
         logits = logit_model(wrapped)(x).double().cpu()
     y = check_label_tensor(y, len(x), n_classes=logits.shape[1])
-    return wrapped, x, y, eps, chain, logits
+    return wrapped, x, y, eps, chain, logits, activations
 
 
 def logit_model(model: nn.Module) -> nn.Module:
@@ -1126,7 +1183,7 @@ def is_certified_linear(
         True where the input is certified (never where it is misclassified).
     """
     _, widths = _ball_checks(eps, norm, units, torch.as_tensor(x))
-    wrapped, x, y, budget, chain, logits = _checked(model, x, y, eps)
+    wrapped, x, y, budget, chain, logits, activations = _checked(model, x, y, eps, smooth=True)
     bounds = flat_bounds(wrapped.bounds, tuple(x.shape[1:]))
     certified = np.zeros(len(x), dtype=bool)
     for i, flat in enumerate(x.reshape(len(x), -1).double().cpu().numpy()):
@@ -1134,8 +1191,9 @@ def is_certified_linear(
         if int(logits[i].argmax()) != label:
             continue
         lo, hi, ball = linear_input_set(flat, budget, widths, bounds, norm)
-        bounds_k = _layer_bounds(chain, lo, hi, "linear", ball)
-        certified[i] = bool(np.all(_margin_lower(chain, bounds_k, lo, hi, label, ball) > 0))
+        bounds_k = _layer_bounds(chain, lo, hi, "linear", ball, activations)
+        low = _margin_lower(chain, bounds_k, lo, hi, label, ball, activations)
+        certified[i] = bool(np.all(low > 0))
     return torch.from_numpy(certified)
 
 
@@ -1162,24 +1220,61 @@ def check_verifiable(
     list of (ndarray, ndarray)
         The affine maps (A_k, c_k) in float64, a ReLU between consecutive ones.
     """
+    return _checked_chain(model, x, logits, smooth=False)[0]
+
+
+def linear_bound_chain(
+    model: nn.Module, x: torch.Tensor, logits: bool = False
+) -> tuple[Chain, list[SmoothActivation | None]]:
+    """``check_verifiable`` for linear bounds: the chain with the smooth activations of
+    ``linear_relaxations`` (sigmoid, tanh, GELU, ...) between its affine maps too, and the
+    activation after each hidden map (None for a ReLU), checked against the model on x;
+    ``ValueError`` naming a layer linear bounds cannot follow.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network (an advlab ``Model``, its preprocessing included, or a bare module).
+    x : torch.Tensor of shape (N, ...)
+        A few inputs it takes.
+    logits : bool, default=False
+        A classifier: the chain up to its logits, without a trailing softmax or log-softmax.
+
+    Returns
+    -------
+    (list of (ndarray, ndarray), list of SmoothActivation or None)
+        The affine maps (A_k, c_k) in float64 and the activation after each hidden one.
+    """
+    return _checked_chain(model, x, logits, smooth=True)
+
+
+def _checked_chain(model: nn.Module, x: torch.Tensor, logits: bool, smooth: bool) -> tuple:
+    """``affine_activation_chain`` of the model, checked to compute its outputs on x."""
     model = at_least_float32(model)
-    chain = affine_relu_chain(model, tuple(x.shape[1:]), logits)
+    chain, activations = affine_activation_chain(model, tuple(x.shape[1:]), logits, smooth)
     x = x.detach().to(model_dtype(model))
     with torch.no_grad():  # (with ``logits``, the network's before the softmax left out)
         outputs = (logit_model(model) if logits else model)(x).double().cpu().numpy()
-    replayed = _replay(chain, x.reshape(len(x), -1).double().cpu().numpy())
+    replayed = _replay(chain, x.reshape(len(x), -1).double().cpu().numpy(), activations)
     scale = max(1.0, float(np.abs(outputs).max()))
     if replayed.shape != outputs.shape or np.abs(replayed - outputs).max() > 1e-4 * scale:
         raise ValueError("exact verification: the affine layers and ReLUs found do not compute "
                          "the model's output (its forward is not the sequence of its modules)")  # fmt: skip
-    return chain
+    return chain, activations
 
 
-def _replay(chain: list[tuple[np.ndarray, np.ndarray]], flat: np.ndarray) -> np.ndarray:
-    """The chain's output on flattened inputs (affine maps with ReLU between)."""
+def _replay(chain: list[tuple[np.ndarray, np.ndarray]], flat: np.ndarray,
+            activations: Activations = None) -> np.ndarray:  # fmt: skip
+    """The chain's output on flattened inputs (affine maps with ReLU, or ``activations``,
+    between)."""
     v = flat
     for k, (a, c) in enumerate(chain):
         v = v @ a.T + c
         if k < len(chain) - 1:
-            v = np.maximum(v, 0.0)
+            activation = _activation(activations, k)
+            if activation is None:
+                v = np.maximum(v, 0.0)
+            else:
+                with torch.no_grad():
+                    v = activation(torch.from_numpy(v)).numpy()
     return v

@@ -37,8 +37,9 @@ What is measured, per image i of the n attacked (all in the input's units):
   the upper one), for networks made of supported layers and operations (the user's own
   modules are traced with ``torch.fx``; ``advlab.defenses.check_certifiable``);
   ``certify_bounds: [interval, linear]`` adds the certificate of linear (CROWN) bounds
-  (``advlab.defenses.is_certified_linear``, Zhang et al. 2018), tighter on networks of affine
-  layers and ReLUs (``advlab.defenses.check_verifiable``);
+  (``advlab.defenses.is_certified_linear``, Zhang et al. 2018), tighter, on networks of affine
+  layers and ReLU, piecewise-linear or smooth activations
+  (``advlab.defenses.linear_bound_chain``);
 - with ``certify_radius: r``, each image's certified L-inf radius under each
   ``certify_bounds`` method, by bisection up to r (``advlab.defenses.certified_radius``), and
   its median over the correctly classified images, ``<ibp|linear>.linf.median_certified_radius``
@@ -55,7 +56,7 @@ What is measured, per image i of the n attacked (all in the input's units):
   L2 ball (``is_certified(..., norm="l2")``, the rows' dual norm at the first affine layer,
   eq. E of ``advlab.defenses.interval_bounds``: any network interval bounds take) and linear
   bounds over it (``is_certified_linear(..., norm="l2")``, eq. C of
-  ``advlab.defenses.milp_verification``: affine layers and ReLUs); ids
+  ``advlab.defenses.milp_verification``); ids
   ``<ibp|linear>.l2.eps<e>.certified_accuracy`` and ``<ibp|linear>.l2.median_certified_radius``,
   checked against the L2 attacks (``verify``'s programs stay L-inf).
 
@@ -108,6 +109,7 @@ from advlab.defenses import (
     check_verifiable,
     is_certified,
     is_certified_linear,
+    linear_bound_chain,
     train_certified_classifier,
     train_ibp,
     verify_linf,
@@ -402,7 +404,8 @@ class EvaluateConfig(ExperimentConfig):
     certify_bounds : tuple of {'interval', 'linear'}
         The certificates computed at each ``certify`` budget: 'interval' (interval bound
         propagation, ids ``ibp.linf.eps<e>.certified_accuracy``) and 'linear' (linear bounds,
-        ``linear.linf.eps<e>.certified_accuracy``; affine layers and ReLUs only).
+        ``linear.linf.eps<e>.certified_accuracy``; affine layers and ReLU, piecewise-linear
+        or smooth activations: ``advlab.defenses.linear_bound_chain``).
     certify_radius : float or None
         The largest radius (input units, > 0) searched for each image's certified radius under
         each ``certify_bounds`` method; None: no radii.
@@ -413,8 +416,9 @@ class EvaluateConfig(ExperimentConfig):
     verify : tuple of float
         L-inf budgets (input units, > 0) at which each image the attacks did not break (nor
         a certificate proved) is verified exactly by mixed-integer programming
-        (``advlab.defenses.verify_linf``; networks of affine layers and ReLUs, checked before
-        any work); needs an L-inf attack beside it.
+        (``advlab.defenses.verify_linf``; networks of affine layers, ReLUs, max pooling and
+        piecewise-linear activations, checked before any work); needs an L-inf attack beside
+        it.
     verify_time_limit : float
         Seconds per mixed-integer program; an image whose program hits it stays unknown.
     eps_units : {"input", "feature_std"}
@@ -1400,8 +1404,10 @@ def _checked_data_and_model(ctx: RunContext, config: EvaluateConfig) -> tuple[Da
     certifies = bool(config.certify or config.certify_radius)
     if certifies and "interval" in config.certify_bounds:
         check_certifiable(model, x)
-    if config.verify or (certifies and "linear" in config.certify_bounds):
+    if config.verify:
         check_verifiable(model, x, logits=True)
+    elif certifies and "linear" in config.certify_bounds:
+        linear_bound_chain(model, x, logits=True)
     return ds, model
 
 
