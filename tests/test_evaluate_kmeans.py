@@ -50,9 +50,15 @@ def encoder(width: int = 32, out: int = 8) -> nn.Module:
 
 
 def smooth_encoder() -> nn.Module:
-    """An embedding network that is not piecewise linear
-    (``tests.test_evaluate_kmeans:smooth_encoder``)."""
+    """An embedding network that is not piecewise linear: linear bounds take it, exact
+    verification does not (``tests.test_evaluate_kmeans:smooth_encoder``)."""
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.Tanh())
+
+
+def normalised_encoder() -> nn.Module:
+    """An embedding network that only interval bounds take: a layer normalisation
+    (``tests.test_evaluate_kmeans:normalised_encoder``)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.LayerNorm(8))
 
 
 def scale_and_reduce(n_components: int = 15) -> Pipeline:
@@ -692,10 +698,9 @@ def test_l2_through_a_feature_network_is_the_librarys_l2_certificate(tmp_path):
     """``norm: l2`` with ``features`` and ``exact: false``: the white-box L2 PGD through the
     encoder, the linear L2 certificate and the median L2 radius of its bisection equal the
     functions called directly, and the certified share lies below the white-box one; through
-    a Tanh encoder the certificate is the interval bounds' L2 one, called directly too."""
+    a Tanh encoder the certificate is the linear bounds' L2 one too (eq. R), called directly."""
     from advlab.defenses import (
         kmeans_certified_radius_through,
-        kmeans_is_certified,
         kmeans_is_certified_linear,
     )
 
@@ -732,7 +737,7 @@ def test_l2_through_a_feature_network_is_the_librarys_l2_certificate(tmp_path):
     config = _digits_config(n_clusters=12, surrogate=None, features=tanh, eps=[0.05, 0.1],
                             norm="l2", exact=False)  # fmt: skip
     bounded = _run(tmp_path / "tanh", config)
-    assert bounded["certificate"] == "interval" and bounded["certified_but_attacked"] == {
+    assert bounded["certificate"] == "linear" and bounded["certified_but_attacked"] == {
         "eps0.05": 0, "eps0.1": 0,
     }  # fmt: skip
     train = load_dataset("digits", "train")
@@ -742,7 +747,8 @@ def test_l2_through_a_feature_network_is_the_librarys_l2_certificate(tmp_path):
         correct = mapping[km.predict(smooth(x).numpy())] == test.labels
     got = {c["id"]: c["ours"] for c in bounded["comparisons"]}
     for eps in (0.05, 0.1):
-        hits = kmeans_is_certified(km, x, eps, mapping, features=smooth, norm="l2").numpy()
+        hits = kmeans_is_certified_linear(km, x, eps, mapping, features=smooth,
+                                          norm="l2").numpy()  # fmt: skip
         assert got[f"certified.l2.eps{eps:g}.accuracy"] == pytest.approx(
             100 * (correct & hits).mean()
         )
@@ -755,8 +761,8 @@ def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):
     white-box PGD through the encoder, the linear certificate and the exact minimal
     perturbation by mixed-integer programs; the bounds stay ordered, a resumed run recomputes
     nothing, two workers give the same results, ``advlab plan`` times the work through the
-    encoder, the transfer attack is judged through it, a preprocessing behind the encoder is fitted on its outputs, and a Tanh encoder
-    gets interval bounds; the median certified radius is that of the linear bounds'
+    encoder, the transfer attack is judged through it, a preprocessing behind the encoder is
+    fitted on its outputs, and a layer-normalised encoder gets interval bounds; the median certified radius is that of the linear bounds'
     bisection."""
     from advlab.defenses import (
         kmeans_certified_radius_through,
@@ -827,10 +833,10 @@ def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):
     assert got["certified.linf.eps0.02.accuracy"] <= got["exact.linf.eps0.02.accuracy"]
     assert behind["exact_but_attacked"] == {"eps0.02": 0} and behind["exact_unknown"] == 0
     torch.manual_seed(0)
-    smooth = smooth_encoder().eval()
-    save_model(smooth, str(tmp_path / "smooth.safetensors"))
-    tanh = {"factory": "tests.test_evaluate_kmeans:smooth_encoder",
-            "weights": str(tmp_path / "smooth.safetensors")}  # fmt: skip
+    normalised = normalised_encoder().eval()
+    save_model(normalised, str(tmp_path / "normalised.safetensors"))
+    layer_norm = {"factory": "tests.test_evaluate_kmeans:normalised_encoder",
+                  "weights": str(tmp_path / "normalised.safetensors")}  # fmt: skip
     transfer = {**config, "surrogate": {"factory": "mlp", "train_epochs": 1}, "eps": [0.1],
                 "exact": False}  # fmt: skip
     got = {c["id"]: c["ours"] for c in _run(tmp_path / "e", transfer)["comparisons"]}
@@ -844,13 +850,14 @@ def test_a_feature_network_is_attacked_and_verified_through(tmp_path, capsys):
         still = mapping[km.predict(net(adv).numpy())] == test.labels
     assert got["transfer.linf.eps0.1.accuracy"] == pytest.approx(100 * still.mean())
     assert got["transfer.linf.eps0.1.accuracy"] < got["kmeans.clean_accuracy"]
-    bounded = _run(tmp_path / "c", {**config, "features": tanh, "exact": False, "eps": [0.02]})
+    bounded = _run(tmp_path / "c", {**config, "features": layer_norm, "exact": False,
+                                    "eps": [0.02]})  # fmt: skip
     assert bounded["certificate"] == "interval"
     with torch.no_grad():
-        km = KMeans(12, random_state=0).fit(smooth(torch.from_numpy(train.images)).numpy())
+        km = KMeans(12, random_state=0).fit(normalised(torch.from_numpy(train.images)).numpy())
         mapping = majority_vote_mapping(km.labels_, train.labels, 12)
-        correct = mapping[km.predict(smooth(x).numpy())] == test.labels
-    certified = correct & kmeans_is_certified(km, x, 0.02, mapping, features=smooth).numpy()
+        correct = mapping[km.predict(normalised(x).numpy())] == test.labels
+    certified = correct & kmeans_is_certified(km, x, 0.02, mapping, features=normalised).numpy()
     got = {c["id"]: c["ours"] for c in bounded["comparisons"]}
     assert got["certified.linf.eps0.02.accuracy"] == pytest.approx(100 * certified.mean())
     assert "exact.linf.eps0.02.accuracy" not in got

@@ -312,7 +312,7 @@ def kmeans_certified_radius_through(
             return ball(x[rows], 1.0, _ball_units(eps, units, x)).numpy()
 
         return bisect_radius(interval, len(x), eps_max, tol, desc, batch_size)
-    problem = _Problem.build(kmeans, x, mapping, features, bounds)
+    problem = _Problem.build(kmeans, x, mapping, features, bounds, smooth=True)
     widths = flat_budget(units, tuple(x.shape[1:]))
 
     def linear(i: int, eps: float) -> bool:

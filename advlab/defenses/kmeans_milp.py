@@ -52,6 +52,7 @@ from advlab.defenses.milp_verification import (
     ROBUST,
     TIE,
     UNKNOWN,
+    Activations,
     Chain,
     _Ball,
     _ball_checks,
@@ -61,6 +62,7 @@ from advlab.defenses.milp_verification import (
     _replay,
     _search,
     check_verifiable,
+    linear_bound_chain,
     linear_input_set,
 )
 from advlab.models.wrapper import eval_mode
@@ -197,7 +199,8 @@ def kmeans_is_certified_linear(
     another class some cluster i of its own class has a lower bound of s_i - s_j (eq. S) above
     0 over the ball (the bounds ``verify_kmeans_linf`` settles clusters with, before any
     program). Sound; between ``kmeans_is_certified``'s interval bounds and the exact answer,
-    without a program; through networks of affine layers and ReLUs (as ``verify_linf``).
+    without a program; through networks of affine layers and ReLU, piecewise-linear or smooth
+    activations (``linear_bound_chain``).
 
     Parameters
     ----------
@@ -228,7 +231,7 @@ def kmeans_is_certified_linear(
     """
     x = torch.as_tensor(x).detach()
     radius, widths = _ball_checks(eps, norm, units, x)
-    problem = _Problem.build(kmeans, x, mapping, features, bounds)
+    problem = _Problem.build(kmeans, x, mapping, features, bounds, smooth=True)
     certified = [not problem.reachable(n, radius, widths, norm)[-1].size
                  for n in range(len(problem.flat))]  # fmt: skip
     return torch.tensor(certified, dtype=torch.bool)
@@ -246,11 +249,13 @@ class _Problem:
     group: torch.Tensor  # (N, k): cluster j is of input n's own class
     network: nn.Module
     cells: KMeansCells
+    activations: Activations = None  # after each hidden layer of the chain; None: ReLUs
 
     @classmethod
     def build(cls, kmeans: Any, x: Any, mapping: Any | None, features: nn.Module | None,
-              bounds: BoundsLike | None) -> _Problem:  # fmt: skip
-        """Checked inputs (``ValueError`` naming the problem), the chain and the groups."""
+              bounds: BoundsLike | None, smooth: bool = False) -> _Problem:  # fmt: skip
+        """Checked inputs (``ValueError`` naming the problem), the chain and the groups; with
+        ``smooth`` (linear bounds only) a network of smooth activations too."""
         cells = kmeans_cells(kmeans)
         classes = check_mapping(mapping, len(cells.centers))
         network = nn.Flatten() if features is None else nn.Sequential(features, nn.Flatten())
@@ -260,16 +265,18 @@ class _Problem:
         )
         flat = x.reshape(len(x), -1).double().cpu().numpy() if len(x) else np.zeros((0, 0))
         chain: Chain = []
+        activations: Activations = None
         own = torch.zeros(0, dtype=torch.long)
         if len(x):
             with eval_mode(network):
                 source = "the inputs have" if features is None else "the network gives"
-                chain = _scores_chain(cells, _checked_chain(network, x[:8]), source)
+                chain, activations = _checked_chain(network, x[:8], smooth)
+                chain = _scores_chain(cells, chain, source)
             own = cells.assign(torch.from_numpy(_forward(network, x)))
         group = own[:, None] == torch.arange(len(cells.centers))[None, :]
         if classes is not None:
             group = classes[own][:, None] == classes[None, :]
-        return cls(x, flat, chain, box, group, network, cells)
+        return cls(x, flat, chain, box, group, network, cells, activations)
 
     def reachable(
         self, n: int, eps: float | np.ndarray, widths: Any = 1.0, norm: str = "linf"
@@ -279,9 +286,9 @@ class _Problem:
         half-widths) times the per-feature ``widths``, in ``norm`` (``linear_input_set``)."""
         lo, hi, ball = linear_input_set(self.flat[n], eps, widths, self.box, norm)
         ours = np.flatnonzero(self.group[n].numpy())
-        layer_bounds = _layer_bounds(self.chain, lo, hi, "linear", ball)
+        layer_bounds = _layer_bounds(self.chain, lo, hi, "linear", ball, self.activations)
         return lo, hi, layer_bounds, ours, _reachable(self.chain, layer_bounds, lo, hi, ours,
-                                                      ball)  # fmt: skip
+                                                      ball, self.activations)  # fmt: skip
 
     def same_class(self, n: int, candidate: torch.Tensor) -> bool:
         """Whether the network and the k-means put ``candidate`` (1, ...) in input n's class."""
@@ -295,9 +302,10 @@ def _forward(network: nn.Module, x: torch.Tensor) -> np.ndarray:
         return network(x).double().cpu().numpy()
 
 
-def _checked_chain(network: nn.Module, x: torch.Tensor) -> Chain:
-    """``check_verifiable``'s chain of the network, after naming a network that does not take
-    inputs of x's shape."""
+def _checked_chain(network: nn.Module, x: torch.Tensor, smooth: bool = False) -> tuple:
+    """``check_verifiable``'s chain of the network (with ``smooth``, ``linear_bound_chain``'s
+    and its activations; else None for them), after naming a network that does not take inputs
+    of x's shape."""
     try:
         with torch.no_grad():
             network(x)
@@ -305,7 +313,7 @@ def _checked_chain(network: nn.Module, x: torch.Tensor) -> Chain:
         raise ValueError(
             f"features: the network does not take inputs of shape {tuple(x.shape[1:])}: {error}"
         ) from error
-    return check_verifiable(network, x)
+    return linear_bound_chain(network, x) if smooth else (check_verifiable(network, x), None)
 
 
 def _scores_chain(cells: KMeansCells, chain: Chain, source: str) -> Chain:
@@ -323,12 +331,14 @@ def _scores_chain(cells: KMeansCells, chain: Chain, source: str) -> Chain:
 
 
 def _reachable(chain: Chain, layer_bounds: list, lo: np.ndarray, hi: np.ndarray,
-               ours: np.ndarray, ball: _Ball | None = None) -> np.ndarray:  # fmt: skip
+               ours: np.ndarray, ball: _Ball | None = None,
+               activations: Activations = None) -> np.ndarray:  # fmt: skip
     """The clusters j of another class that no i in ``ours`` provably stays ahead of over the
     box (and an L2 ``ball`` in it): the largest linear lower bound of s_i - s_j over i is not
     above 0."""
     ahead = np.full(chain[-1][0].shape[0], -np.inf)
     for i in ours:
-        ahead = np.maximum(ahead, _margin_lower(chain, layer_bounds, lo, hi, int(i), ball))
+        ahead = np.maximum(ahead, _margin_lower(chain, layer_bounds, lo, hi, int(i), ball,
+                                                activations))  # fmt: skip
     ahead[ours] = np.inf
     return np.flatnonzero(ahead <= RELAXED_SLACK)

@@ -59,9 +59,11 @@ k-means and of any ``preprocess``), k-means clusters f's flattened outputs of th
 inputs and classifies a test input by the cluster of f(x). The transfer attack is judged
 through f; the white-box PGD attacks through f (``KMeansPGD(..., features=f)``); the
 certified figures are those of linear (CROWN) bounds through f
-(``kmeans_is_certified_linear``) when f is made of affine layers and ReLUs, else of interval
-bounds (``kmeans_is_certified``), named in ``results.json``'s ``certificate``; ``exact`` needs
-such an f and finds each correct input's exact minimal perturbation, up to the largest eps, by
+(``kmeans_is_certified_linear``) when f is made of layers they take (affine layers and ReLU,
+piecewise-linear or smooth activations: ``advlab.defenses.linear_bound_chain``), else of
+interval bounds (``kmeans_is_certified``), named in ``results.json``'s ``certificate``;
+``exact`` needs an f of affine layers and ReLUs or piecewise-linear activations
+(``advlab.defenses.check_verifiable``) and finds each correct input's exact minimal perturbation, up to the largest eps, by
 mixed-integer programs (``verify_kmeans_linf(minimal=True)``, ``time_limit`` seconds each; an
 input whose program hits it counts as not robust, and ``exact_unknown`` counts them). The
 median certified radius is that of the same bounds, found by bisection
@@ -96,8 +98,8 @@ is another classifier than k-means; with ``norm: l2`` its figures sit beside k-m
 L2 robust accuracy, which says what smoothing gives up.
 
 Through ``features`` the certified figures and radii are those of linear bounds over the L2
-ball (``kmeans_is_certified_linear(..., norm="l2")``) for a network of affine layers and ReLUs,
-else of interval bounds over it (``kmeans_is_certified(..., norm="l2")``, eq. E of
+ball (``kmeans_is_certified_linear(..., norm="l2")``) for a network linear bounds take, else
+of interval bounds over it (``kmeans_is_certified(..., norm="l2")``, eq. E of
 ``advlab.defenses.interval_bounds``), and ``exact`` must be false: the exact programs are
 L-inf ones (an L2 ball makes them quadratic).
 
@@ -141,6 +143,7 @@ from advlab.defenses import (
     kmeans_certified_radius_through,
     kmeans_is_certified,
     kmeans_is_certified_linear,
+    linear_bound_chain,
     verify_kmeans_linf,
 )
 from advlab.experiments.builtin._user import (
@@ -432,12 +435,13 @@ def _feature_network(
             network(x)
     except Exception as exc:  # a shape the user's module cannot take: say what was fed
         raise ValueError(f"features fails on inputs of shape {tuple(x.shape)}: {exc}") from exc
-    try:
-        check_verifiable(network, x)
+    try:  # (exact programs take ReLU networks; linear bounds smooth activations too)
+        (check_verifiable if config.exact else linear_bound_chain)(network, x)
     except ValueError as exc:
         if config.exact:
             raise ValueError(f"features: {exc}; exact: true needs a network of affine layers "
-                             "and ReLUs, set exact: false for the others") from exc  # fmt: skip
+                             "and ReLU or piecewise-linear activations, set exact: false for "
+                             "the others") from exc  # fmt: skip
         return network, "interval"
     return network, "linear"
 
