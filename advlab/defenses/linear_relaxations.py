@@ -104,6 +104,9 @@ class SmoothActivation(nn.Module):
         self.curvature = float(CURVATURE[name](**self.params)) * (1 + 1e-6)
         self.kinks = [float(k) for k in KINKS.get(name, lambda **_: [])(**self.params)]
         self.jump = float(JUMPS.get(name, lambda **_: 0.0)(**self.params))
+        # the last bounds relaxed and their lines: the backward passes of one input ask for
+        # each layer's many times, with the same arrays
+        self._last: dict[str, tuple[np.ndarray, np.ndarray, Any]] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return FUNCTIONS[self.name](x, **self.params)
@@ -123,16 +126,29 @@ class SmoothActivation(nn.Module):
         return grid, values, pad
 
     def relaxation(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Eq. R per neuron: (s, t_l, t_u) with s h + t_l <= f(h) <= s h + t_u on [l, u]."""
+        """Eq. R per neuron: (s_l, t_l, s_u, t_u) with s_l h + t_l <= f(h) <= s_u h + t_u on
+        [l, u] (here s_l = s_u, the chord's slope)."""
+        return self._memo("relaxation", l, u, self._relaxation)
+
+    def interval(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of f over each [l_i, u_i]: the grid's least and largest values, padded."""
+        return self._memo("interval", l, u, self._interval)
+
+    def _memo(self, kind: str, l: np.ndarray, u: np.ndarray, compute: Any) -> Any:
+        last = self._last.get(kind)
+        if last is None or last[0] is not l or last[1] is not u:
+            last = self._last[kind] = (l, u, compute(l, u))
+        return last[2]
+
+    def _relaxation(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, ...]:
         grid, values, pad = self._grid(l, u)
         width = u - l
         wide = width > 1e-12
         s = np.where(wide, (values[:, GRID - 1] - values[:, 0]) / np.where(wide, width, 1.0), 0.0)
         gap = values - s[:, None] * grid
-        return s, gap.min(1) - pad, gap.max(1) + pad
+        return s, gap.min(1) - pad, s, gap.max(1) + pad
 
-    def interval(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Bounds of f over each [l_i, u_i]: the grid's least and largest values, padded."""
+    def _interval(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         _, values, pad = self._grid(l, u)
         return values.min(1) - pad, values.max(1) + pad
 

@@ -714,8 +714,8 @@ def _linear_lower(lam: np.ndarray, const: np.ndarray, chain: Chain, bounds: list
             lam = pos * s_l + neg * s_u
             const = const + neg @ t_u + lam @ c
         else:
-            slope, t_l, t_u = activation.relaxation(l, u)
-            lam = (pos + neg) * slope
+            s_l, t_l, s_u, t_u = activation.relaxation(l, u)
+            lam = pos * s_l + neg * s_u
             const = const + pos @ t_l + neg @ t_u + lam @ c
         lam = lam @ a
     box = const + np.maximum(lam, 0.0) @ lo + np.minimum(lam, 0.0) @ hi
