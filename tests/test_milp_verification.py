@@ -127,9 +127,9 @@ def test_misclassified_inputs_and_a_time_limit():
 
 
 def test_what_it_cannot_verify_is_named():
-    pooled = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, padding=1), nn.Flatten(),
-                           nn.Linear(32, 2))  # fmt: skip
-    with pytest.raises(ValueError, match="max pooling with padding"):
+    pooled = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, dilation=2), nn.Flatten(),
+                           nn.Linear(8, 2))  # fmt: skip
+    with pytest.raises(ValueError, match="max pooling with dilation"):
         check_verifiable(pooled.eval(), torch.rand(2, 1, 8, 8))
     squashed = nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.Tanh(), nn.Linear(4, 2))
     with pytest.raises(ValueError, match="unsupported layer Tanh"):
@@ -374,10 +374,41 @@ class _FunctionalPool(nn.Module):
 
 
 @pytest.mark.parametrize(
+    ("dims", "kernel", "stride", "padding"),
+    [(2, 2, 2, 1), (2, 3, 2, 1), (2, (3, 2), 1, (1, 1)), (2, 4, 3, 2), (1, 3, 2, 1), (1, 5, 1, 2),
+     (1, 2, 2, 0)],
+)  # fmt: skip
+def test_padded_max_pooling_is_rewritten_exactly(dims, kernel, stride, padding):
+    """Max pooling with padding (its -inf replaced by copies of the edge values) as eq. M's
+    ReLU network computes the pooling exactly in float64, on values of either sign."""
+    pool = (nn.MaxPool1d if dims == 1 else nn.MaxPool2d)(kernel, stride, padding)
+    shape = (2, 7) if dims == 1 else (2, 7, 6)
+    x = torch.randn(30, *shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    chain = affine_relu_chain(pool, shape)
+    replayed = x.reshape(30, -1).numpy()
+    for k, (a, c) in enumerate(chain):
+        replayed = replayed @ a.T + c
+        replayed = np.maximum(replayed, 0.0) if k < len(chain) - 1 else replayed
+    np.testing.assert_allclose(replayed, pool(x).reshape(30, -1).numpy(), rtol=0, atol=1e-12)
+
+
+class _PaddedPool(nn.Module):
+    """F.max_pool2d with padding in a forward, over a convolution's values of either sign."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(1, 3, 3), nn.Linear(27, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.max_pool2d(self.conv(x), 3, stride=2, padding=1).flatten(1))
+
+
+@pytest.mark.parametrize(
     "make",
     [
         _PyTorchExample,
         _FunctionalPool,
+        _PaddedPool,
         lambda: nn.Sequential(
             nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Flatten(), nn.Linear(12, 4)
         ),
@@ -390,7 +421,13 @@ class _FunctionalPool(nn.Module):
             nn.Linear(8, 4),
         ),
     ],
-    ids=["pytorch_example", "functional", "maxpool_3_stride_2", "maxpool1d_odd"],
+    ids=[
+        "pytorch_example",
+        "functional",
+        "functional_padded",
+        "maxpool_3_stride_2",
+        "maxpool1d_odd",
+    ],
 )
 def test_max_pooling_is_verified_as_a_relu_network(make):
     """Max pooling as pairwise maxima through ReLUs (eq. M; windows of 4, 9 and 3, the last of

@@ -316,21 +316,32 @@ class _SumHinges(nn.Module):
 
 def _max_pool_steps(layer: Any, kernel: Any, stride: Any, padding: Any, dilation: Any,
                     unusual: bool) -> list[nn.Module]:  # fmt: skip
-    """Max pooling (1-d or 2-d; no padding, dilation, ceil mode or indices) as the chain's
-    steps: each window's K inputs laid out on an axis (``_Windows``), then rounds of pairwise
-    maxima, each an affine map (``_PairUp``), a ReLU and an affine map (``_Combine``), with
+    """Max pooling (1-d or 2-d; no dilation, ceil mode or indices) as the chain's steps: its
+    padding as a copy of the edge values (``nn.ReplicationPad1d``/``2d``), each window's K inputs laid out on
+    an axis (``_Windows``), then rounds of pairwise maxima, each an affine map (``_PairUp``), a
+    ReLU and an affine map (``_Combine``), with
 
         max(a, b) = relu(a - b) + relu(b) - relu(-b)                                   (eq. M)
 
     (b itself passes a ReLU as relu(b) - relu(-b)), ceil(log2 K) rounds in all: the same
-    function, a ReLU network exact verification and linear bounds take."""
+    function, a ReLU network exact verification and linear bounds take. Max pooling pads with
+    -inf, which no maximum takes; a window that holds padding also holds the edge value it
+    copies (the padding p is at most half the kernel k, so p <= k - 1), so copying the edge
+    changes no maximum, and keeps the step affine."""
     dims = 1 if isinstance(layer, nn.MaxPool1d) or layer is F.max_pool1d else 2
     kernel = _pair(kernel, dims)
     stride = kernel if stride is None or stride == [] else _pair(stride, dims)
-    if unusual or any(_pair(padding, dims)) or any(d != 1 for d in _pair(dilation, dims)):
-        raise ValueError("exact verification: max pooling with padding, dilation, ceil mode or "
-                         "indices is not supported (interval bounds, is_certified, take it)")  # fmt: skip
+    pad = _pair(padding, dims)
+    if unusual or any(d != 1 for d in _pair(dilation, dims)):
+        raise ValueError("exact verification: max pooling with dilation, ceil mode or indices "
+                         "is not supported (interval bounds, is_certified, take it)")  # fmt: skip
+    if any(2 * p > k for p, k in zip(pad, kernel, strict=True)):
+        raise ValueError(f"max pooling: padding {pad} is more than half the kernel {kernel}")
     steps: list[nn.Module] = [_Windows(kernel, stride)]
+    if any(pad):
+        edges: Any = tuple(p for each in reversed(pad) for p in (each, each))  # (F.pad's order)
+        replication = nn.ReplicationPad1d(edges) if dims == 1 else nn.ReplicationPad2d(edges)
+        steps.insert(0, replication)
     k = int(np.prod(kernel))
     while k > 1:
         steps += [_PairUp(), nn.ReLU(), _Combine(k)]
