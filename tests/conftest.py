@@ -53,6 +53,28 @@ def digits_model():
     return model, xt, yt
 
 
+def trained_on_digits(make, n: int = 16) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """``make()``'s network trained on the first 500 8x8 digits, 4 classes (the digit mod 4;
+    seeded, 100 full-batch Adam steps at 1e-2), in eval mode; n held-out digits from the
+    1,000th on, (n, 1, 8, 8) in [0, 1], and the network's labels of them."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images / 16).float()[:, None]
+    torch.manual_seed(0)
+    net = make()
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(100):
+        optimiser.zero_grad()
+        nn.functional.cross_entropy(net(images[:500]),
+                                    torch.from_numpy(digits.target[:500] % 4)).backward()  # fmt: skip
+        optimiser.step()
+    net.eval()
+    x = images[1000 : 1000 + n]
+    with torch.no_grad():
+        return net, x, net(x).argmax(1)
+
+
 def run_config(experiment: str, tmp_path: Path, config: dict, executor=None) -> dict:
     """Run ``experiment`` with ``config`` into ``tmp_path / "run"`` (its cache in
     ``tmp_path / "cache"``) and return the ``results.json`` it wrote."""

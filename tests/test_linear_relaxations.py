@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 from torch import nn
 
 from advlab.attacks.evasion import PGD, KMeansPGD
@@ -28,6 +27,7 @@ from advlab.defenses import (
 )
 from advlab.defenses.linear_relaxations import GRID, SmoothActivation, smooth_layer
 from advlab.defenses.milp_verification import _layer_bounds, _margin_lower
+from tests.conftest import trained_on_digits
 
 ACTIVATIONS = {
     "sigmoid": nn.Sigmoid(),
@@ -145,23 +145,6 @@ NETWORKS = {
 }
 
 
-def _trained(make) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """The network trained on 500 digits (4 classes), 60 held-out digits and its labels."""
-    digits = load_digits()
-    images = torch.from_numpy(digits.images / 16).float()[:, None]
-    torch.manual_seed(0)
-    net = make()
-    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(100):
-        optimiser.zero_grad()
-        F.cross_entropy(net(images[:500]), torch.from_numpy(digits.target[:500] % 4)).backward()
-        optimiser.step()
-    net.eval()
-    x = images[1000:1060]
-    with torch.no_grad():
-        return net, x, net(x).argmax(1)
-
-
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_networks_of_smooth_activations_are_bounded_soundly_and_tighter_than_intervals(name):
     """On each network: every hidden layer's linear bounds hold its values at 2,000 points of
@@ -169,7 +152,7 @@ def test_networks_of_smooth_activations_are_bounded_soundly_and_tighter_than_int
     certificates imply linear ones, linear ones certify more somewhere; the linear radius is
     at least the interval one and below eps wherever PGD succeeds at eps; and exact
     verification names the smooth activation and points to the linear bounds."""
-    net, x, y = _trained(NETWORKS[name])
+    net, x, y = trained_on_digits(NETWORKS[name], n=60)
     chain, activations = linear_bound_chain(net, x, logits=True)
     assert any(a is not None for a in activations)
     eps = 0.03

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 from torch import nn
 
 from advlab.attacks.evasion import PGD
@@ -25,6 +24,7 @@ from advlab.defenses import (
 )
 from advlab.defenses.milp_verification import affine_relu_chain
 from advlab.models import Model
+from tests.conftest import trained_on_digits
 
 
 def _net(widths: list[int], seed: int) -> nn.Sequential:
@@ -373,6 +373,28 @@ class _FunctionalPool(nn.Module):
         return self.head(F.max_pool2d(self.conv(x), 2).flatten(1))
 
 
+def _verified_soundly(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """The chain computes the network (``check_verifiable``); at eps 0.02 and 0.05 no PGD
+    example breaks an input proved robust, every counterexample is misclassified within eps,
+    interval and linear certificates hold only where the programs prove robustness; both
+    statuses occur."""
+    check_verifiable(net, x, logits=True)
+    statuses = []
+    for eps in (0.02, 0.05):
+        result = verify_linf(net, x, y, eps, time_limit=10)
+        statuses += result.status.tolist()
+        robust, attacked = result.status == ROBUST, result.status == ATTACKED
+        broken = PGD(net, eps=eps, max_iter=40, random_state=0)(x, y).success.numpy()
+        assert not (broken & robust).any()
+        with torch.no_grad():
+            moved = net(result.x_adv).argmax(1) != y
+        assert bool(moved[torch.from_numpy(attacked)].all())
+        assert float((result.x_adv - x).abs().amax()) <= eps + 1e-6
+        for certified in (is_certified_linear(net, x, y, eps), is_certified(net, x, y, eps)):
+            assert not (certified.numpy() & ~robust).any()
+    assert {ROBUST, ATTACKED} <= set(statuses)
+
+
 @pytest.mark.parametrize(
     ("dims", "kernel", "stride", "padding"),
     [(2, 2, 2, 1), (2, 3, 2, 1), (2, (3, 2), 1, (1, 1)), (2, 4, 3, 2), (1, 3, 2, 1), (1, 5, 1, 2),
@@ -436,34 +458,7 @@ def test_max_pooling_is_verified_as_a_relu_network(make):
     no PGD example breaks an input proved robust, every counterexample is misclassified
     within eps, interval and linear certificates hold only where the programs prove
     robustness, and both statuses occur."""
-    digits = load_digits()
-    images = torch.from_numpy(digits.images / 16).float()[:, None]
-    torch.manual_seed(0)
-    net = make()
-    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(100):
-        optimiser.zero_grad()
-        F.cross_entropy(net(images[:500]), torch.from_numpy(digits.target[:500] % 4)).backward()
-        optimiser.step()
-    net.eval()
-    x = images[1000:1016]
-    with torch.no_grad():
-        y = net(x).argmax(1)
-    check_verifiable(net, x, logits=True)
-    statuses = []
-    for eps in (0.02, 0.05):
-        result = verify_linf(net, x, y, eps, time_limit=10)
-        statuses += result.status.tolist()
-        robust, attacked = result.status == ROBUST, result.status == ATTACKED
-        broken = PGD(net, eps=eps, max_iter=40, random_state=0)(x, y).success.numpy()
-        assert not (broken & robust).any()
-        with torch.no_grad():
-            moved = net(result.x_adv).argmax(1) != y
-        assert bool(moved[torch.from_numpy(attacked)].all())
-        assert float((result.x_adv - x).abs().amax()) <= eps + 1e-6
-        for certified in (is_certified_linear(net, x, y, eps), is_certified(net, x, y, eps)):
-            assert not (certified.numpy() & ~robust).any()
-    assert {ROBUST, ATTACKED} <= set(statuses)
+    _verified_soundly(*trained_on_digits(make))
 
 
 class _Call(nn.Module):
@@ -583,34 +578,7 @@ def test_piecewise_linear_networks_are_verified(make):
     computes the network, no PGD example breaks an input proved robust, every counterexample is
     misclassified within eps, interval and linear certificates hold only where the programs
     prove robustness, and both statuses occur."""
-    digits = load_digits()
-    images = torch.from_numpy(digits.images / 16).float()[:, None]
-    torch.manual_seed(0)
-    net = make()
-    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(100):
-        optimiser.zero_grad()
-        F.cross_entropy(net(images[:500]), torch.from_numpy(digits.target[:500] % 4)).backward()
-        optimiser.step()
-    net.eval()
-    x = images[1000:1016]
-    with torch.no_grad():
-        y = net(x).argmax(1)
-    check_verifiable(net, x, logits=True)
-    statuses = []
-    for eps in (0.02, 0.05):
-        result = verify_linf(net, x, y, eps, time_limit=10)
-        statuses += result.status.tolist()
-        robust, attacked = result.status == ROBUST, result.status == ATTACKED
-        broken = PGD(net, eps=eps, max_iter=40, random_state=0)(x, y).success.numpy()
-        assert not (broken & robust).any()
-        with torch.no_grad():
-            moved = net(result.x_adv).argmax(1) != y
-        assert bool(moved[torch.from_numpy(attacked)].all())
-        assert float((result.x_adv - x).abs().amax()) <= eps + 1e-6
-        for certified in (is_certified_linear(net, x, y, eps), is_certified(net, x, y, eps)):
-            assert not (certified.numpy() & ~robust).any()
-    assert {ROBUST, ATTACKED} <= set(statuses)
+    _verified_soundly(*trained_on_digits(make))
 
 
 def test_piecewise_linear_functions_it_cannot_rewrite_are_named():
@@ -630,20 +598,11 @@ def test_certified_radii_of_a_piecewise_linear_network_lie_below_its_exact_minim
     interval radius <= the linear (CROWN) radius <= the exact minimal L-inf perturbation
     (``verify_linf(minimal=True)``) wherever the programs find one within 0.06, and the linear
     radius is above the interval one somewhere."""
-    digits = load_digits()
-    images = torch.from_numpy(digits.images / 16).float()[:, None]
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.LeakyReLU(0.1), nn.Linear(16, 16),
-                        nn.Hardtanh(-1.0, 1.0), nn.Linear(16, 4))  # fmt: skip
-    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(100):
-        optimiser.zero_grad()
-        F.cross_entropy(net(images[:500]), torch.from_numpy(digits.target[:500] % 4)).backward()
-        optimiser.step()
-    net.eval()
-    x = images[1000:1008]
-    with torch.no_grad():
-        y = net(x).argmax(1)
+    net, x, y = trained_on_digits(
+        lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.LeakyReLU(0.1),
+                              nn.Linear(16, 16), nn.Hardtanh(-1.0, 1.0), nn.Linear(16, 4)),
+        n=8,
+    )  # fmt: skip
     eps_max, slack = 0.06, 1e-3 * 0.06  # (the bisection's tolerance)
     exact = verify_linf(net, x, y, eps_max, minimal=True, time_limit=10)
     interval = np.asarray(certified_radius(net, x, y, eps_max=eps_max, method="interval"))

@@ -317,9 +317,9 @@ class _SumHinges(nn.Module):
 def _max_pool_steps(layer: Any, kernel: Any, stride: Any, padding: Any, dilation: Any,
                     unusual: bool) -> list[nn.Module]:  # fmt: skip
     """Max pooling (1-d or 2-d; no dilation, ceil mode or indices) as the chain's steps: its
-    padding as a copy of the edge values (``nn.ReplicationPad1d``/``2d``), each window's K inputs laid out on
-    an axis (``_Windows``), then rounds of pairwise maxima, each an affine map (``_PairUp``), a
-    ReLU and an affine map (``_Combine``), with
+    padding as a copy of the edge values (``nn.ReplicationPad1d``/``2d``), each window's K
+    inputs laid out on an axis (``_Windows``), then rounds of pairwise maxima, each an affine
+    map (``_PairUp``), a ReLU and an affine map (``_Combine``), with
 
         max(a, b) = relu(a - b) + relu(b) - relu(-b)                                   (eq. M)
 
