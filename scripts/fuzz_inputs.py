@@ -415,7 +415,7 @@ def _certificate_cases(add: Callable[[str, str, Callable[[], Any]], None]) -> No
     from advlab.models import Model
 
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4)).eval()
-    pooled = nn.Sequential(nn.MaxPool2d(2, dilation=2), nn.Flatten(), nn.Linear(1, 4)).eval()
+    pooled = nn.Sequential(nn.MaxPool2d(2, return_indices=True)).eval()
     x, y = torch.rand(6, 1, 4, 4), torch.tensor([0, 1, 2, 3, 0, 1])
     byte = Model(net, bounds=(0, 255))
     centres = np.random.default_rng(0).random((3, 16))
@@ -429,7 +429,7 @@ def _certificate_cases(add: Callable[[str, str, Callable[[], Any]], None]) -> No
         ("margin_lower_bounds LocalResponseNorm", "LocalResponseNorm", lambda: margin_lower_bounds(
             nn.Sequential(nn.Flatten(), nn.Linear(16, 4), nn.Unflatten(1, (4, 1)),
                           nn.LocalResponseNorm(2), nn.Flatten()), x, y, 0.1)),
-        ("is_certified_linear dilated max pooling", "max pooling with dilation",
+        ("is_certified_linear max pooling with indices", "max pooling that returns its",
          lambda: is_certified_linear(pooled, x, y, 0.1)),
         ("is_certified_linear(eps=inf)", "eps", lambda: is_certified_linear(net, x, y, INF)),
         ("is_certified_linear label 9 of 4", "y must lie", lambda: is_certified_linear(net, x, 9 + 0 * y, 0.1)),

@@ -62,10 +62,11 @@ class Pair(nn.Sequential):
         return super().forward(x), x
 
 
-def build_pooled(width: int = 8) -> nn.Module:
-    """``build``'s weights with max pooling: not affine, so not verifiable."""
+def build_normalised(width: int = 8) -> nn.Module:
+    """``build``'s weights with a group normalisation for the ReLU: interval bounds take it,
+    linear bounds and exact verification do not."""
     net = build(width)
-    net[2] = nn.AdaptiveMaxPool2d(2)
+    net[1] = nn.GroupNorm(1, width, affine=False)
     return net
 
 
@@ -552,16 +553,16 @@ def _bad(files: dict[str, Path], tmp: Path, what: str) -> dict:
     if what == "several outputs":
         return _config(files, model={"factory": "tests.test_evaluate:build_pair",
                                      "weights": str(files["weights"])})  # fmt: skip
-    if what == "verify a network with max pooling":
-        return _config(files, model={"factory": "tests.test_evaluate:build_pooled",
+    if what == "verify a network with group normalisation":
+        return _config(files, model={"factory": "tests.test_evaluate:build_normalised",
                                      "weights": str(files["weights"])}, verify=[0.01])  # fmt: skip
     if what == "certify without an L-inf attack":
         return _config(files, attacks=[{"name": "deepfool"}], certify=[0.01])
     if what == "certify a network that is not its layers":
         return _config(files, model={"factory": "tests.test_evaluate:build_skip",
                                      "weights": str(files["weights"])}, certify=[0.01])  # fmt: skip
-    if what == "linear bounds on a network with max pooling":
-        return _config(files, model={"factory": "tests.test_evaluate:build_pooled",
+    if what == "linear bounds on a network with group normalisation":
+        return _config(files, model={"factory": "tests.test_evaluate:build_normalised",
                                      "weights": str(files["weights"])}, certify=[0.01],
                        certify_bounds=["interval", "linear"])  # fmt: skip
     if what == "a certificate named twice":
@@ -616,9 +617,9 @@ MISTAKES = {
     "several outputs": "must return one tensor of logits, got tuple",
     "channels last": "channels last? store x as (N, C, H, W)",
     "certify without an L-inf attack": "add an L-inf attack",
-    "verify a network with max pooling": "unsupported layer AdaptiveMaxPool2d",
+    "verify a network with group normalisation": "unsupported layer GroupNorm",
     "certify a network that is not its layers": "unsupported operation 'flip'",
-    "linear bounds on a network with max pooling": "unsupported layer AdaptiveMaxPool2d",
+    "linear bounds on a network with group normalisation": "unsupported layer GroupNorm",
     "a certificate named twice": "certify_bounds must name each of its methods once",
     "radii without an L-inf attack": "certify_radius gives a lower bound on L-inf robust",
     "per-feature budgets for torchattacks": "torchattacks:PGD does not take",
@@ -649,7 +650,7 @@ def test_a_mistake_is_one_line_before_any_attack(user_files, tmp_path, capsys, w
 
 
 @pytest.mark.parametrize(
-    "what", ["missing array", "unknown factory", "verify a network with max pooling"]
+    "what", ["missing array", "unknown factory", "verify a network with group normalisation"]
 )
 def test_a_mistake_the_plan_meets_is_one_line_too(user_files, tmp_path, capsys, what):
     """``advlab plan`` reads the data, builds the factory's network and (with the weights and

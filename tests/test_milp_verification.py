@@ -127,9 +127,8 @@ def test_misclassified_inputs_and_a_time_limit():
 
 
 def test_what_it_cannot_verify_is_named():
-    pooled = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, dilation=2), nn.Flatten(),
-                           nn.Linear(8, 2))  # fmt: skip
-    with pytest.raises(ValueError, match="max pooling with dilation"):
+    pooled = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, return_indices=True))
+    with pytest.raises(ValueError, match="max pooling that returns its indices"):
         check_verifiable(pooled.eval(), torch.rand(2, 1, 8, 8))
     squashed = nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.Tanh(), nn.Linear(4, 2))
     with pytest.raises(ValueError, match="unsupported layer Tanh"):
@@ -396,15 +395,24 @@ def _verified_soundly(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize(
-    ("dims", "kernel", "stride", "padding"),
-    [(2, 2, 2, 1), (2, 3, 2, 1), (2, (3, 2), 1, (1, 1)), (2, 4, 3, 2), (1, 3, 2, 1), (1, 5, 1, 2),
-     (1, 2, 2, 0)],
+    "pool",
+    [
+        nn.MaxPool2d(2, 2, 1), nn.MaxPool2d(3, 2, 1), nn.MaxPool2d((3, 2), 1, (1, 1)),
+        nn.MaxPool2d(4, 3, 2), nn.MaxPool2d(2, dilation=2), nn.MaxPool2d(3, 2, ceil_mode=True),
+        nn.MaxPool2d(3, 2, 1, dilation=(1, 2), ceil_mode=True), nn.MaxPool1d(3, 2, 1),
+        nn.MaxPool1d(5, 1, 2), nn.MaxPool1d(2, 2, 0, ceil_mode=True),
+        nn.MaxPool1d(2, 2, 1, ceil_mode=True), nn.MaxPool3d(2, 1),
+        nn.AdaptiveMaxPool2d(1), nn.AdaptiveMaxPool2d((3, 4)), nn.AdaptiveMaxPool2d((None, 4)),
+        nn.AdaptiveMaxPool1d(3), nn.AdaptiveMaxPool3d((1, 2, 2)),
+    ],
+    ids=lambda pool: repr(pool).replace(" ", ""),
 )  # fmt: skip
-def test_padded_max_pooling_is_rewritten_exactly(dims, kernel, stride, padding):
-    """Max pooling with padding (its -inf replaced by copies of the edge values) as eq. M's
-    ReLU network computes the pooling exactly in float64, on values of either sign."""
-    pool = (nn.MaxPool1d if dims == 1 else nn.MaxPool2d)(kernel, stride, padding)
-    shape = (2, 7) if dims == 1 else (2, 7, 6)
+def test_max_pooling_of_every_kind_is_rewritten_exactly(pool):
+    """Max pooling with padding (-inf: left out of the windows), dilation and ceil mode, in 1-3
+    dimensions, and adaptive max pooling (windows of uneven sizes, filled with repeats), as eq.
+    M's ReLU network computes the pooling exactly in float64, on values of either sign."""
+    dims = 1 if "1d" in type(pool).__name__ else 3 if "3d" in type(pool).__name__ else 2
+    shape = {1: (2, 7), 2: (2, 7, 6), 3: (2, 3, 5, 4)}[dims]
     x = torch.randn(30, *shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     chain = affine_relu_chain(pool, shape)
     replayed = x.reshape(30, -1).numpy()
@@ -415,14 +423,16 @@ def test_padded_max_pooling_is_rewritten_exactly(dims, kernel, stride, padding):
 
 
 class _PaddedPool(nn.Module):
-    """F.max_pool2d with padding in a forward, over a convolution's values of either sign."""
+    """F.max_pool2d with padding (3 x 3 to 2 x 2), then F.adaptive_max_pool2d to 1 x 2, in a
+    forward, over a convolution's values of either sign."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv, self.head = nn.Conv2d(1, 3, 3), nn.Linear(27, 4)
+        self.conv, self.head = nn.Conv2d(1, 3, 3, stride=2), nn.Linear(6, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(F.max_pool2d(self.conv(x), 3, stride=2, padding=1).flatten(1))
+        x = F.max_pool2d(self.conv(x), 3, stride=2, padding=1)
+        return self.head(F.adaptive_max_pool2d(x, (1, 2)).flatten(1))
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ verified, and its counterexamples confirmed, through a float32 copy of its weigh
 The network comes as affine layers and ReLUs (``AFFINE``), a module of the user's whose
 ``forward`` is one chain of them (traced with ``torch.fx``: ``_graph_steps``), a trailing
 softmax left out for a classifier (``logit_layers``), max pooling rewritten as a ReLU
-network (``_max_pool_steps``, eq. M: pairwise maxima), and continuous piecewise-linear
+network (``_MaxPool``, eq. M: pairwise maxima), and continuous piecewise-linear
 activations (LeakyReLU, PReLU, Hardtanh, ReLU6, Hardsigmoid, Softshrink, abs, clamps with
 constant limits; ``PIECEWISE_LINEAR``, ``PIECEWISE_CALLS``) rewritten as sums of hinges
 (``_hinge_steps``, eq. H); ``check_verifiable`` checks that the chain computes the network.
@@ -62,6 +62,7 @@ auto_LiRPA / alpha-beta-CROWN) do not install on torch 2.13.
 from __future__ import annotations
 
 import copy
+import itertools
 import operator
 from dataclasses import dataclass
 from typing import Any
@@ -165,7 +166,10 @@ def affine_activation_chain(
     segments: list[list[nn.Module]] = [[]]
     activations: list[SmoothActivation | None] = []
     layers = logit_layers(_layers(model)) if logits else _layers(model)
-    for layer in [step for each in layers for step in _steps(each)]:
+    steps = [step for each in layers for step in _steps(each)]
+    if any(isinstance(step, _MaxPool) for step in steps):
+        steps = _with_pooling_steps(steps, shape)
+    for layer in steps:
         activation = layer if isinstance(layer, SmoothActivation) else smooth_layer(layer)
         if isinstance(layer, nn.ReLU) or (smooth and activation is not None):
             segments.append([])
@@ -199,12 +203,19 @@ def affine_activation_chain(
 
 
 def _steps(layer: nn.Module) -> list[nn.Module]:
-    """``layer`` as the chain's steps: itself, max pooling as ReLU layers (``_max_pool_steps``),
+    """``layer`` as the chain's steps: itself, max pooling (``_MaxPool``: ReLU layers once the
+    chain knows its input's shape),
     or for a module of the user's (not torch's, not affine) the steps of its ``torch.fx`` graph
     (``_graph_steps``)."""
-    if isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d)):
-        return _max_pool_steps(layer, layer.kernel_size, layer.stride, layer.padding,
-                               layer.dilation, layer.ceil_mode or layer.return_indices)  # fmt: skip
+    for kinds, adaptive in ((MAX_POOLS, False), (ADAPTIVE_MAX_POOLS, True)):
+        if isinstance(layer, kinds):
+            dims = kinds.index(type(layer)) + 1
+            if layer.return_indices:
+                raise ValueError("exact verification: max pooling that returns its indices")
+            if adaptive:
+                return [_MaxPool(dims, output_size=layer.output_size)]
+            return [_MaxPool(dims, layer.kernel_size, layer.stride, layer.padding,
+                             layer.dilation, layer.ceil_mode)]  # fmt: skip
     if isinstance(layer, PIECEWISE_LINEAR):
         return _hinge_steps(*_layer_hinges(layer))
     if isinstance(layer, (nn.ReLU, *AFFINE)) or type(layer).__module__.startswith("torch.nn"):
@@ -314,60 +325,104 @@ class _SumHinges(nn.Module):
 # ---- max pooling as a ReLU network: max(a, b) = relu(a - b) + relu(b) - relu(-b) ----
 
 
-def _max_pool_steps(layer: Any, kernel: Any, stride: Any, padding: Any, dilation: Any,
-                    unusual: bool) -> list[nn.Module]:  # fmt: skip
-    """Max pooling (1-d or 2-d; no dilation, ceil mode or indices) as the chain's steps: its
-    padding as a copy of the edge values (``nn.ReplicationPad1d``/``2d``), each window's K
-    inputs laid out on an axis (``_Windows``), then rounds of pairwise maxima, each an affine
-    map (``_PairUp``), a ReLU and an affine map (``_Combine``), with
-
-        max(a, b) = relu(a - b) + relu(b) - relu(-b)                                   (eq. M)
-
-    (b itself passes a ReLU as relu(b) - relu(-b)), ceil(log2 K) rounds in all: the same
-    function, a ReLU network exact verification and linear bounds take. Max pooling pads with
-    -inf, which no maximum takes; a window that holds padding also holds the edge value it
-    copies (the padding p is at most half the kernel k, so p <= k - 1), so copying the edge
-    changes no maximum, and keeps the step affine."""
-    dims = 1 if isinstance(layer, nn.MaxPool1d) or layer is F.max_pool1d else 2
-    kernel = _pair(kernel, dims)
-    stride = kernel if stride is None or stride == [] else _pair(stride, dims)
-    pad = _pair(padding, dims)
-    if unusual or any(d != 1 for d in _pair(dilation, dims)):
-        raise ValueError("exact verification: max pooling with dilation, ceil mode or indices "
-                         "is not supported (interval bounds, is_certified, take it)")  # fmt: skip
-    if any(2 * p > k for p, k in zip(pad, kernel, strict=True)):
-        raise ValueError(f"max pooling: padding {pad} is more than half the kernel {kernel}")
-    steps: list[nn.Module] = [_Windows(kernel, stride)]
-    if any(pad):
-        edges: Any = tuple(p for each in reversed(pad) for p in (each, each))  # (F.pad's order)
-        replication = nn.ReplicationPad1d(edges) if dims == 1 else nn.ReplicationPad2d(edges)
-        steps.insert(0, replication)
-    k = int(np.prod(kernel))
-    while k > 1:
-        steps += [_PairUp(), nn.ReLU(), _Combine(k)]
-        k = (k + 1) // 2
-    return [*steps, _Squeeze()]
+MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+ADAPTIVE_MAX_POOLS = (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+MAX_POOL_CALLS = (F.max_pool1d, F.max_pool2d, F.max_pool3d)
+ADAPTIVE_MAX_POOL_CALLS = (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d)
 
 
-def _pair(value: Any, dims: int) -> tuple[int, ...]:
-    """A pooling parameter as one int per spatial dimension."""
-    return tuple(value) if isinstance(value, tuple | list) else (int(value),) * dims
+class _MaxPool(nn.Module):
+    """Max pooling (1-3 d, adaptive too; any padding, dilation, ceil mode) in the chain before
+    its input's shape is known: its forward is the pooling, and ``steps`` gives eq. M's ReLU
+    steps for an input shape (``_with_pooling_steps`` puts them in its place)."""
 
-
-class _Windows(nn.Module):
-    """(N, C, *S) -> (N, C, K, *S_out): each pooling window's K inputs along axis 2."""
-
-    def __init__(self, kernel: tuple[int, ...], stride: tuple[int, ...]) -> None:
+    def __init__(self, dims: int, kernel: Any = None, stride: Any = None, padding: Any = 0,
+                 dilation: Any = 1, ceil_mode: Any = False, output_size: Any = None) -> None:  # fmt: skip
         super().__init__()
-        self.kernel, self.stride = kernel, stride
+        self.dims, self.output_size, self.ceil_mode = dims, output_size, bool(ceil_mode)
+        if output_size is None:
+            self.kernel = _pair(kernel, dims)
+            self.stride = self.kernel if stride is None or stride == [] else _pair(stride, dims)
+            self.padding, self.dilation = _pair(padding, dims), _pair(dilation, dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dims = len(self.kernel)
-        for axis, (k, s) in enumerate(zip(self.kernel, self.stride, strict=True)):
-            x = x.unfold(2 + axis, k, s)  # (N, C, *S_out, *kernel)
-        out = x.shape[2 : 2 + dims]
-        x = x.reshape(*x.shape[: 2 + dims], -1)
-        return x.movedim(-1, 2).reshape(x.shape[0], x.shape[1], -1, *out)
+        if self.output_size is not None:
+            return ADAPTIVE_MAX_POOL_CALLS[self.dims - 1](x, self.output_size)
+        return MAX_POOL_CALLS[self.dims - 1](x, self.kernel, self.stride, self.padding,
+                                             self.dilation, self.ceil_mode)  # fmt: skip
+
+    def _windows(self, axis: int, size: int) -> list[list[int]]:
+        """The input positions of each window along one spatial axis of ``size``: for max
+        pooling those of i s - p + j d (j < k) inside the input (padding is -inf, which no
+        maximum takes), for adaptive pooling floor(i L / n) to ceil((i + 1) L / n)."""
+        if self.output_size is not None:
+            out = _pair(self.output_size, self.dims)[axis]
+            out = size if out is None else out
+            return [list(range(i * size // out, -(-(i + 1) * size // out))) for i in range(out)]
+        k, s, p, d = (self.kernel[axis], self.stride[axis], self.padding[axis],
+                      self.dilation[axis])  # fmt: skip
+        reach = size + 2 * p - d * (k - 1) - 1
+        out = (-(-reach // s) if self.ceil_mode else reach // s) + 1
+        if self.ceil_mode and (out - 1) * s >= size + p:  # (torch's rule: start inside)
+            out -= 1
+        return [[q for j in range(k) if 0 <= (q := i * s - p + j * d) < size] for i in range(out)]
+
+    def steps(self, spatial: tuple[int, ...]) -> list[nn.Module]:
+        """Eq. M's steps for inputs of this spatial shape: each window's inputs gathered on an
+        axis (``_Gather``; a window of fewer than K repeats its first, which leaves its
+        maximum), then rounds of pairwise maxima, each an affine map (``_PairUp``), a ReLU
+        and an affine map (``_Combine``), with
+
+            max(a, b) = relu(a - b) + relu(b) - relu(-b)                               (eq. M)
+
+        (b itself passes a ReLU as relu(b) - relu(-b)), ceil(log2 K) rounds in all: the same
+        function, a ReLU network exact verification and linear bounds take."""
+        per_axis = [self._windows(axis, size) for axis, size in enumerate(spatial)]
+        out = tuple(len(windows) for windows in per_axis)
+        gathered = []
+        for at in np.ndindex(*out):
+            points = itertools.product(*(per_axis[axis][i] for axis, i in enumerate(at)))
+            gathered.append([int(np.ravel_multi_index(point, spatial)) for point in points])
+        if not all(gathered):
+            raise ValueError("max pooling: a window holds no input (padding past the kernel)")
+        k = max(map(len, gathered))
+        index = torch.tensor([g + g[:1] * (k - len(g)) for g in gathered])
+        steps: list[nn.Module] = [_Gather(index.T.reshape(k, *out))]
+        while k > 1:
+            steps += [_PairUp(), nn.ReLU(), _Combine(k)]
+            k = (k + 1) // 2
+        return [*steps, _Squeeze()]
+
+
+def _with_pooling_steps(steps: list[nn.Module], shape: tuple[int, ...]) -> list[nn.Module]:
+    """``steps`` with each ``_MaxPool`` replaced by its eq. M steps for the shape it gets (a
+    zero input of ``shape`` run through the steps before it, copied to the CPU in eval mode)."""
+    probe = torch.zeros(1, *shape, dtype=torch.float64)
+    resolved: list[nn.Module] = []
+    with torch.no_grad():
+        for step in steps:
+            resolved += step.steps(tuple(probe.shape[2:])) if isinstance(step, _MaxPool) else [step]
+            probe = _on_cpu(step).eval()(probe)
+    return resolved
+
+
+def _pair(value: Any, dims: int) -> tuple[Any, ...]:
+    """A pooling parameter as one value per spatial dimension."""
+    return tuple(value) if isinstance(value, tuple | list) else (value,) * dims
+
+
+class _Gather(nn.Module):
+    """(N, C, *S) -> (N, C, K, *S_out): the inputs at ``index`` (K, *S_out), positions in the
+    flattened spatial axes."""
+
+    index: torch.Tensor
+
+    def __init__(self, index: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("index", index)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2)[:, :, self.index]
 
 
 class _PairUp(nn.Module):
@@ -451,22 +506,29 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
         layers = [step for each in _layers(graph.get_submodule(str(node.target)))
                   for step in _steps(each)]  # fmt: skip
         if (
-            all(isinstance(layer, (nn.ReLU, *AFFINE, *REWRITTEN)) or smooth_layer(layer)
-                for layer in layers)
+            all(isinstance(layer, (nn.ReLU, _MaxPool, *AFFINE, *REWRITTEN))
+                or smooth_layer(layer) for layer in layers)
             and len(node.args) == 1
         ):  # fmt: skip
             return layers
         raise unsupported("the layer")
     if node.target in RELU_CALLS and node.args[1:] in ((), (False,)):
         return [nn.ReLU()]
-    if node.target in (F.max_pool1d, F.max_pool2d) and len(node.all_input_nodes) == 1:
-        names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    pools = (*MAX_POOL_CALLS, *ADAPTIVE_MAX_POOL_CALLS)
+    if node.target in pools and len(node.all_input_nodes) == 1:
+        adaptive = node.target in ADAPTIVE_MAX_POOL_CALLS
+        names = (("output_size",) if adaptive else ("kernel_size", "stride", "padding",
+                                                    "dilation", "ceil_mode")) + ("return_indices",)  # fmt: skip
         given = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False,
                  "return_indices": False, **dict(zip(names, node.args[1:], strict=False)),
                  **node.kwargs}  # fmt: skip
-        return _max_pool_steps(node.target, given["kernel_size"], given["stride"],
-                               given["padding"], given["dilation"],
-                               bool(given["ceil_mode"] or given["return_indices"]))  # fmt: skip
+        if given["return_indices"]:
+            raise unsupported("max pooling that returns its indices,")
+        dims = pools.index(node.target) % 3 + 1
+        if adaptive:
+            return [_MaxPool(dims, output_size=given["output_size"])]
+        return [_MaxPool(dims, given["kernel_size"], given["stride"], given["padding"],
+                         given["dilation"], given["ceil_mode"])]  # fmt: skip
     smooth = smooth_call(node.target, node.args, node.kwargs) if node.args[:1] == (value,) else None
     if smooth is not None:
         return [smooth]
@@ -626,7 +688,7 @@ def _call(op: str, target: Any, args: tuple, kwargs: dict) -> Any:
 
 
 # the steps the chain is rewritten into: affine, like ``AFFINE``
-REWRITTEN = (_GraphStep, _Windows, _PairUp, _Combine, _Squeeze, _Hinges, _SumHinges)
+REWRITTEN = (_GraphStep, _Gather, _PairUp, _Combine, _Squeeze, _Hinges, _SumHinges)
 # (a smooth activation of a forward becomes a ``SmoothActivation`` step, which only linear
 # bounds take)
 
