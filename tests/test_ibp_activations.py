@@ -387,8 +387,11 @@ def test_kmeans_on_softmax_features_bounds_the_softmax_itself():
 
 
 @pytest.mark.parametrize(
-    "layer", [nn.LayerNorm((2, 3)), nn.GroupNorm(2, 4)], ids=["layer", "group"]
-)
+    "layer",
+    [nn.LayerNorm((2, 3)), nn.GroupNorm(2, 4), nn.InstanceNorm2d(4, affine=True),
+     nn.InstanceNorm2d(4, affine=True, track_running_stats=True)],
+    ids=["layer", "group", "instance", "instance_running"],
+)  # fmt: skip
 def test_normalisation_bounds_hold_every_vertex_and_narrow_with_the_box(layer):
     """Eq. N on random boxes (gamma of both signs): every sampled point and vertex of the box
     lies within the bounds, the point box gives the layer's output, F.layer_norm and
@@ -398,6 +401,10 @@ def test_normalisation_bounds_hold_every_vertex_and_narrow_with_the_box(layer):
     with torch.no_grad():
         layer.weight.uniform_(-2, 2)
         layer.bias.uniform_(-1, 1)
+        if getattr(layer, "track_running_stats", False):  # (an instance norm's, used in eval)
+            layer.running_mean.uniform_(-1, 1)
+            layer.running_var.uniform_(0.5, 2)
+            layer.eval()
     shape = (40, 4, 2, 3)
     centre = 2 * torch.randn(shape)
     for half in (0.3, 1e-3):
@@ -423,6 +430,10 @@ def test_normalisation_bounds_hold_every_vertex_and_narrow_with_the_box(layer):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if self.by_layer:
                 return F.layer_norm(x, (2, 3), self.weight, self.bias, eps=self.eps)
+            if isinstance(layer, nn.InstanceNorm2d):
+                running = layer.track_running_stats
+                return F.instance_norm(x, layer.running_mean, layer.running_var, self.weight,
+                                       self.bias, not running, eps=self.eps)  # fmt: skip
             return F.group_norm(x, 2, self.weight, self.bias, self.eps)
 
     own = interval_bounds(Functional(), lo, hi)

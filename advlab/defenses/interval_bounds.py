@@ -15,7 +15,8 @@ For the box B = {x' : ||x' - x||_inf <= eps} ∩ [lo, hi]^D, each layer maps an 
     log-softmax over a dimension, increasing in its own z_j and decreasing in every other z_k:
         [l_j - log(e^l_j + sum_{k != j} e^u_k),  u_j - log(e^u_j + sum_{k != j} e^l_k)]  (eq. S)
         (softmax: their exponentials)
-    layer and group normalisation, (x_i - mean x) / sqrt(var x + eps) over a layer or group:
+    layer, group and instance normalisation, (x_i - mean x) / sqrt(var x + eps) over a layer,
+    a group of channels or one channel:
         the centred d_i = x_i - mean x exactly (a linear map), var x = mean d^2 between the
         means of the least (0 where d_i's interval holds 0) and the largest d_i^2, and d_i over
         the square root of that by the signs of d_i's ends; then gamma and beta      (eq. N)
@@ -143,6 +144,7 @@ MONOTONE = (Normalize, Standardise, nn.ReLU, nn.ReLU6, nn.ELU, nn.CELU, nn.SELU,
 # quasi-convex activations, bounded by eq. Q around their minimiser (``_minimiser``)
 QUASI_CONVEX = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.LeakyReLU, nn.PReLU)
 BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+INSTANCE_NORM = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 CONVOLUTION = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 AFFINE_FUNCTIONS = (F.linear, F.conv1d, F.conv2d, F.conv3d)  # (with constant weights)
 
@@ -255,8 +257,8 @@ def interval_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) 
         An advlab ``Model`` (its preprocessing included), ``Classifier`` or ``nn.Sequential`` of
         Linear, Conv1d-3d, BatchNorm (eval mode), non-decreasing layers (``MONOTONE``: ReLU,
         sigmoid, tanh, pooling, flatten, ...), quasi-convex activations (``QUASI_CONVEX``:
-        GELU, SiLU, Mish, Hardswish, leaky ReLUs), LayerNorm, GroupNorm, Softmax and
-        LogSoftmax, or a module of the user's whose ``torch.fx``
+        GELU, SiLU, Mish, Hardswish, leaky ReLUs), LayerNorm, GroupNorm, InstanceNorm,
+        Softmax and LogSoftmax, or a module of the user's whose ``torch.fx``
         graph uses these and +, -, scaling, cat and reshaping (residual networks);
         ``check_certifiable`` tests that the propagation computes the model.
     lower, upper : torch.Tensor
@@ -291,6 +293,10 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
         return _layer_norm(lo, hi, layer.normalized_shape, layer.weight, layer.bias, layer.eps)
     if isinstance(layer, nn.GroupNorm):
         return _group_norm(lo, hi, layer.num_groups, layer.weight, layer.bias, layer.eps)
+    if isinstance(layer, INSTANCE_NORM):
+        return _instance_norm(lo, hi, layer.training or not layer.track_running_stats,
+                              layer.running_mean, layer.running_var, layer.weight, layer.bias,
+                              layer.eps)  # fmt: skip
     if isinstance(layer, SOFTMAX):
         log = isinstance(layer, nn.LogSoftmax)
         return _softmax_bounds(lo, hi, _softmax_dim(layer.dim, lo.ndim), log)
@@ -300,7 +306,8 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
     raise ValueError(
         f"interval bounds: unsupported layer {type(layer).__name__} (supported: Linear, "
         "Conv1d-3d, BatchNorm in eval mode, the activations "
-        f"{', '.join(sorted(t.__name__ for t in QUASI_CONVEX))}, LayerNorm, GroupNorm, Softmax, "
+        f"{', '.join(sorted(t.__name__ for t in QUASI_CONVEX))}, LayerNorm, GroupNorm, "
+        "InstanceNorm, Softmax, "
         "LogSoftmax, Upsample but bicubic, and non-decreasing layers: "
         f"{', '.join(sorted(t.__name__ for t in MONOTONE))}; a module of your own is traced)"
     )
@@ -439,7 +446,7 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
         return getattr(first.lo, rest[0])
     elif monotone and (target in MONOTONE_FUNCTIONS or _monotone_interpolation(node, kwargs)):
         return _Box(target(first.lo, *rest, **kwargs), target(first.hi, *rest, **kwargs))
-    elif monotone and target in (F.layer_norm, F.group_norm):
+    elif monotone and target in (F.layer_norm, F.group_norm, F.instance_norm):
         return _Box(*_normalisation_node(target, first, rest, kwargs))
     elif monotone and target in SOFTMAX_FUNCTIONS:
         return _softmax_box(first, SOFTMAX_FUNCTIONS[target], rest, kwargs)
@@ -478,7 +485,7 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
     name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
     raise ValueError(
         f"interval bounds: unsupported operation {name!r} on a bounded value (node {node.name}); "
-        "supported: Linear, Conv1d-3d, BatchNorm, layer and group norm, monotone and "
+        "supported: Linear, Conv1d-3d, BatchNorm, layer, group and instance norm, monotone and "
         "quasi-convex activations, softmax, pooling, clamp with constant limits, mean and sum, "
         "indexing, +, -, * and / by constants, cat, reshaping"
     )
@@ -544,9 +551,33 @@ def _group_norm(lo: torch.Tensor, hi: torch.Tensor, groups: int, weight: Any, bi
                          None if bias is None else bias.reshape(per_channel))  # fmt: skip
 
 
+def _instance_norm(lo: torch.Tensor, hi: torch.Tensor, own_statistics: bool, mean: Any,
+                   var: Any, weight: Any, bias: Any, eps: float) -> Interval:  # fmt: skip
+    """Instance normalisation: with each input's own statistics, eq. N per sample and channel
+    (group normalisation with one channel per group); with running statistics (eval mode,
+    ``track_running_stats``), the per-channel affine map (x - mean) / sqrt(var + eps)."""
+    if own_statistics:
+        return _group_norm(lo, hi, lo.shape[1], weight, bias, eps)
+    per_channel = (-1, *[1] * (lo.ndim - 2))
+    scale = (var + eps).rsqrt().reshape(per_channel)
+    shifted = _scale(_Box(lo - mean.reshape(per_channel), hi - mean.reshape(per_channel)), scale)
+    return _affine_after(shifted.lo, shifted.hi,
+                         None if weight is None else weight.reshape(per_channel),
+                         None if bias is None else bias.reshape(per_channel))  # fmt: skip
+
+
 def _normalisation_node(target: Any, box: _Box, rest: tuple, kwargs: dict) -> Interval:
-    """F.layer_norm(x, normalized_shape, weight, bias, eps) or F.group_norm(x, num_groups,
-    weight, bias, eps) of a graph on a box (eq. N)."""
+    """F.layer_norm(x, normalized_shape, weight, bias, eps), F.group_norm(x, num_groups,
+    weight, bias, eps) or F.instance_norm(x, running_mean, running_var, weight, bias,
+    use_input_stats, momentum, eps) of a graph on a box (eq. N)."""
+    if target is F.instance_norm:
+        names: tuple[str, ...] = ("running_mean", "running_var", "weight", "bias",
+                                  "use_input_stats", "momentum", "eps")  # fmt: skip
+        given = {"use_input_stats": True, "eps": 1e-5, **dict(zip(names, rest, strict=False)),
+                 **kwargs}  # fmt: skip
+        return _instance_norm(box.lo, box.hi, bool(given["use_input_stats"]),
+                              given.get("running_mean"), given.get("running_var"),
+                              given.get("weight"), given.get("bias"), given["eps"])  # fmt: skip
     names = ("normalized_shape" if target is F.layer_norm else "num_groups", "weight", "bias",
              "eps")  # fmt: skip
     given = {**dict(zip(names, rest, strict=False)), **kwargs}
