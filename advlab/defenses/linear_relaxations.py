@@ -104,18 +104,29 @@ class SmoothActivation(nn.Module):
         self.curvature = float(CURVATURE[name](**self.params)) * (1 + 1e-6)
         self.kinks = [float(k) for k in KINKS.get(name, lambda **_: [])(**self.params)]
         self.jump = float(JUMPS.get(name, lambda **_: 0.0)(**self.params))
-        # the last bounds relaxed and their lines: the backward passes of one input ask for
-        # each layer's many times, with the same arrays
-        self._last: dict[str, tuple[np.ndarray, np.ndarray, Any]] = {}
+        self._last: tuple[np.ndarray, np.ndarray, tuple] | None = None  # (``_bounds``)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return FUNCTIONS[self.name](x, **self.params)
 
-    def _grid(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Eq. R's grid of each [l_i, u_i] (rows, the kinks inside clipped in), f on it, and
-        the pad K d^2 / 8 (with rounding's share)."""
-        steps = np.linspace(0.0, 1.0, GRID)
-        grid = l[:, None] + (u - l)[:, None] * steps[None, :]
+    def relaxation(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Eq. R per neuron: (s_l, t_l, s_u, t_u) with s_l h + t_l <= f(h) <= s_u h + t_u on
+        [l, u] (here s_l = s_u, the chord's slope)."""
+        s, t_l, t_u, _, _ = self._bounds(l, u)
+        return s, t_l, s, t_u
+
+    def interval(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of f over each [l_i, u_i]: the grid's least and largest values, padded."""
+        _, _, _, low, high = self._bounds(l, u)
+        return low, high
+
+    def _bounds(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Eq. R's lines and the bounds of f, from one grid of each [l_i, u_i] (the kinks
+        inside clipped in) and the pad K d^2 / 8 (with rounding's share); the last bounds'
+        kept, since the backward passes of one input ask for each layer's many times."""
+        if self._last is not None and self._last[0] is l and self._last[1] is u:
+            return self._last[2]
+        grid = l[:, None] + (u - l)[:, None] * np.linspace(0.0, 1.0, GRID)[None, :]
         if self.kinks:
             kinks = np.clip(np.asarray(self.kinks)[None, :], l[:, None], u[:, None])
             grid = np.concatenate([grid, kinks], axis=1)
@@ -123,34 +134,12 @@ class SmoothActivation(nn.Module):
             values = self(torch.from_numpy(grid)).numpy()
         spacing = (u - l) / (GRID - 1)
         pad = self.curvature * spacing**2 / 8 + self.jump + 1e-12 * (1.0 + np.abs(values).max(1))
-        return grid, values, pad
-
-    def relaxation(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Eq. R per neuron: (s_l, t_l, s_u, t_u) with s_l h + t_l <= f(h) <= s_u h + t_u on
-        [l, u] (here s_l = s_u, the chord's slope)."""
-        return self._memo("relaxation", l, u, self._relaxation)
-
-    def interval(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Bounds of f over each [l_i, u_i]: the grid's least and largest values, padded."""
-        return self._memo("interval", l, u, self._interval)
-
-    def _memo(self, kind: str, l: np.ndarray, u: np.ndarray, compute: Any) -> Any:
-        last = self._last.get(kind)
-        if last is None or last[0] is not l or last[1] is not u:
-            last = self._last[kind] = (l, u, compute(l, u))
-        return last[2]
-
-    def _relaxation(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, ...]:
-        grid, values, pad = self._grid(l, u)
-        width = u - l
-        wide = width > 1e-12
-        s = np.where(wide, (values[:, GRID - 1] - values[:, 0]) / np.where(wide, width, 1.0), 0.0)
+        wide = u - l > 1e-12
+        s = np.where(wide, (values[:, GRID - 1] - values[:, 0]) / np.where(wide, u - l, 1.0), 0.0)
         gap = values - s[:, None] * grid
-        return s, gap.min(1) - pad, s, gap.max(1) + pad
-
-    def _interval(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        _, values, pad = self._grid(l, u)
-        return values.min(1) - pad, values.max(1) + pad
+        bounds = (s, gap.min(1) - pad, gap.max(1) + pad, values.min(1) - pad, values.max(1) + pad)
+        self._last = (l, u, bounds)
+        return bounds
 
     def extra_repr(self) -> str:
         return f"{self.name}, {self.params}" if self.params else self.name
