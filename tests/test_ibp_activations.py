@@ -42,6 +42,14 @@ class _Abs(nn.Module):
         return x.abs() if self.method else torch.abs(x)
 
 
+class _SharpSoftplus(nn.Module):
+    """F.softplus with a small threshold in a user's forward: it falls by log1p(exp(-2)) / 3
+    where it switches to x, at 2 / 3."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softplus(x, 3.0, 2.0)
+
+
 QUASI_CONVEX = {
     "gelu": nn.GELU(),
     "gelu_tanh": nn.GELU(approximate="tanh"),
@@ -61,6 +69,8 @@ MONOTONE = {
     "tanhshrink": nn.Tanhshrink(),
     "softshrink": nn.Softshrink(0.3),
     "hardshrink": nn.Hardshrink(0.3),
+    "softplus_sharp": nn.Softplus(beta=3.0, threshold=2.0),  # (falls at its switch to x)
+    "f_softplus_sharp": _SharpSoftplus(),
 }
 
 
@@ -86,8 +96,9 @@ def test_each_quasi_convex_activation_falls_to_its_minimiser_and_rises_after(nam
 def test_activation_bounds_hold_every_value_and_are_attained(name):
     """Random intervals, some around the minimiser, some on either side of it: every value on
     a grid of 20,001 points of each interval lies within the bounds, and the grid's minimum and
-    maximum are within 2e-4 of them (the bounds are the range; a kink between two grid points
-    is up to its slope times the step, 3e-4, above the grid's minimum)."""
+    maximum are within 3e-4 of them (the bounds are the range; a kink or softplus' fall
+    between two grid points is up to the slope times the step, 3e-4, from the grid's
+    extremes)."""
     layer = {**QUASI_CONVEX, **MONOTONE}[name]
     g = torch.Generator().manual_seed(0)
     centre = 4 * torch.randn(300, generator=g)
@@ -98,8 +109,8 @@ def test_activation_bounds_hold_every_value_and_are_attained(name):
     grid = lo[:, None] + (hi - lo)[:, None] * torch.linspace(0, 1, 20001)[None, :]
     values = layer(grid)
     assert bool((values >= low[:, None] - 1e-6).all() and (values <= high[:, None] + 1e-6).all())
-    np.testing.assert_allclose(values.min(1).values, low, atol=2e-4)
-    np.testing.assert_allclose(values.max(1).values, high, atol=2e-4)
+    np.testing.assert_allclose(values.min(1).values, low, atol=3e-4)
+    np.testing.assert_allclose(values.max(1).values, high, atol=3e-4)
 
 
 class _UsersForward(nn.Module):

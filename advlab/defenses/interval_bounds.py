@@ -135,7 +135,7 @@ UPSAMPLING = (nn.Upsample,)  # (UpsamplingNearest2d and UpsamplingBilinear2d are
 NEGATIVE_WEIGHTS = ("bicubic",)  # the upsampling modes that are not monotone
 # non-decreasing maps (elementwise, or pooling / reshaping), bounded by their values at l and u
 MONOTONE = (Normalize, Standardise, nn.ReLU, nn.ReLU6, nn.ELU, nn.CELU, nn.SELU, nn.Sigmoid,
-            nn.Hardsigmoid, nn.LogSigmoid, nn.Tanh, nn.Softsign, nn.Softplus, nn.Hardtanh,
+            nn.Hardsigmoid, nn.LogSigmoid, nn.Tanh, nn.Softsign, nn.Hardtanh,
             nn.Tanhshrink, nn.Softshrink, nn.Hardshrink, nn.MaxPool1d, nn.MaxPool2d,
             nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
             nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
@@ -283,6 +283,8 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
     check_not_batch_dependent(layer, "interval bounds")
     if isinstance(layer, (nn.Linear, *CONVOLUTION, *BATCH_NORM)):
         return _affine(layer, lo, hi)
+    if isinstance(layer, nn.Softplus):
+        return _softplus(lo, hi, layer.beta, layer.threshold)
     if isinstance(layer, MONOTONE) or (
         isinstance(layer, UPSAMPLING) and layer.mode not in NEGATIVE_WEIGHTS
     ):
@@ -307,7 +309,7 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
         f"interval bounds: unsupported layer {type(layer).__name__} (supported: Linear, "
         "Conv1d-3d, BatchNorm in eval mode, the activations "
         f"{', '.join(sorted(t.__name__ for t in QUASI_CONVEX))}, LayerNorm, GroupNorm, "
-        "InstanceNorm, Softmax, "
+        "InstanceNorm, Softplus, Softmax, "
         "LogSoftmax, Upsample but bicubic, and non-decreasing layers: "
         f"{', '.join(sorted(t.__name__ for t in MONOTONE))}; a module of your own is traced)"
     )
@@ -327,7 +329,7 @@ class _Box:
 # non-decreasing in their first argument (the others constant): bounded by their values at l, u
 # (clamp and clip with constant limits; mean and sum over dimensions, e.g. global pooling;
 # indexing and slicing with constant indices)
-MONOTONE_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.elu, F.celu, F.selu, F.hardtanh, F.softplus,
+MONOTONE_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.elu, F.celu, F.selu, F.hardtanh,
                       torch.sigmoid, F.sigmoid, F.hardsigmoid, F.logsigmoid, torch.tanh, F.tanh,
                       F.softsign, F.tanhshrink, F.softshrink, F.hardshrink, F.max_pool1d,
                       F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
@@ -446,6 +448,10 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
         return getattr(first.lo, rest[0])
     elif monotone and (target in MONOTONE_FUNCTIONS or _monotone_interpolation(node, kwargs)):
         return _Box(target(first.lo, *rest, **kwargs), target(first.hi, *rest, **kwargs))
+    elif monotone and target is F.softplus:
+        given = {**dict(zip(("beta", "threshold"), rest, strict=False)), **kwargs}
+        return _Box(*_softplus(first.lo, first.hi, given.get("beta", 1.0),
+                               given.get("threshold", 20.0)))  # fmt: skip
     elif monotone and target in (F.layer_norm, F.group_norm, F.instance_norm):
         return _Box(*_normalisation_node(target, first, rest, kwargs))
     elif monotone and target in SOFTMAX_FUNCTIONS:
@@ -549,6 +555,21 @@ def _group_norm(lo: torch.Tensor, hi: torch.Tensor, groups: int, weight: Any, bi
     return _affine_after(low.reshape(lo.shape), high.reshape(lo.shape),
                          None if weight is None else weight.reshape(per_channel),
                          None if bias is None else bias.reshape(per_channel))  # fmt: skip
+
+
+def _softplus(lo: torch.Tensor, hi: torch.Tensor, beta: float, threshold: float) -> Interval:
+    """Softplus over the box. It rises everywhere but at its switch to x at beta x = threshold,
+    where it falls by log1p(exp(-threshold)) / beta (a few 1e-9 at the default threshold 20,
+    not at a small one): the maximum is at u or at the switch (whose value is the curve's),
+    the minimum at l or just past the switch (the value x there, approached)."""
+    switch = threshold / beta
+    at_switch = F.softplus(torch.full_like(lo, switch), beta, threshold)
+    holds = (lo <= switch) & (hi >= switch)
+    high = torch.where(holds, torch.maximum(F.softplus(hi, beta, threshold), at_switch),
+                       F.softplus(hi, beta, threshold))  # fmt: skip
+    past = (lo < switch) & (hi > switch)
+    low = F.softplus(lo, beta, threshold)
+    return torch.where(past, torch.minimum(low, torch.full_like(lo, switch)), low), high
 
 
 def _instance_norm(lo: torch.Tensor, hi: torch.Tensor, own_statistics: bool, mean: Any,
