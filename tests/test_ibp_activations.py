@@ -1,6 +1,6 @@
 """Interval bounds through the activations of networks beyond ReLU: quasi-convex ones (GELU,
-SiLU, Mish, Hardswish, leaky ReLUs of any slope, abs) by eq. Q around their minimiser, the other
-monotone ones by their ends, softmax and log-softmax by eq. S, layer and group normalisation by
+SiLU, Mish, Hardswish, leaky ReLUs of any slope, ELU of any alpha, abs) by eq. Q around their
+minimiser, the other monotone ones by their ends (softplus of either sign of beta by its pieces), softmax and log-softmax by eq. S, layer and group normalisation by
 eq. N, as layers and as functions in a user's forward, and 1-d and 3-d convolutions: the shape eq. Q needs holds, the bounds hold
 every value and are attained; a classifier's trailing softmax is left out of its margins (and
 of exact verification), a k-means' softmax features are not."""
@@ -31,23 +31,15 @@ from advlab.defenses.interval_bounds import _minimiser, check_certifiable
 from advlab.defenses.milp_verification import check_verifiable
 
 
-class _Abs(nn.Module):
-    """|x| in a user's forward: torch.abs, or the tensor's method."""
+class _Call(nn.Module):
+    """A function called in a user's forward (traced as that function, with its arguments)."""
 
-    def __init__(self, method: bool = False) -> None:
+    def __init__(self, fn) -> None:
         super().__init__()
-        self.method = method
+        self.fn = fn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.abs() if self.method else torch.abs(x)
-
-
-class _SharpSoftplus(nn.Module):
-    """F.softplus with a small threshold in a user's forward: it falls by log1p(exp(-2)) / 3
-    where it switches to x, at 2 / 3."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.softplus(x, 3.0, 2.0)
+        return self.fn(x)
 
 
 QUASI_CONVEX = {
@@ -58,8 +50,11 @@ QUASI_CONVEX = {
     "hardswish": nn.Hardswish(),
     "leaky_negative": nn.LeakyReLU(-0.3),
     "leaky": nn.LeakyReLU(0.2),
-    "abs": _Abs(),
-    "abs_method": _Abs(method=True),
+    "abs": _Call(torch.abs),
+    "abs_method": _Call(lambda x: x.abs()),
+    "elu": nn.ELU(),
+    "elu_negative": nn.ELU(-0.7),  # (falls to 0 before it rises)
+    "f_elu_negative": _Call(lambda x: F.elu(x, -0.7)),
 }
 MONOTONE = {
     "hardsigmoid": nn.Hardsigmoid(),
@@ -69,8 +64,13 @@ MONOTONE = {
     "tanhshrink": nn.Tanhshrink(),
     "softshrink": nn.Softshrink(0.3),
     "hardshrink": nn.Hardshrink(0.3),
-    "softplus_sharp": nn.Softplus(beta=3.0, threshold=2.0),  # (falls at its switch to x)
-    "f_softplus_sharp": _SharpSoftplus(),
+    "celu_negative": nn.CELU(-0.5),  # (rises, however steeply)
+    # softplus falls or rises by log1p(exp(-threshold)) / |beta| at its switch to x
+    "softplus_sharp": nn.Softplus(beta=3.0, threshold=2.0),
+    "f_softplus_sharp": _Call(lambda x: F.softplus(x, 3.0, 2.0)),
+    "softplus_negative": nn.Softplus(beta=-2.0, threshold=3.0),
+    "softplus_negative_threshold": nn.Softplus(beta=-0.5, threshold=-1.0),
+    "f_softplus_negative": _Call(lambda x: F.softplus(x, beta=-1.0, threshold=0.5)),
 }
 
 
@@ -107,7 +107,8 @@ def test_activation_bounds_hold_every_value_and_are_attained(name):
     lo, hi = centre - width, centre + width
     low, high = interval_bounds(layer, lo, hi)
     grid = lo[:, None] + (hi - lo)[:, None] * torch.linspace(0, 1, 20001)[None, :]
-    values = layer(grid)
+    values = layer(torch.minimum(grid, hi[:, None]))  # (not past u by rounding: CELU(-0.5) is
+    # steep enough there for that to matter)
     assert bool((values >= low[:, None] - 1e-6).all() and (values <= high[:, None] + 1e-6).all())
     np.testing.assert_allclose(values.min(1).values, low, atol=3e-4)
     np.testing.assert_allclose(values.max(1).values, high, atol=3e-4)

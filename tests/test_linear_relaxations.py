@@ -37,8 +37,10 @@ ACTIVATIONS = {
     "softsign": nn.Softsign(),
     "softplus": nn.Softplus(),
     "softplus_sharp": nn.Softplus(beta=3.0, threshold=2.0),
+    "softplus_negative": nn.Softplus(beta=-2.0, threshold=3.0),  # (|beta| / 4, its jump up)
     "elu": nn.ELU(),
     "elu_alpha": nn.ELU(alpha=0.4),
+    "elu_negative": nn.ELU(alpha=-0.7),
     "celu": nn.CELU(alpha=0.5),
     "selu": nn.SELU(),
     "gelu": nn.GELU(),
@@ -219,3 +221,26 @@ def test_kmeans_on_a_smooth_networks_features_is_certified_by_linear_bounds():
                                                  method=m) for m in ("interval", "linear")}  # fmt: skip
     assert np.all(radius["interval"] <= radius["linear"] + 1e-4)
     assert np.any(radius["linear"] > radius["interval"] + 1e-3)
+
+
+def test_an_activation_without_a_largest_curvature_is_refused_by_name():
+    """CELU with alpha < 0 curves as exp(x / alpha) / alpha below 0, without bound: linear
+    bounds refuse it, as a layer and as a function of a forward, and name it; interval bounds
+    take it (it rises)."""
+
+    class _Forward(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.head = nn.Linear(64, 16), nn.Linear(16, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(F.celu(self.fc(x.flatten(1)), alpha=-0.5))
+
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 8, 8)
+    layered = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.CELU(-0.5), nn.Linear(16, 3))
+    for net in (layered, _Forward()):
+        y = net(x).argmax(1)
+        with pytest.raises(ValueError, match=r"linear bounds: celu with \{'alpha': -0.5\}"):
+            is_certified_linear(net, x, y, 0.01)
+        assert is_certified(net, x, y, 0.0).all()

@@ -10,7 +10,7 @@ For the box B = {x' : ||x' - x||_inf <= eps} ∩ [lo, hi]^D, each layer maps an 
     non-decreasing g (ReLU and its kin, sigmoid, tanh, pooling, flatten, a positive-std
         standardisation, dropout in eval mode):   [g(l), g(u)]
     quasi-convex g, non-increasing up to its minimiser x* and non-decreasing after it (GELU,
-        SiLU, Mish, Hardswish; LeakyReLU and PReLU of any slope, x* = 0):
+        SiLU, Mish, Hardswish; LeakyReLU and PReLU of any slope and ELU of any alpha, x* = 0):
         [min(g(l), g(u), g(min(max(x*, l), u))), max(g(l), g(u))]                  (eq. Q)
     log-softmax over a dimension, increasing in its own z_j and decreasing in every other z_k:
         [l_j - log(e^l_j + sum_{k != j} e^u_k),  u_j - log(e^u_j + sum_{k != j} e^l_k)]  (eq. S)
@@ -75,6 +75,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.fx
 import torch.nn.functional as F
@@ -134,15 +135,16 @@ PADDING = (nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.Consta
 UPSAMPLING = (nn.Upsample,)  # (UpsamplingNearest2d and UpsamplingBilinear2d are Upsample)
 NEGATIVE_WEIGHTS = ("bicubic",)  # the upsampling modes that are not monotone
 # non-decreasing maps (elementwise, or pooling / reshaping), bounded by their values at l and u
-MONOTONE = (Normalize, Standardise, nn.ReLU, nn.ReLU6, nn.ELU, nn.CELU, nn.SELU, nn.Sigmoid,
+MONOTONE = (Normalize, Standardise, nn.ReLU, nn.ReLU6, nn.CELU, nn.SELU, nn.Sigmoid,
             nn.Hardsigmoid, nn.LogSigmoid, nn.Tanh, nn.Softsign, nn.Hardtanh,
             nn.Tanhshrink, nn.Softshrink, nn.Hardshrink, nn.MaxPool1d, nn.MaxPool2d,
             nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
             nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
             nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Flatten, nn.Unflatten, nn.Identity,
             *DROPOUT, *PADDING)  # fmt: skip
-# quasi-convex activations, bounded by eq. Q around their minimiser (``_minimiser``)
-QUASI_CONVEX = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.LeakyReLU, nn.PReLU)
+# quasi-convex activations, bounded by eq. Q around their minimiser (``_minimiser``); ELU
+# is one whatever its alpha (with alpha < 0 it falls to 0 before it rises, so it is not monotone)
+QUASI_CONVEX = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.LeakyReLU, nn.PReLU, nn.ELU)
 BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 INSTANCE_NORM = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 CONVOLUTION = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -154,8 +156,9 @@ def _minimiser(name: str, approximate: str = "none") -> float:
     """The minimiser x* of the activation ``name`` ("gelu" with its ``approximate``, "silu",
     "mish", "hardswish"), found once in float64 to 1e-12 (bounded Brent on [-5, 0], where each
     has its one minimum; ``tests/test_ibp_activations.py`` checks the shape eq. Q needs); 0 for
-    the leaky ReLUs, whose kink is their minimum where the slope is negative, and for abs."""
-    if name in ("leaky_relu", "prelu", "abs"):
+    the leaky ReLUs, whose kink is their minimum where the slope is negative, for ELU, whose
+    kink is its minimum where alpha is negative, and for abs."""
+    if name in ("leaky_relu", "prelu", "elu", "abs"):
         return 0.0
     fn: Any = {"gelu": functools.partial(F.gelu, approximate=approximate), "silu": F.silu,
                "mish": F.mish, "hardswish": F.hardswish}[name]  # fmt: skip
@@ -175,7 +178,7 @@ def _quasi_convex(fn: Any, x_star: float, lo: torch.Tensor, hi: torch.Tensor) ->
 def _layer_minimiser(layer: nn.Module) -> float:
     """x* of a ``QUASI_CONVEX`` layer (``_minimiser`` of its function)."""
     name = {nn.GELU: "gelu", nn.SiLU: "silu", nn.Mish: "mish", nn.Hardswish: "hardswish",
-            nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu"}  # fmt: skip
+            nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu", nn.ELU: "elu"}  # fmt: skip
     return _minimiser(name[type(layer)], getattr(layer, "approximate", "none"))
 
 
@@ -329,7 +332,7 @@ class _Box:
 # non-decreasing in their first argument (the others constant): bounded by their values at l, u
 # (clamp and clip with constant limits; mean and sum over dimensions, e.g. global pooling;
 # indexing and slicing with constant indices)
-MONOTONE_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.elu, F.celu, F.selu, F.hardtanh,
+MONOTONE_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.celu, F.selu, F.hardtanh,
                       torch.sigmoid, F.sigmoid, F.hardsigmoid, F.logsigmoid, torch.tanh, F.tanh,
                       F.softsign, F.tanhshrink, F.softshrink, F.hardshrink, F.max_pool1d,
                       F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
@@ -345,7 +348,8 @@ SHAPE_METHODS = {"size", "dim"}  # read off the box's shape
 # quasi-convex in their first argument (eq. Q), by the name of their minimiser
 QUASI_CONVEX_FUNCTIONS = {F.gelu: "gelu", F.silu: "silu", F.mish: "mish",
                           F.hardswish: "hardswish", F.leaky_relu: "leaky_relu",
-                          F.prelu: "prelu", torch.prelu: "prelu", torch.abs: "abs"}  # fmt: skip
+                          F.prelu: "prelu", torch.prelu: "prelu", F.elu: "elu",
+                          torch.abs: "abs"}  # fmt: skip
 QUASI_CONVEX_METHODS = {"abs": "abs"}
 
 
@@ -558,18 +562,22 @@ def _group_norm(lo: torch.Tensor, hi: torch.Tensor, groups: int, weight: Any, bi
 
 
 def _softplus(lo: torch.Tensor, hi: torch.Tensor, beta: float, threshold: float) -> Interval:
-    """Softplus over the box. It rises everywhere but at its switch to x at beta x = threshold,
-    where it falls by log1p(exp(-threshold)) / beta (a few 1e-9 at the default threshold 20,
-    not at a small one): the maximum is at u or at the switch (whose value is the curve's),
-    the minimum at l or just past the switch (the value x there, approached)."""
+    """Softplus over the box. Both its pieces rise, the curve log1p(exp(beta x)) / beta (slope
+    sigmoid(beta x) > 0, whatever beta's sign) and x where beta x > threshold, but it jumps
+    between them at the switch x_s = threshold / beta, by log1p(exp(-threshold)) / |beta| (a
+    few 1e-9 at the default threshold 20, not at a small one; down where beta > 0, up or down
+    where beta < 0). So its extremes over [l, u] are among f(l), f(u) and, where the switch
+    lies in [l, u], the two pieces' values there (the curve's, and x_s, approached)."""
     switch = threshold / beta
-    at_switch = F.softplus(torch.full_like(lo, switch), beta, threshold)
+    at_ends = F.softplus(lo, beta, threshold), F.softplus(hi, beta, threshold)
+    curve = torch.full_like(lo, float(np.logaddexp(0.0, threshold)) / beta)
+    line = torch.full_like(lo, switch)
     holds = (lo <= switch) & (hi >= switch)
-    high = torch.where(holds, torch.maximum(F.softplus(hi, beta, threshold), at_switch),
-                       F.softplus(hi, beta, threshold))  # fmt: skip
-    past = (lo < switch) & (hi > switch)
-    low = F.softplus(lo, beta, threshold)
-    return torch.where(past, torch.minimum(low, torch.full_like(lo, switch)), low), high
+    low = torch.minimum(*at_ends)
+    high = torch.maximum(*at_ends)
+    low = torch.where(holds, torch.minimum(low, torch.minimum(curve, line)), low)
+    high = torch.where(holds, torch.maximum(high, torch.maximum(curve, line)), high)
+    return low, high
 
 
 def _instance_norm(lo: torch.Tensor, hi: torch.Tensor, own_statistics: bool, mean: Any,

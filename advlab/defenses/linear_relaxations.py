@@ -39,16 +39,17 @@ from torch import nn
 
 GRID = 33  # points of eq. R's grid per neuron (the kinks inside [l, u] come on top)
 
-# K, the largest |f''| of each activation on its smooth pieces (with its parameters)
+# K, the largest |f''| of each activation on its smooth pieces (with its parameters; inf where
+# there is none: CELU with alpha < 0 curves as exp(x / alpha) / alpha, without bound as x falls)
 CURVATURE: dict[str, Any] = {
     "sigmoid": lambda: math.sqrt(3) / 18,
     "tanh": lambda: 4 / (3 * math.sqrt(3)),
     "tanhshrink": lambda: 4 / (3 * math.sqrt(3)),
     "logsigmoid": lambda: 0.25,
     "softsign": lambda: 2.0,
-    "softplus": lambda beta=1.0, threshold=20.0: beta / 4,
+    "softplus": lambda beta=1.0, threshold=20.0: abs(beta) / 4,
     "elu": lambda alpha=1.0: abs(alpha),
-    "celu": lambda alpha=1.0: 1 / alpha,
+    "celu": lambda alpha=1.0: 1 / alpha if alpha > 0 else math.inf,  # (exp(x / alpha) / alpha)
     "selu": lambda: 1.0507009873554805 * 1.6732632423543772,
     "gelu": lambda approximate="none": math.sqrt(2 / math.pi),
     "silu": lambda: 0.5,
@@ -56,9 +57,9 @@ CURVATURE: dict[str, Any] = {
     "hardswish": lambda: 1 / 3,
 }
 # the size of a jump of f itself at a kink (softplus switches to x at beta x > threshold,
-# log1p(exp(-threshold)) / beta below the curve's value there), added to eq. R's pad
+# log1p(exp(-threshold)) / |beta| away from the curve's value there), added to eq. R's pad
 JUMPS: dict[str, Any] = {
-    "softplus": lambda beta=1.0, threshold=20.0: math.log1p(math.exp(-threshold)) / beta,
+    "softplus": lambda beta=1.0, threshold=20.0: float(np.logaddexp(0.0, -threshold)) / abs(beta),
 }
 # where f' jumps (or f'' does, or f: ``JUMPS``): points of every grid that holds them
 KINKS: dict[str, Any] = {
@@ -102,6 +103,11 @@ class SmoothActivation(nn.Module):
         super().__init__()
         self.name, self.params = name, dict(params or {})
         self.curvature = float(CURVATURE[name](**self.params)) * (1 + 1e-6)
+        if not math.isfinite(self.curvature):
+            raise ValueError(
+                f"linear bounds: {name} with {self.params} has no largest |f''| (eq. R needs "
+                "one; interval bounds, is_certified, take it)"
+            )
         self.kinks = [float(k) for k in KINKS.get(name, lambda **_: [])(**self.params)]
         self.jump = float(JUMPS.get(name, lambda **_: 0.0)(**self.params))
         self._last: tuple[np.ndarray, np.ndarray, tuple] | None = None  # (``_bounds``)
