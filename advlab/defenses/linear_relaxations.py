@@ -14,7 +14,8 @@ K d^2 / 8 term makes eq. R sound: f - s h has f's curvature, and at an extremum 
 piece (its derivative 0) the grid point nearest x* on that piece, at most d / 2 away, differs
 from it by at most K (d / 2)^2 / 2 (Taylor); an extremum at a kink or an end is a grid point.
 The same grid bounds f itself for the next layer: [min_G f - K d^2 / 8, max_G f + K d^2 / 8].
-Where f itself jumps at a kink (softplus with a small threshold), the pad grows by the jump.
+Where f itself jumps at a kink (softplus with a small threshold), the pad of the neurons whose
+[l, u] holds that kink grows by the jump.
 Zhang et al. 2018 ("Efficient neural network robustness certification with general activation
 functions", section 3.3) take tangents and chords by the convexity of each region; the
 parallel lines of eq. R need only K, so any activation of the table takes them, and their
@@ -56,7 +57,7 @@ CURVATURE: dict[str, Any] = {
     "mish": lambda: 0.64421,  # (measured: autograd's f'' on a 1e-4 grid, 0.644205)
     "hardswish": lambda: 1 / 3,
 }
-# the size of a jump of f itself at a kink (softplus switches to x at beta x > threshold,
+# the size of a jump of f itself at its kink (softplus switches to x at beta x > threshold,
 # log1p(exp(-threshold)) / |beta| away from the curve's value there), added to eq. R's pad
 JUMPS: dict[str, Any] = {
     "softplus": lambda beta=1.0, threshold=20.0: float(np.logaddexp(0.0, -threshold)) / abs(beta),
@@ -133,13 +134,15 @@ class SmoothActivation(nn.Module):
         if self._last is not None and self._last[0] is l and self._last[1] is u:
             return self._last[2]
         grid = l[:, None] + (u - l)[:, None] * np.linspace(0.0, 1.0, GRID)[None, :]
+        jump: float | np.ndarray = 0.0
         if self.kinks:
-            kinks = np.clip(np.asarray(self.kinks)[None, :], l[:, None], u[:, None])
-            grid = np.concatenate([grid, kinks], axis=1)
+            kinks = np.asarray(self.kinks)[None, :]
+            grid = np.concatenate([grid, np.clip(kinks, l[:, None], u[:, None])], axis=1)
+            jump = self.jump * ((l[:, None] <= kinks) & (kinks <= u[:, None])).any(1)
         with torch.no_grad():
             values = self(torch.from_numpy(grid)).numpy()
         spacing = (u - l) / (GRID - 1)
-        pad = self.curvature * spacing**2 / 8 + self.jump + 1e-12 * (1.0 + np.abs(values).max(1))
+        pad = self.curvature * spacing**2 / 8 + jump + 1e-12 * (1.0 + np.abs(values).max(1))
         wide = u - l > 1e-12
         s = np.where(wide, (values[:, GRID - 1] - values[:, 0]) / np.where(wide, u - l, 1.0), 0.0)
         gap = values - s[:, None] * grid
