@@ -53,6 +53,18 @@ def digits_model():
     return model, xt, yt
 
 
+class Call(nn.Module):
+    """A function called in a user's forward on its input (traced by torch.fx as that function,
+    with its arguments)."""
+
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
 def trained_on_digits(make, n: int = 16) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """``make()``'s network trained on the first 500 8x8 digits, 4 classes (the digit mod 4;
     seeded, 100 full-batch Adam steps at 1e-2), in eval mode; n held-out digits from the

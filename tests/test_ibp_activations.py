@@ -29,18 +29,7 @@ from advlab.defenses import (
 )
 from advlab.defenses.interval_bounds import _minimiser, check_certifiable
 from advlab.defenses.milp_verification import check_verifiable
-
-
-class _Call(nn.Module):
-    """A function called in a user's forward (traced as that function, with its arguments)."""
-
-    def __init__(self, fn) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
+from tests.conftest import Call
 
 QUASI_CONVEX = {
     "gelu": nn.GELU(),
@@ -50,11 +39,11 @@ QUASI_CONVEX = {
     "hardswish": nn.Hardswish(),
     "leaky_negative": nn.LeakyReLU(-0.3),
     "leaky": nn.LeakyReLU(0.2),
-    "abs": _Call(torch.abs),
-    "abs_method": _Call(lambda x: x.abs()),
+    "abs": Call(torch.abs),
+    "abs_method": Call(lambda x: x.abs()),
     "elu": nn.ELU(),
     "elu_negative": nn.ELU(-0.7),  # (falls to 0 before it rises)
-    "f_elu_negative": _Call(lambda x: F.elu(x, -0.7)),
+    "f_elu_negative": Call(lambda x: F.elu(x, -0.7)),
 }
 MONOTONE = {
     "hardsigmoid": nn.Hardsigmoid(),
@@ -67,10 +56,10 @@ MONOTONE = {
     "celu_negative": nn.CELU(-0.5),  # (rises, however steeply)
     # softplus falls or rises by log1p(exp(-threshold)) / |beta| at its switch to x
     "softplus_sharp": nn.Softplus(beta=3.0, threshold=2.0),
-    "f_softplus_sharp": _Call(lambda x: F.softplus(x, 3.0, 2.0)),
+    "f_softplus_sharp": Call(lambda x: F.softplus(x, 3.0, 2.0)),
     "softplus_negative": nn.Softplus(beta=-2.0, threshold=3.0),
     "softplus_negative_threshold": nn.Softplus(beta=-0.5, threshold=-1.0),
-    "f_softplus_negative": _Call(lambda x: F.softplus(x, beta=-1.0, threshold=0.5)),
+    "f_softplus_negative": Call(lambda x: F.softplus(x, beta=-1.0, threshold=0.5)),
 }
 
 

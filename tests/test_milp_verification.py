@@ -24,7 +24,7 @@ from advlab.defenses import (
 )
 from advlab.defenses.milp_verification import affine_relu_chain
 from advlab.models import Model
-from tests.conftest import trained_on_digits
+from tests.conftest import Call, trained_on_digits
 
 
 def _net(widths: list[int], seed: int) -> nn.Sequential:
@@ -471,17 +471,6 @@ def test_max_pooling_is_verified_as_a_relu_network(make):
     _verified_soundly(*trained_on_digits(make))
 
 
-class _Call(nn.Module):
-    """One function of a user's forward on its input."""
-
-    def __init__(self, fn) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
-
 class _Prelu(nn.Module):
     """F.prelu with the module's own slopes, one per channel."""
 
@@ -502,20 +491,20 @@ PIECEWISE_LINEAR = {
     "relu6": nn.ReLU6(),
     "hardsigmoid": nn.Hardsigmoid(),
     "softshrink": nn.Softshrink(0.25),
-    "f_leaky": _Call(lambda x: F.leaky_relu(x, 0.2)),
+    "f_leaky": Call(lambda x: F.leaky_relu(x, 0.2)),
     "f_prelu": _Prelu(),
-    "f_hardtanh": _Call(lambda x: F.hardtanh(x, max_val=2.0)),
-    "f_relu6": _Call(F.relu6),
-    "f_hardsigmoid": _Call(F.hardsigmoid),
-    "f_softshrink": _Call(lambda x: F.softshrink(x, 0.5)),
-    "abs": _Call(torch.abs),
-    "abs_method": _Call(lambda x: x.abs()),
-    "clamp": _Call(lambda x: x.clamp(-1, 2)),
-    "clamp_min": _Call(lambda x: torch.clamp(x, min=0.5)),
-    "clamp_max": _Call(lambda x: x.clamp(max=-0.5)),
-    "clip": _Call(lambda x: torch.clip(x, -2.0, 0.0)),
-    "clamp_min_method": _Call(lambda x: x.clamp_min(1.0)),
-    "clamp_max_method": _Call(lambda x: x.clamp_max(3.0)),
+    "f_hardtanh": Call(lambda x: F.hardtanh(x, max_val=2.0)),
+    "f_relu6": Call(F.relu6),
+    "f_hardsigmoid": Call(F.hardsigmoid),
+    "f_softshrink": Call(lambda x: F.softshrink(x, 0.5)),
+    "abs": Call(torch.abs),
+    "abs_method": Call(lambda x: x.abs()),
+    "clamp": Call(lambda x: x.clamp(-1, 2)),
+    "clamp_min": Call(lambda x: torch.clamp(x, min=0.5)),
+    "clamp_max": Call(lambda x: x.clamp(max=-0.5)),
+    "clip": Call(lambda x: torch.clip(x, -2.0, 0.0)),
+    "clamp_min_method": Call(lambda x: x.clamp_min(1.0)),
+    "clamp_max_method": Call(lambda x: x.clamp_max(3.0)),
 }
 
 
@@ -594,11 +583,11 @@ def test_piecewise_linear_networks_are_verified(make):
 def test_piecewise_linear_functions_it_cannot_rewrite_are_named():
     """A clamp whose limit is a tensor, a clamp with its min above its max, and the hard
     shrink (not continuous) are refused by name."""
-    limits = _Call(lambda x: x.clamp(min=torch.zeros(3)))
+    limits = Call(lambda x: x.clamp(min=torch.zeros(3)))
     with pytest.raises(ValueError, match="parameters vary or are not numbers, 'clamp'"):
         check_verifiable(limits, torch.rand(2, 3))
     with pytest.raises(ValueError, match=r"min 1\.0 above max 0\.0"):
-        check_verifiable(_Call(lambda x: x.clamp(1.0, 0.0)), torch.rand(2, 3))
+        check_verifiable(Call(lambda x: x.clamp(1.0, 0.0)), torch.rand(2, 3))
     with pytest.raises(ValueError, match="unsupported layer Hardshrink"):
         check_verifiable(nn.Hardshrink(), torch.rand(2, 3))
 
