@@ -7,11 +7,14 @@ no input proved robust may be broken. The draws reach the certified side as well
 broken one, so the checks can fail: on the code before f204feb (ELU with alpha < 0 bounded as
 monotone, softplus with beta < 0 padded by a negative amount) three of the five tests fail
 (networks 6 and 124: interval bounds, 63: linear bounds), and before 0b2f27e one does (network
-33: a softplus' jump padded every neuron, so linear bounds certified less than interval ones)."""
+33: a softplus' jump padded every neuron, so linear bounds certified less than interval ones).
+The L2 and k-means tests also fail when eq. C's or eq. V2's radius is scaled by 0.6 or 0.5,
+or eq. V's by 0.5."""
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,12 +23,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlab.attacks.evasion import PGD
+from advlab.cluster import KMeans
 from advlab.defenses import (
     ATTACKED,
     ROBUST,
     check_verifiable,
+    is_certified_linear,
+    kmeans_is_certified,
+    kmeans_is_certified_linear,
     linear_bound_chain,
     margin_lower_bounds,
+    verify_kmeans_linf,
     verify_linf,
 )
 from advlab.defenses.milp_verification import _layer_bounds, _margin_lower
@@ -137,20 +145,32 @@ def _network(seed: int) -> tuple[nn.Module, bool, bool]:
     return net.eval(), piecewise, chain
 
 
-def _reached_margins(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, seed: int):
-    """Per input, the least z_y - z_j per class j over 3,000 uniform points, 1,000 vertices of
-    its box and PGD's point: margins the bounds must not exceed."""
+def _points(x: torch.Tensor, eps: Any, g: torch.Generator, norm: str = "linf") -> torch.Tensor:
+    """4,000 points of the ball around one input, clipped to [0, 1]: in L-inf 3,000 uniform
+    points and 1,000 vertices of its box (``eps`` a number or one per feature), in L2 points
+    uniform in the ball."""
+    if norm == "l2":
+        direction = torch.randn(4000, *SHAPE, generator=g, dtype=x.dtype)
+        length = eps * torch.rand(4000, 1, 1, 1, generator=g) ** (1 / x.numel())
+        return (
+            x + direction / direction.flatten(1).norm(dim=1)[:, None, None, None] * length
+        ).clamp(0, 1)
+    lo, hi = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
+    uniform = torch.rand(3000, *SHAPE, generator=g)
+    vertex = (torch.rand(1000, *SHAPE, generator=g) < 0.5).float()
+    return torch.cat([lo + uniform * (hi - lo), lo + vertex * (hi - lo)])
+
+
+def _reached_margins(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Any, seed: int,
+                     norm: str = "linf") -> np.ndarray:  # fmt: skip
+    """Per input, the least z_y - z_j per class j over ``_points`` of its ball and PGD's
+    point: margins the bounds must not exceed."""
     g = torch.Generator().manual_seed(seed)
-    adversarial = PGD(net, eps=eps, max_iter=30, random_state=seed)(x, y).x_adv
+    adversarial = PGD(net, eps=eps, max_iter=30, norm=norm, random_state=seed)(x, y).x_adv
     reached = []
     with torch.no_grad():
         for i in range(len(x)):
-            lo, hi = (x[i] - eps).clamp(0, 1), (x[i] + eps).clamp(0, 1)
-            uniform = torch.rand(3000, *SHAPE, generator=g)
-            vertex = (torch.rand(1000, *SHAPE, generator=g) < 0.5).float()
-            points = torch.cat([lo + uniform * (hi - lo), lo + vertex * (hi - lo),
-                                adversarial[i : i + 1]])  # fmt: skip
-            z = net(points).double()
+            z = net(torch.cat([_points(x[i], eps, g, norm), adversarial[i : i + 1]])).double()
             reached.append((z[:, y[i] : y[i] + 1] - z).min(0).values.numpy())
     return np.stack(reached)
 
@@ -239,3 +259,85 @@ def test_no_input_proved_robust_by_the_programs_is_broken():
         assert float((result.x_adv - x).abs().amax()) <= eps + 1e-6
         statuses += result.status.tolist()
     assert {ROBUST, ATTACKED} <= set(statuses)
+
+
+def test_l2_and_per_feature_bounds_hold_every_point_of_their_balls():
+    """100 networks, 4 inputs each: interval margins over L2 balls (eps 0.05, 0.3 or 1.0) and
+    over boxes of one eps per feature (uniform in [0, 0.1]) never exceed a margin a point of
+    the ball or PGD reaches; linear certificates hold no broken input. Both norms certify some
+    inputs and sampling breaks others."""
+    certified, broken = {"l2": 0, "per_feature": 0}, 0
+    for seed in range(100):
+        net, _, chain = _network(seed)
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(4, *SHAPE, generator=g)
+        with torch.no_grad():
+            y = net(x).argmax(1)
+        radius, per_feature = (0.05, 0.3, 1.0)[seed % 3], 0.1 * torch.rand(SHAPE, generator=g)
+        for norm, eps in (("l2", radius), ("per_feature", per_feature)):
+            kind = "l2" if norm == "l2" else "linf"
+            reached = _reached_margins(net, x, y, eps, seed, kind)
+            bound = margin_lower_bounds(net, x, y, eps, norm=kind).detach().double().numpy()
+            assert not _exceeds(bound, reached), f"network {seed}: {norm} interval bounds\n{net}"
+            reached[np.arange(len(x)), y.numpy()] = np.inf
+            broken += int((reached.min(1) < 0).sum())
+            if chain:
+                linear = is_certified_linear(net, x, y, eps, norm=kind).numpy()
+                assert not (linear & (reached.min(1) < 0)).any(), f"network {seed}: {norm}\n{net}"
+                certified[norm] += int(linear.sum())
+    assert min(certified.values()) > 0 and broken > 0
+
+
+def _moved(kmeans: KMeans, mapping: np.ndarray, net: nn.Module, x: torch.Tensor, eps: float,
+           g: torch.Generator, norm: str) -> np.ndarray:  # fmt: skip
+    """Whether some of ``_points`` of each input's ball lands in a cluster of another class."""
+    moved = []
+    with torch.no_grad():
+        for one in x:
+            points = torch.cat([one[None], _points(one, eps, g, norm)])
+            classes = mapping[kmeans.predict(net(points).numpy())]
+            moved.append(bool((classes != classes[0]).any()))
+    return np.array(moved)
+
+
+def test_kmeans_certificates_on_random_features_hold_every_point_of_their_balls():
+    """k-means (6 clusters, mapped to 3 classes) on 4-d features of 80 random sequences (one
+    in four affine), fitted on 200 random images: no input certified by interval or linear bounds (L-inf and
+    L2) or proved robust by the programs (piecewise-linear features) has a point of its ball
+    in a cluster of another class; linear certificates hold every interval one, and the
+    programs prove every linear one. Each certifies some inputs and sampling breaks others."""
+    counts = dict.fromkeys(("interval", "linear", "exact", "l2", "broken"), 0)
+    for seed in range(80):
+        r = random.Random(seed)
+        torch.manual_seed(seed)
+        net, piecewise = _sequence(r)
+        net[-1] = nn.Linear(net[-1].in_features, 4)
+        if seed % 4 == 0:  # (an affine embedding: the L2 ball reaches the clusters, eq. V2)
+            net, piecewise = nn.Sequential(nn.Flatten(), nn.Linear(36, 4)), True
+        for p in net.parameters():
+            p.data.mul_(r.uniform(0.5, 2.5))
+        net.eval()
+        g = torch.Generator().manual_seed(seed)
+        images = torch.rand(200, *SHAPE, generator=g)
+        with torch.no_grad():
+            kmeans = KMeans(6, random_state=seed).fit(net(images).numpy())
+        mapping, x = np.array([0, 1, 2, 0, 1, 2]), images[:4]
+        eps = (0.01, 0.05, 0.15)[seed % 3]
+        radius = 10 * eps
+        broken = _moved(kmeans, mapping, net, x, eps, g, "linf")
+        broken_l2 = _moved(kmeans, mapping, net, x, radius, g, "l2")
+        given = {"mapping": mapping, "features": net}
+        interval = kmeans_is_certified(kmeans, x, eps, **given).numpy()
+        linear = kmeans_is_certified_linear(kmeans, x, eps, **given).numpy()
+        l2 = kmeans_is_certified_linear(kmeans, x, radius, norm="l2", **given).numpy()
+        l2 |= kmeans_is_certified(kmeans, x, radius, norm="l2", **given).numpy()
+        assert not (interval & broken).any() and not (linear & broken).any(), f"{seed}\n{net}"
+        assert not (l2 & broken_l2).any() and not (interval & ~linear).any(), f"{seed}\n{net}"
+        if piecewise:
+            robust = verify_kmeans_linf(kmeans, x, eps, time_limit=20, **given).status == ROBUST
+            assert not (robust & broken).any() and not (linear & ~robust).any(), f"{seed}\n{net}"
+            counts["exact"] += int(robust.sum())
+        for name, value in (("interval", interval), ("linear", linear), ("l2", l2),
+                            ("broken", broken)):  # fmt: skip
+            counts[name] += int(value.sum())
+    assert min(counts.values()) > 0, counts
