@@ -324,16 +324,31 @@ def test_a_users_forward_that_is_a_chain_is_verified_as_its_sequence():
         check_verifiable(Smooth(), torch.rand(3, 16))
 
     class EarlyShape(nn.Module):
-        def __init__(self) -> None:
+        def __init__(self, read) -> None:
             super().__init__()
-            self.a, self.b = nn.Conv2d(1, 2, 3), nn.Linear(8, 3)
+            self.a, self.b, self.read = nn.Conv2d(1, 2, 3), nn.Linear(8, 3), read
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            n = x.size(0)  # the input's batch size, used after the convolution
-            return self.b(F.relu(self.a(x)).view(n, -1))
+            shape = self.read(x)  # read off the input, used after the convolution
+            return self.b(F.relu(self.a(x)).view(*shape))
 
-    with pytest.raises(ValueError, match="the shape of an earlier value"):
-        check_verifiable(EarlyShape(), torch.rand(3, 1, 4, 4))
+    torch.manual_seed(0)
+    images = torch.rand(5, 1, 4, 4)
+    for read in (
+        lambda x: (x.size(0), -1),
+        lambda x: (x.shape[0], 8),
+        lambda x: (x.size()[0] * 1, -1),
+    ):
+        early = EarlyShape(read).eval()  # the batch size of an earlier value: as the value's own
+        plain = nn.Sequential(early.a, nn.ReLU(), nn.Flatten(), early.b)
+        labels = plain(images).argmax(1)
+        check_verifiable(early, images)
+        assert np.array_equal(verify_linf(early, images, labels, 0.05).status,
+                              verify_linf(plain, images, labels, 0.05).status)  # fmt: skip
+        assert torch.equal(is_certified_linear(early, images, labels, 0.05),
+                           is_certified_linear(plain, images, labels, 0.05))  # fmt: skip
+    with pytest.raises(ValueError, match="the shape of an earlier value beyond its batch size"):
+        check_verifiable(EarlyShape(lambda x: (x.size(0), x.size(1) * 8)), images)
 
     class Squared(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

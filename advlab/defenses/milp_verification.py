@@ -477,8 +477,9 @@ def _graph_steps(graph: torch.fx.GraphModule) -> list[nn.Module]:
     for node in graph.graph.nodes:
         if node.op == "placeholder":
             value = node
-        elif node.op == "get_attr" or _reads_shape(node, value):
-            continue  # constants, and the value's own sizes (read again by the step using them)
+        elif node.op == "get_attr" or _reads_shape(node, value) or _reads_batch_size(node):
+            continue  # constants, the value's own sizes and any value's batch size (read again,
+            # from the value, by the step using them)
         elif node.op == "output":
             if node.args[0] is not value:
                 raise ValueError("exact verification: the forward's output is not its chain")
@@ -547,10 +548,12 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
     if uses.count(value) != 1 or divisor:  # (x * x, 1 / x: not affine)
         raise unsupported("an operation that is not affine in its input,")
     others = [a for a in node.all_input_nodes if a is not value]
-    varying = [a for a in others if a.op != "get_attr" and not _reads_shape(a, value)]
+    varying = [a for a in others
+               if a.op != "get_attr" and not _reads_shape(a, value) and not _reads_batch_size(a)]  # fmt: skip
     if any(_reads_shape(a, None) for a in varying):
-        raise unsupported("the shape of an earlier value (read it from the value the operation "
-                          "takes: x.view(x.size(0), -1) after x = layer(x)) read by")  # fmt: skip
+        raise unsupported("the shape of an earlier value beyond its batch size (read it from the "
+                          "value the operation takes: x.view(x.size(0), -1) after x = layer(x)) "
+                          "read by")  # fmt: skip
     if varying:
         raise unsupported("an operation of two varying values,")
     return [_GraphStep(graph, node, value)]
@@ -619,11 +622,33 @@ def _reads_shape(node: torch.fx.Node, value: Any) -> bool:
     return bool(inputs) and value not in inputs and all(_reads_shape(a, value) for a in inputs)
 
 
+def _reads_batch_size(node: torch.fx.Node) -> bool:
+    """Whether ``node`` reads only the batch size (dimension 0) of values: v.size(0),
+    v.shape[0], v.size()[0], and arithmetic of those numbers. Every value of a chain has the
+    chain's batch size, so a step reads it from its own value (``check_verifiable`` replays the
+    chain against the model, which would show it otherwise)."""
+    if node.op not in ("call_function", "call_method"):
+        return False
+    if node.op == "call_method" and node.target == "size":
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        return isinstance(dim, int) and dim == 0
+    if node.target is operator.getitem and node.args[1] == 0:
+        shape = node.args[0]
+        return isinstance(shape, torch.fx.Node) and (
+            (shape.op == "call_method" and shape.target == "size" and len(shape.args) == 1
+             and not shape.kwargs)
+            or (shape.target is getattr and shape.args[1] == "shape")
+        )  # fmt: skip
+    inputs = node.all_input_nodes
+    return bool(inputs) and all(_reads_batch_size(a) for a in inputs)
+
+
 @dataclass(frozen=True)
 class _Slot:
     """Where a ``_GraphStep`` argument comes from: the chain's value t ("value"), the step's
     constant ``index`` ("constant"), or a node reading t's shape ("shape": its ``op`` and
-    ``target`` on ``args`` and ``kwargs``, themselves slots or constants)."""
+    ``target`` on ``args`` and ``kwargs``, themselves slots or constants; an earlier value
+    whose batch size is read is read as t)."""
 
     kind: str
     index: int = 0
@@ -645,8 +670,8 @@ class _GraphStep(nn.Module):
         constants: list[torch.fx.Node] = []
 
         def slot(arg: torch.fx.Node) -> _Slot:
-            if arg is value:
-                return _Slot("value")
+            if arg is value or (arg.op != "get_attr" and not _reads_shape(arg, None)):
+                return _Slot("value")  # (t, or an earlier value of t's batch size)
             if arg.op == "get_attr":
                 if arg not in constants:
                     tensor = _constant(graph, arg)
