@@ -41,6 +41,9 @@ QUASI_CONVEX = {
     "leaky": nn.LeakyReLU(0.2),
     "abs": Call(torch.abs),
     "abs_method": Call(lambda x: x.abs()),
+    "rrelu": nn.RReLU(0.1, 0.3).eval(),  # (a leaky ReLU of the mean slope in eval mode)
+    "rrelu_negative": nn.RReLU(-0.6, -0.2).eval(),
+    "f_rrelu": Call(lambda x: F.rrelu(x, -0.5, 0.1)),
     "elu": nn.ELU(),
     "elu_negative": nn.ELU(-0.7),  # (falls to 0 before it rises)
     "f_elu_negative": Call(lambda x: F.elu(x, -0.7)),
@@ -60,6 +63,10 @@ MONOTONE = {
     "softplus_negative": nn.Softplus(beta=-2.0, threshold=3.0),
     "softplus_negative_threshold": nn.Softplus(beta=-0.5, threshold=-1.0),
     "f_softplus_negative": Call(lambda x: F.softplus(x, beta=-1.0, threshold=0.5)),
+    # x above the threshold, else the value: it rises or falls there
+    "threshold": nn.Threshold(0.2, 2.0),
+    "threshold_low": nn.Threshold(0.2, -1.0),
+    "f_threshold": Call(lambda x: F.threshold(x, -0.5, 0.3)),
 }
 
 
@@ -460,3 +467,71 @@ def test_bicubic_upsampling_is_refused_by_interval_bounds_and_verified_exactly()
         interval_bounds(Bicubic(), x, x + 0.1)
     check_verifiable(net, x)
     check_verifiable(_resampling().eval(), torch.rand(4, 1, 4, 4))
+
+
+@pytest.mark.parametrize(
+    ("layer", "kind", "dim"),
+    [(nn.Softmin(dim=1), "softmin", 1), (Call(lambda x: F.softmin(x, dim=-1)), "softmin", -1),
+     (nn.Softmax2d(), "softmax", -3), (nn.GLU(dim=1), "glu", 1),
+     (Call(lambda x: F.glu(x, -1)), "glu", -1)],
+    ids=["softmin", "f_softmin", "softmax2d", "glu", "f_glu"],
+)  # fmt: skip
+def test_softmin_softmax2d_and_glu_bounds_hold_every_point_and_are_attained(layer, kind, dim):
+    """On 20 boxes of shape (4, 3, 4): the bounds hold the layer at 3,000 points and 1,000
+    vertices of each box, and each bound is the layer's value at some vertex (softmin, eq. S
+    on -x: coordinate j at one end and the rest at the other; GLU: a corner of (a_i, b_i)),
+    to 1e-5."""
+    g = torch.Generator().manual_seed(0)
+    lo = 2 * torch.randn(20, 4, 3, 4, generator=g)
+    hi = lo + 2 * torch.rand(20, 4, 3, 4, generator=g)
+    low, high = interval_bounds(layer, lo, hi)
+    for i in range(20):
+        points = torch.cat([torch.rand(3000, 4, 3, 4, generator=g),
+                            (torch.rand(1000, 4, 3, 4, generator=g) < 0.5).float()])  # fmt: skip
+        values = layer(lo[i] + points * (hi[i] - lo[i]))
+        assert bool((values >= low[i] - 1e-6).all() and (values <= high[i] + 1e-6).all())
+    if kind == "glu":
+        halves = [
+            (lo.chunk(2, dim)[0], hi.chunk(2, dim)[0]),
+            (lo.chunk(2, dim)[1], hi.chunk(2, dim)[1]),
+        ]
+        vertices = [torch.cat([a, b], dim) for a in halves[0] for b in halves[1]]
+        values = torch.stack([layer(v) for v in vertices])
+        reached_low, reached_high = values.amin(0), values.amax(0)
+    else:
+        n = lo.shape[dim]
+        reached_low, reached_high = torch.empty_like(low), torch.empty_like(high)
+        for j in range(n):
+            own = torch.zeros(n, dtype=torch.bool)
+            own[j] = True
+            shape = [1] * lo.ndim
+            shape[dim] = n
+            own = own.reshape(shape)
+            rising = kind == "softmax"  # (softmax rises in its own coordinate, softmin falls)
+            at_low = torch.where(own, lo if rising else hi, hi if rising else lo)
+            at_high = torch.where(own, hi if rising else lo, lo if rising else hi)
+            reached_low.narrow(dim, j, 1).copy_(layer(at_low).narrow(dim, j, 1))
+            reached_high.narrow(dim, j, 1).copy_(layer(at_high).narrow(dim, j, 1))
+    np.testing.assert_allclose(low, reached_low, atol=1e-5)
+    np.testing.assert_allclose(high, reached_high, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:Implicit dimension choice")  # (the defaults, dim=None)
+def test_interval_bounds_take_every_activation_layer_of_torch_but_attention():
+    """Every class of ``torch.nn.modules.activation`` but MultiheadAttention, built with its
+    defaults (Threshold: 0.1, 20.0), in eval mode: interval bounds take it, and hold its
+    values at 2,000 points of a random box of shape (4, 3, 4)."""
+    import torch.nn.modules.activation as activations
+
+    names = [name for name in activations.__all__ if name != "MultiheadAttention"]
+    assert len(names) == 28
+    g = torch.Generator().manual_seed(0)
+    lo = 2 * torch.randn(1, 4, 3, 4, generator=g)
+    hi = lo + torch.rand(1, 4, 3, 4, generator=g)
+    points = lo + torch.rand(2000, 4, 3, 4, generator=g) * (hi - lo)
+    for name in names:
+        layer = getattr(nn, name)(*((0.1, 20.0) if name == "Threshold" else ())).eval()
+        low, high = interval_bounds(layer, lo, hi)
+        with torch.no_grad():
+            values = layer(points)
+        assert bool((values >= low - 1e-6).all() and (values <= high + 1e-6).all()), name

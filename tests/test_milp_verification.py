@@ -502,12 +502,14 @@ PIECEWISE_LINEAR = {
     "leaky_negative": nn.LeakyReLU(-0.3),
     "prelu_per_channel": nn.PReLU(3, init=0.3),
     "prelu_one": nn.PReLU(init=-0.2),
+    "rrelu": nn.RReLU(-0.4, 0.2),  # (in eval mode: leaky, of slope -0.1)
     "hardtanh": nn.Hardtanh(-0.5, 1.5),
     "relu6": nn.ReLU6(),
     "hardsigmoid": nn.Hardsigmoid(),
     "softshrink": nn.Softshrink(0.25),
     "f_leaky": Call(lambda x: F.leaky_relu(x, 0.2)),
     "f_prelu": _Prelu(),
+    "f_rrelu": Call(lambda x: F.rrelu(x, 0.1, 0.3)),
     "f_hardtanh": Call(lambda x: F.hardtanh(x, max_val=2.0)),
     "f_relu6": Call(F.relu6),
     "f_hardsigmoid": Call(F.hardsigmoid),
@@ -596,8 +598,8 @@ def test_piecewise_linear_networks_are_verified(make):
 
 
 def test_piecewise_linear_functions_it_cannot_rewrite_are_named():
-    """A clamp whose limit is a tensor, a clamp with its min above its max, and the hard
-    shrink (not continuous) are refused by name."""
+    """A clamp whose limit is a tensor, a clamp with its min above its max, the hard shrink
+    (not continuous) and RReLU in training mode (random slopes) are refused by name."""
     limits = Call(lambda x: x.clamp(min=torch.zeros(3)))
     with pytest.raises(ValueError, match="parameters vary or are not numbers, 'clamp'"):
         check_verifiable(limits, torch.rand(2, 3))
@@ -605,6 +607,10 @@ def test_piecewise_linear_functions_it_cannot_rewrite_are_named():
         check_verifiable(Call(lambda x: x.clamp(1.0, 0.0)), torch.rand(2, 3))
     with pytest.raises(ValueError, match="unsupported layer Hardshrink"):
         check_verifiable(nn.Hardshrink(), torch.rand(2, 3))
+    with pytest.raises(ValueError, match="RReLU in training mode is random"):
+        check_verifiable(nn.RReLU().train(), torch.rand(2, 3))
+    with pytest.raises(ValueError, match=r"F\.rrelu with training=True"):
+        check_verifiable(Call(lambda x: F.rrelu(x, training=True)), torch.rand(2, 3))
 
 
 def test_certified_radii_of_a_piecewise_linear_network_lie_below_its_exact_minimal_attack():

@@ -143,8 +143,10 @@ MONOTONE = (Normalize, Standardise, nn.ReLU, nn.ReLU6, nn.CELU, nn.SELU, nn.Sigm
             nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Flatten, nn.Unflatten, nn.Identity,
             *DROPOUT, *PADDING)  # fmt: skip
 # quasi-convex activations, bounded by eq. Q around their minimiser (``_minimiser``); ELU
-# is one whatever its alpha (with alpha < 0 it falls to 0 before it rises, so it is not monotone)
-QUASI_CONVEX = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.LeakyReLU, nn.PReLU, nn.ELU)
+# is one whatever its alpha (with alpha < 0 it falls to 0 before it rises, so it is not monotone);
+# RReLU in eval mode is a leaky ReLU of slope (lower + upper) / 2
+QUASI_CONVEX = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.LeakyReLU, nn.PReLU, nn.RReLU,
+                nn.ELU)  # fmt: skip
 BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 INSTANCE_NORM = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 CONVOLUTION = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -158,7 +160,7 @@ def _minimiser(name: str, approximate: str = "none") -> float:
     has its one minimum; ``tests/test_ibp_activations.py`` checks the shape eq. Q needs); 0 for
     the leaky ReLUs, whose kink is their minimum where the slope is negative, for ELU, whose
     kink is its minimum where alpha is negative, and for abs."""
-    if name in ("leaky_relu", "prelu", "elu", "abs"):
+    if name in ("leaky_relu", "prelu", "rrelu", "elu", "abs"):
         return 0.0
     fn: Any = {"gelu": functools.partial(F.gelu, approximate=approximate), "silu": F.silu,
                "mish": F.mish, "hardswish": F.hardswish}[name]  # fmt: skip
@@ -178,7 +180,8 @@ def _quasi_convex(fn: Any, x_star: float, lo: torch.Tensor, hi: torch.Tensor) ->
 def _layer_minimiser(layer: nn.Module) -> float:
     """x* of a ``QUASI_CONVEX`` layer (``_minimiser`` of its function)."""
     name = {nn.GELU: "gelu", nn.SiLU: "silu", nn.Mish: "mish", nn.Hardswish: "hardswish",
-            nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu", nn.ELU: "elu"}  # fmt: skip
+            nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu", nn.RReLU: "rrelu",
+            nn.ELU: "elu"}  # fmt: skip
     return _minimiser(name[type(layer)], getattr(layer, "approximate", "none"))
 
 
@@ -198,10 +201,10 @@ def _affine(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
 
 def check_not_batch_dependent(layer: nn.Module, what: str) -> None:
     """``ValueError`` when ``layer`` computes each input's output from the batch or at random:
-    dropout or batch norm in training mode, or batch norm without running statistics
+    dropout, batch norm or RReLU in training mode, or batch norm without running statistics
     (``track_running_stats=False`` normalises by the batch's statistics in eval mode too)."""
     name = type(layer).__name__
-    if isinstance(layer, (*DROPOUT, *BATCH_NORM)) and layer.training:
+    if isinstance(layer, (*DROPOUT, *BATCH_NORM, nn.RReLU)) and layer.training:
         raise ValueError(f"{what}: {name} in training mode is random or depends on the batch; "
                          "call model.eval() first")  # fmt: skip
     if isinstance(layer, BATCH_NORM) and layer.running_var is None:
@@ -305,6 +308,14 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
     if isinstance(layer, SOFTMAX):
         log = isinstance(layer, nn.LogSoftmax)
         return _softmax_bounds(lo, hi, _softmax_dim(layer.dim, lo.ndim), log)
+    if isinstance(layer, nn.Softmin):  # softmax(-x)
+        return _softmax_bounds(-hi, -lo, _softmax_dim(layer.dim, lo.ndim), False)
+    if isinstance(layer, nn.Softmax2d):  # over the channels
+        return _softmax_bounds(lo, hi, -3, False)
+    if isinstance(layer, nn.Threshold):
+        return _threshold(lo, hi, layer.threshold, layer.value)
+    if isinstance(layer, nn.GLU):
+        return _glu(lo, hi, layer.dim)
     if not type(layer).__module__.startswith("torch.nn"):  # the user's module: its graph
         box = _graph_bounds(_trace(layer), _Box(lo, hi))
         return box.lo, box.hi
@@ -312,7 +323,7 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
         f"interval bounds: unsupported layer {type(layer).__name__} (supported: Linear, "
         "Conv1d-3d, BatchNorm in eval mode, the activations "
         f"{', '.join(sorted(t.__name__ for t in QUASI_CONVEX))}, LayerNorm, GroupNorm, "
-        "InstanceNorm, Softplus, Softmax, "
+        "InstanceNorm, Softplus, Threshold, GLU, Softmax, Softmax2d, Softmin, "
         "LogSoftmax, Upsample but bicubic, and non-decreasing layers: "
         f"{', '.join(sorted(t.__name__ for t in MONOTONE))}; a module of your own is traced)"
     )
@@ -348,7 +359,7 @@ SHAPE_METHODS = {"size", "dim"}  # read off the box's shape
 # quasi-convex in their first argument (eq. Q), by the name of their minimiser
 QUASI_CONVEX_FUNCTIONS = {F.gelu: "gelu", F.silu: "silu", F.mish: "mish",
                           F.hardswish: "hardswish", F.leaky_relu: "leaky_relu",
-                          F.prelu: "prelu", torch.prelu: "prelu", F.elu: "elu",
+                          F.prelu: "prelu", torch.prelu: "prelu", F.rrelu: "rrelu", F.elu: "elu",
                           torch.abs: "abs"}  # fmt: skip
 QUASI_CONVEX_METHODS = {"abs": "abs"}
 
@@ -460,6 +471,15 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
         return _Box(*_normalisation_node(target, first, rest, kwargs))
     elif monotone and target in SOFTMAX_FUNCTIONS:
         return _softmax_box(first, SOFTMAX_FUNCTIONS[target], rest, kwargs)
+    elif monotone and target is F.softmin:
+        return _softmax_box(_Box(-first.hi, -first.lo), False, rest, kwargs)
+    elif monotone and target is F.threshold:
+        return _Box(*_threshold(first.lo, first.hi, *rest[:2]))
+    elif monotone and target is F.glu:
+        return _Box(*_glu(first.lo, first.hi, rest[0] if rest else kwargs.get("dim", -1)))
+    elif monotone and target is F.rrelu and _random_rrelu(rest, kwargs):
+        raise ValueError(f"interval bounds: F.rrelu with training=True (node {node.name}) draws "
+                         "its slopes at random")  # fmt: skip
     elif monotone and target in QUASI_CONVEX_FUNCTIONS:
         x_star = _minimiser(QUASI_CONVEX_FUNCTIONS[target], kwargs.get("approximate", "none"))
         return _Box(*_quasi_convex(lambda t: target(t, *rest, **kwargs), x_star, first.lo,
@@ -578,6 +598,34 @@ def _softplus(lo: torch.Tensor, hi: torch.Tensor, beta: float, threshold: float)
     low = torch.where(holds, torch.minimum(low, torch.minimum(curve, line)), low)
     high = torch.where(holds, torch.maximum(high, torch.maximum(curve, line)), high)
     return low, high
+
+
+def _random_rrelu(rest: tuple, kwargs: dict) -> bool:
+    """Whether an F.rrelu call (lower, upper, training, inplace after its input) is in training
+    mode, where it draws its slopes at random (F.rrelu's default is eval mode)."""
+    return bool(rest[2] if len(rest) > 2 else kwargs.get("training", False))
+
+
+def _threshold(lo: torch.Tensor, hi: torch.Tensor, threshold: float, value: float) -> Interval:
+    """Threshold over the box: x where x > threshold, else ``value``: its values are ``value``
+    where l <= threshold and (max(l, threshold), u] where u > threshold (the end at the
+    threshold approached, not reached)."""
+    holds_value, holds_line = lo <= threshold, hi > threshold
+    start = torch.clamp(lo, min=threshold)
+    inf = torch.full_like(lo, float("inf"))
+    low = torch.minimum(torch.where(holds_value, value, inf), torch.where(holds_line, start, inf))
+    high = torch.maximum(torch.where(holds_value, value, -inf), torch.where(holds_line, hi, -inf))
+    return low, high
+
+
+def _glu(lo: torch.Tensor, hi: torch.Tensor, dim: int) -> Interval:
+    """GLU over the box: a * sigmoid(b) for the halves a, b of ``dim``. sigmoid(b) lies in
+    [sigmoid(l_b), sigmoid(u_b)], and a product is bilinear, so its extremes over the box of
+    (a, sigmoid(b)) are among its four corners' products."""
+    lo_a, lo_b = lo.chunk(2, dim)
+    hi_a, hi_b = hi.chunk(2, dim)
+    corners = torch.stack([a * torch.sigmoid(b) for a in (lo_a, hi_a) for b in (lo_b, hi_b)])
+    return corners.amin(0), corners.amax(0)
 
 
 def _instance_norm(lo: torch.Tensor, hi: torch.Tensor, own_statistics: bool, mean: Any,

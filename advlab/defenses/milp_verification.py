@@ -51,7 +51,7 @@ The network comes as affine layers and ReLUs (``AFFINE``), a module of the user'
 ``forward`` is one chain of them (traced with ``torch.fx``: ``_graph_steps``), a trailing
 softmax left out for a classifier (``logit_layers``), max pooling rewritten as a ReLU
 network (``_MaxPool``, eq. M: pairwise maxima), and continuous piecewise-linear
-activations (LeakyReLU, PReLU, Hardtanh, ReLU6, Hardsigmoid, Softshrink, abs, clamps with
+activations (LeakyReLU, PReLU, RReLU, Hardtanh, ReLU6, Hardsigmoid, Softshrink, abs, clamps with
 constant limits; ``PIECEWISE_LINEAR``, ``PIECEWISE_CALLS``) rewritten as sums of hinges
 (``_hinge_steps``, eq. H); ``check_verifiable`` checks that the chain computes the network.
 
@@ -184,7 +184,7 @@ def affine_activation_chain(
                 f"{name}; {'they take' if smooth else 'it verifies'} networks of affine layers "
                 "(Linear, Conv1d-3d, BatchNorm, average pooling, flatten, your "
                 "preprocessing), ReLU, max pooling and piecewise-linear activations "
-                "(LeakyReLU, PReLU, Hardtanh, ReLU6, Hardsigmoid, Softshrink)"
+                "(LeakyReLU, PReLU, RReLU, Hardtanh, ReLU6, Hardsigmoid, Softshrink)"
                 + (", and smooth ones (sigmoid, tanh, GELU, SiLU, Mish, softplus, ELU, ...)"
                    if smooth else "; linear bounds also take smooth activations (sigmoid, "
                    "tanh, GELU, ...)")
@@ -225,8 +225,9 @@ def _steps(layer: nn.Module) -> list[nn.Module]:
 
 # ---- piecewise-linear activations as ReLU networks: f(x) = b + sum_i c_i relu(w_i x + t_i) ----
 
-# activations that are continuous and piecewise linear, rewritten as sums of hinges (eq. H)
-PIECEWISE_LINEAR = (nn.LeakyReLU, nn.PReLU, nn.Hardtanh, nn.Hardsigmoid, nn.Softshrink)
+# activations that are continuous and piecewise linear, rewritten as sums of hinges (eq. H;
+# RReLU in eval mode: leaky, of slope (lower + upper) / 2)
+PIECEWISE_LINEAR = (nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.Hardtanh, nn.Hardsigmoid, nn.Softshrink)
 Hinges = tuple[list[float], list[float], list[Any], float]  # (w, t, c, b) of eq. H
 
 
@@ -264,6 +265,9 @@ def _layer_hinges(layer: nn.Module) -> Hinges:
         return _leaky_hinges(layer.weight.detach())
     if isinstance(layer, nn.LeakyReLU):
         return _leaky_hinges(layer.negative_slope)
+    if isinstance(layer, nn.RReLU):
+        check_not_batch_dependent(layer, "exact verification")
+        return _leaky_hinges((layer.lower + layer.upper) / 2)
     if isinstance(layer, nn.Hardtanh):  # (ReLU6 too)
         return _clamp_hinges(layer.min_val, layer.max_val)
     if isinstance(layer, nn.Softshrink):
@@ -564,6 +568,7 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
 _CLAMP = (("min", None), ("max", None))
 PIECEWISE_CALLS: dict[Any, tuple[tuple[str, Any], ...]] = {
     F.leaky_relu: (("negative_slope", 0.01),),
+    F.rrelu: (("lower", 1 / 8), ("upper", 1 / 3), ("training", False)),
     F.hardtanh: (("min_val", -1.0), ("max_val", 1.0)),
     F.relu6: (),
     F.hardsigmoid: (),
@@ -593,6 +598,11 @@ def _call_hinges(graph: torch.fx.GraphModule, node: torch.fx.Node) -> Hinges | N
             given[name] = _constant(graph, arg).detach()
     if node.target in (F.leaky_relu, F.prelu):
         return _leaky_hinges(given.get("negative_slope", given.get("weight")))
+    if node.target is F.rrelu:
+        if given["training"]:
+            raise ValueError(f"exact verification: F.rrelu with training=True (node "
+                             f"{node.name}) draws its slopes at random")  # fmt: skip
+        return _leaky_hinges((float(given["lower"]) + float(given["upper"])) / 2)
     if node.target in (torch.abs, "abs"):
         return ABS
     if node.target is F.hardsigmoid:
