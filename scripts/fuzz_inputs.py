@@ -426,9 +426,9 @@ def _certificate_cases(add: Callable[[str, str, Callable[[], Any]], None]) -> No
         ("is_certified Model(0, 255) with bounds=(0, 1)", "Model's bounds",
          lambda: is_certified(byte, x, y, 1.0, bounds=(0, 1))),
         ("is_certified y wrong length", "y", lambda: is_certified(net, x, y[:3], 0.1)),
-        ("margin_lower_bounds LocalResponseNorm", "LocalResponseNorm", lambda: margin_lower_bounds(
+        ("margin_lower_bounds LPPool1d", "LPPool1d", lambda: margin_lower_bounds(
             nn.Sequential(nn.Flatten(), nn.Linear(16, 4), nn.Unflatten(1, (4, 1)),
-                          nn.LocalResponseNorm(2), nn.Flatten()), x, y, 0.1)),
+                          nn.LPPool1d(2, 1), nn.Flatten()), x, y, 0.1)),
         ("is_certified_linear max pooling with indices", "max pooling that returns its",
          lambda: is_certified_linear(pooled, x, y, 0.1)),
         ("is_certified_linear(eps=inf)", "eps", lambda: is_certified_linear(net, x, y, INF)),

@@ -535,3 +535,33 @@ def test_interval_bounds_take_every_activation_layer_of_torch_but_attention():
         with torch.no_grad():
             values = layer(points)
         assert bool((values >= low - 1e-6).all() and (values <= high + 1e-6).all()), name
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [nn.LocalResponseNorm(3), nn.LocalResponseNorm(4, alpha=0.5, beta=0.6, k=0.5),
+     nn.LocalResponseNorm(2, alpha=2.0, beta=-0.3, k=2.0),
+     Call(lambda x: F.local_response_norm(x, 5, 1.0, 0.75, 1.0))],
+    ids=["default", "even_window", "negative_beta", "f_local_response_norm"],
+)  # fmt: skip
+def test_local_response_norm_bounds_hold_every_point_and_are_its_value_at_a_point(layer):
+    """Local response normalisation (AlexNet's) over boxes of shape (6, 4, 5) and (6, 7): the
+    bounds of a box that is one point are the layer's value there; over 3 boxes of width up to
+    1.5 they hold the layer at 3,000 points and 1,000 vertices of each (to float32 rounding);
+    k = 0 is refused (0 / 0 at 0)."""
+    g = torch.Generator().manual_seed(0)
+    for shape in ((3, 6, 4, 5), (3, 6, 7)):
+        x = 2 * torch.randn(*shape, generator=g)
+        low, high = interval_bounds(layer, x, x)
+        np.testing.assert_allclose(low, layer(x), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(high, layer(x), rtol=1e-5, atol=1e-6)
+        hi = x + 1.5 * torch.rand(*shape, generator=g)
+        low, high = interval_bounds(layer, x, hi)
+        for i in range(3):
+            points = torch.cat([torch.rand(3000, *shape[1:], generator=g),
+                                (torch.rand(1000, *shape[1:], generator=g) < 0.5).float()])  # fmt: skip
+            values = layer(x[i] + points * (hi[i] - x[i]))
+            slack = 1e-6 * (1 + values.abs())
+            assert bool((values >= low[i] - slack).all() and (values <= high[i] + slack).all())
+    with pytest.raises(ValueError, match="LocalResponseNorm with k = 0"):
+        interval_bounds(nn.LocalResponseNorm(3, k=0.0), x, x)

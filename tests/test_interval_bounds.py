@@ -224,8 +224,8 @@ def test_what_interval_bounds_cannot_follow_is_named():
 
 def test_unsupported_layer_and_bad_input_are_named():
     net = nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.Unflatten(1, (4, 1)),
-                        nn.LocalResponseNorm(2), nn.Flatten(), nn.Linear(4, 2))  # fmt: skip
-    with pytest.raises(ValueError, match="unsupported layer LocalResponseNorm"):
+                        nn.LPPool1d(2, 1), nn.Flatten(), nn.Linear(4, 2))  # fmt: skip
+    with pytest.raises(ValueError, match="unsupported layer LPPool1d"):
         margin_lower_bounds(net, torch.rand(3, 4), torch.zeros(3, dtype=torch.long), 0.1)
     with pytest.raises(ValueError, match="eps"):
         margin_lower_bounds(_net(), torch.rand(3, 1, 8, 8), torch.zeros(3, dtype=torch.long), -1)

@@ -316,6 +316,8 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
         return _threshold(lo, hi, layer.threshold, layer.value)
     if isinstance(layer, nn.GLU):
         return _glu(lo, hi, layer.dim)
+    if isinstance(layer, nn.LocalResponseNorm):
+        return _local_response_norm(lo, hi, layer.size, layer.alpha, layer.beta, layer.k)
     if not type(layer).__module__.startswith("torch.nn"):  # the user's module: its graph
         box = _graph_bounds(_trace(layer), _Box(lo, hi))
         return box.lo, box.hi
@@ -323,7 +325,7 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
         f"interval bounds: unsupported layer {type(layer).__name__} (supported: Linear, "
         "Conv1d-3d, BatchNorm in eval mode, the activations "
         f"{', '.join(sorted(t.__name__ for t in QUASI_CONVEX))}, LayerNorm, GroupNorm, "
-        "InstanceNorm, Softplus, Threshold, GLU, Softmax, Softmax2d, Softmin, "
+        "InstanceNorm, LocalResponseNorm, Softplus, Threshold, GLU, Softmax, Softmax2d, Softmin, "
         "LogSoftmax, Upsample but bicubic, and non-decreasing layers: "
         f"{', '.join(sorted(t.__name__ for t in MONOTONE))}; a module of your own is traced)"
     )
@@ -477,6 +479,11 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
         return _Box(*_threshold(first.lo, first.hi, *rest[:2]))
     elif monotone and target is F.glu:
         return _Box(*_glu(first.lo, first.hi, rest[0] if rest else kwargs.get("dim", -1)))
+    elif monotone and target is F.local_response_norm:
+        given = {"alpha": 1e-4, "beta": 0.75, "k": 1.0,
+                 **dict(zip(("size", "alpha", "beta", "k"), rest, strict=False)), **kwargs}  # fmt: skip
+        return _Box(*_local_response_norm(first.lo, first.hi, given["size"], given["alpha"],
+                                          given["beta"], given["k"]))  # fmt: skip
     elif monotone and target is F.rrelu and _random_rrelu(rest, kwargs):
         raise ValueError(f"interval bounds: F.rrelu with training=True (node {node.name}) draws "
                          "its slopes at random")  # fmt: skip
@@ -625,6 +632,34 @@ def _glu(lo: torch.Tensor, hi: torch.Tensor, dim: int) -> Interval:
     lo_a, lo_b = lo.chunk(2, dim)
     hi_a, hi_b = hi.chunk(2, dim)
     corners = torch.stack([a * torch.sigmoid(b) for a in (lo_a, hi_a) for b in (lo_b, hi_b)])
+    return corners.amin(0), corners.amax(0)
+
+
+def _local_response_norm(lo: torch.Tensor, hi: torch.Tensor, size: int, alpha: float,
+                         beta: float, k: float) -> Interval:  # fmt: skip
+    """Local response normalisation over the box: b_c = a_c / d_c with d_c = (k + alpha mean
+    of a_c'^2 over the channels c - size // 2 .. c + (size - 1) // 2, zeros past the ends)^beta
+    (F.local_response_norm). The squares lie between 0 (where a_c's interval holds 0) or the
+    smaller square and the larger one, so d_c between its values at those (it is monotone in
+    each); a_c / d_c is bilinear in (a_c, 1 / d_c), so its extremes are among the corners'.
+    Sound, treating a_c in the numerator and in d_c as two values."""
+    if k <= 0:
+        raise ValueError(f"interval bounds: LocalResponseNorm with k = {k} divides by 0 at 0")
+    small = torch.where(lo > 0, lo**2, torch.where(hi < 0, hi**2, torch.zeros_like(lo)))
+    large = torch.maximum(lo**2, hi**2)
+    channels = lo.shape[1]
+
+    def denominator(squares: torch.Tensor) -> torch.Tensor:
+        shape = list(squares.shape)
+        before, after = shape.copy(), shape.copy()
+        before[1], after[1] = size // 2, (size - 1) // 2
+        padded = torch.cat([squares.new_zeros(before), squares, squares.new_zeros(after)], 1)
+        sums = torch.cat([squares.new_zeros([*shape[:1], 1, *shape[2:]]), padded.cumsum(1)], 1)
+        window = sums.narrow(1, size, channels) - sums.narrow(1, 0, channels)
+        return (k + alpha * window / size) ** beta
+
+    corners = torch.stack([a / d for a in (lo, hi) for d in (denominator(small),
+                                                              denominator(large))])  # fmt: skip
     return corners.amin(0), corners.amax(0)
 
 
