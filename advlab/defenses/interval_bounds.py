@@ -625,14 +625,20 @@ def _threshold(lo: torch.Tensor, hi: torch.Tensor, threshold: float, value: floa
     return low, high
 
 
+def _product(lo_a: torch.Tensor, hi_a: torch.Tensor, lo_b: torch.Tensor,
+             hi_b: torch.Tensor) -> Interval:  # fmt: skip
+    """a * b over the boxes [lo_a, hi_a] and [lo_b, hi_b]: a product is bilinear, so its
+    extremes are among the four corners' products."""
+    corners = torch.stack([a * b for a in (lo_a, hi_a) for b in (lo_b, hi_b)])
+    return corners.amin(0), corners.amax(0)
+
+
 def _glu(lo: torch.Tensor, hi: torch.Tensor, dim: int) -> Interval:
-    """GLU over the box: a * sigmoid(b) for the halves a, b of ``dim``. sigmoid(b) lies in
-    [sigmoid(l_b), sigmoid(u_b)], and a product is bilinear, so its extremes over the box of
-    (a, sigmoid(b)) are among its four corners' products."""
+    """GLU over the box: a * sigmoid(b) for the halves a, b of ``dim``, with sigmoid(b) in
+    [sigmoid(l_b), sigmoid(u_b)] (``_product``)."""
     lo_a, lo_b = lo.chunk(2, dim)
     hi_a, hi_b = hi.chunk(2, dim)
-    corners = torch.stack([a * torch.sigmoid(b) for a in (lo_a, hi_a) for b in (lo_b, hi_b)])
-    return corners.amin(0), corners.amax(0)
+    return _product(lo_a, hi_a, torch.sigmoid(lo_b), torch.sigmoid(hi_b))
 
 
 def _local_response_norm(lo: torch.Tensor, hi: torch.Tensor, size: int, alpha: float,
@@ -641,8 +647,8 @@ def _local_response_norm(lo: torch.Tensor, hi: torch.Tensor, size: int, alpha: f
     of a_c'^2 over the channels c - size // 2 .. c + (size - 1) // 2, zeros past the ends)^beta
     (F.local_response_norm). The squares lie between 0 (where a_c's interval holds 0) or the
     smaller square and the larger one, so d_c between its values at those (it is monotone in
-    each); a_c / d_c is bilinear in (a_c, 1 / d_c), so its extremes are among the corners'.
-    Sound, treating a_c in the numerator and in d_c as two values."""
+    each), and a_c / d_c is a product of a_c and 1 / d_c (``_product``): sound, treating a_c
+    in the numerator and in d_c as two values."""
     if k <= 0:
         raise ValueError(f"interval bounds: LocalResponseNorm with k = {k} divides by 0 at 0")
     small = torch.where(lo > 0, lo**2, torch.where(hi < 0, hi**2, torch.zeros_like(lo)))
@@ -658,9 +664,7 @@ def _local_response_norm(lo: torch.Tensor, hi: torch.Tensor, size: int, alpha: f
         window = sums.narrow(1, size, channels) - sums.narrow(1, 0, channels)
         return (k + alpha * window / size) ** beta
 
-    corners = torch.stack([a / d for a in (lo, hi) for d in (denominator(small),
-                                                              denominator(large))])  # fmt: skip
-    return corners.amin(0), corners.amax(0)
+    return _product(lo, hi, 1 / denominator(small), 1 / denominator(large))
 
 
 def _instance_norm(lo: torch.Tensor, hi: torch.Tensor, own_statistics: bool, mean: Any,
