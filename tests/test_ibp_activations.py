@@ -152,6 +152,23 @@ class _FunctionalResampling(nn.Module):
         return self.head(F.pad(x, (0, 0, 0, 0), value=0.2).flatten(1))
 
 
+class _Transposed(nn.Module):
+    """A decoder's upsampling in a user's forward: F.conv_transpose2d with the module's own
+    weights (stride 2, padding, output padding), between strided convolutions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.down = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+        self.weight = nn.Parameter(0.3 * torch.randn(4, 2, 3, 3))
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.down(x))
+        x = F.conv_transpose2d(x, self.weight, None, 2, 1, 1)
+        return self.head(F.relu(x).flatten(1))
+
+
 class _ConvNeXtBlock(nn.Module):
     """A ConvNeXt block (Liu et al. 2022) behind a stem: a depthwise convolution, layer norm
     over the channels (channels last), an inverted bottleneck with GELU, a layer scale and the
@@ -219,6 +236,16 @@ class _ConvNeXtBlock(nn.Module):
         ),
         _resampling,
         _FunctionalResampling,
+        lambda: nn.Sequential(
+            nn.Conv2d(1, 4, 3, stride=2),
+            nn.ReLU(),
+            nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1, groups=2),
+            nn.FeatureAlphaDropout(0.2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(8, 5),
+        ),
+        _Transposed,
     ],
     ids=[
         "sequential",
@@ -229,6 +256,8 @@ class _ConvNeXtBlock(nn.Module):
         "group_norm",
         "resampling",
         "functional_resampling",
+        "conv_transpose",
+        "f_conv_transpose",
     ],
 )
 def test_networks_with_these_layers_are_bounded_soundly(make):
@@ -276,6 +305,11 @@ def test_exact_verification_takes_1d_and_3d_convolutions_and_names_other_activat
     conv1d = nn.Sequential(nn.Flatten(2), nn.Conv1d(1, 3, 3), nn.ReLU(), nn.AvgPool1d(2),
                            nn.Flatten(), nn.Linear(21, 4)).eval()  # fmt: skip
     check_verifiable(conv1d, torch.rand(3, 1, 16))
+    transposed = nn.Sequential(nn.Flatten(2), nn.Conv1d(1, 3, 3, stride=2), nn.ReLU(),
+                               nn.ConvTranspose1d(3, 2, 4, stride=3, padding=1), nn.Flatten(),
+                               nn.Linear(40, 4)).eval()  # fmt: skip
+    check_verifiable(transposed, torch.rand(3, 1, 16))  # (the chain computes the network)
+    check_verifiable(_Transposed().eval(), torch.rand(3, 1, 4, 4))
     gelu = nn.Sequential(nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 2)).eval()
     with pytest.raises(ValueError, match=r"unsupported layer GELU.*interval bounds"):
         check_verifiable(gelu, torch.rand(3, 4))
@@ -565,3 +599,27 @@ def test_local_response_norm_bounds_hold_every_point_and_are_its_value_at_a_poin
             assert bool((values >= low[i] - slack).all() and (values <= high[i] + slack).all())
     with pytest.raises(ValueError, match="LocalResponseNorm with k = 0"):
         interval_bounds(nn.LocalResponseNorm(3, k=0.0), x, x)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [nn.ConvTranspose1d(2, 3, 3, stride=2, padding=1, output_padding=1),
+     nn.ConvTranspose2d(2, 4, 3, stride=2, padding=1, output_padding=1, groups=2),
+     nn.ConvTranspose2d(2, 3, 2, dilation=2), nn.ConvTranspose3d(2, 2, 2, stride=2)],
+    ids=["1d", "2d_groups", "2d_dilation", "3d"],
+)  # fmt: skip
+def test_transposed_convolution_bounds_are_exact(layer):
+    """A transposed convolution is affine, so its interval bounds are exact: m' = layer(m),
+    r' = |J| r with J its Jacobian (here from autograd, flattened), on random boxes."""
+    shape = {nn.ConvTranspose1d: (2, 5), nn.ConvTranspose2d: (2, 4, 4),
+             nn.ConvTranspose3d: (2, 3, 3, 3)}[type(layer)]  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    lo = torch.randn(1, *shape, generator=g, dtype=torch.float64)
+    hi = lo + torch.rand(1, *shape, generator=g, dtype=torch.float64)
+    layer = layer.double()
+    low, high = interval_bounds(layer, lo, hi)
+    jacobian = torch.autograd.functional.jacobian(lambda t: layer(t).flatten(), (lo + hi) / 2)
+    radius = jacobian.reshape(low.numel(), -1).abs() @ ((hi - lo) / 2).flatten()
+    middle = layer((lo + hi) / 2).flatten().detach()
+    np.testing.assert_allclose(low.detach().flatten(), middle - radius, atol=1e-10)
+    np.testing.assert_allclose(high.detach().flatten(), middle + radius, atol=1e-10)

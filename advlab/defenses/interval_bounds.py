@@ -124,7 +124,8 @@ class Standardise(nn.Module):
         return (x - self.model[0].mean) / self.model[0].std
 
 
-DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+           nn.FeatureAlphaDropout)  # fmt: skip
 # padding, pixel shuffles and upsampling by non-negative weights: linear maps that copy or
 # average their inputs (a constant pad adds its value), so non-decreasing and affine
 PADDING = (nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d,
@@ -150,7 +151,10 @@ QUASI_CONVEX = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.LeakyReLU, nn.PReLU,
 BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 INSTANCE_NORM = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 CONVOLUTION = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-AFFINE_FUNCTIONS = (F.linear, F.conv1d, F.conv2d, F.conv3d)  # (with constant weights)
+TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+# (with constant weights)
+AFFINE_FUNCTIONS = (F.linear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d,
+                    F.conv_transpose2d, F.conv_transpose3d)  # fmt: skip
 
 
 @functools.cache
@@ -194,6 +198,11 @@ def _affine(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
     elif isinstance(layer, CONVOLUTION):  # (its own padding: reflected, replicated or circular
         # borders repeat input pixels, whose radii must be padded in the same way, not with 0)
         out_rad = layer._conv_forward(rad, layer.weight.abs(), None)
+    elif isinstance(layer, TRANSPOSED):  # (zero padding only; output_padding as the layer's)
+        transposed: Any = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)
+        out_rad = transposed[TRANSPOSED.index(type(layer))](
+            rad, layer.weight.abs(), None, layer.stride, layer.padding, layer.output_padding,
+            layer.groups, layer.dilation)  # fmt: skip
     else:  # batch norm in eval mode: per channel (axis 1) x * gamma / sqrt(var + eps) + beta
         out_rad = rad * _diagonal_factor(layer, rad.ndim).abs()
     return out_mid - out_rad, out_mid + out_rad
@@ -287,7 +296,7 @@ def interval_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) 
 
 def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
     check_not_batch_dependent(layer, "interval bounds")
-    if isinstance(layer, (nn.Linear, *CONVOLUTION, *BATCH_NORM)):
+    if isinstance(layer, (nn.Linear, *CONVOLUTION, *TRANSPOSED, *BATCH_NORM)):
         return _affine(layer, lo, hi)
     if isinstance(layer, nn.Softplus):
         return _softplus(lo, hi, layer.beta, layer.threshold)
@@ -323,7 +332,7 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
         return box.lo, box.hi
     raise ValueError(
         f"interval bounds: unsupported layer {type(layer).__name__} (supported: Linear, "
-        "Conv1d-3d, BatchNorm in eval mode, the activations "
+        "Conv1d-3d, ConvTranspose1d-3d, BatchNorm in eval mode, the activations "
         f"{', '.join(sorted(t.__name__ for t in QUASI_CONVEX))}, LayerNorm, GroupNorm, "
         "InstanceNorm, LocalResponseNorm, Softplus, Threshold, GLU, Softmax, Softmax2d, Softmin, "
         "LogSoftmax, Upsample but bicubic, and non-decreasing layers: "

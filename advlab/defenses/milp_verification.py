@@ -85,6 +85,7 @@ from advlab.defenses.interval_bounds import (
     RESHAPING_FUNCTIONS,
     RESHAPING_METHODS,
     SHAPE_METHODS,
+    TRANSPOSED,
     UPSAMPLING,
     Standardise,
     _constant,
@@ -111,7 +112,7 @@ from advlab.utils.validation import (
 ROBUST, ATTACKED, UNKNOWN = 1, 0, -1
 
 # layers that are affine maps (in eval mode); ReLU separates them
-AFFINE = (nn.Linear, *CONVOLUTION, *BATCH_NORM, Normalize, Standardise, nn.Flatten,
+AFFINE = (nn.Linear, *CONVOLUTION, *TRANSPOSED, *BATCH_NORM, Normalize, Standardise, nn.Flatten,
           nn.Unflatten, nn.Identity, *DROPOUT, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
           nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, *PADDING,
           *UPSAMPLING)  # fmt: skip
@@ -182,7 +183,7 @@ def affine_activation_chain(
             raise ValueError(
                 f"{'linear bounds' if smooth else 'exact verification'}: unsupported layer "
                 f"{name}; {'they take' if smooth else 'it verifies'} networks of affine layers "
-                "(Linear, Conv1d-3d, BatchNorm, average pooling, flatten, your "
+                "(Linear, Conv1d-3d, ConvTranspose1d-3d, BatchNorm, average pooling, flatten, your "
                 "preprocessing), ReLU, max pooling and piecewise-linear activations "
                 "(LeakyReLU, PReLU, RReLU, Hardtanh, ReLU6, Hardsigmoid, Softshrink)"
                 + (", and smooth ones (sigmoid, tanh, GELU, SiLU, Mish, softplus, ELU, ...)"
