@@ -67,6 +67,7 @@ MONOTONE = {
     "threshold": nn.Threshold(0.2, 2.0),
     "threshold_low": nn.Threshold(0.2, -1.0),
     "f_threshold": Call(lambda x: F.threshold(x, -0.5, 0.3)),
+    "f_threshold_keywords": Call(lambda x: F.threshold(x, threshold=0.5, value=-0.3)),
 }
 
 

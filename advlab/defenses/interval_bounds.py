@@ -485,7 +485,8 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
     elif monotone and target is F.softmin:
         return _softmax_box(_Box(-first.hi, -first.lo), False, rest, kwargs)
     elif monotone and target is F.threshold:
-        return _Box(*_threshold(first.lo, first.hi, *rest[:2]))
+        given = {**dict(zip(("threshold", "value"), rest, strict=False)), **kwargs}
+        return _Box(*_threshold(first.lo, first.hi, given["threshold"], given["value"]))
     elif monotone and target is F.glu:
         return _Box(*_glu(first.lo, first.hi, rest[0] if rest else kwargs.get("dim", -1)))
     elif monotone and target is F.local_response_norm:

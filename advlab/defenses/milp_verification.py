@@ -207,7 +207,8 @@ def _steps(layer: nn.Module) -> list[nn.Module]:
     """``layer`` as the chain's steps: itself, max pooling (``_MaxPool``: ReLU layers once the
     chain knows its input's shape),
     or for a module of the user's (not torch's, not affine) the steps of its ``torch.fx`` graph
-    (``_graph_steps``)."""
+    (``_graph_steps``); ``ValueError`` for a layer that is random or reads its batch."""
+    check_not_batch_dependent(layer, "exact verification")
     for kinds, adaptive in ((MAX_POOLS, False), (ADAPTIVE_MAX_POOLS, True)):
         if isinstance(layer, kinds):
             dims = kinds.index(type(layer)) + 1
@@ -266,8 +267,7 @@ def _layer_hinges(layer: nn.Module) -> Hinges:
         return _leaky_hinges(layer.weight.detach())
     if isinstance(layer, nn.LeakyReLU):
         return _leaky_hinges(layer.negative_slope)
-    if isinstance(layer, nn.RReLU):
-        check_not_batch_dependent(layer, "exact verification")
+    if isinstance(layer, nn.RReLU):  # (in eval mode: ``_steps`` refuses training mode)
         return _leaky_hinges((layer.lower + layer.upper) / 2)
     if isinstance(layer, nn.Hardtanh):  # (ReLU6 too)
         return _clamp_hinges(layer.min_val, layer.max_val)
@@ -525,16 +525,9 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
         adaptive = node.target in ADAPTIVE_MAX_POOL_CALLS
         names = (("output_size",) if adaptive else ("kernel_size", "stride", "padding",
                                                     "dilation", "ceil_mode")) + ("return_indices",)  # fmt: skip
-        given = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False,
-                 "return_indices": False, **dict(zip(names, node.args[1:], strict=False)),
-                 **node.kwargs}  # fmt: skip
-        if given["return_indices"]:
-            raise unsupported("max pooling that returns its indices,")
-        dims = pools.index(node.target) % 3 + 1
-        if adaptive:
-            return [_MaxPool(dims, output_size=given["output_size"])]
-        return [_MaxPool(dims, given["kernel_size"], given["stride"], given["padding"],
-                         given["dilation"], given["ceil_mode"])]  # fmt: skip
+        layer: Any = (ADAPTIVE_MAX_POOLS if adaptive else MAX_POOLS)[pools.index(node.target) % 3]
+        given: dict[str, Any] = {**dict(zip(names, node.args[1:], strict=False)), **node.kwargs}
+        return _steps(layer(**given))  # (the function as its layer)
     smooth = smooth_call(node.target, node.args, node.kwargs) if node.args[:1] == (value,) else None
     if smooth is not None:
         return [smooth]
