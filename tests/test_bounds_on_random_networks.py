@@ -128,21 +128,20 @@ def _sequence(r: random.Random) -> tuple[nn.Sequential, bool]:
     return net, piecewise
 
 
-def _network(seed: int) -> tuple[nn.Module, bool, bool]:
+def _network(seed: int) -> tuple[nn.Module, bool]:
     """Network ``seed`` (weights scaled by a random factor, so that both certified and broken
-    inputs occur), whether exact verification takes it and whether linear bounds do."""
+    inputs occur) and whether exact verification takes it (linear bounds take all)."""
     r = random.Random(seed)
     torch.manual_seed(seed)
     if r.random() < 0.35:
         net: nn.Module = _Forward(r)
-        piecewise, chain = net.piecewise and not net.residual, not net.residual
+        piecewise = net.piecewise
     else:
         net, piecewise = _sequence(r)
-        chain = True
     scale = r.uniform(0.5, 2.5)
     for p in net.parameters():
         p.data.mul_(scale)
-    return net.eval(), piecewise, chain
+    return net.eval(), piecewise
 
 
 def _points(x: torch.Tensor, eps: Any, g: torch.Generator, norm: str = "linf") -> torch.Tensor:
@@ -203,13 +202,13 @@ def _certified(margins: np.ndarray, y: torch.Tensor) -> np.ndarray:
 @pytest.mark.parametrize("block", range(4))
 def test_no_bound_exceeds_a_margin_a_point_of_the_box_reaches(block):
     """50 networks per block, 4 inputs each at eps 0.01, 0.05 or 0.15: interval and linear
-    margins never exceed a reached margin; linear bounds are refused only where the forward
-    adds two varying values, and certify every input interval bounds do. Both bounds certify
-    some inputs and leave others (the draws discriminate)."""
+    margins never exceed a reached margin, and linear bounds (residual forwards included, eq. P)
+    certify every input interval bounds do. Both bounds certify some inputs and leave others
+    (the draws discriminate)."""
     certified = {"interval": 0, "linear": 0}
     pairs = 0
     for seed in range(50 * block, 50 * block + 50):
-        net, _, chain = _network(seed)
+        net, _ = _network(seed)
         x = torch.rand(4, *SHAPE, generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
             y = net(x).argmax(1)
@@ -219,10 +218,6 @@ def test_no_bound_exceeds_a_margin_a_point_of_the_box_reaches(block):
         assert not _exceeds(interval, reached), f"network {seed}: interval bounds\n{net}"
         pairs += len(x)
         certified["interval"] += int(_certified(interval, y).sum())
-        if not chain:
-            with pytest.raises(ValueError, match="two varying values"):
-                linear_bound_chain(net, x, logits=True)
-            continue
         linear = _linear_margins(net, x, y, eps)
         assert not _exceeds(linear, reached), f"network {seed}: linear bounds\n{net}"
         by_interval, by_linear = _certified(interval, y), _certified(linear, y)
@@ -233,13 +228,13 @@ def test_no_bound_exceeds_a_margin_a_point_of_the_box_reaches(block):
 
 def test_no_input_proved_robust_by_the_programs_is_broken():
     """The random networks exact verification takes (piecewise-linear activations, max and
-    average pooling, batch norm, a user's forward of such functions): they are exactly those
-    of piecewise-linear draws without a residual connection; no input proved robust at their
+    average pooling, batch norm, a user's forward of such functions, residual ones included):
+    they are exactly the piecewise-linear draws; no input proved robust at their
     eps is broken by a point of its box, every counterexample is misclassified within eps,
     and both statuses occur."""
     statuses: list[int] = []
     for seed in range(200):
-        net, piecewise, _ = _network(seed)
+        net, piecewise = _network(seed)
         x = torch.rand(4, *SHAPE, generator=torch.Generator().manual_seed(seed))
         if not piecewise:
             with pytest.raises(ValueError, match="exact verification"):
@@ -268,7 +263,7 @@ def test_l2_and_per_feature_bounds_hold_every_point_of_their_balls():
     inputs and sampling breaks others."""
     certified, broken = {"l2": 0, "per_feature": 0}, 0
     for seed in range(100):
-        net, _, chain = _network(seed)
+        net, _ = _network(seed)
         g = torch.Generator().manual_seed(seed)
         x = torch.rand(4, *SHAPE, generator=g)
         with torch.no_grad():
@@ -281,10 +276,9 @@ def test_l2_and_per_feature_bounds_hold_every_point_of_their_balls():
             assert not _exceeds(bound, reached), f"network {seed}: {norm} interval bounds\n{net}"
             reached[np.arange(len(x)), y.numpy()] = np.inf
             broken += int((reached.min(1) < 0).sum())
-            if chain:
-                linear = is_certified_linear(net, x, y, eps, norm=kind).numpy()
-                assert not (linear & (reached.min(1) < 0)).any(), f"network {seed}: {norm}\n{net}"
-                certified[norm] += int(linear.sum())
+            linear = is_certified_linear(net, x, y, eps, norm=kind).numpy()
+            assert not (linear & (reached.min(1) < 0)).any(), f"network {seed}: {norm}\n{net}"
+            certified[norm] += int(linear.sum())
     assert min(certified.values()) > 0 and broken > 0
 
 

@@ -154,6 +154,63 @@ class SmoothActivation(nn.Module):
         return f"{self.name}, {self.params}" if self.params else self.name
 
 
+def relu_relaxation(l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear bounds s_l h <= relu(h) <= s_u h + t_u for h in [l, u] (CROWN's ReLU relaxation):
+    the chord above an unstable ReLU (s_u = u / (u - l), t_u = -u l / (u - l)), below it the
+    line of slope 1 where u > -l and 0 otherwise (the adaptive choice); exact when stable."""
+    unstable = (l < 0) & (u > 0)
+    width = np.where(unstable, u - l, 1.0)
+    s_u = np.where(l >= 0, 1.0, np.where(unstable, u / width, 0.0))
+    t_u = np.where(unstable, -u * l / width, 0.0)
+    s_l = np.where(l >= 0, 1.0, np.where(unstable & (u > -l), 1.0, 0.0))
+    return s_l, s_u, t_u
+
+
+class MixedActivation(nn.Module):
+    """Activations side by side on the neurons of one layer of a chain, ``parts`` of (width,
+    SmoothActivation, or None for ReLUs) in the layer's order: a forward with a skip connection
+    carries its other values through the layer of a smooth activation as ReLUs (eq. P of
+    ``milp_verification``). Each part is bounded as it would be alone: eq. R, or CROWN's ReLU
+    relaxation (``relu_relaxation``)."""
+
+    def __init__(self, parts: list[tuple[int, SmoothActivation | None]]) -> None:
+        super().__init__()
+        self.widths = [int(width) for width, _ in parts]
+        self.parts = nn.ModuleList([nn.ReLU() if a is None else a for _, a in parts])
+        self.name = next(a.name for _, a in parts if a is not None)  # (named in refusals)
+        self._last: tuple[np.ndarray, np.ndarray, tuple] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pieces = x.split(self.widths, dim=1)
+        return torch.cat([part(piece) for part, piece in zip(self.parts, pieces, strict=True)], 1)
+
+    def relaxation(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(s_l, t_l, s_u, t_u) per neuron, each part's (eq. R, or the ReLUs' with t_l = 0)."""
+        return self._bounds(l, u)[:4]
+
+    def interval(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of the outputs given the inputs' [l, u], each part's."""
+        low, high = self._bounds(l, u)[4:]
+        return low, high
+
+    def _bounds(self, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The parts' relaxations and intervals, concatenated (the last kept, as eq. R's)."""
+        if self._last is not None and self._last[0] is l and self._last[1] is u:
+            return self._last[2]
+        cuts = np.cumsum(self.widths)[:-1]
+        pieces = []
+        for part, a, b in zip(self.parts, np.split(l, cuts), np.split(u, cuts), strict=True):
+            if isinstance(part, SmoothActivation):
+                pieces.append((*part.relaxation(a, b), *part.interval(a, b)))
+            else:
+                s_l, s_u, t_u = relu_relaxation(a, b)
+                pieces.append((s_l, np.zeros_like(a), s_u, t_u, np.maximum(a, 0.0),
+                               np.maximum(b, 0.0)))  # fmt: skip
+        bounds = tuple(np.concatenate(column) for column in zip(*pieces, strict=True))
+        self._last = (l, u, bounds)
+        return bounds
+
+
 def smooth_layer(layer: nn.Module) -> SmoothActivation | None:
     """A ``LAYERS`` activation as a ``SmoothActivation`` (its parameters read off it), or
     None for another layer."""

@@ -95,7 +95,13 @@ from advlab.defenses.interval_bounds import (
     check_not_batch_dependent,
     logit_layers,
 )
-from advlab.defenses.linear_relaxations import SmoothActivation, smooth_call, smooth_layer
+from advlab.defenses.linear_relaxations import (
+    MixedActivation,
+    SmoothActivation,
+    relu_relaxation,
+    smooth_call,
+    smooth_layer,
+)
 from advlab.models.wrapper import as_model, at_least_float32, model_dtype
 from advlab.models.zoo import Normalize
 from advlab.utils.progress import progress
@@ -110,6 +116,9 @@ from advlab.utils.validation import (
 )
 
 ROBUST, ATTACKED, UNKNOWN = 1, 0, -1
+# the activation after a hidden affine map of a chain that is not a ReLU (linear bounds only)
+Activation = SmoothActivation | MixedActivation
+Activations = list[Activation | None] | None  # after each hidden layer; None: ReLUs
 
 # layers that are affine maps (in eval mode); ReLU separates them
 AFFINE = (nn.Linear, *CONVOLUTION, *TRANSPOSED, *BATCH_NORM, Normalize, Standardise, nn.Flatten,
@@ -160,26 +169,31 @@ def affine_relu_chain(
 
 def affine_activation_chain(
     model: nn.Module, shape: tuple[int, ...], logits: bool = False, smooth: bool = True
-) -> tuple[Chain, list[SmoothActivation | None]]:
+) -> tuple[Chain, list[Activation | None]]:
     """``affine_relu_chain`` with, where ``smooth``, the smooth activations of
     ``linear_relaxations`` between the affine maps too: the chain and the activation after
     each hidden affine map (None for a ReLU)."""
     segments: list[list[nn.Module]] = [[]]
-    activations: list[SmoothActivation | None] = []
+    activations: list[Activation | None] = []
     layers = logit_layers(_layers(model)) if logits else _layers(model)
     steps = [step for each in layers for step in _steps(each)]
-    if any(isinstance(step, _MaxPool) for step in steps):
-        steps = _with_pooling_steps(steps, shape)
+    if any(isinstance(step, (_MaxPool, _Dag)) for step in steps):
+        steps = _with_shaped_steps(steps, shape)
     for layer in steps:
-        activation = layer if isinstance(layer, SmoothActivation) else smooth_layer(layer)
+        activation = (
+            layer if isinstance(layer, (SmoothActivation, MixedActivation)) else smooth_layer(layer)
+        )
         if isinstance(layer, nn.ReLU) or (smooth and activation is not None):
             segments.append([])
             activations.append(activation)
         elif isinstance(layer, (*AFFINE, *REWRITTEN)):
-            check_not_batch_dependent(layer, "exact verification")
             segments[-1].append(layer)
         else:
-            name = layer.name if isinstance(layer, SmoothActivation) else type(layer).__name__
+            name = (
+                layer.name
+                if isinstance(layer, (SmoothActivation, MixedActivation))
+                else type(layer).__name__
+            )
             raise ValueError(
                 f"{'linear bounds' if smooth else 'exact verification'}: unsupported layer "
                 f"{name}; {'they take' if smooth else 'it verifies'} networks of affine layers "
@@ -399,14 +413,20 @@ class _MaxPool(nn.Module):
         return [*steps, _Squeeze()]
 
 
-def _with_pooling_steps(steps: list[nn.Module], shape: tuple[int, ...]) -> list[nn.Module]:
-    """``steps`` with each ``_MaxPool`` replaced by its eq. M steps for the shape it gets (a
-    zero input of ``shape`` run through the steps before it, copied to the CPU in eval mode)."""
+def _with_shaped_steps(steps: list[nn.Module], shape: tuple[int, ...]) -> list[nn.Module]:
+    """``steps`` with each ``_MaxPool`` replaced by its eq. M steps and each ``_Dag`` by its
+    eq. P steps for the shape it gets (a zero input of ``shape`` run through the steps before
+    it, copied to the CPU in eval mode)."""
     probe = torch.zeros(1, *shape, dtype=torch.float64)
     resolved: list[nn.Module] = []
     with torch.no_grad():
         for step in steps:
-            resolved += step.steps(tuple(probe.shape[2:])) if isinstance(step, _MaxPool) else [step]
+            if isinstance(step, _MaxPool):
+                resolved += step.steps(tuple(probe.shape[2:]))
+            elif isinstance(step, _Dag):
+                resolved += step.steps(tuple(probe.shape[1:]))
+            else:
+                resolved.append(step)
             probe = _on_cpu(step).eval()(probe)
     return resolved
 
@@ -476,7 +496,9 @@ def _graph_steps(graph: torch.fx.GraphModule) -> list[nn.Module]:
     """A user's forward that is one chain (each operation takes the previous one's value) of
     its affine layers, ReLUs and affine operations (``AFFINE_CALLS``, reshaping methods,
     dropout outside training), as the chain's steps; ``ValueError`` naming the first node that
-    is none of them or leaves the chain (a skip connection: use interval bounds)."""
+    is none of them. A forward that is not one chain (a skip connection) is a ``_Dag``."""
+    if not _is_chain(graph):
+        return [_Dag(graph)]
     steps: list[nn.Module] = []
     value: torch.fx.Node | None = None  # the node that holds the chain's value
     for node in graph.graph.nodes:
@@ -506,8 +528,6 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
                           "piecewise-linear activations "
                           "(interval bounds, is_certified, take the rest)")  # fmt: skip
 
-    if value not in node.all_input_nodes:
-        raise unsupported("an operation off the chain,")
     if node.op == "call_module":  # (its own steps: max pooling, a chain of the user's, ...)
         layers = [step for each in _layers(graph.get_submodule(str(node.target)))
                   for step in _steps(each)]  # fmt: skip
@@ -545,15 +565,6 @@ def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) ->
     divisor = node.target in (operator.truediv, torch.div) and node.args[0] is not value
     if uses.count(value) != 1 or divisor:  # (x * x, 1 / x: not affine)
         raise unsupported("an operation that is not affine in its input,")
-    others = [a for a in node.all_input_nodes if a is not value]
-    varying = [a for a in others
-               if a.op != "get_attr" and not _reads_shape(a, value) and not _reads_batch_size(a)]  # fmt: skip
-    if any(_reads_shape(a, None) for a in varying):
-        raise unsupported("the shape of an earlier value beyond its batch size (read it from the "
-                          "value the operation takes: x.view(x.size(0), -1) after x = layer(x)) "
-                          "read by")  # fmt: skip
-    if varying:
-        raise unsupported("an operation of two varying values,")
     return [_GraphStep(graph, node, value)]
 
 
@@ -716,8 +727,305 @@ def _call(op: str, target: Any, args: tuple, kwargs: dict) -> Any:
     return target(*args, **kwargs)
 
 
+def _is_chain(graph: torch.fx.GraphModule) -> bool:
+    """Whether every operation of ``graph`` on values that vary with its input takes only the
+    previous one's value, and the output is the last (its constants, that value's sizes and
+    any value's batch size aside)."""
+    value: torch.fx.Node | None = None
+    for node in graph.graph.nodes:
+        if node.op == "placeholder":
+            value = node
+        elif node.op == "output":
+            return node.args[0] is value
+        elif not _is_static(node):
+            inputs = node.all_input_nodes
+            if {a for a in inputs if not _is_static(a)} != {value} or any(
+                _reads_shape(a, None) and not _reads_shape(a, value) and not _reads_batch_size(a)
+                for a in inputs
+            ):  # (another value, or sizes of an earlier value beyond its batch size)
+                return False
+            value = node
+    return False
+
+
+def _is_static(node: torch.fx.Node) -> bool:
+    """Whether ``node`` is a constant of the module or reads only sizes of values."""
+    return node.op == "get_attr" or _reads_shape(node, None) or _reads_batch_size(node)
+
+
+# ---- a forward with skip connections as a chain: each layer carries the values used later ----
+
+IDENTITY: Hinges = [1.0, -1.0], [0.0, 0.0], [1.0, -1.0], 0.0  # v = relu(v) - relu(-v)
+RELU: Hinges = [1.0], [0.0], [1.0], 0.0
+# operations affine in all their arguments together (a skip connection's sum, a concatenation)
+JOINING = {operator.add, operator.sub, torch.add, torch.sub, torch.cat, torch.concat, torch.stack}
+
+
+class _Dag(nn.Module):
+    """A user's forward that is not one chain (``_is_chain``) before its input's shape is known:
+    its forward is the graph's, and ``steps`` gives eq. P's steps for an input shape."""
+
+    def __init__(self, graph: torch.fx.GraphModule) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.graph(x)
+
+    def steps(self, shape: tuple[int, ...]) -> list[nn.Module]:
+        """The forward as a chain for inputs of ``shape`` (eq. P): segments of its affine
+        operations, each ending in the inputs of the next layer of activations, which holds
+
+            the activations whose inputs are ready (a ReLU or eq. H's hinges, a smooth
+            activation), and every value a later segment reads, as v = relu(v) - relu(-v)  (eq. P)
+
+        (the identity through a ReLU layer; the layer of a smooth activation takes these as
+        ReLUs beside it, ``MixedActivation``). A value's level is the number of activations on
+        its longest path from the input; segment j computes the affine operations of level j
+        from the values of level j and those carried to it. Exact verification and linear
+        bounds take the chain as they take any other; a carried value whose bounds straddle 0
+        costs two neurons (two binaries in the programs where they are unstable)."""
+        return _dag_steps(self.graph, shape)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One value through a layer of eq. P: ``node`` is read after the layer, computed from
+    ``source`` before it by eq. H's hinges (``smooth`` False) or by a smooth activation; each
+    of its ``shape`` (a sample's) takes ``width`` neurons per sample (K hinges, or one)."""
+
+    node: str
+    source: str
+    shape: tuple[int, ...]
+    smooth: bool
+    hinges: int
+
+
+def _dag_steps(graph: torch.fx.GraphModule, shape: tuple[int, ...]) -> list[nn.Module]:
+    """Eq. P's steps of ``graph`` for inputs of ``shape``; ``ValueError`` naming an operation
+    it cannot take."""
+    shapes = _value_shapes(graph, shape)
+    nodes = _needed(graph)
+    level: dict[str, int] = {}  # (the varying values': those computed from the input)
+    need: dict[str, int] = {}
+    activation: dict[str, Any] = {}  # a node's hinges (eq. H) or SmoothActivation
+    for node in nodes:
+        inputs = [a for a in node.all_input_nodes if a.name in level]
+        if node.op == "placeholder":
+            level[node.name] = 0
+        if not inputs or _is_static(node) or node.op == "output":
+            continue  # (constants, and sizes of values)
+        kind = _dag_activation(graph, node, inputs)
+        if kind is not None:
+            activation[node.name] = kind
+            level[node.name] = level[inputs[0].name] + 1
+        else:
+            _check_affine(graph, node, level)
+            level[node.name] = max(level[a.name] for a in inputs)
+        read_in = level[node.name] - (
+            kind is not None
+        )  # (an activation's input: the segment before)
+        for a in inputs:
+            need[a.name] = max(need.get(a.name, 0), read_in)
+    output = nodes[-1].args[0]
+    if not isinstance(output, torch.fx.Node) or output.name not in level:
+        raise ValueError("exact verification: the forward's output is not one value computed "
+                         "from its input")  # fmt: skip
+    last = level[output.name]
+    layers: list[list[_Part]] = [[] for _ in range(last + 1)]  # (layer j: after segment j - 1)
+    modules: dict[str, list[nn.Module]] = {}  # a part's encoder and decoder
+    for node in nodes:
+        if node.name in activation:
+            kind, source = activation[node.name], node.all_input_nodes[0].name
+            hinges = not isinstance(kind, SmoothActivation)
+            layers[level[node.name]].append(
+                _Part(node.name, source, shapes[source], not hinges, len(kind[0]) if hinges else 1)
+            )
+            modules[node.name] = ([_Hinges(*kind[:2]), _SumHinges(*kind[2:])] if hinges
+                                  else [nn.Identity(), nn.Identity()])  # fmt: skip
+    for name in level:  # (in the graph's order: the carried values)
+        for j in range(level[name] + 1, need.get(name, 0) + 1):
+            layers[j].append(_Part(name, name, shapes[name], False, 2))
+    varying = {name: shapes[name] for name in level if name in shapes}
+    steps: list[nn.Module] = []
+    for j in range(last + 1):
+        affine = [n.name for n in nodes if n.name in level and level[n.name] == j
+                  and n.name not in activation and n.op != "placeholder"]  # fmt: skip
+        after = layers[j + 1] if j < last else []
+        steps.append(_DagSegment(graph, varying, layers[j] if j else [], affine, after,
+                                 modules, output.name if j == last else None))  # fmt: skip
+        if after:
+            steps.append(_layer_activation(after, activation))
+    return steps
+
+
+def _needed(graph: torch.fx.GraphModule) -> list[torch.fx.Node]:
+    """The nodes the output depends on, in the graph's order; ``ValueError`` for a forward of
+    more than one input."""
+    nodes = list(graph.graph.nodes)
+    if sum(node.op == "placeholder" for node in nodes) != 1:
+        raise ValueError("exact verification: a forward of more than one input")
+    needed = {nodes[-1]}
+    for node in reversed(nodes):
+        if node in needed:
+            needed.update(node.all_input_nodes)
+    return [node for node in nodes if node in needed or node.op == "placeholder"]
+
+
+def _value_shapes(graph: torch.fx.GraphModule, shape: tuple[int, ...]) -> dict[str, tuple]:
+    """The shape of one sample of each tensor the graph computes on a zero input of ``shape``
+    (a float64 CPU copy), by node name."""
+    shapes: dict[str, tuple] = {}
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, node: torch.fx.Node) -> Any:
+            value = super().run_node(node)
+            if isinstance(value, torch.Tensor) and value.ndim:
+                shapes[node.name] = tuple(value.shape[1:])
+            return value
+
+    with torch.no_grad():
+        Recorder(_on_cpu(graph).eval()).run(torch.zeros(1, *shape, dtype=torch.float64))
+    return shapes
+
+
+def _dag_activation(graph: torch.fx.GraphModule, node: torch.fx.Node,
+                    inputs: list[torch.fx.Node]) -> Hinges | SmoothActivation | None:  # fmt: skip
+    """Eq. H's hinges (a ReLU, a piecewise-linear activation) or the ``SmoothActivation`` of an
+    activation node on one value (its first argument), or None for another node."""
+    if node.op == "call_module":
+        layer = graph.get_submodule(str(node.target))
+        check_not_batch_dependent(layer, "exact verification")
+        kind: Any = (RELU if isinstance(layer, nn.ReLU) else
+                     _layer_hinges(layer) if isinstance(layer, PIECEWISE_LINEAR) else
+                     smooth_layer(layer))  # fmt: skip
+    elif node.target in RELU_CALLS and node.args[1:] in ((), (False,)):
+        kind = RELU
+    elif node.target in PIECEWISE_CALLS:
+        kind = _call_hinges(graph, node)
+        if kind is None:
+            raise _dag_unsupported(node, "an activation whose parameters vary or are not numbers,")
+    else:
+        kind = smooth_call(node.target, node.args, node.kwargs)
+    if kind is not None and (len(inputs) != 1 or node.args[:1] != (inputs[0],)):
+        raise _dag_unsupported(node, "an activation of more than its first argument,")
+    return kind
+
+
+def _check_affine(graph: torch.fx.GraphModule, node: torch.fx.Node, level: dict) -> None:
+    """``ValueError`` unless ``node`` is affine in its varying arguments (those in ``level``)
+    together: an affine
+    layer, an ``AFFINE_CALLS`` operation or reshaping method on its first argument (the others
+    constant), a sum or concatenation of values (``JOINING``), or a product or quotient with
+    one varying factor (a numerator)."""
+    if node.op == "call_module":
+        layer = graph.get_submodule(str(node.target))
+        check_not_batch_dependent(layer, "exact verification")
+        if not isinstance(layer, AFFINE):
+            raise _dag_unsupported(node, "the layer")
+    dropout = node.target is F.dropout and node.kwargs.get("training", True) is False
+    if not (node.op == "call_module" or dropout or node.target in AFFINE_CALLS or
+            node.target in JOINING or (node.op == "call_method" and
+                                       node.target in RESHAPING_METHODS)):  # fmt: skip
+        raise _dag_unsupported(node, "the operation")
+    if node.target in JOINING:
+        return
+    uses: list[Any] = []
+    torch.fx.node.map_arg((node.args, node.kwargs), lambda a: uses.append(a))
+    varying = [a for a in uses if a.name in level]
+    product = node.target in (operator.mul, torch.mul)
+    if len(varying) != 1 or not (product or varying[0] is node.args[0]):
+        raise _dag_unsupported(node, "an operation that is not affine in its inputs,")
+    # (x * h, 1 / x, a weight computed from the input: not affine)
+
+
+def _dag_unsupported(node: torch.fx.Node, why: str) -> ValueError:
+    """The refusal of a node of a forward with a skip connection."""
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__",
+                                                                    str(node.target))  # fmt: skip
+    return ValueError(f"exact verification: {why} {name!r} (node {node.name}) in the forward of "
+                      "your module (a forward with a skip connection: it takes affine operations, "
+                      "sums and concatenations of values, ReLUs, piecewise-linear and, for linear "
+                      "bounds, smooth activations; interval bounds, is_certified, take the rest)")  # fmt: skip
+
+
+def _layer_activation(parts: list[_Part], activation: dict[str, Any]) -> nn.Module:
+    """A layer of eq. P: a ReLU over all its neurons, or ``MixedActivation`` where a part is a
+    smooth activation."""
+    if not any(part.smooth for part in parts):
+        return nn.ReLU()
+    return MixedActivation([
+        (int(np.prod(part.shape)) * part.hinges, activation[part.node] if part.smooth else None)
+        for part in parts
+    ])  # fmt: skip
+
+
+class _DagSegment(nn.Module):
+    """Segment j of eq. P: from the layer before (the input, for the first) to the inputs of
+    the next layer (the output, for the last), as an affine map of flattened values: it reads
+    the parts of the layer before (``before``: eq. H's sums b + sum_i c_i r_i, the carried
+    v = r_1 - r_2, or a smooth activation's value), computes its ``affine`` nodes in order,
+    and writes the parts of the next layer (``after``: eq. H's hinge inputs w_i v + t_i, or
+    a smooth activation's input). A varying value whose only its sizes are read here is read
+    off an empty tensor of its shape."""
+
+    def __init__(self, graph: torch.fx.GraphModule, shapes: dict[str, tuple], before: list[_Part],
+                 affine: list[str], after: list[_Part], modules: dict[str, list[nn.Module]],
+                 output: str | None) -> None:  # fmt: skip
+        super().__init__()
+        self.graph, self.shapes, self.before, self.after = graph, shapes, before, after
+        self.affine, self.output = affine, output  # (``shapes``: the varying values')
+
+        def coder(part: _Part, which: int) -> nn.Module:
+            if part.node != part.source:  # (an activation's own)
+                return modules[part.node][which]
+            return _Hinges(*IDENTITY[:2]) if which == 0 else _SumHinges(*IDENTITY[2:])
+
+        self.decoders = nn.ModuleList([coder(part, 1) for part in before])
+        self.encoders = nn.ModuleList([coder(part, 0) for part in after])
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        nodes = {node.name: node for node in self.graph.graph.nodes}
+        n, env = len(t), {}
+        if not self.before:
+            env[next(name for name, node in nodes.items() if node.op == "placeholder")] = t
+        offset = 0
+        for part, decoder in zip(self.before, self.decoders, strict=True):
+            size = part.hinges * int(np.prod(part.shape))
+            r = t[:, offset : offset + size].reshape(n, part.hinges, *part.shape)
+            env[part.node] = r[:, 0] if part.smooth else decoder(r)
+            offset += size
+        for name in self.affine:
+            env[name] = self._evaluate(nodes[name], env, n, t)
+        if self.output is not None:
+            return env[self.output]
+        return torch.cat([encoder(env[part.source]).reshape(n, -1)
+                          for part, encoder in zip(self.after, self.encoders, strict=True)], 1)  # fmt: skip
+
+    def _evaluate(self, node: torch.fx.Node, env: dict, n: int, t: torch.Tensor) -> Any:
+        """``node`` on the values of ``env`` (its constants in t's dtype, static nodes
+        computed, a varying value not in ``env`` an empty tensor of its shape)."""
+
+        def load(arg: torch.fx.Node) -> Any:
+            if arg.name in env:
+                return env[arg.name]
+            if arg.name in self.shapes:  # (a varying value of which only sizes are read)
+                return torch.empty(n, *self.shapes[arg.name], device="meta", dtype=t.dtype)
+            if arg.op == "get_attr":
+                value = _constant(self.graph, arg)
+                is_float = isinstance(value, torch.Tensor) and value.is_floating_point()
+                return value.to(t.dtype) if is_float else value
+            return self._evaluate(arg, env, n, t)  # (a constant computed, or sizes)
+
+        args = torch.fx.node.map_arg(node.args, load)
+        kwargs = torch.fx.node.map_arg(node.kwargs, load)
+        if node.op == "call_module":
+            return self.graph.get_submodule(str(node.target))(*args, **kwargs)
+        return _call(node.op, node.target, args, kwargs)
+
+
 # the steps the chain is rewritten into: affine, like ``AFFINE``
-REWRITTEN = (_GraphStep, _Gather, _PairUp, _Combine, _Squeeze, _Hinges, _SumHinges)
+REWRITTEN = (_GraphStep, _Gather, _PairUp, _Combine, _Squeeze, _Hinges, _SumHinges, _DagSegment)
 # (a smooth activation of a forward becomes a ``SmoothActivation`` step, which only linear
 # bounds take)
 
@@ -769,27 +1077,12 @@ LAYER_BOUNDS = ("linear", "interval")
 Chain = list[tuple[np.ndarray, np.ndarray]]
 
 
-def _relu_relaxation(l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Linear bounds s_l h <= relu(h) <= s_u h + t_u for h in [l, u] (CROWN's ReLU relaxation):
-    the chord above an unstable ReLU (s_u = u / (u - l), t_u = -u l / (u - l)), below it the
-    line of slope 1 where u > -l and 0 otherwise (the adaptive choice); exact when stable."""
-    unstable = (l < 0) & (u > 0)
-    width = np.where(unstable, u - l, 1.0)
-    s_u = np.where(l >= 0, 1.0, np.where(unstable, u / width, 0.0))
-    t_u = np.where(unstable, -u * l / width, 0.0)
-    s_l = np.where(l >= 0, 1.0, np.where(unstable & (u > -l), 1.0, 0.0))
-    return s_l, s_u, t_u
-
-
-Activations = list[SmoothActivation | None] | None  # after each hidden layer; None: ReLUs
-
-
-def _activation(activations: Activations, k: int) -> SmoothActivation | None:
+def _activation(activations: Activations, k: int) -> Activation | None:
     """The activation after hidden layer k (None for a ReLU)."""
     return None if activations is None else activations[k]
 
 
-def _activation_interval(activation: SmoothActivation | None, l: np.ndarray,
+def _activation_interval(activation: Activation | None, l: np.ndarray,
                          u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Bounds of the activation's outputs given its inputs' [l, u] (relu(l), relu(u), or eq.
     R's grid)."""
@@ -812,7 +1105,7 @@ def _linear_lower(lam: np.ndarray, const: np.ndarray, chain: Chain, bounds: list
         pos, neg = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
         activation = _activation(activations, k)
         if activation is None:
-            s_l, s_u, t_u = _relu_relaxation(l, u)
+            s_l, s_u, t_u = relu_relaxation(l, u)
             lam = pos * s_l + neg * s_u
             const = const + neg @ t_u + lam @ c
         else:
@@ -839,7 +1132,7 @@ def _layer_bounds(
     bounds: list[tuple[np.ndarray, np.ndarray]] = []
     a_lo, a_hi = lo, hi
     for k, (a, c) in enumerate(chain[:-1]):
-        l, u = _interval(a, c, a_lo, a_hi)
+        l, u = l_box, u_box = _interval(a, c, a_lo, a_hi)
         tightened = False
         if ball is not None and not k:
             l, u = np.maximum(l, ball.lower(a, c)), np.minimum(u, -ball.lower(-a, -c))
@@ -848,9 +1141,10 @@ def _layer_bounds(
             l = np.maximum(l, _linear_lower(a, c, chain, bounds, lo, hi, ball, activations))
             u = np.minimum(u, -_linear_lower(-a, -c, chain, bounds, lo, hi, ball, activations))
             tightened = True
-        if tightened:
+        if tightened:  # (padded no wider than the interval bounds: a value carried through a
+            # ReLU layer at l = 0 stays stable, eq. P of ``_Dag``)
             pad = 1e-9 * (1.0 + np.abs(l) + np.abs(u))
-            l, u = l - pad, u + pad
+            l, u = np.maximum(l - pad, l_box), np.minimum(u + pad, u_box)
         bounds.append((l, u))
         a_lo, a_hi = _activation_interval(_activation(activations, k), l, u)
     return bounds
@@ -1327,7 +1621,7 @@ def check_verifiable(
 
 def linear_bound_chain(
     model: nn.Module, x: torch.Tensor, logits: bool = False
-) -> tuple[Chain, list[SmoothActivation | None]]:
+) -> tuple[Chain, list[Activation | None]]:
     """``check_verifiable`` for linear bounds: the chain with the smooth activations of
     ``linear_relaxations`` (sigmoid, tanh, GELU, ...) between its affine maps too, and the
     activation after each hidden map (None for a ReLU), checked against the model on x;
