@@ -342,7 +342,7 @@ def test_a_users_forward_that_is_a_chain_is_verified_as_its_sequence():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x * x
 
-    with pytest.raises(ValueError, match="not affine in its input, 'mul'"):
+    with pytest.raises(ValueError, match="not affine in its inputs, 'mul'"):
         check_verifiable(Squared(), torch.rand(3, 4))
 
 

@@ -48,7 +48,8 @@ verified, and its counterexamples confirmed, through a float32 copy of its weigh
 (``at_least_float32``).
 
 The network comes as affine layers and ReLUs (``AFFINE``), a module of the user's whose
-``forward`` is one chain of them (traced with ``torch.fx``: ``_graph_steps``), a trailing
+``forward`` computes with them (traced with ``torch.fx``; skip connections, concatenations and
+branches carried through each layer of activations: ``_Dag``, eq. P), a trailing
 softmax left out for a classifier (``logit_layers``), max pooling rewritten as a ReLU
 network (``_MaxPool``, eq. M: pairwise maxima), and continuous piecewise-linear
 activations (LeakyReLU, PReLU, RReLU, Hardtanh, ReLU6, Hardsigmoid, Softshrink, abs, clamps with
@@ -219,24 +220,32 @@ def affine_activation_chain(
 
 def _steps(layer: nn.Module) -> list[nn.Module]:
     """``layer`` as the chain's steps: itself, max pooling (``_MaxPool``: ReLU layers once the
-    chain knows its input's shape),
-    or for a module of the user's (not torch's, not affine) the steps of its ``torch.fx`` graph
-    (``_graph_steps``); ``ValueError`` for a layer that is random or reads its batch."""
+    chain knows its input's shape), or for a module of the user's (not torch's, not affine)
+    its ``torch.fx`` graph (``_Dag``: eq. P's steps once the chain knows its input's shape);
+    ``ValueError`` for a layer that is random or reads its batch."""
     check_not_batch_dependent(layer, "exact verification")
+    pool = _max_pool(layer)
+    if pool is not None:
+        return [pool]
+    if isinstance(layer, PIECEWISE_LINEAR):
+        return _hinge_steps(*_layer_hinges(layer))
+    if isinstance(layer, (nn.ReLU, *AFFINE)) or type(layer).__module__.startswith("torch.nn"):
+        return [layer]
+    return [_Dag(_trace(layer))]
+
+
+def _max_pool(layer: nn.Module) -> _MaxPool | None:
+    """A max pooling layer (1-3 d, adaptive too) as a ``_MaxPool``, None for another layer."""
     for kinds, adaptive in ((MAX_POOLS, False), (ADAPTIVE_MAX_POOLS, True)):
         if isinstance(layer, kinds):
             dims = kinds.index(type(layer)) + 1
             if layer.return_indices:
                 raise ValueError("exact verification: max pooling that returns its indices")
             if adaptive:
-                return [_MaxPool(dims, output_size=layer.output_size)]
-            return [_MaxPool(dims, layer.kernel_size, layer.stride, layer.padding,
-                             layer.dilation, layer.ceil_mode)]  # fmt: skip
-    if isinstance(layer, PIECEWISE_LINEAR):
-        return _hinge_steps(*_layer_hinges(layer))
-    if isinstance(layer, (nn.ReLU, *AFFINE)) or type(layer).__module__.startswith("torch.nn"):
-        return [layer]
-    return _graph_steps(_trace(layer))
+                return _MaxPool(dims, output_size=layer.output_size)
+            return _MaxPool(dims, layer.kernel_size, layer.stride, layer.padding,
+                            layer.dilation, layer.ceil_mode)  # fmt: skip
+    return None
 
 
 # ---- piecewise-linear activations as ReLU networks: f(x) = b + sum_i c_i relu(w_i x + t_i) ----
@@ -492,82 +501,6 @@ AFFINE_CALLS = {*RESHAPING_FUNCTIONS, *AFFINE_FUNCTIONS, F.avg_pool1d, F.avg_poo
 RELU_CALLS = {F.relu, torch.relu, "relu"}
 
 
-def _graph_steps(graph: torch.fx.GraphModule) -> list[nn.Module]:
-    """A user's forward that is one chain (each operation takes the previous one's value) of
-    its affine layers, ReLUs and affine operations (``AFFINE_CALLS``, reshaping methods,
-    dropout outside training), as the chain's steps; ``ValueError`` naming the first node that
-    is none of them. A forward that is not one chain (a skip connection) is a ``_Dag``."""
-    if not _is_chain(graph):
-        return [_Dag(graph)]
-    steps: list[nn.Module] = []
-    value: torch.fx.Node | None = None  # the node that holds the chain's value
-    for node in graph.graph.nodes:
-        if node.op == "placeholder":
-            value = node
-        elif node.op == "get_attr" or _reads_shape(node, value) or _reads_batch_size(node):
-            continue  # constants, the value's own sizes and any value's batch size (read again,
-            # from the value, by the step using them)
-        elif node.op == "output":
-            if node.args[0] is not value:
-                raise ValueError("exact verification: the forward's output is not its chain")
-            return steps
-        else:
-            steps += _graph_step(graph, node, value)
-            value = node
-    raise AssertionError("a graph ends with its output")
-
-
-def _graph_step(graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) -> list[nn.Module]:
-    """One node of ``_graph_steps`` on the chain's ``value`` as steps, or ``ValueError``."""
-
-    def unsupported(why: str) -> ValueError:
-        name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__",
-                                                                        str(node.target))  # fmt: skip
-        return ValueError(f"exact verification: {why} {name!r} (node {node.name}) in the forward "
-                          "of your module; it verifies chains of affine operations, ReLUs and "
-                          "piecewise-linear activations "
-                          "(interval bounds, is_certified, take the rest)")  # fmt: skip
-
-    if node.op == "call_module":  # (its own steps: max pooling, a chain of the user's, ...)
-        layers = [step for each in _layers(graph.get_submodule(str(node.target)))
-                  for step in _steps(each)]  # fmt: skip
-        if (
-            all(isinstance(layer, (nn.ReLU, _MaxPool, *AFFINE, *REWRITTEN))
-                or smooth_layer(layer) for layer in layers)
-            and len(node.args) == 1
-        ):  # fmt: skip
-            return layers
-        raise unsupported("the layer")
-    if node.target in RELU_CALLS and node.args[1:] in ((), (False,)):
-        return [nn.ReLU()]
-    pools = (*MAX_POOL_CALLS, *ADAPTIVE_MAX_POOL_CALLS)
-    if node.target in pools and len(node.all_input_nodes) == 1:
-        adaptive = node.target in ADAPTIVE_MAX_POOL_CALLS
-        names = (("output_size",) if adaptive else ("kernel_size", "stride", "padding",
-                                                    "dilation", "ceil_mode")) + ("return_indices",)  # fmt: skip
-        layer: Any = (ADAPTIVE_MAX_POOLS if adaptive else MAX_POOLS)[pools.index(node.target) % 3]
-        given: dict[str, Any] = {**dict(zip(names, node.args[1:], strict=False)), **node.kwargs}
-        return _steps(layer(**given))  # (the function as its layer)
-    smooth = smooth_call(node.target, node.args, node.kwargs) if node.args[:1] == (value,) else None
-    if smooth is not None:
-        return [smooth]
-    if node.target in PIECEWISE_CALLS and node.args[:1] == (value,):
-        hinges = _call_hinges(graph, node)
-        if hinges is None:
-            raise unsupported("an activation whose parameters vary or are not numbers,")
-        return _hinge_steps(*hinges)
-    dropout = node.target is F.dropout and node.kwargs.get("training", True) is False
-    if not (dropout or node.target in AFFINE_CALLS or (node.op == "call_method" and
-                                                       node.target in RESHAPING_METHODS)):  # fmt: skip
-        raise unsupported("the operation")
-    uses: list[Any] = []
-    torch.fx.node.map_arg((node.args, node.kwargs), lambda a: uses.append(a))
-    divisor = node.target in (operator.truediv, torch.div) and node.args[0] is not value
-    if uses.count(value) != 1 or divisor:  # (x * x, 1 / x: not affine)
-        raise unsupported("an operation that is not affine in its input,")
-    return [_GraphStep(graph, node, value)]
-
-
 # piecewise-linear functions of a forward (``PIECEWISE_LINEAR``'s, abs and clamps): their
 # parameters' names and defaults after the input
 _CLAMP = (("min", None), ("max", None))
@@ -622,102 +555,18 @@ def _call_hinges(graph: torch.fx.GraphModule, node: torch.fx.Node) -> Hinges | N
     return _clamp_hinges(*(None if v is None else float(v) for v in (low, high)))
 
 
-def _reads_shape(node: torch.fx.Node, value: Any) -> bool:
-    """Whether ``node`` reads only the shape of the chain's ``value`` (of any node where
-    ``value`` is None): value.size(...), value.dim(), value.shape, value.ndim, and indexing or
-    arithmetic of those numbers (``x.view(x.shape[0], -1)``)."""
+def _reads_sizes(node: torch.fx.Node) -> bool:
+    """Whether ``node`` reads only sizes of values: v.size(...), v.dim(), v.shape, v.ndim,
+    and indexing or arithmetic of those numbers (``x.view(x.shape[0], -1)``); eq. P's
+    segments read them off the values, or off empty tensors of their shapes."""
     if node.op not in ("call_function", "call_method"):
         return False
-    reads = (node.op == "call_method" and node.target in SHAPE_METHODS) or (
+    if (node.op == "call_method" and node.target in SHAPE_METHODS) or (
         node.target is getattr and node.args[1] in ("shape", "ndim")
-    )
-    if reads and (value is None or node.args[0] is value):
+    ):
         return True
     inputs = node.all_input_nodes
-    return bool(inputs) and value not in inputs and all(_reads_shape(a, value) for a in inputs)
-
-
-def _reads_batch_size(node: torch.fx.Node) -> bool:
-    """Whether ``node`` reads only the batch size (dimension 0) of values: v.size(0),
-    v.shape[0], v.size()[0], and arithmetic of those numbers. Every value of a chain has the
-    chain's batch size, so a step reads it from its own value (``check_verifiable`` replays the
-    chain against the model, which would show it otherwise)."""
-    if node.op not in ("call_function", "call_method"):
-        return False
-    if node.op == "call_method" and node.target == "size":
-        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-        return isinstance(dim, int) and dim == 0
-    if node.target is operator.getitem and node.args[1] == 0:
-        shape = node.args[0]
-        return isinstance(shape, torch.fx.Node) and (
-            (shape.op == "call_method" and shape.target == "size" and len(shape.args) == 1
-             and not shape.kwargs)
-            or (shape.target is getattr and shape.args[1] == "shape")
-        )  # fmt: skip
-    inputs = node.all_input_nodes
-    return bool(inputs) and all(_reads_batch_size(a) for a in inputs)
-
-
-@dataclass(frozen=True)
-class _Slot:
-    """Where a ``_GraphStep`` argument comes from: the chain's value t ("value"), the step's
-    constant ``index`` ("constant"), or a node reading t's shape ("shape": its ``op`` and
-    ``target`` on ``args`` and ``kwargs``, themselves slots or constants; an earlier value
-    whose batch size is read is read as t)."""
-
-    kind: str
-    index: int = 0
-    op: str = ""
-    target: Any = None
-    args: tuple = ()
-    kwargs: Any = None
-
-
-class _GraphStep(nn.Module):
-    """A function or method node of a user's graph applied to the chain's value t: its other
-    arguments are constants (the module's tensors, held as buffers so that ``_on_cpu`` converts
-    them) or the value's own sizes, read again from t. It keeps no graph node (a copy of the
-    step copies its buffers, not the user's module)."""
-
-    def __init__(self, graph: torch.fx.GraphModule, node: torch.fx.Node, value: Any) -> None:
-        super().__init__()
-        self.op, self.target = node.op, node.target
-        constants: list[torch.fx.Node] = []
-
-        def slot(arg: torch.fx.Node) -> _Slot:
-            if arg is value or (arg.op != "get_attr" and not _reads_shape(arg, None)):
-                return _Slot("value")  # (t, or an earlier value of t's batch size)
-            if arg.op == "get_attr":
-                if arg not in constants:
-                    tensor = _constant(graph, arg)
-                    self.register_buffer(f"constant{len(constants)}",
-                                         torch.as_tensor(tensor).detach().clone())  # fmt: skip
-                    constants.append(arg)
-                return _Slot("constant", constants.index(arg))
-            return _Slot("shape", op=arg.op, target=arg.target, args=map_arg(arg.args, as_slot),
-                         kwargs=map_arg(arg.kwargs, as_slot))  # fmt: skip
-
-        as_slot: Any = slot  # (map_arg is typed for nodes in, nodes out)
-        map_arg = torch.fx.node.map_arg
-        self.args, self.kwargs = map_arg(node.args, as_slot), map_arg(node.kwargs, as_slot)
-
-    def _load(self, arg: Any, t: torch.Tensor) -> Any:
-        if isinstance(arg, _Slot):
-            if arg.kind == "value":
-                return t
-            if arg.kind == "constant":
-                return getattr(self, f"constant{arg.index}")
-            return _call(arg.op, arg.target, self._load(arg.args, t), self._load(arg.kwargs, t))
-        if isinstance(arg, tuple | list):
-            return type(arg)(self._load(a, t) for a in arg)
-        if isinstance(arg, dict):
-            return {k: self._load(v, t) for k, v in arg.items()}
-        if isinstance(arg, slice):
-            return slice(*(self._load(a, t) for a in (arg.start, arg.stop, arg.step)))
-        return arg
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return _call(self.op, self.target, self._load(self.args, t), self._load(self.kwargs, t))
+    return bool(inputs) and all(_reads_sizes(a) for a in inputs)
 
 
 def _call(op: str, target: Any, args: tuple, kwargs: dict) -> Any:
@@ -727,33 +576,12 @@ def _call(op: str, target: Any, args: tuple, kwargs: dict) -> Any:
     return target(*args, **kwargs)
 
 
-def _is_chain(graph: torch.fx.GraphModule) -> bool:
-    """Whether every operation of ``graph`` on values that vary with its input takes only the
-    previous one's value, and the output is the last (its constants, that value's sizes and
-    any value's batch size aside)."""
-    value: torch.fx.Node | None = None
-    for node in graph.graph.nodes:
-        if node.op == "placeholder":
-            value = node
-        elif node.op == "output":
-            return node.args[0] is value
-        elif not _is_static(node):
-            inputs = node.all_input_nodes
-            if {a for a in inputs if not _is_static(a)} != {value} or any(
-                _reads_shape(a, None) and not _reads_shape(a, value) and not _reads_batch_size(a)
-                for a in inputs
-            ):  # (another value, or sizes of an earlier value beyond its batch size)
-                return False
-            value = node
-    return False
-
-
 def _is_static(node: torch.fx.Node) -> bool:
     """Whether ``node`` is a constant of the module or reads only sizes of values."""
-    return node.op == "get_attr" or _reads_shape(node, None) or _reads_batch_size(node)
+    return node.op == "get_attr" or _reads_sizes(node)
 
 
-# ---- a forward with skip connections as a chain: each layer carries the values used later ----
+# ---- a user's forward as a chain: each layer of activations carries the values used later ----
 
 IDENTITY: Hinges = [1.0, -1.0], [0.0, 0.0], [1.0, -1.0], 0.0  # v = relu(v) - relu(-v)
 RELU: Hinges = [1.0], [0.0], [1.0], 0.0
@@ -762,8 +590,8 @@ JOINING = {operator.add, operator.sub, torch.add, torch.sub, torch.cat, torch.co
 
 
 class _Dag(nn.Module):
-    """A user's forward that is not one chain (``_is_chain``) before its input's shape is known:
-    its forward is the graph's, and ``steps`` gives eq. P's steps for an input shape."""
+    """A user's forward (its ``torch.fx`` graph) in the chain before its input's shape is
+    known: its forward is the graph's, and ``steps`` gives eq. P's steps for an input shape."""
 
     def __init__(self, graph: torch.fx.GraphModule) -> None:
         super().__init__()
@@ -776,29 +604,33 @@ class _Dag(nn.Module):
         """The forward as a chain for inputs of ``shape`` (eq. P): segments of its affine
         operations, each ending in the inputs of the next layer of activations, which holds
 
-            the activations whose inputs are ready (a ReLU or eq. H's hinges, a smooth
-            activation), and every value a later segment reads, as v = relu(v) - relu(-v)  (eq. P)
+            the activations whose inputs are ready (a ReLU or eq. H's hinges, a round of eq.
+            M's max pooling, a smooth activation), and every value a later segment reads, as
+            v = relu(v) - relu(-v)                                                     (eq. P)
 
         (the identity through a ReLU layer; the layer of a smooth activation takes these as
-        ReLUs beside it, ``MixedActivation``). A value's level is the number of activations on
-        its longest path from the input; segment j computes the affine operations of level j
-        from the values of level j and those carried to it. Exact verification and linear
-        bounds take the chain as they take any other; a carried value whose bounds straddle 0
-        costs two neurons (two binaries in the programs where they are unstable)."""
+        ReLUs beside it, ``MixedActivation``). A value's level is the number of activation
+        layers on its longest path from the input; segment j computes the affine operations of
+        level j from the values of level j and those carried to it. A forward that is one chain
+        carries nothing. Exact verification and linear bounds take the chain as any other; a
+        carried value whose bounds straddle 0 costs two neurons (two binaries in the programs
+        where they are unstable)."""
         return _dag_steps(self.graph, shape)
 
 
 @dataclass(frozen=True)
 class _Part:
-    """One value through a layer of eq. P: ``node`` is read after the layer, computed from
-    ``source`` before it by eq. H's hinges (``smooth`` False) or by a smooth activation; each
-    of its ``shape`` (a sample's) takes ``width`` neurons per sample (K hinges, or one)."""
+    """One value through a layer of eq. P: ``node`` is read after the layer, from ``source``
+    before it: the source's encoder gives the layer's inputs (``shape``, a sample's), and the
+    activation (ReLUs, or a smooth one where ``smooth``) and the decoder give the value."""
 
     node: str
     source: str
     shape: tuple[int, ...]
     smooth: bool
-    hinges: int
+
+
+Round = tuple[str, nn.Module, nn.Module, SmoothActivation | None]  # (value, encoder, decoder, f)
 
 
 def _dag_steps(graph: torch.fx.GraphModule, shape: tuple[int, ...]) -> list[nn.Module]:
@@ -806,62 +638,63 @@ def _dag_steps(graph: torch.fx.GraphModule, shape: tuple[int, ...]) -> list[nn.M
     it cannot take."""
     shapes = _value_shapes(graph, shape)
     nodes = _needed(graph)
-    level: dict[str, int] = {}  # (the varying values': those computed from the input)
-    need: dict[str, int] = {}
-    activation: dict[str, Any] = {}  # a node's hinges (eq. H) or SmoothActivation
+    level: dict[str, int] = {}  # (of the varying values: those computed from the input)
+    need: dict[str, int] = {}  # the last segment that reads each
+    parts: list[_Part] = []  # the activations' own parts, each in the layer of its level
+    coders: dict[str, tuple[nn.Module, nn.Module]] = {}  # (encoder, decoder) per part
+    smooth: dict[str, SmoothActivation] = {}
     for node in nodes:
         inputs = [a for a in node.all_input_nodes if a.name in level]
         if node.op == "placeholder":
             level[node.name] = 0
         if not inputs or _is_static(node) or node.op == "output":
             continue  # (constants, and sizes of values)
-        kind = _dag_activation(graph, node, inputs)
-        if kind is not None:
-            activation[node.name] = kind
-            level[node.name] = level[inputs[0].name] + 1
-        else:
-            _check_affine(graph, node, level)
+        rounds = _activation_rounds(graph, node, inputs, shapes)
+        if rounds is None or not rounds:
+            if rounds is None:
+                _check_affine(graph, node, level)
             level[node.name] = max(level[a.name] for a in inputs)
-        read_in = level[node.name] - (
-            kind is not None
-        )  # (an activation's input: the segment before)
-        for a in inputs:
-            need[a.name] = max(need.get(a.name, 0), read_in)
+            for a in inputs:
+                need[a.name] = max(need.get(a.name, 0), level[node.name])
+            continue
+        source = inputs[0].name
+        for name, encoder, decoder, f in rounds:
+            level[name] = level[source] + 1
+            need[source] = max(need.get(source, 0), level[source])
+            with torch.no_grad():
+                pre = encoder(torch.zeros(1, *shapes[source], dtype=torch.float64))
+                shapes[name] = tuple(decoder(pre).shape[1:])
+            parts.append(_Part(name, source, tuple(pre.shape[1:]), f is not None))
+            coders[name] = (encoder, decoder)
+            if f is not None:
+                smooth[name] = f
+            source = name
     output = nodes[-1].args[0]
     if not isinstance(output, torch.fx.Node) or output.name not in level:
         raise ValueError("exact verification: the forward's output is not one value computed "
                          "from its input")  # fmt: skip
     last = level[output.name]
-    layers: list[list[_Part]] = [[] for _ in range(last + 1)]  # (layer j: after segment j - 1)
-    modules: dict[str, list[nn.Module]] = {}  # a part's encoder and decoder
-    for node in nodes:
-        if node.name in activation:
-            kind, source = activation[node.name], node.all_input_nodes[0].name
-            hinges = not isinstance(kind, SmoothActivation)
-            layers[level[node.name]].append(
-                _Part(node.name, source, shapes[source], not hinges, len(kind[0]) if hinges else 1)
-            )
-            modules[node.name] = ([_Hinges(*kind[:2]), _SumHinges(*kind[2:])] if hinges
-                                  else [nn.Identity(), nn.Identity()])  # fmt: skip
+    layers: list[list[_Part]] = [[] for _ in range(last + 2)]  # (layer j: after segment j - 1)
+    for part in parts:
+        layers[level[part.node]].append(part)
     for name in level:  # (in the graph's order: the carried values)
         for j in range(level[name] + 1, need.get(name, 0) + 1):
-            layers[j].append(_Part(name, name, shapes[name], False, 2))
-    varying = {name: shapes[name] for name in level if name in shapes}
+            layers[j].append(_Part(name, name, (2, *shapes[name]), False))
+    varying = {name: shapes[name] for name in level}
     steps: list[nn.Module] = []
     for j in range(last + 1):
-        affine = [n.name for n in nodes if n.name in level and level[n.name] == j
-                  and n.name not in activation and n.op != "placeholder"]  # fmt: skip
-        after = layers[j + 1] if j < last else []
-        steps.append(_DagSegment(graph, varying, layers[j] if j else [], affine, after,
-                                 modules, output.name if j == last else None))  # fmt: skip
-        if after:
-            steps.append(_layer_activation(after, activation))
+        affine = [n.name for n in nodes if level.get(n.name) == j and n.op != "placeholder"
+                  and n.name not in coders]  # fmt: skip
+        steps.append(_DagSegment(graph, varying, layers[j] if j else [], affine, layers[j + 1],
+                                 coders, output.name if j == last else None))  # fmt: skip
+        if j < last:
+            steps.append(_layer_activation(layers[j + 1], smooth))
     return steps
 
 
 def _needed(graph: torch.fx.GraphModule) -> list[torch.fx.Node]:
     """The nodes the output depends on, in the graph's order; ``ValueError`` for a forward of
-    more than one input."""
+    other than one input."""
     nodes = list(graph.graph.nodes)
     if sum(node.op == "placeholder" for node in nodes) != 1:
         raise ValueError("exact verification: a forward of more than one input")
@@ -889,45 +722,78 @@ def _value_shapes(graph: torch.fx.GraphModule, shape: tuple[int, ...]) -> dict[s
     return shapes
 
 
-def _dag_activation(graph: torch.fx.GraphModule, node: torch.fx.Node,
-                    inputs: list[torch.fx.Node]) -> Hinges | SmoothActivation | None:  # fmt: skip
-    """Eq. H's hinges (a ReLU, a piecewise-linear activation) or the ``SmoothActivation`` of an
-    activation node on one value (its first argument), or None for another node."""
+def _activation_rounds(graph: torch.fx.GraphModule, node: torch.fx.Node,
+                       inputs: list[torch.fx.Node], shapes: dict[str, tuple]) -> list[Round] | None:  # fmt: skip
+    """An activation node on one value (its first argument) as its rounds through layers of
+    eq. P, each (the value after it, its encoder, its decoder, a smooth activation or None):
+    one for a ReLU or eq. H's hinges (``_Hinges``, ``_SumHinges``) or a smooth activation,
+    ceil(log2 K) for max pooling over windows of K (eq. M: the gathered windows' pairs,
+    their maxima; none where K = 1, which only selects); None for another node."""
+    kind = _node_activation(graph, node)
+    if kind is None:
+        return None
+    if len(inputs) != 1 or node.args[:1] != (inputs[0],):
+        raise _unsupported(node, "an activation of more than its first argument,")
+    if isinstance(kind, SmoothActivation):
+        return [(node.name, nn.Identity(), nn.Identity(), kind)]
+    if not isinstance(kind, _MaxPool):
+        return [(node.name, _Hinges(*kind[:2]), _SumHinges(*kind[2:]), None)]
+    steps = kind.steps(shapes[inputs[0].name][1:])  # (gather, (pair up, ReLU, combine)..., squeeze)
+    count = (len(steps) - 2) // 3
+    rounds: list[Round] = []
+    for i in range(count):
+        pair_up, combine = steps[1 + 3 * i], steps[3 + 3 * i]
+        encoder = nn.Sequential(steps[0], pair_up) if i == 0 else pair_up
+        decoder = nn.Sequential(combine, steps[-1]) if i == count - 1 else combine
+        rounds.append((node.name if i == count - 1 else f"{node.name}:{i}", encoder, decoder, None))
+    return rounds
+
+
+def _node_activation(graph: torch.fx.GraphModule,
+                     node: torch.fx.Node) -> Hinges | SmoothActivation | _MaxPool | None:  # fmt: skip
+    """Eq. H's hinges (a ReLU, a piecewise-linear activation), a ``SmoothActivation`` or a
+    ``_MaxPool`` for an activation node, None for another node."""
     if node.op == "call_module":
-        layer = graph.get_submodule(str(node.target))
-        check_not_batch_dependent(layer, "exact verification")
-        kind: Any = (RELU if isinstance(layer, nn.ReLU) else
-                     _layer_hinges(layer) if isinstance(layer, PIECEWISE_LINEAR) else
-                     smooth_layer(layer))  # fmt: skip
-    elif node.target in RELU_CALLS and node.args[1:] in ((), (False,)):
-        kind = RELU
-    elif node.target in PIECEWISE_CALLS:
-        kind = _call_hinges(graph, node)
-        if kind is None:
-            raise _dag_unsupported(node, "an activation whose parameters vary or are not numbers,")
-    else:
-        kind = smooth_call(node.target, node.args, node.kwargs)
-    if kind is not None and (len(inputs) != 1 or node.args[:1] != (inputs[0],)):
-        raise _dag_unsupported(node, "an activation of more than its first argument,")
-    return kind
+        module = graph.get_submodule(str(node.target))
+        check_not_batch_dependent(module, "exact verification")
+        return (RELU if isinstance(module, nn.ReLU) else
+                _layer_hinges(module) if isinstance(module, PIECEWISE_LINEAR) else
+                _max_pool(module) or smooth_layer(module))  # fmt: skip
+    if node.target in RELU_CALLS and node.args[1:] in ((), (False,)):
+        return RELU
+    pools = (*MAX_POOL_CALLS, *ADAPTIVE_MAX_POOL_CALLS)
+    if node.target in pools:  # (the function as its layer)
+        adaptive = node.target in ADAPTIVE_MAX_POOL_CALLS
+        names = (("output_size",) if adaptive else ("kernel_size", "stride", "padding",
+                                                    "dilation", "ceil_mode")) + ("return_indices",)  # fmt: skip
+        layer: Any = (ADAPTIVE_MAX_POOLS if adaptive else MAX_POOLS)[pools.index(node.target) % 3]
+        given: dict[str, Any] = {**dict(zip(names, node.args[1:], strict=False)), **node.kwargs}
+        if any(isinstance(v, torch.fx.Node) for v in given.values()):
+            raise _unsupported(node, "max pooling whose parameters vary,")
+        return _max_pool(layer(**given))
+    if node.target in PIECEWISE_CALLS:
+        hinges = _call_hinges(graph, node)
+        if hinges is None:
+            raise _unsupported(node, "an activation whose parameters vary or are not numbers,")
+        return hinges
+    return smooth_call(node.target, node.args, node.kwargs)
 
 
 def _check_affine(graph: torch.fx.GraphModule, node: torch.fx.Node, level: dict) -> None:
     """``ValueError`` unless ``node`` is affine in its varying arguments (those in ``level``)
-    together: an affine
-    layer, an ``AFFINE_CALLS`` operation or reshaping method on its first argument (the others
-    constant), a sum or concatenation of values (``JOINING``), or a product or quotient with
-    one varying factor (a numerator)."""
+    together: an affine layer, an ``AFFINE_CALLS`` operation or reshaping method on its first
+    argument (the others constant), a sum or concatenation of values (``JOINING``), or a
+    product with one varying factor."""
     if node.op == "call_module":
         layer = graph.get_submodule(str(node.target))
         check_not_batch_dependent(layer, "exact verification")
         if not isinstance(layer, AFFINE):
-            raise _dag_unsupported(node, "the layer")
+            raise _unsupported(node, "the layer")
     dropout = node.target is F.dropout and node.kwargs.get("training", True) is False
     if not (node.op == "call_module" or dropout or node.target in AFFINE_CALLS or
             node.target in JOINING or (node.op == "call_method" and
                                        node.target in RESHAPING_METHODS)):  # fmt: skip
-        raise _dag_unsupported(node, "the operation")
+        raise _unsupported(node, "the operation")
     if node.target in JOINING:
         return
     uses: list[Any] = []
@@ -935,50 +801,52 @@ def _check_affine(graph: torch.fx.GraphModule, node: torch.fx.Node, level: dict)
     varying = [a for a in uses if a.name in level]
     product = node.target in (operator.mul, torch.mul)
     if len(varying) != 1 or not (product or varying[0] is node.args[0]):
-        raise _dag_unsupported(node, "an operation that is not affine in its inputs,")
-    # (x * h, 1 / x, a weight computed from the input: not affine)
+        raise _unsupported(node, "an operation that is not affine in its inputs,")
+    # (x * h, x * x, 1 / x, a weight computed from the input: not affine)
 
 
-def _dag_unsupported(node: torch.fx.Node, why: str) -> ValueError:
-    """The refusal of a node of a forward with a skip connection."""
+def _unsupported(node: torch.fx.Node, why: str) -> ValueError:
+    """The refusal of a node of a user's forward."""
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__",
                                                                     str(node.target))  # fmt: skip
     return ValueError(f"exact verification: {why} {name!r} (node {node.name}) in the forward of "
-                      "your module (a forward with a skip connection: it takes affine operations, "
-                      "sums and concatenations of values, ReLUs, piecewise-linear and, for linear "
-                      "bounds, smooth activations; interval bounds, is_certified, take the rest)")  # fmt: skip
+                      "your module; it takes affine operations, sums and concatenations of "
+                      "values (skip connections), ReLUs, max pooling, piecewise-linear and, for "
+                      "linear bounds, smooth activations (interval bounds, is_certified, take "
+                      "the rest)")  # fmt: skip
 
 
-def _layer_activation(parts: list[_Part], activation: dict[str, Any]) -> nn.Module:
-    """A layer of eq. P: a ReLU over all its neurons, or ``MixedActivation`` where a part is a
-    smooth activation."""
+def _layer_activation(parts: list[_Part], smooth: dict[str, SmoothActivation]) -> nn.Module:
+    """A layer of eq. P: a ReLU over all its neurons, a part's smooth activation where it is
+    the only part, or ``MixedActivation`` of its parts."""
     if not any(part.smooth for part in parts):
         return nn.ReLU()
+    if len(parts) == 1:
+        return smooth[parts[0].node]
     return MixedActivation([
-        (int(np.prod(part.shape)) * part.hinges, activation[part.node] if part.smooth else None)
-        for part in parts
+        (int(np.prod(part.shape)), smooth[part.node] if part.smooth else None) for part in parts
     ])  # fmt: skip
 
 
 class _DagSegment(nn.Module):
     """Segment j of eq. P: from the layer before (the input, for the first) to the inputs of
-    the next layer (the output, for the last), as an affine map of flattened values: it reads
+    the next layer (the output, for the last), an affine map of flattened values: it decodes
     the parts of the layer before (``before``: eq. H's sums b + sum_i c_i r_i, the carried
-    v = r_1 - r_2, or a smooth activation's value), computes its ``affine`` nodes in order,
-    and writes the parts of the next layer (``after``: eq. H's hinge inputs w_i v + t_i, or
-    a smooth activation's input). A varying value whose only its sizes are read here is read
-    off an empty tensor of its shape."""
+    v = r_1 - r_2, eq. M's maxima, a smooth activation's value), computes its ``affine``
+    nodes in order, and encodes the parts of the next layer (``after``: eq. H's hinge inputs
+    w_i v + t_i, eq. M's pairs, a smooth activation's input). A varying value of which only
+    sizes are read here is read off an empty tensor of its shape."""
 
     def __init__(self, graph: torch.fx.GraphModule, shapes: dict[str, tuple], before: list[_Part],
-                 affine: list[str], after: list[_Part], modules: dict[str, list[nn.Module]],
-                 output: str | None) -> None:  # fmt: skip
+                 affine: list[str], after: list[_Part],
+                 coders: dict[str, tuple[nn.Module, nn.Module]], output: str | None) -> None:  # fmt: skip
         super().__init__()
         self.graph, self.shapes, self.before, self.after = graph, shapes, before, after
         self.affine, self.output = affine, output  # (``shapes``: the varying values')
 
         def coder(part: _Part, which: int) -> nn.Module:
             if part.node != part.source:  # (an activation's own)
-                return modules[part.node][which]
+                return coders[part.node][which]
             return _Hinges(*IDENTITY[:2]) if which == 0 else _SumHinges(*IDENTITY[2:])
 
         self.decoders = nn.ModuleList([coder(part, 1) for part in before])
@@ -991,9 +859,8 @@ class _DagSegment(nn.Module):
             env[next(name for name, node in nodes.items() if node.op == "placeholder")] = t
         offset = 0
         for part, decoder in zip(self.before, self.decoders, strict=True):
-            size = part.hinges * int(np.prod(part.shape))
-            r = t[:, offset : offset + size].reshape(n, part.hinges, *part.shape)
-            env[part.node] = r[:, 0] if part.smooth else decoder(r)
+            size = int(np.prod(part.shape))
+            env[part.node] = decoder(t[:, offset : offset + size].reshape(n, *part.shape))
             offset += size
         for name in self.affine:
             env[name] = self._evaluate(nodes[name], env, n, t)
@@ -1025,7 +892,7 @@ class _DagSegment(nn.Module):
 
 
 # the steps the chain is rewritten into: affine, like ``AFFINE``
-REWRITTEN = (_GraphStep, _Gather, _PairUp, _Combine, _Squeeze, _Hinges, _SumHinges, _DagSegment)
+REWRITTEN = (_Gather, _PairUp, _Combine, _Squeeze, _Hinges, _SumHinges, _DagSegment)
 # (a smooth activation of a forward becomes a ``SmoothActivation`` step, which only linear
 # bounds take)
 
