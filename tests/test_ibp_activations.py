@@ -432,18 +432,20 @@ def test_kmeans_on_softmax_features_bounds_the_softmax_itself():
 @pytest.mark.parametrize(
     "layer",
     [nn.LayerNorm((2, 3)), nn.GroupNorm(2, 4), nn.InstanceNorm2d(4, affine=True),
-     nn.InstanceNorm2d(4, affine=True, track_running_stats=True)],
-    ids=["layer", "group", "instance", "instance_running"],
+     nn.InstanceNorm2d(4, affine=True, track_running_stats=True), nn.RMSNorm((2, 3)),
+     nn.RMSNorm(3, eps=0.1)],
+    ids=["layer", "group", "instance", "instance_running", "rms", "rms_eps"],
 )  # fmt: skip
 def test_normalisation_bounds_hold_every_vertex_and_narrow_with_the_box(layer):
     """Eq. N on random boxes (gamma of both signs): every sampled point and vertex of the box
-    lies within the bounds, the point box gives the layer's output, F.layer_norm and
-    F.group_norm in a forward give the layer's bounds, and on boxes of width 2e-3 the bounds
+    lies within the bounds, the point box gives the layer's output, F.layer_norm,
+    F.group_norm, F.instance_norm and F.rms_norm in a forward give the layer's bounds, and on boxes of width 2e-3 the bounds
     are under 3 times as wide as the sampled range (not the loose 1 / sqrt(eps) scale)."""
     torch.manual_seed(7)
     with torch.no_grad():
         layer.weight.uniform_(-2, 2)
-        layer.bias.uniform_(-1, 1)
+        if getattr(layer, "bias", None) is not None:  # (RMSNorm has none)
+            layer.bias.uniform_(-1, 1)
         if getattr(layer, "track_running_stats", False):  # (an instance norm's, used in eval)
             layer.running_mean.uniform_(-1, 1)
             layer.running_var.uniform_(0.5, 2)
@@ -467,12 +469,14 @@ def test_normalisation_bounds_hold_every_vertex_and_narrow_with_the_box(layer):
     class Functional(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.weight, self.bias, self.eps = layer.weight, layer.bias, layer.eps
+            self.weight, self.bias, self.eps = layer.weight, getattr(layer, "bias", None), layer.eps
             self.by_layer = isinstance(layer, nn.LayerNorm)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if self.by_layer:
                 return F.layer_norm(x, (2, 3), self.weight, self.bias, eps=self.eps)
+            if isinstance(layer, nn.RMSNorm):
+                return F.rms_norm(x, layer.normalized_shape, self.weight, self.eps)
             if isinstance(layer, nn.InstanceNorm2d):
                 running = layer.track_running_stats
                 return F.instance_norm(x, layer.running_mean, layer.running_var, self.weight,

@@ -310,6 +310,8 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
         return _layer_norm(lo, hi, layer.normalized_shape, layer.weight, layer.bias, layer.eps)
     if isinstance(layer, nn.GroupNorm):
         return _group_norm(lo, hi, layer.num_groups, layer.weight, layer.bias, layer.eps)
+    if isinstance(layer, nn.RMSNorm):
+        return _rms_norm(lo, hi, layer.normalized_shape, layer.weight, layer.eps)
     if isinstance(layer, INSTANCE_NORM):
         return _instance_norm(lo, hi, layer.training or not layer.track_running_stats,
                               layer.running_mean, layer.running_var, layer.weight, layer.bias,
@@ -334,7 +336,7 @@ def _propagate(layer: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> Interval
         f"interval bounds: unsupported layer {type(layer).__name__} (supported: Linear, "
         "Conv1d-3d, ConvTranspose1d-3d, BatchNorm in eval mode, the activations "
         f"{', '.join(sorted(t.__name__ for t in QUASI_CONVEX))}, LayerNorm, GroupNorm, "
-        "InstanceNorm, LocalResponseNorm, Softplus, Threshold, GLU, Softmax, Softmax2d, Softmin, "
+        "InstanceNorm, RMSNorm, LocalResponseNorm, Softplus, Threshold, GLU, Softmax, Softmax2d, Softmin, "
         "LogSoftmax, Upsample but bicubic, and non-decreasing layers: "
         f"{', '.join(sorted(t.__name__ for t in MONOTONE))}; a module of your own is traced)"
     )
@@ -478,7 +480,7 @@ def _apply(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
         given = {**dict(zip(("beta", "threshold"), rest, strict=False)), **kwargs}
         return _Box(*_softplus(first.lo, first.hi, given.get("beta", 1.0),
                                given.get("threshold", 20.0)))  # fmt: skip
-    elif monotone and target in (F.layer_norm, F.group_norm, F.instance_norm):
+    elif monotone and target in (F.layer_norm, F.group_norm, F.instance_norm, F.rms_norm):
         return _Box(*_normalisation_node(target, first, rest, kwargs))
     elif monotone and target in SOFTMAX_FUNCTIONS:
         return _softmax_box(first, SOFTMAX_FUNCTIONS[target], rest, kwargs)
@@ -564,6 +566,13 @@ def _standardised(lo: torch.Tensor, hi: torch.Tensor, eps: float) -> Interval:
     n = lo.shape[-1]
     low = (1 - 1 / n) * lo - (hi.sum(-1, keepdim=True) - hi) / n  # d_i = x_i - mean x
     high = (1 - 1 / n) * hi - (lo.sum(-1, keepdim=True) - lo) / n
+    return _over_root_mean_square(low, high, eps)
+
+
+def _over_root_mean_square(low: torch.Tensor, high: torch.Tensor, eps: float) -> Interval:
+    """d / sqrt(mean d^2 + eps) over the last dimension for d in the box [low, high] (eq. N's
+    division): the root lies between its values at each d_i's least square (0 where its
+    interval holds 0) and at its largest, and d_i over it between the four quotients."""
     straddles = (low <= 0) & (high >= 0)
     least = torch.where(straddles, torch.zeros_like(low), torch.minimum(low**2, high**2))
     root_lo = (least.mean(-1, keepdim=True) + eps).sqrt()
@@ -584,6 +593,17 @@ def _layer_norm(lo: torch.Tensor, hi: torch.Tensor, shape: Any, weight: Any, bia
     flat = (*lo.shape[: lo.ndim - len(tuple(shape))], -1)
     low, high = _standardised(lo.reshape(flat), hi.reshape(flat), eps)
     return _affine_after(low.reshape(lo.shape), high.reshape(lo.shape), weight, bias)
+
+
+def _rms_norm(lo: torch.Tensor, hi: torch.Tensor, shape: Any, weight: Any,
+              eps: float | None) -> Interval:  # fmt: skip
+    """RMS normalisation over the last ``len(shape)`` dimensions, x / sqrt(mean x^2 + eps)
+    times gamma (eq. N without the centring; eps None: the dtype's machine epsilon, torch's
+    default)."""
+    eps = torch.finfo(lo.dtype).eps if eps is None else eps
+    flat = (*lo.shape[: lo.ndim - len(tuple(shape))], -1)
+    low, high = _over_root_mean_square(lo.reshape(flat), hi.reshape(flat), eps)
+    return _affine_after(low.reshape(lo.shape), high.reshape(lo.shape), weight, None)
 
 
 def _group_norm(lo: torch.Tensor, hi: torch.Tensor, groups: int, weight: Any, bias: Any,
@@ -694,8 +714,9 @@ def _instance_norm(lo: torch.Tensor, hi: torch.Tensor, own_statistics: bool, mea
 
 def _normalisation_node(target: Any, box: _Box, rest: tuple, kwargs: dict) -> Interval:
     """F.layer_norm(x, normalized_shape, weight, bias, eps), F.group_norm(x, num_groups,
-    weight, bias, eps) or F.instance_norm(x, running_mean, running_var, weight, bias,
-    use_input_stats, momentum, eps) of a graph on a box (eq. N)."""
+    weight, bias, eps), F.rms_norm(x, normalized_shape, weight, eps) or F.instance_norm(x,
+    running_mean, running_var, weight, bias, use_input_stats, momentum, eps) of a graph on a
+    box (eq. N)."""
     if target is F.instance_norm:
         names: tuple[str, ...] = ("running_mean", "running_var", "weight", "bias",
                                   "use_input_stats", "momentum", "eps")  # fmt: skip
@@ -704,6 +725,10 @@ def _normalisation_node(target: Any, box: _Box, rest: tuple, kwargs: dict) -> In
         return _instance_norm(box.lo, box.hi, bool(given["use_input_stats"]),
                               given.get("running_mean"), given.get("running_var"),
                               given.get("weight"), given.get("bias"), given["eps"])  # fmt: skip
+    if target is F.rms_norm:
+        given = {**dict(zip(("normalized_shape", "weight", "eps"), rest, strict=False)), **kwargs}
+        return _rms_norm(box.lo, box.hi, given["normalized_shape"], given.get("weight"),
+                         given.get("eps"))  # fmt: skip
     names = ("normalized_shape" if target is F.layer_norm else "num_groups", "weight", "bias",
              "eps")  # fmt: skip
     given = {**dict(zip(names, rest, strict=False)), **kwargs}
