@@ -4,7 +4,8 @@ become one chain whose ReLU layers carry the values used later as relu(v) - relu
 chains compute their models; on a residual network whose skipped values are non-negative the
 verdicts, minimal distances and linear certificates equal those of the same function written
 as a sequence; through two skips and a concatenation in 2-D the programs' minimal distances
-are a grid's; operations that are not affine are named."""
+are a grid's; k-means on such features is certified soundly; operations that are not affine
+are named."""
 
 from __future__ import annotations
 
@@ -14,13 +15,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advlab.attacks.evasion import KMeansPGD
+from advlab.cluster import KMeans
 from advlab.defenses import (
     ATTACKED,
     ROBUST,
     check_verifiable,
     is_certified,
     is_certified_linear,
+    kmeans_is_certified,
+    kmeans_is_certified_linear,
     linear_bound_chain,
+    verify_kmeans_linf,
     verify_linf,
 )
 from advlab.defenses.linear_relaxations import MixedActivation
@@ -239,8 +245,8 @@ def test_minimal_distances_through_two_skips_are_a_grids():
 
 
 def test_operations_that_are_not_affine_are_named_in_a_forward_with_a_skip():
-    """A product or quotient of two varying values, and a sum over an axis, are refused by
-    name."""
+    """Batch norm in training mode inside a block, a product or quotient of two varying
+    values, and a sum over an axis are refused by name."""
 
     class Product(nn.Module):
         def __init__(self) -> None:
@@ -259,9 +265,37 @@ def test_operations_that_are_not_affine_are_named_in_a_forward_with_a_skip():
             return torch.relu(self.a(x)).sum(1, keepdim=True) + x
 
     x = torch.rand(3, 4)
+    with pytest.raises(ValueError, match="BatchNorm2d in training mode"):
+        check_verifiable(_resnet().train(), torch.rand(3, 1, 6, 6))
     with pytest.raises(ValueError, match=r"not affine in its inputs, 'mul' .*skip connection"):
         check_verifiable(Product(), x)
     with pytest.raises(ValueError, match="not affine in its inputs, 'truediv'"):
         check_verifiable(Quotient(), x)
     with pytest.raises(ValueError, match="the operation 'sum'"):
         linear_bound_chain(Summed(), x)
+
+
+@pytest.mark.parametrize("make", [_Dense, _SmoothResidual], ids=["dense", "smooth residual"])
+def test_kmeans_on_the_features_of_a_forward_with_skips_is_certified_soundly(make):
+    """k-means (6 clusters, 3 classes) on the features of a forward with skip connections:
+    at eps 0.05, linear certificates hold every interval one and PGD breaks none of them; the
+    programs (piecewise-linear features) prove every linear certificate and PGD breaks no
+    input they prove robust; each side occurs."""
+    torch.manual_seed(0)
+    net = make().eval()
+    images = torch.rand(200, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        features = net(images).numpy()
+    kmeans, mapping = KMeans(6, random_state=0).fit(features), np.array([0, 1, 2, 0, 1, 2])
+    x, own = images[:20], torch.from_numpy(mapping[kmeans.predict(features[:20])])
+    given = {"mapping": mapping, "features": net}
+    interval = kmeans_is_certified(kmeans, x, 0.05, **given).numpy()
+    linear = kmeans_is_certified_linear(kmeans, x, 0.05, **given).numpy()
+    broken = KMeansPGD(kmeans, mapping, eps=0.05, max_iter=40, random_start=True, random_state=0,
+                       features=net)(x, own).success.numpy()  # fmt: skip
+    assert not (interval & ~linear).any() and not (linear & broken).any()
+    assert linear.any() and broken.any()
+    if make is _Dense:
+        robust = verify_kmeans_linf(kmeans, x, 0.05, time_limit=10, **given).status == ROBUST
+        assert not (linear & ~robust).any() and not (robust & broken).any()
+        assert robust.sum() > linear.sum()

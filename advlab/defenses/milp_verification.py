@@ -65,7 +65,7 @@ from __future__ import annotations
 import copy
 import itertools
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -633,63 +633,89 @@ class _Part:
 Round = tuple[str, nn.Module, nn.Module, SmoothActivation | None]  # (value, encoder, decoder, f)
 
 
-def _dag_steps(graph: torch.fx.GraphModule, shape: tuple[int, ...]) -> list[nn.Module]:
-    """Eq. P's steps of ``graph`` for inputs of ``shape``; ``ValueError`` naming an operation
-    it cannot take."""
+@dataclass
+class _Plan:
+    """Eq. P's plan of a graph: each varying value's level (those computed from the input), the
+    last segment that reads each, and the activations' own parts, with their encoders and
+    decoders and their smooth activations."""
+
+    level: dict[str, int] = field(default_factory=dict)
+    need: dict[str, int] = field(default_factory=dict)
+    parts: list[_Part] = field(default_factory=list)
+    coders: dict[str, tuple[nn.Module, nn.Module]] = field(default_factory=dict)
+    smooth: dict[str, SmoothActivation] = field(default_factory=dict)
+
+    def read(self, name: str, segment: int) -> None:
+        """Note that ``segment`` reads the value ``name``."""
+        self.need[name] = max(self.need.get(name, 0), segment)
+
+
+def _dag_steps(traced: torch.fx.GraphModule, shape: tuple[int, ...]) -> list[nn.Module]:
+    """Eq. P's steps of the graph ``traced`` for inputs of ``shape``; ``ValueError`` naming an
+    operation it cannot take."""
+    for node in traced.graph.nodes:  # (the user's layers, before an eval-mode copy)
+        if node.op == "call_module":
+            check_not_batch_dependent(traced.get_submodule(str(node.target)), "exact verification")
+    graph: Any = _on_cpu(traced).eval()  # (one float64 copy, which every segment shares)
     shapes = _value_shapes(graph, shape)
     nodes = _needed(graph)
-    level: dict[str, int] = {}  # (of the varying values: those computed from the input)
-    need: dict[str, int] = {}  # the last segment that reads each
-    parts: list[_Part] = []  # the activations' own parts, each in the layer of its level
-    coders: dict[str, tuple[nn.Module, nn.Module]] = {}  # (encoder, decoder) per part
-    smooth: dict[str, SmoothActivation] = {}
+    plan = _plan(graph, nodes, shapes)
+    output = nodes[-1].args[0]
+    if not isinstance(output, torch.fx.Node) or output.name not in plan.level:
+        raise ValueError("exact verification: the forward's output is not one value computed "
+                         "from its input")  # fmt: skip
+    last = plan.level[output.name]
+    layers: list[list[_Part]] = [[] for _ in range(last + 2)]  # (layer j: after segment j - 1)
+    for part in plan.parts:
+        layers[plan.level[part.node]].append(part)
+    for name, level in plan.level.items():  # (in the graph's order: the carried values)
+        for j in range(level + 1, plan.need.get(name, 0) + 1):
+            layers[j].append(_Part(name, name, (2, *shapes[name]), False))
+    varying = {name: shapes[name] for name in plan.level}
+    steps: list[nn.Module] = []
+    for j in range(last + 1):
+        affine = [n.name for n in nodes if plan.level.get(n.name) == j and n.op != "placeholder"
+                  and n.name not in plan.coders]  # fmt: skip
+        steps.append(_DagSegment(graph, varying, layers[j] if j else [], affine, layers[j + 1],
+                                 plan.coders, output.name if j == last else None))  # fmt: skip
+        if j < last:
+            steps.append(_layer_activation(layers[j + 1], plan.smooth))
+    return steps
+
+
+def _plan(graph: torch.fx.GraphModule, nodes: list[torch.fx.Node],
+          shapes: dict[str, tuple]) -> _Plan:  # fmt: skip
+    """Levels and reads of the ``nodes`` of ``graph`` (``shapes`` gains those of the values
+    inside max pooling): an affine node is at its inputs' highest level and read there; an
+    activation's rounds each one level above their input, read the segment before."""
+    plan = _Plan()
     for node in nodes:
-        inputs = [a for a in node.all_input_nodes if a.name in level]
+        inputs = [a for a in node.all_input_nodes if a.name in plan.level]
         if node.op == "placeholder":
-            level[node.name] = 0
+            plan.level[node.name] = 0
         if not inputs or _is_static(node) or node.op == "output":
             continue  # (constants, and sizes of values)
         rounds = _activation_rounds(graph, node, inputs, shapes)
-        if rounds is None or not rounds:
-            if rounds is None:
-                _check_affine(graph, node, level)
-            level[node.name] = max(level[a.name] for a in inputs)
+        if rounds is None:
+            _check_affine(graph, node, plan.level)
+        if not rounds:  # (an affine node, or max pooling over windows of one: a selection)
+            plan.level[node.name] = max(plan.level[a.name] for a in inputs)
             for a in inputs:
-                need[a.name] = max(need.get(a.name, 0), level[node.name])
+                plan.read(a.name, plan.level[node.name])
             continue
         source = inputs[0].name
         for name, encoder, decoder, f in rounds:
-            level[name] = level[source] + 1
-            need[source] = max(need.get(source, 0), level[source])
+            plan.level[name] = plan.level[source] + 1
+            plan.read(source, plan.level[source])
             with torch.no_grad():
                 pre = encoder(torch.zeros(1, *shapes[source], dtype=torch.float64))
                 shapes[name] = tuple(decoder(pre).shape[1:])
-            parts.append(_Part(name, source, tuple(pre.shape[1:]), f is not None))
-            coders[name] = (encoder, decoder)
+            plan.parts.append(_Part(name, source, tuple(pre.shape[1:]), f is not None))
+            plan.coders[name] = (encoder, decoder)
             if f is not None:
-                smooth[name] = f
+                plan.smooth[name] = f
             source = name
-    output = nodes[-1].args[0]
-    if not isinstance(output, torch.fx.Node) or output.name not in level:
-        raise ValueError("exact verification: the forward's output is not one value computed "
-                         "from its input")  # fmt: skip
-    last = level[output.name]
-    layers: list[list[_Part]] = [[] for _ in range(last + 2)]  # (layer j: after segment j - 1)
-    for part in parts:
-        layers[level[part.node]].append(part)
-    for name in level:  # (in the graph's order: the carried values)
-        for j in range(level[name] + 1, need.get(name, 0) + 1):
-            layers[j].append(_Part(name, name, (2, *shapes[name]), False))
-    varying = {name: shapes[name] for name in level}
-    steps: list[nn.Module] = []
-    for j in range(last + 1):
-        affine = [n.name for n in nodes if level.get(n.name) == j and n.op != "placeholder"
-                  and n.name not in coders]  # fmt: skip
-        steps.append(_DagSegment(graph, varying, layers[j] if j else [], affine, layers[j + 1],
-                                 coders, output.name if j == last else None))  # fmt: skip
-        if j < last:
-            steps.append(_layer_activation(layers[j + 1], smooth))
-    return steps
+    return plan
 
 
 def _needed(graph: torch.fx.GraphModule) -> list[torch.fx.Node]:
@@ -706,8 +732,8 @@ def _needed(graph: torch.fx.GraphModule) -> list[torch.fx.Node]:
 
 
 def _value_shapes(graph: torch.fx.GraphModule, shape: tuple[int, ...]) -> dict[str, tuple]:
-    """The shape of one sample of each tensor the graph computes on a zero input of ``shape``
-    (a float64 CPU copy), by node name."""
+    """The shape of one sample of each tensor the graph (float64, on the CPU) computes on a
+    zero input of ``shape``, by node name."""
     shapes: dict[str, tuple] = {}
 
     class Recorder(torch.fx.Interpreter):
@@ -718,7 +744,7 @@ def _value_shapes(graph: torch.fx.GraphModule, shape: tuple[int, ...]) -> dict[s
             return value
 
     with torch.no_grad():
-        Recorder(_on_cpu(graph).eval()).run(torch.zeros(1, *shape, dtype=torch.float64))
+        Recorder(graph).run(torch.zeros(1, *shape, dtype=torch.float64))
     return shapes
 
 
@@ -755,7 +781,6 @@ def _node_activation(graph: torch.fx.GraphModule,
     ``_MaxPool`` for an activation node, None for another node."""
     if node.op == "call_module":
         module = graph.get_submodule(str(node.target))
-        check_not_batch_dependent(module, "exact verification")
         return (RELU if isinstance(module, nn.ReLU) else
                 _layer_hinges(module) if isinstance(module, PIECEWISE_LINEAR) else
                 _max_pool(module) or smooth_layer(module))  # fmt: skip
@@ -786,7 +811,6 @@ def _check_affine(graph: torch.fx.GraphModule, node: torch.fx.Node, level: dict)
     product with one varying factor."""
     if node.op == "call_module":
         layer = graph.get_submodule(str(node.target))
-        check_not_batch_dependent(layer, "exact verification")
         if not isinstance(layer, AFFINE):
             raise _unsupported(node, "the layer")
     dropout = node.target is F.dropout and node.kwargs.get("training", True) is False
@@ -800,7 +824,8 @@ def _check_affine(graph: torch.fx.GraphModule, node: torch.fx.Node, level: dict)
     torch.fx.node.map_arg((node.args, node.kwargs), lambda a: uses.append(a))
     varying = [a for a in uses if a.name in level]
     product = node.target in (operator.mul, torch.mul)
-    if len(varying) != 1 or not (product or varying[0] is node.args[0]):
+    first = node.args[0] if node.args else None
+    if len(varying) != 1 or not (product or varying[0] is first):
         raise _unsupported(node, "an operation that is not affine in its inputs,")
     # (x * h, x * x, 1 / x, a weight computed from the input: not affine)
 
@@ -915,6 +940,8 @@ def _on_cpu(layer: nn.Module) -> nn.Module:
         model = layer.model[0]
         return _Standardise(torch.as_tensor(model.mean).detach().double().cpu(),
                             torch.as_tensor(model.std).detach().double().cpu())  # fmt: skip
+    if isinstance(layer, _DagSegment):  # (built on a float64 CPU copy, shared by the others)
+        return layer
     return copy.deepcopy(layer).double().cpu()
 
 
