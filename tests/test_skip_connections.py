@@ -132,7 +132,8 @@ NETWORKS = {
 @pytest.mark.parametrize("name", NETWORKS)
 def test_a_forward_with_skip_connections_is_a_chain_that_computes_it(name):
     """Each network's chain has one activation layer per level and computes its logits on
-    inputs and on points of either sign to float64's precision (float64 networks); linear and
+    inputs and on points of either sign to float64's precision (float64 networks; the ResNet's
+    carried block inputs, ReLUs' outputs, take one neuron each); linear and
     interval bounds of its margins are sound at sampled points of the box."""
     make, levels = NETWORKS[name]
     torch.manual_seed(0)
@@ -149,6 +150,9 @@ def test_a_forward_with_skip_connections_is_a_chain_that_computes_it(name):
         np.testing.assert_allclose(replayed, expected, rtol=0, atol=1e-10)
     if not smooth:
         assert len(check_verifiable(net, x)) == levels + 1
+    if name == "resnet":  # (the first block's input, a ReLU's output, takes one neuron; the
+        # second's strided shortcut, of either sign, two)
+        assert [len(c) for _, c in chain[:-1]] == [108, 108 + 108, 108, 36 + 2 * 36, 36]
     y = net(x).argmax(1)
     for eps in (0.01, 0.05):
         linear = is_certified_linear(net, x, y, eps)

@@ -425,19 +425,32 @@ class _MaxPool(nn.Module):
 def _with_shaped_steps(steps: list[nn.Module], shape: tuple[int, ...]) -> list[nn.Module]:
     """``steps`` with each ``_MaxPool`` replaced by its eq. M steps and each ``_Dag`` by its
     eq. P steps for the shape it gets (a zero input of ``shape`` run through the steps before
-    it, copied to the CPU in eval mode)."""
+    it, copied to the CPU in eval mode) and whether its input is known to be >= 0 (after a
+    ReLU, and steps that keep that: ``KEEP_SIGN``)."""
     probe = torch.zeros(1, *shape, dtype=torch.float64)
     resolved: list[nn.Module] = []
+    non_negative = False
     with torch.no_grad():
         for step in steps:
             if isinstance(step, _MaxPool):
                 resolved += step.steps(tuple(probe.shape[2:]))
             elif isinstance(step, _Dag):
-                resolved += step.steps(tuple(probe.shape[1:]))
+                resolved += step.steps(tuple(probe.shape[1:]), non_negative)
             else:
                 resolved.append(step)
+            non_negative = isinstance(step, nn.ReLU) or (
+                getattr(resolved[-1], "output_non_negative", False)
+                if isinstance(step, _Dag)
+                else non_negative and isinstance(step, KEEP_SIGN)
+            )
             probe = _on_cpu(step).eval()(probe)
     return resolved
+
+
+# steps after which a value >= 0 stays >= 0 (reshaping, identities, max and average pooling)
+KEEP_SIGN = (_MaxPool, nn.Flatten, nn.Unflatten, nn.Identity, *DROPOUT, nn.AvgPool1d,
+             nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+             nn.AdaptiveAvgPool3d)  # fmt: skip
 
 
 def _pair(value: Any, dims: int) -> tuple[Any, ...]:
@@ -600,34 +613,39 @@ class _Dag(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.graph(x)
 
-    def steps(self, shape: tuple[int, ...]) -> list[nn.Module]:
-        """The forward as a chain for inputs of ``shape`` (eq. P): segments of its affine
+    def steps(self, shape: tuple[int, ...], non_negative: bool = False) -> list[nn.Module]:
+        """The forward as a chain for inputs of ``shape``, known to be >= 0 where
+        ``non_negative`` (eq. P): segments of its affine
         operations, each ending in the inputs of the next layer of activations, which holds
 
             the activations whose inputs are ready (a ReLU or eq. H's hinges, a round of eq.
             M's max pooling, a smooth activation), and every value a later segment reads, as
-            v = relu(v) - relu(-v)                                                     (eq. P)
+            v = relu(v) - relu(-v), or v = relu(v) where v >= 0                        (eq. P)
 
         (the identity through a ReLU layer; the layer of a smooth activation takes these as
         ReLUs beside it, ``MixedActivation``). A value's level is the number of activation
         layers on its longest path from the input; segment j computes the affine operations of
         level j from the values of level j and those carried to it. A forward that is one chain
-        carries nothing. Exact verification and linear bounds take the chain as any other; a
-        carried value whose bounds straddle 0 costs two neurons (two binaries in the programs
-        where they are unstable)."""
-        return _dag_steps(self.graph, shape)
+        carries nothing. A value is known to be >= 0 where it is eq. H's b + sum_i c_i relu(...)
+        with b and every c_i >= 0 (a ReLU's or abs' output: a residual block's input, mostly),
+        and is carried by one neuron, stable. Exact verification and linear bounds take the
+        chain as any other; another carried value costs two neurons (two binaries in the
+        programs where its bounds straddle 0)."""
+        return _dag_steps(self.graph, shape, non_negative)
 
 
 @dataclass(frozen=True)
 class _Part:
     """One value through a layer of eq. P: ``node`` is read after the layer, from ``source``
     before it: the source's encoder gives the layer's inputs (``shape``, a sample's), and the
-    activation (ReLUs, or a smooth one where ``smooth``) and the decoder give the value."""
+    activation (ReLUs, or a smooth one where ``smooth``) and the decoder give the value; a
+    carried value's encoder and decoder are the hinges ``carried`` (eq. H)."""
 
     node: str
     source: str
     shape: tuple[int, ...]
     smooth: bool
+    carried: Hinges | None = None
 
 
 Round = tuple[str, nn.Module, nn.Module, SmoothActivation | None]  # (value, encoder, decoder, f)
@@ -644,22 +662,25 @@ class _Plan:
     parts: list[_Part] = field(default_factory=list)
     coders: dict[str, tuple[nn.Module, nn.Module]] = field(default_factory=dict)
     smooth: dict[str, SmoothActivation] = field(default_factory=dict)
+    non_negative: set[str] = field(default_factory=set)  # (b + sum_i c_i relu(...), b, c >= 0)
 
     def read(self, name: str, segment: int) -> None:
         """Note that ``segment`` reads the value ``name``."""
         self.need[name] = max(self.need.get(name, 0), segment)
 
 
-def _dag_steps(traced: torch.fx.GraphModule, shape: tuple[int, ...]) -> list[nn.Module]:
-    """Eq. P's steps of the graph ``traced`` for inputs of ``shape``; ``ValueError`` naming an
-    operation it cannot take."""
+def _dag_steps(traced: torch.fx.GraphModule, shape: tuple[int, ...],
+               non_negative: bool = False) -> list[nn.Module]:  # fmt: skip
+    """Eq. P's steps of the graph ``traced`` for inputs of ``shape`` (known to be >= 0 where
+    ``non_negative``; the last step's ``output_non_negative`` says whether its output is);
+    ``ValueError`` naming an operation it cannot take."""
     for node in traced.graph.nodes:  # (the user's layers, before an eval-mode copy)
         if node.op == "call_module":
             check_not_batch_dependent(traced.get_submodule(str(node.target)), "exact verification")
     graph: Any = _on_cpu(traced).eval()  # (one float64 copy, which every segment shares)
     shapes = _value_shapes(graph, shape)
     nodes = _needed(graph)
-    plan = _plan(graph, nodes, shapes)
+    plan = _plan(graph, nodes, shapes, non_negative)
     output = nodes[-1].args[0]
     if not isinstance(output, torch.fx.Node) or output.name not in plan.level:
         raise ValueError("exact verification: the forward's output is not one value computed "
@@ -669,22 +690,25 @@ def _dag_steps(traced: torch.fx.GraphModule, shape: tuple[int, ...]) -> list[nn.
     for part in plan.parts:
         layers[plan.level[part.node]].append(part)
     for name, level in plan.level.items():  # (in the graph's order: the carried values)
+        carried = RELU if name in plan.non_negative else IDENTITY
         for j in range(level + 1, plan.need.get(name, 0) + 1):
-            layers[j].append(_Part(name, name, (2, *shapes[name]), False))
+            layers[j].append(_Part(name, name, (len(carried[0]), *shapes[name]), False, carried))
     varying = {name: shapes[name] for name in plan.level}
     steps: list[nn.Module] = []
     for j in range(last + 1):
         affine = [n.name for n in nodes if plan.level.get(n.name) == j and n.op != "placeholder"
                   and n.name not in plan.coders]  # fmt: skip
-        steps.append(_DagSegment(graph, varying, layers[j] if j else [], affine, layers[j + 1],
-                                 plan.coders, output.name if j == last else None))  # fmt: skip
+        segment = _DagSegment(graph, varying, layers[j] if j else [], affine, layers[j + 1],
+                              plan.coders, output.name if j == last else None)  # fmt: skip
+        steps.append(segment)
         if j < last:
             steps.append(_layer_activation(layers[j + 1], plan.smooth))
+    segment.output_non_negative = output.name in plan.non_negative
     return steps
 
 
-def _plan(graph: torch.fx.GraphModule, nodes: list[torch.fx.Node],
-          shapes: dict[str, tuple]) -> _Plan:  # fmt: skip
+def _plan(graph: torch.fx.GraphModule, nodes: list[torch.fx.Node], shapes: dict[str, tuple],
+          non_negative: bool) -> _Plan:  # fmt: skip
     """Levels and reads of the ``nodes`` of ``graph`` (``shapes`` gains those of the values
     inside max pooling): an affine node is at its inputs' highest level and read there; an
     activation's rounds each one level above their input, read the segment before."""
@@ -693,6 +717,8 @@ def _plan(graph: torch.fx.GraphModule, nodes: list[torch.fx.Node],
         inputs = [a for a in node.all_input_nodes if a.name in plan.level]
         if node.op == "placeholder":
             plan.level[node.name] = 0
+            if non_negative:
+                plan.non_negative.add(node.name)
         if not inputs or _is_static(node) or node.op == "output":
             continue  # (constants, and sizes of values)
         rounds = _activation_rounds(graph, node, inputs, shapes)
@@ -714,6 +740,12 @@ def _plan(graph: torch.fx.GraphModule, nodes: list[torch.fx.Node],
             plan.coders[name] = (encoder, decoder)
             if f is not None:
                 plan.smooth[name] = f
+            if (
+                isinstance(decoder, _SumHinges)
+                and decoder.bias >= 0
+                and (decoder.weights >= 0).all()
+            ):
+                plan.non_negative.add(name)  # (a ReLU's output: carried by one ReLU, eq. P)
             source = name
     return plan
 
@@ -868,11 +900,13 @@ class _DagSegment(nn.Module):
         super().__init__()
         self.graph, self.shapes, self.before, self.after = graph, shapes, before, after
         self.affine, self.output = affine, output  # (``shapes``: the varying values')
+        self.output_non_negative = False  # (set by ``_dag_steps`` for the last segment)
 
         def coder(part: _Part, which: int) -> nn.Module:
-            if part.node != part.source:  # (an activation's own)
+            if part.carried is None:  # (an activation's own)
                 return coders[part.node][which]
-            return _Hinges(*IDENTITY[:2]) if which == 0 else _SumHinges(*IDENTITY[2:])
+            hinges = part.carried
+            return _Hinges(*hinges[:2]) if which == 0 else _SumHinges(*hinges[2:])
 
         self.decoders = nn.ModuleList([coder(part, 1) for part in before])
         self.encoders = nn.ModuleList([coder(part, 0) for part in after])
