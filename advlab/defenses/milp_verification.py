@@ -615,8 +615,8 @@ class _Dag(nn.Module):
 
     def steps(self, shape: tuple[int, ...], non_negative: bool = False) -> list[nn.Module]:
         """The forward as a chain for inputs of ``shape``, known to be >= 0 where
-        ``non_negative`` (eq. P): segments of its affine
-        operations, each ending in the inputs of the next layer of activations, which holds
+        ``non_negative`` (eq. P): segments of its affine operations, each ending in the inputs
+        of the next layer of activations, which holds
 
             the activations whose inputs are ready (a ReLU or eq. H's hinges, a round of eq.
             M's max pooling, a smooth activation), and every value a later segment reads, as
@@ -628,7 +628,7 @@ class _Dag(nn.Module):
         level j from the values of level j and those carried to it. A forward that is one chain
         carries nothing. A value is known to be >= 0 where it is eq. H's b + sum_i c_i relu(...)
         with b and every c_i >= 0 (a ReLU's or abs' output: a residual block's input, mostly),
-        and is carried by one neuron, stable. Exact verification and linear bounds take the
+        or is the input where ``non_negative``, and is carried by one neuron, stable. Exact verification and linear bounds take the
         chain as any other; another carried value costs two neurons (two binaries in the
         programs where its bounds straddle 0)."""
         return _dag_steps(self.graph, shape, non_negative)
