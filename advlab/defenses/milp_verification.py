@@ -433,17 +433,19 @@ def _with_shaped_steps(steps: list[nn.Module], shape: tuple[int, ...]) -> list[n
     with torch.no_grad():
         for step in steps:
             if isinstance(step, _MaxPool):
-                resolved += step.steps(tuple(probe.shape[2:]))
+                new = step.steps(tuple(probe.shape[2:]))
             elif isinstance(step, _Dag):
-                resolved += step.steps(tuple(probe.shape[1:]), non_negative)
+                new = step.steps(tuple(probe.shape[1:]), non_negative)
             else:
-                resolved.append(step)
+                new = [step]
+            resolved += new
             non_negative = isinstance(step, nn.ReLU) or (
-                getattr(resolved[-1], "output_non_negative", False)
+                getattr(new[-1], "output_non_negative", False)
                 if isinstance(step, _Dag)
                 else non_negative and isinstance(step, KEEP_SIGN)
             )
-            probe = _on_cpu(step).eval()(probe)
+            for each in new:  # (a forward's segments share its graph's copy: not copied again)
+                probe = _on_cpu(each).eval()(probe)
     return resolved
 
 
@@ -508,9 +510,9 @@ class _Squeeze(nn.Module):
 AFFINE_CALLS = {*RESHAPING_FUNCTIONS, *AFFINE_FUNCTIONS, F.avg_pool1d, F.avg_pool2d,
                 F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
                 F.adaptive_avg_pool3d, F.pad, F.pixel_shuffle, F.pixel_unshuffle, F.interpolate,
-                operator.getitem, operator.add, operator.sub,
-                operator.mul, operator.truediv, operator.neg, torch.add, torch.sub, torch.mul,
+                operator.getitem, operator.mul, operator.truediv, operator.neg, torch.mul,
                 torch.div}  # fmt: skip
+# (sums and differences, of a constant or of other values: ``JOINING``)
 RELU_CALLS = {F.relu, torch.relu, "relu"}
 
 
